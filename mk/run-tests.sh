@@ -1,0 +1,44 @@
+#!/bin/sh
+# Runs the test kinds named after the build folder and prints one summary.
+#   unit:        every Criterion binary under BUILD/tests (not stress/)
+#   stress:      every stress program under BUILD/tests/stress
+#   smoke:       every benchmark suite once at tiny sizes (bench/run.sh --smoke)
+#   integration: every tests/*/*.sh script (real processes, real sockets)
+# Exits non-zero if anything failed; the failures are listed at the end.
+set -u
+build=$1; shift
+failed=""
+count=0
+run() { # name, command...
+    name=$1; shift
+    count=$((count + 1))
+    printf '== %s\n' "$name"
+    if ! "$@"; then
+        failed="$failed $name"
+        printf '!! FAILED: %s\n' "$name"
+    fi
+}
+for kind in "$@"; do
+    case $kind in
+    unit)
+        for t in $(find "$build/tests" -type f -perm -u+x -name 'test_*' | sort); do
+            run "$t" "$t" --jobs 2 --short-filename
+        done ;;
+    stress)
+        for t in $(find "$build/tests/stress" -type f -perm -u+x -name 'stress_*' 2>/dev/null | sort); do
+            run "$t" "$t"
+        done ;;
+    smoke)
+        [ -f bench/run.sh ] && run "bench smoke" sh bench/run.sh "$build" smoke ;;
+    integration)
+        for t in $(find tests -name '*.sh' -path 'tests/*/*' | sort); do
+            run "$t" sh "$t" "$build"
+        done ;;
+    esac
+done
+if [ -n "$failed" ]; then
+    printf '\n%d failed:\n' "$(echo $failed | wc -w)"
+    for f in $failed; do printf '  %s\n' "$f"; done
+    exit 1
+fi
+printf '\nall %d passed\n' "$count"

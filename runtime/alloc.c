@@ -1,0 +1,62 @@
+/* runtime/alloc.c: the abort-on-OOM wrappers around the C allocator. */
+#include "runtime/alloc.h"
+
+#include "runtime/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void out_of_memory(size_t len)
+{
+    HM_LOG_ERROR("RT-OOM", "out of memory allocating %zu bytes", len);
+    abort();
+}
+
+void *hm_alloc(size_t len)
+{
+    void *p = malloc(len ? len : 1);
+    if (!p)
+        out_of_memory(len);
+    return p;
+}
+
+void *hm_calloc(size_t count, size_t len)
+{
+    void *p = calloc(count ? count : 1, len ? len : 1);
+    if (!p)
+        out_of_memory(count * len);
+    return p;
+}
+
+void *hm_realloc(void *p, size_t len)
+{
+    void *q = realloc(p, len ? len : 1);
+    if (!q)
+        out_of_memory(len);
+    return q;
+}
+
+char *hm_strdup(const char *s)
+{
+    return hm_strndup(s, strlen(s));
+}
+
+char *hm_strndup(const char *s, size_t len)
+{
+    char *d = hm_alloc(len + 1);
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+void hm_free(void *p)
+{
+    free(p);
+}
+
+void hm_assert_fail(const char *expr, const char *file, int line)
+{
+    HM_LOG_ERROR("RT-ASSERT", "assertion failed: %s at %s:%d", expr, file,
+                 line);
+    abort();
+}
