@@ -97,6 +97,14 @@ hm_testkit *hm_testkit_create(const char *name, hm_factory_fn factory,
     HM_ASSERT(hm_runtime_intern(kit->rt, name, &kit->sut) == HM_OK);
     HM_ASSERT(hm_runtime_intern(kit->rt, "test/client", &kit->client) ==
               HM_OK);
+    /* The client is where replies to hm_testkit_request() land: activate
+     * it now and let replies reach its handler as plain messages. */
+    hm_receiver r;
+    HM_ASSERT(kit_factory(kit, "test/client", &r) == HM_OK);
+    HM_ASSERT(hm_runtime_spawn(kit->rt, "test/client", &r, NULL) == HM_OK);
+    /* relaxed: the runtime is manual and single-threaded. */
+    atomic_fetch_or_explicit(&kit->client->sflags, ENT_RAWREPLY,
+                             memory_order_relaxed);
     return kit;
 }
 
