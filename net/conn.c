@@ -198,6 +198,12 @@ bool hm_conn_is_open(const hm_conn *c)
     return !atomic_load_explicit(&c->closed, memory_order_acquire);
 }
 
+size_t hm_conn_queued_len(const hm_conn *c)
+{
+    /* relaxed: a gauge. */
+    return atomic_load_explicit(&c->queued_len, memory_order_relaxed);
+}
+
 /* --------------------------------------------------------- scheduling */
 
 void hm_conn_schedule(hm_conn *c)

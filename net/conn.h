@@ -50,6 +50,10 @@ const char *hm_conn_peer(const hm_conn *c);
  * shut: writes would fail. */
 bool hm_conn_is_open(const hm_conn *c);
 
+/* Bytes written through handles and not yet handed to the socket: never
+ * more than the write-queue bound. */
+size_t hm_conn_queued_len(const hm_conn *c);
+
 /* Queues a copy of buf[0, len) (borrowed) for sending. Bytes from one thread
  * go out in call order; writes from several threads are never interleaved
  * inside one call. Errors: HM_ECLOSED, HM_EFULL (the write-queue bound; see
