@@ -368,6 +368,8 @@ static hm_err decode_suback(reader *r, mqtt_suback *s, mqtt_fault *why)
 {
     if (!read_u16(r, &s->packet_id))
         return MALFORMED(why, TRUNCATED);
+    if (s->packet_id == 0)
+        return MALFORMED(why, "[MQTT-2.3.1-7] SUBACK packet id is zero");
     s->codes.ptr = r->pos;
     s->codes.len = reader_left(r);
     if (s->codes.len == 0)
