@@ -237,7 +237,7 @@ hm_err hm_members_create(const hm_members_config *cfg, hm_members **out)
     if (!cfg->self_name || !hm_wire_name_is_valid(cfg->self_name) ||
         !cfg->self_addr || strlen(cfg->self_addr) == 0 ||
         strlen(cfg->self_addr) > HM_NODE_ADDR_MAX || cfg->self_inc == 0 ||
-        cfg->self_inc > (uint64_t)INT64_MAX)
+        cfg->self_inc > HM_WIRE_INT_MAX)
         return HM_EINVAL;
     hm_members *m = hm_calloc(1, sizeof *m);
     m->cfg = *cfg;

@@ -111,7 +111,7 @@ typedef struct hm_member_info {
 
 /* Create a table that knows only itself. `cfg` is borrowed.
  * Returns owned in `*out`. Errors: HM_EINVAL if the name or address is not
- * valid on the wire, or self_inc is 0 or not below 2^63. */
+ * valid on the wire, or self_inc is 0 or above HM_WIRE_INT_MAX. */
 hm_err hm_members_create(const hm_members_config *cfg, hm_members **out);
 
 /* Accepts NULL. Pending actions are discarded. */

@@ -114,7 +114,7 @@ static void reset_names(origin *o, uint64_t inc)
 hm_err hm_presence_create(const hm_presence_config *cfg, hm_presence **out)
 {
     if (!cfg->self_name || !hm_wire_name_is_valid(cfg->self_name) ||
-        cfg->self_inc == 0 || cfg->self_inc > (uint64_t)INT64_MAX)
+        cfg->self_inc == 0 || cfg->self_inc > HM_WIRE_INT_MAX)
         return HM_EINVAL;
     hm_presence *p = hm_calloc(1, sizeof *p);
     p->cfg = *cfg;

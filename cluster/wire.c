@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INT_MAX_WIRE ((uint64_t)INT64_MAX)
+#define INT_MAX_WIRE HM_WIRE_INT_MAX
 
 static const char *const type_names[] = {
     [HM_WIRE_HELLO] = "cl.hello",
@@ -144,7 +144,8 @@ static bool read_hex(const json_t *o, const char *key, char *dst)
 static bool read_u64(const json_t *o, const char *key, uint64_t *dst)
 {
     const json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        (uint64_t)json_integer_value(v) > HM_WIRE_INT_MAX)
         return false;
     *dst = (uint64_t)json_integer_value(v);
     return true;

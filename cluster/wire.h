@@ -28,7 +28,11 @@
 #define HM_PRES_NAME_MAX 256 /* a presence name: UTF-8 without NUL */
 #define HM_WIRE_LIST_MAX 100000 /* entries in one list, any list */
 #define HM_WIRE_HEX_MAX 64   /* nonces and proofs, as hex */
-/* Incarnations, versions and probe ids are JSON integers in 0..2^63-1. */
+/* Incarnations, versions and probe ids are JSON integers in 0..2^53-1, the
+ * range every JSON implementation holds exactly (as net/hp.h's ids). An
+ * incarnation is the wall clock in microseconds at start, so it grows from
+ * one start to the next (2^53 us is 285 years). */
+#define HM_WIRE_INT_MAX 9007199254740991ull
 
 typedef enum {
     HM_WIRE_HELLO = 1,     /* dialler -> acceptor: who I am, my nonce */

@@ -1,6 +1,8 @@
 /* tests/cluster/test_auth.c: secret files, nonces and handshake proofs. */
 #include "cluster/auth.h"
 
+#include "runtime/log.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,19 @@ static char *write_secret(const char *body, mode_t mode)
     close(fd);
     cr_assert_eq(chmod(path, mode), 0);
     return path;
+}
+
+/* Captures the id of the last log line, so refusals can be checked to be
+ * logged (and the expected ones do not clutter the test output). */
+typedef struct {
+    char id[64];
+} captured;
+
+static void capture(void *arg, hm_log_level level, const char *id,
+                    const char *line)
+{
+    captured *c = arg;
+    snprintf(c->id, sizeof c->id, "%s", id);
 }
 
 static hm_auth_secret *key(const char *k)
@@ -66,37 +81,53 @@ Test(auth, secret_file_with_trailing_newline_matches_the_bare_key)
 
 Test(auth, secret_file_readable_by_group_is_refused)
 {
+    captured log = {""};
+    hm_log_set_sink(capture, &log);
     char *path = write_secret(KEY, 0640);
     hm_auth_secret *s = NULL;
     cr_expect_eq(hm_auth_secret_load(path, &s), HM_EDENIED);
     cr_expect_null(s);
     unlink(path);
     free(path);
+    cr_expect_str_eq(log.id, "CL-SECRET-PERMS");
+    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, secret_shorter_than_minimum_is_refused)
 {
+    captured log = {""};
+    hm_log_set_sink(capture, &log);
     char *path = write_secret("short\n", 0600);
     hm_auth_secret *s = NULL;
     cr_expect_eq(hm_auth_secret_load(path, &s), HM_EINVAL);
     unlink(path);
     free(path);
+    cr_expect_str_eq(log.id, "CL-SECRET-LEN");
+    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, missing_secret_file_is_a_system_error)
 {
+    captured log = {""};
+    hm_log_set_sink(capture, &log);
     hm_auth_secret *s = NULL;
     cr_expect_eq(hm_auth_secret_load("/nonexistent/hm-secret", &s), HM_ESYS);
+    cr_expect_str_eq(log.id, "CL-SECRET-OPEN");
+    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, directory_as_secret_file_is_refused)
 {
+    captured log = {""};
+    hm_log_set_sink(capture, &log);
     char dir[] = "/tmp/hm-test-dir-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     chmod(dir, 0700);
     hm_auth_secret *s = NULL;
     cr_expect_eq(hm_auth_secret_load(dir, &s), HM_EINVAL);
     rmdir(dir);
+    cr_expect_str_eq(log.id, "CL-SECRET-NOTFILE");
+    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, nonces_differ_between_calls)
