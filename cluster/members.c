@@ -221,7 +221,7 @@ bool hm_members_is_isolated(const hm_members *m, uint64_t now_ms)
 static void apply_defaults(hm_members_config *c)
 {
     c->heartbeat_interval_ms = or_default(c->heartbeat_interval_ms, 250);
-    c->suspect_after_ms = or_default(c->suspect_after_ms, 1000);
+    c->suspect_after_ms = or_default(c->suspect_after_ms, 1500);
     c->probe_timeout_ms = or_default(c->probe_timeout_ms, 1000);
     c->round_timeout_ms = or_default(c->round_timeout_ms, 1250);
     c->probe_interval_ms = or_default(c->probe_interval_ms, 500);

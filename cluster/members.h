@@ -56,14 +56,15 @@ typedef enum {
 
 /* Every timer, in milliseconds. A zero field takes the default in
  * brackets; the defaults meet docs/cluster.md's targets (crash seen dead in
- * one round trip, a silent node in about 2 s, no false death with 5%
+ * one round trip, a silent node in about 2.5 s, a
+ * process paused for 2 s survives, no false death with 5%
  * loss and 50 ms delay). */
 typedef struct hm_members_config {
     const char *self_name; /* borrowed for the call; copied */
     const char *self_addr; /* our cluster listen address, copied */
     uint64_t self_inc;     /* our incarnation (> 0) */
     uint32_t heartbeat_interval_ms; /* heartbeat on a link idle so long [250] */
-    uint32_t suspect_after_ms;   /* silence that makes a suspect [1000] */
+    uint32_t suspect_after_ms;   /* silence that makes a suspect [1500] */
     uint32_t probe_timeout_ms;   /* an asked peer waits so long [1000] */
     uint32_t round_timeout_ms;   /* we wait for the answers so long [1250] */
     uint32_t probe_interval_ms;  /* between rounds on one suspect [500] */

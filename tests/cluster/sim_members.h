@@ -18,6 +18,7 @@
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SIM_MAX 8
@@ -48,6 +49,7 @@ typedef struct {
     char name[SIM_MAX][16], addr[SIM_MAX][32];
     uint64_t inc[SIM_MAX];
     bool crashed[SIM_MAX];
+    bool paused[SIM_MAX]; /* SIGSTOP: no ticks, input waits */
     bool linked[SIM_MAX][SIM_MAX]; /* i's driver has a link to j */
     bool cut[SIM_MAX][SIM_MAX];    /* i -> j traffic vanishes */
     uint64_t link_free_at[SIM_MAX][SIM_MAX];
@@ -237,6 +239,9 @@ static void sim_deliver(sim *s, flight *f)
             break;
         cr_assert_eq(hm_wire_decode_line(f->line, strlen(f->line), &msg),
                      HM_OK);
+        if (getenv("SIM_TRACE"))
+            cr_log_info("%llu %d->%d %s", (unsigned long long)s->now, i, j,
+                        f->line);
         cr_assert_eq(hm_members_on_message(s->node[j], s->name[i], &msg,
                                            s->now),
                      HM_OK);
@@ -267,7 +272,7 @@ static void sim_step(sim *s)
     for (;;) {
         size_t best = s->qn;
         for (size_t k = 0; k < s->qn; k++)
-            if (s->q[k].at <= s->now &&
+            if (s->q[k].at <= s->now && !s->paused[s->q[k].to] &&
                 (best == s->qn || s->q[k].at < s->q[best].at ||
                  (s->q[k].at == s->q[best].at &&
                   s->q[k].seq < s->q[best].seq)))
@@ -280,7 +285,7 @@ static void sim_step(sim *s)
         hm_free(f.line);
     }
     for (int i = 0; i < s->n; i++) {
-        if (s->crashed[i])
+        if (s->crashed[i] || s->paused[i])
             continue;
         hm_members_tick(s->node[i], s->now);
         sim_drain(s, i);

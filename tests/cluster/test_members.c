@@ -181,6 +181,21 @@ Test(members, no_false_death_in_60s_with_5pct_loss_and_50ms_delay)
     }
 }
 
+Test(members, process_paused_for_2s_is_not_declared_dead)
+{
+    sim s;
+    formed(&s, 3, NULL);
+    s.delay_ms = 5;
+    uint64_t t0 = s.now;
+    s.paused[2] = true;
+    sim_run(&s, t0 + 2000, 5);
+    s.paused[2] = false;
+    sim_run(&s, t0 + 10000, 5);
+    cr_expect_eq(sim_count(&s, HM_MEMBER_EV_DEAD), 0);
+    cr_expect(sim_all_alive(&s));
+    sim_fini(&s);
+}
+
 Test(members, two_node_cluster_sees_a_crash_through_the_refused_dial)
 {
     sim s;
@@ -338,10 +353,10 @@ Test(members, suspect_heard_again_is_alive)
     hm_members *m = table("a");
     hm_member_info info;
     cr_assert_eq(hm_members_on_link_up(m, "b", "h:2", 7, 0), HM_OK);
-    hm_members_tick(m, 1200);
+    hm_members_tick(m, 1600);
     cr_assert_eq(hm_members_get(m, "b", &info), HM_OK);
     cr_expect_eq(info.state, HM_MEMBER_SUSPECT);
-    hm_members_on_heard(m, "b", 1300);
+    hm_members_on_heard(m, "b", 1700);
     cr_assert_eq(hm_members_get(m, "b", &info), HM_OK);
     cr_expect_eq(info.state, HM_MEMBER_ALIVE);
     hm_members_destroy(m);
