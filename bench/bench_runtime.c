@@ -357,6 +357,9 @@ static hm_err fanin_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
+/* The senders are plain threads outside the runtime (docs/adr/0020), as a
+ * server's own threads would be. A refused send (HM_EFULL, only with a
+ * mailbox bound) is retried after yielding. */
 typedef struct fanin_sender {
     bench *b;
     hm_addr *sink;

@@ -180,9 +180,14 @@ echo
 load_end=$(load)
 idle_end=$(idle_pct)
 
+# Rows in the order of $scenarios (the limits print their request rows
+# while measuring pingpong), keeping each scenario's rows in run order.
 {
     printf 'scenario\tsystem\tvalue\tunit\tbetter\n'
-    cat "$tmp/all"
+    awk -F '\t' -v list="$scenarios" '
+        BEGIN { n = split(list, s, " "); for (i = 1; i <= n; i++) rank[s[i]] = i }
+        { base = $1; sub(/-.*/, "", base); printf "%d\t%s\n", rank[base], $0 }' \
+        "$tmp/all" | sort -s -t "$(printf '\t')" -k1,1n | cut -f 2-
 } >"$tsv"
 cat >"$out/runtime.machine" <<EOF
 date	$date_utc
