@@ -219,7 +219,8 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
     memset(out, 0, sizeof *out);
     for (int i = 0; i < n; i++)
         add_counters(out, &rt->workers[i].st);
-    add_counters(out, &rt->ext);
+    for (unsigned i = 0; i < HM_EXT_SHARDS; i++)
+        add_counters(out, &rt->ext[i]);
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
 }
