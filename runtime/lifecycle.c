@@ -301,7 +301,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
                               : (rt->idle_timeout_ms + 7) / 8;
     hm_dir_init(rt);
     hm_sched_init(rt);
-    hm_timers_init(&rt->timers);
+    hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
     pthread_mutex_init(&rt->timer_lock, NULL);
     init_cond_monotonic(&rt->timer_cond);
     pthread_mutex_init(&rt->idle_lock, NULL);
