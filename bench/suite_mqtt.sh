@@ -1,0 +1,250 @@
+#!/bin/sh
+# The MQTT benchmark suite: bench/suite_mqtt.sh BUILD [--smoke]
+#
+# Runs every scenario of the load generator (BUILD/bench/bench_mqtt_load)
+# against Hermes (BUILD/hermes-mqtt) and mosquitto in the same run, twice:
+# pinned (the broker on core 0 with taskset, the generator on core 1: a
+# per-core comparison, since mosquitto is single-threaded) and unpinned.
+# Each (scenario, system) gets a fresh broker on a free loopback port with
+# the same generated configuration (mosquitto also gets set_tcp_nodelay,
+# which Hermes always does), so no run inherits another's memory or
+# sessions; hermes and mosquitto alternate scenario by scenario. Writes
+# BUILD/bench/mqtt.tsv (scenario system value unit better; scenario names
+# end in -pinned or -unpinned) and prints it with bench/table.sh, between a
+# header naming the date, the machine and its load before and after, and
+# the list of anything skipped, failed or miscounted (lost, duplicated or
+# reordered deliveries, from the generator's "# " lines). mosquitto is
+# installed with mk/deps.sh if missing; if BUILD/hermes-mqtt does not exist
+# yet, the Hermes rows are skipped with a message.
+#
+# --smoke: every scenario once at tiny sizes against whichever brokers
+# exist, unpinned, checking counts (no loss, duplicate or reordering, every
+# acknowledgement, every idle connection answering PINGREQ), never timing;
+# writes no TSV and installs nothing. Part of `make test`.
+set -u
+build=${1:?usage: bench/suite_mqtt.sh BUILD [--smoke]}
+smoke=0
+[ "${2:-}" = --smoke ] && smoke=1
+throughput="qos0 qos1 qos2 fanout100 fanout1000 fanin100 topics1000"
+scenarios="$throughput latency1k latency10k storm idle10k idle100k"
+
+out=$build/bench
+gen=$out/bench_mqtt_load
+tsv=$out/mqtt.tsv
+log=$out/mqtt.log
+mkdir -p "$out"
+tmp=$(mktemp -d)
+bpid=""
+cleanup() {
+    [ -n "$bpid" ] && kill "$bpid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+status=0
+notes=""
+note() { notes="$notes$1
+"; }
+: >"$log"
+
+if [ ! -x "$gen" ]; then
+    echo "suite_mqtt: $gen is missing; run make first" >&2
+    exit 1
+fi
+
+# ------------------------------------------------------------ the brokers
+
+systems=""
+hermes=$build/hermes-mqtt
+if [ -x "$hermes" ]; then
+    systems="hermes"
+else
+    note "skipped hermes: $hermes does not exist yet (the broker, issue 5)"
+fi
+mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+if [ ! -x "$mosquitto" ] && [ $smoke = 0 ]; then
+    sh mk/deps.sh mosquitto mosquitto-clients >>"$log" 2>&1
+    mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+fi
+if [ -x "$mosquitto" ]; then
+    systems="$systems mosquitto"
+elif [ $smoke = 1 ]; then
+    note "skipped mosquitto: not installed (smoke never installs; the full run does)"
+else
+    note "skipped mosquitto: installing it failed (see $log)"
+    status=1
+fi
+
+# Both brokers and the generator need a descriptor per connection: raise
+# the soft limit as far as this process may (without CAP_SYS_RESOURCE the
+# hard limit is a ceiling nobody here can lift).
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+nofile=$(ulimit -n)
+
+# start_broker SYSTEM PIN: starts SYSTEM (under `taskset -c PIN` unless
+# PIN is empty) on a free loopback port; sets bpid and bport.
+start_broker() {
+    bsys=$1 bpin=$2
+    bport=$("$gen" --free-port)
+    conf=$tmp/$bsys.conf
+    {
+        echo "listener $bport 127.0.0.1"
+        echo "allow_anonymous true"
+        echo "max_inflight_messages 20"
+        echo "max_queued_messages 1000"
+        echo "max_connections -1"
+        [ "$bsys" = mosquitto ] && echo "set_tcp_nodelay true"
+    } >"$conf"
+    case $bsys in
+    hermes) set -- "$hermes" -c "$conf" ;;
+    mosquitto) set -- "$mosquitto" -c "$conf" ;;
+    esac
+    [ -n "$bpin" ] && set -- taskset -c "$bpin" "$@"
+    echo "== broker: $*" >>"$log"
+    "$@" >>"$log" 2>&1 &
+    bpid=$!
+    if ! "$gen" --wait-port "$bport" 2>>"$log"; then
+        stop_broker
+        return 1
+    fi
+}
+
+stop_broker() {
+    kill "$bpid" 2>/dev/null
+    wait "$bpid" 2>/dev/null
+    bpid=""
+}
+
+# run_one SYSTEM MODE SCENARIO: a fresh broker, one generator run; rows
+# go to $tmp/all, the "# " count lines to the log (and to the notes when
+# something was lost, duplicated or reordered).
+run_one() {
+    sys=$1 mode=$2 scen=$3
+    bcpu="" gpin=""
+    if [ "$mode" = pinned ]; then
+        bcpu=0
+        gpin="taskset -c 1"
+    fi
+    if ! start_broker "$sys" "$bcpu"; then
+        note "FAILED $scen-$mode on $sys: the broker did not start (see $log)"
+        status=1
+        return
+    fi
+    echo "== $scen-$mode $sys" >>"$log"
+    # shellcheck disable=SC2086
+    if ! timeout 300 $gpin "$gen" --port "$bport" --scenario "$scen" \
+        --system "$sys" --tag "-$mode" --broker-pid "$bpid" \
+        >"$tmp/out" 2>>"$log"; then
+        note "FAILED $scen-$mode on $sys (see $log)"
+        status=1
+    fi
+    stop_broker
+    cat "$tmp/out" >>"$log"
+    awk -F '\t' 'NF == 5' "$tmp/out" >>"$tmp/all"
+    awk '/^# / && / sent / && ($11 + $13 + $15 + $17 > 0) {
+        sub(/^# /, ""); print "MISCOUNTED " $0 }
+        /^# / && / held / && $5 != $11 {
+        sub(/^# /, ""); print "NOT ALL HELD " $0 }' "$tmp/out" >>"$tmp/miscount"
+    printf '.'
+}
+
+# ------------------------------------------------------------ smoke
+
+if [ $smoke = 1 ]; then
+    for sys in $systems; do
+        if ! start_broker "$sys" ""; then
+            echo "smoke mqtt: $sys did not start:"
+            tail -n 20 "$log"
+            status=1
+            continue
+        fi
+        for s in $scenarios; do
+            if ! timeout 60 "$gen" --port "$bport" --scenario "$s" \
+                --system "$sys" --broker-pid "$bpid" --smoke \
+                >"$tmp/out" 2>"$tmp/err"; then
+                echo "smoke mqtt $s on $sys FAILED:"
+                cat "$tmp/out" "$tmp/err"
+                status=1
+            fi
+            grep '^ok ' "$tmp/out" | sed 's/^/  /'
+        done
+        stop_broker
+    done
+    printf '%s' "$notes"
+    exit $status
+fi
+
+# ------------------------------------------------------------ the run
+
+load() { cut -d ' ' -f 1-3 /proc/loadavg; }
+# Percentage of CPU time idle over one second, from /proc/stat.
+idle_pct() {
+    a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
+    echo "$a
+$b" | awk '{ t = 0; for (i = 2; i <= NF; i++) t += $i; tot[NR] = t; idl[NR] = $5 + $6 }
+        END { d = tot[2] - tot[1]; if (d > 0) printf "%d", 100 * (idl[2] - idl[1]) / d; else print 100 }'
+}
+
+modes="pinned unpinned"
+if [ "$(nproc)" -lt 2 ]; then
+    modes="unpinned"
+    note "skipped the pinned runs: this machine has one core"
+fi
+run_list=$scenarios
+if [ "$nofile" -lt 100100 ]; then
+    run_list=$(echo "$scenarios" | sed 's/ idle100k//')
+    note "skipped idle100k: RLIMIT_NOFILE is $nofile here and this process cannot raise it (no CAP_SYS_RESOURCE), so no broker process on this machine can hold 100,000 connections"
+fi
+note "skipped cluster: a two-node scenario needs the broker's cluster mode, which does not exist yet"
+
+date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
+cpu=$(awk -F ': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+ncpu=$(nproc)
+load_start=$(load)
+idle_start=$(idle_pct)
+: >"$tmp/all"
+: >"$tmp/miscount"
+printf 'running the mqtt suite (%s scenarios x %s systems x %s modes) ' \
+    "$(echo $run_list | wc -w)" "$(echo $systems | wc -w)" \
+    "$(echo $modes | wc -w)"
+for mode in $modes; do
+    for s in $run_list; do
+        for sys in $systems; do
+            run_one "$sys" "$mode" "$s"
+        done
+    done
+done
+echo
+load_end=$(load)
+idle_end=$(idle_pct)
+
+{
+    printf 'scenario\tsystem\tvalue\tunit\tbetter\n'
+    cat "$tmp/all"
+} >"$tsv"
+cat >"$out/mqtt.machine" <<EOF
+date	$date_utc
+cpu	$ncpu x $cpu
+load_start	$load_start
+idle_start	$idle_start
+load_end	$load_end
+idle_end	$idle_end
+EOF
+
+busy=""
+first=${load_start%% *}
+last=${load_end%% *}
+if [ "$idle_start" -lt 85 ] || [ "$idle_end" -lt 85 ] ||
+    awk "BEGIN { exit !($first > 0.5 || $last > 0.5) }"; then
+    busy=" -- the machine was BUSY (load before or after): figures are noisy"
+fi
+echo "Hermes MQTT suite, $date_utc"
+echo "machine: nproc $ncpu, $cpu; load average $load_start before ($idle_start% idle), $load_end after ($idle_end% idle)$busy"
+echo "raw output in $log"
+echo
+sh bench/table.sh "$tsv"
+[ -s "$tmp/miscount" ] && { echo; cat "$tmp/miscount"; }
+[ -n "$notes" ] && { echo; printf '%s' "$notes"; }
+echo
+echo "results: $tsv"
+exit $status
