@@ -33,6 +33,7 @@
 #ifndef HM_APPS_MQTT_CONFIG_H
 #define HM_APPS_MQTT_CONFIG_H
 
+#include "apps/mqtt/file_error.h"
 #include "runtime/err.h"
 
 #include <stdbool.h>
@@ -70,9 +71,7 @@ typedef struct mqtt_config {
 } mqtt_config;
 
 /* A parse error: "FILE:LINE: message", or a command-line message. */
-typedef struct mqtt_config_error {
-    char text[512];
-} mqtt_config_error;
+typedef mqtt_file_error mqtt_config_error;
 
 /* Fill `c` (storage provided by the caller) with the defaults, and no
  * listener yet. */
