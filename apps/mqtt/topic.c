@@ -73,6 +73,44 @@ bool mqtt_topic_matches(const char *filter, size_t filter_len,
     }
 }
 
+static bool is_wild(const char *level, size_t len)
+{
+    return len == 1 && (level[0] == '+' || level[0] == '#');
+}
+
+bool mqtt_topic_filter_covers(const char *outer, size_t outer_len,
+                              const char *inner, size_t inner_len)
+{
+    const char *o = outer, *oend = outer + outer_len;
+    const char *i = inner, *iend = inner + inner_len;
+
+    /* A "$" topic is reachable by `inner` only through a literal first
+     * level, which a leading wildcard in `outer` does not match. */
+    if (inner_len > 0 && inner[0] == '$' &&
+        is_wild(outer, mqtt_trie_level_len(outer, oend)))
+        return false;
+    for (;;) {
+        size_t olen = mqtt_trie_level_len(o, oend);
+        size_t ilen;
+        if (olen == 1 && o[0] == '#')
+            return true; /* covers this level and everything below */
+        if (i > iend) /* inner ended: "a" is covered by "a/#" only */
+            return false;
+        ilen = mqtt_trie_level_len(i, iend);
+        if (ilen == 1 && i[0] == '#')
+            return false; /* only "#" covers "#" */
+        if (!(olen == 1 && o[0] == '+') &&
+            (is_wild(i, ilen) || olen != ilen || memcmp(o, i, olen) != 0))
+            return false;
+        o += olen + 1;
+        i += ilen + 1;
+        if (o > oend)
+            return i > iend;
+        if (i > iend)
+            return oend - o == 1 && o[0] == '#';
+    }
+}
+
 /* -------------------------------------------------------- subscriber set */
 
 typedef struct sub_set {

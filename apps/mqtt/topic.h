@@ -47,6 +47,14 @@ bool mqtt_topic_filter_is_valid(const char *s, size_t len);
 bool mqtt_topic_matches(const char *filter, size_t filter_len,
                         const char *topic, size_t topic_len);
 
+/* Whether every topic the valid filter `inner` matches is also matched by
+ * the valid filter `outer` ("a/#" covers "a/+/b" and "a"; "a/+" does not
+ * cover "a/#"). For authorising a subscription against ACL filters. A
+ * plain topic name is a filter that covers only itself. O(len). Borrows
+ * both. */
+bool mqtt_topic_filter_covers(const char *outer, size_t outer_len,
+                              const char *inner, size_t inner_len);
+
 /* ------------------------------------------------------ subscription tree */
 
 typedef struct mqtt_topic_tree mqtt_topic_tree;
