@@ -12,7 +12,6 @@
 #include "apps/mqtt/trie_impl.h"
 #include "runtime/alloc.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* ----------------------------------------------------------- validation */
@@ -327,33 +326,42 @@ static void collect(mqtt_deliveries *d, const mqtt_trie_node *n,
 static void push(mqtt_deliveries *d, size_t *top, const mqtt_trie_node *n,
                  size_t pos)
 {
-    if (*top == d->scratch_cap) {
-        d->scratch_cap = d->scratch_cap ? d->scratch_cap * 2 : 32;
-        d->scratch = hm_realloc(d->scratch,
-                                d->scratch_cap * sizeof(walk_item));
+    if ((*top + 1) * sizeof(walk_item) > d->scratch_len) {
+        d->scratch_len = d->scratch_len ? d->scratch_len * 2
+                                        : 32 * sizeof(walk_item);
+        d->scratch = hm_realloc(d->scratch, d->scratch_len);
     }
     ((walk_item *)d->scratch)[(*top)++] = (walk_item){n, pos};
 }
 
-static int by_subscriber(const void *a, const void *b)
-{
-    uint64_t x = ((const mqtt_delivery *)a)->subscriber;
-    uint64_t y = ((const mqtt_delivery *)b)->subscriber;
-    return x < y ? -1 : x > y;
-}
-
-/* One delivery per subscriber at its highest QoS [MQTT-3.3.5-1]. */
+/* One delivery per subscriber at its highest QoS [MQTT-3.3.5-1]. A hash
+ * of subscriber -> slot in `items`, built in the walk's scratch memory
+ * (the walk is over by now), makes this O(count) rather than a sort. */
 static void merge_duplicates(mqtt_deliveries *d)
 {
-    size_t w = 0;
-    qsort(d->items, d->count, sizeof *d->items, by_subscriber);
+    size_t cap = 16, w = 0;
+    size_t *slots; /* index + 1 into items; 0 = empty */
+
+    while (cap < 2 * d->count)
+        cap *= 2;
+    if (d->scratch_len < cap * sizeof(size_t)) {
+        d->scratch_len = cap * sizeof(size_t);
+        d->scratch = hm_realloc(d->scratch, d->scratch_len);
+    }
+    slots = d->scratch;
+    memset(slots, 0, cap * sizeof(size_t));
     for (size_t r = 0; r < d->count; r++) {
-        if (w > 0 && d->items[w - 1].subscriber == d->items[r].subscriber) {
-            if (d->items[r].qos > d->items[w - 1].qos)
-                d->items[w - 1].qos = d->items[r].qos;
-        } else {
-            d->items[w++] = d->items[r];
+        mqtt_delivery it = d->items[r];
+        size_t i = mix64(it.subscriber) & (cap - 1);
+        while (slots[i] && d->items[slots[i] - 1].subscriber != it.subscriber)
+            i = (i + 1) & (cap - 1);
+        if (slots[i]) {
+            if (it.qos > d->items[slots[i] - 1].qos)
+                d->items[slots[i] - 1].qos = it.qos;
+            continue;
         }
+        d->items[w] = it; /* w <= r: compacting in place is safe */
+        slots[i] = ++w;
     }
     d->count = w;
 }
