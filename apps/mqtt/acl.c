@@ -211,7 +211,8 @@ hm_err mqtt_acl_parse_string(const char *name, const char *text,
         line = nl ? nl + 1 : NULL;
     }
     hm_free(copy);
-    qsort(acl->users, acl->user_count, sizeof *acl->users, by_name);
+    if (acl->user_count > 1)
+        qsort(acl->users, acl->user_count, sizeof *acl->users, by_name);
     *out = acl;
     return HM_OK;
 }
@@ -343,8 +344,10 @@ bool mqtt_acl_check(const mqtt_acl *acl, const mqtt_acl_client *who,
     const rule_list *own = &acl->anonymous;
     if (who->username) {
         user_rules key = {(char *)who->username, {0}};
-        const user_rules *u = bsearch(&key, acl->users, acl->user_count,
-                                      sizeof *acl->users, by_name);
+        const user_rules *u =
+            acl->user_count ? bsearch(&key, acl->users, acl->user_count,
+                                      sizeof *acl->users, by_name)
+                            : NULL;
         own = u ? &u->rules : NULL;
     }
     if ((own && list_has(own, true, topic, len, access)) ||

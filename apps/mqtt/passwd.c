@@ -161,7 +161,8 @@ static void strip_eol(char *line)
 static hm_err check_duplicates(mqtt_passwd *p, const char *name,
                                mqtt_file_error *err)
 {
-    qsort(p->entries, p->count, sizeof *p->entries, by_user);
+    if (p->count > 1)
+        qsort(p->entries, p->count, sizeof *p->entries, by_user);
     for (size_t i = 1; i < p->count; i++)
         if (by_user(&p->entries[i - 1], &p->entries[i]) == 0) {
             set_error(err, "%s: user %s is listed twice", name,
@@ -294,8 +295,9 @@ hm_err mqtt_passwd_check(const mqtt_passwd *p, const char *user,
                          size_t password_len)
 {
     entry key = {.user = (char *)user, .user_len = user_len};
-    const entry *e = bsearch(&key, p->entries, p->count, sizeof *p->entries,
-                             by_user);
+    const entry *e = p->count ? bsearch(&key, p->entries, p->count,
+                                        sizeof *p->entries, by_user)
+                              : NULL;
     uint8_t got[HASH_LEN];
     bool ok;
 
