@@ -1,0 +1,377 @@
+/* runtime/lifecycle.c: creating and closing a runtime, the timer thread,
+ * timed delivery, statistics, and the deterministic manual mode.
+ *
+ * One timer thread owns the timer heap (under timer_lock) and also runs the
+ * directory sweeper between timers (docs/adr/0001 explains why a thread of
+ * its own). It moves every due timer out of the heap before sending any of
+ * them, so a send never runs under the timer lock and a periodic timer that
+ * is always due cannot spin the loop. A timer holds its receiver's address,
+ * not its activation: firing is an ordinary send, which activates the
+ * receiver again if it was deactivated meanwhile.
+ *
+ * Manual mode replaces both the workers and the timer thread with explicit
+ * calls on the caller's thread (hm_runtime_run_until_idle,
+ * hm_runtime_advance) and a clock that moves only when told to, so tests of
+ * timing-dependent behaviour are exact and never sleep. */
+#include "runtime/rt_impl.h"
+
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_IDLE_MS 60000u
+#define DEFAULT_BATCH 64u
+#define RECLAIM_PERIOD_MS 1000u
+#define FIRE_BATCH 256u
+
+/* ---------------------------------------------------------------- timers */
+
+static void fire(hm_runtime *rt, hm_timer_fire *f)
+{
+    hm_msg *m = f->msg ? f->msg : hm_msg_create(&hm_type_tick, NULL, f->tag);
+    bool system = (m->flags & MSG_SYSTEM) != 0;
+
+    HM_COUNT(rt, hm_sched_self(rt), timers_fired);
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        hm_msg_destroy(m);
+    else if (hm_rt_push(rt, f->to, m, !system) != HM_OK)
+        hm_rt_dead_letter(rt, hm_sched_self(rt), f->to, m, HM_EFULL);
+    hm_addr_release(f->to);
+}
+
+hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
+                 uint32_t period_ms, uint64_t tag, hm_timer_id *id_out)
+{
+    uint64_t deadline;
+    hm_timer_id id;
+
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    deadline = hm_rt_now_ms(rt) + delay_ms;
+    pthread_mutex_lock(&rt->timer_lock);
+    id = hm_timers_arm(&rt->timers, deadline, period_ms, hm_addr_ref(to),
+                       msg, tag);
+    if (deadline < rt->timer_wait_until)
+        pthread_cond_signal(&rt->timer_cond);
+    pthread_mutex_unlock(&rt->timer_lock);
+    if (id_out)
+        *id_out = id;
+    return HM_OK;
+}
+
+hm_err hm_runtime_send_after(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                             uint32_t delay_ms, hm_timer_id *id_out)
+{
+    return hm_rt_arm(rt, to, msg, delay_ms, 0, 0, id_out);
+}
+
+hm_err hm_runtime_send_every(hm_runtime *rt, hm_addr *to, uint32_t period_ms,
+                             uint64_t tag, hm_timer_id *id_out)
+{
+    if (period_ms == 0)
+        return HM_EINVAL;
+    return hm_rt_arm(rt, to, NULL, period_ms, period_ms, tag, id_out);
+}
+
+bool hm_runtime_cancel_timer(hm_runtime *rt, hm_timer_id id)
+{
+    hm_addr *to = NULL;
+    hm_msg *msg = NULL;
+    bool ok;
+
+    if (id == 0)
+        return false;
+    pthread_mutex_lock(&rt->timer_lock);
+    ok = hm_timers_cancel(&rt->timers, id, &to, &msg);
+    pthread_mutex_unlock(&rt->timer_lock);
+    if (ok) {
+        hm_msg_destroy(msg);
+        hm_addr_release(to);
+    }
+    return ok;
+}
+
+/* Moves up to FIRE_BATCH due timers out; caller holds timer_lock. */
+static uint32_t take_due(hm_runtime *rt, uint64_t now, hm_timer_fire *out)
+{
+    uint32_t n = 0;
+
+    while (n < FIRE_BATCH && hm_timers_pop_due(&rt->timers, now, &out[n]))
+        n++;
+    return n;
+}
+
+static void abs_time(uint64_t deadline_ms, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(deadline_ms / 1000);
+    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+}
+
+static void *timer_main(void *arg)
+{
+    hm_runtime *rt = arg;
+    hm_timer_fire fires[FIRE_BATCH];
+
+    pthread_mutex_lock(&rt->timer_lock);
+    while (!rt->timer_stop) {
+        uint64_t now = hm_clock_now_ms(), next;
+        uint32_t n;
+        struct timespec ts;
+
+        if (now >= rt->next_sweep_ms) {
+            rt->next_sweep_ms = now + rt->sweep_period_ms;
+            pthread_mutex_unlock(&rt->timer_lock);
+            hm_dir_sweep(rt);
+            pthread_mutex_lock(&rt->timer_lock);
+            continue;
+        }
+        if ((n = take_due(rt, now, fires)) > 0) {
+            pthread_mutex_unlock(&rt->timer_lock);
+            for (uint32_t i = 0; i < n; i++)
+                fire(rt, &fires[i]);
+            pthread_mutex_lock(&rt->timer_lock);
+            continue;
+        }
+        next = rt->next_sweep_ms;
+        uint64_t t;
+        if (hm_timers_next(&rt->timers, &t) && t < next)
+            next = t;
+        rt->timer_wait_until = next;
+        abs_time(next, &ts);
+        pthread_cond_timedwait(&rt->timer_cond, &rt->timer_lock, &ts);
+        rt->timer_wait_until = 0; /* awake: arming need not signal */
+    }
+    pthread_mutex_unlock(&rt->timer_lock);
+    return NULL;
+}
+
+/* ----------------------------------------------------------- manual mode */
+
+size_t hm_runtime_run_until_idle(hm_runtime *rt)
+{
+    HM_ASSERT(rt->manual);
+    return hm_sched_run_manual(rt);
+}
+
+void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
+{
+    uint64_t target = hm_rt_now_ms(rt) + ms;
+    hm_timer_fire fires[FIRE_BATCH];
+
+    HM_ASSERT(rt->manual);
+    for (;;) {
+        uint64_t next, t;
+        uint32_t n;
+
+        hm_sched_run_manual(rt);
+        pthread_mutex_lock(&rt->timer_lock);
+        next = rt->next_sweep_ms;
+        if (hm_timers_next(&rt->timers, &t) && t < next)
+            next = t;
+        if (next > target) {
+            pthread_mutex_unlock(&rt->timer_lock);
+            break;
+        }
+        if (next > hm_rt_now_ms(rt))
+            atomic_store_explicit(&rt->manual_now_ms, next,
+                                  memory_order_relaxed);
+        if (rt->next_sweep_ms <= next) {
+            rt->next_sweep_ms += rt->sweep_period_ms;
+            pthread_mutex_unlock(&rt->timer_lock);
+            hm_dir_sweep(rt);
+            continue;
+        }
+        n = take_due(rt, next, fires);
+        pthread_mutex_unlock(&rt->timer_lock);
+        for (uint32_t i = 0; i < n; i++)
+            fire(rt, &fires[i]);
+    }
+    atomic_store_explicit(&rt->manual_now_ms, target, memory_order_relaxed);
+    hm_sched_run_manual(rt);
+}
+
+/* ------------------------------------------------------------ statistics */
+
+static void add_counters(hm_runtime_stats *s, hm_counters *c)
+{
+#define LOAD(f) atomic_load_explicit(&c->f, memory_order_relaxed)
+    s->sent += LOAD(sent);
+    s->delivered += LOAD(delivered);
+    s->activations += LOAD(activations);
+    s->deactivations += LOAD(deactivations);
+    s->dead_letters += LOAD(dead_letters);
+    s->timers_fired += LOAD(timers_fired);
+    s->handler_errors += LOAD(handler_errors);
+    if (LOAD(hwm) > s->mailbox_hwm)
+        s->mailbox_hwm = LOAD(hwm);
+#undef LOAD
+}
+
+void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
+{
+    int n = rt->manual ? 1 : rt->nworkers;
+
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < n; i++)
+        add_counters(out, &rt->workers[i].st);
+    for (unsigned i = 0; i < HM_EXT_SHARDS; i++)
+        add_counters(out, &rt->ext[i]);
+    out->live = out->activations - out->deactivations;
+    out->addresses = hm_dir_count(rt);
+}
+
+hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
+{
+    struct timespec ts;
+    hm_err err = HM_OK;
+
+    if (rt->manual) {
+        hm_sched_run_manual(rt);
+        return HM_OK;
+    }
+    abs_time(hm_clock_now_ms() + timeout_ms, &ts);
+    /* seq_cst: Dekker pair with hm_rt_busy_dec(). */
+    atomic_fetch_add(&rt->idle_waiters, 1);
+    pthread_mutex_lock(&rt->idle_lock);
+    while (atomic_load(&rt->busy) != 0) {
+        if (pthread_cond_timedwait(&rt->idle_cond, &rt->idle_lock, &ts) ==
+                ETIMEDOUT &&
+            atomic_load(&rt->busy) != 0) {
+            err = HM_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rt->idle_lock);
+    atomic_fetch_sub(&rt->idle_waiters, 1);
+    return err;
+}
+
+/* -------------------------------------------------------------- create */
+
+static void init_cond_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+static hm_err start_threads(hm_runtime *rt)
+{
+    int rc;
+
+    if (rt->manual)
+        return HM_OK;
+    rc = pthread_create(&rt->timer_thread, NULL, timer_main, rt);
+    if (rc != 0) {
+        HM_LOG_ERROR("RT-THREAD", "cannot start the timer thread: %s",
+                     strerror(rc));
+        return HM_ESYS;
+    }
+    rt->timer_started = true;
+    return hm_sched_start(rt);
+}
+
+hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
+{
+    hm_runtime *rt;
+    hm_err err;
+
+    if (!cfg || cfg->threads < 0 || cfg->threads > 1024)
+        return HM_EINVAL;
+    rt = hm_calloc(1, sizeof *rt);
+    rt->cfg = *cfg;
+    rt->manual = cfg->manual;
+    rt->nworkers = cfg->threads ? cfg->threads
+                                : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (rt->nworkers < 1)
+        rt->nworkers = 1;
+    rt->batch = cfg->batch ? cfg->batch : DEFAULT_BATCH;
+    rt->idle_timeout_ms =
+        cfg->idle_timeout_ms ? cfg->idle_timeout_ms : DEFAULT_IDLE_MS;
+    rt->sweep_period_ms = rt->idle_timeout_ms == UINT32_MAX
+                              ? RECLAIM_PERIOD_MS
+                              : (rt->idle_timeout_ms + 7) / 8;
+    hm_dir_init(rt);
+    hm_sched_init(rt);
+    hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
+    pthread_mutex_init(&rt->timer_lock, NULL);
+    init_cond_monotonic(&rt->timer_cond);
+    pthread_mutex_init(&rt->idle_lock, NULL);
+    init_cond_monotonic(&rt->idle_cond);
+    pthread_mutex_init(&rt->types_lock, NULL);
+    rt->next_sweep_ms = hm_rt_now_ms(rt) + rt->sweep_period_ms;
+    hm_runtime_register_type(rt, &hm_type_error);
+    hm_runtime_register_type(rt, &hm_type_timeout);
+    hm_runtime_register_type(rt, &hm_type_tick);
+    hm_runtime_register_type(rt, &hm_type_json);
+    if ((err = start_threads(rt)) != HM_OK) {
+        hm_runtime_destroy(rt);
+        return err;
+    }
+    *out = rt;
+    return HM_OK;
+}
+
+/* --------------------------------------------------------------- close */
+
+static void close_entry(hm_runtime *rt, hm_addr *e)
+{
+    hm_ctx ctx = {.rt = rt, .w = NULL, .self = e, .deactivate = false};
+    hm_node *node;
+
+    while ((node = hm_mailbox_pop(&e->mb))) {
+        hm_msg *m = (hm_msg *)node;
+        if (m->flags & MSG_SYSTEM)
+            hm_msg_destroy(m);
+        else
+            hm_rt_dead_letter(rt, NULL, e, m, HM_ECLOSED);
+    }
+    if (e->handler)
+        hm_rt_deactivate(rt, &ctx, e, HM_DEACTIVATE_CLOSE);
+}
+
+static void stop_timer_thread(hm_runtime *rt)
+{
+    if (!rt->timer_started)
+        return;
+    pthread_mutex_lock(&rt->timer_lock);
+    rt->timer_stop = true;
+    pthread_cond_signal(&rt->timer_cond);
+    pthread_mutex_unlock(&rt->timer_lock);
+    pthread_join(rt->timer_thread, NULL);
+}
+
+void hm_runtime_destroy(hm_runtime *rt)
+{
+    hm_timer_fire f;
+
+    if (!rt)
+        return;
+    /* release: pairs with the acquire loads in the send paths. */
+    atomic_store_explicit(&rt->closing, true, memory_order_release);
+    stop_timer_thread(rt);
+    hm_sched_stop(rt);
+    hm_dir_each(rt, close_entry);
+    while (hm_timers_pop_due(&rt->timers, UINT64_MAX, &f)) {
+        hm_msg_destroy(f.msg);
+        hm_addr_release(f.to);
+    }
+    hm_dir_fini(rt);
+    hm_timers_fini(&rt->timers);
+    hm_sched_fini(rt);
+    pthread_mutex_destroy(&rt->timer_lock);
+    pthread_cond_destroy(&rt->timer_cond);
+    pthread_mutex_destroy(&rt->idle_lock);
+    pthread_cond_destroy(&rt->idle_cond);
+    pthread_mutex_destroy(&rt->types_lock);
+    hm_free(rt->types);
+    hm_free(rt);
+}

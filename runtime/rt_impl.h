@@ -1,0 +1,266 @@
+/* runtime/rt_impl.h: the layouts shared by the runtime's modules (private).
+ *
+ * No file outside runtime/ may include this header. The central object is
+ * the address entry (struct hm_addr): it is at once the interned name, the
+ * directory entry, the mailbox and, while a receiver is active, its
+ * activation (handler, state, hooks). Keeping the mailbox in the entry rather
+ * than in a separate activation object is the key decision (docs/adr/0002):
+ * every message for a name goes to one queue that one worker at a time
+ * drains, so deactivation is just another step of that worker's turn and can
+ * never race a new message. */
+#ifndef HM_RUNTIME_RT_IMPL_H
+#define HM_RUNTIME_RT_IMPL_H
+
+#include "runtime/mailbox.h"
+#include "runtime/runtime.h"
+#include "runtime/timer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+/* Message flags. */
+enum {
+    MSG_REQUEST = 1u << 0, /* from and req_id identify a requester */
+    MSG_REPLY = 1u << 1,   /* a reply (or error reply) to req_id */
+    MSG_SYSTEM = 1u << 2,  /* runtime-internal; `sys` says which */
+    MSG_REPLIED = 1u << 3, /* a request that has been answered */
+};
+
+/* System message kinds. */
+enum {
+    SYS_IDLE_CHECK = 1, /* the sweeper suspects the receiver is idle */
+    SYS_TIMEOUT,        /* request req_id timed out */
+    SYS_RETIRE,         /* deactivate now (hm_runtime_call's waiter) */
+};
+
+struct hm_msg {
+    hm_node node; /* must be first: the mailbox links messages */
+    const hm_type *type;
+    void *payload; /* owned unless NULL */
+    uint64_t arg;
+    hm_addr *from; /* a reference, or NULL */
+    uint64_t req_id;
+    uint32_t flags;
+    uint32_t sys;
+};
+
+/* Entry state bits (hm_addr.sflags). Written by the owning worker and, for
+ * IDLECHK only, set by the sweeper; all writes are atomic RMWs. */
+enum {
+    ENT_ACTIVE = 1u << 0,   /* an activation is installed */
+    ENT_PINNED = 1u << 1,   /* never idle-deactivated */
+    ENT_PENDING = 1u << 2,  /* has requests outstanding */
+    ENT_IDLECHK = 1u << 3,  /* an idle check is queued */
+    ENT_NEEDHOOK = 1u << 4, /* spawned: activate hook not run yet */
+    ENT_RAWREPLY = 1u << 5, /* replies go straight to the handler */
+};
+
+typedef struct hm_pending {
+    uint64_t req_id;
+    hm_reply_fn cont;
+    void *arg;
+    hm_timer_id timer;
+} hm_pending;
+
+typedef struct hm_pending_set {
+    uint32_t count, cap;
+    hm_pending items[];
+} hm_pending_set;
+
+struct hm_addr {
+    hm_mailbox mb;
+    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
+    _Atomic uint32_t refs;       /* handle references */
+    _Atomic uint32_t sflags;     /* ENT_* */
+    _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
+    _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
+    uint32_t hash;               /* immutable */
+    hm_addr *chain;              /* guarded by: its shard's lock */
+    /* The activation; owned by the worker running the entry. */
+    hm_handler_fn handler;
+    void *state;
+    const hm_hooks *hooks;
+    hm_pending_set *pending;
+    char name[]; /* immutable, NUL-terminated */
+};
+
+/* Per-thread counters: written only by their owner thread (relaxed load and
+ * store, no RMW), read by anyone with relaxed loads. */
+typedef struct hm_counters {
+    _Alignas(64) _Atomic uint64_t sent;
+    _Atomic uint64_t delivered, activations, deactivations;
+    _Atomic uint64_t dead_letters, timers_fired, handler_errors, hwm;
+} hm_counters;
+
+#define HM_RUNQ_SIZE 256u
+
+typedef struct hm_runq {
+    _Atomic uint32_t head; /* consumers (owner and thieves) CAS it */
+    _Atomic uint32_t tail; /* written by the owner only */
+    _Atomic(hm_addr *) slot[HM_RUNQ_SIZE];
+} hm_runq;
+
+typedef struct hm_worker {
+    hm_runtime *rt;
+    int index;
+    pthread_t thread;
+    _Atomic(hm_addr *) runnext; /* the receiver woken last by this worker */
+    hm_runq q;
+    uint32_t tick;
+    uint64_t rng;
+    hm_counters st;
+} hm_worker;
+
+#define HM_DIR_SHARDS 64u
+
+typedef struct hm_shard {
+    pthread_mutex_t lock;
+    hm_addr **buckets; /* guarded by: lock */
+    uint32_t mask;     /* guarded by: lock */
+    uint32_t count;    /* guarded by: lock */
+} hm_shard;
+
+struct hm_runtime {
+    hm_runtime_config cfg;
+    uint32_t batch;
+    uint32_t idle_timeout_ms;
+    uint32_t sweep_period_ms;
+    bool manual;
+
+    _Atomic bool closing;  /* sends fail once set */
+    _Atomic bool stopping; /* workers exit once set */
+
+    hm_shard shards[HM_DIR_SHARDS];
+
+    /* Scheduler (sched.c). */
+    int nworkers;
+    hm_worker *workers;  /* nworkers, or 1 in manual mode (not a thread) */
+    pthread_mutex_t gq_lock;
+    hm_addr **gq;        /* guarded by: gq_lock; a ring */
+    uint32_t gq_head, gq_count, gq_cap; /* guarded by: gq_lock */
+    _Atomic uint32_t gq_size;           /* mirror of gq_count for peeking */
+    pthread_mutex_t sleep_lock;
+    pthread_cond_t sleep_cond;
+    _Atomic int sleepers;
+    _Atomic int spinning;
+
+    /* Quiescence (hm_runtime_wait_idle). */
+    _Atomic int64_t busy; /* entries not parked */
+    _Atomic int idle_waiters;
+    pthread_mutex_t idle_lock;
+    pthread_cond_t idle_cond;
+
+    /* Timers and the sweeper (timer thread, or the manual clock). */
+    pthread_mutex_t timer_lock;
+    pthread_cond_t timer_cond;
+    hm_timers timers;       /* guarded by: timer_lock */
+    uint64_t next_sweep_ms; /* guarded by: timer_lock */
+    bool timer_stop;        /* guarded by: timer_lock */
+    uint64_t timer_wait_until; /* guarded by: timer_lock; 0 while awake */
+    bool timer_started;
+    pthread_t timer_thread;
+    _Atomic uint64_t manual_now_ms;
+    _Atomic uint32_t epoch; /* sweep passes so far */
+
+    _Atomic uint64_t next_req_id;
+    _Atomic uint64_t next_call_id;
+#define HM_EXT_SHARDS 16u
+    /* Events on non-worker threads: atomic RMWs on a shard picked by the
+     * thread, so threads sending at once do not share a cache line. */
+    hm_counters ext[HM_EXT_SHARDS];
+
+    pthread_mutex_t types_lock;
+    const hm_type **types; /* guarded by: types_lock */
+    size_t ntypes, types_cap;
+};
+
+struct hm_ctx {
+    hm_runtime *rt;
+    hm_worker *w; /* NULL on the closing thread */
+    hm_addr *self;
+    bool deactivate;
+};
+
+/* Counter helpers: the owner thread's relaxed increment. */
+static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+    /* relaxed: only the owner writes; readers want an estimate. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* The worker running on this thread, if it belongs to `rt`. */
+hm_worker *hm_sched_self(hm_runtime *rt);
+
+/* sched.c */
+void hm_sched_init(hm_runtime *rt);
+hm_err hm_sched_start(hm_runtime *rt);
+void hm_sched_stop(hm_runtime *rt);
+void hm_sched_fini(hm_runtime *rt);
+/* Schedules a receiver whose mailbox the caller found parked. Any thread. */
+void hm_sched_schedule(hm_runtime *rt, hm_addr *e);
+/* The owner worker puts back a receiver that still has messages. */
+void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e);
+/* Manual mode: the next scheduled receiver, or NULL. */
+hm_addr *hm_sched_take_global(hm_runtime *rt);
+
+/* runtime.c */
+void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e);
+hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded);
+void hm_rt_busy_dec(hm_runtime *rt);
+void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
+                       hm_err reason);
+uint64_t hm_rt_now_ms(hm_runtime *rt);
+/* Counts one event on `w` (owner store) or, when NULL, on the shared
+ * counters (an atomic RMW). `field` is offsetof(hm_counters, x). */
+void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field);
+#define HM_COUNT(rt, w, f) hm_rt_count((rt), (w), offsetof(hm_counters, f))
+/* Ends e's activation (hook, pending requests), inside its turn. */
+void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                      hm_deactivate_reason why);
+/* Sends with `from` (may be NULL) as the sender; as hm_runtime_send(). */
+hm_err hm_rt_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
+                       hm_msg *m);
+/* Manual mode: runs scheduled receivers on this thread until none. */
+size_t hm_sched_run_manual(hm_runtime *rt);
+/* Hands `m` to the handler of the active entry `e` (takes `m`). */
+void hm_rt_deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m);
+hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
+                   bool internal, hm_addr **out);
+
+/* directory.c */
+void hm_dir_init(hm_runtime *rt);
+void hm_dir_fini(hm_runtime *rt);
+uint32_t hm_dir_hash(const char *name, size_t len);
+hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
+/* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
+hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
+                           size_t len, uint32_t hash);
+/* One sweep pass: idle checks and reclamation. Any single thread. */
+void hm_dir_sweep(hm_runtime *rt);
+/* Calls fn on every entry; single-threaded use at close. */
+void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *));
+uint64_t hm_dir_count(hm_runtime *rt);
+/* True if the entry has not had a delivery for the idle timeout. */
+bool hm_rt_idle_expired(hm_runtime *rt, hm_addr *e);
+
+/* request.c */
+void hm_req_handle_reply(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                         hm_msg *m);
+void hm_req_handle_timeout(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                           hm_msg *m);
+void hm_req_drop_all(hm_runtime *rt, hm_addr *e);
+/* Sends an error reply for an unanswered request `m` (borrowed). */
+void hm_req_error_reply(hm_runtime *rt, hm_addr *self, hm_msg *m,
+                        hm_err code);
+
+/* timers glue (runtime.c) */
+hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
+                 uint32_t period_ms, uint64_t tag, hm_timer_id *id_out);
+
+/* msg.c */
+hm_msg *hm_msg_alloc(void);
+void hm_msg_set_from(hm_msg *m, hm_addr *from);
+
+#endif

@@ -1,0 +1,493 @@
+/* runtime/runtime.c: the runtime's life cycle, sending, and a receiver's
+ * turn on a worker: activation, delivery, failure and deactivation.
+ *
+ * A turn (hm_rt_run_entry) pops up to `batch` messages from one entry's
+ * mailbox and handles them in order on the calling worker; nothing else can
+ * run that entry meanwhile, because only the sender that found the mailbox
+ * parked schedules it and only a park ends the turn. Everything that changes
+ * an activation (the factory, hooks, become, deactivation) happens inside a
+ * turn, so none of it needs a lock and none of it can race a message.
+ * Deactivation in particular is a step of the turn, after which the next
+ * message in the same mailbox finds no activation and calls the factory:
+ * no message is lost, none is handled by two activations, and no receiver
+ * is deactivated in the middle of a message (docs/adr/0003). */
+#include "runtime/rt_impl.h"
+
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/log.h"
+
+#include <string.h>
+#include <unistd.h>
+
+
+/* ------------------------------------------------------------- counters */
+
+/* This thread's shard of the non-worker counters. */
+static unsigned ext_shard(void)
+{
+    static _Atomic unsigned next_thread;
+    static _Thread_local unsigned index_plus_one;
+
+    if (!index_plus_one)
+        /* relaxed: only spreads threads over shards. */
+        index_plus_one = atomic_fetch_add_explicit(&next_thread, 1,
+                                                   memory_order_relaxed) +
+                         1;
+    return (index_plus_one - 1) % HM_EXT_SHARDS;
+}
+
+void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
+{
+    if (w)
+        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
+    else
+        /* relaxed: a statistic; several threads may add at once. */
+        atomic_fetch_add_explicit(
+            (_Atomic uint64_t *)((char *)&rt->ext[ext_shard()] + field), 1,
+            memory_order_relaxed);
+}
+
+uint64_t hm_rt_now_ms(hm_runtime *rt)
+{
+    if (rt->manual)
+        return atomic_load_explicit(&rt->manual_now_ms, memory_order_relaxed);
+    return hm_clock_now_ms();
+}
+
+uint64_t hm_runtime_now_ms(hm_runtime *rt)
+{
+    return hm_rt_now_ms(rt);
+}
+
+void hm_rt_busy_dec(hm_runtime *rt)
+{
+    /* seq_cst: Dekker pair with hm_runtime_wait_idle(), which increments
+     * idle_waiters and then reads busy. */
+    if (atomic_fetch_sub(&rt->busy, 1) == 1 &&
+        atomic_load(&rt->idle_waiters) > 0) {
+        pthread_mutex_lock(&rt->idle_lock);
+        pthread_cond_broadcast(&rt->idle_cond);
+        pthread_mutex_unlock(&rt->idle_lock);
+    }
+}
+
+/* ---------------------------------------------------------------- sends */
+
+hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded)
+{
+    /* relaxed: the bound is advisory under concurrency (several senders
+     * may overshoot it by one each); the count itself is exact. */
+    uint32_t limit = atomic_load_explicit(&e->limit, memory_order_relaxed);
+    uint32_t q = atomic_fetch_add_explicit(&e->queued, 1,
+                                           memory_order_relaxed);
+
+    if (bounded && limit && q >= limit) {
+        atomic_fetch_sub_explicit(&e->queued, 1, memory_order_relaxed);
+        return HM_EFULL;
+    }
+    if (hm_mailbox_push(&e->mb, &m->node)) {
+        /* seq_cst: counted before the receiver can run and park. */
+        atomic_fetch_add(&rt->busy, 1);
+        hm_sched_schedule(rt, e);
+    }
+    return HM_OK;
+}
+
+static void count_sent(hm_runtime *rt)
+{
+    HM_COUNT(rt, hm_sched_self(rt), sent);
+}
+
+hm_err hm_rt_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
+                       hm_msg *m)
+{
+    hm_err err;
+
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    if (from)
+        hm_msg_set_from(m, from);
+    if ((err = hm_rt_push(rt, to, m, true)) != HM_OK) {
+        if (from)
+            hm_msg_set_from(m, NULL);
+        return err;
+    }
+    count_sent(rt);
+    return HM_OK;
+}
+
+hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg)
+{
+    return hm_rt_send_from(rt, NULL, to, msg);
+}
+
+static bool name_ok(const char *name, size_t *len_out)
+{
+    size_t len = name ? strnlen(name, HM_ADDR_MAX_LEN + 1) : 0;
+
+    if (len == 0 || len > HM_ADDR_MAX_LEN)
+        return false;
+    *len_out = len;
+    return true;
+}
+
+/* Sends by name: the lookup and the push happen under the shard lock, so
+ * the entry cannot be reclaimed in between. */
+static hm_err send_name_from(hm_runtime *rt, hm_addr *from, const char *name,
+                             hm_msg *m, bool internal)
+{
+    size_t len;
+    uint32_t h;
+    hm_shard *sh;
+    hm_err err;
+
+    if (!name_ok(name, &len) || (name[0] == '$' && !internal))
+        return HM_EINVAL;
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    if (from)
+        hm_msg_set_from(m, from);
+    h = hm_dir_hash(name, len);
+    sh = hm_dir_shard(rt, h);
+    pthread_mutex_lock(&sh->lock);
+    err = hm_rt_push(rt, hm_dir_get_locked(rt, sh, name, len, h), m, true);
+    pthread_mutex_unlock(&sh->lock);
+    if (err != HM_OK) {
+        if (from)
+            hm_msg_set_from(m, NULL);
+        return err;
+    }
+    count_sent(rt);
+    return HM_OK;
+}
+
+hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg)
+{
+    return send_name_from(rt, NULL, name, msg, false);
+}
+
+hm_err hm_ctx_send(hm_ctx *ctx, hm_addr *to, hm_msg *msg)
+{
+    return hm_rt_send_from(ctx->rt, ctx->self, to, msg);
+}
+
+hm_err hm_ctx_send_name(hm_ctx *ctx, const char *name, hm_msg *msg)
+{
+    return send_name_from(ctx->rt, ctx->self, name, msg, false);
+}
+
+static hm_err intern(hm_runtime *rt, const char *name, bool internal,
+                     hm_addr **out)
+{
+    size_t len;
+    uint32_t h;
+    hm_shard *sh;
+
+    if (!name_ok(name, &len) || (name[0] == '$' && !internal))
+        return HM_EINVAL;
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    h = hm_dir_hash(name, len);
+    sh = hm_dir_shard(rt, h);
+    pthread_mutex_lock(&sh->lock);
+    *out = hm_addr_ref(hm_dir_get_locked(rt, sh, name, len, h));
+    pthread_mutex_unlock(&sh->lock);
+    return HM_OK;
+}
+
+hm_err hm_runtime_intern(hm_runtime *rt, const char *name, hm_addr **out)
+{
+    return intern(rt, name, false, out);
+}
+
+/* ---------------------------------------------------- activation state */
+
+static void set_flags(hm_addr *e, uint32_t on, uint32_t off)
+{
+    /* relaxed: the flags are hints for the sweeper and spawn; ordering for
+     * reclamation comes from the mailbox's park/claim pair. */
+    if (on)
+        atomic_fetch_or_explicit(&e->sflags, on, memory_order_relaxed);
+    if (off)
+        atomic_fetch_and_explicit(&e->sflags, ~off, memory_order_relaxed);
+}
+
+static void stamp(hm_runtime *rt, hm_addr *e)
+{
+    /* relaxed: a coarse clock for the sweeper. */
+    atomic_store_explicit(
+        &e->last_epoch,
+        atomic_load_explicit(&rt->epoch, memory_order_relaxed),
+        memory_order_relaxed);
+}
+
+static void install(hm_runtime *rt, hm_addr *e, const hm_receiver *r)
+{
+    e->handler = r->handler;
+    e->state = r->state;
+    e->hooks = r->hooks;
+    atomic_store_explicit(&e->limit,
+                          r->mailbox_limit ? r->mailbox_limit
+                                           : rt->cfg.mailbox_limit,
+                          memory_order_relaxed);
+    set_flags(e, ENT_ACTIVE | (r->pinned ? ENT_PINNED : 0), 0);
+    stamp(rt, e);
+}
+
+
+/* Ends the activation: the hook runs (and frees the state), outstanding
+ * requests are dropped, and the entry is left with no activation. */
+void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                      hm_deactivate_reason why)
+{
+    const hm_hooks *hooks = e->hooks;
+    void *state = e->state;
+
+    e->handler = NULL;
+    e->state = NULL;
+    e->hooks = NULL;
+    hm_req_drop_all(rt, e);
+    atomic_store_explicit(&e->limit, rt->cfg.mailbox_limit,
+                          memory_order_relaxed);
+    set_flags(e, 0,
+              ENT_ACTIVE | ENT_PINNED | ENT_PENDING | ENT_NEEDHOOK |
+                  ENT_RAWREPLY);
+    if (hooks && hooks->deactivate)
+        hooks->deactivate(ctx, state, why);
+    HM_COUNT(rt, ctx->w, deactivations);
+}
+
+/* Runs a spawned receiver's activate hook; false if it refused. */
+static bool run_activate_hook(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
+{
+    hm_err err;
+
+    set_flags(e, 0, ENT_NEEDHOOK);
+    if (!e->hooks || !e->hooks->activate)
+        return true;
+    if ((err = e->hooks->activate(ctx, e->state)) == HM_OK)
+        return true;
+    HM_LOG_WARN("RT-ACTIVATE-FAIL", "%s: activate hook failed: %s", e->name,
+                hm_err_str(err));
+    hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_ERROR);
+    return false;
+}
+
+/* Activates `e` through the factory for message `m`. On false, `m` has
+ * been dead-lettered. */
+static bool activate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+{
+    hm_receiver r = {0};
+    hm_err err = HM_ENOTFOUND;
+
+    if (e->name[0] != '$' && rt->cfg.factory)
+        err = rt->cfg.factory(rt->cfg.factory_arg, e->name, &r);
+    if (err == HM_OK && !r.handler)
+        err = HM_EINVAL;
+    if (err != HM_OK) {
+        hm_rt_dead_letter(rt, ctx->w, e, m, err);
+        return false;
+    }
+    install(rt, e, &r);
+    HM_COUNT(rt, ctx->w, activations);
+    if (!run_activate_hook(rt, ctx, e)) {
+        hm_rt_dead_letter(rt, ctx->w, e, m, HM_EHANDLER);
+        return false;
+    }
+    return true;
+}
+
+void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
+                       hm_err reason)
+{
+    HM_COUNT(rt, w, dead_letters);
+    if (rt->cfg.dead_letter)
+        rt->cfg.dead_letter(rt->cfg.dead_letter_arg, e->name, m, reason);
+    else
+        HM_LOG_DEBUG("RT-DEAD-LETTER", "%s: %s message undeliverable: %s",
+                     e->name, m->type->name, hm_err_str(reason));
+    if ((m->flags & (MSG_REQUEST | MSG_REPLIED)) == MSG_REQUEST)
+        hm_req_error_reply(rt, e, m, reason);
+    hm_msg_destroy(m);
+}
+
+/* ----------------------------------------------------------------- turn */
+
+static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+{
+    hm_err err;
+
+    stamp(rt, e);
+    HM_COUNT(rt, ctx->w, delivered);
+    err = e->handler(ctx, e->state, m);
+    if (err != HM_OK) {
+        HM_COUNT(rt, ctx->w, handler_errors);
+        HM_LOG_WARN("RT-HANDLER-FAIL", "%s: handler failed on %s: %s",
+                    e->name, m->type->name, hm_err_str(err));
+        if ((m->flags & (MSG_REQUEST | MSG_REPLIED)) == MSG_REQUEST)
+            hm_req_error_reply(rt, e, m, HM_EHANDLER);
+        hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_ERROR);
+    } else if (ctx->deactivate && e->handler) {
+        hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_REQUESTED);
+    }
+    ctx->deactivate = false;
+    hm_msg_destroy(m);
+}
+
+static void handle_system(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+{
+    switch (m->sys) {
+    case SYS_IDLE_CHECK:
+        set_flags(e, 0, ENT_IDLECHK);
+        if (e->handler && !e->pending &&
+            !(atomic_load_explicit(&e->sflags, memory_order_relaxed) &
+              ENT_PINNED) &&
+            hm_rt_idle_expired(rt, e))
+            hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_IDLE);
+        break;
+    case SYS_TIMEOUT:
+        hm_req_handle_timeout(rt, ctx, e, m);
+        return; /* consumed */
+    case SYS_RETIRE:
+        if (e->handler)
+            hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_REQUESTED);
+        break;
+    }
+    hm_msg_destroy(m);
+}
+
+static void handle_one(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+{
+    if (m->flags & MSG_SYSTEM) {
+        handle_system(rt, ctx, e, m);
+        return;
+    }
+    if (m->flags & MSG_REPLY) {
+        hm_req_handle_reply(rt, ctx, e, m);
+        return;
+    }
+    if (!e->handler && !activate(rt, ctx, e, m))
+        return;
+    if ((atomic_load_explicit(&e->sflags, memory_order_relaxed) &
+         ENT_NEEDHOOK) &&
+        !run_activate_hook(rt, ctx, e)) {
+        hm_rt_dead_letter(rt, ctx->w, e, m, HM_EHANDLER);
+        return;
+    }
+    deliver(rt, ctx, e, m);
+}
+
+void hm_rt_deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+{
+    deliver(rt, ctx, e, m);
+}
+
+/* --------------------------------------------------------- the context */
+
+hm_addr *hm_ctx_self(hm_ctx *ctx)
+{
+    return ctx->self;
+}
+
+hm_runtime *hm_ctx_runtime(hm_ctx *ctx)
+{
+    return ctx->rt;
+}
+
+uint64_t hm_ctx_now_ms(hm_ctx *ctx)
+{
+    return hm_rt_now_ms(ctx->rt);
+}
+
+void hm_ctx_become(hm_ctx *ctx, hm_handler_fn handler, void *state)
+{
+    HM_ASSERT(handler != NULL);
+    ctx->self->handler = handler;
+    ctx->self->state = state;
+}
+
+void *hm_ctx_state(hm_ctx *ctx)
+{
+    return ctx->self->state;
+}
+
+void hm_ctx_deactivate(hm_ctx *ctx)
+{
+    ctx->deactivate = true;
+}
+
+void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    hm_ctx ctx = {.rt = rt, .w = w, .self = e, .deactivate = false};
+    uint32_t n = 0;
+    uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
+
+    if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
+        atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
+    while (n < rt->batch) {
+        hm_node *node = hm_mailbox_pop(&e->mb);
+        if (!node)
+            break;
+        n++;
+        handle_one(rt, &ctx, e, (hm_msg *)node);
+        if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+            /* Closing: leave the rest queued for hm_runtime_destroy(). */
+            atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+            return;
+        }
+    }
+    atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+    if (n < rt->batch && hm_mailbox_park(&e->mb)) {
+        hm_rt_busy_dec(rt);
+        return; /* parked: from here on, `e` is not ours to touch */
+    }
+    hm_sched_requeue(rt, w, e);
+}
+
+/* ---------------------------------------------------------------- spawn */
+
+hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
+                   bool internal, hm_addr **out)
+{
+    size_t len;
+    uint32_t h;
+    hm_shard *sh;
+    hm_addr *e;
+    hm_err err = HM_OK;
+
+    if (!r || !r->handler || !name_ok(name, &len) ||
+        (name[0] == '$' && !internal))
+        return HM_EINVAL;
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    h = hm_dir_hash(name, len);
+    sh = hm_dir_shard(rt, h);
+    pthread_mutex_lock(&sh->lock);
+    e = hm_dir_get_locked(rt, sh, name, len, h);
+    if (atomic_load_explicit(&e->sflags, memory_order_relaxed) & ENT_ACTIVE)
+        err = HM_EEXIST;
+    else if (!hm_mailbox_claim(&e->mb))
+        err = HM_EAGAIN; /* messages are activating it through the factory */
+    if (err == HM_OK) {
+        /* We own the entry as if we were its worker. */
+        install(rt, e, r);
+        set_flags(e, ENT_NEEDHOOK, 0);
+        if (out)
+            *out = hm_addr_ref(e);
+        HM_COUNT(rt, hm_sched_self(rt), activations);
+        if (!hm_mailbox_park(&e->mb)) {
+            atomic_fetch_add(&rt->busy, 1);
+            hm_sched_schedule(rt, e);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return err;
+}
+
+hm_err hm_runtime_spawn(hm_runtime *rt, const char *name,
+                        const hm_receiver *r, hm_addr **out)
+{
+    return hm_rt_spawn(rt, name, r, false, out);
+}

@@ -1,0 +1,462 @@
+/* runtime/sched.c: the scheduler: a fixed pool of worker threads, each with
+ * its own run queue, stealing from each other when idle.
+ *
+ * The shape follows Go's scheduler, which measured best here (see
+ * docs/adr/0001): each worker owns a bounded FIFO ring that only it appends
+ * to and that anyone may take from the front of with one CAS, so a steal
+ * grabs half of a victim's ring in O(1) CAS operations whatever the queue
+ * length (CAF 0.17's O(n) steal went quadratic when one actor spawned many).
+ * A receiver woken by a receiver goes into the waker's `runnext` slot and
+ * runs next on the same worker: a ping-pong pair or a token ring then never
+ * crosses threads, which matters on this VM where waking a sleeping thread
+ * costs 8-17 us and a hand-off between spinning threads 0.2 us. Thieves leave
+ * `runnext` alone until they have spun a while. Receivers woken from outside
+ * (timers, I/O threads, main) go to a global queue.
+ *
+ * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
+ * condition variable. A producer wakes a sleeper only when no worker is
+ * spinning and there is work beyond what the current worker will run next;
+ * the sleeper counts and the queues are checked Dekker-style through seq_cst
+ * read-modify-writes on both sides, and the signal is sent under the sleep
+ * lock, so a wake-up can never be lost. */
+#include "runtime/rt_impl.h"
+
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/log.h"
+
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SPIN_NS 200000u     /* spin this long before sleeping */
+#define GLOBAL_EVERY 61u    /* check the global queue every N turns */
+#define GQ_GRAB 32u         /* receivers moved from global per visit */
+
+static _Thread_local hm_worker *tl_worker;
+
+hm_worker *hm_sched_self(hm_runtime *rt)
+{
+    hm_worker *w = tl_worker;
+    return w && w->rt == rt ? w : NULL;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* ------------------------------------------------------------ run queue */
+
+static uint32_t runq_size(hm_runq *q)
+{
+    /* relaxed: a hint for wake-up decisions only. */
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    return t - h;
+}
+
+/* Owner only. False if the ring is full. */
+static bool runq_put(hm_runq *q, hm_addr *e)
+{
+    /* acquire: pairs with the release CAS of head by consumers, so the slot
+     * we overwrite has been read. */
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+
+    if (t - h >= HM_RUNQ_SIZE)
+        return false;
+    atomic_store_explicit(&q->slot[t % HM_RUNQ_SIZE], e, memory_order_relaxed);
+    /* release: pairs with the acquire loads of tail in runq_get() and
+     * runq_grab(): a consumer that sees the new tail sees the slot. */
+    atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+    return true;
+}
+
+/* Owner or thief: takes one from the front. */
+static hm_addr *runq_get(hm_runq *q)
+{
+    for (;;) {
+        /* acquire: pairs with the release CAS below by other consumers. */
+        uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+        /* acquire: pairs with the release store of tail in runq_put(). */
+        uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
+        hm_addr *e;
+
+        if (h == t)
+            return NULL;
+        e = atomic_load_explicit(&q->slot[h % HM_RUNQ_SIZE],
+                                 memory_order_relaxed);
+        /* acq_rel: release tells runq_put() the slot is free; acquire
+         * orders our slot read before another consumer's claim. */
+        if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return e;
+    }
+}
+
+/* Thief: takes half of the victim's ring into `buf`; returns the count. */
+static uint32_t runq_grab(hm_runq *q, hm_addr **buf)
+{
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
+        uint32_t n = t - h;
+
+        n -= n / 2;
+        if (n == 0)
+            return 0;
+        if (n > HM_RUNQ_SIZE / 2)
+            continue; /* inconsistent snapshot: the owner moved on */
+        for (uint32_t i = 0; i < n; i++)
+            buf[i] = atomic_load_explicit(&q->slot[(h + i) % HM_RUNQ_SIZE],
+                                          memory_order_relaxed);
+        /* acq_rel: as in runq_get(). */
+        if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + n,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return n;
+    }
+}
+
+static void notify(hm_runtime *rt);
+
+/* --------------------------------------------------------- global queue */
+
+static void gq_push_many(hm_runtime *rt, hm_addr **es, uint32_t n)
+{
+    pthread_mutex_lock(&rt->gq_lock);
+    if (rt->gq_count + n > rt->gq_cap) {
+        uint32_t ncap = rt->gq_cap ? rt->gq_cap : 256;
+        while (ncap < rt->gq_count + n)
+            ncap *= 2;
+        hm_addr **q = hm_alloc(ncap * sizeof *q);
+        for (uint32_t i = 0; i < rt->gq_count; i++)
+            q[i] = rt->gq[(rt->gq_head + i) % rt->gq_cap];
+        hm_free(rt->gq);
+        rt->gq = q;
+        rt->gq_cap = ncap;
+        rt->gq_head = 0;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        rt->gq[(rt->gq_head + rt->gq_count + i) % rt->gq_cap] = es[i];
+    rt->gq_count += n;
+    /* relaxed would do (the lock orders it); notify() does the pairing. */
+    atomic_store(&rt->gq_size, rt->gq_count);
+    pthread_mutex_unlock(&rt->gq_lock);
+}
+
+static void gq_push(hm_runtime *rt, hm_addr *e)
+{
+    gq_push_many(rt, &e, 1);
+}
+
+/* Takes up to `max` receivers; returns the count. */
+static uint32_t gq_take(hm_runtime *rt, hm_addr **buf, uint32_t max)
+{
+    uint32_t n;
+
+    /* relaxed: a cheap peek; the lock below is authoritative. */
+    if (atomic_load_explicit(&rt->gq_size, memory_order_relaxed) == 0)
+        return 0;
+    pthread_mutex_lock(&rt->gq_lock);
+    n = rt->gq_count < max ? rt->gq_count : max;
+    for (uint32_t i = 0; i < n; i++) {
+        buf[i] = rt->gq[rt->gq_head];
+        rt->gq_head = (rt->gq_head + 1) % rt->gq_cap;
+    }
+    rt->gq_count -= n;
+    atomic_store(&rt->gq_size, rt->gq_count);
+    pthread_mutex_unlock(&rt->gq_lock);
+    return n;
+}
+
+hm_addr *hm_sched_take_global(hm_runtime *rt)
+{
+    hm_addr *e;
+    return gq_take(rt, &e, 1) ? e : NULL;
+}
+
+/* --------------------------------------------------------------- waking */
+
+static void notify(hm_runtime *rt)
+{
+    /* seq_cst RMWs that add nothing, rather than fences (which TSan cannot
+     * check): a worker's own RMW on `spinning` (leaving) or `sleepers`
+     * (going to sleep) either comes later in that variable's modification
+     * order, reads from ours and so synchronizes with it (it will see the
+     * work we published before this call), or comes earlier, and then we
+     * read its effect here and act on it. */
+    if (atomic_fetch_add(&rt->spinning, 0) > 0)
+        return;
+    if (atomic_fetch_add(&rt->sleepers, 0) == 0)
+        return;
+    pthread_mutex_lock(&rt->sleep_lock);
+    pthread_cond_signal(&rt->sleep_cond);
+    pthread_mutex_unlock(&rt->sleep_lock);
+}
+
+static bool any_work(hm_runtime *rt)
+{
+    if (atomic_load(&rt->gq_size) > 0)
+        return true;
+    for (int i = 0; i < rt->nworkers; i++) {
+        hm_worker *v = &rt->workers[i];
+        if (runq_size(&v->q) > 0 ||
+            atomic_load_explicit(&v->runnext, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+/* The ring is full: moves half of it, plus `e`, to the global queue under
+ * one lock acquisition (as Go's runqputslow does), so a receiver that wakes
+ * thousands of others pays one lock per RUNQ_SIZE/2 of them. */
+static void spill(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    hm_addr *buf[HM_RUNQ_SIZE / 2 + 1];
+    uint32_t n = runq_grab(&w->q, buf);
+
+    buf[n++] = e;
+    gq_push_many(rt, buf, n);
+}
+
+/* Puts a receiver on worker `w`'s ring. Wakes another worker only when the
+ * ring goes from one receiver to two: one receiver is what this worker runs
+ * next anyway, and a larger ring has already had its wake-up. */
+static void put_local(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    if (!runq_put(&w->q, e)) {
+        spill(rt, w, e);
+        notify(rt);
+        return;
+    }
+    if (runq_size(&w->q) == 2)
+        notify(rt);
+}
+
+void hm_sched_schedule(hm_runtime *rt, hm_addr *e)
+{
+    hm_worker *w = hm_sched_self(rt);
+    hm_addr *old;
+
+    if (!w || rt->manual) {
+        gq_push(rt, e);
+        if (!rt->manual)
+            notify(rt);
+        return;
+    }
+    /* acq_rel: release publishes e to a thief that swaps runnext; acquire
+     * takes ownership of the displaced one. */
+    old = atomic_exchange_explicit(&w->runnext, e, memory_order_acq_rel);
+    if (old)
+        put_local(rt, w, old);
+}
+
+void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    if (rt->manual) {
+        gq_push(rt, e);
+        return;
+    }
+    put_local(rt, w, e);
+}
+
+/* -------------------------------------------------------------- workers */
+
+static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext)
+{
+    hm_addr *buf[HM_RUNQ_SIZE / 2];
+    int n = rt->nworkers;
+    int start;
+
+    w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull;
+    start = (int)((w->rng >> 33) % (uint64_t)n);
+    for (int k = 0; k < n; k++) {
+        hm_worker *v = &rt->workers[(start + k) % n];
+        uint32_t got;
+        if (v == w)
+            continue;
+        got = runq_grab(&v->q, buf);
+        if (got > 0) {
+            for (uint32_t i = 1; i < got; i++)
+                if (!runq_put(&w->q, buf[i]))
+                    gq_push(rt, buf[i]);
+            return buf[0];
+        }
+        if (take_runnext &&
+            atomic_load_explicit(&v->runnext, memory_order_relaxed)) {
+            /* acq_rel: pairs with the exchange in hm_sched_schedule(). */
+            hm_addr *e = atomic_exchange_explicit(&v->runnext, NULL,
+                                                  memory_order_acq_rel);
+            if (e)
+                return e;
+        }
+    }
+    return NULL;
+}
+
+static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
+{
+    hm_addr *buf[GQ_GRAB];
+    hm_addr *e;
+    uint32_t n;
+
+    if (++w->tick % GLOBAL_EVERY == 0 && gq_take(rt, &e, 1))
+        return e;
+    if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
+        /* acq_rel: pairs with the exchange in hm_sched_schedule(). */
+        e = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acq_rel);
+        if (e)
+            return e;
+    }
+    if ((e = runq_get(&w->q)))
+        return e;
+    n = gq_take(rt, buf, GQ_GRAB);
+    for (uint32_t i = 1; i < n; i++)
+        if (!runq_put(&w->q, buf[i]))
+            gq_push(rt, buf[i]);
+    return n ? buf[0] : NULL;
+}
+
+static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
+{
+    uint64_t start = hm_clock_now_ns();
+    hm_addr *e = NULL;
+    unsigned i = 0;
+
+    atomic_fetch_add(&rt->spinning, 1);
+    while (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+        uint64_t spun;
+        if ((e = find_local(rt, w)))
+            break;
+        spun = hm_clock_now_ns() - start;
+        if ((e = steal(rt, w, spun > SPIN_NS / 4)))
+            break;
+        if (spun > SPIN_NS)
+            break;
+        for (unsigned k = 0; k < 32; k++)
+            cpu_relax();
+        if (++i % 64 == 0)
+            sched_yield();
+    }
+    /* seq_cst RMW: pairs with the RMW on spinning in notify(). */
+    atomic_fetch_sub(&rt->spinning, 1);
+    /* If we found work and more is waiting, make sure someone looks. */
+    if (e && any_work(rt))
+        notify(rt);
+    return e;
+}
+
+static void sleep_until_work(hm_runtime *rt)
+{
+    pthread_mutex_lock(&rt->sleep_lock);
+    /* seq_cst RMW: pairs with the RMWs in notify(): either we see the
+     * producer's work below, or it sees our increment and signals under
+     * the lock, which we hold until we wait. */
+    atomic_fetch_add(&rt->sleepers, 1);
+    if (!any_work(rt) && !atomic_load(&rt->stopping))
+        pthread_cond_wait(&rt->sleep_cond, &rt->sleep_lock);
+    atomic_fetch_sub(&rt->sleepers, 1);
+    pthread_mutex_unlock(&rt->sleep_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    hm_worker *w = arg;
+    hm_runtime *rt = w->rt;
+
+    tl_worker = w;
+    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        hm_addr *e = find_local(rt, w);
+        if (!e)
+            e = steal(rt, w, false);
+        if (!e)
+            e = spin_for_work(rt, w);
+        if (!e) {
+            sleep_until_work(rt);
+            continue;
+        }
+        hm_rt_run_entry(rt, w, e);
+    }
+    tl_worker = NULL;
+    return NULL;
+}
+
+void hm_sched_init(hm_runtime *rt)
+{
+    int n = rt->manual ? 1 : rt->nworkers;
+
+    rt->workers = hm_calloc((size_t)n, sizeof *rt->workers);
+    for (int i = 0; i < n; i++) {
+        hm_worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->index = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+        atomic_init(&w->runnext, NULL);
+        atomic_init(&w->q.head, 0);
+        atomic_init(&w->q.tail, 0);
+    }
+    pthread_mutex_init(&rt->gq_lock, NULL);
+    pthread_mutex_init(&rt->sleep_lock, NULL);
+    pthread_cond_init(&rt->sleep_cond, NULL);
+}
+
+hm_err hm_sched_start(hm_runtime *rt)
+{
+    if (rt->manual)
+        return HM_OK;
+    for (int i = 0; i < rt->nworkers; i++) {
+        int rc = pthread_create(&rt->workers[i].thread, NULL, worker_main,
+                                &rt->workers[i]);
+        if (rc != 0) {
+            HM_LOG_ERROR("RT-THREAD", "cannot start worker %d: %s", i,
+                         strerror(rc));
+            rt->nworkers = i; /* stop joins only what started */
+            return HM_ESYS;
+        }
+    }
+    return HM_OK;
+}
+
+void hm_sched_stop(hm_runtime *rt)
+{
+    /* release: pairs with the acquire load in worker_main(). */
+    atomic_store_explicit(&rt->stopping, true, memory_order_release);
+    if (rt->manual)
+        return;
+    pthread_mutex_lock(&rt->sleep_lock);
+    pthread_cond_broadcast(&rt->sleep_cond);
+    pthread_mutex_unlock(&rt->sleep_lock);
+    for (int i = 0; i < rt->nworkers; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+}
+
+void hm_sched_fini(hm_runtime *rt)
+{
+    hm_free(rt->gq);
+    hm_free(rt->workers);
+    pthread_mutex_destroy(&rt->gq_lock);
+    pthread_mutex_destroy(&rt->sleep_lock);
+    pthread_cond_destroy(&rt->sleep_cond);
+}
+
+size_t hm_sched_run_manual(hm_runtime *rt)
+{
+    hm_worker *w = &rt->workers[0];
+    hm_worker *saved = tl_worker;
+    uint64_t before = atomic_load_explicit(&w->st.delivered,
+                                           memory_order_relaxed);
+    hm_addr *e;
+
+    tl_worker = w;
+    while ((e = hm_sched_take_global(rt)))
+        hm_rt_run_entry(rt, w, e);
+    tl_worker = saved;
+    return (size_t)(atomic_load_explicit(&w->st.delivered,
+                                         memory_order_relaxed) -
+                    before);
+}
