@@ -12,6 +12,7 @@
 #ifndef HM_APPS_MQTT_BROKER_H
 #define HM_APPS_MQTT_BROKER_H
 
+#include "apps/mqtt/config.h"
 #include "runtime/err.h"
 
 #include <stdbool.h>
@@ -22,14 +23,21 @@ typedef struct mqtt_broker mqtt_broker;
 
 /* Every field's zero value means its default (in parentheses). */
 typedef struct mqtt_broker_config {
-    const char *host;           /* address to listen on ("::": all) */
+    /* Listeners (borrowed for the call), or none: then one MQTT listener
+     * on `host` and `port`. */
+    const mqtt_listener_config *listeners;
+    size_t listener_count;
+    const char *host;           /* address to listen on (NULL: all) */
     int port;                   /* (1883); -1: an ephemeral port */
+    bool anonymous_denied;      /* CONNECT without a user name: 0x05 */
+    const char *password_file;  /* mosquitto_passwd format (none) */
+    const char *acl_file;       /* mosquitto ACL format (none: all allowed) */
     int threads;                /* runtime workers (one per core) */
     int io_threads;             /* net I/O threads (1) */
-    uint32_t max_inflight;      /* QoS 1/2 messages in flight per client (20) */
-    uint32_t max_queued;        /* QoS 1/2 messages queued per client (1000) */
+    uint32_t max_inflight;      /* QoS 1/2 in flight per client (20) */
+    uint32_t max_queued;        /* QoS 1/2 queued per client (1000) */
     bool unlimited_queue;       /* max_queued is ignored: no bound */
-    size_t max_packet_len;      /* largest packet accepted (16 MiB) */
+    size_t max_packet_len;      /* largest packet (protocol maximum) */
     uint16_t max_keepalive_s;   /* a larger keepalive is lowered to it (none) */
     uint32_t connect_timeout_ms; /* first packet must arrive by then (10 s) */
     uint32_t max_connections;   /* refused beyond it (no limit) */
@@ -45,6 +53,10 @@ typedef struct mqtt_broker_config {
 hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out);
 /* The bound port. */
 int mqtt_broker_port(const mqtt_broker *b);
+/* Reads the password and ACL files again (SIGHUP). On an error the old
+ * ones stay in force and the error is logged. Call from outside the
+ * runtime. Errors: those of mqtt_passwd_load() and mqtt_acl_load(). */
+hm_err mqtt_broker_reload(mqtt_broker *b);
 /* Stops accepting and closes every client. Idempotent. */
 void mqtt_broker_stop(mqtt_broker *b);
 /* Stops if needed and frees everything. Accepts NULL. */

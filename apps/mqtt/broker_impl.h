@@ -9,8 +9,10 @@
 #ifndef HM_APPS_MQTT_BROKER_IMPL_H
 #define HM_APPS_MQTT_BROKER_IMPL_H
 
+#include "apps/mqtt/acl.h"
 #include "apps/mqtt/broker.h"
 #include "apps/mqtt/codec.h"
+#include "apps/mqtt/passwd.h"
 #include "apps/mqtt/retain.h"
 #include "apps/mqtt/topic.h"
 #include "net/conn.h"
@@ -24,21 +26,33 @@
 #define MQTT_SESSION_PREFIX "mqtt/session/"
 #define MQTT_SYS_NAME "mqtt/sys"
 
-struct mqtt_broker {
-    mqtt_broker_config cfg; /* defaults filled in; host owned */
-    char *host;
-    hm_runtime *rt;
-    hm_net *net;
+/* One listening socket; the accept callback's argument. */
+typedef struct mqtt_endpoint {
+    mqtt_broker *b;
+    bool ws; /* MQTT over WebSocket */
     hm_listener *listener;
     int port;
+} mqtt_endpoint;
+
+struct mqtt_broker {
+    mqtt_broker_config cfg; /* defaults filled in; strings owned below */
+    char *host, *password_file, *acl_file;
+    hm_runtime *rt;
+    hm_net *net;
+    mqtt_endpoint *endpoints;
+    size_t endpoint_count;
     mqtt_limits limits;
-    hm_framer framer;  /* the MQTT framer, as net plugs it in */
+    hm_framer framer;    /* the MQTT framer, as net plugs it in */
+    hm_framer ws_framer; /* WebSocket: every read's bytes as they come */
     uint64_t start_ms; /* hm_runtime_now_ms() at creation */
     bool stopped;      /* main thread only */
     pthread_rwlock_t tree_lock;
     mqtt_topic_tree *tree; /* guarded by: tree_lock */
     pthread_rwlock_t retain_lock;
     mqtt_retain_store *retained; /* guarded by: retain_lock */
+    pthread_rwlock_t auth_lock;  /* swapped whole on SIGHUP (ADR 0050) */
+    mqtt_passwd *passwd;         /* guarded by: auth_lock; NULL: none */
+    mqtt_acl *acl;               /* guarded by: auth_lock; NULL: none */
     /* Counters, all relaxed: each is a statistic, read only for $SYS and
      * the connection limit, and orders nothing else. */
     _Atomic uint64_t conns_open;  /* connection receivers alive */
@@ -79,7 +93,9 @@ void mqtt_pub_release(void *p);
 extern const hm_type mqtt_attach_type;
 typedef struct mqtt_attach {
     hm_conn *conn;
+    bool ws;        /* packets go out in WebSocket frames */
     bool clean;
+    char *username; /* owned, or NULL (anonymous) */
 } mqtt_attach;
 /* session -> conn: CONNACK was written. arg: session present. Payload: the
  * session's inbound QoS 2 ids (an owned mqtt_pidset). */
@@ -112,12 +128,24 @@ extern const hm_type mqtt_deliver_type;
 void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
                        mqtt_pub *pub, bool retain);
 
-/* Encodes `p` (borrowed) and queues it on `c`. Errors: those of
- * hm_conn_write_take(), HM_EINVAL if it cannot be encoded. */
-hm_err mqtt_write_packet(hm_conn *c, const mqtt_packet *p);
+/* Encodes `p` (borrowed) and queues it on `c`, in one binary WebSocket
+ * frame when `ws`. Errors: those of hm_conn_write_take(), HM_EINVAL if it
+ * cannot be encoded. */
+hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p);
 
-/* The connection receiver: state for connection `conn_id`. Returns owned. */
-void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id);
+/* The CONNACK code for `k`'s credentials (borrowed): 0 to accept, 0x04
+ * (wrong user name or password) or 0x05 (anonymous, not allowed).
+ * Thread-safe. */
+int mqtt_broker_authenticate(mqtt_broker *b, const mqtt_connect *k);
+/* Whether the ACL lets `who` (borrowed) do `access` on `topic`
+ * (borrowed). True when no ACL file is configured. Thread-safe. */
+bool mqtt_broker_allows(mqtt_broker *b, const mqtt_acl_client *who,
+                        mqtt_acl_access access, const char *topic,
+                        size_t len);
+
+/* The connection receiver: state for connection `conn_id`, speaking MQTT
+ * over WebSocket when `ws`. Returns owned. */
+void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id, bool ws);
 void mqtt_conn_state_destroy(void *state);
 hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg);
 extern const hm_hooks mqtt_conn_hooks;

@@ -17,7 +17,9 @@
  * published at the moment the broker decides to close for any reason
  * other than DISCONNECT, or when the network closes first. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/framer.h"
 #include "apps/mqtt/inflight.h"
+#include "apps/mqtt/ws.h"
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -34,6 +36,8 @@ typedef enum {
 
 /* Timer messages: arg says which. */
 enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2 };
+/* Bytes of frames a client may send along with its upgrade request. */
+#define WS_SLACK_LEN (64u * 1024u)
 static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
 
 typedef struct mqtt_conn {
@@ -42,6 +46,16 @@ typedef struct mqtt_conn {
     hm_conn *conn;      /* from "net.opened" */
     hm_addr *session;   /* "mqtt/session/<client id>" once CONNECTed */
     char *client_id;
+    char *username;     /* NULL: anonymous */
+    /* MQTT over WebSocket: net delivers bytes as they come; the upgrade
+     * request is gathered in `ws_head`, then frames go through `wsd` and
+     * the MQTT bytes they carry through `mf`, which cuts packets. */
+    bool ws;
+    bool ws_open;       /* the upgrade was answered with 101 */
+    uint8_t *ws_head;
+    size_t ws_head_len;
+    mqtt_ws_decoder *wsd;
+    mqtt_framer *mf;
     conn_phase phase;
     bool waiting;       /* the session is handling a forwarded packet */
     bool net_closed;    /* "net.closed" came while waiting; see on_closed */
@@ -57,12 +71,13 @@ typedef struct mqtt_conn {
     mqtt_deliveries deliveries; /* routing scratch */
 } mqtt_conn;
 
-void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id)
+void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id, bool ws)
 {
     mqtt_conn *c = hm_calloc(1, sizeof *c);
 
     c->b = b;
     c->id = conn_id;
+    c->ws = ws;
     mqtt_deliveries_init(&c->deliveries);
     /* relaxed: a statistic (see broker_impl.h). */
     atomic_fetch_add_explicit(&b->conns_open, 1, memory_order_relaxed);
@@ -91,6 +106,10 @@ void mqtt_conn_state_destroy(void *state)
     hm_addr_release(c->session);
     hm_conn_release(c->conn);
     hm_free(c->client_id);
+    hm_free(c->username);
+    hm_free(c->ws_head);
+    mqtt_ws_decoder_destroy(c->wsd);
+    mqtt_framer_destroy(c->mf);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&c->b->conns_open, 1, memory_order_relaxed);
     hm_free(c);
@@ -107,10 +126,24 @@ const hm_hooks mqtt_conn_hooks = {.deactivate = conn_deactivate};
 
 /* ------------------------------------------------------------ closing */
 
+static bool allows(mqtt_conn *c, mqtt_acl_access access, const char *topic,
+                   size_t len)
+{
+    mqtt_acl_client who = {.client_id = c->client_id,
+                           .username = c->username};
+
+    return mqtt_broker_allows(c->b, &who, access, topic, len);
+}
+
 static void publish_will(hm_ctx *ctx, mqtt_conn *c)
 {
     if (!c->will)
         return;
+    if (!allows(c, MQTT_ACL_WRITE, c->will->topic, c->will->topic_len)) {
+        mqtt_pub_release(c->will);
+        c->will = NULL;
+        return;
+    }
     HM_LOG_DEBUG("MQTT-WILL", "client %s: publishing its will on %s",
                  c->client_id, c->will->topic);
     mqtt_broker_route(c->b, ctx, &c->deliveries, c->will, c->will_retain);
@@ -217,7 +250,7 @@ static void write_ack(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
 {
     mqtt_packet p = {.type = type, .u.packet_id = pid};
 
-    if (mqtt_write_packet(c->conn, &p) != HM_OK)
+    if (mqtt_write_packet(c->conn, c->ws, &p) != HM_OK)
         close_conn(ctx, c, "write failed", true);
 }
 
@@ -229,7 +262,7 @@ static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code,
 
     HM_LOG_INFO("MQTT-CONNECT-REFUSED", "connection %llu: CONNACK %d: %s",
                 (unsigned long long)c->id, code, why);
-    mqtt_write_packet(c->conn, &p);
+    mqtt_write_packet(c->conn, c->ws, &p);
     close_conn(ctx, c, why, false);
 }
 
@@ -248,6 +281,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     char name[HM_ADDR_MAX_LEN + 1];
     uint32_t ka_s = k->keepalive_s;
     mqtt_attach *a;
+    int code;
 
     if (k->client_id.len > 0)
         c->client_id = hm_strndup((const char *)k->client_id.ptr,
@@ -266,6 +300,13 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
         refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
         return;
     }
+    if ((code = mqtt_broker_authenticate(c->b, k)) != 0) {
+        refuse_connect(ctx, c, code, "not authorised");
+        return;
+    }
+    if (k->has_username)
+        c->username = hm_strndup((const char *)k->username.ptr,
+                                 k->username.len);
     take_will(c, k);
     if (c->b->cfg.max_keepalive_s && ka_s > c->b->cfg.max_keepalive_s)
         ka_s = c->b->cfg.max_keepalive_s;
@@ -278,7 +319,9 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
                   &c->keepalive_timer);
     a = hm_alloc(sizeof *a);
     a->conn = hm_conn_ref(c->conn);
+    a->ws = c->ws;
     a->clean = k->clean_session;
+    a->username = c->username ? hm_strdup(c->username) : NULL;
     c->phase = CONN_ATTACHING;
     c->waiting = true; /* until "mqtt.attached" */
     HM_LOG_DEBUG("MQTT-CONNECT", "connection %llu: client %s, clean %d, "
@@ -298,11 +341,19 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
         write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
         return;
     }
-    /* Forwarded with RETAIN=0 whatever the flag was [MQTT-3.3.1-9]. */
-    pub = mqtt_pub_create(p->topic.ptr, p->topic.len, p->payload.ptr,
-                          p->payload.len, p->qos, false);
-    mqtt_broker_route(c->b, ctx, &c->deliveries, pub, p->retain);
-    mqtt_pub_release(pub);
+    if (!allows(c, MQTT_ACL_WRITE, (const char *)p->topic.ptr,
+                p->topic.len)) {
+        /* Acknowledged all the same, as mosquitto does: the client cannot
+         * tell a refused publish from one nobody subscribed to. */
+        HM_LOG_DEBUG("MQTT-ACL-DENY", "client %s may not publish to %.*s",
+                     c->client_id, (int)p->topic.len, p->topic.ptr);
+    } else {
+        /* Forwarded with RETAIN=0 whatever the flag was [MQTT-3.3.1-9]. */
+        pub = mqtt_pub_create(p->topic.ptr, p->topic.len, p->payload.ptr,
+                              p->payload.len, p->qos, false);
+        mqtt_broker_route(c->b, ctx, &c->deliveries, pub, p->retain);
+        mqtt_pub_release(pub);
+    }
     if (p->qos == 1) { /* [MQTT-4.3.2-2] */
         write_ack(ctx, c, MQTT_PUBACK, p->packet_id);
     } else if (p->qos == 2) { /* [MQTT-4.3.3-2] */
@@ -392,6 +443,132 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     }
 }
 
+/* ------------------------------------------------ MQTT over WebSocket */
+
+static void ws_write_control(mqtt_conn *c, mqtt_ws_opcode op,
+                             const mqtt_bytes *payload)
+{
+    uint8_t buf[MQTT_WS_MAX_HEADER_LEN + 125];
+    size_t len;
+
+    if (mqtt_ws_encode(&(mqtt_ws_frame){.opcode = op, .fin = true,
+                                        .payload = *payload},
+                       buf, sizeof buf, &len) == HM_OK)
+        hm_conn_write(c->conn, buf, len);
+}
+
+static void ws_fail(hm_ctx *ctx, mqtt_conn *c, uint16_t code,
+                    const char *why)
+{
+    uint8_t buf[4];
+
+    hm_conn_write(c->conn, buf, mqtt_ws_encode_close(code, buf));
+    close_conn(ctx, c, why, false);
+}
+
+/* Gathers the upgrade request and answers it; what follows the request
+ * is the start of the frame stream. */
+static void ws_handshake(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
+                         size_t len)
+{
+    mqtt_ws_handshake hs;
+    hm_err err;
+
+    if (c->ws_head_len + len > MQTT_WS_MAX_REQUEST_LEN + WS_SLACK_LEN) {
+        close_conn(ctx, c, "WebSocket upgrade request too long", true);
+        return;
+    }
+    c->ws_head = hm_realloc(c->ws_head, c->ws_head_len + len);
+    memcpy(c->ws_head + c->ws_head_len, data, len);
+    c->ws_head_len += len;
+    err = mqtt_ws_handshake_parse(c->ws_head, c->ws_head_len, &hs);
+    if (err == HM_EAGAIN)
+        return;
+    if (err != HM_OK) {
+        close_conn(ctx, c, "WebSocket upgrade request too long", true);
+        return;
+    }
+    hm_conn_write(c->conn, hs.response, hs.response_len);
+    if (!hs.accepted) {
+        close_conn(ctx, c, hs.reason, false);
+        return;
+    }
+    c->ws_open = true;
+    c->wsd = mqtt_ws_decoder_create(NULL);
+    c->mf = mqtt_framer_create(&c->b->limits);
+    mqtt_ws_decoder_push(c->wsd, c->ws_head + hs.request_len,
+                         c->ws_head_len - hs.request_len);
+    hm_free(c->ws_head);
+    c->ws_head = NULL;
+    c->ws_head_len = 0;
+}
+
+/* Handles one WebSocket event; false when the stream must stop. */
+static bool ws_event(hm_ctx *ctx, mqtt_conn *c, const mqtt_ws_event *ev)
+{
+    switch (ev->kind) {
+    case MQTT_WS_EV_DATA:
+        mqtt_framer_push(c->mf, ev->payload.ptr, ev->payload.len);
+        return true;
+    case MQTT_WS_EV_PING:
+        ws_write_control(c, MQTT_WS_OP_PONG, &ev->payload);
+        return true;
+    case MQTT_WS_EV_PONG:
+        return true;
+    case MQTT_WS_EV_CLOSE: /* an MQTT close without DISCONNECT: the will */
+        ws_fail(ctx, c, MQTT_WS_CLOSE_NORMAL, "WebSocket closed");
+        return false;
+    }
+    return false;
+}
+
+/* Handles every whole packet the stream holds, until the session must
+ * answer first (`waiting`) or the connection closes. */
+static void ws_drain(hm_ctx *ctx, mqtt_conn *c)
+{
+    while (!c->waiting && c->phase != CONN_CLOSING && c->ws_open) {
+        mqtt_fault why = {0};
+        mqtt_ws_fault wf = {0};
+        mqtt_ws_event ev;
+        mqtt_bytes pkt;
+        hm_err err = mqtt_framer_next(c->mf, &pkt, &why);
+
+        if (err == HM_OK) {
+            on_packet(ctx, c, pkt.ptr, pkt.len);
+            continue;
+        }
+        if (err != HM_EAGAIN) {
+            ws_fail(ctx, c, MQTT_WS_CLOSE_PROTOCOL_ERROR, "malformed packet");
+            return;
+        }
+        err = mqtt_ws_decoder_next(c->wsd, &ev, &wf);
+        if (err == HM_EAGAIN)
+            return;
+        if (err != HM_OK) {
+            ws_fail(ctx, c, wf.close_code ? wf.close_code
+                                          : MQTT_WS_CLOSE_PROTOCOL_ERROR,
+                    wf.reason ? wf.reason : "WebSocket framing");
+            return;
+        }
+        if (!ws_event(ctx, c, &ev))
+            return;
+    }
+}
+
+/* Bytes or a packet from net, as the connection's protocol reads them. */
+static void feed(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
+{
+    if (!c->ws) {
+        on_packet(ctx, c, data, len); /* the MQTT framer cut a packet */
+        return;
+    }
+    if (!c->ws_open)
+        ws_handshake(ctx, c, data, len);
+    else
+        mqtt_ws_decoder_push(c->wsd, data, len);
+    ws_drain(ctx, c);
+}
+
 /* ------------------------------------------------------ holding frames */
 
 static void hold(mqtt_conn *c, hm_msg *frame)
@@ -416,6 +593,8 @@ static void hold(mqtt_conn *c, hm_msg *frame)
 static void resume(hm_ctx *ctx, mqtt_conn *c)
 {
     c->waiting = false;
+    if (c->ws)
+        ws_drain(ctx, c); /* packets already in the stream come first */
     while (!c->waiting && c->held_count > 0 && c->phase != CONN_CLOSING) {
         hm_msg *m = c->held[c->held_head];
         const uint8_t *data;
@@ -424,7 +603,7 @@ static void resume(hm_ctx *ctx, mqtt_conn *c)
         c->held_head = (c->held_head + 1) % c->held_cap;
         c->held_count--;
         data = hm_net_msg_data(m, &len);
-        on_packet(ctx, c, data, len);
+        feed(ctx, c, data, len);
         hm_msg_destroy(m);
     }
     if (c->net_closed && !c->waiting) {
@@ -446,7 +625,7 @@ static void on_frame(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
         return;
     }
     data = hm_net_msg_data(msg, &len);
-    on_packet(ctx, c, data, len);
+    feed(ctx, c, data, len);
 }
 
 static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)

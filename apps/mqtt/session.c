@@ -36,6 +36,8 @@ typedef struct mqtt_session {
     hm_addr *self;       /* our token in the subscription tree */
     char *client_id;
     hm_conn *conn;       /* NULL while the client is away */
+    bool ws;             /* conn speaks MQTT over WebSocket */
+    char *username;      /* of the last CONNECT, for the ACL; or NULL */
     hm_addr *conn_addr;  /* its connection receiver */
     bool attached_ever;  /* some client attached to this activation */
     bool persistent;     /* CleanSession was 0 */
@@ -48,6 +50,15 @@ typedef struct mqtt_session {
 static uint64_t token(const mqtt_session *s)
 {
     return (uint64_t)(uintptr_t)s->self;
+}
+
+static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
+                   size_t len)
+{
+    mqtt_acl_client who = {.client_id = s->client_id,
+                           .username = s->username};
+
+    return mqtt_broker_allows(s->b, &who, access, t, len);
 }
 
 /* ----------------------------------------------------------- writing */
@@ -63,7 +74,7 @@ static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                                    .packet_id = pid,
                                    .payload = {pub->payload,
                                                pub->payload_len}}};
-    hm_err err = mqtt_write_packet(s->conn, &p);
+    hm_err err = mqtt_write_packet(s->conn, s->ws, &p);
 
     if (err == HM_OK) {
         /* relaxed: a statistic. */
@@ -82,7 +93,7 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
 {
     mqtt_packet p = {.type = type, .u.packet_id = pid};
 
-    mqtt_write_packet(s->conn, &p);
+    mqtt_write_packet(s->conn, s->ws, &p);
 }
 
 /* Sends what the window has room for. */
@@ -101,6 +112,10 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 {
     uint16_t pid;
 
+    if (!allows(s, MQTT_ACL_READ, pub->topic, pub->topic_len)) {
+        mqtt_pub_release(pub);
+        return;
+    }
     if (qos == 0) { /* not queued while the client is away */
         if (s->conn)
             write_publish(s, pub, 0, 0, false);
@@ -222,7 +237,9 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
         /* [MQTT-3.8.4-6] grant at most the configured maximum. */
         uint8_t g = r.qos < s->b->cfg.max_qos ? r.qos : s->b->cfg.max_qos;
 
-        if (mqtt_topic_tree_add(s->b->tree, (const char *)r.filter.ptr,
+        if (!allows(s, MQTT_ACL_SUBSCRIBE, (const char *)r.filter.ptr,
+                    r.filter.len) ||
+            mqtt_topic_tree_add(s->b->tree, (const char *)r.filter.ptr,
                                 r.filter.len, token(s), g, NULL) != HM_OK)
             g = MQTT_SUBACK_FAILURE;
         else
@@ -233,7 +250,7 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
     mqtt_packet ack = {.type = MQTT_SUBACK,
                        .u.suback = {.packet_id = sub_pkt->packet_id,
                                     .codes = {codes, n}}};
-    mqtt_write_packet(s->conn, &ack); /* [MQTT-3.8.4-1] */
+    mqtt_write_packet(s->conn, s->ws, &ack); /* [MQTT-3.8.4-1] */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
         if (codes[i] != MQTT_SUBACK_FAILURE)
@@ -338,10 +355,14 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     s->persistent = !a->clean;
     s->attached_ever = true;
     s->conn = hm_conn_ref(a->conn);
+    s->ws = a->ws;
     s->conn_addr = hm_addr_ref(from);
+    hm_free(s->username);
+    s->username = a->username;
+    a->username = NULL;
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
-    mqtt_write_packet(s->conn,
+    mqtt_write_packet(s->conn, s->ws,
                       &(mqtt_packet){.type = MQTT_CONNACK,
                                      .u.connack = {.session_present =
                                                        present}});
@@ -445,6 +466,7 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     mqtt_pidset_destroy(s->in_qos2);
     hm_free(s->subs);
     hm_addr_release(s->self);
+    hm_free(s->username);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->sessions, 1, memory_order_relaxed);
     hm_free(s->client_id);

@@ -710,7 +710,7 @@ class Process(unittest.TestCase):
         out = subprocess.run([BROKER, "-h"], capture_output=True, text=True,
                              timeout=WAIT)
         self.assertEqual(out.returncode, 0)
-        self.assertIn("-p PORT", out.stdout)
+        self.assertIn("-p", out.stdout)
 
     def test_port_in_use_fails_with_a_message(self):
         with socket.socket() as s:
