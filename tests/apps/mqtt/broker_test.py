@@ -12,12 +12,15 @@ event (a message, a CONNACK, a closed socket) with a generous timeout that
 only guards against a hang.
 """
 
+import base64
+import hashlib
 import os
 import queue
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import unittest
 import uuid
@@ -31,26 +34,46 @@ WAIT = 10.0  # seconds: a guard against hangs, never an expectation
 
 
 class Broker:
-    """The broker process on a free port; stderr is drained into a list."""
+    """The broker process on free ports; stderr is drained into a list.
+    Without `config`, it runs with -p PORT; with `config`, a function of
+    (mqtt port, websocket port) returning the file's text, with -c."""
 
-    def __init__(self, *args):
-        self.port = free_port()
+    def __init__(self, config=None, listeners=1):
+        self.port, self.ws_port = free_port(), free_port()
         self.lines = []
+        self.cond = threading.Condition()
+        args = ["-p", str(self.port)]
+        if config:
+            self.dir = tempfile.TemporaryDirectory()
+            path = os.path.join(self.dir.name, "hermes.conf")
+            with open(path, "w") as f:
+                f.write(config(self.port, self.ws_port))
+            args = ["-c", path]
         self.proc = subprocess.Popen(
-            [BROKER, "-p", str(self.port), *args],
+            [BROKER, *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        listening = threading.Event()
-
-        def drain():
-            for line in self.proc.stderr:
-                self.lines.append(line.rstrip())
-                if "MQTT-LISTEN" in line:
-                    listening.set()
-            listening.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not listening.wait(WAIT) or self.proc.poll() is not None:
+        threading.Thread(target=self._drain, daemon=True).start()
+        if not self.wait_log("MQTT-LISTEN", listeners) or \
+                self.proc.poll() is not None:
             raise RuntimeError("broker did not start:\n" + self.log())
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line.rstrip())
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("(exited)")
+            self.cond.notify_all()
+
+    def wait_log(self, word, count=1):
+        """Waits until `count` log lines contain `word`."""
+        def seen():
+            return sum(word in l for l in self.lines) >= count or \
+                "(exited)" in self.lines
+        with self.cond:
+            self.cond.wait_for(seen, WAIT)
+            return sum(word in l for l in self.lines) >= count
 
     def log(self):
         return "\n".join(self.lines[-40:])
@@ -101,13 +124,19 @@ def packet(first, body=b""):
 
 
 def connect_packet(client_id, clean=True, keepalive=60, level=4,
-                   will=None, name="MQTT"):
+                   will=None, name="MQTT", user=None, password=None):
     flags = 0x02 if clean else 0
     payload = mqtt_str(client_id)
     if will:
         topic, message, qos = will
         flags |= 0x04 | (qos << 3)
         payload += mqtt_str(topic) + mqtt_str(message)
+    if user is not None:
+        flags |= 0x80
+        payload += mqtt_str(user)
+    if password is not None:
+        flags |= 0x40
+        payload += mqtt_str(password)
     body = mqtt_str(name) + bytes([level, flags]) + \
         struct.pack("!H", keepalive) + payload
     return packet(0x10, body)
@@ -202,7 +231,8 @@ class Client:
     a queue, CONNACK and SUBACK are awaited."""
 
     def __init__(self, port, client_id=None, clean=True, will=None,
-                 keepalive=60):
+                 keepalive=60, user=None, password=None,
+                 transport="tcp"):
         self.client_id = client_id or unique("c")
         self.messages = queue.Queue()
         self.connected = threading.Event()
@@ -212,7 +242,9 @@ class Client:
         self.published_cond = threading.Condition()
         self.session_present = None
         c = paho.Client(client_id=self.client_id, clean_session=clean,
-                        protocol=paho.MQTTv311)
+                        protocol=paho.MQTTv311, transport=transport)
+        if user is not None:
+            c.username_pw_set(user, password)
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
         if will:
@@ -220,12 +252,12 @@ class Client:
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.disconnected.set()
         c.on_message = lambda cl, ud, m: self.messages.put(m)
-        c.on_subscribe = lambda *a: self.subscribed.set()
         c.on_publish = self._on_publish
         self.c = c
         c.connect("127.0.0.1", port, keepalive)
         c.loop_start()
         assert self.connected.wait(WAIT), "no CONNACK"
+        assert self.rc == 0, "CONNACK %d" % self.rc
 
     def _on_connect(self, client, userdata, flags, rc):
         self.session_present = bool(flags.get("session present"))
@@ -238,10 +270,15 @@ class Client:
             self.published_cond.notify_all()
 
     def subscribe(self, topic, qos=0):
+        """Subscribes; returns the granted QoS (128: refused)."""
+        granted = []
         self.subscribed.clear()
+        self.c.on_subscribe = lambda cl, ud, mid, qos: (
+            granted.extend(qos), self.subscribed.set())
         result, _ = self.c.subscribe(topic, qos)
         assert result == paho.MQTT_ERR_SUCCESS
         assert self.subscribed.wait(WAIT), "no SUBACK"
+        return granted[0]
 
     def publish(self, topic, payload, qos=0, retain=False):
         self.c.publish(topic, payload, qos, retain)
@@ -693,6 +730,130 @@ class Faults(BrokerTest):
         self.assertEqual(r.read(), (0xD0, b""))
 
 
+# ------------------------------------- configuration, passwords, ACL, WS
+
+
+def pbkdf2_entry(user, password, iterations=101):
+    """A mosquitto_passwd 2 line: $7$ITERATIONS$SALT$HASH (base64)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt,
+                                 iterations)
+    return "%s:$7$%d$%s$%s\n" % (user, iterations,
+                                  base64.b64encode(salt).decode(),
+                                  base64.b64encode(digest).decode())
+
+
+ACL = """user alice
+topic readwrite alice/#
+topic read shared/#
+user bob
+topic readwrite shared/#
+"""
+
+
+class Configured(BrokerTest):
+    """A broker from a mosquitto-style file: two listeners (MQTT and
+    WebSocket), no anonymous clients, a password file and an ACL."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.files = tempfile.TemporaryDirectory()
+        cls.passwd = os.path.join(cls.files.name, "passwd")
+        acl = os.path.join(cls.files.name, "acl")
+        with open(cls.passwd, "w") as f:
+            f.write(pbkdf2_entry("alice", "secret") +
+                    pbkdf2_entry("bob", "hunter2"))
+        with open(acl, "w") as f:
+            f.write(ACL)
+
+        def config(port, ws_port):
+            return ("# hermes-mqtt test configuration\n"
+                    "listener %d 127.0.0.1\n"
+                    "listener %d 127.0.0.1\n"
+                    "protocol websockets\n"
+                    "allow_anonymous false\n"
+                    "password_file %s\n"
+                    "acl_file %s\n"
+                    "max_inflight_messages 10\n"
+                    % (port, ws_port, cls.passwd, acl))
+        cls.broker = Broker(config=config, listeners=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.files.cleanup()
+
+    def test_anonymous_connect_gets_connack_5_when_not_allowed(self):
+        r = self.raw()
+        r.send(connect_packet(unique("anon")))
+        self.assertEqual(r.read(), (0x20, bytes([0, 5])))
+        self.assertTrue(r.is_closed_by_peer())
+
+    def test_wrong_password_gets_connack_4(self):
+        r = self.raw()
+        r.send(connect_packet(unique("a"), user="alice", password="nope"))
+        self.assertEqual(r.read(), (0x20, bytes([0, 4])))
+
+    def test_unknown_user_gets_connack_4(self):
+        r = self.raw()
+        r.send(connect_packet(unique("a"), user="mallory", password="x"))
+        self.assertEqual(r.read(), (0x20, bytes([0, 4])))
+
+    def test_right_password_is_accepted(self):
+        r = self.raw()
+        self.assertEqual(r.connect(unique("a"), user="alice",
+                                   password="secret"), (False, 0))
+
+    def test_subscription_the_acl_forbids_gets_suback_0x80_MQTT_3_9_3_2(self):
+        alice = self.client(user="alice", password="secret")
+        self.assertEqual(alice.subscribe("bob/#", 1), 128)
+        self.assertEqual(alice.subscribe("alice/#", 1), 1)
+
+    def test_publish_the_acl_forbids_is_not_delivered(self):
+        bob = self.client(user="bob", password="hunter2")
+        bob.subscribe("shared/#", 1)
+        alice = self.client(user="alice", password="secret")
+        alice.publish("shared/x", "from alice", 1)  # alice may only read
+        alice.wait_published(1)
+        bob.publish("shared/end", "end", 1)
+        self.assertEqual(bob.drain_until("shared/end"), [])
+
+    def test_allowed_publish_is_delivered_to_a_reader(self):
+        alice = self.client(user="alice", password="secret")
+        alice.subscribe("shared/#", 1)
+        bob = self.client(user="bob", password="hunter2")
+        bob.publish("shared/news", "hello", 1)
+        self.assertEqual(alice.next().payload, b"hello")
+
+    def test_websocket_client_publishes_to_a_tcp_client_MQTT_6_0_0_2(self):
+        tcp = self.client(user="alice", password="secret")
+        tcp.subscribe("alice/ws", 1)
+        ws = Client(self.broker.ws_port, user="alice", password="secret",
+                    transport="websockets")
+        self.clients.append(ws)
+        ws.publish("alice/ws", "over websocket", 1)
+        self.assertEqual(tcp.next().payload, b"over websocket")
+
+    def test_tcp_client_publishes_to_a_websocket_client(self):
+        ws = Client(self.broker.ws_port, user="alice", password="secret",
+                    transport="websockets")
+        self.clients.append(ws)
+        ws.subscribe("alice/to-ws", 2)
+        self.client(user="alice", password="secret").publish(
+            "alice/to-ws", "x" * 70000, 2)
+        self.assertEqual(ws.next().payload, b"x" * 70000)
+
+    def test_sighup_reloads_the_password_file(self):
+        with open(self.passwd, "a") as f:
+            f.write(pbkdf2_entry("carol", "pw"))
+        reloads = sum("MQTT-RELOAD" in l for l in self.broker.lines)
+        self.broker.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.broker.wait_log("MQTT-RELOAD", reloads + 1))
+        r = self.raw()
+        self.assertEqual(r.connect(unique("c"), user="carol", password="pw"),
+                         (False, 0))
+
+
 # ------------------------------------------------------------- the process
 
 
@@ -705,6 +866,15 @@ class Process(unittest.TestCase):
         self.assertTrue(r.is_closed_by_peer())
         r.close()
         self.assertEqual(status, 0, b.log())
+
+    def test_unknown_configuration_option_is_an_error_with_its_line(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write("listener %d 127.0.0.1\nno_such_option 1\n" % free_port())
+            f.flush()
+            out = subprocess.run([BROKER, "-c", f.name], capture_output=True,
+                                 text=True, timeout=WAIT)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(f.name + ":2", out.stderr)
 
     def test_help_exits_0(self):
         out = subprocess.run([BROKER, "-h"], capture_output=True, text=True,
