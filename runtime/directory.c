@@ -50,7 +50,7 @@ void hm_dir_init(hm_runtime *rt)
 {
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
-        pthread_mutex_init(&sh->lock, NULL);
+        hm_rt_mutex_init(&sh->lock);
         sh->mask = INITIAL_BUCKETS - 1;
         sh->buckets = hm_calloc(INITIAL_BUCKETS, sizeof *sh->buckets);
         sh->count = 0;
