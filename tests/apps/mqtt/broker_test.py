@@ -52,7 +52,8 @@ class Broker:
         self.proc = subprocess.Popen(
             [BROKER, *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drainer = threading.Thread(target=self._drain, daemon=True)
+        self.drainer.start()
         if not self.wait_log("MQTT-LISTEN", listeners) or \
                 self.proc.poll() is not None:
             raise RuntimeError("broker did not start:\n" + self.log())
@@ -89,7 +90,14 @@ class Broker:
             self.proc.wait()
             return None
         finally:
+            self.drainer.join(WAIT)
             self.proc.stderr.close()
+
+    def sanitizer_reports(self):
+        """Lines of AddressSanitizer/UBSan reports (an instrumented build
+        reports at exit, so call after stop())."""
+        return [l for l in self.lines
+                if "Sanitizer" in l or "runtime error:" in l]
 
 
 def free_port():
@@ -322,7 +330,11 @@ class BrokerTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.broker.stop()
+        status = cls.broker.stop()
+        reports = cls.broker.sanitizer_reports()
+        if reports or status != 0:
+            raise AssertionError("broker exit %s:\n%s" % (
+                status, cls.broker.log()))
 
     def setUp(self):
         self.clients = []
