@@ -7,7 +7,8 @@
 # per-core comparison, since mosquitto is single-threaded) and unpinned.
 # Each (scenario, system) gets a fresh broker on a free loopback port with
 # the same generated configuration (mosquitto also gets set_tcp_nodelay,
-# which Hermes always does), so no run inherits another's memory or
+# which Hermes always does, and logs only warnings and errors, as Hermes
+# does without -v), so no run inherits another's memory or
 # sessions; hermes and mosquitto alternate scenario by scenario. Writes
 # BUILD/bench/mqtt.tsv (scenario system value unit better; scenario names
 # end in -pinned or -unpinned) and prints it with bench/table.sh, between a
@@ -93,7 +94,14 @@ start_broker() {
         echo "max_inflight_messages 20"
         echo "max_queued_messages 1000"
         echo "max_connections -1"
-        [ "$bsys" = mosquitto ] && echo "set_tcp_nodelay true"
+        if [ "$bsys" = mosquitto ]; then
+            # Hermes logs warnings and errors only unless -v; so does
+            # mosquitto with these (its default logs every connection).
+            echo "set_tcp_nodelay true"
+            echo "connection_messages false"
+            echo "log_type error"
+            echo "log_type warning"
+        fi
     } >"$conf"
     case $bsys in
     hermes) set -- "$hermes" -c "$conf" ;;
