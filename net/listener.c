@@ -202,15 +202,21 @@ static void on_out_of_fds(hm_listener *l)
     int fd;
 
     if (loop->reserve_fd >= 0) {
+        int e;
+
         close(loop->reserve_fd);
         fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        e = errno;
         if (fd >= 0) {
             close(fd);
             atomic_fetch_add_explicit(&loop->accept_dropped, 1,
                                       memory_order_relaxed);
         }
         loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && loop->reserve_fd >= 0)
+        /* Paused only if the spare is gone or another thread took the
+         * descriptor it freed (EMFILE again). */
+        if (loop->reserve_fd >= 0 &&
+            (fd >= 0 || (e != EMFILE && e != ENFILE)))
             return;
     }
     HM_LOG_WARN("NET-ACCEPT-PAUSE", "port %d: out of descriptors, pausing "
