@@ -35,13 +35,12 @@
 #define CLIENT_THREADS 4
 #define MAX_CONNS 64
 
-#define CHECK(x)                                                              \
-    do {                                                                      \
-        if (!(x)) {                                                           \
-            fprintf(stderr, "bench_net: %s:%d: %s\n", __FILE__, __LINE__,     \
-                    #x);                                                      \
-            exit(1);                                                          \
-        }                                                                     \
+#define CHECK(x)                                                               \
+    do {                                                                       \
+        if (!(x)) {                                                            \
+            fprintf(stderr, "bench_net: %s:%d: %s\n", __FILE__, __LINE__, #x); \
+            exit(1);                                                           \
+        }                                                                      \
     } while (0)
 
 /* ------------------------------------------------------ the Hermes server */
@@ -74,8 +73,11 @@ static void hp_echo_frame(hp_echo *e, hm_msg *msg)
         !have)
         return;
     if (m.kind == HM_HP_MSG) {
-        hm_hp_envelope env = {.type = "msg", .id = m.id, .from = m.to,
-                              .to = m.from, .body = m.body};
+        hm_hp_envelope env = {.type = "msg",
+                              .id = m.id,
+                              .from = m.to,
+                              .to = m.from,
+                              .body = m.body};
 
         hm_hp_session_send(e->conn, &env);
     }
@@ -257,8 +259,7 @@ static char *make_line(size_t body_len, size_t *len)
     memset(data, 'd', body_len);
     data[body_len] = '\0';
     body = json_pack("{s:s,s:s}", "type", "bench.blob", "data", data);
-    CHECK(hm_hp_encode(&(hm_hp_envelope){.type = "msg", .id = 1,
-                                         .body = body},
+    CHECK(hm_hp_encode(&(hm_hp_envelope){.type = "msg", .id = 1, .body = body},
                        0, &line, len) == HM_OK);
     json_decref(body);
     hm_free(data);
@@ -342,8 +343,7 @@ int main(int argc, char **argv)
     hm_net *net;
     hm_listener *l;
 
-    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt) ==
-          HM_OK);
+    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt) == HM_OK);
     CHECK(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 1}, &net) ==
           HM_OK);
     CHECK(hm_net_listen(net,
@@ -364,8 +364,8 @@ int main(int argc, char **argv)
             sc.nconns = sc.nconns > 4 ? 4 : sc.nconns;
             sc.msgs = (size_t)sc.nconns * WINDOW * 2;
         }
-        secs = run_clients(hm_listener_port(l), sc.nconns, sc.body_len,
-                           sc.msgs, smoke, &done, &line_len);
+        secs = run_clients(hm_listener_port(l), sc.nconns, sc.body_len, sc.msgs,
+                           smoke, &done, &line_len);
         if (!smoke)
             report(&sc, "hermes", secs, done, line_len);
         limit_start(&ls, sc.nconns);

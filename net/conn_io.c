@@ -136,8 +136,7 @@ static void list_remove(hm_conn *c)
 static void take_writes(hm_conn *c)
 {
     /* acquire: pairs with the release CAS in conn.c's push_write(). */
-    wnode *n = atomic_exchange_explicit(&c->wstack, NULL,
-                                        memory_order_acquire);
+    wnode *n = atomic_exchange_explicit(&c->wstack, NULL, memory_order_acquire);
     wnode *fifo = NULL, *last;
 
     if (!n)
@@ -365,16 +364,14 @@ static bool deliver_frames(hm_conn *c)
             return true;
         if (err != HM_OK) {
             HM_LOG_DEBUG("NET-FRAMING", "conn %llu from %s: %s",
-                         (unsigned long long)c->id, c->peer,
-                         hm_err_name(err));
+                         (unsigned long long)c->id, c->peer, hm_err_name(err));
             c->read_done = true;
             deliver(c, &hm_net_error_type, err, NULL, 0, 0);
             return false;
         }
-        atomic_fetch_add_explicit(&c->loop->frames_in, 1,
-                                  memory_order_relaxed);
-        err = deliver(c, &hm_net_frame_type, HM_OK, f, len,
-                      len + FRAME_OVERHEAD);
+        atomic_fetch_add_explicit(&c->loop->frames_in, 1, memory_order_relaxed);
+        err =
+            deliver(c, &hm_net_frame_type, HM_OK, f, len, len + FRAME_OVERHEAD);
         if (err != HM_OK) {
             finish_abort(c, err);
             return false;
@@ -501,8 +498,7 @@ static void start_connect(hm_conn *c)
     set_nodelay(fd);
     list_add(c);
     if (connect(fd, (struct sockaddr *)&c->remote, c->remote_len) == 0) {
-        atomic_fetch_add_explicit(&c->loop->connected, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
         conn_opened(c);
         return;
     }

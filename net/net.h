@@ -78,16 +78,16 @@ void hm_net_destroy(hm_net *net);
 
 /* Counters, summed over I/O threads; relaxed (exact when idle). */
 typedef struct hm_net_stats {
-    uint64_t accepted;        /* connections accepted */
-    uint64_t accept_dropped;  /* accepted then closed: out of descriptors */
-    uint64_t connected;       /* outgoing connections established */
-    uint64_t closed;          /* connections closed (any way) */
-    uint64_t open;            /* connections registered now */
-    uint64_t frames_in;       /* frames delivered to owners */
-    uint64_t bytes_in;        /* bytes read */
-    uint64_t bytes_out;       /* bytes written */
-    uint64_t write_full;      /* writes refused with HM_EFULL */
-    uint64_t read_pauses;     /* reads paused on the in-flight bound */
+    uint64_t accepted;       /* connections accepted */
+    uint64_t accept_dropped; /* accepted then closed: out of descriptors */
+    uint64_t connected;      /* outgoing connections established */
+    uint64_t closed;         /* connections closed (any way) */
+    uint64_t open;           /* connections registered now */
+    uint64_t frames_in;      /* frames delivered to owners */
+    uint64_t bytes_in;       /* bytes read */
+    uint64_t bytes_out;      /* bytes written */
+    uint64_t write_full;     /* writes refused with HM_EFULL */
+    uint64_t read_pauses;    /* reads paused on the in-flight bound */
 } hm_net_stats;
 
 void hm_net_stats_get(hm_net *net, hm_net_stats *out);
@@ -103,12 +103,12 @@ typedef hm_err (*hm_net_accept_fn)(void *arg, uint64_t conn_id,
                                    const char *peer, hm_addr **owner_out);
 
 typedef struct hm_listen_config {
-    const char *host; /* NULL or "::": every IPv6 and IPv4 address */
-    int port;         /* 0: an ephemeral port (see hm_listener_port) */
-    int backlog;      /* 0: 511 */
+    const char *host;        /* NULL or "::": every IPv6 and IPv4 address */
+    int port;                /* 0: an ephemeral port (see hm_listener_port) */
+    int backlog;             /* 0: 511 */
     hm_net_accept_fn accept; /* required */
-    void *accept_arg; /* borrowed until hm_net_stop() returns */
-    hm_conn_options conn; /* for every accepted connection */
+    void *accept_arg;        /* borrowed until hm_net_stop() returns */
+    hm_conn_options conn;    /* for every accepted connection */
 } hm_listen_config;
 
 /* Binds and listens on the calling thread (so a busy port fails here), then
@@ -127,10 +127,10 @@ void hm_listener_close(hm_listener *l);
 /* ----------------------------------------------------------- connecting */
 
 typedef struct hm_connect_config {
-    const char *host;     /* a name or a numeric IPv4 / IPv6 address */
+    const char *host; /* a name or a numeric IPv4 / IPv6 address */
     int port;
-    hm_addr *owner;       /* borrowed; the connection takes a reference */
-    uint32_t timeout_ms;  /* 0: 10000 */
+    hm_addr *owner;      /* borrowed; the connection takes a reference */
+    uint32_t timeout_ms; /* 0: 10000 */
     hm_conn_options conn;
 } hm_connect_config;
 

@@ -6,6 +6,7 @@
 #include "net_test.h"
 
 #include "net/line.h"
+#include "runtime/log.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -19,15 +20,15 @@ static void setup(void)
 {
     cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
                  HM_OK);
-    cr_assert_eq(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2},
-                               &net),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
+        HM_OK);
     probe_addr = probe_spawn(rt, "probe", &pr);
-    cr_assert_eq(hm_runtime_spawn(rt, "echo",
-                                  &(hm_receiver){.handler = echo_handle,
-                                                 .pinned = true},
-                                  &echo_addr),
-                 HM_OK);
+    cr_assert_eq(
+        hm_runtime_spawn(rt, "echo",
+                         &(hm_receiver){.handler = echo_handle, .pinned = true},
+                         &echo_addr),
+        HM_OK);
 }
 
 static void teardown(void)
@@ -199,13 +200,13 @@ Test(conn, outgoing_connection_talks_to_a_hermes_listener)
     hm_conn *c;
     probe_event e;
 
-    cr_assert_eq(hm_net_connect(net,
-                                &(hm_connect_config){
-                                    .host = "127.0.0.1",
-                                    .port = hm_listener_port(l),
-                                    .owner = probe_addr},
-                                NULL),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_connect(net,
+                       &(hm_connect_config){.host = "127.0.0.1",
+                                            .port = hm_listener_port(l),
+                                            .owner = probe_addr},
+                       NULL),
+        HM_OK);
     probe_skip(&pr, &hm_net_opened_type);
     c = probe_conn(&pr);
     cr_assert_eq(hm_conn_write(c, "round trip\n", 11), HM_OK);
@@ -265,12 +266,12 @@ Test(conn, listening_on_a_busy_port_fails_with_eexist)
     hm_listener *l = listen_with(echo_addr, (hm_conn_options){0});
     hm_listener *l2 = NULL;
 
+    hm_log_set_level(HM_LOG_LEVEL_ERROR); /* the WARN is expected */
     cr_assert_eq(hm_net_listen(net,
-                               &(hm_listen_config){
-                                   .host = "127.0.0.1",
-                                   .port = hm_listener_port(l),
-                                   .accept = accept_to,
-                                   .accept_arg = echo_addr},
+                               &(hm_listen_config){.host = "127.0.0.1",
+                                                   .port = hm_listener_port(l),
+                                                   .accept = accept_to,
+                                                   .accept_arg = echo_addr},
                                &l2),
                  HM_EEXIST);
     hm_listener_close(l);

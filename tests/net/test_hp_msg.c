@@ -93,8 +93,9 @@ Test(hp_msg, unregistered_type_name_is_not_found)
 
 Test(hp_msg, payload_the_decoder_refuses_is_its_error)
 {
-    const char *s = "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"test.note\","
-                    "\"data\":5}}";
+    const char *s =
+        "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"test.note\","
+        "\"data\":5}}";
     hm_msg *back;
     hm_hp_msg hp;
     hm_hp_fail f;

@@ -43,8 +43,11 @@ static void hp_echo_frame(hp_echo *e, hm_msg *msg)
         !have)
         return;
     if (m.kind == HM_HP_MSG) {
-        hm_hp_envelope env = {.type = "msg", .id = m.id, .from = m.to,
-                              .to = m.from, .body = m.body};
+        hm_hp_envelope env = {.type = "msg",
+                              .id = m.id,
+                              .from = m.to,
+                              .to = m.from,
+                              .body = m.body};
 
         hm_hp_session_send(e->conn, &env);
     }
@@ -99,16 +102,15 @@ static void setup(void)
 {
     cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
                  HM_OK);
-    cr_assert_eq(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2},
-                               &net),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
+        HM_OK);
     hm_line_framer_init(&framer, &line_cfg);
     cr_assert_eq(hm_net_listen(net,
-                               &(hm_listen_config){
-                                   .host = "127.0.0.1",
-                                   .accept = hp_accept,
-                                   .accept_arg = rt,
-                                   .conn = {.framer = &framer}},
+                               &(hm_listen_config){.host = "127.0.0.1",
+                                                   .accept = hp_accept,
+                                                   .accept_arg = rt,
+                                                   .conn = {.framer = &framer}},
                                &lis),
                  HM_OK);
 }
@@ -316,8 +318,7 @@ Test(hp_server, bad_field_gets_an_error_and_continues)
 
 Test(hp_server, unsupported_version_gets_an_error_and_is_closed)
 {
-    bad_line_closes("{\"v\":7,\"type\":\"ping\"}\n",
-                    HM_HP_UNSUPPORTED_VERSION);
+    bad_line_closes("{\"v\":7,\"type\":\"ping\"}\n", HM_HP_UNSUPPORTED_VERSION);
 }
 
 Test(hp_server, over_long_line_gets_an_error_and_is_closed)

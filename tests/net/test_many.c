@@ -18,14 +18,14 @@ static void setup(void)
 {
     cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
                  HM_OK);
-    cr_assert_eq(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2},
-                               &net),
-                 HM_OK);
-    cr_assert_eq(hm_runtime_spawn(rt, "echo",
-                                  &(hm_receiver){.handler = echo_handle,
-                                                 .pinned = true},
-                                  &echo_addr),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
+        HM_OK);
+    cr_assert_eq(
+        hm_runtime_spawn(rt, "echo",
+                         &(hm_receiver){.handler = echo_handle, .pinned = true},
+                         &echo_addr),
+        HM_OK);
 }
 
 static void teardown(void)

@@ -26,13 +26,13 @@
 #define LINES 5000
 #define CYCLES 200
 
-#define CHECK(x)                                                              \
-    do {                                                                      \
-        if (!(x)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #x);                                                      \
-            exit(1);                                                          \
-        }                                                                     \
+#define CHECK(x)                                                               \
+    do {                                                                       \
+        if (!(x)) {                                                            \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
+                    #x);                                                       \
+            exit(1);                                                           \
+        }                                                                      \
     } while (0)
 
 typedef struct owner {
@@ -46,8 +46,8 @@ static hm_err owner_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
     (void)ctx;
     if (hm_msg_type(msg) == &hm_net_opened_type) {
-        hm_conn *old = atomic_exchange(&o->conn,
-                                       hm_conn_ref(hm_net_msg_conn(msg)));
+        hm_conn *old =
+            atomic_exchange(&o->conn, hm_conn_ref(hm_net_msg_conn(msg)));
 
         hm_conn_release(old);
     } else if (hm_msg_type(msg) == &hm_net_closed_type) {
@@ -137,8 +137,7 @@ static void check_lines(int fd)
     CHECK(total == WRITERS * LINES);
 }
 
-static void run_writers(hm_conn *c, bool until_closed, pthread_t *t,
-                        writer *w)
+static void run_writers(hm_conn *c, bool until_closed, pthread_t *t, writer *w)
 {
     for (int i = 0; i < WRITERS; i++) {
         w[i] = (writer){.conn = c, .id = i, .until_closed = until_closed};
@@ -205,8 +204,7 @@ int main(void)
     hm_addr *addr;
     owner o = {0};
 
-    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt) ==
-          HM_OK);
+    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt) == HM_OK);
     CHECK(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net) ==
           HM_OK);
     CHECK(hm_runtime_spawn(rt, "owner",
@@ -214,13 +212,13 @@ int main(void)
                                           .state = &o,
                                           .pinned = true},
                            &addr) == HM_OK);
-    CHECK(hm_net_listen(net,
-                        &(hm_listen_config){
-                            .host = "127.0.0.1",
-                            .accept = accept_owner,
-                            .accept_arg = addr,
-                            .conn = {.max_write_queue_len = 64 * 1024}},
-                        &l) == HM_OK);
+    CHECK(hm_net_listen(
+              net,
+              &(hm_listen_config){.host = "127.0.0.1",
+                                  .accept = accept_owner,
+                                  .accept_arg = addr,
+                                  .conn = {.max_write_queue_len = 64 * 1024}},
+              &l) == HM_OK);
     phase_ordered(&o, hm_listener_port(l));
     phase_close_race(&o, hm_listener_port(l));
     phase_vanishing_peers(&o, hm_listener_port(l));
