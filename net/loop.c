@@ -143,6 +143,17 @@ static void drain_wakefd(hm_loop *loop)
         HM_LOG_DEBUG("NET-WAKE-FAIL", "eventfd read: %s", strerror(errno));
 }
 
+/* epoll_wait's timeout for the deadline `next` (UINT64_MAX: none). Capped
+ * at a minute so a clock oddity can never park a loop for long. */
+static int poll_timeout(uint64_t next, uint64_t now)
+{
+    if (next == UINT64_MAX)
+        return -1;
+    if (next <= now)
+        return 0;
+    return next - now < 60000 ? (int)(next - now) : 60000;
+}
+
 static void *loop_main(void *arg)
 {
     hm_loop *loop = arg;
@@ -151,11 +162,7 @@ static void *loop_main(void *arg)
 
     /* acquire: pairs with the release store in hm_net_stop(). */
     while (!atomic_load_explicit(&loop->stopping, memory_order_acquire)) {
-        uint64_t now = hm_loop_now_ms();
-        int timeout = next == UINT64_MAX ? -1
-                      : next <= now
-                          ? 0
-                          : (int)(next - now < 60000 ? next - now : 60000);
+        int timeout = poll_timeout(next, hm_loop_now_ms());
         int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
 
         if (n < 0 && errno != EINTR) {

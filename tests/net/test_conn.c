@@ -299,3 +299,44 @@ Test(conn, over_long_line_delivers_error_too_big)
     close(fd);
     hm_listener_close(l);
 }
+
+/* A listener whose accept queue is full: further SYNs are dropped, so a
+ * connect to it stays in progress until our deadline. */
+static int full_backlog_listener(int *port, int *fillers, int nfill)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    socklen_t len = sizeof in;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&in, sizeof in), 0);
+    cr_assert_eq(listen(fd, 0), 0);
+    getsockname(fd, (struct sockaddr *)&in, &len);
+    *port = ntohs(in.sin_port);
+    for (int i = 0; i < nfill; i++) { /* fill the queue; never accepted */
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&in, sizeof in);
+    }
+    return fd;
+}
+
+Test(conn, connect_that_never_completes_times_out)
+{
+    int fillers[4], port;
+    int lfd = full_backlog_listener(&port, fillers, 4);
+    probe_event e;
+
+    cr_assert_eq(hm_net_connect(net,
+                                &(hm_connect_config){.host = "127.0.0.1",
+                                                     .port = port,
+                                                     .owner = probe_addr,
+                                                     .timeout_ms = 200},
+                                NULL),
+                 HM_OK);
+    e = probe_expect(&pr, &hm_net_closed_type);
+    cr_assert_eq(e.err, HM_ETIMEDOUT, "got %s", hm_err_name(e.err));
+    free(e.data);
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(lfd);
+}
