@@ -366,6 +366,11 @@ static bool deliver_frames(hm_conn *c)
             HM_LOG_DEBUG("NET-FRAMING", "conn %llu from %s: %s",
                          (unsigned long long)c->id, c->peer, hm_err_name(err));
             c->read_done = true;
+            c->frame_error = true;
+            /* The owner should reply and close; if it does not, the
+             * connection must not live on unread: close it after the
+             * linger time. */
+            hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
             deliver(c, &hm_net_error_type, err, NULL, 0, 0);
             return false;
         }
@@ -609,6 +614,11 @@ void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
     hm_conn_ref(c);
     if (c->state == CONN_CONNECTING) {
         hm_conn_finish(c, HM_ETIMEDOUT);
+    } else if (c->state == CONN_OPEN && c->frame_error) {
+        start_graceful(c); /* the owner did not close after net.error */
+        flush_and_advance(c);
+        if (c->state != CONN_CLOSED)
+            update_events(c);
     } else if (c->state == CONN_FLUSHING || c->state == CONN_LINGER) {
         HM_LOG_DEBUG("NET-LINGER-TIMEOUT", "conn %llu: close timed out",
                      (unsigned long long)c->id);

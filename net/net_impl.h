@@ -89,7 +89,8 @@ struct hm_conn {
     hm_framer line_framer; /* used when opt.framer is NULL */
     wnode *out_head, *out_tail;
     size_t out_off; /* bytes of out_head already sent */
-    bool read_done; /* EOF seen, framing error, or reads stopped */
+    bool read_done;   /* EOF seen, framing error, or reads stopped */
+    bool frame_error; /* the framer failed: net.error was sent */
     bool shut_wr_pending, shut_wr_done;
     bool listed;   /* on loop->conns */
     bool abortive; /* the close resets the connection (SO_LINGER 0) */

@@ -340,3 +340,27 @@ Test(conn, connect_that_never_completes_times_out)
         close(fillers[i]);
     close(lfd);
 }
+
+Test(conn, owner_that_ignores_a_framing_error_is_closed_after_the_linger)
+{
+    static hm_line_config cfg = {.max_line_len = 8};
+    static hm_framer fr;
+    hm_listener *l;
+    char buf[16];
+    int fd;
+    probe_event e;
+
+    hm_line_framer_init(&fr, &cfg);
+    l = listen_with(probe_addr,
+                    (hm_conn_options){.framer = &fr, .linger_ms = 100});
+    fd = client_connect(hm_listener_port(l));
+    probe_skip(&pr, &hm_net_opened_type);
+    send_str(fd, "far too long for eight bytes\n");
+    probe_skip(&pr, &hm_net_error_type);
+    e = probe_expect(&pr, &hm_net_closed_type);
+    cr_assert_eq(e.err, HM_OK);
+    free(e.data);
+    cr_assert_eq(recv(fd, buf, sizeof buf, 0), 0);
+    close(fd);
+    hm_listener_close(l);
+}
