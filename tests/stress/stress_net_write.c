@@ -6,7 +6,8 @@
  * (never interleaved) and in its order. Phase 2: the same writers race a
  * graceful close from another thread; every write returns HM_OK, HM_EFULL
  * or HM_ECLOSED, and the peer sees a clean end of stream. Phase 3: clients
- * connect and vanish while the owner writes, many times. */
+ * connect and vanish while the owner writes, many times. Phase 4: reads
+ * pause and resume on a tiny in-flight bound while workers free frames. */
 #include "net/conn.h"
 #include "net/net.h"
 #include "runtime/alloc.h"
@@ -38,6 +39,7 @@
 typedef struct owner {
     _Atomic(hm_conn *) conn; /* the latest opened connection (a reference) */
     atomic_int closed;       /* net.closed messages seen */
+    atomic_int frames;       /* net.frame messages seen */
 } owner;
 
 static hm_err owner_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -52,6 +54,8 @@ static hm_err owner_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         hm_conn_release(old);
     } else if (hm_msg_type(msg) == &hm_net_closed_type) {
         atomic_fetch_add(&o->closed, 1);
+    } else if (hm_msg_type(msg) == &hm_net_frame_type) {
+        atomic_fetch_add(&o->frames, 1);
     }
     return HM_OK;
 }
@@ -74,6 +78,17 @@ static int connect_to(int port)
     inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
     CHECK(connect(fd, (struct sockaddr *)&in, sizeof in) == 0);
     return fd;
+}
+
+static void send_all_fd(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+        CHECK(n > 0);
+        p += n;
+        len -= (size_t)n;
+    }
 }
 
 /* Takes the connection the owner was last given, waiting for it. */
@@ -196,6 +211,37 @@ static void phase_vanishing_peers(owner *o, int port)
     }
 }
 
+/* Phase 4: a peer floods a connection whose in-flight bound is tiny, so
+ * the I/O thread pauses and resumes reading thousands of times while the
+ * workers free frames: the pause/resume handshake under TSan. */
+static void phase_backpressure(hm_net *net, hm_addr *addr, owner *o)
+{
+    hm_listener *l;
+    hm_net_stats st;
+    char line[64];
+    int fd;
+
+    CHECK(hm_net_listen(net,
+                        &(hm_listen_config){.host = "127.0.0.1",
+                                            .accept = accept_owner,
+                                            .accept_arg = addr,
+                                            .conn = {.max_inflight_len = 512}},
+                        &l) == HM_OK);
+    fd = connect_to(hm_listener_port(l));
+    hm_conn_release(await_conn(o));
+    atomic_store(&o->frames, 0);
+    memset(line, 'f', sizeof line);
+    line[sizeof line - 1] = '\n';
+    for (int i = 0; i < 20000; i++)
+        send_all_fd(fd, line, sizeof line);
+    while (atomic_load(&o->frames) < 20000)
+        sched_yield();
+    hm_net_stats_get(net, &st);
+    CHECK(st.read_pauses > 0);
+    close(fd);
+    hm_listener_close(l);
+}
+
 int main(void)
 {
     hm_runtime *rt;
@@ -222,6 +268,7 @@ int main(void)
     phase_ordered(&o, hm_listener_port(l));
     phase_close_race(&o, hm_listener_port(l));
     phase_vanishing_peers(&o, hm_listener_port(l));
+    phase_backpressure(net, addr, &o);
     hm_listener_close(l);
     hm_net_stop(net);
     hm_addr_release(addr);
@@ -229,7 +276,7 @@ int main(void)
     hm_net_destroy(net);
     hm_conn_release(atomic_exchange(&o.conn, NULL));
     printf("stress_net_write: %d lines x %d writers, close race, %d peers "
-           "vanished: ok\n",
+           "vanished, 20000 frames through a 512-byte in-flight bound: ok\n",
            LINES, WRITERS, CYCLES);
     return 0;
 }
