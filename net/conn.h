@@ -43,6 +43,8 @@ hm_conn *hm_conn_ref(hm_conn *c);
 /* Drops a reference. Accepts NULL. */
 void hm_conn_release(hm_conn *c);
 
+/* The connection's id, unique within its net (never 0); the same value as
+ * hm_msg_arg() of its net messages. `c` is borrowed. */
 uint64_t hm_conn_id(const hm_conn *c);
 /* "127.0.0.1:5000" or "[::1]:5000". Returns borrowed: valid while a
  * reference is held. */

@@ -90,6 +90,7 @@ typedef struct hm_net_stats {
     uint64_t read_pauses;    /* reads paused on the in-flight bound */
 } hm_net_stats;
 
+/* Fills `out` (borrowed, caller's storage). Thread-safe. */
 void hm_net_stats_get(hm_net *net, hm_net_stats *out);
 
 /* ------------------------------------------------------------ listening */
@@ -117,7 +118,7 @@ typedef struct hm_listen_config {
  * HM_EEXIST (address in use), HM_ESYS. Thread-safe. */
 hm_err hm_net_listen(hm_net *net, const hm_listen_config *cfg,
                      hm_listener **out);
-/* The bound port. */
+/* The bound port of `l` (borrowed). Thread-safe. */
 int hm_listener_port(const hm_listener *l);
 /* Stops accepting and closes the socket (on its I/O thread, soon after the
  * call); connections already accepted live on. Frees the handle: `l` must
