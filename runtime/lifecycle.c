@@ -355,6 +355,7 @@ void hm_runtime_destroy(hm_runtime *rt)
 
     if (!rt)
         return;
+    HM_ASSERT(!hm_sched_self(rt)); /* a worker cannot join itself */
     /* release: pairs with the acquire loads in the send paths. */
     atomic_store_explicit(&rt->closing, true, memory_order_release);
     stop_timer_thread(rt);

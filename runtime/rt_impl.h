@@ -108,6 +108,7 @@ typedef struct hm_worker {
     _Atomic(hm_addr *) runnext; /* the receiver woken last by this worker */
     hm_runq q;
     uint32_t tick;
+    uint32_t streak; /* turns taken from runnext in a row */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
