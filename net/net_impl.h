@@ -152,27 +152,39 @@ struct hm_net {
     atomic_bool stopped;        /* atomic */
 };
 
-/* loop.c */
+/* loop.c. Any thread: hm_loop_schedule (pushes `task`, which the loop
+ * borrows until it runs), hm_net_pick_loop, hm_loop_now_ms. The loop's
+ * thread: hm_loop_epoll_set (sets fd's interest to `want`, tracked in
+ * `*current`; 0 removes it). */
 void hm_loop_schedule(hm_loop *loop, hm_task *task);
 hm_loop *hm_net_pick_loop(hm_net *net);
 void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task, uint32_t *current,
                        uint32_t want);
 uint64_t hm_loop_now_ms(void);
 
-/* conn.c: on the conn's I/O thread unless stated. */
+/* conn.c (any thread). hm_conn_create returns owned (the loop's
+ * reference), borrowing `opt`. hm_conn_event returns an owned message that
+ * holds a new reference to `c` and a copy of data[0, len). */
 hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt);
-void hm_conn_schedule(hm_conn *c); /* any thread */
+void hm_conn_schedule(hm_conn *c);
 hm_msg *hm_conn_event(hm_conn *c, const hm_type *type, hm_err err,
                       const uint8_t *data, size_t len, size_t charge);
+
+/* conn_io.c (the conn's I/O thread; after hm_net_stop, the stopping
+ * thread). hm_conn_finish closes for good, tells the owner and drops the
+ * loop's reference: `c` may be freed on return unless the caller holds a
+ * reference. */
 void hm_conn_run_task(hm_conn *c);
 void hm_conn_on_event(hm_conn *c, uint32_t events);
 void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms);
 void hm_conn_finish(hm_conn *c, hm_err reason);
 void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms);
-void hm_conn_format_peer(const struct sockaddr *sa, char *out, size_t cap);
 hm_err hm_conn_errno(int e);
 
-/* listener.c */
+/* listener.c. hm_conn_format_peer (any thread) writes "host:port" of `sa`
+ * (borrowed) into out[0, cap). The rest run on the listener's loop thread,
+ * or on the stopping thread after hm_net_stop. */
+void hm_conn_format_peer(const struct sockaddr *sa, char *out, size_t cap);
 void hm_listener_run_task(hm_listener *l);
 void hm_listener_on_event(hm_listener *l, uint32_t events);
 void hm_listener_on_deadline(hm_loop *loop, uint64_t now_ms, uint64_t *next_ms);
