@@ -67,7 +67,8 @@ hm_err hm_net_create(const hm_net_config *cfg, hm_net **out);
 /* Stops accepting and reading, closes every listener and connection (each
  * owner gets "net.closed" with HM_ECLOSED) and joins the I/O threads.
  * Idempotent. Call from outside the I/O threads. Afterwards every handle
- * fails with HM_ECLOSED. */
+ * fails with HM_ECLOSED; listener handles are still freed with
+ * hm_listener_close(), before hm_net_destroy(). */
 void hm_net_stop(hm_net *net);
 
 /* Stops if needed and frees the net. Accepts NULL. Call it when no thread
