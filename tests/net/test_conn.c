@@ -364,3 +364,64 @@ Test(conn, owner_that_ignores_a_framing_error_is_closed_after_the_linger)
     close(fd);
     hm_listener_close(l);
 }
+
+static hm_err refuse_all(void *arg, uint64_t id, const char *peer,
+                         hm_addr **owner_out)
+{
+    (void)arg;
+    (void)id;
+    (void)peer;
+    (void)owner_out;
+    return HM_EDENIED;
+}
+
+Test(conn, connection_the_accept_function_refuses_is_closed)
+{
+    hm_listener *l = NULL;
+    char buf[8];
+    int fd;
+
+    cr_assert_eq(hm_net_listen(net,
+                               &(hm_listen_config){.host = "127.0.0.1",
+                                                   .accept = refuse_all},
+                               &l),
+                 HM_OK);
+    fd = client_connect(hm_listener_port(l));
+    cr_assert_eq(recv(fd, buf, sizeof buf, 0), 0);
+    close(fd);
+    hm_listener_close(l);
+}
+
+Test(conn, stopping_the_net_tells_every_owner_closed_with_eclosed)
+{
+    hm_listener *l = listen_with(probe_addr, (hm_conn_options){0});
+    int fd = client_connect(hm_listener_port(l));
+    hm_conn *c;
+    probe_event e;
+
+    probe_skip(&pr, &hm_net_opened_type);
+    c = probe_conn(&pr);
+    hm_listener_close(l);
+    hm_net_stop(net);
+    e = probe_expect(&pr, &hm_net_closed_type);
+    cr_assert_eq(e.err, HM_ECLOSED);
+    free(e.data);
+    cr_assert_eq(hm_conn_write(c, "x", 1), HM_ECLOSED);
+    hm_conn_release(c);
+    close(fd);
+}
+
+Test(conn, closed_comes_after_every_frame)
+{
+    hm_listener *l = listen_with(probe_addr, (hm_conn_options){0});
+    int fd = client_connect(hm_listener_port(l));
+
+    probe_skip(&pr, &hm_net_opened_type);
+    for (int i = 0; i < 100; i++)
+        send_str(fd, "frame\n");
+    close(fd);
+    for (int i = 0; i < 100; i++)
+        probe_skip(&pr, &hm_net_frame_type);
+    probe_skip(&pr, &hm_net_closed_type);
+    hm_listener_close(l);
+}
