@@ -427,7 +427,12 @@ static void on_readable(hm_conn *c)
            !atomic_load(&c->read_paused)) {
         size_t avail;
         uint8_t *space = hm_frame_reader_space(c->reader, &avail);
-        ssize_t n = read(c->fd, space, avail);
+        ssize_t n;
+
+        /* The reader always leaves room: it errors (sticky, seen by
+         * deliver_frames) before a frame can fill its buffer. */
+        HM_ASSERT(avail > 0);
+        n = read(c->fd, space, avail);
 
         if (n > 0) {
             hm_frame_reader_commit(c->reader, (size_t)n);
