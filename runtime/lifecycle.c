@@ -27,7 +27,7 @@
 #define DEFAULT_IDLE_MS 60000u
 #define DEFAULT_BATCH 64u
 #define RECLAIM_PERIOD_MS 1000u
-#define FIRE_BATCH 256u
+#define FIRE_BATCH 64u
 
 /* ---------------------------------------------------------------- timers */
 
@@ -253,6 +253,16 @@ hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
 
 /* -------------------------------------------------------------- create */
 
+void hm_rt_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
 static void init_cond_monotonic(pthread_cond_t *c)
 {
     pthread_condattr_t ca;
@@ -302,7 +312,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     hm_dir_init(rt);
     hm_sched_init(rt);
     hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
-    pthread_mutex_init(&rt->timer_lock, NULL);
+    hm_rt_mutex_init(&rt->timer_lock);
     init_cond_monotonic(&rt->timer_cond);
     pthread_mutex_init(&rt->idle_lock, NULL);
     init_cond_monotonic(&rt->idle_cond);

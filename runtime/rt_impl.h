@@ -191,6 +191,11 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+/* Initialises a mutex that spins briefly before sleeping (glibc's adaptive
+ * kind): the runtime's locks are held for short, bounded work, and on this
+ * kind of VM a futex wake-up costs more than the wait it saves. */
+void hm_rt_mutex_init(pthread_mutex_t *m);
+
 /* The worker running on this thread, if it belongs to `rt`. */
 hm_worker *hm_sched_self(hm_runtime *rt);
 

@@ -29,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SPIN_NS 200000u     /* spin this long before sleeping */
+#define SPIN_NS 50000u      /* spin this long before sleeping */
 #define GLOBAL_EVERY 61u    /* check the global queue every N turns */
 #define GQ_GRAB 32u         /* receivers moved from global per visit */
 #define RUNNEXT_STREAK 32u  /* runnext turns in a row before the ring's */
@@ -409,7 +409,7 @@ void hm_sched_init(hm_runtime *rt)
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
     }
-    pthread_mutex_init(&rt->gq_lock, NULL);
+    hm_rt_mutex_init(&rt->gq_lock);
     pthread_mutex_init(&rt->sleep_lock, NULL);
     pthread_cond_init(&rt->sleep_cond, NULL);
 }
