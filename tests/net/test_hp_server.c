@@ -344,3 +344,81 @@ Test(hp_server, bad_input_on_one_connection_leaves_others_alone)
     close(bad);
     close(good);
 }
+
+/* A Hermes HP client: says hello, pings once welcomed, and reports the
+ * pong by writing its id to a pipe the test reads. */
+typedef struct hp_client {
+    hm_hp_session session;
+    hm_conn *conn; /* owned reference */
+    int report_fd; /* the pipe's write end */
+} hermes_client;
+
+static void hp_client_frame(hermes_client *cl, hm_msg *msg)
+{
+    size_t len;
+    const uint8_t *line = hm_net_msg_data(msg, &len);
+    hm_hp_msg m;
+    bool have;
+
+    if (hm_hp_session_on_frame(&cl->session, cl->conn, line, len, &m, &have) !=
+            HM_OK ||
+        !have)
+        return;
+    if (m.kind == HM_HP_WELCOME) {
+        hm_hp_envelope ping = {.type = "ping", .id = 2};
+
+        hm_hp_session_send(cl->conn, &ping);
+    } else if (m.kind == HM_HP_PONG) {
+        uint8_t id = (uint8_t)m.id;
+
+        if (write(cl->report_fd, &id, 1) != 1)
+            abort(); /* not cr_assert: this is a runtime worker thread */
+    }
+    hm_hp_msg_fini(&m);
+}
+
+static hm_err hp_client_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    hermes_client *cl = state;
+
+    (void)ctx;
+    if (hm_msg_type(msg) == &hm_net_opened_type) {
+        cl->conn = hm_conn_ref(hm_net_msg_conn(msg));
+        hm_hp_session_start(&cl->session, cl->conn, 1);
+    } else if (hm_msg_type(msg) == &hm_net_frame_type) {
+        hp_client_frame(cl, msg);
+    }
+    return HM_OK;
+}
+
+Test(hp_server, hermes_client_is_welcomed_and_gets_its_pong)
+{
+    static hermes_client cl; /* outlives the test: the runtime holds it */
+    int report[2];
+    hm_addr *a = NULL;
+    uint8_t id = 0;
+
+    cr_assert_eq(pipe(report), 0);
+    cl.report_fd = report[1];
+    hm_hp_session_init(&cl.session, HM_HP_CLIENT, "test-client");
+    cr_assert_eq(hm_runtime_spawn(rt, "client",
+                                  &(hm_receiver){.handler = hp_client_handle,
+                                                 .state = &cl,
+                                                 .pinned = true},
+                                  &a),
+                 HM_OK);
+    cr_assert_eq(
+        hm_net_connect(net,
+                       &(hm_connect_config){.host = "127.0.0.1",
+                                            .port = hm_listener_port(lis),
+                                            .owner = a},
+                       NULL),
+        HM_OK);
+    cr_assert_eq(read(report[0], &id, 1), 1);
+    cr_assert_eq(id, 2);
+    cr_assert(cl.session.greeted);
+    cr_assert_eq(cl.session.version, 1);
+    hm_addr_release(a);
+    hm_net_stop(net);
+    hm_conn_release(cl.conn);
+}
