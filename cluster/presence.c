@@ -256,7 +256,9 @@ void hm_presence_on_link_down(hm_presence *p, const char *peer)
 {
     for (size_t i = 0; i < p->peer_count; i++)
         if (strcmp(p->peers[i], peer) == 0) {
-            strcpy(p->peers[i], p->peers[--p->peer_count]);
+            if (i != --p->peer_count)
+                memcpy(p->peers[i], p->peers[p->peer_count],
+                       sizeof p->peers[i]);
             return;
         }
 }

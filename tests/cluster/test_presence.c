@@ -22,7 +22,7 @@ typedef struct {
 
 typedef struct {
     hm_presence *node[N];
-    char name[N][8];
+    char name[N][16];
     uint64_t inc[N];
     bool up[N];     /* the node runs */
     pflight *q;
