@@ -16,9 +16,9 @@
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
  * condition variable. A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
- * the sleeper counts and the queues are checked Dekker-style with seq_cst
- * fences on both sides, and the signal is sent under the sleep lock, so a
- * wake-up can never be lost. */
+ * the sleeper counts and the queues are checked Dekker-style through seq_cst
+ * read-modify-writes on both sides, and the signal is sent under the sleep
+ * lock, so a wake-up can never be lost. */
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
@@ -139,8 +139,7 @@ static void gq_push(hm_runtime *rt, hm_addr *e)
     }
     rt->gq[(rt->gq_head + rt->gq_count) % rt->gq_cap] = e;
     rt->gq_count++;
-    /* seq_cst: part of the Dekker pair with the sleepers count (see
-     * notify()). */
+    /* relaxed would do (the lock orders it); notify() does the pairing. */
     atomic_store(&rt->gq_size, rt->gq_count);
     pthread_mutex_unlock(&rt->gq_lock);
 }
@@ -175,13 +174,15 @@ hm_addr *hm_sched_take_global(hm_runtime *rt)
 
 static void notify(hm_runtime *rt)
 {
-    /* seq_cst fence: the work we just published and our reads of the
-     * spinning/sleepers counts are ordered against the sleeper's increment
-     * of `sleepers` and its re-check of the queues (sleep()). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&rt->spinning, memory_order_relaxed) > 0)
+    /* seq_cst RMWs that add nothing, rather than fences (which TSan cannot
+     * check): a worker's own RMW on `spinning` (leaving) or `sleepers`
+     * (going to sleep) either comes later in that variable's modification
+     * order, reads from ours and so synchronizes with it (it will see the
+     * work we published before this call), or comes earlier, and then we
+     * read its effect here and act on it. */
+    if (atomic_fetch_add(&rt->spinning, 0) > 0)
         return;
-    if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) == 0)
+    if (atomic_fetch_add(&rt->sleepers, 0) == 0)
         return;
     pthread_mutex_lock(&rt->sleep_lock);
     pthread_cond_signal(&rt->sleep_cond);
@@ -315,6 +316,7 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
         if (++i % 64 == 0)
             sched_yield();
     }
+    /* seq_cst RMW: pairs with the RMW on spinning in notify(). */
     atomic_fetch_sub(&rt->spinning, 1);
     /* If we found work and more is waiting, make sure someone looks. */
     if (e && any_work(rt))
@@ -325,10 +327,10 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
 static void sleep_until_work(hm_runtime *rt)
 {
     pthread_mutex_lock(&rt->sleep_lock);
-    /* seq_cst: Dekker pair with notify(): either we see the producer's
-     * work below, or it sees our increment and signals under the lock. */
+    /* seq_cst RMW: pairs with the RMWs in notify(): either we see the
+     * producer's work below, or it sees our increment and signals under
+     * the lock, which we hold until we wait. */
     atomic_fetch_add(&rt->sleepers, 1);
-    atomic_thread_fence(memory_order_seq_cst);
     if (!any_work(rt) && !atomic_load(&rt->stopping))
         pthread_cond_wait(&rt->sleep_cond, &rt->sleep_lock);
     atomic_fetch_sub(&rt->sleepers, 1);
