@@ -14,8 +14,8 @@
 #include <string.h>
 
 typedef enum {
-    ST_INIT,      /* dialler: before start; acceptor: awaiting hello */
-    ST_SENT_HELLO, /* dialler: awaiting challenge */
+    ST_INIT,           /* dialler: before start; acceptor: awaiting hello */
+    ST_SENT_HELLO,     /* dialler: awaiting challenge */
     ST_SENT_CHALLENGE, /* acceptor: awaiting proof */
     ST_DONE,
     ST_FAILED,
@@ -111,8 +111,8 @@ static hm_err prove_hex(hm_handshake *h, char *hex)
 static bool check_peer_proof(const hm_handshake *h, const char *hex)
 {
     uint8_t proof[HM_AUTH_PROOF_LEN];
-    hm_auth_role peer_role = h->role == HM_AUTH_DIALLER ? HM_AUTH_ACCEPTOR
-                                                        : HM_AUTH_DIALLER;
+    hm_auth_role peer_role =
+        h->role == HM_AUTH_DIALLER ? HM_AUTH_ACCEPTOR : HM_AUTH_DIALLER;
     hm_auth_transcript t = transcript(h);
     return hm_auth_from_hex(hex, proof, sizeof proof) == HM_OK &&
            hm_auth_verify(h->secret, peer_role, &t, proof);
@@ -127,8 +127,7 @@ static hm_err check_peer(hm_handshake *h, const char *cluster,
         return refuse(h, HM_EDENIED, "another cluster");
     if (strcmp(peer->name, h->self.name) == 0)
         return refuse(h, HM_EDENIED, "it uses our own node name");
-    if (hm_auth_from_hex(nonce_hex, h->peer_nonce, HM_AUTH_NONCE_LEN) !=
-        HM_OK)
+    if (hm_auth_from_hex(nonce_hex, h->peer_nonce, HM_AUTH_NONCE_LEN) != HM_OK)
         return refuse(h, HM_EPROTO, "malformed nonce");
     return HM_OK;
 }
@@ -151,8 +150,7 @@ hm_err hm_handshake_start(hm_handshake *h, hm_wire_msg *out)
 }
 
 /* Acceptor: hello -> challenge. */
-static hm_err on_hello(hm_handshake *h, const hm_wire_msg *in,
-                       hm_wire_msg *out)
+static hm_err on_hello(hm_handshake *h, const hm_wire_msg *in, hm_wire_msg *out)
 {
     hm_err err = check_peer(h, in->u.hello.cluster, &in->u.hello.from,
                             in->u.hello.nonce);
@@ -181,8 +179,8 @@ static hm_err on_hello(hm_handshake *h, const hm_wire_msg *in,
 static hm_err on_challenge(hm_handshake *h, const hm_wire_msg *in,
                            hm_wire_msg *out)
 {
-    hm_err err = check_peer(h, in->u.challenge.cluster,
-                            &in->u.challenge.from, in->u.challenge.nonce);
+    hm_err err = check_peer(h, in->u.challenge.cluster, &in->u.challenge.from,
+                            in->u.challenge.nonce);
     if (err != HM_OK)
         return err;
     if (in->u.challenge.proto < HM_CLUSTER_PROTO_MIN ||
@@ -218,8 +216,7 @@ hm_err hm_handshake_on_message(hm_handshake *h, const hm_wire_msg *in,
     if (h->role == HM_AUTH_ACCEPTOR && h->st == ST_SENT_CHALLENGE &&
         in->type == HM_WIRE_PROOF) {
         if (!check_peer_proof(h, in->u.proof.proof))
-            return refuse(h, HM_EDENIED,
-                          "wrong proof: not our cluster secret");
+            return refuse(h, HM_EDENIED, "wrong proof: not our cluster secret");
         h->st = ST_DONE;
         return HM_OK;
     }

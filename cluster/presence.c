@@ -19,9 +19,9 @@
 
 typedef struct origin {
     char name[HM_NODE_NAME_MAX + 1];
-    uint64_t inc, ver; /* what we hold; inc 0 = nothing yet */
-    uint64_t dead_inc; /* incarnations up to this one are gone */
-    json_t *names;     /* owned: a set, keys -> json null */
+    uint64_t inc, ver;     /* what we hold; inc 0 = nothing yet */
+    uint64_t dead_inc;     /* incarnations up to this one are gone */
+    json_t *names;         /* owned: a set, keys -> json null */
     uint64_t requested_ms; /* last snapshot request, for rate limiting */
     bool requested;
 } origin;
@@ -167,8 +167,8 @@ static void send_snapshot(hm_presence *p, const char *peer, const origin *o)
     json_t *v;
     fill_version(o, &w->u.pres_snapshot.at);
     w->u.pres_snapshot.names = hm_calloc(n, sizeof(char *));
-    json_object_foreach (o->names, key, v)
-        w->u.pres_snapshot.names[i++] = hm_strdup(key);
+    json_object_foreach(o->names, key, v) w->u.pres_snapshot.names[i++] =
+        hm_strdup(key);
     w->u.pres_snapshot.count = n;
 }
 
@@ -208,8 +208,7 @@ static void send_digest(hm_presence *p, const char *peer)
 
 /* ------------------------------------------------ local registrations */
 
-hm_err hm_presence_register(hm_presence *p, const char *name,
-                            uint64_t now_ms)
+hm_err hm_presence_register(hm_presence *p, const char *name, uint64_t now_ms)
 {
     origin *me = self(p);
     size_t len = strlen(name);
@@ -224,8 +223,7 @@ hm_err hm_presence_register(hm_presence *p, const char *name,
     return HM_OK;
 }
 
-hm_err hm_presence_unregister(hm_presence *p, const char *name,
-                              uint64_t now_ms)
+hm_err hm_presence_unregister(hm_presence *p, const char *name, uint64_t now_ms)
 {
     origin *me = self(p);
     if (json_object_del(me->names, name) != 0)
@@ -237,8 +235,7 @@ hm_err hm_presence_unregister(hm_presence *p, const char *name,
 
 /* ------------------------------------------------------------- inputs */
 
-void hm_presence_on_link_up(hm_presence *p, const char *peer,
-                            uint64_t now_ms)
+void hm_presence_on_link_up(hm_presence *p, const char *peer, uint64_t now_ms)
 {
     for (size_t i = 0; i < p->peer_count; i++)
         if (strcmp(p->peers[i], peer) == 0)
@@ -273,8 +270,8 @@ void hm_presence_on_node_gone(hm_presence *p, const char *name, uint64_t inc)
     if (o->inc <= o->dead_inc) {
         if (json_object_size(o->names) > 0)
             HM_LOG_INFO("CL-PRES-DROP",
-                        "%s: dropping %zu names of %s (inc %llu)",
-                        p->self_name, json_object_size(o->names), name,
+                        "%s: dropping %zu names of %s (inc %llu)", p->self_name,
+                        json_object_size(o->names), name,
                         (unsigned long long)o->inc);
         reset_names(o, 0);
     }
@@ -320,8 +317,7 @@ static void on_snapshot(hm_presence *p, const hm_wire_msg *w)
         return;
     reset_names(o, at->inc);
     for (size_t i = 0; i < w->u.pres_snapshot.count; i++)
-        json_object_set_new(o->names, w->u.pres_snapshot.names[i],
-                            json_null());
+        json_object_set_new(o->names, w->u.pres_snapshot.names[i], json_null());
     o->ver = at->version;
     o->requested = false;
 }
@@ -424,6 +420,5 @@ void hm_presence_foreach(const hm_presence *p, const char *name,
     json_t *v;
     if (!o)
         return;
-    json_object_foreach (o->names, key, v)
-        fn(arg, key);
+    json_object_foreach(o->names, key, v) fn(arg, key);
 }

@@ -207,7 +207,8 @@ static bool decode_members(const json_t *o, hm_wire_msg *m)
     if (!a)
         return false;
     m->u.members.nodes = hm_calloc(json_array_size(a), sizeof(hm_wire_node));
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         if (!json_is_object(e) || !read_node(e, &m->u.members.nodes[i]))
             return false;
         m->u.members.count = i + 1;
@@ -222,7 +223,8 @@ static bool decode_snapshot(const json_t *o, hm_wire_msg *m)
     if (!a || !read_version(o, &m->u.pres_snapshot.at))
         return false;
     m->u.pres_snapshot.names = hm_calloc(json_array_size(a), sizeof(char *));
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         const char *s = json_string_value(e);
         if (!s || strlen(s) != json_string_length(e) || !pres_name_is_valid(s))
             return false;
@@ -240,7 +242,8 @@ static bool decode_digest(const json_t *o, hm_wire_msg *m)
         return false;
     m->u.pres_digest.entries =
         hm_calloc(json_array_size(a), sizeof(hm_wire_version));
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         if (!json_is_object(e) ||
             !read_version(e, &m->u.pres_digest.entries[i]))
             return false;
@@ -465,8 +468,7 @@ static void encode_lists(const hm_wire_msg *m, json_t *o)
     case HM_WIRE_PRES_SNAPSHOT:
         set_version(o, &m->u.pres_snapshot.at);
         for (size_t i = 0; i < m->u.pres_snapshot.count; i++)
-            json_array_append_new(a,
-                                  json_string(m->u.pres_snapshot.names[i]));
+            json_array_append_new(a, json_string(m->u.pres_snapshot.names[i]));
         json_object_set_new(o, "names", a);
         break;
     default: /* HM_WIRE_PRES_DIGEST */

@@ -23,11 +23,11 @@
 #include <stdint.h>
 
 #define HM_WIRE_VERSION 1
-#define HM_NODE_NAME_MAX 64  /* node and cluster names: [A-Za-z0-9._-] */
-#define HM_NODE_ADDR_MAX 128 /* "host:port", printable, no spaces */
-#define HM_PRES_NAME_MAX 256 /* a presence name: UTF-8 without NUL */
+#define HM_NODE_NAME_MAX 64     /* node and cluster names: [A-Za-z0-9._-] */
+#define HM_NODE_ADDR_MAX 128    /* "host:port", printable, no spaces */
+#define HM_PRES_NAME_MAX 256    /* a presence name: UTF-8 without NUL */
 #define HM_WIRE_LIST_MAX 100000 /* entries in one list, any list */
-#define HM_WIRE_HEX_MAX 64   /* nonces and proofs, as hex */
+#define HM_WIRE_HEX_MAX 64      /* nonces and proofs, as hex */
 /* Incarnations, versions and probe ids are JSON integers in 0..2^53-1, the
  * range every JSON implementation holds exactly (as net/hp.h's ids). An
  * incarnation is the wall clock in microseconds at start, so it grows from

@@ -49,7 +49,7 @@ typedef struct {
     char name[SIM_MAX][16], addr[SIM_MAX][32];
     uint64_t inc[SIM_MAX];
     bool crashed[SIM_MAX];
-    bool paused[SIM_MAX]; /* SIGSTOP: no ticks, input waits */
+    bool paused[SIM_MAX];          /* SIGSTOP: no ticks, input waits */
     bool linked[SIM_MAX][SIM_MAX]; /* i's driver has a link to j */
     bool cut[SIM_MAX][SIM_MAX];    /* i -> j traffic vanishes */
     uint64_t link_free_at[SIM_MAX][SIM_MAX];
@@ -156,8 +156,9 @@ static void sim_send(sim *s, int i, int j, const hm_wire_msg *msg)
     if (at < s->link_free_at[i][j])
         at = s->link_free_at[i][j]; /* in order: waits behind the lost one */
     s->link_free_at[i][j] = at;
-    sim_push(s, (flight){.kind = FL_MSG, .at = at, .from = i, .to = j,
-                         .line = line});
+    sim_push(
+        s,
+        (flight){.kind = FL_MSG, .at = at, .from = i, .to = j, .line = line});
 }
 
 static void sim_dial(sim *s, int i, const char *addr)
@@ -166,14 +167,20 @@ static void sim_dial(sim *s, int i, const char *addr)
     if (j < 0 || j == i || s->linked[i][j])
         return; /* the driver ignores a dial to a linked peer */
     if (s->crashed[j])
-        sim_push(s, (flight){.kind = FL_DIAL_FAIL, .at = s->now + 1,
-                             .from = j, .to = i, .refused = true});
+        sim_push(s, (flight){.kind = FL_DIAL_FAIL,
+                             .at = s->now + 1,
+                             .from = j,
+                             .to = i,
+                             .refused = true});
     else if (s->cut[i][j] || s->cut[j][i])
-        sim_push(s, (flight){.kind = FL_DIAL_FAIL, .at = s->now + 3000,
-                             .from = j, .to = i});
+        sim_push(s, (flight){.kind = FL_DIAL_FAIL,
+                             .at = s->now + 3000,
+                             .from = j,
+                             .to = i});
     else /* hello, challenge, proof */
         sim_push(s, (flight){.kind = FL_LINK_UP,
-                             .at = s->now + 3 * s->delay_ms, .from = i,
+                             .at = s->now + 3 * s->delay_ms,
+                             .from = i,
                              .to = j});
 }
 
@@ -182,8 +189,10 @@ static void sim_close(sim *s, int i, int j)
     if (!s->linked[i][j])
         return;
     s->linked[i][j] = false;
-    sim_push(s, (flight){.kind = FL_LINK_DOWN, .at = s->now + s->delay_ms,
-                         .from = i, .to = j});
+    sim_push(s, (flight){.kind = FL_LINK_DOWN,
+                         .at = s->now + s->delay_ms,
+                         .from = i,
+                         .to = j});
 }
 
 static void sim_drain(sim *s, int i)
@@ -203,8 +212,8 @@ static void sim_drain(sim *s, int i)
             break;
         case HM_MACT_EVENT:
             cr_assert(s->evn < SIM_MAX_EVENTS);
-            s->ev[s->evn++] = (sim_event){.at = s->now, .observer = i,
-                                          .ev = a.event, .inc = a.inc};
+            s->ev[s->evn++] = (sim_event){
+                .at = s->now, .observer = i, .ev = a.event, .inc = a.inc};
             strcpy(s->ev[s->evn - 1].subject, a.peer);
             break;
         }
@@ -242,9 +251,8 @@ static void sim_deliver(sim *s, flight *f)
         if (getenv("SIM_TRACE"))
             cr_log_info("%llu %d->%d %s", (unsigned long long)s->now, i, j,
                         f->line);
-        cr_assert_eq(hm_members_on_message(s->node[j], s->name[i], &msg,
-                                           s->now),
-                     HM_OK);
+        cr_assert_eq(
+            hm_members_on_message(s->node[j], s->name[i], &msg, s->now), HM_OK);
         hm_wire_msg_fini(&msg);
         break;
     case FL_LINK_UP:
@@ -274,8 +282,7 @@ static void sim_step(sim *s)
         for (size_t k = 0; k < s->qn; k++)
             if (s->q[k].at <= s->now && !s->paused[s->q[k].to] &&
                 (best == s->qn || s->q[k].at < s->q[best].at ||
-                 (s->q[k].at == s->q[best].at &&
-                  s->q[k].seq < s->q[best].seq)))
+                 (s->q[k].at == s->q[best].at && s->q[k].seq < s->q[best].seq)))
                 best = k;
         if (best == s->qn)
             break;
@@ -311,14 +318,14 @@ static void sim_crash(sim *s, int k)
         if (!s->linked[k][j])
             continue;
         s->linked[k][j] = false;
-        sim_push(s, (flight){.kind = FL_LINK_DOWN, .at = s->now + 1,
-                             .from = k, .to = j});
+        sim_push(
+            s, (flight){
+                   .kind = FL_LINK_DOWN, .at = s->now + 1, .from = k, .to = j});
     }
 }
 
 /* Cut every link between the sets a and b, both ways, silently. */
-static void sim_cut(sim *s, const int *a, int na, const int *b, int nb,
-                    bool on)
+static void sim_cut(sim *s, const int *a, int na, const int *b, int nb, bool on)
 {
     for (int x = 0; x < na; x++)
         for (int y = 0; y < nb; y++)

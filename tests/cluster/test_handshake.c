@@ -36,13 +36,13 @@ static hm_handshake *side(const char *cluster, const char *name,
     strcpy(self.name, name);
     snprintf(self.addr, sizeof self.addr, "%s.example:7946", name);
     hm_handshake *h;
-    cr_assert_eq(hm_handshake_create(&(hm_handshake_config){.cluster = cluster,
-                                                            .self = &self,
-                                                            .secret = s,
-                                                            .remote =
-                                                                "127.0.0.1:1"},
-                                     role, &h),
-                 HM_OK);
+    cr_assert_eq(
+        hm_handshake_create(&(hm_handshake_config){.cluster = cluster,
+                                                   .self = &self,
+                                                   .secret = s,
+                                                   .remote = "127.0.0.1:1"},
+                            role, &h),
+        HM_OK);
     return h;
 }
 

@@ -24,7 +24,7 @@ typedef struct {
     hm_presence *node[N];
     char name[N][16];
     uint64_t inc[N];
-    bool up[N];     /* the node runs */
+    bool up[N]; /* the node runs */
     pflight *q;
     size_t qn, qcap;
     uint64_t now, seq, rng;
@@ -44,11 +44,11 @@ static void start_node(psim *s, int i, uint64_t inc)
 {
     s->inc[i] = inc;
     s->up[i] = true;
-    cr_assert_eq(hm_presence_create(&(hm_presence_config){.self_name =
-                                                              s->name[i],
-                                                          .self_inc = inc},
-                                    &s->node[i]),
-                 HM_OK);
+    cr_assert_eq(
+        hm_presence_create(
+            &(hm_presence_config){.self_name = s->name[i], .self_inc = inc},
+            &s->node[i]),
+        HM_OK);
 }
 
 static void drain(psim *s, int i)
@@ -123,9 +123,8 @@ static void step(psim *s)
             hm_wire_msg msg;
             cr_assert_eq(hm_wire_decode_line(f.line, strlen(f.line), &msg),
                          HM_OK);
-            cr_assert_eq(hm_presence_on_message(s->node[f.to],
-                                                s->name[f.from], &msg,
-                                                s->now),
+            cr_assert_eq(hm_presence_on_message(s->node[f.to], s->name[f.from],
+                                                &msg, s->now),
                          HM_OK);
             hm_wire_msg_fini(&msg);
             drain(s, f.to);
@@ -161,17 +160,18 @@ static bool converged(psim *s)
     for (int k = 0; k < NAMES; k++) {
         char truth[HM_NODE_NAME_MAX + 1] = "", seen[HM_NODE_NAME_MAX + 1];
         for (int o = N - 1; o >= 0; o--) /* smallest origin wins */
-            if (s->up[o] && hm_presence_lookup(s->node[o], pool(k), seen) ==
-                                HM_OK &&
+            if (s->up[o] &&
+                hm_presence_lookup(s->node[o], pool(k), seen) == HM_OK &&
                 strcmp(seen, s->name[o]) == 0)
                 strcpy(truth, s->name[o]);
         for (int i = 0; i < N; i++) {
             if (!s->up[i])
                 continue;
             hm_err e = hm_presence_lookup(s->node[i], pool(k), seen);
-            bool local = truth[0] && hm_presence_lookup(s->node[i], pool(k),
-                                                        seen) == HM_OK &&
-                         strcmp(seen, s->name[i]) == 0;
+            bool local =
+                truth[0] &&
+                hm_presence_lookup(s->node[i], pool(k), seen) == HM_OK &&
+                strcmp(seen, s->name[i]) == 0;
             if (local)
                 continue; /* a local registration wins locally */
             if (truth[0] ? e != HM_OK || strcmp(seen, truth) : e == HM_OK)
@@ -281,8 +281,8 @@ Test(presence, dead_node_names_vanish_and_late_deltas_do_not_revive_them)
     run_until(&s, 2000);
     for (int i = 0; i < 4; i++) {
         char at[HM_NODE_NAME_MAX + 1];
-        cr_expect_eq(hm_presence_lookup(s.node[i], "alice", at),
-                     HM_ENOTFOUND, "n%d still has alice", i);
+        cr_expect_eq(hm_presence_lookup(s.node[i], "alice", at), HM_ENOTFOUND,
+                     "n%d still has alice", i);
         cr_expect_eq(hm_presence_lookup(s.node[i], "bob", at), HM_ENOTFOUND,
                      "n%d still has bob", i);
     }
@@ -347,10 +347,10 @@ Test(presence, late_joiner_receives_every_origin_by_snapshot)
 static hm_presence *registry(const char *name)
 {
     hm_presence *p = NULL;
-    cr_assert_eq(hm_presence_create(&(hm_presence_config){.self_name = name,
-                                                          .self_inc = 1},
-                                    &p),
-                 HM_OK);
+    cr_assert_eq(
+        hm_presence_create(
+            &(hm_presence_config){.self_name = name, .self_inc = 1}, &p),
+        HM_OK);
     return p;
 }
 

@@ -73,13 +73,13 @@ Test(wire, every_message_type_round_trips)
     expect_round_trip(&m);
     m = (hm_wire_msg){.type = HM_WIRE_LEAVE, .u.leave.inc = 5};
     expect_round_trip(&m);
-    m = (hm_wire_msg){.type = HM_WIRE_PRES_DELTA,
-                      .u.pres_delta = {.at = vs[0], .add = false,
-                                       .name = names[1]}};
+    m = (hm_wire_msg){
+        .type = HM_WIRE_PRES_DELTA,
+        .u.pres_delta = {.at = vs[0], .add = false, .name = names[1]}};
     expect_round_trip(&m);
-    m = (hm_wire_msg){.type = HM_WIRE_PRES_SNAPSHOT,
-                      .u.pres_snapshot = {.at = vs[1], .names = names,
-                                          .count = 2}};
+    m = (hm_wire_msg){
+        .type = HM_WIRE_PRES_SNAPSHOT,
+        .u.pres_snapshot = {.at = vs[1], .names = names, .count = 2}};
     expect_round_trip(&m);
     m = (hm_wire_msg){.type = HM_WIRE_PRES_REQUEST,
                       .u.pres_request.origin = "a"};
@@ -127,7 +127,8 @@ Test(wire, malformed_lines_are_protocol_errors)
         "{\"v\":1,\"t\":\"cl.probe\",\"id\":1,\"target\":\"\"}",
         "{\"v\":1,\"t\":\"cl.probe\",\"id\":1,\"target\":\"a\\u0000b\"}",
         "{\"v\":1,\"t\":\"cl.probe\",\"id\":1,\"target\":"
-        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""
+        "}",
         "{\"v\":1,\"t\":\"cl.proof\",\"proof\":\"ABCD\"}",
         "{\"v\":1,\"t\":\"cl.proof\",\"proof\":\"abc\"}",
         "{\"v\":1,\"t\":\"cl.pres\",\"origin\":\"a\",\"inc\":1,\"ver\":1,"
@@ -153,7 +154,8 @@ Test(wire, encoder_refuses_what_the_decoder_would_refuse)
     hm_wire_msg m = {.type = HM_WIRE_PROBE_REQ,
                      .u.probe_req = {.id = 1, .target = "has space"}};
     cr_expect_eq(hm_wire_encode_line(&m, &line), HM_EINVAL);
-    m = (hm_wire_msg){.type = HM_WIRE_LEAVE, .u.leave.inc = HM_WIRE_INT_MAX + 1};
+    m = (hm_wire_msg){.type = HM_WIRE_LEAVE,
+                      .u.leave.inc = HM_WIRE_INT_MAX + 1};
     cr_expect_eq(hm_wire_encode_line(&m, &line), HM_EINVAL);
     m = (hm_wire_msg){.type = 99};
     cr_expect_eq(hm_wire_encode_line(&m, &line), HM_EINVAL);
