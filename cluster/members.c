@@ -667,7 +667,9 @@ static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
                 note_isolated(m, x);
         }
     }
-    if (x->state == HM_MEMBER_DEAD &&
+    /* Tombstones, and members we heard of but never reached (gossip about
+     * a node that died before we dialled it), are forgotten in the end. */
+    if ((x->state == HM_MEMBER_DEAD || x->state == HM_MEMBER_JOINING) &&
         now_ms - x->state_since_ms >= c->reap_after_ms)
         return false;
     if (!x->linked && x->state != HM_MEMBER_LEFT && now_ms >= x->next_dial_ms)

@@ -72,7 +72,7 @@ typedef struct hm_members_config {
     uint32_t probe_fanout;        /* peers asked per round [3] */
     uint32_t dial_backoff_min_ms; /* first redial delay [100] */
     uint32_t dial_backoff_max_ms; /* redial delay cap [5000] */
-    uint32_t reap_after_ms;       /* forget a dead member after [3600000] */
+    uint32_t reap_after_ms; /* forget a dead or unreachable joiner [3600000] */
 } hm_members_config;
 
 typedef enum {
@@ -86,7 +86,8 @@ typedef enum {
 
 typedef enum {
     HM_MACT_SEND,  /* send `msg` on the link to `peer` */
-    HM_MACT_DIAL,  /* open a link to `addr` (`peer` is "" for a seed) */
+    HM_MACT_DIAL,  /* open a link to `addr` (`peer` is "" for a seed);
+                      ignore it if a dial to `addr` is in progress */
     HM_MACT_CLOSE, /* close the link to `peer` */
     HM_MACT_EVENT, /* `event` happened to member (`peer`, `inc`) */
 } hm_member_action_kind;

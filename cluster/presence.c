@@ -277,6 +277,13 @@ void hm_presence_on_node_gone(hm_presence *p, const char *name, uint64_t inc)
     }
 }
 
+void hm_presence_on_node_up(hm_presence *p, const char *name, uint64_t inc)
+{
+    origin *o = find(p, name);
+    if (o && o != self(p) && o->dead_inc >= inc)
+        o->dead_inc = inc - 1;
+}
+
 /* The origin record a message about `at` may update, or NULL if the
  * message is about ourselves or a dead incarnation. */
 static origin *writable(hm_presence *p, const hm_wire_version *at)

@@ -78,6 +78,12 @@ void hm_presence_on_link_down(hm_presence *p, const char *peer);
  * refuse anything about that incarnation or an older one from now on. */
 void hm_presence_on_node_gone(hm_presence *p, const char *origin, uint64_t inc);
 
+/* Member (origin, inc) is up again after it was reported gone with the
+ * same incarnation (it was falsely declared dead, for instance through a
+ * long partition): accept its names again. Its snapshot follows on the
+ * link, so nothing else is needed. */
+void hm_presence_on_node_up(hm_presence *p, const char *origin, uint64_t inc);
+
 /* A presence message `msg` (borrowed) arrived from `from` (borrowed):
  * PRES_DELTA, PRES_SNAPSHOT, PRES_REQUEST or PRES_DIGEST.
  * Errors: HM_EINVAL for another type (not ours to handle). */

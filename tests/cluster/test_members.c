@@ -387,3 +387,29 @@ Test(members, duplicate_links_resolve_to_the_one_dialled_by_the_smaller_name)
     /* A reconnection from the same side replaces the stale link. */
     cr_expect(hm_members_keep_new_link("b", "a", true, true));
 }
+
+Test(members, gossiped_member_never_reached_is_forgotten_after_reap_time)
+{
+    hm_members *m = NULL;
+    cr_assert_eq(hm_members_create(&(hm_members_config){.self_name = "a",
+                                                        .self_addr = "h:1",
+                                                        .self_inc = 10,
+                                                        .reap_after_ms = 60000},
+                                   &m),
+                 HM_OK);
+    cr_assert_eq(hm_members_on_link_up(m, "b", "h:2", 7, 0), HM_OK);
+    hm_wire_node ghost = {.name = "ghost", .addr = "h:9", .inc = 3};
+    hm_wire_msg gossip = {.type = HM_WIRE_MEMBERS,
+                          .u.members = {.nodes = &ghost, .count = 1}};
+    cr_assert_eq(hm_members_on_message(m, "b", &gossip, 10), HM_OK);
+    hm_member_info info;
+    cr_assert_eq(hm_members_get(m, "ghost", &info), HM_OK);
+    cr_expect_eq(info.state, HM_MEMBER_JOINING);
+    for (uint64_t t = 100; t <= 61000; t += 100) {
+        hm_members_on_heard(m, "b", t);
+        hm_members_tick(m, t);
+        drop_actions(m);
+    }
+    cr_expect_eq(hm_members_get(m, "ghost", &info), HM_ENOTFOUND);
+    hm_members_destroy(m);
+}

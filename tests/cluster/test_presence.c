@@ -315,6 +315,26 @@ Test(presence, restarted_node_starts_empty_under_its_new_incarnation)
     psim_fini(&s);
 }
 
+Test(presence, falsely_dead_node_back_with_same_incarnation_is_accepted)
+{
+    psim s;
+    psim_init(&s, 21, 0.0, 10);
+    cr_assert_eq(hm_presence_register(s.node[1], "erin", s.now), HM_OK);
+    drain(&s, 1);
+    run_until(&s, 50);
+    /* n0 declares n1 dead (a long partition), then n1 comes back. */
+    hm_presence_on_node_gone(s.node[0], "n1", s.inc[1]);
+    char at[HM_NODE_NAME_MAX + 1];
+    cr_assert_eq(hm_presence_lookup(s.node[0], "erin", at), HM_ENOTFOUND);
+    hm_presence_on_node_up(s.node[0], "n1", s.inc[1]);
+    hm_presence_on_link_up(s.node[1], "n0", s.now);
+    drain(&s, 1);
+    run_until(&s, 100);
+    cr_assert_eq(hm_presence_lookup(s.node[0], "erin", at), HM_OK);
+    cr_expect_str_eq(at, "n1");
+    psim_fini(&s);
+}
+
 Test(presence, late_joiner_receives_every_origin_by_snapshot)
 {
     psim s;
