@@ -47,6 +47,8 @@ typedef enum {
     HM_WIRE_PRES_SNAPSHOT, /* every presence name of one origin */
     HM_WIRE_PRES_REQUEST,  /* "send me your snapshot of `origin`" */
     HM_WIRE_PRES_DIGEST,   /* the presence versions the sender holds */
+    HM_WIRE_ROUTED,        /* a routed message, numbered for the outbox */
+    HM_WIRE_ACK,           /* "I have every routed message up to seq" */
 } hm_wire_type;
 
 /* A node's identity. */
@@ -118,6 +120,13 @@ typedef struct hm_wire_msg {
             hm_wire_version *entries; /* owned, `count` entries */
             size_t count;
         } pres_digest;
+        struct {
+            uint64_t seq; /* >= 1, from hm_outbox_push */
+            json_t *body; /* owned reference: the HP message, an object */
+        } routed;
+        struct {
+            uint64_t seq;
+        } ack;
     } u;
 } hm_wire_msg;
 

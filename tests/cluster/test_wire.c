@@ -87,6 +87,14 @@ Test(wire, every_message_type_round_trips)
     m = (hm_wire_msg){.type = HM_WIRE_PRES_DIGEST,
                       .u.pres_digest = {.entries = vs, .count = 2}};
     expect_round_trip(&m);
+    m = (hm_wire_msg){.type = HM_WIRE_ACK, .u.ack.seq = 77};
+    expect_round_trip(&m);
+    m = (hm_wire_msg){
+        .type = HM_WIRE_ROUTED,
+        .u.routed = {.seq = 78,
+                     .body = json_pack("{s:i,s:s}", "v", 1, "type", "msg")}};
+    expect_round_trip(&m);
+    hm_wire_msg_fini(&m);
 }
 
 Test(wire, decoded_fields_match_the_line)
@@ -140,6 +148,9 @@ Test(wire, malformed_lines_are_protocol_errors)
         "{\"v\":1,\"t\":\"cl.hello\",\"cluster\":\"c\",\"node\":\"a\","
         "\"addr\":\"h:1\",\"inc\":1,\"proto\":[2,1],\"nonce\":\"ab\"}",
         "{\"v\":1,\"t\":\"cl.hb\",\"reply\":true,\"reply\":false}",
+        "{\"v\":1,\"t\":\"cl.msg\",\"seq\":0,\"msg\":{}}",
+        "{\"v\":1,\"t\":\"cl.msg\",\"seq\":1,\"msg\":[]}",
+        "{\"v\":1,\"t\":\"cl.ack\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hm_wire_msg m = {0};
