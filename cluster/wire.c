@@ -225,8 +225,13 @@ static bool decode_snapshot(const json_t *o, hm_wire_msg *m)
 {
     const json_t *a = get_list(o, "names"), *e;
     size_t i;
-    if (!a || !read_version(o, &m->u.pres_snapshot.at))
+    uint64_t part, parts;
+    if (!a || !read_version(o, &m->u.pres_snapshot.at) ||
+        !read_u64(o, "part", &part) || !read_u64(o, "parts", &parts) ||
+        parts < 1 || part >= parts || parts > HM_WIRE_LIST_MAX)
         return false;
+    m->u.pres_snapshot.part = (uint32_t)part;
+    m->u.pres_snapshot.parts = (uint32_t)parts;
     m->u.pres_snapshot.names = hm_calloc(json_array_size(a), sizeof(char *));
     json_array_foreach(a, i, e)
     {
@@ -425,7 +430,10 @@ static bool lists_are_valid(const hm_wire_msg *m)
         return true;
     case HM_WIRE_PRES_SNAPSHOT:
         if (m->u.pres_snapshot.count > HM_WIRE_LIST_MAX ||
-            !version_is_valid(&m->u.pres_snapshot.at))
+            !version_is_valid(&m->u.pres_snapshot.at) ||
+            m->u.pres_snapshot.parts < 1 ||
+            m->u.pres_snapshot.part >= m->u.pres_snapshot.parts ||
+            m->u.pres_snapshot.parts > HM_WIRE_LIST_MAX)
             return false;
         for (size_t i = 0; i < m->u.pres_snapshot.count; i++)
             if (!pres_name_is_valid(m->u.pres_snapshot.names[i]))
@@ -500,6 +508,8 @@ static void encode_lists(const hm_wire_msg *m, json_t *o)
         break;
     case HM_WIRE_PRES_SNAPSHOT:
         set_version(o, &m->u.pres_snapshot.at);
+        set_u64(o, "part", m->u.pres_snapshot.part);
+        set_u64(o, "parts", m->u.pres_snapshot.parts);
         for (size_t i = 0; i < m->u.pres_snapshot.count; i++)
             json_array_append_new(a, json_string(m->u.pres_snapshot.names[i]));
         json_object_set_new(o, "names", a);

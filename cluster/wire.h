@@ -28,6 +28,9 @@
 #define HM_PRES_NAME_MAX 256    /* a presence name: UTF-8 without NUL */
 #define HM_WIRE_LIST_MAX 100000 /* entries in one list, any list */
 #define HM_WIRE_HEX_MAX 64      /* nonces and proofs, as hex */
+/* Names per snapshot part: 500 names of at most 256 bytes, even escaped
+ * six-fold, stay under net's 1 MiB line limit. */
+#define HM_PRES_SNAPSHOT_CHUNK 500
 /* Incarnations, versions and probe ids are JSON integers in 0..2^53-1, the
  * range every JSON implementation holds exactly (as net/hp.h's ids). An
  * incarnation is the wall clock in microseconds at start, so it grows from
@@ -110,7 +113,8 @@ typedef struct hm_wire_msg {
         } pres_delta;
         struct {
             hm_wire_version at;
-            char **names; /* owned, `count` owned strings */
+            uint32_t part, parts; /* this is part `part` of 0..parts-1 */
+            char **names;         /* owned, `count` owned strings */
             size_t count;
         } pres_snapshot;
         struct {

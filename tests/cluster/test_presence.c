@@ -450,6 +450,73 @@ Test(presence, digest_showing_a_newer_version_triggers_one_request)
     hm_presence_destroy(p);
 }
 
+/* Feeds every action of `from` (named `from_name`) to `to`, through the
+ * codec, skipping the `skip`th snapshot part (-1: none); returns how many
+ * snapshot parts there were. */
+static int hand_over(hm_presence *from, const char *from_name, hm_presence *to,
+                     int skip)
+{
+    hm_presence_action a;
+    int parts = 0;
+    while (hm_presence_next_action(from, &a)) {
+        char *line;
+        hm_wire_msg in;
+        bool is_part = a.msg.type == HM_WIRE_PRES_SNAPSHOT;
+        cr_assert_eq(hm_wire_encode_line(&a.msg, &line), HM_OK);
+        cr_assert_lt(strlen(line), 1024 * 1024, "a line over net's limit");
+        hm_wire_msg_fini(&a.msg);
+        if (!(is_part && parts == skip)) {
+            cr_assert_eq(hm_wire_decode_line(line, strlen(line), &in), HM_OK);
+            cr_assert_eq(hm_presence_on_message(to, from_name, &in, 0), HM_OK);
+            hm_wire_msg_fini(&in);
+        }
+        parts += is_part;
+        hm_free(line);
+    }
+    return parts;
+}
+
+static hm_presence *with_names(const char *name, int count)
+{
+    hm_presence *p = registry(name);
+    for (int k = 0; k < count; k++) {
+        char n[32];
+        snprintf(n, sizeof n, "client-%05d", k);
+        cr_assert_eq(hm_presence_register(p, n, 0), HM_OK);
+    }
+    return p;
+}
+
+Test(presence, large_snapshot_travels_in_parts_under_the_line_limit)
+{
+    hm_presence *a = with_names("a", 1200), *b = registry("b");
+    hm_presence_on_link_up(a, "b", 0);
+    cr_expect_eq(hand_over(a, "a", b, -1), 3);
+    cr_expect_eq(hm_presence_count(b, "a"), 1200);
+    hm_presence_destroy(a);
+    hm_presence_destroy(b);
+}
+
+Test(presence, snapshot_with_a_missing_part_is_not_applied_until_repaired)
+{
+    hm_presence *a = with_names("a", 1200), *b = registry("b");
+    hm_presence_action act;
+    hm_presence_on_link_up(a, "b", 0);
+    hand_over(a, "a", b, 1);
+    cr_expect_eq(hm_presence_count(b, "a"), 0, "applied a partial snapshot");
+    /* The next digest shows b is behind; b asks; a answers in full. */
+    hm_presence_on_link_up(b, "a", 0);
+    while (hm_presence_next_action(b, &act))
+        hm_wire_msg_fini(&act.msg);
+    hm_presence_tick(a, 5000);
+    hand_over(a, "a", b, -1);
+    hand_over(b, "b", a, -1);
+    hand_over(a, "a", b, -1);
+    cr_expect_eq(hm_presence_count(b, "a"), 1200);
+    hm_presence_destroy(a);
+    hm_presence_destroy(b);
+}
+
 /* ------------------------------- presence glued to membership (driver) */
 
 /* Whether every running node finds `name` on node `origin` (-1: nowhere). */

@@ -79,7 +79,8 @@ Test(wire, every_message_type_round_trips)
     expect_round_trip(&m);
     m = (hm_wire_msg){
         .type = HM_WIRE_PRES_SNAPSHOT,
-        .u.pres_snapshot = {.at = vs[1], .names = names, .count = 2}};
+        .u.pres_snapshot = {
+            .at = vs[1], .part = 1, .parts = 3, .names = names, .count = 2}};
     expect_round_trip(&m);
     m = (hm_wire_msg){.type = HM_WIRE_PRES_REQUEST,
                       .u.pres_request.origin = "a"};
@@ -151,6 +152,8 @@ Test(wire, malformed_lines_are_protocol_errors)
         "{\"v\":1,\"t\":\"cl.msg\",\"seq\":0,\"msg\":{}}",
         "{\"v\":1,\"t\":\"cl.msg\",\"seq\":1,\"msg\":[]}",
         "{\"v\":1,\"t\":\"cl.ack\"}",
+        "{\"v\":1,\"t\":\"cl.pres_snap\",\"origin\":\"a\",\"inc\":1,"
+        "\"ver\":1,\"part\":2,\"parts\":2,\"names\":[]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hm_wire_msg m = {0};
