@@ -27,7 +27,7 @@
 #define DEFAULT_IDLE_MS 60000u
 #define DEFAULT_BATCH 64u
 #define RECLAIM_PERIOD_MS 1000u
-#define FIRE_BATCH 256u
+#define FIRE_BATCH 64u
 
 /* ---------------------------------------------------------------- timers */
 
@@ -219,7 +219,8 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
     memset(out, 0, sizeof *out);
     for (int i = 0; i < n; i++)
         add_counters(out, &rt->workers[i].st);
-    add_counters(out, &rt->ext);
+    for (unsigned i = 0; i < HM_EXT_SHARDS; i++)
+        add_counters(out, &rt->ext[i]);
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
 }
@@ -251,6 +252,16 @@ hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
 }
 
 /* -------------------------------------------------------------- create */
+
+void hm_rt_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
 
 static void init_cond_monotonic(pthread_cond_t *c)
 {
@@ -300,8 +311,8 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
                               : (rt->idle_timeout_ms + 7) / 8;
     hm_dir_init(rt);
     hm_sched_init(rt);
-    hm_timers_init(&rt->timers);
-    pthread_mutex_init(&rt->timer_lock, NULL);
+    hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
+    hm_rt_mutex_init(&rt->timer_lock);
     init_cond_monotonic(&rt->timer_cond);
     pthread_mutex_init(&rt->idle_lock, NULL);
     init_cond_monotonic(&rt->idle_cond);
@@ -354,6 +365,7 @@ void hm_runtime_destroy(hm_runtime *rt)
 
     if (!rt)
         return;
+    HM_ASSERT(!hm_sched_self(rt)); /* a worker cannot join itself */
     /* release: pairs with the acquire loads in the send paths. */
     atomic_store_explicit(&rt->closing, true, memory_order_release);
     stop_timer_thread(rt);

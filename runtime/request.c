@@ -283,14 +283,22 @@ static void wait_reply(hm_runtime *rt, waiter *w, uint32_t timeout_ms)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void retire(hm_runtime *rt, hm_addr *a)
+hm_err hm_runtime_deactivate(hm_runtime *rt, hm_addr *a)
 {
-    hm_msg *m = hm_msg_alloc();
+    hm_msg *m;
 
-    m->type = &hm_type_timeout;
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    m = hm_msg_alloc();
+    m->type = &hm_type_timeout; /* never seen by a handler */
     m->flags = MSG_SYSTEM;
     m->sys = SYS_RETIRE;
-    hm_rt_push(rt, a, m, false);
+    return hm_rt_push(rt, a, m, false);
+}
+
+static void retire(hm_runtime *rt, hm_addr *a)
+{
+    hm_runtime_deactivate(rt, a);
     hm_addr_release(a);
 }
 

@@ -88,7 +88,8 @@ struct hm_addr {
 /* Per-thread counters: written only by their owner thread (relaxed load and
  * store, no RMW), read by anyone with relaxed loads. */
 typedef struct hm_counters {
-    _Atomic uint64_t sent, delivered, activations, deactivations;
+    _Alignas(64) _Atomic uint64_t sent;
+    _Atomic uint64_t delivered, activations, deactivations;
     _Atomic uint64_t dead_letters, timers_fired, handler_errors, hwm;
 } hm_counters;
 
@@ -107,6 +108,7 @@ typedef struct hm_worker {
     _Atomic(hm_addr *) runnext; /* the receiver woken last by this worker */
     hm_runq q;
     uint32_t tick;
+    uint32_t streak; /* turns taken from runnext in a row */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
@@ -164,7 +166,10 @@ struct hm_runtime {
 
     _Atomic uint64_t next_req_id;
     _Atomic uint64_t next_call_id;
-    hm_counters ext; /* events on non-worker threads: atomic RMWs */
+#define HM_EXT_SHARDS 16u
+    /* Events on non-worker threads: atomic RMWs on a shard picked by the
+     * thread, so threads sending at once do not share a cache line. */
+    hm_counters ext[HM_EXT_SHARDS];
 
     pthread_mutex_t types_lock;
     const hm_type **types; /* guarded by: types_lock */
@@ -185,6 +190,11 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                           memory_order_relaxed);
 }
+
+/* Initialises a mutex that spins briefly before sleeping (glibc's adaptive
+ * kind): the runtime's locks are held for short, bounded work, and on this
+ * kind of VM a futex wake-up costs more than the wait it saves. */
+void hm_rt_mutex_init(pthread_mutex_t *m);
 
 /* The worker running on this thread, if it belongs to `rt`. */
 hm_worker *hm_sched_self(hm_runtime *rt);
