@@ -31,9 +31,28 @@
 
 /* ---------------------------------------------------------------- timers */
 
+/* The message a timer delivers: its own, a periodic tick, or (a one-shot
+ * armed without a message) a request's timeout notice, built only now
+ * because most request timeouts are cancelled and never fire. */
+static hm_msg *fired_msg(hm_timer_fire *f)
+{
+    hm_msg *m;
+
+    if (f->msg)
+        return f->msg;
+    if (f->periodic)
+        return hm_msg_create(&hm_type_tick, NULL, f->tag);
+    m = hm_msg_alloc();
+    m->type = &hm_type_timeout;
+    m->flags = MSG_SYSTEM;
+    m->sys = SYS_TIMEOUT;
+    m->req_id = f->tag;
+    return m;
+}
+
 static void fire(hm_runtime *rt, hm_timer_fire *f)
 {
-    hm_msg *m = f->msg ? f->msg : hm_msg_create(&hm_type_tick, NULL, f->tag);
+    hm_msg *m = fired_msg(f);
     bool system = (m->flags & MSG_SYSTEM) != 0;
 
     HM_COUNT(rt, hm_sched_self(rt), timers_fired);
