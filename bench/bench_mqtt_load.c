@@ -25,7 +25,7 @@
  *
  * Usage: bench_mqtt_load --port P --scenario NAME [--system NAME]
  *            [--tag SUFFIX] [--broker-pid PID] [--duration-ms N]
- *            [--window N] [--smoke]
+ *            [--window N] [--conns N] [--smoke]
  *        bench_mqtt_load --free-port | --wait-port P
  * Output: TSV rows `scenario system value unit better` on stdout, plus one
  * line starting with "# " that gives the delivery counts. With --smoke,
@@ -137,6 +137,7 @@ typedef struct load {
     uint64_t duration_ns, count; /* count: per publisher, 0 = by time */
     uint32_t pubs, subs, spp;    /* spp: subscribers per publisher */
     uint32_t window;             /* the scenario's, or --window */
+    uint32_t conns;              /* storm, idle: the scenario's or --conns */
     int ep, timer_fd;
     lconn *c;
     uint32_t nc;
@@ -795,7 +796,7 @@ static void run_latency(load *L)
 
 static void run_storm(load *L)
 {
-    uint64_t n = L->smoke ? L->sc->smoke_conns : L->sc->conns;
+    uint64_t n = L->conns;
 
     setup_conns(L, STORM_SLOTS);
     for (uint32_t i = 0; i < L->nc; i++)
@@ -841,7 +842,7 @@ static uint64_t broker_rss(const load *L)
 
 static void run_idle(load *L)
 {
-    uint32_t n = L->smoke ? L->sc->smoke_conns : L->sc->conns;
+    uint32_t n = L->conns;
     uint64_t rss0, rss1, settle;
 
     setup_conns(L, n);
@@ -917,7 +918,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --port P --scenario NAME [--system NAME] [--tag SUFFIX]\n"
             "          [--broker-pid PID] [--duration-ms N] [--window N]\n"
-            "          [--smoke]\n"
+            "          [--conns N] [--smoke]\n"
             "       %s --free-port | --wait-port P\n"
             "scenarios:", PROG, PROG);
     for (size_t i = 0; i < sizeof SCENARIOS / sizeof *SCENARIOS; i++)
@@ -963,6 +964,8 @@ static void parse_args(load *L, int argc, char **argv)
             duration_ms = atol(v);
         else if (strcmp(a, "--window") == 0)
             L->window = (uint32_t)atol(v);
+        else if (strcmp(a, "--conns") == 0)
+            L->conns = (uint32_t)atol(v);
         else
             usage();
     }
@@ -970,6 +973,8 @@ static void parse_args(load *L, int argc, char **argv)
         usage();
     if (L->window == 0 || L->window > 60000)
         L->window = L->sc->window;
+    if (L->conns == 0)
+        L->conns = L->smoke ? L->sc->smoke_conns : L->sc->conns;
     if (duration_ms <= 0)
         duration_ms = L->sc->kind == K_LATENCY
                           ? (L->sc->rate >= 10000 ? 5000 : 10000)
