@@ -22,10 +22,14 @@
 # exist, unpinned, checking counts (no loss, duplicate or reordering, every
 # acknowledgement, every idle connection answering PINGREQ), never timing;
 # writes no TSV and installs nothing. Part of `make test`.
+#
+# HERMES_BENCH_REPEAT=N runs each (scenario, system) N times and keeps the
+# median.
 set -u
 build=${1:?usage: bench/suite_mqtt.sh BUILD [--smoke]}
 smoke=0
 [ "${2:-}" = --smoke ] && smoke=1
+repeat=${HERMES_BENCH_REPEAT:-1}
 throughput="qos0 qos1 qos2 fanout100 fanout1000 fanin100 topics1000"
 scenarios="$throughput latency1k latency10k storm idle10k idle100k"
 
@@ -124,7 +128,7 @@ stop_broker() {
 }
 
 # run_one SYSTEM MODE SCENARIO: a fresh broker, one generator run; rows
-# go to $tmp/all, the "# " count lines to the log (and to the notes when
+# go to $tmp/rows, the "# " count lines to the log (and to the notes when
 # something was lost, duplicated or reordered).
 run_one() {
     sys=$1 mode=$2 scen=$3
@@ -148,11 +152,28 @@ run_one() {
     fi
     stop_broker
     cat "$tmp/out" >>"$log"
-    awk -F '\t' 'NF == 5' "$tmp/out" >>"$tmp/all"
+    awk -F '\t' 'NF == 5' "$tmp/out" >>"$tmp/rows"
     awk '/^# / && / sent / && ($11 + $13 + $15 + $17 > 0) {
         sub(/^# /, ""); print "MISCOUNTED " $0 }
         /^# / && / held / && $5 != $11 {
         sub(/^# /, ""); print "NOT ALL HELD " $0 }' "$tmp/out" >>"$tmp/miscount"
+}
+
+# measure SYSTEM MODE SCENARIO: run_one $repeat times; appends the median
+# of each row to $tmp/all.
+measure() {
+    : >"$tmp/rows"
+    i=0
+    while [ $i -lt "$repeat" ]; do
+        i=$((i + 1))
+        run_one "$@"
+    done
+    sort -t "$(printf '\t')" -k1,1 -k2,2 -k3,3g "$tmp/rows" | awk -F '\t' '
+        { k = $1 FS $2; n[k]++; v[k, n[k]] = $3; rest[k] = $4 FS $5
+          if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
+        END { for (i = 1; i <= m; i++) { k = order[i]
+                printf "%s\t%s\t%s\n", k, v[k, int((n[k] + 1) / 2)], rest[k] } }' \
+        >>"$tmp/all"
     printf '.'
 }
 
@@ -218,7 +239,7 @@ printf 'running the mqtt suite (%s scenarios x %s systems x %s modes) ' \
 for mode in $modes; do
     for s in $run_list; do
         for sys in $systems; do
-            run_one "$sys" "$mode" "$s"
+            measure "$sys" "$mode" "$s"
         done
     done
 done
@@ -237,6 +258,7 @@ load_start	$load_start
 idle_start	$idle_start
 load_end	$load_end
 idle_end	$idle_end
+repeat	$repeat
 EOF
 
 busy=""
@@ -248,7 +270,7 @@ if [ "$idle_start" -lt 85 ] || [ "$idle_end" -lt 85 ] ||
 fi
 echo "Hermes MQTT suite, $date_utc"
 echo "machine: nproc $ncpu, $cpu; load average $load_start before ($idle_start% idle), $load_end after ($idle_end% idle)$busy"
-echo "raw output in $log"
+echo "median of $repeat run(s) per figure, each on a fresh broker; raw output in $log"
 echo
 sh bench/table.sh "$tsv"
 [ -s "$tmp/miscount" ] && { echo; cat "$tmp/miscount"; }
