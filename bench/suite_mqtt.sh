@@ -168,12 +168,16 @@ measure() {
         i=$((i + 1))
         run_one "$@"
     done
-    sort -t "$(printf '\t')" -k1,1 -k2,2 -k3,3g "$tmp/rows" | awk -F '\t' '
-        { k = $1 FS $2; n[k]++; v[k, n[k]] = $3; rest[k] = $4 FS $5
+    # The median of each (scenario, system), rows in the order printed.
+    awk -F '\t' '
+        { k = $1 FS $2; n[k]++; v[k, n[k]] = $3 + 0; rest[k] = $4 FS $5
           if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
         END { for (i = 1; i <= m; i++) { k = order[i]
+                for (a = 2; a <= n[k]; a++)     # insertion sort, n is tiny
+                    for (b = a; b > 1 && v[k, b - 1] > v[k, b]; b--) {
+                        t = v[k, b]; v[k, b] = v[k, b - 1]; v[k, b - 1] = t }
                 printf "%s\t%s\t%s\n", k, v[k, int((n[k] + 1) / 2)], rest[k] } }' \
-        >>"$tmp/all"
+        "$tmp/rows" >>"$tmp/all"
     printf '.'
 }
 
