@@ -365,9 +365,6 @@ static hm_err listen_one(mqtt_broker *b, mqtt_endpoint *ep,
             .accept = on_accept,
             .accept_arg = ep,
             .conn = {.framer = ep->ws ? &b->ws_framer : &b->framer,
-                     .max_inflight_len = b->cfg.max_packet_len < 1u << 20
-                                             ? 4u << 20
-                                             : b->cfg.max_packet_len * 2,
                      .linger_ms = CONN_LINGER_MS}},
         &ep->listener);
     const char *what = ep->ws ? "websockets" : "mqtt";
