@@ -108,6 +108,7 @@ typedef struct hm_worker {
     _Atomic(hm_addr *) runnext; /* the receiver woken last by this worker */
     hm_runq q;
     uint32_t tick;
+    uint32_t streak; /* turns taken from runnext in a row */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
@@ -156,6 +157,8 @@ struct hm_runtime {
     pthread_cond_t timer_cond;
     hm_timers timers;       /* guarded by: timer_lock */
     uint64_t next_sweep_ms; /* guarded by: timer_lock */
+    uint64_t pass_start_ms; /* owned by the sweeping thread */
+    uint32_t sweep_cursor;  /* next shard; owned by the sweeping thread */
     bool timer_stop;        /* guarded by: timer_lock */
     uint64_t timer_wait_until; /* guarded by: timer_lock; 0 while awake */
     bool timer_started;
@@ -189,6 +192,11 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                           memory_order_relaxed);
 }
+
+/* Initialises a mutex that spins briefly before sleeping (glibc's adaptive
+ * kind): the runtime's locks are held for short, bounded work, and on this
+ * kind of VM a futex wake-up costs more than the wait it saves. */
+void hm_rt_mutex_init(pthread_mutex_t *m);
 
 /* The worker running on this thread, if it belongs to `rt`. */
 hm_worker *hm_sched_self(hm_runtime *rt);
@@ -237,8 +245,9 @@ hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
                            size_t len, uint32_t hash);
-/* One sweep pass: idle checks and reclamation. Any single thread. */
-void hm_dir_sweep(hm_runtime *rt);
+/* Runs the part of the current sweep pass (idle checks, reclamation) that
+ * is due at `now_ms`; returns when to call again. One thread at a time. */
+uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms);
 /* Calls fn on every entry; single-threaded use at close. */
 void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *));
 uint64_t hm_dir_count(hm_runtime *rt);
