@@ -8,8 +8,8 @@ bin=$build/bench/bench_mqtt_topic
 if [ "${2:-}" = --smoke ]; then
     exec "$bin" --smoke
 fi
-out=build/bench/mqtt_topic.tsv
-mkdir -p build/bench
+out=$build/bench/mqtt_topic.tsv
+mkdir -p "$build/bench"
 printf 'scenario\tsystem\tvalue\tunit\tbetter\n' > "$out"
 "$bin" >> "$out"
 sh bench/table.sh "$out"

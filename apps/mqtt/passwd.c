@@ -330,3 +330,46 @@ hm_err mqtt_passwd_hash(const uint8_t *password, size_t len, int iterations,
     *out = hm_strdup(buf);
     return HM_OK;
 }
+
+/* Whether `line` (up to `len`) is `user`'s entry. */
+static bool is_users_line(const char *line, size_t len, const char *user)
+{
+    size_t ulen = strlen(user);
+    return line[0] != '#' && len > ulen && line[ulen] == ':' &&
+           memcmp(line, user, ulen) == 0;
+}
+
+hm_err mqtt_passwd_edit(const char *text, const char *user, const char *hash,
+                        char **out)
+{
+    size_t cap = strlen(text) + strlen(user) + (hash ? strlen(hash) : 0) + 4;
+    char *buf, *w;
+    bool found = false;
+
+    if (user[0] == '\0' || strpbrk(user, ":\n\r"))
+        return HM_EINVAL;
+    w = buf = hm_alloc(cap);
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (is_users_line(line, len, user)) {
+            if (hash && !found)
+                w += sprintf(w, "%s:%s\n", user, hash);
+            found = true;
+        } else {
+            memcpy(w, line, len);
+            w += len;
+            *w++ = '\n';
+        }
+        line += len + (nl ? 1 : 0);
+    }
+    if (!found && !hash) {
+        hm_free(buf);
+        return HM_ENOTFOUND;
+    }
+    if (!found)
+        w += sprintf(w, "%s:%s\n", user, hash);
+    *w = '\0';
+    *out = buf;
+    return HM_OK;
+}

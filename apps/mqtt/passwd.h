@@ -59,4 +59,14 @@ hm_err mqtt_passwd_check(const mqtt_passwd *p, const char *user,
 hm_err mqtt_passwd_hash(const uint8_t *password, size_t len, int iterations,
                         char **out);
 
+/* Edit password-file text for a tool: return a copy of `text` (borrowed,
+ * NUL-terminated; may be empty) in which `user`'s line is replaced by
+ * "user:hash", or appended if there is none; with `hash` NULL the line is
+ * removed instead. Every other line, comments included, is kept as is.
+ * On HM_OK writes the new text to `*out` (returns owned; hm_free it).
+ * Errors: HM_EINVAL if `user` is empty or holds ':' or a newline;
+ * HM_ENOTFOUND when removing a user who is not there. */
+hm_err mqtt_passwd_edit(const char *text, const char *user, const char *hash,
+                        char **out);
+
 #endif

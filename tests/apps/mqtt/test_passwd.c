@@ -148,3 +148,43 @@ Test(mqtt_passwd, load_reads_a_file_and_reports_a_missing_one)
     mqtt_passwd_destroy(p);
     cr_assert_eq(mqtt_passwd_load("/nonexistent/pw", &p, &err), HM_ESYS);
 }
+
+/* ------------------------------------------------------------- editing */
+
+Test(mqtt_passwd, edit_replaces_an_existing_user_and_keeps_other_lines)
+{
+    char *out;
+    cr_assert_eq(mqtt_passwd_edit("# c\na:$6$x\nb:$6$y\n", "a", "$7$new",
+                                  &out),
+                 HM_OK);
+    cr_assert_str_eq(out, "# c\na:$7$new\nb:$6$y\n");
+    hm_free(out);
+}
+
+Test(mqtt_passwd, edit_appends_a_new_user_even_without_a_final_newline)
+{
+    char *out;
+    cr_assert_eq(mqtt_passwd_edit("a:$6$x", "ab", "$7$h", &out), HM_OK);
+    cr_assert_str_eq(out, "a:$6$x\nab:$7$h\n");
+    hm_free(out);
+    cr_assert_eq(mqtt_passwd_edit("", "z", "$7$h", &out), HM_OK);
+    cr_assert_str_eq(out, "z:$7$h\n");
+    hm_free(out);
+}
+
+Test(mqtt_passwd, edit_with_no_hash_deletes_the_user)
+{
+    char *out;
+    cr_assert_eq(mqtt_passwd_edit("a:1\nb:2\n", "a", NULL, &out), HM_OK);
+    cr_assert_str_eq(out, "b:2\n");
+    hm_free(out);
+    cr_assert_eq(mqtt_passwd_edit("a:1\n", "b", NULL, &out), HM_ENOTFOUND);
+}
+
+Test(mqtt_passwd, edit_refuses_user_names_that_break_the_format)
+{
+    char *out;
+    cr_assert_eq(mqtt_passwd_edit("", "a:b", "h", &out), HM_EINVAL);
+    cr_assert_eq(mqtt_passwd_edit("", "a\nb", "h", &out), HM_EINVAL);
+    cr_assert_eq(mqtt_passwd_edit("", "", "h", &out), HM_EINVAL);
+}
