@@ -12,7 +12,8 @@
  * publishing) take the write lock. */
 #include "apps/mqtt/broker_impl.h"
 
-#include "apps/mqtt/inflight.h"
+#include "apps/mqtt/admit.h"
+#include "apps/mqtt/outbox.h"
 #include "apps/mqtt/ws.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -82,15 +83,16 @@ static void attach_free(void *p)
     hm_free(a);
 }
 
-static void pidset_free(void *p)
+void mqtt_qos2_box_destroy(void *p)
 {
-    mqtt_pidset_destroy(p);
+    mqtt_qos2_ids_fini(p);
+    hm_free(p);
 }
 
 const hm_type mqtt_attach_type = {.name = "mqtt.attach", .free = attach_free};
 const hm_type mqtt_attached_type = {.name = "mqtt.attached",
-                                    .free = pidset_free};
-const hm_type mqtt_detach_type = {.name = "mqtt.detach", .free = pidset_free};
+                                    .free = mqtt_qos2_box_destroy};
+const hm_type mqtt_detach_type = {.name = "mqtt.detach", .free = mqtt_qos2_box_destroy};
 const hm_type mqtt_kick_type = {.name = "mqtt.kick"};
 const hm_type mqtt_forward_type = {.name = "mqtt.forward", .free = hm_free};
 const hm_type mqtt_done_type = {.name = "mqtt.done"};
@@ -153,24 +155,18 @@ hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p)
 
 int mqtt_broker_authenticate(mqtt_broker *b, const mqtt_connect *k)
 {
-    int code = MQTT_CONNACK_ACCEPTED;
+    mqtt_connack_code code;
 
     pthread_rwlock_rdlock(&b->auth_lock);
-    if (!k->has_username) {
-        if (b->cfg.anonymous_denied)
-            code = MQTT_CONNACK_NOT_AUTHORIZED;
-    } else if (b->passwd) {
-        if (mqtt_passwd_check(b->passwd, (const char *)k->username.ptr,
-                              k->username.len, k->password.ptr,
-                              k->has_password ? k->password.len : 0) !=
-            HM_OK)
-            code = MQTT_CONNACK_BAD_USERNAME_OR_PASSWORD;
-    } else if (b->cfg.anonymous_denied) {
-        /* A user name nobody can verify is as good as none. */
-        code = MQTT_CONNACK_NOT_AUTHORIZED;
-    }
+    code = mqtt_admit(&(mqtt_admission){
+                          .allow_anonymous = !b->cfg.anonymous_denied,
+                          .max_keepalive = b->cfg.max_keepalive_s
+                                               ? b->cfg.max_keepalive_s
+                                               : 65535,
+                          .passwords = b->passwd},
+                      k);
     pthread_rwlock_unlock(&b->auth_lock);
-    return code;
+    return (int)code;
 }
 
 bool mqtt_broker_allows(mqtt_broker *b, const mqtt_acl_client *who,

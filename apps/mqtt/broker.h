@@ -29,7 +29,7 @@ typedef struct mqtt_broker_config {
     size_t listener_count;
     const char *host;           /* address to listen on (NULL: all) */
     int port;                   /* (1883); -1: an ephemeral port */
-    bool anonymous_denied;      /* CONNECT without a user name: 0x05 */
+    bool anonymous_denied;      /* no user name (or no way to check it) */
     const char *password_file;  /* mosquitto_passwd format (none) */
     const char *acl_file;       /* mosquitto ACL format (none: all allowed) */
     int threads;                /* runtime workers (one per core) */
@@ -38,7 +38,7 @@ typedef struct mqtt_broker_config {
     uint32_t max_queued;        /* QoS 1/2 queued per client (1000) */
     bool unlimited_queue;       /* max_queued is ignored: no bound */
     size_t max_packet_len;      /* largest packet (protocol maximum) */
-    uint16_t max_keepalive_s;   /* a larger keepalive is lowered to it (none) */
+    uint16_t max_keepalive_s;   /* larger: CONNACK 0x02 (none) */
     uint32_t connect_timeout_ms; /* first packet must arrive by then (10 s) */
     uint32_t max_connections;   /* refused beyond it (no limit) */
     uint32_t sys_interval_s;    /* $SYS period (10); see sys_disabled */

@@ -98,10 +98,11 @@ typedef struct mqtt_attach {
     char *username; /* owned, or NULL (anonymous) */
 } mqtt_attach;
 /* session -> conn: CONNACK was written. arg: session present. Payload: the
- * session's inbound QoS 2 ids (an owned mqtt_pidset). */
+ * session's inbound QoS 2 ids (an owned, heap-allocated mqtt_qos2_ids,
+ * or NULL). */
 extern const hm_type mqtt_attached_type;
 /* conn -> session: the connection closed. Payload: the inbound QoS 2 ids
- * (an owned mqtt_pidset, may be NULL). */
+ * (an owned, heap-allocated mqtt_qos2_ids, or NULL). */
 extern const hm_type mqtt_detach_type;
 /* session -> old conn: another connection took the session over. */
 extern const hm_type mqtt_kick_type;
@@ -119,6 +120,10 @@ extern const hm_type mqtt_ack_type;
  * subscription's granted QoS. */
 extern const hm_type mqtt_deliver_type;
 
+/* Frees a heap-allocated mqtt_qos2_ids (void * to serve as a free hook).
+ * Accepts NULL. */
+void mqtt_qos2_box_destroy(void *ids);
+
 /* ------------------------------------------------------------- shared */
 
 /* Routes `pub` (borrowed) from a receiver: stores it as retained first when
@@ -133,9 +138,8 @@ void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
  * cannot be encoded. */
 hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p);
 
-/* The CONNACK code for `k`'s credentials (borrowed): 0 to accept, 0x04
- * (wrong user name or password) or 0x05 (anonymous, not allowed).
- * Thread-safe. */
+/* The CONNACK code for `k` (borrowed) by admit.h's rules (credentials,
+ * anonymous clients, max_keepalive): 0 to accept. Thread-safe. */
 int mqtt_broker_authenticate(mqtt_broker *b, const mqtt_connect *k);
 /* Whether the ACL lets `who` (borrowed) do `access` on `topic`
  * (borrowed). True when no ACL file is configured. Thread-safe. */

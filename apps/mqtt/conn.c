@@ -18,7 +18,7 @@
  * other than DISCONNECT, or when the network closes first. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/framer.h"
-#include "apps/mqtt/inflight.h"
+#include "apps/mqtt/outbox.h"
 #include "apps/mqtt/ws.h"
 
 #include "runtime/alloc.h"
@@ -64,7 +64,7 @@ typedef struct mqtt_conn {
     size_t held_head, held_count, held_cap;
     mqtt_pub *will;     /* NULL: none, or already published/discarded */
     bool will_retain;
-    mqtt_pidset *in_qos2; /* from the session on attach */
+    mqtt_qos2_ids *in_qos2; /* from the session on attach */
     uint32_t keepalive_ms; /* 1.5 x the client's keepalive; 0: none */
     uint64_t last_rx_ms;
     hm_timer_id connect_timer, keepalive_timer;
@@ -101,7 +101,7 @@ void mqtt_conn_state_destroy(void *state)
     if (c->keepalive_timer)
         hm_runtime_cancel_timer(c->b->rt, c->keepalive_timer);
     mqtt_pub_release(c->will);
-    mqtt_pidset_destroy(c->in_qos2);
+    mqtt_qos2_box_destroy(c->in_qos2);
     mqtt_deliveries_fini(&c->deliveries);
     hm_addr_release(c->session);
     hm_conn_release(c->conn);
@@ -301,15 +301,13 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
         return;
     }
     if ((code = mqtt_broker_authenticate(c->b, k)) != 0) {
-        refuse_connect(ctx, c, code, "not authorised");
+        refuse_connect(ctx, c, code, "refused by the admission rules");
         return;
     }
     if (k->has_username)
         c->username = hm_strndup((const char *)k->username.ptr,
                                  k->username.len);
     take_will(c, k);
-    if (c->b->cfg.max_keepalive_s && ka_s > c->b->cfg.max_keepalive_s)
-        ka_s = c->b->cfg.max_keepalive_s;
     c->keepalive_ms = ka_s * 1500u;
     if (c->connect_timer && hm_runtime_cancel_timer(c->b->rt,
                                                     c->connect_timer))
@@ -336,7 +334,7 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
 
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&c->b->received, 1, memory_order_relaxed);
-    if (p->qos == 2 && mqtt_pidset_contains(c->in_qos2, p->packet_id)) {
+    if (p->qos == 2 && !mqtt_qos2_ids_receive(c->in_qos2, p->packet_id)) {
         /* A resend of a message we already routed [MQTT-4.3.3-2]. */
         write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
         return;
@@ -357,7 +355,6 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
     if (p->qos == 1) { /* [MQTT-4.3.2-2] */
         write_ack(ctx, c, MQTT_PUBACK, p->packet_id);
     } else if (p->qos == 2) { /* [MQTT-4.3.3-2] */
-        mqtt_pidset_add(c->in_qos2, p->packet_id);
         write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
     }
 }
@@ -415,7 +412,7 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
         on_publish(ctx, c, &p.u.publish);
         break;
     case MQTT_PUBREL: /* [MQTT-4.3.3-2] release the id, answer PUBCOMP */
-        mqtt_pidset_remove(c->in_qos2, p.u.packet_id);
+        mqtt_qos2_ids_release(c->in_qos2, p.u.packet_id);
         write_ack(ctx, c, MQTT_PUBCOMP, p.u.packet_id);
         break;
     case MQTT_PUBACK:
@@ -632,10 +629,10 @@ static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
 {
     if (c->phase != CONN_ATTACHING)
         return;
-    mqtt_pidset_destroy(c->in_qos2);
+    mqtt_qos2_box_destroy(c->in_qos2);
     c->in_qos2 = hm_msg_take_payload(msg);
     if (!c->in_qos2)
-        c->in_qos2 = mqtt_pidset_create();
+        c->in_qos2 = hm_calloc(1, sizeof *c->in_qos2);
     c->phase = CONN_CONNECTED;
     resume(ctx, c);
 }

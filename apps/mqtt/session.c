@@ -7,7 +7,7 @@
  * messages it sent and has not released. It writes everything the client
  * receives because of that state: CONNACK (with session present), SUBACK,
  * UNSUBACK, every PUBLISH and PUBREL; the window and queue logic is the pure
- * module inflight.c.
+ * module outbox.c.
  *
  * The key decision (ADR 0051) is that a session receiver is pinned, so idle
  * deactivation can never drop a persistent session, and ends itself
@@ -18,7 +18,7 @@
  * subscriptions under the tree's write lock before dropping that address,
  * so a router never sends through a stale token. */
 #include "apps/mqtt/broker_impl.h"
-#include "apps/mqtt/inflight.h"
+#include "apps/mqtt/outbox.h"
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -43,8 +43,8 @@ typedef struct mqtt_session {
     bool persistent;     /* CleanSession was 0 */
     sub *subs;
     size_t sub_count, sub_cap;
-    mqtt_inflight *out;
-    mqtt_pidset *in_qos2; /* while no connection holds it */
+    mqtt_outbox *out;
+    mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
 } mqtt_session;
 
 static uint64_t token(const mqtt_session *s)
@@ -96,46 +96,40 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
     mqtt_write_packet(s->conn, s->ws, &p);
 }
 
-/* Sends what the window has room for. */
+/* Sends what the outbox says: resends first after a reconnect, then
+ * what the window has room for. */
 static void pump(mqtt_session *s)
 {
-    void *item;
-    uint8_t qos;
-    uint16_t pid;
+    mqtt_out_action a;
 
-    while (s->conn && mqtt_inflight_next(s->out, &item, &qos, &pid))
-        write_publish(s, item, qos, pid, false);
+    while (s->conn && mqtt_outbox_next(s->out, &a)) {
+        if (a.kind == MQTT_OUT_PUBREL) { /* [MQTT-4.3.3-1], [MQTT-4.4.0-1] */
+            write_ack(s, MQTT_PUBREL, a.packet_id);
+            continue;
+        }
+        write_publish(s, a.msg, a.qos, a.packet_id, a.dup);
+        if (a.caller_owns_msg)
+            mqtt_pub_release(a.msg);
+    }
 }
 
 /* Delivers `pub` (taken) to the client at `qos`. */
 static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 {
-    uint16_t pid;
-
     if (!allows(s, MQTT_ACL_READ, pub->topic, pub->topic_len)) {
         mqtt_pub_release(pub);
         return;
     }
-    if (qos == 0) { /* not queued while the client is away */
-        if (s->conn)
-            write_publish(s, pub, 0, 0, false);
-        mqtt_pub_release(pub);
-        return;
-    }
-    switch (mqtt_inflight_offer(s->out, pub, qos, s->conn != NULL, &pid)) {
-    case MQTT_OFFER_SEND:
-        write_publish(s, pub, qos, pid, false);
-        break;
-    case MQTT_OFFER_QUEUED:
-        break;
-    case MQTT_OFFER_DROPPED:
+    /* QoS 0 is dropped while the client is away; QoS 1/2 wait. */
+    if (mqtt_outbox_push(s->out, pub, qos) != HM_OK) {
         /* relaxed: a statistic. */
         atomic_fetch_add_explicit(&s->b->dropped, 1, memory_order_relaxed);
         HM_LOG_DEBUG("MQTT-QUEUE-FULL", "client %s: dropped a message on %s",
                      s->client_id, pub->topic);
         mqtt_pub_release(pub);
-        break;
+        return;
     }
+    pump(s);
 }
 
 /* ----------------------------------------------------- subscriptions */
@@ -299,22 +293,20 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 
 /* ------------------------------------------------------- connections */
 
-static void resend_one(void *arg, void *item, uint8_t qos, uint16_t pid,
-                       mqtt_out_state state)
+static mqtt_outbox *new_outbox(const mqtt_broker *b)
 {
-    mqtt_session *s = arg;
-
-    if (state == MQTT_OUT_WAIT_PUBCOMP) /* [MQTT-4.4.0-1] */
-        write_ack(s, MQTT_PUBREL, pid);
-    else
-        write_publish(s, item, qos, pid, true); /* [MQTT-3.3.1-1] DUP */
+    return mqtt_outbox_create(&(mqtt_outbox_config){
+        .max_inflight = b->cfg.max_inflight,
+        .max_queued = b->cfg.unlimited_queue ? 0 : b->cfg.max_queued,
+        .release = mqtt_pub_release});
 }
 
 static void forget_state(mqtt_session *s)
 {
     drop_subs(s);
-    mqtt_inflight_clear(s->out);
-    mqtt_pidset_destroy(s->in_qos2);
+    mqtt_outbox_destroy(s->out);
+    s->out = new_outbox(s->b);
+    mqtt_qos2_box_destroy(s->in_qos2);
     s->in_qos2 = NULL;
 }
 
@@ -326,6 +318,7 @@ static void let_go_of_conn(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
+    mqtt_outbox_go_offline(s->out);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
 }
@@ -370,7 +363,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     s->in_qos2 = NULL;
     if (hm_ctx_send(ctx, from, reply) != HM_OK)
         hm_msg_destroy(reply);
-    mqtt_inflight_each(s->out, resend_one, s);
+    mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
     pump(s);
 }
 
@@ -383,7 +376,7 @@ static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
         hm_ctx_deactivate(ctx);
         return;
     }
-    mqtt_pidset_destroy(s->in_qos2);
+    mqtt_qos2_box_destroy(s->in_qos2);
     s->in_qos2 = hm_msg_take_payload(msg);
 }
 
@@ -394,20 +387,12 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
 
     if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
         return;
-    switch ((mqtt_packet_type)(arg >> 16)) {
-    case MQTT_PUBACK:
-        mqtt_inflight_puback(s->out, pid);
-        break;
-    case MQTT_PUBREC: /* [MQTT-4.3.3-1] answer with PUBREL */
-        mqtt_inflight_pubrec(s->out, pid);
-        write_ack(s, MQTT_PUBREL, pid);
-        break;
-    case MQTT_PUBCOMP:
-        mqtt_inflight_pubcomp(s->out, pid);
-        break;
-    default:
-        break;
-    }
+    /* PUBREC queues the PUBREL that pump() sends [MQTT-4.3.3-1]. An
+     * unknown id is a late duplicate, legal after a reconnect. */
+    if (mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
+        HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
+                     s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
+                     pid);
     pump(s);
 }
 
@@ -462,8 +447,8 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     (void)why;
     drop_subs(s); /* before the token (self) goes */
     let_go_of_conn(s);
-    mqtt_inflight_destroy(s->out);
-    mqtt_pidset_destroy(s->in_qos2);
+    mqtt_outbox_destroy(s->out);
+    mqtt_qos2_box_destroy(s->in_qos2);
     hm_free(s->subs);
     hm_addr_release(s->self);
     hm_free(s->username);
@@ -483,10 +468,7 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id,
 
     s->b = b;
     s->client_id = hm_strdup(client_id);
-    s->out = mqtt_inflight_create(b->cfg.max_inflight,
-                                  b->cfg.unlimited_queue ? 0
-                                                         : b->cfg.max_queued,
-                                  mqtt_pub_release);
+    s->out = new_outbox(b);
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&b->sessions, 1, memory_order_relaxed);
     *out = (hm_receiver){.handler = session_handle, .state = s,

@@ -787,6 +787,7 @@ class Configured(BrokerTest):
                     "password_file %s\n"
                     "acl_file %s\n"
                     "max_inflight_messages 10\n"
+                    "max_keepalive 100\n"
                     % (port, ws_port, cls.passwd, acl))
         cls.broker = Broker(config=config, listeners=2)
 
@@ -801,15 +802,21 @@ class Configured(BrokerTest):
         self.assertEqual(r.read(), (0x20, bytes([0, 5])))
         self.assertTrue(r.is_closed_by_peer())
 
-    def test_wrong_password_gets_connack_4(self):
+    def test_wrong_password_gets_connack_5_as_from_mosquitto(self):
         r = self.raw()
         r.send(connect_packet(unique("a"), user="alice", password="nope"))
-        self.assertEqual(r.read(), (0x20, bytes([0, 4])))
+        self.assertEqual(r.read(), (0x20, bytes([0, 5])))
 
-    def test_unknown_user_gets_connack_4(self):
+    def test_unknown_user_gets_connack_5_as_from_mosquitto(self):
         r = self.raw()
         r.send(connect_packet(unique("a"), user="mallory", password="x"))
-        self.assertEqual(r.read(), (0x20, bytes([0, 4])))
+        self.assertEqual(r.read(), (0x20, bytes([0, 5])))
+
+    def test_keepalive_above_max_keepalive_gets_connack_2(self):
+        r = self.raw()
+        r.send(connect_packet(unique("a"), user="alice", password="secret",
+                              keepalive=200))
+        self.assertEqual(r.read(), (0x20, bytes([0, 2])))
 
     def test_right_password_is_accepted(self):
         r = self.raw()
