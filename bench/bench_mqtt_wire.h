@@ -205,6 +205,29 @@ typedef struct wire_packet {
     size_t payload_len;
 } wire_packet;
 
+/* The variable header and payload of a PUBLISH (`v[0..rem)`) into `out`,
+ * whose flags are set; false if they do not fit. */
+static inline bool wire_decode_publish(const uint8_t *v, uint32_t rem,
+                                       wire_packet *out)
+{
+    uint8_t qos = (out->flags >> 1) & 3;
+    size_t need;
+
+    if (qos == 3 || rem < 2) /* [MQTT-3.3.1-4] */
+        return false;
+    out->topic_len = (size_t)(v[0] << 8 | v[1]);
+    need = 2 + out->topic_len + (qos > 0 ? 2 : 0);
+    if (need > rem)
+        return false;
+    out->topic = v + 2;
+    if (qos > 0)
+        out->packet_id =
+            (uint16_t)(v[2 + out->topic_len] << 8 | v[3 + out->topic_len]);
+    out->payload = v + need;
+    out->payload_len = rem - need;
+    return true;
+}
+
 /* Decodes one packet from `p[0..len)`. Returns its total length, 0 if more
  * bytes are needed, or -1 if the bytes are not a packet a broker may send
  * to this client. Pure: no I/O, no state. */
@@ -257,24 +280,8 @@ static inline long wire_decode(const uint8_t *p, size_t len, wire_packet *out)
         if (rem != 0)
             return -1;
         break;
-    case WIRE_PUBLISH: {
-        uint8_t qos = (out->flags >> 1) & 3;
-        size_t need;
-
-        if (qos == 3 || rem < 2)
-            return -1;
-        out->topic_len = (size_t)(v[0] << 8 | v[1]);
-        need = 2 + out->topic_len + (qos > 0 ? 2 : 0);
-        if (need > rem)
-            return -1;
-        out->topic = v + 2;
-        if (qos > 0)
-            out->packet_id =
-                (uint16_t)(v[2 + out->topic_len] << 8 | v[3 + out->topic_len]);
-        out->payload = v + need;
-        out->payload_len = rem - need;
-        break;
-    }
+    case WIRE_PUBLISH:
+        return wire_decode_publish(v, rem, out) ? (long)(h + rem) : -1;
     default:
         return -1;
     }
