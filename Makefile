@@ -19,11 +19,11 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread -I. \
            -Wmissing-prototypes -Wno-unused-parameter -MMD -MP \
            $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SAN)
-LDLIBS  := -ljansson -lcrypto -lm
+LDLIBS  := -ljansson -lcrypto -lsqlite3 -lhiredis -lm
 
 # The Debian packages the build itself needs; tests that drive real peers
 # install theirs through the same script.
-BUILD_PKGS := gcc make libc6-dev libjansson-dev libcriterion-dev libssl-dev pkg-config
+BUILD_PKGS := gcc make libc6-dev libjansson-dev libcriterion-dev libssl-dev libsqlite3-dev libhiredis-dev pkg-config
 
 # Layers from top to bottom: the link order of the static libraries.
 LAYERS  := apps/chat apps/mqtt cluster net runtime
