@@ -149,7 +149,7 @@ static hm_runtime *durable_rt(hm_store *store)
     return rt;
 }
 
-static void send(hm_runtime *rt, const char *name, const hm_type *t,
+static void deliver(hm_runtime *rt, const char *name, const hm_type *t,
                  uint64_t arg)
 {
     cr_assert_eq(hm_runtime_send_name(rt, name, hm_msg_create(t, NULL, arg)),

@@ -66,13 +66,13 @@ Test(store, state_is_saved_on_idle_deactivation_and_loaded_on_reactivation)
     hm_runtime *rt = durable_rt(s);
     hm_runtime_stats st;
 
-    send(rt, "c/a", &INC, 5);
+    deliver(rt, "c/a", &INC, 5);
     cr_assert_eq(stored_count(s, "c/a"), -1, "not saved while active");
     hm_runtime_advance(rt, 3000);
     hm_runtime_stats_get(rt, &st);
     cr_assert_eq(st.live, 0);
     cr_assert_eq(stored_count(s, "c/a"), 5);
-    send(rt, "c/a", &INC, 1);
+    deliver(rt, "c/a", &INC, 1);
     cr_assert_eq(DJ.last_count, 6);
     hm_runtime_destroy(rt);
     hm_store_destroy(s);
@@ -83,9 +83,9 @@ Test(store, write_through_saves_after_every_message)
     hm_store *s = open_store();
     hm_runtime *rt = durable_rt(s);
 
-    send(rt, "wt/a", &INC, 3);
+    deliver(rt, "wt/a", &INC, 3);
     cr_assert_eq(stored_count(s, "wt/a"), 3);
-    send(rt, "wt/a", &INC, 4);
+    deliver(rt, "wt/a", &INC, 4);
     cr_assert_eq(stored_count(s, "wt/a"), 7);
     hm_runtime_destroy(rt);
     hm_store_destroy(s);
@@ -96,13 +96,13 @@ Test(store, state_survives_closing_and_reopening_runtime_and_store)
     hm_store *s = open_store();
     hm_runtime *rt = durable_rt(s);
 
-    send(rt, "c/a", &INC, 7);
+    deliver(rt, "c/a", &INC, 7);
     hm_runtime_destroy(rt); /* close saves every live activation */
     hm_store_destroy(s);
 
     s = open_store();
     rt = durable_rt(s);
-    send(rt, "c/a", &INC, 1);
+    deliver(rt, "c/a", &INC, 1);
     cr_assert_eq(DJ.last_count, 8);
     hm_runtime_destroy(rt);
     hm_store_destroy(s);
@@ -113,8 +113,8 @@ Test(store, save_on_demand_writes_the_state_now)
     hm_store *s = open_store();
     hm_runtime *rt = durable_rt(s);
 
-    send(rt, "c/a", &INC, 2);
-    send(rt, "c/a", &SAVE, 0);
+    deliver(rt, "c/a", &INC, 2);
+    deliver(rt, "c/a", &SAVE, 0);
     cr_assert_eq(DJ.last_save, HM_OK);
     cr_assert_eq(stored_count(s, "c/a"), 2);
     hm_runtime_destroy(rt);
@@ -126,12 +126,12 @@ Test(store, a_handler_error_discards_unsaved_changes)
     hm_store *s = open_store();
     hm_runtime *rt = durable_rt(s);
 
-    send(rt, "c/a", &INC, 5);
-    send(rt, "c/a", &SAVE, 0);
-    send(rt, "c/a", &INC, 2); /* in memory only */
-    send(rt, "c/a", &FAIL, 0);
+    deliver(rt, "c/a", &INC, 5);
+    deliver(rt, "c/a", &SAVE, 0);
+    deliver(rt, "c/a", &INC, 2); /* in memory only */
+    deliver(rt, "c/a", &FAIL, 0);
     cr_assert_eq(stored_count(s, "c/a"), 5);
-    send(rt, "c/a", &INC, 1);
+    deliver(rt, "c/a", &INC, 1);
     cr_assert_eq(DJ.last_count, 6, "reactivated from the last save");
     hm_runtime_destroy(rt);
     hm_store_destroy(s);
@@ -142,9 +142,9 @@ Test(store, an_encoder_with_nothing_to_keep_deletes_the_record)
     hm_store *s = open_store();
     hm_runtime *rt = durable_rt(s);
 
-    send(rt, "wt/a", &INC, 5);
+    deliver(rt, "wt/a", &INC, 5);
     cr_assert_eq(stored_count(s, "wt/a"), 5);
-    send(rt, "wt/a", &CLEAR, 0);
+    deliver(rt, "wt/a", &CLEAR, 0);
     cr_assert_eq(stored_count(s, "wt/a"), -1);
     hm_runtime_destroy(rt);
     hm_store_destroy(s);
@@ -159,7 +159,7 @@ Test(store, an_undecodable_record_refuses_the_activation_and_is_kept)
 
     cr_assert_eq(hm_store_save(s, "c/a", "garbage", 7), HM_OK);
     hm_log_set_sink(capture, NULL);
-    send(rt, "c/a", &INC, 1);
+    deliver(rt, "c/a", &INC, 1);
     hm_log_set_sink(NULL, NULL);
     cr_assert_eq(DJ.dead, 1);
     cr_assert_eq(DJ.store_failures, 1);
@@ -176,7 +176,7 @@ Test(store, a_codec_without_a_store_refuses_the_activation)
     hm_runtime *rt = durable_rt(NULL);
 
     hm_log_set_sink(capture, NULL);
-    send(rt, "c/a", &INC, 1);
+    deliver(rt, "c/a", &INC, 1);
     hm_log_set_sink(NULL, NULL);
     cr_assert_eq(DJ.dead, 1);
     cr_assert_eq(DJ.last_failure, HM_EINVAL);
@@ -212,7 +212,7 @@ Test(store, a_receiver_arms_a_reminder_that_reactivates_it)
     hm_runtime *rt = durable_rt(s);
     hm_runtime_stats st;
 
-    send(rt, "c/r", &REMIND, 10000);
+    deliver(rt, "c/r", &REMIND, 10000);
     hm_runtime_advance(rt, 3000); /* idle: deactivated */
     hm_runtime_stats_get(rt, &st);
     cr_assert_eq(st.live, 0);
