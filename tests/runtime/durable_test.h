@@ -21,6 +21,7 @@ static const hm_type FAIL = {.name = "t.fail"};   /* the handler fails */
 static const hm_type SAVE = {.name = "t.save"};   /* hm_ctx_save() */
 static const hm_type CLEAR = {.name = "t.clear"}; /* nothing to keep */
 static const hm_type REMIND = {.name = "t.remind"}; /* arm "r", arg ms */
+static const hm_type FORGET = {.name = "t.forget"}; /* forget "r" */
 
 typedef struct dj {
     long last_count;       /* count after the last INC */
@@ -89,6 +90,8 @@ static hm_err counter_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         c->cleared = true;
     } else if (t == &REMIND) {
         return hm_ctx_remind(ctx, "r", (uint32_t)hm_msg_arg(msg), 0);
+    } else if (t == &FORGET) {
+        return hm_ctx_forget(ctx, "r");
     } else if (t == &hm_type_reminder) {
         DJ.reminders++;
         snprintf(DJ.last_reminder, sizeof DJ.last_reminder, "%s",

@@ -255,6 +255,41 @@ Test(store, replacing_a_reminder_rearms_it_once)
     hm_store_destroy(s);
 }
 
+Test(store, a_tick_already_queued_when_its_reminder_is_forgotten_is_dropped)
+{
+    hm_store *s = open_store();
+    hm_runtime *rt = durable_rt(s);
+    hm_addr *r;
+
+    /* Same deadline: the FORGET timer (armed first) and the reminder's
+     * tick are queued together, FORGET first. */
+    cr_assert_eq(hm_runtime_intern(rt, "c/r", &r), HM_OK);
+    cr_assert_eq(hm_runtime_send_after(rt, r, hm_msg_create(&FORGET, NULL, 0),
+                                       1000, NULL),
+                 HM_OK);
+    cr_assert_eq(hm_runtime_remind(rt, "c/r", "r", 1000, 0), HM_OK);
+    hm_runtime_advance(rt, 1000);
+    cr_assert_eq(DJ.reminders, 0);
+    cr_assert_eq(stored_reminders(s), 0);
+    hm_addr_release(r);
+    hm_runtime_destroy(rt);
+    hm_store_destroy(s);
+}
+
+Test(store, a_spawned_receiver_that_never_ran_leaves_the_record_alone)
+{
+    hm_store *s = open_store();
+    hm_runtime *rt = durable_rt(s);
+    hm_receiver rec;
+
+    cr_assert_eq(hm_store_save(s, "c/s", "5", 1), HM_OK);
+    counter_factory(NULL, "c/s", &rec);
+    cr_assert_eq(hm_runtime_spawn(rt, "c/s", &rec, NULL), HM_OK);
+    hm_runtime_destroy(rt); /* before any message: never loaded */
+    cr_assert_eq(stored_count(s, "c/s"), 5);
+    hm_store_destroy(s);
+}
+
 Test(store, a_periodic_reminder_survives_a_restart)
 {
     hm_store *s = open_store();
