@@ -280,7 +280,7 @@ Test(store, a_spawned_receiver_that_never_ran_leaves_the_record_alone)
 {
     hm_store *s = open_store();
     hm_runtime *rt = durable_rt(s);
-    hm_receiver rec;
+    hm_receiver rec = {0};
 
     cr_assert_eq(hm_store_save(s, "c/s", "5", 1), HM_OK);
     counter_factory(NULL, "c/s", &rec);
