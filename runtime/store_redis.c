@@ -9,7 +9,10 @@
  * "<due_unix_ms> <period_ms>". One synchronous hiredis connection does it
  * all (the store serialises calls); a connection that fails is dropped and
  * made again by the next call, so a restarted Redis costs one failed call
- * per node, not a restarted node. How durable the data is depends on the
+ * per node, not a restarted node. hiredis writes with write(), which on a
+ * connection the server has reset raises SIGPIPE and would kill the
+ * process; each command runs with SIGPIPE blocked on its thread and a
+ * SIGPIPE it caused is consumed (the error comes back as EPIPE). How durable the data is depends on the
  * server's configuration (appendonly, fsync policy): Redis decides, not
  * this file (docs/adr/0091). */
 #include "runtime/store.h"
@@ -19,6 +22,8 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +52,37 @@ static hm_err connect_now(redis_store *s)
     return HM_OK;
 }
 
+/* SIGPIPE off for this thread during one command (see the file comment).
+ * A SIGPIPE already pending before is left alone. */
+typedef struct pipe_guard {
+    sigset_t old;
+    bool was_pending;
+} pipe_guard;
+
+static void pipe_block(pipe_guard *g)
+{
+    sigset_t pipe_set, pending;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+}
+
+static void pipe_restore(pipe_guard *g)
+{
+    sigset_t pipe_set, pending;
+    const struct timespec zero = {0, 0};
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1)
+        sigtimedwait(&pipe_set, NULL, &zero);
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 /* Runs one command; returns owned reply, or NULL after logging (and
  * dropping a broken connection). An error reply is logged and freed. */
 static redisReply *command(redis_store *s, const char *what, const char *fmt,
@@ -54,12 +90,15 @@ static redisReply *command(redis_store *s, const char *what, const char *fmt,
 {
     redisReply *r;
     va_list ap;
+    pipe_guard g;
 
     if (!s->c && connect_now(s) != HM_OK)
         return NULL;
+    pipe_block(&g);
     va_start(ap, fmt);
     r = redisvCommand(s->c, fmt, ap);
     va_end(ap);
+    pipe_restore(&g);
     if (!r) {
         HM_LOG_ERROR("STORE-REDIS", "%s:%d: %s: %s", s->host, s->port, what,
                      s->c->errstr);

@@ -202,6 +202,20 @@ Test(store_redis, a_failed_write_through_discards_the_activation)
     hm_store_destroy(s);
 }
 
+Test(store_redis, a_server_gone_mid_write_is_an_error_not_a_sigpipe)
+{
+    hm_store *s = open_store();
+    size_t len = 8u << 20; /* many writes: the later ones meet the reset */
+    char *big = calloc(1, len);
+
+    stop_server(SIGKILL);
+    hm_log_set_sink(quiet, NULL);
+    cr_assert_eq(hm_store_save(s, "big", big, len), HM_ESTORE);
+    hm_log_set_sink(NULL, NULL);
+    free(big);
+    hm_store_destroy(s);
+}
+
 Test(store_redis, open_fails_without_a_server)
 {
     hm_store *s;
