@@ -82,9 +82,11 @@ void hm_store_destroy(hm_store *s);
  * `hermes.db` in the directory `dir` (borrowed; created if missing, its
  * parent must exist). Opening checks the file (application id, schema and
  * an integrity check), so a corrupt or truncated file is refused here with
- * a log line naming it, never later. Returns owned on HM_OK.
- * Errors: HM_ESTORE (cannot create or open, corrupt, not a Hermes store),
- * HM_EINVAL (no dir). */
+ * a log line naming it, never later. The directory is locked (flock on
+ * `hermes.lock`) while the store is open, so a second store on it, in this
+ * process or another, is refused. Returns owned on HM_OK.
+ * Errors: HM_ESTORE (cannot create or open, corrupt, not a Hermes store,
+ * in use), HM_EINVAL (no dir). */
 hm_err hm_store_open_sqlite(const char *dir, hm_store **out);
 
 typedef struct hm_store_redis_config {

@@ -21,7 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define APP_ID 0x484d5331 /* "HMS1": a Hermes store, schema 1 */
 #define BUSY_TIMEOUT_MS 2000
@@ -51,6 +54,7 @@ static const char schema[] =
 typedef struct sqlite_store {
     sqlite3 *db;
     char *path;
+    int lock_fd; /* holds the data directory's exclusive lock, or -1 */
     sqlite3_stmt *st[ST_COUNT];
 } sqlite_store;
 
@@ -182,6 +186,8 @@ static void sq_close(void *impl)
     /* sqlite3_close_v2 tolerates NULL; a clean close checkpoints the WAL
      * and removes it. */
     sqlite3_close_v2(s->db);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
     hm_free(s->path);
     hm_free(s);
 }
@@ -273,6 +279,29 @@ static hm_err prepare_db(sqlite_store *s)
     return HM_OK;
 }
 
+/* One store per data directory at a time: a second one (in this process
+ * or another) would arm every stored reminder twice. flock() is tied to
+ * the open file, so it is released by close() or by the process dying. */
+static hm_err lock_dir(sqlite_store *s, const char *dir)
+{
+    size_t len = strlen(dir) + sizeof "/hermes.lock";
+    char *path = hm_alloc(len);
+    hm_err err = HM_OK;
+
+    snprintf(path, len, "%s/hermes.lock", dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        HM_LOG_ERROR("STORE-SQLITE-DIR", "%s: %s", path, strerror(errno));
+        err = HM_ESTORE;
+    } else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        HM_LOG_ERROR("STORE-SQLITE-BUSY", "%s: the data directory is in use "
+                     "by another store: %s", dir, strerror(errno));
+        err = HM_ESTORE;
+    }
+    hm_free(path);
+    return err;
+}
+
 _Static_assert(APP_ID == 1213027121, "the pragma above spells APP_ID");
 
 hm_err hm_store_open_sqlite(const char *dir, hm_store **out)
@@ -289,6 +318,9 @@ hm_err hm_store_open_sqlite(const char *dir, hm_store **out)
         return HM_ESTORE;
     }
     s = hm_calloc(1, sizeof *s);
+    s->lock_fd = -1;
+    if ((err = lock_dir(s, dir)) != HM_OK)
+        goto fail;
     len = strlen(dir) + sizeof "/hermes.db";
     s->path = hm_alloc(len);
     snprintf(s->path, len, "%s/hermes.db", dir);

@@ -344,6 +344,17 @@ Test(store, open_refuses_a_truncated_file)
     cr_assert(strstr(logged, "STORE-SQLITE"), "logged: %s", logged);
 }
 
+Test(store, a_data_directory_serves_one_store_at_a_time)
+{
+    hm_store *s = open_store(), *second;
+
+    cr_assert_eq(open_captured(&second), HM_ESTORE);
+    cr_assert(strstr(logged, "STORE-SQLITE-BUSY"), "logged: %s", logged);
+    hm_store_destroy(s);
+    s = open_store(); /* released by the close */
+    hm_store_destroy(s);
+}
+
 Test(store, open_refuses_a_database_of_another_application)
 {
     char path[96];
