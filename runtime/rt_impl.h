@@ -177,7 +177,8 @@ struct hm_runtime {
     const hm_type **types; /* guarded by: types_lock */
     size_t ntypes, types_cap;
     /* Durable state (durable.c): the reminder table; NULL without a
-     * store. Set before any thread can read it, then immutable. */
+     * store. Set in hm_runtime_create before any message or reminder can
+     * reach a worker, then immutable. */
     struct hm_durable *durable;
 };
 
