@@ -873,6 +873,57 @@ class Configured(BrokerTest):
                          (False, 0))
 
 
+class ConnectionLimit(BrokerTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(config=lambda port, ws: (
+            "listener %d 127.0.0.1\nallow_anonymous true\n"
+            "max_connections 2\n" % port))
+
+    def test_connections_past_max_connections_are_closed(self):
+        a, b = self.raw(), self.raw()
+        a.connect(unique("a"))
+        b.connect(unique("b"))
+        c = self.raw()
+        self.assertTrue(c.is_closed_by_peer())
+
+
+class QueueLimit(BrokerTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(config=lambda port, ws: (
+            "listener %d 127.0.0.1\nallow_anonymous true\n"
+            "max_queued_messages 3\nmax_inflight_messages 1\n" % port))
+
+    def test_offline_queue_keeps_at_most_max_queued_messages(self):
+        cid, topic = unique("q"), unique("t")
+        r = self.raw()
+        r.connect(cid, clean=False)
+        r.send(subscribe_packet(1, topic, 1))
+        self.assertEqual(r.read()[0], 0x90)
+        r.send(packet(0xE0))  # DISCONNECT
+        self.assertTrue(r.is_closed_by_peer())
+        r.close()
+        self.raws.remove(r)
+        pub = self.raw()
+        pub.connect(unique("p"))
+        for i in range(6):
+            pub.send(publish_packet(topic, str(i).encode(), 1, pid=i + 1))
+            self.assertEqual(pub.read()[0], 0x40)  # PUBACK
+        pub.close()
+        self.raws.remove(pub)
+        r2 = self.raw()
+        self.assertEqual(r2.connect(cid, clean=False), (True, 0))
+        got = []
+        for _ in range(3):  # the window is 1: acknowledge each
+            _, payload, _, _, _, pid = parse_publish(*r2.read())
+            got.append(payload)
+            r2.send(packet(0x40, struct.pack("!H", pid)))
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        r2.send(packet(0xC0))  # nothing more queued: PINGRESP comes next
+        self.assertEqual(r2.read()[0], 0xD0)
+
+
 # ------------------------------------------------------------- the process
 
 
