@@ -283,6 +283,11 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     mqtt_attach *a;
     int code;
 
+    /* Before the session is named, so a refused client never wakes one. */
+    if ((code = mqtt_broker_authenticate(c->b, k)) != 0) {
+        refuse_connect(ctx, c, code, "refused by the admission rules");
+        return;
+    }
     if (k->client_id.len > 0)
         c->client_id = hm_strndup((const char *)k->client_id.ptr,
                                   k->client_id.len);
@@ -298,10 +303,6 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
                  c->client_id) >= (int)sizeof name ||
         hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) != HM_OK) {
         refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
-        return;
-    }
-    if ((code = mqtt_broker_authenticate(c->b, k)) != 0) {
-        refuse_connect(ctx, c, code, "refused by the admission rules");
         return;
     }
     if (k->has_username)
