@@ -652,7 +652,7 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &conn_timer_type) {
         on_timer(ctx, c, hm_msg_arg(msg));
     } else if (t == &mqtt_kick_type) { /* [MQTT-3.1.4-2] */
-        close_conn(ctx, c, "session taken over", false);
+        close_conn(ctx, c, "session taken over", true);
     } else if (t == &hm_net_opened_type) {
         c->conn = hm_conn_ref(hm_net_msg_conn(msg));
         c->last_rx_ms = hm_ctx_now_ms(ctx);

@@ -39,6 +39,11 @@ typedef struct mqtt_session {
     bool ws;             /* conn speaks MQTT over WebSocket */
     char *username;      /* of the last CONNECT, for the ACL; or NULL */
     hm_addr *conn_addr;  /* its connection receiver */
+    /* A takeover waits for the old connection to hand back the inbound
+     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
+    hm_addr *old_conn_addr;
+    hm_msg *pending_attach;  /* moved out: its sender is pending_from */
+    hm_addr *pending_from;
     bool attached_ever;  /* some client attached to this activation */
     bool persistent;     /* CleanSession was 0 */
     sub *subs;
@@ -323,24 +328,44 @@ static void let_go_of_conn(mqtt_session *s)
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
 }
 
-static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+static void kick(hm_ctx *ctx, hm_addr *conn_addr)
 {
-    mqtt_attach *a = hm_msg_payload(msg);
-    hm_addr *from = hm_msg_from(msg);
+    hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+
+    if (hm_ctx_send(ctx, conn_addr, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+/* [MQTT-3.1.4-2] A new connection for a connected client id: close the
+ * old one and answer the new one once the old one has detached, so the
+ * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg`. */
+static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+{
+    HM_LOG_INFO("MQTT-TAKEOVER", "client %s: a new connection takes over "
+                "the session", s->client_id);
+    if (s->pending_attach) { /* a third one: the second never started */
+        kick(ctx, s->pending_from);
+        hm_msg_destroy(s->pending_attach);
+        hm_addr_release(s->pending_from);
+    }
+    s->pending_from = hm_addr_ref(hm_msg_from(msg));
+    s->pending_attach = hm_msg_move(msg);
+    if (s->conn_addr) {
+        kick(ctx, s->conn_addr);
+        hm_addr_release(s->old_conn_addr);
+        s->old_conn_addr = hm_addr_ref(s->conn_addr);
+        let_go_of_conn(s);
+    }
+}
+
+/* Attaches the connection receiver `from` (borrowed) as `a` (borrowed;
+ * its user name is taken) describes. */
+static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
+                      hm_addr *from)
+{
     bool present = false;
     hm_msg *reply;
 
-    if (!from)
-        return;
-    if (s->conn_addr) { /* [MQTT-3.1.4-2] take over from the old one */
-        hm_msg *kick = hm_msg_create(&mqtt_kick_type, NULL, 0);
-
-        HM_LOG_INFO("MQTT-TAKEOVER", "client %s: a new connection takes "
-                    "over the session", s->client_id);
-        if (hm_ctx_send(ctx, s->conn_addr, kick) != HM_OK)
-            hm_msg_destroy(kick);
-        let_go_of_conn(s);
-    }
     if (a->clean || !s->persistent)
         forget_state(s); /* [MQTT-3.1.2-6] */
     else
@@ -369,8 +394,27 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 
 static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
+    hm_msg *attach;
+    hm_addr *from;
+
+    if (s->old_conn_addr && hm_msg_from(msg) == s->old_conn_addr) {
+        /* The taken-over connection is gone: answer the new one. */
+        mqtt_qos2_box_destroy(s->in_qos2);
+        s->in_qos2 = hm_msg_take_payload(msg);
+        hm_addr_release(s->old_conn_addr);
+        s->old_conn_addr = NULL;
+        attach = s->pending_attach;
+        from = s->pending_from;
+        s->pending_attach = NULL;
+        s->pending_from = NULL;
+        if (attach)
+            on_attach(ctx, s, hm_msg_payload(attach), from);
+        hm_msg_destroy(attach);
+        hm_addr_release(from);
+        return;
+    }
     if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
-        return; /* an old connection, already taken over */
+        return; /* a connection already taken over */
     let_go_of_conn(s);
     if (!s->persistent) { /* a clean session ends with its connection */
         hm_ctx_deactivate(ctx);
@@ -402,7 +446,12 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
 
     if (t == &mqtt_attach_type) {
-        on_attach(ctx, s, msg);
+        if (!hm_msg_from(msg))
+            return HM_OK;
+        if (s->conn_addr || s->old_conn_addr)
+            take_over(ctx, s, msg);
+        else
+            on_attach(ctx, s, hm_msg_payload(msg), hm_msg_from(msg));
         return HM_OK;
     }
     if (!s->attached_ever) {
@@ -447,6 +496,9 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     (void)why;
     drop_subs(s); /* before the token (self) goes */
     let_go_of_conn(s);
+    hm_addr_release(s->old_conn_addr);
+    hm_addr_release(s->pending_from);
+    hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
     hm_free(s->subs);

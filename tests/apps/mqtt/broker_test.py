@@ -661,6 +661,25 @@ class Sessions(BrokerTest):
         got = sub.drain_until(topic + "/end")
         self.assertEqual([m.payload for m in got], [b"one"])
 
+    def test_qos2_resend_after_takeover_is_not_delivered_twice_MQTT_4_3_3_2(self):
+        cid, topic = unique("q2t"), unique("d")
+        sub = self.client()
+        sub.subscribe(topic, 2)
+        sub.subscribe(topic + "/end", 2)
+        old = self.raw()
+        old.connect(cid, clean=False)
+        old.send(publish_packet(topic, b"one", qos=2, pid=9))
+        self.assertEqual(old.read(), (0x50, struct.pack("!H", 9)))
+        new = self.raw()  # takes over while the old one is still open
+        self.assertEqual(new.connect(cid, clean=False), (True, 0))
+        new.send(bytes([0x3C]) + publish_packet(topic, b"one", 2, 9)[1:])
+        self.assertEqual(new.read(), (0x50, struct.pack("!H", 9)))
+        new.send(packet(0x62, struct.pack("!H", 9)))
+        self.assertEqual(new.read(), (0x70, struct.pack("!H", 9)))
+        self.client().publish(topic + "/end", "end", 2)
+        got = sub.drain_until(topic + "/end")
+        self.assertEqual([m.payload for m in got], [b"one"])
+
     def test_inflight_window_holds_back_messages_until_acked(self):
         cid, topic = unique("win"), unique("w")
         r = self.raw()
