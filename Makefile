@@ -41,6 +41,7 @@ BENCH_SRCS  := $(wildcard bench/bench_*.c)
 BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 PROGRAMS    := $(BUILD)/hermes-demo \
                $(if $(wildcard apps/mqtt/main.c),$(BUILD)/hermes-mqtt) \
+               $(if $(wildcard apps/mqtt/tools/passwd.c),$(BUILD)/hermes-mqtt-passwd) \
                $(if $(wildcard apps/chat/main.c),$(BUILD)/hermes-chat)
 
 .PHONY: all deps run test unit stress smoke integration bench asan tsan \
@@ -70,6 +71,8 @@ $(BUILD)/hermes-demo: $(BUILD)/obj/examples/demo.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-mqtt: $(BUILD)/obj/apps/mqtt/main.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcrypt -o $@
+$(BUILD)/hermes-mqtt-passwd: $(BUILD)/obj/apps/mqtt/tools/passwd.o $(LIBS)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-chat: $(BUILD)/obj/apps/chat/main.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
