@@ -754,6 +754,13 @@ class Faults(BrokerTest):
         self.assertTrue(r.is_closed_by_peer())
         self.assertEqual(watcher.next().payload, b"timed out")
 
+    def test_connection_without_connect_is_closed_after_the_timeout(self):
+        # The CONNECT timeout is 10 s: this test waits for it (the one
+        # slow test), with a guard above it.
+        r = self.raw()
+        r.sock.settimeout(WAIT + 10)
+        self.assertTrue(r.is_closed_by_peer())
+
     def test_pingreq_gets_pingresp_MQTT_3_12_4_1(self):
         r = self.raw()
         r.connect(unique("ping"))
