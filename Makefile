@@ -70,7 +70,7 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/hermes-demo: $(BUILD)/obj/examples/demo.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-mqtt: $(BUILD)/obj/apps/mqtt/main.o $(LIBS)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcrypt -o $@
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-mqtt-passwd: $(BUILD)/obj/apps/mqtt/tools/passwd.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-chat: $(BUILD)/obj/apps/chat/main.o $(LIBS)
