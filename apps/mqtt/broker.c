@@ -33,8 +33,8 @@
 /* ------------------------------------------------ a published message */
 
 mqtt_pub *mqtt_pub_create(const void *topic, size_t topic_len,
-                          const void *payload, size_t payload_len,
-                          uint8_t qos, bool retain)
+                          const void *payload, size_t payload_len, uint8_t qos,
+                          bool retain)
 {
     mqtt_pub *p = hm_alloc(sizeof *p + topic_len + 1 + payload_len);
 
@@ -67,8 +67,7 @@ void mqtt_pub_release(void *ptr)
     /* acq_rel: the release orders this holder's reads of the message
      * before the free; the acquire on the last decrement pairs with every
      * other holder's release, so the freeing thread sees them done. */
-    if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) ==
-                 1)
+    if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
         hm_free(p);
 }
 
@@ -92,7 +91,8 @@ void mqtt_qos2_box_destroy(void *p)
 const hm_type mqtt_attach_type = {.name = "mqtt.attach", .free = attach_free};
 const hm_type mqtt_attached_type = {.name = "mqtt.attached",
                                     .free = mqtt_qos2_box_destroy};
-const hm_type mqtt_detach_type = {.name = "mqtt.detach", .free = mqtt_qos2_box_destroy};
+const hm_type mqtt_detach_type = {.name = "mqtt.detach",
+                                  .free = mqtt_qos2_box_destroy};
 const hm_type mqtt_kick_type = {.name = "mqtt.kick"};
 const hm_type mqtt_forward_type = {.name = "mqtt.forward", .free = hm_free};
 const hm_type mqtt_done_type = {.name = "mqtt.done"};
@@ -107,8 +107,8 @@ void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
 {
     if (retain && !b->cfg.retain_unavailable) {
         pthread_rwlock_wrlock(&b->retain_lock);
-        mqtt_retain_set(b->retained, pub->topic, pub->topic_len,
-                        pub->payload, pub->payload_len, pub->qos);
+        mqtt_retain_set(b->retained, pub->topic, pub->topic_len, pub->payload,
+                        pub->payload_len, pub->qos);
         pthread_rwlock_unlock(&b->retain_lock);
     }
     /* Sending under the read lock is what keeps the tokens valid: a
@@ -138,10 +138,11 @@ hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p)
     if ((err = mqtt_encoded_len(p, &len)) != HM_OK)
         return err;
     if (ws) /* one packet, one final binary frame [MQTT-6.0.0-2] */
-        head_len = mqtt_ws_frame_header(
-            &(mqtt_ws_frame){.opcode = MQTT_WS_OP_BINARY, .fin = true,
-                             .payload = {NULL, len}},
-            head);
+        head_len =
+            mqtt_ws_frame_header(&(mqtt_ws_frame){.opcode = MQTT_WS_OP_BINARY,
+                                                  .fin = true,
+                                                  .payload = {NULL, len}},
+                                 head);
     buf = hm_alloc(head_len + len);
     memcpy(buf, head, head_len);
     if ((err = mqtt_encode(p, buf + head_len, len, &written)) == HM_OK)
@@ -158,20 +159,19 @@ int mqtt_broker_authenticate(mqtt_broker *b, const mqtt_connect *k)
     mqtt_connack_code code;
 
     pthread_rwlock_rdlock(&b->auth_lock);
-    code = mqtt_admit(&(mqtt_admission){
-                          .allow_anonymous = !b->cfg.anonymous_denied,
+    code = mqtt_admit(
+        &(mqtt_admission){.allow_anonymous = !b->cfg.anonymous_denied,
                           .max_keepalive = b->cfg.max_keepalive_s
                                                ? b->cfg.max_keepalive_s
                                                : 65535,
                           .passwords = b->passwd},
-                      k);
+        k);
     pthread_rwlock_unlock(&b->auth_lock);
     return (int)code;
 }
 
 bool mqtt_broker_allows(mqtt_broker *b, const mqtt_acl_client *who,
-                        mqtt_acl_access access, const char *topic,
-                        size_t len)
+                        mqtt_acl_access access, const char *topic, size_t len)
 {
     bool ok = true;
 
@@ -213,7 +213,7 @@ hm_err mqtt_broker_reload(mqtt_broker *b)
 
     if (err != HM_OK) {
         HM_LOG_WARN("MQTT-RELOAD", "kept the previous password and ACL "
-                    "files");
+                                   "files");
         return err;
     }
     pthread_rwlock_wrlock(&b->auth_lock);
@@ -241,8 +241,7 @@ static hm_err frame_next(const void *arg, const uint8_t *buf, size_t len,
     (void)resume;
     if (err != HM_OK)
         return err;
-    *out = (hm_frame){.offset = 0, .len = packet_len,
-                      .consumed = packet_len};
+    *out = (hm_frame){.offset = 0, .len = packet_len, .consumed = packet_len};
     return HM_OK;
 }
 
@@ -340,8 +339,8 @@ static void init_shared(mqtt_broker *b)
     /* Writer preference: a steady stream of publishers (readers) must not
      * starve a SUBSCRIBE (a writer) forever. */
     pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(
-        &attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlockattr_setkind_np(&attr,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&b->tree_lock, &attr);
     pthread_rwlock_init(&b->retain_lock, &attr);
     pthread_rwlock_init(&b->auth_lock, &attr);
@@ -350,8 +349,8 @@ static void init_shared(mqtt_broker *b)
     b->retained = mqtt_retain_create();
 }
 
-static hm_err listen_one(mqtt_broker *b, mqtt_endpoint *ep,
-                         const char *host, int port)
+static hm_err listen_one(mqtt_broker *b, mqtt_endpoint *ep, const char *host,
+                         int port)
 {
     hm_err err = hm_net_listen(
         b->net,
@@ -406,19 +405,20 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     b->cfg = *cfg;
     fill_defaults(&b->cfg);
     b->host = cfg->host ? hm_strdup(cfg->host) : NULL;
-    b->password_file = cfg->password_file ? hm_strdup(cfg->password_file)
-                                          : NULL;
+    b->password_file =
+        cfg->password_file ? hm_strdup(cfg->password_file) : NULL;
     b->acl_file = cfg->acl_file ? hm_strdup(cfg->acl_file) : NULL;
     b->cfg.host = b->host;
     b->cfg.password_file = b->password_file;
     b->cfg.acl_file = b->acl_file;
     b->cfg.listeners = NULL; /* borrowed for this call only */
     b->limits.max_packet_len = b->cfg.max_packet_len;
-    b->framer = (hm_framer){.name = "mqtt", .next = frame_next,
+    b->framer = (hm_framer){.name = "mqtt",
+                            .next = frame_next,
                             .arg = &b->limits,
                             .max_frame_len = b->cfg.max_packet_len};
-    b->ws_framer = (hm_framer){.name = "raw", .next = raw_next,
-                               .max_frame_len = WS_READ_LEN};
+    b->ws_framer = (hm_framer){
+        .name = "raw", .next = raw_next, .max_frame_len = WS_READ_LEN};
     init_shared(b);
     if ((err = load_auth(b, &b->passwd, &b->acl)) != HM_OK)
         goto fail;
@@ -429,9 +429,8 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     if (err != HM_OK)
         goto fail;
     b->start_ms = hm_runtime_now_ms(b->rt);
-    err = hm_net_create(&(hm_net_config){.rt = b->rt,
-                                         .io_threads = cfg->io_threads},
-                        &b->net);
+    err = hm_net_create(
+        &(hm_net_config){.rt = b->rt, .io_threads = cfg->io_threads}, &b->net);
     if (err != HM_OK)
         goto fail;
     if (!b->cfg.sys_disabled && (err = mqtt_sys_start(b)) != HM_OK)

@@ -27,24 +27,24 @@ typedef struct mqtt_broker_config {
      * on `host` and `port`. */
     const mqtt_listener_config *listeners;
     size_t listener_count;
-    const char *host;           /* address to listen on (NULL: all) */
-    int port;                   /* (1883); -1: an ephemeral port */
-    bool anonymous_denied;      /* no user name (or no way to check it) */
-    const char *password_file;  /* mosquitto_passwd format (none) */
-    const char *acl_file;       /* mosquitto ACL format (none: all allowed) */
-    int threads;                /* runtime workers (one per core) */
-    int io_threads;             /* net I/O threads (1) */
-    uint32_t max_inflight;      /* QoS 1/2 in flight per client (20) */
-    uint32_t max_queued;        /* QoS 1/2 queued per client (1000) */
-    bool unlimited_queue;       /* max_queued is ignored: no bound */
-    size_t max_packet_len;      /* largest packet (protocol maximum) */
-    uint16_t max_keepalive_s;   /* larger: CONNACK 0x02 (none) */
+    const char *host;            /* address to listen on (NULL: all) */
+    int port;                    /* (1883); -1: an ephemeral port */
+    bool anonymous_denied;       /* no user name (or no way to check it) */
+    const char *password_file;   /* mosquitto_passwd format (none) */
+    const char *acl_file;        /* mosquitto ACL format (none: all allowed) */
+    int threads;                 /* runtime workers (one per core) */
+    int io_threads;              /* net I/O threads (1) */
+    uint32_t max_inflight;       /* QoS 1/2 in flight per client (20) */
+    uint32_t max_queued;         /* QoS 1/2 queued per client (1000) */
+    bool unlimited_queue;        /* max_queued is ignored: no bound */
+    size_t max_packet_len;       /* largest packet (protocol maximum) */
+    uint16_t max_keepalive_s;    /* larger: CONNACK 0x02 (none) */
     uint32_t connect_timeout_ms; /* first packet must arrive by then (10 s) */
-    uint32_t max_connections;   /* refused beyond it (no limit) */
-    uint32_t sys_interval_s;    /* $SYS period (10); see sys_disabled */
-    bool sys_disabled;          /* no $SYS topics */
-    bool retain_unavailable;    /* RETAIN=1 publishes are not stored */
-    uint8_t max_qos;            /* granted QoS ceiling (2); 3 means 0 */
+    uint32_t max_connections;    /* refused beyond it (no limit) */
+    uint32_t sys_interval_s;     /* $SYS period (10); see sys_disabled */
+    bool sys_disabled;           /* no $SYS topics */
+    bool retain_unavailable;     /* RETAIN=1 publishes are not stored */
+    uint8_t max_qos;             /* granted QoS ceiling (2); 3 means 0 */
 } mqtt_broker_config;
 
 /* Creates a broker and starts listening. Borrows `cfg` (strings are

@@ -44,8 +44,8 @@ struct mqtt_broker {
     mqtt_limits limits;
     hm_framer framer;    /* the MQTT framer, as net plugs it in */
     hm_framer ws_framer; /* WebSocket: every read's bytes as they come */
-    uint64_t start_ms; /* hm_runtime_now_ms() at creation */
-    bool stopped;      /* main thread only */
+    uint64_t start_ms;   /* hm_runtime_now_ms() at creation */
+    bool stopped;        /* main thread only */
     pthread_rwlock_t tree_lock;
     mqtt_topic_tree *tree; /* guarded by: tree_lock */
     pthread_rwlock_t retain_lock;
@@ -55,12 +55,12 @@ struct mqtt_broker {
     mqtt_acl *acl;               /* guarded by: auth_lock; NULL: none */
     /* Counters, all relaxed: each is a statistic, read only for $SYS and
      * the connection limit, and orders nothing else. */
-    _Atomic uint64_t conns_open;  /* connection receivers alive */
-    _Atomic uint64_t connected;   /* sessions with a connection */
-    _Atomic uint64_t sessions;    /* session receivers alive */
-    _Atomic uint64_t received;    /* PUBLISH packets received */
-    _Atomic uint64_t sent;        /* PUBLISH packets sent */
-    _Atomic uint64_t dropped;     /* messages dropped on a full queue */
+    _Atomic uint64_t conns_open; /* connection receivers alive */
+    _Atomic uint64_t connected;  /* sessions with a connection */
+    _Atomic uint64_t sessions;   /* session receivers alive */
+    _Atomic uint64_t received;   /* PUBLISH packets received */
+    _Atomic uint64_t sent;       /* PUBLISH packets sent */
+    _Atomic uint64_t dropped;    /* messages dropped on a full queue */
 };
 
 /* ------------------------------------------------ a published message */
@@ -79,8 +79,8 @@ typedef struct mqtt_pub {
 
 /* Returns owned (one reference); copies `topic` and `payload`. */
 mqtt_pub *mqtt_pub_create(const void *topic, size_t topic_len,
-                          const void *payload, size_t payload_len,
-                          uint8_t qos, bool retain);
+                          const void *payload, size_t payload_len, uint8_t qos,
+                          bool retain);
 /* Takes another reference. Returns `p`. */
 mqtt_pub *mqtt_pub_ref(mqtt_pub *p);
 /* Drops a reference (void * so it serves as a free hook). Accepts NULL. */
@@ -93,7 +93,7 @@ void mqtt_pub_release(void *p);
 extern const hm_type mqtt_attach_type;
 typedef struct mqtt_attach {
     hm_conn *conn;
-    bool ws;        /* packets go out in WebSocket frames */
+    bool ws; /* packets go out in WebSocket frames */
     bool clean;
     char *username; /* owned, or NULL (anonymous) */
 } mqtt_attach;
@@ -144,8 +144,7 @@ int mqtt_broker_authenticate(mqtt_broker *b, const mqtt_connect *k);
 /* Whether the ACL lets `who` (borrowed) do `access` on `topic`
  * (borrowed). True when no ACL file is configured. Thread-safe. */
 bool mqtt_broker_allows(mqtt_broker *b, const mqtt_acl_client *who,
-                        mqtt_acl_access access, const char *topic,
-                        size_t len);
+                        mqtt_acl_access access, const char *topic, size_t len);
 
 /* The connection receiver: state for connection `conn_id`, speaking MQTT
  * over WebSocket when `ws`. Returns owned. */
@@ -155,8 +154,7 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg);
 extern const hm_hooks mqtt_conn_hooks;
 
 /* The session receiver, made by the factory for `client_id` (borrowed). */
-void mqtt_session_make(mqtt_broker *b, const char *client_id,
-                       hm_receiver *out);
+void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out);
 
 /* The $SYS receiver. Errors: those of hm_runtime_spawn(). */
 hm_err mqtt_sys_start(mqtt_broker *b);

@@ -43,29 +43,29 @@ static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
 typedef struct mqtt_conn {
     mqtt_broker *b;
     uint64_t id;
-    hm_conn *conn;      /* from "net.opened" */
-    hm_addr *session;   /* "mqtt/session/<client id>" once CONNECTed */
+    hm_conn *conn;    /* from "net.opened" */
+    hm_addr *session; /* "mqtt/session/<client id>" once CONNECTed */
     char *client_id;
-    char *username;     /* NULL: anonymous */
+    char *username; /* NULL: anonymous */
     /* MQTT over WebSocket: net delivers bytes as they come; the upgrade
      * request is gathered in `ws_head`, then frames go through `wsd` and
      * the MQTT bytes they carry through `mf`, which cuts packets. */
     bool ws;
-    bool ws_open;       /* the upgrade was answered with 101 */
+    bool ws_open; /* the upgrade was answered with 101 */
     uint8_t *ws_head;
     size_t ws_head_len;
     mqtt_ws_decoder *wsd;
     mqtt_framer *mf;
     conn_phase phase;
-    bool waiting;       /* the session is handling a forwarded packet */
-    bool net_closed;    /* "net.closed" came while waiting; see on_closed */
+    bool waiting;    /* the session is handling a forwarded packet */
+    bool net_closed; /* "net.closed" came while waiting; see on_closed */
     hm_err close_cause;
-    hm_msg **held;      /* frames that arrived while waiting, in order */
+    hm_msg **held; /* frames that arrived while waiting, in order */
     size_t held_head, held_count, held_cap;
-    mqtt_pub *will;     /* NULL: none, or already published/discarded */
+    mqtt_pub *will; /* NULL: none, or already published/discarded */
     bool will_retain;
     mqtt_qos2_ids *in_qos2; /* from the session on attach */
-    uint32_t keepalive_ms; /* 1.5 x the client's keepalive; 0: none */
+    uint32_t keepalive_ms;  /* 1.5 x the client's keepalive; 0: none */
     uint64_t last_rx_ms;
     hm_timer_id connect_timer, keepalive_timer;
     mqtt_deliveries deliveries; /* routing scratch */
@@ -129,8 +129,7 @@ const hm_hooks mqtt_conn_hooks = {.deactivate = conn_deactivate};
 static bool allows(mqtt_conn *c, mqtt_acl_access access, const char *topic,
                    size_t len)
 {
-    mqtt_acl_client who = {.client_id = c->client_id,
-                           .username = c->username};
+    mqtt_acl_client who = {.client_id = c->client_id, .username = c->username};
 
     return mqtt_broker_allows(c->b, &who, access, topic, len);
 }
@@ -154,14 +153,13 @@ static void publish_will(hm_ctx *ctx, mqtt_conn *c)
 /* Closes the connection for `why`. The will is published unless the
  * client said DISCONNECT [MQTT-3.14.4-3]; `abort` resets instead of
  * flushing (after a protocol violation nothing more is owed). */
-static void close_conn(hm_ctx *ctx, mqtt_conn *c, const char *why,
-                       bool abort)
+static void close_conn(hm_ctx *ctx, mqtt_conn *c, const char *why, bool abort)
 {
     if (c->phase == CONN_CLOSING)
         return;
     HM_LOG_DEBUG("MQTT-CLOSE", "connection %llu (%s): %s",
-                 (unsigned long long)c->id,
-                 c->client_id ? c->client_id : "-", why);
+                 (unsigned long long)c->id, c->client_id ? c->client_id : "-",
+                 why);
     c->phase = CONN_CLOSING;
     publish_will(ctx, c);
     if (abort)
@@ -254,11 +252,10 @@ static void write_ack(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
         close_conn(ctx, c, "write failed", true);
 }
 
-static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code,
-                           const char *why)
+static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code, const char *why)
 {
-    mqtt_packet p = {.type = MQTT_CONNACK, .u.connack.return_code =
-                                               (uint8_t)code};
+    mqtt_packet p = {.type = MQTT_CONNACK,
+                     .u.connack.return_code = (uint8_t)code};
 
     HM_LOG_INFO("MQTT-CONNECT-REFUSED", "connection %llu: CONNACK %d: %s",
                 (unsigned long long)c->id, code, why);
@@ -283,34 +280,33 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     mqtt_attach *a;
     int code;
 
-    if (k->client_id.len > 0)
-        c->client_id = hm_strndup((const char *)k->client_id.ptr,
-                                  k->client_id.len);
-    else { /* [MQTT-3.1.3-6] a zero-byte id with clean session: assign one */
-        char gen[48];
-
-        snprintf(gen, sizeof gen, "hermes-%llx-%llu",
-                 (unsigned long long)c->b->start_ms,
-                 (unsigned long long)c->id);
-        c->client_id = hm_strdup(gen);
-    }
-    if (snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%s",
-                 c->client_id) >= (int)sizeof name ||
-        hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) != HM_OK) {
-        refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
-        return;
-    }
+    /* Before the session is named, so a refused client never wakes one. */
     if ((code = mqtt_broker_authenticate(c->b, k)) != 0) {
         refuse_connect(ctx, c, code, "refused by the admission rules");
         return;
     }
+    if (k->client_id.len > 0)
+        c->client_id =
+            hm_strndup((const char *)k->client_id.ptr, k->client_id.len);
+    else { /* [MQTT-3.1.3-6] a zero-byte id with clean session: assign one */
+        char gen[48];
+
+        snprintf(gen, sizeof gen, "hermes-%llx-%llu",
+                 (unsigned long long)c->b->start_ms, (unsigned long long)c->id);
+        c->client_id = hm_strdup(gen);
+    }
+    if (snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%s", c->client_id) >=
+            (int)sizeof name ||
+        hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) != HM_OK) {
+        refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
+        return;
+    }
     if (k->has_username)
-        c->username = hm_strndup((const char *)k->username.ptr,
-                                 k->username.len);
+        c->username =
+            hm_strndup((const char *)k->username.ptr, k->username.len);
     take_will(c, k);
     c->keepalive_ms = ka_s * 1500u;
-    if (c->connect_timer && hm_runtime_cancel_timer(c->b->rt,
-                                                    c->connect_timer))
+    if (c->connect_timer && hm_runtime_cancel_timer(c->b->rt, c->connect_timer))
         c->connect_timer = 0;
     if (c->keepalive_ms)
         arm_timer(ctx, c, TIMER_KEEPALIVE, c->keepalive_ms,
@@ -322,9 +318,11 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     a->username = c->username ? hm_strdup(c->username) : NULL;
     c->phase = CONN_ATTACHING;
     c->waiting = true; /* until "mqtt.attached" */
-    HM_LOG_DEBUG("MQTT-CONNECT", "connection %llu: client %s, clean %d, "
-                 "keepalive %u s", (unsigned long long)c->id, c->client_id,
-                 k->clean_session, ka_s);
+    HM_LOG_DEBUG("MQTT-CONNECT",
+                 "connection %llu: client %s, clean %d, "
+                 "keepalive %u s",
+                 (unsigned long long)c->id, c->client_id, k->clean_session,
+                 ka_s);
     send_to_session(ctx, c, hm_msg_create(&mqtt_attach_type, a, 0));
 }
 
@@ -339,8 +337,7 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
         write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
         return;
     }
-    if (!allows(c, MQTT_ACL_WRITE, (const char *)p->topic.ptr,
-                p->topic.len)) {
+    if (!allows(c, MQTT_ACL_WRITE, (const char *)p->topic.ptr, p->topic.len)) {
         /* Acknowledged all the same, as mosquitto does: the client cannot
          * tell a refused publish from one nobody subscribed to. */
         HM_LOG_DEBUG("MQTT-ACL-DENY", "client %s may not publish to %.*s",
@@ -361,8 +358,7 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
 
 /* Forwards a SUBSCRIBE or UNSUBSCRIBE, whole, and holds further frames
  * until the session says "mqtt.done". */
-static void forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
-                    size_t len)
+static void forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
 {
     mqtt_blob *blob = hm_alloc(sizeof *blob + len);
 
@@ -418,9 +414,9 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
-        send_to_session(ctx, c, hm_msg_create(&mqtt_ack_type, NULL,
-                                              (uint64_t)p.type << 16 |
-                                                  p.u.packet_id));
+        send_to_session(ctx, c,
+                        hm_msg_create(&mqtt_ack_type, NULL,
+                                      (uint64_t)p.type << 16 | p.u.packet_id));
         break;
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE:
@@ -448,14 +444,13 @@ static void ws_write_control(mqtt_conn *c, mqtt_ws_opcode op,
     uint8_t buf[MQTT_WS_MAX_HEADER_LEN + 125];
     size_t len;
 
-    if (mqtt_ws_encode(&(mqtt_ws_frame){.opcode = op, .fin = true,
-                                        .payload = *payload},
-                       buf, sizeof buf, &len) == HM_OK)
+    if (mqtt_ws_encode(
+            &(mqtt_ws_frame){.opcode = op, .fin = true, .payload = *payload},
+            buf, sizeof buf, &len) == HM_OK)
         hm_conn_write(c->conn, buf, len);
 }
 
-static void ws_fail(hm_ctx *ctx, mqtt_conn *c, uint16_t code,
-                    const char *why)
+static void ws_fail(hm_ctx *ctx, mqtt_conn *c, uint16_t code, const char *why)
 {
     uint8_t buf[4];
 
@@ -542,8 +537,9 @@ static void ws_drain(hm_ctx *ctx, mqtt_conn *c)
         if (err == HM_EAGAIN)
             return;
         if (err != HM_OK) {
-            ws_fail(ctx, c, wf.close_code ? wf.close_code
-                                          : MQTT_WS_CLOSE_PROTOCOL_ERROR,
+            ws_fail(ctx, c,
+                    wf.close_code ? wf.close_code
+                                  : MQTT_WS_CLOSE_PROTOCOL_ERROR,
                     wf.reason ? wf.reason : "WebSocket framing");
             return;
         }
@@ -651,7 +647,7 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &conn_timer_type) {
         on_timer(ctx, c, hm_msg_arg(msg));
     } else if (t == &mqtt_kick_type) { /* [MQTT-3.1.4-2] */
-        close_conn(ctx, c, "session taken over", false);
+        close_conn(ctx, c, "session taken over", true);
     } else if (t == &hm_net_opened_type) {
         c->conn = hm_conn_ref(hm_net_msg_conn(msg));
         c->last_rx_ms = hm_ctx_now_ms(ctx);

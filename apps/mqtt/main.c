@@ -33,9 +33,8 @@ static mqtt_broker_config broker_config(const mqtt_config *c)
         .unlimited_queue = c->max_queued_messages == 0,
         .max_packet_len = c->max_packet_size, /* 0: protocol maximum */
         .max_keepalive_s = c->max_keepalive,
-        .max_connections = c->max_connections < 0
-                               ? 0
-                               : (uint32_t)c->max_connections,
+        .max_connections =
+            c->max_connections < 0 ? 0 : (uint32_t)c->max_connections,
         .sys_interval_s = c->sys_interval_s,
         .sys_disabled = c->sys_interval_s == 0,
         .retain_unavailable = !c->retain_available,
@@ -79,8 +78,7 @@ int main(int argc, char **argv)
 
     mqtt_config_init(&c);
     if (mqtt_config_load(&c, argc, argv, &err) != HM_OK) {
-        fprintf(stderr, "hermes-mqtt: %s\n%s", err.text,
-                mqtt_config_usage());
+        fprintf(stderr, "hermes-mqtt: %s\n%s", err.text, mqtt_config_usage());
         mqtt_config_fini(&c);
         return 1;
     }

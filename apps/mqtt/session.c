@@ -33,14 +33,19 @@ typedef struct sub {
 
 typedef struct mqtt_session {
     mqtt_broker *b;
-    hm_addr *self;       /* our token in the subscription tree */
+    hm_addr *self; /* our token in the subscription tree */
     char *client_id;
-    hm_conn *conn;       /* NULL while the client is away */
-    bool ws;             /* conn speaks MQTT over WebSocket */
-    char *username;      /* of the last CONNECT, for the ACL; or NULL */
-    hm_addr *conn_addr;  /* its connection receiver */
-    bool attached_ever;  /* some client attached to this activation */
-    bool persistent;     /* CleanSession was 0 */
+    hm_conn *conn;      /* NULL while the client is away */
+    bool ws;            /* conn speaks MQTT over WebSocket */
+    char *username;     /* of the last CONNECT, for the ACL; or NULL */
+    hm_addr *conn_addr; /* its connection receiver */
+    /* A takeover waits for the old connection to hand back the inbound
+     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
+    hm_addr *old_conn_addr;
+    hm_msg *pending_attach; /* moved out: its sender is pending_from */
+    hm_addr *pending_from;
+    bool attached_ever; /* some client attached to this activation */
+    bool persistent;    /* CleanSession was 0 */
     sub *subs;
     size_t sub_count, sub_cap;
     mqtt_outbox *out;
@@ -55,8 +60,7 @@ static uint64_t token(const mqtt_session *s)
 static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
                    size_t len)
 {
-    mqtt_acl_client who = {.client_id = s->client_id,
-                           .username = s->username};
+    mqtt_acl_client who = {.client_id = s->client_id, .username = s->username};
 
     return mqtt_broker_allows(s->b, &who, access, t, len);
 }
@@ -66,14 +70,14 @@ static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
 static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                           uint16_t pid, bool dup)
 {
-    mqtt_packet p = {.type = MQTT_PUBLISH,
-                     .u.publish = {.dup = dup, .qos = qos,
-                                   .retain = pub->retain,
-                                   .topic = {(const uint8_t *)pub->topic,
-                                             pub->topic_len},
-                                   .packet_id = pid,
-                                   .payload = {pub->payload,
-                                               pub->payload_len}}};
+    mqtt_packet p = {
+        .type = MQTT_PUBLISH,
+        .u.publish = {.dup = dup,
+                      .qos = qos,
+                      .retain = pub->retain,
+                      .topic = {(const uint8_t *)pub->topic, pub->topic_len},
+                      .packet_id = pid,
+                      .payload = {pub->payload, pub->payload_len}}};
     hm_err err = mqtt_write_packet(s->conn, s->ws, &p);
 
     if (err == HM_OK) {
@@ -147,9 +151,10 @@ static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
         s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
         s->subs = hm_realloc(s->subs, s->sub_cap * sizeof *s->subs);
     }
-    s->subs[s->sub_count++] = (sub){
-        .filter = hm_strndup((const char *)f->ptr, f->len), .len = f->len,
-        .qos = qos};
+    s->subs[s->sub_count++] =
+        (sub){.filter = hm_strndup((const char *)f->ptr, f->len),
+              .len = f->len,
+              .qos = qos};
 }
 
 static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
@@ -194,15 +199,13 @@ static void collect_retained(void *arg, const mqtt_retained *r)
         rb->pubs = hm_realloc(rb->pubs, rb->cap * sizeof *rb->pubs);
     }
     /* Sent with RETAIN=1 because of the new subscription [MQTT-3.3.1-8]. */
-    rb->pubs[rb->count++] = mqtt_pub_create(r->topic, r->topic_len,
-                                            r->payload, r->payload_len,
-                                            r->qos, true);
+    rb->pubs[rb->count++] = mqtt_pub_create(r->topic, r->topic_len, r->payload,
+                                            r->payload_len, r->qos, true);
 }
 
 /* Sends the retained messages `filter` matches [MQTT-3.3.1-6]. They are
  * copied under the read lock and sent after it. */
-static void send_retained(mqtt_session *s, const mqtt_bytes *f,
-                          uint8_t granted)
+static void send_retained(mqtt_session *s, const mqtt_bytes *f, uint8_t granted)
 {
     retained_batch rb = {0};
 
@@ -241,9 +244,9 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
         codes[n++] = g;
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
-    mqtt_packet ack = {.type = MQTT_SUBACK,
-                       .u.suback = {.packet_id = sub_pkt->packet_id,
-                                    .codes = {codes, n}}};
+    mqtt_packet ack = {
+        .type = MQTT_SUBACK,
+        .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
     mqtt_write_packet(s->conn, s->ws, &ack); /* [MQTT-3.8.4-1] */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
@@ -275,8 +278,7 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     mqtt_packet p;
 
     if (from && from == s->conn_addr &&
-        mqtt_decode(blob->data, blob->len, &s->b->limits, &p, NULL) ==
-            HM_OK) {
+        mqtt_decode(blob->data, blob->len, &s->b->limits, &p, NULL) == HM_OK) {
         if (p.type == MQTT_SUBSCRIBE)
             on_subscribe(s, &p.u.subscribe);
         else if (p.type == MQTT_UNSUBSCRIBE)
@@ -323,24 +325,46 @@ static void let_go_of_conn(mqtt_session *s)
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
 }
 
-static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+static void kick(hm_ctx *ctx, hm_addr *conn_addr)
 {
-    mqtt_attach *a = hm_msg_payload(msg);
-    hm_addr *from = hm_msg_from(msg);
+    hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+
+    if (hm_ctx_send(ctx, conn_addr, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+/* [MQTT-3.1.4-2] A new connection for a connected client id: close the
+ * old one and answer the new one once the old one has detached, so the
+ * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg`. */
+static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+{
+    HM_LOG_INFO("MQTT-TAKEOVER",
+                "client %s: a new connection takes over "
+                "the session",
+                s->client_id);
+    if (s->pending_attach) { /* a third one: the second never started */
+        kick(ctx, s->pending_from);
+        hm_msg_destroy(s->pending_attach);
+        hm_addr_release(s->pending_from);
+    }
+    s->pending_from = hm_addr_ref(hm_msg_from(msg));
+    s->pending_attach = hm_msg_move(msg);
+    if (s->conn_addr) {
+        kick(ctx, s->conn_addr);
+        hm_addr_release(s->old_conn_addr);
+        s->old_conn_addr = hm_addr_ref(s->conn_addr);
+        let_go_of_conn(s);
+    }
+}
+
+/* Attaches the connection receiver `from` (borrowed) as `a` (borrowed;
+ * its user name is taken) describes. */
+static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
+                      hm_addr *from)
+{
     bool present = false;
     hm_msg *reply;
 
-    if (!from)
-        return;
-    if (s->conn_addr) { /* [MQTT-3.1.4-2] take over from the old one */
-        hm_msg *kick = hm_msg_create(&mqtt_kick_type, NULL, 0);
-
-        HM_LOG_INFO("MQTT-TAKEOVER", "client %s: a new connection takes "
-                    "over the session", s->client_id);
-        if (hm_ctx_send(ctx, s->conn_addr, kick) != HM_OK)
-            hm_msg_destroy(kick);
-        let_go_of_conn(s);
-    }
     if (a->clean || !s->persistent)
         forget_state(s); /* [MQTT-3.1.2-6] */
     else
@@ -355,10 +379,10 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     a->username = NULL;
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
-    mqtt_write_packet(s->conn, s->ws,
-                      &(mqtt_packet){.type = MQTT_CONNACK,
-                                     .u.connack = {.session_present =
-                                                       present}});
+    mqtt_write_packet(
+        s->conn, s->ws,
+        &(mqtt_packet){.type = MQTT_CONNACK,
+                       .u.connack = {.session_present = present}});
     reply = hm_msg_create(&mqtt_attached_type, s->in_qos2, present);
     s->in_qos2 = NULL;
     if (hm_ctx_send(ctx, from, reply) != HM_OK)
@@ -369,8 +393,27 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 
 static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
+    hm_msg *attach;
+    hm_addr *from;
+
+    if (s->old_conn_addr && hm_msg_from(msg) == s->old_conn_addr) {
+        /* The taken-over connection is gone: answer the new one. */
+        mqtt_qos2_box_destroy(s->in_qos2);
+        s->in_qos2 = hm_msg_take_payload(msg);
+        hm_addr_release(s->old_conn_addr);
+        s->old_conn_addr = NULL;
+        attach = s->pending_attach;
+        from = s->pending_from;
+        s->pending_attach = NULL;
+        s->pending_from = NULL;
+        if (attach)
+            on_attach(ctx, s, hm_msg_payload(attach), from);
+        hm_msg_destroy(attach);
+        hm_addr_release(from);
+        return;
+    }
     if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
-        return; /* an old connection, already taken over */
+        return; /* a connection already taken over */
     let_go_of_conn(s);
     if (!s->persistent) { /* a clean session ends with its connection */
         hm_ctx_deactivate(ctx);
@@ -402,7 +445,12 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
 
     if (t == &mqtt_attach_type) {
-        on_attach(ctx, s, msg);
+        if (!hm_msg_from(msg))
+            return HM_OK;
+        if (s->conn_addr || s->old_conn_addr)
+            take_over(ctx, s, msg);
+        else
+            on_attach(ctx, s, hm_msg_payload(msg), hm_msg_from(msg));
         return HM_OK;
     }
     if (!s->attached_ever) {
@@ -447,6 +495,9 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     (void)why;
     drop_subs(s); /* before the token (self) goes */
     let_go_of_conn(s);
+    hm_addr_release(s->old_conn_addr);
+    hm_addr_release(s->pending_from);
+    hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
     hm_free(s->subs);
@@ -461,8 +512,7 @@ static void session_deactivate(hm_ctx *ctx, void *state,
 static const hm_hooks session_hooks = {.activate = session_activate,
                                        .deactivate = session_deactivate};
 
-void mqtt_session_make(mqtt_broker *b, const char *client_id,
-                       hm_receiver *out)
+void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
 {
     mqtt_session *s = hm_calloc(1, sizeof *s);
 
@@ -471,6 +521,8 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id,
     s->out = new_outbox(b);
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&b->sessions, 1, memory_order_relaxed);
-    *out = (hm_receiver){.handler = session_handle, .state = s,
-                         .hooks = &session_hooks, .pinned = true};
+    *out = (hm_receiver){.handler = session_handle,
+                         .state = s,
+                         .hooks = &session_hooks,
+                         .pinned = true};
 }

@@ -31,8 +31,7 @@ static void put(hm_ctx *ctx, sys_state *st, const char *topic,
     mqtt_pub_release(pub);
 }
 
-static void put_u64(hm_ctx *ctx, sys_state *st, const char *topic,
-                    uint64_t v)
+static void put_u64(hm_ctx *ctx, sys_state *st, const char *topic, uint64_t v)
 {
     char buf[32];
 
@@ -104,7 +103,8 @@ hm_err mqtt_sys_start(mqtt_broker *b)
     st->b = b;
     mqtt_deliveries_init(&st->d);
     err = hm_runtime_spawn(b->rt, MQTT_SYS_NAME,
-                           &(hm_receiver){.handler = sys_handle, .state = st,
+                           &(hm_receiver){.handler = sys_handle,
+                                          .state = st,
                                           .hooks = &sys_hooks,
                                           .pinned = true},
                            &self);
@@ -118,8 +118,8 @@ hm_err mqtt_sys_start(mqtt_broker *b)
 
     if (hm_runtime_send(b->rt, self, first) != HM_OK)
         hm_msg_destroy(first);
-    err = hm_runtime_send_every(b->rt, self, b->cfg.sys_interval_s * 1000u,
-                                0, NULL);
+    err = hm_runtime_send_every(b->rt, self, b->cfg.sys_interval_s * 1000u, 0,
+                                NULL);
     hm_addr_release(self);
     return err;
 }

@@ -661,6 +661,25 @@ class Sessions(BrokerTest):
         got = sub.drain_until(topic + "/end")
         self.assertEqual([m.payload for m in got], [b"one"])
 
+    def test_qos2_resend_after_takeover_is_not_delivered_twice_MQTT_4_3_3_2(self):
+        cid, topic = unique("q2t"), unique("d")
+        sub = self.client()
+        sub.subscribe(topic, 2)
+        sub.subscribe(topic + "/end", 2)
+        old = self.raw()
+        old.connect(cid, clean=False)
+        old.send(publish_packet(topic, b"one", qos=2, pid=9))
+        self.assertEqual(old.read(), (0x50, struct.pack("!H", 9)))
+        new = self.raw()  # takes over while the old one is still open
+        self.assertEqual(new.connect(cid, clean=False), (True, 0))
+        new.send(bytes([0x3C]) + publish_packet(topic, b"one", 2, 9)[1:])
+        self.assertEqual(new.read(), (0x50, struct.pack("!H", 9)))
+        new.send(packet(0x62, struct.pack("!H", 9)))
+        self.assertEqual(new.read(), (0x70, struct.pack("!H", 9)))
+        self.client().publish(topic + "/end", "end", 2)
+        got = sub.drain_until(topic + "/end")
+        self.assertEqual([m.payload for m in got], [b"one"])
+
     def test_inflight_window_holds_back_messages_until_acked(self):
         cid, topic = unique("win"), unique("w")
         r = self.raw()
@@ -734,6 +753,13 @@ class Faults(BrokerTest):
         r.connect(unique("ka"), keepalive=1, will=(topic, "timed out", 1))
         self.assertTrue(r.is_closed_by_peer())
         self.assertEqual(watcher.next().payload, b"timed out")
+
+    def test_connection_without_connect_is_closed_after_the_timeout(self):
+        # The CONNECT timeout is 10 s: this test waits for it (the one
+        # slow test), with a guard above it.
+        r = self.raw()
+        r.sock.settimeout(WAIT + 10)
+        self.assertTrue(r.is_closed_by_peer())
 
     def test_pingreq_gets_pingresp_MQTT_3_12_4_1(self):
         r = self.raw()
@@ -871,6 +897,57 @@ class Configured(BrokerTest):
         r = self.raw()
         self.assertEqual(r.connect(unique("c"), user="carol", password="pw"),
                          (False, 0))
+
+
+class ConnectionLimit(BrokerTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(config=lambda port, ws: (
+            "listener %d 127.0.0.1\nallow_anonymous true\n"
+            "max_connections 2\n" % port))
+
+    def test_connections_past_max_connections_are_closed(self):
+        a, b = self.raw(), self.raw()
+        a.connect(unique("a"))
+        b.connect(unique("b"))
+        c = self.raw()
+        self.assertTrue(c.is_closed_by_peer())
+
+
+class QueueLimit(BrokerTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(config=lambda port, ws: (
+            "listener %d 127.0.0.1\nallow_anonymous true\n"
+            "max_queued_messages 3\nmax_inflight_messages 1\n" % port))
+
+    def test_offline_queue_keeps_at_most_max_queued_messages(self):
+        cid, topic = unique("q"), unique("t")
+        r = self.raw()
+        r.connect(cid, clean=False)
+        r.send(subscribe_packet(1, topic, 1))
+        self.assertEqual(r.read()[0], 0x90)
+        r.send(packet(0xE0))  # DISCONNECT
+        self.assertTrue(r.is_closed_by_peer())
+        r.close()
+        self.raws.remove(r)
+        pub = self.raw()
+        pub.connect(unique("p"))
+        for i in range(6):
+            pub.send(publish_packet(topic, str(i).encode(), 1, pid=i + 1))
+            self.assertEqual(pub.read()[0], 0x40)  # PUBACK
+        pub.close()
+        self.raws.remove(pub)
+        r2 = self.raw()
+        self.assertEqual(r2.connect(cid, clean=False), (True, 0))
+        got = []
+        for _ in range(3):  # the window is 1: acknowledge each
+            _, payload, _, _, _, pid = parse_publish(*r2.read())
+            got.append(payload)
+            r2.send(packet(0x40, struct.pack("!H", pid)))
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        r2.send(packet(0xC0))  # nothing more queued: PINGRESP comes next
+        self.assertEqual(r2.read()[0], 0xD0)
 
 
 # ------------------------------------------------------------- the process
