@@ -1,0 +1,434 @@
+/* cluster/route.c: routing application messages to other nodes: where a
+ * name lives, the proxy receivers that stand for remote ones, and the peer
+ * receivers that own the outbound side of each member.
+ *
+ * A send to an address that lives on another node activates, through the
+ * wrapped factory, a local *proxy* under that address. The proxy encodes
+ * each message with its type's codec into an HP "msg" line (on its own
+ * worker, so encoding runs in parallel) and hands the line to
+ * "cluster/peer/<member>", which writes it to the member's current link, or
+ * keeps it in a bounded buffer while the link is down and the member not yet
+ * dead, and writes the buffer in order when the link returns. A request
+ * keeps its original message (hm_msg_move keeps the requester and the
+ * request id) in the peer receiver under a link-level id; the reply that
+ * comes back with that id answers it through hm_ctx_reply(), so the
+ * requester's continuation or timeout works as for a local request.
+ *
+ * Key decision (the one-hop rule): a proxy refuses every message that came
+ * from a link receiver. A message that crossed one link is delivered on the
+ * node it reached or not at all, so two nodes that disagree for a moment
+ * about where a name lives can never bounce a message between them. */
+#include "cluster/node_impl.h"
+
+#include "cluster/placement.h"
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ----------------------------------------------------------- where */
+
+bool cl_route(hm_node *n, const char *name, char *node_out)
+{
+    const char **live;
+    size_t count, at;
+    bool remote = false;
+    char origin[CL_NAME_CAP];
+
+    pthread_mutex_lock(&n->lock);
+    if (n->pres && hm_presence_lookup(n->pres, name, origin) == HM_OK) {
+        remote = strcmp(origin, n->name) != 0;
+        if (remote)
+            strcpy(node_out, origin);
+        pthread_mutex_unlock(&n->lock);
+        return remote;
+    }
+    count = n->live_count;
+    if (count > 1 && n->placed && n->placed(n->placed_arg, name)) {
+        live = hm_alloc(count * sizeof *live);
+        for (size_t i = 0; i < count; i++)
+            live[i] = n->live[i];
+        if (hm_placement_owner(name, live, count, &at) == HM_OK &&
+            strcmp(live[at], n->name) != 0) {
+            strcpy(node_out, live[at]);
+            remote = true;
+        }
+        hm_free(live);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return remote;
+}
+
+hm_err hm_node_lookup(hm_node *n, const char *name, char *node_out)
+{
+    char origin[CL_NAME_CAP];
+    bool placed = n->placed && n->placed(n->placed_arg, name);
+    bool found;
+
+    if (cl_route(n, name, node_out))
+        return HM_OK;
+    pthread_mutex_lock(&n->lock);
+    found = n->pres && hm_presence_lookup(n->pres, name, origin) == HM_OK;
+    pthread_mutex_unlock(&n->lock);
+    if (!found && !placed)
+        return HM_ENOTFOUND;
+    strcpy(node_out, n->name);
+    return HM_OK;
+}
+
+static void count_undeliverable(hm_node *n)
+{
+    /* relaxed: a counter. */
+    atomic_fetch_add_explicit(&n->st_undeliverable, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ proxies */
+
+typedef struct proxy {
+    hm_node *node;
+    char peer[CL_NAME_CAP];
+    hm_addr *peer_addr; /* owned: "cluster/peer/<peer>" */
+} proxy;
+
+static void proxy_retarget(hm_ctx *ctx, proxy *p, const char *peer)
+{
+    char name[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
+    hm_addr *a;
+
+    snprintf(name, sizeof name, CL_PEER_PREFIX "%s", peer);
+    if (hm_runtime_intern(hm_ctx_runtime(ctx), name, &a) != HM_OK)
+        return;
+    hm_addr_release(p->peer_addr);
+    p->peer_addr = a;
+    strcpy(p->peer, peer);
+}
+
+static void refuse_msg(hm_ctx *ctx, proxy *p, hm_msg *msg, hm_err why)
+{
+    count_undeliverable(p->node);
+    HM_LOG_DEBUG("CL-UNDELIVERABLE", "%s: %s for %s: %s", p->node->name,
+                 hm_msg_type(msg)->name, hm_addr_name(hm_ctx_self(ctx)),
+                 hm_err_str(why));
+    if (hm_msg_req_id(msg) && !hm_msg_is_reply(msg))
+        hm_ctx_reply_error(ctx, msg, why);
+}
+
+static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
+{
+    hm_node *n = p->node;
+    bool request = hm_msg_req_id(msg) && !hm_msg_is_reply(msg);
+    const hm_addr *from = hm_msg_from(msg);
+    cl_out *o = hm_calloc(1, sizeof *o);
+    hm_msg *out = hm_msg_create(&cl_out_type, o, 0);
+    hm_err err;
+
+    if (request) /* relaxed: ids need only be unique. */
+        o->req = atomic_fetch_add_explicit(&n->next_req, 1,
+                                           memory_order_relaxed) + 1;
+    err = cl_encode_app(msg, hm_addr_name(hm_ctx_self(ctx)),
+                        from ? hm_addr_name(from) : NULL, o->req, false,
+                        &o->line, &o->len);
+    if (err == HM_OK) {
+        if (request)
+            o->request = hm_msg_move(msg);
+        if ((err = hm_ctx_send(ctx, p->peer_addr, out)) == HM_OK)
+            return HM_OK;
+        if (o->request) { /* give the request back to answer it */
+            hm_msg_destroy(o->request);
+            o->request = NULL;
+        }
+    }
+    hm_msg_destroy(out);
+    return err;
+}
+
+static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    proxy *p = state;
+    char where[CL_NAME_CAP];
+    hm_err err;
+
+    if (hm_msg_type(msg) == &hm_node_moved_type) {
+        hm_ctx_deactivate(ctx);
+        return HM_OK;
+    }
+    if (cl_is_link_addr(hm_msg_from(msg))) {
+        refuse_msg(ctx, p, msg, HM_EUNREACHABLE); /* one hop only */
+        return HM_OK;
+    }
+    if (!cl_route(p->node, hm_addr_name(hm_ctx_self(ctx)), where)) {
+        /* It lives here now: let the next message activate it locally. */
+        refuse_msg(ctx, p, msg, HM_EAGAIN);
+        hm_ctx_deactivate(ctx);
+        return HM_OK;
+    }
+    if (strcmp(where, p->peer) != 0)
+        proxy_retarget(ctx, p, where);
+    if ((err = proxy_forward(ctx, p, msg)) != HM_OK)
+        refuse_msg(ctx, p, msg, err);
+    return HM_OK;
+}
+
+static void proxy_deactivate(hm_ctx *ctx, void *state,
+                             hm_deactivate_reason why)
+{
+    proxy *p = state;
+
+    (void)ctx;
+    (void)why;
+    hm_addr_release(p->peer_addr);
+    hm_free(p);
+}
+
+static const hm_hooks proxy_hooks = {NULL, proxy_deactivate};
+
+hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
+                     hm_receiver *out)
+{
+    char pname[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
+    proxy *p = hm_calloc(1, sizeof *p);
+    hm_err err;
+
+    (void)name;
+    p->node = n;
+    strcpy(p->peer, peer);
+    snprintf(pname, sizeof pname, CL_PEER_PREFIX "%s", peer);
+    if ((err = hm_runtime_intern(n->rt, pname, &p->peer_addr)) != HM_OK) {
+        hm_free(p);
+        return err;
+    }
+    *out = (hm_receiver){.handler = proxy_handle, .state = p,
+                         .hooks = &proxy_hooks};
+    return HM_OK;
+}
+
+/* -------------------------------------------------------------- peers */
+
+typedef struct kept {
+    uint64_t req;
+    hm_msg *request; /* owned */
+    bool written;    /* on the current link (lost if it drops) */
+} kept;
+
+typedef struct pending_line {
+    char *line; /* owned */
+    size_t len;
+} pending_line;
+
+struct cl_peer {
+    hm_node *node;
+    char name[CL_NAME_CAP];
+    hm_conn *conn; /* owned reference; NULL while the link is down */
+    bool gone;     /* dead, left or replaced: nothing is buffered */
+    kept *kept;
+    size_t kept_count, kept_cap;
+    pending_line *buf; /* a ring of buffer_limit slots */
+    size_t buf_head;
+    _Atomic uint32_t buffered; /* relaxed: read by the snapshot */
+    _Atomic uint64_t undeliverable;
+};
+
+cl_peer *cl_peer_create(hm_node *n, const char *name)
+{
+    cl_peer *p = hm_calloc(1, sizeof *p);
+
+    p->node = n;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->buf = hm_calloc(n->buffer_limit, sizeof *p->buf);
+    return p;
+}
+
+uint32_t cl_peer_buffered(const cl_peer *p)
+{
+    return atomic_load_explicit(&p->buffered, memory_order_relaxed);
+}
+
+uint64_t cl_peer_undeliverable(const cl_peer *p)
+{
+    return atomic_load_explicit(&p->undeliverable, memory_order_relaxed);
+}
+
+static void peer_drop(cl_peer *p)
+{
+    /* relaxed: counters. */
+    atomic_fetch_add_explicit(&p->undeliverable, 1, memory_order_relaxed);
+    count_undeliverable(p->node);
+}
+
+/* Answers and forgets the kept requests (all, or only those written to the
+ * link that dropped) with `why`. */
+static void fail_kept(hm_ctx *ctx, cl_peer *p, bool only_written, hm_err why)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < p->kept_count; i++) {
+        kept *k = &p->kept[i];
+
+        if (only_written && !k->written) {
+            p->kept[j++] = *k;
+            continue;
+        }
+        if (ctx)
+            hm_ctx_reply_error(ctx, k->request, why);
+        hm_msg_destroy(k->request);
+    }
+    p->kept_count = j;
+}
+
+static void drop_buffer(cl_peer *p, bool count)
+{
+    uint32_t n = cl_peer_buffered(p);
+
+    for (uint32_t i = 0; i < n; i++) {
+        pending_line *l = &p->buf[(p->buf_head + i) % p->node->buffer_limit];
+
+        hm_free(l->line);
+        l->line = NULL;
+        if (count)
+            peer_drop(p);
+    }
+    p->buf_head = 0;
+    atomic_store_explicit(&p->buffered, 0, memory_order_relaxed);
+}
+
+/* Writes `line` (taken) to the link, or buffers it. False if dropped. */
+static bool peer_put(cl_peer *p, char *line, size_t len)
+{
+    uint32_t n = cl_peer_buffered(p);
+    pending_line *slot;
+
+    if (p->conn && n == 0 && hm_conn_write_take(p->conn, line, len) == HM_OK)
+        return true;
+    if (n == p->node->buffer_limit) {
+        hm_free(line);
+        return false;
+    }
+    slot = &p->buf[(p->buf_head + n) % p->node->buffer_limit];
+    slot->line = line;
+    slot->len = len;
+    atomic_store_explicit(&p->buffered, n + 1, memory_order_relaxed);
+    return true;
+}
+
+/* Writes the buffer in order while the link takes it. */
+static void peer_flush(cl_peer *p)
+{
+    uint32_t n = cl_peer_buffered(p);
+
+    while (p->conn && n > 0) {
+        pending_line *l = &p->buf[p->buf_head];
+
+        if (hm_conn_write_take(p->conn, l->line, l->len) != HM_OK)
+            break;
+        l->line = NULL;
+        p->buf_head = (p->buf_head + 1) % p->node->buffer_limit;
+        n--;
+    }
+    atomic_store_explicit(&p->buffered, n, memory_order_relaxed);
+    if (n == 0)
+        for (size_t i = 0; i < p->kept_count; i++)
+            p->kept[i].written = p->conn != NULL;
+}
+
+static void peer_out(hm_ctx *ctx, cl_peer *p, cl_out *o)
+{
+    bool was_direct;
+
+    if (p->conn && cl_peer_buffered(p) > 0)
+        peer_flush(p); /* the link refused a write earlier (full) */
+    was_direct = p->conn && cl_peer_buffered(p) == 0;
+
+    if (p->gone || !peer_put(p, o->line, o->len)) {
+        if (p->gone)
+            hm_free(o->line);
+        o->line = NULL;
+        peer_drop(p);
+        if (o->request)
+            hm_ctx_reply_error(ctx, o->request, HM_EUNREACHABLE);
+        return;
+    }
+    o->line = NULL;
+    /* relaxed: a counter. */
+    atomic_fetch_add_explicit(&p->node->st_sent, 1, memory_order_relaxed);
+    if (!o->request)
+        return;
+    if (p->kept_count == p->kept_cap) {
+        p->kept_cap = p->kept_cap ? 2 * p->kept_cap : 8;
+        p->kept = hm_realloc(p->kept, p->kept_cap * sizeof *p->kept);
+    }
+    p->kept[p->kept_count++] = (kept){.req = o->req, .request = o->request,
+                                      .written = was_direct &&
+                                                 cl_peer_buffered(p) == 0};
+    o->request = NULL;
+}
+
+static void peer_reply(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
+{
+    for (size_t i = 0; i < p->kept_count; i++) {
+        if (p->kept[i].req != ev->inc)
+            continue;
+        if (hm_ctx_reply(ctx, p->kept[i].request, ev->msg) == HM_OK)
+            ev->msg = NULL;
+        hm_msg_destroy(p->kept[i].request);
+        p->kept[i] = p->kept[--p->kept_count];
+        return;
+    }
+}
+
+hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    cl_peer *p = state;
+    const hm_type *t = hm_msg_type(msg);
+    cl_ev *ev = hm_msg_payload(msg);
+
+    if (t == &cl_out_type) {
+        peer_out(ctx, p, hm_msg_payload(msg));
+    } else if (t == &cl_reply_type) {
+        peer_reply(ctx, p, ev);
+    } else if (t == &cl_peer_up_type) {
+        hm_conn_release(p->conn);
+        p->conn = ev->conn;
+        ev->conn = NULL;
+        p->gone = false;
+        peer_flush(p);
+    } else if (t == &cl_peer_down_type) {
+        hm_conn_release(p->conn);
+        p->conn = NULL;
+        fail_kept(ctx, p, true, HM_EUNREACHABLE);
+    } else if (t == &cl_peer_gone_type) {
+        hm_conn_release(p->conn);
+        p->conn = NULL;
+        p->gone = true;
+        fail_kept(ctx, p, false, HM_EUNREACHABLE);
+        drop_buffer(p, true);
+    }
+    return HM_OK;
+}
+
+static void peer_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
+{
+    cl_peer *p = state;
+
+    (void)ctx;
+    (void)why;
+    /* The runtime is closing: nobody is left to answer. */
+    fail_kept(NULL, p, false, HM_ECLOSED);
+    drop_buffer(p, false);
+    hm_conn_release(p->conn);
+    p->conn = NULL;
+}
+
+const hm_hooks cl_peer_hooks = {NULL, peer_deactivate};
+
+void cl_peer_destroy(cl_peer *p)
+{
+    if (!p)
+        return;
+    fail_kept(NULL, p, false, HM_ECLOSED);
+    drop_buffer(p, false);
+    hm_conn_release(p->conn);
+    hm_free(p->kept);
+    hm_free(p->buf);
+    hm_free(p);
+}
