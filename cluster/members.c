@@ -76,8 +76,8 @@ struct hm_members {
 
 /* ------------------------------------------------------------ helpers */
 
-static const char *const state_names[] = {"joining", "alive", "suspect",
-                                          "dead", "left"};
+static const char *const state_names[] = {"joining", "alive", "suspect", "dead",
+                                          "left"};
 static const char *const event_names[] = {"up",   "suspect", "alive",
                                           "dead", "left",    "replaced"};
 
@@ -123,9 +123,8 @@ static void emit_event(hm_members *m, member *x, hm_member_event ev,
     a->event = ev;
     a->inc = inc;
     strcpy(a->addr, x->addr);
-    HM_LOG_INFO("CL-MEMBER", "%s: member %s (inc %llu, %s) is %s",
-                m->self_name, x->name, (unsigned long long)inc, x->addr,
-                event_names[ev]);
+    HM_LOG_INFO("CL-MEMBER", "%s: member %s (inc %llu, %s) is %s", m->self_name,
+                x->name, (unsigned long long)inc, x->addr, event_names[ev]);
 }
 
 static hm_wire_msg *send_msg(hm_members *m, member *x, hm_wire_type t,
@@ -185,8 +184,7 @@ static bool is_live(const member *x)
 }
 
 /* Linked and heard within the suspicion window. */
-static bool is_reachable(const hm_members *m, const member *x,
-                         uint64_t now_ms)
+static bool is_reachable(const hm_members *m, const member *x, uint64_t now_ms)
 {
     return x->linked && now_ms - x->last_heard_ms < m->cfg.suspect_after_ms;
 }
@@ -297,8 +295,8 @@ static void answer_relays(hm_members *m, const char *target, bool heard,
     size_t i = 0;
     while (i < m->relay_count) {
         relay *r = &m->relays[i];
-        bool due = target ? strcmp(r->target, target) == 0
-                          : now_ms >= r->deadline_ms;
+        bool due =
+            target ? strcmp(r->target, target) == 0 : now_ms >= r->deadline_ms;
         member *req = find(m, r->requester);
         if (!due) {
             i++;
@@ -445,12 +443,14 @@ static void send_gossip(hm_members *m, member *to, uint64_t now_ms)
     w->u.members.count = n;
 }
 
-hm_err hm_members_on_link_up(hm_members *m, const char *name,
-                             const char *addr, uint64_t inc, uint64_t now_ms)
+hm_err hm_members_on_link_up(hm_members *m, const char *name, const char *addr,
+                             uint64_t inc, uint64_t now_ms)
 {
     if (strcmp(name, m->self_name) == 0) {
-        HM_LOG_WARN("CL-LINK-SELF", "%s: link to a node with our own name "
-                    "at %s; closing it", m->self_name, addr);
+        HM_LOG_WARN("CL-LINK-SELF",
+                    "%s: link to a node with our own name "
+                    "at %s; closing it",
+                    m->self_name, addr);
         return HM_EINVAL;
     }
     member *x = find(m, name);
@@ -483,8 +483,7 @@ hm_err hm_members_on_link_up(hm_members *m, const char *name,
     return HM_OK;
 }
 
-void hm_members_on_link_down(hm_members *m, const char *name,
-                             uint64_t now_ms)
+void hm_members_on_link_down(hm_members *m, const char *name, uint64_t now_ms)
 {
     member *x = find(m, name);
     if (!x || !x->linked)
@@ -559,8 +558,7 @@ static void on_probe_req(hm_members *m, member *from, const hm_wire_msg *w,
     send_heartbeat(m, t, true, now_ms);
 }
 
-static void on_probe_ack(hm_members *m, const hm_wire_msg *w,
-                         uint64_t now_ms)
+static void on_probe_ack(hm_members *m, const hm_wire_msg *w, uint64_t now_ms)
 {
     member *x = find(m, w->u.probe_ack.target);
     if (!x || !x->round_open || x->round_id != w->u.probe_ack.id)
@@ -587,8 +585,7 @@ static void on_gossip(hm_members *m, const hm_wire_msg *w, uint64_t now_ms)
         if (n->inc <= x->inc)
             continue;
         if (is_live(x))
-            end_member(m, x, HM_MEMBER_JOINING, HM_MEMBER_EV_REPLACED,
-                       now_ms);
+            end_member(m, x, HM_MEMBER_JOINING, HM_MEMBER_EV_REPLACED, now_ms);
         x->state = HM_MEMBER_JOINING;
         x->inc = n->inc;
         strcpy(x->addr, n->addr);
@@ -662,8 +659,7 @@ static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
             close_round(m, x, now_ms);
         else if (!x->round_open && now_ms >= x->next_round_ms)
             start_round(m, x, now_ms);
-        if (x->state == HM_MEMBER_SUSPECT && !x->round_open &&
-            x->asked == 0 &&
+        if (x->state == HM_MEMBER_SUSPECT && !x->round_open && x->asked == 0 &&
             now_ms - x->last_heard_ms >= c->dead_after_ms) {
             if (!is_isolated(m, x, now_ms))
                 declare_dead(m, x, "silent and nobody to ask", now_ms);
@@ -671,7 +667,9 @@ static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
                 note_isolated(m, x);
         }
     }
-    if (x->state == HM_MEMBER_DEAD &&
+    /* Tombstones, and members we heard of but never reached (gossip about
+     * a node that died before we dialled it), are forgotten in the end. */
+    if ((x->state == HM_MEMBER_DEAD || x->state == HM_MEMBER_JOINING) &&
         now_ms - x->state_since_ms >= c->reap_after_ms)
         return false;
     if (!x->linked && x->state != HM_MEMBER_LEFT && now_ms >= x->next_dial_ms)

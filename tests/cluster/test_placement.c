@@ -27,8 +27,7 @@ static const char *owner(const char *addr, const char *const *m, size_t n)
 
 Test(placement, owner_does_not_depend_on_member_order)
 {
-    const char *a[] = {"n1", "n2", "n3", "n4"}, *b[] = {"n3", "n1", "n4",
-                                                        "n2"};
+    const char *a[] = {"n1", "n2", "n3", "n4"}, *b[] = {"n3", "n1", "n4", "n2"};
     for (int i = 0; i < ADDRS; i++)
         cr_assert_str_eq(owner(addrs[i], a, 4), owner(addrs[i], b, 4));
 }
@@ -43,8 +42,8 @@ Test(placement, addresses_spread_evenly_over_members)
         count[k]++;
     }
     for (int k = 0; k < 5; k++) /* 2000 expected; 5 sigma is about 200 */
-        cr_expect(count[k] > 1750 && count[k] < 2250, "%s owns %d",
-                  m[k], count[k]);
+        cr_expect(count[k] > 1750 && count[k] < 2250, "%s owns %d", m[k],
+                  count[k]);
 }
 
 Test(placement, joining_member_takes_about_1_over_n_and_only_moves_to_it)
@@ -62,8 +61,8 @@ Test(placement, joining_member_takes_about_1_over_n_and_only_moves_to_it)
     }
     cr_log_info("join: %d of %d addresses moved (ideal %d)", moved, ADDRS,
                 ADDRS / 6);
-    cr_expect(moved > ADDRS / 6 - 250 && moved < ADDRS / 6 + 250,
-              "%d moved", moved);
+    cr_expect(moved > ADDRS / 6 - 250 && moved < ADDRS / 6 + 250, "%d moved",
+              moved);
 }
 
 Test(placement, leaving_member_moves_only_its_own_addresses)

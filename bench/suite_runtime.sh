@@ -1,0 +1,215 @@
+#!/bin/sh
+# The runtime benchmark suite: bench/suite_runtime.sh BUILD [--smoke]
+#
+# Runs, in one run, every scenario on Hermes (BUILD/bench/bench_runtime), on
+# this machine's limits (BUILD/bench/bench_limits) and on the peers a user
+# would pick instead: Erlang/OTP and Go (bench/peers/, compiled at run time
+# into BUILD/bench/peers/). Writes BUILD/bench/runtime.tsv, one line per
+# measurement (scenario system value unit better), and prints it as a table
+# with bench/table.sh, between a header naming the date, the machine and
+# its load, and the list of anything skipped or failed. A missing toolchain
+# is installed with mk/deps.sh; if that fails, its rows are skipped with the
+# reason. Each scenario runs in a fresh process, one after the other, so
+# nothing else of ours competes for the two cores.
+#
+# --smoke: every program once at tiny sizes, checking counts, tokens and
+# replies, never timing; writes no TSV, installs nothing (peers whose
+# toolchain is missing are skipped with a message). Part of `make test`.
+#
+# HERMES_BENCH_REPEAT=N runs each program N times and keeps the median.
+set -u
+build=${1:?usage: bench/suite_runtime.sh BUILD [--smoke]}
+smoke=0
+[ "${2:-}" = --smoke ] && smoke=1
+repeat=${HERMES_BENCH_REPEAT:-1}
+scenarios="pingpong ring fanin create churn timers request memory"
+
+out=$build/bench
+peers=$out/peers
+tsv=$out/runtime.tsv
+log=$out/runtime.log
+mkdir -p "$out" "$peers"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+status=0
+notes=""
+note() { notes="$notes$1
+"; }
+
+for p in bench_runtime bench_limits; do
+    if [ ! -x "$out/$p" ]; then
+        echo "suite_runtime: $out/$p is missing; run make first" >&2
+        exit 1
+    fi
+done
+
+# ------------------------------------------------------------ toolchains
+
+# have_tool CMD PKG: true if CMD is on PATH, installing PKG first if needed
+# (never in smoke mode); otherwise notes why not.
+have_tool() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ $smoke = 1 ]; then
+        note "skipped $1 peer: $1 not installed (smoke never installs; the full run does)"
+        return 1
+    fi
+    if ! sh mk/deps.sh "$2" >>"$log" 2>&1; then
+        note "skipped $1 peer: installing $2 failed (see $log)"
+        return 1
+    fi
+    command -v "$1" >/dev/null 2>&1 && return 0
+    note "skipped $1 peer: $2 installed but no $1 on PATH"
+    return 1
+}
+
+# newer TARGET SRC...: true if TARGET exists and is newer than every SRC.
+newer() {
+    t=$1; shift
+    [ -e "$t" ] || return 1
+    for s in "$@"; do [ "$s" -nt "$t" ] && return 1; done
+    return 0
+}
+
+erlang=0
+if have_tool erlc erlang-nox && have_tool erl erlang-nox; then
+    mkdir -p "$peers/erlang"
+    if newer "$peers/erlang/hermes_bench.beam" bench/peers/erlang/*.erl ||
+        erlc -o "$peers/erlang" bench/peers/erlang/*.erl >>"$log" 2>&1; then
+        erlang=1
+    else
+        note "skipped erlang peer: erlc failed (see $log)"
+        status=1
+    fi
+fi
+
+go=0
+gobin=$peers/go/hermes-bench-go
+if have_tool go golang-go; then
+    mkdir -p "$peers/go"
+    abs=$(cd "$peers/go" && pwd)
+    if newer "$gobin" bench/peers/go/*.go ||
+        env GOCACHE="$abs/cache" GOPATH="$abs/path" GOFLAGS= \
+            GO111MODULE=off GOTOOLCHAIN=local \
+            go build -o "$gobin" bench/peers/go/*.go >>"$log" 2>&1; then
+        go=1
+    else
+        note "skipped go peer: go build failed (see $log)"
+        status=1
+    fi
+fi
+
+# ------------------------------------------------------------ smoke
+
+if [ $smoke = 1 ]; then
+    run_smoke() { # label command...
+        label=$1; shift
+        if ! timeout 120 "$@" >"$tmp/out" 2>"$tmp/err"; then
+            echo "smoke $label FAILED:"
+            cat "$tmp/out" "$tmp/err"
+            status=1
+            return
+        fi
+        sed 's/^/  /' "$tmp/out"
+    }
+    run_smoke hermes "$out/bench_runtime" --smoke
+    run_smoke limits "$out/bench_limits" --smoke
+    [ $erlang = 1 ] && run_smoke erlang \
+        erl +P 100000 -noshell -pa "$peers/erlang" -run hermes_bench main smoke
+    [ $go = 1 ] && run_smoke go "$gobin" smoke
+    printf '%s' "$notes"
+    exit $status
+fi
+
+# ------------------------------------------------------------ the run
+
+# measure SYSTEM SCENARIO COMMAND...: runs the command $repeat times and
+# appends the median of each row it prints to the raw rows file.
+measure() {
+    sys=$1 scen=$2; shift 2
+    : >"$tmp/rows"
+    i=0
+    while [ $i -lt "$repeat" ]; do
+        i=$((i + 1))
+        echo "== $scen $sys (run $i): $*" >>"$log"
+        if ! timeout 900 "$@" >"$tmp/out" 2>>"$log"; then
+            note "FAILED $scen on $sys (exit status $?; see $log)"
+            status=1
+            return
+        fi
+        awk -F '\t' 'NF == 5' "$tmp/out" >>"$tmp/rows"
+        cat "$tmp/out" >>"$log"
+    done
+    # The median of each (scenario, system) over the repeats.
+    sort -t "$(printf '\t')" -k1,1 -k2,2 -k3,3g "$tmp/rows" | awk -F '\t' '
+        { k = $1 FS $2; n[k]++; v[k, n[k]] = $3; rest[k] = $4 FS $5
+          if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
+        END { for (i = 1; i <= m; i++) { k = order[i]
+                printf "%s\t%s\t%s\n", k, v[k, int((n[k] + 1) / 2)], rest[k] } }' \
+        >>"$tmp/all"
+    printf '.'
+}
+
+load() { cut -d ' ' -f 1-3 /proc/loadavg; }
+# Percentage of CPU time idle over one second, from /proc/stat.
+idle_pct() {
+    a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
+    echo "$a
+$b" | awk '{ t = 0; for (i = 2; i <= NF; i++) t += $i; tot[NR] = t; idl[NR] = $5 + $6 }
+        END { d = tot[2] - tot[1]; if (d > 0) printf "%d", 100 * (idl[2] - idl[1]) / d; else print 100 }'
+}
+
+date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
+cpu=$(awk -F ': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+ncpu=$(nproc)
+load_start=$(load)
+idle_start=$(idle_pct)
+: >"$log"
+: >"$tmp/all"
+printf 'running the runtime suite (%s scenarios, %s run(s) each) ' \
+    "$(echo $scenarios | wc -w)" "$repeat"
+for s in $scenarios; do
+    measure hermes "$s" "$out/bench_runtime" "$s"
+    case $s in
+    pingpong | fanin) measure limits "$s" "$out/bench_limits" "$s" ;;
+    esac
+    [ $erlang = 1 ] && measure erlang "$s" \
+        erl +P 4000000 -noshell -pa "$peers/erlang" -run hermes_bench main full "$s"
+    [ $go = 1 ] && measure go "$s" "$gobin" full "$s"
+done
+echo
+load_end=$(load)
+idle_end=$(idle_pct)
+
+# Rows in the order of $scenarios (the limits print their request rows
+# while measuring pingpong), keeping each scenario's rows in run order.
+{
+    printf 'scenario\tsystem\tvalue\tunit\tbetter\n'
+    awk -F '\t' -v list="$scenarios" '
+        BEGIN { n = split(list, s, " "); for (i = 1; i <= n; i++) rank[s[i]] = i }
+        { base = $1; sub(/-.*/, "", base); printf "%d\t%s\n", rank[base], $0 }' \
+        "$tmp/all" | sort -s -t "$(printf '\t')" -k1,1n | cut -f 2-
+} >"$tsv"
+cat >"$out/runtime.machine" <<EOF
+date	$date_utc
+cpu	$ncpu x $cpu
+load_start	$load_start
+idle_start	$idle_start
+load_end	$load_end
+idle_end	$idle_end
+repeat	$repeat
+EOF
+
+busy=""
+first=${load_start%% *}
+if [ "$idle_start" -lt 85 ] || awk "BEGIN { exit !($first > 0.5) }"; then
+    busy=" -- the machine was BUSY when the run started: figures are noisy"
+fi
+echo "Hermes runtime suite, $date_utc"
+echo "machine: nproc $ncpu, $cpu; load average $load_start at start ($idle_start% idle), $load_end at end ($idle_end% idle)$busy"
+echo "median of $repeat run(s) per figure; raw output in $log"
+echo
+sh bench/table.sh "$tsv"
+[ -n "$notes" ] && { echo; printf '%s' "$notes"; }
+echo
+echo "results: $tsv"
+exit $status
