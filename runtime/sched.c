@@ -122,26 +122,36 @@ static uint32_t runq_grab(hm_runq *q, hm_addr **buf)
     }
 }
 
+static void notify(hm_runtime *rt);
+
 /* --------------------------------------------------------- global queue */
 
-static void gq_push(hm_runtime *rt, hm_addr *e)
+static void gq_push_many(hm_runtime *rt, hm_addr **es, uint32_t n)
 {
     pthread_mutex_lock(&rt->gq_lock);
-    if (rt->gq_count == rt->gq_cap) {
-        uint32_t ncap = rt->gq_cap ? rt->gq_cap * 2 : 256;
-        hm_addr **n = hm_alloc(ncap * sizeof *n);
+    if (rt->gq_count + n > rt->gq_cap) {
+        uint32_t ncap = rt->gq_cap ? rt->gq_cap : 256;
+        while (ncap < rt->gq_count + n)
+            ncap *= 2;
+        hm_addr **q = hm_alloc(ncap * sizeof *q);
         for (uint32_t i = 0; i < rt->gq_count; i++)
-            n[i] = rt->gq[(rt->gq_head + i) % rt->gq_cap];
+            q[i] = rt->gq[(rt->gq_head + i) % rt->gq_cap];
         hm_free(rt->gq);
-        rt->gq = n;
+        rt->gq = q;
         rt->gq_cap = ncap;
         rt->gq_head = 0;
     }
-    rt->gq[(rt->gq_head + rt->gq_count) % rt->gq_cap] = e;
-    rt->gq_count++;
+    for (uint32_t i = 0; i < n; i++)
+        rt->gq[(rt->gq_head + rt->gq_count + i) % rt->gq_cap] = es[i];
+    rt->gq_count += n;
     /* relaxed would do (the lock orders it); notify() does the pairing. */
     atomic_store(&rt->gq_size, rt->gq_count);
     pthread_mutex_unlock(&rt->gq_lock);
+}
+
+static void gq_push(hm_runtime *rt, hm_addr *e)
+{
+    gq_push_many(rt, &e, 1);
 }
 
 /* Takes up to `max` receivers; returns the count. */
@@ -202,12 +212,29 @@ static bool any_work(hm_runtime *rt)
     return false;
 }
 
-/* Puts a receiver on worker `w`'s ring, spilling to global when full. */
+/* The ring is full: moves half of it, plus `e`, to the global queue under
+ * one lock acquisition (as Go's runqputslow does), so a receiver that wakes
+ * thousands of others pays one lock per RUNQ_SIZE/2 of them. */
+static void spill(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    hm_addr *buf[HM_RUNQ_SIZE / 2 + 1];
+    uint32_t n = runq_grab(&w->q, buf);
+
+    buf[n++] = e;
+    gq_push_many(rt, buf, n);
+}
+
+/* Puts a receiver on worker `w`'s ring. Wakes another worker only when the
+ * ring goes from one receiver to two: one receiver is what this worker runs
+ * next anyway, and a larger ring has already had its wake-up. */
 static void put_local(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
-    if (!runq_put(&w->q, e))
-        gq_push(rt, e);
-    if (runq_size(&w->q) > 1 || atomic_load(&rt->gq_size) > 0)
+    if (!runq_put(&w->q, e)) {
+        spill(rt, w, e);
+        notify(rt);
+        return;
+    }
+    if (runq_size(&w->q) == 2)
         notify(rt);
 }
 
