@@ -54,7 +54,7 @@ CL_EV_TYPE(cl_leave_type, "cluster.leave");
 CL_EV_TYPE(cl_peer_up_type, "cluster.peer_up");
 CL_EV_TYPE(cl_peer_down_type, "cluster.peer_down");
 CL_EV_TYPE(cl_peer_gone_type, "cluster.peer_gone");
-CL_EV_TYPE(cl_reply_type, "cluster.reply");
+CL_EV_TYPE(cl_inbound_type, "cluster.inbound");
 const hm_type cl_out_type = {.name = "cluster.out", .free = out_free};
 const hm_type hm_node_moved_type = {.name = "cluster.moved"};
 

@@ -122,15 +122,16 @@ extern const hm_type cl_leave_type;       /* API -> node (a request) */
 extern const hm_type cl_peer_up_type;     /* node -> peer */
 extern const hm_type cl_peer_down_type;   /* node -> peer */
 extern const hm_type cl_peer_gone_type;   /* node -> peer */
-extern const hm_type cl_reply_type;       /* link -> peer: a remote reply */
+extern const hm_type cl_inbound_type;     /* link -> peer: cl.msg, cl.ack */
 extern const hm_type cl_out_type;         /* proxy -> peer: a line */
 
 /* Returns owned: a zeroed event of `type`. */
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out);
 
-/* A line for a peer, encoded by a proxy. */
+/* A message for a peer, encoded by a proxy as one HP "msg" object (the
+ * inner message of a cl.msg). */
 typedef struct cl_out {
-    char *line; /* owned (hm_alloc), newline included */
+    char *line; /* owned (hm_alloc), no newline */
     size_t len;
     uint64_t req; /* link-level request id; 0: not a request */
     hm_msg *request; /* owned: the moved request the reply answers */
@@ -178,8 +179,8 @@ bool cl_route(hm_node *n, const char *name, char *node_out);
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out);
 
-/* True if `a` (may be NULL) is one of our link receivers: a message from
- * it came from another node. */
+/* True if `a` (may be NULL) is one of the cluster's receivers: a message
+ * from it came from another node. */
 bool cl_is_link_addr(const hm_addr *a);
 
 #endif

@@ -17,6 +17,7 @@
 #include "cluster/node_impl.h"
 
 #include "cluster/options.h"
+#include "cluster/outbox.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -52,6 +53,8 @@ static cl_peer *peer_ensure(hm_node *n, cl_slot *s)
         cl_peer_destroy(p);
         return NULL;
     }
+    /* Acknowledgements due by time, and writes the link refused. */
+    hm_runtime_send_every(n->rt, s->peer_addr, HM_INBOX_ACK_MS, 0, NULL);
     pthread_mutex_lock(&n->lock);
     if (n->peer_count == n->peer_cap) {
         n->peer_cap = n->peer_cap ? 2 * n->peer_cap : 8;
@@ -90,6 +93,7 @@ static void tell_peer(hm_ctx *ctx, cl_slot *s, const hm_type *type,
         return;
     m = cl_ev_msg(type, &ev);
     ev->conn = conn ? hm_conn_ref(conn) : NULL;
+    ev->inc = s->inc;
     if (hm_ctx_send(ctx, s->peer_addr, m) != HM_OK)
         hm_msg_destroy(m);
 }
