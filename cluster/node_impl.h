@@ -1,4 +1,4 @@
-/* cluster/node_impl.h: the layout shared by node.c, link.c and route.c.
+/* cluster/node_impl.h: the layout shared by node.c, node_recv.c, link.c, peer.c and proxy.c.
  * No file outside cluster/ may include it (STYLE 2).
  *
  * Who touches what: the fields under "immutable" are written before

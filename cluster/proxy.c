@@ -1,4 +1,4 @@
-/* cluster/route.c: routing application messages to other nodes: where a
+/* cluster/proxy.c: routing application messages to other nodes: where a
  * name lives, the proxy receivers that stand for remote ones, and the peer
  * receivers that own the outbound side of each member.
  *
