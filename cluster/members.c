@@ -12,84 +12,14 @@
  * nobody to ask, a long silence, and never while this node is itself the
  * one cut off (the minority guard, is_isolated()). */
 #include "cluster/members.h"
+#include "cluster/members_impl.h"
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
 #include <string.h>
 
-typedef struct member {
-    char name[HM_NODE_NAME_MAX + 1];
-    char addr[HM_NODE_ADDR_MAX + 1];
-    uint64_t inc;
-    hm_member_state state;
-    bool linked;
-    uint64_t last_heard_ms;
-    uint64_t last_sent_ms;
-    uint64_t state_since_ms;
-    /* Redialling while not linked. */
-    uint64_t next_dial_ms;
-    uint32_t backoff_ms;
-    /* Our probe round on this suspect: `asked` peers, `answered` of them
-     * answered, `heard` if any of them hears it. */
-    bool round_open;
-    bool heard;
-    uint64_t round_id;
-    uint64_t round_deadline_ms;
-    uint64_t next_round_ms;
-    uint32_t asked, answered;
-} member;
-
-/* A probe we run for another node: `requester` asked whether we hear
- * `target`; we pinged it and answer when it speaks, its link drops, or at
- * `deadline_ms`. */
-typedef struct relay {
-    char requester[HM_NODE_NAME_MAX + 1];
-    char target[HM_NODE_NAME_MAX + 1];
-    uint64_t id;
-    uint64_t deadline_ms;
-} relay;
-
-struct hm_members {
-    hm_members_config cfg; /* string fields point at our copies below */
-    char self_name[HM_NODE_NAME_MAX + 1];
-    char self_addr[HM_NODE_ADDR_MAX + 1];
-    bool leaving;
-
-    member **members;
-    size_t count, cap;
-
-    relay *relays;
-    size_t relay_count, relay_cap;
-
-    char (*seeds)[HM_NODE_ADDR_MAX + 1];
-    size_t seed_count;
-    uint64_t next_seed_ms;
-    uint32_t seed_backoff_ms;
-
-    uint64_t next_round_id;
-    bool isolated_logged; /* the guard's refusal is logged once per spell */
-
-    hm_member_action *actions; /* FIFO: [head, head+len) of cap */
-    size_t head, len, act_cap;
-};
-
 /* ------------------------------------------------------------ helpers */
-
-static const char *const state_names[] = {"joining", "alive", "suspect", "dead",
-                                          "left"};
-static const char *const event_names[] = {"up",   "suspect", "alive",
-                                          "dead", "left",    "replaced"};
-
-const char *hm_member_state_name(hm_member_state s)
-{
-    return (size_t)s < 5 ? state_names[s] : "?";
-}
-
-const char *hm_member_event_name(hm_member_event e)
-{
-    return (size_t)e < 6 ? event_names[e] : "?";
-}
 
 static uint32_t or_default(uint32_t v, uint32_t def)
 {
@@ -124,7 +54,8 @@ static void emit_event(hm_members *m, member *x, hm_member_event ev,
     a->inc = inc;
     strcpy(a->addr, x->addr);
     HM_LOG_INFO("CL-MEMBER", "%s: member %s (inc %llu, %s) is %s", m->self_name,
-                x->name, (unsigned long long)inc, x->addr, event_names[ev]);
+                x->name, (unsigned long long)inc, x->addr,
+                hm_member_event_name(ev));
 }
 
 static hm_wire_msg *send_msg(hm_members *m, member *x, hm_wire_type t,
@@ -142,7 +73,7 @@ static void send_heartbeat(hm_members *m, member *x, bool reply,
     send_msg(m, x, HM_WIRE_HEARTBEAT, now_ms)->u.heartbeat.reply = reply;
 }
 
-static member *find(const hm_members *m, const char *name)
+member *hm_members_find_member(const hm_members *m, const char *name)
 {
     if (!name)
         return NULL;
@@ -178,7 +109,7 @@ static void remove_member(hm_members *m, size_t i)
     m->members[i] = m->members[--m->count];
 }
 
-static bool is_live(const member *x)
+bool hm_members_is_live_member(const member *x)
 {
     return x->state == HM_MEMBER_ALIVE || x->state == HM_MEMBER_SUSPECT;
 }
@@ -201,7 +132,7 @@ static bool is_isolated(const hm_members *m, const member *target,
     size_t peers = 0, reachable = 0;
     for (size_t i = 0; i < m->count; i++) {
         const member *x = m->members[i];
-        if (x == target || !is_live(x))
+        if (x == target || !hm_members_is_live_member(x))
             continue;
         peers++;
         reachable += is_reachable(m, x, now_ms);
@@ -297,7 +228,7 @@ static void answer_relays(hm_members *m, const char *target, bool heard,
         relay *r = &m->relays[i];
         bool due =
             target ? strcmp(r->target, target) == 0 : now_ms >= r->deadline_ms;
-        member *req = find(m, r->requester);
+        member *req = hm_members_find_member(m, r->requester);
         if (!due) {
             i++;
             continue;
@@ -433,7 +364,7 @@ static void send_gossip(hm_members *m, member *to, uint64_t now_ms)
     nodes[n++].inc = m->cfg.self_inc;
     for (size_t i = 0; i < m->count; i++) {
         member *x = m->members[i];
-        if (x == to || !is_live(x))
+        if (x == to || !hm_members_is_live_member(x))
             continue;
         strcpy(nodes[n].name, x->name);
         strcpy(nodes[n].addr, x->addr);
@@ -453,7 +384,7 @@ hm_err hm_members_on_link_up(hm_members *m, const char *name, const char *addr,
                     m->self_name, addr);
         return HM_EINVAL;
     }
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (!x)
         x = add_member(m, name, addr, inc, now_ms);
     if (inc < x->inc && x->state != HM_MEMBER_JOINING) {
@@ -462,7 +393,7 @@ hm_err hm_members_on_link_up(hm_members *m, const char *name, const char *addr,
                     (unsigned long long)x->inc);
         return HM_EPROTO;
     }
-    if (inc > x->inc && is_live(x)) {
+    if (inc > x->inc && hm_members_is_live_member(x)) {
         /* It restarted: the old incarnation is gone for good. */
         answer_relays(m, x->name, false, now_ms);
         emit_event(m, x, HM_MEMBER_EV_REPLACED, x->inc);
@@ -485,7 +416,7 @@ hm_err hm_members_on_link_up(hm_members *m, const char *name, const char *addr,
 
 void hm_members_on_link_down(hm_members *m, const char *name, uint64_t now_ms)
 {
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (!x || !x->linked)
         return;
     x->linked = false;
@@ -504,8 +435,8 @@ void hm_members_on_link_down(hm_members *m, const char *name, uint64_t now_ms)
 void hm_members_on_dial_failed(hm_members *m, const char *name, bool refused,
                                uint64_t now_ms)
 {
-    member *x = find(m, name);
-    if (!x || x->linked || !refused || !is_live(x))
+    member *x = hm_members_find_member(m, name);
+    if (!x || x->linked || !refused || !hm_members_is_live_member(x))
         return;
     /* ECONNREFUSED means the host is reachable and nothing listens on the
      * member's port: the process that was this incarnation is gone. This is
@@ -516,7 +447,7 @@ void hm_members_on_dial_failed(hm_members *m, const char *name, bool refused,
 
 void hm_members_on_heard(hm_members *m, const char *name, uint64_t now_ms)
 {
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (!x || !x->linked)
         return;
     x->last_heard_ms = now_ms;
@@ -529,7 +460,7 @@ void hm_members_on_heard(hm_members *m, const char *name, uint64_t now_ms)
 
 void hm_members_on_sent(hm_members *m, const char *name, uint64_t now_ms)
 {
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (x)
         x->last_sent_ms = now_ms;
 }
@@ -538,8 +469,8 @@ void hm_members_on_sent(hm_members *m, const char *name, uint64_t now_ms)
 static void on_probe_req(hm_members *m, member *from, const hm_wire_msg *w,
                          uint64_t now_ms)
 {
-    member *t = find(m, w->u.probe_req.target);
-    if (!t || !t->linked || !is_live(t)) {
+    member *t = hm_members_find_member(m, w->u.probe_req.target);
+    if (!t || !t->linked || !hm_members_is_live_member(t)) {
         hm_wire_msg *a = send_msg(m, from, HM_WIRE_PROBE_ACK, now_ms);
         a->u.probe_ack.id = w->u.probe_req.id;
         strcpy(a->u.probe_ack.target, w->u.probe_req.target);
@@ -560,7 +491,7 @@ static void on_probe_req(hm_members *m, member *from, const hm_wire_msg *w,
 
 static void on_probe_ack(hm_members *m, const hm_wire_msg *w, uint64_t now_ms)
 {
-    member *x = find(m, w->u.probe_ack.target);
+    member *x = hm_members_find_member(m, w->u.probe_ack.target);
     if (!x || !x->round_open || x->round_id != w->u.probe_ack.id)
         return; /* a late answer to a closed round */
     x->answered++;
@@ -577,14 +508,14 @@ static void on_gossip(hm_members *m, const hm_wire_msg *w, uint64_t now_ms)
         const hm_wire_node *n = &w->u.members.nodes[i];
         if (strcmp(n->name, m->self_name) == 0)
             continue;
-        member *x = find(m, n->name);
+        member *x = hm_members_find_member(m, n->name);
         if (!x) {
             add_member(m, n->name, n->addr, n->inc, now_ms);
             continue;
         }
         if (n->inc <= x->inc)
             continue;
-        if (is_live(x))
+        if (hm_members_is_live_member(x))
             end_member(m, x, HM_MEMBER_JOINING, HM_MEMBER_EV_REPLACED, now_ms);
         x->state = HM_MEMBER_JOINING;
         x->inc = n->inc;
@@ -607,7 +538,7 @@ hm_err hm_members_on_message(hm_members *m, const char *from,
     default:
         return HM_EINVAL;
     }
-    member *x = find(m, from);
+    member *x = hm_members_find_member(m, from);
     if (!x || !x->linked)
         return HM_OK; /* from a link we do not know: the driver's race */
     hm_members_on_heard(m, from, now_ms);
@@ -725,53 +656,4 @@ void hm_members_leave(hm_members *m, uint64_t now_ms)
             send_msg(m, x, HM_WIRE_LEAVE, now_ms)->u.leave.inc =
                 m->cfg.self_inc;
     }
-}
-
-/* ------------------------------------------------------------ queries */
-
-static void fill_info(const member *x, hm_member_info *out)
-{
-    strcpy(out->name, x->name);
-    strcpy(out->addr, x->addr);
-    out->inc = x->inc;
-    out->state = x->state;
-    out->linked = x->linked;
-    out->last_heard_ms = x->last_heard_ms;
-}
-
-hm_err hm_members_get(const hm_members *m, const char *name,
-                      hm_member_info *out)
-{
-    const member *x = find(m, name);
-    if (!x)
-        return HM_ENOTFOUND;
-    fill_info(x, out);
-    return HM_OK;
-}
-
-size_t hm_members_count(const hm_members *m)
-{
-    return m->count;
-}
-
-void hm_members_at(const hm_members *m, size_t i, hm_member_info *out)
-{
-    HM_ASSERT(i < m->count);
-    fill_info(m->members[i], out);
-}
-
-const char *hm_members_self(const hm_members *m)
-{
-    return m->self_name;
-}
-
-bool hm_members_keep_new_link(const char *self, const char *peer,
-                              bool existing_dialled_by_self,
-                              bool new_dialled_by_self)
-{
-    if (existing_dialled_by_self == new_dialled_by_self)
-        return true; /* a reconnection replaces a stale link */
-    bool self_is_smaller = strcmp(self, peer) < 0;
-    /* Keep the link whose dialler is the smaller name. */
-    return new_dialled_by_self == self_is_smaller;
 }

@@ -182,6 +182,13 @@ size_t hm_members_count(const hm_members *m);
 /* The `i`th other member (0 <= i < count), in table order. */
 void hm_members_at(const hm_members *m, size_t i, hm_member_info *out);
 
+/* The names of the live members, ourselves included (ALIVE and SUSPECT:
+ * a suspicion moves nothing), sorted by strcmp so that every node lists
+ * them alike: what placement hashes over. Writes up to `cap` borrowed
+ * pointers to `out` (valid until the next input to `m`) and returns the
+ * number of live members (which may exceed `cap`). */
+size_t hm_members_live(const hm_members *m, const char **out, size_t cap);
+
 /* Whether this node hears fewer than half of its other live peers now (it
  * would refuse to declare anyone dead). */
 bool hm_members_is_isolated(const hm_members *m, uint64_t now_ms);

@@ -413,3 +413,19 @@ Test(members, gossiped_member_never_reached_is_forgotten_after_reap_time)
     cr_expect_eq(hm_members_get(m, "ghost", &info), HM_ENOTFOUND);
     hm_members_destroy(m);
 }
+
+Test(members, live_list_is_sorted_and_includes_self_but_no_tombstones)
+{
+    hm_members *m = table("m");
+    const char *live[8];
+    cr_assert_eq(hm_members_on_link_up(m, "z", "h:2", 7, 0), HM_OK);
+    cr_assert_eq(hm_members_on_link_up(m, "b", "h:3", 7, 0), HM_OK);
+    cr_assert_eq(hm_members_on_link_up(m, "q", "h:4", 7, 0), HM_OK);
+    hm_wire_msg leave = {.type = HM_WIRE_LEAVE, .u.leave.inc = 7};
+    cr_assert_eq(hm_members_on_message(m, "q", &leave, 5), HM_OK);
+    cr_assert_eq(hm_members_live(m, live, 8), 3);
+    cr_expect_str_eq(live[0], "b");
+    cr_expect_str_eq(live[1], "m");
+    cr_expect_str_eq(live[2], "z");
+    hm_members_destroy(m);
+}

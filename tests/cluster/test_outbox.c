@@ -19,7 +19,7 @@ static void push(hm_outbox *o, int n, uint64_t *seq)
 /* The receiver's end: what it delivered, in order. */
 typedef struct {
     hm_inbox in;
-    char got[64][8];
+    char got[64][16];
     int count;
 } receiver;
 
@@ -71,7 +71,7 @@ Test(outbox, reconnection_replays_unacked_messages_without_duplicates)
     flush(o, &r, -1);                         /* m3..m6 go again */
     cr_assert_eq(r.count, 6, "delivered %d", r.count);
     for (int i = 0; i < 6; i++) {
-        char want[8];
+        char want[16];
         snprintf(want, sizeof want, "m%d", i + 1);
         cr_expect_str_eq(r.got[i], want);
     }
