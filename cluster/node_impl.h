@@ -1,5 +1,5 @@
-/* cluster/node_impl.h: the layout shared by node.c, node_recv.c, link.c, peer.c and proxy.c.
- * No file outside cluster/ may include it (STYLE 2).
+/* cluster/node_impl.h: the layout shared by node.c, node_recv.c, link.c,
+ * peer.c and proxy.c. No file outside cluster/ may include it (STYLE 2).
  *
  * Who touches what: the fields under "immutable" are written before
  * hm_node_start() returns and only read afterwards; those under "node

@@ -20,7 +20,7 @@
  * about where a name lives can never bounce a message between them. */
 #include "cluster/node_impl.h"
 
-#include "cluster/placement.h"
+#include "cluster/route.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -31,33 +31,31 @@
 
 bool cl_route(hm_node *n, const char *name, char *node_out)
 {
-    const char **live;
-    size_t count, at;
-    bool remote = false;
-    char origin[CL_NAME_CAP];
+    bool placed = n->placed && n->placed(n->placed_arg, name);
+    const char *self_only[1] = {n->name};
+    const char **live = NULL;
+    hm_route_view v = {.self = n->name, .members = self_only,
+                       .member_count = 1};
+    hm_route r;
 
     pthread_mutex_lock(&n->lock);
-    if (n->pres && hm_presence_lookup(n->pres, name, origin) == HM_OK) {
-        remote = strcmp(origin, n->name) != 0;
-        if (remote)
-            strcpy(node_out, origin);
-        pthread_mutex_unlock(&n->lock);
-        return remote;
-    }
-    count = n->live_count;
-    if (count > 1 && n->placed && n->placed(n->placed_arg, name)) {
-        live = hm_alloc(count * sizeof *live);
-        for (size_t i = 0; i < count; i++)
+    v.presence = n->pres;
+    if (placed && n->live_count > 1) {
+        /* Only placed names move with membership; the others are local
+         * unless presence says otherwise. */
+        live = hm_alloc(n->live_count * sizeof *live);
+        for (size_t i = 0; i < n->live_count; i++)
             live[i] = n->live[i];
-        if (hm_placement_owner(name, live, count, &at) == HM_OK &&
-            strcmp(live[at], n->name) != 0) {
-            strcpy(node_out, live[at]);
-            remote = true;
-        }
-        hm_free(live);
+        v.members = live;
+        v.member_count = n->live_count;
     }
+    hm_route_resolve(&v, name, &r);
     pthread_mutex_unlock(&n->lock);
-    return remote;
+    hm_free(live);
+    if (r.kind != HM_ROUTE_REMOTE)
+        return false;
+    strcpy(node_out, r.node);
+    return true;
 }
 
 hm_err hm_node_lookup(hm_node *n, const char *name, char *node_out)
