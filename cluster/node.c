@@ -140,11 +140,10 @@ void hm_node_destroy(hm_node *n)
 {
     if (!n)
         return;
-    for (size_t i = 0; i < n->slot_count; i++) {
+    /* Every hm_addr died with the runtime (destroyed before us); the
+     * connection handles outlive the net as inert memory until released. */
+    for (size_t i = 0; i < n->slot_count; i++)
         hm_conn_release(n->slots[i].conn);
-        hm_addr_release(n->slots[i].link);
-        hm_addr_release(n->slots[i].peer_addr);
-    }
     hm_free(n->slots);
     for (size_t i = 0; i < n->peer_count; i++)
         cl_peer_destroy(n->peers[i]);
@@ -156,7 +155,6 @@ void hm_node_destroy(hm_node *n)
     hm_presence_destroy(n->pres);
     hm_free(n->live);
     hm_free(n->snap);
-    hm_addr_release(n->node_addr);
     hm_auth_secret_destroy(n->secret);
     pthread_mutex_destroy(&n->lock);
     hm_free(n);

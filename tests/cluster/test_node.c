@@ -171,7 +171,6 @@ static void teardown(void)
     hm_runtime_destroy(A.rt);
     hm_net_destroy(A.net);
     hm_node_destroy(A.node);
-    hm_log_set_sink(NULL, NULL);
     unlink(secret_path);
     unlink(wrong_path);
     rmdir(dir);
