@@ -202,6 +202,26 @@ static void publish(hm_node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
+/* After a membership change: the placed activations here that now belong
+ * to another member are told to end; the next message for each activates
+ * it on its owner. */
+static void move_placed(hm_ctx *ctx, hm_node *n)
+{
+    size_t count;
+    char **names = cl_placed_moves(n, &count);
+
+    for (size_t i = 0; i < count; i++) {
+        hm_msg *m = hm_msg_create(&hm_node_moved_type, NULL, 0);
+
+        HM_LOG_DEBUG("CL-MOVE", "%s: %s now lives elsewhere", n->name,
+                     names[i]);
+        if (hm_ctx_send_name(ctx, names[i], m) != HM_OK)
+            hm_msg_destroy(m);
+        hm_free(names[i]);
+    }
+    hm_free(names);
+}
+
 static void on_member_event(hm_ctx *ctx, hm_node *n,
                             const hm_member_action *a)
 {
@@ -216,6 +236,8 @@ static void on_member_event(hm_ctx *ctx, hm_node *n,
             tell_peer(ctx, s, &cl_peer_gone_type, NULL);
     }
     publish(n);
+    if (a->event != HM_MEMBER_EV_SUSPECT && a->event != HM_MEMBER_EV_ALIVE)
+        move_placed(ctx, n);
     if (n->on_event)
         n->on_event(n->event_arg, a->peer, a->inc, a->event);
 }

@@ -157,9 +157,19 @@ static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         return HM_OK;
     }
     if (!cl_route(p->node, hm_addr_name(hm_ctx_self(ctx)), where)) {
-        /* It lives here now: let the next message activate it locally. */
-        refuse_msg(ctx, p, msg, HM_EAGAIN);
+        /* It lives here now (its member died, or its name moved here).
+         * End the proxy and queue the message again under the same name,
+         * sender and request id kept (hm_runtime_send leaves `from` as it
+         * is): the factory then activates the real receiver. Messages
+         * already queued behind this one go first. */
+        hm_msg *again = hm_msg_move(msg);
+
         hm_ctx_deactivate(ctx);
+        if (hm_runtime_send(hm_ctx_runtime(ctx), hm_ctx_self(ctx), again) !=
+            HM_OK) {
+            refuse_msg(ctx, p, again, HM_EUNREACHABLE);
+            hm_msg_destroy(again);
+        }
         return HM_OK;
     }
     if (strcmp(where, p->peer) != 0)

@@ -69,6 +69,10 @@ static hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     char reply[512];
     const char *text;
 
+    if (hm_msg_type(msg) == &hm_node_moved_type) {
+        hm_ctx_deactivate(ctx); /* it lives on another member now */
+        return HM_OK;
+    }
     if (hm_msg_type(msg) != &TEXT)
         return HM_OK;
     text = hm_msg_payload(msg);
@@ -87,6 +91,15 @@ static hm_err echo_factory(void *arg, const char *name, hm_receiver *out)
         return HM_ENOTFOUND;
     *out = (hm_receiver){.handler = echo_handle, .state = arg};
     return HM_OK;
+}
+
+/* Names under this prefix are placed receivers (rendezvous hashing). */
+#define PLACED_PREFIX "test/echo/p/"
+
+static bool placed_names(void *arg, const char *name)
+{
+    (void)arg;
+    return strncmp(name, PLACED_PREFIX, sizeof PLACED_PREFIX - 1) == 0;
 }
 
 /* ------------------------------------------------------------- child */
@@ -159,7 +172,8 @@ static void child_commands(hm_runtime *rt, hm_node *node)
 static int child_main(int argc, char **argv)
 {
     hm_cluster_options opt;
-    hm_node_config cfg = {.factory = echo_factory, .on_event = child_event};
+    hm_node_config cfg = {.factory = echo_factory, .on_event = child_event,
+                          .placed = placed_names};
     echo_env env = {.seen = child_seen};
     hm_runtime *rt = NULL;
     hm_net *net = NULL;

@@ -9,6 +9,8 @@
  * against a hang; nothing asserts on time. */
 #include "node_child.h"
 
+#include "cluster/placement.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -137,7 +139,8 @@ static void setup(void)
     pthread_condattr_t ca;
     hm_node_config cfg = {.name = "A", .listen = "127.0.0.1:0",
                           .factory = echo_factory, .factory_arg = &A.env,
-                          .on_event = local_event, .event_arg = &A};
+                          .on_event = local_event, .event_arg = &A,
+                          .placed = placed_names};
 
     signal(SIGPIPE, SIG_IGN);
     memset(&A, 0, sizeof A);
@@ -467,6 +470,68 @@ Test(cluster_node, graceful_leave_is_reported_as_left)
     cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
     child_quit(&c);
     cr_assert(wait_event("C", HM_MEMBER_EV_LEFT, 1));
+}
+
+/* A placed name whose owner among {A, `other`} is `other`. */
+static void name_owned_by(const char *other, char *name, size_t cap)
+{
+    const char *members[2] = {"A", other};
+    size_t at = 0;
+
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, cap, PLACED_PREFIX "%d", i);
+        if (hm_placement_owner(name, members, 2, &at) == HM_OK && at == 1)
+            return;
+    }
+    cr_assert(false, "no name placed on %s", other);
+}
+
+static void call_text(const char *name, const char *text, char *out,
+                      size_t cap)
+{
+    hm_addr *to;
+    hm_msg *reply = NULL;
+
+    cr_assert_eq(hm_runtime_intern(A.rt, name, &to), HM_OK);
+    cr_assert_eq(hm_runtime_call(A.rt, to, text_msg(text), WAIT_MS, &reply),
+                 HM_OK);
+    cr_assert_eq(hm_msg_type(reply), &TEXT, "reply %s (%s)",
+                 hm_msg_type(reply)->name,
+                 hm_err_str((hm_err)hm_msg_arg(reply)));
+    snprintf(out, cap, "%s", (const char *)hm_msg_payload(reply));
+    hm_msg_destroy(reply);
+    hm_addr_release(to);
+}
+
+Test(cluster_node, placed_name_lives_on_its_owner_and_moves_when_it_dies)
+{
+    child c;
+    char name[64], reply[256];
+
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    name_owned_by("C", name, sizeof name);
+    call_text(name, "one", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:one@C");
+    child_kill(&c);
+    cr_assert(wait_event("C", HM_MEMBER_EV_DEAD, 1));
+    call_text(name, "two", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:two@A");
+}
+
+Test(cluster_node, placed_activation_moves_to_a_member_that_joins)
+{
+    child c;
+    char name[64], reply[256];
+
+    name_owned_by("C", name, sizeof name);
+    call_text(name, "alone", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:alone@A");
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    call_text(name, "joined", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:joined@C");
+    child_quit(&c);
 }
 
 /* The binary is also the child node: see node_child.h. */
