@@ -155,12 +155,11 @@ static void report_up(hm_ctx *ctx, link_state *s)
 {
     cl_ev *ev;
     hm_msg *m = cl_ev_msg(&cl_link_up_type, &ev);
-    char name[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
 
     s->stage = LK_UP;
     s->peer = *hm_handshake_peer(s->hs);
-    snprintf(name, sizeof name, CL_PEER_PREFIX "%s", s->peer.name);
-    if (hm_runtime_intern(hm_ctx_runtime(ctx), name, &s->peer_addr) != HM_OK)
+    /* Before the node hears of the link: lines may arrive for it at once. */
+    if (!cl_peer_ensure(s->node, s->peer.name, &s->peer_addr))
         s->peer_addr = NULL;
     strcpy(ev->peer, s->peer.name);
     strcpy(ev->addr, s->peer.addr);
@@ -307,9 +306,7 @@ hm_err cl_link_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     hm_hp_msg hp;
     bool have;
 
-    if (t == &hm_node_moved_type) {
-        hm_ctx_deactivate(ctx); /* the dial never started */
-    } else if (t == &hm_net_opened_type) {
+    if (t == &hm_net_opened_type) {
         s->conn = hm_conn_ref(hm_net_msg_conn(msg));
         if (start_handshake(s) != HM_OK)
             hm_conn_abort(s->conn);

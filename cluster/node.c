@@ -9,7 +9,6 @@
 #include "cluster/node_impl.h"
 
 #include "cluster/options.h"
-#include "cluster/placement.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -57,7 +56,6 @@ CL_EV_TYPE(cl_peer_down_type, "cluster.peer_down");
 CL_EV_TYPE(cl_peer_gone_type, "cluster.peer_gone");
 CL_EV_TYPE(cl_inbound_type, "cluster.inbound");
 const hm_type cl_out_type = {.name = "cluster.out", .free = out_free};
-const hm_type hm_node_moved_type = {.name = "cluster.moved"};
 
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out)
 {
@@ -66,8 +64,6 @@ hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out)
     *ev_out = ev;
     return hm_msg_create(type, ev, 0);
 }
-
-static void placed_free_all(hm_node *n);
 
 /* ----------------------------------------------------------- creating */
 
@@ -158,7 +154,6 @@ void hm_node_destroy(hm_node *n)
     hm_presence_destroy(n->pres);
     hm_free(n->live);
     hm_free(n->snap);
-    placed_free_all(n);
     hm_auth_secret_destroy(n->secret);
     pthread_mutex_destroy(&n->lock);
     hm_free(n);
@@ -181,105 +176,10 @@ uint64_t hm_node_inc(const hm_node *n)
 
 /* ------------------------------------------------------------ factory */
 
-/* The placed names activated here: a small chained hash set, so that a
- * membership change can find the activations that must move. An entry may
- * outlive its activation (idle deactivation is not reported to us); a stale
- * one costs a notice that activates a proxy which then ends at once. */
-typedef struct cl_placed {
-    struct cl_placed *next;
-    char name[];
-} cl_placed;
-
-#define PLACED_BUCKETS (sizeof ((hm_node *)0)->placed_set / \
-                        sizeof ((hm_node *)0)->placed_set[0])
-
-static size_t placed_bucket(const char *name)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-    for (; *name; name++)
-        h = (h ^ (unsigned char)*name) * 1099511628211ull;
-    return (size_t)(h % PLACED_BUCKETS);
-}
-
-static void placed_note(hm_node *n, const char *name)
-{
-    size_t b = placed_bucket(name);
-    cl_placed *e;
-
-    pthread_mutex_lock(&n->lock);
-    for (e = n->placed_set[b]; e; e = e->next)
-        if (strcmp(e->name, name) == 0)
-            break;
-    if (!e) {
-        e = hm_alloc(sizeof *e + strlen(name) + 1);
-        strcpy(e->name, name);
-        e->next = n->placed_set[b];
-        n->placed_set[b] = e;
-    }
-    pthread_mutex_unlock(&n->lock);
-}
-
-static bool placed_elsewhere(hm_node *n, const char *name)
-{
-    const char **live = hm_alloc(n->live_count * sizeof *live);
-    size_t at;
-    bool away;
-
-    for (size_t i = 0; i < n->live_count; i++)
-        live[i] = n->live[i];
-    away = hm_placement_owner(name, live, n->live_count, &at) == HM_OK &&
-           strcmp(live[at], n->name) != 0;
-    hm_free(live);
-    return away;
-}
-
-char **cl_placed_moves(hm_node *n, size_t *count_out)
-{
-    char **out = NULL;
-    size_t count = 0, cap = 0;
-
-    pthread_mutex_lock(&n->lock);
-    for (size_t b = 0; b < PLACED_BUCKETS; b++) {
-        cl_placed **pp = &n->placed_set[b];
-
-        while (*pp) {
-            cl_placed *e = *pp;
-
-            if (!placed_elsewhere(n, e->name)) {
-                pp = &e->next;
-                continue;
-            }
-            *pp = e->next;
-            if (count == cap) {
-                cap = cap ? 2 * cap : 16;
-                out = hm_realloc(out, cap * sizeof *out);
-            }
-            out[count++] = hm_strdup(e->name);
-            hm_free(e);
-        }
-    }
-    pthread_mutex_unlock(&n->lock);
-    *count_out = count;
-    return out;
-}
-
-static void placed_free_all(hm_node *n)
-{
-    for (size_t b = 0; b < PLACED_BUCKETS; b++) {
-        while (n->placed_set[b]) {
-            cl_placed *e = n->placed_set[b];
-            n->placed_set[b] = e->next;
-            hm_free(e);
-        }
-    }
-}
-
 hm_err hm_node_factory(void *arg, const char *name, hm_receiver *out)
 {
     hm_node *n = arg;
     char where[CL_NAME_CAP];
-    hm_err err;
 
     if (strncmp(name, "cluster/", 8) == 0)
         return HM_ENOTFOUND; /* ours are spawned, never activated */
@@ -289,11 +189,7 @@ hm_err hm_node_factory(void *arg, const char *name, hm_receiver *out)
         return cl_proxy_make(n, name, where, out);
     if (!n->factory)
         return HM_ENOTFOUND;
-    if ((err = n->factory(n->factory_arg, name, out)) == HM_OK &&
-        n->placed && atomic_load_explicit(&n->started, memory_order_acquire) &&
-        n->placed(n->placed_arg, name))
-        placed_note(n, name);
-    return err;
+    return n->factory(n->factory_arg, name, out);
 }
 
 /* -------------------------------------------------------------- start */

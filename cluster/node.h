@@ -144,10 +144,4 @@ typedef struct hm_node_stats {
 
 void hm_node_stats_get(hm_node *n, hm_node_stats *out);
 
-/* Sent by the node to an activation that must move: a proxy whose member is
- * gone or that now routes elsewhere, or a placed receiver now owned by
- * another member. A placed receiver should deactivate on it
- * (hm_ctx_deactivate); the next message activates it where it belongs. */
-extern const hm_type hm_node_moved_type; /* "cluster.moved" */
-
 #endif

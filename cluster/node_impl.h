@@ -90,8 +90,6 @@ struct hm_node {
     size_t live_count;         /* guarded by: lock */
     hm_node_member *snap;      /* guarded by: lock */
     size_t snap_count;         /* guarded by: lock */
-    struct cl_placed *placed_set[64]; /* guarded by: lock: placed names
-                                          activated here (node.c) */
     cl_peer **peers;           /* guarded by: lock; owned */
     size_t peer_count, peer_cap; /* guarded by: lock */
 };
@@ -166,18 +164,15 @@ extern const hm_hooks cl_peer_hooks;
  * seed). Returns owned (the activation takes it). */
 void *cl_link_state_create(hm_node *n, const char *dial_target);
 
-/* Peer receivers: a new peer named `name` (borrowed). Returns owned by the
- * node's peer list. */
+/* Peer receivers: a new peer named `name` (borrowed). Returns owned. */
 cl_peer *cl_peer_create(hm_node *n, const char *name);
+/* The peer named `name` (borrowed), created and spawned on first use
+ * (owned by the node's list). Writes an owned reference to its receiver's
+ * address to `*addr_out`. NULL if the runtime is closing. Thread-safe. */
+cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out);
 void cl_peer_destroy(cl_peer *p);
 uint32_t cl_peer_buffered(const cl_peer *p);
 uint64_t cl_peer_undeliverable(const cl_peer *p);
-
-/* Placed names activated here that the current live members now place on
- * another member: removed from the node's set and returned as a list of
- * owned strings (`*count_out` of them; free each and the array). Called by
- * the node receiver after a membership change. */
-char **cl_placed_moves(hm_node *n, size_t *count_out);
 
 /* Routing: where `name` lives. Writes the member's name to `node_out` and
  * returns true if it is another node; false if it is here (or nowhere). */

@@ -17,7 +17,6 @@
 #include "cluster/node_impl.h"
 
 #include "cluster/options.h"
-#include "cluster/outbox.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -34,38 +33,6 @@ static cl_slot *slot_find(hm_node *n, const char *name)
     return NULL;
 }
 
-/* The peer receiver of `name`, spawned on first use. */
-static cl_peer *peer_ensure(hm_node *n, cl_slot *s)
-{
-    char pname[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
-    cl_peer *p;
-
-    if (s->peer)
-        return s->peer;
-    p = cl_peer_create(n, s->name);
-    snprintf(pname, sizeof pname, CL_PEER_PREFIX "%s", s->name);
-    if (hm_runtime_spawn(n->rt, pname,
-                         &(hm_receiver){.handler = cl_peer_handle,
-                                        .state = p,
-                                        .hooks = &cl_peer_hooks,
-                                        .pinned = true},
-                         &s->peer_addr) != HM_OK) {
-        cl_peer_destroy(p);
-        return NULL;
-    }
-    /* Acknowledgements due by time, and writes the link refused. */
-    hm_runtime_send_every(n->rt, s->peer_addr, HM_INBOX_ACK_MS, 0, NULL);
-    pthread_mutex_lock(&n->lock);
-    if (n->peer_count == n->peer_cap) {
-        n->peer_cap = n->peer_cap ? 2 * n->peer_cap : 8;
-        n->peers = hm_realloc(n->peers, n->peer_cap * sizeof *n->peers);
-    }
-    n->peers[n->peer_count++] = p;
-    pthread_mutex_unlock(&n->lock);
-    s->peer = p;
-    return p;
-}
-
 static cl_slot *slot_ensure(hm_node *n, const char *name)
 {
     cl_slot *s = slot_find(n, name);
@@ -79,7 +46,7 @@ static cl_slot *slot_ensure(hm_node *n, const char *name)
     s = &n->slots[n->slot_count++];
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", name);
-    peer_ensure(n, s);
+    s->peer = cl_peer_ensure(n, name, &s->peer_addr);
     return s;
 }
 
@@ -160,9 +127,7 @@ static void dial(hm_ctx *ctx, hm_node *n, const char *peer, const char *addr)
                          NULL);
     if (err != HM_OK) {
         /* The link receiver will never hear of a connection: retire it. */
-        hm_msg *bye = hm_msg_create(&hm_node_moved_type, NULL, 0);
-        if (hm_ctx_send(ctx, owner, bye) != HM_OK)
-            hm_msg_destroy(bye);
+        hm_runtime_deactivate(n->rt, owner);
         hm_members_on_dial_failed(n->members, peer, false,
                                   hm_ctx_now_ms(ctx));
     }
@@ -202,24 +167,51 @@ static void publish(hm_node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
-/* After a membership change: the placed activations here that now belong
- * to another member are told to end; the next message for each activates
- * it on its owner. */
-static void move_placed(hm_ctx *ctx, hm_node *n)
+/* The placed names active here, collected by hm_runtime_foreach_active
+ * (which holds a directory lock: nothing but copying happens there). */
+typedef struct active_list {
+    hm_node *node;
+    char **names;
+    size_t count, cap;
+} active_list;
+
+static void collect_placed(void *arg, const char *name)
 {
-    size_t count;
-    char **names = cl_placed_moves(n, &count);
+    active_list *l = arg;
 
-    for (size_t i = 0; i < count; i++) {
-        hm_msg *m = hm_msg_create(&hm_node_moved_type, NULL, 0);
-
-        HM_LOG_DEBUG("CL-MOVE", "%s: %s now lives elsewhere", n->name,
-                     names[i]);
-        if (hm_ctx_send_name(ctx, names[i], m) != HM_OK)
-            hm_msg_destroy(m);
-        hm_free(names[i]);
+    if (!l->node->placed(l->node->placed_arg, name))
+        return;
+    if (l->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->names = hm_realloc(l->names, l->cap * sizeof *l->names);
     }
-    hm_free(names);
+    l->names[l->count++] = hm_strdup(name);
+}
+
+/* After a membership change: every placed activation here that the live
+ * members now place on another member ends (its hooks run); the next
+ * message for it activates a proxy to its owner. A proxy among them ends
+ * too and comes back at the next message, pointed at the new owner. */
+static void move_placed(hm_node *n)
+{
+    active_list l = {.node = n};
+    char where[CL_NAME_CAP];
+    hm_addr *a;
+
+    if (!n->placed)
+        return;
+    hm_runtime_foreach_active(n->rt, collect_placed, &l);
+    for (size_t i = 0; i < l.count; i++) {
+        if (cl_route(n, l.names[i], where) &&
+            hm_runtime_intern(n->rt, l.names[i], &a) == HM_OK) {
+            HM_LOG_DEBUG("CL-MOVE", "%s: %s now lives on %s", n->name,
+                         l.names[i], where);
+            hm_runtime_deactivate(n->rt, a);
+            hm_addr_release(a);
+        }
+        hm_free(l.names[i]);
+    }
+    hm_free(l.names);
 }
 
 static void on_member_event(hm_ctx *ctx, hm_node *n,
@@ -237,7 +229,7 @@ static void on_member_event(hm_ctx *ctx, hm_node *n,
     }
     publish(n);
     if (a->event != HM_MEMBER_EV_SUSPECT && a->event != HM_MEMBER_EV_ALIVE)
-        move_placed(ctx, n);
+        move_placed(n);
     if (n->on_event)
         n->on_event(n->event_arg, a->peer, a->inc, a->event);
 }

@@ -60,6 +60,45 @@ cl_peer *cl_peer_create(hm_node *n, const char *name)
     return p;
 }
 
+cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out)
+{
+    char pname[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
+    cl_peer *p = NULL;
+
+    snprintf(pname, sizeof pname, CL_PEER_PREFIX "%s", name);
+    /* Under the lock, so that a link receiver and the node receiver never
+     * both create it, and the receiver exists before anyone is told of it
+     * (a message to a missing "cluster/" name would be dead-lettered). */
+    pthread_mutex_lock(&n->lock);
+    for (size_t i = 0; i < n->peer_count && !p; i++)
+        if (strcmp(n->peers[i]->name, name) == 0)
+            p = n->peers[i];
+    if (!p) {
+        p = cl_peer_create(n, name);
+        if (hm_runtime_spawn(n->rt, pname,
+                             &(hm_receiver){.handler = cl_peer_handle,
+                                            .state = p,
+                                            .hooks = &cl_peer_hooks,
+                                            .pinned = true},
+                             addr_out) != HM_OK) {
+            pthread_mutex_unlock(&n->lock);
+            cl_peer_destroy(p);
+            return NULL;
+        }
+        /* Acknowledgements due by time, and writes the link refused. */
+        hm_runtime_send_every(n->rt, *addr_out, HM_INBOX_ACK_MS, 0, NULL);
+        if (n->peer_count == n->peer_cap) {
+            n->peer_cap = n->peer_cap ? 2 * n->peer_cap : 8;
+            n->peers = hm_realloc(n->peers, n->peer_cap * sizeof *n->peers);
+        }
+        n->peers[n->peer_count++] = p;
+    } else if (hm_runtime_intern(n->rt, pname, addr_out) != HM_OK) {
+        p = NULL;
+    }
+    pthread_mutex_unlock(&n->lock);
+    return p;
+}
+
 uint32_t cl_peer_buffered(const cl_peer *p)
 {
     return atomic_load_explicit(&p->buffered, memory_order_relaxed);

@@ -148,10 +148,6 @@ static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     char where[CL_NAME_CAP];
     hm_err err;
 
-    if (hm_msg_type(msg) == &hm_node_moved_type) {
-        hm_ctx_deactivate(ctx);
-        return HM_OK;
-    }
     if (cl_is_link_addr(hm_msg_from(msg))) {
         refuse_msg(ctx, p, msg, HM_EUNREACHABLE); /* one hop only */
         return HM_OK;

@@ -69,10 +69,6 @@ static hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     char reply[512];
     const char *text;
 
-    if (hm_msg_type(msg) == &hm_node_moved_type) {
-        hm_ctx_deactivate(ctx); /* it lives on another member now */
-        return HM_OK;
-    }
     if (hm_msg_type(msg) != &TEXT)
         return HM_OK;
     text = hm_msg_payload(msg);

@@ -465,9 +465,11 @@ Test(cluster_node, node_with_the_wrong_secret_is_refused)
 Test(cluster_node, graceful_leave_is_reported_as_left)
 {
     child c;
+    char line[512];
 
     child_start(&c, "C", secret_path);
     cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    cr_assert(child_expect(&c, "event A ", line, sizeof line)); /* C sees A */
     child_quit(&c);
     cr_assert(wait_event("C", HM_MEMBER_EV_LEFT, 1));
 }
