@@ -80,13 +80,58 @@ static hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
-/* The application factory: "test/echo/..." names are echo receivers. */
+/* A sink counts what it receives and answers a request with the count. */
+static hm_err sink_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    uint64_t *count = state;
+    char text[32];
+
+    if (hm_msg_type(msg) != &TEXT)
+        return HM_OK;
+    if (hm_msg_req_id(msg) && !hm_msg_is_reply(msg)) {
+        snprintf(text, sizeof text, "%llu", (unsigned long long)*count);
+        hm_ctx_reply(ctx, msg, text_msg(text));
+    } else {
+        (*count)++;
+    }
+    return HM_OK;
+}
+
+static void sink_deactivate(hm_ctx *ctx, void *state,
+                            hm_deactivate_reason why)
+{
+    (void)ctx;
+    (void)why;
+    hm_free(state);
+}
+
+static const hm_hooks sink_hooks = {NULL, sink_deactivate};
+
+/* The application factory: "test/echo/..." names are echo receivers,
+ * "test/sink/..." names sinks. */
 static hm_err echo_factory(void *arg, const char *name, hm_receiver *out)
 {
+    if (strncmp(name, "test/sink/", 10) == 0) {
+        *out = (hm_receiver){.handler = sink_handle,
+                             .state = hm_calloc(1, sizeof(uint64_t)),
+                             .hooks = &sink_hooks};
+        return HM_OK;
+    }
     if (strncmp(name, "test/echo/", 10) != 0)
         return HM_ENOTFOUND;
     *out = (hm_receiver){.handler = echo_handle, .state = arg};
     return HM_OK;
+}
+
+/* Failure-detector timers shrunk tenfold, for smoke runs (HM_NODE_FAST). */
+static void fast_timers(hm_members_config *t)
+{
+    *t = (hm_members_config){.heartbeat_interval_ms = 25,
+                             .suspect_after_ms = 150,
+                             .probe_timeout_ms = 100,
+                             .round_timeout_ms = 125,
+                             .probe_interval_ms = 50,
+                             .dead_after_ms = 250};
 }
 
 /* Names under this prefix are placed receivers (rendezvous hashing). */
@@ -182,6 +227,8 @@ static int child_main(int argc, char **argv)
     }
     hm_cluster_options_apply(&opt, &cfg);
     cfg.factory_arg = &env;
+    if (getenv("HM_NODE_FAST"))
+        fast_timers(&cfg.timers);
     env.node = opt.node;
     if (hm_node_create(&cfg, &node) != HM_OK ||
         hm_runtime_create(&(hm_runtime_config){.threads = 2,
@@ -204,6 +251,156 @@ static int child_main(int argc, char **argv)
     hm_node_destroy(node);
     hm_cluster_options_fini(&opt);
     return 0;
+}
+
+/* --------------------------------------------- children, seen from above */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define CHILD_WAIT_MS 10000 /* a hang guard, never a timing assertion */
+
+typedef struct child {
+    pid_t pid;
+    int in_fd, out_fd;
+    char buf[8192];
+    size_t len;
+    char addr[HM_NODE_ADDR_MAX + 1];
+    uint64_t inc;
+} child;
+
+static void now_plus(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Reads the next line from `c` into `line` (borrowed, `cap` bytes). False
+ * at end of stream or after the hang guard. */
+static bool child_line(child *c, char *line, size_t cap)
+{
+    struct timespec dl, now;
+
+    now_plus(&dl, CHILD_WAIT_MS);
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
+        ssize_t r;
+        int left;
+
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf);
+            snprintf(line, cap, "%.*s", (int)n, c->buf);
+            memmove(c->buf, nl + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return true;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = (int)((dl.tv_sec - now.tv_sec) * 1000 +
+                     (dl.tv_nsec - now.tv_nsec) / 1000000);
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            return false;
+        r = read(c->out_fd, c->buf + c->len, sizeof c->buf - c->len - 1);
+        if (r <= 0)
+            return false;
+        c->len += (size_t)r;
+    }
+}
+
+/* Skips lines until one starts with `prefix`; copies it to `line`. */
+static bool child_expect(child *c, const char *prefix, char *line, size_t cap)
+{
+    while (child_line(c, line, cap))
+        if (strncmp(line, prefix, strlen(prefix)) == 0)
+            return true;
+    return false;
+}
+
+static bool child_send(child *c, const char *cmd)
+{
+    size_t len = strlen(cmd);
+
+    return write(c->in_fd, cmd, len) == (ssize_t)len &&
+           write(c->in_fd, "\n", 1) == 1;
+}
+
+/* Starts node `name` joining `join` with the secret file `secret` (all
+ * borrowed), this same binary re-executed; waits for its "ready" line.
+ * `fast`: shrunk failure-detector timers. False (and no child) on failure. */
+static bool child_spawn(child *c, const char *name, const char *join,
+                        const char *secret, bool fast)
+{
+    int in[2], out[2];
+    char line[512];
+
+    memset(c, 0, sizeof *c);
+    if (pipe(in) != 0 || pipe(out) != 0)
+        return false;
+    c->pid = fork();
+    if (c->pid < 0)
+        return false;
+    if (c->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        setenv("HM_TEST_NODE", "1", 1);
+        if (fast)
+            setenv("HM_NODE_FAST", "1", 1);
+        /* Criterion's sandbox (BoxFort) would take this process over as
+         * one of its workers if it saw its arena in the environment. */
+        unsetenv("BXFI_MAP");
+        execl("/proc/self/exe", "node", "--node", name, "--cluster-listen",
+              "127.0.0.1:0", "--join", join, "--cluster-secret-file", secret,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    c->in_fd = in[1];
+    c->out_fd = out[0];
+    if (child_expect(c, "ready ", line, sizeof line) &&
+        sscanf(line, "ready %128s %llu", c->addr,
+               (unsigned long long *)&c->inc) == 2)
+        return true;
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    close(c->in_fd);
+    close(c->out_fd);
+    c->pid = 0;
+    return false;
+}
+
+static void child_reap(child *c)
+{
+    waitpid(c->pid, NULL, 0);
+    close(c->in_fd);
+    close(c->out_fd);
+    c->pid = 0;
+}
+
+static void child_kill(child *c)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, SIGKILL);
+    child_reap(c);
+}
+
+static void child_quit(child *c)
+{
+    if (c->pid <= 0)
+        return;
+    child_send(c, "quit");
+    child_reap(c);
 }
 
 #endif

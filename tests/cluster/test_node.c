@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WAIT_MS 10000 /* a hang guard, never a timing assertion */
+#define WAIT_MS CHILD_WAIT_MS
 #define MAX_EVENTS 256
 
 /* ------------------------------------------------------- the local node */
@@ -50,17 +50,6 @@ typedef struct local_node {
 static local_node A;
 static char dir[64];
 static char secret_path[96], wrong_path[96];
-
-static void now_plus(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 static void local_event(void *arg, const char *name, uint64_t inc,
                         hm_member_event ev)
@@ -181,121 +170,10 @@ static void teardown(void)
 
 /* --------------------------------------------------------- child nodes */
 
-typedef struct child {
-    pid_t pid;
-    int in_fd, out_fd;
-    char buf[8192];
-    size_t len;
-    char addr[HM_NODE_ADDR_MAX + 1];
-    uint64_t inc;
-} child;
-
-/* Reads the next line from `c` into `line` (borrowed, `cap` bytes). False
- * at end of stream or after the hang guard. */
-static bool child_line(child *c, char *line, size_t cap)
-{
-    struct timespec dl, now;
-
-    now_plus(&dl, WAIT_MS);
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
-        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
-        ssize_t r;
-        int left;
-
-        if (nl) {
-            size_t n = (size_t)(nl - c->buf);
-            snprintf(line, cap, "%.*s", (int)n, c->buf);
-            memmove(c->buf, nl + 1, c->len - n - 1);
-            c->len -= n + 1;
-            return true;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        left = (int)((dl.tv_sec - now.tv_sec) * 1000 +
-                     (dl.tv_nsec - now.tv_nsec) / 1000000);
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            return false;
-        r = read(c->out_fd, c->buf + c->len, sizeof c->buf - c->len - 1);
-        if (r <= 0)
-            return false;
-        c->len += (size_t)r;
-    }
-}
-
-/* Skips lines until one starts with `prefix`; copies it to `line`. */
-static bool child_expect(child *c, const char *prefix, char *line, size_t cap)
-{
-    while (child_line(c, line, cap))
-        if (strncmp(line, prefix, strlen(prefix)) == 0)
-            return true;
-    return false;
-}
-
-static void child_send(child *c, const char *cmd)
-{
-    size_t len = strlen(cmd);
-
-    cr_assert(write(c->in_fd, cmd, len) == (ssize_t)len);
-    cr_assert(write(c->in_fd, "\n", 1) == 1);
-}
-
 static void child_start(child *c, const char *name, const char *secret)
 {
-    int in[2], out[2];
-    char line[512];
-
-    memset(c, 0, sizeof *c);
-    cr_assert(pipe(in) == 0 && pipe(out) == 0);
-    c->pid = fork();
-    cr_assert(c->pid >= 0);
-    if (c->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        setenv("HM_TEST_NODE", "1", 1);
-        /* Criterion's sandbox (BoxFort) would take this process over as
-         * one of its workers if it saw its arena in the environment. */
-        unsetenv("BXFI_MAP");
-        execl("/proc/self/exe", "node", "--node", name, "--cluster-listen",
-              "127.0.0.1:0", "--join", hm_node_addr(A.node),
-              "--cluster-secret-file", secret, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    c->in_fd = in[1];
-    c->out_fd = out[0];
-    if (!child_expect(c, "ready ", line, sizeof line)) {
-        int st = 0;
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, &st, 0);
-        cr_assert(false, "%s never ready (status %d)", name, st);
-    }
-    cr_assert(sscanf(line, "ready %128s %llu", c->addr,
-                     (unsigned long long *)&c->inc) == 2);
-}
-
-static void child_kill(child *c)
-{
-    if (c->pid <= 0)
-        return;
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    close(c->in_fd);
-    close(c->out_fd);
-    c->pid = 0;
-}
-
-static void child_quit(child *c)
-{
-    if (c->pid <= 0)
-        return;
-    child_send(c, "quit");
-    waitpid(c->pid, NULL, 0);
-    close(c->in_fd);
-    close(c->out_fd);
-    c->pid = 0;
+    cr_assert(child_spawn(c, name, hm_node_addr(A.node), secret, false),
+              "node %s did not start", name);
 }
 
 /* Waits until A's presence places `name` on `node`. Presence has no event
@@ -353,7 +231,7 @@ Test(cluster_node, send_to_a_name_registered_on_another_node_arrives_once)
     hm_msg *m;
 
     child_start(&c, "C", secret_path);
-    child_send(&c, "register test/echo/carol");
+    cr_assert(child_send(&c, "register test/echo/carol"));
     cr_assert(wait_lookup("test/echo/carol", "C"));
     m = text_msg("hello-1");
     cr_assert_eq(hm_runtime_send_name(A.rt, "test/echo/carol", m), HM_OK);
@@ -376,7 +254,7 @@ Test(cluster_node, request_to_a_remote_receiver_gets_its_reply)
     hm_msg *reply = NULL;
 
     child_start(&c, "C", secret_path);
-    child_send(&c, "register test/echo/carol");
+    cr_assert(child_send(&c, "register test/echo/carol"));
     cr_assert(wait_lookup("test/echo/carol", "C"));
     cr_assert_eq(hm_runtime_intern(A.rt, "test/echo/carol", &to), HM_OK);
     cr_assert_eq(hm_runtime_call(A.rt, to, text_msg("ping"), WAIT_MS, &reply),
@@ -398,9 +276,9 @@ Test(cluster_node, message_from_another_node_reaches_a_name_registered_here)
     child_start(&c, "C", secret_path);
     cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
     /* C learns A's names from A's snapshot when the link comes up. */
-    child_send(&c, "lookup test/echo/alice A");
+    cr_assert(child_send(&c, "lookup test/echo/alice A"));
     cr_assert(child_expect(&c, "found ", line, sizeof line));
-    child_send(&c, "send test/echo/alice from-C");
+    cr_assert(child_send(&c, "send test/echo/alice from-C"));
     now_plus(&dl, WAIT_MS);
     pthread_mutex_lock(&A.lock);
     while (A.got_count == 0 &&
