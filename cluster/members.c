@@ -21,6 +21,14 @@
 
 /* ------------------------------------------------------------ helpers */
 
+/* Milliseconds from `then` to `now`; 0 if the driver's clock stepped back
+ * (it should be monotonic; a negative span must not read as 584 million
+ * years of silence). */
+static uint64_t since(uint64_t now_ms, uint64_t then_ms)
+{
+    return now_ms > then_ms ? now_ms - then_ms : 0;
+}
+
 static uint32_t or_default(uint32_t v, uint32_t def)
 {
     return v ? v : def;
@@ -117,7 +125,8 @@ bool hm_members_is_live_member(const member *x)
 /* Linked and heard within the suspicion window. */
 static bool is_reachable(const hm_members *m, const member *x, uint64_t now_ms)
 {
-    return x->linked && now_ms - x->last_heard_ms < m->cfg.suspect_after_ms;
+    return x->linked &&
+           since(now_ms, x->last_heard_ms) < m->cfg.suspect_after_ms;
 }
 
 /* The minority guard. Among our live peers other than `target` (NULL: all
@@ -580,10 +589,10 @@ static void dial(hm_members *m, member *x, uint64_t now_ms)
 static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
 {
     const hm_members_config *c = &m->cfg;
-    if (x->linked && now_ms - x->last_sent_ms >= c->heartbeat_interval_ms)
+    if (x->linked && since(now_ms, x->last_sent_ms) >= c->heartbeat_interval_ms)
         send_heartbeat(m, x, false, now_ms);
     if (x->state == HM_MEMBER_ALIVE &&
-        (!x->linked || now_ms - x->last_heard_ms >= c->suspect_after_ms))
+        (!x->linked || since(now_ms, x->last_heard_ms) >= c->suspect_after_ms))
         suspect(m, x, now_ms);
     if (x->state == HM_MEMBER_SUSPECT) {
         if (x->round_open && now_ms >= x->round_deadline_ms)
@@ -591,7 +600,7 @@ static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
         else if (!x->round_open && now_ms >= x->next_round_ms)
             start_round(m, x, now_ms);
         if (x->state == HM_MEMBER_SUSPECT && !x->round_open && x->asked == 0 &&
-            now_ms - x->last_heard_ms >= c->dead_after_ms) {
+            since(now_ms, x->last_heard_ms) >= c->dead_after_ms) {
             if (!is_isolated(m, x, now_ms))
                 declare_dead(m, x, "silent and nobody to ask", now_ms);
             else
@@ -601,7 +610,7 @@ static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
     /* Tombstones, and members we heard of but never reached (gossip about
      * a node that died before we dialled it), are forgotten in the end. */
     if ((x->state == HM_MEMBER_DEAD || x->state == HM_MEMBER_JOINING) &&
-        now_ms - x->state_since_ms >= c->reap_after_ms)
+        since(now_ms, x->state_since_ms) >= c->reap_after_ms)
         return false;
     if (!x->linked && x->state != HM_MEMBER_LEFT && now_ms >= x->next_dial_ms)
         dial(m, x, now_ms);

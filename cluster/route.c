@@ -25,11 +25,10 @@ void hm_route_resolve(const hm_route_view *v, const char *addr, hm_route *out)
         }
         return;
     }
-    if (hm_placement_owner(addr, v->members, v->member_count, &owner) ==
-            HM_OK &&
-        strcmp(v->members[owner], v->self) != 0) {
+    if (hm_placement_owner(addr, &v->members, &owner) == HM_OK &&
+        strcmp(v->members.names[owner], v->self) != 0) {
         out->kind = HM_ROUTE_REMOTE;
-        snprintf(out->node, sizeof out->node, "%s", v->members[owner]);
+        snprintf(out->node, sizeof out->node, "%s", v->members.names[owner]);
     }
 }
 

@@ -15,6 +15,7 @@
 #ifndef HM_CLUSTER_ROUTE_H
 #define HM_CLUSTER_ROUTE_H
 
+#include "cluster/placement.h"
 #include "cluster/presence.h"
 #include "cluster/wire.h"
 #include "runtime/err.h"
@@ -29,8 +30,7 @@ typedef bool (*hm_route_is_local_fn)(void *arg, const char *addr);
 typedef struct hm_route_view {
     const char *self;              /* this node's name */
     const hm_presence *presence;   /* the name registry (may be NULL) */
-    const char *const *members;    /* live members, self included */
-    size_t member_count;           /* (hm_members_live) */
+    hm_placement_set members;      /* live members, self included */
     hm_route_is_local_fn is_local; /* may be NULL: nothing is local */
     void *arg;                     /* for is_local */
 } hm_route_view;

@@ -66,6 +66,7 @@ typedef struct {
     size_t qn, qcap;
     uint64_t now, seq, rng;
     double loss;       /* per transmission of a segment */
+    double drop;       /* a message vanishes outright (not TCP-like) */
     uint32_t delay_ms; /* one way */
     sim_event ev[SIM_MAX_EVENTS];
     size_t evn;
@@ -177,6 +178,10 @@ static inline void sim_send(sim *s, int i, int j, const hm_wire_msg *msg)
     if (!s->linked[i][j] || s->cut[i][j])
         return; /* no link, or a blackhole */
     cr_assert_eq(hm_wire_encode_line(msg, &line), HM_OK);
+    if (s->drop > 0 && sim_unit(s) < s->drop) {
+        hm_free(line);
+        return;
+    }
     uint64_t at = s->now + s->delay_ms;
     uint64_t rto = 200 + 2 * s->delay_ms;
     while (s->loss > 0 && sim_unit(s) < s->loss) {

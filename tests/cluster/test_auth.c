@@ -31,9 +31,8 @@ typedef struct {
 } captured;
 
 /* Each Criterion test runs in its own process, so a test installs the
- * capturing sink once and never restores the default: replacing a sink
- * keeps the old one allocated on purpose (runtime/log.c), which ASan's
- * leak check would report. */
+ * capturing sink once, with a `static` capture that outlives it, and need
+ * not restore the default. */
 static void capture(void *arg, hm_log_level level, const char *id,
                     const char *line)
 {

@@ -192,6 +192,26 @@ Test(members, process_paused_for_2s_is_not_declared_dead)
     sim_fini(&s);
 }
 
+Test(members, no_false_death_in_60s_with_5pct_of_messages_dropped_outright)
+{
+    /* Harsher than TCP: lost messages are never retransmitted. */
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        sim s;
+        formed(&s, 5, NULL);
+        s.drop = 0.05;
+        s.delay_ms = 50;
+        s.rng = seed * 0xD1B54A32D192ED03ull;
+        sim_run(&s, s.now + 60000, 5);
+        cr_log_info("drops: seed %llu: %zu suspicions, %zu deaths",
+                    (unsigned long long)seed,
+                    sim_count(&s, HM_MEMBER_EV_SUSPECT),
+                    sim_count(&s, HM_MEMBER_EV_DEAD));
+        cr_expect_eq(sim_count(&s, HM_MEMBER_EV_DEAD), 0, "seed %llu",
+                     (unsigned long long)seed);
+        sim_fini(&s);
+    }
+}
+
 Test(members, two_node_cluster_sees_a_crash_through_the_refused_dial)
 {
     sim s;

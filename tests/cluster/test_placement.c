@@ -21,7 +21,8 @@ TestSuite(placement, .init = make_addrs);
 static const char *owner(const char *addr, const char *const *m, size_t n)
 {
     size_t i;
-    cr_assert_eq(hm_placement_owner(addr, m, n, &i), HM_OK);
+    hm_placement_set set = {m, n};
+    cr_assert_eq(hm_placement_owner(addr, &set, &i), HM_OK);
     return m[i];
 }
 
@@ -38,7 +39,8 @@ Test(placement, addresses_spread_evenly_over_members)
     int count[5] = {0};
     for (int i = 0; i < ADDRS; i++) {
         size_t k;
-        cr_assert_eq(hm_placement_owner(addrs[i], m, 5, &k), HM_OK);
+        hm_placement_set set = {m, 5};
+        cr_assert_eq(hm_placement_owner(addrs[i], &set, &k), HM_OK);
         count[k]++;
     }
     for (int k = 0; k < 5; k++) /* 2000 expected; 5 sigma is about 200 */
@@ -85,8 +87,10 @@ Test(placement, moves_lists_the_local_activations_owned_elsewhere_now)
     for (int i = 0; i < ADDRS; i++)
         if (strcmp(owner(addrs[i], before, 3), "n2") == 0)
             local[n_local++] = addrs[i];
-    cr_expect_eq(hm_placement_moves("n2", local, n_local, before, 3, out), 0);
-    size_t n = hm_placement_moves("n2", local, n_local, after, 4, out);
+    hm_placement_set mine = {local, n_local}, was = {before, 3},
+                     now = {after, 4};
+    cr_expect_eq(hm_placement_moves("n2", &was, &mine, out), 0);
+    size_t n = hm_placement_moves("n2", &now, &mine, out);
     cr_expect_gt(n, 0);
     for (size_t i = 0; i < n; i++)
         cr_expect_str_eq(owner(local[out[i]], after, 4), "n4");
@@ -99,5 +103,6 @@ Test(placement, moves_lists_the_local_activations_owned_elsewhere_now)
 Test(placement, no_members_means_no_owner)
 {
     size_t i;
-    cr_expect_eq(hm_placement_owner("x", NULL, 0, &i), HM_ENOTFOUND);
+    hm_placement_set none = {NULL, 0};
+    cr_expect_eq(hm_placement_owner("x", &none, &i), HM_ENOTFOUND);
 }

@@ -35,8 +35,7 @@ static hm_route_view view(hm_presence *p)
 {
     return (hm_route_view){.self = "n1",
                            .presence = p,
-                           .members = members,
-                           .member_count = 3,
+                           .members = {members, 3},
                            .is_local = local_alice};
 }
 
@@ -46,7 +45,8 @@ static void placed_on(const char *node, char *addr, size_t len)
     for (int i = 0;; i++) {
         size_t owner;
         snprintf(addr, len, "session-%d", i);
-        cr_assert_eq(hm_placement_owner(addr, members, 3, &owner), HM_OK);
+        hm_placement_set set = {members, 3};
+        cr_assert_eq(hm_placement_owner(addr, &set, &owner), HM_OK);
         if (strcmp(members[owner], node) == 0)
             return;
     }
@@ -107,7 +107,7 @@ Test(route, inbound_message_for_elsewhere_is_never_forwarded)
 Test(route, alone_everything_is_local)
 {
     const char *self_only[] = {"n1"};
-    hm_route_view v = {.self = "n1", .members = self_only, .member_count = 1};
+    hm_route_view v = {.self = "n1", .members = {self_only, 1}};
     hm_route r;
     hm_route_resolve(&v, "anything", &r);
     cr_expect_eq(r.kind, HM_ROUTE_LOCAL);
