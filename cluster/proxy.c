@@ -34,8 +34,8 @@ bool cl_route(hm_node *n, const char *name, char *node_out)
     bool placed = n->placed && n->placed(n->placed_arg, name);
     const char *self_only[1] = {n->name};
     const char **live = NULL;
-    hm_route_view v = {.self = n->name, .members = self_only,
-                       .member_count = 1};
+    hm_route_view v = {.self = n->name,
+                       .members = {.names = self_only, .count = 1}};
     hm_route r;
 
     pthread_mutex_lock(&n->lock);
@@ -46,8 +46,8 @@ bool cl_route(hm_node *n, const char *name, char *node_out)
         live = hm_alloc(n->live_count * sizeof *live);
         for (size_t i = 0; i < n->live_count; i++)
             live[i] = n->live[i];
-        v.members = live;
-        v.member_count = n->live_count;
+        v.members.names = live;
+        v.members.count = n->live_count;
     }
     hm_route_resolve(&v, name, &r);
     pthread_mutex_unlock(&n->lock);

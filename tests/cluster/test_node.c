@@ -355,12 +355,13 @@ Test(cluster_node, graceful_leave_is_reported_as_left)
 /* A placed name whose owner among {A, `other`} is `other`. */
 static void name_owned_by(const char *other, char *name, size_t cap)
 {
-    const char *members[2] = {"A", other};
+    const char *names[2] = {"A", other};
+    hm_placement_set members = {.names = names, .count = 2};
     size_t at = 0;
 
     for (int i = 0; i < 1000; i++) {
         snprintf(name, cap, PLACED_PREFIX "%d", i);
-        if (hm_placement_owner(name, members, 2, &at) == HM_OK && at == 1)
+        if (hm_placement_owner(name, &members, &at) == HM_OK && at == 1)
             return;
     }
     cr_assert(false, "no name placed on %s", other);
