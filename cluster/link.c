@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HEARD_NOTICE_MS 50 /* an app line tells the node at most so often */
@@ -230,6 +231,16 @@ static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
     m = cl_ev_msg(routed ? &cl_inbound_type : &cl_ctl_type, &ev);
     strcpy(ev->peer, s->peer.name);
     ev->inc = s->peer.inc;
+    if (w.type == HM_WIRE_ROUTED) {
+        /* A jansson value must not cross threads (its reference count is
+         * not synchronised): the inner message crosses as text. */
+        char *text = json_dumps(w.u.routed.body, JSON_COMPACT);
+
+        ev->str = text ? hm_strdup(text) : NULL;
+        free(text);
+        json_decref(w.u.routed.body);
+        w.u.routed.body = NULL;
+    }
     ev->wire = w;
     ev->has_wire = true;
     if (routed) {

@@ -1,10 +1,10 @@
 /* cluster/node.c: the node's public API: configuration, start and stop,
  * the wrapped factory, presence registration and the state snapshot.
  *
- * The work itself is done by receivers (node_recv.c, link.c, peer.c, proxy.c). What
- * is here runs on the caller's thread: it only validates, sends a message to
- * "cluster/node", or reads the snapshot that receiver publishes under the
- * node's lock (ADR 0060: the one lock, shared with the factory, which runs
+ * The work itself is done by receivers (node_recv.c, link.c, peer.c,
+ * proxy.c). What is here runs on the caller's thread: it only validates,
+ * sends a message to "cluster/node", or reads the snapshot that receiver
+ * publishes under the node's lock (ADR 0060: the one lock, shared with the factory, which runs
  * on any worker and must read presence and the live members). */
 #include "cluster/node_impl.h"
 

@@ -93,7 +93,8 @@ static hm_err add_seeds(hm_cluster_options *o, const char *list)
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char *seed = hm_strndup(p, len);
 
-        if (!valid_addr(seed) || o->seed_count == HM_CLUSTER_OPTIONS_MAX_SEEDS) {
+        if (!valid_addr(seed) ||
+            o->seed_count == HM_CLUSTER_OPTIONS_MAX_SEEDS) {
             hm_err err = fail(o, "--join: \"%s\" is not HOST:PORT%s", seed,
                               valid_addr(seed) ? " (too many seeds)" : "");
             hm_free(seed);

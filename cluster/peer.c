@@ -302,7 +302,7 @@ static void on_routed(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
     const hm_wire_msg *w = &ev->wire;
     hm_hp_msg hp;
     hm_hp_fail fail;
-    char *text;
+    const char *text;
 
     if (ev->inc != p->in_inc) { /* a new incarnation numbers afresh */
         memset(&p->inbox, 0, sizeof p->inbox);
@@ -310,7 +310,7 @@ static void on_routed(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
     }
     if (!hm_inbox_accept(&p->inbox, w->u.routed.seq))
         return; /* a replay after a reconnection: delivered already */
-    text = json_dumps(w->u.routed.body, JSON_COMPACT);
+    text = ev->str; /* the inner HP message, as text (link.c) */
     if (text && hm_hp_decode((const uint8_t *)text, strlen(text), &hp,
                              &fail) == HM_OK) {
         if (hp.kind == HM_HP_MSG)
@@ -321,7 +321,6 @@ static void on_routed(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
     } else {
         count_drop(p);
     }
-    free(text);
     ack_if_due(ctx, p);
 }
 

@@ -27,17 +27,17 @@
 #include <unistd.h>
 
 /* The test's message type: a string payload. */
-static void text_free(void *p)
+static inline void text_free(void *p)
 {
     hm_free(p);
 }
 
-static json_t *text_to_json(const void *p)
+static inline json_t *text_to_json(const void *p)
 {
     return json_string(p ? p : "");
 }
 
-static hm_err text_from_json(const json_t *j, void **out)
+static inline hm_err text_from_json(const json_t *j, void **out)
 {
     if (!json_is_string(j))
         return HM_EPROTO;
@@ -49,7 +49,7 @@ static const hm_type TEXT = {.name = "test.text", .free = text_free,
                              .to_json = text_to_json,
                              .from_json = text_from_json};
 
-static hm_msg *text_msg(const char *s)
+static inline hm_msg *text_msg(const char *s)
 {
     return hm_msg_create(&TEXT, hm_strdup(s), 0);
 }
@@ -63,7 +63,7 @@ typedef struct echo_env {
     void *seen_arg;
 } echo_env;
 
-static hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+static inline hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     echo_env *env = state;
     char reply[512];
@@ -81,7 +81,7 @@ static hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 }
 
 /* A sink counts what it receives and answers a request with the count. */
-static hm_err sink_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+static inline hm_err sink_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     uint64_t *count = state;
     char text[32];
@@ -97,7 +97,7 @@ static hm_err sink_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
-static void sink_deactivate(hm_ctx *ctx, void *state,
+static inline void sink_deactivate(hm_ctx *ctx, void *state,
                             hm_deactivate_reason why)
 {
     (void)ctx;
@@ -109,7 +109,8 @@ static const hm_hooks sink_hooks = {NULL, sink_deactivate};
 
 /* The application factory: "test/echo/..." names are echo receivers,
  * "test/sink/..." names sinks. */
-static hm_err echo_factory(void *arg, const char *name, hm_receiver *out)
+static inline hm_err echo_factory(void *arg, const char *name,
+                                  hm_receiver *out)
 {
     if (strncmp(name, "test/sink/", 10) == 0) {
         *out = (hm_receiver){.handler = sink_handle,
@@ -125,7 +126,7 @@ static hm_err echo_factory(void *arg, const char *name, hm_receiver *out)
 
 /* Failure-detector timers shrunk about fourfold, for smoke runs
  * (HM_NODE_FAST): a silent node is dead in well under a second. */
-static void fast_timers(hm_members_config *t)
+static inline void fast_timers(hm_members_config *t)
 {
     *t = (hm_members_config){.heartbeat_interval_ms = 60,
                              .suspect_after_ms = 400,
@@ -138,7 +139,7 @@ static void fast_timers(hm_members_config *t)
 /* Names under this prefix are placed receivers (rendezvous hashing). */
 #define PLACED_PREFIX "test/echo/p/"
 
-static bool placed_names(void *arg, const char *name)
+static inline bool placed_names(void *arg, const char *name)
 {
     (void)arg;
     return strncmp(name, PLACED_PREFIX, sizeof PLACED_PREFIX - 1) == 0;
@@ -146,8 +147,9 @@ static bool placed_names(void *arg, const char *name)
 
 /* ------------------------------------------------------------- child */
 
-static void child_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void child_say(const char *fmt, ...)
+static inline void child_say(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static inline void child_say(const char *fmt, ...)
 {
     va_list ap;
 
@@ -160,13 +162,14 @@ static void child_say(const char *fmt, ...)
     funlockfile(stdout);
 }
 
-static void child_seen(void *arg, const char *addr, const char *text)
+static inline void child_seen(void *arg, const char *addr,
+                              const char *text)
 {
     (void)arg;
     child_say("got %s %s", addr, text);
 }
 
-static void child_event(void *arg, const char *name, uint64_t inc,
+static inline void child_event(void *arg, const char *name, uint64_t inc,
                         hm_member_event ev)
 {
     (void)arg;
@@ -174,7 +177,7 @@ static void child_event(void *arg, const char *name, uint64_t inc,
               hm_member_event_name(ev));
 }
 
-static void child_commands(hm_runtime *rt, hm_node *node)
+static inline void child_commands(hm_runtime *rt, hm_node *node)
 {
     char line[1024];
 
@@ -211,7 +214,7 @@ static void child_commands(hm_runtime *rt, hm_node *node)
     }
 }
 
-static int child_main(int argc, char **argv)
+static inline int child_main(int argc, char **argv)
 {
     hm_cluster_options opt;
     hm_node_config cfg = {.factory = echo_factory, .on_event = child_event,
@@ -221,8 +224,10 @@ static int child_main(int argc, char **argv)
     hm_net *net = NULL;
     hm_node *node = NULL;
 
-    hm_log_set_level(getenv("HM_NODE_LOG")
-                         ? (hm_log_level)hm_log_level_parse(getenv("HM_NODE_LOG"))
+    const char *level = getenv("HM_NODE_LOG"); /* "info" to debug */
+
+    hm_log_set_level(level && hm_log_level_parse(level) >= 0
+                         ? (hm_log_level)hm_log_level_parse(level)
                          : HM_LOG_LEVEL_WARN);
     if (hm_cluster_options_parse(&argc, argv, &opt) != HM_OK || !opt.enabled) {
         fprintf(stderr, "child: %s\n", opt.error);
@@ -275,7 +280,7 @@ typedef struct child {
     uint64_t inc;
 } child;
 
-static void now_plus(struct timespec *ts, uint32_t ms)
+static inline void now_plus(struct timespec *ts, uint32_t ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
@@ -288,7 +293,7 @@ static void now_plus(struct timespec *ts, uint32_t ms)
 
 /* Reads the next line from `c` into `line` (borrowed, `cap` bytes). False
  * at end of stream or after the hang guard. */
-static bool child_line(child *c, char *line, size_t cap)
+static inline bool child_line(child *c, char *line, size_t cap)
 {
     struct timespec dl, now;
 
@@ -319,7 +324,8 @@ static bool child_line(child *c, char *line, size_t cap)
 }
 
 /* Skips lines until one starts with `prefix`; copies it to `line`. */
-static bool child_expect(child *c, const char *prefix, char *line, size_t cap)
+static inline bool child_expect(child *c, const char *prefix, char *line,
+                                size_t cap)
 {
     while (child_line(c, line, cap))
         if (strncmp(line, prefix, strlen(prefix)) == 0)
@@ -327,7 +333,7 @@ static bool child_expect(child *c, const char *prefix, char *line, size_t cap)
     return false;
 }
 
-static bool child_send(child *c, const char *cmd)
+static inline bool child_send(child *c, const char *cmd)
 {
     size_t len = strlen(cmd);
 
@@ -338,7 +344,7 @@ static bool child_send(child *c, const char *cmd)
 /* Starts node `name` joining `join` with the secret file `secret` (all
  * borrowed), this same binary re-executed; waits for its "ready" line.
  * `fast`: shrunk failure-detector timers. False (and no child) on failure. */
-static bool child_spawn(child *c, const char *name, const char *join,
+static inline bool child_spawn(child *c, const char *name, const char *join,
                         const char *secret, bool fast)
 {
     int in[2], out[2];
@@ -382,7 +388,7 @@ static bool child_spawn(child *c, const char *name, const char *join,
     return false;
 }
 
-static void child_reap(child *c)
+static inline void child_reap(child *c)
 {
     waitpid(c->pid, NULL, 0);
     close(c->in_fd);
@@ -390,7 +396,7 @@ static void child_reap(child *c)
     c->pid = 0;
 }
 
-static void child_kill(child *c)
+static inline void child_kill(child *c)
 {
     if (c->pid <= 0)
         return;
@@ -398,7 +404,7 @@ static void child_kill(child *c)
     child_reap(c);
 }
 
-static void child_quit(child *c)
+static inline void child_quit(child *c)
 {
     if (c->pid <= 0)
         return;
