@@ -3,14 +3,14 @@
  * when dialled).
  *
  * The receiver speaks HP v1 (net/hp_session.h) and, on top of it, the
- * cluster handshake of cluster/auth.h: the dialler sends cl.hello with its
- * nonce, the acceptor answers cl.challenge with its nonce and its proof, the
- * dialler checks that proof before proving anything itself (cl.proof). Only
- * then does the link report itself up to the node receiver; before that,
- * any other line closes it. Afterwards it sorts what arrives: cl.* lines go
- * to the node receiver, application messages are delivered here and only
- * here (a message that came from another node is never forwarded again),
- * and replies go to the peer receiver that holds the request.
+ * cluster handshake (cluster/handshake.h): the dialler sends cl.hello with
+ * its nonce, the acceptor answers cl.challenge with its nonce and its proof,
+ * the dialler checks that proof before proving anything itself (cl.proof).
+ * Only then does the link report itself up to the node receiver; before
+ * that, any other line closes it. Afterwards it sorts what arrives: routed
+ * traffic (cl.msg, cl.ack) goes to the member's peer receiver (peer.c),
+ * which delivers it on this node only; every other cl.* line goes to the
+ * node receiver. A bare application "msg" line is a protocol error.
  *
  * Key decision: one receiver per connection, not per member. A member may
  * have two connections for a moment (both sides dialled at once); each
