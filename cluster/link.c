@@ -37,7 +37,8 @@ typedef struct link_state {
     hm_conn *conn; /* owned reference, from net.opened */
     hm_hp_session hp;
     bool dialler;
-    char target[CL_NAME_CAP]; /* dialler: whom we meant to reach */
+    char target[CL_NAME_CAP];      /* dialler: whom we meant to reach */
+    char target_addr[CL_ADDR_CAP]; /* dialler: the address we dialled */
     link_stage stage;
     hm_handshake *hs;  /* owned */
     hm_wire_node peer; /* authenticated, from LK_UP on */
@@ -166,6 +167,8 @@ static void report_up(hm_ctx *ctx, link_state *s)
     strcpy(ev->addr, s->peer.addr);
     ev->inc = s->peer.inc;
     ev->flag = s->dialler;
+    if (s->dialler)
+        ev->str = hm_strdup(s->target_addr); /* the dial is over */
     ev->conn = hm_conn_ref(s->conn);
     ev->link = hm_addr_ref(hm_ctx_self(ctx));
     if (hm_ctx_send(ctx, s->node->node_addr, m) != HM_OK)
@@ -298,6 +301,7 @@ static void on_closed(hm_ctx *ctx, link_state *s, hm_err why)
     } else if (s->dialler) {
         m = cl_ev_msg(&cl_dial_failed_type, &ev);
         strcpy(ev->peer, s->target);
+        strcpy(ev->addr, s->target_addr);
         ev->flag = why == HM_ECONNREFUSED;
     } else {
         m = NULL;
@@ -353,14 +357,17 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
 
 const hm_hooks cl_link_hooks = {NULL, link_deactivate};
 
-void *cl_link_state_create(hm_node *n, const char *dial_target)
+void *cl_link_state_create(hm_node *n, const char *dial_target,
+                           const char *dial_addr)
 {
     link_state *s = hm_calloc(1, sizeof *s);
 
     s->node = n;
     s->dialler = dial_target != NULL;
-    if (dial_target)
+    if (dial_target) {
         snprintf(s->target, sizeof s->target, "%s", dial_target);
+        snprintf(s->target_addr, sizeof s->target_addr, "%s", dial_addr);
+    }
     hm_hp_session_init(&s->hp, s->dialler ? HM_HP_CLIENT : HM_HP_SERVER,
                        "hermes-cluster");
     return s;

@@ -144,6 +144,7 @@ void hm_node_destroy(hm_node *n)
     for (size_t i = 0; i < n->slot_count; i++)
         hm_conn_release(n->slots[i].conn);
     hm_free(n->slots);
+    hm_free(n->dialing);
     for (size_t i = 0; i < n->peer_count; i++)
         cl_peer_destroy(n->peers[i]);
     hm_free(n->peers);
@@ -208,7 +209,7 @@ static hm_err on_accept(void *arg, uint64_t conn_id, const char *peer,
         return HM_ECLOSED;
     snprintf(name, sizeof name, CL_LINK_PREFIX "a%llu",
              (unsigned long long)conn_id);
-    state = cl_link_state_create(n, NULL);
+    state = cl_link_state_create(n, NULL, NULL);
     err = hm_runtime_spawn(n->rt, name,
                            &(hm_receiver){.handler = cl_link_handle,
                                           .state = state,

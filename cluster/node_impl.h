@@ -81,6 +81,8 @@ struct hm_node {
     hm_members *members;
     cl_slot *slots;
     size_t slot_count, slot_cap;
+    char (*dialing)[CL_ADDR_CAP]; /* addresses with a dial in progress */
+    size_t dialing_count, dialing_cap;
     bool leaving;
 
     pthread_mutex_t lock;
@@ -161,8 +163,10 @@ extern const hm_hooks cl_peer_hooks;
 
 /* Link receivers: the state of a new one, for a connection we accept
  * (`dial_target` NULL) or dial (`dial_target` the member's name, "" for a
- * seed). Returns owned (the activation takes it). */
-void *cl_link_state_create(hm_node *n, const char *dial_target);
+ * seed, and `dial_addr` the address dialled; both borrowed). Returns owned
+ * (the activation takes it). */
+void *cl_link_state_create(hm_node *n, const char *dial_target,
+                           const char *dial_addr);
 
 /* Peer receivers: a new peer named `name` (borrowed). Returns owned. */
 cl_peer *cl_peer_create(hm_node *n, const char *name);

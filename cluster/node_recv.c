@@ -93,14 +93,48 @@ static void send_wire(hm_node *n, const char *peer, const hm_wire_msg *w,
         hm_members_on_sent(n->members, peer, now_ms);
 }
 
+/* Dials in progress, by address: the table may ask again for one that is
+ * still connecting (members.h, HM_MACT_DIAL); it is ignored. */
+static bool dialing_find(hm_node *n, const char *addr, size_t *at)
+{
+    for (size_t i = 0; i < n->dialing_count; i++) {
+        if (strcmp(n->dialing[i], addr) == 0) {
+            *at = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void dialing_add(hm_node *n, const char *addr)
+{
+    if (n->dialing_count == n->dialing_cap) {
+        n->dialing_cap = n->dialing_cap ? 2 * n->dialing_cap : 8;
+        n->dialing = hm_realloc(n->dialing,
+                                n->dialing_cap * sizeof *n->dialing);
+    }
+    snprintf(n->dialing[n->dialing_count++], CL_ADDR_CAP, "%s", addr);
+}
+
+static void dialing_done(hm_node *n, const char *addr)
+{
+    size_t at;
+
+    if (addr && dialing_find(n, addr, &at))
+        memcpy(n->dialing[at], n->dialing[--n->dialing_count], CL_ADDR_CAP);
+}
+
 static void dial(hm_ctx *ctx, hm_node *n, const char *peer, const char *addr)
 {
     char name[64], host[CL_ADDR_CAP];
     hm_addr *owner;
     void *state;
+    size_t at;
     int port;
     hm_err err;
 
+    if (dialing_find(n, addr, &at))
+        return;
     if (hm_cluster_parse_hostport(addr, host, sizeof host, &port) != HM_OK) {
         hm_members_on_dial_failed(n->members, peer, false,
                                   hm_ctx_now_ms(ctx));
@@ -110,7 +144,7 @@ static void dial(hm_ctx *ctx, hm_node *n, const char *peer, const char *addr)
     snprintf(name, sizeof name, CL_LINK_PREFIX "d%llu",
              (unsigned long long)atomic_fetch_add_explicit(
                  &n->next_dial, 1, memory_order_relaxed));
-    state = cl_link_state_create(n, peer);
+    state = cl_link_state_create(n, peer, addr);
     if (hm_runtime_spawn(n->rt, name,
                          &(hm_receiver){.handler = cl_link_handle,
                                         .state = state,
@@ -130,6 +164,8 @@ static void dial(hm_ctx *ctx, hm_node *n, const char *peer, const char *addr)
         hm_runtime_deactivate(n->rt, owner);
         hm_members_on_dial_failed(n->members, peer, false,
                                   hm_ctx_now_ms(ctx));
+    } else {
+        dialing_add(n, addr);
     }
     hm_addr_release(owner);
 }
@@ -307,6 +343,7 @@ static void on_link_up(hm_ctx *ctx, hm_node *n, cl_ev *ev)
     cl_slot *s = slot_ensure(n, ev->peer);
     bool refused;
 
+    dialing_done(n, ev->str);
     if (n->leaving) {
         hm_conn_close(ev->conn);
         return;
