@@ -352,6 +352,50 @@ Test(cluster_node, graceful_leave_is_reported_as_left)
     cr_assert(wait_event("C", HM_MEMBER_EV_LEFT, 1));
 }
 
+/* A request runs on a worker of A while the test kills C. */
+typedef struct pending_call {
+    hm_addr *to;
+    hm_msg *reply;
+    hm_err err;
+} pending_call;
+
+static void *call_thread(void *arg)
+{
+    pending_call *pc = arg;
+
+    pc->err = hm_runtime_call(A.rt, pc->to, text_msg("never"), WAIT_MS,
+                              &pc->reply);
+    return NULL;
+}
+
+Test(cluster_node, request_to_a_node_that_dies_gets_unreachable)
+{
+    child c;
+    pending_call pc = {0};
+    pthread_t t;
+    hm_node_member m[4];
+    size_t count;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/echo/carol"));
+    cr_assert(wait_lookup("test/echo/carol", "C"));
+    kill(c.pid, SIGSTOP); /* C cannot answer */
+    cr_assert_eq(hm_runtime_intern(A.rt, "test/echo/carol", &pc.to), HM_OK);
+    pthread_create(&t, NULL, call_thread, &pc);
+    /* Wait until the request waits in C's outbox, then kill C. */
+    do {
+        count = hm_node_members(A.node, m, 4);
+        usleep(1000);
+    } while (count == 0 || m[0].buffered == 0);
+    child_kill(&c);
+    pthread_join(t, NULL);
+    cr_assert_eq(pc.err, HM_OK);
+    cr_assert_eq(hm_msg_type(pc.reply), &hm_type_error);
+    cr_assert_eq(hm_msg_arg(pc.reply), HM_EUNREACHABLE);
+    hm_msg_destroy(pc.reply);
+    hm_addr_release(pc.to);
+}
+
 /* A placed name whose owner among {A, `other`} is `other`. */
 static void name_owned_by(const char *other, char *name, size_t cap)
 {
