@@ -25,7 +25,6 @@
 
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define HEARD_NOTICE_MS 50 /* an app line tells the node at most so often */
@@ -43,6 +42,7 @@ typedef struct link_state {
     hm_handshake *hs;  /* owned */
     hm_wire_node peer; /* authenticated, from LK_UP on */
     hm_addr *peer_addr; /* owned once up: "cluster/peer/<name>" */
+    hm_msg *pending;    /* owned: an inbound event to send after the line */
     uint64_t heard_ms;  /* last heard notice sent to the node */
 } link_state;
 
@@ -209,6 +209,38 @@ static void notice_heard(hm_ctx *ctx, link_state *s)
         hm_msg_destroy(m);
 }
 
+/* The inner HP message of a cl.msg (borrowed), decoded into `ev`: the
+ * runtime message with its registered type, the request id, whether it is
+ * a reply, the target address. Returns why the message could not be
+ * decoded (the line itself was valid: the peer receiver still numbers it,
+ * counts it undeliverable and answers a request with the error). */
+static hm_err decode_inner(hm_runtime *rt, const json_t *o, cl_ev *ev)
+{
+    const json_t *body = json_object_get(o, "body");
+    const json_t *id = json_object_get(o, "id");
+    const json_t *to = json_object_get(o, "to");
+    const json_t *type, *arg, *data, *reply;
+
+    if (!json_is_object(body))
+        return HM_EPROTO;
+    type = json_object_get(body, "type");
+    arg = json_object_get(body, "arg");
+    data = json_object_get(body, "data");
+    reply = json_object_get(body, "reply");
+    if ((id && (!json_is_integer(id) || json_integer_value(id) < 0)) ||
+        (arg && (!json_is_integer(arg) || json_integer_value(arg) < 0)) ||
+        (reply && !json_is_boolean(reply)) || (to && !json_is_string(to)) ||
+        !json_is_string(type))
+        return HM_EPROTO;
+    ev->id = id ? (uint64_t)json_integer_value(id) : 0;
+    ev->flag = json_is_true(reply);
+    ev->str = to ? hm_strdup(json_string_value(to)) : NULL;
+    return hm_msg_from_json(rt, json_string_value(type),
+                            data ? data : json_null(),
+                            arg ? (uint64_t)json_integer_value(arg) : 0,
+                            &ev->msg);
+}
+
 /* A cl.* line: the handshake, routed traffic for the peer receiver, or
  * membership and presence for the node receiver. */
 static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
@@ -235,12 +267,7 @@ static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
     strcpy(ev->peer, s->peer.name);
     ev->inc = s->peer.inc;
     if (w.type == HM_WIRE_ROUTED) {
-        /* A jansson value must not cross threads (its reference count is
-         * not synchronised): the inner message crosses as text. */
-        char *text = json_dumps(w.u.routed.body, JSON_COMPACT);
-
-        ev->str = text ? hm_strdup(text) : NULL;
-        free(text);
+        ev->err = decode_inner(hm_ctx_runtime(ctx), w.u.routed.body, ev);
         json_decref(w.u.routed.body);
         w.u.routed.body = NULL;
     }
@@ -248,12 +275,23 @@ static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
     ev->has_wire = true;
     if (routed) {
         notice_heard(ctx, s);
-        if (!s->peer_addr || hm_ctx_send(ctx, s->peer_addr, m) != HM_OK)
-            hm_msg_destroy(m);
+        /* Sent once this line's JSON tree is freed (cl_link_handle): a
+         * payload may hold part of it, and a jansson value's reference
+         * count must never be touched by two threads. */
+        s->pending = m;
         return;
     }
     s->heard_ms = hm_ctx_now_ms(ctx);
     if (hm_ctx_send(ctx, s->node->node_addr, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+static void send_pending(hm_ctx *ctx, link_state *s)
+{
+    hm_msg *m = s->pending;
+
+    s->pending = NULL;
+    if (m && (!s->peer_addr || hm_ctx_send(ctx, s->peer_addr, m) != HM_OK))
         hm_msg_destroy(m);
 }
 
@@ -332,6 +370,7 @@ hm_err cl_link_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             have) {
             on_hp(ctx, s, &hp);
             hm_hp_msg_fini(&hp);
+            send_pending(ctx, s);
         }
     } else if (t == &hm_net_error_type && s->conn) {
         hm_hp_session_on_framing_error(&s->hp, s->conn, hm_net_msg_err(msg));
@@ -351,6 +390,7 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
         hm_conn_abort(s->conn); /* no-op once closed */
     hm_conn_release(s->conn);
     hm_addr_release(s->peer_addr);
+    hm_msg_destroy(s->pending);
     hm_handshake_destroy(s->hs);
     hm_free(s);
 }

@@ -55,6 +55,7 @@ CL_EV_TYPE(cl_peer_up_type, "cluster.peer_up");
 CL_EV_TYPE(cl_peer_down_type, "cluster.peer_down");
 CL_EV_TYPE(cl_peer_gone_type, "cluster.peer_gone");
 CL_EV_TYPE(cl_inbound_type, "cluster.inbound");
+CL_EV_TYPE(cl_flush_type, "cluster.flush");
 const hm_type cl_out_type = {.name = "cluster.out", .free = out_free};
 
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out)

@@ -103,12 +103,16 @@ struct hm_node {
 typedef struct cl_ev {
     char peer[CL_NAME_CAP];
     char addr[CL_ADDR_CAP];
-    uint64_t inc;   /* incarnation, or a request id */
-    bool flag;      /* link_up: we dialled; dial_failed: refused */
+    uint64_t inc;   /* incarnation */
+    uint64_t id;    /* inbound cl.msg: the link-level request id (0: none) */
+    hm_err err;     /* inbound cl.msg: why `msg` could not be decoded */
+    bool flag;      /* link_up: we dialled; dial_failed: refused;
+                       inbound cl.msg: it is a reply */
     hm_conn *conn;  /* a reference */
     hm_addr *link;  /* a reference */
-    hm_msg *msg;    /* a reply */
-    char *str;      /* a presence name */
+    hm_msg *msg;    /* inbound cl.msg: the decoded message */
+    char *str;      /* a presence name; link_up: the address dialled;
+                       inbound cl.msg: the target address */
     bool has_wire;
     hm_wire_msg wire;
 } cl_ev;
@@ -125,6 +129,7 @@ extern const hm_type cl_peer_up_type;     /* node -> peer */
 extern const hm_type cl_peer_down_type;   /* node -> peer */
 extern const hm_type cl_peer_gone_type;   /* node -> peer */
 extern const hm_type cl_inbound_type;     /* link -> peer: cl.msg, cl.ack */
+extern const hm_type cl_flush_type;       /* peer -> itself: write now */
 extern const hm_type cl_out_type;         /* proxy -> peer: a line */
 
 /* Returns owned: a zeroed event of `type`. */

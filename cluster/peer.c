@@ -25,7 +25,6 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +38,7 @@ struct cl_peer {
     char name[CL_NAME_CAP];
     hm_conn *conn; /* owned reference; NULL while the link is down */
     bool gone;     /* dead, left or replaced: nothing waits */
+    bool flush_pending; /* a cl_flush_type message is queued to us */
     hm_outbox *outbox;
     hm_inbox inbox;   /* for the incarnation in_inc */
     uint64_t in_inc;  /* whose cl.msg we filter */
@@ -146,25 +146,61 @@ static char *wrap(const char *inner, size_t len, uint64_t seq,
     return buf;
 }
 
-/* Writes what the outbox has not written yet, in order. */
+#define BATCH_MAX_LEN (256u * 1024u) /* bytes per connection write */
+
+/* Writes what the outbox has not written yet, in order, several lines per
+ * connection write. */
 static void pump(cl_peer *p)
 {
     const char *inner;
-    size_t len, blen;
+    size_t len, blen, used = 0, cap = 0;
     uint64_t seq;
+    char *batch = NULL;
+    bool more = true;
 
-    while (p->conn && hm_outbox_next(p->outbox, &inner, &len, &seq)) {
-        char *buf = wrap(inner, len, seq, &blen);
+    while (p->conn && more) {
+        more = hm_outbox_next(p->outbox, &inner, &len, &seq);
+        if (more) {
+            char *line = wrap(inner, len, seq, &blen);
 
-        if (hm_conn_write_take(p->conn, buf, blen) != HM_OK) {
-            /* The link is full or closing: write it all again later (the
-             * peer's duplicate filter drops what it already has). */
-            hm_free(buf);
-            hm_outbox_rewind(p->outbox);
-            break;
+            if (used + blen > cap) {
+                cap = used + blen > 2 * cap ? used + blen : 2 * cap;
+                batch = hm_realloc(batch, cap);
+            }
+            memcpy(batch + used, line, blen);
+            used += blen;
+            hm_free(line);
+        }
+        if (used && (!more || used >= BATCH_MAX_LEN)) {
+            if (hm_conn_write_take(p->conn, batch, used) != HM_OK) {
+                /* The link is full or closing: write it all again later
+                 * (the peer's duplicate filter drops what it has). */
+                hm_outbox_rewind(p->outbox);
+                break;
+            }
+            batch = NULL;
+            used = cap = 0;
         }
     }
+    hm_free(batch);
     update_buffered(p);
+}
+
+/* Asks for a pump once the messages queued now are handled: everything
+ * pushed meanwhile goes out in one write. */
+static void pump_soon(hm_ctx *ctx, cl_peer *p)
+{
+    hm_msg *m;
+
+    if (p->flush_pending || !p->conn)
+        return;
+    m = hm_msg_create(&cl_flush_type, NULL, 0);
+    if (hm_ctx_send(ctx, hm_ctx_self(ctx), m) != HM_OK) {
+        hm_msg_destroy(m);
+        pump(p);
+        return;
+    }
+    p->flush_pending = true;
 }
 
 static void keep_request(cl_peer *p, uint64_t req, hm_msg *request)
@@ -194,13 +230,13 @@ static void on_out(hm_ctx *ctx, cl_peer *p, cl_out *o)
         keep_request(p, o->req, o->request);
         o->request = NULL;
     }
-    pump(p);
+    pump_soon(ctx, p);
 }
 
 /* Queues the reply to the peer's request `id`: `reply` (borrowed) or an
  * error reply with `err`. */
-static void send_reply(cl_peer *p, uint64_t id, const hm_msg *reply,
-                       hm_err err)
+static void send_reply(hm_ctx *ctx, cl_peer *p, uint64_t id,
+                       const hm_msg *reply, hm_err err)
 {
     hm_msg *made = NULL;
     char *line;
@@ -216,7 +252,7 @@ static void send_reply(cl_peer *p, uint64_t id, const hm_msg *reply,
         hm_free(line);
         count_drop(p);
     } else {
-        pump(p);
+        pump_soon(ctx, p);
     }
     hm_msg_destroy(made);
 }
@@ -225,8 +261,7 @@ static void send_reply(cl_peer *p, uint64_t id, const hm_msg *reply,
 static void on_local_reply(hm_ctx *ctx, void *state, hm_msg *reply,
                            hm_err err, void *arg)
 {
-    (void)ctx;
-    send_reply(state, (uint64_t)(uintptr_t)arg, reply, err);
+    send_reply(ctx, state, (uint64_t)(uintptr_t)arg, reply, err);
 }
 
 /* ------------------------------------------------------------- inbound */
@@ -245,41 +280,46 @@ static void answer_kept(hm_ctx *ctx, cl_peer *p, uint64_t req, hm_msg *m)
     hm_msg_destroy(m); /* the requester is gone */
 }
 
-static void deliver(hm_ctx *ctx, cl_peer *p, const hm_hp_msg *hp)
+/* Delivers the decoded message of `ev` on this node only: the reply to one
+ * of our kept requests, a request made here for the peer (its outcome goes
+ * back through the outbox), or a send. */
+static void deliver(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
 {
-    hm_msg *m;
+    bool request = ev->id && !ev->flag;
+    hm_err err = ev->err;
     hm_addr *to;
-    hm_err err = hm_hp_decode_msg(hm_ctx_runtime(ctx), hp, &m);
-    bool request = hp->id && !hp->u.msg.reply;
 
     if (err == HM_OK) {
         /* relaxed: a counter. */
         atomic_fetch_add_explicit(&p->node->st_received, 1,
                                   memory_order_relaxed);
-        if (hp->u.msg.reply) {
-            answer_kept(ctx, p, hp->id, m);
+        if (ev->flag) {
+            answer_kept(ctx, p, ev->id, ev->msg);
+            ev->msg = NULL;
             return;
         }
-        if (!hp->to) {
+        if (!ev->str) {
             err = HM_EINVAL;
         } else if (!request) {
-            err = hm_ctx_send_name(ctx, hp->to, m);
-        } else if ((err = hm_runtime_intern(hm_ctx_runtime(ctx), hp->to,
+            err = hm_ctx_send_name(ctx, ev->str, ev->msg);
+        } else if ((err = hm_runtime_intern(hm_ctx_runtime(ctx), ev->str,
                                             &to)) == HM_OK) {
-            err = hm_ctx_request(ctx, to, m, p->node->request_timeout_ms,
-                                 on_local_reply, (void *)(uintptr_t)hp->id,
-                                 NULL);
+            err = hm_ctx_request(ctx, to, ev->msg,
+                                 p->node->request_timeout_ms, on_local_reply,
+                                 (void *)(uintptr_t)ev->id, NULL);
             hm_addr_release(to);
         }
-        if (err == HM_OK)
+        if (err == HM_OK) {
+            ev->msg = NULL; /* the runtime took it */
             return;
-        hm_msg_destroy(m);
+        }
     }
-    HM_LOG_DEBUG("CL-UNDELIVERABLE", "%s: %s from %s: %s", p->node->name,
-                 hp->u.msg.type, p->name, hm_err_str(err));
+    HM_LOG_DEBUG("CL-UNDELIVERABLE", "%s: a message from %s for %s: %s",
+                 p->node->name, p->name, ev->str ? ev->str : "?",
+                 hm_err_str(err));
     count_drop(p);
     if (request)
-        send_reply(p, hp->id, NULL, err);
+        send_reply(ctx, p, ev->id, NULL, err);
 }
 
 static void ack_if_due(hm_ctx *ctx, cl_peer *p)
@@ -299,28 +339,13 @@ static void ack_if_due(hm_ctx *ctx, cl_peer *p)
 
 static void on_routed(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
 {
-    const hm_wire_msg *w = &ev->wire;
-    hm_hp_msg hp;
-    hm_hp_fail fail;
-    const char *text;
-
     if (ev->inc != p->in_inc) { /* a new incarnation numbers afresh */
         memset(&p->inbox, 0, sizeof p->inbox);
         p->in_inc = ev->inc;
     }
-    if (!hm_inbox_accept(&p->inbox, w->u.routed.seq))
-        return; /* a replay after a reconnection: delivered already */
-    text = ev->str; /* the inner HP message, as text (link.c) */
-    if (text && hm_hp_decode((const uint8_t *)text, strlen(text), &hp,
-                             &fail) == HM_OK) {
-        if (hp.kind == HM_HP_MSG)
-            deliver(ctx, p, &hp);
-        else
-            count_drop(p);
-        hm_hp_msg_fini(&hp);
-    } else {
-        count_drop(p);
-    }
+    if (hm_inbox_accept(&p->inbox, ev->wire.u.routed.seq))
+        deliver(ctx, p, ev);
+    /* else a replay after a reconnection: delivered already */
     ack_if_due(ctx, p);
 }
 
@@ -370,6 +395,9 @@ hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_out(ctx, p, hm_msg_payload(msg));
     } else if (t == &cl_inbound_type) {
         on_inbound(ctx, p, ev);
+    } else if (t == &cl_flush_type) {
+        p->flush_pending = false;
+        pump(p);
     } else if (t == &hm_type_tick) {
         ack_if_due(ctx, p);
         pump(p);
