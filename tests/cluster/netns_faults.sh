@@ -39,6 +39,12 @@ tmp=$(mktemp -d)
 export NETNS_PREFIX="hm$$x" NETNS_RUNDIR="$tmp/run"
 failed=0
 cleanup() {
+    if [ $failed = 1 ]; then
+        for n in 1 2 3; do
+            echo "--- node $n"
+            cat "$tmp/out$n" "$tmp/err$n" 2>/dev/null
+        done
+    fi
     for f in "$tmp"/pid*; do
         [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
     done
@@ -61,7 +67,10 @@ start() { # N: node nN on host N, joining node 1
 }
 
 # count FILE PATTERN: lines of FILE matching PATTERN
-count() { grep -c -E "$2" "$1" 2>/dev/null || true; }
+count() {
+    c=$(grep -c -E "$2" "$1" 2>/dev/null)
+    echo "${c:-0}"
+}
 
 # live FILE NODE: the last event FILE reports about NODE says it is live
 live() { grep "event $2 " "$1" 2>/dev/null | tail -n 1 | grep -q -E ' (up|alive)$'; }
@@ -128,9 +137,6 @@ if [ "$(cat "$tmp"/out? | grep -c ' dead$')" = "$deaths" ]; then
 else
     echo "netns_faults: FAILED: the 1|2 partition declared a death"
     failed=1
-fi
-if [ $failed = 1 ]; then
-    for n in 1 2 3; do echo "--- node $n"; cat "$tmp/out$n" "$tmp/err$n"; done
 fi
 
 for fd in 3 4 5; do eval "echo quit >&$fd"; done
