@@ -296,6 +296,7 @@ hm_err hm_node_start(hm_node *n, hm_runtime *rt, hm_net *net)
     return HM_OK;
 
 fail:
+    /* release: pairs with the acquire load in on_accept(). */
     atomic_store_explicit(&n->stopped, true, memory_order_release);
     hm_listener_close(n->listener);
     n->listener = NULL;
@@ -309,6 +310,8 @@ void hm_node_stop(hm_node *n, uint32_t wait_ms)
     hm_msg *reply = NULL;
     uint64_t deadline;
 
+    /* acquire: pairs with the release store in hm_node_start(); acq_rel:
+     * of concurrent stops exactly one sees false and stops. */
     if (!atomic_load_explicit(&n->started, memory_order_acquire) ||
         atomic_exchange_explicit(&n->stopped, true, memory_order_acq_rel))
         return;
@@ -346,6 +349,7 @@ static hm_err send_name(hm_node *n, const hm_type *type, const char *name)
 
     if (len == 0 || len > HM_PRES_NAME_MAX)
         return HM_EINVAL;
+    /* acquire: pairs with the release stores in start and stop. */
     if (!atomic_load_explicit(&n->started, memory_order_acquire) ||
         atomic_load_explicit(&n->stopped, memory_order_acquire))
         return HM_ECLOSED;

@@ -101,11 +101,13 @@ cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out)
 
 uint32_t cl_peer_buffered(const cl_peer *p)
 {
+    /* relaxed: a gauge for the snapshot; nothing is read through it. */
     return atomic_load_explicit(&p->buffered, memory_order_relaxed);
 }
 
 uint64_t cl_peer_undeliverable(const cl_peer *p)
 {
+    /* relaxed: a counter. */
     return atomic_load_explicit(&p->undeliverable, memory_order_relaxed);
 }
 
@@ -119,6 +121,7 @@ static void count_drop(cl_peer *p)
 
 static void update_buffered(cl_peer *p)
 {
+    /* relaxed: a gauge for the snapshot (publish() in node_recv.c). */
     atomic_store_explicit(&p->buffered, (uint32_t)hm_outbox_count(p->outbox),
                           memory_order_relaxed);
 }
