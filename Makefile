@@ -19,11 +19,11 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread -I. \
            -Wmissing-prototypes -Wno-unused-parameter -MMD -MP \
            $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SAN)
-LDLIBS  := -ljansson -lcrypto -lm
+LDLIBS  := -ljansson -lcrypto -lsqlite3 -lhiredis -lm
 
 # The Debian packages the build itself needs; tests that drive real peers
 # install theirs through the same script.
-BUILD_PKGS := gcc make libc6-dev libjansson-dev libcriterion-dev libssl-dev pkg-config
+BUILD_PKGS := gcc make libc6-dev libjansson-dev libcriterion-dev libssl-dev libsqlite3-dev libhiredis-dev pkg-config
 
 # Layers from top to bottom: the link order of the static libraries.
 LAYERS  := apps/chat apps/mqtt cluster net runtime
@@ -41,6 +41,7 @@ BENCH_SRCS  := $(wildcard bench/bench_*.c)
 BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 PROGRAMS    := $(BUILD)/hermes-demo \
                $(if $(wildcard apps/mqtt/main.c),$(BUILD)/hermes-mqtt) \
+               $(if $(wildcard apps/mqtt/tools/passwd.c),$(BUILD)/hermes-mqtt-passwd) \
                $(if $(wildcard apps/chat/main.c),$(BUILD)/hermes-chat)
 
 .PHONY: all deps run test unit stress smoke integration bench asan tsan \
@@ -70,6 +71,8 @@ $(BUILD)/hermes-demo: $(BUILD)/obj/examples/demo.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-mqtt: $(BUILD)/obj/apps/mqtt/main.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcrypt -o $@
+$(BUILD)/hermes-mqtt-passwd: $(BUILD)/obj/apps/mqtt/tools/passwd.o $(LIBS)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-chat: $(BUILD)/obj/apps/chat/main.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 

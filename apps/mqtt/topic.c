@@ -93,7 +93,7 @@ bool mqtt_topic_filter_covers(const char *outer, size_t outer_len,
         size_t ilen;
         if (olen == 1 && o[0] == '#')
             return true; /* covers this level and everything below */
-        if (i > iend) /* inner ended: "a" is covered by "a/#" only */
+        if (i > iend)    /* inner ended: "a" is covered by "a/#" only */
             return false;
         ilen = mqtt_trie_level_len(i, iend);
         if (ilen == 1 && i[0] == '#')
@@ -245,9 +245,8 @@ static mqtt_trie_node *find_node(mqtt_trie_node *root, const char *filter,
     return n;
 }
 
-hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter,
-                           size_t len, uint64_t subscriber, uint8_t qos,
-                           bool *is_new_out)
+hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
+                           uint64_t subscriber, uint8_t qos, bool *is_new_out)
 {
     mqtt_trie_node *n;
     bool is_new;
@@ -306,8 +305,7 @@ void mqtt_deliveries_fini(mqtt_deliveries *d)
     memset(d, 0, sizeof *d);
 }
 
-static void collect(mqtt_deliveries *d, const mqtt_trie_node *n,
-                    size_t *nodes)
+static void collect(mqtt_deliveries *d, const mqtt_trie_node *n, size_t *nodes)
 {
     const sub_set *s = n->value;
     if (!s || s->count == 0)
@@ -327,8 +325,8 @@ static void push(mqtt_deliveries *d, size_t *top, const mqtt_trie_node *n,
                  size_t pos)
 {
     if ((*top + 1) * sizeof(walk_item) > d->scratch_len) {
-        d->scratch_len = d->scratch_len ? d->scratch_len * 2
-                                        : 32 * sizeof(walk_item);
+        d->scratch_len =
+            d->scratch_len ? d->scratch_len * 2 : 32 * sizeof(walk_item);
         d->scratch = hm_realloc(d->scratch, d->scratch_len);
     }
     ((walk_item *)d->scratch)[(*top)++] = (walk_item){n, pos};

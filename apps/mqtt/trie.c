@@ -49,8 +49,8 @@ size_t mqtt_trie_level_len(const char *s, const char *end)
 }
 
 /* The slot where `level` is, or the empty slot where it would go. */
-static size_t find_slot(const mqtt_trie_node *n, const char *level,
-                        size_t len, uint32_t hash)
+static size_t find_slot(const mqtt_trie_node *n, const char *level, size_t len,
+                        uint32_t hash)
 {
     size_t mask = n->slot_count - 1;
     size_t i = hash & mask;
