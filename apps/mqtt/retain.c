@@ -51,20 +51,6 @@ size_t mqtt_retain_count(const mqtt_retain_store *s)
     return s->count;
 }
 
-static mqtt_trie_node *find(mqtt_trie_node *root, const char *topic, size_t len,
-                            bool create)
-{
-    const char *p = topic, *end = topic + len;
-    mqtt_trie_node *n = root;
-    while (n && p <= end) {
-        size_t llen = mqtt_trie_level_len(p, end);
-        n = create ? mqtt_trie_child_add(n, p, llen)
-                   : mqtt_trie_child(n, p, llen);
-        p += llen + 1;
-    }
-    return n;
-}
-
 void mqtt_retain_set(mqtt_retain_store *s, const char *topic, size_t topic_len,
                      const void *payload, size_t payload_len, uint8_t qos)
 {
@@ -72,7 +58,7 @@ void mqtt_retain_set(mqtt_retain_store *s, const char *topic, size_t topic_len,
     stored *m;
 
     if (payload_len == 0) { /* [MQTT-3.3.1-10]: clear */
-        n = find(s->root, topic, topic_len, false);
+        n = mqtt_trie_find(s->root, topic, topic_len, false);
         if (n && n->value) {
             stored_free(n->value);
             n->value = NULL;
@@ -81,7 +67,7 @@ void mqtt_retain_set(mqtt_retain_store *s, const char *topic, size_t topic_len,
         }
         return;
     }
-    n = find(s->root, topic, topic_len, true);
+    n = mqtt_trie_find(s->root, topic, topic_len, true);
     if (n->value) {
         stored_free(n->value);
         s->count--;
@@ -99,7 +85,7 @@ void mqtt_retain_set(mqtt_retain_store *s, const char *topic, size_t topic_len,
 bool mqtt_retain_get(const mqtt_retain_store *s, const char *topic,
                      size_t topic_len, mqtt_retained *out)
 {
-    mqtt_trie_node *n = find(s->root, topic, topic_len, false);
+    mqtt_trie_node *n = mqtt_trie_find(s->root, topic, topic_len, false);
     if (!n || !n->value)
         return false;
     *out = ((stored *)n->value)->view;

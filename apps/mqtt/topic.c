@@ -230,21 +230,6 @@ size_t mqtt_topic_tree_count(const mqtt_topic_tree *t)
     return t->count;
 }
 
-/* The node for `filter`, created if `create`, else NULL when absent. */
-static mqtt_trie_node *find_node(mqtt_trie_node *root, const char *filter,
-                                 size_t len, bool create)
-{
-    const char *p = filter, *end = filter + len;
-    mqtt_trie_node *n = root;
-    while (n && p <= end) {
-        size_t llen = mqtt_trie_level_len(p, end);
-        n = create ? mqtt_trie_child_add(n, p, llen)
-                   : mqtt_trie_child(n, p, llen);
-        p += llen + 1;
-    }
-    return n;
-}
-
 hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
                            uint64_t subscriber, uint8_t qos, bool *is_new_out)
 {
@@ -253,7 +238,7 @@ hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
 
     if (subscriber == 0 || qos > 2 || !mqtt_topic_filter_is_valid(filter, len))
         return HM_EINVAL;
-    n = find_node(t->root, filter, len, true);
+    n = mqtt_trie_find(t->root, filter, len, true);
     if (!n->value)
         n->value = hm_calloc(1, sizeof(sub_set));
     is_new = set_put(n->value, subscriber, qos);
@@ -270,7 +255,7 @@ hm_err mqtt_topic_tree_remove(mqtt_topic_tree *t, const char *filter,
     mqtt_trie_node *n;
     if (len == 0 || len > MQTT_TOPIC_MAX_LEN)
         return HM_ENOTFOUND;
-    n = find_node(t->root, filter, len, false);
+    n = mqtt_trie_find(t->root, filter, len, false);
     if (!n || !n->value || !set_remove(n->value, subscriber))
         return HM_ENOTFOUND;
     t->count--;

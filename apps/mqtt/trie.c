@@ -216,3 +216,18 @@ void mqtt_trie_destroy(mqtt_trie_node *root, void (*free_value)(void *))
         n = c;
     }
 }
+
+mqtt_trie_node *mqtt_trie_find(mqtt_trie_node *root, const char *path,
+                               size_t len, bool create)
+{
+    const char *p = path, *end = path + len;
+    mqtt_trie_node *n = root;
+
+    while (n && p <= end) {
+        size_t llen = mqtt_trie_level_len(p, end);
+        n = create ? mqtt_trie_child_add(n, p, llen)
+                   : mqtt_trie_child(n, p, llen);
+        p += llen + 1;
+    }
+    return n;
+}

@@ -60,5 +60,9 @@ void mqtt_trie_destroy(mqtt_trie_node *root, void (*free_value)(void *));
 
 /* The length of the level starting at `s` (up to '/' or `end`). */
 size_t mqtt_trie_level_len(const char *s, const char *end);
+/* The node for the '/'-separated path[0, len) under `root`: created level by
+ * level if `create`, else NULL when absent. */
+mqtt_trie_node *mqtt_trie_find(mqtt_trie_node *root, const char *path,
+                               size_t len, bool create);
 
 #endif
