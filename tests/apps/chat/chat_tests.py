@@ -1,0 +1,229 @@
+"""tests/apps/chat/chat_tests.py: the chat end to end, with real server
+processes and scripted clients on loopback (run by test_chat.sh).
+
+usage: chat_tests.py BUILD_DIR"""
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chatkit import BOUND_S, Client, Server, run_tests  # noqa: E402
+
+
+# ------------------------------------------------------------ one server
+
+def login_is_answered_with_the_user_and_the_node(srv):
+    c = Client(srv)
+    ans = c.cmd("chat.login", user="ann")
+    assert ans["type"] == "chat.ok" and ans["data"]["user"] == "ann", ans
+    assert ans["data"]["node"] == srv.node, ans
+    c.close()
+
+
+def a_second_login_with_a_taken_name_is_refused(srv):
+    first = Client(srv, "dup")
+    second = Client(srv)
+    ans = second.cmd("chat.login", user="dup")
+    assert ans["type"] == "chat.error", ans
+    assert ans["data"]["code"] == "name_taken", ans
+    ans = second.cmd("chat.login", user="dup2")  # the connection goes on
+    assert ans["type"] == "chat.ok", ans
+    first.close()
+    second.close()
+
+
+def a_direct_message_reaches_the_recipient_and_the_sender_learns_it(srv):
+    alice, bob = Client(srv, "alice1"), Client(srv, "bob1")
+    ans = alice.cmd("chat.msg", to="bob1", text="hello bob")
+    assert ans["type"] == "chat.delivered", ans
+    assert ans["data"]["to"] == "bob1", ans
+    bob.expect_event("chat.dm", **{"from": "alice1", "text": "hello bob"})
+    alice.close()
+    bob.close()
+
+
+def a_direct_message_to_nobody_gets_no_such_user(srv):
+    alice = Client(srv, "alice2")
+    ans = alice.cmd("chat.msg", to="nobody", text="anyone?")
+    assert ans["type"] == "chat.error", ans
+    assert ans["data"]["code"] == "no_such_user", ans
+    alice.close()
+
+
+def room_members_see_joins_lines_and_leaves(srv):
+    a, b, c = Client(srv, "ra"), Client(srv, "rb"), Client(srv, "rc")
+    ans = a.cmd("chat.join", room="den")
+    assert ans["type"] == "chat.ok" and ans["data"]["users"] == ["ra"], ans
+    b.cmd("chat.join", room="den")
+    a.expect_event("chat.presence", event="joined", user="rb", room="den")
+    ans = c.cmd("chat.say", room="den", text="let me in")
+    assert ans["data"].get("code") == "not_member", ans
+    ans = b.cmd("chat.say", room="den", text="hi den")
+    assert ans["type"] == "chat.ok", ans
+    a.expect_event("chat.said", room="den", **{"from": "rb", "text": "hi den"})
+    b.expect_event("chat.said", room="den", **{"from": "rb", "text": "hi den"})
+    ans = a.cmd("chat.who", room="den")
+    assert ans["data"]["users"] == ["ra", "rb"], ans
+    assert "den" in a.cmd("chat.rooms")["data"]["rooms"]
+    assert b.cmd("chat.leave", room="den")["type"] == "chat.ok"
+    a.expect_event("chat.presence", event="left", user="rb", room="den")
+    assert a.cmd("chat.leave", room="den")["type"] == "chat.ok"
+    ans = a.cmd("chat.leave", room="den")
+    assert ans["data"].get("code") == "not_member", ans
+    for x in (a, b, c):
+        x.close()
+
+
+def users_see_others_come_online_and_go_offline(srv):
+    watcher = Client(srv, "watcher")
+    other = Client(srv, "comer")
+    watcher.expect_event("chat.presence", event="online", user="comer")
+    assert "comer" in watcher.cmd("chat.who")["data"]["users"]
+    other.close()  # a dropped connection logs the user out
+    watcher.expect_event("chat.presence", event="offline", user="comer")
+    watcher.close()
+
+
+def an_explicit_logout_answers_then_closes_and_frees_the_name(srv):
+    c = Client(srv, "leaver")
+    assert c.cmd("chat.logout")["type"] == "chat.ok"
+    assert c.expect_closed()
+    again = Client(srv, "leaver")  # the name is free again
+    again.close()
+
+
+def malformed_lines_get_errors_and_nobody_else_is_disturbed(srv):
+    bad, bystander, friend = Client(srv), Client(srv, "calm"), None
+    bad.send_raw(b"this is not json\n")
+    assert bad.expect(lambda m: m["type"] == "error")["data"]["code"] == \
+        "invalid_json"
+    bad.send_raw(b'{"v":1,"type":"msg","id":5,"body":{"type":"chat.msg",'
+                 b'"data":{"to":"calm","text":"x"}}}\n')
+    ans = bad.expect(lambda m: m.get("id") == 5)
+    assert ans["data"]["code"] == "not_logged_in", ans
+    bad.send_raw(b'[1,2,3]\n')
+    assert bad.expect(lambda m: m["type"] == "error")["data"]["code"] == \
+        "not_object"
+    assert bad.cmd("chat.dance")["data"]["code"] == "unknown_command"
+    assert bad.cmd("chat.login", user="no spaces")["data"]["code"] == "bad_name"
+    assert bad.cmd("chat.login")["data"]["code"] == "bad_request"
+    assert bad.cmd("chat.login", user="bad")["type"] == "chat.ok"
+    ans = bad.cmd("chat.msg", to="calm", text="x" * 1001)
+    assert ans["data"]["code"] == "text_too_long", ans
+    friend = Client(srv, "friend")
+    assert friend.cmd("chat.msg", to="calm", text="still here?")["type"] == \
+        "chat.delivered"
+    bystander.expect_event("chat.dm", text="still here?")
+    ans = bad.cmd("chat.msg", to="calm", text="sorry")  # bad still works
+    assert ans["type"] == "chat.delivered", ans
+    for x in (bad, bystander, friend):
+        x.close()
+
+
+def a_line_over_the_limit_closes_that_connection_only(srv):
+    bad, calm = Client(srv, "flooder"), Client(srv, "calm2")
+    bad.send_raw(b"x" * (17 * 1024) + b"\n")
+    err = bad.expect(lambda m: m["type"] == "error")
+    assert err["data"]["code"] == "line_too_long", err
+    assert bad.expect_closed()
+    calm.expect_event("chat.presence", event="offline", user="flooder")
+    assert calm.cmd("chat.who")["type"] == "chat.ok"
+    calm.close()
+
+
+def a_silent_client_is_logged_out(build):
+    srv = Server(build, "idle", "--idle-timeout-ms", "400")
+    try:
+        watcher = Client(srv, "watcher")
+        sleeper = Client(srv, "sleeper")  # logs in, then says nothing
+        watcher.expect_event("chat.presence", event="online", user="sleeper")
+        # The watcher keeps itself alive with pings while it waits.
+        deadline = time.monotonic() + BOUND_S
+        while True:
+            watcher.send({"v": 1, "type": "ping", "id": watcher.new_id()})
+            try:
+                m = watcher.expect(lambda m: m["type"] == "chat.presence" and
+                                   m["data"]["user"] == "sleeper" and
+                                   m["data"]["event"] == "offline")
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+        assert m
+        srv.wait_log("CHAT-IDLE")
+        assert sleeper.expect_event("chat.bye", reason="idle_timeout")
+        assert sleeper.expect_closed()
+        watcher.close()
+    finally:
+        srv.stop()
+
+
+def the_terminal_client_sends_and_prints_over_a_pipe(srv):
+    bob = Client(srv, "tbob")
+    cli = subprocess.Popen(
+        [os.path.join(BUILD, "hermes-chat"), "client", "--connect",
+         "127.0.0.1:%d" % srv.port, "--user", "tann"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "logged in as tann" in read_until(cli, "logged in")
+        cli.stdin.write("/msg tbob hi from the terminal\n")
+        cli.stdin.flush()
+        assert "delivered to tbob" in read_until(cli, "delivered")
+        bob.expect_event("chat.dm", text="hi from the terminal")
+        bob.cmd("chat.msg", to="tann", text="hello back")
+        assert "tbob -> you: hello back" in read_until(cli, "hello back")
+        cli.stdin.write("/join hall\nhi hall\n")
+        cli.stdin.flush()
+        assert "[hall] tann: hi hall" in read_until(cli, "hi hall")
+        cli.stdin.write("/quit\n")
+        cli.stdin.flush()
+        assert cli.wait(timeout=BOUND_S) == 0
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        bob.close()
+
+
+def read_until(proc, text):
+    """Reads the client's output lines until one contains `text`."""
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("client output ended before %r" % text)
+        if text in line:
+            return line
+
+
+SINGLE = [
+    login_is_answered_with_the_user_and_the_node,
+    a_second_login_with_a_taken_name_is_refused,
+    a_direct_message_reaches_the_recipient_and_the_sender_learns_it,
+    a_direct_message_to_nobody_gets_no_such_user,
+    room_members_see_joins_lines_and_leaves,
+    users_see_others_come_online_and_go_offline,
+    an_explicit_logout_answers_then_closes_and_frees_the_name,
+    malformed_lines_get_errors_and_nobody_else_is_disturbed,
+    a_line_over_the_limit_closes_that_connection_only,
+    the_terminal_client_sends_and_prints_over_a_pipe,
+]
+
+
+def main():
+    global BUILD
+    BUILD = sys.argv[1]
+    failures = 0
+    srv = Server(BUILD, "single")
+    try:
+        failures += run_tests(SINGLE, srv)
+    finally:
+        srv.stop()
+    failures += run_tests([a_silent_client_is_logged_out], BUILD)
+    print("chat: %d failed" % failures if failures else "chat: all passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
