@@ -200,17 +200,27 @@ static void on_frame(hm_ctx *ctx, chat_session *s, const hm_msg *msg)
     hm_hp_msg_fini(&m);
 }
 
-/* The connection closed: tell the user (if any) and end the session. */
+/* Logs the user (if any) out now: the connection is closed or closing. */
+static void log_out(hm_ctx *ctx, chat_session *s)
+{
+    hm_msg *gone;
+
+    if (!s->user)
+        return;
+    gone = hm_msg_create(&chat_gone_type, NULL, s->conn_id);
+    if (hm_ctx_send(ctx, s->user, gone) != HM_OK)
+        hm_msg_destroy(gone);
+    hm_addr_release(s->user);
+    s->user = NULL;
+}
+
+/* The connection closed: log the user out and end the session. */
 static void on_closed(hm_ctx *ctx, chat_session *s, const hm_msg *msg)
 {
     HM_LOG_INFO("CHAT-DISCONNECT", "connection %llu closed: %s",
                 (unsigned long long)s->conn_id,
                 hm_err_str(hm_net_msg_err(msg)));
-    if (s->user) {
-        hm_msg *gone = hm_msg_create(&chat_gone_type, NULL, s->conn_id);
-        if (hm_ctx_send(ctx, s->user, gone) != HM_OK)
-            hm_msg_destroy(gone);
-    }
+    log_out(ctx, s);
     hm_ctx_deactivate(ctx);
 }
 
@@ -225,7 +235,8 @@ static void on_tick(hm_ctx *ctx, chat_session *s)
                 (unsigned long long)(now - s->last_heard_ms));
     chat_write_msg(s->conn, "chat.bye", 0,
                    json_pack("{s:s}", "reason", "idle_timeout"));
-    hm_conn_close(s->conn);
+    hm_conn_close(s->conn); /* flushes the bye, then closes */
+    log_out(ctx, s); /* now: a dead peer would hold the close until linger */
     hm_runtime_cancel_timer(hm_ctx_runtime(ctx), s->idle_timer);
     s->idle_timer = 0;
 }

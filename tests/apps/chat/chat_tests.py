@@ -146,7 +146,8 @@ def a_silent_client_is_logged_out(build):
             try:
                 m = watcher.expect(lambda m: m["type"] == "chat.presence" and
                                    m["data"]["user"] == "sleeper" and
-                                   m["data"]["event"] == "offline")
+                                   m["data"]["event"] == "offline",
+                                   bound_s=0.1)
                 break
             except AssertionError:
                 if time.monotonic() > deadline:

@@ -136,11 +136,11 @@ class Client:
         return {"type": m.get("type"), "data": m.get("body") or {},
                 "id": m.get("id")}
 
-    def expect(self, pred, what="a matching line"):
+    def expect(self, pred, what="a matching line", bound_s=BOUND_S):
         for i, m in enumerate(self.backlog):
             if pred(m):
                 return self.backlog.pop(i)
-        deadline = time.monotonic() + BOUND_S
+        deadline = time.monotonic() + bound_s
         while True:
             line = self._read_line(deadline)
             if line is None:
