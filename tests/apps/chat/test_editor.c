@@ -13,50 +13,42 @@ static void type(chat_editor *e, const char *s)
         chat_editor_key(e, (unsigned char)*s);
 }
 
-/* The submitted line, in a buffer that lives for the calling test. */
-typedef struct line_buf {
-    char s[CHAT_EDITOR_MAX + 1];
-} line_buf;
-
-static line_buf take(chat_editor *e)
-{
-    line_buf b;
-
-    chat_editor_take(e, b.s, sizeof b.s);
-    return b;
-}
-
-#define line_of(e) (take(e).s)
 
 Test(chat_editor, typed_bytes_make_the_line_and_enter_submits)
 {
     chat_editor e;
+    char out[CHAT_EDITOR_MAX + 1];
 
     chat_editor_init(&e);
     type(&e, "hello");
     cr_assert_eq(chat_editor_key(&e, '\r'), CHAT_EDIT_SUBMIT);
-    cr_assert_str_eq(line_of(&e), "hello");
+    chat_editor_take(&e, out, sizeof out);
+    cr_assert_str_eq(out, "hello");
     cr_assert_eq(e.len, 0);
 }
 
 Test(chat_editor, left_arrow_then_typing_inserts_in_the_middle)
 {
     chat_editor e;
+    char out[CHAT_EDITOR_MAX + 1];
 
     chat_editor_init(&e);
     type(&e, "hllo\x1b[D\x1b[D\x1b[D");
     type(&e, "e");
-    cr_assert_str_eq(line_of(&e), "hello");
+    chat_editor_take(&e, out, sizeof out);
+    cr_assert_str_eq(out, "hello");
 }
 
 Test(chat_editor, backspace_removes_a_whole_utf8_character)
 {
     chat_editor e;
+    char out[CHAT_EDITOR_MAX + 1];
 
     chat_editor_init(&e);
     type(&e, "caf\xc3\xa9");
     cr_assert_eq(chat_editor_key(&e, 0x7f), CHAT_EDIT_REDRAW);
-    cr_assert_str_eq(line_of(&e), "caf");
+    chat_editor_take(&e, out, sizeof out);
+    cr_assert_str_eq(out, "caf");
 }
 
 Test(chat_editor, ctrl_w_deletes_the_last_word_and_ctrl_u_the_line)
@@ -73,12 +65,14 @@ Test(chat_editor, ctrl_w_deletes_the_last_word_and_ctrl_u_the_line)
 Test(chat_editor, home_end_and_unknown_sequences_never_insert_garbage)
 {
     chat_editor e;
+    char out[CHAT_EDITOR_MAX + 1];
 
     chat_editor_init(&e);
     type(&e, "bc\x01"
              "a\x05"
              "d\x1b[A\x1b[1;5C\x1bOP");
-    cr_assert_str_eq(line_of(&e), "abcd");
+    chat_editor_take(&e, out, sizeof out);
+    cr_assert_str_eq(out, "abcd");
 }
 
 Test(chat_editor, ctrl_d_quits_only_on_an_empty_line_and_ctrl_c_always)
