@@ -3,6 +3,7 @@ processes and scripted clients on loopback (run by test_chat.sh).
 
 usage: chat_tests.py BUILD_DIR"""
 
+import json
 import os
 import subprocess
 import sys
@@ -188,6 +189,31 @@ def the_terminal_client_sends_and_prints_over_a_pipe(srv):
         bob.close()
 
 
+def the_nc_session_in_docs_chat_md_is_true(build):
+    """Replays the session between the nc-session markers of docs/chat.md:
+    sends each "> " line, and compares each "< " line (as JSON) with the
+    next line the server sends."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                        "..", "..")
+    with open(os.path.join(root, "docs", "chat.md")) as f:
+        doc = f.read()
+    session = doc.split("<!-- nc-session -->")[1].split(
+        "<!-- /nc-session -->")[0]
+    srv = Server(build, "doc")
+    try:
+        c = Client.raw(srv)
+        for line in session.splitlines():
+            if line.startswith("> "):
+                c.send_raw(line[2:].encode() + b"\n")
+            elif line.startswith("< "):
+                got = c.next_json()
+                want = json.loads(line[2:])
+                assert got == want, "expected %s\n got %s" % (want, got)
+        c.close()
+    finally:
+        srv.stop()
+
+
 def read_until(proc, text):
     """Reads the client's output lines until one contains `text`."""
     while True:
@@ -221,7 +247,8 @@ def main():
         failures += run_tests(SINGLE, srv)
     finally:
         srv.stop()
-    failures += run_tests([a_silent_client_is_logged_out], BUILD)
+    failures += run_tests([a_silent_client_is_logged_out,
+                           the_nc_session_in_docs_chat_md_is_true], BUILD)
     print("chat: %d failed" % failures if failures else "chat: all passed")
     return 1 if failures else 0
 

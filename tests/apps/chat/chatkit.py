@@ -68,19 +68,33 @@ class Server:
 
 
 class Client:
-    def __init__(self, server, user=None):
+    def __init__(self, server, user=None, greet=True):
         self.sock = socket.create_connection(("127.0.0.1", server.port),
                                              timeout=BOUND_S)
         self.buf = b""
         self.backlog = []
         self.next_id = 0
         self.closed = False
+        if not greet:
+            return
         self.send({"v": 1, "type": "hello", "id": self.new_id(),
                    "body": {"min": 1, "max": 1}})
         self.expect(lambda m: m["type"] == "welcome")
         if user:
             ans = self.cmd("chat.login", user=user)
             assert ans["type"] == "chat.ok", ans
+
+    @classmethod
+    def raw(cls, server):
+        """A connection that has sent nothing yet (not even hello)."""
+        return cls(server, greet=False)
+
+    def next_json(self):
+        """The next line, parsed as it is (no flattening)."""
+        line = self._read_line(time.monotonic() + BOUND_S)
+        if line is None:
+            raise AssertionError("no line came")
+        return json.loads(line)
 
     def new_id(self):
         self.next_id += 1
