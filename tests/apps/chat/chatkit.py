@@ -12,9 +12,12 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 
 BOUND_S = 10.0  # how long anything may take before the test fails
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "WARNING: ThreadSanitizer")
 
 
 class Server:
@@ -56,7 +59,10 @@ class Server:
             self.proc.wait()
 
     def stop(self):
-        if self.proc.poll() is None:
+        """Stops the server (SIGTERM: a clean shutdown) and checks that it
+        exited cleanly and that no sanitizer complained."""
+        killed = self.proc.poll() is not None
+        if not killed:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=BOUND_S)
@@ -64,7 +70,16 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.err.close()
+        log = self.log()
         os.unlink(self.err_path)
+        for bad in SANITIZER_REPORTS:
+            if bad in log:
+                print(log, file=sys.stderr)
+                raise AssertionError("%s: %s" % (self.name, bad))
+        if not killed and self.proc.returncode != 0:
+            print(log, file=sys.stderr)
+            raise AssertionError("%s exited with %d" % (
+                self.name, self.proc.returncode))
 
 
 class Client:
