@@ -17,10 +17,6 @@
 #include "apps/chat/roster.h"
 #include "runtime/alloc.h"
 
-#ifdef CHAT_WITH_CLUSTER
-#include "cluster/node.h"
-#endif
-
 #include <jansson.h>
 #include <string.h>
 
@@ -28,7 +24,6 @@ typedef struct chat_directory {
     chat_server *srv;
     chat_roster users; /* online users and their nodes */
     chat_roster rooms; /* open rooms and the node holding each */
-    bool moving;
 } chat_directory;
 
 /* Tells every online user except `user` that `user` went `event`. */
@@ -98,11 +93,6 @@ static hm_err directory_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         reply_list(ctx, msg, &d->rooms);
     } else if (t == &chat_node_gone_type && n->node) {
         on_node_gone(ctx, d, n->node);
-#ifdef CHAT_WITH_CLUSTER
-    } else if (t == &hm_node_moved_type) {
-        d->moving = true;
-        hm_ctx_deactivate(ctx);
-#endif
     }
     return HM_OK;
 }
@@ -122,9 +112,11 @@ static void directory_deactivate(hm_ctx *ctx, void *state,
 {
     chat_directory *d = state;
 
-    for (size_t i = 0; d->moving && i < d->users.count; i++)
+    /* The directory never ends itself: if it ends before the runtime
+     * closes, the cluster is moving it to another node. */
+    for (size_t i = 0; why != HM_DEACTIVATE_CLOSE && i < d->users.count; i++)
         hand_on(ctx, &chat_online_type, &d->users.entries[i]);
-    for (size_t i = 0; d->moving && i < d->rooms.count; i++)
+    for (size_t i = 0; why != HM_DEACTIVATE_CLOSE && i < d->rooms.count; i++)
         hand_on(ctx, &chat_room_open_type, &d->rooms.entries[i]);
     chat_roster_fini(&d->users);
     chat_roster_fini(&d->rooms);

@@ -47,6 +47,10 @@ extern const hm_type chat_room_open_type;  /* {room} */
 extern const hm_type chat_room_close_type; /* {room} */
 /* To rooms and the directory: every user of `node` is gone. */
 extern const hm_type chat_node_gone_type; /* {node} */
+/* To any chat name: ignored by every chat receiver. A login that finds a
+ * stale proxy standing under a user's name sends it one, so the proxy
+ * looks the name up again and ends (cluster/proxy.c). */
+extern const hm_type chat_nudge_type; /* {} */
 /* The answer to every request above: {code?, list?}. */
 extern const hm_type chat_result_type;
 

@@ -9,18 +9,15 @@
  * name, and every node's sends reach it there.
  *
  * Key decision: a room with no members ends itself, and a room that must
- * move (its node is no longer the one chosen for it) hands its members to
- * its successor by sending them, as quiet joins, to its own name from its
- * deactivate hook: the cluster routes them to the new node. */
+ * move (its node is no longer the one chosen for it: the cluster ends it
+ * with hm_runtime_deactivate) hands its members to its successor by sending
+ * them, as quiet joins, to its own name from its deactivate hook: the
+ * cluster routes them to the new node. */
 #include "apps/chat/chat_impl.h"
 
 #include "apps/chat/roster.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
-
-#ifdef CHAT_WITH_CLUSTER
-#include "cluster/node.h"
-#endif
 
 #include <jansson.h>
 #include <string.h>
@@ -29,7 +26,6 @@ typedef struct chat_room {
     chat_server *srv;
     char name[CHAT_MAX_NAME + 1];
     chat_roster members;
-    bool moving; /* deactivating to move to another node */
 } chat_room;
 
 /* Sends an event about `user` to every member. */
@@ -145,11 +141,6 @@ static hm_err room_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         end_if_empty(ctx, r);
     } else if (t == &chat_node_gone_type) {
         on_node_gone(ctx, r, msg);
-#ifdef CHAT_WITH_CLUSTER
-    } else if (t == &hm_node_moved_type) {
-        r->moving = true;
-        hm_ctx_deactivate(ctx);
-#endif
     }
     return HM_OK;
 }
@@ -177,7 +168,9 @@ static void room_deactivate(hm_ctx *ctx, void *state,
         chat_send_to(ctx, CHAT_LOCAL, "",
                      hm_msg_create(&chat_track_type,
                                    chat_note_create(NULL, r->name, NULL), 0));
-        for (size_t i = 0; r->moving && i < r->members.count; i++) {
+        /* Members left at the end: the cluster is moving us (we end
+         * ourselves only when empty). Hand them on. */
+        for (size_t i = 0; i < r->members.count; i++) {
             const chat_roster_entry *e = &r->members.entries[i];
             chat_note *n = chat_note_create(e->name, r->name, NULL);
 

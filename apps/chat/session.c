@@ -125,6 +125,18 @@ static void forward(hm_ctx *ctx, chat_session *s, chat_cmd *cmd)
     }
 }
 
+/* The name is live here, and no other node has it: it may be a proxy left
+ * from when the user was on another node. A message makes a proxy look the
+ * name up again and end; the client's next login then succeeds. A real
+ * user ignores it. */
+static void nudge(hm_ctx *ctx, const char *addr)
+{
+    hm_msg *m = chat_note_msg(&chat_nudge_type, NULL, NULL, NULL);
+
+    if (hm_ctx_send_name(ctx, addr, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 /* Logs in: spawns "chat/user/<name>" (which fails if the name is live on
  * this node), registers the name in the cluster, and forwards the login to
  * the new user, which announces itself and answers. Takes `cmd`. */
@@ -147,6 +159,8 @@ static void login(hm_ctx *ctx, chat_session *s, chat_cmd *cmd)
                                           : CHAT_ERR_INTERNAL,
                          err == HM_EEXIST ? "that name is logged in"
                                           : hm_err_str(err));
+        if (err == HM_EEXIST && s->srv->node)
+            nudge(ctx, addr);
     } else {
 #ifdef CHAT_WITH_CLUSTER
         if (s->srv->node)
