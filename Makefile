@@ -44,7 +44,7 @@ PROGRAMS    := $(BUILD)/hermes-demo \
                $(if $(wildcard apps/chat/main.c),$(BUILD)/hermes-chat)
 
 .PHONY: all deps run test unit stress smoke integration bench asan tsan \
-        fuzz format clean
+        fuzz format clean demo-chat
 .DEFAULT_GOAL := all
 
 all: $(LIBS) $(PROGRAMS) $(TESTS) $(STRESS) $(BENCHES)
@@ -91,6 +91,10 @@ run: all
 
 test: all
 	@sh mk/run-tests.sh $(BUILD) unit stress smoke integration
+
+# `make demo-chat`: three chat servers clustered on loopback (docs/chat.md).
+demo-chat: $(BUILD)/hermes-chat
+	@sh mk/demo-chat.sh $(BUILD)
 
 unit: all
 	@sh mk/run-tests.sh $(BUILD) unit
