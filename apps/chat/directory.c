@@ -16,6 +16,7 @@
 
 #include "apps/chat/roster.h"
 #include "runtime/alloc.h"
+#include "runtime/log.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -123,7 +124,17 @@ static void directory_deactivate(hm_ctx *ctx, void *state,
     hm_free(d);
 }
 
-static const hm_hooks DIRECTORY_HOOKS = {.deactivate = directory_deactivate};
+static hm_err directory_activate(hm_ctx *ctx, void *state)
+{
+    chat_directory *d = state;
+
+    HM_LOG_INFO("CHAT-DIRECTORY", "the directory is active on node %s",
+                d->srv->node_name);
+    return HM_OK;
+}
+
+static const hm_hooks DIRECTORY_HOOKS = {.activate = directory_activate,
+                                         .deactivate = directory_deactivate};
 
 void chat_directory_make(chat_server *srv, hm_receiver *out)
 {

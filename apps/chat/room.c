@@ -150,6 +150,8 @@ static hm_err room_activate(hm_ctx *ctx, void *state)
     chat_room *r = state;
     hm_msg *open = chat_note_msg(&chat_room_open_type, NULL, r->name, NULL);
 
+    HM_LOG_INFO("CHAT-ROOM-OPEN", "room %s is active on node %s", r->name,
+                r->srv->node_name);
     chat_note_set(&((chat_note *)hm_msg_payload(open))->node,
                   r->srv->node_name);
     chat_send_to(ctx, CHAT_DIRECTORY, "", open);

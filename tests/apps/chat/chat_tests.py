@@ -224,6 +224,167 @@ def read_until(proc, text):
             return line
 
 
+# -------------------------------------------------------- three servers
+
+def start_cluster(build, secret_path):
+    """Three clustered servers, n2 and n3 joining n1; returns them once
+    each has seen the two others come up."""
+    def flags(name, join):
+        f = ["--node", name, "--cluster-listen", "127.0.0.1:0",
+             "--cluster-secret-file", secret_path]
+        return f + (["--join", join] if join else [])
+    n1 = Server(build, "n1", cluster=flags("n1", None))
+    n2 = Server(build, "n2", cluster=flags("n2", n1.cluster_addr))
+    n3 = Server(build, "n3", cluster=flags("n3", n1.cluster_addr))
+    for n in (n1, n2, n3):
+        n.wait_log(": UP", 2)
+    return n1, n2, n3
+
+
+def until_ok(fn, what):
+    """Retries `fn` (which returns an answer) until it is not an error: for
+    what the cluster learns asynchronously (a login elsewhere)."""
+    deadline = time.monotonic() + BOUND_S
+    while True:
+        ans = fn()
+        if ans["type"] != "chat.error":
+            return ans
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: still %s" % (what, ans))
+        time.sleep(0.05)
+
+
+def until_gone(client, user, room):
+    """Asks `who` until `user` is no longer listed (bounded)."""
+    deadline = time.monotonic() + BOUND_S
+    while True:
+        args = {"room": room} if room else {}
+        ans = client.cmd("chat.who", **args)
+        if ans["type"] == "chat.ok" and user not in ans["data"]["users"]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("%s still listed: %s" % (user, ans))
+        time.sleep(0.05)
+
+
+def users_on_different_nodes_exchange_direct_messages(c):
+    alice, bob = Client(c.n1, "alice"), Client(c.n2, "bob")
+    c.clients += [alice, bob]
+    ans = until_ok(lambda: alice.cmd("chat.msg", to="bob", text="hi bob"),
+                   "n1 learns bob")
+    assert ans["type"] == "chat.delivered", ans
+    bob.expect_event("chat.dm", **{"from": "alice", "text": "hi bob"})
+    ans = bob.cmd("chat.msg", to="alice", text="hi alice")
+    assert ans["type"] == "chat.delivered", ans
+    alice.expect_event("chat.dm", **{"from": "bob", "text": "hi alice"})
+    c.alice, c.bob = alice, bob
+
+
+def a_name_logged_in_on_one_node_is_refused_on_another(c):
+    carol = Client(c.n3, "carol")
+    c.clients.append(carol)
+    until_ok(lambda: carol.cmd("chat.msg", to="alice", text="there?"),
+             "n3 learns alice")
+    c.alice.expect_event("chat.dm", text="there?")
+    twin = Client(c.n3)
+    ans = twin.cmd("chat.login", user="alice")
+    assert ans["type"] == "chat.error", ans
+    assert ans["data"]["code"] == "name_taken", ans
+    twin.close()
+    c.carol = carol
+
+
+def a_room_spans_the_nodes_of_its_members(c):
+    for x in (c.alice, c.bob, c.carol):
+        assert x.cmd("chat.join", room="plaza")["type"] == "chat.ok"
+    c.alice.expect_event("chat.presence", event="joined", user="carol",
+                         room="plaza")
+    assert c.carol.cmd("chat.say", room="plaza", text="hello plaza")[
+        "type"] == "chat.ok"
+    for x in (c.alice, c.bob, c.carol):
+        x.expect_event("chat.said", room="plaza",
+                       **{"from": "carol", "text": "hello plaza"})
+    users = c.alice.cmd("chat.who", room="plaza")["data"]["users"]
+    assert sorted(users) == ["alice", "bob", "carol"], users
+    online = c.bob.cmd("chat.who")["data"]["users"]
+    assert {"alice", "bob", "carol"} <= set(online), online
+
+
+def a_killed_server_s_users_go_offline_and_log_in_elsewhere(c):
+    dave = subprocess.Popen(
+        [os.path.join(BUILD, "hermes-chat"), "client", "--connect",
+         "127.0.0.1:%d" % c.n2.port, "--connect", "127.0.0.1:%d" % c.n3.port,
+         "--user", "dave"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        read_until(dave, "logged in as dave on node n2")
+        c.n2.kill()  # mid-conversation: bob and dave were on n2
+        # Everywhere else, bob is gone: from the room and from the online
+        # list. (The events that say so come from the room and the
+        # directory, which may themselves have lived on n2; the lists are
+        # rebuilt either way, so the test reads the lists.)
+        for x, room in ((c.alice, "plaza"), (c.carol, None)):
+            until_gone(x, "bob", room)
+        read_until(dave, "logged in as dave on node n3")  # failed over
+        bob = Client(c.n3)
+        c.clients.append(bob)
+        until_ok(lambda: bob.cmd("chat.login", user="bob"), "bob again")
+        assert bob.cmd("chat.join", room="plaza")["type"] == "chat.ok"
+        c.alice.expect_event("chat.presence", event="joined", user="bob",
+                             room="plaza")
+        ans = c.alice.cmd("chat.msg", to="bob", text="welcome back")
+        assert ans["type"] == "chat.delivered", ans
+        bob.expect_event("chat.dm", text="welcome back")
+        dave.stdin.write("/quit\n")
+        dave.stdin.flush()
+        assert dave.wait(timeout=BOUND_S) == 0
+    finally:
+        if dave.poll() is None:
+            dave.kill()
+            dave.wait()
+
+
+CLUSTER = [
+    users_on_different_nodes_exchange_direct_messages,
+    a_name_logged_in_on_one_node_is_refused_on_another,
+    a_room_spans_the_nodes_of_its_members,
+    a_killed_server_s_users_go_offline_and_log_in_elsewhere,
+]
+
+
+class ClusterState:
+    """The servers and clients the cluster tests share, in order."""
+    def __init__(self, servers):
+        self.n1, self.n2, self.n3 = servers
+        self.clients = []
+
+
+def run_cluster(build):
+    secret = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                          "chat-%d.secret" % os.getpid())
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, os.urandom(32))
+    os.close(fd)
+    servers = ()
+    try:
+        servers = start_cluster(build, secret)
+        c = ClusterState(servers)
+        failures = run_tests(CLUSTER, c)
+        for x in c.clients:
+            x.close()
+        return failures
+    finally:
+        for s in servers:
+            s.stop()
+        os.unlink(secret)
+
+
+def has_cluster(build):
+    out = subprocess.run([os.path.join(build, "hermes-chat")],
+                         capture_output=True, text=True).stderr
+    return "--cluster-listen" in out
+
+
 SINGLE = [
     login_is_answered_with_the_user_and_the_node,
     a_second_login_with_a_taken_name_is_refused,
@@ -249,6 +410,10 @@ def main():
         srv.stop()
     failures += run_tests([a_silent_client_is_logged_out,
                            the_nc_session_in_docs_chat_md_is_true], BUILD)
+    if has_cluster(BUILD):
+        failures += run_cluster(BUILD)
+    else:
+        print("chat: this build has no cluster layer: cluster tests skipped")
     print("chat: %d failed" % failures if failures else "chat: all passed")
     return 1 if failures else 0
 
