@@ -9,7 +9,8 @@
  *   chat/room/<name>        room.c       one per room, made on demand by
  *                                        the factory: members, broadcast
  *   chat/directory          directory.c  who is online, which rooms exist
- * and, in a cluster, chat/local (server.c), which hears of dead nodes.
+ * and chat/local/<node> (local.c), one per node: the users and rooms on the
+ * node, a replica of who is online, and what to do when a node dies.
  * They refer to each other only by name, so the cluster layer can place a
  * room or the directory on any node and route to users wherever they are
  * connected. */
@@ -27,8 +28,8 @@
 #define CHAT_USER_PREFIX "chat/user/"
 #define CHAT_ROOM_PREFIX "chat/room/"
 #define CHAT_DIRECTORY "chat/directory"
-#define CHAT_LOCAL "chat/local"
-#define CHAT_ADDR_MAX 64 /* bytes of any chat address, NUL included */
+#define CHAT_LOCAL_PREFIX "chat/local/" /* + the node name */
+#define CHAT_ADDR_MAX 96 /* bytes of any chat address, NUL included */
 #define CHAT_NODE_MAX 65 /* bytes of a node name, NUL included */
 #define CHAT_REQUEST_TIMEOUT_MS 5000u
 #define CHAT_MAX_ROOMS_PER_USER 64
@@ -65,6 +66,13 @@ hm_err chat_session_accept(void *arg, uint64_t conn_id, const char *peer,
  * hm_runtime_spawn(). */
 hm_err chat_user_spawn(chat_server *srv, const char *name, hm_conn *conn,
                        uint64_t conn_id, hm_addr **out);
+
+/* local.c: spawns "chat/local/<node>" (and registers it in the cluster).
+ * Errors: those of hm_runtime_spawn() and hm_node_register(). */
+hm_err chat_local_spawn(chat_server *srv);
+/* Tells this node's chat/local that member `node` (borrowed) is gone.
+ * Thread-safe: called from the cluster's member event callback. */
+void chat_local_node_gone(chat_server *srv, const char *node);
 
 /* room.c and directory.c: activations for the factory. `room` borrowed. */
 void chat_room_make(chat_server *srv, const char *room, hm_receiver *out);

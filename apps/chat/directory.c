@@ -3,9 +3,9 @@
  * node, like a room).
  *
  * Users announce themselves when they log in (online) and out (offline);
- * the directory tells every other online user ("chat.presence" online /
- * offline) and answers "who" and "rooms". Rooms announce that they opened
- * and closed.
+ * the directory passes each change once to every node that has users (to
+ * its chat/local, which tells the users there: local.c) and answers "who"
+ * and "rooms". Rooms announce that they opened and closed.
  *
  * Key decision: the directory's state is soft. If the node holding it dies,
  * the next activation starts empty and is filled again by the quiet
@@ -27,20 +27,91 @@ typedef struct chat_directory {
     chat_roster rooms; /* open rooms and the node holding each */
 } chat_directory;
 
-/* Tells every online user except `user` that `user` went `event`. */
-static void broadcast(hm_ctx *ctx, chat_directory *d, const char *event,
-                      const char *user)
+/* Sends the change "`user` (on `node`) went `event`" to chat/local/<node>
+ * of node `to` (arg 1: quiet, for its replica only). */
+static void tell_node(hm_ctx *ctx, const char *to, const char *event,
+                      const chat_roster_entry *e, uint64_t quiet)
 {
-    for (size_t i = 0; i < d->users.count; i++) {
-        const char *to = d->users.entries[i].name;
-        hm_msg *m;
+    chat_note *n = chat_note_create(e->name, NULL, NULL);
 
-        if (strcmp(to, user) == 0)
+    chat_note_set(&n->event, event);
+    chat_note_set(&n->node, e->node);
+    chat_send_to(ctx, CHAT_LOCAL_PREFIX, to,
+                 hm_msg_create(&chat_event_type, n, quiet));
+}
+
+/* True if some user is on `node`. */
+static bool node_has_users(const chat_directory *d, const char *node)
+{
+    for (size_t i = 0; i < d->users.count; i++)
+        if (strcmp(d->users.entries[i].node, node) == 0)
+            return true;
+    return false;
+}
+
+static const chat_roster_entry *find_user(const chat_directory *d,
+                                          const char *name)
+{
+    for (size_t i = 0; i < d->users.count; i++)
+        if (strcmp(d->users.entries[i].name, name) == 0)
+            return &d->users.entries[i];
+    return NULL;
+}
+
+/* True if entry i is the first entry of its node (so each node is told
+ * once when we walk the roster). */
+static bool first_of_node(const chat_directory *d, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(d->users.entries[j].node, d->users.entries[i].node) == 0)
+            return false;
+    return true;
+}
+
+/* Tells every node with users about `e` going `event`, and also `extra`
+ * (the subject's own node, which may have no users left; NULL: none). */
+static void fan_out(hm_ctx *ctx, chat_directory *d, const char *event,
+                    const chat_roster_entry *e, const char *extra)
+{
+    bool extra_told = !extra;
+
+    for (size_t i = 0; i < d->users.count; i++) {
+        const char *node = d->users.entries[i].node;
+        if (!first_of_node(d, i))
             continue;
-        m = chat_note_msg(&chat_event_type, user, NULL, NULL);
-        chat_note_set(&((chat_note *)hm_msg_payload(m))->event, event);
-        chat_send_to(ctx, CHAT_USER_PREFIX, to, m);
+        tell_node(ctx, node, event, e, 0);
+        extra_told = extra_told || strcmp(node, extra) == 0;
     }
+    if (!extra_told)
+        tell_node(ctx, extra, event, e, 0);
+}
+
+/* A user came online. A node that had no users until now gets the whole
+ * list first (quietly), so its replica starts complete. */
+static void on_online(hm_ctx *ctx, chat_directory *d, const chat_note *n,
+                      bool quiet)
+{
+    bool new_node = !node_has_users(d, n->node);
+    bool added = chat_roster_add(&d->users, n->user, n->node);
+    const chat_roster_entry *e = find_user(d, n->user);
+
+    if (new_node)
+        for (size_t i = 0; i < d->users.count; i++)
+            tell_node(ctx, e->node, "online", &d->users.entries[i], 1);
+    if (added && !quiet)
+        fan_out(ctx, d, "online", e, NULL);
+}
+
+static void on_offline(hm_ctx *ctx, chat_directory *d, const char *user)
+{
+    const chat_roster_entry *e = find_user(d, user);
+    chat_roster_entry gone;
+
+    if (!e)
+        return;
+    gone = *e;
+    chat_roster_remove(&d->users, user);
+    fan_out(ctx, d, "offline", &gone, gone.node);
 }
 
 static void reply_list(hm_ctx *ctx, hm_msg *msg, const chat_roster *r)
@@ -54,21 +125,12 @@ static void reply_list(hm_ctx *ctx, hm_msg *msg, const chat_roster *r)
     hm_ctx_reply(ctx, msg, hm_msg_create(&chat_result_type, n, 0));
 }
 
-static void collect(void *arg, const char *name)
+/* Every node's chat/local hears of a dead node from its own cluster node
+ * and tells its users; here the dead node's users just go. */
+static void on_node_gone(chat_directory *d, const char *node)
 {
-    chat_roster_add(arg, name, NULL);
-}
-
-static void on_node_gone(hm_ctx *ctx, chat_directory *d, const char *node)
-{
-    chat_roster gone;
-
-    chat_roster_init(&gone);
-    chat_roster_remove_node(&d->users, node, collect, &gone);
+    chat_roster_remove_node(&d->users, node, NULL, NULL);
     chat_roster_remove_node(&d->rooms, node, NULL, NULL);
-    for (size_t i = 0; i < gone.count; i++)
-        broadcast(ctx, d, "offline", gone.entries[i].name);
-    chat_roster_fini(&gone);
 }
 
 static hm_err directory_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -77,13 +139,11 @@ static hm_err directory_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
     const chat_note *n = chat_msg_note(msg);
 
-    if (t == &chat_online_type && n->user && chat_name_valid(n->user)) {
-        if (chat_roster_add(&d->users, n->user, n->node) &&
-            hm_msg_arg(msg) != 1)
-            broadcast(ctx, d, "online", n->user);
+    if (t == &chat_online_type && n->user && chat_name_valid(n->user) &&
+        n->node) {
+        on_online(ctx, d, n, hm_msg_arg(msg) == 1);
     } else if (t == &chat_offline_type && n->user) {
-        if (chat_roster_remove(&d->users, n->user))
-            broadcast(ctx, d, "offline", n->user);
+        on_offline(ctx, d, n->user);
     } else if (t == &chat_room_open_type && n->room) {
         chat_roster_add(&d->rooms, n->room, n->node);
     } else if (t == &chat_room_close_type && n->room) {
@@ -93,7 +153,7 @@ static hm_err directory_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &chat_rooms_type) {
         reply_list(ctx, msg, &d->rooms);
     } else if (t == &chat_node_gone_type && n->node) {
-        on_node_gone(ctx, d, n->node);
+        on_node_gone(d, n->node);
     }
     return HM_OK;
 }

@@ -155,7 +155,7 @@ static hm_err room_activate(hm_ctx *ctx, void *state)
     chat_note_set(&((chat_note *)hm_msg_payload(open))->node,
                   r->srv->node_name);
     chat_send_to(ctx, CHAT_DIRECTORY, "", open);
-    chat_send_to(ctx, CHAT_LOCAL, "",
+    chat_send_to(ctx, CHAT_LOCAL_PREFIX, r->srv->node_name,
                  hm_msg_create(&chat_track_type,
                                chat_note_create(NULL, r->name, NULL), 1));
     return HM_OK;
@@ -167,7 +167,7 @@ static void room_deactivate(hm_ctx *ctx, void *state,
     chat_room *r = state;
 
     if (why != HM_DEACTIVATE_CLOSE) {
-        chat_send_to(ctx, CHAT_LOCAL, "",
+        chat_send_to(ctx, CHAT_LOCAL_PREFIX, r->srv->node_name,
                      hm_msg_create(&chat_track_type,
                                    chat_note_create(NULL, r->name, NULL), 0));
         /* Members left at the end: the cluster is moving us (we end

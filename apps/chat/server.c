@@ -10,9 +10,8 @@
  * In a cluster the runtime's factory is the node's (hm_node_factory), which
  * wraps ours: a name that lives on another node (a user registered there, a
  * room placed there) becomes a local proxy that forwards to it, and only
- * the rest reaches chat_factory. "chat/local", one per node, hears from the
- * node's event callback that a member died or left, and tells the rooms and
- * users on this node, so that the dead node's users go offline here too.
+ * the rest reaches chat_factory. "chat/local/<node>" (local.c) hears from
+ * the node's event callback that a member died or left.
  *
  * Key decision: nothing here knows where a receiver lives. Rooms and the
  * directory are *placed* names (chat_placed), users are *registered* names
@@ -110,92 +109,6 @@ hm_err chat_parse_hostport(const char *s, char *host, size_t host_len,
     return HM_OK;
 }
 
-/* ----------------------------------------------------------- chat/local */
-
-/* What is on this node: its users and its room activations. */
-typedef struct chat_local {
-    chat_roster users;
-    chat_roster rooms;
-} chat_local;
-
-static void on_track(chat_local *l, const hm_msg *msg)
-{
-    const chat_note *n = chat_msg_note(msg);
-    chat_roster *r = n->user ? &l->users : &l->rooms;
-    const char *name = n->user ? n->user : n->room;
-
-    if (!name)
-        return;
-    if (hm_msg_arg(msg))
-        chat_roster_add(r, name, NULL);
-    else
-        chat_roster_remove(r, name);
-}
-
-/* A "chat.node_gone" message about `node` (borrowed). Returns owned. */
-static hm_msg *node_gone_msg(const char *node)
-{
-    chat_note *n = chat_note_create(NULL, NULL, NULL);
-
-    chat_note_set(&n->node, node);
-    return hm_msg_create(&chat_node_gone_type, n, 0);
-}
-
-/* A member of the cluster is gone: the rooms here and the directory drop
- * its users, and the users here re-announce themselves (the rooms and the
- * directory it held are gone with it). */
-static void on_node_gone(hm_ctx *ctx, chat_local *l, const char *node)
-{
-    HM_LOG_INFO("CHAT-NODE-GONE", "node %s is gone: its users are offline",
-                node);
-    for (size_t i = 0; i < l->rooms.count; i++)
-        chat_send_to(ctx, CHAT_ROOM_PREFIX, l->rooms.entries[i].name,
-                     node_gone_msg(node));
-    chat_send_to(ctx, CHAT_DIRECTORY, "", node_gone_msg(node));
-    for (size_t i = 0; i < l->users.count; i++)
-        chat_send_to(ctx, CHAT_USER_PREFIX, l->users.entries[i].name,
-                     chat_note_msg(&chat_rejoin_type, NULL, NULL, NULL));
-}
-
-static hm_err local_handle(hm_ctx *ctx, void *state, hm_msg *msg)
-{
-    chat_local *l = state;
-    const chat_note *n = chat_msg_note(msg);
-
-    if (hm_msg_type(msg) == &chat_track_type)
-        on_track(l, msg);
-    else if (hm_msg_type(msg) == &chat_node_gone_type && n->node)
-        on_node_gone(ctx, l, n->node);
-    return HM_OK;
-}
-
-static void local_deactivate(hm_ctx *ctx, void *state,
-                             hm_deactivate_reason why)
-{
-    chat_local *l = state;
-
-    chat_roster_fini(&l->users);
-    chat_roster_fini(&l->rooms);
-    hm_free(l);
-}
-
-static const hm_hooks LOCAL_HOOKS = {.deactivate = local_deactivate};
-
-static hm_err spawn_local(chat_server *srv)
-{
-    chat_local *l = hm_calloc(1, sizeof *l);
-    hm_err err;
-
-    err = hm_runtime_spawn(srv->rt, CHAT_LOCAL,
-                           &(hm_receiver){.handler = local_handle, .state = l,
-                                          .hooks = &LOCAL_HOOKS,
-                                          .pinned = true},
-                           NULL);
-    if (err != HM_OK)
-        hm_free(l);
-    return err;
-}
-
 /* -------------------------------------------------------------- factory */
 
 static hm_err chat_factory(void *arg, const char *name, hm_receiver *out)
@@ -228,16 +141,12 @@ static void on_member_event(void *arg, const char *name, uint64_t inc,
                             hm_member_event event)
 {
     chat_server *srv = arg;
-    hm_msg *m;
-
     HM_LOG_INFO("CHAT-MEMBER", "member %s (incarnation %llu): %s", name,
                 (unsigned long long)inc, hm_member_event_name(event));
     if (event != HM_MEMBER_EV_DEAD && event != HM_MEMBER_EV_LEFT &&
         event != HM_MEMBER_EV_REPLACED)
         return;
-    m = node_gone_msg(name);
-    if (hm_runtime_send_name(srv->rt, CHAT_LOCAL, m) != HM_OK)
-        hm_msg_destroy(m);
+    chat_local_node_gone(srv, name);
 }
 
 static hm_err create_node(chat_server *srv, const hm_cluster_options *o)
@@ -281,7 +190,7 @@ static hm_err start_runtime(chat_server *srv, int threads)
     if ((err = hm_net_create(&(hm_net_config){.rt = srv->rt, .io_threads = 1},
                              &srv->net)) != HM_OK)
         return err;
-    return spawn_local(srv);
+    return HM_OK;
 }
 
 static hm_err start_listening(chat_server *srv, const char *listen)
@@ -330,7 +239,8 @@ hm_err chat_server_start(const chat_server_config *cfg, chat_server **out)
                          HM_OK)
         goto fail;
 #endif
-    if ((err = start_listening(srv, cfg->listen)) != HM_OK)
+    if ((err = chat_local_spawn(srv)) != HM_OK ||
+        (err = start_listening(srv, cfg->listen)) != HM_OK)
         goto fail;
     *out = srv;
     return HM_OK;

@@ -180,7 +180,7 @@ static void on_login(hm_ctx *ctx, chat_user *u, const chat_cmd *c)
 
     chat_send_to(ctx, CHAT_DIRECTORY, "",
                  note_from_me(u, &chat_online_type, NULL, NULL));
-    chat_send_to(ctx, CHAT_LOCAL, "",
+    chat_send_to(ctx, CHAT_LOCAL_PREFIX, u->srv->node_name,
                  hm_msg_create(&chat_track_type,
                                chat_note_create(u->name, NULL, NULL), 1));
     json_object_set_new(data, "user", json_string(u->name));
@@ -313,7 +313,7 @@ static void user_deactivate(hm_ctx *ctx, void *state,
                          note_from_me(u, &chat_leave_type, u->rooms[i], NULL));
         chat_send_to(ctx, CHAT_DIRECTORY, "",
                      note_from_me(u, &chat_offline_type, NULL, NULL));
-        chat_send_to(ctx, CHAT_LOCAL, "",
+        chat_send_to(ctx, CHAT_LOCAL_PREFIX, u->srv->node_name,
                      hm_msg_create(&chat_track_type,
                                    chat_note_create(u->name, NULL, NULL), 0));
     }
