@@ -5,6 +5,8 @@ usage: chat_tests.py BUILD_DIR"""
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
 import time
@@ -214,6 +216,49 @@ def the_nc_session_in_docs_chat_md_is_true(build):
         srv.stop()
 
 
+def pty_until(fd, seen, needle):
+    """Reads the pseudo-terminal `fd` into `seen` (a bytearray) until
+    `needle` is in it (bounded)."""
+    deadline = time.monotonic() + BOUND_S
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError("terminal never showed %r; it showed %r"
+                                 % (needle, bytes(seen)))
+        seen += os.read(fd, 4096)
+
+
+def an_incoming_line_prints_above_what_the_user_is_typing(srv):
+    bob = Client(srv, "pbob")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the client on a real terminal
+        os.execv(os.path.join(BUILD, "hermes-chat"),
+                 ["hermes-chat", "client", "--connect",
+                  "127.0.0.1:%d" % srv.port, "--user", "pann"])
+    seen = bytearray()
+    try:
+        pty_until(fd, seen, b"logged in as pann")
+        os.write(fd, b"hel")  # typed, not sent
+        pty_until(fd, seen, b"> hel")
+        bob.cmd("chat.msg", to="pann", text="ping from bob")
+        # Clear the line, print the message, redraw the prompt and "hel".
+        pty_until(fd, seen,
+                  b"\r\x1b[Kpbob -> you: ping from bob\r\n\r\x1b[K> hel")
+        os.write(fd, b"lo\x1b[D\x1b[D\x7f")  # "hello", left twice, backspace
+        pty_until(fd, seen, b"> helo\x1b[2D")
+        os.write(fd, b"\x03")  # Ctrl-C quits and restores the terminal
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+        bob.close()
+
+
 def read_until(proc, text):
     """Reads the client's output lines until one contains `text`."""
     while True:
@@ -396,6 +441,7 @@ SINGLE = [
     malformed_lines_get_errors_and_nobody_else_is_disturbed,
     a_line_over_the_limit_closes_that_connection_only,
     the_terminal_client_sends_and_prints_over_a_pipe,
+    an_incoming_line_prints_above_what_the_user_is_typing,
 ]
 
 
