@@ -143,10 +143,10 @@ static void *timer_main(void *arg)
         struct timespec ts;
 
         if (now >= rt->next_sweep_ms) {
-            rt->next_sweep_ms = now + rt->sweep_period_ms;
             pthread_mutex_unlock(&rt->timer_lock);
-            hm_dir_sweep(rt);
+            next = hm_dir_sweep_step(rt, now);
             pthread_mutex_lock(&rt->timer_lock);
+            rt->next_sweep_ms = next;
             continue;
         }
         if ((n = take_due(rt, now, fires)) > 0) {
@@ -200,9 +200,11 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
             atomic_store_explicit(&rt->manual_now_ms, next,
                                   memory_order_relaxed);
         if (rt->next_sweep_ms <= next) {
-            rt->next_sweep_ms += rt->sweep_period_ms;
             pthread_mutex_unlock(&rt->timer_lock);
-            hm_dir_sweep(rt);
+            t = hm_dir_sweep_step(rt, next);
+            pthread_mutex_lock(&rt->timer_lock);
+            rt->next_sweep_ms = t;
+            pthread_mutex_unlock(&rt->timer_lock);
             continue;
         }
         n = take_due(rt, next, fires);
@@ -336,7 +338,9 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     pthread_mutex_init(&rt->idle_lock, NULL);
     init_cond_monotonic(&rt->idle_cond);
     pthread_mutex_init(&rt->types_lock, NULL);
-    rt->next_sweep_ms = hm_rt_now_ms(rt) + rt->sweep_period_ms;
+    rt->pass_start_ms = hm_rt_now_ms(rt);
+    rt->sweep_cursor = HM_DIR_SHARDS; /* the first pass starts in a period */
+    rt->next_sweep_ms = rt->pass_start_ms + rt->sweep_period_ms;
     hm_runtime_register_type(rt, &hm_type_error);
     hm_runtime_register_type(rt, &hm_type_timeout);
     hm_runtime_register_type(rt, &hm_type_tick);
