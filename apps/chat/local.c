@@ -21,9 +21,7 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
-#ifdef CHAT_WITH_CLUSTER
 #include "cluster/node.h"
-#endif
 
 #include <stdio.h>
 #include <string.h>
@@ -162,10 +160,8 @@ hm_err chat_local_spawn(chat_server *srv)
         hm_free(l);
         return err;
     }
-#ifdef CHAT_WITH_CLUSTER
     if (srv->node)
         return hm_node_register(srv->node, addr);
-#endif
     return HM_OK;
 }
 

@@ -14,9 +14,7 @@
 #include "apps/chat/server.h"
 #include "runtime/log.h"
 
-#ifdef CHAT_WITH_CLUSTER
 #include "cluster/options.h"
-#endif
 
 #include <pthread.h>
 #include <signal.h>
@@ -33,16 +31,10 @@ static int usage(void)
     fprintf(stderr,
             "usage: hermes-chat server --listen HOST:PORT "
             "[--idle-timeout-ms N] [--threads N] [--log-level LEVEL]\n"
-#ifdef CHAT_WITH_CLUSTER
-            "%s"
-#endif
+            "                          [cluster flags:]\n%s"
             "       hermes-chat client --connect HOST:PORT "
-            "[--connect HOST:PORT] --user NAME [--ping-ms N]\n"
-#ifdef CHAT_WITH_CLUSTER
-            ,
-            hm_cluster_options_usage()
-#endif
-    );
+            "[--connect HOST:PORT] --user NAME [--ping-ms N]\n",
+            hm_cluster_options_usage());
     return 2;
 }
 
@@ -93,7 +85,6 @@ static int server_main(int argc, char **argv)
     long n;
     int level;
 
-#ifdef CHAT_WITH_CLUSTER
     hm_cluster_options opts = {0};
     int rc;
 
@@ -103,7 +94,6 @@ static int server_main(int argc, char **argv)
         return 2;
     }
     cfg.cluster = opts.enabled ? &opts : NULL;
-#endif
     hm_log_set_level(HM_LOG_LEVEL_WARN);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -128,13 +118,9 @@ static int server_main(int argc, char **argv)
     }
     if (!cfg.listen)
         return usage();
-#ifdef CHAT_WITH_CLUSTER
     rc = serve(&cfg);
     hm_cluster_options_fini(&opts);
     return rc;
-#else
-    return serve(&cfg);
-#endif
 }
 
 static int client_main(int argc, char **argv)

@@ -22,10 +22,8 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
-#ifdef CHAT_WITH_CLUSTER
 #include "cluster/node.h"
 #include "cluster/options.h"
-#endif
 
 #include <jansson.h>
 #include <stdio.h>
@@ -128,7 +126,6 @@ static hm_err chat_factory(void *arg, const char *name, hm_receiver *out)
     return HM_ENOTFOUND; /* users and sessions are spawned, never made */
 }
 
-#ifdef CHAT_WITH_CLUSTER
 /* Rooms and the directory live where the cluster places them. */
 static bool chat_placed(void *arg, const char *name)
 {
@@ -166,7 +163,6 @@ static hm_err create_node(chat_server *srv, const hm_cluster_options *o)
              hm_node_name(srv->node));
     return HM_OK;
 }
-#endif
 
 /* ------------------------------------------------------------ lifecycle */
 
@@ -177,12 +173,10 @@ static hm_err start_runtime(chat_server *srv, int threads)
                             .factory_arg = srv};
     hm_err err;
 
-#ifdef CHAT_WITH_CLUSTER
     if (srv->node) {
         rc.factory = hm_node_factory;
         rc.factory_arg = srv->node;
     }
-#endif
     if ((err = hm_runtime_create(&rc, &srv->rt)) != HM_OK)
         return err;
     if ((err = chat_note_register_types(srv->rt)) != HM_OK)
@@ -221,24 +215,14 @@ hm_err chat_server_start(const chat_server_config *cfg, chat_server **out)
     srv->line_cfg.max_line_len = CHAT_MAX_LINE;
     hm_line_framer_init(&srv->framer, &srv->line_cfg);
     snprintf(srv->node_name, sizeof srv->node_name, "local");
-#ifdef CHAT_WITH_CLUSTER
     if (cfg->cluster && cfg->cluster->enabled &&
         (err = create_node(srv, cfg->cluster)) != HM_OK)
         goto fail;
-#else
-    if (cfg->cluster) {
-        HM_LOG_ERROR("CHAT-NO-CLUSTER", "this build has no cluster layer");
-        err = HM_EINVAL;
-        goto fail;
-    }
-#endif
     if ((err = start_runtime(srv, cfg->threads)) != HM_OK)
         goto fail;
-#ifdef CHAT_WITH_CLUSTER
     if (srv->node && (err = hm_node_start(srv->node, srv->rt, srv->net)) !=
                          HM_OK)
         goto fail;
-#endif
     if ((err = chat_local_spawn(srv)) != HM_OK ||
         (err = start_listening(srv, cfg->listen)) != HM_OK)
         goto fail;
@@ -264,12 +248,7 @@ const char *chat_server_node(const chat_server *s)
 
 const char *chat_server_cluster_addr(const chat_server *s)
 {
-#ifdef CHAT_WITH_CLUSTER
-    if (s->node)
-        return hm_node_addr(s->node);
-#endif
-    (void)s;
-    return "";
+    return s->node ? hm_node_addr(s->node) : "";
 }
 
 void chat_server_stop(chat_server *s)
@@ -277,16 +256,12 @@ void chat_server_stop(chat_server *s)
     if (!s)
         return;
     hm_listener_close(s->listener);
-#ifdef CHAT_WITH_CLUSTER
     if (s->node && s->rt)
         hm_node_stop(s->node, 1000);
-#endif
     if (s->net)
         hm_net_stop(s->net);
     hm_runtime_destroy(s->rt);
     hm_net_destroy(s->net);
-#ifdef CHAT_WITH_CLUSTER
     hm_node_destroy(s->node);
-#endif
     hm_free(s);
 }

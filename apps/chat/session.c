@@ -21,9 +21,7 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
-#ifdef CHAT_WITH_CLUSTER
 #include "cluster/node.h"
-#endif
 
 #include <jansson.h>
 #include <stdio.h>
@@ -102,14 +100,10 @@ hm_err chat_session_accept(void *arg, uint64_t conn_id, const char *peer,
 /* True if `name` is logged in on another node of the cluster. */
 static bool taken_elsewhere(chat_server *srv, const char *addr)
 {
-#ifdef CHAT_WITH_CLUSTER
-    char where[CHAT_NODE_MAX + 64];
+    char where[HM_NODE_NAME_MAX + 1];
 
     if (srv->node && hm_node_lookup(srv->node, addr, where) == HM_OK)
         return strcmp(where, srv->node_name) != 0;
-#endif
-    (void)srv;
-    (void)addr;
     return false;
 }
 
@@ -162,10 +156,8 @@ static void login(hm_ctx *ctx, chat_session *s, chat_cmd *cmd)
         if (err == HM_EEXIST && s->srv->node)
             nudge(ctx, addr);
     } else {
-#ifdef CHAT_WITH_CLUSTER
         if (s->srv->node)
             hm_node_register(s->srv->node, addr);
-#endif
         HM_LOG_INFO("CHAT-LOGIN", "%s logged in (connection %llu)",
                     cmd->name, (unsigned long long)s->conn_id);
         forward(ctx, s, cmd);

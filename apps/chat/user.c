@@ -18,9 +18,7 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
-#ifdef CHAT_WITH_CLUSTER
 #include "cluster/node.h"
-#endif
 
 #include <jansson.h>
 #include <stdio.h>
@@ -318,10 +316,8 @@ static void user_deactivate(hm_ctx *ctx, void *state,
                                    chat_note_create(u->name, NULL, NULL), 0));
     }
     snprintf(addr, sizeof addr, CHAT_USER_PREFIX "%s", u->name);
-#ifdef CHAT_WITH_CLUSTER
     if (u->srv->node)
         hm_node_unregister(u->srv->node, addr);
-#endif
     hm_conn_close(u->conn);
     hm_conn_release(u->conn);
     hm_free(u);

@@ -282,7 +282,7 @@ def start_cluster(build, secret_path):
     n2 = Server(build, "n2", cluster=flags("n2", n1.cluster_addr))
     n3 = Server(build, "n3", cluster=flags("n3", n1.cluster_addr))
     for n in (n1, n2, n3):
-        n.wait_log(": UP", 2)
+        n.wait_log("CHAT-MEMBER member n", 2)
     return n1, n2, n3
 
 
@@ -364,12 +364,14 @@ def a_killed_server_s_users_go_offline_and_log_in_elsewhere(c):
     try:
         read_until(dave, "logged in as dave on node n2")
         c.n2.kill()  # mid-conversation: bob and dave were on n2
-        # Everywhere else, bob is gone: from the room and from the online
-        # list. (The events that say so come from the room and the
-        # directory, which may themselves have lived on n2; the lists are
-        # rebuilt either way, so the test reads the lists.)
-        for x, room in ((c.alice, "plaza"), (c.carol, None)):
-            until_gone(x, "bob", room)
+        # Everywhere else, bob goes offline (each node's chat/local says so,
+        # even if the directory lived on n2) and leaves the room's list
+        # (the room may itself have lived on n2 and be rebuilt elsewhere).
+        for x in (c.alice, c.carol):
+            x.expect_event("chat.presence", event="offline", user="bob")
+            x.expect_event("chat.presence", event="offline", user="dave")
+        until_gone(c.alice, "bob", "plaza")
+        until_gone(c.carol, "bob", None)
         read_until(dave, "logged in as dave on node n3")  # failed over
         bob = Client(c.n3)
         c.clients.append(bob)
