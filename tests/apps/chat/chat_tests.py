@@ -363,6 +363,8 @@ def a_killed_server_s_users_go_offline_and_log_in_elsewhere(c):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         read_until(dave, "logged in as dave on node n2")
+        for x in (c.alice, c.carol):  # everyone knows dave is online...
+            x.expect_event("chat.presence", event="online", user="dave")
         c.n2.kill()  # mid-conversation: bob and dave were on n2
         # Everywhere else, bob goes offline (each node's chat/local says so,
         # even if the directory lived on n2) and leaves the room's list
