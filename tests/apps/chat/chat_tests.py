@@ -278,12 +278,20 @@ def start_cluster(build, secret_path):
         f = ["--node", name, "--cluster-listen", "127.0.0.1:0",
              "--cluster-secret-file", secret_path]
         return f + (["--join", join] if join else [])
-    n1 = Server(build, "n1", cluster=flags("n1", None))
-    n2 = Server(build, "n2", cluster=flags("n2", n1.cluster_addr))
-    n3 = Server(build, "n3", cluster=flags("n3", n1.cluster_addr))
-    for n in (n1, n2, n3):
-        n.wait_log("CHAT-MEMBER member n", 2)
-    return n1, n2, n3
+    started = []
+    try:
+        started.append(Server(build, "n1", cluster=flags("n1", None)))
+        seed = started[0].cluster_addr
+        started.append(Server(build, "n2", cluster=flags("n2", seed)))
+        started.append(Server(build, "n3", cluster=flags("n3", seed)))
+        for n in started:
+            n.wait_log("CHAT-MEMBER member n", 2)
+    except BaseException:
+        for n in started:
+            n.kill()
+            n.stop()
+        raise
+    return tuple(started)
 
 
 def until_ok(fn, what):

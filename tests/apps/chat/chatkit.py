@@ -36,6 +36,7 @@ class Server:
         line = self.proc.stdout.readline().split()
         # "hermes-chat: node NAME port PORT cluster ADDR"
         if len(line) != 7:
+            self.kill()
             raise AssertionError("%s did not start: %s" % (name, self.log()))
         self.node, self.port, self.cluster_addr = line[2], int(line[4]), line[6]
 
