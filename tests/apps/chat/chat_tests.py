@@ -371,6 +371,10 @@ def a_killed_server_s_users_go_offline_and_log_in_elsewhere(c):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         read_until(dave, "logged in as dave on node n2")
+        dave.stdin.write("/join plaza\n")
+        dave.stdin.flush()
+        c.alice.expect_event("chat.presence", event="joined", user="dave",
+                             room="plaza")
         for x in (c.alice, c.carol):  # everyone knows dave is online...
             x.expect_event("chat.presence", event="online", user="dave")
         c.n2.kill()  # mid-conversation: bob and dave were on n2
@@ -383,6 +387,8 @@ def a_killed_server_s_users_go_offline_and_log_in_elsewhere(c):
         until_gone(c.alice, "bob", "plaza")
         until_gone(c.carol, "bob", None)
         read_until(dave, "logged in as dave on node n3")  # failed over
+        c.alice.expect_event("chat.presence", event="joined", user="dave",
+                             room="plaza")  # and rejoined its room
         bob = Client(c.n3)
         c.clients.append(bob)
         until_ok(lambda: bob.cmd("chat.login", user="bob"), "bob again")
