@@ -407,6 +407,68 @@ def a_killed_server_s_users_go_offline_and_log_in_elsewhere(c):
             dave.wait()
 
 
+def placement_owner(addr, members):
+    """The member rendezvous hashing gives `addr` (cluster/placement.c:
+    FNV-1a over the member's name and its NUL, then the address, mixed by
+    MurmurHash3's fmix64; the highest weight wins)."""
+    mask = (1 << 64) - 1
+
+    def fnv(h, data):
+        for b in data:
+            h = ((h ^ b) * 0x100000001b3) & mask
+        return h
+
+    def fmix(k):
+        k ^= k >> 33
+        k = (k * 0xff51afd7ed558ccd) & mask
+        k ^= k >> 33
+        k = (k * 0xc4ceb9fe1a85ec53) & mask
+        return k ^ (k >> 33)
+
+    def weight(m):
+        return fmix(fnv(fnv(0xcbf29ce484222325, m.encode() + b"\0"),
+                        addr.encode()))
+    return max(sorted(members), key=weight)
+
+
+def a_room_moves_with_its_members_when_a_node_joins(build):
+    secret = make_secret()
+    servers = []
+
+    def flags(name, join):
+        f = ["--node", name, "--cluster-listen", "127.0.0.1:0",
+             "--cluster-secret-file", secret]
+        return f + (["--join", join] if join else [])
+    # A room that n1 or n2 holds until n3 joins, and n3 holds after.
+    room = next(r for r in ("attic%d" % i for i in range(100))
+                if placement_owner("chat/room/" + r, ["n1", "n2", "n3"])
+                == "n3")
+    try:
+        servers.append(Server(build, "m1", cluster=flags("n1", None)))
+        seed = servers[0].cluster_addr
+        servers.append(Server(build, "m2", cluster=flags("n2", seed)))
+        for n in servers:
+            n.wait_log("CHAT-MEMBER member n", 1)
+        alice, bob = Client(servers[0], "malice"), Client(servers[1], "mbob")
+        until_ok(lambda: alice.cmd("chat.msg", to="mbob", text="x"), "mbob")
+        for x in (alice, bob):
+            assert x.cmd("chat.join", room=room)["type"] == "chat.ok"
+        servers.append(Server(build, "m3", cluster=flags("n3", seed)))
+        servers[2].wait_log("CHAT-ROOM-OPEN room %s is active on node n3"
+                            % room)
+        ans = bob.cmd("chat.say", room=room, text="after the move")
+        assert ans["type"] == "chat.ok", ans
+        alice.expect_event("chat.said", room=room, text="after the move")
+        users = alice.cmd("chat.who", room=room)["data"]["users"]
+        assert sorted(users) == ["malice", "mbob"], users
+        alice.close()
+        bob.close()
+    finally:
+        for n in servers:
+            n.stop()
+        os.unlink(secret)
+
+
 CLUSTER = [
     users_on_different_nodes_exchange_direct_messages,
     a_name_logged_in_on_one_node_is_refused_on_another,
@@ -422,12 +484,19 @@ class ClusterState:
         self.clients = []
 
 
-def run_cluster(build):
+def make_secret():
+    """A fresh cluster secret file (mode 0600); the caller unlinks it."""
     secret = os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                          "chat-%d.secret" % os.getpid())
+                          "chat-%d-%d.secret" % (os.getpid(),
+                                                 int(time.monotonic() * 1e6)))
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, os.urandom(32))
     os.close(fd)
+    return secret
+
+
+def run_cluster(build):
+    secret = make_secret()
     servers = ()
     try:
         servers = start_cluster(build, secret)
@@ -476,6 +545,8 @@ def main():
                            the_nc_session_in_docs_chat_md_is_true], BUILD)
     if has_cluster(BUILD):
         failures += run_cluster(BUILD)
+        failures += run_tests([a_room_moves_with_its_members_when_a_node_joins],
+                              BUILD)
     else:
         print("chat: this build has no cluster layer: cluster tests skipped")
     print("chat: %d failed" % failures if failures else "chat: all passed")
