@@ -70,9 +70,11 @@ hm_err chat_user_spawn(chat_server *srv, const char *name, hm_conn *conn,
 /* local.c: spawns "chat/local/<node>" (and registers it in the cluster).
  * Errors: those of hm_runtime_spawn() and hm_node_register(). */
 hm_err chat_local_spawn(chat_server *srv);
-/* Tells this node's chat/local that member `node` (borrowed) is gone.
- * Thread-safe: called from the cluster's member event callback. */
-void chat_local_node_gone(chat_server *srv, const char *node);
+/* Tells this node's chat/local that member `node` (borrowed) is gone
+ * (`dead`: dead or left, not merely restarted), or is up. Thread-safe:
+ * called from the cluster's member event callback. */
+void chat_local_node_gone(chat_server *srv, const char *node, bool dead);
+void chat_local_node_up(chat_server *srv, const char *node);
 
 /* room.c and directory.c: activations for the factory. `room` borrowed. */
 void chat_room_make(chat_server *srv, const char *room, hm_receiver *out);

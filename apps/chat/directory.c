@@ -25,6 +25,7 @@ typedef struct chat_directory {
     chat_server *srv;
     chat_roster users; /* online users and their nodes */
     chat_roster rooms; /* open rooms and the node holding each */
+    chat_roster dead;  /* nodes dead or left (and not back) */
 } chat_directory;
 
 /* Sends the change "`user` (on `node`) went `event`" to chat/local/<node>
@@ -127,8 +128,10 @@ static void reply_list(hm_ctx *ctx, hm_msg *msg, const chat_roster *r)
 
 /* Every node's chat/local hears of a dead node from its own cluster node
  * and tells its users; here the dead node's users just go. */
-static void on_node_gone(chat_directory *d, const char *node)
+static void on_node_gone(chat_directory *d, const char *node, bool dead)
 {
+    if (dead)
+        chat_roster_add(&d->dead, node, NULL);
     chat_roster_remove_node(&d->users, node, NULL, NULL);
     chat_roster_remove_node(&d->rooms, node, NULL, NULL);
 }
@@ -140,7 +143,7 @@ static hm_err directory_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const chat_note *n = chat_msg_note(msg);
 
     if (t == &chat_online_type && n->user && chat_name_valid(n->user) &&
-        n->node) {
+        n->node && !chat_roster_has(&d->dead, n->node)) {
         on_online(ctx, d, n, hm_msg_arg(msg) == 1);
     } else if (t == &chat_offline_type && n->user) {
         on_offline(ctx, d, n->user);
@@ -153,7 +156,9 @@ static hm_err directory_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &chat_rooms_type) {
         reply_list(ctx, msg, &d->rooms);
     } else if (t == &chat_node_gone_type && n->node) {
-        on_node_gone(d, n->node);
+        on_node_gone(d, n->node, hm_msg_arg(msg) == 1);
+    } else if (t == &chat_node_up_type && n->node) {
+        chat_roster_remove(&d->dead, n->node);
     }
     return HM_OK;
 }
@@ -181,6 +186,7 @@ static void directory_deactivate(hm_ctx *ctx, void *state,
         hand_on(ctx, &chat_room_open_type, &d->rooms.entries[i]);
     chat_roster_fini(&d->users);
     chat_roster_fini(&d->rooms);
+    chat_roster_fini(&d->dead);
     hm_free(d);
 }
 

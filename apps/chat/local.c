@@ -31,6 +31,7 @@ typedef struct chat_local {
     chat_roster users;  /* logged in on this node */
     chat_roster rooms;  /* active on this node */
     chat_roster online; /* everyone online, with their nodes */
+    chat_roster dead;   /* nodes dead or left (and not back) */
 } chat_local;
 
 /* Tells every user on this node except `user` that `user` went `event`. */
@@ -72,6 +73,9 @@ static void on_presence(hm_ctx *ctx, chat_local *l, const hm_msg *msg)
 
     if (!n->user || !n->event)
         return;
+    if (strcmp(n->event, "online") == 0 && n->node &&
+        chat_roster_has(&l->dead, n->node))
+        return; /* sent before its node died, arrived after */
     if (strcmp(n->event, "online") == 0)
         chat_roster_add(&l->online, n->user, n->node);
     else
@@ -80,13 +84,13 @@ static void on_presence(hm_ctx *ctx, chat_local *l, const hm_msg *msg)
         tell_users(ctx, l, n->event, n->user);
 }
 
-/* A "chat.node_gone" message about `node` (borrowed). Returns owned. */
-static hm_msg *node_gone_msg(const char *node)
+/* A node message of `type` about `node` (borrowed). Returns owned. */
+static hm_msg *node_msg(const hm_type *type, const char *node, uint64_t arg)
 {
     chat_note *n = chat_note_create(NULL, NULL, NULL);
 
     chat_note_set(&n->node, node);
-    return hm_msg_create(&chat_node_gone_type, n, 0);
+    return hm_msg_create(type, n, arg);
 }
 
 static void collect(void *arg, const char *name)
@@ -94,12 +98,15 @@ static void collect(void *arg, const char *name)
     chat_roster_add(arg, name, NULL);
 }
 
-static void on_node_gone(hm_ctx *ctx, chat_local *l, const char *node)
+static void on_node_gone(hm_ctx *ctx, chat_local *l, const char *node,
+                         uint64_t dead)
 {
     chat_roster gone;
 
     HM_LOG_INFO("CHAT-NODE-GONE", "node %s is gone: its users are offline",
                 node);
+    if (dead)
+        chat_roster_add(&l->dead, node, NULL);
     chat_roster_init(&gone);
     chat_roster_remove_node(&l->online, node, collect, &gone);
     for (size_t i = 0; i < gone.count; i++)
@@ -107,8 +114,9 @@ static void on_node_gone(hm_ctx *ctx, chat_local *l, const char *node)
     chat_roster_fini(&gone);
     for (size_t i = 0; i < l->rooms.count; i++)
         chat_send_to(ctx, CHAT_ROOM_PREFIX, l->rooms.entries[i].name,
-                     node_gone_msg(node));
-    chat_send_to(ctx, CHAT_DIRECTORY, "", node_gone_msg(node));
+                     node_msg(&chat_node_gone_type, node, dead));
+    chat_send_to(ctx, CHAT_DIRECTORY, "",
+                 node_msg(&chat_node_gone_type, node, dead));
     for (size_t i = 0; i < l->users.count; i++)
         chat_send_to(ctx, CHAT_USER_PREFIX, l->users.entries[i].name,
                      chat_note_msg(&chat_rejoin_type, NULL, NULL, NULL));
@@ -126,7 +134,11 @@ static hm_err local_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_presence(ctx, l, msg);
     else if (t == &chat_node_gone_type && n->node &&
              strcmp(n->node, l->srv->node_name) != 0)
-        on_node_gone(ctx, l, n->node);
+        on_node_gone(ctx, l, n->node, hm_msg_arg(msg));
+    else if (t == &chat_node_up_type && n->node &&
+             chat_roster_remove(&l->dead, n->node))
+        chat_send_to(ctx, CHAT_DIRECTORY, "",
+                     node_msg(&chat_node_up_type, n->node, 0));
     return HM_OK;
 }
 
@@ -138,6 +150,7 @@ static void local_deactivate(hm_ctx *ctx, void *state,
     chat_roster_fini(&l->users);
     chat_roster_fini(&l->rooms);
     chat_roster_fini(&l->online);
+    chat_roster_fini(&l->dead);
     hm_free(l);
 }
 
@@ -165,12 +178,21 @@ hm_err chat_local_spawn(chat_server *srv)
     return HM_OK;
 }
 
-void chat_local_node_gone(chat_server *srv, const char *node)
+static void tell_local(chat_server *srv, hm_msg *m)
 {
     char addr[CHAT_ADDR_MAX];
-    hm_msg *m = node_gone_msg(node);
 
     snprintf(addr, sizeof addr, CHAT_LOCAL_PREFIX "%s", srv->node_name);
     if (hm_runtime_send_name(srv->rt, addr, m) != HM_OK)
         hm_msg_destroy(m);
+}
+
+void chat_local_node_gone(chat_server *srv, const char *node, bool dead)
+{
+    tell_local(srv, node_msg(&chat_node_gone_type, node, dead));
+}
+
+void chat_local_node_up(chat_server *srv, const char *node)
+{
+    tell_local(srv, node_msg(&chat_node_up_type, node, 0));
 }

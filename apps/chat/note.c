@@ -35,6 +35,7 @@ CHAT_TYPE(chat_rooms_type, "chat.rooms");
 CHAT_TYPE(chat_room_open_type, "chat.room_open");
 CHAT_TYPE(chat_room_close_type, "chat.room_close");
 CHAT_TYPE(chat_node_gone_type, "chat.node_gone");
+CHAT_TYPE(chat_node_up_type, "chat.node_up");
 CHAT_TYPE(chat_nudge_type, "chat.nudge");
 CHAT_TYPE(chat_result_type, "chat.result");
 
@@ -43,7 +44,8 @@ static const hm_type *const ALL_TYPES[] = {
     &chat_join_type,      &chat_leave_type,      &chat_say_type,
     &chat_who_type,       &chat_online_type,
     &chat_offline_type,   &chat_rooms_type,      &chat_room_open_type,
-    &chat_room_close_type, &chat_node_gone_type, &chat_nudge_type,
+    &chat_room_close_type, &chat_node_gone_type, &chat_node_up_type,
+    &chat_nudge_type,
     &chat_result_type,
 };
 

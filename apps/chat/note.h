@@ -45,8 +45,11 @@ extern const hm_type chat_offline_type;  /* {user} */
 extern const hm_type chat_rooms_type;    /* request {} */
 extern const hm_type chat_room_open_type;  /* {room} */
 extern const hm_type chat_room_close_type; /* {room} */
-/* To rooms and the directory: every user of `node` is gone. */
+/* To rooms, chat/local and the directory: every user of `node` is gone.
+ * arg 1: and the node is dead or left, so an announcement from it that
+ * arrives late is ignored until chat_node_up_type says it is back. */
 extern const hm_type chat_node_gone_type; /* {node} */
+extern const hm_type chat_node_up_type;   /* {node} */
 /* To any chat name: ignored by every chat receiver. A login that finds a
  * stale proxy standing under a user's name sends it one, so the proxy
  * looks the name up again and ends (cluster/proxy.c). */

@@ -15,9 +15,10 @@
 struct json_t;
 
 #define CHAT_ROSTER_NODE_MAX 64 /* bytes of a node name */
+#define CHAT_ROSTER_NAME_MAX 64 /* bytes of a name: a chat name or a node's */
 
 typedef struct chat_roster_entry {
-    char name[CHAT_MAX_NAME + 1];
+    char name[CHAT_ROSTER_NAME_MAX + 1];
     char node[CHAT_ROSTER_NODE_MAX + 1];
 } chat_roster_entry;
 

@@ -140,10 +140,12 @@ static void on_member_event(void *arg, const char *name, uint64_t inc,
     chat_server *srv = arg;
     HM_LOG_INFO("CHAT-MEMBER", "member %s (incarnation %llu): %s", name,
                 (unsigned long long)inc, hm_member_event_name(event));
-    if (event != HM_MEMBER_EV_DEAD && event != HM_MEMBER_EV_LEFT &&
-        event != HM_MEMBER_EV_REPLACED)
-        return;
-    chat_local_node_gone(srv, name);
+    if (event == HM_MEMBER_EV_DEAD || event == HM_MEMBER_EV_LEFT)
+        chat_local_node_gone(srv, name, true);
+    else if (event == HM_MEMBER_EV_REPLACED) /* its old users are gone */
+        chat_local_node_gone(srv, name, false);
+    else if (event == HM_MEMBER_EV_UP)
+        chat_local_node_up(srv, name);
 }
 
 static hm_err create_node(chat_server *srv, const hm_cluster_options *o)
