@@ -24,6 +24,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#define CHAT_MAX_PENDING 32 /* commands of one user waiting for an answer */
+
+/* What a continuation needs: the client's request id and the command. The
+ * user keeps these in its state, not on the heap, because the runtime drops
+ * the continuations of an activation that ends (their requests are then
+ * never answered), and because a client must not queue requests without
+ * bound. */
+typedef struct pending {
+    bool used;
+    uint64_t id;
+    chat_cmd_kind kind;
+    char name[CHAT_MAX_NAME + 1]; /* a direct message's recipient */
+    char room[CHAT_MAX_NAME + 1];
+} pending;
+
 typedef struct chat_user {
     chat_server *srv;
     char name[CHAT_MAX_NAME + 1];
@@ -31,6 +46,7 @@ typedef struct chat_user {
     uint64_t conn_id;
     char rooms[CHAT_MAX_ROOMS_PER_USER][CHAT_MAX_NAME + 1];
     size_t room_count;
+    pending pending[CHAT_MAX_PENDING];
 } chat_user;
 
 /* ---------------------------------------------------------------- rooms */
@@ -62,14 +78,6 @@ static void remove_room(chat_user *u, const char *room)
 
 /* ------------------------------------------------------------ requests */
 
-/* What a continuation needs: the client's request id and the command. */
-typedef struct pending {
-    uint64_t id;
-    chat_cmd_kind kind;
-    char name[CHAT_MAX_NAME + 1]; /* a direct message's recipient */
-    char room[CHAT_MAX_NAME + 1];
-} pending;
-
 /* Writes the error a failed request deserves: the callee's code from a
  * chat.result, or the runtime's error mapped to a chat code. */
 static bool answer_failure(chat_user *u, const pending *p, hm_msg *reply,
@@ -97,15 +105,14 @@ static void on_answer(hm_ctx *ctx, void *state, hm_msg *reply, hm_err err,
                       void *arg)
 {
     chat_user *u = state;
-    pending *p = arg;
+    pending *p = &u->pending[(uintptr_t)arg];
     const chat_note *n = reply ? chat_msg_note(reply) : NULL;
-    json_t *data = json_object();
+    json_t *data;
 
-    if (answer_failure(u, p, reply, err)) {
-        json_decref(data);
-        hm_free(p);
+    p->used = false;
+    if (answer_failure(u, p, reply, err))
         return;
-    }
+    data = json_object();
     if (p->kind == CHAT_CMD_JOIN)
         add_room(u, p->room);
     else if (p->kind == CHAT_CMD_LEAVE)
@@ -120,7 +127,6 @@ static void on_answer(hm_ctx *ctx, void *state, hm_msg *reply, hm_err err,
     chat_write_msg(u->conn,
                    p->kind == CHAT_CMD_MSG ? "chat.delivered" : "chat.ok",
                    p->id, data);
-    hm_free(p);
 }
 
 /* Sends `m` (taken) as a request to prefix+name for command `cmd`. */
@@ -128,30 +134,37 @@ static void request(hm_ctx *ctx, chat_user *u, const chat_cmd *cmd,
                     const char *prefix, const char *name, hm_msg *m)
 {
     char addr_name[CHAT_ADDR_MAX];
-    pending *p = hm_calloc(1, sizeof *p);
+    uintptr_t slot = 0;
+    pending *p;
     hm_addr *to;
     hm_err err;
 
-    p->id = cmd->id;
-    p->kind = cmd->kind;
+    while (slot < CHAT_MAX_PENDING && u->pending[slot].used)
+        slot++;
+    if (slot == CHAT_MAX_PENDING) {
+        chat_write_error(u->conn, cmd->id, CHAT_ERR_INTERNAL,
+                         "too many commands waiting for an answer");
+        hm_msg_destroy(m);
+        return;
+    }
+    p = &u->pending[slot];
+    *p = (pending){.used = true, .id = cmd->id, .kind = cmd->kind};
     strcpy(p->name, cmd->name);
     strcpy(p->room, cmd->room);
     snprintf(addr_name, sizeof addr_name, "%s%s", prefix, name);
     if ((err = hm_runtime_intern(hm_ctx_runtime(ctx), addr_name, &to)) ==
         HM_OK) {
         err = hm_ctx_request(ctx, to, m, CHAT_REQUEST_TIMEOUT_MS, on_answer,
-                             p, NULL);
+                             (void *)slot, NULL);
         hm_addr_release(to);
     }
     if (err != HM_OK) {
+        p->used = false;
         hm_msg_destroy(m);
         answer_failure(u, p, NULL, err);
-        hm_free(p);
     }
 }
 
-/* A message of type `t` from this user: a note naming the user and its
- * node, with `room` and `text` (borrowed; NULL: absent). Returns owned. */
 static hm_msg *note_from_me_arg(chat_user *u, const hm_type *t,
                                 const char *room, const char *text,
                                 uint64_t arg)
