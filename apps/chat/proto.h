@@ -39,7 +39,8 @@ struct json_t;
     X(CHAT_ERR_NO_SUCH_USER, "no_such_user")                                  \
     X(CHAT_ERR_NOT_MEMBER, "not_member")                                      \
     X(CHAT_ERR_UNDELIVERABLE, "undeliverable")                                \
-    X(CHAT_ERR_INTERNAL, "internal")
+    X(CHAT_ERR_INTERNAL, "internal")                                          \
+    X(CHAT_ERR_BUSY, "busy")
 
 typedef enum {
 #define CHAT_ERR_ENUM(code, name) code,

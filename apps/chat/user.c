@@ -24,12 +24,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHAT_MAX_PENDING 32 /* commands of one user waiting for an answer */
+#define CHAT_MAX_PENDING 1024 /* commands of one user awaiting an answer */
 
 /* What a continuation needs: the client's request id and the command. The
- * user keeps these in its state, not on the heap, because the runtime drops
- * the continuations of an activation that ends (their requests are then
- * never answered), and because a client must not queue requests without
+ * user keeps them in a table it owns (freed by its deactivate hook), not
+ * one allocation per request, because the runtime drops the continuations
+ * of an activation that ends (their requests are then never answered); and
+ * the table is bounded, because a client must not queue work without
  * bound. */
 typedef struct pending {
     bool used;
@@ -46,7 +47,8 @@ typedef struct chat_user {
     uint64_t conn_id;
     char rooms[CHAT_MAX_ROOMS_PER_USER][CHAT_MAX_NAME + 1];
     size_t room_count;
-    pending pending[CHAT_MAX_PENDING];
+    pending *pending; /* owned; grows up to CHAT_MAX_PENDING */
+    size_t pending_cap;
 } chat_user;
 
 /* ---------------------------------------------------------------- rooms */
@@ -129,20 +131,35 @@ static void on_answer(hm_ctx *ctx, void *state, hm_msg *reply, hm_err err,
                    p->id, data);
 }
 
+/* A free slot in the pending table (grown if needed), or CHAT_MAX_PENDING
+ * if the table is full. */
+static uintptr_t pending_slot(chat_user *u)
+{
+    size_t old = u->pending_cap;
+
+    for (size_t i = 0; i < old; i++)
+        if (!u->pending[i].used)
+            return i;
+    if (old == CHAT_MAX_PENDING)
+        return CHAT_MAX_PENDING;
+    u->pending_cap = old ? 2 * old : 8;
+    u->pending = hm_realloc(u->pending, u->pending_cap * sizeof *u->pending);
+    memset(u->pending + old, 0, (u->pending_cap - old) * sizeof *u->pending);
+    return old;
+}
+
 /* Sends `m` (taken) as a request to prefix+name for command `cmd`. */
 static void request(hm_ctx *ctx, chat_user *u, const chat_cmd *cmd,
                     const char *prefix, const char *name, hm_msg *m)
 {
     char addr_name[CHAT_ADDR_MAX];
-    uintptr_t slot = 0;
+    uintptr_t slot;
     pending *p;
     hm_addr *to;
     hm_err err;
 
-    while (slot < CHAT_MAX_PENDING && u->pending[slot].used)
-        slot++;
-    if (slot == CHAT_MAX_PENDING) {
-        chat_write_error(u->conn, cmd->id, CHAT_ERR_INTERNAL,
+    if ((slot = pending_slot(u)) == CHAT_MAX_PENDING) {
+        chat_write_error(u->conn, cmd->id, CHAT_ERR_BUSY,
                          "too many commands waiting for an answer");
         hm_msg_destroy(m);
         return;
@@ -333,6 +350,7 @@ static void user_deactivate(hm_ctx *ctx, void *state,
         hm_node_unregister(u->srv->node, addr);
     hm_conn_close(u->conn);
     hm_conn_release(u->conn);
+    hm_free(u->pending);
     hm_free(u);
 }
 
