@@ -59,32 +59,22 @@ static const chat_roster_entry *find_user(const chat_directory *d,
     return NULL;
 }
 
-/* True if entry i is the first entry of its node (so each node is told
- * once when we walk the roster). */
-static bool first_of_node(const chat_directory *d, size_t i)
-{
-    for (size_t j = 0; j < i; j++)
-        if (strcmp(d->users.entries[j].node, d->users.entries[i].node) == 0)
-            return false;
-    return true;
-}
-
 /* Tells every node with users about `e` going `event`, and also `extra`
- * (the subject's own node, which may have no users left; NULL: none). */
+ * (the subject's own node, which may have no users left; NULL: none).
+ * O(users x nodes): the nodes are few. */
 static void fan_out(hm_ctx *ctx, chat_directory *d, const char *event,
                     const chat_roster_entry *e, const char *extra)
 {
-    bool extra_told = !extra;
+    chat_roster nodes;
 
-    for (size_t i = 0; i < d->users.count; i++) {
-        const char *node = d->users.entries[i].node;
-        if (!first_of_node(d, i))
-            continue;
-        tell_node(ctx, node, event, e, 0);
-        extra_told = extra_told || strcmp(node, extra) == 0;
-    }
-    if (!extra_told)
-        tell_node(ctx, extra, event, e, 0);
+    chat_roster_init(&nodes);
+    for (size_t i = 0; i < d->users.count; i++)
+        chat_roster_add(&nodes, d->users.entries[i].node, NULL);
+    if (extra)
+        chat_roster_add(&nodes, extra, NULL);
+    for (size_t i = 0; i < nodes.count; i++)
+        tell_node(ctx, nodes.entries[i].name, event, e, 0);
+    chat_roster_fini(&nodes);
 }
 
 /* A user came online. A node that had no users until now gets the whole
