@@ -11,8 +11,9 @@
  * refusal to activate a user that is not logged in anywhere.
  *
  * Key decision: a user knows the rooms it joined (by name only). When it
- * goes, for whatever reason, its deactivate hook leaves them, tells the
- * directory and closes the connection, so there is exactly one way out. */
+ * goes, for whatever reason, log_out() leaves them, tells the directory,
+ * unregisters the name and closes the connection, so there is exactly one
+ * way out. */
 #include "apps/chat/chat_impl.h"
 
 #include "runtime/alloc.h"
@@ -49,6 +50,7 @@ typedef struct chat_user {
     size_t room_count;
     pending *pending; /* owned; grows up to CHAT_MAX_PENDING */
     size_t pending_cap;
+    bool logged_out; /* log_out() ran */
 } chat_user;
 
 /* ---------------------------------------------------------------- rooms */
@@ -198,6 +200,35 @@ static hm_msg *note_from_me(chat_user *u, const hm_type *t, const char *room,
     return note_from_me_arg(u, t, room, text, 0);
 }
 
+/* The one way out: leave every room, go offline and free the name in the
+ * cluster (the deactivate hook then closes the connection, once the name
+ * can be taken again, so a client that sees its connection end can log in
+ * again at once). Called from the handler, before
+ * hm_ctx_deactivate(), so that all of it is sent while this activation is
+ * live: a new login of the same name cannot spawn until it ends, so its
+ * "online" and its registration always come after our "offline" and our
+ * unregistration, in every mailbox. */
+static void log_out(hm_ctx *ctx, chat_user *u)
+{
+    char addr[CHAT_ADDR_MAX];
+
+    if (u->logged_out)
+        return;
+    u->logged_out = true;
+    HM_LOG_INFO("CHAT-LOGOUT", "%s logged out", u->name);
+    for (size_t i = 0; i < u->room_count; i++)
+        chat_send_to(ctx, CHAT_ROOM_PREFIX, u->rooms[i],
+                     note_from_me(u, &chat_leave_type, u->rooms[i], NULL));
+    chat_send_to(ctx, CHAT_DIRECTORY, "",
+                 note_from_me(u, &chat_offline_type, NULL, NULL));
+    chat_send_to(ctx, CHAT_LOCAL_PREFIX, u->srv->node_name,
+                 hm_msg_create(&chat_track_type,
+                               chat_note_create(u->name, NULL, NULL), 0));
+    snprintf(addr, sizeof addr, CHAT_USER_PREFIX "%s", u->name);
+    if (u->srv->node)
+        hm_node_unregister(u->srv->node, addr);
+}
+
 /* The login the session forwarded once it spawned us: announce ourselves
  * to the directory and to chat/local, and answer the client. (A spawned
  * receiver's activate hook runs before its first message, so this is where
@@ -224,7 +255,8 @@ static void on_command(hm_ctx *ctx, chat_user *u, const chat_cmd *c)
         break;
     case CHAT_CMD_LOGOUT:
         chat_write_msg(u->conn, "chat.ok", c->id, NULL);
-        hm_ctx_deactivate(ctx); /* the hook leaves and closes */
+        log_out(ctx, u);
+        hm_ctx_deactivate(ctx);
         break;
     case CHAT_CMD_MSG:
         request(ctx, u, c, CHAT_USER_PREFIX, c->name,
@@ -313,8 +345,10 @@ static hm_err user_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
     if (t == &chat_cmd_type && hm_msg_arg(msg) == u->conn_id)
         on_command(ctx, u, hm_msg_payload(msg));
-    else if (t == &chat_gone_type && hm_msg_arg(msg) == u->conn_id)
+    else if (t == &chat_gone_type && hm_msg_arg(msg) == u->conn_id) {
+        log_out(ctx, u);
         hm_ctx_deactivate(ctx);
+    }
     else if (t == &chat_dm_type)
         on_dm(ctx, u, msg);
     else if (t == &chat_event_type)
@@ -326,28 +360,14 @@ static hm_err user_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
 /* ------------------------------------------------------------ lifecycle */
 
-/* The one way out: leave every room, go offline, free the name in the
- * cluster and close the connection. */
+/* Any other end (the runtime closing, a failed handler) still logs out. */
 static void user_deactivate(hm_ctx *ctx, void *state,
                             hm_deactivate_reason why)
 {
     chat_user *u = state;
-    char addr[CHAT_ADDR_MAX];
 
-    HM_LOG_INFO("CHAT-LOGOUT", "%s logged out", u->name);
-    if (why != HM_DEACTIVATE_CLOSE) {
-        for (size_t i = 0; i < u->room_count; i++)
-            chat_send_to(ctx, CHAT_ROOM_PREFIX, u->rooms[i],
-                         note_from_me(u, &chat_leave_type, u->rooms[i], NULL));
-        chat_send_to(ctx, CHAT_DIRECTORY, "",
-                     note_from_me(u, &chat_offline_type, NULL, NULL));
-        chat_send_to(ctx, CHAT_LOCAL_PREFIX, u->srv->node_name,
-                     hm_msg_create(&chat_track_type,
-                                   chat_note_create(u->name, NULL, NULL), 0));
-    }
-    snprintf(addr, sizeof addr, CHAT_USER_PREFIX "%s", u->name);
-    if (u->srv->node)
-        hm_node_unregister(u->srv->node, addr);
+    if (why != HM_DEACTIVATE_CLOSE)
+        log_out(ctx, u);
     hm_conn_close(u->conn);
     hm_conn_release(u->conn);
     hm_free(u->pending);
