@@ -3,6 +3,7 @@
 #include "apps/chat/note.h"
 #include "apps/chat/proto.h"
 #include "apps/chat/roster.h"
+#include "apps/chat/server.h"
 
 #include "net/hp.h"
 #include "runtime/alloc.h"
@@ -257,4 +258,48 @@ Test(chat_roster, removing_a_node_removes_exactly_its_names)
     cr_assert(chat_roster_remove(&r, "u0"));
     cr_assert_not(chat_roster_remove(&r, "u0"));
     chat_roster_fini(&r);
+}
+
+/* ------------------------------------------------------ host and port */
+
+Test(chat_hostport, ipv4_ipv6_and_names_split_into_host_and_port)
+{
+    char host[64];
+    int port;
+
+    cr_assert_eq(chat_parse_hostport("127.0.0.1:7001", host, sizeof host,
+                                     &port),
+                 HM_OK);
+    cr_assert_str_eq(host, "127.0.0.1");
+    cr_assert_eq(port, 7001);
+    cr_assert_eq(chat_parse_hostport("[::1]:0", host, sizeof host, &port),
+                 HM_OK);
+    cr_assert_str_eq(host, "::1");
+    cr_assert_eq(port, 0);
+    cr_assert_eq(chat_parse_hostport("localhost:80", host, sizeof host,
+                                     &port),
+                 HM_OK);
+    cr_assert_str_eq(host, "localhost");
+}
+
+Test(chat_hostport, a_missing_or_bad_port_or_host_is_refused)
+{
+    char host[8];
+    int port;
+
+    cr_assert_eq(chat_parse_hostport("7001", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(chat_parse_hostport(":7001", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(chat_parse_hostport("h:", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(chat_parse_hostport("h:65536", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(chat_parse_hostport("h:12x", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(chat_parse_hostport("[::1:80", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(chat_parse_hostport("averylonghost:80", host, sizeof host,
+                                     &port),
+                 HM_EINVAL);
 }
