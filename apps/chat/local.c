@@ -122,6 +122,17 @@ static void on_node_gone(hm_ctx *ctx, chat_local *l, const char *node,
                      chat_note_msg(&chat_rejoin_type, NULL, NULL, NULL));
 }
 
+/* A node we saw die is up again (a new incarnation): the rooms here and
+ * the directory accept its users again. */
+static void on_node_back(hm_ctx *ctx, chat_local *l, const char *node)
+{
+    for (size_t i = 0; i < l->rooms.count; i++)
+        chat_send_to(ctx, CHAT_ROOM_PREFIX, l->rooms.entries[i].name,
+                     node_msg(&chat_node_up_type, node, 0));
+    chat_send_to(ctx, CHAT_DIRECTORY, "",
+                 node_msg(&chat_node_up_type, node, 0));
+}
+
 static hm_err local_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     chat_local *l = state;
@@ -137,8 +148,7 @@ static hm_err local_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_node_gone(ctx, l, n->node, hm_msg_arg(msg));
     else if (t == &chat_node_up_type && n->node &&
              chat_roster_remove(&l->dead, n->node))
-        chat_send_to(ctx, CHAT_DIRECTORY, "",
-                     node_msg(&chat_node_up_type, n->node, 0));
+        on_node_back(ctx, l, n->node);
     return HM_OK;
 }
 

@@ -26,6 +26,7 @@ typedef struct chat_room {
     chat_server *srv;
     char name[CHAT_MAX_NAME + 1];
     chat_roster members;
+    chat_roster dead; /* nodes dead or left: late joins from them are void */
 } chat_room;
 
 /* Sends an event about `user` to every member. */
@@ -70,6 +71,12 @@ static void on_join(hm_ctx *ctx, chat_room *r, hm_msg *msg)
     const chat_note *n = chat_msg_note(msg);
     bool quiet = hm_msg_arg(msg) == 1;
 
+    if (n->node && chat_roster_has(&r->dead, n->node)) {
+        /* Sent before its node died: void (answered, so that no request
+         * waits for nothing). */
+        answer(ctx, r, msg, NULL, NULL);
+        return;
+    }
     if (n->user && chat_name_valid(n->user) &&
         chat_roster_add(&r->members, n->user, n->node) && !quiet)
         broadcast(ctx, r, "joined", n->user, NULL);
@@ -117,6 +124,8 @@ static void on_node_gone(hm_ctx *ctx, chat_room *r, hm_msg *msg)
 
     if (!n->node)
         return;
+    if (hm_msg_arg(msg) == 1)
+        chat_roster_add(&r->dead, n->node, NULL);
     chat_roster_init(&gone);
     chat_roster_remove_node(&r->members, n->node, collect, &gone);
     for (size_t i = 0; i < gone.count; i++)
@@ -141,6 +150,8 @@ static hm_err room_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         end_if_empty(ctx, r);
     } else if (t == &chat_node_gone_type) {
         on_node_gone(ctx, r, msg);
+    } else if (t == &chat_node_up_type && chat_msg_note(msg)->node) {
+        chat_roster_remove(&r->dead, chat_msg_note(msg)->node);
     }
     return HM_OK;
 }
@@ -186,6 +197,7 @@ static void room_deactivate(hm_ctx *ctx, void *state,
                                        NULL));
     }
     chat_roster_fini(&r->members);
+    chat_roster_fini(&r->dead);
     hm_free(r);
 }
 
@@ -199,6 +211,7 @@ void chat_room_make(chat_server *srv, const char *room, hm_receiver *out)
     r->srv = srv;
     strcpy(r->name, room);
     chat_roster_init(&r->members);
+    chat_roster_init(&r->dead);
     *out = (hm_receiver){.handler = room_handle, .state = r,
                          .hooks = &ROOM_HOOKS, .pinned = true};
 }
