@@ -1,7 +1,7 @@
 /* apps/chat/chat_impl.h: what the chat server's files share (private to
  * apps/chat/; see STYLE 2).
  *
- * The server is four kinds of receivers, each in its own file:
+ * The server is five kinds of receivers, each in its own file:
  *   chat/session/<conn id>  session.c    one per connection: HP greeting,
  *                                        line decoding, heartbeat, login
  *   chat/user/<name>        user.c       one per logged-in user: writes to
@@ -9,8 +9,9 @@
  *   chat/room/<name>        room.c       one per room, made on demand by
  *                                        the factory: members, broadcast
  *   chat/directory          directory.c  who is online, which rooms exist
- * and chat/local/<node> (local.c), one per node: the users and rooms on the
- * node, a replica of who is online, and what to do when a node dies.
+ *   chat/local/<node>       local.c      one per node: its users and rooms,
+ *                                        a replica of who is online, what
+ *                                        to do when another node dies
  * They refer to each other only by name, so the cluster layer can place a
  * room or the directory on any node and route to users wherever they are
  * connected. */

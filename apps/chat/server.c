@@ -1,5 +1,5 @@
 /* apps/chat/server.c: starting and stopping a chat server, its factory, the
- * "chat/local" receiver, and the small helpers every chat receiver uses.
+ * cluster wiring, and the small helpers every chat receiver uses.
  *
  * The factory makes exactly two kinds of receivers on demand: rooms
  * ("chat/room/<valid name>") and the directory. Users and sessions are
@@ -18,12 +18,10 @@
  * (session.c registers them at login): the cluster layer does the rest. */
 #include "apps/chat/chat_impl.h"
 
-#include "apps/chat/roster.h"
-#include "runtime/alloc.h"
-#include "runtime/log.h"
-
 #include "cluster/node.h"
 #include "cluster/options.h"
+#include "runtime/alloc.h"
+#include "runtime/log.h"
 
 #include <jansson.h>
 #include <stdio.h>
