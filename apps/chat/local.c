@@ -70,6 +70,7 @@ static void on_presence(hm_ctx *ctx, chat_local *l, const hm_msg *msg)
 {
     const chat_note *n = chat_msg_note(msg);
     bool quiet = hm_msg_arg(msg) == 1;
+    bool changed;
 
     if (!n->user || !n->event)
         return;
@@ -77,10 +78,13 @@ static void on_presence(hm_ctx *ctx, chat_local *l, const hm_msg *msg)
         chat_roster_has(&l->dead, n->node))
         return; /* sent before its node died, arrived after */
     if (strcmp(n->event, "online") == 0)
-        chat_roster_add(&l->online, n->user, n->node);
+        changed = chat_roster_add(&l->online, n->user, n->node);
     else
-        chat_roster_remove(&l->online, n->user);
-    if (!quiet)
+        changed = chat_roster_remove(&l->online, n->user);
+    /* A user already known online who logs in on another node (its
+     * client failed over before we heard its old node died) stays online
+     * for the users here: only its node changes. */
+    if (changed && !quiet)
         tell_users(ctx, l, n->event, n->user);
 }
 
