@@ -94,7 +94,6 @@ static void on_leave(hm_ctx *ctx, chat_room *r, hm_msg *msg)
     }
     broadcast(ctx, r, "left", n->user, NULL);
     answer(ctx, r, msg, NULL, NULL);
-    end_if_empty(ctx, r);
 }
 
 static void on_say(hm_ctx *ctx, chat_room *r, hm_msg *msg)
@@ -104,7 +103,6 @@ static void on_say(hm_ctx *ctx, chat_room *r, hm_msg *msg)
 
     if (!n->user || !chat_roster_has(&r->members, n->user)) {
         answer(ctx, r, msg, &not_member, NULL);
-        end_if_empty(ctx, r); /* a say made us; nobody is here */
         return;
     }
     broadcast(ctx, r, "said", n->user, n->text);
@@ -131,7 +129,6 @@ static void on_node_gone(hm_ctx *ctx, chat_room *r, hm_msg *msg)
     for (size_t i = 0; i < gone.count; i++)
         broadcast(ctx, r, "left", gone.entries[i].name, NULL);
     chat_roster_fini(&gone);
-    end_if_empty(ctx, r);
 }
 
 static hm_err room_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -147,12 +144,14 @@ static hm_err room_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_say(ctx, r, msg);
     } else if (t == &chat_who_type) {
         answer(ctx, r, msg, NULL, chat_roster_names(&r->members));
-        end_if_empty(ctx, r);
     } else if (t == &chat_node_gone_type) {
         on_node_gone(ctx, r, msg);
     } else if (t == &chat_node_up_type && chat_msg_note(msg)->node) {
         chat_roster_remove(&r->dead, chat_msg_note(msg)->node);
     }
+    /* A room exists while it has members; one that a stray message made
+     * (a who, a say or a leave by a non-member) ends at once. */
+    end_if_empty(ctx, r);
     return HM_OK;
 }
 

@@ -79,6 +79,19 @@ def room_members_see_joins_lines_and_leaves(srv):
         x.close()
 
 
+def a_room_touched_by_a_stranger_does_not_stay_open(srv):
+    c = Client(srv, "stranger")
+    assert c.cmd("chat.who", room="ghosttown")["data"]["users"] == []
+    c.cmd("chat.leave", room="ghosttown")
+    c.cmd("chat.say", room="ghosttown", text="anyone?")
+    # Each made the room, which answered and ended: it does not stay open.
+    deadline = time.monotonic() + BOUND_S
+    while "ghosttown" in c.cmd("chat.rooms")["data"]["rooms"]:
+        assert time.monotonic() < deadline, "ghosttown stays open"
+        time.sleep(0.02)
+    c.close()
+
+
 def users_see_others_come_online_and_go_offline(srv):
     watcher = Client(srv, "watcher")
     other = Client(srv, "comer")
@@ -538,6 +551,7 @@ SINGLE = [
     a_direct_message_reaches_the_recipient_and_the_sender_learns_it,
     a_direct_message_to_nobody_gets_no_such_user,
     room_members_see_joins_lines_and_leaves,
+    a_room_touched_by_a_stranger_does_not_stay_open,
     users_see_others_come_online_and_go_offline,
     an_explicit_logout_answers_then_closes_and_frees_the_name,
     malformed_lines_get_errors_and_nobody_else_is_disturbed,
