@@ -395,7 +395,7 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
     hm_free(s);
 }
 
-const hm_hooks cl_link_hooks = {NULL, link_deactivate};
+const hm_hooks cl_link_hooks = {.deactivate = link_deactivate};
 
 void *cl_link_state_create(hm_node *n, const char *dial_target,
                            const char *dial_addr)

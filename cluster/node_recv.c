@@ -255,8 +255,15 @@ static void on_member_event(hm_ctx *ctx, hm_node *n,
 {
     cl_slot *s = slot_find(n, a->peer);
 
-    if (a->event == HM_MEMBER_EV_DEAD || a->event == HM_MEMBER_EV_LEFT ||
-        a->event == HM_MEMBER_EV_REPLACED) {
+    if (a->event == HM_MEMBER_EV_UP) {
+        /* Back with the same incarnation after a false death (a long
+         * partition): its names count again; its snapshot follows. */
+        pthread_mutex_lock(&n->lock);
+        hm_presence_on_node_up(n->pres, a->peer, a->inc);
+        pthread_mutex_unlock(&n->lock);
+    } else if (a->event == HM_MEMBER_EV_DEAD ||
+               a->event == HM_MEMBER_EV_LEFT ||
+               a->event == HM_MEMBER_EV_REPLACED) {
         pthread_mutex_lock(&n->lock);
         hm_presence_on_node_gone(n->pres, a->peer, a->inc);
         pthread_mutex_unlock(&n->lock);

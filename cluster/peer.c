@@ -435,7 +435,7 @@ static void peer_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
     set_conn(p, NULL);
 }
 
-const hm_hooks cl_peer_hooks = {NULL, peer_deactivate};
+const hm_hooks cl_peer_hooks = {.deactivate = peer_deactivate};
 
 void cl_peer_destroy(cl_peer *p)
 {

@@ -186,7 +186,7 @@ static void proxy_deactivate(hm_ctx *ctx, void *state,
     hm_free(p);
 }
 
-static const hm_hooks proxy_hooks = {NULL, proxy_deactivate};
+static const hm_hooks proxy_hooks = {.deactivate = proxy_deactivate};
 
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out)

@@ -17,6 +17,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
+#include "runtime/durable_impl.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -345,7 +346,8 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     hm_runtime_register_type(rt, &hm_type_timeout);
     hm_runtime_register_type(rt, &hm_type_tick);
     hm_runtime_register_type(rt, &hm_type_json);
-    if ((err = start_threads(rt)) != HM_OK) {
+    if ((err = start_threads(rt)) != HM_OK ||
+        (err = hm_durable_start(rt)) != HM_OK) {
         hm_runtime_destroy(rt);
         return err;
     }
@@ -398,6 +400,7 @@ void hm_runtime_destroy(hm_runtime *rt)
         hm_msg_destroy(f.msg);
         hm_addr_release(f.to);
     }
+    hm_durable_fini(rt);
     hm_dir_fini(rt);
     hm_timers_fini(&rt->timers);
     hm_sched_fini(rt);

@@ -176,6 +176,10 @@ struct hm_runtime {
     pthread_mutex_t types_lock;
     const hm_type **types; /* guarded by: types_lock */
     size_t ntypes, types_cap;
+    /* Durable state (durable.c): the reminder table; NULL without a
+     * store. Set in hm_runtime_create before any message or reminder can
+     * reach a worker, then immutable. */
+    struct hm_durable *durable;
 };
 
 struct hm_ctx {

@@ -105,7 +105,7 @@ static inline void sink_deactivate(hm_ctx *ctx, void *state,
     hm_free(state);
 }
 
-static const hm_hooks sink_hooks = {NULL, sink_deactivate};
+static const hm_hooks sink_hooks = {.deactivate = sink_deactivate};
 
 /* The application factory: "test/echo/..." names are echo receivers,
  * "test/sink/..." names sinks. */
