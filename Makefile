@@ -45,7 +45,7 @@ PROGRAMS    := $(BUILD)/hermes-demo \
                $(if $(wildcard apps/chat/main.c),$(BUILD)/hermes-chat)
 
 .PHONY: all deps run test unit stress smoke integration bench asan tsan \
-        fuzz format clean static
+        fuzz format clean static demo-chat
 .DEFAULT_GOAL := all
 
 all: $(LIBS) $(PROGRAMS) $(TESTS) $(STRESS) $(BENCHES)
@@ -113,6 +113,10 @@ run: all
 
 test: all
 	@sh mk/run-tests.sh $(BUILD) unit stress smoke integration
+
+# `make demo-chat`: three chat servers clustered on loopback (docs/chat.md).
+demo-chat: $(BUILD)/hermes-chat
+	@sh mk/demo-chat.sh $(BUILD)
 
 unit: all
 	@sh mk/run-tests.sh $(BUILD) unit
