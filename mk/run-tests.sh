@@ -9,11 +9,18 @@ set -u
 build=$1; shift
 failed=""
 count=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+# A sanitizer report fails the run even where the test runner did not
+# notice it (Criterion's forked workers report leaks after the verdict).
 run() { # name, command...
     name=$1; shift
     count=$((count + 1))
     printf '== %s\n' "$name"
-    if ! "$@"; then
+    "$@" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    if [ $rc -ne 0 ] || grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$out"; then
         failed="$failed $name"
         printf '!! FAILED: %s\n' "$name"
     fi

@@ -219,7 +219,8 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
     memset(out, 0, sizeof *out);
     for (int i = 0; i < n; i++)
         add_counters(out, &rt->workers[i].st);
-    add_counters(out, &rt->ext);
+    for (unsigned i = 0; i < HM_EXT_SHARDS; i++)
+        add_counters(out, &rt->ext[i]);
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
 }
@@ -300,7 +301,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
                               : (rt->idle_timeout_ms + 7) / 8;
     hm_dir_init(rt);
     hm_sched_init(rt);
-    hm_timers_init(&rt->timers);
+    hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
     pthread_mutex_init(&rt->timer_lock, NULL);
     init_cond_monotonic(&rt->timer_cond);
     pthread_mutex_init(&rt->idle_lock, NULL);

@@ -8,6 +8,7 @@
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
+#include "runtime/pool.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -49,9 +50,13 @@ const hm_type hm_type_tick = {"hm.tick", NULL, null_to_json, null_from_json};
 const hm_type hm_type_json = {"hm.json", json_free, json_to_json,
                               json_from_json};
 
+_Static_assert(sizeof(hm_msg) <= HM_POOL_OBJ_LEN, "messages fit the pool");
+
 hm_msg *hm_msg_alloc(void)
 {
-    return hm_calloc(1, sizeof(hm_msg));
+    hm_msg *m = hm_pool_alloc();
+    memset(m, 0, sizeof *m);
+    return m;
 }
 
 hm_msg *hm_msg_create(const hm_type *type, void *payload, uint64_t arg)
@@ -72,7 +77,7 @@ void hm_msg_destroy(hm_msg *m)
     if (m->payload && m->type->free)
         m->type->free(m->payload);
     hm_addr_release(m->from);
-    hm_free(m);
+    hm_pool_free(m);
 }
 
 void hm_msg_set_from(hm_msg *m, hm_addr *from)

@@ -88,7 +88,8 @@ struct hm_addr {
 /* Per-thread counters: written only by their owner thread (relaxed load and
  * store, no RMW), read by anyone with relaxed loads. */
 typedef struct hm_counters {
-    _Atomic uint64_t sent, delivered, activations, deactivations;
+    _Alignas(64) _Atomic uint64_t sent;
+    _Atomic uint64_t delivered, activations, deactivations;
     _Atomic uint64_t dead_letters, timers_fired, handler_errors, hwm;
 } hm_counters;
 
@@ -164,7 +165,10 @@ struct hm_runtime {
 
     _Atomic uint64_t next_req_id;
     _Atomic uint64_t next_call_id;
-    hm_counters ext; /* events on non-worker threads: atomic RMWs */
+#define HM_EXT_SHARDS 16u
+    /* Events on non-worker threads: atomic RMWs on a shard picked by the
+     * thread, so threads sending at once do not share a cache line. */
+    hm_counters ext[HM_EXT_SHARDS];
 
     pthread_mutex_t types_lock;
     const hm_type **types; /* guarded by: types_lock */

@@ -23,6 +23,20 @@
 
 /* ------------------------------------------------------------- counters */
 
+/* This thread's shard of the non-worker counters. */
+static unsigned ext_shard(void)
+{
+    static _Atomic unsigned next_thread;
+    static _Thread_local unsigned index_plus_one;
+
+    if (!index_plus_one)
+        /* relaxed: only spreads threads over shards. */
+        index_plus_one = atomic_fetch_add_explicit(&next_thread, 1,
+                                                   memory_order_relaxed) +
+                         1;
+    return (index_plus_one - 1) % HM_EXT_SHARDS;
+}
+
 void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
 {
     if (w)
@@ -30,7 +44,7 @@ void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
     else
         /* relaxed: a statistic; several threads may add at once. */
         atomic_fetch_add_explicit(
-            (_Atomic uint64_t *)((char *)&rt->ext + field), 1,
+            (_Atomic uint64_t *)((char *)&rt->ext[ext_shard()] + field), 1,
             memory_order_relaxed);
 }
 

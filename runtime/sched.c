@@ -16,9 +16,9 @@
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
  * condition variable. A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
- * the sleeper counts and the queues are checked Dekker-style with seq_cst
- * fences on both sides, and the signal is sent under the sleep lock, so a
- * wake-up can never be lost. */
+ * the sleeper counts and the queues are checked Dekker-style through seq_cst
+ * read-modify-writes on both sides, and the signal is sent under the sleep
+ * lock, so a wake-up can never be lost. */
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
@@ -122,27 +122,36 @@ static uint32_t runq_grab(hm_runq *q, hm_addr **buf)
     }
 }
 
+static void notify(hm_runtime *rt);
+
 /* --------------------------------------------------------- global queue */
 
-static void gq_push(hm_runtime *rt, hm_addr *e)
+static void gq_push_many(hm_runtime *rt, hm_addr **es, uint32_t n)
 {
     pthread_mutex_lock(&rt->gq_lock);
-    if (rt->gq_count == rt->gq_cap) {
-        uint32_t ncap = rt->gq_cap ? rt->gq_cap * 2 : 256;
-        hm_addr **n = hm_alloc(ncap * sizeof *n);
+    if (rt->gq_count + n > rt->gq_cap) {
+        uint32_t ncap = rt->gq_cap ? rt->gq_cap : 256;
+        while (ncap < rt->gq_count + n)
+            ncap *= 2;
+        hm_addr **q = hm_alloc(ncap * sizeof *q);
         for (uint32_t i = 0; i < rt->gq_count; i++)
-            n[i] = rt->gq[(rt->gq_head + i) % rt->gq_cap];
+            q[i] = rt->gq[(rt->gq_head + i) % rt->gq_cap];
         hm_free(rt->gq);
-        rt->gq = n;
+        rt->gq = q;
         rt->gq_cap = ncap;
         rt->gq_head = 0;
     }
-    rt->gq[(rt->gq_head + rt->gq_count) % rt->gq_cap] = e;
-    rt->gq_count++;
-    /* seq_cst: part of the Dekker pair with the sleepers count (see
-     * notify()). */
+    for (uint32_t i = 0; i < n; i++)
+        rt->gq[(rt->gq_head + rt->gq_count + i) % rt->gq_cap] = es[i];
+    rt->gq_count += n;
+    /* relaxed would do (the lock orders it); notify() does the pairing. */
     atomic_store(&rt->gq_size, rt->gq_count);
     pthread_mutex_unlock(&rt->gq_lock);
+}
+
+static void gq_push(hm_runtime *rt, hm_addr *e)
+{
+    gq_push_many(rt, &e, 1);
 }
 
 /* Takes up to `max` receivers; returns the count. */
@@ -175,13 +184,15 @@ hm_addr *hm_sched_take_global(hm_runtime *rt)
 
 static void notify(hm_runtime *rt)
 {
-    /* seq_cst fence: the work we just published and our reads of the
-     * spinning/sleepers counts are ordered against the sleeper's increment
-     * of `sleepers` and its re-check of the queues (sleep()). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&rt->spinning, memory_order_relaxed) > 0)
+    /* seq_cst RMWs that add nothing, rather than fences (which TSan cannot
+     * check): a worker's own RMW on `spinning` (leaving) or `sleepers`
+     * (going to sleep) either comes later in that variable's modification
+     * order, reads from ours and so synchronizes with it (it will see the
+     * work we published before this call), or comes earlier, and then we
+     * read its effect here and act on it. */
+    if (atomic_fetch_add(&rt->spinning, 0) > 0)
         return;
-    if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) == 0)
+    if (atomic_fetch_add(&rt->sleepers, 0) == 0)
         return;
     pthread_mutex_lock(&rt->sleep_lock);
     pthread_cond_signal(&rt->sleep_cond);
@@ -201,12 +212,29 @@ static bool any_work(hm_runtime *rt)
     return false;
 }
 
-/* Puts a receiver on worker `w`'s ring, spilling to global when full. */
+/* The ring is full: moves half of it, plus `e`, to the global queue under
+ * one lock acquisition (as Go's runqputslow does), so a receiver that wakes
+ * thousands of others pays one lock per RUNQ_SIZE/2 of them. */
+static void spill(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    hm_addr *buf[HM_RUNQ_SIZE / 2 + 1];
+    uint32_t n = runq_grab(&w->q, buf);
+
+    buf[n++] = e;
+    gq_push_many(rt, buf, n);
+}
+
+/* Puts a receiver on worker `w`'s ring. Wakes another worker only when the
+ * ring goes from one receiver to two: one receiver is what this worker runs
+ * next anyway, and a larger ring has already had its wake-up. */
 static void put_local(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
-    if (!runq_put(&w->q, e))
-        gq_push(rt, e);
-    if (runq_size(&w->q) > 1 || atomic_load(&rt->gq_size) > 0)
+    if (!runq_put(&w->q, e)) {
+        spill(rt, w, e);
+        notify(rt);
+        return;
+    }
+    if (runq_size(&w->q) == 2)
         notify(rt);
 }
 
@@ -315,6 +343,7 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
         if (++i % 64 == 0)
             sched_yield();
     }
+    /* seq_cst RMW: pairs with the RMW on spinning in notify(). */
     atomic_fetch_sub(&rt->spinning, 1);
     /* If we found work and more is waiting, make sure someone looks. */
     if (e && any_work(rt))
@@ -325,10 +354,10 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
 static void sleep_until_work(hm_runtime *rt)
 {
     pthread_mutex_lock(&rt->sleep_lock);
-    /* seq_cst: Dekker pair with notify(): either we see the producer's
-     * work below, or it sees our increment and signals under the lock. */
+    /* seq_cst RMW: pairs with the RMWs in notify(): either we see the
+     * producer's work below, or it sees our increment and signals under
+     * the lock, which we hold until we wait. */
     atomic_fetch_add(&rt->sleepers, 1);
-    atomic_thread_fence(memory_order_seq_cst);
     if (!any_work(rt) && !atomic_load(&rt->stopping))
         pthread_cond_wait(&rt->sleep_cond, &rt->sleep_lock);
     atomic_fetch_sub(&rt->sleepers, 1);

@@ -1,0 +1,622 @@
+/* net/conn_io.c: a connection's socket work, on its I/O thread only.
+ *
+ * epoll is level-triggered and the interest mask is recomputed from the
+ * connection's state after every step (update_events), so a step never has
+ * to remember to re-arm anything: reading wants EPOLLIN unless reads are
+ * paused or done, a non-empty output queue wants EPOLLOUT, and a connection
+ * wanting nothing is removed from epoll (so a hung-up socket cannot spin
+ * the loop). Reads per wake-up are capped (READ_BUDGET) so one fast peer
+ * cannot starve the others on the same thread.
+ *
+ * Every entry point (task, event, deadline) holds its own reference for its
+ * duration, because hm_conn_finish() drops the loop's reference and may be
+ * the last one. */
+#include "net/net_impl.h"
+
+#include "net/line.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READ_BUDGET (256u * 1024u) /* bytes read per wake-up, per conn */
+#define FRAME_OVERHEAD 64u         /* in-flight charge per frame, bytes */
+#define IOV_BATCH 64               /* iovecs per sendmsg */
+
+static hm_err deliver(hm_conn *c, const hm_type *type, hm_err err,
+                      const uint8_t *data, size_t len, size_t charge)
+{
+    hm_msg *m;
+    hm_err e;
+
+    if (!c->owner)
+        return HM_ECLOSED;
+    if (charge) /* seq_cst: see pause_reading() */
+        atomic_fetch_add(&c->inflight, charge);
+    m = hm_conn_event(c, type, err, data, len, charge);
+    if ((e = hm_runtime_send(c->loop->net->rt, c->owner, m)) != HM_OK) {
+        HM_LOG_DEBUG("NET-DELIVER-FAIL", "conn %llu: %s to %s: %s",
+                     (unsigned long long)c->id, type->name,
+                     hm_addr_name(c->owner), hm_err_name(e));
+        hm_msg_destroy(m);
+    }
+    return e;
+}
+
+static bool is_live(const hm_conn *c)
+{
+    return c->state == CONN_OPEN || c->state == CONN_FLUSHING ||
+           c->state == CONN_LINGER;
+}
+
+static void update_events(hm_conn *c)
+{
+    uint32_t want = 0;
+
+    switch (c->state) {
+    case CONN_CONNECTING:
+        want = EPOLLOUT;
+        break;
+    case CONN_OPEN:
+        if (!c->read_done && !atomic_load(&c->read_paused))
+            want |= EPOLLIN;
+        if (c->out_head)
+            want |= EPOLLOUT;
+        break;
+    case CONN_FLUSHING:
+        if (c->out_head)
+            want = EPOLLOUT;
+        break;
+    case CONN_LINGER:
+        want = EPOLLIN;
+        break;
+    default:
+        return;
+    }
+    hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, want);
+}
+
+static void unlink_timed(hm_conn *c)
+{
+    hm_conn **p = &c->loop->timed;
+
+    if (!c->timed)
+        return;
+    while (*p && *p != c)
+        p = &(*p)->timed_next;
+    if (*p)
+        *p = c->timed_next;
+    c->timed = false;
+}
+
+void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+    if (!c->timed) {
+        c->timed_next = c->loop->timed;
+        c->loop->timed = c;
+        c->timed = true;
+    }
+}
+
+static void list_add(hm_conn *c)
+{
+    hm_loop *loop = c->loop;
+
+    c->prev = NULL;
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    c->listed = true;
+    atomic_fetch_add_explicit(&loop->open, 1, memory_order_relaxed);
+}
+
+static void list_remove(hm_conn *c)
+{
+    if (!c->listed)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->loop->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->listed = false;
+    atomic_fetch_sub_explicit(&c->loop->open, 1, memory_order_relaxed);
+}
+
+/* Moves the writes pushed by handles onto the output queue, oldest first. */
+static void take_writes(hm_conn *c)
+{
+    /* acquire: pairs with the release CAS in conn.c's push_write(). */
+    wnode *n = atomic_exchange_explicit(&c->wstack, NULL,
+                                        memory_order_acquire);
+    wnode *fifo = NULL, *last;
+
+    if (!n)
+        return;
+    last = n;
+    while (n) { /* the stack is newest first: reverse it */
+        wnode *next = n->next;
+
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    if (c->out_tail)
+        c->out_tail->next = fifo;
+    else
+        c->out_head = fifo;
+    c->out_tail = last;
+}
+
+static void drop_output(hm_conn *c)
+{
+    take_writes(c);
+    while (c->out_head) {
+        wnode *n = c->out_head;
+
+        c->out_head = n->next;
+        if (n->owned_data)
+            hm_free(n->data);
+        hm_free(n);
+    }
+    c->out_tail = NULL;
+    c->out_off = 0;
+    atomic_store_explicit(&c->queued_len, 0, memory_order_relaxed);
+}
+
+void hm_conn_finish(hm_conn *c, hm_err reason)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    c->state = CONN_CLOSED;
+    /* release: pairs with the acquire loads in hm_conn_is_open() and in
+     * conn.c's request() / inflight_release(): after them no handle
+     * schedules this connection again. */
+    atomic_store_explicit(&c->closed, true, memory_order_release);
+    atomic_store_explicit(&c->finished, true, memory_order_release);
+    unlink_timed(c);
+    if (c->fd >= 0) {
+        hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, 0);
+        if (c->abortive) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(c->fd);
+        c->fd = -1;
+    }
+    list_remove(c);
+    drop_output(c);
+    atomic_fetch_add_explicit(&c->loop->closed, 1, memory_order_relaxed);
+    deliver(c, &hm_net_closed_type, reason, NULL, 0, 0);
+    hm_addr_release(c->owner);
+    c->owner = NULL;
+    hm_frame_reader_destroy(c->reader);
+    c->reader = NULL;
+    hm_conn_release(c); /* the loop's reference */
+}
+
+static void finish_abort(hm_conn *c, hm_err reason)
+{
+    c->abortive = true;
+    hm_conn_finish(c, reason);
+}
+
+hm_err hm_conn_errno(int e)
+{
+    switch (e) {
+    case ECONNRESET:
+    case EPIPE:
+        return HM_ECONNRESET;
+    case ECONNREFUSED:
+        return HM_ECONNREFUSED;
+    case ETIMEDOUT:
+        return HM_ETIMEDOUT;
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+        return HM_EUNREACHABLE;
+    default:
+        HM_LOG_WARN("NET-SYSCALL", "socket error: %s", strerror(e));
+        return HM_ESYS;
+    }
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void consume_output(hm_conn *c, size_t sent)
+{
+    /* relaxed: a byte budget, see conn.c's reserve(). */
+    atomic_fetch_sub_explicit(&c->queued_len, sent, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->loop->bytes_out, sent, memory_order_relaxed);
+    while (sent > 0) {
+        wnode *n = c->out_head;
+        size_t left = n->len - c->out_off;
+
+        if (sent < left) {
+            c->out_off += sent;
+            return;
+        }
+        sent -= left;
+        c->out_off = 0;
+        c->out_head = n->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        if (n->owned_data)
+            hm_free(n->data);
+        hm_free(n);
+    }
+}
+
+/* Sends as much of the output queue as the socket takes, many writes per
+ * system call. MSG_NOSIGNAL: a reset peer is an error, not a SIGPIPE. */
+static hm_err flush_output(hm_conn *c)
+{
+    while (c->out_head) {
+        struct iovec iov[IOV_BATCH];
+        struct msghdr mh = {.msg_iov = iov};
+        size_t off = c->out_off;
+        ssize_t n;
+
+        for (wnode *w = c->out_head; w && mh.msg_iovlen < IOV_BATCH;
+             w = w->next) {
+            iov[mh.msg_iovlen].iov_base = w->data + off;
+            iov[mh.msg_iovlen++].iov_len = w->len - off;
+            off = 0;
+        }
+        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return HM_OK;
+            return hm_conn_errno(errno);
+        }
+        consume_output(c, (size_t)n);
+    }
+    return HM_OK;
+}
+
+/* After the write side is shut, waits for the peer's end of stream (input
+ * discarded) so that closing cannot reset away our last bytes. */
+static void begin_linger(hm_conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    if (c->read_done) {
+        hm_conn_finish(c, HM_OK);
+        return;
+    }
+    c->state = CONN_LINGER;
+}
+
+/* Flushes, then takes the step an empty queue allows. */
+static void flush_and_advance(hm_conn *c)
+{
+    hm_err err;
+
+    if ((err = flush_output(c)) != HM_OK) {
+        finish_abort(c, err);
+        return;
+    }
+    if (c->out_head)
+        return;
+    if (c->state == CONN_FLUSHING)
+        begin_linger(c);
+    else if (c->shut_wr_pending && !c->shut_wr_done) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut_wr_done = true;
+    }
+}
+
+static void start_graceful(hm_conn *c)
+{
+    atomic_store_explicit(&c->closed, true, memory_order_release);
+    if (c->state < CONN_OPEN) {
+        hm_conn_finish(c, HM_OK);
+        return;
+    }
+    if (c->state != CONN_OPEN)
+        return; /* already closing */
+    c->state = CONN_FLUSHING;
+    hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
+}
+
+/* ----------------------------------------------------------------- input */
+
+/* True if reading must pause: the owner holds more than its in-flight
+ * budget of undelivered-or-unhandled frames. */
+static bool pause_reading(hm_conn *c)
+{
+    if (atomic_load(&c->inflight) <= c->max_inflight)
+        return false;
+    /* seq_cst store then seq_cst load: pairs with conn.c's
+     * inflight_release(), which decrements inflight then loads
+     * read_paused. One of us sees the other: no lost resume. */
+    atomic_store(&c->read_paused, true);
+    if (atomic_load(&c->inflight) <= c->max_inflight / 2) {
+        atomic_store(&c->read_paused, false);
+        return false;
+    }
+    atomic_fetch_add_explicit(&c->loop->read_pauses, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Hands every complete buffered frame to the owner. False if reading must
+ * stop (paused, framing error, or the connection was closed). */
+static bool deliver_frames(hm_conn *c)
+{
+    for (;;) {
+        const uint8_t *f;
+        size_t len;
+        hm_err err;
+
+        if (pause_reading(c))
+            return false;
+        err = hm_frame_reader_next(c->reader, &f, &len);
+        if (err == HM_EAGAIN)
+            return true;
+        if (err != HM_OK) {
+            HM_LOG_DEBUG("NET-FRAMING", "conn %llu from %s: %s",
+                         (unsigned long long)c->id, c->peer,
+                         hm_err_name(err));
+            c->read_done = true;
+            deliver(c, &hm_net_error_type, err, NULL, 0, 0);
+            return false;
+        }
+        atomic_fetch_add_explicit(&c->loop->frames_in, 1,
+                                  memory_order_relaxed);
+        err = deliver(c, &hm_net_frame_type, HM_OK, f, len,
+                      len + FRAME_OVERHEAD);
+        if (err != HM_OK) {
+            finish_abort(c, err);
+            return false;
+        }
+    }
+}
+
+static void on_eof(hm_conn *c)
+{
+    c->read_done = true;
+    if (c->opt.allow_half_open) {
+        deliver(c, &hm_net_eof_type, HM_OK, NULL, 0, 0);
+        return;
+    }
+    start_graceful(c);
+    if (c->state == CONN_FLUSHING)
+        flush_and_advance(c);
+}
+
+/* LINGER: discards input until the peer's end of stream. */
+static void drain_linger(hm_conn *c)
+{
+    uint8_t sink[4096];
+
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = read(c->fd, sink, sizeof sink);
+
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        hm_conn_finish(c, HM_OK); /* EOF, or an error: either way done */
+        return;
+    }
+}
+
+static void on_readable(hm_conn *c)
+{
+    size_t total = 0;
+
+    if (c->state == CONN_LINGER) {
+        drain_linger(c);
+        return;
+    }
+    while (c->state == CONN_OPEN && !c->read_done && total < READ_BUDGET &&
+           !atomic_load(&c->read_paused)) {
+        size_t avail;
+        uint8_t *space = hm_frame_reader_space(c->reader, &avail);
+        ssize_t n = read(c->fd, space, avail);
+
+        if (n > 0) {
+            hm_frame_reader_commit(c->reader, (size_t)n);
+            atomic_fetch_add_explicit(&c->loop->bytes_in, (uint64_t)n,
+                                      memory_order_relaxed);
+            total += (size_t)n;
+            if (!deliver_frames(c))
+                return;
+        } else if (n == 0) {
+            on_eof(c);
+            return;
+        } else if (errno != EINTR) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                finish_abort(c, hm_conn_errno(errno));
+            return;
+        }
+    }
+}
+
+static void resume_reading(hm_conn *c)
+{
+    if (!atomic_load(&c->read_paused))
+        return;
+    atomic_store(&c->read_paused, false);
+    if (c->state == CONN_OPEN && !c->read_done)
+        deliver_frames(c); /* frames left in the buffer by the pause */
+}
+
+/* ------------------------------------------------------------ opening */
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+
+    /* Failure only costs latency (Nagle); nothing to recover. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void conn_opened(hm_conn *c)
+{
+    const hm_framer *fr = c->opt.framer;
+
+    if (!fr) {
+        hm_line_framer_init(&c->line_framer, NULL);
+        fr = &c->line_framer;
+    }
+    c->reader = hm_frame_reader_create(fr);
+    c->state = CONN_OPEN;
+    unlink_timed(c);
+    if (!c->listed)
+        list_add(c);
+    if (deliver(c, &hm_net_opened_type, HM_OK, NULL, 0, 0) != HM_OK)
+        finish_abort(c, HM_ECLOSED);
+}
+
+static void register_accepted(hm_conn *c)
+{
+    set_nodelay(c->fd);
+    conn_opened(c);
+}
+
+static void start_connect(hm_conn *c)
+{
+    int fd = socket(c->remote.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        HM_LOG_WARN("NET-SOCKET-FAIL", "socket: %s", strerror(errno));
+        hm_conn_finish(c, HM_ESYS);
+        return;
+    }
+    c->fd = fd;
+    set_nodelay(fd);
+    list_add(c);
+    if (connect(fd, (struct sockaddr *)&c->remote, c->remote_len) == 0) {
+        atomic_fetch_add_explicit(&c->loop->connected, 1,
+                                  memory_order_relaxed);
+        conn_opened(c);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        hm_conn_finish(c, hm_conn_errno(errno));
+        return;
+    }
+    c->state = CONN_CONNECTING;
+    hm_conn_set_deadline(c, hm_loop_now_ms() + c->connect_timeout_ms);
+}
+
+static void complete_connect(hm_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err != 0) {
+        hm_conn_finish(c, hm_conn_errno(err));
+        return;
+    }
+    atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
+    conn_opened(c);
+}
+
+/* ---------------------------------------------------------- entry points */
+
+static void apply_requests(hm_conn *c, unsigned reqs)
+{
+    if (reqs & REQ_OWNER) {
+        /* acquire: pairs with the acq_rel exchange in set_owner. */
+        hm_addr *owner = atomic_exchange_explicit(&c->next_owner, NULL,
+                                                  memory_order_acquire);
+
+        if (owner) {
+            hm_addr_release(c->owner);
+            c->owner = owner;
+        }
+    }
+    if (reqs & REQ_FULL) {
+        finish_abort(c, HM_EFULL);
+        return;
+    }
+    if (reqs & REQ_ABORT) {
+        finish_abort(c, HM_OK);
+        return;
+    }
+    if (reqs & REQ_CLOSE)
+        start_graceful(c);
+    if (reqs & REQ_SHUT_WR)
+        c->shut_wr_pending = true;
+    if ((reqs & REQ_RESUME) && c->state == CONN_OPEN)
+        resume_reading(c);
+}
+
+void hm_conn_run_task(hm_conn *c)
+{
+    unsigned reqs;
+
+    /* acq_rel: pairs with the exchange in hm_conn_schedule(); clearing it
+     * before reading the requests and the write stack means a handle that
+     * adds work after this point schedules us again. */
+    atomic_exchange_explicit(&c->scheduled, false, memory_order_acq_rel);
+    reqs = atomic_exchange_explicit(&c->requests, 0, memory_order_acquire);
+    if (c->state == CONN_NEW_ACCEPTED)
+        register_accepted(c);
+    else if (c->state == CONN_NEW_CONNECT)
+        start_connect(c);
+    if (c->state != CONN_CLOSED)
+        apply_requests(c, reqs);
+    if (c->state == CONN_CLOSED) {
+        drop_output(c);
+    } else {
+        take_writes(c);
+        if (c->state == CONN_OPEN || c->state == CONN_FLUSHING)
+            flush_and_advance(c);
+        update_events(c);
+    }
+    hm_conn_release(c); /* the task's reference */
+}
+
+void hm_conn_on_event(hm_conn *c, uint32_t events)
+{
+    hm_conn_ref(c);
+    if (c->state == CONN_CONNECTING) {
+        complete_connect(c);
+    } else if (is_live(c) && (events & EPOLLERR)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        finish_abort(c, err ? hm_conn_errno(err) : HM_ECONNRESET);
+    } else if (is_live(c)) {
+        if (events & (EPOLLIN | EPOLLHUP))
+            on_readable(c);
+        if ((events & EPOLLOUT) &&
+            (c->state == CONN_OPEN || c->state == CONN_FLUSHING))
+            flush_and_advance(c);
+    }
+    if (c->state != CONN_CLOSED)
+        update_events(c);
+    hm_conn_release(c);
+}
+
+void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
+{
+    hm_conn_ref(c);
+    if (c->state == CONN_CONNECTING) {
+        hm_conn_finish(c, HM_ETIMEDOUT);
+    } else if (c->state == CONN_FLUSHING || c->state == CONN_LINGER) {
+        HM_LOG_DEBUG("NET-LINGER-TIMEOUT", "conn %llu: close timed out",
+                     (unsigned long long)c->id);
+        finish_abort(c, HM_ETIMEDOUT);
+    }
+    hm_conn_release(c);
+}

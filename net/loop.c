@@ -1,0 +1,338 @@
+/* net/loop.c: the I/O threads, and the net that owns them.
+ *
+ * Each loop is one thread blocked in epoll_wait on its own epoll instance.
+ * Other threads never touch a loop's sockets: they push a task (a
+ * connection or a listener with work pending) on the loop's lock-free task
+ * stack, and the pusher that finds the stack empty writes the loop's
+ * eventfd, the one cross-thread wake-up in net/. The loop drains the
+ * eventfd before it takes the stack, so a push that lands after the take
+ * always finds the stack empty and wakes it again: no wake-up is lost, and a
+ * burst of writes costs one eventfd write. Deadlines (connect timeouts,
+ * close lingers, a paused listener) are few, so they live in plain lists
+ * scanned when they are due; the epoll timeout is the nearest one.
+ * docs/adr/0010 says why net has threads of its own. */
+#include "net/net_impl.h"
+
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define MAX_IO_THREADS 64
+
+uint64_t hm_loop_now_ms(void)
+{
+    return hm_clock_now_ms();
+}
+
+void hm_loop_schedule(hm_loop *loop, hm_task *task)
+{
+    hm_task *head = atomic_load_explicit(&loop->tasks, memory_order_relaxed);
+
+    do {
+        task->next = head;
+        /* release: pairs with the acquire exchange in run_tasks(), which
+         * then sees the task and everything written before the push. */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &loop->tasks, &head, task, memory_order_release,
+        memory_order_relaxed));
+    if (head == NULL) {
+        uint64_t one = 1;
+
+        /* The counter cannot overflow (the loop resets it every wake), so
+         * the only failure would be a closed fd: nothing to do then. */
+        if (write(loop->wakefd, &one, sizeof one) < 0)
+            HM_LOG_DEBUG("NET-WAKE-FAIL", "eventfd: %s", strerror(errno));
+    }
+}
+
+hm_loop *hm_net_pick_loop(hm_net *net)
+{
+    /* relaxed: round-robin placement needs no ordering. */
+    unsigned i = atomic_fetch_add_explicit(&net->next_loop, 1,
+                                           memory_order_relaxed);
+
+    return &net->loops[i % (unsigned)net->nloops];
+}
+
+void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task,
+                       uint32_t *current, uint32_t want)
+{
+    struct epoll_event ev = {.events = want, .data.ptr = task};
+    int op;
+
+    if (*current == want)
+        return;
+    op = *current == 0 ? EPOLL_CTL_ADD
+                       : (want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
+    if (epoll_ctl(loop->epfd, op, fd, &ev) < 0)
+        HM_LOG_ERROR("NET-EPOLL-FAIL", "epoll_ctl(%d) fd %d: %s", op, fd,
+                     strerror(errno));
+    *current = want;
+}
+
+/* Takes every pending task, oldest first, and runs it. */
+static void run_tasks(hm_loop *loop)
+{
+    /* acquire: pairs with the release CAS in hm_loop_schedule(). */
+    hm_task *t = atomic_exchange_explicit(&loop->tasks, NULL,
+                                          memory_order_acquire);
+    hm_task *fifo = NULL;
+
+    while (t) {
+        hm_task *next = t->next;
+
+        t->next = fifo;
+        fifo = t;
+        t = next;
+    }
+    while (fifo) {
+        hm_task *next = fifo->next;
+
+        if (fifo->kind == TASK_CONN)
+            hm_conn_run_task((hm_conn *)fifo);
+        else
+            hm_listener_run_task((hm_listener *)fifo);
+        fifo = next;
+    }
+}
+
+/* Fires due connection deadlines (collected first, then run, so a
+ * deadline that re-arms cannot spin this pass) and returns the next one. */
+static uint64_t run_deadlines(hm_loop *loop, uint64_t now)
+{
+    hm_conn **p = &loop->timed, *due = NULL;
+    uint64_t next = UINT64_MAX;
+
+    while (*p) {
+        hm_conn *c = *p;
+
+        if (c->deadline_ms <= now) {
+            *p = c->timed_next;
+            c->timed = false;
+            c->timed_next = due;
+            due = c;
+        } else {
+            if (c->deadline_ms < next)
+                next = c->deadline_ms;
+            p = &c->timed_next;
+        }
+    }
+    while (due) {
+        hm_conn *c = due;
+
+        due = c->timed_next;
+        hm_conn_on_deadline(c, now);
+    }
+    hm_listener_on_deadline(loop, now, &next);
+    return next;
+}
+
+static void drain_wakefd(hm_loop *loop)
+{
+    uint64_t count;
+
+    /* Non-blocking: EAGAIN just means another wake-up read it. */
+    if (read(loop->wakefd, &count, sizeof count) < 0 && errno != EAGAIN)
+        HM_LOG_DEBUG("NET-WAKE-FAIL", "eventfd read: %s", strerror(errno));
+}
+
+static void *loop_main(void *arg)
+{
+    hm_loop *loop = arg;
+    struct epoll_event evs[MAX_EVENTS];
+    uint64_t next = UINT64_MAX;
+
+    /* acquire: pairs with the release store in hm_net_stop(). */
+    while (!atomic_load_explicit(&loop->stopping, memory_order_acquire)) {
+        uint64_t now = hm_loop_now_ms();
+        int timeout = next == UINT64_MAX ? -1
+                      : next <= now      ? 0
+                                         : (int)(next - now < 60000
+                                                     ? next - now
+                                                     : 60000);
+        int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+
+        if (n < 0 && errno != EINTR) {
+            HM_LOG_ERROR("NET-EPOLL-FAIL", "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            hm_task *t = evs[i].data.ptr;
+
+            if (!t)
+                drain_wakefd(loop);
+            else if (t->kind == TASK_CONN)
+                hm_conn_on_event((hm_conn *)t, evs[i].events);
+            else
+                hm_listener_on_event((hm_listener *)t, evs[i].events);
+        }
+        run_tasks(loop);
+        next = run_deadlines(loop, hm_loop_now_ms());
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------- the net */
+
+static hm_err loop_init(hm_net *net, hm_loop *loop, int index)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+
+    loop->net = net;
+    loop->index = index;
+    loop->wakefd = -1;
+    loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0)
+        goto fail;
+    loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->wakefd < 0)
+        goto fail;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) < 0)
+        goto fail;
+    return HM_OK;
+
+fail:
+    HM_LOG_ERROR("NET-LOOP-FAIL", "loop %d: %s", index, strerror(errno));
+    return HM_ESYS;
+}
+
+static void loop_fini(hm_loop *loop)
+{
+    if (loop->wakefd >= 0)
+        close(loop->wakefd);
+    if (loop->epfd >= 0)
+        close(loop->epfd);
+    if (loop->reserve_fd >= 0)
+        close(loop->reserve_fd);
+}
+
+hm_err hm_net_create(const hm_net_config *cfg, hm_net **out)
+{
+    hm_net *net;
+    hm_err err = HM_OK;
+    int n = cfg->io_threads ? cfg->io_threads : 1;
+
+    if (!cfg->rt || n < 0 || n > MAX_IO_THREADS)
+        return HM_EINVAL;
+    net = hm_calloc(1, sizeof *net);
+    net->rt = cfg->rt;
+    net->nloops = n;
+    net->loops = hm_calloc((size_t)n, sizeof *net->loops);
+    atomic_init(&net->next_id, 1);
+    for (int i = 0; i < n; i++) {
+        net->loops[i].epfd = net->loops[i].wakefd = -1;
+        net->loops[i].reserve_fd = -1;
+    }
+    for (int i = 0; i < n && err == HM_OK; i++)
+        err = loop_init(net, &net->loops[i], i);
+    for (int i = 0; i < n && err == HM_OK; i++) {
+        hm_loop *loop = &net->loops[i];
+
+        if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0)
+            err = HM_ESYS;
+        else
+            loop->thread_started = true;
+    }
+    if (err != HM_OK) {
+        hm_net_destroy(net);
+        return err;
+    }
+    *out = net;
+    return HM_OK;
+}
+
+/* After the thread is joined: closes what the loop still holds, on the
+ * caller's thread (the join made the loop's memory ours). */
+static void loop_close_all(hm_loop *loop)
+{
+    hm_task *t = atomic_exchange_explicit(&loop->tasks, NULL,
+                                          memory_order_acquire);
+
+    while (t) { /* pending tasks: run them, so new conns close properly */
+        hm_task *next = t->next;
+
+        if (t->kind == TASK_CONN) {
+            hm_conn *c = (hm_conn *)t;
+
+            atomic_store_explicit(&c->scheduled, false, memory_order_relaxed);
+            hm_conn_finish(c, HM_ECLOSED);
+            hm_conn_release(c); /* the task's reference */
+        } else {
+            hm_listener_run_task((hm_listener *)t);
+        }
+        t = next;
+    }
+    while (loop->conns)
+        hm_conn_finish(loop->conns, HM_ECLOSED);
+    while (loop->listeners)
+        hm_listener_stop(loop->listeners);
+}
+
+void hm_net_stop(hm_net *net)
+{
+    /* acq_rel: one caller stops; later callers return at once. */
+    if (atomic_exchange_explicit(&net->stopped, true, memory_order_acq_rel))
+        return;
+    for (int i = 0; i < net->nloops; i++) {
+        hm_loop *loop = &net->loops[i];
+        uint64_t one = 1;
+
+        /* release: pairs with the acquire load in loop_main(). */
+        atomic_store_explicit(&loop->stopping, true, memory_order_release);
+        if (loop->wakefd >= 0 && write(loop->wakefd, &one, sizeof one) < 0)
+            HM_LOG_DEBUG("NET-WAKE-FAIL", "eventfd: %s", strerror(errno));
+    }
+    for (int i = 0; i < net->nloops; i++) {
+        hm_loop *loop = &net->loops[i];
+
+        if (loop->thread_started)
+            pthread_join(loop->thread, NULL);
+        loop->thread_started = false;
+    }
+    for (int i = 0; i < net->nloops; i++)
+        loop_close_all(&net->loops[i]);
+}
+
+void hm_net_destroy(hm_net *net)
+{
+    if (!net)
+        return;
+    hm_net_stop(net);
+    for (int i = 0; i < net->nloops; i++) {
+        loop_close_all(&net->loops[i]); /* tasks pushed after the stop */
+        loop_fini(&net->loops[i]);
+    }
+    hm_free(net->loops);
+    hm_free(net);
+}
+
+void hm_net_stats_get(hm_net *net, hm_net_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < net->nloops; i++) {
+        hm_loop *l = &net->loops[i];
+
+        /* relaxed: counters, exact only when the net is idle. */
+#define SUM(f) out->f += atomic_load_explicit(&l->f, memory_order_relaxed)
+        SUM(accepted);
+        SUM(accept_dropped);
+        SUM(connected);
+        SUM(closed);
+        SUM(open);
+        SUM(frames_in);
+        SUM(bytes_in);
+        SUM(bytes_out);
+        SUM(write_full);
+        SUM(read_pauses);
+#undef SUM
+    }
+}

@@ -1,0 +1,32 @@
+/* runtime/pool.h: a fixed-size object cache for runtime messages.
+ *
+ * Messages are allocated on one thread and freed on another (the sender's
+ * and the receiver's). glibc then returns every chunk to its owner arena
+ * with an atomic operation that producers contend on; this cache instead
+ * keeps freed objects in a per-thread list and moves them between threads
+ * in batches of HM_POOL_BATCH through a depot (docs/adr/0005). Objects are
+ * ordinary malloc chunks, so the cache can hand surplus back to libc.
+ *
+ * Under AddressSanitizer or ThreadSanitizer the cache is bypassed (plain
+ * malloc and free), so the sanitizers see every allocation. */
+#ifndef HM_RUNTIME_POOL_H
+#define HM_RUNTIME_POOL_H
+
+#include <stddef.h>
+
+#define HM_POOL_OBJ_LEN 64u /* bytes per object */
+#define HM_POOL_BATCH 64u   /* objects moved between threads at once */
+
+/* Returns owned an uninitialised HM_POOL_OBJ_LEN-byte object (never NULL).
+ * Any thread. */
+void *hm_pool_alloc(void);
+/* Returns `p` (from hm_pool_alloc) to the calling thread's cache. Accepts
+ * NULL. Any thread. */
+void hm_pool_free(void *p);
+
+/* The same operations without the sanitizer bypass, for the pool's own
+ * tests. */
+void *hm_pool_alloc_cached(void);
+void hm_pool_free_cached(void *p);
+
+#endif

@@ -1,0 +1,318 @@
+/* tests/runtime/test_threaded.c: the runtime with real worker threads:
+ * ping-pong, many senders, calls, timers, idle deactivation, close. */
+#include "runtime/runtime.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const hm_type BALL = {.name = "t.ball"};
+static const hm_type SEQ = {.name = "t.seq"};
+static const hm_type GET = {.name = "t.get"};
+static const hm_type SPIN = {.name = "t.spin"};
+
+static sem_t done;
+
+static bool sem_wait_ms(sem_t *s, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return sem_timedwait(s, &ts) == 0;
+}
+
+/* --- ping-pong: "p/a" and "p/b" bounce a ball `arg` times. */
+static hm_err player(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    hm_addr *other = state;
+    uint64_t left = hm_msg_arg(msg);
+
+    (void)ctx;
+    if (left == 0) {
+        sem_post(&done);
+        return HM_OK;
+    }
+    return hm_ctx_send(ctx, other, hm_msg_create(&BALL, NULL, left - 1));
+}
+
+/* --- a sequence checker: state = next expected seq per sender (8). */
+typedef struct seqs {
+    uint64_t next[8];
+    uint64_t total;
+} seqs;
+
+static hm_err checker(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    seqs *s = state;
+
+    if (hm_msg_type(msg) == &GET)
+        return hm_ctx_reply(ctx, msg, hm_msg_create(&GET, NULL, s->total));
+    uint64_t sender = hm_msg_arg(msg) >> 32, n = hm_msg_arg(msg) & 0xffffffff;
+    if (sender >= 8 || s->next[sender] != n)
+        return HM_EPROTO; /* out of order: the test sees handler_errors */
+    s->next[sender]++;
+    s->total++;
+    return HM_OK;
+}
+
+static void free_state(hm_ctx *ctx, void *state, hm_deactivate_reason why)
+{
+    (void)ctx;
+    (void)why;
+    free(state);
+}
+static const hm_hooks free_hooks = {.deactivate = free_state};
+
+static _Atomic int idle_deactivations;
+static void idle_hook(hm_ctx *ctx, void *state, hm_deactivate_reason why)
+{
+    (void)ctx;
+    (void)state;
+    if (why == HM_DEACTIVATE_IDLE) {
+        atomic_fetch_add(&idle_deactivations, 1);
+        sem_post(&done);
+    }
+}
+static const hm_hooks idle_hooks = {.deactivate = idle_hook};
+
+static hm_err poster(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    (void)ctx;
+    (void)state;
+    (void)msg;
+    sem_post(&done);
+    return HM_OK;
+}
+
+static hm_err spinner(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    (void)state;
+    (void)msg;
+    /* Sends itself a message forever: a busy receiver. Once the runtime
+     * closes the send fails and the message is ours to free. */
+    hm_msg *m = hm_msg_create(&SPIN, NULL, 0);
+    if (hm_ctx_send(ctx, hm_ctx_self(ctx), m) != HM_OK)
+        hm_msg_destroy(m);
+    return HM_OK;
+}
+
+static hm_err factory(void *arg, const char *name, hm_receiver *out)
+{
+    (void)arg;
+    if (strncmp(name, "seq/", 4) == 0)
+        *out = (hm_receiver){.handler = checker,
+                             .state = calloc(1, sizeof(seqs)),
+                             .hooks = &free_hooks};
+    else if (strncmp(name, "idle/", 5) == 0)
+        *out = (hm_receiver){.handler = poster, .hooks = &idle_hooks};
+    else if (strncmp(name, "post/", 5) == 0)
+        *out = (hm_receiver){.handler = poster};
+    else if (strncmp(name, "spin/", 5) == 0)
+        *out = (hm_receiver){.handler = spinner};
+    else
+        return HM_ENOTFOUND;
+    return HM_OK;
+}
+
+static hm_runtime *rt;
+
+static void setup(void)
+{
+    sem_init(&done, 0, 0);
+    atomic_store(&idle_deactivations, 0);
+    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                        .idle_timeout_ms = 40,
+                                                        .factory = factory},
+                                   &rt),
+                 HM_OK);
+}
+
+static void teardown(void)
+{
+    hm_runtime_destroy(rt);
+    sem_destroy(&done);
+}
+
+TestSuite(threaded, .init = setup, .fini = teardown, .timeout = 30);
+
+Test(threaded, two_receivers_play_ping_pong)
+{
+    hm_addr *a, *b;
+
+    hm_runtime_intern(rt, "p/a", &a);
+    hm_runtime_intern(rt, "p/b", &b);
+    hm_runtime_spawn(rt, "p/a",
+                     &(hm_receiver){.handler = player, .state = b,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_spawn(rt, "p/b",
+                     &(hm_receiver){.handler = player, .state = a,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_send(rt, a, hm_msg_create(&BALL, NULL, 100000));
+    cr_assert(sem_wait_ms(&done, 20000));
+    hm_runtime_stats st;
+    cr_assert_eq(hm_runtime_wait_idle(rt, 5000), HM_OK);
+    hm_runtime_stats_get(rt, &st);
+    cr_assert_eq(st.delivered, 100001);
+    hm_addr_release(a);
+    hm_addr_release(b);
+}
+
+typedef struct sender_arg {
+    hm_addr *to;
+    uint64_t id;
+    int count;
+} sender_arg;
+
+static void *sender_main(void *p)
+{
+    sender_arg *s = p;
+    for (int i = 0; i < s->count; i++)
+        cr_assert_eq(hm_runtime_send(rt, s->to,
+                                     hm_msg_create(&SEQ, NULL,
+                                                   (s->id << 32) |
+                                                       (uint64_t)i)),
+                     HM_OK);
+    return NULL;
+}
+
+Test(threaded, each_senders_messages_arrive_in_order_under_contention)
+{
+    enum { SENDERS = 4, EACH = 50000 };
+    pthread_t t[SENDERS];
+    sender_arg args[SENDERS];
+    hm_addr *to;
+    hm_msg *reply;
+    hm_runtime_stats st;
+
+    hm_runtime_intern(rt, "seq/1", &to);
+    for (int i = 0; i < SENDERS; i++) {
+        args[i] = (sender_arg){.to = to, .id = (uint64_t)i, .count = EACH};
+        pthread_create(&t[i], NULL, sender_main, &args[i]);
+    }
+    for (int i = 0; i < SENDERS; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(hm_runtime_call(rt, to, hm_msg_create(&GET, NULL, 0), 10000,
+                                 &reply),
+                 HM_OK);
+    cr_assert_eq(hm_msg_arg(reply), SENDERS * EACH);
+    hm_runtime_stats_get(rt, &st);
+    cr_assert_eq(st.handler_errors, 0);
+    hm_msg_destroy(reply);
+    hm_addr_release(to);
+}
+
+static void *caller_main(void *p)
+{
+    hm_addr *to = p;
+    for (int i = 0; i < 200; i++) {
+        hm_msg *reply;
+        cr_assert_eq(hm_runtime_call(rt, to, hm_msg_create(&GET, NULL, 0),
+                                     10000, &reply),
+                     HM_OK);
+        cr_assert_eq(hm_msg_type(reply), &GET);
+        hm_msg_destroy(reply);
+    }
+    return NULL;
+}
+
+Test(threaded, calls_from_many_threads_each_get_their_reply)
+{
+    pthread_t t[4];
+    hm_addr *to;
+
+    hm_runtime_intern(rt, "seq/calls", &to);
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, caller_main, to);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    hm_addr_release(to);
+}
+
+Test(threaded, a_timer_delivers_after_its_delay)
+{
+    hm_addr *a;
+
+    hm_runtime_intern(rt, "post/1", &a);
+    hm_runtime_send_after(rt, a, hm_msg_create(&BALL, NULL, 0), 20, NULL);
+    cr_assert(sem_wait_ms(&done, 5000));
+    hm_addr_release(a);
+}
+
+Test(threaded, an_idle_receiver_is_deactivated_and_a_timer_brings_it_back)
+{
+    hm_addr *a;
+
+    hm_runtime_intern(rt, "idle/1", &a);
+    hm_runtime_send(rt, a, hm_msg_create(&BALL, NULL, 0));
+    cr_assert(sem_wait_ms(&done, 5000)); /* handled */
+    cr_assert(sem_wait_ms(&done, 5000)); /* deactivated when idle */
+    cr_assert_eq(atomic_load(&idle_deactivations), 1);
+    hm_runtime_send_after(rt, a, hm_msg_create(&BALL, NULL, 0), 5, NULL);
+    cr_assert(sem_wait_ms(&done, 5000)); /* reactivated and handled */
+    hm_runtime_stats st;
+    hm_runtime_stats_get(rt, &st);
+    cr_assert_eq(st.activations, 2);
+    hm_addr_release(a);
+}
+
+Test(threaded, close_returns_while_a_receiver_is_busy_forever)
+{
+    hm_addr *a;
+
+    hm_runtime_intern(rt, "spin/1", &a);
+    hm_runtime_send(rt, a, hm_msg_create(&SPIN, NULL, 0));
+    hm_addr_release(a);
+    hm_runtime_destroy(rt); /* must not hang */
+    rt = NULL;
+    cr_assert(true);
+}
+
+static hm_err call_inside(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    hm_msg *reply, *m = hm_msg_create(&GET, NULL, 0);
+
+    (void)state;
+    (void)msg;
+    cr_assert_eq(hm_runtime_call(hm_ctx_runtime(ctx), hm_ctx_self(ctx), m, 10,
+                                 &reply),
+                 HM_EINVAL);
+    hm_msg_destroy(m);
+    sem_post(&done);
+    return HM_OK;
+}
+
+Test(threaded, a_blocking_call_from_a_handler_is_refused)
+{
+    hm_addr *a;
+
+    hm_runtime_spawn(rt, "svc/call", &(hm_receiver){.handler = call_inside},
+                     &a);
+    hm_runtime_send(rt, a, hm_msg_create(&BALL, NULL, 0));
+    cr_assert(sem_wait_ms(&done, 5000));
+    hm_addr_release(a);
+}
+
+Test(threaded, wait_idle_returns_once_all_messages_are_handled)
+{
+    hm_addr *a;
+    hm_runtime_stats st;
+
+    hm_runtime_intern(rt, "seq/w", &a);
+    for (int i = 0; i < 10000; i++)
+        hm_runtime_send(rt, a, hm_msg_create(&SEQ, NULL, (uint64_t)i));
+    cr_assert_eq(hm_runtime_wait_idle(rt, 10000), HM_OK);
+    hm_runtime_stats_get(rt, &st);
+    cr_assert_eq(st.delivered, 10000);
+    hm_addr_release(a);
+}

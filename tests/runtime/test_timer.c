@@ -1,0 +1,192 @@
+/* tests/runtime/test_timer.c: the timer heap: order, cancel, periodic. */
+#include "runtime/timer.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+/* The heap stores these pointers without touching them when periodic is 0
+ * and msg/to are opaque, so tests use fake non-NULL tokens for `msg`. */
+#define TOKEN(n) ((hm_msg *)(uintptr_t)(0x1000 + (n)))
+
+static int fired_token(hm_timer_fire *f)
+{
+    return (int)((uintptr_t)f->msg - 0x1000);
+}
+
+Test(timer, fires_in_deadline_order)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    uint64_t deadlines[] = {50, 10, 40, 20, 30};
+
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < 5; i++)
+        hm_timers_arm(&t, deadlines[i], 0, NULL, TOKEN(deadlines[i]), 0);
+    for (int expect = 10; expect <= 50; expect += 10) {
+        cr_assert(hm_timers_pop_due(&t, 100, &f));
+        cr_assert_eq(fired_token(&f), expect);
+    }
+    cr_assert_not(hm_timers_pop_due(&t, 100, &f));
+    hm_timers_fini(&t);
+}
+
+Test(timer, equal_deadlines_fire_in_arming_order)
+{
+    hm_timers t;
+    hm_timer_fire f;
+
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < 100; i++)
+        hm_timers_arm(&t, 7, 0, NULL, TOKEN(i), 0);
+    for (int i = 0; i < 100; i++) {
+        cr_assert(hm_timers_pop_due(&t, 7, &f));
+        cr_assert_eq(fired_token(&f), i);
+    }
+    hm_timers_fini(&t);
+}
+
+Test(timer, nothing_fires_before_its_deadline)
+{
+    hm_timers t;
+    hm_timer_fire f;
+
+    hm_timers_init(&t, 0);
+    hm_timers_arm(&t, 100, 0, NULL, TOKEN(1), 0);
+    cr_assert_not(hm_timers_pop_due(&t, 99, &f));
+    cr_assert(hm_timers_pop_due(&t, 100, &f));
+    hm_timers_fini(&t);
+}
+
+Test(timer, cancel_removes_a_timer_and_returns_its_message)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    hm_addr *to;
+    hm_msg *msg;
+
+    hm_timers_init(&t, 0);
+    hm_timers_arm(&t, 10, 0, NULL, TOKEN(1), 0);
+    hm_timer_id id = hm_timers_arm(&t, 20, 0, NULL, TOKEN(2), 0);
+    hm_timers_arm(&t, 30, 0, NULL, TOKEN(3), 0);
+    cr_assert(hm_timers_cancel(&t, id, &to, &msg));
+    cr_assert_eq(msg, TOKEN(2));
+    cr_assert(hm_timers_pop_due(&t, 100, &f));
+    cr_assert_eq(fired_token(&f), 1);
+    cr_assert(hm_timers_pop_due(&t, 100, &f));
+    cr_assert_eq(fired_token(&f), 3);
+    hm_timers_fini(&t);
+}
+
+Test(timer, a_stale_id_cancels_nothing_after_its_slot_is_reused)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    hm_addr *to;
+    hm_msg *msg;
+
+    hm_timers_init(&t, 0);
+    hm_timer_id old = hm_timers_arm(&t, 10, 0, NULL, TOKEN(1), 0);
+    cr_assert(hm_timers_pop_due(&t, 10, &f));
+    hm_timers_arm(&t, 20, 0, NULL, TOKEN(2), 0); /* reuses the slot */
+    cr_assert_not(hm_timers_cancel(&t, old, &to, &msg));
+    cr_assert_eq(hm_timers_count(&t), 1);
+    hm_timers_fini(&t);
+}
+
+Test(timer, random_cancels_keep_the_heap_ordered)
+{
+    enum { N = 2000 };
+    hm_timers t;
+    hm_timer_fire f;
+    hm_timer_id ids[N];
+    bool cancelled[N] = {false};
+    hm_addr *to;
+    hm_msg *msg;
+    uint64_t last = 0;
+    int popped = 0, live = N;
+
+    srand(42);
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < N; i++)
+        ids[i] = hm_timers_arm(&t, (uint64_t)(rand() % 1000), 0, NULL,
+                               TOKEN(i), 0);
+    for (int i = 0; i < N; i += 3) {
+        cr_assert(hm_timers_cancel(&t, ids[i], &to, &msg));
+        cancelled[i] = true;
+        live--;
+    }
+    while (hm_timers_pop_due(&t, 1000, &f)) {
+        cr_assert_geq(f.deadline_ms, last);
+        cr_assert_not(cancelled[fired_token(&f)]);
+        last = f.deadline_ms;
+        popped++;
+    }
+    cr_assert_eq(popped, live);
+    hm_timers_fini(&t);
+}
+
+Test(timer, far_and_near_timers_fire_in_one_order)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    /* Beyond the wheel's horizon (8 ms x 4096), inside it, and due now. */
+    uint64_t deadlines[] = {200000, 70000, 65, 64, 63, 0, 5000, 199999};
+    uint64_t sorted[] = {0, 63, 64, 65, 5000, 70000, 199999, 200000};
+
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < 8; i++)
+        hm_timers_arm(&t, deadlines[i], 0, NULL, TOKEN(i), 0);
+    for (int i = 0; i < 8; i++) {
+        cr_assert(hm_timers_pop_due(&t, 300000, &f));
+        cr_assert_eq(f.deadline_ms, sorted[i]);
+    }
+    hm_timers_fini(&t);
+}
+
+Test(timer, next_never_sleeps_past_a_timer_waiting_in_the_wheel)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    uint64_t next = 0;
+
+    hm_timers_init(&t, 1000);
+    hm_timers_arm(&t, 5000, 0, NULL, TOKEN(1), 0);
+    cr_assert(hm_timers_next(&t, &next));
+    cr_assert_leq(next, 5000);
+    /* Stepping the clock to each "next" reaches the timer on time. */
+    while (!hm_timers_pop_due(&t, next, &f)) {
+        cr_assert(hm_timers_next(&t, &next));
+        cr_assert_leq(next, 5000);
+    }
+    cr_assert_eq(f.deadline_ms, 5000);
+    hm_timers_fini(&t);
+}
+
+Test(timer, mass_cancellation_compacts_and_keeps_the_survivors)
+{
+    enum { N = 20000 };
+    static hm_timer_id ids[N];
+    hm_timers t;
+    hm_timer_fire f;
+    hm_addr *to;
+    hm_msg *msg;
+    int popped = 0;
+    uint64_t last = 0;
+
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < N; i++)
+        ids[i] = hm_timers_arm(&t, (uint64_t)(i % 3 ? 10 : 5000) + i % 997,
+                               0, NULL, TOKEN(i), 0);
+    for (int i = 0; i < N; i++)
+        if (i % 10 != 0)
+            cr_assert(hm_timers_cancel(&t, ids[i], &to, &msg));
+    cr_assert_eq(hm_timers_count(&t), N / 10);
+    while (hm_timers_pop_due(&t, 10000, &f)) {
+        cr_assert_eq(fired_token(&f) % 10, 0);
+        cr_assert_geq(f.deadline_ms, last);
+        last = f.deadline_ms;
+        popped++;
+    }
+    cr_assert_eq(popped, N / 10);
+    hm_timers_fini(&t);
+}

@@ -1,0 +1,360 @@
+/* tests/stress/stress_runtime.c: the runtime's races, many threads, many
+ * rounds, checked by invariants rather than by timing.
+ *
+ * deactivation_race: receivers deactivate (idle after ~9 ms, and on request
+ *   every few messages) while four threads and the timer thread keep sending
+ *   to them. Invariants: no message lost or handled twice (each sender's
+ *   sequence to each receiver is gap-free and in order across activations,
+ *   because the state is saved by the hook and loaded by the factory), never
+ *   two activations of one name at once, never two messages of one receiver
+ *   at once.
+ * request_race: requests with timeouts of 0-2 ms race their replies. Each
+ *   request is resolved exactly once; late replies are dead letters.
+ * close_under_load: receivers bounce messages until the runtime closes;
+ *   every activation's hook runs exactly once. */
+#include "runtime/runtime.h"
+#include "tests/stress/harness.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ----------------------------------------------------- deactivation race */
+
+#define NRECV 32
+#define NSEND 4
+
+static const hm_type SEQ = {.name = "s.seq"};
+static const hm_type TICK = {.name = "s.tick"};
+
+typedef struct saved {
+    pthread_mutex_t lock;
+    uint64_t next[NSEND];
+    uint64_t ticks;
+} saved;
+
+typedef struct live_state {
+    int index;
+    uint64_t next[NSEND];
+    uint64_t ticks;
+    uint64_t handled;
+} live_state;
+
+static saved db[NRECV];
+static _Atomic int live_flag[NRECV];
+static _Atomic int running_flag[NRECV];
+static _Atomic int violations;
+static _Atomic uint64_t handled_total;
+
+static hm_err seq_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    live_state *s = state;
+    int zero = 0;
+
+    if (!atomic_compare_exchange_strong(&running_flag[s->index], &zero, 1))
+        atomic_fetch_add(&violations, 1);
+    if (hm_msg_type(msg) == &TICK) {
+        s->ticks++;
+    } else {
+        uint64_t sender = hm_msg_arg(msg) >> 32;
+        uint64_t n = hm_msg_arg(msg) & 0xffffffffu;
+        if (sender >= NSEND || s->next[sender] != n)
+            atomic_fetch_add(&violations, 1);
+        else
+            s->next[sender]++;
+    }
+    if (++s->handled % 7 == 0)
+        hm_ctx_deactivate(ctx);
+    atomic_store(&running_flag[s->index], 0);
+    atomic_fetch_add(&handled_total, 1);
+    return HM_OK;
+}
+
+static void seq_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
+{
+    live_state *s = state;
+    int one = 1;
+
+    (void)ctx;
+    (void)why;
+    pthread_mutex_lock(&db[s->index].lock);
+    memcpy(db[s->index].next, s->next, sizeof s->next);
+    db[s->index].ticks = s->ticks;
+    pthread_mutex_unlock(&db[s->index].lock);
+    if (!atomic_compare_exchange_strong(&live_flag[s->index], &one, 0))
+        atomic_fetch_add(&violations, 1);
+    free(s);
+}
+
+static const hm_hooks seq_hooks = {.deactivate = seq_deactivate};
+
+static hm_err seq_factory(void *arg, const char *name, hm_receiver *out)
+{
+    live_state *s;
+    int i, zero = 0;
+
+    (void)arg;
+    if (sscanf(name, "d/%d", &i) != 1 || i < 0 || i >= NRECV)
+        return HM_ENOTFOUND;
+    if (!atomic_compare_exchange_strong(&live_flag[i], &zero, 1))
+        atomic_fetch_add(&violations, 1);
+    s = calloc(1, sizeof *s);
+    s->index = i;
+    pthread_mutex_lock(&db[i].lock);
+    memcpy(s->next, db[i].next, sizeof s->next);
+    s->ticks = db[i].ticks;
+    pthread_mutex_unlock(&db[i].lock);
+    *out = (hm_receiver){.handler = seq_handle, .state = s,
+                         .hooks = &seq_hooks};
+    return HM_OK;
+}
+
+typedef struct send_job {
+    hm_runtime *rt;
+    hm_addr **to;
+    int id;
+    long per_recv;
+} send_job;
+
+static void *seq_sender(void *p)
+{
+    send_job *j = p;
+    unsigned seed = (unsigned)j->id * 7919u;
+
+    for (long n = 0; n < j->per_recv; n++) {
+        for (int r = 0; r < NRECV; r++) {
+            hm_msg *m = hm_msg_create(&SEQ, NULL,
+                                      ((uint64_t)j->id << 32) | (uint64_t)n);
+            CHECK(hm_runtime_send(j->rt, j->to[r], m) == HM_OK);
+        }
+        if (rand_r(&seed) % 64 == 0)
+            usleep(rand_r(&seed) % 3000); /* let receivers go idle */
+    }
+    return NULL;
+}
+
+static void deactivation_race(void)
+{
+    hm_runtime *rt;
+    hm_addr *to[NRECV];
+    pthread_t t[NSEND];
+    send_job jobs[NSEND];
+    long per_recv = stress_scaled(1500);
+    long ticks = stress_scaled(2000);
+    uint64_t expect;
+    hm_runtime_stats st;
+
+    for (int i = 0; i < NRECV; i++) {
+        pthread_mutex_init(&db[i].lock, NULL);
+        memset(db[i].next, 0, sizeof db[i].next);
+        db[i].ticks = 0;
+    }
+    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                 .idle_timeout_ms = 1,
+                                                 .batch = 4,
+                                                 .factory = seq_factory},
+                            &rt) == HM_OK);
+    for (int i = 0; i < NRECV; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "d/%d", i);
+        CHECK(hm_runtime_intern(rt, name, &to[i]) == HM_OK);
+    }
+    for (long k = 0; k < ticks; k++)
+        CHECK(hm_runtime_send_after(rt, to[k % NRECV],
+                                    hm_msg_create(&TICK, NULL, 0),
+                                    (uint32_t)(k % 50), NULL) == HM_OK);
+    for (int i = 0; i < NSEND; i++) {
+        jobs[i] = (send_job){rt, to, i, per_recv};
+        pthread_create(&t[i], NULL, seq_sender, &jobs[i]);
+    }
+    for (int i = 0; i < NSEND; i++)
+        pthread_join(t[i], NULL);
+    expect = (uint64_t)(NSEND * per_recv * NRECV + ticks);
+    for (int w = 0; w < 30000 && atomic_load(&handled_total) < expect; w++)
+        usleep(1000);
+    CHECK(atomic_load(&handled_total) == expect);
+    hm_runtime_stats_get(rt, &st);
+    CHECK(st.dead_letters == 0);
+    CHECK(st.activations > NRECV); /* deactivation really happened */
+    for (int i = 0; i < NRECV; i++)
+        hm_addr_release(to[i]);
+    hm_runtime_destroy(rt);
+    uint64_t ticks_seen = 0;
+    for (int i = 0; i < NRECV; i++) {
+        for (int s = 0; s < NSEND; s++)
+            CHECK(db[i].next[s] == (uint64_t)per_recv);
+        ticks_seen += db[i].ticks;
+        CHECK(atomic_load(&live_flag[i]) == 0);
+    }
+    CHECK(ticks_seen == (uint64_t)ticks);
+    CHECK(atomic_load(&violations) == 0);
+    printf("     %llu activations, %llu deactivations\n",
+           (unsigned long long)st.activations,
+           (unsigned long long)st.deactivations);
+}
+
+/* ----------------------------------------------------------- requests */
+
+static const hm_type GO = {.name = "s.go"};
+static const hm_type Q = {.name = "s.q"};
+static _Atomic uint64_t resolved, replied, timed_out, requested, dead;
+
+static void on_outcome(hm_ctx *ctx, void *state, hm_msg *reply, hm_err err,
+                       void *arg)
+{
+    (void)ctx;
+    (void)state;
+    (void)arg;
+    if (err == HM_OK && reply)
+        atomic_fetch_add(&replied, 1);
+    else if (err == HM_ETIMEDOUT && !reply)
+        atomic_fetch_add(&timed_out, 1);
+    else
+        atomic_fetch_add(&violations, 1);
+    atomic_fetch_add(&resolved, 1);
+}
+
+static hm_err asker(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    hm_addr *answerer = state;
+    hm_err err;
+
+    err = hm_ctx_request(ctx, answerer, hm_msg_create(&Q, NULL, 0),
+                         (uint32_t)(hm_msg_arg(msg) % 3), on_outcome, NULL,
+                         NULL);
+    if (err == HM_OK)
+        atomic_fetch_add(&requested, 1);
+    return err;
+}
+
+static hm_err answer(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    (void)state;
+    return hm_ctx_reply(ctx, msg, hm_msg_create(&Q, NULL, 1));
+}
+
+static void count_dead(void *arg, const char *to, const hm_msg *m, hm_err e)
+{
+    (void)arg;
+    (void)to;
+    (void)m;
+    if (e == HM_ETIMEDOUT)
+        atomic_fetch_add(&dead, 1);
+    else
+        atomic_fetch_add(&violations, 1);
+}
+
+static void request_race(void)
+{
+    hm_runtime *rt;
+    hm_addr *askers[8], *answerers[8];
+    long rounds = stress_scaled(3000);
+
+    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                 .dead_letter = count_dead},
+                            &rt) == HM_OK);
+    for (int i = 0; i < 8; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "ans/%d", i);
+        CHECK(hm_runtime_spawn(rt, name,
+                               &(hm_receiver){.handler = answer,
+                                              .pinned = true},
+                               &answerers[i]) == HM_OK);
+        snprintf(name, sizeof name, "ask/%d", i);
+        CHECK(hm_runtime_spawn(rt, name,
+                               &(hm_receiver){.handler = asker,
+                                              .state = answerers[i],
+                                              .pinned = true},
+                               &askers[i]) == HM_OK);
+    }
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 8; i++)
+            CHECK(hm_runtime_send(rt, askers[i],
+                                  hm_msg_create(&GO, NULL, (uint64_t)r)) ==
+                  HM_OK);
+    for (int w = 0; w < 30000 && atomic_load(&resolved) < (uint64_t)rounds * 8;
+         w++)
+        usleep(1000);
+    CHECK(hm_runtime_wait_idle(rt, 10000) == HM_OK);
+    CHECK(atomic_load(&requested) == (uint64_t)rounds * 8);
+    CHECK(atomic_load(&resolved) == atomic_load(&requested));
+    CHECK(atomic_load(&replied) + atomic_load(&timed_out) ==
+          atomic_load(&resolved));
+    CHECK(atomic_load(&dead) <= atomic_load(&timed_out));
+    CHECK(atomic_load(&violations) == 0);
+    for (int i = 0; i < 8; i++) {
+        hm_addr_release(askers[i]);
+        hm_addr_release(answerers[i]);
+    }
+    hm_runtime_destroy(rt);
+    printf("     %llu replies, %llu timeouts, %llu late replies\n",
+           (unsigned long long)atomic_load(&replied),
+           (unsigned long long)atomic_load(&timed_out),
+           (unsigned long long)atomic_load(&dead));
+}
+
+/* ---------------------------------------------------- close under load */
+
+static const hm_type HOP = {.name = "s.hop"};
+static _Atomic int hooks_run, activated;
+
+static hm_err hopper(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    char next[16];
+    hm_msg *m;
+
+    (void)state;
+    snprintf(next, sizeof next, "h/%d", (int)((hm_msg_arg(msg) + 1) % 50));
+    m = hm_msg_create(&HOP, NULL, hm_msg_arg(msg) + 1);
+    if (hm_ctx_send_name(ctx, next, m) != HM_OK)
+        hm_msg_destroy(m);
+    return HM_OK;
+}
+
+static void hop_hook(hm_ctx *ctx, void *state, hm_deactivate_reason why)
+{
+    (void)ctx;
+    (void)state;
+    (void)why;
+    atomic_fetch_add(&hooks_run, 1);
+}
+static const hm_hooks hop_hooks = {.deactivate = hop_hook};
+
+static hm_err hop_factory(void *arg, const char *name, hm_receiver *out)
+{
+    (void)arg;
+    (void)name;
+    atomic_fetch_add(&activated, 1);
+    *out = (hm_receiver){.handler = hopper, .hooks = &hop_hooks};
+    return HM_OK;
+}
+
+static void close_under_load(void)
+{
+    long rounds = stress_scaled(20);
+
+    for (long r = 0; r < rounds; r++) {
+        hm_runtime *rt;
+        atomic_store(&hooks_run, 0);
+        atomic_store(&activated, 0);
+        CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                     .factory = hop_factory},
+                                &rt) == HM_OK);
+        for (int i = 0; i < 20; i++)
+            CHECK(hm_runtime_send_name(rt, "h/0",
+                                       hm_msg_create(&HOP, NULL,
+                                                     (uint64_t)i)) == HM_OK);
+        usleep(2000);
+        hm_runtime_destroy(rt);
+        CHECK(atomic_load(&hooks_run) == atomic_load(&activated));
+    }
+}
+
+int main(void)
+{
+    RUN_SCENARIO(deactivation_race);
+    RUN_SCENARIO(request_race);
+    RUN_SCENARIO(close_under_load);
+    return 0;
+}
