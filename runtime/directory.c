@@ -50,7 +50,7 @@ void hm_dir_init(hm_runtime *rt)
 {
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
-        pthread_mutex_init(&sh->lock, NULL);
+        hm_rt_mutex_init(&sh->lock);
         sh->mask = INITIAL_BUCKETS - 1;
         sh->buckets = hm_calloc(INITIAL_BUCKETS, sizeof *sh->buckets);
         sh->count = 0;
@@ -234,4 +234,22 @@ uint64_t hm_dir_count(hm_runtime *rt)
         pthread_mutex_unlock(&rt->shards[i].lock);
     }
     return n;
+}
+
+void hm_runtime_foreach_active(hm_runtime *rt,
+                               void (*fn)(void *arg, const char *name),
+                               void *arg)
+{
+    for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
+        hm_shard *sh = &rt->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (uint32_t b = 0; b <= sh->mask; b++)
+            for (hm_addr *e = sh->buckets[b]; e; e = e->chain)
+                /* relaxed: a snapshot is all this promises. */
+                if ((atomic_load_explicit(&e->sflags, memory_order_relaxed) &
+                     ENT_ACTIVE) &&
+                    e->name[0] != '$')
+                    fn(arg, e->name);
+        pthread_mutex_unlock(&sh->lock);
+    }
 }

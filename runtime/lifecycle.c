@@ -27,13 +27,32 @@
 #define DEFAULT_IDLE_MS 60000u
 #define DEFAULT_BATCH 64u
 #define RECLAIM_PERIOD_MS 1000u
-#define FIRE_BATCH 256u
+#define FIRE_BATCH 64u
 
 /* ---------------------------------------------------------------- timers */
 
+/* The message a timer delivers: its own, a periodic tick, or (a one-shot
+ * armed without a message) a request's timeout notice, built only now
+ * because most request timeouts are cancelled and never fire. */
+static hm_msg *fired_msg(hm_timer_fire *f)
+{
+    hm_msg *m;
+
+    if (f->msg)
+        return f->msg;
+    if (f->periodic)
+        return hm_msg_create(&hm_type_tick, NULL, f->tag);
+    m = hm_msg_alloc();
+    m->type = &hm_type_timeout;
+    m->flags = MSG_SYSTEM;
+    m->sys = SYS_TIMEOUT;
+    m->req_id = f->tag;
+    return m;
+}
+
 static void fire(hm_runtime *rt, hm_timer_fire *f)
 {
-    hm_msg *m = f->msg ? f->msg : hm_msg_create(&hm_type_tick, NULL, f->tag);
+    hm_msg *m = fired_msg(f);
     bool system = (m->flags & MSG_SYSTEM) != 0;
 
     HM_COUNT(rt, hm_sched_self(rt), timers_fired);
@@ -253,6 +272,16 @@ hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
 
 /* -------------------------------------------------------------- create */
 
+void hm_rt_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
 static void init_cond_monotonic(pthread_cond_t *c)
 {
     pthread_condattr_t ca;
@@ -302,7 +331,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     hm_dir_init(rt);
     hm_sched_init(rt);
     hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
-    pthread_mutex_init(&rt->timer_lock, NULL);
+    hm_rt_mutex_init(&rt->timer_lock);
     init_cond_monotonic(&rt->timer_cond);
     pthread_mutex_init(&rt->idle_lock, NULL);
     init_cond_monotonic(&rt->idle_cond);
@@ -355,6 +384,7 @@ void hm_runtime_destroy(hm_runtime *rt)
 
     if (!rt)
         return;
+    HM_ASSERT(!hm_sched_self(rt)); /* a worker cannot join itself */
     /* release: pairs with the acquire loads in the send paths. */
     atomic_store_explicit(&rt->closing, true, memory_order_release);
     stop_timer_thread(rt);

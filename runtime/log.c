@@ -2,11 +2,12 @@
  *
  * The sink and its argument are published together as one pointer to an
  * immutable pair, so a reader never sees a new sink with an old argument.
- * Replaced pairs are kept (they are a few bytes, and a sink is replaced a
- * handful of times in a process's life), so a thread still inside the old
- * sink never reads freed memory. */
+ * Replaced pairs are kept on a list (they are a few bytes, and a sink is
+ * replaced a handful of times in a process's life), so a thread still inside
+ * the old sink never reads freed memory. */
 #include "runtime/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,12 @@ _Atomic int hm_log_level_now = HM_LOG_LEVEL_INFO;
 typedef struct sink_pair {
     hm_log_sink_fn fn;
     void *arg;
+    struct sink_pair *retired_next; /* guarded by: retired_lock */
 } sink_pair;
 
 static _Atomic(sink_pair *) current_sink;
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static sink_pair *retired; /* guarded by: retired_lock */
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
@@ -42,7 +46,7 @@ static void stderr_sink(void *arg, hm_log_level level, const char *id,
 
 void hm_log_set_sink(hm_log_sink_fn sink, void *arg)
 {
-    sink_pair *p = NULL;
+    sink_pair *p = NULL, *old;
 
     if (sink) {
         p = malloc(sizeof *p);
@@ -50,11 +54,18 @@ void hm_log_set_sink(hm_log_sink_fn sink, void *arg)
             abort();
         p->fn = sink;
         p->arg = arg;
+        p->retired_next = NULL;
     }
-    /* release: pairs with the acquire load in hm_log_write(), so a writer
-     * sees the pair's fields. The old pair is deliberately not freed (see
-     * the file comment). */
-    atomic_store_explicit(&current_sink, p, memory_order_release);
+    /* acq_rel: the release half pairs with the acquire load in
+     * hm_log_write(), so a writer sees the pair's fields. The old pair is
+     * kept, not freed (see the file comment). */
+    old = atomic_exchange_explicit(&current_sink, p, memory_order_acq_rel);
+    if (old) {
+        pthread_mutex_lock(&retired_lock);
+        old->retired_next = retired;
+        retired = old;
+        pthread_mutex_unlock(&retired_lock);
+    }
 }
 
 void hm_log_set_level(hm_log_level level)

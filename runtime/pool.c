@@ -1,8 +1,9 @@
 /* runtime/pool.c: per-thread caches and a depot of batches (see pool.h).
  *
- * A thread allocates from its own list; when it is empty it takes one batch
- * from the depot (or mallocs a fresh batch). A thread frees into its own
- * list; when that holds two batches it gives one to the depot. The depot is
+ * A thread allocates from its own list; when it is empty it takes the batch
+ * it held back, else one batch from the depot (or mallocs a fresh batch). A
+ * thread frees into its own list; when that list is a whole batch it is held
+ * back and the batch held before goes to the depot. The depot is
  * one mutex-guarded stack of batches, touched once per HM_POOL_BATCH
  * objects, and holds at most DEPOT_MAX batches: beyond that, batches go back
  * to libc. A thread's list returns to the depot when the thread exits.
@@ -27,8 +28,9 @@ typedef struct pool_obj {
 } pool_obj;
 
 typedef struct pool_cache {
-    pool_obj *head;
-    uint32_t count;
+    pool_obj *cur;     /* objects to hand out, a partial batch */
+    uint32_t cur_count;
+    pool_obj *full;    /* a whole batch held back, or NULL */
     int registered;
 } pool_cache;
 
@@ -51,16 +53,12 @@ static void free_batch(pool_obj *b)
     }
 }
 
-/* Gives `n` objects from the head of `c` to the depot as one batch. */
-static void give_batch(pool_cache *c, uint32_t n)
+/* Gives a batch of `n` objects (a list) to the depot, or to libc when the
+ * depot is full. */
+static void give_batch(pool_obj *first, uint32_t n)
 {
-    pool_obj *first = c->head, *last = first;
-
-    for (uint32_t i = 1; i < n; i++)
-        last = last->next;
-    c->head = last->next;
-    c->count -= n;
-    last->next = NULL;
+    if (!first)
+        return;
     pthread_mutex_lock(&depot.lock);
     if (depot.count < DEPOT_MAX) {
         first->batch_count = n;
@@ -77,8 +75,10 @@ static void flush_on_exit(void *arg)
 {
     pool_cache *c = arg;
 
-    while (c->count > 0)
-        give_batch(c, c->count < HM_POOL_BATCH ? c->count : HM_POOL_BATCH);
+    give_batch(c->cur, c->cur_count);
+    give_batch(c->full, HM_POOL_BATCH);
+    c->cur = c->full = NULL;
+    c->cur_count = 0;
 }
 
 static void make_key(void)
@@ -98,10 +98,18 @@ static pool_cache *cache(void)
     return c;
 }
 
+/* `cur` is empty: take the held-back batch, a depot batch, or fresh
+ * memory. */
 static void refill(pool_cache *c)
 {
     pool_obj *b;
 
+    if (c->full) {
+        c->cur = c->full;
+        c->cur_count = HM_POOL_BATCH;
+        c->full = NULL;
+        return;
+    }
     pthread_mutex_lock(&depot.lock);
     b = depot.batches;
     if (b) {
@@ -110,16 +118,16 @@ static void refill(pool_cache *c)
     }
     pthread_mutex_unlock(&depot.lock);
     if (b) {
-        c->head = b;
-        c->count = b->batch_count;
+        c->cur = b;
+        c->cur_count = b->batch_count;
         return;
     }
     for (uint32_t i = 0; i < HM_POOL_BATCH; i++) {
         pool_obj *o = hm_alloc(HM_POOL_OBJ_LEN);
-        o->next = c->head;
-        c->head = o;
+        o->next = c->cur;
+        c->cur = o;
     }
-    c->count = HM_POOL_BATCH;
+    c->cur_count = HM_POOL_BATCH;
 }
 
 void *hm_pool_alloc_cached(void)
@@ -127,11 +135,11 @@ void *hm_pool_alloc_cached(void)
     pool_cache *c = cache();
     pool_obj *o;
 
-    if (!c->head)
+    if (!c->cur)
         refill(c);
-    o = c->head;
-    c->head = o->next;
-    c->count--;
+    o = c->cur;
+    c->cur = o->next;
+    c->cur_count--;
     return o;
 }
 
@@ -143,10 +151,17 @@ void hm_pool_free_cached(void *p)
     if (!p)
         return;
     c = cache();
-    o->next = c->head;
-    c->head = o;
-    if (++c->count >= 2 * HM_POOL_BATCH)
-        give_batch(c, HM_POOL_BATCH);
+    if (c->cur_count == HM_POOL_BATCH) {
+        /* `cur` is a whole batch: hold it back, giving the one held before
+         * to the depot, and start a new list. No list is ever walked. */
+        give_batch(c->full, HM_POOL_BATCH);
+        c->full = c->cur;
+        c->cur = NULL;
+        c->cur_count = 0;
+    }
+    o->next = c->cur;
+    c->cur = o;
+    c->cur_count++;
 }
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -36,9 +36,11 @@ static void pending_add(hm_addr *e, const hm_pending *p)
         s->cap = cap;
         e->pending = s;
     }
+    if (s->count == 0)
+        /* relaxed: a hint for the sweeper (see set_flags in runtime.c). */
+        atomic_fetch_or_explicit(&e->sflags, ENT_PENDING,
+                                 memory_order_relaxed);
     s->items[s->count++] = *p;
-    /* relaxed: a hint for the sweeper (see set_flags in runtime.c). */
-    atomic_fetch_or_explicit(&e->sflags, ENT_PENDING, memory_order_relaxed);
 }
 
 static bool pending_take(hm_addr *e, uint64_t req_id, hm_pending *out)
@@ -52,12 +54,11 @@ static bool pending_take(hm_addr *e, uint64_t req_id, hm_pending *out)
             continue;
         *out = s->items[i];
         s->items[i] = s->items[--s->count];
-        if (s->count == 0) {
-            hm_free(s);
-            e->pending = NULL;
+        /* The set's memory stays until the activation ends: a receiver
+         * that made one request usually makes another. */
+        if (s->count == 0)
             atomic_fetch_and_explicit(&e->sflags, ~(uint32_t)ENT_PENDING,
                                       memory_order_relaxed);
-        }
         return true;
     }
     return false;
@@ -87,7 +88,6 @@ hm_err hm_ctx_request(hm_ctx *ctx, hm_addr *to, hm_msg *msg,
         atomic_fetch_add_explicit(&rt->next_req_id, 1, memory_order_relaxed) +
         1;
     hm_pending p = {.req_id = id, .cont = cont, .arg = arg};
-    hm_msg *tmo;
     hm_err err;
 
     msg->flags |= MSG_REQUEST;
@@ -97,13 +97,10 @@ hm_err hm_ctx_request(hm_ctx *ctx, hm_addr *to, hm_msg *msg,
         msg->req_id = 0;
         return err;
     }
-    tmo = hm_msg_alloc();
-    tmo->type = &hm_type_timeout;
-    tmo->flags = MSG_SYSTEM;
-    tmo->sys = SYS_TIMEOUT;
-    tmo->req_id = id;
-    if (hm_rt_arm(rt, ctx->self, tmo, timeout_ms, 0, 0, &p.timer) != HM_OK)
-        hm_msg_destroy(tmo); /* closing: no timeout will be needed */
+    /* A one-shot timer without a message: fire() builds the timeout notice
+     * (tag = request id) only if it ever fires. Closing: none needed. */
+    if (hm_rt_arm(rt, ctx->self, NULL, timeout_ms, 0, id, &p.timer) != HM_OK)
+        p.timer = 0;
     pending_add(ctx->self, &p);
     if (req_id_out)
         *req_id_out = id;
@@ -283,14 +280,22 @@ static void wait_reply(hm_runtime *rt, waiter *w, uint32_t timeout_ms)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void retire(hm_runtime *rt, hm_addr *a)
+hm_err hm_runtime_deactivate(hm_runtime *rt, hm_addr *a)
 {
-    hm_msg *m = hm_msg_alloc();
+    hm_msg *m;
 
-    m->type = &hm_type_timeout;
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    m = hm_msg_alloc();
+    m->type = &hm_type_timeout; /* never seen by a handler */
     m->flags = MSG_SYSTEM;
     m->sys = SYS_RETIRE;
-    hm_rt_push(rt, a, m, false);
+    return hm_rt_push(rt, a, m, false);
+}
+
+static void retire(hm_runtime *rt, hm_addr *a)
+{
+    hm_runtime_deactivate(rt, a);
     hm_addr_release(a);
 }
 

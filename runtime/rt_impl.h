@@ -108,6 +108,7 @@ typedef struct hm_worker {
     _Atomic(hm_addr *) runnext; /* the receiver woken last by this worker */
     hm_runq q;
     uint32_t tick;
+    uint32_t streak; /* turns taken from runnext in a row */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
@@ -189,6 +190,11 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                           memory_order_relaxed);
 }
+
+/* Initialises a mutex that spins briefly before sleeping (glibc's adaptive
+ * kind): the runtime's locks are held for short, bounded work, and on this
+ * kind of VM a futex wake-up costs more than the wait it saves. */
+void hm_rt_mutex_init(pthread_mutex_t *m);
 
 /* The worker running on this thread, if it belongs to `rt`. */
 hm_worker *hm_sched_self(hm_runtime *rt);

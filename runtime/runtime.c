@@ -320,7 +320,7 @@ static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
     hm_err err;
 
     stamp(rt, e);
-    HM_COUNT(rt, ctx->w, delivered);
+    counter_add(&ctx->w->st.delivered, 1);
     err = e->handler(ctx, e->state, m);
     if (err != HM_OK) {
         HM_COUNT(rt, ctx->w, handler_errors);
@@ -341,7 +341,7 @@ static void handle_system(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
     switch (m->sys) {
     case SYS_IDLE_CHECK:
         set_flags(e, 0, ENT_IDLECHK);
-        if (e->handler && !e->pending &&
+        if (e->handler && (!e->pending || e->pending->count == 0) &&
             !(atomic_load_explicit(&e->sflags, memory_order_relaxed) &
               ENT_PINNED) &&
             hm_rt_idle_expired(rt, e))

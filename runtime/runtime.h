@@ -219,6 +219,21 @@ hm_err hm_runtime_spawn(hm_runtime *rt, const char *name,
 hm_err hm_runtime_call(hm_runtime *rt, hm_addr *to, hm_msg *msg,
                        uint32_t timeout_ms, hm_msg **reply_out);
 
+/* Asks the activation of `a` (borrowed) to end once the messages queued
+ * before this call are handled: its deactivate hook runs with reason
+ * HM_DEACTIVATE_REQUESTED, even if pinned, and the next message activates
+ * it again. Does nothing if it is not active by then. For layers that move
+ * receivers between nodes. Errors: HM_ECLOSED. Thread-safe. */
+hm_err hm_runtime_deactivate(hm_runtime *rt, hm_addr *a);
+
+/* Calls `fn` with the name of every receiver active now (a snapshot: some
+ * may end or start meanwhile). `name` is borrowed for the call; `fn` must
+ * not call back into the runtime's directory (intern, send by name, spawn)
+ * because a directory lock is held. Thread-safe. */
+void hm_runtime_foreach_active(hm_runtime *rt,
+                               void (*fn)(void *arg, const char *name),
+                               void *arg);
+
 /* ---------------------------------------------------------------- timers */
 
 /* Delivers `msg` to `to` after `delay_ms`. The timer holds the address, not

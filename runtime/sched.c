@@ -29,9 +29,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SPIN_NS 200000u     /* spin this long before sleeping */
+#define SPIN_NS 50000u      /* spin this long before sleeping */
 #define GLOBAL_EVERY 61u    /* check the global queue every N turns */
 #define GQ_GRAB 32u         /* receivers moved from global per visit */
+#define RUNNEXT_STREAK 32u  /* runnext turns in a row before the ring's */
 
 static _Thread_local hm_worker *tl_worker;
 
@@ -307,6 +308,14 @@ static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
 
     if (++w->tick % GLOBAL_EVERY == 0 && gq_take(rt, &e, 1))
         return e;
+    /* A pair of receivers waking each other through runnext would never
+     * let the ring run; after a streak, the ring goes first (Go lets
+     * runnext inherit the time slice for the same reason). */
+    if (++w->streak >= RUNNEXT_STREAK) {
+        w->streak = 0;
+        if ((e = runq_get(&w->q)))
+            return e;
+    }
     if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
         /* acq_rel: pairs with the exchange in hm_sched_schedule(). */
         e = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acq_rel);
@@ -400,7 +409,7 @@ void hm_sched_init(hm_runtime *rt)
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
     }
-    pthread_mutex_init(&rt->gq_lock, NULL);
+    hm_rt_mutex_init(&rt->gq_lock);
     pthread_mutex_init(&rt->sleep_lock, NULL);
     pthread_cond_init(&rt->sleep_cond, NULL);
 }

@@ -121,10 +121,12 @@ void hm_testkit_destroy(hm_testkit *kit)
 {
     if (!kit)
         return;
+    /* Captured messages hold references to addresses: free them while the
+     * runtime still lives. */
+    hm_testkit_clear(kit);
     hm_addr_release(kit->sut);
     hm_addr_release(kit->client);
     hm_runtime_destroy(kit->rt);
-    hm_testkit_clear(kit);
     hm_free(kit->items);
     hm_free(kit->name);
     hm_free(kit);

@@ -106,8 +106,8 @@ static uint32_t compact(const hm_timers *t, hm_theap_entry *items,
     return old - n;
 }
 
-/* Drops dead entries from the top, and rebuilds when most are dead. */
-static void prune(hm_timers *t)
+/* Rebuilds the heap, or compacts the wheel, when most of it is dead. */
+static void compact_if_needed(hm_timers *t)
 {
     if (t->heap_dead > REBUILD_MIN && t->heap_dead > t->heap_len / 2) {
         t->heap_dead -= compact(t, t->heap, &t->heap_len);
@@ -122,6 +122,12 @@ static void prune(hm_timers *t)
             t->wheel_len -= died;
         }
     }
+}
+
+/* Drops dead entries from the top, and compacts when most are dead. */
+static void prune(hm_timers *t)
+{
+    compact_if_needed(t);
     while (t->heap_len > 0 && !entry_live(t, &t->heap[0])) {
         pop_top(t);
         t->heap_dead--;
@@ -253,7 +259,7 @@ bool hm_timers_cancel(hm_timers *t, hm_timer_id id, hm_addr **to_out,
         t->heap_dead++;
     slot_free(t, i);
     t->armed--;
-    prune(t);
+    compact_if_needed(t); /* dead tops are dropped by the next pop */
     return true;
 }
 
@@ -290,6 +296,7 @@ bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out)
     out->msg = s->msg;
     out->tag = s->tag;
     out->deadline_ms = s->deadline_ms;
+    out->periodic = s->period_ms != 0;
     if (s->period_ms == 0 || now_ms == UINT64_MAX) {
         pop_top(t);
         slot_free(t, i);

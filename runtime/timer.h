@@ -64,12 +64,14 @@ typedef struct hm_timers {
 } hm_timers;
 
 /* What fired: `to` is a reference the caller now owns (release it after the
- * send); `msg` is owned (NULL for a periodic tick, built by the caller). */
+ * send); `msg` is owned, or NULL when the caller builds the message from
+ * `tag` (a periodic tick, or a request's timeout). */
 typedef struct hm_timer_fire {
     hm_addr *to;
     hm_msg *msg;
     uint64_t tag;
     uint64_t deadline_ms;
+    bool periodic;
 } hm_timer_fire;
 
 /* `now_ms` anchors the wheel's first window. */

@@ -94,7 +94,7 @@ static void psim_init(psim *s, uint64_t seed, double drop, uint32_t delay)
     s->drop = drop;
     s->max_delay = delay;
     for (int i = 0; i < N; i++) {
-        snprintf(s->name[i], sizeof s->name[i], "n%d", i);
+        snprintf(s->name[i], sizeof s->name[i], "n%u", (unsigned)i % 100u);
         start_node(s, i, 100 + (uint64_t)i);
     }
     link_all(s);

@@ -18,9 +18,11 @@ Test(pool, an_object_is_usable_for_its_whole_length)
 
 Test(pool, a_freed_object_is_reused_by_the_same_thread)
 {
-    void *p = hm_pool_alloc_cached();
+    void *p = hm_pool_alloc_cached(), *q;
     hm_pool_free_cached(p);
-    cr_assert_eq(hm_pool_alloc_cached(), p);
+    q = hm_pool_alloc_cached();
+    cr_assert_eq(q, p);
+    hm_pool_free_cached(q);
 }
 
 Test(pool, live_objects_are_distinct)

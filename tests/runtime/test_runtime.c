@@ -545,3 +545,28 @@ Test(runtime, registering_a_different_type_under_a_taken_name_fails)
     cr_assert_eq(hm_runtime_register_type(rt, &TEXT), HM_OK);
     cr_assert_eq(hm_runtime_register_type(rt, &OTHER), HM_EEXIST);
 }
+
+static void collect(void *arg, const char *name)
+{
+    char *out = arg;
+    strcat(out, name);
+    strcat(out, ";");
+}
+
+Test(runtime, deactivate_from_outside_ends_an_activation_after_queued_messages)
+{
+    hm_addr *a = addr("r/1");
+    char names[256] = "";
+
+    send(a, &PING, 1);
+    cr_assert_eq(hm_runtime_deactivate(rt, a), HM_OK);
+    send(a, &PING, 2);
+    hm_runtime_run_until_idle(rt);
+    cr_assert_str_eq(J.lines[0], "r/1 a 1");
+    cr_assert_str_eq(J.lines[1], "r/1 deactivated 1");
+    cr_assert_str_eq(J.lines[2], "r/1 a 2");
+    cr_assert_eq(J.activations, 2);
+    hm_runtime_foreach_active(rt, collect, names);
+    cr_assert_str_eq(names, "r/1;");
+    hm_addr_release(a);
+}

@@ -316,3 +316,63 @@ Test(threaded, wait_idle_returns_once_all_messages_are_handled)
     cr_assert_eq(st.delivered, 10000);
     hm_addr_release(a);
 }
+
+static hm_err rally(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    hm_addr *other = state;
+
+    (void)msg;
+    /* Forever: the pair keeps each other in the worker's runnext slot. */
+    hm_msg *m = hm_msg_create(&BALL, NULL, 1);
+    if (hm_ctx_send(ctx, other, m) != HM_OK)
+        hm_msg_destroy(m);
+    return HM_OK;
+}
+
+typedef struct kick {
+    hm_addr *first, *then;
+} kick;
+
+/* Wakes `first` then `then` from inside the worker: `first` lands in the
+ * worker's ring behind `then`, which takes the runnext slot. */
+static hm_err kicker(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    kick *k = state;
+
+    (void)msg;
+    hm_ctx_send(ctx, k->first, hm_msg_create(&BALL, NULL, 0));
+    hm_ctx_send(ctx, k->then, hm_msg_create(&BALL, NULL, 1));
+    return HM_OK;
+}
+
+Test(threaded, a_ping_pong_pair_cannot_starve_a_third_receiver_on_one_worker)
+{
+    hm_runtime *r1;
+    hm_addr *a, *b, *c, *k;
+    kick kk;
+
+    hm_runtime_create(&(hm_runtime_config){.threads = 1, .factory = factory},
+                      &r1);
+    hm_runtime_intern(r1, "rally/a", &a);
+    hm_runtime_intern(r1, "rally/b", &b);
+    hm_runtime_spawn(r1, "rally/a",
+                     &(hm_receiver){.handler = rally, .state = b,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_spawn(r1, "rally/b",
+                     &(hm_receiver){.handler = rally, .state = a,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_intern(r1, "post/starved", &c);
+    kk = (kick){.first = c, .then = a};
+    hm_runtime_spawn(r1, "kicker", &(hm_receiver){.handler = kicker,
+                                                  .state = &kk},
+                     &k);
+    hm_runtime_send(r1, k, hm_msg_create(&BALL, NULL, 0));
+    cr_assert(sem_wait_ms(&done, 10000));
+    hm_addr_release(k);
+    hm_addr_release(a);
+    hm_addr_release(b);
+    hm_addr_release(c);
+    hm_runtime_destroy(r1);
+}
