@@ -162,13 +162,13 @@ static uint8_t *put_bytes(uint8_t *p, const void *b, size_t len)
 }
 
 /* Builds the transcript; returns owned bytes, their count in `*len`. */
-static uint8_t *build_transcript(hm_auth_role role,
-                                 const hm_auth_transcript *t, size_t *len)
+static uint8_t *build_transcript(hm_auth_role role, const hm_auth_transcript *t,
+                                 size_t *len)
 {
     size_t cl = strlen(t->cluster), dl = strlen(t->dialler),
            al = strlen(t->acceptor);
-    size_t cap = 7 * 4 + sizeof TRANSCRIPT_LABEL + 1 + cl + dl + al +
-                 2 * 8 + 2 * HM_AUTH_NONCE_LEN;
+    size_t cap = 7 * 4 + sizeof TRANSCRIPT_LABEL + 1 + cl + dl + al + 2 * 8 +
+                 2 * HM_AUTH_NONCE_LEN;
     uint8_t *buf = hm_alloc(cap), *p = buf;
 
     p = put_bytes(p, TRANSCRIPT_LABEL, sizeof TRANSCRIPT_LABEL - 1);
@@ -193,9 +193,9 @@ hm_err hm_auth_prove(const hm_auth_secret *s, hm_auth_role role,
         return HM_EINVAL;
     size_t len, out_len = 0;
     uint8_t *msg = build_transcript(role, t, &len);
-    unsigned char *ok = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->bytes,
-                                  s->len, msg, len, proof, HM_AUTH_PROOF_LEN,
-                                  &out_len);
+    unsigned char *ok =
+        EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->bytes, s->len, msg,
+                  len, proof, HM_AUTH_PROOF_LEN, &out_len);
     hm_free(msg);
     if (!ok || out_len != HM_AUTH_PROOF_LEN) {
         HM_LOG_ERROR("CL-HMAC-FAIL", "HMAC-SHA256 failed");
@@ -248,7 +248,7 @@ hm_err hm_auth_from_hex(const char *hex, uint8_t *bytes, size_t len)
         if (hex_value(hex[i]) < 0)
             return HM_EPROTO;
     for (size_t i = 0; i < len; i++)
-        bytes[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 |
-                             hex_value(hex[2 * i + 1]));
+        bytes[i] =
+            (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
     return HM_OK;
 }

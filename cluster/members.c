@@ -12,83 +12,21 @@
  * nobody to ask, a long silence, and never while this node is itself the
  * one cut off (the minority guard, is_isolated()). */
 #include "cluster/members.h"
+#include "cluster/members_impl.h"
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
 #include <string.h>
 
-typedef struct member {
-    char name[HM_NODE_NAME_MAX + 1];
-    char addr[HM_NODE_ADDR_MAX + 1];
-    uint64_t inc;
-    hm_member_state state;
-    bool linked;
-    uint64_t last_heard_ms;
-    uint64_t last_sent_ms;
-    uint64_t state_since_ms;
-    /* Redialling while not linked. */
-    uint64_t next_dial_ms;
-    uint32_t backoff_ms;
-    /* Our probe round on this suspect: `asked` peers, `answered` of them
-     * answered, `heard` if any of them hears it. */
-    bool round_open;
-    bool heard;
-    uint64_t round_id;
-    uint64_t round_deadline_ms;
-    uint64_t next_round_ms;
-    uint32_t asked, answered;
-} member;
-
-/* A probe we run for another node: `requester` asked whether we hear
- * `target`; we pinged it and answer when it speaks, its link drops, or at
- * `deadline_ms`. */
-typedef struct relay {
-    char requester[HM_NODE_NAME_MAX + 1];
-    char target[HM_NODE_NAME_MAX + 1];
-    uint64_t id;
-    uint64_t deadline_ms;
-} relay;
-
-struct hm_members {
-    hm_members_config cfg; /* string fields point at our copies below */
-    char self_name[HM_NODE_NAME_MAX + 1];
-    char self_addr[HM_NODE_ADDR_MAX + 1];
-    bool leaving;
-
-    member **members;
-    size_t count, cap;
-
-    relay *relays;
-    size_t relay_count, relay_cap;
-
-    char (*seeds)[HM_NODE_ADDR_MAX + 1];
-    size_t seed_count;
-    uint64_t next_seed_ms;
-    uint32_t seed_backoff_ms;
-
-    uint64_t next_round_id;
-    bool isolated_logged; /* the guard's refusal is logged once per spell */
-
-    hm_member_action *actions; /* FIFO: [head, head+len) of cap */
-    size_t head, len, act_cap;
-};
-
 /* ------------------------------------------------------------ helpers */
 
-static const char *const state_names[] = {"joining", "alive", "suspect",
-                                          "dead", "left"};
-static const char *const event_names[] = {"up",   "suspect", "alive",
-                                          "dead", "left",    "replaced"};
-
-const char *hm_member_state_name(hm_member_state s)
+/* Milliseconds from `then` to `now`; 0 if the driver's clock stepped back
+ * (it should be monotonic; a negative span must not read as 584 million
+ * years of silence). */
+static uint64_t since(uint64_t now_ms, uint64_t then_ms)
 {
-    return (size_t)s < 5 ? state_names[s] : "?";
-}
-
-const char *hm_member_event_name(hm_member_event e)
-{
-    return (size_t)e < 6 ? event_names[e] : "?";
+    return now_ms > then_ms ? now_ms - then_ms : 0;
 }
 
 static uint32_t or_default(uint32_t v, uint32_t def)
@@ -123,9 +61,9 @@ static void emit_event(hm_members *m, member *x, hm_member_event ev,
     a->event = ev;
     a->inc = inc;
     strcpy(a->addr, x->addr);
-    HM_LOG_INFO("CL-MEMBER", "%s: member %s (inc %llu, %s) is %s",
-                m->self_name, x->name, (unsigned long long)inc, x->addr,
-                event_names[ev]);
+    HM_LOG_INFO("CL-MEMBER", "%s: member %s (inc %llu, %s) is %s", m->self_name,
+                x->name, (unsigned long long)inc, x->addr,
+                hm_member_event_name(ev));
 }
 
 static hm_wire_msg *send_msg(hm_members *m, member *x, hm_wire_type t,
@@ -143,7 +81,7 @@ static void send_heartbeat(hm_members *m, member *x, bool reply,
     send_msg(m, x, HM_WIRE_HEARTBEAT, now_ms)->u.heartbeat.reply = reply;
 }
 
-static member *find(const hm_members *m, const char *name)
+member *hm_members_find_member(const hm_members *m, const char *name)
 {
     if (!name)
         return NULL;
@@ -179,16 +117,16 @@ static void remove_member(hm_members *m, size_t i)
     m->members[i] = m->members[--m->count];
 }
 
-static bool is_live(const member *x)
+bool hm_members_is_live_member(const member *x)
 {
     return x->state == HM_MEMBER_ALIVE || x->state == HM_MEMBER_SUSPECT;
 }
 
 /* Linked and heard within the suspicion window. */
-static bool is_reachable(const hm_members *m, const member *x,
-                         uint64_t now_ms)
+static bool is_reachable(const hm_members *m, const member *x, uint64_t now_ms)
 {
-    return x->linked && now_ms - x->last_heard_ms < m->cfg.suspect_after_ms;
+    return x->linked &&
+           since(now_ms, x->last_heard_ms) < m->cfg.suspect_after_ms;
 }
 
 /* The minority guard. Among our live peers other than `target` (NULL: all
@@ -203,7 +141,7 @@ static bool is_isolated(const hm_members *m, const member *target,
     size_t peers = 0, reachable = 0;
     for (size_t i = 0; i < m->count; i++) {
         const member *x = m->members[i];
-        if (x == target || !is_live(x))
+        if (x == target || !hm_members_is_live_member(x))
             continue;
         peers++;
         reachable += is_reachable(m, x, now_ms);
@@ -297,9 +235,9 @@ static void answer_relays(hm_members *m, const char *target, bool heard,
     size_t i = 0;
     while (i < m->relay_count) {
         relay *r = &m->relays[i];
-        bool due = target ? strcmp(r->target, target) == 0
-                          : now_ms >= r->deadline_ms;
-        member *req = find(m, r->requester);
+        bool due =
+            target ? strcmp(r->target, target) == 0 : now_ms >= r->deadline_ms;
+        member *req = hm_members_find_member(m, r->requester);
         if (!due) {
             i++;
             continue;
@@ -435,7 +373,7 @@ static void send_gossip(hm_members *m, member *to, uint64_t now_ms)
     nodes[n++].inc = m->cfg.self_inc;
     for (size_t i = 0; i < m->count; i++) {
         member *x = m->members[i];
-        if (x == to || !is_live(x))
+        if (x == to || !hm_members_is_live_member(x))
             continue;
         strcpy(nodes[n].name, x->name);
         strcpy(nodes[n].addr, x->addr);
@@ -445,15 +383,17 @@ static void send_gossip(hm_members *m, member *to, uint64_t now_ms)
     w->u.members.count = n;
 }
 
-hm_err hm_members_on_link_up(hm_members *m, const char *name,
-                             const char *addr, uint64_t inc, uint64_t now_ms)
+hm_err hm_members_on_link_up(hm_members *m, const char *name, const char *addr,
+                             uint64_t inc, uint64_t now_ms)
 {
     if (strcmp(name, m->self_name) == 0) {
-        HM_LOG_WARN("CL-LINK-SELF", "%s: link to a node with our own name "
-                    "at %s; closing it", m->self_name, addr);
+        HM_LOG_WARN("CL-LINK-SELF",
+                    "%s: link to a node with our own name "
+                    "at %s; closing it",
+                    m->self_name, addr);
         return HM_EINVAL;
     }
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (!x)
         x = add_member(m, name, addr, inc, now_ms);
     if (inc < x->inc && x->state != HM_MEMBER_JOINING) {
@@ -462,7 +402,7 @@ hm_err hm_members_on_link_up(hm_members *m, const char *name,
                     (unsigned long long)x->inc);
         return HM_EPROTO;
     }
-    if (inc > x->inc && is_live(x)) {
+    if (inc > x->inc && hm_members_is_live_member(x)) {
         /* It restarted: the old incarnation is gone for good. */
         answer_relays(m, x->name, false, now_ms);
         emit_event(m, x, HM_MEMBER_EV_REPLACED, x->inc);
@@ -483,10 +423,9 @@ hm_err hm_members_on_link_up(hm_members *m, const char *name,
     return HM_OK;
 }
 
-void hm_members_on_link_down(hm_members *m, const char *name,
-                             uint64_t now_ms)
+void hm_members_on_link_down(hm_members *m, const char *name, uint64_t now_ms)
 {
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (!x || !x->linked)
         return;
     x->linked = false;
@@ -505,8 +444,8 @@ void hm_members_on_link_down(hm_members *m, const char *name,
 void hm_members_on_dial_failed(hm_members *m, const char *name, bool refused,
                                uint64_t now_ms)
 {
-    member *x = find(m, name);
-    if (!x || x->linked || !refused || !is_live(x))
+    member *x = hm_members_find_member(m, name);
+    if (!x || x->linked || !refused || !hm_members_is_live_member(x))
         return;
     /* ECONNREFUSED means the host is reachable and nothing listens on the
      * member's port: the process that was this incarnation is gone. This is
@@ -517,7 +456,7 @@ void hm_members_on_dial_failed(hm_members *m, const char *name, bool refused,
 
 void hm_members_on_heard(hm_members *m, const char *name, uint64_t now_ms)
 {
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (!x || !x->linked)
         return;
     x->last_heard_ms = now_ms;
@@ -530,7 +469,7 @@ void hm_members_on_heard(hm_members *m, const char *name, uint64_t now_ms)
 
 void hm_members_on_sent(hm_members *m, const char *name, uint64_t now_ms)
 {
-    member *x = find(m, name);
+    member *x = hm_members_find_member(m, name);
     if (x)
         x->last_sent_ms = now_ms;
 }
@@ -539,8 +478,8 @@ void hm_members_on_sent(hm_members *m, const char *name, uint64_t now_ms)
 static void on_probe_req(hm_members *m, member *from, const hm_wire_msg *w,
                          uint64_t now_ms)
 {
-    member *t = find(m, w->u.probe_req.target);
-    if (!t || !t->linked || !is_live(t)) {
+    member *t = hm_members_find_member(m, w->u.probe_req.target);
+    if (!t || !t->linked || !hm_members_is_live_member(t)) {
         hm_wire_msg *a = send_msg(m, from, HM_WIRE_PROBE_ACK, now_ms);
         a->u.probe_ack.id = w->u.probe_req.id;
         strcpy(a->u.probe_ack.target, w->u.probe_req.target);
@@ -559,10 +498,9 @@ static void on_probe_req(hm_members *m, member *from, const hm_wire_msg *w,
     send_heartbeat(m, t, true, now_ms);
 }
 
-static void on_probe_ack(hm_members *m, const hm_wire_msg *w,
-                         uint64_t now_ms)
+static void on_probe_ack(hm_members *m, const hm_wire_msg *w, uint64_t now_ms)
 {
-    member *x = find(m, w->u.probe_ack.target);
+    member *x = hm_members_find_member(m, w->u.probe_ack.target);
     if (!x || !x->round_open || x->round_id != w->u.probe_ack.id)
         return; /* a late answer to a closed round */
     x->answered++;
@@ -579,16 +517,15 @@ static void on_gossip(hm_members *m, const hm_wire_msg *w, uint64_t now_ms)
         const hm_wire_node *n = &w->u.members.nodes[i];
         if (strcmp(n->name, m->self_name) == 0)
             continue;
-        member *x = find(m, n->name);
+        member *x = hm_members_find_member(m, n->name);
         if (!x) {
             add_member(m, n->name, n->addr, n->inc, now_ms);
             continue;
         }
         if (n->inc <= x->inc)
             continue;
-        if (is_live(x))
-            end_member(m, x, HM_MEMBER_JOINING, HM_MEMBER_EV_REPLACED,
-                       now_ms);
+        if (hm_members_is_live_member(x))
+            end_member(m, x, HM_MEMBER_JOINING, HM_MEMBER_EV_REPLACED, now_ms);
         x->state = HM_MEMBER_JOINING;
         x->inc = n->inc;
         strcpy(x->addr, n->addr);
@@ -610,7 +547,7 @@ hm_err hm_members_on_message(hm_members *m, const char *from,
     default:
         return HM_EINVAL;
     }
-    member *x = find(m, from);
+    member *x = hm_members_find_member(m, from);
     if (!x || !x->linked)
         return HM_OK; /* from a link we do not know: the driver's race */
     hm_members_on_heard(m, from, now_ms);
@@ -652,27 +589,28 @@ static void dial(hm_members *m, member *x, uint64_t now_ms)
 static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
 {
     const hm_members_config *c = &m->cfg;
-    if (x->linked && now_ms - x->last_sent_ms >= c->heartbeat_interval_ms)
+    if (x->linked && since(now_ms, x->last_sent_ms) >= c->heartbeat_interval_ms)
         send_heartbeat(m, x, false, now_ms);
     if (x->state == HM_MEMBER_ALIVE &&
-        (!x->linked || now_ms - x->last_heard_ms >= c->suspect_after_ms))
+        (!x->linked || since(now_ms, x->last_heard_ms) >= c->suspect_after_ms))
         suspect(m, x, now_ms);
     if (x->state == HM_MEMBER_SUSPECT) {
         if (x->round_open && now_ms >= x->round_deadline_ms)
             close_round(m, x, now_ms);
         else if (!x->round_open && now_ms >= x->next_round_ms)
             start_round(m, x, now_ms);
-        if (x->state == HM_MEMBER_SUSPECT && !x->round_open &&
-            x->asked == 0 &&
-            now_ms - x->last_heard_ms >= c->dead_after_ms) {
+        if (x->state == HM_MEMBER_SUSPECT && !x->round_open && x->asked == 0 &&
+            since(now_ms, x->last_heard_ms) >= c->dead_after_ms) {
             if (!is_isolated(m, x, now_ms))
                 declare_dead(m, x, "silent and nobody to ask", now_ms);
             else
                 note_isolated(m, x);
         }
     }
-    if (x->state == HM_MEMBER_DEAD &&
-        now_ms - x->state_since_ms >= c->reap_after_ms)
+    /* Tombstones, and members we heard of but never reached (gossip about
+     * a node that died before we dialled it), are forgotten in the end. */
+    if ((x->state == HM_MEMBER_DEAD || x->state == HM_MEMBER_JOINING) &&
+        since(now_ms, x->state_since_ms) >= c->reap_after_ms)
         return false;
     if (!x->linked && x->state != HM_MEMBER_LEFT && now_ms >= x->next_dial_ms)
         dial(m, x, now_ms);
@@ -727,53 +665,4 @@ void hm_members_leave(hm_members *m, uint64_t now_ms)
             send_msg(m, x, HM_WIRE_LEAVE, now_ms)->u.leave.inc =
                 m->cfg.self_inc;
     }
-}
-
-/* ------------------------------------------------------------ queries */
-
-static void fill_info(const member *x, hm_member_info *out)
-{
-    strcpy(out->name, x->name);
-    strcpy(out->addr, x->addr);
-    out->inc = x->inc;
-    out->state = x->state;
-    out->linked = x->linked;
-    out->last_heard_ms = x->last_heard_ms;
-}
-
-hm_err hm_members_get(const hm_members *m, const char *name,
-                      hm_member_info *out)
-{
-    const member *x = find(m, name);
-    if (!x)
-        return HM_ENOTFOUND;
-    fill_info(x, out);
-    return HM_OK;
-}
-
-size_t hm_members_count(const hm_members *m)
-{
-    return m->count;
-}
-
-void hm_members_at(const hm_members *m, size_t i, hm_member_info *out)
-{
-    HM_ASSERT(i < m->count);
-    fill_info(m->members[i], out);
-}
-
-const char *hm_members_self(const hm_members *m)
-{
-    return m->self_name;
-}
-
-bool hm_members_keep_new_link(const char *self, const char *peer,
-                              bool existing_dialled_by_self,
-                              bool new_dialled_by_self)
-{
-    if (existing_dialled_by_self == new_dialled_by_self)
-        return true; /* a reconnection replaces a stale link */
-    bool self_is_smaller = strcmp(self, peer) < 0;
-    /* Keep the link whose dialler is the smaller name. */
-    return new_dialled_by_self == self_is_smaller;
 }

@@ -60,19 +60,19 @@ typedef enum {
  * process paused for 2 s survives, no false death with 5%
  * loss and 50 ms delay). */
 typedef struct hm_members_config {
-    const char *self_name; /* borrowed for the call; copied */
-    const char *self_addr; /* our cluster listen address, copied */
-    uint64_t self_inc;     /* our incarnation (> 0) */
+    const char *self_name;          /* borrowed for the call; copied */
+    const char *self_addr;          /* our cluster listen address, copied */
+    uint64_t self_inc;              /* our incarnation (> 0) */
     uint32_t heartbeat_interval_ms; /* heartbeat on a link idle so long [250] */
-    uint32_t suspect_after_ms;   /* silence that makes a suspect [1500] */
-    uint32_t probe_timeout_ms;   /* an asked peer waits so long [1000] */
-    uint32_t round_timeout_ms;   /* we wait for the answers so long [1250] */
-    uint32_t probe_interval_ms;  /* between rounds on one suspect [500] */
-    uint32_t dead_after_ms;      /* silence = dead with nobody to ask [2500] */
-    uint32_t probe_fanout;       /* peers asked per round [3] */
+    uint32_t suspect_after_ms;      /* silence that makes a suspect [1500] */
+    uint32_t probe_timeout_ms;      /* an asked peer waits so long [1000] */
+    uint32_t round_timeout_ms;      /* we wait for the answers so long [1250] */
+    uint32_t probe_interval_ms;     /* between rounds on one suspect [500] */
+    uint32_t dead_after_ms;       /* silence = dead with nobody to ask [2500] */
+    uint32_t probe_fanout;        /* peers asked per round [3] */
     uint32_t dial_backoff_min_ms; /* first redial delay [100] */
     uint32_t dial_backoff_max_ms; /* redial delay cap [5000] */
-    uint32_t reap_after_ms; /* forget a dead member after [3600000] */
+    uint32_t reap_after_ms; /* forget a dead or unreachable joiner [3600000] */
 } hm_members_config;
 
 typedef enum {
@@ -86,7 +86,8 @@ typedef enum {
 
 typedef enum {
     HM_MACT_SEND,  /* send `msg` on the link to `peer` */
-    HM_MACT_DIAL,  /* open a link to `addr` (`peer` is "" for a seed) */
+    HM_MACT_DIAL,  /* open a link to `addr` (`peer` is "" for a seed);
+                      ignore it if a dial to `addr` is in progress */
     HM_MACT_CLOSE, /* close the link to `peer` */
     HM_MACT_EVENT, /* `event` happened to member (`peer`, `inc`) */
 } hm_member_action_kind;
@@ -128,12 +129,11 @@ hm_err hm_members_add_seed(hm_members *m, const char *addr);
  * Errors: HM_EINVAL if `name` is our own (a seed pointing at ourselves, or
  * a misconfigured twin); HM_EPROTO if `inc` is below the incarnation we
  * know (a stale process). On error the driver closes the link. */
-hm_err hm_members_on_link_up(hm_members *m, const char *name,
-                             const char *addr, uint64_t inc, uint64_t now_ms);
+hm_err hm_members_on_link_up(hm_members *m, const char *name, const char *addr,
+                             uint64_t inc, uint64_t now_ms);
 
 /* The link to `name` (borrowed) closed, for whatever reason. */
-void hm_members_on_link_down(hm_members *m, const char *name,
-                             uint64_t now_ms);
+void hm_members_on_link_down(hm_members *m, const char *name, uint64_t now_ms);
 
 /* A dial to `name` (borrowed; NULL or "" for a seed) failed; `refused`
  * says the host answered that nothing listens there (ECONNREFUSED). */
@@ -181,6 +181,13 @@ size_t hm_members_count(const hm_members *m);
 
 /* The `i`th other member (0 <= i < count), in table order. */
 void hm_members_at(const hm_members *m, size_t i, hm_member_info *out);
+
+/* The names of the live members, ourselves included (ALIVE and SUSPECT:
+ * a suspicion moves nothing), sorted by strcmp so that every node lists
+ * them alike: what placement hashes over. Writes up to `cap` borrowed
+ * pointers to `out` (valid until the next input to `m`) and returns the
+ * number of live members (which may exceed `cap`). */
+size_t hm_members_live(const hm_members *m, const char **out, size_t cap);
 
 /* Whether this node hears fewer than half of its other live peers now (it
  * would refuse to declare anyone dead). */

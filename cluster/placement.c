@@ -36,17 +36,17 @@ uint64_t hm_placement_weight(const char *member, const char *addr)
     return fmix64(fnv1a(h, addr, strlen(addr)));
 }
 
-hm_err hm_placement_owner(const char *addr, const char *const *members,
-                          size_t count, size_t *out)
+hm_err hm_placement_owner(const char *addr, const hm_placement_set *members,
+                          size_t *out)
 {
-    if (count == 0)
+    if (members->count == 0)
         return HM_ENOTFOUND;
+    const char *const *names = members->names;
     size_t best = 0;
-    uint64_t best_w = hm_placement_weight(members[0], addr);
-    for (size_t i = 1; i < count; i++) {
-        uint64_t w = hm_placement_weight(members[i], addr);
-        if (w > best_w ||
-            (w == best_w && strcmp(members[i], members[best]) < 0)) {
+    uint64_t best_w = hm_placement_weight(names[0], addr);
+    for (size_t i = 1; i < members->count; i++) {
+        uint64_t w = hm_placement_weight(names[i], addr);
+        if (w > best_w || (w == best_w && strcmp(names[i], names[best]) < 0)) {
             best = i;
             best_w = w;
         }
@@ -55,16 +55,14 @@ hm_err hm_placement_owner(const char *addr, const char *const *members,
     return HM_OK;
 }
 
-size_t hm_placement_moves(const char *self, const char *const *local,
-                          size_t local_count, const char *const *members,
-                          size_t member_count, size_t *out)
+size_t hm_placement_moves(const char *self, const hm_placement_set *members,
+                          const hm_placement_set *local, size_t *out)
 {
     size_t n = 0;
-    for (size_t i = 0; i < local_count; i++) {
+    for (size_t i = 0; i < local->count; i++) {
         size_t owner;
-        if (hm_placement_owner(local[i], members, member_count, &owner) !=
-                HM_OK ||
-            strcmp(members[owner], self) != 0)
+        if (hm_placement_owner(local->names[i], members, &owner) != HM_OK ||
+            strcmp(members->names[owner], self) != 0)
             out[n++] = i;
     }
     return n;

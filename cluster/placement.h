@@ -21,25 +21,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The live members to place over: `count` borrowed names, in any order
+ * (hm_members_live fills one). */
+typedef struct hm_placement_set {
+    const char *const *names;
+    size_t count;
+} hm_placement_set;
+
 /* The weight of `member` for `addr` (both borrowed). */
 uint64_t hm_placement_weight(const char *member, const char *addr);
 
-/* The index in `members` (borrowed array of `count` borrowed names, in any
- * order) of the member that owns `addr`. Ties, which need a 64-bit hash
- * collision, go to the smaller name, so the answer never depends on order.
- * Errors: HM_ENOTFOUND if `count` is 0. */
-hm_err hm_placement_owner(const char *addr, const char *const *members,
-                          size_t count, size_t *out);
+/* The index in `members` (borrowed) of the member that owns `addr`
+ * (borrowed). Ties, which need a 64-bit hash collision, go to the smaller
+ * name, so the answer never depends on order.
+ * Errors: HM_ENOTFOUND if the set is empty. */
+hm_err hm_placement_owner(const char *addr, const hm_placement_set *members,
+                          size_t *out);
 
 /* After a membership change: which of this node's activations must move.
- * `local` (borrowed, `local_count` borrowed addresses) are the activations
- * on `self`; `members` are the live members now, `self` among them. Writes
- * the indices (into `local`) of those now owned by another member to `out`
- * (borrowed, room for `local_count`) and returns how many. The caller
- * deactivates them (their hooks run); the next message for each activates
- * it on its owner. */
-size_t hm_placement_moves(const char *self, const char *const *local,
-                          size_t local_count, const char *const *members,
-                          size_t member_count, size_t *out);
+ * `members` (borrowed) are the live members now, `self` (borrowed) among
+ * them; `local` (borrowed) are the addresses activated on `self`. Writes
+ * the indices (into `local->names`) of those now owned by another member to
+ * `out` (borrowed, room for `local->count`) and returns how many. The
+ * caller deactivates them (hm_runtime_deactivate: their hooks run); the
+ * next message for each activates it on its owner. */
+size_t hm_placement_moves(const char *self, const hm_placement_set *members,
+                          const hm_placement_set *local, size_t *out);
 
 #endif

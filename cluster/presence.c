@@ -19,11 +19,16 @@
 
 typedef struct origin {
     char name[HM_NODE_NAME_MAX + 1];
-    uint64_t inc, ver; /* what we hold; inc 0 = nothing yet */
-    uint64_t dead_inc; /* incarnations up to this one are gone */
-    json_t *names;     /* owned: a set, keys -> json null */
+    uint64_t inc, ver;     /* what we hold; inc 0 = nothing yet */
+    uint64_t dead_inc;     /* incarnations up to this one are gone */
+    json_t *names;         /* owned: a set, keys -> json null */
     uint64_t requested_ms; /* last snapshot request, for rate limiting */
     bool requested;
+    /* A snapshot arriving in parts, applied when its last part is in. */
+    json_t *staged; /* owned, or NULL */
+    uint64_t staged_inc, staged_ver;
+    uint32_t staged_next, staged_parts;
+    char staged_from[HM_NODE_NAME_MAX + 1];
 } origin;
 
 struct hm_presence {
@@ -102,8 +107,15 @@ static bool is_newer(const origin *o, uint64_t inc, uint64_t ver)
     return inc > o->inc || (inc == o->inc && ver > o->ver);
 }
 
+static void drop_staged(origin *o)
+{
+    json_decref(o->staged);
+    o->staged = NULL;
+}
+
 static void reset_names(origin *o, uint64_t inc)
 {
+    drop_staged(o);
     json_object_clear(o->names);
     o->inc = inc;
     o->ver = 0;
@@ -139,6 +151,7 @@ void hm_presence_destroy(hm_presence *p)
         hm_wire_msg_fini(&a.msg);
     for (size_t i = 0; i < p->count; i++) {
         json_decref(p->origins[i]->names);
+        json_decref(p->origins[i]->staged);
         hm_free(p->origins[i]);
     }
     hm_free(p->origins);
@@ -159,17 +172,36 @@ bool hm_presence_next_action(hm_presence *p, hm_presence_action *out)
 
 /* --------------------------------------------------------- sending */
 
+/* Our replica of `o` to `peer`, in parts of HM_PRES_SNAPSHOT_CHUNK names so
+ * that no line passes net's line limit. Always at least one part, so an
+ * empty replica is sent too. */
 static void send_snapshot(hm_presence *p, const char *peer, const origin *o)
 {
-    hm_wire_msg *w = push_msg(p, peer, HM_WIRE_PRES_SNAPSHOT);
-    size_t n = json_object_size(o->names), i = 0;
+    size_t n = json_object_size(o->names), k = 0;
+    size_t parts =
+        n ? (n + HM_PRES_SNAPSHOT_CHUNK - 1) / HM_PRES_SNAPSHOT_CHUNK : 1;
+    const char **all = hm_calloc(n, sizeof *all);
     const char *key;
     json_t *v;
-    fill_version(o, &w->u.pres_snapshot.at);
-    w->u.pres_snapshot.names = hm_calloc(n, sizeof(char *));
-    json_object_foreach (o->names, key, v)
-        w->u.pres_snapshot.names[i++] = hm_strdup(key);
-    w->u.pres_snapshot.count = n;
+    json_object_foreach(o->names, key, v)
+    {
+        all[k++] = key;
+    }
+    for (size_t part = 0; part < parts; part++) {
+        size_t first = part * HM_PRES_SNAPSHOT_CHUNK;
+        size_t count = n - first < HM_PRES_SNAPSHOT_CHUNK
+                           ? n - first
+                           : HM_PRES_SNAPSHOT_CHUNK;
+        hm_wire_msg *w = push_msg(p, peer, HM_WIRE_PRES_SNAPSHOT);
+        fill_version(o, &w->u.pres_snapshot.at);
+        w->u.pres_snapshot.part = (uint32_t)part;
+        w->u.pres_snapshot.parts = (uint32_t)parts;
+        w->u.pres_snapshot.names = hm_calloc(count, sizeof(char *));
+        for (size_t i = 0; i < count; i++)
+            w->u.pres_snapshot.names[i] = hm_strdup(all[first + i]);
+        w->u.pres_snapshot.count = count;
+    }
+    hm_free(all);
 }
 
 static void send_delta(hm_presence *p, const char *name, bool add)
@@ -208,8 +240,7 @@ static void send_digest(hm_presence *p, const char *peer)
 
 /* ------------------------------------------------ local registrations */
 
-hm_err hm_presence_register(hm_presence *p, const char *name,
-                            uint64_t now_ms)
+hm_err hm_presence_register(hm_presence *p, const char *name, uint64_t now_ms)
 {
     origin *me = self(p);
     size_t len = strlen(name);
@@ -224,8 +255,7 @@ hm_err hm_presence_register(hm_presence *p, const char *name,
     return HM_OK;
 }
 
-hm_err hm_presence_unregister(hm_presence *p, const char *name,
-                              uint64_t now_ms)
+hm_err hm_presence_unregister(hm_presence *p, const char *name, uint64_t now_ms)
 {
     origin *me = self(p);
     if (json_object_del(me->names, name) != 0)
@@ -237,8 +267,7 @@ hm_err hm_presence_unregister(hm_presence *p, const char *name,
 
 /* ------------------------------------------------------------- inputs */
 
-void hm_presence_on_link_up(hm_presence *p, const char *peer,
-                            uint64_t now_ms)
+void hm_presence_on_link_up(hm_presence *p, const char *peer, uint64_t now_ms)
 {
     for (size_t i = 0; i < p->peer_count; i++)
         if (strcmp(p->peers[i], peer) == 0)
@@ -256,7 +285,9 @@ void hm_presence_on_link_down(hm_presence *p, const char *peer)
 {
     for (size_t i = 0; i < p->peer_count; i++)
         if (strcmp(p->peers[i], peer) == 0) {
-            strcpy(p->peers[i], p->peers[--p->peer_count]);
+            if (i != --p->peer_count)
+                memcpy(p->peers[i], p->peers[p->peer_count],
+                       sizeof p->peers[i]);
             return;
         }
 }
@@ -271,11 +302,18 @@ void hm_presence_on_node_gone(hm_presence *p, const char *name, uint64_t inc)
     if (o->inc <= o->dead_inc) {
         if (json_object_size(o->names) > 0)
             HM_LOG_INFO("CL-PRES-DROP",
-                        "%s: dropping %zu names of %s (inc %llu)",
-                        p->self_name, json_object_size(o->names), name,
+                        "%s: dropping %zu names of %s (inc %llu)", p->self_name,
+                        json_object_size(o->names), name,
                         (unsigned long long)o->inc);
         reset_names(o, 0);
     }
+}
+
+void hm_presence_on_node_up(hm_presence *p, const char *name, uint64_t inc)
+{
+    origin *o = find(p, name);
+    if (o && o != self(p) && o->dead_inc >= inc)
+        o->dead_inc = inc - 1;
 }
 
 /* The origin record a message about `at` may update, or NULL if the
@@ -310,17 +348,47 @@ static void on_delta(hm_presence *p, const char *from, const hm_wire_msg *w,
     o->ver = at->version;
 }
 
-static void on_snapshot(hm_presence *p, const hm_wire_msg *w)
+/* Whether part `w` continues the snapshot staged in `o`. */
+static bool continues_staged(const origin *o, const char *from,
+                             const hm_wire_msg *w)
+{
+    const hm_wire_version *at = &w->u.pres_snapshot.at;
+    return o->staged && o->staged_inc == at->inc &&
+           o->staged_ver == at->version &&
+           o->staged_next == w->u.pres_snapshot.part &&
+           o->staged_parts == w->u.pres_snapshot.parts &&
+           strcmp(o->staged_from, from) == 0;
+}
+
+static void on_snapshot(hm_presence *p, const char *from, const hm_wire_msg *w)
 {
     const hm_wire_version *at = &w->u.pres_snapshot.at;
     origin *o = writable(p, at);
     if (!o || !is_newer(o, at->inc, at->version))
         return;
-    reset_names(o, at->inc);
+    if (w->u.pres_snapshot.part == 0) {
+        drop_staged(o);
+        o->staged = json_object();
+        o->staged_inc = at->inc;
+        o->staged_ver = at->version;
+        o->staged_next = 0;
+        o->staged_parts = w->u.pres_snapshot.parts;
+        strcpy(o->staged_from, from);
+    } else if (!continues_staged(o, from, w)) {
+        drop_staged(o); /* a part went missing: the next digest repairs */
+        return;
+    }
     for (size_t i = 0; i < w->u.pres_snapshot.count; i++)
-        json_object_set_new(o->names, w->u.pres_snapshot.names[i],
+        json_object_set_new(o->staged, w->u.pres_snapshot.names[i],
                             json_null());
-    o->ver = at->version;
+    if (++o->staged_next < o->staged_parts)
+        return;
+    /* Complete: it replaces the replica wholesale. */
+    json_decref(o->names);
+    o->names = o->staged;
+    o->staged = NULL;
+    o->inc = o->staged_inc;
+    o->ver = o->staged_ver;
     o->requested = false;
 }
 
@@ -352,7 +420,7 @@ hm_err hm_presence_on_message(hm_presence *p, const char *from,
         on_delta(p, from, w, now_ms);
         return HM_OK;
     case HM_WIRE_PRES_SNAPSHOT:
-        on_snapshot(p, w);
+        on_snapshot(p, from, w);
         return HM_OK;
     case HM_WIRE_PRES_REQUEST:
         on_request(p, from, w);
@@ -422,6 +490,8 @@ void hm_presence_foreach(const hm_presence *p, const char *name,
     json_t *v;
     if (!o)
         return;
-    json_object_foreach (o->names, key, v)
+    json_object_foreach(o->names, key, v)
+    {
         fn(arg, key);
+    }
 }

@@ -34,8 +34,8 @@
 typedef struct hm_presence hm_presence;
 
 typedef struct hm_presence_config {
-    const char *self_name; /* borrowed for the call; copied */
-    uint64_t self_inc;     /* > 0 */
+    const char *self_name;       /* borrowed for the call; copied */
+    uint64_t self_inc;           /* > 0 */
     uint32_t digest_interval_ms; /* anti-entropy period [1000] */
     uint32_t request_retry_ms;   /* between snapshot requests [250] */
 } hm_presence_config;
@@ -58,8 +58,7 @@ void hm_presence_destroy(hm_presence *p);
 /* Register `name` (borrowed, copied) on this node and tell every linked
  * peer. Errors: HM_EEXIST if it is already registered here; HM_EINVAL if it
  * is empty, longer than HM_PRES_NAME_MAX or not UTF-8. */
-hm_err hm_presence_register(hm_presence *p, const char *name,
-                            uint64_t now_ms);
+hm_err hm_presence_register(hm_presence *p, const char *name, uint64_t now_ms);
 
 /* Unregister `name` (borrowed) from this node and tell every linked peer.
  * Errors: HM_ENOTFOUND if it is not registered here. */
@@ -70,16 +69,20 @@ hm_err hm_presence_unregister(hm_presence *p, const char *name,
 
 /* The link to member `peer` (borrowed) is up: it gets our snapshot and from
  * now on our deltas and digests. */
-void hm_presence_on_link_up(hm_presence *p, const char *peer,
-                            uint64_t now_ms);
+void hm_presence_on_link_up(hm_presence *p, const char *peer, uint64_t now_ms);
 
 /* The link to `peer` is down: nothing more is sent to it. */
 void hm_presence_on_link_down(hm_presence *p, const char *peer);
 
 /* Member (origin, inc) died, left or was replaced: drop its names, and
  * refuse anything about that incarnation or an older one from now on. */
-void hm_presence_on_node_gone(hm_presence *p, const char *origin,
-                              uint64_t inc);
+void hm_presence_on_node_gone(hm_presence *p, const char *origin, uint64_t inc);
+
+/* Member (origin, inc) is up again after it was reported gone with the
+ * same incarnation (it was falsely declared dead, for instance through a
+ * long partition): accept its names again. Its snapshot follows on the
+ * link, so nothing else is needed. */
+void hm_presence_on_node_up(hm_presence *p, const char *origin, uint64_t inc);
 
 /* A presence message `msg` (borrowed) arrived from `from` (borrowed):
  * PRES_DELTA, PRES_SNAPSHOT, PRES_REQUEST or PRES_DIGEST.
@@ -101,8 +104,7 @@ bool hm_presence_next_action(hm_presence *p, hm_presence_action *out);
  * nodes at once (two logins racing) resolves the same way everywhere:
  * this node if it is one of them, else the smallest origin name.
  * Errors: HM_ENOTFOUND. */
-hm_err hm_presence_lookup(const hm_presence *p, const char *name,
-                          char *origin);
+hm_err hm_presence_lookup(const hm_presence *p, const char *name, char *origin);
 
 /* Number of names registered on `origin` (borrowed) as we know it. */
 size_t hm_presence_count(const hm_presence *p, const char *origin);

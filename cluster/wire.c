@@ -27,6 +27,8 @@ static const char *const type_names[] = {
     [HM_WIRE_PRES_SNAPSHOT] = "cl.pres_snap",
     [HM_WIRE_PRES_REQUEST] = "cl.pres_req",
     [HM_WIRE_PRES_DIGEST] = "cl.pres_digest",
+    [HM_WIRE_ROUTED] = "cl.msg",
+    [HM_WIRE_ACK] = "cl.ack",
 };
 #define TYPE_COUNT (sizeof type_names / sizeof type_names[0])
 
@@ -55,6 +57,9 @@ void hm_wire_msg_fini(hm_wire_msg *msg)
         break;
     case HM_WIRE_PRES_DIGEST:
         hm_free(msg->u.pres_digest.entries);
+        break;
+    case HM_WIRE_ROUTED:
+        json_decref(msg->u.routed.body);
         break;
     default:
         break;
@@ -207,7 +212,8 @@ static bool decode_members(const json_t *o, hm_wire_msg *m)
     if (!a)
         return false;
     m->u.members.nodes = hm_calloc(json_array_size(a), sizeof(hm_wire_node));
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         if (!json_is_object(e) || !read_node(e, &m->u.members.nodes[i]))
             return false;
         m->u.members.count = i + 1;
@@ -219,10 +225,16 @@ static bool decode_snapshot(const json_t *o, hm_wire_msg *m)
 {
     const json_t *a = get_list(o, "names"), *e;
     size_t i;
-    if (!a || !read_version(o, &m->u.pres_snapshot.at))
+    uint64_t part, parts;
+    if (!a || !read_version(o, &m->u.pres_snapshot.at) ||
+        !read_u64(o, "part", &part) || !read_u64(o, "parts", &parts) ||
+        parts < 1 || part >= parts || parts > HM_WIRE_LIST_MAX)
         return false;
+    m->u.pres_snapshot.part = (uint32_t)part;
+    m->u.pres_snapshot.parts = (uint32_t)parts;
     m->u.pres_snapshot.names = hm_calloc(json_array_size(a), sizeof(char *));
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         const char *s = json_string_value(e);
         if (!s || strlen(s) != json_string_length(e) || !pres_name_is_valid(s))
             return false;
@@ -240,7 +252,8 @@ static bool decode_digest(const json_t *o, hm_wire_msg *m)
         return false;
     m->u.pres_digest.entries =
         hm_calloc(json_array_size(a), sizeof(hm_wire_version));
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         if (!json_is_object(e) ||
             !read_version(e, &m->u.pres_digest.entries[i]))
             return false;
@@ -307,6 +320,16 @@ static bool decode_body(const json_t *o, hm_wire_msg *m)
         return read_name(o, "origin", m->u.pres_request.origin);
     case HM_WIRE_PRES_DIGEST:
         return decode_digest(o, m);
+    case HM_WIRE_ROUTED: {
+        json_t *body = json_object_get(o, "msg");
+        if (!json_is_object(body) || !read_u64(o, "seq", &m->u.routed.seq) ||
+            m->u.routed.seq == 0)
+            return false;
+        m->u.routed.body = json_incref(body); /* outlives the line's tree */
+        return true;
+    }
+    case HM_WIRE_ACK:
+        return read_u64(o, "seq", &m->u.ack.seq);
     }
     return false;
 }
@@ -394,6 +417,40 @@ static void set_node(json_t *o, const hm_wire_node *n)
     json_decref(tmp);
 }
 
+/* The list-carrying messages' part of msg_is_valid. */
+static bool lists_are_valid(const hm_wire_msg *m)
+{
+    switch (m->type) {
+    case HM_WIRE_MEMBERS:
+        if (m->u.members.count > HM_WIRE_LIST_MAX)
+            return false;
+        for (size_t i = 0; i < m->u.members.count; i++)
+            if (!node_is_valid(&m->u.members.nodes[i]))
+                return false;
+        return true;
+    case HM_WIRE_PRES_SNAPSHOT:
+        if (m->u.pres_snapshot.count > HM_WIRE_LIST_MAX ||
+            !version_is_valid(&m->u.pres_snapshot.at) ||
+            m->u.pres_snapshot.parts < 1 ||
+            m->u.pres_snapshot.part >= m->u.pres_snapshot.parts ||
+            m->u.pres_snapshot.parts > HM_WIRE_LIST_MAX)
+            return false;
+        for (size_t i = 0; i < m->u.pres_snapshot.count; i++)
+            if (!pres_name_is_valid(m->u.pres_snapshot.names[i]))
+                return false;
+        return true;
+    case HM_WIRE_PRES_DIGEST:
+        if (m->u.pres_digest.count > HM_WIRE_LIST_MAX)
+            return false;
+        for (size_t i = 0; i < m->u.pres_digest.count; i++)
+            if (!version_is_valid(&m->u.pres_digest.entries[i]))
+                return false;
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Whether every field of `m` is within the limits the decoder checks. */
 static bool msg_is_valid(const hm_wire_msg *m)
 {
@@ -419,36 +476,23 @@ static bool msg_is_valid(const hm_wire_msg *m)
     case HM_WIRE_PROBE_ACK:
         return m->u.probe_ack.id <= INT_MAX_WIRE &&
                hm_wire_name_is_valid(m->u.probe_ack.target);
-    case HM_WIRE_MEMBERS:
-        if (m->u.members.count > HM_WIRE_LIST_MAX)
-            return false;
-        for (size_t i = 0; i < m->u.members.count; i++)
-            if (!node_is_valid(&m->u.members.nodes[i]))
-                return false;
-        return true;
     case HM_WIRE_LEAVE:
         return m->u.leave.inc <= INT_MAX_WIRE;
     case HM_WIRE_PRES_DELTA:
         return m->u.pres_delta.name &&
                pres_name_is_valid(m->u.pres_delta.name) &&
                version_is_valid(&m->u.pres_delta.at);
-    case HM_WIRE_PRES_SNAPSHOT:
-        if (m->u.pres_snapshot.count > HM_WIRE_LIST_MAX ||
-            !version_is_valid(&m->u.pres_snapshot.at))
-            return false;
-        for (size_t i = 0; i < m->u.pres_snapshot.count; i++)
-            if (!pres_name_is_valid(m->u.pres_snapshot.names[i]))
-                return false;
-        return true;
     case HM_WIRE_PRES_REQUEST:
         return hm_wire_name_is_valid(m->u.pres_request.origin);
+    case HM_WIRE_MEMBERS:
+    case HM_WIRE_PRES_SNAPSHOT:
     case HM_WIRE_PRES_DIGEST:
-        if (m->u.pres_digest.count > HM_WIRE_LIST_MAX)
-            return false;
-        for (size_t i = 0; i < m->u.pres_digest.count; i++)
-            if (!version_is_valid(&m->u.pres_digest.entries[i]))
-                return false;
-        return true;
+        return lists_are_valid(m);
+    case HM_WIRE_ROUTED:
+        return m->u.routed.seq >= 1 && m->u.routed.seq <= INT_MAX_WIRE &&
+               json_is_object(m->u.routed.body);
+    case HM_WIRE_ACK:
+        return m->u.ack.seq <= INT_MAX_WIRE;
     }
     return false;
 }
@@ -464,9 +508,10 @@ static void encode_lists(const hm_wire_msg *m, json_t *o)
         break;
     case HM_WIRE_PRES_SNAPSHOT:
         set_version(o, &m->u.pres_snapshot.at);
+        set_u64(o, "part", m->u.pres_snapshot.part);
+        set_u64(o, "parts", m->u.pres_snapshot.parts);
         for (size_t i = 0; i < m->u.pres_snapshot.count; i++)
-            json_array_append_new(a,
-                                  json_string(m->u.pres_snapshot.names[i]));
+            json_array_append_new(a, json_string(m->u.pres_snapshot.names[i]));
         json_object_set_new(o, "names", a);
         break;
     default: /* HM_WIRE_PRES_DIGEST */
@@ -523,6 +568,13 @@ static void encode_body(const hm_wire_msg *m, json_t *o)
         break;
     case HM_WIRE_PRES_REQUEST:
         set_str(o, "origin", m->u.pres_request.origin);
+        break;
+    case HM_WIRE_ROUTED:
+        set_u64(o, "seq", m->u.routed.seq);
+        json_object_set(o, "msg", m->u.routed.body); /* borrows: increfs */
+        break;
+    case HM_WIRE_ACK:
+        set_u64(o, "seq", m->u.ack.seq);
         break;
     default:
         encode_lists(m, o);

@@ -23,11 +23,14 @@
 #include <stdint.h>
 
 #define HM_WIRE_VERSION 1
-#define HM_NODE_NAME_MAX 64  /* node and cluster names: [A-Za-z0-9._-] */
-#define HM_NODE_ADDR_MAX 128 /* "host:port", printable, no spaces */
-#define HM_PRES_NAME_MAX 256 /* a presence name: UTF-8 without NUL */
+#define HM_NODE_NAME_MAX 64     /* node and cluster names: [A-Za-z0-9._-] */
+#define HM_NODE_ADDR_MAX 128    /* "host:port", printable, no spaces */
+#define HM_PRES_NAME_MAX 256    /* a presence name: UTF-8 without NUL */
 #define HM_WIRE_LIST_MAX 100000 /* entries in one list, any list */
-#define HM_WIRE_HEX_MAX 64   /* nonces and proofs, as hex */
+#define HM_WIRE_HEX_MAX 64      /* nonces and proofs, as hex */
+/* Names per snapshot part: 500 names of at most 256 bytes, even escaped
+ * six-fold, stay under net's 1 MiB line limit. */
+#define HM_PRES_SNAPSHOT_CHUNK 500
 /* Incarnations, versions and probe ids are JSON integers in 0..2^53-1, the
  * range every JSON implementation holds exactly (as net/hp.h's ids). An
  * incarnation is the wall clock in microseconds at start, so it grows from
@@ -47,6 +50,8 @@ typedef enum {
     HM_WIRE_PRES_SNAPSHOT, /* every presence name of one origin */
     HM_WIRE_PRES_REQUEST,  /* "send me your snapshot of `origin`" */
     HM_WIRE_PRES_DIGEST,   /* the presence versions the sender holds */
+    HM_WIRE_ROUTED,        /* a routed message, numbered for the outbox */
+    HM_WIRE_ACK,           /* "I have every routed message up to seq" */
 } hm_wire_type;
 
 /* A node's identity. */
@@ -108,7 +113,8 @@ typedef struct hm_wire_msg {
         } pres_delta;
         struct {
             hm_wire_version at;
-            char **names; /* owned, `count` owned strings */
+            uint32_t part, parts; /* this is part `part` of 0..parts-1 */
+            char **names;         /* owned, `count` owned strings */
             size_t count;
         } pres_snapshot;
         struct {
@@ -118,6 +124,13 @@ typedef struct hm_wire_msg {
             hm_wire_version *entries; /* owned, `count` entries */
             size_t count;
         } pres_digest;
+        struct {
+            uint64_t seq; /* >= 1, from hm_outbox_push */
+            json_t *body; /* owned reference: the HP message, an object */
+        } routed;
+        struct {
+            uint64_t seq;
+        } ack;
     } u;
 } hm_wire_msg;
 

@@ -21,8 +21,11 @@ static void check(int ok)
 
 static void round_trip(const hm_hp_msg *m)
 {
-    hm_hp_envelope env = {.type = hm_hp_kind_name(m->kind), .id = m->id,
-                          .from = m->from, .to = m->to, .body = m->body};
+    hm_hp_envelope env = {.type = hm_hp_kind_name(m->kind),
+                          .id = m->id,
+                          .from = m->from,
+                          .to = m->to,
+                          .body = m->body};
     hm_hp_msg again;
     hm_hp_fail fail;
     char *line;
@@ -32,8 +35,7 @@ static void round_trip(const hm_hp_msg *m)
         return; /* re-encoding stamps v1; the version is the point here */
     if (hm_hp_encode(&env, 4u << 20, &line, &len) != HM_OK)
         return; /* e.g. a body larger than the limit */
-    check(hm_hp_decode((const uint8_t *)line, len - 1, &again, &fail) ==
-          HM_OK);
+    check(hm_hp_decode((const uint8_t *)line, len - 1, &again, &fail) == HM_OK);
     check(again.kind == m->kind && again.id == m->id);
     hm_hp_msg_fini(&again);
     hm_free(line);

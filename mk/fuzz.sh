@@ -14,6 +14,7 @@
 # into a regression test (a unit test or a file in fuzz/corpus/<name>/).
 set -eu
 seconds=${1:-20}
+sh mk/deps.sh clang-14 libclang-rt-14-dev libjansson-dev libssl-dev
 out=build/fuzz
 CC=${FUZZ_CC:-clang-14}
 command -v "$CC" >/dev/null 2>&1 || CC=clang

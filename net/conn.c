@@ -30,11 +30,9 @@ static void net_event_free(void *payload);
 
 const hm_type hm_net_opened_type = {.name = "net.opened",
                                     .free = net_event_free};
-const hm_type hm_net_frame_type = {.name = "net.frame",
-                                   .free = net_event_free};
+const hm_type hm_net_frame_type = {.name = "net.frame", .free = net_event_free};
 const hm_type hm_net_eof_type = {.name = "net.eof", .free = net_event_free};
-const hm_type hm_net_error_type = {.name = "net.error",
-                                   .free = net_event_free};
+const hm_type hm_net_error_type = {.name = "net.error", .free = net_event_free};
 const hm_type hm_net_closed_type = {.name = "net.closed",
                                     .free = net_event_free};
 
@@ -125,8 +123,7 @@ hm_msg *hm_conn_event(hm_conn *c, const hm_type *type, hm_err err,
 
 /* ------------------------------------------------------------- lifetime */
 
-hm_conn *hm_conn_create(hm_net *net, hm_loop *loop,
-                        const hm_conn_options *opt)
+hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt)
 {
     hm_conn *c = hm_calloc(1, sizeof *c);
 
@@ -135,8 +132,8 @@ hm_conn *hm_conn_create(hm_net *net, hm_loop *loop,
     /* relaxed: ids need only be unique. */
     c->id = atomic_fetch_add_explicit(&net->next_id, 1, memory_order_relaxed);
     c->opt = *opt;
-    c->max_inflight = opt->max_inflight_len ? opt->max_inflight_len
-                                            : HM_NET_INFLIGHT_DEFAULT;
+    c->max_inflight =
+        opt->max_inflight_len ? opt->max_inflight_len : HM_NET_INFLIGHT_DEFAULT;
     c->max_queue = opt->max_write_queue_len ? opt->max_write_queue_len
                                             : HM_NET_WRITE_QUEUE_DEFAULT;
     if (!c->opt.linger_ms)
@@ -175,8 +172,7 @@ void hm_conn_release(hm_conn *c)
         return;
     free_wnodes(atomic_load_explicit(&c->wstack, memory_order_relaxed));
     free_wnodes(c->out_head);
-    hm_addr_release(atomic_load_explicit(&c->next_owner,
-                                         memory_order_relaxed));
+    hm_addr_release(atomic_load_explicit(&c->next_owner, memory_order_relaxed));
     hm_addr_release(c->owner);
     hm_frame_reader_destroy(c->reader);
     hm_free(c);
@@ -235,8 +231,8 @@ static hm_err reserve(hm_conn *c, size_t len)
     if (len > c->max_queue)
         return HM_ETOOBIG;
     /* relaxed: a byte budget; the push below carries the data. */
-    before = atomic_fetch_add_explicit(&c->queued_len, len,
-                                       memory_order_relaxed);
+    before =
+        atomic_fetch_add_explicit(&c->queued_len, len, memory_order_relaxed);
     if (before + len <= c->max_queue)
         return HM_OK;
     atomic_fetch_sub_explicit(&c->queued_len, len, memory_order_relaxed);
@@ -337,8 +333,7 @@ void hm_conn_set_owner(hm_conn *c, hm_addr *owner)
 {
     /* acq_rel: the I/O thread's acquire exchange sees the new reference;
      * an owner set twice before the loop looks drops the older one. */
-    hm_addr *old = atomic_exchange_explicit(&c->next_owner,
-                                            hm_addr_ref(owner),
+    hm_addr *old = atomic_exchange_explicit(&c->next_owner, hm_addr_ref(owner),
                                             memory_order_acq_rel);
 
     hm_addr_release(old);
@@ -359,15 +354,13 @@ static hm_err resolve(const hm_connect_config *cfg, hm_conn *c)
 
     snprintf(port, sizeof port, "%d", cfg->port);
     if ((rc = getaddrinfo(cfg->host, port, &hints, &ai)) != 0) {
-        HM_LOG_DEBUG("NET-RESOLVE-FAIL", "%s: %s", cfg->host,
-                     gai_strerror(rc));
+        HM_LOG_DEBUG("NET-RESOLVE-FAIL", "%s: %s", cfg->host, gai_strerror(rc));
         return HM_ENOTFOUND;
     }
     memcpy(&c->remote, ai->ai_addr, ai->ai_addrlen);
     c->remote_len = ai->ai_addrlen;
     freeaddrinfo(ai);
-    hm_conn_format_peer((struct sockaddr *)&c->remote, c->peer,
-                        sizeof c->peer);
+    hm_conn_format_peer((struct sockaddr *)&c->remote, c->peer, sizeof c->peer);
     return HM_OK;
 }
 

@@ -9,7 +9,8 @@
  * The owner receives, in this order: "net.opened" once, then "net.frame"
  * for each frame, "net.eof" (half-open connections only) or "net.error" (a
  * framing error: reading stops and the owner should reply if it wishes and
- * close), and "net.closed" exactly once, last. A failed outgoing connect
+ * close; if it does not, the connection closes itself after the linger
+ * time), and "net.closed" exactly once, last. A failed outgoing connect
  * sends only "net.closed". Every one of them carries the connection's id as
  * hm_msg_arg() and a handle readable with hm_net_msg_conn(). */
 #ifndef HM_NET_CONN_H
@@ -42,6 +43,8 @@ hm_conn *hm_conn_ref(hm_conn *c);
 /* Drops a reference. Accepts NULL. */
 void hm_conn_release(hm_conn *c);
 
+/* The connection's id, unique within its net (never 0); the same value as
+ * hm_msg_arg() of its net messages. `c` is borrowed. */
 uint64_t hm_conn_id(const hm_conn *c);
 /* "127.0.0.1:5000" or "[::1]:5000". Returns borrowed: valid while a
  * reference is held. */

@@ -136,8 +136,7 @@ static void list_remove(hm_conn *c)
 static void take_writes(hm_conn *c)
 {
     /* acquire: pairs with the release CAS in conn.c's push_write(). */
-    wnode *n = atomic_exchange_explicit(&c->wstack, NULL,
-                                        memory_order_acquire);
+    wnode *n = atomic_exchange_explicit(&c->wstack, NULL, memory_order_acquire);
     wnode *fifo = NULL, *last;
 
     if (!n)
@@ -365,16 +364,19 @@ static bool deliver_frames(hm_conn *c)
             return true;
         if (err != HM_OK) {
             HM_LOG_DEBUG("NET-FRAMING", "conn %llu from %s: %s",
-                         (unsigned long long)c->id, c->peer,
-                         hm_err_name(err));
+                         (unsigned long long)c->id, c->peer, hm_err_name(err));
             c->read_done = true;
+            c->frame_error = true;
+            /* The owner should reply and close; if it does not, the
+             * connection must not live on unread: close it after the
+             * linger time. */
+            hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
             deliver(c, &hm_net_error_type, err, NULL, 0, 0);
             return false;
         }
-        atomic_fetch_add_explicit(&c->loop->frames_in, 1,
-                                  memory_order_relaxed);
-        err = deliver(c, &hm_net_frame_type, HM_OK, f, len,
-                      len + FRAME_OVERHEAD);
+        atomic_fetch_add_explicit(&c->loop->frames_in, 1, memory_order_relaxed);
+        err =
+            deliver(c, &hm_net_frame_type, HM_OK, f, len, len + FRAME_OVERHEAD);
         if (err != HM_OK) {
             finish_abort(c, err);
             return false;
@@ -425,7 +427,12 @@ static void on_readable(hm_conn *c)
            !atomic_load(&c->read_paused)) {
         size_t avail;
         uint8_t *space = hm_frame_reader_space(c->reader, &avail);
-        ssize_t n = read(c->fd, space, avail);
+        ssize_t n;
+
+        /* The reader always leaves room: it errors (sticky, seen by
+         * deliver_frames) before a frame can fill its buffer. */
+        HM_ASSERT(avail > 0);
+        n = read(c->fd, space, avail);
 
         if (n > 0) {
             hm_frame_reader_commit(c->reader, (size_t)n);
@@ -501,8 +508,7 @@ static void start_connect(hm_conn *c)
     set_nodelay(fd);
     list_add(c);
     if (connect(fd, (struct sockaddr *)&c->remote, c->remote_len) == 0) {
-        atomic_fetch_add_explicit(&c->loop->connected, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
         conn_opened(c);
         return;
     }
@@ -613,6 +619,11 @@ void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
     hm_conn_ref(c);
     if (c->state == CONN_CONNECTING) {
         hm_conn_finish(c, HM_ETIMEDOUT);
+    } else if (c->state == CONN_OPEN && c->frame_error) {
+        start_graceful(c); /* the owner did not close after net.error */
+        flush_and_advance(c);
+        if (c->state != CONN_CLOSED)
+            update_events(c);
     } else if (c->state == CONN_FLUSHING || c->state == CONN_LINGER) {
         HM_LOG_DEBUG("NET-LINGER-TIMEOUT", "conn %llu: close timed out",
                      (unsigned long long)c->id);

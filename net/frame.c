@@ -11,8 +11,8 @@
 
 #include <string.h>
 
-#define READ_CHUNK 4096u       /* first allocation and least read space */
-#define SHRINK_ABOVE 65536u    /* an empty buffer this large is released */
+#define READ_CHUNK 4096u    /* first allocation and least read space */
+#define SHRINK_ABOVE 65536u /* an empty buffer this large is released */
 
 struct hm_frame_reader {
     const hm_framer *framer; /* borrowed */
@@ -83,8 +83,7 @@ void hm_frame_reader_commit(hm_frame_reader *r, size_t len)
     r->end += len;
 }
 
-size_t hm_frame_reader_feed(hm_frame_reader *r, const uint8_t *buf,
-                            size_t len)
+size_t hm_frame_reader_feed(hm_frame_reader *r, const uint8_t *buf, size_t len)
 {
     size_t taken = 0;
 
@@ -113,8 +112,8 @@ hm_err hm_frame_reader_next(hm_frame_reader *r, const uint8_t **frame,
         return r->err;
     if (have == 0)
         return HM_EAGAIN;
-    err = r->framer->next(r->framer->arg, r->buf + r->start, have,
-                          &r->resume, &f);
+    err = r->framer->next(r->framer->arg, r->buf + r->start, have, &r->resume,
+                          &f);
     if (err == HM_EAGAIN) {
         /* A framer that keeps asking for more past its own limit would let
          * a peer grow the buffer without bound: enforce the limit here. */

@@ -34,8 +34,7 @@ typedef struct hm_frame {
  * (the frame being received is over the framer's limit) or HM_EPROTO
  * (malformed). After an error the stream cannot be resynchronised. */
 typedef hm_err (*hm_framer_next_fn)(const void *arg, const uint8_t *buf,
-                                    size_t len, size_t *resume,
-                                    hm_frame *out);
+                                    size_t len, size_t *resume, hm_frame *out);
 
 typedef struct hm_framer {
     const char *name;       /* "line", "mqtt": for logs */
@@ -66,8 +65,7 @@ void hm_frame_reader_commit(hm_frame_reader *r, size_t len);
 /* Copies up to `len` bytes in (borrowed): space() and commit() in a loop.
  * Returns the bytes taken, fewer than `len` only when the buffer is at its
  * bound (call next() to drain it, or to learn the framing error). */
-size_t hm_frame_reader_feed(hm_frame_reader *r, const uint8_t *buf,
-                            size_t len);
+size_t hm_frame_reader_feed(hm_frame_reader *r, const uint8_t *buf, size_t len);
 
 /* The next complete frame: on HM_OK `*frame` (returns borrowed, valid until
  * the next call on `r`) and `*len` hold its payload. HM_EAGAIN: no complete

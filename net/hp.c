@@ -125,11 +125,10 @@ bool hm_hp_is_blank(const uint8_t *line, size_t len)
 
 /* ---------------------------------------------------------------- decode */
 
-static hm_err fail_with(hm_hp_fail *fail, hm_hp_code code, const char *fmt,
-                        ...) __attribute__((format(printf, 3, 4)));
+static hm_err fail_with(hm_hp_fail *fail, hm_hp_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static hm_err fail_with(hm_hp_fail *fail, hm_hp_code code, const char *fmt,
-                        ...)
+static hm_err fail_with(hm_hp_fail *fail, hm_hp_code code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -241,8 +240,8 @@ static hm_err decode_body(hm_hp_msg *m, hm_hp_fail *fail)
 
 /* "v": required; hello accepts any version (the range in its body is what
  * negotiates), every other type must carry one this build speaks. */
-static hm_err decode_version(const json_t *root, const char *type,
-                             hm_hp_msg *m, hm_hp_fail *fail)
+static hm_err decode_version(const json_t *root, const char *type, hm_hp_msg *m,
+                             hm_hp_fail *fail)
 {
     const json_t *v = json_object_get(root, "v");
     json_int_t n;
@@ -256,8 +255,8 @@ static hm_err decode_version(const json_t *root, const char *type,
     if ((!type || strcmp(type, "hello") != 0) &&
         (n < HM_HP_VERSION_MIN || n > HM_HP_VERSION_MAX))
         return fail_with(fail, HM_HP_UNSUPPORTED_VERSION,
-                         "version %lld is not supported (%u..%u)",
-                         (long long)n, HM_HP_VERSION_MIN, HM_HP_VERSION_MAX);
+                         "version %lld is not supported (%u..%u)", (long long)n,
+                         HM_HP_VERSION_MIN, HM_HP_VERSION_MAX);
     m->version = (unsigned)n;
     return HM_OK;
 }
@@ -310,8 +309,8 @@ hm_err hm_hp_decode(const uint8_t *line, size_t len, hm_hp_msg *out,
     root = json_loadb((const char *)line, len,
                       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return fail_with(fail, HM_HP_INVALID_JSON, "column %d: %s",
-                         jerr.column, jerr.text);
+        return fail_with(fail, HM_HP_INVALID_JSON, "column %d: %s", jerr.column,
+                         jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return fail_with(fail, HM_HP_NOT_OBJECT, "a message is an object");
@@ -379,8 +378,7 @@ static json_t *build_envelope(const hm_hp_envelope *env)
     if (env->to)
         bad |= json_object_set_new(o, "to", json_string(env->to));
     if (env->body)
-        bad |= json_object_set_new(o, "body",
-                                   json_incref((json_t *)env->body));
+        bad |= json_object_set_new(o, "body", json_incref((json_t *)env->body));
     if (bad) { /* json_string() returned NULL: not UTF-8 */
         json_decref(o);
         return NULL;
@@ -388,8 +386,8 @@ static json_t *build_envelope(const hm_hp_envelope *env)
     return o;
 }
 
-hm_err hm_hp_encode(const hm_hp_envelope *env, size_t max_len,
-                    char **line_out, size_t *len_out)
+hm_err hm_hp_encode(const hm_hp_envelope *env, size_t max_len, char **line_out,
+                    size_t *len_out)
 {
     out_buf o = {.max_len = max_len ? max_len : HM_NET_MAX_LINE};
     json_t *root;

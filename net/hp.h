@@ -29,19 +29,19 @@
 
 /* The stable error codes: C name, wire name, and whether the connection is
  * closed after the error line (true) or continues (false). Append only. */
-#define HM_HP_CODE_LIST(X)                                                    \
-    X(HM_HP_INVALID_UTF8, "invalid_utf8", false)                              \
-    X(HM_HP_INVALID_JSON, "invalid_json", false)                              \
-    X(HM_HP_NOT_OBJECT, "not_object", false)                                  \
-    X(HM_HP_MISSING_VERSION, "missing_version", false)                        \
-    X(HM_HP_UNSUPPORTED_VERSION, "unsupported_version", true)                 \
-    X(HM_HP_UNKNOWN_TYPE, "unknown_type", false)                              \
-    X(HM_HP_BAD_FIELD, "bad_field", false)                                    \
-    X(HM_HP_LINE_TOO_LONG, "line_too_long", true)                             \
-    X(HM_HP_HELLO_REQUIRED, "hello_required", false)                          \
-    X(HM_HP_NO_COMMON_VERSION, "no_common_version", true)                     \
-    X(HM_HP_DELIVERY_FAILED, "delivery_failed", false)                        \
-    X(HM_HP_OVERLOADED, "overloaded", true)                                   \
+#define HM_HP_CODE_LIST(X)                                                     \
+    X(HM_HP_INVALID_UTF8, "invalid_utf8", false)                               \
+    X(HM_HP_INVALID_JSON, "invalid_json", false)                               \
+    X(HM_HP_NOT_OBJECT, "not_object", false)                                   \
+    X(HM_HP_MISSING_VERSION, "missing_version", false)                         \
+    X(HM_HP_UNSUPPORTED_VERSION, "unsupported_version", true)                  \
+    X(HM_HP_UNKNOWN_TYPE, "unknown_type", false)                               \
+    X(HM_HP_BAD_FIELD, "bad_field", false)                                     \
+    X(HM_HP_LINE_TOO_LONG, "line_too_long", true)                              \
+    X(HM_HP_HELLO_REQUIRED, "hello_required", false)                           \
+    X(HM_HP_NO_COMMON_VERSION, "no_common_version", true)                      \
+    X(HM_HP_DELIVERY_FAILED, "delivery_failed", false)                         \
+    X(HM_HP_OVERLOADED, "overloaded", true)                                    \
     X(HM_HP_INTERNAL, "internal", true)
 
 typedef enum {
@@ -98,7 +98,7 @@ typedef struct hm_hp_msg {
             const char *reason;
             const char *err; /* optional hm_err name ("HM_ENOTFOUND") */
         } error;
-        struct { /* a runtime message between nodes */
+        struct {              /* a runtime message between nodes */
             const char *type; /* the hm_type's wire name */
             uint64_t arg;
             const struct json_t *data; /* NULL: absent (null payload) */
@@ -150,15 +150,14 @@ typedef struct hm_hp_envelope {
  * Errors: HM_EINVAL (no type, id over HM_HP_MAX_ID, or a string that is not
  * UTF-8), HM_ETOOBIG (the line without its newline is over `max_len`
  * bytes; 0 means HM_NET_MAX_LINE). */
-hm_err hm_hp_encode(const hm_hp_envelope *env, size_t max_len,
-                    char **line_out, size_t *len_out);
+hm_err hm_hp_encode(const hm_hp_envelope *env, size_t max_len, char **line_out,
+                    size_t *len_out);
 
 /* Bodies of the core types. Each returns owned JSON (never NULL; a NULL
  * string argument is left out). */
-struct json_t *hm_hp_hello_body(unsigned min, unsigned max,
-                                const char *agent);
-struct json_t *hm_hp_welcome_body(unsigned version, unsigned min,
-                                  unsigned max, const char *agent);
+struct json_t *hm_hp_hello_body(unsigned min, unsigned max, const char *agent);
+struct json_t *hm_hp_welcome_body(unsigned version, unsigned min, unsigned max,
+                                  const char *agent);
 struct json_t *hm_hp_error_body(hm_hp_code code, const char *reason,
                                 const char *err_name);
 

@@ -25,7 +25,8 @@ hm_err hm_hp_encode_msg(const hm_msg *m, const hm_hp_envelope *env,
     body = json_object();
     json_object_set_new(body, "type", json_string(hm_msg_type(m)->name));
     if (hm_msg_arg(m))
-        json_object_set_new(body, "arg", json_integer((json_int_t)hm_msg_arg(m)));
+        json_object_set_new(body, "arg",
+                            json_integer((json_int_t)hm_msg_arg(m)));
     json_object_set_new(body, "data", data);
     if (hm_msg_is_reply(m))
         json_object_set_new(body, "reply", json_true());

@@ -31,9 +31,8 @@ hm_err hm_hp_session_send(hm_conn *c, const hm_hp_envelope *env)
     return err;
 }
 
-hm_err hm_hp_session_send_error(hm_hp_session *s, hm_conn *c,
-                                hm_hp_code code, const char *reason,
-                                uint64_t id)
+hm_err hm_hp_session_send_error(hm_hp_session *s, hm_conn *c, hm_hp_code code,
+                                const char *reason, uint64_t id)
 {
     json_t *body = hm_hp_error_body(code, reason, NULL);
     hm_hp_envelope env = {.type = "error", .id = id, .body = body};
@@ -48,8 +47,8 @@ hm_err hm_hp_session_send_error(hm_hp_session *s, hm_conn *c,
 
 hm_err hm_hp_session_start(hm_hp_session *s, hm_conn *c, uint64_t id)
 {
-    json_t *body = hm_hp_hello_body(HM_HP_VERSION_MIN, HM_HP_VERSION_MAX,
-                                    s->agent);
+    json_t *body =
+        hm_hp_hello_body(HM_HP_VERSION_MIN, HM_HP_VERSION_MAX, s->agent);
     hm_hp_envelope env = {.type = "hello", .id = id, .body = body};
     hm_err err = hm_hp_session_send(c, &env);
 
@@ -69,8 +68,8 @@ static hm_err on_hello(hm_hp_session *s, hm_conn *c, const hm_hp_msg *m)
                                  "no common HP version", m->id);
         return HM_EPROTO;
     }
-    body = hm_hp_welcome_body(v, HM_HP_VERSION_MIN, HM_HP_VERSION_MAX,
-                              s->agent);
+    body =
+        hm_hp_welcome_body(v, HM_HP_VERSION_MIN, HM_HP_VERSION_MAX, s->agent);
     env.body = body;
     err = hm_hp_session_send(c, &env);
     json_decref(body);
@@ -81,8 +80,11 @@ static hm_err on_hello(hm_hp_session *s, hm_conn *c, const hm_hp_msg *m)
 
 static hm_err on_ping(hm_conn *c, const hm_hp_msg *m)
 {
-    hm_hp_envelope env = {.type = "pong", .id = m->id, .from = m->to,
-                          .to = m->from, .body = m->body};
+    hm_hp_envelope env = {.type = "pong",
+                          .id = m->id,
+                          .from = m->to,
+                          .to = m->from,
+                          .body = m->body};
 
     return hm_hp_session_send(c, &env);
 }
@@ -95,8 +97,8 @@ static hm_err dispatch(hm_hp_session *s, hm_conn *c, const hm_hp_msg *m,
     if (!s->greeted && m->kind != HM_HP_HELLO &&
         !(s->role == HM_HP_CLIENT &&
           (m->kind == HM_HP_WELCOME || m->kind == HM_HP_ERROR))) {
-        hm_hp_session_send_error(s, c, HM_HP_HELLO_REQUIRED,
-                                 "send hello first", m->id);
+        hm_hp_session_send_error(s, c, HM_HP_HELLO_REQUIRED, "send hello first",
+                                 m->id);
         return HM_EPROTO;
     }
     switch (m->kind) {
@@ -125,9 +127,8 @@ static hm_err dispatch(hm_hp_session *s, hm_conn *c, const hm_hp_msg *m,
     }
 }
 
-hm_err hm_hp_session_on_frame(hm_hp_session *s, hm_conn *c,
-                              const uint8_t *line, size_t len,
-                              hm_hp_msg *out, bool *have)
+hm_err hm_hp_session_on_frame(hm_hp_session *s, hm_conn *c, const uint8_t *line,
+                              size_t len, hm_hp_msg *out, bool *have)
 {
     hm_hp_msg m;
     hm_hp_fail fail;

@@ -38,9 +38,8 @@ hm_err hm_hp_session_start(hm_hp_session *s, hm_conn *c, uint64_t id);
  * `*have` false the session dealt with the frame. Returns HM_EPROTO when
  * the frame was bad (the error line is already queued and, if the code
  * says so, the connection is closing), or a write error. */
-hm_err hm_hp_session_on_frame(hm_hp_session *s, hm_conn *c,
-                              const uint8_t *line, size_t len,
-                              hm_hp_msg *out, bool *have);
+hm_err hm_hp_session_on_frame(hm_hp_session *s, hm_conn *c, const uint8_t *line,
+                              size_t len, hm_hp_msg *out, bool *have);
 
 /* Handles "net.error" (the framing error `err`): sends line_too_long or
  * invalid_json and closes the connection. */
@@ -48,9 +47,8 @@ void hm_hp_session_on_framing_error(hm_hp_session *s, hm_conn *c, hm_err err);
 
 /* Sends an error line (code, reason borrowed, correlated to id; 0: none),
  * and closes the connection if the code closes. */
-hm_err hm_hp_session_send_error(hm_hp_session *s, hm_conn *c,
-                                hm_hp_code code, const char *reason,
-                                uint64_t id);
+hm_err hm_hp_session_send_error(hm_hp_session *s, hm_conn *c, hm_hp_code code,
+                                const char *reason, uint64_t id);
 
 /* Sends `env` (borrowed) as one line. Errors: those of hm_hp_encode() and
  * hm_conn_write_take(). */

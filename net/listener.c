@@ -95,8 +95,7 @@ static hm_err bind_and_listen(const hm_listen_config *cfg, int *fd_out)
 
 fail:
     rc = errno;
-    HM_LOG_WARN("NET-LISTEN-FAIL", "%s:%d: %s", host, cfg->port,
-                strerror(rc));
+    HM_LOG_WARN("NET-LISTEN-FAIL", "%s:%d: %s", host, cfg->port, strerror(rc));
     if (fd >= 0)
         close(fd);
     freeaddrinfo(ai);
@@ -202,19 +201,26 @@ static void on_out_of_fds(hm_listener *l)
     int fd;
 
     if (loop->reserve_fd >= 0) {
+        int e;
+
         close(loop->reserve_fd);
         fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        e = errno;
         if (fd >= 0) {
             close(fd);
             atomic_fetch_add_explicit(&loop->accept_dropped, 1,
                                       memory_order_relaxed);
         }
         loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && loop->reserve_fd >= 0)
+        /* Paused only if the spare is gone or another thread took the
+         * descriptor it freed (EMFILE again). */
+        if (loop->reserve_fd >= 0 && (fd >= 0 || (e != EMFILE && e != ENFILE)))
             return;
     }
-    HM_LOG_WARN("NET-ACCEPT-PAUSE", "port %d: out of descriptors, pausing "
-                "accept for %d ms", l->port, ACCEPT_PAUSE_MS);
+    HM_LOG_WARN("NET-ACCEPT-PAUSE",
+                "port %d: out of descriptors, pausing "
+                "accept for %d ms",
+                l->port, ACCEPT_PAUSE_MS);
     hm_loop_epoll_set(loop, l->fd, &l->task, &l->events, 0);
     l->resume_ms = hm_loop_now_ms() + ACCEPT_PAUSE_MS;
 }
@@ -233,8 +239,7 @@ static void take_connection(hm_listener *l, int fd,
     atomic_fetch_add_explicit(&l->loop->accepted, 1, memory_order_relaxed);
     err = l->accept(l->accept_arg, c->id, c->peer, &owner);
     if (err != HM_OK || !owner) {
-        HM_LOG_DEBUG("NET-ACCEPT-REFUSED", "%s: %s", c->peer,
-                     hm_err_name(err));
+        HM_LOG_DEBUG("NET-ACCEPT-REFUSED", "%s: %s", c->peer, hm_err_name(err));
         close(fd);
         c->fd = -1;
         c->state = CONN_CLOSED;
@@ -272,8 +277,7 @@ void hm_listener_on_event(hm_listener *l, uint32_t events)
     }
 }
 
-void hm_listener_on_deadline(hm_loop *loop, uint64_t now_ms,
-                             uint64_t *next_ms)
+void hm_listener_on_deadline(hm_loop *loop, uint64_t now_ms, uint64_t *next_ms)
 {
     for (hm_listener *l = loop->listeners; l; l = l->next) {
         if (!l->resume_ms)

@@ -41,8 +41,7 @@ void hm_loop_schedule(hm_loop *loop, hm_task *task)
         /* release: pairs with the acquire exchange in run_tasks(), which
          * then sees the task and everything written before the push. */
     } while (!atomic_compare_exchange_weak_explicit(
-        &loop->tasks, &head, task, memory_order_release,
-        memory_order_relaxed));
+        &loop->tasks, &head, task, memory_order_release, memory_order_relaxed));
     if (head == NULL) {
         uint64_t one = 1;
 
@@ -56,14 +55,14 @@ void hm_loop_schedule(hm_loop *loop, hm_task *task)
 hm_loop *hm_net_pick_loop(hm_net *net)
 {
     /* relaxed: round-robin placement needs no ordering. */
-    unsigned i = atomic_fetch_add_explicit(&net->next_loop, 1,
-                                           memory_order_relaxed);
+    unsigned i =
+        atomic_fetch_add_explicit(&net->next_loop, 1, memory_order_relaxed);
 
     return &net->loops[i % (unsigned)net->nloops];
 }
 
-void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task,
-                       uint32_t *current, uint32_t want)
+void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task, uint32_t *current,
+                       uint32_t want)
 {
     struct epoll_event ev = {.events = want, .data.ptr = task};
     int op;
@@ -82,8 +81,8 @@ void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task,
 static void run_tasks(hm_loop *loop)
 {
     /* acquire: pairs with the release CAS in hm_loop_schedule(). */
-    hm_task *t = atomic_exchange_explicit(&loop->tasks, NULL,
-                                          memory_order_acquire);
+    hm_task *t =
+        atomic_exchange_explicit(&loop->tasks, NULL, memory_order_acquire);
     hm_task *fifo = NULL;
 
     while (t) {
@@ -144,6 +143,17 @@ static void drain_wakefd(hm_loop *loop)
         HM_LOG_DEBUG("NET-WAKE-FAIL", "eventfd read: %s", strerror(errno));
 }
 
+/* epoll_wait's timeout for the deadline `next` (UINT64_MAX: none). Capped
+ * at a minute so a clock oddity can never park a loop for long. */
+static int poll_timeout(uint64_t next, uint64_t now)
+{
+    if (next == UINT64_MAX)
+        return -1;
+    if (next <= now)
+        return 0;
+    return next - now < 60000 ? (int)(next - now) : 60000;
+}
+
 static void *loop_main(void *arg)
 {
     hm_loop *loop = arg;
@@ -152,12 +162,7 @@ static void *loop_main(void *arg)
 
     /* acquire: pairs with the release store in hm_net_stop(). */
     while (!atomic_load_explicit(&loop->stopping, memory_order_acquire)) {
-        uint64_t now = hm_loop_now_ms();
-        int timeout = next == UINT64_MAX ? -1
-                      : next <= now      ? 0
-                                         : (int)(next - now < 60000
-                                                     ? next - now
-                                                     : 60000);
+        int timeout = poll_timeout(next, hm_loop_now_ms());
         int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
 
         if (n < 0 && errno != EINTR) {
@@ -254,8 +259,8 @@ hm_err hm_net_create(const hm_net_config *cfg, hm_net **out)
  * caller's thread (the join made the loop's memory ours). */
 static void loop_close_all(hm_loop *loop)
 {
-    hm_task *t = atomic_exchange_explicit(&loop->tasks, NULL,
-                                          memory_order_acquire);
+    hm_task *t =
+        atomic_exchange_explicit(&loop->tasks, NULL, memory_order_acquire);
 
     while (t) { /* pending tasks: run them, so new conns close properly */
         hm_task *next = t->next;

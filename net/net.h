@@ -67,7 +67,8 @@ hm_err hm_net_create(const hm_net_config *cfg, hm_net **out);
 /* Stops accepting and reading, closes every listener and connection (each
  * owner gets "net.closed" with HM_ECLOSED) and joins the I/O threads.
  * Idempotent. Call from outside the I/O threads. Afterwards every handle
- * fails with HM_ECLOSED. */
+ * fails with HM_ECLOSED; listener handles are still freed with
+ * hm_listener_close(), before hm_net_destroy(). */
 void hm_net_stop(hm_net *net);
 
 /* Stops if needed and frees the net. Accepts NULL. Call it when no thread
@@ -78,18 +79,19 @@ void hm_net_destroy(hm_net *net);
 
 /* Counters, summed over I/O threads; relaxed (exact when idle). */
 typedef struct hm_net_stats {
-    uint64_t accepted;        /* connections accepted */
-    uint64_t accept_dropped;  /* accepted then closed: out of descriptors */
-    uint64_t connected;       /* outgoing connections established */
-    uint64_t closed;          /* connections closed (any way) */
-    uint64_t open;            /* connections registered now */
-    uint64_t frames_in;       /* frames delivered to owners */
-    uint64_t bytes_in;        /* bytes read */
-    uint64_t bytes_out;       /* bytes written */
-    uint64_t write_full;      /* writes refused with HM_EFULL */
-    uint64_t read_pauses;     /* reads paused on the in-flight bound */
+    uint64_t accepted;       /* connections accepted */
+    uint64_t accept_dropped; /* accepted then closed: out of descriptors */
+    uint64_t connected;      /* outgoing connections established */
+    uint64_t closed;         /* connections closed (any way) */
+    uint64_t open;           /* connections registered now */
+    uint64_t frames_in;      /* frames delivered to owners */
+    uint64_t bytes_in;       /* bytes read */
+    uint64_t bytes_out;      /* bytes written */
+    uint64_t write_full;     /* writes refused with HM_EFULL */
+    uint64_t read_pauses;    /* reads paused on the in-flight bound */
 } hm_net_stats;
 
+/* Fills `out` (borrowed, caller's storage). Thread-safe. */
 void hm_net_stats_get(hm_net *net, hm_net_stats *out);
 
 /* ------------------------------------------------------------ listening */
@@ -103,12 +105,12 @@ typedef hm_err (*hm_net_accept_fn)(void *arg, uint64_t conn_id,
                                    const char *peer, hm_addr **owner_out);
 
 typedef struct hm_listen_config {
-    const char *host; /* NULL or "::": every IPv6 and IPv4 address */
-    int port;         /* 0: an ephemeral port (see hm_listener_port) */
-    int backlog;      /* 0: 511 */
+    const char *host;        /* NULL or "::": every IPv6 and IPv4 address */
+    int port;                /* 0: an ephemeral port (see hm_listener_port) */
+    int backlog;             /* 0: 511 */
     hm_net_accept_fn accept; /* required */
-    void *accept_arg; /* borrowed until hm_net_stop() returns */
-    hm_conn_options conn; /* for every accepted connection */
+    void *accept_arg;        /* borrowed until hm_net_stop() returns */
+    hm_conn_options conn;    /* for every accepted connection */
 } hm_listen_config;
 
 /* Binds and listens on the calling thread (so a busy port fails here), then
@@ -117,7 +119,7 @@ typedef struct hm_listen_config {
  * HM_EEXIST (address in use), HM_ESYS. Thread-safe. */
 hm_err hm_net_listen(hm_net *net, const hm_listen_config *cfg,
                      hm_listener **out);
-/* The bound port. */
+/* The bound port of `l` (borrowed). Thread-safe. */
 int hm_listener_port(const hm_listener *l);
 /* Stops accepting and closes the socket (on its I/O thread, soon after the
  * call); connections already accepted live on. Frees the handle: `l` must
@@ -127,10 +129,10 @@ void hm_listener_close(hm_listener *l);
 /* ----------------------------------------------------------- connecting */
 
 typedef struct hm_connect_config {
-    const char *host;     /* a name or a numeric IPv4 / IPv6 address */
+    const char *host; /* a name or a numeric IPv4 / IPv6 address */
     int port;
-    hm_addr *owner;       /* borrowed; the connection takes a reference */
-    uint32_t timeout_ms;  /* 0: 10000 */
+    hm_addr *owner;      /* borrowed; the connection takes a reference */
+    uint32_t timeout_ms; /* 0: 10000 */
     hm_conn_options conn;
 } hm_connect_config;
 

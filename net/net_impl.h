@@ -69,15 +69,15 @@ struct hm_conn {
     size_t max_inflight; /* resolved opt.max_inflight_len */
     size_t max_queue;    /* resolved opt.max_write_queue_len */
 
-    _Atomic unsigned refs;     /* atomic */
-    atomic_bool scheduled;     /* atomic: task is on loop->tasks */
-    atomic_bool closed;        /* atomic: writes refused */
-    atomic_bool finished;      /* atomic: the socket is closed for good */
-    atomic_bool read_paused;   /* atomic: see conn.c, in-flight bound */
-    _Atomic unsigned requests; /* atomic: REQ_* bits */
-    _Atomic(wnode *) wstack;   /* atomic: writes, newest first */
-    _Atomic size_t queued_len; /* atomic: bytes written, not yet sent */
-    _Atomic size_t inflight;   /* atomic: delivered frame bytes not freed */
+    _Atomic unsigned refs;         /* atomic */
+    atomic_bool scheduled;         /* atomic: task is on loop->tasks */
+    atomic_bool closed;            /* atomic: writes refused */
+    atomic_bool finished;          /* atomic: the socket is closed for good */
+    atomic_bool read_paused;       /* atomic: see conn.c, in-flight bound */
+    _Atomic unsigned requests;     /* atomic: REQ_* bits */
+    _Atomic(wnode *) wstack;       /* atomic: writes, newest first */
+    _Atomic size_t queued_len;     /* atomic: bytes written, not yet sent */
+    _Atomic size_t inflight;       /* atomic: delivered frame bytes not freed */
     _Atomic(hm_addr *) next_owner; /* atomic: for REQ_OWNER */
 
     /* I/O thread only, from here on. */
@@ -89,7 +89,8 @@ struct hm_conn {
     hm_framer line_framer; /* used when opt.framer is NULL */
     wnode *out_head, *out_tail;
     size_t out_off; /* bytes of out_head already sent */
-    bool read_done; /* EOF seen, framing error, or reads stopped */
+    bool read_done;   /* EOF seen, framing error, or reads stopped */
+    bool frame_error; /* the framer failed: net.error was sent */
     bool shut_wr_pending, shut_wr_done;
     bool listed;   /* on loop->conns */
     bool abortive; /* the close resets the connection (SO_LINGER 0) */
@@ -105,9 +106,9 @@ struct hm_conn {
 struct hm_listener {
     hm_task task;
     hm_loop *loop;
-    _Atomic unsigned refs;    /* atomic: the handle and the loop's */
-    atomic_bool scheduled;    /* atomic: task is on loop->tasks */
-    atomic_bool close_req;    /* atomic: hm_listener_close() was called */
+    _Atomic unsigned refs; /* atomic: the handle and the loop's */
+    atomic_bool scheduled; /* atomic: task is on loop->tasks */
+    atomic_bool close_req; /* atomic: hm_listener_close() was called */
     int port;
     hm_net_accept_fn accept;
     void *accept_arg;
@@ -117,7 +118,7 @@ struct hm_listener {
     int fd;
     uint32_t events;
     bool registered, stopped;
-    uint64_t resume_ms; /* non-zero: accepting paused until then */
+    uint64_t resume_ms;       /* non-zero: accepting paused until then */
     struct hm_listener *next; /* the loop's list */
 };
 
@@ -133,9 +134,9 @@ struct hm_loop {
     atomic_bool stopping;     /* atomic */
 
     /* I/O thread only. */
-    hm_conn *conns;               /* registered conns */
-    hm_conn *timed;               /* conns with a deadline */
-    hm_listener *listeners;       /* registered listeners */
+    hm_conn *conns;         /* registered conns */
+    hm_conn *timed;         /* conns with a deadline */
+    hm_listener *listeners; /* registered listeners */
 
     /* Counters: relaxed atomics, read by hm_net_stats_get(). */
     _Atomic uint64_t accepted, accept_dropped, connected, closed, open,
@@ -151,32 +152,42 @@ struct hm_net {
     atomic_bool stopped;        /* atomic */
 };
 
-/* loop.c */
+/* loop.c. Any thread: hm_loop_schedule (pushes `task`, which the loop
+ * borrows until it runs), hm_net_pick_loop, hm_loop_now_ms. The loop's
+ * thread: hm_loop_epoll_set (sets fd's interest to `want`, tracked in
+ * `*current`; 0 removes it). */
 void hm_loop_schedule(hm_loop *loop, hm_task *task);
 hm_loop *hm_net_pick_loop(hm_net *net);
-void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task,
-                       uint32_t *current, uint32_t want);
+void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task, uint32_t *current,
+                       uint32_t want);
 uint64_t hm_loop_now_ms(void);
 
-/* conn.c: on the conn's I/O thread unless stated. */
-hm_conn *hm_conn_create(hm_net *net, hm_loop *loop,
-                        const hm_conn_options *opt);
-void hm_conn_schedule(hm_conn *c); /* any thread */
+/* conn.c (any thread). hm_conn_create returns owned (the loop's
+ * reference), borrowing `opt`. hm_conn_event returns an owned message that
+ * holds a new reference to `c` and a copy of data[0, len). */
+hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt);
+void hm_conn_schedule(hm_conn *c);
 hm_msg *hm_conn_event(hm_conn *c, const hm_type *type, hm_err err,
                       const uint8_t *data, size_t len, size_t charge);
+
+/* conn_io.c (the conn's I/O thread; after hm_net_stop, the stopping
+ * thread). hm_conn_finish closes for good, tells the owner and drops the
+ * loop's reference: `c` may be freed on return unless the caller holds a
+ * reference. */
 void hm_conn_run_task(hm_conn *c);
 void hm_conn_on_event(hm_conn *c, uint32_t events);
 void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms);
 void hm_conn_finish(hm_conn *c, hm_err reason);
 void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms);
-void hm_conn_format_peer(const struct sockaddr *sa, char *out, size_t cap);
 hm_err hm_conn_errno(int e);
 
-/* listener.c */
+/* listener.c. hm_conn_format_peer (any thread) writes "host:port" of `sa`
+ * (borrowed) into out[0, cap). The rest run on the listener's loop thread,
+ * or on the stopping thread after hm_net_stop. */
+void hm_conn_format_peer(const struct sockaddr *sa, char *out, size_t cap);
 void hm_listener_run_task(hm_listener *l);
 void hm_listener_on_event(hm_listener *l, uint32_t events);
-void hm_listener_on_deadline(hm_loop *loop, uint64_t now_ms,
-                             uint64_t *next_ms);
+void hm_listener_on_deadline(hm_loop *loop, uint64_t now_ms, uint64_t *next_ms);
 void hm_listener_stop(hm_listener *l);
 
 #endif

@@ -158,7 +158,7 @@ void mqtt_retain_match(const mqtt_retain_store *s, const char *filter,
     push(&w, s->root, 0);
     while (w.top > 0) {
         struct item it = w.items[--w.top];
-        const char *level = filter + it.pos;
+        const char *level;
         size_t llen, next;
         const mqtt_trie_node *c;
 
@@ -171,6 +171,7 @@ void mqtt_retain_match(const mqtt_retain_store *s, const char *filter,
             emit(it.node, fn, arg);
             continue;
         }
+        level = filter + it.pos; /* only now is pos an offset */
         llen = mqtt_trie_level_len(level, end);
         next = it.pos + llen == filter_len ? END_OF_FILTER
                                            : it.pos + llen + 1;

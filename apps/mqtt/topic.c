@@ -12,7 +12,6 @@
 #include "apps/mqtt/trie_impl.h"
 #include "runtime/alloc.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* ----------------------------------------------------------- validation */
@@ -70,6 +69,44 @@ bool mqtt_topic_matches(const char *filter, size_t filter_len,
             return t > tend;
         if (t > tend && !(fend - f == 1 && f[0] == '#'))
             return false;
+    }
+}
+
+static bool is_wild(const char *level, size_t len)
+{
+    return len == 1 && (level[0] == '+' || level[0] == '#');
+}
+
+bool mqtt_topic_filter_covers(const char *outer, size_t outer_len,
+                              const char *inner, size_t inner_len)
+{
+    const char *o = outer, *oend = outer + outer_len;
+    const char *i = inner, *iend = inner + inner_len;
+
+    /* A "$" topic is reachable by `inner` only through a literal first
+     * level, which a leading wildcard in `outer` does not match. */
+    if (inner_len > 0 && inner[0] == '$' &&
+        is_wild(outer, mqtt_trie_level_len(outer, oend)))
+        return false;
+    for (;;) {
+        size_t olen = mqtt_trie_level_len(o, oend);
+        size_t ilen;
+        if (olen == 1 && o[0] == '#')
+            return true; /* covers this level and everything below */
+        if (i > iend) /* inner ended: "a" is covered by "a/#" only */
+            return false;
+        ilen = mqtt_trie_level_len(i, iend);
+        if (ilen == 1 && i[0] == '#')
+            return false; /* only "#" covers "#" */
+        if (!(olen == 1 && o[0] == '+') &&
+            (is_wild(i, ilen) || olen != ilen || memcmp(o, i, olen) != 0))
+            return false;
+        o += olen + 1;
+        i += ilen + 1;
+        if (o > oend)
+            return i > iend;
+        if (i > iend)
+            return oend - o == 1 && o[0] == '#';
     }
 }
 
@@ -289,33 +326,42 @@ static void collect(mqtt_deliveries *d, const mqtt_trie_node *n,
 static void push(mqtt_deliveries *d, size_t *top, const mqtt_trie_node *n,
                  size_t pos)
 {
-    if (*top == d->scratch_cap) {
-        d->scratch_cap = d->scratch_cap ? d->scratch_cap * 2 : 32;
-        d->scratch = hm_realloc(d->scratch,
-                                d->scratch_cap * sizeof(walk_item));
+    if ((*top + 1) * sizeof(walk_item) > d->scratch_len) {
+        d->scratch_len = d->scratch_len ? d->scratch_len * 2
+                                        : 32 * sizeof(walk_item);
+        d->scratch = hm_realloc(d->scratch, d->scratch_len);
     }
     ((walk_item *)d->scratch)[(*top)++] = (walk_item){n, pos};
 }
 
-static int by_subscriber(const void *a, const void *b)
-{
-    uint64_t x = ((const mqtt_delivery *)a)->subscriber;
-    uint64_t y = ((const mqtt_delivery *)b)->subscriber;
-    return x < y ? -1 : x > y;
-}
-
-/* One delivery per subscriber at its highest QoS [MQTT-3.3.5-1]. */
+/* One delivery per subscriber at its highest QoS [MQTT-3.3.5-1]. A hash
+ * of subscriber -> slot in `items`, built in the walk's scratch memory
+ * (the walk is over by now), makes this O(count) rather than a sort. */
 static void merge_duplicates(mqtt_deliveries *d)
 {
-    size_t w = 0;
-    qsort(d->items, d->count, sizeof *d->items, by_subscriber);
+    size_t cap = 16, w = 0;
+    size_t *slots; /* index + 1 into items; 0 = empty */
+
+    while (cap < 2 * d->count)
+        cap *= 2;
+    if (d->scratch_len < cap * sizeof(size_t)) {
+        d->scratch_len = cap * sizeof(size_t);
+        d->scratch = hm_realloc(d->scratch, d->scratch_len);
+    }
+    slots = d->scratch;
+    memset(slots, 0, cap * sizeof(size_t));
     for (size_t r = 0; r < d->count; r++) {
-        if (w > 0 && d->items[w - 1].subscriber == d->items[r].subscriber) {
-            if (d->items[r].qos > d->items[w - 1].qos)
-                d->items[w - 1].qos = d->items[r].qos;
-        } else {
-            d->items[w++] = d->items[r];
+        mqtt_delivery it = d->items[r];
+        size_t i = mix64(it.subscriber) & (cap - 1);
+        while (slots[i] && d->items[slots[i] - 1].subscriber != it.subscriber)
+            i = (i + 1) & (cap - 1);
+        if (slots[i]) {
+            if (it.qos > d->items[slots[i] - 1].qos)
+                d->items[slots[i] - 1].qos = it.qos;
+            continue;
         }
+        d->items[w] = it; /* w <= r: compacting in place is safe */
+        slots[i] = ++w;
     }
     d->count = w;
 }

@@ -11,7 +11,7 @@
  * (at most 2^L, never more than the trie's size) and S the subscriptions
  * found; add and remove are O(L) expected. When one topic reaches several
  * filters of one subscriber, the result still holds one delivery for it, at
- * the highest granted QoS [MQTT-3.3.5-1]: an O(S log S) merge that only
+ * the highest granted QoS [MQTT-3.3.5-1]: an O(S) hash merge that only
  * runs when more than one node matched.
  *
  * Strings here are byte ranges (pointer and length), not C strings, since
@@ -47,6 +47,14 @@ bool mqtt_topic_filter_is_valid(const char *s, size_t len);
 bool mqtt_topic_matches(const char *filter, size_t filter_len,
                         const char *topic, size_t topic_len);
 
+/* Whether every topic the valid filter `inner` matches is also matched by
+ * the valid filter `outer` ("a/#" covers "a/+/b" and "a"; "a/+" does not
+ * cover "a/#"). For authorising a subscription against ACL filters. A
+ * plain topic name is a filter that covers only itself. O(len). Borrows
+ * both. */
+bool mqtt_topic_filter_covers(const char *outer, size_t outer_len,
+                              const char *inner, size_t inner_len);
+
 /* ------------------------------------------------------ subscription tree */
 
 typedef struct mqtt_topic_tree mqtt_topic_tree;
@@ -65,8 +73,8 @@ typedef struct mqtt_deliveries {
     mqtt_delivery *items; /* private storage: read items[0..count) */
     size_t count;
     size_t cap;
-    void *scratch; /* private: the match walk's stack */
-    size_t scratch_cap;
+    void *scratch; /* private: the walk's stack, then the merge's hash */
+    size_t scratch_len;
 } mqtt_deliveries;
 
 /* Storage provided by the caller. */

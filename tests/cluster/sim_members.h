@@ -1,5 +1,5 @@
 /* tests/cluster/sim_members.h: a deterministic in-memory cluster for the
- * membership tests.
+ * membership and presence tests.
  *
  * N membership tables, a fake clock and a network model that behaves like
  * the TCP links the real driver uses: each directed link delivers in order
@@ -9,11 +9,18 @@
  * blackhole) swallows everything while the links stay up, as an
  * established TCP connection does across a pulled cable. Every message goes
  * through the real wire codec (encode, then decode on delivery). The
- * pseudo-random generator is seeded, so each run is the same. */
+ * pseudo-random generator is seeded, so each run is the same.
+ *
+ * With presence on (sim_init_presence), each node also runs a presence
+ * registry, glued to its membership table exactly as the driver will glue
+ * them: links up and down go to both, presence messages to presence (and
+ * count as heard), and member events UP / DEAD / LEFT / REPLACED become
+ * hm_presence_on_node_up / hm_presence_on_node_gone. */
 #ifndef HM_TESTS_SIM_MEMBERS_H
 #define HM_TESTS_SIM_MEMBERS_H
 
 #include "cluster/members.h"
+#include "cluster/presence.h"
 #include "runtime/alloc.h"
 
 #include <criterion/criterion.h>
@@ -46,10 +53,12 @@ typedef struct {
     int n;
     hm_members_config cfg; /* timers shared by every node */
     hm_members *node[SIM_MAX];
+    hm_presence *pres[SIM_MAX]; /* NULL unless presence is on */
+    bool with_presence;
     char name[SIM_MAX][16], addr[SIM_MAX][32];
     uint64_t inc[SIM_MAX];
     bool crashed[SIM_MAX];
-    bool paused[SIM_MAX]; /* SIGSTOP: no ticks, input waits */
+    bool paused[SIM_MAX];          /* SIGSTOP: no ticks, input waits */
     bool linked[SIM_MAX][SIM_MAX]; /* i's driver has a link to j */
     bool cut[SIM_MAX][SIM_MAX];    /* i -> j traffic vanishes */
     uint64_t link_free_at[SIM_MAX][SIM_MAX];
@@ -57,12 +66,13 @@ typedef struct {
     size_t qn, qcap;
     uint64_t now, seq, rng;
     double loss;       /* per transmission of a segment */
+    double drop;       /* a message vanishes outright (not TCP-like) */
     uint32_t delay_ms; /* one way */
     sim_event ev[SIM_MAX_EVENTS];
     size_t evn;
 } sim;
 
-static uint64_t sim_rand(sim *s)
+static inline uint64_t sim_rand(sim *s)
 {
     s->rng ^= s->rng << 13;
     s->rng ^= s->rng >> 7;
@@ -70,12 +80,12 @@ static uint64_t sim_rand(sim *s)
     return s->rng;
 }
 
-static double sim_unit(sim *s)
+static inline double sim_unit(sim *s)
 {
     return (double)(sim_rand(s) >> 11) / (double)(1ull << 53);
 }
 
-static void sim_push(sim *s, flight f)
+static inline void sim_push(sim *s, flight f)
 {
     if (s->qn == s->qcap) {
         s->qcap = s->qcap ? 2 * s->qcap : 64;
@@ -85,7 +95,7 @@ static void sim_push(sim *s, flight f)
     s->q[s->qn++] = f;
 }
 
-static int sim_by_addr(sim *s, const char *addr)
+static inline int sim_by_addr(sim *s, const char *addr)
 {
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->addr[i], addr) == 0)
@@ -93,7 +103,7 @@ static int sim_by_addr(sim *s, const char *addr)
     return -1;
 }
 
-static int sim_by_name(sim *s, const char *name)
+static inline int sim_by_name(sim *s, const char *name)
 {
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->name[i], name) == 0)
@@ -103,7 +113,7 @@ static int sim_by_name(sim *s, const char *name)
 
 /* Start node i with incarnation `inc`, seeded with node 0 (unless it is
  * node 0). */
-static void sim_start(sim *s, int i, uint64_t inc)
+static inline void sim_start(sim *s, int i, uint64_t inc)
 {
     hm_members_config c = s->cfg;
     c.self_name = s->name[i];
@@ -112,14 +122,22 @@ static void sim_start(sim *s, int i, uint64_t inc)
     s->inc[i] = inc;
     s->crashed[i] = false;
     cr_assert_eq(hm_members_create(&c, &s->node[i]), HM_OK);
+    if (s->with_presence)
+        cr_assert_eq(
+            hm_presence_create(
+                &(hm_presence_config){.self_name = s->name[i], .self_inc = inc},
+                &s->pres[i]),
+            HM_OK);
     if (i != 0)
         cr_assert_eq(hm_members_add_seed(s->node[i], s->addr[0]), HM_OK);
 }
 
-static void sim_init(sim *s, int n, const hm_members_config *timers)
+static inline void sim_setup(sim *s, int n, const hm_members_config *timers,
+                             bool presence)
 {
     memset(s, 0, sizeof *s);
     s->n = n;
+    s->with_presence = presence;
     s->rng = 0x9e3779b97f4a7c15ull;
     s->delay_ms = 1;
     if (timers)
@@ -131,22 +149,39 @@ static void sim_init(sim *s, int n, const hm_members_config *timers)
     }
 }
 
-static void sim_fini(sim *s)
+static inline void sim_init(sim *s, int n, const hm_members_config *timers)
 {
-    for (int i = 0; i < s->n; i++)
+    sim_setup(s, n, timers, false);
+}
+
+static inline void sim_init_presence(sim *s, int n,
+                                     const hm_members_config *timers)
+{
+    sim_setup(s, n, timers, true);
+}
+
+static inline void sim_fini(sim *s)
+{
+    for (int i = 0; i < s->n; i++) {
         hm_members_destroy(s->node[i]);
+        hm_presence_destroy(s->pres[i]);
+    }
     for (size_t i = 0; i < s->qn; i++)
         hm_free(s->q[i].line);
     hm_free(s->q);
 }
 
 /* i sends `msg` to j over their link, as TCP would carry it. */
-static void sim_send(sim *s, int i, int j, const hm_wire_msg *msg)
+static inline void sim_send(sim *s, int i, int j, const hm_wire_msg *msg)
 {
     char *line;
     if (!s->linked[i][j] || s->cut[i][j])
         return; /* no link, or a blackhole */
     cr_assert_eq(hm_wire_encode_line(msg, &line), HM_OK);
+    if (s->drop > 0 && sim_unit(s) < s->drop) {
+        hm_free(line);
+        return;
+    }
     uint64_t at = s->now + s->delay_ms;
     uint64_t rto = 200 + 2 * s->delay_ms;
     while (s->loss > 0 && sim_unit(s) < s->loss) {
@@ -156,37 +191,71 @@ static void sim_send(sim *s, int i, int j, const hm_wire_msg *msg)
     if (at < s->link_free_at[i][j])
         at = s->link_free_at[i][j]; /* in order: waits behind the lost one */
     s->link_free_at[i][j] = at;
-    sim_push(s, (flight){.kind = FL_MSG, .at = at, .from = i, .to = j,
-                         .line = line});
+    sim_push(
+        s,
+        (flight){.kind = FL_MSG, .at = at, .from = i, .to = j, .line = line});
 }
 
-static void sim_dial(sim *s, int i, const char *addr)
+static inline void sim_dial(sim *s, int i, const char *addr)
 {
     int j = sim_by_addr(s, addr);
     if (j < 0 || j == i || s->linked[i][j])
         return; /* the driver ignores a dial to a linked peer */
     if (s->crashed[j])
-        sim_push(s, (flight){.kind = FL_DIAL_FAIL, .at = s->now + 1,
-                             .from = j, .to = i, .refused = true});
+        sim_push(s, (flight){.kind = FL_DIAL_FAIL,
+                             .at = s->now + 1,
+                             .from = j,
+                             .to = i,
+                             .refused = true});
     else if (s->cut[i][j] || s->cut[j][i])
-        sim_push(s, (flight){.kind = FL_DIAL_FAIL, .at = s->now + 3000,
-                             .from = j, .to = i});
+        sim_push(s, (flight){.kind = FL_DIAL_FAIL,
+                             .at = s->now + 3000,
+                             .from = j,
+                             .to = i});
     else /* hello, challenge, proof */
         sim_push(s, (flight){.kind = FL_LINK_UP,
-                             .at = s->now + 3 * s->delay_ms, .from = i,
+                             .at = s->now + 3 * s->delay_ms,
+                             .from = i,
                              .to = j});
 }
 
-static void sim_close(sim *s, int i, int j)
+static inline void sim_close(sim *s, int i, int j)
 {
     if (!s->linked[i][j])
         return;
     s->linked[i][j] = false;
-    sim_push(s, (flight){.kind = FL_LINK_DOWN, .at = s->now + s->delay_ms,
-                         .from = i, .to = j});
+    if (s->pres[i])
+        hm_presence_on_link_down(s->pres[i], s->name[j]);
+    sim_push(s, (flight){.kind = FL_LINK_DOWN,
+                         .at = s->now + s->delay_ms,
+                         .from = i,
+                         .to = j});
 }
 
-static void sim_drain(sim *s, int i)
+/* The driver's glue: a member event tells presence what to drop. */
+static inline void sim_glue_event(sim *s, int i, const hm_member_action *a)
+{
+    if (!s->pres[i])
+        return;
+    if (a->event == HM_MEMBER_EV_UP)
+        hm_presence_on_node_up(s->pres[i], a->peer, a->inc);
+    else if (a->event == HM_MEMBER_EV_DEAD || a->event == HM_MEMBER_EV_LEFT ||
+             a->event == HM_MEMBER_EV_REPLACED)
+        hm_presence_on_node_gone(s->pres[i], a->peer, a->inc);
+}
+
+static inline void sim_drain_presence(sim *s, int i)
+{
+    hm_presence_action a;
+    if (!s->pres[i])
+        return;
+    while (hm_presence_next_action(s->pres[i], &a)) {
+        sim_send(s, i, sim_by_name(s, a.peer), &a.msg);
+        hm_wire_msg_fini(&a.msg);
+    }
+}
+
+static inline void sim_drain(sim *s, int i)
 {
     hm_member_action a;
     while (hm_members_next_action(s->node[i], &a)) {
@@ -203,16 +272,18 @@ static void sim_drain(sim *s, int i)
             break;
         case HM_MACT_EVENT:
             cr_assert(s->evn < SIM_MAX_EVENTS);
-            s->ev[s->evn++] = (sim_event){.at = s->now, .observer = i,
-                                          .ev = a.event, .inc = a.inc};
+            s->ev[s->evn++] = (sim_event){
+                .at = s->now, .observer = i, .ev = a.event, .inc = a.inc};
             strcpy(s->ev[s->evn - 1].subject, a.peer);
+            sim_glue_event(s, i, &a);
             break;
         }
         hm_wire_msg_fini(&a.msg);
     }
+    sim_drain_presence(s, i);
 }
 
-static void sim_link_up(sim *s, int i, int j)
+static inline void sim_link_up(sim *s, int i, int j)
 {
     if (s->crashed[i] || s->crashed[j] || s->linked[i][j] || s->linked[j][i])
         return;
@@ -224,12 +295,15 @@ static void sim_link_up(sim *s, int i, int j)
     if (ei != HM_OK || ej != HM_OK) {
         sim_close(s, i, j);
         sim_close(s, j, i);
+    } else if (s->with_presence) {
+        hm_presence_on_link_up(s->pres[i], s->name[j], s->now);
+        hm_presence_on_link_up(s->pres[j], s->name[i], s->now);
     }
     sim_drain(s, i);
     sim_drain(s, j);
 }
 
-static void sim_deliver(sim *s, flight *f)
+static inline void sim_deliver(sim *s, flight *f)
 {
     int i = f->from, j = f->to;
     hm_wire_msg msg;
@@ -242,9 +316,19 @@ static void sim_deliver(sim *s, flight *f)
         if (getenv("SIM_TRACE"))
             cr_log_info("%llu %d->%d %s", (unsigned long long)s->now, i, j,
                         f->line);
-        cr_assert_eq(hm_members_on_message(s->node[j], s->name[i], &msg,
-                                           s->now),
-                     HM_OK);
+        if (msg.type == HM_WIRE_PRES_DELTA ||
+            msg.type == HM_WIRE_PRES_SNAPSHOT ||
+            msg.type == HM_WIRE_PRES_REQUEST ||
+            msg.type == HM_WIRE_PRES_DIGEST) { /* presence's; proves alive */
+            hm_members_on_heard(s->node[j], s->name[i], s->now);
+            cr_assert_eq(
+                hm_presence_on_message(s->pres[j], s->name[i], &msg, s->now),
+                HM_OK);
+        } else {
+            cr_assert_eq(
+                hm_members_on_message(s->node[j], s->name[i], &msg, s->now),
+                HM_OK);
+        }
         hm_wire_msg_fini(&msg);
         break;
     case FL_LINK_UP:
@@ -253,6 +337,8 @@ static void sim_deliver(sim *s, flight *f)
     case FL_LINK_DOWN:
         if (!s->crashed[j] && s->linked[j][i]) {
             s->linked[j][i] = false;
+            if (s->pres[j])
+                hm_presence_on_link_down(s->pres[j], s->name[i]);
             hm_members_on_link_down(s->node[j], s->name[i], s->now);
         }
         break;
@@ -267,15 +353,14 @@ static void sim_deliver(sim *s, flight *f)
 }
 
 /* Deliver everything due, oldest first, then tick every live node. */
-static void sim_step(sim *s)
+static inline void sim_step(sim *s)
 {
     for (;;) {
         size_t best = s->qn;
         for (size_t k = 0; k < s->qn; k++)
             if (s->q[k].at <= s->now && !s->paused[s->q[k].to] &&
                 (best == s->qn || s->q[k].at < s->q[best].at ||
-                 (s->q[k].at == s->q[best].at &&
-                  s->q[k].seq < s->q[best].seq)))
+                 (s->q[k].at == s->q[best].at && s->q[k].seq < s->q[best].seq)))
                 best = k;
         if (best == s->qn)
             break;
@@ -288,12 +373,14 @@ static void sim_step(sim *s)
         if (s->crashed[i] || s->paused[i])
             continue;
         hm_members_tick(s->node[i], s->now);
+        if (s->pres[i])
+            hm_presence_tick(s->pres[i], s->now);
         sim_drain(s, i);
     }
 }
 
 /* Run until `until_ms`, in steps of `step_ms`. */
-static void sim_run(sim *s, uint64_t until_ms, uint32_t step_ms)
+static inline void sim_run(sim *s, uint64_t until_ms, uint32_t step_ms)
 {
     while (s->now < until_ms) {
         s->now += step_ms;
@@ -302,23 +389,26 @@ static void sim_run(sim *s, uint64_t until_ms, uint32_t step_ms)
 }
 
 /* kill -9: the kernel closes its sockets, its peers see EOF at once. */
-static void sim_crash(sim *s, int k)
+static inline void sim_crash(sim *s, int k)
 {
     s->crashed[k] = true;
     hm_members_destroy(s->node[k]);
+    hm_presence_destroy(s->pres[k]);
     s->node[k] = NULL;
+    s->pres[k] = NULL;
     for (int j = 0; j < s->n; j++) {
         if (!s->linked[k][j])
             continue;
         s->linked[k][j] = false;
-        sim_push(s, (flight){.kind = FL_LINK_DOWN, .at = s->now + 1,
-                             .from = k, .to = j});
+        sim_push(
+            s, (flight){
+                   .kind = FL_LINK_DOWN, .at = s->now + 1, .from = k, .to = j});
     }
 }
 
 /* Cut every link between the sets a and b, both ways, silently. */
-static void sim_cut(sim *s, const int *a, int na, const int *b, int nb,
-                    bool on)
+static inline void sim_cut(sim *s, const int *a, int na, const int *b, int nb,
+                           bool on)
 {
     for (int x = 0; x < na; x++)
         for (int y = 0; y < nb; y++)
@@ -327,8 +417,8 @@ static void sim_cut(sim *s, const int *a, int na, const int *b, int nb,
 
 /* When `observer` first saw `ev` for `subject` at or after `since`;
  * UINT64_MAX if never. observer -1: any observer. */
-static uint64_t sim_first(const sim *s, int observer, hm_member_event ev,
-                          int subject, uint64_t since)
+static inline uint64_t sim_first(const sim *s, int observer, hm_member_event ev,
+                                 int subject, uint64_t since)
 {
     for (size_t k = 0; k < s->evn; k++)
         if ((observer < 0 || s->ev[k].observer == observer) &&
@@ -338,7 +428,7 @@ static uint64_t sim_first(const sim *s, int observer, hm_member_event ev,
     return UINT64_MAX;
 }
 
-static size_t sim_count(const sim *s, hm_member_event ev)
+static inline size_t sim_count(const sim *s, hm_member_event ev)
 {
     size_t c = 0;
     for (size_t k = 0; k < s->evn; k++)
@@ -346,7 +436,7 @@ static size_t sim_count(const sim *s, hm_member_event ev)
     return c;
 }
 
-static hm_member_state sim_state(sim *s, int observer, int subject)
+static inline hm_member_state sim_state(sim *s, int observer, int subject)
 {
     hm_member_info info;
     cr_assert_eq(hm_members_get(s->node[observer], s->name[subject], &info),
@@ -356,7 +446,7 @@ static hm_member_state sim_state(sim *s, int observer, int subject)
 }
 
 /* Whether every live node sees every other live node alive. */
-static bool sim_all_alive(sim *s)
+static inline bool sim_all_alive(sim *s)
 {
     for (int i = 0; i < s->n; i++)
         for (int j = 0; j < s->n; j++) {

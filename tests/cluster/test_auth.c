@@ -30,6 +30,9 @@ typedef struct {
     char id[64];
 } captured;
 
+/* Each Criterion test runs in its own process, so a test installs the
+ * capturing sink once, with a `static` capture that outlives it, and need
+ * not restore the default. */
 static void capture(void *arg, hm_log_level level, const char *id,
                     const char *line)
 {
@@ -81,7 +84,7 @@ Test(auth, secret_file_with_trailing_newline_matches_the_bare_key)
 
 Test(auth, secret_file_readable_by_group_is_refused)
 {
-    captured log = {""};
+    static captured log; /* outlives the test: the sink keeps it */
     hm_log_set_sink(capture, &log);
     char *path = write_secret(KEY, 0640);
     hm_auth_secret *s = NULL;
@@ -90,12 +93,11 @@ Test(auth, secret_file_readable_by_group_is_refused)
     unlink(path);
     free(path);
     cr_expect_str_eq(log.id, "CL-SECRET-PERMS");
-    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, secret_shorter_than_minimum_is_refused)
 {
-    captured log = {""};
+    static captured log; /* outlives the test: the sink keeps it */
     hm_log_set_sink(capture, &log);
     char *path = write_secret("short\n", 0600);
     hm_auth_secret *s = NULL;
@@ -103,22 +105,20 @@ Test(auth, secret_shorter_than_minimum_is_refused)
     unlink(path);
     free(path);
     cr_expect_str_eq(log.id, "CL-SECRET-LEN");
-    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, missing_secret_file_is_a_system_error)
 {
-    captured log = {""};
+    static captured log; /* outlives the test: the sink keeps it */
     hm_log_set_sink(capture, &log);
     hm_auth_secret *s = NULL;
     cr_expect_eq(hm_auth_secret_load("/nonexistent/hm-secret", &s), HM_ESYS);
     cr_expect_str_eq(log.id, "CL-SECRET-OPEN");
-    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, directory_as_secret_file_is_refused)
 {
-    captured log = {""};
+    static captured log; /* outlives the test: the sink keeps it */
     hm_log_set_sink(capture, &log);
     char dir[] = "/tmp/hm-test-dir-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
@@ -127,7 +127,6 @@ Test(auth, directory_as_secret_file_is_refused)
     cr_expect_eq(hm_auth_secret_load(dir, &s), HM_EINVAL);
     rmdir(dir);
     cr_expect_str_eq(log.id, "CL-SECRET-NOTFILE");
-    hm_log_set_sink(NULL, NULL);
 }
 
 Test(auth, nonces_differ_between_calls)

@@ -28,8 +28,7 @@ Test(members, nodes_seeded_with_one_node_form_a_full_mesh)
     cr_expect(sim_all_alive(&s));
     for (int i = 0; i < 5; i++)
         for (int j = 0; j < 5; j++)
-            cr_expect(i == j || s.linked[i][j], "n%d has no link to n%d", i,
-                      j);
+            cr_expect(i == j || s.linked[i][j], "n%d has no link to n%d", i, j);
     sim_fini(&s);
 }
 
@@ -117,8 +116,8 @@ Test(members, minority_side_of_a_partition_evicts_nobody)
                          "n%d evicted n%d", i, j);
     for (int i = 2; i < 5; i++)
         for (int j = 0; j < 2; j++)
-            cr_expect_eq(sim_state(&s, i, j), HM_MEMBER_DEAD,
-                         "n%d kept n%d", i, j);
+            cr_expect_eq(sim_state(&s, i, j), HM_MEMBER_DEAD, "n%d kept n%d", i,
+                         j);
     sim_fini(&s);
 }
 
@@ -133,8 +132,7 @@ Test(members, partition_heals_and_evicted_nodes_come_back)
     sim_cut(&s, minority, 2, majority, 3, false);
     sim_run(&s, t0 + 20000, 5);
     cr_expect(sim_all_alive(&s));
-    cr_expect_neq(sim_first(&s, 2, HM_MEMBER_EV_UP, 0, t0 + 6000),
-                  UINT64_MAX);
+    cr_expect_neq(sim_first(&s, 2, HM_MEMBER_EV_UP, 0, t0 + 6000), UINT64_MAX);
     sim_fini(&s);
 }
 
@@ -163,13 +161,11 @@ static void expect_no_false_death(int n, uint64_t seed)
     uint64_t t0 = s.now;
     sim_run(&s, t0 + 60000, 5);
     cr_log_info("lossy: %d nodes, seed %llu: %zu suspicions, %zu deaths", n,
-                (unsigned long long)seed,
-                sim_count(&s, HM_MEMBER_EV_SUSPECT),
+                (unsigned long long)seed, sim_count(&s, HM_MEMBER_EV_SUSPECT),
                 sim_count(&s, HM_MEMBER_EV_DEAD));
     cr_expect_eq(sim_count(&s, HM_MEMBER_EV_DEAD), 0,
                  "%zu false deaths, %d nodes, seed %llu",
-                 sim_count(&s, HM_MEMBER_EV_DEAD), n,
-                 (unsigned long long)seed);
+                 sim_count(&s, HM_MEMBER_EV_DEAD), n, (unsigned long long)seed);
     sim_fini(&s);
 }
 
@@ -194,6 +190,26 @@ Test(members, process_paused_for_2s_is_not_declared_dead)
     cr_expect_eq(sim_count(&s, HM_MEMBER_EV_DEAD), 0);
     cr_expect(sim_all_alive(&s));
     sim_fini(&s);
+}
+
+Test(members, no_false_death_in_60s_with_5pct_of_messages_dropped_outright)
+{
+    /* Harsher than TCP: lost messages are never retransmitted. */
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        sim s;
+        formed(&s, 5, NULL);
+        s.drop = 0.05;
+        s.delay_ms = 50;
+        s.rng = seed * 0xD1B54A32D192ED03ull;
+        sim_run(&s, s.now + 60000, 5);
+        cr_log_info("drops: seed %llu: %zu suspicions, %zu deaths",
+                    (unsigned long long)seed,
+                    sim_count(&s, HM_MEMBER_EV_SUSPECT),
+                    sim_count(&s, HM_MEMBER_EV_DEAD));
+        cr_expect_eq(sim_count(&s, HM_MEMBER_EV_DEAD), 0, "seed %llu",
+                     (unsigned long long)seed);
+        sim_fini(&s);
+    }
 }
 
 Test(members, two_node_cluster_sees_a_crash_through_the_refused_dial)
@@ -241,7 +257,8 @@ Test(members, restart_with_new_incarnation_ends_the_old_member)
             if (e->observer != i || strcmp(e->subject, "n2") || e->at < t0)
                 continue;
             ends += (e->ev == HM_MEMBER_EV_DEAD ||
-                     e->ev == HM_MEMBER_EV_REPLACED) && e->inc == 1002;
+                     e->ev == HM_MEMBER_EV_REPLACED) &&
+                    e->inc == 1002;
             ups += e->ev == HM_MEMBER_EV_UP && e->inc == 5000;
         }
         cr_expect_eq(ends, 1, "n%d ended n2/1002 %zu times", i, ends);
@@ -281,8 +298,7 @@ static hm_members *table(const char *name)
 }
 
 /* Pops actions until one of `kind`; fails if there is none. */
-static hm_member_action expect_action(hm_members *m,
-                                      hm_member_action_kind kind)
+static hm_member_action expect_action(hm_members *m, hm_member_action_kind kind)
 {
     hm_member_action a;
     while (hm_members_next_action(m, &a)) {
@@ -390,4 +406,46 @@ Test(members, duplicate_links_resolve_to_the_one_dialled_by_the_smaller_name)
     cr_expect(hm_members_keep_new_link("b", "a", true, false));
     /* A reconnection from the same side replaces the stale link. */
     cr_expect(hm_members_keep_new_link("b", "a", true, true));
+}
+
+Test(members, gossiped_member_never_reached_is_forgotten_after_reap_time)
+{
+    hm_members *m = NULL;
+    cr_assert_eq(hm_members_create(&(hm_members_config){.self_name = "a",
+                                                        .self_addr = "h:1",
+                                                        .self_inc = 10,
+                                                        .reap_after_ms = 60000},
+                                   &m),
+                 HM_OK);
+    cr_assert_eq(hm_members_on_link_up(m, "b", "h:2", 7, 0), HM_OK);
+    hm_wire_node ghost = {.name = "ghost", .addr = "h:9", .inc = 3};
+    hm_wire_msg gossip = {.type = HM_WIRE_MEMBERS,
+                          .u.members = {.nodes = &ghost, .count = 1}};
+    cr_assert_eq(hm_members_on_message(m, "b", &gossip, 10), HM_OK);
+    hm_member_info info;
+    cr_assert_eq(hm_members_get(m, "ghost", &info), HM_OK);
+    cr_expect_eq(info.state, HM_MEMBER_JOINING);
+    for (uint64_t t = 100; t <= 61000; t += 100) {
+        hm_members_on_heard(m, "b", t);
+        hm_members_tick(m, t);
+        drop_actions(m);
+    }
+    cr_expect_eq(hm_members_get(m, "ghost", &info), HM_ENOTFOUND);
+    hm_members_destroy(m);
+}
+
+Test(members, live_list_is_sorted_and_includes_self_but_no_tombstones)
+{
+    hm_members *m = table("m");
+    const char *live[8];
+    cr_assert_eq(hm_members_on_link_up(m, "z", "h:2", 7, 0), HM_OK);
+    cr_assert_eq(hm_members_on_link_up(m, "b", "h:3", 7, 0), HM_OK);
+    cr_assert_eq(hm_members_on_link_up(m, "q", "h:4", 7, 0), HM_OK);
+    hm_wire_msg leave = {.type = HM_WIRE_LEAVE, .u.leave.inc = 7};
+    cr_assert_eq(hm_members_on_message(m, "q", &leave, 5), HM_OK);
+    cr_assert_eq(hm_members_live(m, live, 8), 3);
+    cr_expect_str_eq(live[0], "b");
+    cr_expect_str_eq(live[1], "m");
+    cr_expect_str_eq(live[2], "z");
+    hm_members_destroy(m);
 }

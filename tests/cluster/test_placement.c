@@ -21,14 +21,14 @@ TestSuite(placement, .init = make_addrs);
 static const char *owner(const char *addr, const char *const *m, size_t n)
 {
     size_t i;
-    cr_assert_eq(hm_placement_owner(addr, m, n, &i), HM_OK);
+    hm_placement_set set = {m, n};
+    cr_assert_eq(hm_placement_owner(addr, &set, &i), HM_OK);
     return m[i];
 }
 
 Test(placement, owner_does_not_depend_on_member_order)
 {
-    const char *a[] = {"n1", "n2", "n3", "n4"}, *b[] = {"n3", "n1", "n4",
-                                                        "n2"};
+    const char *a[] = {"n1", "n2", "n3", "n4"}, *b[] = {"n3", "n1", "n4", "n2"};
     for (int i = 0; i < ADDRS; i++)
         cr_assert_str_eq(owner(addrs[i], a, 4), owner(addrs[i], b, 4));
 }
@@ -39,12 +39,13 @@ Test(placement, addresses_spread_evenly_over_members)
     int count[5] = {0};
     for (int i = 0; i < ADDRS; i++) {
         size_t k;
-        cr_assert_eq(hm_placement_owner(addrs[i], m, 5, &k), HM_OK);
+        hm_placement_set set = {m, 5};
+        cr_assert_eq(hm_placement_owner(addrs[i], &set, &k), HM_OK);
         count[k]++;
     }
     for (int k = 0; k < 5; k++) /* 2000 expected; 5 sigma is about 200 */
-        cr_expect(count[k] > 1750 && count[k] < 2250, "%s owns %d",
-                  m[k], count[k]);
+        cr_expect(count[k] > 1750 && count[k] < 2250, "%s owns %d", m[k],
+                  count[k]);
 }
 
 Test(placement, joining_member_takes_about_1_over_n_and_only_moves_to_it)
@@ -62,8 +63,8 @@ Test(placement, joining_member_takes_about_1_over_n_and_only_moves_to_it)
     }
     cr_log_info("join: %d of %d addresses moved (ideal %d)", moved, ADDRS,
                 ADDRS / 6);
-    cr_expect(moved > ADDRS / 6 - 250 && moved < ADDRS / 6 + 250,
-              "%d moved", moved);
+    cr_expect(moved > ADDRS / 6 - 250 && moved < ADDRS / 6 + 250, "%d moved",
+              moved);
 }
 
 Test(placement, leaving_member_moves_only_its_own_addresses)
@@ -86,8 +87,10 @@ Test(placement, moves_lists_the_local_activations_owned_elsewhere_now)
     for (int i = 0; i < ADDRS; i++)
         if (strcmp(owner(addrs[i], before, 3), "n2") == 0)
             local[n_local++] = addrs[i];
-    cr_expect_eq(hm_placement_moves("n2", local, n_local, before, 3, out), 0);
-    size_t n = hm_placement_moves("n2", local, n_local, after, 4, out);
+    hm_placement_set mine = {local, n_local}, was = {before, 3},
+                     now = {after, 4};
+    cr_expect_eq(hm_placement_moves("n2", &was, &mine, out), 0);
+    size_t n = hm_placement_moves("n2", &now, &mine, out);
     cr_expect_gt(n, 0);
     for (size_t i = 0; i < n; i++)
         cr_expect_str_eq(owner(local[out[i]], after, 4), "n4");
@@ -100,5 +103,6 @@ Test(placement, moves_lists_the_local_activations_owned_elsewhere_now)
 Test(placement, no_members_means_no_owner)
 {
     size_t i;
-    cr_expect_eq(hm_placement_owner("x", NULL, 0, &i), HM_ENOTFOUND);
+    hm_placement_set none = {NULL, 0};
+    cr_expect_eq(hm_placement_owner("x", &none, &i), HM_ENOTFOUND);
 }

@@ -34,13 +34,10 @@ static hm_wire_node node(const char *name, uint64_t inc)
     return n;
 }
 
-Test(wire, every_message_type_round_trips)
+Test(wire, handshake_and_membership_messages_round_trip)
 {
     hm_wire_msg m;
     hm_wire_node nodes[2] = {node("a", 1), node("b.c-d_e", 1700000000000000)};
-    char *names[] = {"alice", "bob/\xc3\xa9t\xc3\xa9"};
-    hm_wire_version vs[2] = {{.origin = "a", .inc = 3, .version = 9},
-                             {.origin = "b", .inc = 4, .version = 0}};
 
     m = (hm_wire_msg){.type = HM_WIRE_HELLO};
     strcpy(m.u.hello.cluster, "prod");
@@ -73,13 +70,23 @@ Test(wire, every_message_type_round_trips)
     expect_round_trip(&m);
     m = (hm_wire_msg){.type = HM_WIRE_LEAVE, .u.leave.inc = 5};
     expect_round_trip(&m);
-    m = (hm_wire_msg){.type = HM_WIRE_PRES_DELTA,
-                      .u.pres_delta = {.at = vs[0], .add = false,
-                                       .name = names[1]}};
+}
+
+Test(wire, presence_and_routing_messages_round_trip)
+{
+    hm_wire_msg m;
+    char *names[] = {"alice", "bob/\xc3\xa9t\xc3\xa9"};
+    hm_wire_version vs[2] = {{.origin = "a", .inc = 3, .version = 9},
+                             {.origin = "b", .inc = 4, .version = 0}};
+
+    m = (hm_wire_msg){
+        .type = HM_WIRE_PRES_DELTA,
+        .u.pres_delta = {.at = vs[0], .add = false, .name = names[1]}};
     expect_round_trip(&m);
-    m = (hm_wire_msg){.type = HM_WIRE_PRES_SNAPSHOT,
-                      .u.pres_snapshot = {.at = vs[1], .names = names,
-                                          .count = 2}};
+    m = (hm_wire_msg){
+        .type = HM_WIRE_PRES_SNAPSHOT,
+        .u.pres_snapshot = {
+            .at = vs[1], .part = 1, .parts = 3, .names = names, .count = 2}};
     expect_round_trip(&m);
     m = (hm_wire_msg){.type = HM_WIRE_PRES_REQUEST,
                       .u.pres_request.origin = "a"};
@@ -87,6 +94,14 @@ Test(wire, every_message_type_round_trips)
     m = (hm_wire_msg){.type = HM_WIRE_PRES_DIGEST,
                       .u.pres_digest = {.entries = vs, .count = 2}};
     expect_round_trip(&m);
+    m = (hm_wire_msg){.type = HM_WIRE_ACK, .u.ack.seq = 77};
+    expect_round_trip(&m);
+    m = (hm_wire_msg){
+        .type = HM_WIRE_ROUTED,
+        .u.routed = {.seq = 78,
+                     .body = json_pack("{s:i,s:s}", "v", 1, "type", "msg")}};
+    expect_round_trip(&m);
+    hm_wire_msg_fini(&m);
 }
 
 Test(wire, decoded_fields_match_the_line)
@@ -127,7 +142,8 @@ Test(wire, malformed_lines_are_protocol_errors)
         "{\"v\":1,\"t\":\"cl.probe\",\"id\":1,\"target\":\"\"}",
         "{\"v\":1,\"t\":\"cl.probe\",\"id\":1,\"target\":\"a\\u0000b\"}",
         "{\"v\":1,\"t\":\"cl.probe\",\"id\":1,\"target\":"
-        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""
+        "}",
         "{\"v\":1,\"t\":\"cl.proof\",\"proof\":\"ABCD\"}",
         "{\"v\":1,\"t\":\"cl.proof\",\"proof\":\"abc\"}",
         "{\"v\":1,\"t\":\"cl.pres\",\"origin\":\"a\",\"inc\":1,\"ver\":1,"
@@ -139,6 +155,11 @@ Test(wire, malformed_lines_are_protocol_errors)
         "{\"v\":1,\"t\":\"cl.hello\",\"cluster\":\"c\",\"node\":\"a\","
         "\"addr\":\"h:1\",\"inc\":1,\"proto\":[2,1],\"nonce\":\"ab\"}",
         "{\"v\":1,\"t\":\"cl.hb\",\"reply\":true,\"reply\":false}",
+        "{\"v\":1,\"t\":\"cl.msg\",\"seq\":0,\"msg\":{}}",
+        "{\"v\":1,\"t\":\"cl.msg\",\"seq\":1,\"msg\":[]}",
+        "{\"v\":1,\"t\":\"cl.ack\"}",
+        "{\"v\":1,\"t\":\"cl.pres_snap\",\"origin\":\"a\",\"inc\":1,"
+        "\"ver\":1,\"part\":2,\"parts\":2,\"names\":[]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hm_wire_msg m = {0};
@@ -153,7 +174,8 @@ Test(wire, encoder_refuses_what_the_decoder_would_refuse)
     hm_wire_msg m = {.type = HM_WIRE_PROBE_REQ,
                      .u.probe_req = {.id = 1, .target = "has space"}};
     cr_expect_eq(hm_wire_encode_line(&m, &line), HM_EINVAL);
-    m = (hm_wire_msg){.type = HM_WIRE_LEAVE, .u.leave.inc = HM_WIRE_INT_MAX + 1};
+    m = (hm_wire_msg){.type = HM_WIRE_LEAVE,
+                      .u.leave.inc = HM_WIRE_INT_MAX + 1};
     cr_expect_eq(hm_wire_encode_line(&m, &line), HM_EINVAL);
     m = (hm_wire_msg){.type = 99};
     cr_expect_eq(hm_wire_encode_line(&m, &line), HM_EINVAL);

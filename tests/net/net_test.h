@@ -47,7 +47,8 @@ typedef struct probe {
 static inline hm_err probe_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     probe *p = state;
-    probe_event e = {.type = hm_msg_type(msg), .err = hm_net_msg_err(msg),
+    probe_event e = {.type = hm_msg_type(msg),
+                     .err = hm_net_msg_err(msg),
                      .conn_id = hm_msg_arg(msg)};
     const uint8_t *d = hm_net_msg_data(msg, &e.len);
 
@@ -71,20 +72,19 @@ static inline hm_err probe_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 }
 
 /* Spawns a probe receiver at `name`; returns its owned address. */
-static inline hm_addr *probe_spawn(hm_runtime *rt, const char *name,
-                                   probe *p)
+static inline hm_addr *probe_spawn(hm_runtime *rt, const char *name, probe *p)
 {
     hm_addr *a = NULL;
 
     memset(p, 0, sizeof *p);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
-    cr_assert_eq(hm_runtime_spawn(rt, name,
-                                  &(hm_receiver){.handler = probe_handle,
-                                                 .state = p,
-                                                 .pinned = true},
-                                  &a),
-                 HM_OK);
+    cr_assert_eq(
+        hm_runtime_spawn(
+            rt, name,
+            &(hm_receiver){.handler = probe_handle, .state = p, .pinned = true},
+            &a),
+        HM_OK);
     return a;
 }
 
@@ -115,8 +115,7 @@ static inline probe_event probe_expect(probe *p, const hm_type *type)
     probe_event e;
 
     cr_assert(probe_next(p, &e), "timed out waiting for %s", type->name);
-    cr_assert_eq(e.type, type, "expected %s, got %s", type->name,
-                 e.type->name);
+    cr_assert_eq(e.type, type, "expected %s, got %s", type->name, e.type->name);
     return e;
 }
 
@@ -212,8 +211,8 @@ static inline int client_connect_host(const char *host, int port)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&ss, len), 0,
-                 "connect: %s", strerror(errno));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&ss, len), 0, "connect: %s",
+                 strerror(errno));
     return fd;
 }
 

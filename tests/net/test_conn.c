@@ -6,6 +6,7 @@
 #include "net_test.h"
 
 #include "net/line.h"
+#include "runtime/log.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -19,15 +20,15 @@ static void setup(void)
 {
     cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
                  HM_OK);
-    cr_assert_eq(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2},
-                               &net),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
+        HM_OK);
     probe_addr = probe_spawn(rt, "probe", &pr);
-    cr_assert_eq(hm_runtime_spawn(rt, "echo",
-                                  &(hm_receiver){.handler = echo_handle,
-                                                 .pinned = true},
-                                  &echo_addr),
-                 HM_OK);
+    cr_assert_eq(
+        hm_runtime_spawn(rt, "echo",
+                         &(hm_receiver){.handler = echo_handle, .pinned = true},
+                         &echo_addr),
+        HM_OK);
 }
 
 static void teardown(void)
@@ -199,13 +200,13 @@ Test(conn, outgoing_connection_talks_to_a_hermes_listener)
     hm_conn *c;
     probe_event e;
 
-    cr_assert_eq(hm_net_connect(net,
-                                &(hm_connect_config){
-                                    .host = "127.0.0.1",
-                                    .port = hm_listener_port(l),
-                                    .owner = probe_addr},
-                                NULL),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_connect(net,
+                       &(hm_connect_config){.host = "127.0.0.1",
+                                            .port = hm_listener_port(l),
+                                            .owner = probe_addr},
+                       NULL),
+        HM_OK);
     probe_skip(&pr, &hm_net_opened_type);
     c = probe_conn(&pr);
     cr_assert_eq(hm_conn_write(c, "round trip\n", 11), HM_OK);
@@ -265,12 +266,12 @@ Test(conn, listening_on_a_busy_port_fails_with_eexist)
     hm_listener *l = listen_with(echo_addr, (hm_conn_options){0});
     hm_listener *l2 = NULL;
 
+    hm_log_set_level(HM_LOG_LEVEL_ERROR); /* the WARN is expected */
     cr_assert_eq(hm_net_listen(net,
-                               &(hm_listen_config){
-                                   .host = "127.0.0.1",
-                                   .port = hm_listener_port(l),
-                                   .accept = accept_to,
-                                   .accept_arg = echo_addr},
+                               &(hm_listen_config){.host = "127.0.0.1",
+                                                   .port = hm_listener_port(l),
+                                                   .accept = accept_to,
+                                                   .accept_arg = echo_addr},
                                &l2),
                  HM_EEXIST);
     hm_listener_close(l);
@@ -296,5 +297,131 @@ Test(conn, over_long_line_delivers_error_too_big)
     cr_assert_eq(e.err, HM_ETOOBIG);
     free(e.data);
     close(fd);
+    hm_listener_close(l);
+}
+
+/* A listener whose accept queue is full: further SYNs are dropped, so a
+ * connect to it stays in progress until our deadline. */
+static int full_backlog_listener(int *port, int *fillers, int nfill)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    socklen_t len = sizeof in;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&in, sizeof in), 0);
+    cr_assert_eq(listen(fd, 0), 0);
+    getsockname(fd, (struct sockaddr *)&in, &len);
+    *port = ntohs(in.sin_port);
+    for (int i = 0; i < nfill; i++) { /* fill the queue; never accepted */
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&in, sizeof in);
+    }
+    return fd;
+}
+
+Test(conn, connect_that_never_completes_times_out)
+{
+    int fillers[4], port;
+    int lfd = full_backlog_listener(&port, fillers, 4);
+    probe_event e;
+
+    cr_assert_eq(hm_net_connect(net,
+                                &(hm_connect_config){.host = "127.0.0.1",
+                                                     .port = port,
+                                                     .owner = probe_addr,
+                                                     .timeout_ms = 200},
+                                NULL),
+                 HM_OK);
+    e = probe_expect(&pr, &hm_net_closed_type);
+    cr_assert_eq(e.err, HM_ETIMEDOUT, "got %s", hm_err_name(e.err));
+    free(e.data);
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(lfd);
+}
+
+Test(conn, owner_that_ignores_a_framing_error_is_closed_after_the_linger)
+{
+    static hm_line_config cfg = {.max_line_len = 8};
+    static hm_framer fr;
+    hm_listener *l;
+    char buf[16];
+    int fd;
+    probe_event e;
+
+    hm_line_framer_init(&fr, &cfg);
+    l = listen_with(probe_addr,
+                    (hm_conn_options){.framer = &fr, .linger_ms = 100});
+    fd = client_connect(hm_listener_port(l));
+    probe_skip(&pr, &hm_net_opened_type);
+    send_str(fd, "far too long for eight bytes\n");
+    probe_skip(&pr, &hm_net_error_type);
+    e = probe_expect(&pr, &hm_net_closed_type);
+    cr_assert_eq(e.err, HM_OK);
+    free(e.data);
+    cr_assert_eq(recv(fd, buf, sizeof buf, 0), 0);
+    close(fd);
+    hm_listener_close(l);
+}
+
+static hm_err refuse_all(void *arg, uint64_t id, const char *peer,
+                         hm_addr **owner_out)
+{
+    (void)arg;
+    (void)id;
+    (void)peer;
+    (void)owner_out;
+    return HM_EDENIED;
+}
+
+Test(conn, connection_the_accept_function_refuses_is_closed)
+{
+    hm_listener *l = NULL;
+    char buf[8];
+    int fd;
+
+    cr_assert_eq(hm_net_listen(net,
+                               &(hm_listen_config){.host = "127.0.0.1",
+                                                   .accept = refuse_all},
+                               &l),
+                 HM_OK);
+    fd = client_connect(hm_listener_port(l));
+    cr_assert_eq(recv(fd, buf, sizeof buf, 0), 0);
+    close(fd);
+    hm_listener_close(l);
+}
+
+Test(conn, stopping_the_net_tells_every_owner_closed_with_eclosed)
+{
+    hm_listener *l = listen_with(probe_addr, (hm_conn_options){0});
+    int fd = client_connect(hm_listener_port(l));
+    hm_conn *c;
+    probe_event e;
+
+    probe_skip(&pr, &hm_net_opened_type);
+    c = probe_conn(&pr);
+    hm_listener_close(l);
+    hm_net_stop(net);
+    e = probe_expect(&pr, &hm_net_closed_type);
+    cr_assert_eq(e.err, HM_ECLOSED);
+    free(e.data);
+    cr_assert_eq(hm_conn_write(c, "x", 1), HM_ECLOSED);
+    hm_conn_release(c);
+    close(fd);
+}
+
+Test(conn, closed_comes_after_every_frame)
+{
+    hm_listener *l = listen_with(probe_addr, (hm_conn_options){0});
+    int fd = client_connect(hm_listener_port(l));
+
+    probe_skip(&pr, &hm_net_opened_type);
+    for (int i = 0; i < 100; i++)
+        send_str(fd, "frame\n");
+    close(fd);
+    for (int i = 0; i < 100; i++)
+        probe_skip(&pr, &hm_net_frame_type);
+    probe_skip(&pr, &hm_net_closed_type);
     hm_listener_close(l);
 }

@@ -16,9 +16,9 @@ static void setup(void)
 {
     cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
                  HM_OK);
-    cr_assert_eq(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2},
-                               &net),
-                 HM_OK);
+    cr_assert_eq(
+        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
+        HM_OK);
     probe_addr = probe_spawn(rt, "probe", &pr);
 }
 
@@ -70,8 +70,8 @@ Test(flow, slow_reader_gets_efull_and_the_queue_stays_bounded)
 {
     hm_listener *l;
     hm_conn *c;
-    int fd = open_pair((hm_conn_options){.max_write_queue_len = 256 * 1024},
-                       &l, &c);
+    int fd =
+        open_pair((hm_conn_options){.max_write_queue_len = 256 * 1024}, &l, &c);
     hm_net_stats st;
 
     cr_assert_eq(write_until_refused(c), HM_EFULL);
@@ -106,8 +106,7 @@ Test(flow, write_larger_than_the_bound_is_too_big)
 {
     hm_listener *l;
     hm_conn *c;
-    int fd = open_pair((hm_conn_options){.max_write_queue_len = 1024}, &l,
-                       &c);
+    int fd = open_pair((hm_conn_options){.max_write_queue_len = 1024}, &l, &c);
     char big[2048] = {0};
 
     cr_assert_eq(hm_conn_write(c, big, sizeof big), HM_ETOOBIG);

@@ -147,9 +147,9 @@ Test(hp, unknown_top_level_fields_are_ignored)
     hm_hp_msg m;
     hm_hp_fail f;
 
-    cr_assert_eq(decode_str("{\"v\":1,\"type\":\"ping\",\"x-trace\":[1]}", &m,
-                            &f),
-                 HM_OK);
+    cr_assert_eq(
+        decode_str("{\"v\":1,\"type\":\"ping\",\"x-trace\":[1]}", &m, &f),
+        HM_OK);
     hm_hp_msg_fini(&m);
 }
 
@@ -289,8 +289,9 @@ Test(hp_encode, encoded_line_is_compact_and_ends_in_one_newline)
     cr_assert_eq(hm_hp_encode(&env, 0, &line, &len), HM_OK);
     cr_assert_eq(len, strlen("{\"v\":1,\"type\":\"ping\",\"id\":5,"
                              "\"from\":\"a\"}\n"));
-    cr_assert_eq(memcmp(line, "{\"v\":1,\"type\":\"ping\",\"id\":5,"
-                              "\"from\":\"a\"}\n",
+    cr_assert_eq(memcmp(line,
+                        "{\"v\":1,\"type\":\"ping\",\"id\":5,"
+                        "\"from\":\"a\"}\n",
                         len),
                  0);
     hm_free(line);
@@ -322,7 +323,8 @@ Test(hp_encode, every_core_type_round_trips)
 
     for (int k = 0; k < HM_HP_KIND_COUNT; k++) {
         hm_hp_envelope env = {.type = hm_hp_kind_name((hm_hp_kind)k),
-                              .id = 42, .body = bodies[k]};
+                              .id = 42,
+                              .body = bodies[k]};
         hm_hp_msg m;
         hm_hp_fail f;
         char *line;

@@ -9,8 +9,21 @@
 
 #define BYTES(...) ((const uint8_t[]){__VA_ARGS__})
 #define DECODE(pkt, fault, ...)                                               \
-    mqtt_decode(BYTES(__VA_ARGS__), sizeof(BYTES(__VA_ARGS__)), NULL, (pkt),  \
+    decode_copy(BYTES(__VA_ARGS__), sizeof(BYTES(__VA_ARGS__)), (pkt),        \
                 (fault))
+
+/* Decoded views point into the input, so the input must outlive the
+ * assertions: copy each packet into storage that lives as long as the
+ * test (a compound literal dies with the macro's statement). */
+static uint8_t wire[256];
+
+static hm_err decode_copy(const uint8_t *bytes, size_t len, mqtt_packet *p,
+                          mqtt_fault *f)
+{
+    cr_assert_leq(len, sizeof wire);
+    memcpy(wire, bytes, len);
+    return mqtt_decode(wire, len, NULL, p, f);
+}
 
 static bool bytes_eq(mqtt_bytes b, const char *s)
 {

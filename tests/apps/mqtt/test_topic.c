@@ -321,3 +321,38 @@ Test(mqtt_topic_tree, a_topic_of_30000_levels_does_not_recurse)
     mqtt_deliveries_fini(&d);
     mqtt_topic_tree_destroy(t);
 }
+
+static bool covers(const char *outer, const char *inner)
+{
+    return mqtt_topic_filter_covers(S(outer), S(inner));
+}
+
+Test(mqtt_topic_covers, wider_filters_cover_narrower_ones)
+{
+    cr_assert(covers("#", "a/+/b"));
+    cr_assert(covers("a/#", "a/+/b"));
+    cr_assert(covers("a/#", "a"));
+    cr_assert(covers("a/#", "a/#"));
+    cr_assert(covers("a/+", "a/b"));
+    cr_assert(covers("a/+", "a/+"));
+    cr_assert(covers("a/b", "a/b"));
+    cr_assert(covers("+/+", "x/y"));
+}
+
+Test(mqtt_topic_covers, narrower_filters_do_not_cover_wider_ones)
+{
+    cr_assert_not(covers("a/+", "a/#"));
+    cr_assert_not(covers("a/b", "a/+"));
+    cr_assert_not(covers("a/+", "a"));
+    cr_assert_not(covers("a/+", "a/b/c"));
+    cr_assert_not(covers("a/b/#", "a"));
+    cr_assert_not(covers("a", "a/b"));
+    cr_assert_not(covers("a/#", "b"));
+}
+
+Test(mqtt_topic_covers, leading_wildcards_do_not_cover_dollar_topics_4_7_2_1)
+{
+    cr_assert_not(covers("#", "$SYS/#"));
+    cr_assert_not(covers("+/x", "$SYS/x"));
+    cr_assert(covers("$SYS/#", "$SYS/broker/+"));
+}

@@ -1,0 +1,415 @@
+/* apps/mqtt/config.c: mosquitto-style configuration file and command line.
+ *
+ * Each line is split on blanks into a directive and its arguments, and one
+ * table maps directive names to handlers, so the supported set is visible
+ * in one place and an unknown name falls through to an error. Handlers get
+ * the argument vector and return a message (static text) or NULL. */
+#include "apps/mqtt/config.h"
+
+#include "runtime/alloc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ARGS 8
+#define DEFAULT_PORT 1883
+
+void mqtt_config_init(mqtt_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->max_inflight_messages = 20;
+    c->max_queued_messages = 1000;
+    c->max_connections = -1;
+    c->max_keepalive = 65535;
+    c->retain_available = true;
+    c->sys_interval_s = 10;
+    c->anonymous_set = -1;
+}
+
+void mqtt_config_fini(mqtt_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->listener_count; i++)
+        hm_free(c->listeners[i].bind_address);
+    hm_free(c->listeners);
+    hm_free(c->password_file);
+    hm_free(c->acl_file);
+    hm_free(c->config_file);
+    memset(c, 0, sizeof *c);
+}
+
+static void set_error(mqtt_config_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_error(mqtt_config_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->text, sizeof err->text, fmt, ap);
+    va_end(ap);
+}
+
+/* A whole decimal integer in [min, max]; false otherwise. */
+static bool parse_int(const char *s, long long min, long long max,
+                      long long *out)
+{
+    char *end;
+    long long v;
+    if (*s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
+        return false;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (strcmp(s, "true") == 0)
+        *out = true;
+    else if (strcmp(s, "false") == 0)
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+static bool has_listener_port(const mqtt_config *c, uint16_t port,
+                              const char *addr)
+{
+    for (size_t i = 0; i < c->listener_count; i++) {
+        const char *a = c->listeners[i].bind_address;
+        if (c->listeners[i].port == port &&
+            ((!a && !addr) || (a && addr && strcmp(a, addr) == 0)))
+            return true;
+    }
+    return false;
+}
+
+static const char *add_listener(mqtt_config *c, long long port,
+                                const char *addr)
+{
+    mqtt_listener_config *l;
+    if (has_listener_port(c, (uint16_t)port, addr))
+        return "duplicate listener";
+    c->listeners = hm_realloc(c->listeners, (c->listener_count + 1) *
+                                                sizeof *c->listeners);
+    l = &c->listeners[c->listener_count++];
+    l->port = (uint16_t)port;
+    l->bind_address = addr ? hm_strdup(addr) : NULL;
+    l->protocol = MQTT_PROTO_MQTT;
+    return NULL;
+}
+
+/* ------------------------------------------------------------- directives */
+
+typedef const char *(*directive_fn)(mqtt_config *c, int argc, char **argv);
+
+static const char *do_listener(mqtt_config *c, int argc, char **argv)
+{
+    long long port;
+    if (argc < 2 || argc > 3)
+        return "usage: listener PORT [BIND_ADDRESS]";
+    if (!parse_int(argv[1], 1, 65535, &port))
+        return "listener port must be 1..65535";
+    return add_listener(c, port, argc == 3 ? argv[2] : NULL);
+}
+
+static const char *do_protocol(mqtt_config *c, int argc, char **argv)
+{
+    mqtt_listener_protocol p;
+    if (argc != 2)
+        return "usage: protocol mqtt|websockets";
+    if (strcmp(argv[1], "mqtt") == 0)
+        p = MQTT_PROTO_MQTT;
+    else if (strcmp(argv[1], "websockets") == 0)
+        p = MQTT_PROTO_WEBSOCKETS;
+    else
+        return "protocol must be mqtt or websockets";
+    if (c->listener_count == 0)
+        return "protocol must follow a listener line";
+    c->listeners[c->listener_count - 1].protocol = p;
+    return NULL;
+}
+
+static const char *do_allow_anonymous(mqtt_config *c, int argc, char **argv)
+{
+    bool v;
+    if (argc != 2 || !parse_bool(argv[1], &v))
+        return "allow_anonymous must be true or false";
+    c->allow_anonymous = v;
+    c->anonymous_set = v;
+    return NULL;
+}
+
+static const char *set_path(char **field, int argc, char **argv)
+{
+    if (argc != 2)
+        return "expects exactly one path";
+    hm_free(*field);
+    *field = hm_strdup(argv[1]);
+    return NULL;
+}
+
+static const char *do_password_file(mqtt_config *c, int argc, char **argv)
+{
+    return set_path(&c->password_file, argc, argv);
+}
+
+static const char *do_acl_file(mqtt_config *c, int argc, char **argv)
+{
+    return set_path(&c->acl_file, argc, argv);
+}
+
+/* The unsigned options: name, field offset, range. */
+#define U32_OPTION(fn, field, lo, hi, what)                                   \
+    static const char *fn(mqtt_config *c, int argc, char **argv)              \
+    {                                                                         \
+        long long v;                                                          \
+        if (argc != 2 || !parse_int(argv[1], (lo), (hi), &v))                 \
+            return what;                                                      \
+        c->field = (uint32_t)v;                                               \
+        return NULL;                                                          \
+    }
+
+U32_OPTION(do_max_inflight, max_inflight_messages, 0, 65535,
+           "max_inflight_messages must be 0..65535")
+U32_OPTION(do_max_queued, max_queued_messages, 0, 0x7FFFFFFF,
+           "max_queued_messages must be a count >= 0")
+U32_OPTION(do_sys_interval, sys_interval_s, 0, 0x7FFFFFFF,
+           "sys_interval must be seconds >= 0")
+
+static const char *do_max_packet_size(mqtt_config *c, int argc, char **argv)
+{
+    long long v;
+    if (argc != 2 || !parse_int(argv[1], 0, 268435460, &v) ||
+        (v > 0 && v < 20))
+        return "max_packet_size must be 0 or 20..268435460 bytes";
+    c->max_packet_size = (uint32_t)v;
+    return NULL;
+}
+
+static const char *do_max_connections(mqtt_config *c, int argc, char **argv)
+{
+    long long v;
+    if (argc != 2 || !parse_int(argv[1], -1, 0x7FFFFFFF, &v))
+        return "max_connections must be -1 or a count";
+    c->max_connections = v;
+    return NULL;
+}
+
+static const char *do_max_keepalive(mqtt_config *c, int argc, char **argv)
+{
+    long long v;
+    if (argc != 2 || !parse_int(argv[1], 0, 65535, &v))
+        return "max_keepalive must be 0..65535 seconds";
+    c->max_keepalive = (uint16_t)v;
+    return NULL;
+}
+
+static const char *do_retain_available(mqtt_config *c, int argc, char **argv)
+{
+    if (argc != 2 || !parse_bool(argv[1], &c->retain_available))
+        return "retain_available must be true or false";
+    return NULL;
+}
+
+static const char *do_persistence(mqtt_config *c, int argc, char **argv)
+{
+    bool v;
+    if (argc != 2 || !parse_bool(argv[1], &v))
+        return "persistence must be true or false";
+    if (v)
+        return "persistence is not supported yet: sessions and retained "
+               "messages live in memory until durable state lands; remove "
+               "the line or set it to false";
+    return NULL;
+}
+
+static const char *do_persistence_location(mqtt_config *c, int argc,
+                                           char **argv)
+{
+    return "persistence_location is not supported yet (no persistence); "
+           "remove the line";
+}
+
+static const struct directive {
+    const char *name;
+    directive_fn fn;
+} DIRECTIVES[] = {
+    {"listener", do_listener},
+    {"protocol", do_protocol},
+    {"allow_anonymous", do_allow_anonymous},
+    {"password_file", do_password_file},
+    {"acl_file", do_acl_file},
+    {"max_inflight_messages", do_max_inflight},
+    {"max_queued_messages", do_max_queued},
+    {"max_packet_size", do_max_packet_size},
+    {"max_connections", do_max_connections},
+    {"max_keepalive", do_max_keepalive},
+    {"retain_available", do_retain_available},
+    {"sys_interval", do_sys_interval},
+    {"persistence", do_persistence},
+    {"persistence_location", do_persistence_location},
+};
+
+/* Split `line` in place on blanks; returns the number of words, or -1 if
+ * there are more than MAX_ARGS. */
+static int split(char *line, char **argv)
+{
+    int argc = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(line, " \t\r", &save); w;
+         w = strtok_r(NULL, " \t\r", &save)) {
+        if (argc == MAX_ARGS)
+            return -1;
+        argv[argc++] = w;
+    }
+    return argc;
+}
+
+static const char *apply_line(mqtt_config *c, char *line, const char **what)
+{
+    char *argv[MAX_ARGS];
+    int argc = split(line, argv);
+    *what = NULL;
+    if (argc < 0)
+        return "too many words on the line";
+    if (argc == 0 || argv[0][0] == '#')
+        return NULL; /* blank or comment */
+    *what = argv[0];
+    for (size_t i = 0; i < sizeof DIRECTIVES / sizeof *DIRECTIVES; i++)
+        if (strcmp(argv[0], DIRECTIVES[i].name) == 0)
+            return DIRECTIVES[i].fn(c, argc, argv);
+    return "unknown or unsupported option";
+}
+
+hm_err mqtt_config_parse_string(mqtt_config *c, const char *name,
+                                const char *text, mqtt_config_error *err)
+{
+    char *copy = hm_strdup(text), *line = copy;
+    hm_err result = HM_OK;
+
+    for (int lineno = 1; line; lineno++) {
+        char *nl = strchr(line, '\n');
+        const char *what, *msg;
+        if (nl)
+            *nl = '\0';
+        if ((msg = apply_line(c, line, &what))) {
+            set_error(err, "%s:%d: %s%s%s", name, lineno, what ? what : "",
+                      what ? ": " : "", msg);
+            result = HM_EINVAL;
+            break;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    hm_free(copy);
+    return result;
+}
+
+hm_err mqtt_config_parse_file(mqtt_config *c, const char *path,
+                              mqtt_config_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+    hm_err result;
+
+    if (!f) {
+        set_error(err, "%s: cannot open: %s", path, strerror(errno));
+        return HM_ESYS;
+    }
+    do {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            text = hm_realloc(text, cap + 1);
+        }
+        n = fread(text + len, 1, cap - len, f);
+        len += n;
+    } while (n > 0);
+    if (ferror(f)) {
+        set_error(err, "%s: read error", path);
+        fclose(f);
+        hm_free(text);
+        return HM_ESYS;
+    }
+    fclose(f);
+    text[len] = '\0';
+    if (strlen(text) != len) {
+        set_error(err, "%s: contains a NUL byte", path);
+        hm_free(text);
+        return HM_EINVAL;
+    }
+    result = mqtt_config_parse_string(c, path, text, err);
+    hm_free(text);
+    return result;
+}
+
+/* ----------------------------------------------------------- command line */
+
+const char *mqtt_config_usage(void)
+{
+    return "usage: hermes-mqtt [-c config_file] [-p port] [-v] [-h]\n"
+           " -c : read the configuration from a file (mosquitto syntax)\n"
+           " -p : listen on this port (may be repeated); without -c, on\n"
+           "      127.0.0.1 only\n"
+           " -v : verbose logging\n"
+           " -h : this help\n";
+}
+
+/* Apply the defaults that depend on what was configured. */
+static void finish(mqtt_config *c, const long long *ports, size_t nports)
+{
+    bool local_only = c->listener_count == 0;
+    for (size_t i = 0; i < nports; i++)
+        if (!has_listener_port(c, (uint16_t)ports[i],
+                               local_only ? "127.0.0.1" : NULL))
+            add_listener(c, ports[i], local_only ? "127.0.0.1" : NULL);
+    if (c->listener_count == 0)
+        add_listener(c, DEFAULT_PORT, "127.0.0.1");
+    if (c->anonymous_set < 0)
+        c->allow_anonymous = local_only;
+}
+
+hm_err mqtt_config_load(mqtt_config *c, int argc, char *const argv[],
+                        mqtt_config_error *err)
+{
+    long long ports[16];
+    size_t nports = 0;
+    hm_err e;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            c->help = true;
+            return HM_OK;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            c->verbose = true;
+        } else if (strcmp(a, "-c") == 0 && i + 1 < argc) {
+            hm_free(c->config_file);
+            c->config_file = hm_strdup(argv[++i]);
+        } else if (strcmp(a, "-p") == 0 && i + 1 < argc) {
+            if (nports == sizeof ports / sizeof *ports ||
+                !parse_int(argv[++i], 1, 65535, &ports[nports])) {
+                set_error(err, "-p: bad or too many ports: %s", argv[i]);
+                return HM_EINVAL;
+            }
+            nports++;
+        } else {
+            set_error(err, "unknown option or missing argument: %s\n%s", a,
+                      mqtt_config_usage());
+            return HM_EINVAL;
+        }
+    }
+    if (c->config_file &&
+        (e = mqtt_config_parse_file(c, c->config_file, err)) != HM_OK)
+        return e;
+    finish(c, ports, nports);
+    return HM_OK;
+}

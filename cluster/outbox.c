@@ -1,0 +1,165 @@
+/* cluster/outbox.c: a ring of held messages with three cursors.
+ *
+ * Messages sit in a ring in seq order: [head, sent) are written and await
+ * an acknowledgement, [sent, tail) are not written yet. An ack moves head,
+ * a write moves sent, a rewind moves sent back to head. Seqs are contiguous,
+ * so the seq of any slot is first_seq plus its distance from head and no
+ * per-message seq needs searching. The ring doubles up to max_count. */
+#include "cluster/outbox.h"
+
+#include "runtime/alloc.h"
+
+#include <string.h>
+
+typedef struct item {
+    char *line; /* owned */
+    size_t len;
+} item;
+
+struct hm_outbox {
+    hm_outbox_config cfg;
+    item *ring;
+    size_t cap;        /* slots in ring (a power of two) */
+    size_t head;       /* oldest held message */
+    size_t count;      /* held messages */
+    size_t sent;       /* how many of the held ones are written */
+    size_t bytes;      /* bytes held */
+    uint64_t head_seq; /* seq of the message at head */
+};
+
+hm_outbox *hm_outbox_create(const hm_outbox_config *cfg)
+{
+    hm_outbox *o = hm_calloc(1, sizeof *o);
+    o->cfg.max_count = cfg && cfg->max_count ? cfg->max_count : 10000;
+    o->cfg.max_bytes = cfg && cfg->max_bytes ? cfg->max_bytes : 8u << 20;
+    o->head_seq = 1;
+    return o;
+}
+
+static item *slot(const hm_outbox *o, size_t i)
+{
+    return &o->ring[(o->head + i) & (o->cap - 1)];
+}
+
+/* Frees the `n` oldest held messages. */
+static void drop_oldest(hm_outbox *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        item *it = slot(o, 0);
+        o->bytes -= it->len;
+        hm_free(it->line);
+        it->line = NULL;
+        o->head = (o->head + 1) & (o->cap - 1);
+        o->count--;
+        o->head_seq++;
+    }
+}
+
+void hm_outbox_destroy(hm_outbox *o)
+{
+    if (!o)
+        return;
+    hm_outbox_discard(o, NULL, NULL);
+    hm_free(o->ring);
+    hm_free(o);
+}
+
+static void grow(hm_outbox *o)
+{
+    size_t cap = o->cap ? 2 * o->cap : 16;
+    item *ring = hm_calloc(cap, sizeof *ring);
+    for (size_t i = 0; i < o->count; i++)
+        ring[i] = *slot(o, i);
+    hm_free(o->ring);
+    o->ring = ring;
+    o->cap = cap;
+    o->head = 0;
+}
+
+hm_err hm_outbox_push(hm_outbox *o, char *line, size_t len, uint64_t *seq)
+{
+    if (o->count + 1 > o->cfg.max_count || o->bytes + len > o->cfg.max_bytes)
+        return HM_EFULL;
+    if (o->count == o->cap)
+        grow(o);
+    *slot(o, o->count) = (item){.line = line, .len = len};
+    *seq = o->head_seq + o->count;
+    o->count++;
+    o->bytes += len;
+    return HM_OK;
+}
+
+bool hm_outbox_next(hm_outbox *o, const char **line, size_t *len, uint64_t *seq)
+{
+    if (o->sent == o->count)
+        return false;
+    item *it = slot(o, o->sent);
+    *line = it->line;
+    *len = it->len;
+    *seq = o->head_seq + o->sent;
+    o->sent++;
+    return true;
+}
+
+hm_err hm_outbox_ack(hm_outbox *o, uint64_t seq)
+{
+    if (seq < o->head_seq)
+        return HM_OK; /* a repeated or crossing ack: already freed */
+    if (seq >= o->head_seq + o->sent)
+        return HM_EPROTO; /* acknowledges what we never wrote */
+    size_t n = (size_t)(seq - o->head_seq + 1);
+    drop_oldest(o, n);
+    o->sent -= n;
+    return HM_OK;
+}
+
+void hm_outbox_rewind(hm_outbox *o)
+{
+    o->sent = 0;
+}
+
+size_t hm_outbox_discard(hm_outbox *o, hm_outbox_drop_fn fn, void *arg)
+{
+    size_t n = o->count;
+    for (size_t i = 0; fn && i < n; i++)
+        fn(arg, slot(o, i)->line, slot(o, i)->len, o->head_seq + i);
+    drop_oldest(o, n);
+    o->sent = 0;
+    return n;
+}
+
+size_t hm_outbox_count(const hm_outbox *o)
+{
+    return o->count;
+}
+
+size_t hm_outbox_bytes(const hm_outbox *o)
+{
+    return o->bytes;
+}
+
+/* ---------------------------------------------------------------- inbox */
+
+bool hm_inbox_accept(hm_inbox *in, uint64_t seq)
+{
+    if (in->fresh && seq <= in->delivered)
+        return false; /* a replay after a reconnection */
+    if (!in->fresh)
+        in->acked = seq - 1; /* nothing before the first seq is owed */
+    in->fresh = true;
+    in->delivered = seq;
+    return true;
+}
+
+bool hm_inbox_ack_due(hm_inbox *in, uint64_t now_ms, uint64_t *seq)
+{
+    if (in->delivered <= in->acked)
+        return false;
+    if (in->delivered - in->acked < HM_INBOX_ACK_EVERY &&
+        now_ms - in->acked_ms < HM_INBOX_ACK_MS)
+        return false;
+    in->acked = in->delivered;
+    in->acked_ms = now_ms;
+    *seq = in->delivered;
+    return true;
+}

@@ -1,0 +1,208 @@
+/* tests/apps/mqtt/test_config.c: the mosquitto-style configuration file and
+ * command line. */
+#include "apps/mqtt/config.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static mqtt_config c;
+static mqtt_config_error err;
+
+static void setup(void)
+{
+    mqtt_config_init(&c);
+    memset(&err, 0, sizeof err);
+}
+
+static void teardown(void)
+{
+    mqtt_config_fini(&c);
+}
+
+static hm_err parse(const char *text)
+{
+    return mqtt_config_parse_string(&c, "test.conf", text, &err);
+}
+
+TestSuite(mqtt_config, .init = setup, .fini = teardown);
+
+Test(mqtt_config, defaults_match_mosquitto)
+{
+    cr_assert_eq(c.max_inflight_messages, 20);
+    cr_assert_eq(c.max_queued_messages, 1000);
+    cr_assert_eq(c.max_connections, -1);
+    cr_assert_eq(c.max_keepalive, 65535);
+    cr_assert(c.retain_available);
+    cr_assert_eq(c.sys_interval_s, 10);
+    cr_assert_eq(c.max_packet_size, 0);
+}
+
+Test(mqtt_config, every_supported_option_is_applied)
+{
+    cr_assert_eq(parse("# a comment\n"
+                       "\n"
+                       "   # indented comment\n"
+                       "listener 1883\n"
+                       "listener 8080 127.0.0.1\n"
+                       "protocol websockets\n"
+                       "allow_anonymous false\n"
+                       "password_file /etc/hermes/passwd\n"
+                       "acl_file /etc/hermes/acl\n"
+                       "max_inflight_messages 5\n"
+                       "max_queued_messages 0\n"
+                       "max_packet_size 1024\n"
+                       "max_connections 100\n"
+                       "max_keepalive 120\n"
+                       "retain_available false\n"
+                       "sys_interval 0\n"
+                       "persistence false\r\n"),
+                 HM_OK, "%s", err.text);
+    cr_assert_eq(c.listener_count, 2);
+    cr_assert_eq(c.listeners[0].port, 1883);
+    cr_assert_null(c.listeners[0].bind_address);
+    cr_assert_eq(c.listeners[0].protocol, MQTT_PROTO_MQTT);
+    cr_assert_eq(c.listeners[1].port, 8080);
+    cr_assert_str_eq(c.listeners[1].bind_address, "127.0.0.1");
+    cr_assert_eq(c.listeners[1].protocol, MQTT_PROTO_WEBSOCKETS);
+    cr_assert_not(c.allow_anonymous);
+    cr_assert_str_eq(c.password_file, "/etc/hermes/passwd");
+    cr_assert_str_eq(c.acl_file, "/etc/hermes/acl");
+    cr_assert_eq(c.max_inflight_messages, 5);
+    cr_assert_eq(c.max_queued_messages, 0);
+    cr_assert_eq(c.max_packet_size, 1024);
+    cr_assert_eq(c.max_connections, 100);
+    cr_assert_eq(c.max_keepalive, 120);
+    cr_assert_not(c.retain_available);
+    cr_assert_eq(c.sys_interval_s, 0);
+}
+
+Test(mqtt_config, unknown_option_is_an_error_with_file_and_line)
+{
+    cr_assert_eq(parse("listener 1883\n\nlog_type all\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:3:"), "%s", err.text);
+    cr_assert(strstr(err.text, "log_type"), "%s", err.text);
+}
+
+Test(mqtt_config, bad_values_are_errors)
+{
+    cr_assert_eq(parse("listener 0\n"), HM_EINVAL);
+    cr_assert_eq(parse("listener 70000\n"), HM_EINVAL);
+    cr_assert_eq(parse("listener 18x3\n"), HM_EINVAL);
+    cr_assert_eq(parse("allow_anonymous yes\n"), HM_EINVAL);
+    cr_assert_eq(parse("max_keepalive 65536\n"), HM_EINVAL);
+    cr_assert_eq(parse("max_packet_size 10\n"), HM_EINVAL);
+    cr_assert_eq(parse("max_connections -2\n"), HM_EINVAL);
+    cr_assert_eq(parse("max_inflight_messages\n"), HM_EINVAL);
+    cr_assert_eq(parse("sys_interval 10 20\n"), HM_EINVAL);
+}
+
+Test(mqtt_config, protocol_without_a_listener_is_an_error)
+{
+    cr_assert_eq(parse("protocol websockets\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:1:"));
+}
+
+Test(mqtt_config, unknown_protocol_is_an_error)
+{
+    cr_assert_eq(parse("listener 1\nprotocol http\n"), HM_EINVAL);
+}
+
+Test(mqtt_config, duplicate_listener_is_an_error)
+{
+    cr_assert_eq(parse("listener 1883\nlistener 1883\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:2:"));
+}
+
+Test(mqtt_config, persistence_is_refused_with_a_clear_message)
+{
+    cr_assert_eq(parse("persistence true\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "not supported yet"), "%s", err.text);
+    cr_assert_eq(parse("persistence_location /var/lib/mosquitto/\n"),
+                 HM_EINVAL);
+}
+
+/* -------------------------------------------------------- command line */
+
+static hm_err load(int argc, char **argv)
+{
+    return mqtt_config_load(&c, argc, argv, &err);
+}
+
+Test(mqtt_config, no_arguments_listen_on_loopback_1883_anonymously)
+{
+    char *argv[] = {"hermes-mqtt", NULL};
+    cr_assert_eq(load(1, argv), HM_OK);
+    cr_assert_eq(c.listener_count, 1);
+    cr_assert_eq(c.listeners[0].port, 1883);
+    cr_assert_str_eq(c.listeners[0].bind_address, "127.0.0.1");
+    cr_assert(c.allow_anonymous);
+}
+
+Test(mqtt_config, dash_p_replaces_the_default_port_and_v_is_verbose)
+{
+    char *argv[] = {"hermes-mqtt", "-p", "1884", "-p", "1885", "-v", NULL};
+    cr_assert_eq(load(6, argv), HM_OK);
+    cr_assert_eq(c.listener_count, 2);
+    cr_assert_eq(c.listeners[1].port, 1885);
+    cr_assert(c.verbose);
+}
+
+Test(mqtt_config, dash_h_asks_for_help)
+{
+    char *argv[] = {"hermes-mqtt", "-h", NULL};
+    cr_assert_eq(load(2, argv), HM_OK);
+    cr_assert(c.help);
+    cr_assert(strstr(mqtt_config_usage(), "-c"));
+}
+
+Test(mqtt_config, unknown_flag_or_bad_port_is_an_error)
+{
+    char *bad_flag[] = {"hermes-mqtt", "-d", NULL};
+    char *bad_port[] = {"hermes-mqtt", "-p", "x", NULL};
+    char *no_arg[] = {"hermes-mqtt", "-c", NULL};
+    cr_assert_eq(load(2, bad_flag), HM_EINVAL);
+    cr_assert_eq(load(3, bad_port), HM_EINVAL);
+    cr_assert_eq(load(2, no_arg), HM_EINVAL);
+}
+
+Test(mqtt_config, dash_c_reads_the_file_and_listeners_end_anonymity)
+{
+    char path[] = "/tmp/hermes-mqtt-conf-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "listener 2883\n";
+    char *argv[] = {"hermes-mqtt", "-c", path, NULL};
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    cr_assert_eq(load(3, argv), HM_OK, "%s", err.text);
+    unlink(path);
+    cr_assert_eq(c.listener_count, 1);
+    cr_assert_eq(c.listeners[0].port, 2883);
+    cr_assert_null(c.listeners[0].bind_address);
+    cr_assert_not(c.allow_anonymous); /* mosquitto 2's default */
+}
+
+Test(mqtt_config, unreadable_file_is_a_system_error_naming_it)
+{
+    char *argv[] = {"hermes-mqtt", "-c", "/nonexistent/hermes.conf", NULL};
+    cr_assert_eq(load(3, argv), HM_ESYS);
+    cr_assert(strstr(err.text, "/nonexistent/hermes.conf"));
+}
+
+Test(mqtt_config, error_in_the_file_names_the_file_and_line)
+{
+    char path[] = "/tmp/hermes-mqtt-conf-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "listener 2883\nbogus 1\n";
+    char *argv[] = {"hermes-mqtt", "-c", path, NULL};
+    char want[64];
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    cr_assert_eq(load(3, argv), HM_EINVAL);
+    unlink(path);
+    snprintf(want, sizeof want, "%s:2:", path);
+    cr_assert(strstr(err.text, want), "%s", err.text);
+}
