@@ -19,11 +19,11 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread -I. \
            -Wmissing-prototypes -Wno-unused-parameter -MMD -MP \
            $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SAN)
-LDLIBS  := -ljansson -lcrypto -lm
+LDLIBS  := -ljansson -lcrypto -lsqlite3 -lhiredis -lm
 
 # The Debian packages the build itself needs; tests that drive real peers
 # install theirs through the same script.
-BUILD_PKGS := gcc make libc6-dev libjansson-dev libcriterion-dev libssl-dev pkg-config
+BUILD_PKGS := gcc make libc6-dev libjansson-dev libcriterion-dev libssl-dev libsqlite3-dev libhiredis-dev pkg-config
 
 # Layers from top to bottom: the link order of the static libraries.
 LAYERS  := apps/chat apps/mqtt cluster net runtime
@@ -41,10 +41,11 @@ BENCH_SRCS  := $(wildcard bench/bench_*.c)
 BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 PROGRAMS    := $(BUILD)/hermes-demo \
                $(if $(wildcard apps/mqtt/main.c),$(BUILD)/hermes-mqtt) \
+               $(if $(wildcard apps/mqtt/tools/passwd.c),$(BUILD)/hermes-mqtt-passwd) \
                $(if $(wildcard apps/chat/main.c),$(BUILD)/hermes-chat)
 
 .PHONY: all deps run test unit stress smoke integration bench asan tsan \
-        fuzz format clean
+        fuzz format clean static
 .DEFAULT_GOAL := all
 
 all: $(LIBS) $(PROGRAMS) $(TESTS) $(STRESS) $(BENCHES)
@@ -69,7 +70,9 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/hermes-demo: $(BUILD)/obj/examples/demo.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-mqtt: $(BUILD)/obj/apps/mqtt/main.o $(LIBS)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcrypt -o $@
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/hermes-mqtt-passwd: $(BUILD)/obj/apps/mqtt/tools/passwd.o $(LIBS)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hermes-chat: $(BUILD)/obj/apps/chat/main.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -82,6 +85,25 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBS)
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# `make static`: the app binaries as single static executables (glibc's
+# name lookup still wants the host's NSS libraries, so give them numeric
+# addresses) that run where the -dev packages are not installed.
+STATIC_LIBS := $(LDLIBS) -ldl
+# Links $@ statically; the linker's warnings about NSS are kept in $@.log.
+define static_link
+@mkdir -p $(@D)
+$(CC) -static $(LDFLAGS) $^ $(STATIC_LIBS) -o $@ 2>$@.log || { cat $@.log; rm -f $@; exit 1; }
+endef
+STATIC_APPS := $(patsubst $(BUILD)/%,$(BUILD)/static/%,$(filter-out $(BUILD)/hermes-demo,$(PROGRAMS)))
+static: $(STATIC_APPS)
+$(BUILD)/static/hermes-mqtt: $(BUILD)/obj/apps/mqtt/main.o $(LIBS)
+	$(static_link)
+$(BUILD)/static/hermes-mqtt-passwd: $(BUILD)/obj/apps/mqtt/tools/passwd.o $(LIBS)
+	$(static_link)
+$(BUILD)/static/hermes-chat: $(BUILD)/obj/apps/chat/main.o $(LIBS)
+	$(static_link)
+$(STATIC_APPS): | deps
 
 # `make run`: the main job. Until the MQTT broker exists, the runtime demo.
 run: all

@@ -16,9 +16,9 @@
 #include <string.h>
 
 typedef struct sizes {
-    size_t devices;  /* exact subscriptions, one per device */
-    size_t fanout;   /* subscribers of one shared filter */
-    size_t matches;  /* publishes timed per scenario */
+    size_t devices; /* exact subscriptions, one per device */
+    size_t fanout;  /* subscribers of one shared filter */
+    size_t matches; /* publishes timed per scenario */
 } sizes;
 
 static bool smoke;

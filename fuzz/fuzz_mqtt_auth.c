@@ -16,9 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_acl(const mqtt_acl *acl, const char *text)
 {
-    static const mqtt_acl_client who[] = {{"dev1", NULL},
-                                          {"dev1", "alice"},
-                                          {"+", "#"}};
+    static const mqtt_acl_client who[] = {
+        {"dev1", NULL}, {"dev1", "alice"}, {"+", "#"}};
     size_t len = strcspn(text, "\n");
     if (len == 0 || len > 1000)
         return;

@@ -76,10 +76,9 @@ static void check_tree(const line *lines, size_t n)
             continue;
         mqtt_topic_tree_match(t, lines[j].s, lines[j].len, &d);
         for (size_t i = 0; i < n; i++) {
-            bool m = lines[i].filter && mqtt_topic_matches(lines[i].s,
-                                                           lines[i].len,
-                                                           lines[j].s,
-                                                           lines[j].len);
+            bool m =
+                lines[i].filter && mqtt_topic_matches(lines[i].s, lines[i].len,
+                                                      lines[j].s, lines[j].len);
             bool found = false;
             for (size_t k = 0; k < d.count; k++)
                 found |= d.items[k].subscriber == i + 1;
@@ -125,8 +124,8 @@ static void check_covers(const line *lines, size_t n)
     for (size_t a = 0; a < n; a++)
         for (size_t b = 0; b < n; b++) {
             if (!lines[a].filter || !lines[b].filter ||
-                !mqtt_topic_filter_covers(lines[a].s, lines[a].len,
-                                          lines[b].s, lines[b].len))
+                !mqtt_topic_filter_covers(lines[a].s, lines[a].len, lines[b].s,
+                                          lines[b].len))
                 continue;
             for (size_t t = 0; t < n; t++)
                 if (lines[t].topic &&

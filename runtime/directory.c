@@ -9,7 +9,9 @@
  *
  * The sweeper needs no per-message bookkeeping: each delivery stamps the
  * entry with the current sweep epoch (a relaxed store), and a pass every
- * idle_timeout/8 bumps the epoch and visits every entry. An active, parked,
+ * idle_timeout/8 bumps the epoch and visits every entry, one shard at a
+ * time spread over the pass, so that the timer thread (which runs it) is
+ * never held for a walk of the whole directory. An active, parked,
  * unpinned receiver whose stamp is 9 epochs old has been idle at least the
  * idle timeout (and at most 9/8 of it): the sweeper queues it a system
  * message, and the receiver deactivates itself on its own worker, where no
@@ -197,14 +199,32 @@ static void sweep_shard(hm_runtime *rt, hm_shard *sh, uint32_t epoch)
     pthread_mutex_unlock(&sh->lock);
 }
 
-void hm_dir_sweep(hm_runtime *rt)
+uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms)
 {
-    /* relaxed: the epoch is a coarse clock; deliveries read it relaxed. */
-    uint32_t epoch =
-        atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_relaxed) + 1;
+    uint64_t period = rt->sweep_period_ms, target;
 
-    for (uint32_t i = 0; i < HM_DIR_SHARDS; i++)
-        sweep_shard(rt, &rt->shards[i], epoch);
+    if (rt->sweep_cursor == HM_DIR_SHARDS) {
+        if (now_ms < rt->pass_start_ms + period)
+            return rt->pass_start_ms + period;
+        /* A new pass; if we fell a whole pass behind, restart the grid. */
+        rt->pass_start_ms += period;
+        if (rt->pass_start_ms + period <= now_ms)
+            rt->pass_start_ms = now_ms;
+        rt->sweep_cursor = 0;
+        /* relaxed: the epoch is a coarse clock; deliveries read it
+         * relaxed. */
+        atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_relaxed);
+    }
+    target = (now_ms - rt->pass_start_ms) * HM_DIR_SHARDS / period + 1;
+    if (target > HM_DIR_SHARDS)
+        target = HM_DIR_SHARDS;
+    while (rt->sweep_cursor < target)
+        sweep_shard(rt, &rt->shards[rt->sweep_cursor++],
+                    atomic_load_explicit(&rt->epoch, memory_order_relaxed));
+    if (rt->sweep_cursor == HM_DIR_SHARDS)
+        return rt->pass_start_ms + period;
+    return rt->pass_start_ms +
+           (rt->sweep_cursor * period + HM_DIR_SHARDS - 1) / HM_DIR_SHARDS;
 }
 
 bool hm_rt_idle_expired(hm_runtime *rt, hm_addr *e)

@@ -25,7 +25,8 @@
     X(HM_EUNREACHABLE, "the node holding the receiver is unreachable")        \
     X(HM_ECONNREFUSED, "connection refused")                                  \
     X(HM_ECONNRESET, "connection reset by peer")                              \
-    X(HM_EDENIED, "not authorised")
+    X(HM_EDENIED, "not authorised")                                           \
+    X(HM_ESTORE, "the durable store failed (see log)")
 
 typedef enum {
 #define HM_ERR_ENUM(code, text) code,

@@ -17,6 +17,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
+#include "runtime/durable_impl.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -143,10 +144,10 @@ static void *timer_main(void *arg)
         struct timespec ts;
 
         if (now >= rt->next_sweep_ms) {
-            rt->next_sweep_ms = now + rt->sweep_period_ms;
             pthread_mutex_unlock(&rt->timer_lock);
-            hm_dir_sweep(rt);
+            next = hm_dir_sweep_step(rt, now);
             pthread_mutex_lock(&rt->timer_lock);
+            rt->next_sweep_ms = next;
             continue;
         }
         if ((n = take_due(rt, now, fires)) > 0) {
@@ -200,9 +201,11 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
             atomic_store_explicit(&rt->manual_now_ms, next,
                                   memory_order_relaxed);
         if (rt->next_sweep_ms <= next) {
-            rt->next_sweep_ms += rt->sweep_period_ms;
             pthread_mutex_unlock(&rt->timer_lock);
-            hm_dir_sweep(rt);
+            t = hm_dir_sweep_step(rt, next);
+            pthread_mutex_lock(&rt->timer_lock);
+            rt->next_sweep_ms = t;
+            pthread_mutex_unlock(&rt->timer_lock);
             continue;
         }
         n = take_due(rt, next, fires);
@@ -336,12 +339,15 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     pthread_mutex_init(&rt->idle_lock, NULL);
     init_cond_monotonic(&rt->idle_cond);
     pthread_mutex_init(&rt->types_lock, NULL);
-    rt->next_sweep_ms = hm_rt_now_ms(rt) + rt->sweep_period_ms;
+    rt->pass_start_ms = hm_rt_now_ms(rt);
+    rt->sweep_cursor = HM_DIR_SHARDS; /* the first pass starts in a period */
+    rt->next_sweep_ms = rt->pass_start_ms + rt->sweep_period_ms;
     hm_runtime_register_type(rt, &hm_type_error);
     hm_runtime_register_type(rt, &hm_type_timeout);
     hm_runtime_register_type(rt, &hm_type_tick);
     hm_runtime_register_type(rt, &hm_type_json);
-    if ((err = start_threads(rt)) != HM_OK) {
+    if ((err = start_threads(rt)) != HM_OK ||
+        (err = hm_durable_start(rt)) != HM_OK) {
         hm_runtime_destroy(rt);
         return err;
     }
@@ -394,6 +400,7 @@ void hm_runtime_destroy(hm_runtime *rt)
         hm_msg_destroy(f.msg);
         hm_addr_release(f.to);
     }
+    hm_durable_fini(rt);
     hm_dir_fini(rt);
     hm_timers_fini(&rt->timers);
     hm_sched_fini(rt);

@@ -256,7 +256,7 @@ static void waiter_deactivate(hm_ctx *ctx, void *state,
     waiter_unref(state);
 }
 
-static const hm_hooks waiter_hooks = {NULL, waiter_deactivate};
+static const hm_hooks waiter_hooks = {.deactivate = waiter_deactivate};
 
 static void wait_reply(hm_runtime *rt, waiter *w, uint32_t timeout_ms)
 {

@@ -157,6 +157,8 @@ struct hm_runtime {
     pthread_cond_t timer_cond;
     hm_timers timers;       /* guarded by: timer_lock */
     uint64_t next_sweep_ms; /* guarded by: timer_lock */
+    uint64_t pass_start_ms; /* owned by the sweeping thread */
+    uint32_t sweep_cursor;  /* next shard; owned by the sweeping thread */
     bool timer_stop;        /* guarded by: timer_lock */
     uint64_t timer_wait_until; /* guarded by: timer_lock; 0 while awake */
     bool timer_started;
@@ -174,6 +176,10 @@ struct hm_runtime {
     pthread_mutex_t types_lock;
     const hm_type **types; /* guarded by: types_lock */
     size_t ntypes, types_cap;
+    /* Durable state (durable.c): the reminder table; NULL without a
+     * store. Set in hm_runtime_create before any message or reminder can
+     * reach a worker, then immutable. */
+    struct hm_durable *durable;
 };
 
 struct hm_ctx {
@@ -243,8 +249,9 @@ hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
                            size_t len, uint32_t hash);
-/* One sweep pass: idle checks and reclamation. Any single thread. */
-void hm_dir_sweep(hm_runtime *rt);
+/* Runs the part of the current sweep pass (idle checks, reclamation) that
+ * is due at `now_ms`; returns when to call again. One thread at a time. */
+uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms);
 /* Calls fn on every entry; single-threaded use at close. */
 void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *));
 uint64_t hm_dir_count(hm_runtime *rt);

@@ -14,6 +14,7 @@
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
+#include "runtime/durable_impl.h"
 #include "runtime/clock.h"
 #include "runtime/log.h"
 
@@ -245,6 +246,10 @@ void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
     const hm_hooks *hooks = e->hooks;
     void *state = e->state;
 
+    /* Durable state is saved first (store.h); if that fails, the state
+     * is not thrown away unless the runtime is closing. */
+    if (hm_durable_is(e) && !hm_durable_save_on_exit(rt, ctx, e, why))
+        return;
     e->handler = NULL;
     e->state = NULL;
     e->hooks = NULL;
@@ -265,6 +270,10 @@ static bool run_activate_hook(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
     hm_err err;
 
     set_flags(e, 0, ENT_NEEDHOOK);
+    if (hm_durable_is(e) && hm_durable_load(rt, ctx, e) != HM_OK) {
+        hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_ERROR);
+        return false;
+    }
     if (!e->hooks || !e->hooks->activate)
         return true;
     if ((err = e->hooks->activate(ctx, e->state)) == HM_OK)
@@ -319,9 +328,16 @@ static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 {
     hm_err err;
 
+    /* A reminder's tick that was forgotten or replaced after it fired. */
+    if (m->type == &hm_type_reminder && !hm_durable_reminder_due(rt, e, m)) {
+        hm_msg_destroy(m);
+        return;
+    }
     stamp(rt, e);
     counter_add(&ctx->w->st.delivered, 1);
     err = e->handler(ctx, e->state, m);
+    if (err == HM_OK && (hm_durable_is(e) || m->type == &hm_type_reminder))
+        err = hm_durable_after(rt, ctx, e, m); /* write-through */
     if (err != HM_OK) {
         HM_COUNT(rt, ctx->w, handler_errors);
         HM_LOG_WARN("RT-HANDLER-FAIL", "%s: handler failed on %s: %s",

@@ -23,6 +23,8 @@
 #include <stdint.h>
 
 struct json_t; /* jansson's value type; only the codec hooks mention it */
+struct hm_store;       /* durable state: runtime/store.h */
+struct hm_state_codec; /* runtime/store.h */
 
 typedef struct hm_runtime hm_runtime;
 typedef struct hm_addr hm_addr; /* an interned address: a receiver's name */
@@ -117,6 +119,10 @@ typedef struct hm_hooks {
      * state here). Takes `state`: the hook frees it. Messages sent from it
      * are delivered, except when the runtime is closing. */
     void (*deactivate)(hm_ctx *ctx, void *state, hm_deactivate_reason why);
+    /* Durable state (runtime/store.h): with a codec and a store, the state
+     * is loaded before `activate` and saved before `deactivate`. NULL: not
+     * durable. Borrowed (static). */
+    const struct hm_state_codec *durable;
 } hm_hooks;
 
 /* What a factory returns: an activation. */
@@ -153,6 +159,9 @@ typedef struct hm_runtime_config {
     void *factory_arg;
     hm_dead_letter_fn dead_letter; /* NULL: counted and logged at DEBUG */
     void *dead_letter_arg;
+    /* Durable state and reminders (runtime/store.h); borrowed, must outlive
+     * the runtime. NULL: nothing is durable. */
+    struct hm_store *store;
 } hm_runtime_config;
 
 /* Creates and starts a runtime. Borrows `cfg`. Returns owned on HM_OK.

@@ -63,7 +63,7 @@ static void mock_deactivate(hm_ctx *ctx, void *state,
     hm_free(state);
 }
 
-static const hm_hooks mock_hooks = {NULL, mock_deactivate};
+static const hm_hooks mock_hooks = {.deactivate = mock_deactivate};
 
 static hm_err kit_factory(void *arg, const char *name, hm_receiver *out)
 {

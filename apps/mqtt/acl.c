@@ -98,8 +98,8 @@ static char *skip_blanks(char *s)
 static void trim_end(char *s)
 {
     size_t len = strlen(s);
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' ||
-                       s[len - 1] == '\r'))
+    while (len > 0 &&
+           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\r'))
         s[--len] = '\0';
 }
 
@@ -112,8 +112,7 @@ static size_t user_index(mqtt_acl *acl, const char *name)
             return i;
     if (acl->user_count == acl->user_cap) {
         acl->user_cap = acl->user_cap ? acl->user_cap * 2 : 8;
-        acl->users = hm_realloc(acl->users,
-                                acl->user_cap * sizeof *acl->users);
+        acl->users = hm_realloc(acl->users, acl->user_cap * sizeof *acl->users);
     }
     acl->users[acl->user_count] = (user_rules){hm_strdup(name), {0}};
     return acl->user_count++;
@@ -186,12 +185,11 @@ static const char *apply_line(mqtt_acl *acl, char *line, size_t *current)
 
 static int by_name(const void *a, const void *b)
 {
-    return strcmp(((const user_rules *)a)->name,
-                  ((const user_rules *)b)->name);
+    return strcmp(((const user_rules *)a)->name, ((const user_rules *)b)->name);
 }
 
-hm_err mqtt_acl_parse_string(const char *name, const char *text,
-                             mqtt_acl **out, mqtt_file_error *err)
+hm_err mqtt_acl_parse_string(const char *name, const char *text, mqtt_acl **out,
+                             mqtt_file_error *err)
 {
     mqtt_acl *acl = hm_calloc(1, sizeof *acl);
     char *copy = hm_strdup(text), *line = copy;
@@ -329,8 +327,8 @@ static bool patterns_have(const mqtt_acl *acl, const mqtt_acl_client *who,
             continue;
         if (!(t = substitute(p, who)))
             continue;
-        hit = rule_applies(&(rule){t, strlen(t), p->access}, topic, len,
-                           access);
+        hit =
+            rule_applies(&(rule){t, strlen(t), p->access}, topic, len, access);
         hm_free(t);
         if (hit)
             return true;
@@ -344,10 +342,10 @@ bool mqtt_acl_check(const mqtt_acl *acl, const mqtt_acl_client *who,
     const rule_list *own = &acl->anonymous;
     if (who->username) {
         user_rules key = {(char *)who->username, {0}};
-        const user_rules *u =
-            acl->user_count ? bsearch(&key, acl->users, acl->user_count,
-                                      sizeof *acl->users, by_name)
-                            : NULL;
+        const user_rules *u = acl->user_count
+                                  ? bsearch(&key, acl->users, acl->user_count,
+                                            sizeof *acl->users, by_name)
+                                  : NULL;
         own = u ? &u->rules : NULL;
     }
     if ((own && list_has(own, true, topic, len, access)) ||

@@ -51,8 +51,8 @@ typedef struct mqtt_acl_client {
  * (borrowed; for messages). On HM_OK writes the rules to `*out` (returns
  * owned). Errors: HM_EINVAL with "NAME:LINE: ..." in `err` (an unknown
  * keyword, a bad access word, an invalid topic filter). */
-hm_err mqtt_acl_parse_string(const char *name, const char *text,
-                             mqtt_acl **out, mqtt_file_error *err);
+hm_err mqtt_acl_parse_string(const char *name, const char *text, mqtt_acl **out,
+                             mqtt_file_error *err);
 
 /* Read and parse the file at `path` (borrowed). Errors: HM_ESYS if it
  * cannot be read, HM_EINVAL as above. */

@@ -13,9 +13,9 @@ mqtt_connack_code mqtt_admit(const mqtt_admission *policy,
     if (!policy->passwords)
         return policy->allow_anonymous ? MQTT_CONNACK_ACCEPTED
                                        : MQTT_CONNACK_NOT_AUTHORIZED;
-    if (mqtt_passwd_check(policy->passwords,
-                          (const char *)c->username.ptr, c->username.len,
-                          c->password.ptr, c->password.len) != HM_OK)
+    if (mqtt_passwd_check(policy->passwords, (const char *)c->username.ptr,
+                          c->username.len, c->password.ptr,
+                          c->password.len) != HM_OK)
         return MQTT_CONNACK_NOT_AUTHORIZED;
     return MQTT_CONNACK_ACCEPTED;
 }

@@ -276,8 +276,7 @@ static hm_err decode_connect(reader *r, mqtt_connect *c, mqtt_fault *why)
         if (!read_binary(r, &c->will_payload))
             return MALFORMED(why, TRUNCATED);
     }
-    if (c->has_username &&
-        (err = read_string(r, &c->username, why)) != HM_OK)
+    if (c->has_username && (err = read_string(r, &c->username, why)) != HM_OK)
         return err;
     if (c->has_password && !read_binary(r, &c->password))
         return MALFORMED(why, TRUNCATED);
@@ -519,8 +518,8 @@ static hm_err connect_body_len(const mqtt_connect *c, size_t *len)
     return ok ? HM_OK : HM_EINVAL;
 }
 
-static hm_err subscribe_body_len(mqtt_packet_type type,
-                                 const mqtt_subscribe *s, size_t *len)
+static hm_err subscribe_body_len(mqtt_packet_type type, const mqtt_subscribe *s,
+                                 size_t *len)
 {
     if (s->packet_id == 0 || s->count == 0)
         return HM_EINVAL;
@@ -566,7 +565,7 @@ static hm_err body_len(const mqtt_packet *p, size_t *len)
     case MQTT_SUBACK:
         *len = 2 + p->u.suback.codes.len;
         return p->u.suback.packet_id && p->u.suback.codes.len ? HM_OK
-                                                               : HM_EINVAL;
+                                                              : HM_EINVAL;
     case MQTT_PINGREQ:
     case MQTT_PINGRESP:
     case MQTT_DISCONNECT:
@@ -743,9 +742,9 @@ int mqtt_fault_connack_code(mqtt_fault_kind kind)
 const char *mqtt_packet_type_name(int type)
 {
     static const char *const names[16] = {
-        "RESERVED",   "CONNECT", "CONNACK",  "PUBLISH", "PUBACK",
-        "PUBREC",     "PUBREL",  "PUBCOMP",  "SUBSCRIBE", "SUBACK",
-        "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT",
-        "RESERVED"};
+        "RESERVED",  "CONNECT",  "CONNACK",     "PUBLISH",
+        "PUBACK",    "PUBREC",   "PUBREL",      "PUBCOMP",
+        "SUBSCRIBE", "SUBACK",   "UNSUBSCRIBE", "UNSUBACK",
+        "PINGREQ",   "PINGRESP", "DISCONNECT",  "RESERVED"};
     return type >= 0 && type < 16 ? names[type] : "RESERVED";
 }

@@ -98,8 +98,8 @@ static const char *add_listener(mqtt_config *c, long long port,
     mqtt_listener_config *l;
     if (has_listener_port(c, (uint16_t)port, addr))
         return "duplicate listener";
-    c->listeners = hm_realloc(c->listeners, (c->listener_count + 1) *
-                                                sizeof *c->listeners);
+    c->listeners = hm_realloc(c->listeners,
+                              (c->listener_count + 1) * sizeof *c->listeners);
     l = &c->listeners[c->listener_count++];
     l->port = (uint16_t)port;
     l->bind_address = addr ? hm_strdup(addr) : NULL;
@@ -168,14 +168,14 @@ static const char *do_acl_file(mqtt_config *c, int argc, char **argv)
 }
 
 /* The unsigned options: name, field offset, range. */
-#define U32_OPTION(fn, field, lo, hi, what)                                   \
-    static const char *fn(mqtt_config *c, int argc, char **argv)              \
-    {                                                                         \
-        long long v;                                                          \
-        if (argc != 2 || !parse_int(argv[1], (lo), (hi), &v))                 \
-            return what;                                                      \
-        c->field = (uint32_t)v;                                               \
-        return NULL;                                                          \
+#define U32_OPTION(fn, field, lo, hi, what)                                    \
+    static const char *fn(mqtt_config *c, int argc, char **argv)               \
+    {                                                                          \
+        long long v;                                                           \
+        if (argc != 2 || !parse_int(argv[1], (lo), (hi), &v))                  \
+            return what;                                                       \
+        c->field = (uint32_t)v;                                                \
+        return NULL;                                                           \
     }
 
 U32_OPTION(do_max_inflight, max_inflight_messages, 0, 65535,
@@ -188,8 +188,7 @@ U32_OPTION(do_sys_interval, sys_interval_s, 0, 0x7FFFFFFF,
 static const char *do_max_packet_size(mqtt_config *c, int argc, char **argv)
 {
     long long v;
-    if (argc != 2 || !parse_int(argv[1], 0, 268435460, &v) ||
-        (v > 0 && v < 20))
+    if (argc != 2 || !parse_int(argv[1], 0, 268435460, &v) || (v > 0 && v < 20))
         return "max_packet_size must be 0 or 20..268435460 bytes";
     c->max_packet_size = (uint32_t)v;
     return NULL;

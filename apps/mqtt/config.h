@@ -64,10 +64,10 @@ typedef struct mqtt_config {
     uint16_t max_keepalive;
     bool retain_available;
     uint32_t sys_interval_s;
-    bool verbose;       /* -v */
-    bool help;          /* -h: print mqtt_config_usage() and exit 0 */
-    char *config_file;  /* owned: -c FILE, or NULL */
-    int anonymous_set;  /* private: -1 unset, else the file's value */
+    bool verbose;      /* -v */
+    bool help;         /* -h: print mqtt_config_usage() and exit 0 */
+    char *config_file; /* owned: -c FILE, or NULL */
+    int anonymous_set; /* private: -1 unset, else the file's value */
 } mqtt_config;
 
 /* A parse error: "FILE:LINE: message", or a command-line message. */

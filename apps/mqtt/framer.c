@@ -59,8 +59,7 @@ void mqtt_framer_push(mqtt_framer *f, const void *data, size_t len)
     f->end += len;
 }
 
-hm_err mqtt_framer_next(mqtt_framer *f, mqtt_bytes *packet_out,
-                        mqtt_fault *why)
+hm_err mqtt_framer_next(mqtt_framer *f, mqtt_bytes *packet_out, mqtt_fault *why)
 {
     size_t packet_len;
     hm_err err;
@@ -90,4 +89,3 @@ size_t mqtt_framer_pending(const mqtt_framer *f)
 {
     return f->end - f->start;
 }
-

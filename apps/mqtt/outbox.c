@@ -158,8 +158,8 @@ bool mqtt_outbox_next(mqtt_outbox *o, mqtt_out_action *out)
         return false; /* keep order: nothing overtakes a blocked message */
     q = queue_pop(o);
     if (q.qos == 0) {
-        *out = (mqtt_out_action){.kind = MQTT_OUT_PUBLISH, .msg = q.msg,
-                                 .caller_owns_msg = true};
+        *out = (mqtt_out_action){
+            .kind = MQTT_OUT_PUBLISH, .msg = q.msg, .caller_owns_msg = true};
         return true;
     }
     if (o->w_count == o->w_cap) {
@@ -167,9 +167,11 @@ bool mqtt_outbox_next(mqtt_outbox *o, mqtt_out_action *out)
         o->win = hm_realloc(o->win, o->w_cap * sizeof *o->win);
     }
     e = &o->win[o->w_count++];
-    *e = (inflight){.msg = q.msg, .qos = q.qos,
+    *e = (inflight){.msg = q.msg,
+                    .qos = q.qos,
                     .state = q.qos == 1 ? WAIT_PUBACK : WAIT_PUBREC,
-                    .packet_id = take_id(o), .sent = true};
+                    .packet_id = take_id(o),
+                    .sent = true};
     fill_action(e, out);
     out->dup = false;
     return true;

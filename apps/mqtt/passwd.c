@@ -104,26 +104,24 @@ static const char *parse_hash(char *s, entry *e)
     } else if (strcmp(parts[0], "7") == 0 && n == 4) {
         char *end;
         long it = strtol(parts[1], &end, 10);
-        if (*parts[1] == '\0' || *end != '\0' || it < 1 ||
-            it > MAX_ITERATIONS)
+        if (*parts[1] == '\0' || *end != '\0' || it < 1 || it > MAX_ITERATIONS)
             return "bad iteration count";
         e->kind = KIND_PBKDF2;
         e->iterations = (int)it;
     } else {
         return "unknown hash type (want $6$ or $7$)";
     }
-    if (!b64_decode(parts[n - 2], strlen(parts[n - 2]), e->salt,
-                    sizeof e->salt, &e->salt_len))
+    if (!b64_decode(parts[n - 2], strlen(parts[n - 2]), e->salt, sizeof e->salt,
+                    &e->salt_len))
         return "bad salt encoding";
-    if (!b64_decode(parts[n - 1], strlen(parts[n - 1]), e->hash,
-                    sizeof e->hash, &hash_len) ||
+    if (!b64_decode(parts[n - 1], strlen(parts[n - 1]), e->hash, sizeof e->hash,
+                    &hash_len) ||
         hash_len != HASH_LEN)
         return "bad hash encoding (want 64 bytes of SHA-512)";
     return NULL;
 }
 
-static int compare_names(const char *a, size_t alen, const char *b,
-                         size_t blen)
+static int compare_names(const char *a, size_t alen, const char *b, size_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     return c ? c : (alen > blen) - (alen < blen);
@@ -278,8 +276,8 @@ static bool compute(const entry *e, const uint8_t *password, size_t len,
 {
     if (e->kind == KIND_PBKDF2)
         return PKCS5_PBKDF2_HMAC((const char *)password, (int)len, e->salt,
-                                 (int)e->salt_len, e->iterations,
-                                 EVP_sha512(), HASH_LEN, out) == 1;
+                                 (int)e->salt_len, e->iterations, EVP_sha512(),
+                                 HASH_LEN, out) == 1;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int n = 0;
     bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) == 1 &&
@@ -312,7 +310,8 @@ hm_err mqtt_passwd_check(const mqtt_passwd *p, const char *user,
 hm_err mqtt_passwd_hash(const uint8_t *password, size_t len, int iterations,
                         char **out)
 {
-    entry e = {.kind = KIND_PBKDF2, .iterations = iterations,
+    entry e = {.kind = KIND_PBKDF2,
+               .iterations = iterations,
                .salt_len = MQTT_PASSWD_SALT_LEN};
     char salt64[4 * MQTT_PASSWD_SALT_LEN / 3 + 4], hash64[4 * HASH_LEN / 3 + 4];
     char buf[256];

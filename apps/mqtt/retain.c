@@ -51,29 +51,14 @@ size_t mqtt_retain_count(const mqtt_retain_store *s)
     return s->count;
 }
 
-static mqtt_trie_node *find(mqtt_trie_node *root, const char *topic,
-                            size_t len, bool create)
-{
-    const char *p = topic, *end = topic + len;
-    mqtt_trie_node *n = root;
-    while (n && p <= end) {
-        size_t llen = mqtt_trie_level_len(p, end);
-        n = create ? mqtt_trie_child_add(n, p, llen)
-                   : mqtt_trie_child(n, p, llen);
-        p += llen + 1;
-    }
-    return n;
-}
-
-void mqtt_retain_set(mqtt_retain_store *s, const char *topic,
-                     size_t topic_len, const void *payload,
-                     size_t payload_len, uint8_t qos)
+void mqtt_retain_set(mqtt_retain_store *s, const char *topic, size_t topic_len,
+                     const void *payload, size_t payload_len, uint8_t qos)
 {
     mqtt_trie_node *n;
     stored *m;
 
     if (payload_len == 0) { /* [MQTT-3.3.1-10]: clear */
-        n = find(s->root, topic, topic_len, false);
+        n = mqtt_trie_find(s->root, topic, topic_len, false);
         if (n && n->value) {
             stored_free(n->value);
             n->value = NULL;
@@ -82,7 +67,7 @@ void mqtt_retain_set(mqtt_retain_store *s, const char *topic,
         }
         return;
     }
-    n = find(s->root, topic, topic_len, true);
+    n = mqtt_trie_find(s->root, topic, topic_len, true);
     if (n->value) {
         stored_free(n->value);
         s->count--;
@@ -91,8 +76,8 @@ void mqtt_retain_set(mqtt_retain_store *s, const char *topic,
     m->topic = hm_strndup(topic, topic_len);
     m->payload = hm_alloc(payload_len);
     memcpy(m->payload, payload, payload_len);
-    m->view = (mqtt_retained){m->topic, topic_len, m->payload, payload_len,
-                              qos};
+    m->view =
+        (mqtt_retained){m->topic, topic_len, m->payload, payload_len, qos};
     n->value = m;
     s->count++;
 }
@@ -100,7 +85,7 @@ void mqtt_retain_set(mqtt_retain_store *s, const char *topic,
 bool mqtt_retain_get(const mqtt_retain_store *s, const char *topic,
                      size_t topic_len, mqtt_retained *out)
 {
-    mqtt_trie_node *n = find(s->root, topic, topic_len, false);
+    mqtt_trie_node *n = mqtt_trie_find(s->root, topic, topic_len, false);
     if (!n || !n->value)
         return false;
     *out = ((stored *)n->value)->view;
@@ -114,7 +99,7 @@ typedef struct walk {
     struct item {
         const mqtt_trie_node *node;
         size_t pos; /* filter offset, END_OF_FILTER or WHOLE_SUBTREE */
-    } *items;
+    } * items;
     size_t top, cap;
 } walk;
 
@@ -173,8 +158,7 @@ void mqtt_retain_match(const mqtt_retain_store *s, const char *filter,
         }
         level = filter + it.pos; /* only now is pos an offset */
         llen = mqtt_trie_level_len(level, end);
-        next = it.pos + llen == filter_len ? END_OF_FILTER
-                                           : it.pos + llen + 1;
+        next = it.pos + llen == filter_len ? END_OF_FILTER : it.pos + llen + 1;
         if (llen == 1 && level[0] == '#') {
             /* "a/#" matches "a" itself, then everything below it. */
             emit(it.node, fn, arg);

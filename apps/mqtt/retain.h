@@ -40,9 +40,8 @@ void mqtt_retain_destroy(mqtt_retain_store *s);
 /* Keep `payload` (borrowed; copied) as the retained message of the valid
  * topic name `topic` (borrowed; copied) with `qos`, replacing any previous
  * one; an empty payload removes it instead. */
-void mqtt_retain_set(mqtt_retain_store *s, const char *topic,
-                     size_t topic_len, const void *payload,
-                     size_t payload_len, uint8_t qos);
+void mqtt_retain_set(mqtt_retain_store *s, const char *topic, size_t topic_len,
+                     const void *payload, size_t payload_len, uint8_t qos);
 
 /* The retained message of exactly `topic`, or false. On true `*out`
  * borrows the store until its next modification. */

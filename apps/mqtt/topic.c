@@ -93,7 +93,7 @@ bool mqtt_topic_filter_covers(const char *outer, size_t outer_len,
         size_t ilen;
         if (olen == 1 && o[0] == '#')
             return true; /* covers this level and everything below */
-        if (i > iend) /* inner ended: "a" is covered by "a/#" only */
+        if (i > iend)    /* inner ended: "a" is covered by "a/#" only */
             return false;
         ilen = mqtt_trie_level_len(i, iend);
         if (ilen == 1 && i[0] == '#')
@@ -230,31 +230,15 @@ size_t mqtt_topic_tree_count(const mqtt_topic_tree *t)
     return t->count;
 }
 
-/* The node for `filter`, created if `create`, else NULL when absent. */
-static mqtt_trie_node *find_node(mqtt_trie_node *root, const char *filter,
-                                 size_t len, bool create)
-{
-    const char *p = filter, *end = filter + len;
-    mqtt_trie_node *n = root;
-    while (n && p <= end) {
-        size_t llen = mqtt_trie_level_len(p, end);
-        n = create ? mqtt_trie_child_add(n, p, llen)
-                   : mqtt_trie_child(n, p, llen);
-        p += llen + 1;
-    }
-    return n;
-}
-
-hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter,
-                           size_t len, uint64_t subscriber, uint8_t qos,
-                           bool *is_new_out)
+hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
+                           uint64_t subscriber, uint8_t qos, bool *is_new_out)
 {
     mqtt_trie_node *n;
     bool is_new;
 
     if (subscriber == 0 || qos > 2 || !mqtt_topic_filter_is_valid(filter, len))
         return HM_EINVAL;
-    n = find_node(t->root, filter, len, true);
+    n = mqtt_trie_find(t->root, filter, len, true);
     if (!n->value)
         n->value = hm_calloc(1, sizeof(sub_set));
     is_new = set_put(n->value, subscriber, qos);
@@ -271,7 +255,7 @@ hm_err mqtt_topic_tree_remove(mqtt_topic_tree *t, const char *filter,
     mqtt_trie_node *n;
     if (len == 0 || len > MQTT_TOPIC_MAX_LEN)
         return HM_ENOTFOUND;
-    n = find_node(t->root, filter, len, false);
+    n = mqtt_trie_find(t->root, filter, len, false);
     if (!n || !n->value || !set_remove(n->value, subscriber))
         return HM_ENOTFOUND;
     t->count--;
@@ -306,8 +290,7 @@ void mqtt_deliveries_fini(mqtt_deliveries *d)
     memset(d, 0, sizeof *d);
 }
 
-static void collect(mqtt_deliveries *d, const mqtt_trie_node *n,
-                    size_t *nodes)
+static void collect(mqtt_deliveries *d, const mqtt_trie_node *n, size_t *nodes)
 {
     const sub_set *s = n->value;
     if (!s || s->count == 0)
@@ -327,8 +310,8 @@ static void push(mqtt_deliveries *d, size_t *top, const mqtt_trie_node *n,
                  size_t pos)
 {
     if ((*top + 1) * sizeof(walk_item) > d->scratch_len) {
-        d->scratch_len = d->scratch_len ? d->scratch_len * 2
-                                        : 32 * sizeof(walk_item);
+        d->scratch_len =
+            d->scratch_len ? d->scratch_len * 2 : 32 * sizeof(walk_item);
         d->scratch = hm_realloc(d->scratch, d->scratch_len);
     }
     ((walk_item *)d->scratch)[(*top)++] = (walk_item){n, pos};

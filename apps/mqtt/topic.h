@@ -93,9 +93,8 @@ void mqtt_topic_tree_destroy(mqtt_topic_tree *t);
  * the same filter has its QoS replaced [MQTT-3.8.4-3]. On HM_OK writes to
  * `*is_new_out` (may be NULL) whether the subscription is new.
  * Errors: HM_EINVAL for an invalid filter, a zero subscriber or QoS > 2. */
-hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter,
-                           size_t len, uint64_t subscriber, uint8_t qos,
-                           bool *is_new_out);
+hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
+                           uint64_t subscriber, uint8_t qos, bool *is_new_out);
 
 /* Unsubscribe `subscriber` from `filter` (borrowed), compared byte for
  * byte [MQTT-3.10.4-1]. Errors: HM_ENOTFOUND if it was not subscribed. */

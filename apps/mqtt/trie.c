@@ -49,8 +49,8 @@ size_t mqtt_trie_level_len(const char *s, const char *end)
 }
 
 /* The slot where `level` is, or the empty slot where it would go. */
-static size_t find_slot(const mqtt_trie_node *n, const char *level,
-                        size_t len, uint32_t hash)
+static size_t find_slot(const mqtt_trie_node *n, const char *level, size_t len,
+                        uint32_t hash)
 {
     size_t mask = n->slot_count - 1;
     size_t i = hash & mask;
@@ -215,4 +215,19 @@ void mqtt_trie_destroy(mqtt_trie_node *root, void (*free_value)(void *))
         node_free(n);
         n = c;
     }
+}
+
+mqtt_trie_node *mqtt_trie_find(mqtt_trie_node *root, const char *path,
+                               size_t len, bool create)
+{
+    const char *p = path, *end = path + len;
+    mqtt_trie_node *n = root;
+
+    while (n && p <= end) {
+        size_t llen = mqtt_trie_level_len(p, end);
+        n = create ? mqtt_trie_child_add(n, p, llen)
+                   : mqtt_trie_child(n, p, llen);
+        p += llen + 1;
+    }
+    return n;
 }

@@ -25,12 +25,12 @@ struct mqtt_trie_node {
     char *level;            /* owned, NUL-terminated for debugging */
     size_t level_len;
     uint32_t hash;
-    mqtt_trie_node **slots; /* literal children; NULL = empty slot */
-    size_t slot_count;      /* capacity, a power of two, or 0 */
-    size_t child_count;     /* literal children only */
-    mqtt_trie_node *plus;   /* the "+" child */
+    mqtt_trie_node **slots;     /* literal children; NULL = empty slot */
+    size_t slot_count;          /* capacity, a power of two, or 0 */
+    size_t child_count;         /* literal children only */
+    mqtt_trie_node *plus;       /* the "+" child */
     mqtt_trie_node *hash_child; /* the "#" child */
-    void *value;            /* the user's: subscribers or a message */
+    void *value;                /* the user's: subscribers or a message */
 };
 
 /* Returns owned: an empty root. Never NULL. */
@@ -52,8 +52,7 @@ void mqtt_trie_prune(mqtt_trie_node *n);
 
 /* Visit every literal child of `n` in table order: `*cursor` starts at 0;
  * returns NULL at the end. Borrowed results; do not modify `n` meanwhile. */
-mqtt_trie_node *mqtt_trie_next_child(const mqtt_trie_node *n,
-                                     size_t *cursor);
+mqtt_trie_node *mqtt_trie_next_child(const mqtt_trie_node *n, size_t *cursor);
 
 /* Free the whole trie under `root` (root included). `free_value` (may be
  * NULL) is called on each non-NULL value. Accepts NULL. Iterative. */
@@ -61,5 +60,9 @@ void mqtt_trie_destroy(mqtt_trie_node *root, void (*free_value)(void *));
 
 /* The length of the level starting at `s` (up to '/' or `end`). */
 size_t mqtt_trie_level_len(const char *s, const char *end);
+/* The node for the '/'-separated path[0, len) under `root`: created level by
+ * level if `create`, else NULL when absent. */
+mqtt_trie_node *mqtt_trie_find(mqtt_trie_node *root, const char *path,
+                               size_t len, bool create);
 
 #endif

@@ -213,8 +213,7 @@ static const char *parse_headers(const char *p, const char *end, request *r)
 hm_err mqtt_ws_handshake_parse(const uint8_t *buf, size_t len,
                                mqtt_ws_handshake *out)
 {
-    size_t scan = len < MQTT_WS_MAX_REQUEST_LEN ? len
-                                                : MQTT_WS_MAX_REQUEST_LEN;
+    size_t scan = len < MQTT_WS_MAX_REQUEST_LEN ? len : MQTT_WS_MAX_REQUEST_LEN;
     const char *text = (const char *)buf;
     const char *head_end = memmem(text, scan, "\r\n\r\n", 4);
     const char *line_end, *why;
@@ -227,8 +226,7 @@ hm_err mqtt_ws_handshake_parse(const uint8_t *buf, size_t len,
     memset(&r, 0, sizeof r);
     out->request_len = (size_t)(head_end - text) + 4;
     line_end = memmem(text, (size_t)(head_end - text) + 2, "\r\n", 2);
-    why = check_request_line((span){text, (size_t)(line_end - text)},
-                             &status);
+    why = check_request_line((span){text, (size_t)(line_end - text)}, &status);
     if (!why)
         why = parse_headers(line_end + 2, head_end, &r);
     if (!why)
@@ -246,12 +244,12 @@ struct mqtt_ws_decoder {
     mqtt_ws_limits limits;
     uint8_t *buf;
     size_t cap, start, end;
-    bool in_data;     /* inside a data frame's payload */
+    bool in_data;       /* inside a data frame's payload */
     uint64_t remaining; /* payload bytes of that frame still to come */
     uint8_t mask[4];
     size_t mask_pos;
-    bool data_fin;    /* that frame ends its message */
-    bool in_message;  /* a fragmented message awaits continuations */
+    bool data_fin;   /* that frame ends its message */
+    bool in_message; /* a fragmented message awaits continuations */
     hm_err sticky;
     mqtt_ws_fault sticky_why;
 };
@@ -358,18 +356,18 @@ static hm_err check_header(mqtt_ws_decoder *d, const frame_header *h,
 {
     uint8_t op = h->opcode;
     if (b0 & 0x70)
-        return ws_fail(d, 1002, "reserved bits set (no extension agreed)",
-                       why);
+        return ws_fail(d, 1002, "reserved bits set (no extension agreed)", why);
     if (op > 0xA || (op > 0x2 && op < 0x8))
         return ws_fail(d, 1002, "reserved opcode", why);
     if (!masked)
-        return ws_fail(d, 1002, "client frame not masked (RFC 6455 5.1)",
-                       why);
+        return ws_fail(d, 1002, "client frame not masked (RFC 6455 5.1)", why);
     if (h->len >> 63)
         return ws_fail(d, 1002, "frame length has its top bit set", why);
     if (is_control(op) && (h->len > 125 || !h->fin))
-        return ws_fail(d, 1002, "control frame over 125 bytes or "
-                                "fragmented", why);
+        return ws_fail(d, 1002,
+                       "control frame over 125 bytes or "
+                       "fragmented",
+                       why);
     if (op == MQTT_WS_OP_TEXT)
         return ws_fail(d, 1003, "[MQTT-6.0.0-1] text frame", why);
     if (op == MQTT_WS_OP_CONTINUATION && !d->in_message)
@@ -382,8 +380,7 @@ static hm_err check_header(mqtt_ws_decoder *d, const frame_header *h,
     return HM_OK;
 }
 
-static void unmask(uint8_t *p, size_t len, const uint8_t mask[4],
-                   size_t offset)
+static void unmask(uint8_t *p, size_t len, const uint8_t mask[4], size_t offset)
 {
     for (size_t i = 0; i < len; i++)
         p[i] ^= mask[(offset + i) & 3];

@@ -72,8 +72,7 @@ static char *read_file(const char *path, bool may_be_missing)
     if (!f) {
         if (errno == ENOENT && may_be_missing)
             return hm_strdup("");
-        fprintf(stderr, "hermes-mqtt-passwd: %s: %s\n", path,
-                strerror(errno));
+        fprintf(stderr, "hermes-mqtt-passwd: %s: %s\n", path, strerror(errno));
         return NULL;
     }
     do {
@@ -160,7 +159,7 @@ int main(int argc, char **argv)
     user = argv[optind + 1];
     if (!(text = create ? hm_strdup("") : read_file(file, false)))
         return 1;
-    if (!delete && !(hash = new_hash(batch ? argv[optind + 2] : NULL)))
+    if (!delete &&!(hash = new_hash(batch ? argv[optind + 2] : NULL)))
         goto out;
     err = mqtt_passwd_edit(text, user, hash, &edited);
     if (err != HM_OK) {

@@ -5,22 +5,21 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char FILE_TEXT[] =
-    "# anonymous clients\n"
-    "topic read public/#\n"
-    "\n"
-    "user alice\n"
-    "topic readwrite home/alice/#\n"
-    "topic deny home/alice/secret\n"
-    "topic write log/alice\n"
-    "topic sensors/+/temp\n"
-    "\n"
-    "user bob smith\n"
-    "topic read home/#\n"
-    "\n"
-    "pattern readwrite devices/%c/#\n"
-    "pattern read users/%u/inbox\n"
-    "pattern deny devices/%c/firmware\n";
+static const char FILE_TEXT[] = "# anonymous clients\n"
+                                "topic read public/#\n"
+                                "\n"
+                                "user alice\n"
+                                "topic readwrite home/alice/#\n"
+                                "topic deny home/alice/secret\n"
+                                "topic write log/alice\n"
+                                "topic sensors/+/temp\n"
+                                "\n"
+                                "user bob smith\n"
+                                "topic read home/#\n"
+                                "\n"
+                                "pattern readwrite devices/%c/#\n"
+                                "pattern read users/%u/inbox\n"
+                                "pattern deny devices/%c/firmware\n";
 
 static mqtt_acl *acl;
 static mqtt_file_error err;

@@ -15,8 +15,8 @@ static mqtt_passwd *pw;
 static void setup(void)
 {
     mqtt_file_error err;
-    cr_assert_eq(mqtt_passwd_parse_string("pw", PASSWD, &pw, &err), HM_OK,
-                 "%s", err.text);
+    cr_assert_eq(mqtt_passwd_parse_string("pw", PASSWD, &pw, &err), HM_OK, "%s",
+                 err.text);
 }
 
 static void teardown(void)
@@ -35,8 +35,7 @@ static mqtt_connect login(const char *user, const char *password)
     }
     if (password) {
         c.has_password = true;
-        c.password = (mqtt_bytes){(const uint8_t *)password,
-                                  strlen(password)};
+        c.password = (mqtt_bytes){(const uint8_t *)password, strlen(password)};
     }
     return c;
 }

@@ -8,9 +8,8 @@
 #include <string.h>
 
 #define BYTES(...) ((const uint8_t[]){__VA_ARGS__})
-#define DECODE(pkt, fault, ...)                                               \
-    decode_copy(BYTES(__VA_ARGS__), sizeof(BYTES(__VA_ARGS__)), (pkt),        \
-                (fault))
+#define DECODE(pkt, fault, ...)                                                \
+    decode_copy(BYTES(__VA_ARGS__), sizeof(BYTES(__VA_ARGS__)), (pkt), (fault))
 
 /* Decoded views point into the input, so the input must outlive the
  * assertions: copy each packet into storage that lives as long as the
@@ -31,7 +30,7 @@ static bool bytes_eq(mqtt_bytes b, const char *s)
 }
 
 /* A CONNECT with the given connect flags and a client id "c". */
-#define CONNECT_FLAGS(flags)                                                  \
+#define CONNECT_FLAGS(flags)                                                   \
     0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, (flags), 0, 60, 0, 1, 'c'
 
 /* ------------------------------------------------------------- CONNECT */
@@ -56,8 +55,8 @@ Test(mqtt_connect, full_connect_decodes_will_user_and_password)
                         0xEE /* user, pass, will retain, will qos 1, will,
                                 clean */
                         ,
-                        0, 10, 0, 1, 'c', 0, 3, 'a', '/', 'b', 0, 2, 'h',
-                        'i', 0, 2, 'u', 's', 0, 3, 'p', 0, 'w');
+                        0, 10, 0, 1, 'c', 0, 3, 'a', '/', 'b', 0, 2, 'h', 'i',
+                        0, 2, 'u', 's', 0, 3, 'p', 0, 'w');
     cr_assert_eq(err, HM_OK);
     cr_assert(p.u.connect.will);
     cr_assert_eq(p.u.connect.will_qos, 1);
@@ -72,8 +71,8 @@ Test(mqtt_connect, wrong_protocol_name_is_a_violation_mqtt_3_1_2_1)
 {
     mqtt_packet p;
     mqtt_fault f;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0,
-                        60, 0, 1, 'c'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0, 60,
+                        0, 1, 'c'),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_PROTOCOL);
     cr_assert(strstr(f.rule, "[MQTT-3.1.2-1]"));
@@ -83,8 +82,8 @@ Test(mqtt_connect, unsupported_level_asks_for_connack_1_mqtt_3_1_2_2)
 {
     mqtt_packet p;
     mqtt_fault f;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0,
-                        60, 0, 1, 'c'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60,
+                        0, 1, 'c'),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_BAD_PROTOCOL_LEVEL);
     cr_assert_eq(mqtt_fault_connack_code(f.kind), 0x01);
@@ -96,8 +95,8 @@ Test(mqtt_connect, mqtt5_connect_gets_connack_1_not_a_parse_error_3_1_2_2)
      * level must be judged before the rest is read. */
     mqtt_packet p;
     mqtt_fault f;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 15, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0,
-                        60, 0, 0, 1, 'c', 9),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 15, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60,
+                        0, 0, 1, 'c', 9),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_BAD_PROTOCOL_LEVEL);
 }
@@ -105,8 +104,8 @@ Test(mqtt_connect, mqtt5_connect_gets_connack_1_not_a_parse_error_3_1_2_2)
 Test(mqtt_connect, mqtt_3_1_mqisdp_level_3_is_accepted)
 {
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, NULL, 0x10, 15, 0, 6, 'M', 'Q', 'I', 's', 'd',
-                        'p', 3, 2, 0, 60, 0, 1, 'c'),
+    cr_assert_eq(DECODE(&p, NULL, 0x10, 15, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p',
+                        3, 2, 0, 60, 0, 1, 'c'),
                  HM_OK);
     cr_assert_eq(p.u.connect.protocol_level, 3);
 }
@@ -132,8 +131,8 @@ Test(mqtt_connect, will_qos_3_is_malformed_mqtt_3_1_2_12)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x1E,
-                        0, 60, 0, 1, 'c', 0, 1, 't', 0, 1, 'x'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x1E, 0,
+                        60, 0, 1, 'c', 0, 1, 't', 0, 1, 'x'),
                  HM_EPROTO);
     cr_assert(strstr(f.rule, "[MQTT-3.1.2-12]"));
 }
@@ -163,8 +162,8 @@ Test(mqtt_connect, will_topic_with_wildcard_is_a_violation_mqtt_3_1_3_10)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06,
-                        0, 60, 0, 1, 'c', 0, 1, '#', 0, 1, 'x'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06, 0,
+                        60, 0, 1, 'c', 0, 1, '#', 0, 1, 'x'),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_PROTOCOL);
 }
@@ -173,8 +172,8 @@ Test(mqtt_connect, password_without_username_is_malformed_mqtt_3_1_2_22)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x42,
-                        0, 60, 0, 1, 'c', 0, 1, 'p'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x42, 0,
+                        60, 0, 1, 'c', 0, 1, 'p'),
                  HM_EPROTO);
     cr_assert(strstr(f.rule, "[MQTT-3.1.2-22]"));
 }
@@ -190,9 +189,9 @@ Test(mqtt_connect, username_flag_without_username_is_malformed_3_1_2_17)
 Test(mqtt_connect, empty_client_id_with_clean_session_is_accepted_3_1_3_6)
 {
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, NULL, 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0,
-                        60, 0, 0),
-                 HM_OK);
+    cr_assert_eq(
+        DECODE(&p, NULL, 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0),
+        HM_OK);
     cr_assert_eq(p.u.connect.client_id.len, 0);
 }
 
@@ -200,9 +199,9 @@ Test(mqtt_connect, empty_client_id_without_clean_session_is_rejected_3_1_3_8)
 {
     mqtt_packet p;
     mqtt_fault f;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0,
-                        60, 0, 0),
-                 HM_EPROTO);
+    cr_assert_eq(
+        DECODE(&p, &f, 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60, 0, 0),
+        HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_ID_REJECTED);
     cr_assert_eq(mqtt_fault_connack_code(f.kind), 0x02);
 }
@@ -211,8 +210,8 @@ Test(mqtt_connect, trailing_bytes_after_payload_are_malformed)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0,
-                        60, 0, 1, 'c', 'x'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60,
+                        0, 1, 'c', 'x'),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_MALFORMED);
 }
@@ -221,8 +220,8 @@ Test(mqtt_connect, truncated_client_id_is_malformed)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0,
-                        60, 0, 5, 'c'),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60,
+                        0, 5, 'c'),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_MALFORMED);
 }
@@ -231,8 +230,8 @@ Test(mqtt_connect, connect_flags_nibble_nonzero_is_malformed_mqtt_2_2_2_2)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x11, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0,
-                        60, 0, 1, 'c'),
+    cr_assert_eq(DECODE(&p, &f, 0x11, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60,
+                        0, 1, 'c'),
                  HM_EPROTO);
     cr_assert(strstr(f.rule, "[MQTT-2.2.2-1]"));
 }
@@ -243,8 +242,8 @@ Test(mqtt_utf8, ill_formed_utf8_in_a_string_is_malformed_mqtt_1_5_3_1)
 {
     mqtt_fault f;
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0,
-                        60, 0, 1, 0xC0),
+    cr_assert_eq(DECODE(&p, &f, 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60,
+                        0, 1, 0xC0),
                  HM_EPROTO);
     cr_assert(strstr(f.rule, "[MQTT-1.5.3-1]"));
 }
@@ -279,8 +278,7 @@ Test(mqtt_utf8, null_character_in_a_string_is_malformed_mqtt_1_5_3_2)
 Test(mqtt_utf8, bom_is_kept_not_stripped_mqtt_1_5_3_3)
 {
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, NULL, 0x30, 6, 0, 4, 0xEF, 0xBB, 0xBF, 'a'),
-                 HM_OK);
+    cr_assert_eq(DECODE(&p, NULL, 0x30, 6, 0, 4, 0xEF, 0xBB, 0xBF, 'a'), HM_OK);
     cr_assert_eq(p.u.publish.topic.len, 4);
     cr_assert_eq(p.u.publish.topic.ptr[0], 0xEF);
 }
@@ -291,8 +289,8 @@ Test(mqtt_fixed_header, remaining_length_of_five_bytes_is_malformed_2_2_3)
 {
     size_t len;
     mqtt_fault f;
-    cr_assert_eq(mqtt_frame(BYTES(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01), 6,
-                            NULL, &len, &f),
+    cr_assert_eq(mqtt_frame(BYTES(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01), 6, NULL,
+                            &len, &f),
                  HM_EPROTO);
     cr_assert_eq(f.kind, MQTT_FAULT_MALFORMED);
 }
@@ -301,9 +299,9 @@ Test(mqtt_fixed_header, four_byte_remaining_length_is_accepted_by_framer)
 {
     size_t len;
     /* 0xFF 0xFF 0xFF 0x7F = 268435455: incomplete, not malformed. */
-    cr_assert_eq(mqtt_frame(BYTES(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5, NULL,
-                            &len, NULL),
-                 HM_EAGAIN);
+    cr_assert_eq(
+        mqtt_frame(BYTES(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5, NULL, &len, NULL),
+        HM_EAGAIN);
 }
 
 Test(mqtt_fixed_header, packet_over_the_limit_is_too_big_from_its_header)
@@ -340,7 +338,7 @@ Test(mqtt_fixed_header, reserved_flags_on_acks_and_pings_are_malformed_2_2_2_1)
     cr_assert_eq(DECODE(&p, NULL, 0x74, 2, 0, 1), HM_EPROTO); /* PUBCOMP */
     cr_assert_eq(DECODE(&p, NULL, 0xB8, 2, 0, 1), HM_EPROTO); /* UNSUBACK */
     cr_assert_eq(DECODE(&p, NULL, 0xC1, 0), HM_EPROTO);       /* PINGREQ */
-    cr_assert_eq(DECODE(&p, NULL, 0xE2, 0), HM_EPROTO); /* DISCONNECT */
+    cr_assert_eq(DECODE(&p, NULL, 0xE2, 0), HM_EPROTO);       /* DISCONNECT */
 }
 
 Test(mqtt_fixed_header, pingreq_with_a_body_is_malformed)
@@ -362,8 +360,7 @@ Test(mqtt_fixed_header, remaining_length_shorter_than_the_buffer_is_malformed)
 Test(mqtt_publish, qos1_publish_decodes_topic_id_and_payload)
 {
     mqtt_packet p;
-    cr_assert_eq(DECODE(&p, NULL, 0x3B, 9, 0, 3, 'a', '/', 'b', 0, 7, 'h',
-                        'i'),
+    cr_assert_eq(DECODE(&p, NULL, 0x3B, 9, 0, 3, 'a', '/', 'b', 0, 7, 'h', 'i'),
                  HM_OK);
     cr_assert(p.u.publish.dup);
     cr_assert_eq(p.u.publish.qos, 1);
@@ -435,9 +432,9 @@ Test(mqtt_subscribe, entries_are_read_back_in_order)
     mqtt_packet p;
     mqtt_sub_iter it;
     mqtt_sub_req r;
-    cr_assert_eq(DECODE(&p, NULL, 0x82, 12, 0, 5, 0, 3, 'a', '/', '#', 1, 0,
-                        1, '+', 2),
-                 HM_OK);
+    cr_assert_eq(
+        DECODE(&p, NULL, 0x82, 12, 0, 5, 0, 3, 'a', '/', '#', 1, 0, 1, '+', 2),
+        HM_OK);
     cr_assert_eq(p.u.subscribe.packet_id, 5);
     cr_assert_eq(p.u.subscribe.count, 2);
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, &p.u.subscribe);
@@ -487,8 +484,7 @@ Test(mqtt_subscribe, invalid_filter_is_malformed_mqtt_4_7_1_2)
     mqtt_packet p;
     cr_assert_eq(DECODE(&p, NULL, 0x82, 8, 0, 1, 0, 3, 'a', '#', 'b', 0),
                  HM_EPROTO);
-    cr_assert_eq(DECODE(&p, NULL, 0x82, 7, 0, 1, 0, 2, 'a', '+', 0),
-                 HM_EPROTO);
+    cr_assert_eq(DECODE(&p, NULL, 0x82, 7, 0, 1, 0, 2, 'a', '+', 0), HM_EPROTO);
 }
 
 Test(mqtt_subscribe, filter_utf8_is_checked_mqtt_3_8_3_1)
@@ -545,8 +541,8 @@ Test(mqtt_connack, session_present_and_code_decode)
 
 /* ------------------------------------------------------------- encoder */
 
-static void roundtrip(const mqtt_packet *in, mqtt_packet *out,
-                      uint8_t *buf, size_t cap)
+static void roundtrip(const mqtt_packet *in, mqtt_packet *out, uint8_t *buf,
+                      size_t cap)
 {
     size_t len;
     cr_assert_eq(mqtt_encode(in, buf, cap, &len), HM_OK);
@@ -559,8 +555,7 @@ Test(mqtt_encode, connack_is_four_bytes_with_session_present)
     uint8_t buf[8];
     size_t len;
     mqtt_packet p = {.type = MQTT_CONNACK,
-                     .u.connack = {.session_present = true,
-                                   .return_code = 0}};
+                     .u.connack = {.session_present = true, .return_code = 0}};
     cr_assert_eq(mqtt_encode(&p, buf, sizeof buf, &len), HM_OK);
     cr_assert_eq(len, 4);
     cr_assert_arr_eq(buf, BYTES(0x20, 2, 1, 0), 4);
@@ -575,8 +570,7 @@ Test(mqtt_encode, publish_roundtrips_through_the_decoder)
                                     .retain = true,
                                     .topic = {(const uint8_t *)"x/y", 3},
                                     .packet_id = 300,
-                                    .payload = {(const uint8_t *)"hello",
-                                                5}}};
+                                    .payload = {(const uint8_t *)"hello", 5}}};
     roundtrip(&in, &out, buf, sizeof buf);
     cr_assert_eq(out.u.publish.qos, 2);
     cr_assert(out.u.publish.retain);
@@ -631,9 +625,9 @@ Test(mqtt_encode, subscribe_from_requests_roundtrips)
     mqtt_packet out;
     mqtt_sub_req reqs[2] = {{{(const uint8_t *)"a/+", 3}, 1},
                             {{(const uint8_t *)"#", 1}, 0}};
-    mqtt_packet in = {.type = MQTT_SUBSCRIBE,
-                      .u.subscribe = {.packet_id = 1, .count = 2,
-                                      .reqs = reqs}};
+    mqtt_packet in = {
+        .type = MQTT_SUBSCRIBE,
+        .u.subscribe = {.packet_id = 1, .count = 2, .reqs = reqs}};
     roundtrip(&in, &out, buf, sizeof buf);
     cr_assert_eq(buf[0], 0x82);
     cr_assert_eq(out.u.subscribe.count, 2);
@@ -643,9 +637,9 @@ Test(mqtt_encode, suback_carries_one_code_per_filter)
 {
     uint8_t buf[16];
     size_t len;
-    mqtt_packet p = {.type = MQTT_SUBACK,
-                     .u.suback = {.packet_id = 9,
-                                  .codes = {BYTES(1, 0x80), 2}}};
+    mqtt_packet p = {
+        .type = MQTT_SUBACK,
+        .u.suback = {.packet_id = 9, .codes = {BYTES(1, 0x80), 2}}};
     cr_assert_eq(mqtt_encode(&p, buf, sizeof buf, &len), HM_OK);
     cr_assert_arr_eq(buf, BYTES(0x90, 4, 0, 9, 1, 0x80), 6);
 }

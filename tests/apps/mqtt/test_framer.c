@@ -6,8 +6,8 @@
 #include <string.h>
 
 /* PINGREQ, a QoS 0 PUBLISH "t" "hi", and a PUBACK id 7. */
-static const uint8_t stream[] = {0xC0, 0,   0x30, 5, 0, 1,
-                                 't',  'h', 'i',  0x40, 2, 0, 7};
+static const uint8_t stream[] = {0xC0, 0,   0x30, 5, 0, 1, 't',
+                                 'h',  'i', 0x40, 2, 0, 7};
 static const size_t sizes[] = {2, 7, 4};
 
 Test(mqtt_framer, many_packets_in_one_push_come_out_one_by_one)
@@ -50,8 +50,7 @@ Test(mqtt_framer, byte_by_byte_feeding_yields_decodable_packets)
     for (size_t i = 0; i < sizeof stream; i++) {
         mqtt_framer_push(f, stream + i, 1);
         while (mqtt_framer_next(f, &pkt, NULL) == HM_OK) {
-            cr_assert_eq(mqtt_decode(pkt.ptr, pkt.len, NULL, &p, NULL),
-                         HM_OK);
+            cr_assert_eq(mqtt_decode(pkt.ptr, pkt.len, NULL, &p, NULL), HM_OK);
             seen++;
         }
     }

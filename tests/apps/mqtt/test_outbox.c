@@ -18,9 +18,10 @@ static void count_release(void *msg)
 
 static mqtt_outbox *make(uint32_t inflight, uint32_t queued)
 {
-    mqtt_outbox *o = mqtt_outbox_create(&(mqtt_outbox_config){
-        .max_inflight = inflight, .max_queued = queued,
-        .release = count_release});
+    mqtt_outbox *o =
+        mqtt_outbox_create(&(mqtt_outbox_config){.max_inflight = inflight,
+                                                 .max_queued = queued,
+                                                 .release = count_release});
     mqtt_outbox_go_online(o);
     return o;
 }

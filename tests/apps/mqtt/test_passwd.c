@@ -15,19 +15,27 @@
 
 static const char FIXTURE[] =
     "# written by mosquitto_passwd\n"
-    "alice:$7$101$RR6d2Pmhee0GTfG1$eRMix+xBOZZpso5/zK4jA5RU1bKE4Uga3Y3VEh1ogm1bEWxIV7xSZDzGdMt10XSi7vABvI6Pyd0RZLg+FlX2rA==\n"
-    "bob:$7$101$8GC8QNmZ2/uEi0jf$4/iuy//sstx1WN0P9VwbX3bcBEcEPjXc/JZOhCULDAYuRXNcd63UhAHFGdh3oIFZXA4xLd4BrhF/porppDe+6w==\n"
-    "empty:$7$101$ltYhHZQ6ufxZ2ccV$MOPa5SbKxQprZLST68JHpmI7NcgBViYYY54HGC887pXyIRqOVPor6VwUbaWRYxJgV79bRIN8lFYwKOuOw0TTUw==\n"
-    "carol:$6$6owijG3ldSZWSGsf$gvw/3gDUg2SSUKoWPx8Tk9hSGOVCB1njGJYJoRDHV46CDUImz6GaLKsOpUWTyeL1fRLnkiecXxfEen+INmNM9w==\n"
-    "dave:$7$101$zG1PeogdD1w/VJ7d$ZV+d6T+xCq4wT1VVlyF06s1Lx4lOmVJEnCKikVY2GwtC5QjeWOGoTM+ffPR0sSYKsjlpDdC/5VXjVeo297miQg==\n";
+    "alice:$7$101$RR6d2Pmhee0GTfG1$eRMix+xBOZZpso5/"
+    "zK4jA5RU1bKE4Uga3Y3VEh1ogm1bEWxIV7xSZDzGdMt10XSi7vABvI6Pyd0RZLg+FlX2rA==\n"
+    "bob:$7$101$8GC8QNmZ2/uEi0jf$4/iuy//sstx1WN0P9VwbX3bcBEcEPjXc/"
+    "JZOhCULDAYuRXNcd63UhAHFGdh3oIFZXA4xLd4BrhF/porppDe+6w==\n"
+    "empty:$7$101$ltYhHZQ6ufxZ2ccV$"
+    "MOPa5SbKxQprZLST68JHpmI7NcgBViYYY54HGC887pXyIRqOVPor6VwUbaWRYxJgV79bRIN8lF"
+    "YwKOuOw0TTUw==\n"
+    "carol:$6$6owijG3ldSZWSGsf$gvw/"
+    "3gDUg2SSUKoWPx8Tk9hSGOVCB1njGJYJoRDHV46CDUImz6GaLKsOpUWTyeL1fRLnkiecXxfEen"
+    "+INmNM9w==\n"
+    "dave:$7$101$zG1PeogdD1w/"
+    "VJ7d$ZV+d6T+xCq4wT1VVlyF06s1Lx4lOmVJEnCKikVY2GwtC5QjeWOGoTM+"
+    "ffPR0sSYKsjlpDdC/5VXjVeo297miQg==\n";
 
 static mqtt_passwd *pw;
 static mqtt_file_error err;
 
 static void setup(void)
 {
-    cr_assert_eq(mqtt_passwd_parse_string("passwd", FIXTURE, &pw, &err),
-                 HM_OK, "%s", err.text);
+    cr_assert_eq(mqtt_passwd_parse_string("passwd", FIXTURE, &pw, &err), HM_OK,
+                 "%s", err.text);
 }
 
 static void teardown(void)
@@ -37,8 +45,8 @@ static void teardown(void)
 
 static hm_err check(const char *user, const char *password)
 {
-    return mqtt_passwd_check(pw, user, strlen(user),
-                             (const uint8_t *)password, strlen(password));
+    return mqtt_passwd_check(pw, user, strlen(user), (const uint8_t *)password,
+                             strlen(password));
 }
 
 TestSuite(mqtt_passwd, .init = setup, .fini = teardown);
@@ -87,9 +95,9 @@ Test(mqtt_passwd, hash_we_write_is_checked_by_us)
 {
     char *h, line[256];
     mqtt_passwd *mine;
-    cr_assert_eq(mqtt_passwd_hash((const uint8_t *)"pw", 2,
-                                  MQTT_PASSWD_ITERATIONS, &h),
-                 HM_OK);
+    cr_assert_eq(
+        mqtt_passwd_hash((const uint8_t *)"pw", 2, MQTT_PASSWD_ITERATIONS, &h),
+        HM_OK);
     cr_assert_eq(strncmp(h, "$7$101$", 7), 0);
     snprintf(line, sizeof line, "eve:%s\n", h);
     cr_assert_eq(mqtt_passwd_parse_string("x", line, &mine, &err), HM_OK);
@@ -129,8 +137,7 @@ Test(mqtt_passwd, duplicate_user_is_refused)
     char text[1024];
     const char *alice = strstr(FIXTURE, "alice:");
     size_t len = (size_t)(strchr(alice, '\n') - alice) + 1;
-    snprintf(text, sizeof text, "%.*s%.*s", (int)len, alice, (int)len,
-             alice);
+    snprintf(text, sizeof text, "%.*s%.*s", (int)len, alice, (int)len, alice);
     cr_assert_eq(parse_bad(text), HM_EINVAL);
     cr_assert(strstr(err.text, "alice"));
 }
@@ -154,8 +161,7 @@ Test(mqtt_passwd, load_reads_a_file_and_reports_a_missing_one)
 Test(mqtt_passwd, edit_replaces_an_existing_user_and_keeps_other_lines)
 {
     char *out;
-    cr_assert_eq(mqtt_passwd_edit("# c\na:$6$x\nb:$6$y\n", "a", "$7$new",
-                                  &out),
+    cr_assert_eq(mqtt_passwd_edit("# c\na:$6$x\nb:$6$y\n", "a", "$7$new", &out),
                  HM_OK);
     cr_assert_str_eq(out, "# c\na:$7$new\nb:$6$y\n");
     hm_free(out);

@@ -278,13 +278,13 @@ Test(mqtt_topic_tree, thousands_of_siblings_and_subscribers_stay_findable)
  * topics, including the awkward ones. */
 Test(mqtt_topic_tree, tree_agrees_with_mqtt_topic_matches)
 {
-    static const char *filters[] = {
-        "#",   "+",     "+/+",   "/+",   "a",     "a/",   "a/+",   "a/#",
-        "a/b", "a/b/#", "+/b",   "+/#",  "$SYS/#", "$SYS", "a//b", "+/+/+",
-        "/",   "/#",    "a/+/#", "+/b/#"};
-    static const char *topics[] = {"a",   "a/",  "a/b", "a/b/c", "/",
-                                   "/a",  "b",   "a//b", "$SYS", "$SYS/x",
-                                   "//",  "a/c/b", "x/b", "$x/b"};
+    static const char *filters[] = {"#",     "+",   "+/+",    "/+",    "a",
+                                    "a/",    "a/+", "a/#",    "a/b",   "a/b/#",
+                                    "+/b",   "+/#", "$SYS/#", "$SYS",  "a//b",
+                                    "+/+/+", "/",   "/#",     "a/+/#", "+/b/#"};
+    static const char *topics[] = {"a",  "a/",    "a/b",  "a/b/c", "/",
+                                   "/a", "b",     "a//b", "$SYS",  "$SYS/x",
+                                   "//", "a/c/b", "x/b",  "$x/b"};
     size_t nf = sizeof filters / sizeof *filters;
     mqtt_topic_tree *t = mqtt_topic_tree_create();
     mqtt_deliveries d;

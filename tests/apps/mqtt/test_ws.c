@@ -5,12 +5,12 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#define REQ_HEAD                                                              \
-    "GET /mqtt HTTP/1.1\r\n"                                                  \
-    "Host: localhost:8080\r\n"                                                \
-    "Upgrade: websocket\r\n"                                                  \
-    "Connection: keep-alive, Upgrade\r\n"                                     \
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                         \
+#define REQ_HEAD                                                               \
+    "GET /mqtt HTTP/1.1\r\n"                                                   \
+    "Host: localhost:8080\r\n"                                                 \
+    "Upgrade: websocket\r\n"                                                   \
+    "Connection: keep-alive, Upgrade\r\n"                                      \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                          \
     "Sec-WebSocket-Version: 13\r\n"
 
 static mqtt_ws_handshake hs;
@@ -124,8 +124,7 @@ Test(mqtt_ws_handshake, endless_request_is_too_big)
 {
     static char big[MQTT_WS_MAX_REQUEST_LEN + 10];
     memset(big, 'a', sizeof big);
-    cr_assert_eq(mqtt_ws_handshake_parse((const uint8_t *)big, sizeof big,
-                                         &hs),
+    cr_assert_eq(mqtt_ws_handshake_parse((const uint8_t *)big, sizeof big, &hs),
                  HM_ETOOBIG);
 }
 
@@ -144,8 +143,8 @@ static const uint8_t KEY[4] = {0x37, 0xfa, 0x21, 0x3d};
 static size_t client_frame(uint8_t *buf, size_t cap, mqtt_ws_opcode op,
                            bool fin, const void *payload, size_t len)
 {
-    mqtt_ws_frame f = {.opcode = op, .fin = fin, .masked = true,
-                       .payload = {payload, len}};
+    mqtt_ws_frame f = {
+        .opcode = op, .fin = fin, .masked = true, .payload = {payload, len}};
     size_t n;
     memcpy(f.mask_key, KEY, 4);
     cr_assert_eq(mqtt_ws_encode(&f, buf, cap, &n), HM_OK);
@@ -155,8 +154,8 @@ static size_t client_frame(uint8_t *buf, size_t cap, mqtt_ws_opcode op,
 Test(mqtt_ws_frames, masked_binary_frame_yields_unmasked_data)
 {
     uint8_t buf[64];
-    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_BINARY, true,
-                            "\xC0\x00", 2);
+    size_t n =
+        client_frame(buf, sizeof buf, MQTT_WS_OP_BINARY, true, "\xC0\x00", 2);
     mqtt_ws_decoder *d = mqtt_ws_decoder_create(NULL);
     mqtt_ws_event ev;
     mqtt_ws_decoder_push(d, buf, n);
@@ -173,8 +172,8 @@ Test(mqtt_ws_frames, frame_split_at_every_byte_gives_the_same_payload)
     uint8_t buf[400], payload[300], got[300];
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (uint8_t)(i * 7);
-    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_BINARY, true,
-                            payload, sizeof payload);
+    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_BINARY, true, payload,
+                            sizeof payload);
     for (size_t cut = 1; cut < n; cut += 13) {
         mqtt_ws_decoder *d = mqtt_ws_decoder_create(NULL);
         mqtt_ws_event ev;
@@ -201,8 +200,8 @@ Test(mqtt_ws_frames, fragments_with_an_interleaved_ping_are_accepted)
     size_t n = 0;
     mqtt_ws_decoder *d = mqtt_ws_decoder_create(NULL);
     mqtt_ws_event ev;
-    n += client_frame(buf + n, sizeof buf - n, MQTT_WS_OP_BINARY, false,
-                      "ab", 2);
+    n += client_frame(buf + n, sizeof buf - n, MQTT_WS_OP_BINARY, false, "ab",
+                      2);
     n += client_frame(buf + n, sizeof buf - n, MQTT_WS_OP_PING, true, "p", 1);
     n += client_frame(buf + n, sizeof buf - n, MQTT_WS_OP_CONTINUATION, true,
                       "cd", 2);
@@ -250,18 +249,16 @@ Test(mqtt_ws_frames, text_frame_closes_with_1003_mqtt_6_0_0_1)
 Test(mqtt_ws_frames, continuation_without_a_message_is_an_error)
 {
     uint8_t buf[16];
-    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_CONTINUATION, true,
-                            "x", 1);
+    size_t n =
+        client_frame(buf, sizeof buf, MQTT_WS_OP_CONTINUATION, true, "x", 1);
     cr_assert_eq(decode_one(buf, n, NULL), HM_EPROTO);
 }
 
 Test(mqtt_ws_frames, new_binary_inside_a_fragmented_message_is_an_error)
 {
     uint8_t buf[32];
-    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_BINARY, false, "x",
-                            1);
-    n += client_frame(buf + n, sizeof buf - n, MQTT_WS_OP_BINARY, true, "y",
-                      1);
+    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_BINARY, false, "x", 1);
+    n += client_frame(buf + n, sizeof buf - n, MQTT_WS_OP_BINARY, true, "y", 1);
     cr_assert_eq(decode_one(buf, n, NULL), HM_EPROTO);
 }
 
@@ -279,11 +276,9 @@ Test(mqtt_ws_frames, fragmented_or_long_control_frames_are_errors)
 
 Test(mqtt_ws_frames, reserved_bits_and_opcodes_are_errors)
 {
-    cr_assert_eq(decode_one((const uint8_t[]){0xC2, 0x80, 1, 2, 3, 4}, 6,
-                            NULL),
+    cr_assert_eq(decode_one((const uint8_t[]){0xC2, 0x80, 1, 2, 3, 4}, 6, NULL),
                  HM_EPROTO);
-    cr_assert_eq(decode_one((const uint8_t[]){0x83, 0x80, 1, 2, 3, 4}, 6,
-                            NULL),
+    cr_assert_eq(decode_one((const uint8_t[]){0x83, 0x80, 1, 2, 3, 4}, 6, NULL),
                  HM_EPROTO);
 }
 
@@ -292,8 +287,8 @@ Test(mqtt_ws_frames, close_frame_reports_its_code_then_decoder_is_closed)
     uint8_t buf[16];
     mqtt_ws_decoder *d = mqtt_ws_decoder_create(NULL);
     mqtt_ws_event ev;
-    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_CLOSE, true,
-                            "\x03\xE8ok", 4);
+    size_t n =
+        client_frame(buf, sizeof buf, MQTT_WS_OP_CLOSE, true, "\x03\xE8ok", 4);
     mqtt_ws_decoder_push(d, buf, n);
     cr_assert_eq(mqtt_ws_decoder_next(d, &ev, NULL), HM_OK);
     cr_assert_eq(ev.kind, MQTT_WS_EV_CLOSE);
@@ -306,8 +301,8 @@ Test(mqtt_ws_frames, close_frame_reports_its_code_then_decoder_is_closed)
 Test(mqtt_ws_frames, close_with_an_invalid_code_is_an_error)
 {
     uint8_t buf[16];
-    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_CLOSE, true,
-                            "\x03\xED", 2); /* 1005 must not be sent */
+    size_t n = client_frame(buf, sizeof buf, MQTT_WS_OP_CLOSE, true, "\x03\xED",
+                            2); /* 1005 must not be sent */
     cr_assert_eq(decode_one(buf, n, NULL), HM_EPROTO);
 }
 
@@ -330,8 +325,8 @@ Test(mqtt_ws_frames, server_frames_are_unmasked_with_minimal_lengths)
 {
     static uint8_t payload[70000], buf[70100];
     uint8_t hdr[MQTT_WS_MAX_HEADER_LEN];
-    mqtt_ws_frame f = {.opcode = MQTT_WS_OP_BINARY, .fin = true,
-                       .payload = {payload, 100}};
+    mqtt_ws_frame f = {
+        .opcode = MQTT_WS_OP_BINARY, .fin = true, .payload = {payload, 100}};
     size_t n;
     cr_assert_eq(mqtt_ws_frame_header(&f, hdr), 2);
     cr_assert_eq(hdr[0], 0x82);

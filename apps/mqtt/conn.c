@@ -1,0 +1,666 @@
+/* apps/mqtt/conn.c: the connection receiver, one per TCP connection.
+ *
+ * It owns the socket's side of the protocol: it decodes every packet,
+ * enforces the CONNECT rules and the keepalive, answers what needs no
+ * session state (PINGREQ, PUBACK/PUBREC/PUBCOMP for what the client
+ * publishes), routes the client's publishes itself (broker.c), and forwards
+ * what belongs to the session (subscriptions, acknowledgements of what the
+ * session sent) to the session receiver. The key decision is that it
+ * stops reading while the session handles a CONNECT, SUBSCRIBE or
+ * UNSUBSCRIBE: frames that arrive meanwhile are held, in order, and
+ * replayed when the session answers. So a PUBLISH sent right after a
+ * SUBSCRIBE is routed after the subscription exists, as the client
+ * expects, and the session writes CONNACK before anything it resends.
+ *
+ * Lifecycle: spawned pinned by the listener's accept callback; ends (and
+ * its deactivate hook frees it) when "net.closed" arrives. The will is
+ * published at the moment the broker decides to close for any reason
+ * other than DISCONNECT, or when the network closes first. */
+#include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/framer.h"
+#include "apps/mqtt/outbox.h"
+#include "apps/mqtt/ws.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef enum {
+    CONN_AWAIT_CONNECT, /* nothing yet but the socket */
+    CONN_ATTACHING,     /* CONNECT sent on to the session */
+    CONN_CONNECTED,     /* CONNACK written */
+    CONN_CLOSING,       /* we asked net to close; frames are ignored */
+} conn_phase;
+
+/* Timer messages: arg says which. */
+enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2 };
+/* Bytes of frames a client may send along with its upgrade request. */
+#define WS_SLACK_LEN (64u * 1024u)
+static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
+
+typedef struct mqtt_conn {
+    mqtt_broker *b;
+    uint64_t id;
+    hm_conn *conn;    /* from "net.opened" */
+    hm_addr *session; /* "mqtt/session/<client id>" once CONNECTed */
+    char *client_id;
+    char *username; /* NULL: anonymous */
+    /* MQTT over WebSocket: net delivers bytes as they come; the upgrade
+     * request is gathered in `ws_head`, then frames go through `wsd` and
+     * the MQTT bytes they carry through `mf`, which cuts packets. */
+    bool ws;
+    bool ws_open; /* the upgrade was answered with 101 */
+    uint8_t *ws_head;
+    size_t ws_head_len;
+    mqtt_ws_decoder *wsd;
+    mqtt_framer *mf;
+    conn_phase phase;
+    bool waiting;    /* the session is handling a forwarded packet */
+    bool net_closed; /* "net.closed" came while waiting; see on_closed */
+    hm_err close_cause;
+    hm_msg **held; /* frames that arrived while waiting, in order */
+    size_t held_head, held_count, held_cap;
+    mqtt_pub *will; /* NULL: none, or already published/discarded */
+    bool will_retain;
+    mqtt_qos2_ids *in_qos2; /* from the session on attach */
+    uint32_t keepalive_ms;  /* 1.5 x the client's keepalive; 0: none */
+    uint64_t last_rx_ms;
+    hm_timer_id connect_timer, keepalive_timer;
+    mqtt_deliveries deliveries; /* routing scratch */
+} mqtt_conn;
+
+void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id, bool ws)
+{
+    mqtt_conn *c = hm_calloc(1, sizeof *c);
+
+    c->b = b;
+    c->id = conn_id;
+    c->ws = ws;
+    mqtt_deliveries_init(&c->deliveries);
+    /* relaxed: a statistic (see broker_impl.h). */
+    atomic_fetch_add_explicit(&b->conns_open, 1, memory_order_relaxed);
+    return c;
+}
+
+void mqtt_conn_state_destroy(void *state)
+{
+    mqtt_conn *c = state;
+
+    if (!c)
+        return;
+    while (c->held_count > 0) {
+        hm_msg_destroy(c->held[c->held_head]);
+        c->held_head = (c->held_head + 1) % c->held_cap;
+        c->held_count--;
+    }
+    hm_free(c->held);
+    if (c->connect_timer)
+        hm_runtime_cancel_timer(c->b->rt, c->connect_timer);
+    if (c->keepalive_timer)
+        hm_runtime_cancel_timer(c->b->rt, c->keepalive_timer);
+    mqtt_pub_release(c->will);
+    mqtt_qos2_box_destroy(c->in_qos2);
+    mqtt_deliveries_fini(&c->deliveries);
+    hm_addr_release(c->session);
+    hm_conn_release(c->conn);
+    hm_free(c->client_id);
+    hm_free(c->username);
+    hm_free(c->ws_head);
+    mqtt_ws_decoder_destroy(c->wsd);
+    mqtt_framer_destroy(c->mf);
+    /* relaxed: a statistic. */
+    atomic_fetch_sub_explicit(&c->b->conns_open, 1, memory_order_relaxed);
+    hm_free(c);
+}
+
+static void conn_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason w)
+{
+    (void)ctx;
+    (void)w;
+    mqtt_conn_state_destroy(state);
+}
+
+const hm_hooks mqtt_conn_hooks = {.deactivate = conn_deactivate};
+
+/* ------------------------------------------------------------ closing */
+
+static bool allows(mqtt_conn *c, mqtt_acl_access access, const char *topic,
+                   size_t len)
+{
+    mqtt_acl_client who = {.client_id = c->client_id, .username = c->username};
+
+    return mqtt_broker_allows(c->b, &who, access, topic, len);
+}
+
+static void publish_will(hm_ctx *ctx, mqtt_conn *c)
+{
+    if (!c->will)
+        return;
+    if (!allows(c, MQTT_ACL_WRITE, c->will->topic, c->will->topic_len)) {
+        mqtt_pub_release(c->will);
+        c->will = NULL;
+        return;
+    }
+    HM_LOG_DEBUG("MQTT-WILL", "client %s: publishing its will on %s",
+                 c->client_id, c->will->topic);
+    mqtt_broker_route(c->b, ctx, &c->deliveries, c->will, c->will_retain);
+    mqtt_pub_release(c->will);
+    c->will = NULL;
+}
+
+/* Closes the connection for `why`. The will is published unless the
+ * client said DISCONNECT [MQTT-3.14.4-3]; `abort` resets instead of
+ * flushing (after a protocol violation nothing more is owed). */
+static void close_conn(hm_ctx *ctx, mqtt_conn *c, const char *why, bool abort)
+{
+    if (c->phase == CONN_CLOSING)
+        return;
+    HM_LOG_DEBUG("MQTT-CLOSE", "connection %llu (%s): %s",
+                 (unsigned long long)c->id, c->client_id ? c->client_id : "-",
+                 why);
+    c->phase = CONN_CLOSING;
+    publish_will(ctx, c);
+    if (abort)
+        hm_conn_abort(c->conn);
+    else
+        hm_conn_close(c->conn);
+}
+
+static void send_to_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m)
+{
+    if (hm_ctx_send(ctx, c->session, m) != HM_OK) {
+        hm_msg_destroy(m);
+        close_conn(ctx, c, "session unreachable", true);
+    }
+}
+
+/* "net.closed": the end. The session learns it (and keeps the inbound
+ * QoS 2 ids if it is persistent); the activation ends after this. If the
+ * session is still handling a packet, the end waits for its answer: the
+ * frames held meanwhile were received and count (a client that sends
+ * CONNECT, PUBLISH, DISCONNECT and closes at once is common). */
+static void on_closed(hm_ctx *ctx, mqtt_conn *c, hm_err cause)
+{
+    if (c->waiting && c->phase != CONN_CLOSING) {
+        c->net_closed = true;
+        c->close_cause = cause;
+        return;
+    }
+    if (c->phase != CONN_CLOSING)
+        HM_LOG_DEBUG("MQTT-CLOSE", "connection %llu (%s) closed: %s",
+                     (unsigned long long)c->id,
+                     c->client_id ? c->client_id : "-", hm_err_str(cause));
+    publish_will(ctx, c);
+    c->phase = CONN_CLOSING;
+    if (c->session) {
+        hm_msg *m = hm_msg_create(&mqtt_detach_type, c->in_qos2, 0);
+
+        c->in_qos2 = NULL;
+        if (hm_ctx_send(ctx, c->session, m) != HM_OK)
+            hm_msg_destroy(m);
+    }
+    hm_ctx_deactivate(ctx);
+}
+
+/* ----------------------------------------------------------- timers */
+
+static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
+                      uint32_t delay_ms, hm_timer_id *id)
+{
+    hm_msg *m = hm_msg_create(&conn_timer_type, NULL, which);
+
+    *id = 0;
+    if (hm_runtime_send_after(hm_ctx_runtime(ctx), hm_ctx_self(ctx), m,
+                              delay_ms, id) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+static void on_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which)
+{
+    uint64_t idle;
+
+    if (which == TIMER_CONNECT) {
+        c->connect_timer = 0;
+        if (c->phase == CONN_AWAIT_CONNECT)
+            close_conn(ctx, c, "no CONNECT in time", true);
+        return;
+    }
+    c->keepalive_timer = 0;
+    if (c->phase == CONN_CLOSING || c->keepalive_ms == 0)
+        return;
+    idle = hm_ctx_now_ms(ctx) - c->last_rx_ms;
+    if (idle >= c->keepalive_ms) { /* [MQTT-3.1.2-24] */
+        HM_LOG_INFO("MQTT-KEEPALIVE", "client %s: nothing for %llu ms",
+                    c->client_id, (unsigned long long)idle);
+        close_conn(ctx, c, "keepalive expired", true);
+        return;
+    }
+    arm_timer(ctx, c, TIMER_KEEPALIVE, (uint32_t)(c->keepalive_ms - idle),
+              &c->keepalive_timer);
+}
+
+/* ------------------------------------------------------------ packets */
+
+static void write_ack(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
+                      uint16_t pid)
+{
+    mqtt_packet p = {.type = type, .u.packet_id = pid};
+
+    if (mqtt_write_packet(c->conn, c->ws, &p) != HM_OK)
+        close_conn(ctx, c, "write failed", true);
+}
+
+static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code, const char *why)
+{
+    mqtt_packet p = {.type = MQTT_CONNACK,
+                     .u.connack.return_code = (uint8_t)code};
+
+    HM_LOG_INFO("MQTT-CONNECT-REFUSED", "connection %llu: CONNACK %d: %s",
+                (unsigned long long)c->id, code, why);
+    mqtt_write_packet(c->conn, c->ws, &p);
+    close_conn(ctx, c, why, false);
+}
+
+static void take_will(mqtt_conn *c, const mqtt_connect *k)
+{
+    if (!k->will)
+        return;
+    c->will = mqtt_pub_create(k->will_topic.ptr, k->will_topic.len,
+                              k->will_payload.ptr, k->will_payload.len,
+                              k->will_qos, false);
+    c->will_retain = k->will_retain;
+}
+
+static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
+{
+    char name[HM_ADDR_MAX_LEN + 1];
+    uint32_t ka_s = k->keepalive_s;
+    mqtt_attach *a;
+    int code;
+
+    /* Before the session is named, so a refused client never wakes one. */
+    if ((code = mqtt_broker_authenticate(c->b, k)) != 0) {
+        refuse_connect(ctx, c, code, "refused by the admission rules");
+        return;
+    }
+    if (k->client_id.len > 0)
+        c->client_id =
+            hm_strndup((const char *)k->client_id.ptr, k->client_id.len);
+    else { /* [MQTT-3.1.3-6] a zero-byte id with clean session: assign one */
+        char gen[48];
+
+        snprintf(gen, sizeof gen, "hermes-%llx-%llu",
+                 (unsigned long long)c->b->start_ms, (unsigned long long)c->id);
+        c->client_id = hm_strdup(gen);
+    }
+    if (snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%s", c->client_id) >=
+            (int)sizeof name ||
+        hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) != HM_OK) {
+        refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
+        return;
+    }
+    if (k->has_username)
+        c->username =
+            hm_strndup((const char *)k->username.ptr, k->username.len);
+    take_will(c, k);
+    c->keepalive_ms = ka_s * 1500u;
+    if (c->connect_timer && hm_runtime_cancel_timer(c->b->rt, c->connect_timer))
+        c->connect_timer = 0;
+    if (c->keepalive_ms)
+        arm_timer(ctx, c, TIMER_KEEPALIVE, c->keepalive_ms,
+                  &c->keepalive_timer);
+    a = hm_alloc(sizeof *a);
+    a->conn = hm_conn_ref(c->conn);
+    a->ws = c->ws;
+    a->clean = k->clean_session;
+    a->username = c->username ? hm_strdup(c->username) : NULL;
+    c->phase = CONN_ATTACHING;
+    c->waiting = true; /* until "mqtt.attached" */
+    HM_LOG_DEBUG("MQTT-CONNECT",
+                 "connection %llu: client %s, clean %d, "
+                 "keepalive %u s",
+                 (unsigned long long)c->id, c->client_id, k->clean_session,
+                 ka_s);
+    send_to_session(ctx, c, hm_msg_create(&mqtt_attach_type, a, 0));
+}
+
+static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
+{
+    mqtt_pub *pub;
+
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&c->b->received, 1, memory_order_relaxed);
+    if (p->qos == 2 && !mqtt_qos2_ids_receive(c->in_qos2, p->packet_id)) {
+        /* A resend of a message we already routed [MQTT-4.3.3-2]. */
+        write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
+        return;
+    }
+    if (!allows(c, MQTT_ACL_WRITE, (const char *)p->topic.ptr, p->topic.len)) {
+        /* Acknowledged all the same, as mosquitto does: the client cannot
+         * tell a refused publish from one nobody subscribed to. */
+        HM_LOG_DEBUG("MQTT-ACL-DENY", "client %s may not publish to %.*s",
+                     c->client_id, (int)p->topic.len, p->topic.ptr);
+    } else {
+        /* Forwarded with RETAIN=0 whatever the flag was [MQTT-3.3.1-9]. */
+        pub = mqtt_pub_create(p->topic.ptr, p->topic.len, p->payload.ptr,
+                              p->payload.len, p->qos, false);
+        mqtt_broker_route(c->b, ctx, &c->deliveries, pub, p->retain);
+        mqtt_pub_release(pub);
+    }
+    if (p->qos == 1) { /* [MQTT-4.3.2-2] */
+        write_ack(ctx, c, MQTT_PUBACK, p->packet_id);
+    } else if (p->qos == 2) { /* [MQTT-4.3.3-2] */
+        write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
+    }
+}
+
+/* Forwards a SUBSCRIBE or UNSUBSCRIBE, whole, and holds further frames
+ * until the session says "mqtt.done". */
+static void forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
+{
+    mqtt_blob *blob = hm_alloc(sizeof *blob + len);
+
+    blob->len = len;
+    memcpy(blob->data, data, len);
+    c->waiting = true;
+    send_to_session(ctx, c, hm_msg_create(&mqtt_forward_type, blob, 0));
+}
+
+static void on_fault(hm_ctx *ctx, mqtt_conn *c, const mqtt_fault *why)
+{
+    int code = mqtt_fault_connack_code(why->kind);
+
+    if (c->phase == CONN_AWAIT_CONNECT && code >= 0) { /* [MQTT-3.1.2-2] */
+        refuse_connect(ctx, c, code, why->rule);
+        return;
+    }
+    HM_LOG_INFO("MQTT-MALFORMED", "connection %llu (%s): %s",
+                (unsigned long long)c->id, c->client_id ? c->client_id : "-",
+                why->rule ? why->rule : "malformed packet");
+    close_conn(ctx, c, "malformed packet", true);
+}
+
+/* One packet from the client: the one switch on packet type. */
+static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
+                      size_t len)
+{
+    mqtt_fault why = {0};
+    mqtt_packet p;
+
+    if (mqtt_decode(data, len, &c->b->limits, &p, &why) != HM_OK) {
+        on_fault(ctx, c, &why);
+        return;
+    }
+    if (c->phase == CONN_AWAIT_CONNECT && p.type != MQTT_CONNECT) {
+        close_conn(ctx, c, "[MQTT-3.1.0-1] first packet not CONNECT", true);
+        return;
+    }
+    switch (p.type) {
+    case MQTT_CONNECT:
+        if (c->phase != CONN_AWAIT_CONNECT)
+            close_conn(ctx, c, "[MQTT-3.1.0-2] second CONNECT", true);
+        else
+            on_connect(ctx, c, &p.u.connect);
+        break;
+    case MQTT_PUBLISH:
+        on_publish(ctx, c, &p.u.publish);
+        break;
+    case MQTT_PUBREL: /* [MQTT-4.3.3-2] release the id, answer PUBCOMP */
+        mqtt_qos2_ids_release(c->in_qos2, p.u.packet_id);
+        write_ack(ctx, c, MQTT_PUBCOMP, p.u.packet_id);
+        break;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBCOMP:
+        send_to_session(ctx, c,
+                        hm_msg_create(&mqtt_ack_type, NULL,
+                                      (uint64_t)p.type << 16 | p.u.packet_id));
+        break;
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE:
+        forward(ctx, c, data, len);
+        break;
+    case MQTT_PINGREQ: /* [MQTT-3.12.4-1] */
+        write_ack(ctx, c, MQTT_PINGRESP, 0);
+        break;
+    case MQTT_DISCONNECT: /* [MQTT-3.14.4-3] discard the will */
+        mqtt_pub_release(c->will);
+        c->will = NULL;
+        close_conn(ctx, c, "DISCONNECT", false);
+        break;
+    default: /* server-to-client packets from a client */
+        close_conn(ctx, c, "a packet only a server may send", true);
+        break;
+    }
+}
+
+/* ------------------------------------------------ MQTT over WebSocket */
+
+static void ws_write_control(mqtt_conn *c, mqtt_ws_opcode op,
+                             const mqtt_bytes *payload)
+{
+    uint8_t buf[MQTT_WS_MAX_HEADER_LEN + 125];
+    size_t len;
+
+    if (mqtt_ws_encode(
+            &(mqtt_ws_frame){.opcode = op, .fin = true, .payload = *payload},
+            buf, sizeof buf, &len) == HM_OK)
+        hm_conn_write(c->conn, buf, len);
+}
+
+static void ws_fail(hm_ctx *ctx, mqtt_conn *c, uint16_t code, const char *why)
+{
+    uint8_t buf[4];
+
+    hm_conn_write(c->conn, buf, mqtt_ws_encode_close(code, buf));
+    close_conn(ctx, c, why, false);
+}
+
+/* Gathers the upgrade request and answers it; what follows the request
+ * is the start of the frame stream. */
+static void ws_handshake(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
+                         size_t len)
+{
+    mqtt_ws_handshake hs;
+    hm_err err;
+
+    if (c->ws_head_len + len > MQTT_WS_MAX_REQUEST_LEN + WS_SLACK_LEN) {
+        close_conn(ctx, c, "WebSocket upgrade request too long", true);
+        return;
+    }
+    c->ws_head = hm_realloc(c->ws_head, c->ws_head_len + len);
+    memcpy(c->ws_head + c->ws_head_len, data, len);
+    c->ws_head_len += len;
+    err = mqtt_ws_handshake_parse(c->ws_head, c->ws_head_len, &hs);
+    if (err == HM_EAGAIN)
+        return;
+    if (err != HM_OK) {
+        close_conn(ctx, c, "WebSocket upgrade request too long", true);
+        return;
+    }
+    hm_conn_write(c->conn, hs.response, hs.response_len);
+    if (!hs.accepted) {
+        close_conn(ctx, c, hs.reason, false);
+        return;
+    }
+    c->ws_open = true;
+    c->wsd = mqtt_ws_decoder_create(NULL);
+    c->mf = mqtt_framer_create(&c->b->limits);
+    mqtt_ws_decoder_push(c->wsd, c->ws_head + hs.request_len,
+                         c->ws_head_len - hs.request_len);
+    hm_free(c->ws_head);
+    c->ws_head = NULL;
+    c->ws_head_len = 0;
+}
+
+/* Handles one WebSocket event; false when the stream must stop. */
+static bool ws_event(hm_ctx *ctx, mqtt_conn *c, const mqtt_ws_event *ev)
+{
+    switch (ev->kind) {
+    case MQTT_WS_EV_DATA:
+        mqtt_framer_push(c->mf, ev->payload.ptr, ev->payload.len);
+        return true;
+    case MQTT_WS_EV_PING:
+        ws_write_control(c, MQTT_WS_OP_PONG, &ev->payload);
+        return true;
+    case MQTT_WS_EV_PONG:
+        return true;
+    case MQTT_WS_EV_CLOSE: /* an MQTT close without DISCONNECT: the will */
+        ws_fail(ctx, c, MQTT_WS_CLOSE_NORMAL, "WebSocket closed");
+        return false;
+    }
+    return false;
+}
+
+/* Handles every whole packet the stream holds, until the session must
+ * answer first (`waiting`) or the connection closes. */
+static void ws_drain(hm_ctx *ctx, mqtt_conn *c)
+{
+    while (!c->waiting && c->phase != CONN_CLOSING && c->ws_open) {
+        mqtt_fault why = {0};
+        mqtt_ws_fault wf = {0};
+        mqtt_ws_event ev;
+        mqtt_bytes pkt;
+        hm_err err = mqtt_framer_next(c->mf, &pkt, &why);
+
+        if (err == HM_OK) {
+            on_packet(ctx, c, pkt.ptr, pkt.len);
+            continue;
+        }
+        if (err != HM_EAGAIN) {
+            ws_fail(ctx, c, MQTT_WS_CLOSE_PROTOCOL_ERROR, "malformed packet");
+            return;
+        }
+        err = mqtt_ws_decoder_next(c->wsd, &ev, &wf);
+        if (err == HM_EAGAIN)
+            return;
+        if (err != HM_OK) {
+            ws_fail(ctx, c,
+                    wf.close_code ? wf.close_code
+                                  : MQTT_WS_CLOSE_PROTOCOL_ERROR,
+                    wf.reason ? wf.reason : "WebSocket framing");
+            return;
+        }
+        if (!ws_event(ctx, c, &ev))
+            return;
+    }
+}
+
+/* Bytes or a packet from net, as the connection's protocol reads them. */
+static void feed(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
+{
+    if (!c->ws) {
+        on_packet(ctx, c, data, len); /* the MQTT framer cut a packet */
+        return;
+    }
+    if (!c->ws_open)
+        ws_handshake(ctx, c, data, len);
+    else
+        mqtt_ws_decoder_push(c->wsd, data, len);
+    ws_drain(ctx, c);
+}
+
+/* ------------------------------------------------------ holding frames */
+
+static void hold(mqtt_conn *c, hm_msg *frame)
+{
+    if (c->held_count == c->held_cap) {
+        size_t cap = c->held_cap ? c->held_cap * 2 : 8;
+        hm_msg **held = hm_alloc(cap * sizeof *held);
+
+        for (size_t i = 0; i < c->held_count; i++)
+            held[i] = c->held[(c->held_head + i) % c->held_cap];
+        hm_free(c->held);
+        c->held = held;
+        c->held_cap = cap;
+        c->held_head = 0;
+    }
+    c->held[(c->held_head + c->held_count++) % c->held_cap] = frame;
+}
+
+/* The session answered: handle held frames until one makes us wait
+ * again. Reading is not starved meanwhile: held frames count against
+ * net's in-flight bound, which pauses the socket when it fills. */
+static void resume(hm_ctx *ctx, mqtt_conn *c)
+{
+    c->waiting = false;
+    if (c->ws)
+        ws_drain(ctx, c); /* packets already in the stream come first */
+    while (!c->waiting && c->held_count > 0 && c->phase != CONN_CLOSING) {
+        hm_msg *m = c->held[c->held_head];
+        const uint8_t *data;
+        size_t len;
+
+        c->held_head = (c->held_head + 1) % c->held_cap;
+        c->held_count--;
+        data = hm_net_msg_data(m, &len);
+        feed(ctx, c, data, len);
+        hm_msg_destroy(m);
+    }
+    if (c->net_closed && !c->waiting) {
+        c->net_closed = false;
+        on_closed(ctx, c, c->close_cause);
+    }
+}
+
+static void on_frame(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
+{
+    const uint8_t *data;
+    size_t len;
+
+    c->last_rx_ms = hm_ctx_now_ms(ctx);
+    if (c->phase == CONN_CLOSING)
+        return;
+    if (c->waiting || c->held_count > 0) {
+        hold(c, hm_msg_move(msg));
+        return;
+    }
+    data = hm_net_msg_data(msg, &len);
+    feed(ctx, c, data, len);
+}
+
+static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
+{
+    if (c->phase != CONN_ATTACHING)
+        return;
+    mqtt_qos2_box_destroy(c->in_qos2);
+    c->in_qos2 = hm_msg_take_payload(msg);
+    if (!c->in_qos2)
+        c->in_qos2 = hm_calloc(1, sizeof *c->in_qos2);
+    c->phase = CONN_CONNECTED;
+    resume(ctx, c);
+}
+
+hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    mqtt_conn *c = state;
+    const hm_type *t = hm_msg_type(msg);
+
+    if (t == &hm_net_frame_type) {
+        on_frame(ctx, c, msg);
+    } else if (t == &mqtt_attached_type) {
+        on_attached(ctx, c, msg);
+    } else if (t == &mqtt_done_type) {
+        resume(ctx, c);
+    } else if (t == &conn_timer_type) {
+        on_timer(ctx, c, hm_msg_arg(msg));
+    } else if (t == &mqtt_kick_type) { /* [MQTT-3.1.4-2] */
+        close_conn(ctx, c, "session taken over", true);
+    } else if (t == &hm_net_opened_type) {
+        c->conn = hm_conn_ref(hm_net_msg_conn(msg));
+        c->last_rx_ms = hm_ctx_now_ms(ctx);
+        arm_timer(ctx, c, TIMER_CONNECT, c->b->cfg.connect_timeout_ms,
+                  &c->connect_timer);
+    } else if (t == &hm_net_error_type) {
+        HM_LOG_INFO("MQTT-MALFORMED", "connection %llu (%s): framing: %s",
+                    (unsigned long long)c->id,
+                    c->client_id ? c->client_id : "-",
+                    hm_err_str(hm_net_msg_err(msg)));
+        close_conn(ctx, c, "framing error", true);
+    } else if (t == &hm_net_closed_type) {
+        on_closed(ctx, c, hm_net_msg_err(msg));
+    }
+    return HM_OK;
+}

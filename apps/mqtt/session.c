@@ -1,0 +1,528 @@
+/* apps/mqtt/session.c: the session receiver, one per client id
+ * ("mqtt/session/<client id>").
+ *
+ * A session is what MQTT says outlives a connection when CleanSession is 0
+ * (section 3.1.2.4): the client's subscriptions, the QoS 1 and 2 messages
+ * sent and not yet acknowledged, those queued for it, and the ids of QoS 2
+ * messages it sent and has not released. It writes everything the client
+ * receives because of that state: CONNACK (with session present), SUBACK,
+ * UNSUBACK, every PUBLISH and PUBREL; the window and queue logic is the pure
+ * module outbox.c.
+ *
+ * The key decision (ADR 0051) is that a session receiver is pinned, so idle
+ * deactivation can never drop a persistent session, and ends itself
+ * (hm_ctx_deactivate) when it has nothing to keep: when a clean session's
+ * connection closes, or when a stray message (a delivery that raced the
+ * end of a clean session) activates a session no client is attached to.
+ * Its subscriber token in the tree is its own address; it removes its
+ * subscriptions under the tree's write lock before dropping that address,
+ * so a router never sends through a stale token. */
+#include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/outbox.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <string.h>
+
+typedef struct sub {
+    char *filter;
+    size_t len;
+    uint8_t qos;
+} sub;
+
+typedef struct mqtt_session {
+    mqtt_broker *b;
+    hm_addr *self; /* our token in the subscription tree */
+    char *client_id;
+    hm_conn *conn;      /* NULL while the client is away */
+    bool ws;            /* conn speaks MQTT over WebSocket */
+    char *username;     /* of the last CONNECT, for the ACL; or NULL */
+    hm_addr *conn_addr; /* its connection receiver */
+    /* A takeover waits for the old connection to hand back the inbound
+     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
+    hm_addr *old_conn_addr;
+    hm_msg *pending_attach; /* moved out: its sender is pending_from */
+    hm_addr *pending_from;
+    bool attached_ever; /* some client attached to this activation */
+    bool persistent;    /* CleanSession was 0 */
+    sub *subs;
+    size_t sub_count, sub_cap;
+    mqtt_outbox *out;
+    mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
+} mqtt_session;
+
+static uint64_t token(const mqtt_session *s)
+{
+    return (uint64_t)(uintptr_t)s->self;
+}
+
+static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
+                   size_t len)
+{
+    mqtt_acl_client who = {.client_id = s->client_id, .username = s->username};
+
+    return mqtt_broker_allows(s->b, &who, access, t, len);
+}
+
+/* ----------------------------------------------------------- writing */
+
+static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
+                          uint16_t pid, bool dup)
+{
+    mqtt_packet p = {
+        .type = MQTT_PUBLISH,
+        .u.publish = {.dup = dup,
+                      .qos = qos,
+                      .retain = pub->retain,
+                      .topic = {(const uint8_t *)pub->topic, pub->topic_len},
+                      .packet_id = pid,
+                      .payload = {pub->payload, pub->payload_len}}};
+    hm_err err = mqtt_write_packet(s->conn, s->ws, &p);
+
+    if (err == HM_OK) {
+        /* relaxed: a statistic. */
+        atomic_fetch_add_explicit(&s->b->sent, 1, memory_order_relaxed);
+    } else if (qos > 0 && err == HM_EFULL) {
+        /* The client does not read: its exchange would stall the window
+         * for good. Drop the connection; the message stays in flight and
+         * is resent on reconnect. */
+        HM_LOG_WARN("MQTT-SLOW-CLIENT", "client %s: write queue full",
+                    s->client_id);
+        hm_conn_abort(s->conn);
+    }
+}
+
+static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
+{
+    mqtt_packet p = {.type = type, .u.packet_id = pid};
+
+    mqtt_write_packet(s->conn, s->ws, &p);
+}
+
+/* Sends what the outbox says: resends first after a reconnect, then
+ * what the window has room for. */
+static void pump(mqtt_session *s)
+{
+    mqtt_out_action a;
+
+    while (s->conn && mqtt_outbox_next(s->out, &a)) {
+        if (a.kind == MQTT_OUT_PUBREL) { /* [MQTT-4.3.3-1], [MQTT-4.4.0-1] */
+            write_ack(s, MQTT_PUBREL, a.packet_id);
+            continue;
+        }
+        write_publish(s, a.msg, a.qos, a.packet_id, a.dup);
+        if (a.caller_owns_msg)
+            mqtt_pub_release(a.msg);
+    }
+}
+
+/* Delivers `pub` (taken) to the client at `qos`. */
+static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
+{
+    if (!allows(s, MQTT_ACL_READ, pub->topic, pub->topic_len)) {
+        mqtt_pub_release(pub);
+        return;
+    }
+    /* QoS 0 is dropped while the client is away; QoS 1/2 wait. */
+    if (mqtt_outbox_push(s->out, pub, qos) != HM_OK) {
+        /* relaxed: a statistic. */
+        atomic_fetch_add_explicit(&s->b->dropped, 1, memory_order_relaxed);
+        HM_LOG_DEBUG("MQTT-QUEUE-FULL", "client %s: dropped a message on %s",
+                     s->client_id, pub->topic);
+        mqtt_pub_release(pub);
+        return;
+    }
+    pump(s);
+}
+
+/* ----------------------------------------------------- subscriptions */
+
+static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
+{
+    for (size_t i = 0; i < s->sub_count; i++) {
+        if (s->subs[i].len == f->len &&
+            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
+            s->subs[i].qos = qos;
+            return;
+        }
+    }
+    if (s->sub_count == s->sub_cap) {
+        s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
+        s->subs = hm_realloc(s->subs, s->sub_cap * sizeof *s->subs);
+    }
+    s->subs[s->sub_count++] =
+        (sub){.filter = hm_strndup((const char *)f->ptr, f->len),
+              .len = f->len,
+              .qos = qos};
+}
+
+static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
+{
+    for (size_t i = 0; i < s->sub_count; i++) {
+        if (s->subs[i].len == f->len &&
+            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
+            hm_free(s->subs[i].filter);
+            s->subs[i] = s->subs[--s->sub_count];
+            return;
+        }
+    }
+}
+
+/* Removes every subscription from the tree (under the write lock: after
+ * it, no router holds our token) and forgets them. */
+static void drop_subs(mqtt_session *s)
+{
+    if (s->sub_count > 0) {
+        pthread_rwlock_wrlock(&s->b->tree_lock);
+        for (size_t i = 0; i < s->sub_count; i++)
+            mqtt_topic_tree_remove(s->b->tree, s->subs[i].filter,
+                                   s->subs[i].len, token(s));
+        pthread_rwlock_unlock(&s->b->tree_lock);
+    }
+    for (size_t i = 0; i < s->sub_count; i++)
+        hm_free(s->subs[i].filter);
+    s->sub_count = 0;
+}
+
+typedef struct retained_batch {
+    mqtt_pub **pubs;
+    size_t count, cap;
+} retained_batch;
+
+static void collect_retained(void *arg, const mqtt_retained *r)
+{
+    retained_batch *rb = arg;
+
+    if (rb->count == rb->cap) {
+        rb->cap = rb->cap ? rb->cap * 2 : 8;
+        rb->pubs = hm_realloc(rb->pubs, rb->cap * sizeof *rb->pubs);
+    }
+    /* Sent with RETAIN=1 because of the new subscription [MQTT-3.3.1-8]. */
+    rb->pubs[rb->count++] = mqtt_pub_create(r->topic, r->topic_len, r->payload,
+                                            r->payload_len, r->qos, true);
+}
+
+/* Sends the retained messages `filter` matches [MQTT-3.3.1-6]. They are
+ * copied under the read lock and sent after it. */
+static void send_retained(mqtt_session *s, const mqtt_bytes *f, uint8_t granted)
+{
+    retained_batch rb = {0};
+
+    pthread_rwlock_rdlock(&s->b->retain_lock);
+    mqtt_retain_match(s->b->retained, (const char *)f->ptr, f->len,
+                      collect_retained, &rb);
+    pthread_rwlock_unlock(&s->b->retain_lock);
+    for (size_t i = 0; i < rb.count; i++) {
+        uint8_t qos = rb.pubs[i]->qos < granted ? rb.pubs[i]->qos : granted;
+
+        deliver(s, rb.pubs[i], qos);
+    }
+    hm_free(rb.pubs);
+}
+
+static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
+{
+    uint8_t *codes = hm_alloc(sub_pkt->count);
+    mqtt_sub_iter it;
+    mqtt_sub_req r;
+    size_t n = 0;
+
+    mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    while (mqtt_sub_iter_next(&it, &r)) {
+        /* [MQTT-3.8.4-6] grant at most the configured maximum. */
+        uint8_t g = r.qos < s->b->cfg.max_qos ? r.qos : s->b->cfg.max_qos;
+
+        if (!allows(s, MQTT_ACL_SUBSCRIBE, (const char *)r.filter.ptr,
+                    r.filter.len) ||
+            mqtt_topic_tree_add(s->b->tree, (const char *)r.filter.ptr,
+                                r.filter.len, token(s), g, NULL) != HM_OK)
+            g = MQTT_SUBACK_FAILURE;
+        else
+            remember_sub(s, &r.filter, g);
+        codes[n++] = g;
+    }
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    mqtt_packet ack = {
+        .type = MQTT_SUBACK,
+        .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
+    mqtt_write_packet(s->conn, s->ws, &ack); /* [MQTT-3.8.4-1] */
+    mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
+    for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
+        if (codes[i] != MQTT_SUBACK_FAILURE)
+            send_retained(s, &r.filter, codes[i]);
+    hm_free(codes);
+}
+
+static void on_unsubscribe(mqtt_session *s, const mqtt_subscribe *u)
+{
+    mqtt_sub_iter it;
+    mqtt_sub_req r;
+
+    mqtt_sub_iter_init(&it, MQTT_UNSUBSCRIBE, u);
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    while (mqtt_sub_iter_next(&it, &r)) {
+        if (mqtt_topic_tree_remove(s->b->tree, (const char *)r.filter.ptr,
+                                   r.filter.len, token(s)) == HM_OK)
+            forget_sub(s, &r.filter);
+    }
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    write_ack(s, MQTT_UNSUBACK, u->packet_id); /* [MQTT-3.10.4-4] */
+}
+
+static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+{
+    const mqtt_blob *blob = hm_msg_payload(msg);
+    hm_addr *from = hm_msg_from(msg);
+    mqtt_packet p;
+
+    if (from && from == s->conn_addr &&
+        mqtt_decode(blob->data, blob->len, &s->b->limits, &p, NULL) == HM_OK) {
+        if (p.type == MQTT_SUBSCRIBE)
+            on_subscribe(s, &p.u.subscribe);
+        else if (p.type == MQTT_UNSUBSCRIBE)
+            on_unsubscribe(s, &p.u.subscribe);
+    }
+    /* Always answered, or the connection would hold its frames forever. */
+    if (from) {
+        hm_msg *done = hm_msg_create(&mqtt_done_type, NULL, 0);
+
+        if (hm_ctx_send(ctx, from, done) != HM_OK)
+            hm_msg_destroy(done);
+    }
+}
+
+/* ------------------------------------------------------- connections */
+
+static mqtt_outbox *new_outbox(const mqtt_broker *b)
+{
+    return mqtt_outbox_create(&(mqtt_outbox_config){
+        .max_inflight = b->cfg.max_inflight,
+        .max_queued = b->cfg.unlimited_queue ? 0 : b->cfg.max_queued,
+        .release = mqtt_pub_release});
+}
+
+static void forget_state(mqtt_session *s)
+{
+    drop_subs(s);
+    mqtt_outbox_destroy(s->out);
+    s->out = new_outbox(s->b);
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = NULL;
+}
+
+static void let_go_of_conn(mqtt_session *s)
+{
+    if (!s->conn_addr)
+        return;
+    hm_conn_release(s->conn);
+    hm_addr_release(s->conn_addr);
+    s->conn = NULL;
+    s->conn_addr = NULL;
+    mqtt_outbox_go_offline(s->out);
+    /* relaxed: a statistic. */
+    atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
+}
+
+static void kick(hm_ctx *ctx, hm_addr *conn_addr)
+{
+    hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+
+    if (hm_ctx_send(ctx, conn_addr, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+/* [MQTT-3.1.4-2] A new connection for a connected client id: close the
+ * old one and answer the new one once the old one has detached, so the
+ * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg`. */
+static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+{
+    HM_LOG_INFO("MQTT-TAKEOVER",
+                "client %s: a new connection takes over "
+                "the session",
+                s->client_id);
+    if (s->pending_attach) { /* a third one: the second never started */
+        kick(ctx, s->pending_from);
+        hm_msg_destroy(s->pending_attach);
+        hm_addr_release(s->pending_from);
+    }
+    s->pending_from = hm_addr_ref(hm_msg_from(msg));
+    s->pending_attach = hm_msg_move(msg);
+    if (s->conn_addr) {
+        kick(ctx, s->conn_addr);
+        hm_addr_release(s->old_conn_addr);
+        s->old_conn_addr = hm_addr_ref(s->conn_addr);
+        let_go_of_conn(s);
+    }
+}
+
+/* Attaches the connection receiver `from` (borrowed) as `a` (borrowed;
+ * its user name is taken) describes. */
+static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
+                      hm_addr *from)
+{
+    bool present = false;
+    hm_msg *reply;
+
+    if (a->clean || !s->persistent)
+        forget_state(s); /* [MQTT-3.1.2-6] */
+    else
+        present = s->attached_ever; /* [MQTT-3.2.2-2] */
+    s->persistent = !a->clean;
+    s->attached_ever = true;
+    s->conn = hm_conn_ref(a->conn);
+    s->ws = a->ws;
+    s->conn_addr = hm_addr_ref(from);
+    hm_free(s->username);
+    s->username = a->username;
+    a->username = NULL;
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
+    mqtt_write_packet(
+        s->conn, s->ws,
+        &(mqtt_packet){.type = MQTT_CONNACK,
+                       .u.connack = {.session_present = present}});
+    reply = hm_msg_create(&mqtt_attached_type, s->in_qos2, present);
+    s->in_qos2 = NULL;
+    if (hm_ctx_send(ctx, from, reply) != HM_OK)
+        hm_msg_destroy(reply);
+    mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
+    pump(s);
+}
+
+static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+{
+    hm_msg *attach;
+    hm_addr *from;
+
+    if (s->old_conn_addr && hm_msg_from(msg) == s->old_conn_addr) {
+        /* The taken-over connection is gone: answer the new one. */
+        mqtt_qos2_box_destroy(s->in_qos2);
+        s->in_qos2 = hm_msg_take_payload(msg);
+        hm_addr_release(s->old_conn_addr);
+        s->old_conn_addr = NULL;
+        attach = s->pending_attach;
+        from = s->pending_from;
+        s->pending_attach = NULL;
+        s->pending_from = NULL;
+        if (attach)
+            on_attach(ctx, s, hm_msg_payload(attach), from);
+        hm_msg_destroy(attach);
+        hm_addr_release(from);
+        return;
+    }
+    if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
+        return; /* a connection already taken over */
+    let_go_of_conn(s);
+    if (!s->persistent) { /* a clean session ends with its connection */
+        hm_ctx_deactivate(ctx);
+        return;
+    }
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = hm_msg_take_payload(msg);
+}
+
+static void on_ack(mqtt_session *s, hm_msg *msg)
+{
+    uint64_t arg = hm_msg_arg(msg);
+    uint16_t pid = (uint16_t)(arg & 0xffff);
+
+    if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
+        return;
+    /* PUBREC queues the PUBREL that pump() sends [MQTT-4.3.3-1]. An
+     * unknown id is a late duplicate, legal after a reconnect. */
+    if (mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
+        HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
+                     s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
+                     pid);
+    pump(s);
+}
+
+static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    mqtt_session *s = state;
+    const hm_type *t = hm_msg_type(msg);
+
+    if (t == &mqtt_attach_type) {
+        if (!hm_msg_from(msg))
+            return HM_OK;
+        if (s->conn_addr || s->old_conn_addr)
+            take_over(ctx, s, msg);
+        else
+            on_attach(ctx, s, hm_msg_payload(msg), hm_msg_from(msg));
+        return HM_OK;
+    }
+    if (!s->attached_ever) {
+        /* A message for a session no client holds: a delivery or ack that
+         * raced the end of a clean session. Nothing to keep. */
+        if (t == &mqtt_forward_type)
+            on_forward(ctx, s, msg);
+        hm_ctx_deactivate(ctx);
+        return HM_OK;
+    }
+    if (t == &mqtt_deliver_type) {
+        uint8_t granted = (uint8_t)hm_msg_arg(msg);
+        mqtt_pub *pub = hm_msg_take_payload(msg);
+
+        deliver(s, pub, pub->qos < granted ? pub->qos : granted);
+    } else if (t == &mqtt_ack_type) {
+        on_ack(s, msg);
+    } else if (t == &mqtt_forward_type) {
+        on_forward(ctx, s, msg);
+    } else if (t == &mqtt_detach_type) {
+        on_detach(ctx, s, msg);
+    }
+    return HM_OK;
+}
+
+/* ---------------------------------------------------------- lifecycle */
+
+static hm_err session_activate(hm_ctx *ctx, void *state)
+{
+    mqtt_session *s = state;
+
+    s->self = hm_addr_ref(hm_ctx_self(ctx));
+    return HM_OK;
+}
+
+static void session_deactivate(hm_ctx *ctx, void *state,
+                               hm_deactivate_reason why)
+{
+    mqtt_session *s = state;
+
+    (void)ctx;
+    (void)why;
+    drop_subs(s); /* before the token (self) goes */
+    let_go_of_conn(s);
+    hm_addr_release(s->old_conn_addr);
+    hm_addr_release(s->pending_from);
+    hm_msg_destroy(s->pending_attach);
+    mqtt_outbox_destroy(s->out);
+    mqtt_qos2_box_destroy(s->in_qos2);
+    hm_free(s->subs);
+    hm_addr_release(s->self);
+    hm_free(s->username);
+    /* relaxed: a statistic. */
+    atomic_fetch_sub_explicit(&s->b->sessions, 1, memory_order_relaxed);
+    hm_free(s->client_id);
+    hm_free(s);
+}
+
+static const hm_hooks session_hooks = {.activate = session_activate,
+                                       .deactivate = session_deactivate};
+
+void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
+{
+    mqtt_session *s = hm_calloc(1, sizeof *s);
+
+    s->b = b;
+    s->client_id = hm_strdup(client_id);
+    s->out = new_outbox(b);
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&b->sessions, 1, memory_order_relaxed);
+    *out = (hm_receiver){.handler = session_handle,
+                         .state = s,
+                         .hooks = &session_hooks,
+                         .pinned = true};
+}

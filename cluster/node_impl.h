@@ -1,0 +1,198 @@
+/* cluster/node_impl.h: the layout shared by node.c, node_recv.c, link.c,
+ * peer.c and proxy.c. No file outside cluster/ may include it (STYLE 2).
+ *
+ * Who touches what: the fields under "immutable" are written before
+ * hm_node_start() returns and only read afterwards; those under "node
+ * receiver" belong to the "cluster/node" receiver alone (one thread at a
+ * time, no lock); those "guarded by: lock" are shared with the factory,
+ * proxies and API callers on any thread (ADR 0060). */
+#ifndef HM_CLUSTER_NODE_IMPL_H
+#define HM_CLUSTER_NODE_IMPL_H
+
+#include "cluster/auth.h"
+#include "cluster/members.h"
+#include "cluster/node.h"
+#include "cluster/presence.h"
+#include "cluster/wire.h"
+#include "net/conn.h"
+#include "net/hp.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define CL_NAME_CAP (HM_NODE_NAME_MAX + 1)
+#define CL_ADDR_CAP (HM_NODE_ADDR_MAX + 1)
+#define CL_NODE_ADDR "cluster/node"
+#define CL_LINK_PREFIX "cluster/link/"
+#define CL_PEER_PREFIX "cluster/peer/"
+
+/* The outbound half of one member: its "cluster/peer/<name>" receiver's
+ * state. Allocated by the node receiver on the member's first link and
+ * kept until hm_node_destroy() (the receiver is pinned); the atomics are
+ * read by the snapshot. */
+typedef struct cl_peer cl_peer;
+
+/* What the node receiver knows of one member's current link. */
+typedef struct cl_slot {
+    char name[CL_NAME_CAP];
+    uint64_t inc;       /* of the authenticated link */
+    hm_conn *conn;      /* owned reference; NULL: no link */
+    hm_addr *link;      /* owned: the link receiver of `conn` */
+    bool dialled;       /* we dialled `conn` */
+    cl_peer *peer;      /* borrowed from the node's peer list */
+    hm_addr *peer_addr; /* owned: "cluster/peer/<name>" */
+} cl_slot;
+
+struct hm_node {
+    /* immutable */
+    char name[CL_NAME_CAP];
+    char cluster[CL_NAME_CAP];
+    char listen_host[CL_ADDR_CAP];
+    int listen_port;
+    char addr[CL_ADDR_CAP]; /* advertised */
+    uint64_t inc;
+    char **seeds;
+    size_t seed_count;
+    hm_auth_secret *secret;
+    hm_members_config timers;
+    uint32_t tick_ms, buffer_limit, request_timeout_ms;
+    hm_factory_fn factory;
+    void *factory_arg;
+    hm_node_placed_fn placed;
+    void *placed_arg;
+    hm_node_event_fn on_event;
+    void *event_arg;
+    hm_runtime *rt;
+    hm_net *net;
+    hm_listener *listener;
+    hm_addr *node_addr; /* owned: "cluster/node" */
+    hm_timer_id tick;
+
+    /* release/acquire: set by hm_node_start() after everything above. */
+    _Atomic bool started;
+    _Atomic bool stopped;
+    /* relaxed counters and id sources */
+    _Atomic uint64_t next_req;  /* link-level request ids */
+    _Atomic uint64_t next_dial; /* dialler receiver names */
+    _Atomic uint64_t st_sent, st_received, st_undeliverable, st_refused,
+        st_links_up;
+
+    /* node receiver */
+    hm_members *members;
+    cl_slot *slots;
+    size_t slot_count, slot_cap;
+    char (*dialing)[CL_ADDR_CAP]; /* addresses with a dial in progress */
+    size_t dialing_count, dialing_cap;
+    bool leaving;
+
+    pthread_mutex_t lock;
+    hm_presence *pres;        /* guarded by: lock (written by the node
+                                 receiver only) */
+    char (*live)[CL_NAME_CAP]; /* guarded by: lock; self included */
+    size_t live_count;         /* guarded by: lock */
+    hm_node_member *snap;      /* guarded by: lock */
+    size_t snap_count;         /* guarded by: lock */
+    cl_peer **peers;           /* guarded by: lock; owned */
+    size_t peer_count, peer_cap; /* guarded by: lock */
+};
+
+/* ------------------------------------------- messages between receivers */
+
+/* One control event for the node or a peer receiver. Every pointer field is
+ * owned by the event (freed with it). */
+typedef struct cl_ev {
+    char peer[CL_NAME_CAP];
+    char addr[CL_ADDR_CAP];
+    uint64_t inc;   /* incarnation */
+    uint64_t id;    /* inbound cl.msg: the link-level request id (0: none) */
+    hm_err err;     /* inbound cl.msg: why `msg` could not be decoded */
+    bool flag;      /* link_up: we dialled; dial_failed: refused;
+                       inbound cl.msg: it is a reply */
+    hm_conn *conn;  /* a reference */
+    hm_addr *link;  /* a reference */
+    hm_msg *msg;    /* inbound cl.msg: the decoded message */
+    char *str;      /* a presence name; link_up: the address dialled;
+                       inbound cl.msg: the target address */
+    bool has_wire;
+    hm_wire_msg wire;
+} cl_ev;
+
+extern const hm_type cl_link_up_type;     /* link -> node */
+extern const hm_type cl_link_down_type;   /* link -> node */
+extern const hm_type cl_dial_failed_type; /* link -> node */
+extern const hm_type cl_ctl_type;         /* link -> node: a cl.* line */
+extern const hm_type cl_heard_type;       /* link -> node */
+extern const hm_type cl_register_type;    /* API -> node */
+extern const hm_type cl_unregister_type;  /* API -> node */
+extern const hm_type cl_leave_type;       /* API -> node (a request) */
+extern const hm_type cl_peer_up_type;     /* node -> peer */
+extern const hm_type cl_peer_down_type;   /* node -> peer */
+extern const hm_type cl_peer_gone_type;   /* node -> peer */
+extern const hm_type cl_inbound_type;     /* link -> peer: cl.msg, cl.ack */
+extern const hm_type cl_flush_type;       /* peer -> itself: write now */
+extern const hm_type cl_out_type;         /* proxy -> peer: a line */
+
+/* Returns owned: a zeroed event of `type`. */
+hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out);
+
+/* A message for a peer, encoded by a proxy as one HP "msg" object (the
+ * inner message of a cl.msg). */
+typedef struct cl_out {
+    char *line; /* owned (hm_alloc), no newline */
+    size_t len;
+    uint64_t req; /* link-level request id; 0: not a request */
+    hm_msg *request; /* owned: the moved request the reply answers */
+} cl_out;
+
+/* ---------------------------------------------------------- shared code */
+
+/* Encodes an application message as an HP "msg" line: `m` borrowed, `to`,
+ * `from` borrowed (from may be NULL), `id` the link-level request id (0:
+ * none), `reply` whether it answers request `id`. Returns owned memory in
+ * *line_out. Errors: HM_ECODEC, HM_EINVAL, HM_ETOOBIG. */
+hm_err cl_encode_app(const hm_msg *m, const char *to, const char *from,
+                     uint64_t id, bool reply, char **line_out,
+                     size_t *len_out);
+
+/* Encodes a cluster message as an HP "msg" line whose body type is the
+ * wire type name and whose data is the wire object. */
+hm_err cl_encode_wire(const hm_wire_msg *w, char **line_out,
+                      size_t *len_out);
+
+/* The receivers. */
+hm_err cl_node_handle(hm_ctx *ctx, void *state, hm_msg *msg);
+hm_err cl_link_handle(hm_ctx *ctx, void *state, hm_msg *msg);
+hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg);
+extern const hm_hooks cl_link_hooks;
+extern const hm_hooks cl_peer_hooks;
+
+/* Link receivers: the state of a new one, for a connection we accept
+ * (`dial_target` NULL) or dial (`dial_target` the member's name, "" for a
+ * seed, and `dial_addr` the address dialled; both borrowed). Returns owned
+ * (the activation takes it). */
+void *cl_link_state_create(hm_node *n, const char *dial_target,
+                           const char *dial_addr);
+
+/* Peer receivers: a new peer named `name` (borrowed). Returns owned. */
+cl_peer *cl_peer_create(hm_node *n, const char *name);
+/* The peer named `name` (borrowed), created and spawned on first use
+ * (owned by the node's list). Writes an owned reference to its receiver's
+ * address to `*addr_out`. NULL if the runtime is closing. Thread-safe. */
+cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out);
+void cl_peer_destroy(cl_peer *p);
+uint32_t cl_peer_buffered(const cl_peer *p);
+uint64_t cl_peer_undeliverable(const cl_peer *p);
+
+/* Routing: where `name` lives. Writes the member's name to `node_out` and
+ * returns true if it is another node; false if it is here (or nowhere). */
+bool cl_route(hm_node *n, const char *name, char *node_out);
+
+/* The proxy's receiver for `name` routed to `peer`. */
+hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
+                     hm_receiver *out);
+
+/* True if `a` (may be NULL) is one of the cluster's receivers: a message
+ * from it came from another node. */
+bool cl_is_link_addr(const hm_addr *a);
+
+#endif

@@ -1,0 +1,475 @@
+/* tests/cluster/test_node.c: Hermes nodes as separate processes forming a
+ * cluster over real TCP on 127.0.0.1.
+ *
+ * Node A runs inside the test process (so the test reads its state through
+ * the API and waits on its member events); the other nodes are child
+ * processes running this same binary as a node (node_child.h), driven and
+ * observed through pipes. Every wait is on an event (a member event, a log
+ * line, a line from a child) with a generous deadline that only guards
+ * against a hang; nothing asserts on time. */
+#include "node_child.h"
+
+#include "cluster/placement.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS CHILD_WAIT_MS
+#define MAX_EVENTS 256
+
+/* ------------------------------------------------------- the local node */
+
+typedef struct seen_event {
+    char name[HM_NODE_NAME_MAX + 1];
+    uint64_t inc;
+    hm_member_event ev;
+} seen_event;
+
+typedef struct local_node {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    seen_event events[MAX_EVENTS]; /* guarded by: lock */
+    size_t event_count;            /* guarded by: lock */
+    size_t refusals;               /* guarded by: lock */
+    char got[64][256];             /* guarded by: lock */
+    size_t got_count;              /* guarded by: lock */
+    echo_env env;
+    hm_runtime *rt;
+    hm_net *net;
+    hm_node *node;
+} local_node;
+
+static local_node A;
+static char dir[64];
+static char secret_path[96], wrong_path[96];
+
+static void local_event(void *arg, const char *name, uint64_t inc,
+                        hm_member_event ev)
+{
+    local_node *l = arg;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->event_count < MAX_EVENTS) {
+        seen_event *e = &l->events[l->event_count++];
+        snprintf(e->name, sizeof e->name, "%s", name);
+        e->inc = inc;
+        e->ev = ev;
+    }
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void local_seen(void *arg, const char *addr, const char *text)
+{
+    local_node *l = arg;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->got_count < 64)
+        snprintf(l->got[l->got_count++], 256, "%s %s", addr, text);
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void log_sink(void *arg, hm_log_level level, const char *id,
+                     const char *line)
+{
+    (void)arg;
+    if (strcmp(id, "CL-AUTH-REFUSED") == 0) {
+        pthread_mutex_lock(&A.lock);
+        A.refusals++;
+        pthread_cond_broadcast(&A.cond);
+        pthread_mutex_unlock(&A.lock);
+    }
+    if (level <= HM_LOG_LEVEL_WARN)
+        fprintf(stderr, "[A] %s %s\n", id, line);
+}
+
+/* Waits for an event `ev` about `name` with inc >= min_inc; returns its
+ * inc, or 0 if none came before the hang guard. */
+static uint64_t wait_event(const char *name, hm_member_event ev,
+                           uint64_t min_inc)
+{
+    struct timespec dl;
+    uint64_t inc = 0;
+
+    now_plus(&dl, WAIT_MS);
+    pthread_mutex_lock(&A.lock);
+    for (;;) {
+        for (size_t i = 0; i < A.event_count && !inc; i++)
+            if (strcmp(A.events[i].name, name) == 0 && A.events[i].ev == ev &&
+                A.events[i].inc >= min_inc)
+                inc = A.events[i].inc;
+        if (inc || pthread_cond_timedwait(&A.cond, &A.lock, &dl) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&A.lock);
+    return inc;
+}
+
+static void write_secret(const char *path, const char *secret)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    cr_assert(fd >= 0);
+    cr_assert(write(fd, secret, strlen(secret)) == (ssize_t)strlen(secret));
+    close(fd);
+}
+
+static void setup(void)
+{
+    pthread_condattr_t ca;
+    hm_node_config cfg = {.name = "A", .listen = "127.0.0.1:0",
+                          .factory = echo_factory, .factory_arg = &A.env,
+                          .on_event = local_event, .event_arg = &A,
+                          .placed = placed_names};
+
+    signal(SIGPIPE, SIG_IGN);
+    memset(&A, 0, sizeof A);
+    pthread_mutex_init(&A.lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&A.cond, &ca);
+    A.env = (echo_env){.node = "A", .seen = local_seen, .seen_arg = &A};
+    snprintf(dir, sizeof dir, "/tmp/hm-cluster-XXXXXX");
+    cr_assert(mkdtemp(dir));
+    snprintf(secret_path, sizeof secret_path, "%s/secret", dir);
+    snprintf(wrong_path, sizeof wrong_path, "%s/wrong", dir);
+    write_secret(secret_path, "correct horse battery staple\n");
+    write_secret(wrong_path, "some other cluster's secret\n");
+    hm_log_set_sink(log_sink, NULL);
+    hm_log_set_level(HM_LOG_LEVEL_WARN);
+    cfg.secret_file = secret_path;
+    cr_assert_eq(hm_node_create(&cfg, &A.node), HM_OK);
+    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                       .factory = hm_node_factory,
+                                       .factory_arg = A.node}, &A.rt), HM_OK);
+    cr_assert_eq(hm_runtime_register_type(A.rt, &TEXT), HM_OK);
+    cr_assert_eq(hm_net_create(&(hm_net_config){.rt = A.rt}, &A.net), HM_OK);
+    cr_assert_eq(hm_node_start(A.node, A.rt, A.net), HM_OK);
+}
+
+static void teardown(void)
+{
+    hm_node_stop(A.node, 500);
+    hm_net_stop(A.net);
+    hm_runtime_destroy(A.rt);
+    hm_net_destroy(A.net);
+    hm_node_destroy(A.node);
+    unlink(secret_path);
+    unlink(wrong_path);
+    rmdir(dir);
+}
+
+/* --------------------------------------------------------- child nodes */
+
+static void child_start(child *c, const char *name, const char *secret)
+{
+    cr_assert(child_spawn(c, name, hm_node_addr(A.node), secret, false),
+              "node %s did not start", name);
+}
+
+/* Waits until A's presence places `name` on `node`. Presence has no event
+ * to wait on, so this polls the lookup (bounded). */
+static bool wait_lookup(const char *name, const char *node)
+{
+    char where[HM_NODE_NAME_MAX + 1];
+
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        if (hm_node_lookup(A.node, name, where) == HM_OK &&
+            strcmp(where, node) == 0)
+            return true;
+        usleep(2000);
+    }
+    return false;
+}
+
+static hm_member_state member_state(const char *name)
+{
+    hm_node_member m[16];
+    size_t n = hm_node_members(A.node, m, 16);
+
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (strcmp(m[i].info.name, name) == 0)
+            return m[i].info.state;
+    return (hm_member_state)-1;
+}
+
+/* --------------------------------------------------------------- tests */
+
+TestSuite(cluster_node, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(cluster_node, three_nodes_form_a_full_mesh)
+{
+    child b, c;
+    char line[512];
+
+    child_start(&b, "B", secret_path);
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("B", HM_MEMBER_EV_UP, 1));
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    /* B learns C from A's gossip and links to it. */
+    cr_assert(child_expect(&b, "event C ", line, sizeof line));
+    cr_assert(strstr(line, " up"), "%s", line);
+    cr_assert_eq(member_state("B"), HM_MEMBER_ALIVE);
+    cr_assert_eq(member_state("C"), HM_MEMBER_ALIVE);
+    child_quit(&b);
+    child_quit(&c);
+}
+
+Test(cluster_node, send_to_a_name_registered_on_another_node_arrives_once)
+{
+    child c;
+    char line[512];
+    hm_msg *m;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/echo/carol"));
+    cr_assert(wait_lookup("test/echo/carol", "C"));
+    m = text_msg("hello-1");
+    cr_assert_eq(hm_runtime_send_name(A.rt, "test/echo/carol", m), HM_OK);
+    m = text_msg("hello-2");
+    cr_assert_eq(hm_runtime_send_name(A.rt, "test/echo/carol", m), HM_OK);
+    cr_assert(child_expect(&c, "got ", line, sizeof line));
+    cr_assert_str_eq(line, "got test/echo/carol hello-1");
+    cr_assert(child_expect(&c, "got ", line, sizeof line));
+    cr_assert_str_eq(line, "got test/echo/carol hello-2");
+    pthread_mutex_lock(&A.lock);
+    cr_assert_eq(A.got_count, 0, "A must not have activated it locally");
+    pthread_mutex_unlock(&A.lock);
+    child_quit(&c);
+}
+
+Test(cluster_node, request_to_a_remote_receiver_gets_its_reply)
+{
+    child c;
+    hm_addr *to;
+    hm_msg *reply = NULL;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/echo/carol"));
+    cr_assert(wait_lookup("test/echo/carol", "C"));
+    cr_assert_eq(hm_runtime_intern(A.rt, "test/echo/carol", &to), HM_OK);
+    cr_assert_eq(hm_runtime_call(A.rt, to, text_msg("ping"), WAIT_MS, &reply),
+                 HM_OK);
+    cr_assert_eq(hm_msg_type(reply), &TEXT);
+    cr_assert_str_eq(hm_msg_payload(reply), "echo:ping@C");
+    hm_msg_destroy(reply);
+    hm_addr_release(to);
+    child_quit(&c);
+}
+
+Test(cluster_node, message_from_another_node_reaches_a_name_registered_here)
+{
+    child c;
+    char line[512];
+    struct timespec dl;
+
+    hm_node_register(A.node, "test/echo/alice");
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    /* C learns A's names from A's snapshot when the link comes up. */
+    cr_assert(child_send(&c, "lookup test/echo/alice A"));
+    cr_assert(child_expect(&c, "found ", line, sizeof line));
+    cr_assert(child_send(&c, "send test/echo/alice from-C"));
+    now_plus(&dl, WAIT_MS);
+    pthread_mutex_lock(&A.lock);
+    while (A.got_count == 0 &&
+           pthread_cond_timedwait(&A.cond, &A.lock, &dl) != ETIMEDOUT)
+        ;
+    cr_assert_eq(A.got_count, 1);
+    cr_assert_str_eq(A.got[0], "test/echo/alice from-C");
+    pthread_mutex_unlock(&A.lock);
+    child_quit(&c);
+}
+
+Test(cluster_node, killed_node_is_declared_dead_by_the_others)
+{
+    child b, c;
+    char line[512];
+
+    child_start(&b, "B", secret_path);
+    child_start(&c, "C", secret_path);
+    cr_assert(child_expect(&b, "event C ", line, sizeof line));
+    child_kill(&c);
+    cr_assert(wait_event("C", HM_MEMBER_EV_DEAD, 1));
+    cr_assert(child_expect(&b, "event C ", line, sizeof line));
+    cr_assert(strstr(line, " dead") || strstr(line, " suspect"), "%s", line);
+    cr_assert_eq(member_state("B"), HM_MEMBER_ALIVE);
+    child_quit(&b);
+}
+
+Test(cluster_node, restarted_node_comes_back_with_a_new_incarnation)
+{
+    child c;
+    uint64_t first, second;
+
+    child_start(&c, "C", secret_path);
+    first = wait_event("C", HM_MEMBER_EV_UP, 1);
+    cr_assert(first);
+    child_kill(&c);
+    cr_assert(wait_event("C", HM_MEMBER_EV_DEAD, first));
+    child_start(&c, "C", secret_path);
+    second = wait_event("C", HM_MEMBER_EV_UP, first + 1);
+    cr_assert_gt(second, first);
+    cr_assert_eq(second, c.inc);
+    child_quit(&c);
+}
+
+Test(cluster_node, node_with_the_wrong_secret_is_refused)
+{
+    child d;
+    struct timespec dl;
+
+    child_start(&d, "D", wrong_path);
+    now_plus(&dl, WAIT_MS);
+    pthread_mutex_lock(&A.lock);
+    while (A.refusals == 0 &&
+           pthread_cond_timedwait(&A.cond, &A.lock, &dl) != ETIMEDOUT)
+        ;
+    cr_assert_gt(A.refusals, 0);
+    pthread_mutex_unlock(&A.lock);
+    cr_assert_eq(member_state("D"), (hm_member_state)-1);
+    child_kill(&d);
+}
+
+Test(cluster_node, graceful_leave_is_reported_as_left)
+{
+    child c;
+    char line[512];
+
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    cr_assert(child_expect(&c, "event A ", line, sizeof line)); /* C sees A */
+    child_quit(&c);
+    cr_assert(wait_event("C", HM_MEMBER_EV_LEFT, 1));
+}
+
+/* A request runs on a worker of A while the test kills C. */
+typedef struct pending_call {
+    hm_addr *to;
+    hm_msg *reply;
+    hm_err err;
+} pending_call;
+
+static void *call_thread(void *arg)
+{
+    pending_call *pc = arg;
+
+    pc->err = hm_runtime_call(A.rt, pc->to, text_msg("never"), WAIT_MS,
+                              &pc->reply);
+    return NULL;
+}
+
+Test(cluster_node, request_to_a_node_that_dies_gets_unreachable)
+{
+    child c;
+    pending_call pc = {0};
+    pthread_t t;
+    hm_node_member m[4];
+    size_t count;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/echo/carol"));
+    cr_assert(wait_lookup("test/echo/carol", "C"));
+    kill(c.pid, SIGSTOP); /* C cannot answer */
+    cr_assert_eq(hm_runtime_intern(A.rt, "test/echo/carol", &pc.to), HM_OK);
+    pthread_create(&t, NULL, call_thread, &pc);
+    /* Wait until the request waits in C's outbox, then kill C. */
+    do {
+        count = hm_node_members(A.node, m, 4);
+        usleep(1000);
+    } while (count == 0 || m[0].buffered == 0);
+    child_kill(&c);
+    pthread_join(t, NULL);
+    cr_assert_eq(pc.err, HM_OK);
+    cr_assert_eq(hm_msg_type(pc.reply), &hm_type_error);
+    cr_assert_eq(hm_msg_arg(pc.reply), HM_EUNREACHABLE);
+    hm_msg_destroy(pc.reply);
+    hm_addr_release(pc.to);
+}
+
+/* A placed name whose owner among {A, `other`} is `other`. */
+static void name_owned_by(const char *other, char *name, size_t cap)
+{
+    const char *names[2] = {"A", other};
+    hm_placement_set members = {.names = names, .count = 2};
+    size_t at = 0;
+
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, cap, PLACED_PREFIX "%d", i);
+        if (hm_placement_owner(name, &members, &at) == HM_OK && at == 1)
+            return;
+    }
+    cr_assert(false, "no name placed on %s", other);
+}
+
+static void call_text(const char *name, const char *text, char *out,
+                      size_t cap)
+{
+    hm_addr *to;
+    hm_msg *reply = NULL;
+
+    cr_assert_eq(hm_runtime_intern(A.rt, name, &to), HM_OK);
+    cr_assert_eq(hm_runtime_call(A.rt, to, text_msg(text), WAIT_MS, &reply),
+                 HM_OK);
+    cr_assert_eq(hm_msg_type(reply), &TEXT, "reply %s (%s)",
+                 hm_msg_type(reply)->name,
+                 hm_err_str((hm_err)hm_msg_arg(reply)));
+    snprintf(out, cap, "%s", (const char *)hm_msg_payload(reply));
+    hm_msg_destroy(reply);
+    hm_addr_release(to);
+}
+
+Test(cluster_node, placed_name_lives_on_its_owner_and_moves_when_it_dies)
+{
+    child c;
+    char name[64], reply[256];
+
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    name_owned_by("C", name, sizeof name);
+    call_text(name, "one", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:one@C");
+    child_kill(&c);
+    cr_assert(wait_event("C", HM_MEMBER_EV_DEAD, 1));
+    call_text(name, "two", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:two@A");
+}
+
+Test(cluster_node, placed_activation_moves_to_a_member_that_joins)
+{
+    child c;
+    char name[64], reply[256];
+
+    name_owned_by("C", name, sizeof name);
+    call_text(name, "alone", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:alone@A");
+    child_start(&c, "C", secret_path);
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    call_text(name, "joined", reply, sizeof reply);
+    cr_assert_str_eq(reply, "echo:joined@C");
+    child_quit(&c);
+}
+
+/* The binary is also the child node: see node_child.h. */
+int main(int argc, char **argv)
+{
+    struct criterion_test_set *tests;
+    int result = 0;
+
+    if (getenv("HM_TEST_NODE"))
+        return child_main(argc, argv);
+    tests = criterion_initialize();
+    if (criterion_handle_args(argc, argv, true))
+        result = !criterion_run_all_tests(tests);
+    criterion_finalize(tests);
+    return result;
+}
