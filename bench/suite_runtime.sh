@@ -227,10 +227,11 @@ idle_end	$idle_end
 repeat	$repeat
 EOF
 
+# Busy: less than 85% idle CPU at the start or the end. The load average
+# lags by minutes, so it is printed but not used to decide.
 busy=""
-first=${load_start%% *}
-if [ "$idle_start" -lt 85 ] || awk "BEGIN { exit !($first > 0.5) }"; then
-    busy=" -- the machine was BUSY when the run started: figures are noisy"
+if [ "$idle_start" -lt 85 ] || [ "$idle_end" -lt 85 ]; then
+    busy=" -- the machine was BUSY during the run: figures are noisy"
 fi
 echo "Hermes runtime suite, $date_utc"
 echo "machine: nproc $ncpu, $cpu; load average $load_start at start ($idle_start% idle), $load_end at end ($idle_end% idle)$busy"
