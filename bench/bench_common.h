@@ -103,14 +103,15 @@ static inline int bench_cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The `pct` percentile (0..100) of `v` (sorted in place). */
-static inline int64_t bench_percentile(int64_t *v, size_t count, double pct)
+/* The `pct` percentile (0..100) of `v`, which must be sorted (use
+ * bench_cmp_i64 with qsort). */
+static inline int64_t bench_percentile(const int64_t *v, size_t count,
+                                       double pct)
 {
     size_t i;
 
     if (count == 0)
         return 0;
-    qsort(v, count, sizeof *v, bench_cmp_i64);
     i = (size_t)(pct / 100.0 * (double)(count - 1) + 0.5);
     return v[i < count ? i : count - 1];
 }
