@@ -21,6 +21,7 @@
 #include "runtime/log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -295,6 +296,18 @@ static void init_cond_monotonic(pthread_cond_t *c)
     pthread_condattr_destroy(&ca);
 }
 
+/* The cores this process may run on (taskset, cgroup cpusets), not the
+ * machine's: a broker pinned to one core must not start two workers that
+ * fight over it. */
+static int usable_cores(void)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static hm_err start_threads(hm_runtime *rt)
 {
     int rc;
@@ -321,8 +334,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     rt = hm_calloc(1, sizeof *rt);
     rt->cfg = *cfg;
     rt->manual = cfg->manual;
-    rt->nworkers = cfg->threads ? cfg->threads
-                                : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    rt->nworkers = cfg->threads ? cfg->threads : usable_cores();
     if (rt->nworkers < 1)
         rt->nworkers = 1;
     rt->batch = cfg->batch ? cfg->batch : DEFAULT_BATCH;

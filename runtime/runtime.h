@@ -150,7 +150,7 @@ typedef void (*hm_dead_letter_fn)(void *arg, const char *to_name,
 /* ------------------------------------------------------------- runtime */
 
 typedef struct hm_runtime_config {
-    int threads;              /* workers; 0: online cores */
+    int threads;              /* workers; 0: the cores we may run on */
     bool manual;              /* deterministic: no threads, a manual clock */
     uint32_t idle_timeout_ms; /* 0: 60000; UINT32_MAX: never */
     uint32_t batch;           /* messages per turn; 0: 64 */
