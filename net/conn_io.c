@@ -447,6 +447,8 @@ static void on_readable(hm_conn *c)
         } else if (errno != EINTR) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 finish_abort(c, hm_conn_errno(errno));
+            else /* drained: an idle connection keeps no read buffer */
+                hm_frame_reader_trim(c->reader);
             return;
         }
     }

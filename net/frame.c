@@ -138,3 +138,13 @@ size_t hm_frame_reader_buffered(const hm_frame_reader *r)
 {
     return r->end - r->start;
 }
+
+void hm_frame_reader_trim(hm_frame_reader *r)
+{
+    if (r->start != r->end || !r->buf)
+        return;
+    hm_free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
+    r->start = r->end = 0;
+}

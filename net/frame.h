@@ -74,5 +74,9 @@ hm_err hm_frame_reader_next(hm_frame_reader *r, const uint8_t **frame,
                             size_t *len);
 /* Bytes buffered and not yet returned as frames. */
 size_t hm_frame_reader_buffered(const hm_frame_reader *r);
+/* Frees the read buffer if it holds no byte not yet returned as a frame (the
+ * last frame returned by next() becomes invalid), so an idle connection
+ * costs no read memory; the next space() allocates again. */
+void hm_frame_reader_trim(hm_frame_reader *r);
 
 #endif

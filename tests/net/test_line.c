@@ -125,6 +125,28 @@ Test(frame_reader, many_lines_in_one_read_come_out_in_order)
     hm_frame_reader_destroy(r);
 }
 
+Test(frame_reader, trim_keeps_a_partial_frame_and_frees_an_empty_buffer)
+{
+    hm_framer fr;
+    hm_frame_reader *r;
+    char out[256] = "";
+
+    hm_line_framer_init(&fr, NULL);
+    r = hm_frame_reader_create(&fr);
+    hm_frame_reader_feed(r, (const uint8_t *)"one\ntw", 6);
+    drain(r, out, sizeof out);
+    hm_frame_reader_trim(r); /* "tw" is unfinished: kept */
+    hm_frame_reader_feed(r, (const uint8_t *)"o\n", 2);
+    drain(r, out, sizeof out);
+    cr_assert_str_eq(out, "one|two|");
+    hm_frame_reader_trim(r); /* empty: freed, and reading goes on */
+    cr_assert_eq(hm_frame_reader_buffered(r), 0);
+    hm_frame_reader_feed(r, (const uint8_t *)"three\n", 6);
+    drain(r, out, sizeof out);
+    cr_assert_str_eq(out, "one|two|three|");
+    hm_frame_reader_destroy(r);
+}
+
 Test(frame_reader, lines_split_at_every_byte_position_reassemble)
 {
     const char *in = "{\"v\":1,\"type\":\"ping\"}\nsecond line\r\nx\n";
