@@ -11,8 +11,6 @@
 #include "apps/mqtt/topic.h"
 #include "runtime/alloc.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,17 +42,6 @@ struct mqtt_acl {
     size_t user_count, user_cap;
     rule_list patterns;
 };
-
-static void set_error(mqtt_file_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_error(mqtt_file_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->text, sizeof err->text, fmt, ap);
-    va_end(ap);
-}
 
 static void list_add(rule_list *l, const char *topic, uint8_t access)
 {
@@ -201,7 +188,7 @@ hm_err mqtt_acl_parse_string(const char *name, const char *text, mqtt_acl **out,
         if (nl)
             *nl = '\0';
         if ((why = apply_line(acl, line, &current)) != NULL) {
-            set_error(err, "%s:%d: %s", name, lineno, why);
+            mqtt_file_error_set(err, "%s:%d: %s", name, lineno, why);
             hm_free(copy);
             mqtt_acl_destroy(acl);
             return HM_EINVAL;
@@ -217,33 +204,12 @@ hm_err mqtt_acl_parse_string(const char *name, const char *text, mqtt_acl **out,
 
 hm_err mqtt_acl_load(const char *path, mqtt_acl **out, mqtt_file_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0, cap = 0, n;
+    char *text;
     hm_err result;
 
-    if (!f) {
-        set_error(err, "%s: cannot open: %s", path, strerror(errno));
-        return HM_ESYS;
-    }
-    do {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            text = hm_realloc(text, cap + 1);
-        }
-        len += (n = fread(text + len, 1, cap - len, f));
-    } while (n > 0);
-    result = ferror(f) ? HM_ESYS : HM_OK;
-    fclose(f);
-    text[len] = '\0';
-    if (result != HM_OK)
-        set_error(err, "%s: read error", path);
-    else if (strlen(text) != len) {
-        set_error(err, "%s: contains a NUL byte", path);
-        result = HM_EINVAL;
-    } else {
-        result = mqtt_acl_parse_string(path, text, out, err);
-    }
+    if ((result = mqtt_file_read(path, &text, err)) != HM_OK)
+        return result;
+    result = mqtt_acl_parse_string(path, text, out, err);
     hm_free(text);
     return result;
 }

@@ -9,7 +9,6 @@
 #include "runtime/alloc.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,17 +39,6 @@ void mqtt_config_fini(mqtt_config *c)
     hm_free(c->acl_file);
     hm_free(c->config_file);
     memset(c, 0, sizeof *c);
-}
-
-static void set_error(mqtt_config_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_error(mqtt_config_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->text, sizeof err->text, fmt, ap);
-    va_end(ap);
 }
 
 /* A whole decimal integer in [min, max]; false otherwise. */
@@ -301,7 +289,7 @@ hm_err mqtt_config_parse_string(mqtt_config *c, const char *name,
         if (nl)
             *nl = '\0';
         if ((msg = apply_line(c, line, &what))) {
-            set_error(err, "%s:%d: %s%s%s", name, lineno, what ? what : "",
+            mqtt_file_error_set(err, "%s:%d: %s%s%s", name, lineno, what ? what : "",
                       what ? ": " : "", msg);
             result = HM_EINVAL;
             break;
@@ -315,36 +303,11 @@ hm_err mqtt_config_parse_string(mqtt_config *c, const char *name,
 hm_err mqtt_config_parse_file(mqtt_config *c, const char *path,
                               mqtt_config_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0, cap = 0, n;
+    char *text;
     hm_err result;
 
-    if (!f) {
-        set_error(err, "%s: cannot open: %s", path, strerror(errno));
-        return HM_ESYS;
-    }
-    do {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            text = hm_realloc(text, cap + 1);
-        }
-        n = fread(text + len, 1, cap - len, f);
-        len += n;
-    } while (n > 0);
-    if (ferror(f)) {
-        set_error(err, "%s: read error", path);
-        fclose(f);
-        hm_free(text);
-        return HM_ESYS;
-    }
-    fclose(f);
-    text[len] = '\0';
-    if (strlen(text) != len) {
-        set_error(err, "%s: contains a NUL byte", path);
-        hm_free(text);
-        return HM_EINVAL;
-    }
+    if ((result = mqtt_file_read(path, &text, err)) != HM_OK)
+        return result;
     result = mqtt_config_parse_string(c, path, text, err);
     hm_free(text);
     return result;
@@ -396,12 +359,12 @@ hm_err mqtt_config_load(mqtt_config *c, int argc, char *const argv[],
         } else if (strcmp(a, "-p") == 0 && i + 1 < argc) {
             if (nports == sizeof ports / sizeof *ports ||
                 !parse_int(argv[++i], 1, 65535, &ports[nports])) {
-                set_error(err, "-p: bad or too many ports: %s", argv[i]);
+                mqtt_file_error_set(err, "-p: bad or too many ports: %s", argv[i]);
                 return HM_EINVAL;
             }
             nports++;
         } else {
-            set_error(err, "unknown option or missing argument: %s\n%s", a,
+            mqtt_file_error_set(err, "unknown option or missing argument: %s\n%s", a,
                       mqtt_config_usage());
             return HM_EINVAL;
         }

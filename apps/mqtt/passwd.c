@@ -9,11 +9,9 @@
 
 #include "runtime/alloc.h"
 
-#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,17 +38,6 @@ struct mqtt_passwd {
     size_t count;
     entry dummy; /* checked against for unknown users; never matches */
 };
-
-static void set_error(mqtt_file_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_error(mqtt_file_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->text, sizeof err->text, fmt, ap);
-    va_end(ap);
-}
 
 /* Decode standard base64 (with padding) of `len` characters into `out`
  * (`cap` bytes); false if malformed or too long. */
@@ -163,7 +150,7 @@ static hm_err check_duplicates(mqtt_passwd *p, const char *name,
         qsort(p->entries, p->count, sizeof *p->entries, by_user);
     for (size_t i = 1; i < p->count; i++)
         if (by_user(&p->entries[i - 1], &p->entries[i]) == 0) {
-            set_error(err, "%s: user %s is listed twice", name,
+            mqtt_file_error_set(err, "%s: user %s is listed twice", name,
                       p->entries[i].user);
             return HM_EINVAL;
         }
@@ -193,7 +180,7 @@ hm_err mqtt_passwd_parse_string(const char *name, const char *text,
         if (line[0] != '\0' && line[0] != '#') {
             memset(&e, 0, sizeof e);
             if ((why = parse_line(line, &e)) != NULL) {
-                set_error(err, "%s:%d: %s", name, lineno, why);
+                mqtt_file_error_set(err, "%s:%d: %s", name, lineno, why);
                 result = HM_EINVAL;
                 break;
             }
@@ -219,35 +206,11 @@ hm_err mqtt_passwd_parse_string(const char *name, const char *text,
 hm_err mqtt_passwd_load(const char *path, mqtt_passwd **out,
                         mqtt_file_error *err)
 {
-    FILE *f = fopen(path, "rb");
     char *text;
-    long len;
     hm_err result;
 
-    if (!f) {
-        set_error(err, "%s: cannot open: %s", path, strerror(errno));
-        return HM_ESYS;
-    }
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
-        fseek(f, 0, SEEK_SET) != 0) {
-        set_error(err, "%s: cannot read", path);
-        fclose(f);
-        return HM_ESYS;
-    }
-    text = hm_alloc((size_t)len + 1);
-    if (fread(text, 1, (size_t)len, f) != (size_t)len) {
-        set_error(err, "%s: short read", path);
-        fclose(f);
-        hm_free(text);
-        return HM_ESYS;
-    }
-    fclose(f);
-    text[len] = '\0';
-    if (strlen(text) != (size_t)len) {
-        set_error(err, "%s: contains a NUL byte", path);
-        hm_free(text);
-        return HM_EINVAL;
-    }
+    if ((result = mqtt_file_read(path, &text, err)) != HM_OK)
+        return result;
     result = mqtt_passwd_parse_string(path, text, out, err);
     hm_free(text);
     return result;
