@@ -64,22 +64,11 @@ hm_err cl_encode_app(const hm_msg *m, const char *to, const char *from,
                      uint64_t id, bool reply, char **line_out,
                      size_t *len_out)
 {
-    json_t *data;
     json_t *body;
     hm_err err;
 
-    if (hm_msg_arg(m) > (uint64_t)INT64_MAX)
-        return HM_ECODEC;
-    if ((err = hm_msg_to_json(m, &data)) != HM_OK)
+    if ((err = hm_hp_msg_body(m, reply, &body)) != HM_OK)
         return err;
-    body = json_object();
-    json_object_set_new(body, "type", json_string(hm_msg_type(m)->name));
-    if (hm_msg_arg(m))
-        json_object_set_new(body, "arg",
-                            json_integer((json_int_t)hm_msg_arg(m)));
-    json_object_set_new(body, "data", data);
-    if (reply)
-        json_object_set_new(body, "reply", json_true());
     return encode_body("msg", body, id, from, to, line_out, len_out);
 }
 

@@ -180,6 +180,11 @@ hm_err hm_hp_negotiate(unsigned peer_min, unsigned peer_max,
  * of hm_hp_encode(). */
 hm_err hm_hp_encode_msg(const hm_msg *m, const hm_hp_envelope *env,
                         size_t max_len, char **line_out, size_t *len_out);
+/* The body of a "msg" envelope for `m` (borrowed): its type name, arg,
+ * codec data and, if `reply`, the reply flag. Returns owned JSON on HM_OK.
+ * For layers that wrap runtime messages in envelopes of their own (the
+ * cluster). Errors: HM_ECODEC (no codec, or arg >= 2^63). */
+hm_err hm_hp_msg_body(const hm_msg *m, bool reply, struct json_t **body_out);
 /* Decodes the runtime message carried by `in` (borrowed; kind HM_HP_MSG)
  * with the type registered in `rt` under its name. Returns an owned message
  * on HM_OK. Errors: HM_EINVAL (not a "msg"), and those of

@@ -10,10 +10,8 @@
 
 #include <jansson.h>
 
-hm_err hm_hp_encode_msg(const hm_msg *m, const hm_hp_envelope *env,
-                        size_t max_len, char **line_out, size_t *len_out)
+hm_err hm_hp_msg_body(const hm_msg *m, bool reply, json_t **body_out)
 {
-    hm_hp_envelope e = *env;
     json_t *data = NULL;
     json_t *body;
     hm_err err;
@@ -28,8 +26,21 @@ hm_err hm_hp_encode_msg(const hm_msg *m, const hm_hp_envelope *env,
         json_object_set_new(body, "arg",
                             json_integer((json_int_t)hm_msg_arg(m)));
     json_object_set_new(body, "data", data);
-    if (hm_msg_is_reply(m))
+    if (reply)
         json_object_set_new(body, "reply", json_true());
+    *body_out = body;
+    return HM_OK;
+}
+
+hm_err hm_hp_encode_msg(const hm_msg *m, const hm_hp_envelope *env,
+                        size_t max_len, char **line_out, size_t *len_out)
+{
+    hm_hp_envelope e = *env;
+    json_t *body;
+    hm_err err;
+
+    if ((err = hm_hp_msg_body(m, hm_msg_is_reply(m), &body)) != HM_OK)
+        return err;
     e.type = "msg";
     e.body = body;
     err = hm_hp_encode(&e, max_len, line_out, len_out);
