@@ -121,18 +121,24 @@ static int child_clients(int port, int count)
 Test(many, out_of_descriptors_drops_connections_without_stopping_service)
 {
     hm_listener *l = listen_echo();
-    struct rlimit rl;
+    struct rlimit rl, normal;
     hm_net_stats st;
     int status = 0;
     pid_t pid;
 
-    getrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &normal);
+    rl = normal;
     rl.rlim_cur = (rlim_t)count_open_fds() + 20;
+    /* Lower the limit before the clients exist: lowering it after the fork
+     * raced the child, which could connect everyone first. */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
     pid = fork();
     cr_assert_geq(pid, 0);
-    if (pid == 0) /* the child keeps the normal limit */
+    if (pid == 0) { /* the child gets the normal limit back */
+        if (setrlimit(RLIMIT_NOFILE, &normal) != 0)
+            _exit(4);
         _exit(child_clients(hm_listener_port(l), 100));
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status));
     cr_assert_eq(WEXITSTATUS(status), 0);
