@@ -82,7 +82,12 @@ $(BUILD)/tests/stress/%: $(BUILD)/obj/tests/stress/%.o $(LIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
+# A benchmark program bench/bench_<name>.c may keep more files in
+# bench/<name>/; they are linked into it.
+.SECONDEXPANSION:
+$(BUILD)/bench/bench_%: $(BUILD)/obj/bench/bench_%.o \
+    $$(addprefix $(BUILD)/obj/,$$(subst .c,.o,$$(wildcard bench/$$*/*.c))) \
+    $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
