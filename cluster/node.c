@@ -102,6 +102,8 @@ static hm_err copy_config(hm_node *n, const hm_node_config *cfg)
     n->factory_arg = cfg->factory_arg;
     n->placed = cfg->placed;
     n->placed_arg = cfg->placed_arg;
+    n->home = cfg->home;
+    n->home_arg = cfg->home_arg;
     n->on_event = cfg->on_event;
     n->event_arg = cfg->event_arg;
     n->inc = wall_us();

@@ -48,6 +48,16 @@ typedef void (*hm_node_event_fn)(void *arg, const char *name, uint64_t inc,
  * is placed (only presence names are routed to other nodes). */
 typedef bool (*hm_node_placed_fn)(void *arg, const char *name);
 
+/* Whether `name` (borrowed) is *homed*: it says in itself which node it lives
+ * on (a connection receiver named after its node). If so, writes that node's
+ * name into `node_out` (HM_NODE_NAME_MAX + 1 bytes) and returns true. A
+ * homed name is routed to its node without presence, so there is no window
+ * in which another node does not know it yet; if that node is not a live
+ * member the name is treated as local (and the application's factory
+ * refuses it). Called from any worker, concurrently. NULL: nothing is
+ * homed. */
+typedef bool (*hm_node_home_fn)(void *arg, const char *name, char *node_out);
+
 typedef struct hm_node_config {
     const char *name;        /* this node's name, [A-Za-z0-9._-]{1,64} */
     const char *cluster;     /* NULL: "hermes" */
@@ -67,6 +77,8 @@ typedef struct hm_node_config {
     void *factory_arg;
     hm_node_placed_fn placed; /* see above; NULL: none */
     void *placed_arg;
+    hm_node_home_fn home;     /* see above; NULL: none */
+    void *home_arg;
     hm_node_event_fn on_event; /* optional */
     void *event_arg;
 } hm_node_config;

@@ -60,6 +60,8 @@ struct hm_node {
     void *factory_arg;
     hm_node_placed_fn placed;
     void *placed_arg;
+    hm_node_home_fn home;
+    void *home_arg;
     hm_node_event_fn on_event;
     void *event_arg;
     hm_runtime *rt;

@@ -29,8 +29,26 @@
 
 /* ----------------------------------------------------------- where */
 
+/* A homed name (hm_node_home_fn): remote if its node is another live
+ * member, else local. */
+static bool route_home(hm_node *n, const char *home, char *node_out)
+{
+    bool live = false;
+
+    if (strcmp(home, n->name) == 0)
+        return false;
+    pthread_mutex_lock(&n->lock);
+    for (size_t i = 0; i < n->live_count && !live; i++)
+        live = strcmp(n->live[i], home) == 0;
+    pthread_mutex_unlock(&n->lock);
+    if (live)
+        strcpy(node_out, home);
+    return live;
+}
+
 bool cl_route(hm_node *n, const char *name, char *node_out)
 {
+    char home[CL_NAME_CAP];
     bool placed = n->placed && n->placed(n->placed_arg, name);
     const char *self_only[1] = {n->name};
     const char **live = NULL;
@@ -38,6 +56,8 @@ bool cl_route(hm_node *n, const char *name, char *node_out)
                        .members = {.names = self_only, .count = 1}};
     hm_route r;
 
+    if (n->home && n->home(n->home_arg, name, home))
+        return route_home(n, home, node_out);
     pthread_mutex_lock(&n->lock);
     v.presence = n->pres;
     if (placed && n->live_count > 1) {

@@ -71,35 +71,6 @@ void mqtt_pub_release(void *ptr)
         hm_free(p);
 }
 
-/* ------------------------------------------------------ message types */
-
-static void attach_free(void *p)
-{
-    mqtt_attach *a = p;
-
-    hm_conn_release(a->conn);
-    hm_free(a->username);
-    hm_free(a);
-}
-
-void mqtt_qos2_box_destroy(void *p)
-{
-    mqtt_qos2_ids_fini(p);
-    hm_free(p);
-}
-
-const hm_type mqtt_attach_type = {.name = "mqtt.attach", .free = attach_free};
-const hm_type mqtt_attached_type = {.name = "mqtt.attached",
-                                    .free = mqtt_qos2_box_destroy};
-const hm_type mqtt_detach_type = {.name = "mqtt.detach",
-                                  .free = mqtt_qos2_box_destroy};
-const hm_type mqtt_kick_type = {.name = "mqtt.kick"};
-const hm_type mqtt_forward_type = {.name = "mqtt.forward", .free = hm_free};
-const hm_type mqtt_done_type = {.name = "mqtt.done"};
-const hm_type mqtt_ack_type = {.name = "mqtt.ack"};
-const hm_type mqtt_deliver_type = {.name = "mqtt.deliver",
-                                   .free = mqtt_pub_release};
-
 /* ------------------------------------------------------------- routing */
 
 void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,

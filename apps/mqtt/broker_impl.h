@@ -14,6 +14,7 @@
 #include "apps/mqtt/codec.h"
 #include "apps/mqtt/passwd.h"
 #include "apps/mqtt/retain.h"
+#include "apps/mqtt/session_msg.h"
 #include "apps/mqtt/topic.h"
 #include "net/conn.h"
 #include "net/net.h"
@@ -39,6 +40,7 @@ struct mqtt_broker {
     char *host, *password_file, *acl_file;
     hm_runtime *rt;
     hm_net *net;
+    struct hm_node *node; /* cluster mode; NULL: a single node */
     mqtt_endpoint *endpoints;
     size_t endpoint_count;
     mqtt_limits limits;
@@ -88,41 +90,7 @@ void mqtt_pub_release(void *p);
 
 /* ------------------------------------------ messages between receivers */
 
-/* conn -> session: a client connected with this client id. Payload: an
- * mqtt_attach (owned; holds a connection reference). Sender: the conn. */
-extern const hm_type mqtt_attach_type;
-typedef struct mqtt_attach {
-    hm_conn *conn;
-    bool ws; /* packets go out in WebSocket frames */
-    bool clean;
-    char *username; /* owned, or NULL (anonymous) */
-} mqtt_attach;
-/* session -> conn: CONNACK was written. arg: session present. Payload: the
- * session's inbound QoS 2 ids (an owned, heap-allocated mqtt_qos2_ids,
- * or NULL). */
-extern const hm_type mqtt_attached_type;
-/* conn -> session: the connection closed. Payload: the inbound QoS 2 ids
- * (an owned, heap-allocated mqtt_qos2_ids, or NULL). */
-extern const hm_type mqtt_detach_type;
-/* session -> old conn: another connection took the session over. */
-extern const hm_type mqtt_kick_type;
-/* conn -> session: a SUBSCRIBE or UNSUBSCRIBE, its bytes (mqtt_blob). */
-extern const hm_type mqtt_forward_type;
-typedef struct mqtt_blob {
-    size_t len;
-    uint8_t data[];
-} mqtt_blob;
-/* session -> conn: the forwarded packet was handled; read on. */
-extern const hm_type mqtt_done_type;
-/* conn -> session: PUBACK, PUBREC or PUBCOMP. arg: type << 16 | id. */
-extern const hm_type mqtt_ack_type;
-/* router -> session: deliver. Payload: an mqtt_pub reference. arg: the
- * subscription's granted QoS. */
-extern const hm_type mqtt_deliver_type;
-
-/* Frees a heap-allocated mqtt_qos2_ids (void * to serve as a free hook).
- * Accepts NULL. */
-void mqtt_qos2_box_destroy(void *ids);
+/* The connection <-> session messages are in session_msg.h. */
 
 /* ------------------------------------------------------------- shared */
 
@@ -155,6 +123,12 @@ extern const hm_hooks mqtt_conn_hooks;
 
 /* The session receiver, made by the factory for `client_id` (borrowed). */
 void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out);
+
+/* Cluster mode (ADR 0105): session names are placed (hm_node_placed_fn)
+ * and connection names ("mqtt/conn/<node>/<id>") are homed on their node
+ * (hm_node_home_fn). `b` is the broker. Thread-safe. */
+bool mqtt_session_is_placed(void *b, const char *name);
+bool mqtt_conn_home(void *b, const char *name, char *node_out);
 
 /* The $SYS receiver. Errors: those of hm_runtime_spawn(). */
 hm_err mqtt_sys_start(mqtt_broker *b);

@@ -65,6 +65,7 @@ typedef struct mqtt_conn {
     mqtt_pub *will; /* NULL: none, or already published/discarded */
     bool will_retain;
     mqtt_qos2_ids *in_qos2; /* from the session on attach */
+    char *session_node;     /* in a cluster: where the session lives */
     uint32_t keepalive_ms;  /* 1.5 x the client's keepalive; 0: none */
     uint64_t last_rx_ms;
     hm_timer_id connect_timer, keepalive_timer;
@@ -102,6 +103,7 @@ void mqtt_conn_state_destroy(void *state)
         hm_runtime_cancel_timer(c->b->rt, c->keepalive_timer);
     mqtt_pub_release(c->will);
     mqtt_qos2_box_destroy(c->in_qos2);
+    hm_free(c->session_node);
     mqtt_deliveries_fini(&c->deliveries);
     hm_addr_release(c->session);
     hm_conn_release(c->conn);
@@ -195,7 +197,9 @@ static void on_closed(hm_ctx *ctx, mqtt_conn *c, hm_err cause)
     publish_will(ctx, c);
     c->phase = CONN_CLOSING;
     if (c->session) {
-        hm_msg *m = hm_msg_create(&mqtt_detach_type, c->in_qos2, 0);
+        hm_msg *m = hm_msg_create(
+            &mqtt_detach_type,
+            mqtt_ctl_create(hm_addr_name(hm_ctx_self(ctx)), c->in_qos2), 0);
 
         c->in_qos2 = NULL;
         if (hm_ctx_send(ctx, c->session, m) != HM_OK)
@@ -313,6 +317,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
                   &c->keepalive_timer);
     a = hm_alloc(sizeof *a);
     a->conn = hm_conn_ref(c->conn);
+    a->conn_name = hm_strdup(hm_addr_name(hm_ctx_self(ctx)));
     a->ws = c->ws;
     a->clean = k->clean_session;
     a->username = c->username ? hm_strdup(c->username) : NULL;
@@ -360,10 +365,9 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
  * until the session says "mqtt.done". */
 static void forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
 {
-    mqtt_blob *blob = hm_alloc(sizeof *blob + len);
+    mqtt_blob *blob = mqtt_blob_create(
+        c->b->node ? hm_addr_name(hm_ctx_self(ctx)) : NULL, data, len);
 
-    blob->len = len;
-    memcpy(blob->data, data, len);
     c->waiting = true;
     send_to_session(ctx, c, hm_msg_create(&mqtt_forward_type, blob, 0));
 }
@@ -414,9 +418,16 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
-        send_to_session(ctx, c,
-                        hm_msg_create(&mqtt_ack_type, NULL,
-                                      (uint64_t)p.type << 16 | p.u.packet_id));
+        /* In a cluster the session may be on another node, where the
+         * sender is not us: the ack names its connection. */
+        send_to_session(
+            ctx, c,
+            hm_msg_create(&mqtt_ack_type,
+                          c->b->node ? mqtt_ctl_create(
+                                           hm_addr_name(hm_ctx_self(ctx)),
+                                           NULL)
+                                     : NULL,
+                          (uint64_t)p.type << 16 | p.u.packet_id));
         break;
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE:
@@ -621,16 +632,61 @@ static void on_frame(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
     feed(ctx, c, data, len);
 }
 
+static void set_session_node(mqtt_conn *c, const mqtt_ctl *ctl)
+{
+    if (ctl && ctl->name) {
+        hm_free(c->session_node);
+        c->session_node = hm_strdup(ctl->name);
+    }
+}
+
 static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
 {
+    mqtt_ctl *ctl = hm_msg_payload(msg);
+
     if (c->phase != CONN_ATTACHING)
         return;
     mqtt_qos2_box_destroy(c->in_qos2);
-    c->in_qos2 = hm_msg_take_payload(msg);
+    c->in_qos2 = ctl ? ctl->ids : NULL;
+    if (ctl)
+        ctl->ids = NULL;
+    set_session_node(c, ctl);
     if (!c->in_qos2)
         c->in_qos2 = hm_calloc(1, sizeof *c->in_qos2);
     c->phase = CONN_CONNECTED;
     resume(ctx, c);
+}
+
+/* A packet the session (on another node) wrote: to the socket, in a
+ * WebSocket frame when the client speaks WebSocket. */
+static void on_out(hm_ctx *ctx, mqtt_conn *c, const mqtt_blob *blob)
+{
+    uint8_t head[MQTT_WS_MAX_HEADER_LEN];
+    size_t head_len = 0;
+    uint8_t *buf;
+    hm_err err;
+
+    if (c->phase == CONN_CLOSING || !c->conn)
+        return;
+    if (c->ws)
+        head_len = mqtt_ws_frame_header(
+            &(mqtt_ws_frame){.opcode = MQTT_WS_OP_BINARY,
+                             .fin = true,
+                             .payload = {NULL, blob->len}},
+            head);
+    buf = hm_alloc(head_len + blob->len);
+    memcpy(buf, head, head_len);
+    memcpy(buf + head_len, blob->data, blob->len);
+    if ((err = hm_conn_write_take(c->conn, buf, head_len + blob->len)) !=
+        HM_OK) {
+        hm_free(buf);
+        /* The client does not read (or is gone): what was in flight is
+         * resent when it reconnects. */
+        if (err == HM_EFULL)
+            HM_LOG_WARN("MQTT-SLOW-CLIENT", "client %s: write queue full",
+                        c->client_id ? c->client_id : "-");
+        close_conn(ctx, c, "write failed", true);
+    }
 }
 
 hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -646,8 +702,16 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         resume(ctx, c);
     } else if (t == &conn_timer_type) {
         on_timer(ctx, c, hm_msg_arg(msg));
+    } else if (t == &mqtt_out_type) {
+        on_out(ctx, c, hm_msg_payload(msg));
     } else if (t == &mqtt_kick_type) { /* [MQTT-3.1.4-2] */
         close_conn(ctx, c, "session taken over", true);
+    } else if (t == &mqtt_moved_type) {
+        set_session_node(c, hm_msg_payload(msg));
+    } else if (t == &mqtt_node_gone_type) {
+        if (c->session_node && c->phase != CONN_CLOSING &&
+            strcmp(c->session_node, hm_msg_payload(msg)) == 0)
+            close_conn(ctx, c, "session lost with its node", true);
     } else if (t == &hm_net_opened_type) {
         c->conn = hm_conn_ref(hm_net_msg_conn(msg));
         c->last_rx_ms = hm_ctx_now_ms(ctx);

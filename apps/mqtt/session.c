@@ -19,11 +19,20 @@
  * so a router never sends through a stale token. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/outbox.h"
+#include "apps/mqtt/session_state.h"
 
+#include "cluster/node.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
 #include <string.h>
+
+/* In a cluster a taken-over connection on another node may never detach
+ * (its node died unseen, or it ended during a move): the new connection is
+ * answered after this long all the same. */
+#define TAKEOVER_WAIT_MS 3000u
+/* arg: the takeover it belongs to. */
+static const hm_type takeover_timer_type = {.name = "mqtt.takeover_timer"};
 
 typedef struct sub {
     char *filter;
@@ -35,10 +44,13 @@ typedef struct mqtt_session {
     mqtt_broker *b;
     hm_addr *self; /* our token in the subscription tree */
     char *client_id;
-    hm_conn *conn;      /* NULL while the client is away */
-    bool ws;            /* conn speaks MQTT over WebSocket */
-    char *username;     /* of the last CONNECT, for the ACL; or NULL */
-    hm_addr *conn_addr; /* its connection receiver */
+    /* The client's connection: its receiver (NULL while the client is
+     * away) and, when that receiver is on this node, its socket, written
+     * directly. A connection on another node gets "mqtt.out" messages. */
+    hm_addr *conn_addr;
+    hm_conn *conn;  /* NULL: away, or on another node */
+    bool ws;        /* conn speaks MQTT over WebSocket */
+    char *username; /* of the last CONNECT, for the ACL; or NULL */
     /* A takeover waits for the old connection to hand back the inbound
      * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
     hm_addr *old_conn_addr;
@@ -46,6 +58,8 @@ typedef struct mqtt_session {
     hm_addr *pending_from;
     bool attached_ever; /* some client attached to this activation */
     bool persistent;    /* CleanSession was 0 */
+    bool ending;        /* it ended itself: nothing to hand over */
+    uint64_t takeovers; /* numbers the takeover timers */
     sub *subs;
     size_t sub_count, sub_cap;
     mqtt_outbox *out;
@@ -67,6 +81,36 @@ static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
 
 /* ----------------------------------------------------------- writing */
 
+/* Writes `p` to the client: on its socket when the connection is here,
+ * else as "mqtt.out" to its receiver on the other node. Errors: those of
+ * mqtt_write_packet() (here), HM_EINVAL (cannot encode), those of
+ * hm_runtime_send() (there). */
+static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
+{
+    mqtt_blob *blob;
+    size_t len, written;
+    hm_msg *m;
+    hm_err err;
+
+    if (s->conn)
+        return mqtt_write_packet(s->conn, s->ws, p);
+    if (!s->conn_addr)
+        return HM_ECLOSED;
+    if ((err = mqtt_encoded_len(p, &len)) != HM_OK)
+        return err;
+    blob = hm_alloc(sizeof *blob + len);
+    blob->conn = NULL;
+    if ((err = mqtt_encode(p, blob->data, len, &written)) != HM_OK) {
+        mqtt_blob_destroy(blob);
+        return err;
+    }
+    blob->len = written;
+    m = hm_msg_create(&mqtt_out_type, blob, 0);
+    if ((err = hm_runtime_send(s->b->rt, s->conn_addr, m)) != HM_OK)
+        hm_msg_destroy(m);
+    return err;
+}
+
 static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                           uint16_t pid, bool dup)
 {
@@ -78,12 +122,12 @@ static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                       .topic = {(const uint8_t *)pub->topic, pub->topic_len},
                       .packet_id = pid,
                       .payload = {pub->payload, pub->payload_len}}};
-    hm_err err = mqtt_write_packet(s->conn, s->ws, &p);
+    hm_err err = send_packet(s, &p);
 
     if (err == HM_OK) {
         /* relaxed: a statistic. */
         atomic_fetch_add_explicit(&s->b->sent, 1, memory_order_relaxed);
-    } else if (qos > 0 && err == HM_EFULL) {
+    } else if (qos > 0 && err == HM_EFULL && s->conn) {
         /* The client does not read: its exchange would stall the window
          * for good. Drop the connection; the message stays in flight and
          * is resent on reconnect. */
@@ -97,7 +141,7 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
 {
     mqtt_packet p = {.type = type, .u.packet_id = pid};
 
-    mqtt_write_packet(s->conn, s->ws, &p);
+    send_packet(s, &p);
 }
 
 /* Sends what the outbox says: resends first after a reconnect, then
@@ -106,7 +150,7 @@ static void pump(mqtt_session *s)
 {
     mqtt_out_action a;
 
-    while (s->conn && mqtt_outbox_next(s->out, &a)) {
+    while (s->conn_addr && mqtt_outbox_next(s->out, &a)) {
         if (a.kind == MQTT_OUT_PUBREL) { /* [MQTT-4.3.3-1], [MQTT-4.4.0-1] */
             write_ack(s, MQTT_PUBREL, a.packet_id);
             continue;
@@ -247,7 +291,7 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
     mqtt_packet ack = {
         .type = MQTT_SUBACK,
         .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
-    mqtt_write_packet(s->conn, s->ws, &ack); /* [MQTT-3.8.4-1] */
+    send_packet(s, &ack); /* [MQTT-3.8.4-1] */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
         if (codes[i] != MQTT_SUBACK_FAILURE)
@@ -271,29 +315,72 @@ static void on_unsubscribe(mqtt_session *s, const mqtt_subscribe *u)
     write_ack(s, MQTT_UNSUBACK, u->packet_id); /* [MQTT-3.10.4-4] */
 }
 
+/* ------------------------------------------------------- connections */
+
+/* Whether `msg` comes from the connection receiver `addr` (may be NULL):
+ * its sender when it came from this node, or `name` (the connection its
+ * payload names, may be NULL) when it came from another. */
+static bool comes_from(const hm_msg *msg, const hm_addr *addr,
+                       const char *name)
+{
+    if (!addr)
+        return false;
+    if (hm_msg_from(msg) == addr)
+        return true;
+    return name && strcmp(name, hm_addr_name(addr)) == 0;
+}
+
+/* An owned reference to connection receiver `name`, or NULL if it is not
+ * one. */
+static hm_addr *intern_conn(mqtt_session *s, const char *name)
+{
+    hm_addr *a;
+
+    if (!name || strncmp(name, MQTT_CONN_PREFIX, strlen(MQTT_CONN_PREFIX)) ||
+        hm_runtime_intern(s->b->rt, name, &a) != HM_OK)
+        return NULL;
+    return a;
+}
+
+static void send_empty(hm_ctx *ctx, hm_addr *to, const hm_type *type)
+{
+    hm_msg *m = hm_msg_create(type, NULL, 0);
+
+    if (hm_ctx_send(ctx, to, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
     const mqtt_blob *blob = hm_msg_payload(msg);
-    hm_addr *from = hm_msg_from(msg);
+    bool mine = comes_from(msg, s->conn_addr, blob->conn);
+    hm_addr *reply_to;
     mqtt_packet p;
 
-    if (from && from == s->conn_addr &&
+    if (mine &&
         mqtt_decode(blob->data, blob->len, &s->b->limits, &p, NULL) == HM_OK) {
         if (p.type == MQTT_SUBSCRIBE)
             on_subscribe(s, &p.u.subscribe);
         else if (p.type == MQTT_UNSUBSCRIBE)
             on_unsubscribe(s, &p.u.subscribe);
     }
+    if (mine)
+        reply_to = hm_addr_ref(s->conn_addr);
+    else if (blob->conn)
+        reply_to = intern_conn(s, blob->conn);
+    else
+        reply_to = hm_msg_from(msg) ? hm_addr_ref(hm_msg_from(msg)) : NULL;
+    if (!reply_to)
+        return;
     /* Always answered, or the connection would hold its frames forever. */
-    if (from) {
-        hm_msg *done = hm_msg_create(&mqtt_done_type, NULL, 0);
-
-        if (hm_ctx_send(ctx, from, done) != HM_OK)
-            hm_msg_destroy(done);
-    }
+    send_empty(ctx, reply_to, &mqtt_done_type);
+    /* In a cluster, a connection that is not ours lost its session (its
+     * node died, or it raced a move): closing it makes the client
+     * reconnect and learn (session present = 0) what it has. */
+    if (!mine && s->b->node)
+        send_empty(ctx, reply_to, &mqtt_kick_type);
+    hm_addr_release(reply_to);
 }
-
-/* ------------------------------------------------------- connections */
 
 static mqtt_outbox *new_outbox(const mqtt_broker *b)
 {
@@ -325,40 +412,60 @@ static void let_go_of_conn(mqtt_session *s)
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
 }
 
-static void kick(hm_ctx *ctx, hm_addr *conn_addr)
+/* Ends this activation on purpose (no handoff: nothing to keep). */
+static void end_session(hm_ctx *ctx, mqtt_session *s)
 {
-    hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+    s->ending = true;
+    hm_ctx_deactivate(ctx);
+}
 
-    if (hm_ctx_send(ctx, conn_addr, m) != HM_OK)
-        hm_msg_destroy(m);
+/* The connection receiver an attach came from: its sender here, or the
+ * address it names when it came from another node. Returns owned or NULL. */
+static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
+{
+    const mqtt_attach *a = hm_msg_payload(msg);
+
+    if (a->conn && hm_msg_from(msg))
+        return hm_addr_ref(hm_msg_from(msg));
+    return a->conn ? NULL : intern_conn(s, a->conn_name);
 }
 
 /* [MQTT-3.1.4-2] A new connection for a connected client id: close the
  * old one and answer the new one once the old one has detached, so the
- * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg`. */
-static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
+ * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg` and `from`
+ * (the new connection). */
+static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg,
+                      hm_addr *from)
 {
     HM_LOG_INFO("MQTT-TAKEOVER",
                 "client %s: a new connection takes over "
                 "the session",
                 s->client_id);
     if (s->pending_attach) { /* a third one: the second never started */
-        kick(ctx, s->pending_from);
+        send_empty(ctx, s->pending_from, &mqtt_kick_type);
         hm_msg_destroy(s->pending_attach);
         hm_addr_release(s->pending_from);
     }
-    s->pending_from = hm_addr_ref(hm_msg_from(msg));
+    s->pending_from = from;
     s->pending_attach = hm_msg_move(msg);
     if (s->conn_addr) {
-        kick(ctx, s->conn_addr);
+        send_empty(ctx, s->conn_addr, &mqtt_kick_type);
         hm_addr_release(s->old_conn_addr);
         s->old_conn_addr = hm_addr_ref(s->conn_addr);
         let_go_of_conn(s);
+        if (s->b->node) {
+            hm_msg *t = hm_msg_create(&takeover_timer_type, NULL,
+                                      ++s->takeovers);
+
+            if (hm_runtime_send_after(s->b->rt, s->self, t, TAKEOVER_WAIT_MS,
+                                      NULL) != HM_OK)
+                hm_msg_destroy(t);
+        }
     }
 }
 
-/* Attaches the connection receiver `from` (borrowed) as `a` (borrowed;
- * its user name is taken) describes. */
+/* Attaches the connection receiver `from` (taken) as `a` (borrowed; its
+ * user name is taken) describes. */
 static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
                       hm_addr *from)
 {
@@ -371,64 +478,81 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
     s->persistent = !a->clean;
     s->attached_ever = true;
-    s->conn = hm_conn_ref(a->conn);
+    s->conn = a->conn ? hm_conn_ref(a->conn) : NULL;
     s->ws = a->ws;
-    s->conn_addr = hm_addr_ref(from);
+    s->conn_addr = from;
     hm_free(s->username);
     s->username = a->username;
     a->username = NULL;
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
-    mqtt_write_packet(
-        s->conn, s->ws,
-        &(mqtt_packet){.type = MQTT_CONNACK,
-                       .u.connack = {.session_present = present}});
-    reply = hm_msg_create(&mqtt_attached_type, s->in_qos2, present);
+    send_packet(s, &(mqtt_packet){.type = MQTT_CONNACK,
+                                  .u.connack = {.session_present = present}});
+    reply = hm_msg_create(
+        &mqtt_attached_type,
+        mqtt_ctl_create(s->b->node ? hm_node_name(s->b->node) : NULL,
+                        s->in_qos2),
+        present);
     s->in_qos2 = NULL;
-    if (hm_ctx_send(ctx, from, reply) != HM_OK)
+    if (hm_ctx_send(ctx, s->conn_addr, reply) != HM_OK)
         hm_msg_destroy(reply);
     mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
     pump(s);
 }
 
+/* The taken-over connection is gone (it detached, handing back `ids`,
+ * taken, or its node died): answer the new one. */
+static void finish_takeover(hm_ctx *ctx, mqtt_session *s, mqtt_qos2_ids *ids)
+{
+    hm_msg *attach = s->pending_attach;
+    hm_addr *from = s->pending_from;
+
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = ids;
+    hm_addr_release(s->old_conn_addr);
+    s->old_conn_addr = NULL;
+    s->pending_attach = NULL;
+    s->pending_from = NULL;
+    if (attach)
+        on_attach(ctx, s, hm_msg_payload(attach), from);
+    else
+        hm_addr_release(from);
+    hm_msg_destroy(attach);
+}
+
 static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
-    hm_msg *attach;
-    hm_addr *from;
+    mqtt_ctl *c = hm_msg_payload(msg);
+    const char *name = c ? c->name : NULL;
+    mqtt_qos2_ids *ids;
 
-    if (s->old_conn_addr && hm_msg_from(msg) == s->old_conn_addr) {
-        /* The taken-over connection is gone: answer the new one. */
-        mqtt_qos2_box_destroy(s->in_qos2);
-        s->in_qos2 = hm_msg_take_payload(msg);
-        hm_addr_release(s->old_conn_addr);
-        s->old_conn_addr = NULL;
-        attach = s->pending_attach;
-        from = s->pending_from;
-        s->pending_attach = NULL;
-        s->pending_from = NULL;
-        if (attach)
-            on_attach(ctx, s, hm_msg_payload(attach), from);
-        hm_msg_destroy(attach);
-        hm_addr_release(from);
+    if (comes_from(msg, s->old_conn_addr, name)) {
+        ids = c ? c->ids : NULL;
+        if (c)
+            c->ids = NULL;
+        finish_takeover(ctx, s, ids);
         return;
     }
-    if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
+    if (!comes_from(msg, s->conn_addr, name))
         return; /* a connection already taken over */
     let_go_of_conn(s);
     if (!s->persistent) { /* a clean session ends with its connection */
-        hm_ctx_deactivate(ctx);
+        end_session(ctx, s);
         return;
     }
     mqtt_qos2_box_destroy(s->in_qos2);
-    s->in_qos2 = hm_msg_take_payload(msg);
+    s->in_qos2 = c ? c->ids : NULL;
+    if (c)
+        c->ids = NULL;
 }
 
 static void on_ack(mqtt_session *s, hm_msg *msg)
 {
+    const mqtt_ctl *c = hm_msg_payload(msg);
     uint64_t arg = hm_msg_arg(msg);
     uint16_t pid = (uint16_t)(arg & 0xffff);
 
-    if (!s->conn_addr || hm_msg_from(msg) != s->conn_addr)
+    if (!comes_from(msg, s->conn_addr, c ? c->name : NULL))
         return;
     /* PUBREC queues the PUBREL that pump() sends [MQTT-4.3.3-1]. An
      * unknown id is a late duplicate, legal after a reconnect. */
@@ -439,18 +563,225 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
     pump(s);
 }
 
+/* Whether connection receiver `a` (may be NULL) lived on node `node`. */
+static bool lived_on(const hm_addr *a, const char *node)
+{
+    char home[MQTT_MSG_NAME_MAX + 1];
+
+    return a && mqtt_conn_name_node(hm_addr_name(a), home, sizeof home) &&
+           strcmp(home, node) == 0;
+}
+
+/* Node `node` died: a connection there will never detach. */
+static void on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
+{
+    if (lived_on(s->old_conn_addr, node))
+        finish_takeover(ctx, s, NULL); /* its QoS 2 ids are lost */
+    if (lived_on(s->conn_addr, node)) {
+        HM_LOG_INFO("MQTT-CONN-LOST", "client %s: its connection's node %s "
+                    "died", s->client_id, node);
+        let_go_of_conn(s);
+        if (!s->persistent)
+            end_session(ctx, s);
+    }
+}
+
+/* ---------------------------------------------------------- handoff */
+
+typedef struct state_msgs {
+    mqtt_state_msg *inflight, *queued;
+    size_t inflight_count, queued_count;
+} state_msgs;
+
+static void collect_msg(void *arg, const mqtt_out_entry *e)
+{
+    state_msgs *sm = arg;
+    const mqtt_pub *pub = e->msg;
+    mqtt_state_msg m = {.qos = e->qos,
+                        .stage = e->stage,
+                        .packet_id = e->packet_id,
+                        .dup = e->stage != 0 && e->sent};
+
+    if (pub) {
+        m.retain = pub->retain;
+        m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
+        m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
+    }
+    if (e->stage == 0)
+        sm->queued[sm->queued_count++] = m;
+    else
+        sm->inflight[sm->inflight_count++] = m;
+}
+
+/* The state to hand over, encoded (session_state.h). Returns owned, or
+ * NULL if it cannot be encoded (logged). */
+static mqtt_handoff *make_handoff(mqtt_session *s)
+{
+    size_t n = mqtt_outbox_inflight_count(s->out) +
+               mqtt_outbox_queued_count(s->out);
+    state_msgs sm = {.inflight = hm_calloc(n + 1, sizeof *sm.inflight),
+                     .queued = hm_calloc(n + 1, sizeof *sm.queued)};
+    mqtt_state_sub *subs = hm_calloc(s->sub_count + 1, sizeof *subs);
+    mqtt_handoff *h = hm_calloc(1, sizeof *h);
+    mqtt_session_state st;
+    hm_err err;
+
+    mqtt_outbox_foreach(s->out, collect_msg, &sm);
+    for (size_t i = 0; i < s->sub_count; i++)
+        subs[i] = (mqtt_state_sub){
+            {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
+            s->subs[i].qos};
+    st = (mqtt_session_state){
+        .client_id = {(const uint8_t *)s->client_id, strlen(s->client_id)},
+        .next_packet_id = mqtt_outbox_next_id(s->out),
+        .subs = subs,
+        .sub_count = s->sub_count,
+        .inflight = sm.inflight,
+        .inflight_count = sm.inflight_count,
+        .queued = sm.queued,
+        .queued_count = sm.queued_count,
+        .in_qos2 = s->in_qos2 ? s->in_qos2->ids : NULL,
+        .in_qos2_count = s->in_qos2 ? s->in_qos2->count : 0};
+    err = mqtt_session_state_encode(&st, &h->state, &h->state_len);
+    hm_free(subs);
+    hm_free(sm.inflight);
+    hm_free(sm.queued);
+    if (err != HM_OK) {
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
+                    "%s", s->client_id, hm_err_str(err));
+        hm_free(h);
+        return NULL;
+    }
+    h->conn = s->conn_addr ? hm_strdup(hm_addr_name(s->conn_addr)) : NULL;
+    h->username = s->username ? hm_strdup(s->username) : NULL;
+    h->ws = s->ws;
+    h->persistent = s->persistent;
+    h->present = s->attached_ever;
+    return h;
+}
+
+/* Membership moved this session to another node: send the state there
+ * (to our own address, which now routes to the new owner). */
+static void hand_over(mqtt_session *s)
+{
+    mqtt_handoff *h = make_handoff(s);
+    hm_msg *m;
+
+    if (!h)
+        return;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to another node "
+                "(%zu subscriptions)", s->client_id, s->sub_count);
+    m = hm_msg_create(&mqtt_handoff_type, h, 0);
+    if (hm_runtime_send(s->b->rt, s->self, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+/* Adds subscription `f` at `qos` to the tree and the list. */
+static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
+{
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    if (mqtt_topic_tree_add(s->b->tree, (const char *)f->ptr, f->len,
+                            token(s), qos, NULL) == HM_OK)
+        remember_sub(s, f, qos);
+    pthread_rwlock_unlock(&s->b->tree_lock);
+}
+
+static void restore_msg(mqtt_session *s, const mqtt_state_msg *m)
+{
+    mqtt_pub *pub = NULL;
+    mqtt_out_entry e = {.qos = m->qos,
+                        .stage = m->stage,
+                        .packet_id = m->packet_id,
+                        .sent = m->dup};
+
+    if (m->stage != MQTT_STAGE_AWAIT_PUBCOMP)
+        pub = mqtt_pub_create(m->topic.ptr, m->topic.len, m->payload.ptr,
+                              m->payload.len, m->qos, m->retain);
+    e.msg = pub;
+    if (mqtt_outbox_restore(s->out, &e) != HM_OK)
+        mqtt_pub_release(pub);
+}
+
+/* The first message of a session that moved here: adopt its state. */
+static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
+{
+    mqtt_session_state st;
+    const char *why = NULL;
+    hm_msg *moved;
+
+    if (s->attached_ever) {
+        /* A client attached here before the state arrived: it was told
+         * the session was new, and that is what it now is. */
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
+                    "connection; dropped", s->client_id);
+        return;
+    }
+    if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) !=
+            HM_OK ||
+        st.client_id.len != strlen(s->client_id) ||
+        memcmp(st.client_id.ptr, s->client_id, st.client_id.len) != 0) {
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: bad session state: %s",
+                    s->client_id, why ? why : "another client id");
+        end_session(ctx, s);
+        return;
+    }
+    for (size_t i = 0; i < st.sub_count; i++)
+        restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    for (size_t i = 0; i < st.inflight_count; i++)
+        restore_msg(s, &st.inflight[i]);
+    for (size_t i = 0; i < st.queued_count; i++)
+        restore_msg(s, &st.queued[i]);
+    mqtt_outbox_set_next_id(s->out, st.next_packet_id);
+    if (st.in_qos2_count > 0) {
+        s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
+        for (size_t i = 0; i < st.in_qos2_count; i++)
+            mqtt_qos2_ids_receive(s->in_qos2, st.in_qos2[i]);
+    }
+    mqtt_session_state_fini(&st);
+    s->attached_ever = h->present;
+    s->persistent = h->persistent;
+    s->ws = h->ws;
+    s->username = h->username;
+    h->username = NULL;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
+                "subscriptions)", s->client_id, s->sub_count);
+    if (!h->conn || !(s->conn_addr = intern_conn(s, h->conn))) {
+        if (!s->persistent)
+            end_session(ctx, s);
+        return;
+    }
+    /* The client is still connected, on some node: carry on through its
+     * connection receiver. What was in flight goes again (DUP), since
+     * acknowledgements may have been lost in the move. */
+    atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
+    moved = hm_msg_create(&mqtt_moved_type,
+                          mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
+    if (hm_ctx_send(ctx, s->conn_addr, moved) != HM_OK)
+        hm_msg_destroy(moved);
+    mqtt_outbox_go_online(s->out);
+    pump(s);
+}
+
+/* ----------------------------------------------------------- handler */
+
 static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
     if (t == &mqtt_attach_type) {
-        if (!hm_msg_from(msg))
+        hm_addr *from = attach_source(s, msg);
+
+        if (!from)
             return HM_OK;
         if (s->conn_addr || s->old_conn_addr)
-            take_over(ctx, s, msg);
+            take_over(ctx, s, msg, from);
         else
-            on_attach(ctx, s, hm_msg_payload(msg), hm_msg_from(msg));
+            on_attach(ctx, s, hm_msg_payload(msg), from);
+        return HM_OK;
+    }
+    if (t == &mqtt_handoff_type) {
+        on_handoff(ctx, s, hm_msg_payload(msg));
         return HM_OK;
     }
     if (!s->attached_ever) {
@@ -458,7 +789,7 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
          * raced the end of a clean session. Nothing to keep. */
         if (t == &mqtt_forward_type)
             on_forward(ctx, s, msg);
-        hm_ctx_deactivate(ctx);
+        end_session(ctx, s);
         return HM_OK;
     }
     if (t == &mqtt_deliver_type) {
@@ -472,6 +803,14 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_forward(ctx, s, msg);
     } else if (t == &mqtt_detach_type) {
         on_detach(ctx, s, msg);
+    } else if (t == &mqtt_node_gone_type) {
+        on_node_gone(ctx, s, hm_msg_payload(msg));
+    } else if (t == &takeover_timer_type) {
+        if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
+            HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
+                        "not detach in time", s->client_id);
+            finish_takeover(ctx, s, NULL);
+        }
     }
     return HM_OK;
 }
@@ -492,7 +831,17 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     mqtt_session *s = state;
 
     (void)ctx;
-    (void)why;
+    /* Ended by the cluster (its node is no longer the owner), not by
+     * itself: the state goes to the new owner. */
+    if (why == HM_DEACTIVATE_REQUESTED && !s->ending && s->b->node &&
+        s->attached_ever && (s->persistent || s->conn_addr))
+        hand_over(s);
+    if (s->pending_from) { /* its CONNACK will not come from here */
+        hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+
+        if (hm_runtime_send(s->b->rt, s->pending_from, m) != HM_OK)
+            hm_msg_destroy(m);
+    }
     drop_subs(s); /* before the token (self) goes */
     let_go_of_conn(s);
     hm_addr_release(s->old_conn_addr);
@@ -525,4 +874,17 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
                          .state = s,
                          .hooks = &session_hooks,
                          .pinned = true};
+}
+
+bool mqtt_session_is_placed(void *b, const char *name)
+{
+    (void)b;
+    return strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) ==
+           0;
+}
+
+bool mqtt_conn_home(void *b, const char *name, char *node_out)
+{
+    (void)b;
+    return mqtt_conn_name_node(name, node_out, HM_NODE_NAME_MAX + 1);
 }
