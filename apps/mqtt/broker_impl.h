@@ -34,8 +34,11 @@ typedef struct mqtt_endpoint {
     int port;
 } mqtt_endpoint;
 
+struct mqtt_cluster;
+
 struct mqtt_broker {
     mqtt_broker_config cfg; /* defaults filled in; strings owned below */
+    struct mqtt_cluster *cluster; /* cluster mode, or NULL (cluster.h) */
     char *host, *password_file, *acl_file;
     hm_runtime *rt;
     hm_net *net;
