@@ -106,12 +106,22 @@ const hm_type mqtt_deliver_type = {.name = "mqtt.deliver",
 void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
                        mqtt_pub *pub, bool retain)
 {
+    if (b->cluster) { /* the same, plus the other nodes (cluster.c) */
+        mqtt_cluster_route(b->cluster, ctx, d, pub, retain);
+        return;
+    }
     if (retain && !b->cfg.retain_unavailable) {
         pthread_rwlock_wrlock(&b->retain_lock);
         mqtt_retain_set(b->retained, pub->topic, pub->topic_len, pub->payload,
                         pub->payload_len, pub->qos);
         pthread_rwlock_unlock(&b->retain_lock);
     }
+    mqtt_broker_route_local(b, ctx, d, pub);
+}
+
+void mqtt_broker_route_local(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
+                             mqtt_pub *pub)
+{
     /* Sending under the read lock is what keeps the tokens valid: a
      * subscriber token is its session's address, whose reference the
      * session drops only after removing its subscriptions under the write

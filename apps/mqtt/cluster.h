@@ -16,6 +16,7 @@
 #define HM_APPS_MQTT_CLUSTER_H
 
 #include "apps/mqtt/broker.h"
+#include "apps/mqtt/topic.h"
 #include "cluster/node.h"
 #include "runtime/runtime.h"
 
@@ -42,6 +43,21 @@ hm_err mqtt_cluster_start(mqtt_cluster *cl, hm_runtime *rt, hm_net *net);
 /* Leaves the cluster gracefully (peers report LEFT). Before hm_net_stop().
  * Idempotent. */
 void mqtt_cluster_stop(mqtt_cluster *cl);
+
+/* Routes `pub` (borrowed) published on this node: stores it as retained
+ * when `retain` (stamped, replicated to every member), routes it to the
+ * local subscribers (mqtt_broker_route_local), then sends it once to each
+ * other node with a matching filter. Topics starting with '$' stay here.
+ * `d` is the caller's scratch vector. Thread-safe. */
+struct mqtt_pub;
+void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
+                        struct mqtt_pub *pub, bool retain);
+
+/* Publishes the cluster's $SYS figures through `put(arg, topic, value)`
+ * (strings borrowed for the call). Thread-safe. */
+typedef void (*mqtt_sys_put_fn)(void *arg, const char *topic,
+                                const char *value);
+void mqtt_cluster_sys(mqtt_cluster *cl, mqtt_sys_put_fn put, void *arg);
 
 /* Frees the node. After hm_runtime_destroy(). Accepts NULL. */
 void mqtt_cluster_destroy(mqtt_cluster *cl);
