@@ -260,7 +260,7 @@ static hm_err on_accept(void *arg, uint64_t conn_id, const char *peer,
 {
     mqtt_endpoint *ep = arg;
     mqtt_broker *b = ep->b;
-    char name[64];
+    char name[sizeof MQTT_CONN_PREFIX + HM_NODE_NAME_MAX + 24];
     void *state;
     hm_err err;
 
@@ -272,8 +272,14 @@ static hm_err on_accept(void *arg, uint64_t conn_id, const char *peer,
                     b->cfg.max_connections);
         return HM_EFULL;
     }
-    snprintf(name, sizeof name, MQTT_CONN_PREFIX "%llu",
-             (unsigned long long)conn_id);
+    /* In a cluster the name says which node the connection is on, so a
+     * session on another node reaches it (session_cluster.c). */
+    if (b->node)
+        mqtt_conn_name_format(name, sizeof name, hm_node_name(b->node),
+                              conn_id);
+    else
+        snprintf(name, sizeof name, MQTT_CONN_PREFIX "%llu",
+                 (unsigned long long)conn_id);
     state = mqtt_conn_state_create(b, conn_id, ep->ws);
     err = hm_runtime_spawn(b->rt, name,
                            &(hm_receiver){.handler = mqtt_conn_handle,
@@ -413,6 +419,7 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     if (cfg->node_name &&
         (err = mqtt_cluster_create(b, cfg, factory, b, &b->cluster)) != HM_OK)
         goto fail;
+    b->node = b->cluster ? mqtt_cluster_node(b->cluster) : NULL;
     err = hm_runtime_create(
         &(hm_runtime_config){
             .threads = cfg->threads,

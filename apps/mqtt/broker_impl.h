@@ -16,6 +16,7 @@
 #include "apps/mqtt/retain.h"
 #include "apps/mqtt/session_msg.h"
 #include "apps/mqtt/topic.h"
+#include "cluster/members.h"
 #include "net/conn.h"
 #include "net/net.h"
 #include "runtime/runtime.h"
@@ -44,6 +45,7 @@ struct mqtt_broker {
     hm_runtime *rt;
     hm_net *net;
     struct hm_node *node; /* cluster mode; NULL: a single node */
+    hm_addr *members;     /* cluster mode: "mqtt/members" */
     mqtt_endpoint *endpoints;
     size_t endpoint_count;
     mqtt_limits limits;
@@ -138,6 +140,16 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out);
  * (hm_node_home_fn). `b` is the broker. Thread-safe. */
 bool mqtt_session_is_placed(void *b, const char *name);
 bool mqtt_conn_home(void *b, const char *name, char *node_out);
+/* Registers the connection <-> session types and spawns "mqtt/members",
+ * which tells this node's connections and sessions about dead members.
+ * Call once, before the node starts. Errors: those of
+ * hm_runtime_register_type() and hm_runtime_spawn(). */
+hm_err mqtt_session_cluster_start(mqtt_broker *b);
+/* A membership event (the node's on_event, on its receiver): a member
+ * that is DEAD, LEFT or REPLACED took its connections and sessions with
+ * it. Quick: it only sends a message. */
+void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
+                                hm_member_event event);
 
 /* The $SYS receiver. Errors: those of hm_runtime_spawn(). */
 hm_err mqtt_sys_start(mqtt_broker *b);

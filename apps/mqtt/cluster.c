@@ -928,6 +928,7 @@ static void on_member_event(void *arg, const char *name, uint64_t inc,
     msg = hm_msg_create(&cl_member_type, m, 0);
     if (hm_runtime_send(cl->rt, cl->fanout, msg) != HM_OK)
         hm_msg_destroy(msg);
+    mqtt_session_cluster_event(cl->b, name, event);
 }
 
 /* ---------------------------------------------------------------- $SYS */
@@ -995,6 +996,12 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
                                                cfg->cluster_secret_file,
                                            .factory = factory,
                                            .factory_arg = factory_arg,
+                                           /* sessions and connections
+                                            * (session_cluster.c) */
+                                           .placed = mqtt_session_is_placed,
+                                           .placed_arg = b,
+                                           .home = mqtt_conn_home,
+                                           .home_arg = b,
                                            .on_event = on_member_event,
                                            .event_arg = cl},
                          &cl->node);
@@ -1046,6 +1053,7 @@ hm_err mqtt_cluster_start(mqtt_cluster *cl, hm_runtime *rt, hm_net *net)
     mqtt_topic_tree_observe(cl->b->tree, on_filter_change, cl);
     pthread_rwlock_unlock(&cl->b->tree_lock);
     if ((err = hm_runtime_register_type(rt, &cl_pub_type)) != HM_OK ||
+        (err = mqtt_session_cluster_start(cl->b)) != HM_OK ||
         (err = hm_runtime_send_every(rt, cl->fanout, TICK_MS, TAG_TICK,
                                      NULL)) != HM_OK)
         return err;

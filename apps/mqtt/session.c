@@ -875,16 +875,3 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
                          .hooks = &session_hooks,
                          .pinned = true};
 }
-
-bool mqtt_session_is_placed(void *b, const char *name)
-{
-    (void)b;
-    return strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) ==
-           0;
-}
-
-bool mqtt_conn_home(void *b, const char *name, char *node_out)
-{
-    (void)b;
-    return mqtt_conn_name_node(name, node_out, HM_NODE_NAME_MAX + 1);
-}

@@ -1,0 +1,366 @@
+"""Integration tests of hermes-mqtt's cluster sessions (issue 8, part B).
+
+Three (or four) broker processes form a cluster on loopback; real clients
+(python3-paho-mqtt, mosquitto_pub, raw sockets where exact CONNACK flags
+matter) connect to different nodes. A client id's session lives on the node
+rendezvous hashing picks (docs/cluster.md section 6); the tests compute the
+same hash here to choose client ids whose session lives on a given node, so
+that each case really crosses nodes: the connection on one node, the
+session on another, the publisher on a third.
+
+Nothing asserts on time: every wait is for an event (a message, a CONNACK,
+a closed socket, a log line) with a generous guard against hangs.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from broker_test import (Client, Raw, free_port, packet,  # noqa: E402
+                         subscribe_packet, unique, WAIT)
+
+BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
+SECRET_DIR = tempfile.TemporaryDirectory()
+SECRET = os.path.join(SECRET_DIR.name, "secret")
+with open(os.open(SECRET, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+    f.write(os.urandom(24).hex())
+
+# ------------------------------------------------------------ placement
+
+M64 = (1 << 64) - 1
+
+
+def weight(member, addr):
+    """cluster/placement.c's hm_placement_weight."""
+    h = 0xcbf29ce484222325
+    for b in member.encode() + b"\0" + addr.encode():
+        h = ((h ^ b) * 0x100000001b3) & M64
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & M64
+    h ^= h >> 33
+    h = (h * 0xc4ceb9fe1a85ec53) & M64
+    return h ^ (h >> 33)
+
+
+def owner(addr, members):
+    return max(members, key=lambda m: (weight(m, addr), [-ord(c) for c in m]))
+
+
+def cid_on(node, members, prefix="c"):
+    """A fresh client id whose session lives on `node`."""
+    while True:
+        cid = unique(prefix)
+        if owner("mqtt/session/" + cid, members) == node:
+            return cid
+
+
+# ---------------------------------------------------------------- nodes
+
+
+class Node:
+    """One hermes-mqtt process in the cluster; stderr drained into lines."""
+
+    def __init__(self, name, join=None):
+        self.name, self.port = name, free_port()
+        self.lines, self.cond = [], threading.Condition()
+        args = [BROKER, "-p", str(self.port), "--node", name,
+                "--cluster-listen", "127.0.0.1:0",
+                "--cluster-secret-file", SECRET]
+        if join:
+            args += ["--join", join]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.drainer = threading.Thread(target=self._drain, daemon=True)
+        self.drainer.start()
+        if not self.wait_log("MQTT-LISTEN"):
+            raise RuntimeError("node %s did not start:\n%s" %
+                               (name, self.log()))
+        line = [l for l in self.lines if "cluster address" in l][0]
+        self.cluster_addr = line.split("cluster address ")[1].split()[0]
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line.rstrip())
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("(exited)")
+            self.cond.notify_all()
+
+    def count(self, word):
+        return sum(word in l for l in self.lines)
+
+    def wait_log(self, word, count=1):
+        with self.cond:
+            self.cond.wait_for(lambda: self.count(word) >= count or
+                               "(exited)" in self.lines, WAIT)
+            return self.count(word) >= count
+
+    def log(self):
+        return "\n".join(self.lines[-60:])
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.drainer.join(WAIT)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.drainer.join(WAIT)
+        self.proc.stderr.close()
+
+
+def start_cluster(names):
+    nodes = [Node(names[0])]
+    for n in names[1:]:
+        nodes.append(Node(n, join=nodes[0].cluster_addr))
+    for node in nodes:
+        for other in names:
+            if other != node.name:
+                assert node.wait_log("member %s (" % other) and \
+                    node.wait_log("): up", len(names) - 1), node.log()
+    return nodes
+
+
+def mosquitto_pub(port, topic, message, qos=1):
+    subprocess.run(["mosquitto_pub", "-p", str(port), "-q", str(qos),
+                    "-i", unique("pub"), "-t", topic, "-m", message],
+                   check=True, timeout=WAIT)
+
+
+def ensure_routes(client, prefix, nodes):
+    """Waits until a publish from every node reaches `client`, subscribed
+    to prefix/#: the other nodes have learnt its filter (the cluster
+    propagates filters asynchronously)."""
+    for node in nodes:
+        probe = "%s/probe/%s" % (prefix, node.name)
+        got = False
+        for _ in range(50):
+            mosquitto_pub(node.port, probe, "p", qos=0)
+            try:
+                while True:
+                    m = client.messages.get(timeout=0.2)
+                    if m.topic == probe:
+                        got = True
+                        break
+            except Exception:
+                pass
+            if got:
+                break
+        assert got, "no route from %s to %s" % (node.name, prefix)
+    # whatever else arrived was a probe
+    while not client.messages.empty():
+        client.messages.get()
+
+
+def raw_subscribe(raw, topic, qos=1, pid=1):
+    raw.send(subscribe_packet(pid, topic, qos))
+    first, body = raw.read()
+    assert first == 0x90, "expected SUBACK, got %#x" % first
+
+
+class ClusterTest(unittest.TestCase):
+    NAMES = ["n1", "n2", "n3"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nodes = start_cluster(cls.NAMES)
+        cls.by = {n.name: n for n in cls.nodes}
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.stop()
+
+    def node(self, name):
+        return self.by[name]
+
+
+class Sessions(ClusterTest):
+
+    def test_persistent_session_follows_its_client_to_another_node(self):
+        """Subscribed on n1, published to from n3, back on n2: session
+        present, every queued message exactly once, for a session on each
+        of the three nodes."""
+        n1, n2, n3 = (self.node(n) for n in self.NAMES)
+        for home in self.NAMES:
+            cid = cid_on(home, self.NAMES, "persist")
+            prefix = unique("q")
+            c = Client(n1.port, client_id=cid, clean=False)
+            self.assertFalse(c.session_present)
+            c.subscribe(prefix + "/#", 1)
+            ensure_routes(c, prefix, self.nodes)
+            c.disconnect()
+            for i in range(5):
+                mosquitto_pub(n3.port, prefix + "/m", str(i))
+            c = Client(n2.port, client_id=cid, clean=False)
+            self.assertTrue(c.session_present, home)
+            mosquitto_pub(n3.port, prefix + "/end", "end")
+            got = [m.payload for m in c.drain_until(prefix + "/end")]
+            self.assertEqual(got, [str(i).encode() for i in range(5)], home)
+            c.disconnect()
+
+    def test_takeover_across_nodes_closes_the_old_connection_with_its_will(self):
+        n1, n2, n3 = (self.node(n) for n in self.NAMES)
+        for home in self.NAMES:
+            cid = cid_on(home, self.NAMES, "take")
+            prefix = unique("will")
+            watcher = Client(n3.port)
+            watcher.subscribe(prefix + "/#", 1)
+            ensure_routes(watcher, prefix, self.nodes)
+            old = Raw(n1.port)
+            self.assertEqual(
+                old.connect(cid, clean=False, will=(prefix + "/x", "gone", 1)),
+                (False, 0))
+            new = Raw(n2.port)
+            self.assertEqual(new.connect(cid, clean=False), (True, 0), home)
+            self.assertTrue(old.is_closed_by_peer())
+            self.assertEqual(watcher.next().payload, b"gone")
+            new.send(packet(0xC0))  # the new one works: PINGRESP
+            self.assertEqual(new.read()[0], 0xD0)
+            new.send(packet(0xE0))  # DISCONNECT: no will
+            new.close()
+            old.close()
+            watcher.disconnect()
+
+    def test_a_client_id_is_unique_whichever_nodes_its_clients_pick(self):
+        cid = unique("uniq")
+        conns = []
+        for name in self.NAMES + self.NAMES:
+            r = Raw(self.node(name).port)
+            r.connect(cid)
+            if conns:
+                self.assertTrue(conns[-1].is_closed_by_peer(), name)
+            conns.append(r)
+        conns[-1].send(packet(0xC0))
+        self.assertEqual(conns[-1].read()[0], 0xD0)
+        for r in conns:
+            r.close()
+
+    def test_subscriptions_made_through_one_node_deliver_through_another(self):
+        """A live session on another node than its connection: SUBSCRIBE
+        and UNSUBSCRIBE go there, PUBLISHes come back, QoS 2 completes."""
+        n1, n2, n3 = (self.node(n) for n in self.NAMES)
+        cid = cid_on("n2", self.NAMES, "live")
+        prefix = unique("live")
+        c = Client(n1.port, client_id=cid)
+        c.subscribe(prefix + "/#", 2)
+        ensure_routes(c, prefix, self.nodes)
+        for i in range(20):
+            mosquitto_pub(n3.port, prefix + "/m", str(i), qos=2)
+        got = [int(c.next().payload) for _ in range(20)]
+        self.assertEqual(got, list(range(20)))
+        unsubscribed = threading.Event()
+        c.c.on_unsubscribe = lambda *a: unsubscribed.set()
+        c.c.unsubscribe(prefix + "/#")
+        self.assertTrue(unsubscribed.wait(WAIT), "no UNSUBACK")
+        mosquitto_pub(n3.port, prefix + "/m", "after", qos=1)
+        c.subscribe(unique("other"), 0)  # an answer after the UNSUBACK
+        self.assertTrue(c.messages.empty())
+        c.disconnect()
+
+
+class NodeDeath(ClusterTest):
+
+    def test_a_killed_node_takes_only_its_own_sessions(self):
+        n1, n2, n3 = (self.node(n) for n in self.NAMES)
+        prefix = unique("death")
+        # Survivors: connection on n1, session on n2, publisher on n2.
+        keep = Client(n1.port, client_id=cid_on("n2", self.NAMES, "keep"))
+        keep.subscribe(prefix + "/keep/#", 1)
+        ensure_routes(keep, prefix + "/keep", self.nodes)
+        # Connected to n3, session on n1: survives the node.
+        a_id = cid_on("n1", self.NAMES, "a")
+        a = Raw(n3.port)
+        self.assertEqual(a.connect(a_id, clean=False), (False, 0))
+        raw_subscribe(a, prefix + "/a/#")
+        # Connected to n1, session on n3: lost with the node.
+        b_id = cid_on("n3", self.NAMES, "b")
+        b = Raw(n1.port)
+        self.assertEqual(b.connect(b_id, clean=False), (False, 0))
+        raw_subscribe(b, prefix + "/b/#")
+
+        n3.kill()
+        for n in (n1, n2):
+            self.assertTrue(n.wait_log("MQTT-NODE-GONE member n3"), n.log())
+        self.assertTrue(a.is_closed_by_peer())  # its node is gone
+        self.assertTrue(b.is_closed_by_peer())  # its session is gone
+
+        # The survivors carry on.
+        mosquitto_pub(n2.port, prefix + "/keep/x", "still")
+        self.assertEqual(keep.next().payload, b"still")
+        self.assertFalse(keep.disconnected.is_set())
+        # a's session (on n1) kept queueing; a comes back through n2.
+        mosquitto_pub(n1.port, prefix + "/a/x", "queued")
+        a = Raw(n2.port)
+        self.assertEqual(a.connect(a_id, clean=False), (True, 0))
+        first, body = a.read()
+        self.assertEqual(first & 0xF0, 0x30)
+        self.assertIn(b"queued", body)
+        # b's session died with n3: it starts afresh elsewhere.
+        b = Raw(n2.port)
+        self.assertEqual(b.connect(b_id, clean=False), (False, 0))
+        for r in (a, b):
+            r.close()
+        keep.disconnect()
+
+
+class Join(ClusterTest):
+
+    def test_sessions_move_to_a_joining_node_with_their_state(self):
+        n1, n2, n3 = (self.node(n) for n in self.NAMES)
+        four = self.NAMES + ["n4"]
+        prefix = unique("join")
+
+        def moving(tag):
+            while True:
+                cid = unique(tag)
+                if owner("mqtt/session/" + cid, four) == "n4":
+                    return cid
+
+        # Offline, with queued messages.
+        away_id = moving("away")
+        away = Client(n1.port, client_id=away_id, clean=False)
+        away.subscribe(prefix + "/away/#", 1)
+        ensure_routes(away, prefix + "/away", self.nodes)
+        away.disconnect()
+        for i in range(3):
+            mosquitto_pub(n2.port, prefix + "/away/m", str(i))
+        # Online, staying connected through the move.
+        live = Client(n1.port, client_id=moving("live"), clean=False)
+        live.subscribe(prefix + "/live/#", 1)
+        ensure_routes(live, prefix + "/live", self.nodes)
+
+        n4 = Node("n4", join=n1.cluster_addr)
+        self.nodes.append(n4)
+        self.by["n4"] = n4
+        self.assertTrue(n4.wait_log("session adopted", 2), n4.log())
+
+        ensure_routes(live, prefix + "/live", self.nodes)
+        mosquitto_pub(n3.port, prefix + "/live/x", "moved")
+        self.assertEqual(live.next().payload, b"moved")
+        self.assertFalse(live.disconnected.is_set())
+        live.disconnect()
+
+        away = Client(n2.port, client_id=away_id, clean=False)
+        self.assertTrue(away.session_present)
+        mosquitto_pub(n4.port, prefix + "/away/end", "end")
+        got = [m.payload for m in away.drain_until(prefix + "/away/end")]
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        away.disconnect()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
