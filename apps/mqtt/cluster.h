@@ -24,6 +24,12 @@ typedef struct mqtt_cluster mqtt_cluster;
 
 #define MQTT_FANOUT_PREFIX "mqtt/fanout/"
 
+/* "mqtt.cl.pub": a publish crossing nodes, with its JSON codec
+ * {"o": origin node, "t": topic, "p": payload in base64, "q": QoS,
+ * "d": deliver, "r": retained write, "ts": retained stamp}. Exposed for the
+ * fuzz target (fuzz/fuzz_mqtt_cluster.c). */
+extern const hm_type mqtt_cl_pub_type;
+
 /* Creates the node from `cfg`'s cluster fields (borrowed; copied), with
  * `factory`/`factory_arg` as the application's factory it wraps. Nothing
  * runs yet: give the runtime hm_node_factory with mqtt_cluster_node() as
