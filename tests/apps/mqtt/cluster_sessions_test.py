@@ -24,6 +24,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from broker_test import (Client, Raw, free_port, packet,  # noqa: E402
                          subscribe_packet, unique, WAIT)
+from placement import client_id_on, owner  # noqa: E402
 
 BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
 SECRET_DIR = tempfile.TemporaryDirectory()
@@ -31,33 +32,9 @@ SECRET = os.path.join(SECRET_DIR.name, "secret")
 with open(os.open(SECRET, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
     f.write(os.urandom(24).hex())
 
-# ------------------------------------------------------------ placement
-
-M64 = (1 << 64) - 1
-
-
-def weight(member, addr):
-    """cluster/placement.c's hm_placement_weight."""
-    h = 0xcbf29ce484222325
-    for b in member.encode() + b"\0" + addr.encode():
-        h = ((h ^ b) * 0x100000001b3) & M64
-    h ^= h >> 33
-    h = (h * 0xff51afd7ed558ccd) & M64
-    h ^= h >> 33
-    h = (h * 0xc4ceb9fe1a85ec53) & M64
-    return h ^ (h >> 33)
-
-
-def owner(addr, members):
-    return max(members, key=lambda m: (weight(m, addr), [-ord(c) for c in m]))
-
-
 def cid_on(node, members, prefix="c"):
     """A fresh client id whose session lives on `node`."""
-    while True:
-        cid = unique(prefix)
-        if owner("mqtt/session/" + cid, members) == node:
-            return cid
+    return client_id_on(node, members, prefix)
 
 
 # ---------------------------------------------------------------- nodes

@@ -35,6 +35,8 @@ import uuid
 
 import paho.mqtt.client as paho
 
+from placement import client_id_on  # the script's folder
+
 BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
 WAIT = 20.0  # seconds: a guard against hangs, never an expectation
 COUNT = 1000
@@ -189,7 +191,8 @@ class SysValue:
 
     def __init__(self, node, topic):
         self.topic = topic
-        self.client = Client(node)
+        # $SYS is node-local: follow it from a session on that node.
+        self.client = Client(node, client_id_on(node.name, ["a", "b", "c"]))
         self.client.subscribe([(topic, 0)])
 
     def next(self):
@@ -262,7 +265,10 @@ class Cluster(unittest.TestCase):
             c.close()
 
     def client(self, node):
-        c = Client(node)
+        # A session lives on the node placement picks for its client id
+        # (ADR 0105); these tests count and route per node, so each
+        # client's session lives where it connects.
+        c = Client(node, client_id_on(node.name, ["a", "b", "c"]))
         self.clients.append(c)
         return c
 
