@@ -151,6 +151,24 @@ hm_err mqtt_session_cluster_start(mqtt_broker *b);
 void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
                                 hm_member_event event);
 
+/* A session's state as a session_state.h record, for a handoff: the
+ * subscriptions `subs` (`count`, borrowed), the QoS 1/2 messages of `out`
+ * (borrowed; its messages are mqtt_pub) and the inbound QoS 2 ids `in`
+ * (borrowed, may be NULL). On HM_OK returns owned bytes (hm_free) in
+ * `*data_out`. Errors: those of mqtt_session_state_encode(). */
+struct mqtt_state_sub;
+struct mqtt_session_state;
+hm_err mqtt_session_state_save(const char *client_id,
+                               const struct mqtt_state_sub *subs, size_t count,
+                               const mqtt_outbox *out, const mqtt_qos2_ids *in,
+                               uint8_t **data_out, size_t *len_out);
+/* Puts the messages of decoded `st` (borrowed) into `out` (fresh, offline)
+ * with their packet ids and stages, the id counter where it was, and its
+ * inbound QoS 2 ids into a new `*in_out` (NULL if none). Entries `out`
+ * refuses are dropped. */
+void mqtt_session_state_load(const struct mqtt_session_state *st,
+                             mqtt_outbox *out, mqtt_qos2_ids **in_out);
+
 /* The $SYS receiver. Errors: those of hm_runtime_spawn(). */
 hm_err mqtt_sys_start(mqtt_broker *b);
 

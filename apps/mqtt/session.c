@@ -588,64 +588,21 @@ static void on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
 
 /* ---------------------------------------------------------- handoff */
 
-typedef struct state_msgs {
-    mqtt_state_msg *inflight, *queued;
-    size_t inflight_count, queued_count;
-} state_msgs;
-
-static void collect_msg(void *arg, const mqtt_out_entry *e)
-{
-    state_msgs *sm = arg;
-    const mqtt_pub *pub = e->msg;
-    mqtt_state_msg m = {.qos = e->qos,
-                        .stage = e->stage,
-                        .packet_id = e->packet_id,
-                        .dup = e->stage != 0 && e->sent};
-
-    if (pub) {
-        m.retain = pub->retain;
-        m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
-        m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
-    }
-    if (e->stage == 0)
-        sm->queued[sm->queued_count++] = m;
-    else
-        sm->inflight[sm->inflight_count++] = m;
-}
-
 /* The state to hand over, encoded (session_state.h). Returns owned, or
  * NULL if it cannot be encoded (logged). */
 static mqtt_handoff *make_handoff(mqtt_session *s)
 {
-    size_t n = mqtt_outbox_inflight_count(s->out) +
-               mqtt_outbox_queued_count(s->out);
-    state_msgs sm = {.inflight = hm_calloc(n + 1, sizeof *sm.inflight),
-                     .queued = hm_calloc(n + 1, sizeof *sm.queued)};
     mqtt_state_sub *subs = hm_calloc(s->sub_count + 1, sizeof *subs);
     mqtt_handoff *h = hm_calloc(1, sizeof *h);
-    mqtt_session_state st;
     hm_err err;
 
-    mqtt_outbox_foreach(s->out, collect_msg, &sm);
     for (size_t i = 0; i < s->sub_count; i++)
         subs[i] = (mqtt_state_sub){
             {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
             s->subs[i].qos};
-    st = (mqtt_session_state){
-        .client_id = {(const uint8_t *)s->client_id, strlen(s->client_id)},
-        .next_packet_id = mqtt_outbox_next_id(s->out),
-        .subs = subs,
-        .sub_count = s->sub_count,
-        .inflight = sm.inflight,
-        .inflight_count = sm.inflight_count,
-        .queued = sm.queued,
-        .queued_count = sm.queued_count,
-        .in_qos2 = s->in_qos2 ? s->in_qos2->ids : NULL,
-        .in_qos2_count = s->in_qos2 ? s->in_qos2->count : 0};
-    err = mqtt_session_state_encode(&st, &h->state, &h->state_len);
+    err = mqtt_session_state_save(s->client_id, subs, s->sub_count, s->out,
+                                  s->in_qos2, &h->state, &h->state_len);
     hm_free(subs);
-    hm_free(sm.inflight);
-    hm_free(sm.queued);
     if (err != HM_OK) {
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
                     "%s", s->client_id, hm_err_str(err));
@@ -686,22 +643,6 @@ static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
     pthread_rwlock_unlock(&s->b->tree_lock);
 }
 
-static void restore_msg(mqtt_session *s, const mqtt_state_msg *m)
-{
-    mqtt_pub *pub = NULL;
-    mqtt_out_entry e = {.qos = m->qos,
-                        .stage = m->stage,
-                        .packet_id = m->packet_id,
-                        .sent = m->dup};
-
-    if (m->stage != MQTT_STAGE_AWAIT_PUBCOMP)
-        pub = mqtt_pub_create(m->topic.ptr, m->topic.len, m->payload.ptr,
-                              m->payload.len, m->qos, m->retain);
-    e.msg = pub;
-    if (mqtt_outbox_restore(s->out, &e) != HM_OK)
-        mqtt_pub_release(pub);
-}
-
 /* The first message of a session that moved here: adopt its state. */
 static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
 {
@@ -727,16 +668,7 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     }
     for (size_t i = 0; i < st.sub_count; i++)
         restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
-    for (size_t i = 0; i < st.inflight_count; i++)
-        restore_msg(s, &st.inflight[i]);
-    for (size_t i = 0; i < st.queued_count; i++)
-        restore_msg(s, &st.queued[i]);
-    mqtt_outbox_set_next_id(s->out, st.next_packet_id);
-    if (st.in_qos2_count > 0) {
-        s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
-        for (size_t i = 0; i < st.in_qos2_count; i++)
-            mqtt_qos2_ids_receive(s->in_qos2, st.in_qos2[i]);
-    }
+    mqtt_session_state_load(&st, s->out, &s->in_qos2);
     mqtt_session_state_fini(&st);
     s->attached_ever = h->present;
     s->persistent = h->persistent;

@@ -11,8 +11,10 @@
  * every local connection and session (mqtt.node_gone), so that a session
  * whose connection died lets it go, and a connection whose session died
  * closes (its client reconnects and learns from session present = 0 that
- * the state is gone). */
+ * the state is gone). A session that moves because a member joined carries
+ * its state as a session_state.h record, saved and loaded here. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/session_state.h"
 
 #include "cluster/node.h"
 #include "runtime/alloc.h"
@@ -113,4 +115,92 @@ void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
     m = hm_msg_create(&mqtt_node_gone_type, hm_strdup(name), 0);
     if (hm_runtime_send(b->rt, b->members, m) != HM_OK)
         hm_msg_destroy(m);
+}
+
+/* ------------------------------------------------ state for a handoff */
+
+typedef struct state_msgs {
+    mqtt_state_msg *inflight, *queued;
+    size_t inflight_count, queued_count;
+} state_msgs;
+
+static void collect_msg(void *arg, const mqtt_out_entry *e)
+{
+    state_msgs *sm = arg;
+    const mqtt_pub *pub = e->msg;
+    mqtt_state_msg m = {.qos = e->qos,
+                        .stage = e->stage,
+                        .packet_id = e->packet_id,
+                        .dup = e->stage != 0 && e->sent};
+
+    if (pub) {
+        m.retain = pub->retain;
+        m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
+        m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
+    }
+    if (e->stage == 0)
+        sm->queued[sm->queued_count++] = m;
+    else
+        sm->inflight[sm->inflight_count++] = m;
+}
+
+hm_err mqtt_session_state_save(const char *client_id,
+                               const mqtt_state_sub *subs, size_t count,
+                               const mqtt_outbox *out, const mqtt_qos2_ids *in,
+                               uint8_t **data_out, size_t *len_out)
+{
+    size_t n = mqtt_outbox_inflight_count(out) + mqtt_outbox_queued_count(out);
+    state_msgs sm = {.inflight = hm_calloc(n + 1, sizeof *sm.inflight),
+                     .queued = hm_calloc(n + 1, sizeof *sm.queued)};
+    mqtt_session_state st;
+    hm_err err;
+
+    mqtt_outbox_foreach(out, collect_msg, &sm);
+    st = (mqtt_session_state){
+        .client_id = {(const uint8_t *)client_id, strlen(client_id)},
+        .next_packet_id = mqtt_outbox_next_id(out),
+        .subs = (mqtt_state_sub *)subs,
+        .sub_count = count,
+        .inflight = sm.inflight,
+        .inflight_count = sm.inflight_count,
+        .queued = sm.queued,
+        .queued_count = sm.queued_count,
+        .in_qos2 = in ? in->ids : NULL,
+        .in_qos2_count = in ? in->count : 0};
+    err = mqtt_session_state_encode(&st, data_out, len_out);
+    hm_free(sm.inflight);
+    hm_free(sm.queued);
+    return err;
+}
+
+static void load_msg(mqtt_outbox *out, const mqtt_state_msg *m)
+{
+    mqtt_pub *pub = NULL;
+    mqtt_out_entry e = {.qos = m->qos,
+                        .stage = m->stage,
+                        .packet_id = m->packet_id,
+                        .sent = m->dup};
+
+    if (m->stage != MQTT_STAGE_AWAIT_PUBCOMP)
+        pub = mqtt_pub_create(m->topic.ptr, m->topic.len, m->payload.ptr,
+                              m->payload.len, m->qos, m->retain);
+    e.msg = pub;
+    if (mqtt_outbox_restore(out, &e) != HM_OK)
+        mqtt_pub_release(pub);
+}
+
+void mqtt_session_state_load(const mqtt_session_state *st, mqtt_outbox *out,
+                             mqtt_qos2_ids **in_out)
+{
+    for (size_t i = 0; i < st->inflight_count; i++)
+        load_msg(out, &st->inflight[i]);
+    for (size_t i = 0; i < st->queued_count; i++)
+        load_msg(out, &st->queued[i]);
+    mqtt_outbox_set_next_id(out, st->next_packet_id);
+    *in_out = NULL;
+    if (st->in_qos2_count == 0)
+        return;
+    *in_out = hm_calloc(1, sizeof **in_out);
+    for (size_t i = 0; i < st->in_qos2_count; i++)
+        mqtt_qos2_ids_receive(*in_out, st->in_qos2[i]);
 }

@@ -7,6 +7,7 @@
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_msg.h"
+#include "apps/mqtt/session_state.h"
 #include "runtime/alloc.h"
 
 #include <criterion/criterion.h>
@@ -388,4 +389,62 @@ Test(mqtt_session_msg, outbox_restore_refuses_inconsistent_entries)
                  HM_EINVAL);
     cr_assert_eq(mqtt_outbox_inflight_count(r), 1);
     mqtt_outbox_destroy(r); /* no release callback: messages not owned */
+}
+
+/* ------------------------------------------- a handoff's state record */
+
+Test(mqtt_session_msg, session_state_save_and_load_round_trip)
+{
+    mqtt_outbox_config cfg = {.max_inflight = 2, .release = mqtt_pub_release};
+    mqtt_outbox *o = mqtt_outbox_create(&cfg), *r = mqtt_outbox_create(&cfg);
+    mqtt_state_sub subs[] = {{{(const uint8_t *)"a/#", 3}, 1},
+                             {{(const uint8_t *)"b/+", 3}, 2}};
+    mqtt_qos2_ids in = {0}, *in_back = NULL;
+    mqtt_session_state st;
+    mqtt_out_action a;
+    const char *why;
+    uint8_t *data;
+    size_t len;
+
+    mqtt_outbox_go_online(o);
+    for (int i = 0; i < 4; i++) {
+        char p[2] = {(char)('0' + i), 0};
+
+        mqtt_outbox_push(o, mqtt_pub_create("a/x", 3, p, 1, 1 + i % 2, i == 3),
+                         1 + i % 2);
+    }
+    cr_assert(mqtt_outbox_next(o, &a)); /* id 1, QoS 1 */
+    cr_assert(mqtt_outbox_next(o, &a)); /* id 2, QoS 2 */
+    cr_assert_eq(mqtt_outbox_ack(o, 5, 2), HM_OK);
+    mqtt_qos2_ids_receive(&in, 77);
+    cr_assert_eq(mqtt_session_state_save("cid", subs, 2, o, &in, &data, &len),
+                 HM_OK);
+    cr_assert_eq(mqtt_session_state_decode(data, len, &st, &why), HM_OK);
+    cr_assert_eq(st.sub_count, 2);
+    cr_assert_eq(st.inflight_count, 2);
+    cr_assert_eq(st.queued_count, 2);
+    mqtt_session_state_load(&st, r, &in_back);
+    mqtt_session_state_fini(&st);
+    hm_free(data);
+    cr_assert_eq(in_back->count, 1);
+    cr_assert_eq(in_back->ids[0], 77);
+    mqtt_outbox_go_online(r);
+    cr_assert(mqtt_outbox_next(r, &a));
+    cr_assert_eq(a.packet_id, 1);
+    cr_assert(a.dup);
+    cr_assert_eq(((mqtt_pub *)a.msg)->payload[0], '0');
+    cr_assert(mqtt_outbox_next(r, &a));
+    cr_assert_eq(a.kind, MQTT_OUT_PUBREL);
+    cr_assert_eq(a.packet_id, 2);
+    cr_assert(mqtt_outbox_ack(r, 4, 1) == HM_OK);
+    cr_assert(mqtt_outbox_next(r, &a)); /* the queued ones, in order */
+    cr_assert_eq(((mqtt_pub *)a.msg)->payload[0], '2');
+    cr_assert_eq(a.packet_id, 3);
+    cr_assert_not(a.dup);
+    cr_assert_not(mqtt_outbox_next(r, &a)); /* window of 2 is full */
+    cr_assert_eq(mqtt_outbox_queued_count(r), 1);
+    mqtt_qos2_box_destroy(in_back);
+    mqtt_qos2_ids_fini(&in);
+    mqtt_outbox_destroy(o);
+    mqtt_outbox_destroy(r);
 }
