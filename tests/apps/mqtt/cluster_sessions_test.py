@@ -160,6 +160,11 @@ class ClusterTest(unittest.TestCase):
     def tearDownClass(cls):
         for n in cls.nodes:
             n.stop()
+        # An instrumented build reports at exit (HERMES_MQTT may be one).
+        bad = [l for n in cls.nodes for l in n.lines
+               if "Sanitizer" in l or "runtime error:" in l]
+        if bad:
+            raise AssertionError("\n".join(bad[:40]))
 
     def node(self, name):
         return self.by[name]
