@@ -13,7 +13,11 @@
 
 #include <string.h>
 
-enum { WAIT_PUBACK, WAIT_PUBREC, WAIT_PUBCOMP };
+enum {
+    WAIT_PUBACK = MQTT_OUT_AWAIT_PUBACK,
+    WAIT_PUBREC = MQTT_OUT_AWAIT_PUBREC,
+    WAIT_PUBCOMP = MQTT_OUT_AWAIT_PUBCOMP
+};
 
 typedef struct inflight {
     void *msg; /* NULL once PUBREC released it */
@@ -244,6 +248,65 @@ size_t mqtt_outbox_inflight_count(const mqtt_outbox *o)
 size_t mqtt_outbox_queued_count(const mqtt_outbox *o)
 {
     return o->q_count;
+}
+
+/* ------------------------------------------- saving and restoring state */
+
+void mqtt_outbox_inflight_at(const mqtt_outbox *o, size_t i,
+                             mqtt_out_entry *out)
+{
+    const inflight *e = &o->win[i];
+
+    *out = (mqtt_out_entry){.msg = e->msg,
+                            .qos = e->qos,
+                            .stage = e->state,
+                            .packet_id = e->packet_id,
+                            .sent = e->sent};
+}
+
+void mqtt_outbox_queued_at(const mqtt_outbox *o, size_t i,
+                           mqtt_out_entry *out)
+{
+    const queued *q = &o->queue[(o->q_head + i) % o->q_cap];
+
+    *out = (mqtt_out_entry){.msg = q->msg, .qos = q->qos};
+}
+
+uint16_t mqtt_outbox_next_id(const mqtt_outbox *o)
+{
+    return o->next_id;
+}
+
+hm_err mqtt_outbox_restore_inflight(mqtt_outbox *o, const mqtt_out_entry *e)
+{
+    bool ok = e->stage == WAIT_PUBACK ? e->qos == 1
+              : e->stage == WAIT_PUBREC || e->stage == WAIT_PUBCOMP
+                  ? e->qos == 2
+                  : false;
+
+    if (!ok || o->online || e->packet_id == 0 || id_in_use(o, e->packet_id))
+        return HM_EINVAL;
+    if (o->w_count == o->w_cap) {
+        o->w_cap = o->w_cap ? o->w_cap * 2 : 8;
+        o->win = hm_realloc(o->win, o->w_cap * sizeof *o->win);
+    }
+    o->win[o->w_count++] = (inflight){
+        .msg = e->stage == WAIT_PUBCOMP ? NULL : e->msg,
+        .qos = e->qos,
+        .state = e->stage,
+        .packet_id = e->packet_id,
+        /* A PUBREL is resent as it is; a PUBLISH with DUP if it went out. */
+        .sent = e->stage == WAIT_PUBCOMP ? false : e->sent,
+        .need_send = true};
+    if (e->stage == WAIT_PUBCOMP)
+        release(o, e->msg);
+    return HM_OK;
+}
+
+void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id)
+{
+    if (id != 0)
+        o->next_id = id;
 }
 
 /* ------------------------------------------------------ incoming QoS 2 */

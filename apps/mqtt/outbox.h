@@ -87,6 +87,43 @@ void mqtt_outbox_go_online(mqtt_outbox *o);
 size_t mqtt_outbox_inflight_count(const mqtt_outbox *o);
 size_t mqtt_outbox_queued_count(const mqtt_outbox *o);
 
+/* ------------------------------------------- saving and restoring state */
+
+/* Where an in-flight message stands. */
+typedef enum {
+    MQTT_OUT_AWAIT_PUBACK = 1,  /* QoS 1 */
+    MQTT_OUT_AWAIT_PUBREC = 2,  /* QoS 2, before PUBREC */
+    MQTT_OUT_AWAIT_PUBCOMP = 3, /* QoS 2, PUBREL sent or to send; no msg */
+} mqtt_out_stage;
+
+/* One message as the outbox holds it, for saving a session (persistence,
+ * a hand-over to another node) and restoring it. */
+typedef struct mqtt_out_entry {
+    void *msg;          /* borrowed when read; NULL at AWAIT_PUBCOMP */
+    uint8_t qos;        /* the delivery QoS */
+    uint8_t stage;      /* mqtt_out_stage in flight; 0 when queued */
+    uint16_t packet_id; /* 0 when queued */
+    bool sent;          /* transmitted at least once: resent with DUP */
+} mqtt_out_entry;
+
+/* The `i`th in-flight message in send order (i < inflight_count), or the
+ * `i`th queued one in delivery order (i < queued_count); `out->msg`
+ * returns borrowed until the outbox changes. */
+void mqtt_outbox_inflight_at(const mqtt_outbox *o, size_t i,
+                             mqtt_out_entry *out);
+void mqtt_outbox_queued_at(const mqtt_outbox *o, size_t i,
+                           mqtt_out_entry *out);
+/* The packet id the next message moved into the window will try first. */
+uint16_t mqtt_outbox_next_id(const mqtt_outbox *o);
+
+/* Restoring, on an offline outbox: appends `e` (borrowed; its msg taken)
+ * to the window, to be (re)sent when online, or sets the id counter
+ * (0 is ignored). Queued messages are restored with mqtt_outbox_push().
+ * Errors: HM_EINVAL (bad stage, QoS or packet id, the id already in
+ * flight, or the outbox is online); the caller keeps `e->msg`. */
+hm_err mqtt_outbox_restore_inflight(mqtt_outbox *o, const mqtt_out_entry *e);
+void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id);
+
 /* ------------------------------------------------------ incoming QoS 2 */
 
 /* Packet ids of QoS 2 PUBLISHes received and not yet released. Storage
