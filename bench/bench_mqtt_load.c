@@ -26,8 +26,10 @@
  *
  * Usage: bench_mqtt_load --port P --scenario NAME [--system NAME]
  *            [--tag SUFFIX] [--broker-pid PID] [--duration-ms N]
- *            [--window N] [--conns N] [--smoke]
+ *            [--window N] [--conns N] [--persistent] [--smoke]
  *        bench_mqtt_load --free-port | --wait-port P
+ * --persistent: subscribers connect with CleanSession 0, so a broker with
+ * persistence stores their sessions (the cost of its durability policy).
  * Output: TSV rows `scenario system value unit better` on stdout, plus one
  * line starting with "# " that gives the delivery counts. With --smoke,
  * sizes are tiny, nothing is timed, and any loss, duplicate, reordering or
@@ -343,7 +345,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --port P --scenario NAME [--system NAME] [--tag SUFFIX]\n"
             "          [--broker-pid PID] [--duration-ms N] [--window N]\n"
-            "          [--conns N] [--smoke]\n"
+            "          [--conns N] [--persistent] [--smoke]\n"
             "       %s --free-port | --wait-port P\n"
             "scenarios:", PROG, PROG);
     for (size_t i = 0; i < sizeof SCENARIOS / sizeof *SCENARIOS; i++)
@@ -370,6 +372,10 @@ static void parse_args(load *L, int argc, char **argv)
 
         if (strcmp(a, "--smoke") == 0) {
             L->smoke = true;
+            continue;
+        }
+        if (strcmp(a, "--persistent") == 0) {
+            L->persistent = true;
             continue;
         }
         if (v == NULL)

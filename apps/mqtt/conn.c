@@ -70,7 +70,25 @@ typedef struct mqtt_conn {
     uint64_t last_rx_ms;
     hm_timer_id connect_timer, keepalive_timer;
     mqtt_deliveries deliveries; /* routing scratch */
+    bool persistent; /* CleanSession 0: inbound QoS 2 ids are stored */
+    struct ack_queue *acks; /* `always` persistence only; else NULL */
 } mqtt_conn;
+
+/* With the `always` durability policy a PUBACK, PUBREC or PUBCOMP leaves
+ * only once what it acknowledges is committed (its receipt, saver.c), and
+ * acknowledgements leave in the order the packets came [MQTT-4.6.0-2/3]:
+ * a FIFO whose entries are numbered by a per-connection sequence. */
+typedef struct pending_ack {
+    uint8_t type;
+    bool done;
+    uint16_t packet_id;
+} pending_ack;
+
+struct ack_queue {
+    pending_ack *v; /* ring */
+    size_t head, count, cap;
+    uint64_t head_seq; /* the sequence number of v[head] */
+};
 
 void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id, bool ws)
 {
@@ -105,6 +123,9 @@ void mqtt_conn_state_destroy(void *state)
     mqtt_qos2_box_destroy(c->in_qos2);
     hm_free(c->session_node);
     mqtt_deliveries_fini(&c->deliveries);
+    if (c->acks)
+        hm_free(c->acks->v);
+    hm_free(c->acks);
     hm_addr_release(c->session);
     hm_conn_release(c->conn);
     hm_free(c->client_id);
@@ -256,6 +277,88 @@ static void write_ack(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
         close_conn(ctx, c, "write failed", true);
 }
 
+/* Queues an acknowledgement (already `done`, or waiting for its
+ * receipt); returns its sequence number. */
+static uint64_t ack_push(mqtt_conn *c, mqtt_packet_type type, uint16_t pid,
+                         bool done)
+{
+    struct ack_queue *q = c->acks;
+
+    if (!q)
+        q = c->acks = hm_calloc(1, sizeof *q);
+    if (q->count == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        pending_ack *v = hm_alloc(cap * sizeof *v);
+
+        for (size_t i = 0; i < q->count; i++)
+            v[i] = q->v[(q->head + i) % q->cap];
+        hm_free(q->v);
+        q->v = v;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->v[(q->head + q->count++) % q->cap] =
+        (pending_ack){.type = (uint8_t)type, .done = done, .packet_id = pid};
+    return q->head_seq + q->count - 1;
+}
+
+static bool ack_is_pending(const mqtt_conn *c, mqtt_packet_type type,
+                           uint16_t pid)
+{
+    const struct ack_queue *q = c->acks;
+
+    for (size_t i = 0; q && i < q->count; i++) {
+        const pending_ack *a = &q->v[(q->head + i) % q->cap];
+
+        if (!a->done && a->type == type && a->packet_id == pid)
+            return true;
+    }
+    return false;
+}
+
+/* Marks `seq` done (if it is still queued) and writes every done
+ * acknowledgement at the head, in order. */
+static void ack_done(hm_ctx *ctx, mqtt_conn *c, uint64_t seq, bool mark)
+{
+    struct ack_queue *q = c->acks;
+
+    if (!q)
+        return;
+    if (mark && seq >= q->head_seq && seq - q->head_seq < q->count)
+        q->v[(q->head + (seq - q->head_seq)) % q->cap].done = true;
+    while (q->count > 0 && q->v[q->head].done) {
+        pending_ack a = q->v[q->head];
+
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        q->head_seq++;
+        if (c->phase != CONN_CLOSING)
+            write_ack(ctx, c, (mqtt_packet_type)a.type, a.packet_id);
+    }
+}
+
+/* Acknowledges `pid` with `type` when `r` (the connection's unit of the
+ * receipt created for `seq`, taken) is the last, else when "mqtt.durable"
+ * says so. */
+static void ack_when_durable(hm_ctx *ctx, mqtt_conn *c, mqtt_receipt *r,
+                             uint64_t seq)
+{
+    ack_done(ctx, c, seq, mqtt_receipt_drop(r));
+}
+
+/* Without `always` persistence: at once; with it, in order behind the
+ * acknowledgements still waiting. */
+static void ack_now(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
+                    uint16_t pid)
+{
+    if (!c->acks || c->acks->count == 0) {
+        write_ack(ctx, c, type, pid);
+        return;
+    }
+    ack_push(c, type, pid, true);
+    ack_done(ctx, c, 0, false);
+}
+
 static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code, const char *why)
 {
     mqtt_packet p = {.type = MQTT_CONNACK,
@@ -320,6 +423,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     a->conn_name = hm_strdup(hm_addr_name(hm_ctx_self(ctx)));
     a->ws = c->ws;
     a->clean = k->clean_session;
+    c->persistent = !k->clean_session;
     a->username = c->username ? hm_strdup(c->username) : NULL;
     c->phase = CONN_ATTACHING;
     c->waiting = true; /* until "mqtt.attached" */
@@ -333,15 +437,27 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
 
 static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
 {
+    mqtt_packet_type ack = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+    mqtt_receipt *r = NULL;
+    uint64_t seq = 0;
     mqtt_pub *pub;
 
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&c->b->received, 1, memory_order_relaxed);
     if (p->qos == 2 && !mqtt_qos2_ids_receive(c->in_qos2, p->packet_id)) {
-        /* A resend of a message we already routed [MQTT-4.3.3-2]. */
-        write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
+        /* A resend of a message we already routed [MQTT-4.3.3-2]; if its
+         * PUBREC still waits for a commit, that one answers it. */
+        if (!ack_is_pending(c, MQTT_PUBREC, p->packet_id))
+            ack_now(ctx, c, MQTT_PUBREC, p->packet_id);
         return;
     }
+    if (p->qos > 0 && c->b->durable_always) { /* saver.c */
+        seq = ack_push(c, ack, p->packet_id, false);
+        r = mqtt_receipt_create(c->b, hm_ctx_self(ctx), seq);
+    }
+    if (p->qos == 2 && c->persistent && c->b->persist)
+        mqtt_saver_inbound(c->b, c->client_id, p->packet_id, true,
+                           r ? mqtt_receipt_ref(r) : NULL);
     if (!allows(c, MQTT_ACL_WRITE, (const char *)p->topic.ptr, p->topic.len)) {
         /* Acknowledged all the same, as mosquitto does: the client cannot
          * tell a refused publish from one nobody subscribed to. */
@@ -351,14 +467,38 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
         /* Forwarded with RETAIN=0 whatever the flag was [MQTT-3.3.1-9]. */
         pub = mqtt_pub_create(p->topic.ptr, p->topic.len, p->payload.ptr,
                               p->payload.len, p->qos, false);
+        pub->receipt = r;
         mqtt_broker_route(c->b, ctx, &c->deliveries, pub, p->retain);
         mqtt_pub_release(pub);
     }
-    if (p->qos == 1) { /* [MQTT-4.3.2-2] */
-        write_ack(ctx, c, MQTT_PUBACK, p->packet_id);
-    } else if (p->qos == 2) { /* [MQTT-4.3.3-2] */
-        write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
+    /* [MQTT-4.3.2-2], [MQTT-4.3.3-2] */
+    if (r)
+        ack_when_durable(ctx, c, r, seq);
+    else if (p->qos > 0)
+        ack_now(ctx, c, ack, p->packet_id);
+}
+
+/* PUBREL: forget the id and answer PUBCOMP [MQTT-4.3.3-2]; a persistent
+ * client's stored id goes too, before PUBCOMP with `always` (else a
+ * restart would take its next PUBLISH with that id for a resend). */
+static void on_pubrel(hm_ctx *ctx, mqtt_conn *c, uint16_t pid)
+{
+    mqtt_receipt *r = NULL;
+    uint64_t seq = 0;
+
+    mqtt_qos2_ids_release(c->in_qos2, pid);
+    if (c->persistent && c->b->persist) {
+        if (c->b->durable_always) {
+            seq = ack_push(c, MQTT_PUBCOMP, pid, false);
+            r = mqtt_receipt_create(c->b, hm_ctx_self(ctx), seq);
+        }
+        mqtt_saver_inbound(c->b, c->client_id, pid, false,
+                           r ? mqtt_receipt_ref(r) : NULL);
     }
+    if (r)
+        ack_when_durable(ctx, c, r, seq);
+    else
+        ack_now(ctx, c, MQTT_PUBCOMP, pid);
 }
 
 /* Forwards a SUBSCRIBE or UNSUBSCRIBE, whole, and holds further frames
@@ -412,8 +552,7 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
         on_publish(ctx, c, &p.u.publish);
         break;
     case MQTT_PUBREL: /* [MQTT-4.3.3-2] release the id, answer PUBCOMP */
-        mqtt_qos2_ids_release(c->in_qos2, p.u.packet_id);
-        write_ack(ctx, c, MQTT_PUBCOMP, p.u.packet_id);
+        on_pubrel(ctx, c, p.u.packet_id);
         break;
     case MQTT_PUBACK:
     case MQTT_PUBREC:
@@ -700,6 +839,8 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_attached(ctx, c, msg);
     } else if (t == &mqtt_done_type) {
         resume(ctx, c);
+    } else if (t == &mqtt_durable_type) {
+        ack_done(ctx, c, hm_msg_arg(msg), true);
     } else if (t == &conn_timer_type) {
         on_timer(ctx, c, hm_msg_arg(msg));
     } else if (t == &mqtt_out_type) {

@@ -44,6 +44,14 @@ static mqtt_broker_config broker_config(const mqtt_config *c)
         .cluster_join = (const char *const *)c->cluster_join,
         .cluster_join_count = c->cluster_join_count,
         .cluster_secret_file = c->cluster_secret_file,
+        /* mosquitto: without persistence_location, the current directory */
+        .persistence_location =
+            c->persistence && !c->persistence_redis
+                ? (c->persistence_location ? c->persistence_location : ".")
+                : NULL,
+        .persistence_redis = c->persistence ? c->persistence_redis : NULL,
+        .persistence_interval = c->durability == MQTT_DURABILITY_INTERVAL,
+        .autosave_interval_ms = (uint32_t)c->autosave_interval_s * 1000u,
     };
 }
 

@@ -18,6 +18,7 @@
  * subscriptions under the tree's write lock before dropping that address,
  * so a router never sends through a stale token. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/gate.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_state.h"
 
@@ -64,7 +65,20 @@ typedef struct mqtt_session {
     size_t sub_count, sub_cap;
     mqtt_outbox *out;
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
+    /* Persistence (saver.c, docs/adr/0111); idle when it is off. */
+    mqtt_gate gate;          /* `always`: packets waiting for a commit */
+    mqtt_receipt **receipts; /* units of messages not yet saved */
+    size_t receipt_count, receipt_cap;
+    bool dirty;        /* changed since the last save */
+    bool flush_queued; /* an "mqtt.flush" is on its way to us */
+    bool saved_ever;   /* the store may hold our record */
 } mqtt_session;
+
+_Static_assert((int)MQTT_OUT_AWAIT_PUBACK == (int)MQTT_STAGE_AWAIT_PUBACK &&
+                   (int)MQTT_OUT_AWAIT_PUBREC == (int)MQTT_STAGE_AWAIT_PUBREC &&
+                   (int)MQTT_OUT_AWAIT_PUBCOMP ==
+                       (int)MQTT_STAGE_AWAIT_PUBCOMP,
+               "outbox stages are session record stages");
 
 static uint64_t token(const mqtt_session *s)
 {
@@ -79,37 +93,240 @@ static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
     return mqtt_broker_allows(s->b, &who, access, t, len);
 }
 
-/* ----------------------------------------------------------- writing */
-
-/* Writes `p` to the client: on its socket when the connection is here,
- * else as "mqtt.out" to its receiver on the other node. Errors: those of
- * mqtt_write_packet() (here), HM_EINVAL (cannot encode), those of
- * hm_runtime_send() (there). */
-static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
+/* Sends `len` bytes at `bytes` (taken), one encoded packet without
+ * WebSocket framing, to the connection receiver on another node, which
+ * writes them. Errors: those of hm_runtime_send(); HM_ECLOSED when the
+ * client is away. */
+static hm_err send_out(mqtt_session *s, uint8_t *bytes, size_t len)
 {
     mqtt_blob *blob;
-    size_t len, written;
     hm_msg *m;
+    hm_err err;
+
+    if (!s->conn_addr) {
+        hm_free(bytes);
+        return HM_ECLOSED;
+    }
+    blob = hm_alloc(sizeof *blob + len);
+    blob->conn = NULL;
+    blob->len = len;
+    memcpy(blob->data, bytes, len);
+    hm_free(bytes);
+    m = hm_msg_create(&mqtt_out_type, blob, 0);
+    if ((err = hm_runtime_send(s->b->rt, s->conn_addr, m)) != HM_OK)
+        hm_msg_destroy(m);
+    return err;
+}
+
+/* Writes `p` to the client now: on its socket when the connection is
+ * here, else as "mqtt.out" to its receiver on the other node. Errors:
+ * those of mqtt_write_packet() (here), of mqtt_packet_bytes() and
+ * send_out() (there). */
+static hm_err write_now(mqtt_session *s, const mqtt_packet *p)
+{
+    uint8_t *buf;
+    size_t len;
     hm_err err;
 
     if (s->conn)
         return mqtt_write_packet(s->conn, s->ws, p);
     if (!s->conn_addr)
         return HM_ECLOSED;
-    if ((err = mqtt_encoded_len(p, &len)) != HM_OK)
+    if ((err = mqtt_packet_bytes(false, p, &buf, &len)) != HM_OK)
         return err;
-    blob = hm_alloc(sizeof *blob + len);
-    blob->conn = NULL;
-    if ((err = mqtt_encode(p, blob->data, len, &written)) != HM_OK) {
-        mqtt_blob_destroy(blob);
-        return err;
-    }
-    blob->len = written;
-    m = hm_msg_create(&mqtt_out_type, blob, 0);
-    if ((err = hm_runtime_send(s->b->rt, s->conn_addr, m)) != HM_OK)
+    return send_out(s, buf, len);
+}
+
+/* ------------------------------------------------------- persistence */
+
+/* The store keeps this session (persistence on, CleanSession 0). */
+static bool durable(const mqtt_session *s)
+{
+    return s->b->persist && s->persistent;
+}
+
+/* What this session tells its client waits for the commit (`always`). */
+static bool gated(const mqtt_session *s)
+{
+    return durable(s) && s->b->durable_always;
+}
+
+/* The state changed: save it at the end of this burst of messages
+ * (`always`: "mqtt.flush" queues behind what is in the mailbox, so one
+ * save covers them all) or after the autosave interval. */
+static void mark_dirty(mqtt_session *s)
+{
+    hm_msg *m;
+    hm_err err;
+
+    if (!durable(s))
+        return;
+    s->dirty = true;
+    if (s->flush_queued || (!s->b->durable_always && !s->b->autosave_ms))
+        return;
+    m = hm_msg_create(&mqtt_flush_type, NULL, 0);
+    err = s->b->durable_always
+              ? hm_runtime_send(s->b->rt, s->self, m)
+              : hm_runtime_send_after(s->b->rt, s->self, m,
+                                      s->b->autosave_ms, NULL);
+    if (err != HM_OK)
         hm_msg_destroy(m);
+    else
+        s->flush_queued = true;
+}
+
+static void keep_receipt(mqtt_session *s, mqtt_receipt *r)
+{
+    if (s->receipt_count == s->receipt_cap) {
+        s->receipt_cap = s->receipt_cap ? s->receipt_cap * 2 : 8;
+        s->receipts =
+            hm_realloc(s->receipts, s->receipt_cap * sizeof *s->receipts);
+    }
+    s->receipts[s->receipt_count++] = r;
+}
+
+static void release_receipts(mqtt_session *s)
+{
+    for (size_t i = 0; i < s->receipt_count; i++)
+        mqtt_receipt_release(s->receipts[i]);
+    s->receipt_count = 0;
+}
+
+static mqtt_state_msg state_msg(const mqtt_out_entry *e)
+{
+    const mqtt_pub *pub = e->msg;
+    mqtt_state_msg m = {.qos = e->qos,
+                        .stage = e->stage,
+                        .packet_id = e->packet_id,
+                        .dup = e->stage && e->sent};
+
+    if (pub) {
+        m.retain = pub->retain;
+        m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
+        m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
+    }
+    return m;
+}
+
+/* The session as a record (session_state.h); QoS 0 messages are left
+ * out (MQTT lets them go while the client is away). */
+static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
+{
+    size_t ni = mqtt_outbox_inflight_count(s->out);
+    size_t nq = mqtt_outbox_queued_count(s->out), qn = 0;
+    mqtt_state_sub *subs = hm_alloc((s->sub_count + 1) * sizeof *subs);
+    mqtt_state_msg *in = hm_alloc((ni + 1) * sizeof *in);
+    mqtt_state_msg *q = hm_alloc((nq + 1) * sizeof *q);
+    mqtt_out_entry e;
+    hm_err err;
+
+    for (size_t i = 0; i < s->sub_count; i++)
+        subs[i] = (mqtt_state_sub){
+            {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
+            s->subs[i].qos};
+    for (size_t i = 0; i < ni; i++) {
+        mqtt_outbox_inflight_at(s->out, i, &e);
+        in[i] = state_msg(&e);
+    }
+    for (size_t i = 0; i < nq; i++) {
+        mqtt_outbox_queued_at(s->out, i, &e);
+        if (e.qos > 0)
+            q[qn++] = state_msg(&e);
+    }
+    err = mqtt_session_state_encode(
+        &(mqtt_session_state){
+            .client_id = {(const uint8_t *)s->client_id, strlen(s->client_id)},
+            .next_packet_id = mqtt_outbox_next_id(s->out),
+            .subs = subs, .sub_count = s->sub_count,
+            .inflight = in, .inflight_count = ni,
+            .queued = q, .queued_count = qn,
+            .in_qos2 = s->in_qos2 ? s->in_qos2->ids : NULL,
+            .in_qos2_count = s->in_qos2 ? s->in_qos2->count : 0},
+        rec, len);
+    hm_free(subs);
+    hm_free(in);
+    hm_free(q);
     return err;
 }
+
+/* Sends the record to the store, with the receipts it covers. */
+static void save_now(mqtt_session *s)
+{
+    uint8_t *rec;
+    size_t len;
+
+    if (!durable(s) || !s->dirty)
+        return;
+    if (encode_state(s, &rec, &len) != HM_OK) {
+        HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
+                     "session", s->client_id);
+        return;
+    }
+    s->dirty = false;
+    s->saved_ever = true;
+    mqtt_saver_session(s->b, s->client_id, rec, len, s->self,
+                       mqtt_gate_next_save(&s->gate), s->receipts,
+                       s->receipt_count);
+    s->receipts = NULL;
+    s->receipt_count = s->receipt_cap = 0;
+}
+
+/* The session is no longer persistent: its record goes. */
+static void unsave(mqtt_session *s)
+{
+    if (!s->saved_ever)
+        return;
+    mqtt_saver_session(s->b, s->client_id, NULL, 0, NULL, 0, s->receipts,
+                       s->receipt_count);
+    s->receipts = NULL;
+    s->receipt_count = s->receipt_cap = 0;
+    s->saved_ever = false;
+    s->dirty = false;
+}
+
+/* Save number `n` is committed: what it covers may go to the client. */
+static void release_gate(mqtt_session *s, uint64_t n)
+{
+    mqtt_gate_pkt pk;
+
+    while (mqtt_gate_pop_committed(&s->gate, n, &pk)) {
+        hm_err err;
+
+        if (!s->conn) { /* on another node (or away): bare bytes */
+            send_out(s, pk.bytes, pk.len);
+            continue;
+        }
+        err = hm_conn_write_take(s->conn, pk.bytes, pk.len);
+        if (err != HM_OK)
+            hm_free(pk.bytes);
+        if (err == HM_EFULL && pk.publish) { /* as write_publish() */
+            HM_LOG_WARN("MQTT-SLOW-CLIENT", "client %s: write queue full",
+                        s->client_id);
+            hm_conn_abort(s->conn);
+        }
+    }
+}
+
+/* Writes `p` (borrowed) to the client, or, when gated, holds it until the
+ * state that produced it is committed. */
+static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
+{
+    uint8_t *buf;
+    size_t len;
+    hm_err err;
+
+    if (!gated(s))
+        return write_now(s, p);
+    /* Framed for the socket here; bare for a connection elsewhere. */
+    if ((err = mqtt_packet_bytes(s->conn && s->ws, p, &buf, &len)) != HM_OK)
+        return err;
+    mqtt_gate_hold(&s->gate, buf, len,
+                   p->type == MQTT_PUBLISH && p->u.publish.qos > 0);
+    mark_dirty(s);
+    return HM_OK;
+}
+
+/* ----------------------------------------------------------- writing */
 
 static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                           uint16_t pid, bool dup)
@@ -161,12 +378,13 @@ static void pump(mqtt_session *s)
     }
 }
 
-/* Delivers `pub` (taken) to the client at `qos`. */
-static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
+/* Delivers `pub` (taken) to the client at `qos`. Returns whether the
+ * session keeps it (a QoS 1/2 message it will save). */
+static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 {
     if (!allows(s, MQTT_ACL_READ, pub->topic, pub->topic_len)) {
         mqtt_pub_release(pub);
-        return;
+        return false;
     }
     /* QoS 0 is dropped while the client is away; QoS 1/2 wait. */
     if (mqtt_outbox_push(s->out, pub, qos) != HM_OK) {
@@ -175,9 +393,12 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         HM_LOG_DEBUG("MQTT-QUEUE-FULL", "client %s: dropped a message on %s",
                      s->client_id, pub->topic);
         mqtt_pub_release(pub);
-        return;
+        return false;
     }
+    if (qos > 0)
+        mark_dirty(s);
     pump(s);
+    return qos > 0;
 }
 
 /* ----------------------------------------------------- subscriptions */
@@ -291,7 +512,8 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
     mqtt_packet ack = {
         .type = MQTT_SUBACK,
         .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
-    send_packet(s, &ack); /* [MQTT-3.8.4-1] */
+    mark_dirty(s);
+    send_packet(s, &ack); /* [MQTT-3.8.4-1]; gated: after the commit */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
         if (codes[i] != MQTT_SUBACK_FAILURE)
@@ -312,6 +534,7 @@ static void on_unsubscribe(mqtt_session *s, const mqtt_subscribe *u)
             forget_sub(s, &r.filter);
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
+    mark_dirty(s);
     write_ack(s, MQTT_UNSUBACK, u->packet_id); /* [MQTT-3.10.4-4] */
 }
 
@@ -407,6 +630,7 @@ static void let_go_of_conn(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
+    mqtt_gate_drop(&s->gate); /* resent from the outbox on reconnect */
     mqtt_outbox_go_offline(s->out);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
@@ -476,7 +700,10 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
         forget_state(s); /* [MQTT-3.1.2-6] */
     else
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
+    if (a->clean)
+        unsave(s);
     s->persistent = !a->clean;
+    mark_dirty(s);
     s->attached_ever = true;
     s->conn = a->conn ? hm_conn_ref(a->conn) : NULL;
     s->ws = a->ws;
@@ -544,6 +771,7 @@ static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     s->in_qos2 = c ? c->ids : NULL;
     if (c)
         c->ids = NULL;
+    mark_dirty(s);
 }
 
 static void on_ack(mqtt_session *s, hm_msg *msg)
@@ -560,6 +788,8 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
         HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
                      s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
                      pid);
+    else
+        mark_dirty(s);
     pump(s);
 }
 
@@ -677,6 +907,7 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     h->username = NULL;
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
                 "subscriptions)", s->client_id, s->sub_count);
+    mark_dirty(s); /* a durable session is saved here from now on */
     if (!h->conn || !(s->conn_addr = intern_conn(s, h->conn))) {
         if (!s->persistent)
             end_session(ctx, s);
@@ -696,11 +927,85 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
 
 /* ----------------------------------------------------------- handler */
 
+/* A stored session at start-up (saver.c): its subscriptions go into the
+ * tree, its messages into the outbox (offline: the in-flight ones are
+ * resent when the client is back), its inbound QoS 2 ids are kept. */
+static void on_restore(mqtt_session *s, mqtt_restore *r)
+{
+    mqtt_session_state st;
+
+    if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
+        return; /* checked at load: cannot happen */
+    s->persistent = s->attached_ever = s->saved_ever = true;
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    for (size_t i = 0; i < st.sub_count; i++)
+        if (mqtt_topic_tree_add(s->b->tree, (const char *)st.subs[i].filter.ptr,
+                                st.subs[i].filter.len, token(s),
+                                st.subs[i].qos, NULL) == HM_OK)
+            remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    for (size_t i = 0; i < st.inflight_count + st.queued_count; i++) {
+        bool queued = i >= st.inflight_count;
+        const mqtt_state_msg *m =
+            queued ? &st.queued[i - st.inflight_count] : &st.inflight[i];
+        mqtt_pub *pub = m->stage == MQTT_STAGE_AWAIT_PUBCOMP
+                            ? NULL
+                            : mqtt_pub_create(m->topic.ptr, m->topic.len,
+                                              m->payload.ptr, m->payload.len,
+                                              m->qos, m->retain);
+        mqtt_out_entry e = {.msg = pub, .qos = m->qos, .stage = m->stage,
+                            .packet_id = m->packet_id, .sent = m->dup};
+        hm_err err = queued ? mqtt_outbox_push(s->out, pub, m->qos)
+                            : mqtt_outbox_restore_inflight(s->out, &e);
+
+        if (err != HM_OK)
+            mqtt_pub_release(pub);
+    }
+    mqtt_outbox_set_next_id(s->out, st.next_packet_id);
+    s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
+    for (size_t i = 0; i < st.in_qos2_count; i++)
+        mqtt_qos2_ids_receive(s->in_qos2, st.in_qos2[i]);
+    for (size_t i = 0; i < r->inbound.count; i++)
+        mqtt_qos2_ids_receive(s->in_qos2, r->inbound.ids[i]);
+    mqtt_session_state_fini(&st);
+}
+
+/* A delivery: the message goes to the outbox; its receipt unit (if the
+ * publisher waits for commits) is kept until our next save commits, or
+ * released now if we do not keep the message. */
+static void on_deliver(mqtt_session *s, hm_msg *msg)
+{
+    uint8_t granted = (uint8_t)hm_msg_arg(msg);
+    mqtt_pub *pub = hm_msg_take_payload(msg);
+    mqtt_receipt *r = pub->receipt; /* before deliver() may free pub */
+
+    if (deliver(s, pub, pub->qos < granted ? pub->qos : granted) && r &&
+        gated(s))
+        keep_receipt(s, r);
+    else
+        mqtt_receipt_release(r);
+}
+
 static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
+    if (t == &mqtt_restore_type) {
+        on_restore(s, hm_msg_payload(msg));
+        return HM_OK;
+    }
+    if (t == &mqtt_saved_type || t == &mqtt_flush_type) {
+        if (t == &mqtt_saved_type)
+            release_gate(s, hm_msg_arg(msg));
+        else if (hm_msg_arg(msg) == 0) /* not the broker's final flush */
+            s->flush_queued = false;
+        if (t == &mqtt_flush_type)
+            save_now(s);
+        if (!s->attached_ever)
+            hm_ctx_deactivate(ctx); /* a stray: no session to keep */
+        return HM_OK;
+    }
     if (t == &mqtt_attach_type) {
         hm_addr *from = attach_source(s, msg);
 
@@ -721,14 +1026,13 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
          * raced the end of a clean session. Nothing to keep. */
         if (t == &mqtt_forward_type)
             on_forward(ctx, s, msg);
+        else if (t == &mqtt_deliver_type) /* its receipt unit */
+            mqtt_receipt_release(((mqtt_pub *)hm_msg_payload(msg))->receipt);
         end_session(ctx, s);
         return HM_OK;
     }
     if (t == &mqtt_deliver_type) {
-        uint8_t granted = (uint8_t)hm_msg_arg(msg);
-        mqtt_pub *pub = hm_msg_take_payload(msg);
-
-        deliver(s, pub, pub->qos < granted ? pub->qos : granted);
+        on_deliver(s, msg);
     } else if (t == &mqtt_ack_type) {
         on_ack(s, msg);
     } else if (t == &mqtt_forward_type) {
@@ -781,6 +1085,9 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
+    release_receipts(s);
+    hm_free(s->receipts);
+    mqtt_gate_fini(&s->gate);
     hm_free(s->subs);
     hm_addr_release(s->self);
     hm_free(s->username);

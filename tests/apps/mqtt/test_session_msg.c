@@ -2,8 +2,8 @@
  * as they cross a cluster link (apps/mqtt/session_msg.h): every codec
  * round-trips its payload (binary bytes included), the decoders refuse bad
  * input with HM_EPROTO, base64 is strict and canonical, connection names
- * carry their node; and the outbox's save/restore API keeps packet ids,
- * stages and order (what a session handoff relies on). */
+ * carry their node; and a handoff's state record keeps packet ids,
+ * stages and order. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_msg.h"
@@ -279,116 +279,6 @@ Test(mqtt_session_msg, conn_names_carry_their_node)
     cr_assert_not(mqtt_conn_name_node("mqtt/session/a/4", node, sizeof node));
     cr_assert_not(mqtt_conn_name_node("mqtt/conn/abcdef/1", node, 4));
     cr_assert_not(mqtt_conn_name_format(name, 12, "node", 1));
-}
-
-/* ------------------------------------------------ outbox save/restore */
-
-#define MSG(n) ((void *)(uintptr_t)(n))
-
-typedef struct saved {
-    mqtt_out_entry e[16];
-    size_t n;
-} saved;
-
-static void save(void *arg, const mqtt_out_entry *e)
-{
-    saved *s = arg;
-
-    s->e[s->n++] = *e;
-}
-
-Test(mqtt_session_msg, outbox_restore_keeps_ids_stages_and_order)
-{
-    mqtt_outbox_config cfg = {.max_inflight = 3};
-    mqtt_outbox *o = mqtt_outbox_create(&cfg), *r;
-    mqtt_out_action a;
-    saved s = {0};
-
-    mqtt_outbox_go_online(o);
-    mqtt_outbox_push(o, MSG(1), 1);
-    mqtt_outbox_push(o, MSG(2), 2);
-    mqtt_outbox_push(o, MSG(3), 2);
-    mqtt_outbox_push(o, MSG(4), 1); /* queued behind the window */
-    for (int i = 0; i < 3; i++)
-        cr_assert(mqtt_outbox_next(o, &a));
-    cr_assert_eq(mqtt_outbox_ack(o, 5, 2), HM_OK); /* PUBREC: PUBREL left */
-    mqtt_outbox_foreach(o, save, &s);
-    cr_assert_eq(s.n, 4);
-    cr_assert_eq(s.e[0].stage, 1);
-    cr_assert_eq(s.e[1].stage, 3);
-    cr_assert_null(s.e[1].msg);
-    cr_assert_eq(s.e[2].stage, 2);
-    cr_assert_eq(s.e[3].stage, 0);
-    cr_assert_eq(s.e[3].msg, MSG(4));
-
-    r = mqtt_outbox_create(&cfg);
-    for (size_t i = 0; i < s.n; i++)
-        cr_assert_eq(mqtt_outbox_restore(r, &s.e[i]), HM_OK);
-    mqtt_outbox_set_next_id(r, mqtt_outbox_next_id(o));
-    cr_assert_eq(mqtt_outbox_inflight_count(r), 3);
-    cr_assert_eq(mqtt_outbox_queued_count(r), 1);
-    mqtt_outbox_go_online(r);
-    cr_assert(mqtt_outbox_next(r, &a)); /* resend, DUP */
-    cr_assert_eq(a.kind, MQTT_OUT_PUBLISH);
-    cr_assert_eq(a.msg, MSG(1));
-    cr_assert_eq(a.packet_id, 1);
-    cr_assert(a.dup);
-    cr_assert(mqtt_outbox_next(r, &a));
-    cr_assert_eq(a.kind, MQTT_OUT_PUBREL);
-    cr_assert_eq(a.packet_id, 2);
-    cr_assert(mqtt_outbox_next(r, &a));
-    cr_assert_eq(a.msg, MSG(3));
-    cr_assert_eq(a.packet_id, 3);
-    cr_assert(a.dup);
-    cr_assert_not(mqtt_outbox_next(r, &a)); /* window full */
-    cr_assert_eq(mqtt_outbox_ack(r, 4, 1), HM_OK);
-    cr_assert(mqtt_outbox_next(r, &a));
-    cr_assert_eq(a.msg, MSG(4));
-    cr_assert_eq(a.packet_id, 4); /* the counter resumed */
-    cr_assert_not(a.dup);
-    mqtt_outbox_destroy(o);
-    mqtt_outbox_destroy(r);
-}
-
-Test(mqtt_session_msg, outbox_restore_refuses_inconsistent_entries)
-{
-    mqtt_outbox *r = mqtt_outbox_create(&(mqtt_outbox_config){0});
-
-    cr_assert_eq(mqtt_outbox_restore(r, &(mqtt_out_entry){.msg = MSG(1),
-                                                          .qos = 1,
-                                                          .stage = 1,
-                                                          .packet_id = 5}),
-                 HM_OK);
-    /* the same id twice */
-    cr_assert_eq(mqtt_outbox_restore(r, &(mqtt_out_entry){.msg = MSG(2),
-                                                          .qos = 1,
-                                                          .stage = 1,
-                                                          .packet_id = 5}),
-                 HM_EINVAL);
-    /* QoS 1 awaiting PUBREC */
-    cr_assert_eq(mqtt_outbox_restore(r, &(mqtt_out_entry){.msg = MSG(2),
-                                                          .qos = 1,
-                                                          .stage = 2,
-                                                          .packet_id = 6}),
-                 HM_EINVAL);
-    /* PUBREL-only with a message; in flight without an id; queued with one */
-    cr_assert_eq(mqtt_outbox_restore(r, &(mqtt_out_entry){.msg = MSG(2),
-                                                          .qos = 2,
-                                                          .stage = 3,
-                                                          .packet_id = 7}),
-                 HM_EINVAL);
-    cr_assert_eq(mqtt_outbox_restore(
-                     r, &(mqtt_out_entry){.msg = MSG(2), .qos = 2, .stage = 2}),
-                 HM_EINVAL);
-    cr_assert_eq(mqtt_outbox_restore(r, &(mqtt_out_entry){.msg = MSG(2),
-                                                          .qos = 1,
-                                                          .packet_id = 3}),
-                 HM_EINVAL);
-    cr_assert_eq(mqtt_outbox_restore(r, &(mqtt_out_entry){.msg = MSG(2),
-                                                          .qos = 0}),
-                 HM_EINVAL);
-    cr_assert_eq(mqtt_outbox_inflight_count(r), 1);
-    mqtt_outbox_destroy(r); /* no release callback: messages not owned */
 }
 
 /* ------------------------------------------- a handoff's state record */
