@@ -499,6 +499,8 @@ void mqtt_broker_stop(mqtt_broker *b)
         hm_listener_close(b->endpoints[i].listener);
         b->endpoints[i].listener = NULL;
     }
+    if (b->cluster) /* sessions go to the members that stay */
+        mqtt_session_cluster_leave(b);
     mqtt_cluster_stop(b->cluster); /* before net stops (cluster/node.h) */
     if (b->net)
         hm_net_stop(b->net);

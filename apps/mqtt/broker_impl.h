@@ -224,6 +224,14 @@ bool mqtt_conn_home(void *b, const char *name, char *node_out);
  * Call once, before the node starts. Errors: those of
  * hm_runtime_register_type() and hm_runtime_spawn(). */
 hm_err mqtt_session_cluster_start(mqtt_broker *b);
+/* This node leaves the cluster (a clean stop): every local session hands
+ * its state to the member that owns it without us, whose "mqtt/members"
+ * receiver keeps it until we are gone from its view. Call from outside
+ * the runtime, before the node stops; waits (bounded) until the handoffs
+ * are queued on the links. */
+void mqtt_session_cluster_leave(mqtt_broker *b);
+/* "mqtt/members/<node>" into `out` (`cap` bytes). False if too long. */
+bool mqtt_members_name(char *out, size_t cap, const char *node);
 /* A membership event (the node's on_event, on its receiver): a member
  * that is DEAD, LEFT or REPLACED took its connections and sessions with
  * it. Quick: it only sends a message. */

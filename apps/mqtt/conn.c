@@ -35,7 +35,11 @@ typedef enum {
 } conn_phase;
 
 /* Timer messages: arg says which. */
-enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2 };
+enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2, TIMER_SESSION = 3 };
+/* In a cluster, after the session's node is gone: the time the session
+ * has to say it moved (a clean leave hands it over) before the connection
+ * takes it as lost and closes. */
+#define SESSION_GRACE_MS 2000u
 /* Bytes of frames a client may send along with its upgrade request. */
 #define WS_SLACK_LEN (64u * 1024u)
 static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
@@ -68,7 +72,7 @@ typedef struct mqtt_conn {
     char *session_node;     /* in a cluster: where the session lives */
     uint32_t keepalive_ms;  /* 1.5 x the client's keepalive; 0: none */
     uint64_t last_rx_ms;
-    hm_timer_id connect_timer, keepalive_timer;
+    hm_timer_id connect_timer, keepalive_timer, session_timer;
     mqtt_deliveries deliveries; /* routing scratch */
     bool persistent; /* CleanSession 0: inbound QoS 2 ids are stored */
     struct ack_queue *acks; /* `always` persistence only; else NULL */
@@ -119,6 +123,8 @@ void mqtt_conn_state_destroy(void *state)
         hm_runtime_cancel_timer(c->b->rt, c->connect_timer);
     if (c->keepalive_timer)
         hm_runtime_cancel_timer(c->b->rt, c->keepalive_timer);
+    if (c->session_timer)
+        hm_runtime_cancel_timer(c->b->rt, c->session_timer);
     mqtt_pub_release(c->will);
     mqtt_qos2_box_destroy(c->in_qos2);
     hm_free(c->session_node);
@@ -250,6 +256,12 @@ static void on_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which)
         c->connect_timer = 0;
         if (c->phase == CONN_AWAIT_CONNECT)
             close_conn(ctx, c, "no CONNECT in time", true);
+        return;
+    }
+    if (which == TIMER_SESSION) { /* "mqtt.moved" would have cleared it */
+        c->session_timer = 0;
+        if (c->session_node && c->phase != CONN_CLOSING)
+            close_conn(ctx, c, "session lost with its node", true);
         return;
     }
     c->keepalive_timer = 0;
@@ -776,7 +788,20 @@ static void set_session_node(mqtt_conn *c, const mqtt_ctl *ctl)
     if (ctl && ctl->name) {
         hm_free(c->session_node);
         c->session_node = hm_strdup(ctl->name);
+        if (c->session_timer &&
+            hm_runtime_cancel_timer(c->b->rt, c->session_timer))
+            c->session_timer = 0;
     }
+}
+
+/* The node where our session lived is gone. If it left cleanly the
+ * session moved and says so ("mqtt.moved"); if not, it is lost. */
+static void on_node_gone(hm_ctx *ctx, mqtt_conn *c, const char *gone)
+{
+    if (!c->session_node || c->phase == CONN_CLOSING || c->session_timer ||
+        strcmp(c->session_node, gone) != 0)
+        return;
+    arm_timer(ctx, c, TIMER_SESSION, SESSION_GRACE_MS, &c->session_timer);
 }
 
 static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
@@ -850,9 +875,7 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &mqtt_moved_type) {
         set_session_node(c, hm_msg_payload(msg));
     } else if (t == &mqtt_node_gone_type) {
-        if (c->session_node && c->phase != CONN_CLOSING &&
-            strcmp(c->session_node, hm_msg_payload(msg)) == 0)
-            close_conn(ctx, c, "session lost with its node", true);
+        on_node_gone(ctx, c, hm_msg_payload(msg));
     } else if (t == &hm_net_opened_type) {
         c->conn = hm_conn_ref(hm_net_msg_conn(msg));
         c->last_rx_ms = hm_ctx_now_ms(ctx);

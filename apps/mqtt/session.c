@@ -793,13 +793,19 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
     pump(s);
 }
 
-/* Whether connection receiver `a` (may be NULL) lived on node `node`. */
-static bool lived_on(const hm_addr *a, const char *node)
+/* Whether connection receiver `name` lived on node `node`. */
+static bool lived_on_name(const char *name, const char *node)
 {
     char home[MQTT_MSG_NAME_MAX + 1];
 
-    return a && mqtt_conn_name_node(hm_addr_name(a), home, sizeof home) &&
+    return mqtt_conn_name_node(name, home, sizeof home) &&
            strcmp(home, node) == 0;
+}
+
+/* The same for `a` (may be NULL). */
+static bool lived_on(const hm_addr *a, const char *node)
+{
+    return a && lived_on_name(hm_addr_name(a), node);
 }
 
 /* Node `node` died: a connection there will never detach. */
@@ -848,18 +854,33 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
 }
 
 /* Membership moved this session to another node: send the state there
- * (to our own address, which now routes to the new owner). */
-static void hand_over(mqtt_session *s)
+ * (to our own address, which now routes to the new owner). Or this node is
+ * leaving: send it to `owner`'s "mqtt/members/<owner>", which holds it
+ * until we are gone from its view. */
+static void hand_over(mqtt_session *s, const char *owner)
 {
+    char name[MQTT_MSG_NAME_MAX + 1];
     mqtt_handoff *h = make_handoff(s);
     hm_msg *m;
+    hm_err err;
 
     if (!h)
         return;
-    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to another node "
-                "(%zu subscriptions)", s->client_id, s->sub_count);
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
+                "(%zu subscriptions)", s->client_id,
+                owner ? owner : "its new owner", s->sub_count);
+    if (owner) {
+        h->client_id = hm_strdup(s->client_id);
+        h->from = hm_strdup(hm_node_name(s->b->node));
+    }
     m = hm_msg_create(&mqtt_handoff_type, h, 0);
-    if (hm_runtime_send(s->b->rt, s->self, m) != HM_OK)
+    if (!owner)
+        err = hm_runtime_send(s->b->rt, s->self, m);
+    else if (mqtt_members_name(name, sizeof name, owner))
+        err = hm_runtime_send_name(s->b->rt, name, m);
+    else
+        err = HM_EINVAL;
+    if (err != HM_OK)
         hm_msg_destroy(m);
 }
 
@@ -908,6 +929,11 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
                 "subscriptions)", s->client_id, s->sub_count);
     mark_dirty(s); /* a durable session is saved here from now on */
+    if (h->from && h->conn && lived_on_name(h->conn, h->from)) {
+        /* It left with its node: the client reconnects elsewhere. */
+        hm_free(h->conn);
+        h->conn = NULL;
+    }
     if (!h->conn || !(s->conn_addr = intern_conn(s, h->conn))) {
         if (!s->persistent)
             end_session(ctx, s);
@@ -1041,6 +1067,10 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_detach(ctx, s, msg);
     } else if (t == &mqtt_node_gone_type) {
         on_node_gone(ctx, s, hm_msg_payload(msg));
+    } else if (t == &mqtt_leave_type) {
+        if (s->persistent || s->conn_addr)
+            hand_over(s, hm_msg_payload(msg));
+        end_session(ctx, s);
     } else if (t == &takeover_timer_type) {
         if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
             HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
@@ -1071,7 +1101,7 @@ static void session_deactivate(hm_ctx *ctx, void *state,
      * itself: the state goes to the new owner. */
     if (why == HM_DEACTIVATE_REQUESTED && !s->ending && s->b->node &&
         s->attached_ever && (s->persistent || s->conn_addr))
-        hand_over(s);
+        hand_over(s, NULL);
     if (s->pending_from) { /* its CONNACK will not come from here */
         hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
 

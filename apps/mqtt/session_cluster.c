@@ -12,17 +12,32 @@
  * whose connection died lets it go, and a connection whose session died
  * closes (its client reconnects and learns from session present = 0 that
  * the state is gone). A session that moves because a member joined carries
- * its state as a session_state.h record, saved and loaded here. */
+ * its state as a session_state.h record, saved and loaded here. A node that
+ * leaves cleanly hands each of its sessions to the member that owns it
+ * without the leaver; that member's "mqtt/members/<node>" (homed, like a
+ * connection) holds the state until the leaver is gone from its view, so
+ * that the session's name then resolves here, and delivers it. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/session_state.h"
 
 #include "cluster/node.h"
+#include "cluster/placement.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include <stdio.h>
 #include <string.h>
 
-#define MEMBERS_NAME "mqtt/members"
+#define MEMBERS_PREFIX "mqtt/members/"
+/* Members listed for a leave: far more than a cluster has. */
+#define MAX_MEMBERS 256
+
+bool mqtt_members_name(char *out, size_t cap, const char *node)
+{
+    int n = snprintf(out, cap, MEMBERS_PREFIX "%s", node);
+
+    return n > 0 && (size_t)n < cap;
+}
 
 bool mqtt_session_is_placed(void *b, const char *name)
 {
@@ -33,8 +48,31 @@ bool mqtt_session_is_placed(void *b, const char *name)
 
 bool mqtt_conn_home(void *b, const char *name, char *node_out)
 {
+    size_t plen = strlen(MEMBERS_PREFIX);
+
     (void)b;
+    if (strncmp(name, MEMBERS_PREFIX, plen) == 0) {
+        if (strlen(name + plen) == 0 || strlen(name + plen) > HM_NODE_NAME_MAX)
+            return false;
+        strcpy(node_out, name + plen);
+        return true;
+    }
     return mqtt_conn_name_node(name, node_out, HM_NODE_NAME_MAX + 1);
+}
+
+/* Whether `node` (borrowed) is a live member as `n` sees it now. */
+static bool is_live(hm_node *n, const char *node)
+{
+    hm_node_member *ms = hm_calloc(MAX_MEMBERS, sizeof *ms);
+    size_t count = hm_node_members(n, ms, MAX_MEMBERS);
+    bool live = false;
+
+    for (size_t i = 0; i < count && i < MAX_MEMBERS && !live; i++)
+        live = strcmp(ms[i].info.name, node) == 0 &&
+               (ms[i].info.state == HM_MEMBER_ALIVE ||
+                ms[i].info.state == HM_MEMBER_SUSPECT);
+    hm_free(ms);
+    return live;
 }
 
 /* The connections and sessions active here (hm_runtime_foreach_active holds
@@ -58,19 +96,68 @@ static void collect(void *arg, const char *name)
     l->v[l->count++] = hm_strdup(name);
 }
 
-static hm_err members_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+/* The "mqtt/members/<node>" receiver: handoffs from leaving members, held
+ * until the leaver is gone. */
+typedef struct members {
+    mqtt_broker *b;
+    hm_msg **held;
+    size_t count, cap;
+} members;
+
+/* Delivers a held handoff to its session, here or wherever it is placed
+ * now. Takes `m`. */
+static void deliver_handoff(hm_ctx *ctx, hm_msg *m)
 {
-    const char *gone = hm_msg_payload(msg);
+    const mqtt_handoff *h = hm_msg_payload(m);
+    char name[HM_ADDR_MAX_LEN + 1];
+
+    if (snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%s", h->client_id) >=
+            (int)sizeof name ||
+        hm_ctx_send_name(ctx, name, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+static void on_handoff_in(hm_ctx *ctx, members *ms, hm_msg *msg)
+{
+    const mqtt_handoff *h = hm_msg_payload(msg);
+
+    if (!h || !h->client_id || !h->from)
+        return;
+    if (!is_live(ms->b->node, h->from)) { /* already gone from our view */
+        deliver_handoff(ctx, hm_msg_move(msg));
+        return;
+    }
+    if (ms->count == ms->cap) {
+        ms->cap = ms->cap ? 2 * ms->cap : 16;
+        ms->held = hm_realloc(ms->held, ms->cap * sizeof *ms->held);
+    }
+    ms->held[ms->count++] = hm_msg_move(msg);
+}
+
+/* Node `gone` left or died: what it handed over goes to the sessions, and
+ * every local connection and session hears of it. */
+static void on_gone(hm_ctx *ctx, members *ms, const char *gone)
+{
     hm_runtime *rt = hm_ctx_runtime(ctx);
     names l = {0};
+    size_t kept = 0, given = 0;
     hm_addr *a;
 
-    (void)state;
-    if (hm_msg_type(msg) != &mqtt_node_gone_type || !gone)
-        return HM_OK;
+    for (size_t i = 0; i < ms->count; i++) {
+        const mqtt_handoff *h = hm_msg_payload(ms->held[i]);
+
+        if (strcmp(h->from, gone) == 0) {
+            deliver_handoff(ctx, ms->held[i]);
+            given++;
+        } else {
+            ms->held[kept++] = ms->held[i];
+        }
+    }
+    ms->count = kept;
     hm_runtime_foreach_active(rt, collect, &l);
-    HM_LOG_INFO("MQTT-NODE-GONE", "member %s is gone: telling %zu local "
-                "connections and sessions", gone, l.count);
+    HM_LOG_INFO("MQTT-NODE-GONE", "member %s is gone: %zu sessions handed "
+                "over; telling %zu local connections and sessions", gone,
+                given, l.count);
     for (size_t i = 0; i < l.count; i++) {
         hm_msg *m = hm_msg_create(&mqtt_node_gone_type, hm_strdup(gone), 0);
 
@@ -88,19 +175,118 @@ static hm_err members_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         hm_free(l.v[i]);
     }
     hm_free(l.v);
+}
+
+static hm_err members_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    members *ms = state;
+
+    if (hm_msg_type(msg) == &mqtt_handoff_type)
+        on_handoff_in(ctx, ms, msg);
+    else if (hm_msg_type(msg) == &mqtt_node_gone_type && hm_msg_payload(msg))
+        on_gone(ctx, ms, hm_msg_payload(msg));
     return HM_OK;
 }
 
+static void members_deactivate(hm_ctx *ctx, void *state,
+                               hm_deactivate_reason why)
+{
+    members *ms = state;
+
+    (void)ctx;
+    (void)why;
+    for (size_t i = 0; i < ms->count; i++)
+        hm_msg_destroy(ms->held[i]);
+    hm_free(ms->held);
+    hm_free(ms);
+}
+
+static const hm_hooks members_hooks = {.deactivate = members_deactivate};
+
 hm_err mqtt_session_cluster_start(mqtt_broker *b)
 {
+    char name[MQTT_MSG_NAME_MAX + 1];
+    members *ms;
     hm_err err;
 
     if ((err = mqtt_session_msg_register(b->rt)) != HM_OK)
         return err;
-    return hm_runtime_spawn(b->rt, MEMBERS_NAME,
-                            &(hm_receiver){.handler = members_handle,
-                                           .pinned = true},
-                            &b->members);
+    if (!mqtt_members_name(name, sizeof name, hm_node_name(b->node)))
+        return HM_EINVAL;
+    ms = hm_calloc(1, sizeof *ms);
+    ms->b = b;
+    err = hm_runtime_spawn(b->rt, name,
+                           &(hm_receiver){.handler = members_handle,
+                                          .state = ms,
+                                          .hooks = &members_hooks,
+                                          .pinned = true},
+                           &b->members);
+    if (err != HM_OK)
+        hm_free(ms);
+    return err;
+}
+
+/* The live members but us, as placement wants them. */
+typedef struct others {
+    hm_node_member *ms;
+    const char **names;
+    size_t count;
+} others;
+
+static void others_get(hm_node *n, others *o)
+{
+    size_t count;
+
+    o->ms = hm_calloc(MAX_MEMBERS, sizeof *o->ms);
+    o->names = hm_calloc(MAX_MEMBERS, sizeof *o->names);
+    o->count = 0;
+    count = hm_node_members(n, o->ms, MAX_MEMBERS);
+    for (size_t i = 0; i < count && i < MAX_MEMBERS; i++)
+        if (o->ms[i].info.state == HM_MEMBER_ALIVE ||
+            o->ms[i].info.state == HM_MEMBER_SUSPECT)
+            o->names[o->count++] = o->ms[i].info.name;
+}
+
+static void collect_sessions(void *arg, const char *name)
+{
+    if (strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) == 0)
+        collect(arg, name);
+}
+
+void mqtt_session_cluster_leave(mqtt_broker *b)
+{
+    others o;
+    names l = {0};
+    size_t sent = 0;
+
+    if (!b->node || !b->rt)
+        return;
+    others_get(b->node, &o);
+    if (o.count > 0)
+        hm_runtime_foreach_active(b->rt, collect_sessions, &l);
+    for (size_t i = 0; i < l.count; i++) {
+        hm_placement_set set = {.names = o.names, .count = o.count};
+        size_t owner;
+        hm_msg *m;
+
+        if (hm_placement_owner(l.v[i], &set, &owner) == HM_OK) {
+            m = hm_msg_create(&mqtt_leave_type, hm_strdup(o.names[owner]), 0);
+            if (hm_runtime_send_name(b->rt, l.v[i], m) != HM_OK)
+                hm_msg_destroy(m);
+            else
+                sent++;
+        }
+        hm_free(l.v[i]);
+    }
+    hm_free(l.v);
+    hm_free(o.names);
+    hm_free(o.ms);
+    if (sent > 0) {
+        HM_LOG_INFO("MQTT-LEAVE", "handing %zu sessions to the other "
+                    "members", sent);
+        /* The handoffs reach the links before the node says goodbye. */
+        hm_runtime_wait_idle(b->rt, 1000);
+    }
 }
 
 void mqtt_session_cluster_event(mqtt_broker *b, const char *name,

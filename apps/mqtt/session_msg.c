@@ -378,6 +378,8 @@ void mqtt_handoff_destroy(void *p)
 
     if (!h)
         return;
+    hm_free(h->client_id);
+    hm_free(h->from);
     hm_free(h->conn);
     hm_free(h->username);
     hm_free(h->state);
@@ -394,6 +396,8 @@ json_t *mqtt_handoff_to_json(const void *p)
         return NULL;
     s = mqtt_base64_encode(h->state, h->state_len);
     o = json_object();
+    set_opt_str(o, "cid", h->client_id);
+    set_opt_str(o, "from", h->from);
     set_opt_str(o, "conn", h->conn);
     set_opt_str(o, "user", h->username);
     json_object_set_new(o, "ws", json_boolean(h->ws));
@@ -406,10 +410,13 @@ json_t *mqtt_handoff_to_json(const void *p)
 
 hm_err mqtt_handoff_from_json(const json_t *j, void **out)
 {
-    const char *conn, *user, *state;
+    const char *conn, *user, *state, *cid, *from;
     mqtt_handoff h = {0}, *hp;
 
     if (!json_is_object(j) ||
+        get_str(j, "cid", true, STR_MAX, &cid) != HM_OK ||
+        get_str(j, "from", true, MQTT_MSG_NAME_MAX, &from) != HM_OK ||
+        (cid && cid[0] == '\0') || (from && from[0] == '\0') ||
         get_str(j, "conn", true, MQTT_MSG_NAME_MAX, &conn) != HM_OK ||
         get_str(j, "user", true, STR_MAX, &user) != HM_OK ||
         get_str(j, "state", false, SIZE_MAX, &state) != HM_OK ||
@@ -424,6 +431,8 @@ hm_err mqtt_handoff_from_json(const json_t *j, void **out)
     *hp = h;
     hp->conn = conn ? hm_strdup(conn) : NULL;
     hp->username = user ? hm_strdup(user) : NULL;
+    hp->client_id = cid ? hm_strdup(cid) : NULL;
+    hp->from = from ? hm_strdup(from) : NULL;
     *out = hp;
     return HM_OK;
 }
@@ -508,6 +517,7 @@ const hm_type mqtt_done_type = {.name = "mqtt.done",
                                 .from_json = empty_from_json};
 const hm_type mqtt_node_gone_type = {.name = "mqtt.node_gone",
                                      .free = hm_free};
+const hm_type mqtt_leave_type = {.name = "mqtt.leave", .free = hm_free};
 const hm_type mqtt_handoff_type = {.name = "mqtt.handoff",
                                    .free = mqtt_handoff_destroy,
                                    .to_json = mqtt_handoff_to_json,

@@ -92,10 +92,14 @@ extern const hm_type mqtt_done_type;
  * moving to another node.) */
 extern const hm_type mqtt_deliver_type;
 
-/* old node -> the session's new node (the same address, now placed
- * there): a session moving because the members changed. The first message
- * of the new activation, which adopts the state. */
+/* old node -> the session's new node: a session moving because the
+ * members changed, sent to its own address (now placed there), or, from a
+ * node leaving the cluster, to the new node's "mqtt/members/<node>" with
+ * `client_id` and `from` set, held there until `from` has left. The first
+ * message of the new activation, which adopts the state. */
 typedef struct mqtt_handoff {
+    char *client_id; /* owned, or NULL (sent to the session itself) */
+    char *from;      /* owned: the node it leaves, or NULL */
     char *conn;      /* owned: the attached connection, or NULL (away) */
     char *username;  /* owned, or NULL */
     bool ws;         /* the connection speaks MQTT over WebSocket */
@@ -113,6 +117,9 @@ hm_err mqtt_handoff_from_json(const struct json_t *j, void **out);
  * `payload` (an owned string) is gone; whatever lived there is lost. Never
  * crosses a link. */
 extern const hm_type mqtt_node_gone_type;
+/* This node is leaving the cluster -> each local session: hand your state
+ * to node `payload` (an owned string) and end. Never crosses a link. */
+extern const hm_type mqtt_leave_type;
 
 /* A connection receiver's address in a cluster: "mqtt/conn/<node>/<id>".
  * Writes it (at most `cap` bytes with the NUL) into `out`. Returns false if

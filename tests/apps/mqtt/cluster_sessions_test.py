@@ -344,5 +344,48 @@ class Join(ClusterTest):
         away.disconnect()
 
 
+class Leave(ClusterTest):
+
+    def test_a_node_that_stops_cleanly_hands_its_sessions_over(self):
+        n1, n2, n3 = (self.node(n) for n in self.NAMES)
+        prefix = unique("leave")
+        # Offline, with queued messages, its session on n3.
+        away_id = cid_on("n3", self.NAMES, "away")
+        away = Client(n1.port, client_id=away_id, clean=False)
+        away.subscribe(prefix + "/away/#", 1)
+        ensure_routes(away, prefix + "/away", self.nodes)
+        away.disconnect()
+        for i in range(3):
+            mosquitto_pub(n2.port, prefix + "/away/m", str(i))
+        # Online through n1, its session on n3: stays connected.
+        live = Client(n1.port, client_id=cid_on("n3", self.NAMES, "live"),
+                      clean=False)
+        live.subscribe(prefix + "/live/#", 1)
+        ensure_routes(live, prefix + "/live", self.nodes)
+
+        n3.stop()
+        for n in (n1, n2):
+            self.assertTrue(n.wait_log("MQTT-NODE-GONE member n3"), n.log())
+        self.assertTrue(n1.count("session adopted") +
+                        n2.count("session adopted") >= 2 or
+                        n1.wait_log("session adopted", 2) or
+                        n2.wait_log("session adopted", 2),
+                        n1.log() + n2.log())
+
+        rest = [n1, n2]
+        ensure_routes(live, prefix + "/live", rest)
+        mosquitto_pub(n2.port, prefix + "/live/x", "after")
+        self.assertEqual(live.next().payload, b"after")
+        self.assertFalse(live.disconnected.is_set())
+        live.disconnect()
+
+        away = Client(n2.port, client_id=away_id, clean=False)
+        self.assertTrue(away.session_present)
+        mosquitto_pub(n1.port, prefix + "/away/end", "end")
+        got = [m.payload for m in away.drain_until(prefix + "/away/end")]
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        away.disconnect()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -170,7 +170,9 @@ Test(mqtt_session_msg, pub_round_trips_binary_payload_qos_and_retain)
 Test(mqtt_session_msg, handoff_round_trips)
 {
     uint8_t state[] = {'H', 'M', 'Q', 'S', 0, 1, 2};
-    mqtt_handoff a = {.conn = "mqtt/conn/n3/12",
+    mqtt_handoff a = {.client_id = "cid-1",
+                      .from = "n3",
+                      .conn = "mqtt/conn/n3/12",
                       .username = "u",
                       .ws = false,
                       .persistent = true,
@@ -183,6 +185,8 @@ Test(mqtt_session_msg, handoff_round_trips)
                               &a, (void **)&b),
                  HM_OK);
     cr_assert_str_eq(b->conn, "mqtt/conn/n3/12");
+    cr_assert_str_eq(b->client_id, "cid-1");
+    cr_assert_str_eq(b->from, "n3");
     cr_assert_str_eq(b->username, "u");
     cr_assert(b->persistent);
     cr_assert(b->present);
@@ -213,7 +217,8 @@ Test(mqtt_session_msg, decoders_refuse_bad_input)
         "{\"topic\":\"t\",\"payload\":\"\",\"qos\":1,\"retain\":\"y\"}"};
     static const char *const handoff_bad[] = {
         "{}", "{\"state\":\"x\"}", "{\"state\":\"\",\"conn\":\"\"}",
-        "{\"state\":\"\",\"persistent\":0}"};
+        "{\"state\":\"\",\"persistent\":0}", "{\"state\":\"\",\"cid\":\"\"}",
+        "{\"state\":\"\",\"from\":3}"};
     void *out = NULL;
 
     for (size_t i = 0; i < sizeof attach_bad / sizeof *attach_bad; i++)
