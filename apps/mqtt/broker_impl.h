@@ -48,7 +48,7 @@ struct mqtt_broker {
     hm_runtime *rt;
     hm_net *net;
     struct hm_node *node; /* cluster mode; NULL: a single node */
-    hm_addr *members;     /* cluster mode: "mqtt/members" */
+    hm_addr *members;     /* cluster mode: "mqtt/members/<node>" */
     mqtt_endpoint *endpoints;
     size_t endpoint_count;
     mqtt_limits limits;
@@ -215,12 +215,13 @@ extern const hm_hooks mqtt_conn_hooks;
 void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out);
 
 /* Cluster mode (ADR 0105): session names are placed (hm_node_placed_fn)
- * and connection names ("mqtt/conn/<node>/<id>") are homed on their node
- * (hm_node_home_fn). `b` is the broker. Thread-safe. */
+ * and connection names ("mqtt/conn/<node>/<id>") and "mqtt/members/<node>"
+ * are homed on their node (hm_node_home_fn). `b` is the broker. Thread-safe. */
 bool mqtt_session_is_placed(void *b, const char *name);
 bool mqtt_conn_home(void *b, const char *name, char *node_out);
-/* Registers the connection <-> session types and spawns "mqtt/members",
- * which tells this node's connections and sessions about dead members.
+/* Registers the connection <-> session types and spawns
+ * "mqtt/members/<node>", which holds the sessions leaving members hand
+ * over and tells this node's connections and sessions about dead members.
  * Call once, before the node starts. Errors: those of
  * hm_runtime_register_type() and hm_runtime_spawn(). */
 hm_err mqtt_session_cluster_start(mqtt_broker *b);

@@ -7,7 +7,7 @@
  * node ("mqtt/conn/<node>/<id>") and that name is homed there: a session on
  * another node reaches it without presence, so there is no window in which
  * the name is unknown. When a member dies, its connections and sessions are
- * gone and nothing there will say so: the "mqtt/members" receiver tells
+ * gone and nothing there will say so: the "mqtt/members/<node>" receiver tells
  * every local connection and session (mqtt.node_gone), so that a session
  * whose connection died lets it go, and a connection whose session died
  * closes (its client reconnects and learns from session present = 0 that
