@@ -161,10 +161,14 @@ class ClusterTest(unittest.TestCase):
         for n in cls.nodes:
             n.stop()
         # An instrumented build reports at exit (HERMES_MQTT may be one).
-        bad = [l for n in cls.nodes for l in n.lines
-               if "Sanitizer" in l or "runtime error:" in l]
+        bad = []
+        for n in cls.nodes:
+            for i, l in enumerate(n.lines):
+                if "WARNING: ThreadSanitizer" in l or "ERROR: " in l and \
+                        "Sanitizer" in l or "runtime error:" in l:
+                    bad += ["[%s]" % n.name] + n.lines[i:i + 60]
         if bad:
-            raise AssertionError("\n".join(bad[:40]))
+            raise AssertionError("\n".join(bad[:400]))
 
     def node(self, name):
         return self.by[name]
