@@ -1,8 +1,8 @@
 """Integration tests of hermes-mqtt in cluster mode (issue 8, part A).
 
-Three broker processes ($HERMES_MQTT) on loopback form one cluster (cluster
-ports are ephemeral: --cluster-listen 127.0.0.1:0, the others join the
-address the first one logs; the secret file is mode 0600). Real clients
+Three broker processes ($HERMES_MQTT) on loopback form one cluster (b is
+started first, joining a's address before a listens; c joins the address
+a logs; the secret file is mode 0600). Real clients
 (python3-paho-mqtt, mosquitto_sub) connect to different nodes:
 
 - cross-node publish/subscribe at QoS 0, 1 and 2: 1000 numbered messages
@@ -53,7 +53,7 @@ def unique(prefix):
 class Node:
     """One broker process of the cluster; stderr drained into `lines`."""
 
-    def __init__(self, tmp, name, secret, join=None):
+    def __init__(self, tmp, name, secret, join=None, cluster_port=0):
         self.name = name
         self.port = free_port()
         self.lines = []
@@ -62,8 +62,8 @@ class Node:
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
                     "sys_interval 1\nnode_name %s\n"
-                    "cluster_listen 127.0.0.1:0\ncluster_secret_file %s\n"
-                    % (self.port, name, secret))
+                    "cluster_listen 127.0.0.1:%d\ncluster_secret_file %s\n"
+                    % (self.port, name, cluster_port, secret))
             if join:
                 f.write("cluster_join %s\n" % join)
         self.proc = subprocess.Popen([BROKER, "-c", conf],
@@ -229,8 +229,11 @@ class Cluster(unittest.TestCase):
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, uuid.uuid4().hex.encode() * 2)
         os.close(fd)
-        cls.a = Node(cls.tmp.name, "a", secret)
-        cls.b = Node(cls.tmp.name, "b", secret, cls.a.cluster_addr)
+        # b starts before its seed a listens: it must keep dialling.
+        seed = "127.0.0.1:%d" % free_port()
+        cls.b = Node(cls.tmp.name, "b", secret, seed)
+        cls.a = Node(cls.tmp.name, "a", secret, None,
+                     int(seed.split(":")[1]))
         cls.c = Node(cls.tmp.name, "c", secret, cls.a.cluster_addr)
         cls.nodes = [cls.a, cls.b, cls.c]
         for n in cls.nodes:  # a full mesh: each sees the two others up
