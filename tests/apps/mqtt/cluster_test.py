@@ -69,7 +69,8 @@ class Node:
         self.proc = subprocess.Popen([BROKER, "-c", conf],
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drainer = threading.Thread(target=self._drain, daemon=True)
+        self.drainer.start()
         if not self.wait_log(lambda l: "MQTT-LISTEN" in l):
             raise RuntimeError("node %s did not start:\n%s"
                                % (name, self.log()))
@@ -101,6 +102,7 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.drainer.join(WAIT)  # every line, sanitizer reports included
         self.proc.stderr.close()
 
 

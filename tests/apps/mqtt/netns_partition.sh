@@ -167,4 +167,20 @@ done
 # Filters came back: node 3's old subscription hears node 1 again.
 until_got 1 before3 before/x m1 "node 3's subscription gets node 1's publishes after the heal"
 
+# A sanitizer build reports at exit: stop the nodes and read their logs.
+for n in 1 2 3; do
+    kill "$(cat "$tmp/node$n.pid")" 2>/dev/null
+done
+for n in 1 2 3; do
+    pid=$(cat "$tmp/node$n.pid")
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+    if grep -q -E 'Sanitizer|runtime error:' "$tmp/log$n"; then
+        fail "node $n: a sanitizer report"
+    fi
+done
+
 exit $failed
