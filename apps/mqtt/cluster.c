@@ -165,7 +165,10 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
                         mqtt_pub *pub, bool retain)
 {
     mqtt_broker *b = cl->b;
-    bool local_only = pub->topic[0] == '$';
+    bool fits = fits_a_line(pub);
+    /* A retained write too big to cross is kept here unstamped, like a
+     * '$' topic: stamped, it would make the digests differ for good. */
+    bool local_only = pub->topic[0] == '$' || !fits;
     uint64_t ts = 0;
 
     retain = retain && !b->cfg.retain_unavailable;
@@ -184,16 +187,15 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
         pthread_rwlock_unlock(&b->retain_lock);
     }
     mqtt_broker_route_local(b, ctx, d, pub);
-    if (local_only)
-        return;
-    if (!fits_a_line(pub)) {
+    if (!fits && pub->topic[0] != '$') {
         /* relaxed: a statistic. */
         atomic_fetch_add_explicit(&cl->too_big, 1, memory_order_relaxed);
         HM_LOG_WARN("MQTT-CL-TOO-BIG",
                     "a %zu-byte publish on %s stays on this node",
                     pub->payload_len, pub->topic);
-        return;
     }
+    if (local_only)
+        return;
     pthread_rwlock_rdlock(&cl->lock);
     mqtt_interest_match(cl->interest, pub->topic, pub->topic_len, d);
     if (!retain) {
@@ -225,9 +227,8 @@ static void on_filter_change(void *arg, const char *filter, size_t len,
     cl_filter *f;
     hm_msg *m;
 
-    if (len > 0 && filter[0] == '$' && len >= 4 &&
-        memcmp(filter, "$SYS", 4) == 0)
-        return; /* $SYS is per node: nothing to learn from elsewhere */
+    if (len > 0 && filter[0] == '$')
+        return; /* it matches only '$' topics, which never cross */
     f = hm_alloc(sizeof *f + len + 1);
     f->added = added;
     f->len = len;

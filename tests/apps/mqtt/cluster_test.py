@@ -348,6 +348,22 @@ class Cluster(unittest.TestCase):
             seqs = collect(s, 100, topic)
             self.assertEqual(seqs, list(range(100)))
 
+    def test_a_publish_too_big_to_cross_stays_on_its_node(self):
+        topic, probe = unique("big"), unique("pb")
+        local, remote = self.client(self.a), self.client(self.b)
+        pub = self.client(self.a)
+        local.subscribe([(topic, 1)])
+        remote.subscribe([(topic, 1), (probe, 0)])
+        sync_filters(pub, remote, probe)
+        big = bytes(range(256)) * 3000  # 750 KiB: no cluster line holds it
+        pub.c.publish(topic, big, qos=1).wait_for_publish(WAIT)
+        pub.c.publish(topic, b"small", qos=1).wait_for_publish(WAIT)
+        self.assertEqual(local.get()[1], big)
+        self.assertEqual(local.get()[1], b"small")
+        # The small one came after the big one on the same path.
+        self.assertEqual(remote.get()[1], b"small")
+        self.assertTrue(self.a.wait_log(lambda l: "MQTT-CL-TOO-BIG" in l))
+
     # ------------------------------------------------------- retained
 
     def retained_seen(self, node, filt, sentinel):
