@@ -69,11 +69,11 @@ static json_t *cl_pub_to_json(const void *payload)
 
     if (!topic)
         return NULL;
-    return json_pack("{s:s, s:o, s:o, s:i, s:b, s:b, s:I}", "o", cp->origin,
-                     "t", topic, "p",
-                     mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
-                     cp->pub->qos, "d", cp->deliver, "r", cp->retain, "ts",
-                     (json_int_t)cp->ts);
+    return json_pack(
+        "{s:s, s:o, s:o, s:i, s:b, s:b, s:I}", "o", cp->origin, "t", topic, "p",
+        mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
+        cp->pub->qos, "d", cp->deliver, "r", cp->retain, "ts",
+        (json_int_t)cp->ts);
 }
 
 static hm_err cl_pub_from_json(const json_t *j, void **out)
@@ -97,9 +97,9 @@ static hm_err cl_pub_from_json(const json_t *j, void **out)
         mqtt_cluster_b64_decode(b64, b64_len, &data, &data_len) != HM_OK)
         return HM_EPROTO;
     cp = hm_calloc(1, sizeof *cp);
-    cp->pub = mqtt_pub_create(json_string_value(topic),
-                              json_string_length(topic), data, data_len,
-                              (uint8_t)qos, false);
+    cp->pub =
+        mqtt_pub_create(json_string_value(topic), json_string_length(topic),
+                        data, data_len, (uint8_t)qos, false);
     hm_free(data);
     cp->deliver = deliver;
     cp->retain = retain;
@@ -110,9 +110,9 @@ static hm_err cl_pub_from_json(const json_t *j, void **out)
 }
 
 const hm_type mqtt_cl_pub_type = {.name = "mqtt.cl.pub",
-                                    .free = cl_pub_free,
-                                    .to_json = cl_pub_to_json,
-                                    .from_json = cl_pub_from_json};
+                                  .free = cl_pub_free,
+                                  .to_json = cl_pub_to_json,
+                                  .from_json = cl_pub_from_json};
 static const hm_type cl_filter_type = {.name = "mqtt.cl.filter",
                                        .free = hm_free};
 static const hm_type cl_member_type = {.name = "mqtt.cl.member",
@@ -181,8 +181,9 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
             ts = wall_us();
             ts = ts > cl->last_ts ? ts : cl->last_ts + 1;
             cl->last_ts = ts;
-            mqtt_cluster_retain_apply(cl, pub->topic, pub->topic_len, pub->payload,
-                         pub->payload_len, pub->qos, ts, cl->self);
+            mqtt_cluster_retain_apply(cl, pub->topic, pub->topic_len,
+                                      pub->payload, pub->payload_len, pub->qos,
+                                      ts, cl->self);
         }
         pthread_rwlock_unlock(&b->retain_lock);
     }
@@ -280,8 +281,8 @@ static void on_remote_pub(hm_ctx *ctx, mqtt_cluster *cl, mqtt_deliveries *d,
     if (cp->retain && !b->cfg.retain_unavailable) {
         pthread_rwlock_wrlock(&b->retain_lock);
         mqtt_cluster_retain_apply(cl, cp->pub->topic, cp->pub->topic_len,
-                     cp->pub->payload, cp->pub->payload_len, cp->pub->qos,
-                     cp->ts, cp->origin);
+                                  cp->pub->payload, cp->pub->payload_len,
+                                  cp->pub->qos, cp->ts, cp->origin);
         pthread_rwlock_unlock(&b->retain_lock);
     }
     if (cp->deliver) /* here only: never sent on (the one-hop rule) */
@@ -401,19 +402,18 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
     hm_err err;
 
     cl->b = b;
-    err = hm_node_create(&(hm_node_config){.name = cfg->node_name,
-                                           .cluster = cfg->cluster_name,
-                                           .listen = cfg->cluster_listen,
-                                           .seeds = cfg->cluster_join,
-                                           .seed_count =
-                                               cfg->cluster_join_count,
-                                           .secret_file =
-                                               cfg->cluster_secret_file,
-                                           .factory = factory,
-                                           .factory_arg = factory_arg,
-                                           .on_event = on_member_event,
-                                           .event_arg = cl},
-                         &cl->node);
+    err = hm_node_create(
+        &(hm_node_config){.name = cfg->node_name,
+                          .cluster = cfg->cluster_name,
+                          .listen = cfg->cluster_listen,
+                          .seeds = cfg->cluster_join,
+                          .seed_count = cfg->cluster_join_count,
+                          .secret_file = cfg->cluster_secret_file,
+                          .factory = factory,
+                          .factory_arg = factory_arg,
+                          .on_event = on_member_event,
+                          .event_arg = cl},
+        &cl->node);
     if (err != HM_OK) {
         hm_free(cl);
         return err;
@@ -500,4 +500,3 @@ void mqtt_cluster_destroy(mqtt_cluster *cl)
     hm_node_destroy(cl->node);
     hm_free(cl);
 }
-
