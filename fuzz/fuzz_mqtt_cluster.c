@@ -40,8 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         mqtt_pub *q = ((view *)b)->pub;
         if (q->topic_len != p->topic_len || q->payload_len != p->payload_len ||
-            q->qos != p->qos ||
-            memcmp(q->topic, p->topic, p->topic_len) != 0 ||
+            q->qos != p->qos || memcmp(q->topic, p->topic, p->topic_len) != 0 ||
             (p->payload_len &&
              memcmp(q->payload, p->payload, p->payload_len) != 0))
             abort();

@@ -69,11 +69,11 @@ static json_t *cl_pub_to_json(const void *payload)
 
     if (!topic)
         return NULL;
-    return json_pack("{s:s, s:o, s:o, s:i, s:b, s:b, s:I}", "o", cp->origin,
-                     "t", topic, "p",
-                     mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
-                     cp->pub->qos, "d", cp->deliver, "r", cp->retain, "ts",
-                     (json_int_t)cp->ts);
+    return json_pack(
+        "{s:s, s:o, s:o, s:i, s:b, s:b, s:I}", "o", cp->origin, "t", topic, "p",
+        mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
+        cp->pub->qos, "d", cp->deliver, "r", cp->retain, "ts",
+        (json_int_t)cp->ts);
 }
 
 static hm_err cl_pub_from_json(const json_t *j, void **out)
@@ -97,9 +97,9 @@ static hm_err cl_pub_from_json(const json_t *j, void **out)
         mqtt_cluster_b64_decode(b64, b64_len, &data, &data_len) != HM_OK)
         return HM_EPROTO;
     cp = hm_calloc(1, sizeof *cp);
-    cp->pub = mqtt_pub_create(json_string_value(topic),
-                              json_string_length(topic), data, data_len,
-                              (uint8_t)qos, false);
+    cp->pub =
+        mqtt_pub_create(json_string_value(topic), json_string_length(topic),
+                        data, data_len, (uint8_t)qos, false);
     hm_free(data);
     cp->deliver = deliver;
     cp->retain = retain;
@@ -110,9 +110,9 @@ static hm_err cl_pub_from_json(const json_t *j, void **out)
 }
 
 const hm_type mqtt_cl_pub_type = {.name = "mqtt.cl.pub",
-                                    .free = cl_pub_free,
-                                    .to_json = cl_pub_to_json,
-                                    .from_json = cl_pub_from_json};
+                                  .free = cl_pub_free,
+                                  .to_json = cl_pub_to_json,
+                                  .from_json = cl_pub_from_json};
 static const hm_type cl_filter_type = {.name = "mqtt.cl.filter",
                                        .free = hm_free};
 static const hm_type cl_member_type = {.name = "mqtt.cl.member",
@@ -165,7 +165,10 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
                         mqtt_pub *pub, bool retain)
 {
     mqtt_broker *b = cl->b;
-    bool local_only = pub->topic[0] == '$';
+    bool fits = fits_a_line(pub);
+    /* A retained write too big to cross is kept here unstamped, like a
+     * '$' topic: stamped, it would make the digests differ for good. */
+    bool local_only = pub->topic[0] == '$' || !fits;
     uint64_t ts = 0;
 
     retain = retain && !b->cfg.retain_unavailable;
@@ -178,22 +181,22 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
             ts = wall_us();
             ts = ts > cl->last_ts ? ts : cl->last_ts + 1;
             cl->last_ts = ts;
-            mqtt_cluster_retain_apply(cl, pub->topic, pub->topic_len, pub->payload,
-                         pub->payload_len, pub->qos, ts, cl->self);
+            mqtt_cluster_retain_apply(cl, pub->topic, pub->topic_len,
+                                      pub->payload, pub->payload_len, pub->qos,
+                                      ts, cl->self);
         }
         pthread_rwlock_unlock(&b->retain_lock);
     }
     mqtt_broker_route_local(b, ctx, d, pub);
-    if (local_only)
-        return;
-    if (!fits_a_line(pub)) {
+    if (!fits && pub->topic[0] != '$') {
         /* relaxed: a statistic. */
         atomic_fetch_add_explicit(&cl->too_big, 1, memory_order_relaxed);
         HM_LOG_WARN("MQTT-CL-TOO-BIG",
                     "a %zu-byte publish on %s stays on this node",
                     pub->payload_len, pub->topic);
-        return;
     }
+    if (local_only)
+        return;
     pthread_rwlock_rdlock(&cl->lock);
     mqtt_interest_match(cl->interest, pub->topic, pub->topic_len, d);
     if (!retain) {
@@ -225,9 +228,8 @@ static void on_filter_change(void *arg, const char *filter, size_t len,
     cl_filter *f;
     hm_msg *m;
 
-    if (len > 0 && filter[0] == '$' && len >= 4 &&
-        memcmp(filter, "$SYS", 4) == 0)
-        return; /* $SYS is per node: nothing to learn from elsewhere */
+    if (len > 0 && filter[0] == '$')
+        return; /* it matches only '$' topics, which never cross */
     f = hm_alloc(sizeof *f + len + 1);
     f->added = added;
     f->len = len;
@@ -279,8 +281,8 @@ static void on_remote_pub(hm_ctx *ctx, mqtt_cluster *cl, mqtt_deliveries *d,
     if (cp->retain && !b->cfg.retain_unavailable) {
         pthread_rwlock_wrlock(&b->retain_lock);
         mqtt_cluster_retain_apply(cl, cp->pub->topic, cp->pub->topic_len,
-                     cp->pub->payload, cp->pub->payload_len, cp->pub->qos,
-                     cp->ts, cp->origin);
+                                  cp->pub->payload, cp->pub->payload_len,
+                                  cp->pub->qos, cp->ts, cp->origin);
         pthread_rwlock_unlock(&b->retain_lock);
     }
     if (cp->deliver) /* here only: never sent on (the one-hop rule) */
@@ -401,25 +403,23 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
     hm_err err;
 
     cl->b = b;
-    err = hm_node_create(&(hm_node_config){.name = cfg->node_name,
-                                           .cluster = cfg->cluster_name,
-                                           .listen = cfg->cluster_listen,
-                                           .seeds = cfg->cluster_join,
-                                           .seed_count =
-                                               cfg->cluster_join_count,
-                                           .secret_file =
-                                               cfg->cluster_secret_file,
-                                           .factory = factory,
-                                           .factory_arg = factory_arg,
-                                           /* sessions and connections
-                                            * (session_cluster.c) */
-                                           .placed = mqtt_session_is_placed,
-                                           .placed_arg = b,
-                                           .home = mqtt_conn_home,
-                                           .home_arg = b,
-                                           .on_event = on_member_event,
-                                           .event_arg = cl},
-                         &cl->node);
+    err = hm_node_create(
+        &(hm_node_config){.name = cfg->node_name,
+                          .cluster = cfg->cluster_name,
+                          .listen = cfg->cluster_listen,
+                          .seeds = cfg->cluster_join,
+                          .seed_count = cfg->cluster_join_count,
+                          .secret_file = cfg->cluster_secret_file,
+                          .factory = factory,
+                          .factory_arg = factory_arg,
+                          /* sessions and connections (session_cluster.c) */
+                          .placed = mqtt_session_is_placed,
+                          .placed_arg = b,
+                          .home = mqtt_conn_home,
+                          .home_arg = b,
+                          .on_event = on_member_event,
+                          .event_arg = cl},
+        &cl->node);
     if (err != HM_OK) {
         hm_free(cl);
         return err;
@@ -507,4 +507,3 @@ void mqtt_cluster_destroy(mqtt_cluster *cl)
     hm_node_destroy(cl->node);
     hm_free(cl);
 }
-

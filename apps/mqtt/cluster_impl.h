@@ -29,10 +29,10 @@
 
 typedef struct peer {
     char name[HM_NODE_NAME_MAX + 1];
-    uint32_t id;     /* its number in `interest` */
-    hm_addr *fanout; /* "mqtt/fanout/<name>" */
-    bool up;         /* a live member (UP seen, no DEAD/LEFT since) */
-    bool greeted;    /* our snapshots were sent since it came up */
+    uint32_t id;       /* its number in `interest` */
+    hm_addr *fanout;   /* "mqtt/fanout/<name>" */
+    bool up;           /* a live member (UP seen, no DEAD/LEFT since) */
+    bool greeted;      /* our snapshots were sent since it came up */
     uint64_t inc, ver; /* the version of its filters we hold (0: none) */
     /* A filter snapshot being received, part by part. */
     uint64_t stage_inc, stage_ver;
@@ -78,10 +78,10 @@ struct mqtt_cluster {
 
 /* A publish crossing nodes; the payload of "mqtt.cl.pub". */
 typedef struct cl_pub {
-    mqtt_pub *pub;  /* one reference; pub->retain is false */
-    bool deliver;   /* route into the receiving node's tree */
-    bool retain;    /* also a retained set (or clear, if empty) */
-    uint64_t ts;    /* retain: the stamp */
+    mqtt_pub *pub; /* one reference; pub->retain is false */
+    bool deliver;  /* route into the receiving node's tree */
+    bool retain;   /* also a retained set (or clear, if empty) */
+    uint64_t ts;   /* retain: the stamp */
     char origin[HM_NODE_NAME_MAX + 1];
 } cl_pub;
 
@@ -102,10 +102,9 @@ hm_err mqtt_cluster_b64_decode(const char *s, size_t slen, uint8_t **out,
 /* Applies a retained write (an empty payload clears) stamped (ts, origin)
  * if it is newer than the one held; under the broker's retain_lock, write
  * side. Returns whether it was applied. */
-bool mqtt_cluster_retain_apply(mqtt_cluster *cl, const char *topic,
-                               size_t len, const uint8_t *payload,
-                               size_t plen, uint8_t qos, uint64_t ts,
-                               const char *origin);
+bool mqtt_cluster_retain_apply(mqtt_cluster *cl, const char *topic, size_t len,
+                               const uint8_t *payload, size_t plen, uint8_t qos,
+                               uint64_t ts, const char *origin);
 /* The fanout's side; each runs on the fanout receiver. */
 peer *mqtt_cluster_peer_get(mqtt_cluster *cl, const char *name);
 void mqtt_cluster_greet(mqtt_cluster *cl, hm_ctx *ctx, peer *p);

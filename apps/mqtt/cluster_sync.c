@@ -43,7 +43,7 @@ json_t *mqtt_cluster_b64_json(const uint8_t *data, size_t len)
 
 /* Decodes a base64 string into owned bytes. Errors: HM_EPROTO. */
 hm_err mqtt_cluster_b64_decode(const char *s, size_t slen, uint8_t **out,
-                         size_t *out_len)
+                               size_t *out_len)
 {
     size_t pad = 0;
     int n;
@@ -64,7 +64,6 @@ hm_err mqtt_cluster_b64_decode(const char *s, size_t slen, uint8_t **out,
     *out_len = (size_t)n - pad;
     return HM_OK;
 }
-
 
 /* ------------------------------------------------------------- stamps */
 
@@ -119,8 +118,8 @@ static uint64_t entry_hash(const char *topic, size_t len, const stamp *s)
 /* Applies a retained write if it is newer than what is held; under the
  * broker's retain_lock (write side). Returns whether it was applied. */
 bool mqtt_cluster_retain_apply(mqtt_cluster *cl, const char *topic, size_t len,
-                         const uint8_t *payload, size_t plen, uint8_t qos,
-                         uint64_t ts, const char *origin)
+                               const uint8_t *payload, size_t plen, uint8_t qos,
+                               uint64_t ts, const char *origin)
 {
     mqtt_retained r;
     stamp old, s = {.ts = ts, .cleared = plen == 0};
@@ -160,15 +159,15 @@ static json_t *head(mqtt_cluster *cl, const char *kind)
 }
 
 typedef struct snap_builder {
-    json_t *parts;  /* array of arrays */
+    json_t *parts; /* array of arrays */
     json_t *cur;
     size_t bytes;
 } snap_builder;
 
 static void snap_add(snap_builder *sb, json_t *item, size_t bytes)
 {
-    if (!sb->cur || (sb->bytes + bytes > PART_BYTES &&
-                     json_array_size(sb->cur) > 0)) {
+    if (!sb->cur ||
+        (sb->bytes + bytes > PART_BYTES && json_array_size(sb->cur) > 0)) {
         sb->cur = json_array();
         json_array_append_new(sb->parts, sb->cur);
         sb->bytes = 0;
@@ -185,8 +184,8 @@ static void add_filter(void *arg, const char *filter, size_t len)
         snap_add(arg, s, len * 6 + 4);
 }
 
-static void send_parts(mqtt_cluster *cl, hm_ctx *ctx, peer *p,
-                       const char *kind, const char *field, snap_builder *sb)
+static void send_parts(mqtt_cluster *cl, hm_ctx *ctx, peer *p, const char *kind,
+                       const char *field, snap_builder *sb)
 {
     size_t n = json_array_size(sb->parts);
 
@@ -238,11 +237,11 @@ static void add_retained(void *arg, const mqtt_retained *st)
     }
     snap_add(&w->sb,
              json_pack("[o, o, i, I, s]", topic,
-                       s.cleared ? json_string("")
-                                 : mqtt_cluster_b64_json(r.payload, r.payload_len),
+                       s.cleared
+                           ? json_string("")
+                           : mqtt_cluster_b64_json(r.payload, r.payload_len),
                        r.qos, (json_int_t)s.ts, s.origin),
-             st->topic_len * 6 + (s.cleared ? 0 : r.payload_len / 3 * 4) +
-                 64);
+             st->topic_len * 6 + (s.cleared ? 0 : r.payload_len / 3 * 4) + 64);
 }
 
 static void send_retained(mqtt_cluster *cl, hm_ctx *ctx, peer *p)
@@ -331,12 +330,12 @@ void mqtt_cluster_forget_filters(mqtt_cluster *cl, peer *p)
 /* ---------------------------------------------- fanout: local filters */
 
 void mqtt_cluster_local_filter(hm_ctx *ctx, mqtt_cluster *cl,
-                            const cl_filter *f)
+                               const cl_filter *f)
 {
-    bool changed = f->added ? mqtt_interest_add(cl->mine, LOCAL_NODE,
-                                                f->filter, f->len)
-                            : mqtt_interest_remove(cl->mine, LOCAL_NODE,
-                                                   f->filter, f->len);
+    bool changed =
+        f->added
+            ? mqtt_interest_add(cl->mine, LOCAL_NODE, f->filter, f->len)
+            : mqtt_interest_remove(cl->mine, LOCAL_NODE, f->filter, f->len);
 
     if (!changed)
         return;
@@ -409,10 +408,8 @@ static void apply_snapshot(mqtt_cluster *cl, peer *p, uint64_t inc,
         return;
     pthread_rwlock_wrlock(&cl->lock);
     mqtt_interest_drop(cl->interest, p->id);
-    json_array_foreach(p->stage, i, v)
-        if (json_is_string(v))
-            mqtt_interest_add(cl->interest, p->id, json_string_value(v),
-                              json_string_length(v));
+    json_array_foreach(p->stage, i, v) if (json_is_string(v)) mqtt_interest_add(
+        cl->interest, p->id, json_string_value(v), json_string_length(v));
     pthread_rwlock_unlock(&cl->lock);
     json_decref(p->stage);
     p->stage = NULL;
@@ -429,7 +426,8 @@ static void merge_retained(mqtt_cluster *cl, const json_t *j)
     if (!json_is_array(m))
         return;
     pthread_rwlock_wrlock(&cl->b->retain_lock);
-    json_array_foreach(m, i, e) {
+    json_array_foreach(m, i, e)
+    {
         const char *topic, *b64, *origin;
         size_t tlen, blen;
         int qos;
@@ -444,7 +442,7 @@ static void merge_retained(mqtt_cluster *cl, const json_t *j)
             mqtt_cluster_b64_decode(b64, blen, &data, &dlen) != HM_OK)
             continue;
         mqtt_cluster_retain_apply(cl, topic, tlen, data, dlen, (uint8_t)qos,
-                     (uint64_t)ts, origin);
+                                  (uint64_t)ts, origin);
         hm_free(data);
     }
     pthread_rwlock_unlock(&cl->b->retain_lock);
@@ -533,4 +531,3 @@ void mqtt_cluster_tick(hm_ctx *ctx, mqtt_cluster *cl)
         send_json(ctx, p, j);
     }
 }
-

@@ -187,8 +187,8 @@ bool mqtt_interest_add(mqtt_interest *in, uint32_t node, const char *filter,
     return true;
 }
 
-bool mqtt_interest_remove(mqtt_interest *in, uint32_t node,
-                          const char *filter, size_t len)
+bool mqtt_interest_remove(mqtt_interest *in, uint32_t node, const char *filter,
+                          size_t len)
 {
     node_filters *nf = find_node(in, node);
 
@@ -206,8 +206,8 @@ void mqtt_interest_drop(mqtt_interest *in, uint32_t node)
         return;
     for (size_t i = 0; i < nf->set.cap; i++)
         if (nf->set.slots[i])
-            mqtt_topic_tree_remove(in->tree, nf->set.slots[i],
-                                   nf->set.lens[i], node);
+            mqtt_topic_tree_remove(in->tree, nf->set.slots[i], nf->set.lens[i],
+                                   node);
     set_fini(&nf->set);
     *nf = in->nodes[--in->node_count];
 }
@@ -233,8 +233,8 @@ void mqtt_interest_foreach(const mqtt_interest *in, uint32_t node,
             fn(arg, nf->set.slots[i], nf->set.lens[i]);
 }
 
-void mqtt_interest_match(const mqtt_interest *in, const char *topic,
-                         size_t len, mqtt_deliveries *out)
+void mqtt_interest_match(const mqtt_interest *in, const char *topic, size_t len,
+                         mqtt_deliveries *out)
 {
     mqtt_topic_tree_match(in->tree, topic, len, out);
 }

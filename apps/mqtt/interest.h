@@ -34,8 +34,8 @@ void mqtt_interest_destroy(mqtt_interest *in);
 bool mqtt_interest_add(mqtt_interest *in, uint32_t node, const char *filter,
                        size_t len);
 /* Node `node` no longer has `filter`. Returns true if it had it. */
-bool mqtt_interest_remove(mqtt_interest *in, uint32_t node,
-                          const char *filter, size_t len);
+bool mqtt_interest_remove(mqtt_interest *in, uint32_t node, const char *filter,
+                          size_t len);
 /* Forgets every filter of `node` (it died, or a snapshot replaces them). */
 void mqtt_interest_drop(mqtt_interest *in, uint32_t node);
 /* How many filters `node` has. */
@@ -51,7 +51,7 @@ void mqtt_interest_foreach(const mqtt_interest *in, uint32_t node,
 /* Replaces `out`'s contents with one entry per node having a filter that
  * matches the valid topic name `topic` (borrowed): `subscriber` is the
  * node's number (qos is 0 and means nothing). */
-void mqtt_interest_match(const mqtt_interest *in, const char *topic,
-                         size_t len, mqtt_deliveries *out);
+void mqtt_interest_match(const mqtt_interest *in, const char *topic, size_t len,
+                         mqtt_deliveries *out);
 
 #endif

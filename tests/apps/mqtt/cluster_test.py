@@ -1,8 +1,8 @@
 """Integration tests of hermes-mqtt in cluster mode (issue 8, part A).
 
-Three broker processes ($HERMES_MQTT) on loopback form one cluster (cluster
-ports are ephemeral: --cluster-listen 127.0.0.1:0, the others join the
-address the first one logs; the secret file is mode 0600). Real clients
+Three broker processes ($HERMES_MQTT) on loopback form one cluster (b is
+started first, joining a's address before a listens; c joins the address
+a logs; the secret file is mode 0600). Real clients
 (python3-paho-mqtt, mosquitto_sub) connect to different nodes:
 
 - cross-node publish/subscribe at QoS 0, 1 and 2: 1000 numbered messages
@@ -55,7 +55,7 @@ def unique(prefix):
 class Node:
     """One broker process of the cluster; stderr drained into `lines`."""
 
-    def __init__(self, tmp, name, secret, join=None):
+    def __init__(self, tmp, name, secret, join=None, cluster_port=0):
         self.name = name
         self.port = free_port()
         self.lines = []
@@ -64,14 +64,15 @@ class Node:
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
                     "sys_interval 1\nnode_name %s\n"
-                    "cluster_listen 127.0.0.1:0\ncluster_secret_file %s\n"
-                    % (self.port, name, secret))
+                    "cluster_listen 127.0.0.1:%d\ncluster_secret_file %s\n"
+                    % (self.port, name, cluster_port, secret))
             if join:
                 f.write("cluster_join %s\n" % join)
         self.proc = subprocess.Popen([BROKER, "-c", conf],
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drainer = threading.Thread(target=self._drain, daemon=True)
+        self.drainer.start()
         if not self.wait_log(lambda l: "MQTT-LISTEN" in l):
             raise RuntimeError("node %s did not start:\n%s"
                                % (name, self.log()))
@@ -103,6 +104,7 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.drainer.join(WAIT)  # every line, sanitizer reports included
         self.proc.stderr.close()
 
 
@@ -232,8 +234,11 @@ class Cluster(unittest.TestCase):
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, uuid.uuid4().hex.encode() * 2)
         os.close(fd)
-        cls.a = Node(cls.tmp.name, "a", secret)
-        cls.b = Node(cls.tmp.name, "b", secret, cls.a.cluster_addr)
+        # b starts before its seed a listens: it must keep dialling.
+        seed = "127.0.0.1:%d" % free_port()
+        cls.b = Node(cls.tmp.name, "b", secret, seed)
+        cls.a = Node(cls.tmp.name, "a", secret, None,
+                     int(seed.split(":")[1]))
         cls.c = Node(cls.tmp.name, "c", secret, cls.a.cluster_addr)
         cls.nodes = [cls.a, cls.b, cls.c]
         for n in cls.nodes:  # a full mesh: each sees the two others up
@@ -348,6 +353,22 @@ class Cluster(unittest.TestCase):
         for s in (b1, b2, c1):
             seqs = collect(s, 100, topic)
             self.assertEqual(seqs, list(range(100)))
+
+    def test_a_publish_too_big_to_cross_stays_on_its_node(self):
+        topic, probe = unique("big"), unique("pb")
+        local, remote = self.client(self.a), self.client(self.b)
+        pub = self.client(self.a)
+        local.subscribe([(topic, 1)])
+        remote.subscribe([(topic, 1), (probe, 0)])
+        sync_filters(pub, remote, probe)
+        big = bytes(range(256)) * 3000  # 750 KiB: no cluster line holds it
+        pub.c.publish(topic, big, qos=1).wait_for_publish(WAIT)
+        pub.c.publish(topic, b"small", qos=1).wait_for_publish(WAIT)
+        self.assertEqual(local.get()[1], big)
+        self.assertEqual(local.get()[1], b"small")
+        # The small one came after the big one on the same path.
+        self.assertEqual(remote.get()[1], b"small")
+        self.assertTrue(self.a.wait_log(lambda l: "MQTT-CL-TOO-BIG" in l))
 
     # ------------------------------------------------------- retained
 
