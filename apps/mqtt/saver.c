@@ -148,12 +148,15 @@ const hm_type mqtt_restore_type = {.name = "mqtt.restore",
                                    .free = restore_free};
 
 /* Sends `op` (taken) to the saver. If it cannot be (the runtime is
- * closing), its receipts are released: nobody is left to wait on them. */
+ * closing), its receipts are released: nobody is left to wait on them.
+ * By name, not through an address kept in the broker: an address must
+ * not be released after the runtime is gone, and ops can be sent while
+ * it closes. */
 static void send_op(mqtt_broker *b, persist_op *op)
 {
     hm_msg *m = hm_msg_create(&persist_op_type, op, 0);
 
-    if (hm_runtime_send(b->rt, b->saver, m) != HM_OK)
+    if (hm_runtime_send_name(b->rt, SAVER_NAME, m) != HM_OK)
         hm_msg_destroy(m);
 }
 
@@ -508,7 +511,7 @@ hm_err mqtt_saver_start(mqtt_broker *b)
                                           .state = sv,
                                           .hooks = &saver_hooks,
                                           .pinned = true},
-                           &b->saver);
+                           NULL);
     if (err != HM_OK) {
         hm_free(sv);
         loaded_fini(&l);
@@ -566,8 +569,6 @@ void mqtt_saver_stop(mqtt_broker *b)
 
 void mqtt_saver_close(mqtt_broker *b)
 {
-    hm_addr_release(b->saver);
-    b->saver = NULL;
     mqtt_persist_close(b->persist);
     b->persist = NULL;
 }
