@@ -223,6 +223,7 @@ typedef struct saver {
     persist_op *head, *tail; /* the batch, in arrival order */
     bool commit_queued;      /* "mqtt.commit" is on its way to us */
     bool failing;            /* the last commit failed (logged once) */
+    uint64_t commits, ops;   /* for the log line at exit */
 } saver;
 
 static hm_err apply(mqtt_persist *p, const persist_op *op)
@@ -291,8 +292,10 @@ static void on_commit(hm_ctx *ctx, saver *sv)
         HM_LOG_INFO("MQTT-PERSIST-FAIL", "%s: commits work again",
                     mqtt_persist_where(sv->b->persist));
     sv->failing = false;
+    sv->commits++;
     while ((op = sv->head)) {
         sv->head = op->next;
+        sv->ops++;
         if (op->reply_to) {
             hm_msg *m = hm_msg_create(&mqtt_saved_type, NULL, op->save);
 
@@ -341,6 +344,11 @@ static void saver_deactivate(hm_ctx *ctx, void *state,
         sv->head = op->next;
         op_free(op);
     }
+    /* How well commits were grouped: operations per commit. */
+    HM_LOG_INFO("MQTT-PERSIST", "%s: %llu commits of %llu operations",
+                mqtt_persist_where(sv->b->persist),
+                (unsigned long long)sv->commits,
+                (unsigned long long)sv->ops);
     hm_free(sv);
 }
 
