@@ -74,7 +74,6 @@ struct mqtt_broker {
     /* Persistence (saver.c, docs/adr/0111); all zero when it is off. Set
      * before the runtime runs a receiver, read-only afterwards. */
     mqtt_persist *persist;
-    hm_addr *saver;      /* the "mqtt/persist" receiver */
     bool durable_always; /* acks and session output wait for the commit */
     uint32_t autosave_ms; /* interval policy: period; 0 = at shutdown only */
 };

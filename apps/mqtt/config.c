@@ -42,6 +42,8 @@ void mqtt_config_fini(mqtt_config *c)
     hm_free(c->password_file);
     hm_free(c->acl_file);
     hm_free(c->config_file);
+    hm_free(c->persistence_location);
+    hm_free(c->persistence_redis);
     hm_free(c->node_name);
     hm_free(c->cluster_name);
     hm_free(c->cluster_listen);
@@ -49,8 +51,6 @@ void mqtt_config_fini(mqtt_config *c)
     for (size_t i = 0; i < c->cluster_join_count; i++)
         hm_free(c->cluster_join[i]);
     hm_free(c->cluster_join);
-    hm_free(c->persistence_location);
-    hm_free(c->persistence_redis);
     memset(c, 0, sizeof *c);
 }
 
@@ -373,14 +373,14 @@ static const struct directive {
     {"sys_interval", do_sys_interval},
     {"persistence", do_persistence},
     {"persistence_location", do_persistence_location},
+    {"persistence_redis", do_persistence_redis},
+    {"persistence_durability", do_persistence_durability},
+    {"autosave_interval", do_autosave_interval},
     {"node_name", do_node_name},
     {"cluster_name", do_cluster_name},
     {"cluster_listen", do_cluster_listen},
     {"cluster_join", do_cluster_join},
     {"cluster_secret_file", do_cluster_secret_file},
-    {"persistence_redis", do_persistence_redis},
-    {"persistence_durability", do_persistence_durability},
-    {"autosave_interval", do_autosave_interval},
 };
 
 /* The cluster flags and the directive each one sets. */

@@ -94,6 +94,11 @@ typedef struct mqtt_config {
     uint16_t max_keepalive;
     bool retain_available;
     uint32_t sys_interval_s;
+    bool persistence;
+    char *persistence_location; /* owned, or NULL */
+    char *persistence_redis;    /* owned "HOST:PORT", or NULL */
+    int durability;             /* -1 unset, else mqtt_durability */
+    int64_t autosave_interval_s; /* -1 unset */
     /* Cluster mode (all owned, or NULL / 0: a single broker). */
     char *node_name;
     char *cluster_name;
@@ -101,11 +106,6 @@ typedef struct mqtt_config {
     char **cluster_join; /* owned array of owned "HOST:PORT" */
     size_t cluster_join_count;
     char *cluster_secret_file;
-    bool persistence;
-    char *persistence_location; /* owned, or NULL */
-    char *persistence_redis;    /* owned "HOST:PORT", or NULL */
-    int durability;             /* -1 unset, else mqtt_durability */
-    int64_t autosave_interval_s; /* -1 unset */
     bool verbose;      /* -v */
     bool help;         /* -h: print mqtt_config_usage() and exit 0 */
     char *config_file; /* owned: -c FILE, or NULL */

@@ -13,11 +13,7 @@
 
 #include <string.h>
 
-enum {
-    WAIT_PUBACK = MQTT_OUT_AWAIT_PUBACK,
-    WAIT_PUBREC = MQTT_OUT_AWAIT_PUBREC,
-    WAIT_PUBCOMP = MQTT_OUT_AWAIT_PUBCOMP
-};
+enum { WAIT_PUBACK, WAIT_PUBREC, WAIT_PUBCOMP };
 
 typedef struct inflight {
     void *msg; /* NULL once PUBREC released it */
@@ -250,26 +246,27 @@ size_t mqtt_outbox_queued_count(const mqtt_outbox *o)
     return o->q_count;
 }
 
-/* ------------------------------------------- saving and restoring state */
+/* -------------------------------------------- saving and restoring */
 
-void mqtt_outbox_inflight_at(const mqtt_outbox *o, size_t i,
-                             mqtt_out_entry *out)
+void mqtt_outbox_foreach(const mqtt_outbox *o,
+                         void (*fn)(void *arg, const mqtt_out_entry *e),
+                         void *arg)
 {
-    const inflight *e = &o->win[i];
+    for (size_t i = 0; i < o->w_count; i++) {
+        const inflight *w = &o->win[i];
 
-    *out = (mqtt_out_entry){.msg = e->msg,
-                            .qos = e->qos,
-                            .stage = e->state,
-                            .packet_id = e->packet_id,
-                            .sent = e->sent};
-}
+        fn(arg, &(mqtt_out_entry){.msg = w->msg,
+                                  .qos = w->qos,
+                                  .stage = (uint8_t)(w->state + 1),
+                                  .packet_id = w->packet_id,
+                                  .sent = w->sent});
+    }
+    for (size_t i = 0; i < o->q_count; i++) {
+        const queued *q = &o->queue[(o->q_head + i) % o->q_cap];
 
-void mqtt_outbox_queued_at(const mqtt_outbox *o, size_t i,
-                           mqtt_out_entry *out)
-{
-    const queued *q = &o->queue[(o->q_head + i) % o->q_cap];
-
-    *out = (mqtt_out_entry){.msg = q->msg, .qos = q->qos};
+        if (q->qos > 0)
+            fn(arg, &(mqtt_out_entry){.msg = q->msg, .qos = q->qos});
+    }
 }
 
 uint16_t mqtt_outbox_next_id(const mqtt_outbox *o)
@@ -277,36 +274,38 @@ uint16_t mqtt_outbox_next_id(const mqtt_outbox *o)
     return o->next_id;
 }
 
-hm_err mqtt_outbox_restore_inflight(mqtt_outbox *o, const mqtt_out_entry *e)
+void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id)
 {
-    bool ok = e->stage == WAIT_PUBACK ? e->qos == 1
-              : e->stage == WAIT_PUBREC || e->stage == WAIT_PUBCOMP
-                  ? e->qos == 2
-                  : false;
+    o->next_id = id ? id : 1;
+}
 
-    if (!ok || o->online || e->packet_id == 0 || id_in_use(o, e->packet_id))
+hm_err mqtt_outbox_restore(mqtt_outbox *o, const mqtt_out_entry *e)
+{
+    inflight *w;
+
+    if (e->qos < 1 || e->qos > 2 || e->stage > 3)
+        return HM_EINVAL;
+    if (e->stage == 0) {
+        if (!e->msg || e->packet_id != 0)
+            return HM_EINVAL;
+        queue_push(o, e->msg, e->qos);
+        return HM_OK;
+    }
+    if (e->packet_id == 0 || id_in_use(o, e->packet_id) ||
+        (e->qos == 1) != (e->stage == 1) || (e->stage == 3) != !e->msg)
         return HM_EINVAL;
     if (o->w_count == o->w_cap) {
         o->w_cap = o->w_cap ? o->w_cap * 2 : 8;
         o->win = hm_realloc(o->win, o->w_cap * sizeof *o->win);
     }
-    o->win[o->w_count++] = (inflight){
-        .msg = e->stage == WAIT_PUBCOMP ? NULL : e->msg,
-        .qos = e->qos,
-        .state = e->stage,
-        .packet_id = e->packet_id,
-        /* A PUBREL is resent as it is; a PUBLISH with DUP if it went out. */
-        .sent = e->stage == WAIT_PUBCOMP ? false : e->sent,
-        .need_send = true};
-    if (e->stage == WAIT_PUBCOMP)
-        release(o, e->msg);
+    w = &o->win[o->w_count++];
+    *w = (inflight){.msg = e->msg,
+                    .qos = e->qos,
+                    .state = (uint8_t)(e->stage - 1),
+                    .packet_id = e->packet_id,
+                    .sent = e->sent && e->stage != 3,
+                    .need_send = true};
     return HM_OK;
-}
-
-void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id)
-{
-    if (id != 0)
-        o->next_id = id;
 }
 
 /* ------------------------------------------------------ incoming QoS 2 */

@@ -87,41 +87,36 @@ void mqtt_outbox_go_online(mqtt_outbox *o);
 size_t mqtt_outbox_inflight_count(const mqtt_outbox *o);
 size_t mqtt_outbox_queued_count(const mqtt_outbox *o);
 
-/* ------------------------------------------- saving and restoring state */
+/* ------------------------------------------- saving and restoring */
 
-/* Where an in-flight message stands. */
-typedef enum {
-    MQTT_OUT_AWAIT_PUBACK = 1,  /* QoS 1 */
-    MQTT_OUT_AWAIT_PUBREC = 2,  /* QoS 2, before PUBREC */
-    MQTT_OUT_AWAIT_PUBCOMP = 3, /* QoS 2, PUBREL sent or to send; no msg */
-} mqtt_out_stage;
-
-/* One message as the outbox holds it, for saving a session (persistence,
- * a hand-over to another node) and restoring it. */
+/* One message of the outbox as mqtt_outbox_foreach() shows it, or as
+ * mqtt_outbox_restore() takes it. `stage` uses session_state.h's numbers:
+ * 0 queued, 1 awaiting PUBACK, 2 awaiting PUBREC, 3 awaiting PUBCOMP (the
+ * message is gone: `msg` NULL, only the PUBREL is left). */
 typedef struct mqtt_out_entry {
-    void *msg;          /* borrowed when read; NULL at AWAIT_PUBCOMP */
-    uint8_t qos;        /* the delivery QoS */
-    uint8_t stage;      /* mqtt_out_stage in flight; 0 when queued */
+    void *msg; /* borrowed (foreach) or taken (restore); NULL at stage 3 */
+    uint8_t qos;
+    uint8_t stage;
     uint16_t packet_id; /* 0 when queued */
-    bool sent;          /* transmitted at least once: resent with DUP */
+    bool sent;          /* in flight and transmitted at least once */
 } mqtt_out_entry;
 
-/* The `i`th in-flight message in send order (i < inflight_count), or the
- * `i`th queued one in delivery order (i < queued_count); `out->msg`
- * returns borrowed until the outbox changes. */
-void mqtt_outbox_inflight_at(const mqtt_outbox *o, size_t i,
-                             mqtt_out_entry *out);
-void mqtt_outbox_queued_at(const mqtt_outbox *o, size_t i,
-                           mqtt_out_entry *out);
-/* The packet id the next message moved into the window will try first. */
+/* Calls `fn` for every QoS 1/2 message: those in flight in send order,
+ * then the queued ones in order (queued QoS 0 messages are skipped: they
+ * do not outlive a connection). `fn` must not change `o`. */
+void mqtt_outbox_foreach(const mqtt_outbox *o,
+                         void (*fn)(void *arg, const mqtt_out_entry *e),
+                         void *arg);
+/* Where the packet id counter resumes. */
 uint16_t mqtt_outbox_next_id(const mqtt_outbox *o);
 
-/* Restoring, on an offline outbox: appends `e` (borrowed; its msg taken)
- * to the window, to be (re)sent when online, or sets the id counter
- * (0 is ignored). Queued messages are restored with mqtt_outbox_push().
- * Errors: HM_EINVAL (bad stage, QoS or packet id, the id already in
- * flight, or the outbox is online); the caller keeps `e->msg`. */
-hm_err mqtt_outbox_restore_inflight(mqtt_outbox *o, const mqtt_out_entry *e);
+/* Appends `e` (its msg taken on HM_OK): stage 0 to the queue, 1..3 to the
+ * inflight window (marked to be sent again, with DUP if it was sent, when
+ * next online). Restore in foreach's order. Errors: HM_EINVAL (a bad qos,
+ * stage or packet id, a stage that does not fit the qos, a packet id
+ * already in flight, a message missing or present against its stage). */
+hm_err mqtt_outbox_restore(mqtt_outbox *o, const mqtt_out_entry *e);
+/* Sets where the packet id counter resumes (0 is taken as 1). */
 void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id);
 
 /* ------------------------------------------------------ incoming QoS 2 */

@@ -148,12 +148,15 @@ const hm_type mqtt_restore_type = {.name = "mqtt.restore",
                                    .free = restore_free};
 
 /* Sends `op` (taken) to the saver. If it cannot be (the runtime is
- * closing), its receipts are released: nobody is left to wait on them. */
+ * closing), its receipts are released: nobody is left to wait on them.
+ * By name, not through an address kept in the broker: an address must
+ * not be released after the runtime is gone, and ops can be sent while
+ * it closes. */
 static void send_op(mqtt_broker *b, persist_op *op)
 {
     hm_msg *m = hm_msg_create(&persist_op_type, op, 0);
 
-    if (hm_runtime_send(b->rt, b->saver, m) != HM_OK)
+    if (hm_runtime_send_name(b->rt, SAVER_NAME, m) != HM_OK)
         hm_msg_destroy(m);
 }
 
@@ -220,6 +223,7 @@ typedef struct saver {
     persist_op *head, *tail; /* the batch, in arrival order */
     bool commit_queued;      /* "mqtt.commit" is on its way to us */
     bool failing;            /* the last commit failed (logged once) */
+    uint64_t commits, ops;   /* for the log line at exit */
 } saver;
 
 static hm_err apply(mqtt_persist *p, const persist_op *op)
@@ -288,8 +292,10 @@ static void on_commit(hm_ctx *ctx, saver *sv)
         HM_LOG_INFO("MQTT-PERSIST-FAIL", "%s: commits work again",
                     mqtt_persist_where(sv->b->persist));
     sv->failing = false;
+    sv->commits++;
     while ((op = sv->head)) {
         sv->head = op->next;
+        sv->ops++;
         if (op->reply_to) {
             hm_msg *m = hm_msg_create(&mqtt_saved_type, NULL, op->save);
 
@@ -338,6 +344,11 @@ static void saver_deactivate(hm_ctx *ctx, void *state,
         sv->head = op->next;
         op_free(op);
     }
+    /* How well commits were grouped: operations per commit. */
+    HM_LOG_INFO("MQTT-PERSIST", "%s: %llu commits of %llu operations",
+                mqtt_persist_where(sv->b->persist),
+                (unsigned long long)sv->commits,
+                (unsigned long long)sv->ops);
     hm_free(sv);
 }
 
@@ -508,7 +519,7 @@ hm_err mqtt_saver_start(mqtt_broker *b)
                                           .state = sv,
                                           .hooks = &saver_hooks,
                                           .pinned = true},
-                           &b->saver);
+                           NULL);
     if (err != HM_OK) {
         hm_free(sv);
         loaded_fini(&l);
@@ -566,8 +577,6 @@ void mqtt_saver_stop(mqtt_broker *b)
 
 void mqtt_saver_close(mqtt_broker *b)
 {
-    hm_addr_release(b->saver);
-    b->saver = NULL;
     mqtt_persist_close(b->persist);
     b->persist = NULL;
 }

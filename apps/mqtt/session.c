@@ -74,11 +74,6 @@ typedef struct mqtt_session {
     bool saved_ever;   /* the store may hold our record */
 } mqtt_session;
 
-_Static_assert((int)MQTT_OUT_AWAIT_PUBACK == (int)MQTT_STAGE_AWAIT_PUBACK &&
-                   (int)MQTT_OUT_AWAIT_PUBREC == (int)MQTT_STAGE_AWAIT_PUBREC &&
-                   (int)MQTT_OUT_AWAIT_PUBCOMP ==
-                       (int)MQTT_STAGE_AWAIT_PUBCOMP,
-               "outbox stages are session record stages");
 
 static uint64_t token(const mqtt_session *s)
 {
@@ -192,60 +187,62 @@ static void release_receipts(mqtt_session *s)
     s->receipt_count = 0;
 }
 
-static mqtt_state_msg state_msg(const mqtt_out_entry *e)
+typedef struct state_msgs {
+    mqtt_state_msg *inflight, *queued;
+    size_t inflight_count, queued_count;
+} state_msgs;
+
+/* One outbox entry as a record entry (outbox.h's stages are the
+ * record's). */
+static void collect_msg(void *arg, const mqtt_out_entry *e)
 {
+    state_msgs *sm = arg;
     const mqtt_pub *pub = e->msg;
     mqtt_state_msg m = {.qos = e->qos,
                         .stage = e->stage,
                         .packet_id = e->packet_id,
-                        .dup = e->stage && e->sent};
+                        .dup = e->stage != 0 && e->sent};
 
     if (pub) {
         m.retain = pub->retain;
         m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
         m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
     }
-    return m;
+    if (e->stage == 0)
+        sm->queued[sm->queued_count++] = m;
+    else
+        sm->inflight[sm->inflight_count++] = m;
 }
 
-/* The session as a record (session_state.h); QoS 0 messages are left
- * out (MQTT lets them go while the client is away). */
+/* The session as a record (session_state.h); the outbox leaves QoS 0
+ * messages out (MQTT lets them go while the client is away). */
 static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
 {
-    size_t ni = mqtt_outbox_inflight_count(s->out);
-    size_t nq = mqtt_outbox_queued_count(s->out), qn = 0;
+    size_t n = mqtt_outbox_inflight_count(s->out) +
+               mqtt_outbox_queued_count(s->out);
     mqtt_state_sub *subs = hm_alloc((s->sub_count + 1) * sizeof *subs);
-    mqtt_state_msg *in = hm_alloc((ni + 1) * sizeof *in);
-    mqtt_state_msg *q = hm_alloc((nq + 1) * sizeof *q);
-    mqtt_out_entry e;
+    state_msgs sm = {.inflight = hm_alloc((n + 1) * sizeof *sm.inflight),
+                     .queued = hm_alloc((n + 1) * sizeof *sm.queued)};
     hm_err err;
 
     for (size_t i = 0; i < s->sub_count; i++)
         subs[i] = (mqtt_state_sub){
             {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
             s->subs[i].qos};
-    for (size_t i = 0; i < ni; i++) {
-        mqtt_outbox_inflight_at(s->out, i, &e);
-        in[i] = state_msg(&e);
-    }
-    for (size_t i = 0; i < nq; i++) {
-        mqtt_outbox_queued_at(s->out, i, &e);
-        if (e.qos > 0)
-            q[qn++] = state_msg(&e);
-    }
+    mqtt_outbox_foreach(s->out, collect_msg, &sm);
     err = mqtt_session_state_encode(
         &(mqtt_session_state){
             .client_id = {(const uint8_t *)s->client_id, strlen(s->client_id)},
             .next_packet_id = mqtt_outbox_next_id(s->out),
             .subs = subs, .sub_count = s->sub_count,
-            .inflight = in, .inflight_count = ni,
-            .queued = q, .queued_count = qn,
+            .inflight = sm.inflight, .inflight_count = sm.inflight_count,
+            .queued = sm.queued, .queued_count = sm.queued_count,
             .in_qos2 = s->in_qos2 ? s->in_qos2->ids : NULL,
             .in_qos2_count = s->in_qos2 ? s->in_qos2->count : 0},
         rec, len);
     hm_free(subs);
-    hm_free(in);
-    hm_free(q);
+    hm_free(sm.inflight);
+    hm_free(sm.queued);
     return err;
 }
 
@@ -971,9 +968,9 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
             remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
     pthread_rwlock_unlock(&s->b->tree_lock);
     for (size_t i = 0; i < st.inflight_count + st.queued_count; i++) {
-        bool queued = i >= st.inflight_count;
         const mqtt_state_msg *m =
-            queued ? &st.queued[i - st.inflight_count] : &st.inflight[i];
+            i < st.inflight_count ? &st.inflight[i]
+                                  : &st.queued[i - st.inflight_count];
         mqtt_pub *pub = m->stage == MQTT_STAGE_AWAIT_PUBCOMP
                             ? NULL
                             : mqtt_pub_create(m->topic.ptr, m->topic.len,
@@ -981,10 +978,8 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
                                               m->qos, m->retain);
         mqtt_out_entry e = {.msg = pub, .qos = m->qos, .stage = m->stage,
                             .packet_id = m->packet_id, .sent = m->dup};
-        hm_err err = queued ? mqtt_outbox_push(s->out, pub, m->qos)
-                            : mqtt_outbox_restore_inflight(s->out, &e);
 
-        if (err != HM_OK)
+        if (mqtt_outbox_restore(s->out, &e) != HM_OK)
             mqtt_pub_release(pub);
     }
     mqtt_outbox_set_next_id(s->out, st.next_packet_id);

@@ -159,20 +159,26 @@ class PersistTest(unittest.TestCase):
         self.store = tempfile.mkdtemp(prefix="hermes-persist-")
         self.port = free_port()
         self.brokers = []
+        self.all_brokers = []
         self.clients = []
 
     def tearDown(self):
         for c in self.clients:
             c.close()
         for b in self.brokers:
-            b.finish(signal.SIGKILL)
+            b.finish(signal.SIGTERM)
         shutil.rmtree(self.store, ignore_errors=True)
+        # An instrumented build reports here (at the latest at exit).
+        reports = [l for b in self.all_brokers for l in b.lines
+                   if "Sanitizer" in l or "runtime error:" in l]
+        self.assertEqual(reports, [])
 
     def start(self, extra=None):
         if extra is None:
             extra = "persistence true\npersistence_location %s" % self.store
         b = Broker(self.port, extra)
         self.brokers.append(b)
+        self.all_brokers.append(b)
         self.assertTrue(b.started(), "broker did not start:\n" + b.log())
         return b
 
