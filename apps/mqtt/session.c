@@ -187,62 +187,21 @@ static void release_receipts(mqtt_session *s)
     s->receipt_count = 0;
 }
 
-typedef struct state_msgs {
-    mqtt_state_msg *inflight, *queued;
-    size_t inflight_count, queued_count;
-} state_msgs;
-
-/* One outbox entry as a record entry (outbox.h's stages are the
- * record's). */
-static void collect_msg(void *arg, const mqtt_out_entry *e)
-{
-    state_msgs *sm = arg;
-    const mqtt_pub *pub = e->msg;
-    mqtt_state_msg m = {.qos = e->qos,
-                        .stage = e->stage,
-                        .packet_id = e->packet_id,
-                        .dup = e->stage != 0 && e->sent};
-
-    if (pub) {
-        m.retain = pub->retain;
-        m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
-        m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
-    }
-    if (e->stage == 0)
-        sm->queued[sm->queued_count++] = m;
-    else
-        sm->inflight[sm->inflight_count++] = m;
-}
-
-/* The session as a record (session_state.h); the outbox leaves QoS 0
- * messages out (MQTT lets them go while the client is away). */
+/* The session as a record (session_state.h; session_cluster.c converts
+ * the outbox, leaving QoS 0 messages out: MQTT lets them go while the
+ * client is away). */
 static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
 {
-    size_t n = mqtt_outbox_inflight_count(s->out) +
-               mqtt_outbox_queued_count(s->out);
     mqtt_state_sub *subs = hm_alloc((s->sub_count + 1) * sizeof *subs);
-    state_msgs sm = {.inflight = hm_alloc((n + 1) * sizeof *sm.inflight),
-                     .queued = hm_alloc((n + 1) * sizeof *sm.queued)};
     hm_err err;
 
     for (size_t i = 0; i < s->sub_count; i++)
         subs[i] = (mqtt_state_sub){
             {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
             s->subs[i].qos};
-    mqtt_outbox_foreach(s->out, collect_msg, &sm);
-    err = mqtt_session_state_encode(
-        &(mqtt_session_state){
-            .client_id = {(const uint8_t *)s->client_id, strlen(s->client_id)},
-            .next_packet_id = mqtt_outbox_next_id(s->out),
-            .subs = subs, .sub_count = s->sub_count,
-            .inflight = sm.inflight, .inflight_count = sm.inflight_count,
-            .queued = sm.queued, .queued_count = sm.queued_count,
-            .in_qos2 = s->in_qos2 ? s->in_qos2->ids : NULL,
-            .in_qos2_count = s->in_qos2 ? s->in_qos2->count : 0},
-        rec, len);
+    err = mqtt_session_state_save(s->client_id, subs, s->sub_count, s->out,
+                                  s->in_qos2, rec, len);
     hm_free(subs);
-    hm_free(sm.inflight);
-    hm_free(sm.queued);
     return err;
 }
 
@@ -825,17 +784,9 @@ static void on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
  * NULL if it cannot be encoded (logged). */
 static mqtt_handoff *make_handoff(mqtt_session *s)
 {
-    mqtt_state_sub *subs = hm_calloc(s->sub_count + 1, sizeof *subs);
     mqtt_handoff *h = hm_calloc(1, sizeof *h);
-    hm_err err;
+    hm_err err = encode_state(s, &h->state, &h->state_len);
 
-    for (size_t i = 0; i < s->sub_count; i++)
-        subs[i] = (mqtt_state_sub){
-            {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
-            s->subs[i].qos};
-    err = mqtt_session_state_save(s->client_id, subs, s->sub_count, s->out,
-                                  s->in_qos2, &h->state, &h->state_len);
-    hm_free(subs);
     if (err != HM_OK) {
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
                     "%s", s->client_id, hm_err_str(err));

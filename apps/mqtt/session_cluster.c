@@ -305,8 +305,14 @@ void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
 
 /* ------------------------------------------------ state for a handoff */
 
-static mqtt_state_msg state_msg(const mqtt_out_entry *e)
+typedef struct state_msgs {
+    mqtt_state_msg *inflight, *queued;
+    size_t inflight_count, queued_count;
+} state_msgs;
+
+static void collect_msg(void *arg, const mqtt_out_entry *e)
 {
+    state_msgs *sm = arg;
     const mqtt_pub *pub = e->msg;
     mqtt_state_msg m = {.qos = e->qos,
                         .stage = e->stage,
@@ -318,7 +324,10 @@ static mqtt_state_msg state_msg(const mqtt_out_entry *e)
         m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
         m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
     }
-    return m;
+    if (e->stage == 0)
+        sm->queued[sm->queued_count++] = m;
+    else
+        sm->inflight[sm->inflight_count++] = m;
 }
 
 hm_err mqtt_session_state_save(const char *client_id,
@@ -326,56 +335,43 @@ hm_err mqtt_session_state_save(const char *client_id,
                                const mqtt_outbox *out, const mqtt_qos2_ids *in,
                                uint8_t **data_out, size_t *len_out)
 {
-    size_t ni = mqtt_outbox_inflight_count(out);
-    size_t nq = mqtt_outbox_queued_count(out), qn = 0;
-    mqtt_state_msg *inflight = hm_alloc((ni + 1) * sizeof *inflight);
-    mqtt_state_msg *queued = hm_alloc((nq + 1) * sizeof *queued);
-    mqtt_out_entry e;
+    size_t n = mqtt_outbox_inflight_count(out) + mqtt_outbox_queued_count(out);
+    state_msgs sm = {.inflight = hm_calloc(n + 1, sizeof *sm.inflight),
+                     .queued = hm_calloc(n + 1, sizeof *sm.queued)};
     hm_err err;
 
-    for (size_t i = 0; i < ni; i++) {
-        mqtt_outbox_inflight_at(out, i, &e);
-        inflight[i] = state_msg(&e);
-    }
-    for (size_t i = 0; i < nq; i++) { /* QoS 0 does not outlive a client */
-        mqtt_outbox_queued_at(out, i, &e);
-        if (e.qos > 0)
-            queued[qn++] = state_msg(&e);
-    }
+    mqtt_outbox_foreach(out, collect_msg, &sm);
     err = mqtt_session_state_encode(
         &(mqtt_session_state){
             .client_id = {(const uint8_t *)client_id, strlen(client_id)},
             .next_packet_id = mqtt_outbox_next_id(out),
             .subs = (mqtt_state_sub *)subs,
             .sub_count = count,
-            .inflight = inflight,
-            .inflight_count = ni,
-            .queued = queued,
-            .queued_count = qn,
+            .inflight = sm.inflight,
+            .inflight_count = sm.inflight_count,
+            .queued = sm.queued,
+            .queued_count = sm.queued_count,
             .in_qos2 = in ? in->ids : NULL,
             .in_qos2_count = in ? in->count : 0},
         data_out, len_out);
-    hm_free(inflight);
-    hm_free(queued);
+    hm_free(sm.inflight);
+    hm_free(sm.queued);
     return err;
 }
 
-static void load_msg(mqtt_outbox *out, const mqtt_state_msg *m, bool queued)
+static void load_msg(mqtt_outbox *out, const mqtt_state_msg *m)
 {
     mqtt_pub *pub = NULL;
     mqtt_out_entry e = {.qos = m->qos,
                         .stage = m->stage,
                         .packet_id = m->packet_id,
                         .sent = m->dup};
-    hm_err err;
 
     if (m->stage != MQTT_STAGE_AWAIT_PUBCOMP)
         pub = mqtt_pub_create(m->topic.ptr, m->topic.len, m->payload.ptr,
                               m->payload.len, m->qos, m->retain);
     e.msg = pub;
-    err = queued ? mqtt_outbox_push(out, pub, m->qos)
-                 : mqtt_outbox_restore_inflight(out, &e);
-    if (err != HM_OK)
+    if (mqtt_outbox_restore(out, &e) != HM_OK)
         mqtt_pub_release(pub);
 }
 
@@ -383,9 +379,9 @@ void mqtt_session_state_load(const mqtt_session_state *st, mqtt_outbox *out,
                              mqtt_qos2_ids **in_out)
 {
     for (size_t i = 0; i < st->inflight_count; i++)
-        load_msg(out, &st->inflight[i], false);
+        load_msg(out, &st->inflight[i]);
     for (size_t i = 0; i < st->queued_count; i++)
-        load_msg(out, &st->queued[i], true);
+        load_msg(out, &st->queued[i]);
     mqtt_outbox_set_next_id(out, st->next_packet_id);
     *in_out = NULL;
     if (st->in_qos2_count == 0)
