@@ -271,6 +271,11 @@ static hm_err factory(void *arg, const char *name, hm_receiver *out)
 
     /* Connection receivers are spawned, never made here: a timer or a
      * message that outlived its connection goes to dead letters. */
+    if (strncmp(name, MQTT_FALLBACK_PREFIX, strlen(MQTT_FALLBACK_PREFIX)) ==
+        0) { /* cluster mode, a partition (session_cluster.c) */
+        mqtt_session_make(arg, name + strlen(MQTT_FALLBACK_PREFIX), out);
+        return HM_OK;
+    }
     if (strncmp(name, MQTT_SESSION_PREFIX, plen) != 0)
         return HM_ENOTFOUND;
     mqtt_session_make(arg, name + plen, out);

@@ -28,6 +28,9 @@
 
 #define MQTT_CONN_PREFIX "mqtt/conn/"
 #define MQTT_SESSION_PREFIX "mqtt/session/"
+/* In a cluster, a session for a client whose placed session is on a member
+ * this node cannot reach now (a partition): local, clean, temporary. */
+#define MQTT_FALLBACK_PREFIX "mqtt/fallback/"
 #define MQTT_SYS_NAME "mqtt/sys"
 
 /* One listening socket; the accept callback's argument. */
@@ -224,6 +227,9 @@ bool mqtt_conn_home(void *b, const char *name, char *node_out);
  * Call once, before the node starts. Errors: those of
  * hm_runtime_register_type() and hm_runtime_spawn(). */
 hm_err mqtt_session_cluster_start(mqtt_broker *b);
+/* Whether the placed session `name` (borrowed) lives here or on a member
+ * this node hears now (alive, not suspect). Thread-safe. */
+bool mqtt_session_reachable(mqtt_broker *b, const char *name);
 /* This node leaves the cluster (a clean stop): every local session hands
  * its state to the member that owns it without us, whose "mqtt/members"
  * receiver keeps it until we are gone from its view. Call from outside

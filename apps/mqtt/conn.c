@@ -70,6 +70,7 @@ typedef struct mqtt_conn {
     bool will_retain;
     mqtt_qos2_ids *in_qos2; /* from the session on attach */
     char *session_node;     /* in a cluster: where the session lives */
+    bool fallback;          /* a partition: a temporary clean session */
     uint32_t keepalive_ms;  /* 1.5 x the client's keepalive; 0: none */
     uint64_t last_rx_ms;
     hm_timer_id connect_timer, keepalive_timer, session_timer;
@@ -420,6 +421,24 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
         refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
         return;
     }
+    if (c->b->node && !mqtt_session_reachable(c->b, name)) {
+        /* A partition: the client's session is on a member we cannot
+         * reach. It gets a clean session here meanwhile (ADR 0105). */
+        HM_LOG_INFO("MQTT-FALLBACK", "client %s: its session's node is "
+                    "unreachable; a clean session here meanwhile",
+                    c->client_id);
+        hm_addr_release(c->session);
+        c->session = NULL;
+        c->fallback = true;
+        if (snprintf(name, sizeof name, MQTT_FALLBACK_PREFIX "%s",
+                     c->client_id) >= (int)sizeof name ||
+            hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) !=
+                HM_OK) {
+            refuse_connect(ctx, c, MQTT_CONNACK_SERVER_UNAVAILABLE,
+                           "session unreachable");
+            return;
+        }
+    }
     if (k->has_username)
         c->username =
             hm_strndup((const char *)k->username.ptr, k->username.len);
@@ -434,7 +453,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     a->conn = hm_conn_ref(c->conn);
     a->conn_name = hm_strdup(hm_addr_name(hm_ctx_self(ctx)));
     a->ws = c->ws;
-    a->clean = k->clean_session;
+    a->clean = k->clean_session || c->fallback;
     c->persistent = !k->clean_session;
     a->username = c->username ? hm_strdup(c->username) : NULL;
     c->phase = CONN_ATTACHING;

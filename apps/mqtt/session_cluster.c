@@ -96,6 +96,25 @@ static void collect(void *arg, const char *name)
     l->v[l->count++] = hm_strdup(name);
 }
 
+bool mqtt_session_reachable(mqtt_broker *b, const char *name)
+{
+    char where[HM_NODE_NAME_MAX + 1];
+    hm_node_member *ms;
+    size_t count;
+    bool ok = false;
+
+    if (hm_node_lookup(b->node, name, where) != HM_OK ||
+        strcmp(where, hm_node_name(b->node)) == 0)
+        return true;
+    ms = hm_calloc(MAX_MEMBERS, sizeof *ms);
+    count = hm_node_members(b->node, ms, MAX_MEMBERS);
+    for (size_t i = 0; i < count && i < MAX_MEMBERS && !ok; i++)
+        ok = strcmp(ms[i].info.name, where) == 0 &&
+             ms[i].info.state == HM_MEMBER_ALIVE;
+    hm_free(ms);
+    return ok;
+}
+
 /* The "mqtt/members/<node>" receiver: handoffs from leaving members, held
  * until the leaver is gone. */
 typedef struct members {
