@@ -494,12 +494,12 @@ static void timer_race(void)
         usleep(1000);
     }
     CHECK(hm_runtime_wait_idle(tr.rt, 10000) == HM_OK);
+    for (int i = 0; i < TR_RECV; i++)
+        hm_addr_release(tr.to[i]);
     hm_runtime_destroy(tr.rt);
     for (uint32_t t = 0; t < tr.budget; t++)
         CHECK(atomic_load(&tr.hits[t]) ==
               (atomic_load(&tr.state[t]) == TR_CANCELLED ? 0 : 1));
-    for (int i = 0; i < TR_RECV; i++)
-        hm_addr_release(tr.to[i]);
     free(tr.state);
     free(tr.hits);
     free(tr.tok_seq);
