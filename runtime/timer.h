@@ -4,14 +4,15 @@
  *
  * A timer due within HM_TIMER_WHEEL_SLOTS ms of the wheel's cursor is
  * appended to the bucket of its deadline's millisecond; every timer in a
- * bucket has the same deadline and the bucket is in arming order, so
+ * bucket has the same deadline (in the cursor's own bucket, possibly one
+ * already passed: see hm_timers_pop_due) and the bucket is in arming order, so
  * expiring buckets front to back gives exactly the (deadline, seq) order with
  * no sorting: arming and firing are O(1). A timer due later waits in the
  * heap (ordered by (deadline, seq), keys inline) and moves into its bucket,
  * in heap order, when the cursor comes within the horizon of its deadline;
  * a bucket is filled from the heap only while it is empty and before any
  * direct arm can reach it, so the order stays exact. The 8 ms-window wheel
- * that fed the heap before (docs/adr/0130) spent 500 of its 800
+ * that fed the heap before (docs/adr/0130) spent 450 of its 755
  * instructions per timer re-sorting each window in the heap.
  *
  * Like libuv's timer heap, equal deadlines fire in the order they were armed.
