@@ -4,8 +4,9 @@
  * One timer thread fires the timer store (runtime/timer.c, under
  * timer_lock; docs/adr/0130) and also runs the directory sweeper between
  * timers (docs/adr/0001 explains why a thread of its own). It moves a batch
- * of due timers out of the store before sending any of them, so a send never runs under the timer lock and a periodic timer that
- * is always due cannot spin the loop. A timer holds its receiver's address,
+ * of due timers out of the store before sending any of them, so a send
+ * never runs under the timer lock and a periodic timer that is always due
+ * cannot spin the loop. A timer holds its receiver's address,
  * not its activation: firing is an ordinary send, which activates the
  * receiver again if it was deactivated meanwhile.
  *
