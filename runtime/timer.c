@@ -25,6 +25,7 @@
 #define SLOTS HM_TIMER_WHEEL_SLOTS
 #define WORDS (SLOTS / 64u)
 #define PREFETCH_AHEAD 32u
+#define BUCKET_KEEP 1024u /* entries a drained bucket keeps room for */
 
 void hm_timers_init(hm_timers *t, uint64_t now_ms)
 {
@@ -136,10 +137,18 @@ static void mark_used(hm_timers *t, uint32_t b)
     t->used[b / 64] |= 1ull << (b % 64);
 }
 
-/* Empties bucket `b` (keeping its array for reuse). */
+/* Empties bucket `b`, keeping its array for reuse unless a burst made it
+ * large (the 4,096 buckets would otherwise keep a burst's memory). */
 static void reset_bucket(hm_timers *t, uint32_t b)
 {
-    t->wheel[b].head = t->wheel[b].len = 0;
+    hm_tbucket *k = &t->wheel[b];
+
+    k->head = k->len = 0;
+    if (k->cap > BUCKET_KEEP) {
+        hm_free(k->items);
+        k->items = NULL;
+        k->cap = 0;
+    }
     t->used[b / 64] &= ~(1ull << (b % 64));
 }
 
