@@ -76,6 +76,7 @@ typedef struct mqtt_conn {
     hm_timer_id connect_timer, keepalive_timer, session_timer;
     mqtt_deliveries deliveries; /* routing scratch */
     bool persistent; /* CleanSession 0: inbound QoS 2 ids are stored */
+    bool detached;   /* "mqtt.detach" was sent to the session */
     struct ack_queue *acks; /* `always` persistence only; else NULL */
 } mqtt_conn;
 
@@ -206,6 +207,24 @@ static void send_to_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m)
     }
 }
 
+/* Tells the session the connection is gone, once, handing back the
+ * inbound QoS 2 ids. */
+static void detach(hm_ctx *ctx, mqtt_conn *c)
+{
+    hm_msg *m;
+
+    if (!c->session || c->detached)
+        return;
+    c->detached = true;
+    /* Named: on another node the sender is the cluster's, not us. */
+    m = hm_msg_create(
+        &mqtt_detach_type,
+        mqtt_ctl_create(hm_addr_name(hm_ctx_self(ctx)), c->in_qos2), 0);
+    c->in_qos2 = NULL;
+    if (hm_ctx_send(ctx, c->session, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 /* "net.closed": the end. The session learns it (and keeps the inbound
  * QoS 2 ids if it is persistent); the activation ends after this. If the
  * session is still handling a packet, the end waits for its answer: the
@@ -224,15 +243,7 @@ static void on_closed(hm_ctx *ctx, mqtt_conn *c, hm_err cause)
                      c->client_id ? c->client_id : "-", hm_err_str(cause));
     publish_will(ctx, c);
     c->phase = CONN_CLOSING;
-    if (c->session) {
-        hm_msg *m = hm_msg_create(
-            &mqtt_detach_type,
-            mqtt_ctl_create(hm_addr_name(hm_ctx_self(ctx)), c->in_qos2), 0);
-
-        c->in_qos2 = NULL;
-        if (hm_ctx_send(ctx, c->session, m) != HM_OK)
-            hm_msg_destroy(m);
-    }
+    detach(ctx, c);
     hm_ctx_deactivate(ctx);
 }
 
@@ -609,6 +620,10 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     case MQTT_DISCONNECT: /* [MQTT-3.14.4-3] discard the will */
         mqtt_pub_release(c->will);
         c->will = NULL;
+        /* Before the socket closes: a client that sees the close and
+         * publishes (or reconnects) finds its session offline, not still
+         * sending to this connection. */
+        detach(ctx, c);
         close_conn(ctx, c, "DISCONNECT", false);
         break;
     default: /* server-to-client packets from a client */
