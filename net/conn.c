@@ -9,8 +9,9 @@
  * the queue can never exceed the bound. The socket side is in conn_io.c. */
 #include "net/net_impl.h"
 
-#include "runtime/alloc.h"
+#include "net/line.h"
 
+#include "runtime/alloc.h"
 #include "runtime/log.h"
 
 #include <netdb.h>
@@ -123,6 +124,24 @@ hm_msg *hm_conn_event(hm_conn *c, const hm_type *type, hm_err err,
 
 /* ------------------------------------------------------------- lifetime */
 
+/* The framer of connections whose options name none: lines up to
+ * HM_NET_MAX_LINE (what hm_line_framer_init(out, NULL) fills in). */
+static const hm_framer default_line_framer = {
+    .name = "line",
+    .next = hm_line_next,
+    .arg = NULL,
+    .max_frame_len = HM_NET_MAX_LINE + 2,
+};
+
+/* A byte bound from the options: `dflt` for 0, and at most UINT32_MAX
+ * (the connection keeps its bounds in 32 bits). */
+static uint32_t bound_u32(size_t v, uint32_t dflt)
+{
+    if (v == 0)
+        return dflt;
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt)
 {
     hm_conn *c = hm_calloc(1, sizeof *c);
@@ -131,13 +150,13 @@ hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt)
     c->loop = loop;
     /* relaxed: ids need only be unique. */
     c->id = atomic_fetch_add_explicit(&net->next_id, 1, memory_order_relaxed);
-    c->opt = *opt;
-    c->max_inflight =
-        opt->max_inflight_len ? opt->max_inflight_len : HM_NET_INFLIGHT_DEFAULT;
-    c->max_queue = opt->max_write_queue_len ? opt->max_write_queue_len
-                                            : HM_NET_WRITE_QUEUE_DEFAULT;
-    if (!c->opt.linger_ms)
-        c->opt.linger_ms = HM_NET_LINGER_DEFAULT_MS;
+    c->framer = opt->framer ? opt->framer : &default_line_framer;
+    c->max_inflight = bound_u32(opt->max_inflight_len, HM_NET_INFLIGHT_DEFAULT);
+    c->max_queue =
+        bound_u32(opt->max_write_queue_len, HM_NET_WRITE_QUEUE_DEFAULT);
+    c->linger_ms = opt->linger_ms ? opt->linger_ms : HM_NET_LINGER_DEFAULT_MS;
+    c->on_full = (uint8_t)opt->on_full;
+    c->allow_half_open = opt->allow_half_open;
     atomic_init(&c->refs, 1); /* the loop's, dropped by hm_conn_finish */
     c->fd = -1;
     return c;
@@ -175,6 +194,7 @@ void hm_conn_release(hm_conn *c)
     hm_addr_release(atomic_load_explicit(&c->next_owner, memory_order_relaxed));
     hm_addr_release(c->owner);
     hm_frame_reader_destroy(c->reader);
+    hm_free(atomic_load_explicit(&c->peer, memory_order_relaxed));
     hm_free(c);
 }
 
@@ -185,7 +205,24 @@ uint64_t hm_conn_id(const hm_conn *c)
 
 const char *hm_conn_peer(const hm_conn *c)
 {
-    return c->peer;
+    hm_conn *mc = (hm_conn *)c; /* the cache is not part of the value */
+    /* acquire: pairs with the release CAS below, so the string's bytes
+     * are seen with the pointer. */
+    char *p = atomic_load_explicit(&mc->peer, memory_order_acquire);
+    char *mine, *expected = NULL;
+
+    if (p)
+        return p;
+    mine = hm_alloc(HM_CONN_PEER_LEN);
+    hm_conn_format_peer(&c->remote.sa, mine, HM_CONN_PEER_LEN);
+    /* acq_rel: release publishes our string; acquire (on failure) sees
+     * the winner's. */
+    if (atomic_compare_exchange_strong_explicit(&mc->peer, &expected, mine,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    hm_free(mine);
+    return expected;
 }
 
 bool hm_conn_is_open(const hm_conn *c)
@@ -237,7 +274,7 @@ static hm_err reserve(hm_conn *c, size_t len)
         return HM_OK;
     atomic_fetch_sub_explicit(&c->queued_len, len, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->loop->write_full, 1, memory_order_relaxed);
-    if (c->opt.on_full == HM_NET_FULL_CLOSE)
+    if (c->on_full == HM_NET_FULL_CLOSE)
         request(c, REQ_FULL);
     return HM_EFULL;
 }
@@ -357,10 +394,12 @@ static hm_err resolve(const hm_connect_config *cfg, hm_conn *c)
         HM_LOG_DEBUG("NET-RESOLVE-FAIL", "%s: %s", cfg->host, gai_strerror(rc));
         return HM_ENOTFOUND;
     }
+    if (ai->ai_addrlen > sizeof c->remote) { /* neither IPv4 nor IPv6 */
+        freeaddrinfo(ai);
+        return HM_ENOTFOUND;
+    }
     memcpy(&c->remote, ai->ai_addr, ai->ai_addrlen);
-    c->remote_len = ai->ai_addrlen;
     freeaddrinfo(ai);
-    hm_conn_format_peer((struct sockaddr *)&c->remote, c->peer, sizeof c->peer);
     return HM_OK;
 }
 
@@ -381,7 +420,8 @@ hm_err hm_net_connect(hm_net *net, const hm_connect_config *cfg,
         return err;
     }
     c->state = CONN_NEW_CONNECT;
-    c->connect_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
+    /* The connect timeout, until start_connect() makes it a deadline. */
+    c->deadline_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
     c->owner = hm_addr_ref(cfg->owner);
     if (id_out)
         *id_out = c->id;

@@ -13,8 +13,6 @@
  * the last one. */
 #include "net/net_impl.h"
 
-#include "net/line.h"
-
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -325,7 +323,7 @@ static void start_graceful(hm_conn *c)
     if (c->state != CONN_OPEN)
         return; /* already closing */
     c->state = CONN_FLUSHING;
-    hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
+    hm_conn_set_deadline(c, hm_loop_now_ms() + c->linger_ms);
 }
 
 /* ----------------------------------------------------------------- input */
@@ -352,6 +350,8 @@ static bool pause_reading(hm_conn *c)
  * stop (paused, framing error, or the connection was closed). */
 static bool deliver_frames(hm_conn *c)
 {
+    if (!c->reader)
+        return true; /* nothing buffered */
     for (;;) {
         const uint8_t *f;
         size_t len;
@@ -364,13 +364,14 @@ static bool deliver_frames(hm_conn *c)
             return true;
         if (err != HM_OK) {
             HM_LOG_DEBUG("NET-FRAMING", "conn %llu from %s: %s",
-                         (unsigned long long)c->id, c->peer, hm_err_name(err));
+                         (unsigned long long)c->id, hm_conn_peer(c),
+                         hm_err_name(err));
             c->read_done = true;
             c->frame_error = true;
             /* The owner should reply and close; if it does not, the
              * connection must not live on unread: close it after the
              * linger time. */
-            hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
+            hm_conn_set_deadline(c, hm_loop_now_ms() + c->linger_ms);
             deliver(c, &hm_net_error_type, err, NULL, 0, 0);
             return false;
         }
@@ -387,7 +388,7 @@ static bool deliver_frames(hm_conn *c)
 static void on_eof(hm_conn *c)
 {
     c->read_done = true;
-    if (c->opt.allow_half_open) {
+    if (c->allow_half_open) {
         deliver(c, &hm_net_eof_type, HM_OK, NULL, 0, 0);
         return;
     }
@@ -426,8 +427,12 @@ static void on_readable(hm_conn *c)
     while (c->state == CONN_OPEN && !c->read_done && total < READ_BUDGET &&
            !atomic_load(&c->read_paused)) {
         size_t avail;
-        uint8_t *space = hm_frame_reader_space(c->reader, &avail);
+        uint8_t *space;
         ssize_t n;
+
+        if (!c->reader)
+            c->reader = hm_frame_reader_create(c->framer);
+        space = hm_frame_reader_space(c->reader, &avail);
 
         /* The reader always leaves room: it errors (sticky, seen by
          * deliver_frames) before a frame can fill its buffer. */
@@ -447,8 +452,12 @@ static void on_readable(hm_conn *c)
         } else if (errno != EINTR) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 finish_abort(c, hm_conn_errno(errno));
-            else /* drained: an idle connection keeps no read buffer */
-                hm_frame_reader_trim(c->reader);
+            else if (hm_frame_reader_buffered(c->reader) == 0) {
+                /* Drained, no partial frame: an idle connection keeps no
+                 * reader and no read buffer (ADR 0150). */
+                hm_frame_reader_destroy(c->reader);
+                c->reader = NULL;
+            }
             return;
         }
     }
@@ -475,13 +484,6 @@ static void set_nodelay(int fd)
 
 static void conn_opened(hm_conn *c)
 {
-    const hm_framer *fr = c->opt.framer;
-
-    if (!fr) {
-        hm_line_framer_init(&c->line_framer, NULL);
-        fr = &c->line_framer;
-    }
-    c->reader = hm_frame_reader_create(fr);
     c->state = CONN_OPEN;
     unlink_timed(c);
     if (!c->listed)
@@ -498,7 +500,10 @@ static void register_accepted(hm_conn *c)
 
 static void start_connect(hm_conn *c)
 {
-    int fd = socket(c->remote.ss_family,
+    uint32_t timeout_ms = (uint32_t)c->deadline_ms; /* see hm_net_connect */
+    socklen_t len = c->remote.sa.sa_family == AF_INET6 ? sizeof c->remote.in6
+                                                       : sizeof c->remote.in;
+    int fd = socket(c->remote.sa.sa_family,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0) {
@@ -509,7 +514,7 @@ static void start_connect(hm_conn *c)
     c->fd = fd;
     set_nodelay(fd);
     list_add(c);
-    if (connect(fd, (struct sockaddr *)&c->remote, c->remote_len) == 0) {
+    if (connect(fd, &c->remote.sa, len) == 0) {
         atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
         conn_opened(c);
         return;
@@ -519,7 +524,7 @@ static void start_connect(hm_conn *c)
         return;
     }
     c->state = CONN_CONNECTING;
-    hm_conn_set_deadline(c, hm_loop_now_ms() + c->connect_timeout_ms);
+    hm_conn_set_deadline(c, hm_loop_now_ms() + timeout_ms);
 }
 
 static void complete_connect(hm_conn *c)

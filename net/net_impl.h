@@ -60,47 +60,66 @@ typedef struct wnode {
     uint8_t inline_data[];
 } wnode;
 
+/* A peer's address: IPv4 or IPv6, nothing else reaches a conn. */
+typedef union hm_conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} hm_conn_addr;
+
+/* The layout is packed for idle connections, which are most of them on a
+ * broker (ADR 0150): options are resolved into a few small fields, the
+ * frame reader exists only while a read is in progress or a frame is
+ * incomplete, the peer's name is formatted on first use, and what only an
+ * outgoing connect needs (the connect timeout) rides in `deadline_ms`
+ * until the connect starts. */
 struct hm_conn {
     hm_task task;
     hm_loop *loop;
     uint64_t id;
-    char peer[64];
-    hm_conn_options opt;
-    size_t max_inflight; /* resolved opt.max_inflight_len */
-    size_t max_queue;    /* resolved opt.max_write_queue_len */
+    const hm_framer *framer; /* opt.framer, or the default line framer */
+    uint32_t max_inflight;   /* resolved opt.max_inflight_len (< 4 GiB) */
+    uint32_t max_queue;      /* resolved opt.max_write_queue_len (< 4 GiB) */
+    uint32_t linger_ms;      /* resolved opt.linger_ms */
+    uint8_t on_full;         /* opt.on_full (hm_net_full_policy) */
+    bool allow_half_open;    /* opt.allow_half_open */
 
     _Atomic unsigned refs;         /* atomic */
+    _Atomic unsigned requests;     /* atomic: REQ_* bits */
     atomic_bool scheduled;         /* atomic: task is on loop->tasks */
     atomic_bool closed;            /* atomic: writes refused */
     atomic_bool finished;          /* atomic: the socket is closed for good */
     atomic_bool read_paused;       /* atomic: see conn.c, in-flight bound */
-    _Atomic unsigned requests;     /* atomic: REQ_* bits */
     _Atomic(wnode *) wstack;       /* atomic: writes, newest first */
     _Atomic size_t queued_len;     /* atomic: bytes written, not yet sent */
     _Atomic size_t inflight;       /* atomic: delivered frame bytes not freed */
     _Atomic(hm_addr *) next_owner; /* atomic: for REQ_OWNER */
+    /* atomic: "host:port", formatted by the first hm_conn_peer() call and
+     * installed with a CAS (the loser frees its copy); NULL until then. */
+    _Atomic(char *) peer;
 
-    /* I/O thread only, from here on. */
+    /* I/O thread only, from here on (and `remote`, written before the
+     * first schedule and immutable afterwards). */
     int fd;
-    conn_state state;
-    uint32_t events; /* the epoll mask registered now (0: none) */
-    hm_addr *owner;  /* owned reference */
-    hm_frame_reader *reader;
-    hm_framer line_framer; /* used when opt.framer is NULL */
+    uint32_t events;  /* the epoll mask registered now (0: none) */
+    uint8_t state;    /* conn_state */
+    bool read_done : 1;   /* EOF seen, framing error, or reads stopped */
+    bool frame_error : 1; /* the framer failed: net.error was sent */
+    bool shut_wr_pending : 1;
+    bool shut_wr_done : 1;
+    bool listed : 1;   /* on loop->conns */
+    bool abortive : 1; /* the close resets the connection (SO_LINGER 0) */
+    bool timed : 1;    /* on loop->timed */
+    hm_addr *owner;    /* owned reference */
+    hm_frame_reader *reader; /* NULL while no byte is buffered */
     wnode *out_head, *out_tail;
     size_t out_off; /* bytes of out_head already sent */
-    bool read_done;   /* EOF seen, framing error, or reads stopped */
-    bool frame_error; /* the framer failed: net.error was sent */
-    bool shut_wr_pending, shut_wr_done;
-    bool listed;   /* on loop->conns */
-    bool abortive; /* the close resets the connection (SO_LINGER 0) */
-    uint32_t connect_timeout_ms;
     struct hm_conn *prev, *next; /* the loop's list of registered conns */
     struct hm_conn *timed_next;  /* the loop's list of conns with deadlines */
-    bool timed;
+    /* The deadline on loop->timed; before an outgoing connect starts, the
+     * connect timeout in ms instead. */
     uint64_t deadline_ms;
-    struct sockaddr_storage remote; /* for connects */
-    socklen_t remote_len;
+    hm_conn_addr remote; /* the peer's address (connects: the target) */
 };
 
 struct hm_listener {
@@ -184,6 +203,7 @@ hm_err hm_conn_errno(int e);
 /* listener.c. hm_conn_format_peer (any thread) writes "host:port" of `sa`
  * (borrowed) into out[0, cap). The rest run on the listener's loop thread,
  * or on the stopping thread after hm_net_stop. */
+#define HM_CONN_PEER_LEN 64 /* "[v6 address]:port" and its NUL fit */
 void hm_conn_format_peer(const struct sockaddr *sa, char *out, size_t cap);
 void hm_listener_run_task(hm_listener *l);
 void hm_listener_on_event(hm_listener *l, uint32_t events);
