@@ -156,6 +156,7 @@ hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt)
         bound_u32(opt->max_write_queue_len, HM_NET_WRITE_QUEUE_DEFAULT);
     c->linger_ms = opt->linger_ms ? opt->linger_ms : HM_NET_LINGER_DEFAULT_MS;
     c->on_full = (uint8_t)opt->on_full;
+    c->idle_ms = opt->idle_timeout_ms;
     c->allow_half_open = opt->allow_half_open;
     atomic_init(&c->refs, 1); /* the loop's, dropped by hm_conn_finish */
     c->fd = -1;
@@ -364,6 +365,14 @@ void hm_conn_shutdown_write(hm_conn *c)
 {
     atomic_store_explicit(&c->closed, true, memory_order_release);
     request(c, REQ_SHUT_WR);
+}
+
+void hm_conn_set_idle_timeout(hm_conn *c, uint32_t timeout_ms)
+{
+    /* relaxed: request()'s schedule (a release push) publishes it; a
+     * later call overwrites it and the I/O thread applies the last. */
+    atomic_store_explicit(&c->idle_req_ms, timeout_ms, memory_order_relaxed);
+    request(c, REQ_IDLE);
 }
 
 void hm_conn_set_owner(hm_conn *c, hm_addr *owner)

@@ -79,6 +79,10 @@ void hm_conn_abort(hm_conn *c);
  * peer reads end of stream); frames keep arriving. Writes fail afterwards
  * with HM_ECLOSED. */
 void hm_conn_shutdown_write(hm_conn *c);
+/* Sets the idle timeout (see hm_conn_options.idle_timeout_ms; 0 turns it
+ * off); its clock restarts when the I/O thread applies it. Thread-safe;
+ * a later call wins. */
+void hm_conn_set_idle_timeout(hm_conn *c, uint32_t timeout_ms);
 /* Hands the connection to a new owner (borrowed; the connection takes a
  * reference). Frames read from the moment the I/O thread sees the change go
  * to `owner`; earlier messages stay with the old owner. */

@@ -80,29 +80,6 @@ static void update_events(hm_conn *c)
     hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, want);
 }
 
-static void unlink_timed(hm_conn *c)
-{
-    hm_conn **p = &c->loop->timed;
-
-    if (!c->timed)
-        return;
-    while (*p && *p != c)
-        p = &(*p)->timed_next;
-    if (*p)
-        *p = c->timed_next;
-    c->timed = false;
-}
-
-void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms)
-{
-    c->deadline_ms = deadline_ms;
-    if (!c->timed) {
-        c->timed_next = c->loop->timed;
-        c->loop->timed = c;
-        c->timed = true;
-    }
-}
-
 static void list_add(hm_conn *c)
 {
     hm_loop *loop = c->loop;
@@ -180,7 +157,7 @@ void hm_conn_finish(hm_conn *c, hm_err reason)
      * schedules this connection again. */
     atomic_store_explicit(&c->closed, true, memory_order_release);
     atomic_store_explicit(&c->finished, true, memory_order_release);
-    unlink_timed(c);
+    hm_conn_unfile(c);
     if (c->fd >= 0) {
         hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, 0);
         if (c->abortive) {
@@ -239,7 +216,7 @@ static void consume_output(hm_conn *c, size_t sent)
         size_t left = n->len - c->out_off;
 
         if (sent < left) {
-            c->out_off += sent;
+            c->out_off += (uint32_t)sent; /* < one write, < max_queue */
             return;
         }
         sent -= left;
@@ -376,6 +353,8 @@ static bool deliver_frames(hm_conn *c)
             return false;
         }
         atomic_fetch_add_explicit(&c->loop->frames_in, 1, memory_order_relaxed);
+        if (c->idle_ms)
+            hm_conn_mark_rx(c); /* the idle clock restarts (timed.c) */
         err =
             deliver(c, &hm_net_frame_type, HM_OK, f, len, len + FRAME_OVERHEAD);
         if (err != HM_OK) {
@@ -485,7 +464,8 @@ static void set_nodelay(int fd)
 static void conn_opened(hm_conn *c)
 {
     c->state = CONN_OPEN;
-    unlink_timed(c);
+    hm_conn_mark_rx(c); /* the idle clock starts now */
+    hm_conn_set_deadline(c, 0); /* no connect deadline any more */
     if (!c->listed)
         list_add(c);
     if (deliver(c, &hm_net_opened_type, HM_OK, NULL, 0, 0) != HM_OK)
@@ -570,6 +550,13 @@ static void apply_requests(hm_conn *c, unsigned reqs)
         c->shut_wr_pending = true;
     if ((reqs & REQ_RESUME) && c->state == CONN_OPEN)
         resume_reading(c);
+    if (reqs & REQ_IDLE) {
+        /* relaxed: the schedule's release push published it. */
+        c->idle_ms =
+            atomic_load_explicit(&c->idle_req_ms, memory_order_relaxed);
+        hm_conn_mark_rx(c);
+        hm_conn_refile(c);
+    }
 }
 
 void hm_conn_run_task(hm_conn *c)
@@ -621,9 +608,9 @@ void hm_conn_on_event(hm_conn *c, uint32_t events)
     hm_conn_release(c);
 }
 
-void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
+/* The state's own deadline passed. */
+static void on_state_deadline(hm_conn *c)
 {
-    hm_conn_ref(c);
     if (c->state == CONN_CONNECTING) {
         hm_conn_finish(c, HM_ETIMEDOUT);
     } else if (c->state == CONN_OPEN && c->frame_error) {
@@ -636,5 +623,24 @@ void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
                      (unsigned long long)c->id);
         finish_abort(c, HM_ETIMEDOUT);
     }
+}
+
+void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
+{
+    hm_conn_ref(c);
+    if (c->deadline_ms && c->deadline_ms <= now_ms) {
+        c->deadline_ms = 0;
+        on_state_deadline(c);
+    } else if (hm_conn_idle_due(c) <= now_ms) {
+        if (atomic_load(&c->read_paused)) {
+            hm_conn_mark_rx(c); /* the owner is behind, not the peer */
+        } else {
+            HM_LOG_DEBUG("NET-IDLE-TIMEOUT", "conn %llu: no frame for %u ms",
+                         (unsigned long long)c->id, c->idle_ms);
+            finish_abort(c, HM_ETIMEDOUT);
+        }
+    }
+    if (c->state != CONN_CLOSED)
+        hm_conn_refile(c); /* whatever is left to wait for */
     hm_conn_release(c);
 }

@@ -52,6 +52,12 @@ typedef struct hm_conn_options {
     bool allow_half_open;
     /* A graceful close may take this long to flush and drain. */
     uint32_t linger_ms;
+    /* An open connection that delivers no frame for this long is aborted
+     * ("net.closed" HM_ETIMEDOUT), counted from "net.opened"; 0: never.
+     * The owner changes it with hm_conn_set_idle_timeout(). Exact to the
+     * loop's 16 ms tick, never early; not counted while reading is paused
+     * on the in-flight bound. */
+    uint32_t idle_timeout_ms;
 } hm_conn_options;
 
 typedef struct hm_net_config {

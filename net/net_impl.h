@@ -22,6 +22,12 @@
 
 typedef struct hm_loop hm_loop;
 
+/* The timing wheel of connection deadlines: 16 ms ticks, 4096 slots (one
+ * round is about 65 s; later deadlines wait in their slot for more
+ * rounds). */
+#define HM_WHEEL_GRAIN_MS 16u
+#define HM_WHEEL_SLOTS 4096u
+
 typedef enum { TASK_CONN = 1, TASK_LISTENER = 2 } task_kind;
 
 /* The first member of hm_conn and hm_listener: what loop->tasks and epoll's
@@ -39,6 +45,7 @@ enum {
     REQ_RESUME = 1u << 3, /* the owner freed frames: maybe read again */
     REQ_OWNER = 1u << 4,  /* next_owner holds a new owner */
     REQ_FULL = 1u << 5,   /* a write hit the bound under HM_NET_FULL_CLOSE */
+    REQ_IDLE = 1u << 6,   /* idle_req_ms holds a new idle timeout */
 };
 
 typedef enum {
@@ -81,15 +88,30 @@ struct hm_conn {
     uint32_t max_inflight;   /* resolved opt.max_inflight_len (< 4 GiB) */
     uint32_t max_queue;      /* resolved opt.max_write_queue_len (< 4 GiB) */
     uint32_t linger_ms;      /* resolved opt.linger_ms */
-    uint8_t on_full;         /* opt.on_full (hm_net_full_policy) */
-    bool allow_half_open;    /* opt.allow_half_open */
 
+    _Atomic uint32_t idle_req_ms;  /* atomic: for REQ_IDLE */
     _Atomic unsigned refs;         /* atomic */
     _Atomic unsigned requests;     /* atomic: REQ_* bits */
     atomic_bool scheduled;         /* atomic: task is on loop->tasks */
     atomic_bool closed;            /* atomic: writes refused */
     atomic_bool finished;          /* atomic: the socket is closed for good */
     atomic_bool read_paused;       /* atomic: see conn.c, in-flight bound */
+
+    /* Immutable after creation. */
+    uint8_t on_full;      /* opt.on_full (hm_net_full_policy) */
+    bool allow_half_open; /* opt.allow_half_open */
+
+    /* I/O thread only, from here on to the atomics below (and `remote`,
+     * written before the first schedule and immutable afterwards). */
+    uint8_t state;        /* conn_state */
+    bool read_done : 1;   /* EOF seen, framing error, or reads stopped */
+    bool frame_error : 1; /* the framer failed: net.error was sent */
+    bool shut_wr_pending : 1;
+    bool shut_wr_done : 1;
+    bool listed : 1;   /* on loop->conns */
+    bool abortive : 1; /* the close resets the connection (SO_LINGER 0) */
+    bool timed : 1;    /* filed in the loop's wheel (timed.c) */
+
     _Atomic(wnode *) wstack;       /* atomic: writes, newest first */
     _Atomic size_t queued_len;     /* atomic: bytes written, not yet sent */
     _Atomic size_t inflight;       /* atomic: delivered frame bytes not freed */
@@ -98,28 +120,22 @@ struct hm_conn {
      * installed with a CAS (the loser frees its copy); NULL until then. */
     _Atomic(char *) peer;
 
-    /* I/O thread only, from here on (and `remote`, written before the
-     * first schedule and immutable afterwards). */
+    /* I/O thread only. */
     int fd;
-    uint32_t events;  /* the epoll mask registered now (0: none) */
-    uint8_t state;    /* conn_state */
-    bool read_done : 1;   /* EOF seen, framing error, or reads stopped */
-    bool frame_error : 1; /* the framer failed: net.error was sent */
-    bool shut_wr_pending : 1;
-    bool shut_wr_done : 1;
-    bool listed : 1;   /* on loop->conns */
-    bool abortive : 1; /* the close resets the connection (SO_LINGER 0) */
-    bool timed : 1;    /* on loop->timed */
-    hm_addr *owner;    /* owned reference */
+    uint32_t events; /* the epoll mask registered now (0: none) */
+    hm_addr *owner;  /* owned reference */
     hm_frame_reader *reader; /* NULL while no byte is buffered */
     wnode *out_head, *out_tail;
-    size_t out_off; /* bytes of out_head already sent */
+    uint32_t out_off; /* bytes of out_head already sent */
+    uint32_t idle_ms; /* no frame for this long: abort (0: never) */
     struct hm_conn *prev, *next; /* the loop's list of registered conns */
-    struct hm_conn *timed_next;  /* the loop's list of conns with deadlines */
-    /* The deadline on loop->timed; before an outgoing connect starts, the
-     * connect timeout in ms instead. */
+    /* The loop's timing wheel (timed.c): the slot's list. */
+    struct hm_conn *timed_next, **timed_pprev;
+    /* The state's deadline (connect, linger, framing error), 0 for none;
+     * before an outgoing connect starts, the connect timeout in ms. */
     uint64_t deadline_ms;
-    hm_conn_addr remote; /* the peer's address (connects: the target) */
+    uint32_t last_rx_tick; /* wheel tick of the last frame, mod 2^32 */
+    hm_conn_addr remote;   /* the peer's address (connects: the target) */
 };
 
 struct hm_listener {
@@ -154,8 +170,14 @@ struct hm_loop {
 
     /* I/O thread only. */
     hm_conn *conns;         /* registered conns */
-    hm_conn *timed;         /* conns with a deadline */
     hm_listener *listeners; /* registered listeners */
+    uint64_t now_ms;        /* hm_loop_now_ms() at the start of this turn */
+    /* The timing wheel of connection deadlines (timed.c): slot i holds
+     * the conns due in a tick t with t % HM_WHEEL_SLOTS == i (possibly
+     * some rounds later); a bit per non-empty slot. */
+    uint64_t wheel_tick; /* the first tick not yet run */
+    hm_conn *wheel[HM_WHEEL_SLOTS];
+    uint64_t wheel_bits[HM_WHEEL_SLOTS / 64];
 
     /* Counters: relaxed atomics, read by hm_net_stats_get(). */
     _Atomic uint64_t accepted, accept_dropped, connected, closed, open,
@@ -197,8 +219,22 @@ void hm_conn_run_task(hm_conn *c);
 void hm_conn_on_event(hm_conn *c, uint32_t events);
 void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms);
 void hm_conn_finish(hm_conn *c, hm_err reason);
-void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms);
 hm_err hm_conn_errno(int e);
+
+/* timed.c (the conn's I/O thread). hm_conn_set_deadline sets the state's
+ * deadline (0: none) and refiles; hm_conn_refile files `c` at the nearest
+ * of its deadline and its idle expiry, or takes it out of the wheel when
+ * it has neither; hm_conn_unfile takes it out; hm_conn_mark_rx records a
+ * frame now (the idle clock restarts); hm_conn_idle_due says when the
+ * idle timeout expires (UINT64_MAX: never). hm_loop_run_wheel runs every
+ * due conn's hm_conn_on_deadline and returns the next time to call it
+ * (UINT64_MAX: none). */
+void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms);
+void hm_conn_refile(hm_conn *c);
+void hm_conn_unfile(hm_conn *c);
+void hm_conn_mark_rx(hm_conn *c);
+uint64_t hm_conn_idle_due(const hm_conn *c);
+uint64_t hm_loop_run_wheel(hm_loop *loop, uint64_t now_ms);
 
 /* listener.c. hm_conn_format_peer (any thread) writes "host:port" of `sa`
  * (borrowed) into out[0, cap). The rest run on the listener's loop thread,

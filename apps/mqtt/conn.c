@@ -34,8 +34,12 @@ typedef enum {
     CONN_CLOSING,       /* we asked net to close; frames are ignored */
 } conn_phase;
 
-/* Timer messages: arg says which. */
-enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2 };
+/* The timer message: arg is TIMER_CONNECT. Over TCP no timer is armed:
+ * net's idle timeout (ADR 0150) closes a connection whose first packet
+ * does not come in time (and the first packet must be CONNECT), then one
+ * that breaks its keepalive. Over WebSocket the upgrade's bytes count as
+ * traffic, so the CONNECT deadline is this runtime timer. */
+enum { TIMER_CONNECT = 1 };
 /* Bytes of frames a client may send along with its upgrade request. */
 #define WS_SLACK_LEN (64u * 1024u)
 static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
@@ -46,6 +50,7 @@ static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
  * WebSocket listener's connections. */
 typedef struct conn_ws {
     bool open; /* the upgrade was answered with 101 */
+    hm_timer_id connect_timer; /* CONNECT must come by then */
     uint8_t *head;
     size_t head_len;
     mqtt_ws_decoder *wsd;
@@ -73,11 +78,8 @@ typedef struct mqtt_conn {
     mqtt_pub *will;        /* NULL: none, or already published/discarded */
     mqtt_qos2_ids *in_qos2;      /* from the session; NULL: none yet */
     mqtt_deliveries *deliveries; /* routing scratch; NULL until needed */
-    uint64_t last_rx_ms;
-    hm_timer_id connect_timer, keepalive_timer;
-    uint32_t keepalive_ms; /* 1.5 x the client's keepalive; 0: none */
-    hm_err close_cause;
-    uint8_t phase;   /* conn_phase */
+    uint8_t phase;       /* conn_phase */
+    uint8_t close_cause; /* hm_err: see net_closed */
     bool waiting;    /* the session is handling a forwarded packet */
     bool net_closed; /* "net.closed" came while waiting; see on_closed */
     bool will_retain;
@@ -129,10 +131,6 @@ void mqtt_conn_state_destroy(void *state)
         return;
     while (held_count(c) > 0)
         hm_msg_destroy(unhold(c));
-    if (c->connect_timer)
-        hm_runtime_cancel_timer(c->b->rt, c->connect_timer);
-    if (c->keepalive_timer)
-        hm_runtime_cancel_timer(c->b->rt, c->keepalive_timer);
     mqtt_pub_release(c->will);
     mqtt_qos2_box_destroy(c->in_qos2);
     if (c->deliveries) {
@@ -142,6 +140,8 @@ void mqtt_conn_state_destroy(void *state)
     hm_conn_release(c->conn);
     hm_free(c->username);
     if (c->ws) {
+        if (c->ws->connect_timer)
+            hm_runtime_cancel_timer(c->b->rt, c->ws->connect_timer);
         hm_free(c->ws->head);
         mqtt_ws_decoder_destroy(c->ws->wsd);
         mqtt_framer_destroy(c->ws->mf);
@@ -233,13 +233,19 @@ static void on_closed(hm_ctx *ctx, mqtt_conn *c, hm_err cause)
 {
     if (c->waiting && c->phase != CONN_CLOSING) {
         c->net_closed = true;
-        c->close_cause = cause;
+        c->close_cause = (uint8_t)cause;
         return;
     }
-    if (c->phase != CONN_CLOSING)
+    if (c->phase != CONN_CLOSING && cause == HM_ETIMEDOUT &&
+        c->phase != CONN_AWAIT_CONNECT) /* [MQTT-3.1.2-24] */
+        HM_LOG_INFO("MQTT-KEEPALIVE",
+                    "client %s: nothing for 1.5 x its keepalive",
+                    c->client_id ? c->client_id : "-");
+    else if (c->phase != CONN_CLOSING)
         HM_LOG_DEBUG("MQTT-CLOSE", "connection %llu (%s) closed: %s",
-                     conn_id(c),
-                     c->client_id ? c->client_id : "-", hm_err_str(cause));
+                     conn_id(c), c->client_id ? c->client_id : "-",
+                     cause == HM_ETIMEDOUT ? "no CONNECT in time"
+                                           : hm_err_str(cause));
     publish_will(ctx, c);
     c->phase = CONN_CLOSING;
     if (c->session) {
@@ -267,26 +273,11 @@ static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
 
 static void on_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which)
 {
-    uint64_t idle;
-
-    if (which == TIMER_CONNECT) {
-        c->connect_timer = 0;
-        if (c->phase == CONN_AWAIT_CONNECT)
-            close_conn(ctx, c, "no CONNECT in time", true);
+    if (which != TIMER_CONNECT)
         return;
-    }
-    c->keepalive_timer = 0;
-    if (c->phase == CONN_CLOSING || c->keepalive_ms == 0)
-        return;
-    idle = hm_ctx_now_ms(ctx) - c->last_rx_ms;
-    if (idle >= c->keepalive_ms) { /* [MQTT-3.1.2-24] */
-        HM_LOG_INFO("MQTT-KEEPALIVE", "client %s: nothing for %llu ms",
-                    c->client_id, (unsigned long long)idle);
-        close_conn(ctx, c, "keepalive expired", true);
-        return;
-    }
-    arm_timer(ctx, c, TIMER_KEEPALIVE, (uint32_t)(c->keepalive_ms - idle),
-              &c->keepalive_timer);
+    c->ws->connect_timer = 0;
+    if (c->phase == CONN_AWAIT_CONNECT)
+        close_conn(ctx, c, "no CONNECT in time", true);
 }
 
 /* ------------------------------------------------------------ packets */
@@ -357,12 +348,12 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
         c->username =
             hm_strndup((const char *)k->username.ptr, k->username.len);
     take_will(c, k);
-    c->keepalive_ms = ka_s * 1500u;
-    if (c->connect_timer && hm_runtime_cancel_timer(c->b->rt, c->connect_timer))
-        c->connect_timer = 0;
-    if (c->keepalive_ms)
-        arm_timer(ctx, c, TIMER_KEEPALIVE, c->keepalive_ms,
-                  &c->keepalive_timer);
+    if (c->ws && c->ws->connect_timer &&
+        hm_runtime_cancel_timer(c->b->rt, c->ws->connect_timer))
+        c->ws->connect_timer = 0;
+    /* [MQTT-3.1.2-24] net closes the connection after 1.5 x keepalive
+     * without a packet (0: never), and on_closed publishes the will. */
+    hm_conn_set_idle_timeout(c->conn, ka_s * 1500u);
     a = hm_alloc(sizeof *a);
     a->conn = hm_conn_ref(c->conn);
     a->ws = c->ws != NULL;
@@ -666,7 +657,6 @@ static void on_frame(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
     const uint8_t *data;
     size_t len;
 
-    c->last_rx_ms = hm_ctx_now_ms(ctx);
     if (c->phase == CONN_CLOSING)
         return;
     if (c->waiting || held_count(c) > 0) {
@@ -704,9 +694,9 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         close_conn(ctx, c, "session taken over", true);
     } else if (t == &hm_net_opened_type) {
         c->conn = hm_conn_ref(hm_net_msg_conn(msg));
-        c->last_rx_ms = hm_ctx_now_ms(ctx);
-        arm_timer(ctx, c, TIMER_CONNECT, c->b->cfg.connect_timeout_ms,
-                  &c->connect_timer);
+        if (c->ws)
+            arm_timer(ctx, c, TIMER_CONNECT, c->b->cfg.connect_timeout_ms,
+                      &c->ws->connect_timer);
     } else if (t == &hm_net_error_type) {
         HM_LOG_INFO("MQTT-MALFORMED", "connection %llu (%s): framing: %s",
                     conn_id(c),

@@ -31,6 +31,13 @@ typedef struct sub {
     uint8_t qos;
 } sub;
 
+/* The client's subscriptions; allocated with the first one and freed with
+ * the last. */
+typedef struct sub_list {
+    uint32_t count, cap;
+    sub items[];
+} sub_list;
+
 /* Kept small for idle clients (ADR 0150): the outbox exists only once a
  * QoS 1/2 message (or a message behind one) has to wait in it, the client
  * id is the end of our own name, and subscriptions are stored only when
@@ -50,8 +57,7 @@ typedef struct mqtt_session {
     bool ws;            /* conn speaks MQTT over WebSocket */
     bool attached_ever; /* some client attached to this activation */
     bool persistent;    /* CleanSession was 0 */
-    uint32_t sub_count, sub_cap;
-    sub *subs;
+    sub_list *subs; /* NULL: none */
     mqtt_outbox *out; /* NULL: nothing waits or is in flight */
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
 } mqtt_session;
@@ -154,20 +160,32 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 
 /* ----------------------------------------------------- subscriptions */
 
+static uint32_t sub_count(const mqtt_session *s)
+{
+    return s->subs ? s->subs->count : 0;
+}
+
 static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 {
-    for (uint32_t i = 0; i < s->sub_count; i++) {
-        if (s->subs[i].len == f->len &&
-            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
-            s->subs[i].qos = qos;
+    sub_list *l = s->subs;
+
+    for (uint32_t i = 0; i < sub_count(s); i++) {
+        if (l->items[i].len == f->len &&
+            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
+            l->items[i].qos = qos;
             return;
         }
     }
-    if (s->sub_count == s->sub_cap) {
-        s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
-        s->subs = hm_realloc(s->subs, s->sub_cap * sizeof *s->subs);
+    if (!l || l->count == l->cap) {
+        uint32_t cap = l ? l->cap * 2 : 4;
+
+        l = hm_realloc(l, sizeof *l + cap * sizeof l->items[0]);
+        if (!s->subs)
+            l->count = 0;
+        l->cap = cap;
+        s->subs = l;
     }
-    s->subs[s->sub_count++] =
+    l->items[l->count++] =
         (sub){.filter = hm_strndup((const char *)f->ptr, f->len),
               .len = f->len,
               .qos = qos};
@@ -175,13 +193,19 @@ static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 
 static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
 {
-    for (uint32_t i = 0; i < s->sub_count; i++) {
-        if (s->subs[i].len == f->len &&
-            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
-            hm_free(s->subs[i].filter);
-            s->subs[i] = s->subs[--s->sub_count];
-            return;
+    sub_list *l = s->subs;
+
+    for (uint32_t i = 0; i < sub_count(s); i++) {
+        if (l->items[i].len == f->len &&
+            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
+            hm_free(l->items[i].filter);
+            l->items[i] = l->items[--l->count];
+            break;
         }
+    }
+    if (l && l->count == 0) {
+        hm_free(l);
+        s->subs = NULL;
     }
 }
 
@@ -189,16 +213,19 @@ static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
  * it, no router holds our token) and forgets them. */
 static void drop_subs(mqtt_session *s)
 {
-    if (s->sub_count > 0) {
-        pthread_rwlock_wrlock(&s->b->tree_lock);
-        for (uint32_t i = 0; i < s->sub_count; i++)
-            mqtt_topic_tree_remove(s->b->tree, s->subs[i].filter,
-                                   s->subs[i].len, token(s));
-        pthread_rwlock_unlock(&s->b->tree_lock);
-    }
-    for (uint32_t i = 0; i < s->sub_count; i++)
-        hm_free(s->subs[i].filter);
-    s->sub_count = 0;
+    sub_list *l = s->subs;
+
+    if (!l)
+        return;
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    for (uint32_t i = 0; i < l->count; i++)
+        mqtt_topic_tree_remove(s->b->tree, l->items[i].filter, l->items[i].len,
+                               token(s));
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    for (uint32_t i = 0; i < l->count; i++)
+        hm_free(l->items[i].filter);
+    hm_free(l);
+    s->subs = NULL;
 }
 
 typedef struct retained_batch {
@@ -536,7 +563,6 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
-    hm_free(s->subs);
     hm_free(s->username);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->sessions, 1, memory_order_relaxed);
