@@ -219,6 +219,8 @@ static void run_latency(load *L)
     close(L->timer_fd);
     drain(L);
     report_counts(L);
+    /* bench_percentile() reads a sorted array. */
+    qsort(L->lat, L->nlat, sizeof *L->lat, bench_cmp_i64);
     for (int i = 0; i < 3 && L->nlat > 0; i++)
         row(L, NAME[i],
             (double)bench_percentile(L->lat, L->nlat, PCT[i]) / 1e3, "us",
