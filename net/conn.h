@@ -57,9 +57,11 @@ bool hm_conn_is_open(const hm_conn *c);
  * more than the write-queue bound. */
 size_t hm_conn_queued_len(const hm_conn *c);
 
-/* Queues a copy of buf[0, len) (borrowed) for sending. Bytes from one thread
- * go out in call order; writes from several threads are never interleaved
- * inside one call. Errors: HM_ECLOSED, HM_EFULL (the write-queue bound; see
+/* Queues a copy of buf[0, len) (borrowed) for sending (or, when nothing is
+ * queued and the I/O thread sleeps, sends it at once from this thread with
+ * one non-blocking system call: ADR 0151). Bytes from one thread go out in
+ * call order; writes from several threads are never interleaved inside
+ * one call. Errors: HM_ECLOSED, HM_EFULL (the write-queue bound; see
  * hm_net_full_policy), HM_ETOOBIG (len alone is over the bound). */
 hm_err hm_conn_write(hm_conn *c, const void *buf, size_t len);
 /* The same without a copy: takes `buf` (allocated with hm_alloc) on HM_OK;

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
@@ -112,23 +113,119 @@ static void take_writes(hm_conn *c)
 {
     /* acquire: pairs with the release CAS in conn.c's push_write(). */
     wnode *n = atomic_exchange_explicit(&c->wstack, NULL, memory_order_acquire);
-    wnode *fifo = NULL, *last;
+    wnode *fifo = NULL, *last = NULL, *front = NULL;
 
-    if (!n)
-        return;
-    last = n;
     while (n) { /* the stack is newest first: reverse it */
         wnode *next = n->next;
 
-        n->next = fifo;
-        fifo = n;
+        if (n->front) { /* the rest of a direct send: see below */
+            front = n;
+        } else {
+            if (!last)
+                last = n;
+            n->next = fifo;
+            fifo = n;
+        }
         n = next;
     }
-    if (c->out_tail)
-        c->out_tail->next = fifo;
-    else
-        c->out_head = fifo;
-    c->out_tail = last;
+    if (fifo) {
+        if (c->out_tail)
+            c->out_tail->next = fifo;
+        else
+            c->out_head = fifo;
+        c->out_tail = last;
+    }
+    if (front) {
+        /* It was reserved when nothing was queued, and sent while we
+         * did not hold the output side, so whatever is queued came after
+         * it and none of it was sent (ADR 0151): it goes first. */
+        HM_ASSERT(c->out_off == 0);
+        front->front = false;
+        front->next = c->out_head;
+        c->out_head = front;
+        if (!c->out_tail)
+            c->out_tail = front;
+    }
+}
+
+/* ------------------------------------------------- the output side
+ *
+ * The socket's output side (send, shutdown, close) has one holder at a
+ * time, W_SENDING in conn->wflags: a handle sending directly (conn.c) or
+ * this thread. This thread never waits for a handle, except to close the
+ * socket for good: if a handle holds it, W_IO_WANTS asks the handle to
+ * schedule the connection when it lets go (ADR 0151). */
+
+/* Takes the output side now, or returns false and leaves W_IO_WANTS. */
+static bool io_acquire(hm_conn *c)
+{
+    /* relaxed: the CAS below decides. */
+    uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+    if (c->io_sending)
+        return true;
+    for (;;) {
+        if (!(v & W_SENDING)) {
+            /* acquire: pairs with conn.c's give_output(): the handle's
+             * send is complete before ours. */
+            if (atomic_compare_exchange_weak_explicit(
+                    &c->wflags, &v,
+                    (uint8_t)((v | W_SENDING) & ~W_IO_WANTS),
+                    memory_order_acquire, memory_order_relaxed))
+                break;
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &c->wflags, &v, (uint8_t)(v | W_IO_WANTS),
+                       memory_order_relaxed, memory_order_relaxed)) {
+            return false; /* the holder's give_output() schedules us */
+        }
+    }
+    c->io_sending = true;
+    return true;
+}
+
+/* Lets go of the output side. Handles may send directly again only if
+ * the connection is open and nothing is queued or half sent here. */
+static void io_release(hm_conn *c)
+{
+    uint8_t direct = c->state == CONN_OPEN && !c->out_head &&
+                             !c->shut_wr_pending
+                         ? W_DIRECT
+                         : 0;
+    uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+    /* release: pairs with the acquire in conn.c's take_output(). */
+    while (!atomic_compare_exchange_weak_explicit(
+        &c->wflags, &v,
+        (uint8_t)((v & ~(W_SENDING | W_DIRECT)) | direct),
+        memory_order_release, memory_order_relaxed))
+        ;
+    c->io_sending = false;
+}
+
+/* Takes the output side for good, before the socket closes: waits for a
+ * handle's send in progress (one non-blocking system call). */
+static void io_acquire_for_good(hm_conn *c)
+{
+    if (!c->io_sending) {
+        uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+        for (;;) {
+            /* acquire: as in io_acquire(). */
+            if (!(v & W_SENDING) &&
+                atomic_compare_exchange_weak_explicit(
+                    &c->wflags, &v, (uint8_t)W_SENDING, memory_order_acquire,
+                    memory_order_relaxed))
+                break;
+            if (v & W_SENDING) {
+                sched_yield();
+                v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+            }
+        }
+        c->io_sending = true;
+    }
+    /* relaxed: we hold it; this only stops new direct sends. */
+    atomic_store_explicit(&c->wflags, (uint8_t)W_SENDING,
+                          memory_order_relaxed);
 }
 
 static void drop_output(hm_conn *c)
@@ -158,6 +255,7 @@ void hm_conn_finish(hm_conn *c, hm_err reason)
     atomic_store_explicit(&c->closed, true, memory_order_release);
     atomic_store_explicit(&c->finished, true, memory_order_release);
     hm_conn_unfile(c);
+    io_acquire_for_good(c); /* no handle may send on the fd we close */
     if (c->fd >= 0) {
         hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, 0);
         if (c->abortive) {
@@ -276,18 +374,23 @@ static void flush_and_advance(hm_conn *c)
 {
     hm_err err;
 
+    if (!io_acquire(c))
+        return; /* a handle is sending; it schedules us when done */
+    take_writes(c); /* the rest of a direct send, if any, goes first */
     if ((err = flush_output(c)) != HM_OK) {
         finish_abort(c, err);
         return;
     }
-    if (c->out_head)
-        return;
-    if (c->state == CONN_FLUSHING)
-        begin_linger(c);
-    else if (c->shut_wr_pending && !c->shut_wr_done) {
-        shutdown(c->fd, SHUT_WR);
-        c->shut_wr_done = true;
+    if (!c->out_head) {
+        if (c->state == CONN_FLUSHING)
+            begin_linger(c);
+        else if (c->shut_wr_pending && !c->shut_wr_done) {
+            shutdown(c->fd, SHUT_WR);
+            c->shut_wr_done = true;
+        }
     }
+    if (c->state != CONN_CLOSED)
+        io_release(c);
 }
 
 static void start_graceful(hm_conn *c)
@@ -300,6 +403,10 @@ static void start_graceful(hm_conn *c)
     if (c->state != CONN_OPEN)
         return; /* already closing */
     c->state = CONN_FLUSHING;
+    /* relaxed: only stops new direct sends (a send in progress finishes
+     * before our flush can take the output side). */
+    atomic_fetch_and_explicit(&c->wflags, (uint8_t)~W_DIRECT,
+                              memory_order_relaxed);
     hm_conn_set_deadline(c, hm_loop_now_ms() + c->linger_ms);
 }
 
@@ -367,7 +474,7 @@ static bool deliver_frames(hm_conn *c)
 static void on_eof(hm_conn *c)
 {
     c->read_done = true;
-    if (c->allow_half_open) {
+    if (c->policy & POLICY_HALF_OPEN) {
         deliver(c, &hm_net_eof_type, HM_OK, NULL, 0, 0);
         return;
     }
@@ -464,6 +571,10 @@ static void set_nodelay(int fd)
 static void conn_opened(hm_conn *c)
 {
     c->state = CONN_OPEN;
+    /* release: pairs with the acquire in conn.c's take_output(), which
+     * then sees c->fd. */
+    atomic_fetch_or_explicit(&c->wflags, (uint8_t)W_DIRECT,
+                             memory_order_release);
     hm_conn_mark_rx(c); /* the idle clock starts now */
     hm_conn_set_deadline(c, 0); /* no connect deadline any more */
     if (!c->listed)
@@ -546,8 +657,11 @@ static void apply_requests(hm_conn *c, unsigned reqs)
     }
     if (reqs & REQ_CLOSE)
         start_graceful(c);
-    if (reqs & REQ_SHUT_WR)
+    if (reqs & REQ_SHUT_WR) {
         c->shut_wr_pending = true;
+        atomic_fetch_and_explicit(&c->wflags, (uint8_t)~W_DIRECT,
+                                  memory_order_relaxed); /* as above */
+    }
     if ((reqs & REQ_RESUME) && c->state == CONN_OPEN)
         resume_reading(c);
     if (reqs & REQ_IDLE) {

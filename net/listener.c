@@ -236,6 +236,12 @@ static void take_connection(hm_listener *l, int fd,
 
     c->fd = fd;
     c->state = CONN_NEW_ACCEPTED;
+    if (l->opt.send_buffer_len) {
+        int len = (int)l->opt.send_buffer_len;
+
+        /* A failure leaves the default buffer: nothing to recover. */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &len, sizeof len);
+    }
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
         memcpy(&c->remote, ss, sizeof c->remote);
     hm_conn_format_peer((const struct sockaddr *)ss, peer, sizeof peer);

@@ -143,8 +143,13 @@ static void *loop_main(void *arg)
     /* acquire: pairs with the release store in hm_net_stop(). */
     while (!atomic_load_explicit(&loop->stopping, memory_order_acquire)) {
         int timeout = poll_timeout(next, hm_loop_now_ms());
-        int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+        int n;
 
+        /* relaxed: a heuristic; see hm_loop.direct_budget. */
+        atomic_store_explicit(&loop->direct_budget, HM_LOOP_DIRECT_SENDS,
+                              memory_order_relaxed);
+        n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+        atomic_store_explicit(&loop->direct_budget, 0, memory_order_relaxed);
         loop->now_ms = hm_loop_now_ms();
         if (n < 0 && errno != EINTR) {
             HM_LOG_ERROR("NET-EPOLL-FAIL", "epoll_wait: %s", strerror(errno));
@@ -322,6 +327,7 @@ void hm_net_stats_get(hm_net *net, hm_net_stats *out)
         SUM(bytes_out);
         SUM(write_full);
         SUM(read_pauses);
+        SUM(direct_sends);
 #undef SUM
     }
 }

@@ -8,7 +8,10 @@
  *   its loop (`loop`), or to the creating thread before the object is first
  *   scheduled (the push onto loop->tasks publishes it: release/acquire).
  * - Cross-thread work reaches a loop only as a task on loop->tasks, a
- *   lock-free stack; the pusher that finds it empty writes the eventfd. */
+ *   lock-free stack; the pusher that finds it empty writes the eventfd.
+ * - The socket's output side (send, shutdown, close) belongs to whoever
+ *   holds W_SENDING in conn->wflags: the I/O thread, or a handle making a
+ *   direct send (ADR 0151). Reads stay the I/O thread's. */
 #ifndef HM_NET_NET_IMPL_H
 #define HM_NET_NET_IMPL_H
 
@@ -25,6 +28,9 @@ typedef struct hm_loop hm_loop;
 /* The timing wheel of connection deadlines: 16 ms ticks, 4096 slots (one
  * round is about 65 s; later deadlines wait in their slot for more
  * rounds). */
+/* Direct sends per sleep of a loop (ADR 0151): enough for a message or
+ * two at light load; a burst past it is queued and sent in batches. */
+#define HM_LOOP_DIRECT_SENDS 1
 #define HM_WHEEL_GRAIN_MS 16u
 #define HM_WHEEL_SLOTS 4096u
 
@@ -58,12 +64,21 @@ typedef enum {
     CONN_CLOSED,
 } conn_state;
 
+/* The bits of conn->wflags: who may write to the socket (ADR 0151). */
+enum {
+    W_DIRECT = 1u << 0,   /* open: a handle may send on the socket itself */
+    W_SENDING = 1u << 1,  /* someone holds the socket's output side */
+    W_IO_WANTS = 1u << 2, /* the I/O thread waits for the holder to leave */
+};
+
 /* One queued write. */
 typedef struct wnode {
     struct wnode *next;
     size_t len;
     uint8_t *data;   /* inline[] or a taken buffer */
     bool owned_data; /* data was taken from the writer: free it */
+    /* The rest of a direct send: goes before every queued byte. */
+    bool front;
     uint8_t inline_data[];
 } wnode;
 
@@ -97,9 +112,11 @@ struct hm_conn {
     atomic_bool finished;          /* atomic: the socket is closed for good */
     atomic_bool read_paused;       /* atomic: see conn.c, in-flight bound */
 
-    /* Immutable after creation. */
-    uint8_t on_full;      /* opt.on_full (hm_net_full_policy) */
-    bool allow_half_open; /* opt.allow_half_open */
+    /* Immutable after creation: opt.on_full == HM_NET_FULL_CLOSE and
+     * opt.allow_half_open, as POLICY_* bits. */
+    uint8_t policy;
+    /* atomic: W_* bits; the output side's owner (conn.c, ADR 0151). */
+    _Atomic uint8_t wflags;
 
     /* I/O thread only, from here on to the atomics below (and `remote`,
      * written before the first schedule and immutable afterwards). */
@@ -111,6 +128,7 @@ struct hm_conn {
     bool listed : 1;   /* on loop->conns */
     bool abortive : 1; /* the close resets the connection (SO_LINGER 0) */
     bool timed : 1;    /* filed in the loop's wheel (timed.c) */
+    bool io_sending : 1; /* the I/O thread holds W_SENDING */
 
     _Atomic(wnode *) wstack;       /* atomic: writes, newest first */
     _Atomic size_t queued_len;     /* atomic: bytes written, not yet sent */
@@ -167,6 +185,10 @@ struct hm_loop {
     bool thread_started;
     _Atomic(hm_task *) tasks; /* atomic: pending work, newest first */
     atomic_bool stopping;     /* atomic */
+    /* atomic: direct sends handles may still make instead of waking this
+     * loop: HM_LOOP_DIRECT_SENDS while it sleeps in epoll_wait, 0 while
+     * it is awake (a heuristic only, ADR 0151). */
+    _Atomic int direct_budget;
 
     /* I/O thread only. */
     hm_conn *conns;         /* registered conns */
@@ -181,7 +203,7 @@ struct hm_loop {
 
     /* Counters: relaxed atomics, read by hm_net_stats_get(). */
     _Atomic uint64_t accepted, accept_dropped, connected, closed, open,
-        frames_in, bytes_in, bytes_out, write_full, read_pauses;
+        frames_in, bytes_in, bytes_out, write_full, read_pauses, direct_sends;
 };
 
 struct hm_net {
@@ -202,6 +224,8 @@ hm_loop *hm_net_pick_loop(hm_net *net);
 void hm_loop_epoll_set(hm_loop *loop, int fd, hm_task *task, uint32_t *current,
                        uint32_t want);
 uint64_t hm_loop_now_ms(void);
+
+enum { POLICY_FULL_CLOSE = 1u << 0, POLICY_HALF_OPEN = 1u << 1 };
 
 /* conn.c (any thread). hm_conn_create returns owned (the loop's
  * reference), borrowing `opt`. hm_conn_event returns an owned message that
