@@ -90,6 +90,7 @@ typedef struct load {
     const scenario *sc;
     const char *system, *tag;
     int port;
+    int sub_port; /* subscribers connect here (another cluster node); 0: port */
     long broker_pid;
     uint16_t keepalive_s; /* in every CONNECT (--keepalive; 0: none) */
     bool smoke;
@@ -188,7 +189,8 @@ static void open_conn(load *L, uint32_t i)
 {
     lconn *c = &L->c[i];
     struct sockaddr_in src = loopback(0, 1 + i % SOURCE_ADDRS);
-    struct sockaddr_in dst = loopback(L->port, 1);
+    struct sockaddr_in dst =
+        loopback(c->role == R_SUB && L->sub_port ? L->sub_port : L->port, 1);
     struct epoll_event ev = {
         .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u32 = i};
     int one = 1;
