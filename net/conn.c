@@ -409,7 +409,13 @@ static hm_err write_node(hm_conn *c, wnode *n)
         return HM_ECLOSED;
     if ((err = reserve(c, n->len, &before)) != HM_OK)
         return err;
-    if (before == 0 && loop_prefers_direct(c->loop) && take_output(c))
+    /* Not while the connection waits on its loop's task stack: a request
+     * made before this write (a new owner, an idle timeout) must take
+     * effect before the peer can answer it; the loop is awake for it
+     * anyway. relaxed: our own requests are seen in program order. */
+    if (before == 0 &&
+        !atomic_load_explicit(&c->scheduled, memory_order_relaxed) &&
+        loop_prefers_direct(c->loop) && take_output(c))
         send_direct(c, n);
     else
         push_write(c, n);

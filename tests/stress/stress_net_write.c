@@ -206,11 +206,11 @@ static void phase_close_race(owner *o, int port)
 static void *write_paced_lines(void *arg)
 {
     writer *w = arg;
-    static char pad[DIRECT_PAD_MAX];
+    char *pad = malloc(DIRECT_PAD_MAX);
     char *line = malloc(DIRECT_PAD_MAX + 64);
     unsigned rng = (unsigned)w->id * 2654435761u + 1;
 
-    memset(pad, 'x', sizeof pad);
+    memset(pad, 'x', DIRECT_PAD_MAX);
     for (int seq = 0; seq < DIRECT_LINES; seq++) {
         int pad_len, len;
         hm_err err;
@@ -224,6 +224,7 @@ static void *write_paced_lines(void *arg)
         CHECK(err == HM_OK);
         usleep(2000); /* the I/O thread falls asleep, the queue empties */
     }
+    free(pad);
     free(line);
     return NULL;
 }
