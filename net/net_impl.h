@@ -25,14 +25,14 @@
 
 typedef struct hm_loop hm_loop;
 
-/* The timing wheel of connection deadlines: 16 ms ticks, 4096 slots (one
- * round is about 65 s; later deadlines wait in their slot for more
+/* The timing wheel of connection deadlines: 16 ms ticks, 2048 slots (one
+ * round is about 33 s; later deadlines wait in their slot for more
  * rounds). */
 /* Direct sends per sleep of a loop (ADR 0151): enough for a message or
  * two at light load; a burst past it is queued and sent in batches. */
 #define HM_LOOP_DIRECT_SENDS 1
 #define HM_WHEEL_GRAIN_MS 16u
-#define HM_WHEEL_SLOTS 4096u
+#define HM_WHEEL_SLOTS 2048u
 
 typedef enum { TASK_CONN = 1, TASK_LISTENER = 2 } task_kind;
 

@@ -5,7 +5,7 @@
  * timeout (no frame for idle_ms: the owner asked for it, as MQTT's
  * keepalive does). Idle timeouts are on every connection of a broker, so
  * both must cost O(1): a frame only stores the current tick (no refiling),
- * and a connection sits in one slot of a hashed wheel (16 ms ticks, 4096
+ * and a connection sits in one slot of a hashed wheel (16 ms ticks, 2048
  * slots) at the nearest of its two times, with an intrusive doubly linked
  * list so unfiling is O(1) too. When its slot comes round, the conn is
  * checked: if nothing is due yet (a frame came since it was filed, or its
