@@ -287,6 +287,13 @@ int main(int argc, char **argv)
         return child_main(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     b.smoke = argc > 1 && strcmp(argv[1], "--smoke") == 0;
+    /* `--remote-send N`: only that scenario, N messages (profiling). */
+    if (argc > 2 && strcmp(argv[1], "--remote-send") == 0) {
+        start_local(&b);
+        remote_send(&b, strtoull(argv[2], NULL, 10), &ups);
+        stop_local(&b);
+        return 0;
+    }
     start_local(&b);
     detect_crash(&b, b.smoke ? 1 : 5, &ups);
     detect_silent(&b, b.smoke ? 1 : 3, &ups);

@@ -67,6 +67,8 @@ struct hm_node {
     hm_listener *listener;
     hm_addr *node_addr; /* owned: "cluster/node" */
     hm_timer_id tick;
+    hm_framer lines;        /* cl_lines_framer_init: every link's framer */
+    hm_conn_options link_opt; /* every link's connection options */
 
     /* release/acquire: set by hm_node_start() after everything above. */
     _Atomic bool started;
@@ -128,12 +130,32 @@ extern const hm_type cl_leave_type;       /* API -> node (a request) */
 extern const hm_type cl_peer_up_type;     /* node -> peer */
 extern const hm_type cl_peer_down_type;   /* node -> peer */
 extern const hm_type cl_peer_gone_type;   /* node -> peer */
-extern const hm_type cl_inbound_type;     /* link -> peer: cl.msg, cl.ack */
+extern const hm_type cl_in_batch_type;    /* link -> peer: cl.msg, cl.ack */
 extern const hm_type cl_flush_type;       /* peer -> itself: write now */
 extern const hm_type cl_out_type;         /* proxy -> peer: a line */
 
 /* Returns owned: a zeroed event of `type`. */
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out);
+
+/* One cl.msg or cl.ack line, decoded by a link receiver for its member's
+ * peer receiver. Pointers are owned. */
+typedef struct cl_in {
+    bool ack;       /* a cl.ack: only `seq` */
+    bool reply;     /* it answers our request `id` */
+    uint64_t seq;
+    uint64_t id;    /* the link-level request id (0: none) */
+    hm_err err;     /* why `msg` could not be decoded */
+    hm_msg *msg;    /* the decoded message */
+    char *to;       /* the target address */
+    char *from;     /* the original sender's address (NULL: none) */
+} cl_in;
+
+/* Every routed line of one frame (one read), in order, for one peer. */
+typedef struct cl_in_batch {
+    uint64_t inc; /* the sender's incarnation */
+    size_t count, cap;
+    cl_in *items; /* owned */
+} cl_in_batch;
 
 /* A message for a peer, encoded by a proxy as one HP "msg" object (the
  * inner message of a cl.msg). */
@@ -180,6 +202,10 @@ cl_peer *cl_peer_create(hm_node *n, const char *name);
  * address to `*addr_out`. NULL if the runtime is closing. Thread-safe. */
 cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out);
 void cl_peer_destroy(cl_peer *p);
+/* Queues a proxy's encoded message `o` (its pointers taken; `*o` is
+ * zeroed) for the peer receiver, which numbers and writes it; called on
+ * the proxy's worker (`ctx`). Thread-safe. */
+hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o);
 uint32_t cl_peer_buffered(const cl_peer *p);
 uint64_t cl_peer_undeliverable(const cl_peer *p);
 
@@ -190,6 +216,9 @@ bool cl_route(hm_node *n, const char *name, char *node_out);
 /* The proxy's receiver for `name` routed to `peer`. */
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out);
+
+/* TCP_USER_TIMEOUT for links, from the failure detector's timers. */
+uint32_t cl_user_timeout_ms(const hm_node *n);
 
 /* True if `a` (may be NULL) is one of the cluster's receivers: a message
  * from it came from another node. */

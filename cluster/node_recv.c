@@ -157,7 +157,8 @@ static void dial(hm_ctx *ctx, hm_node *n, const char *peer, const char *addr)
     err = hm_net_connect(n->net, &(hm_connect_config){
                                      .host = host, .port = port,
                                      .owner = owner,
-                                     .timeout_ms = 1000},
+                                     .timeout_ms = 1000,
+                                     .conn = n->link_opt},
                          NULL);
     if (err != HM_OK) {
         /* The link receiver will never hear of a connection: retire it. */

@@ -21,6 +21,7 @@
  * nothing. The cost is one receiver hop per inbound message. */
 #include "cluster/node_impl.h"
 
+#include "cluster/fast.h"
 #include "cluster/outbox.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -38,7 +39,18 @@ struct cl_peer {
     char name[CL_NAME_CAP];
     hm_conn *conn; /* owned reference; NULL while the link is down */
     bool gone;     /* dead, left or replaced: nothing waits */
-    bool flush_pending; /* a cl_flush_type message is queued to us */
+    /* What proxies encoded and the peer receiver has not taken yet. */
+    pthread_mutex_t qlock;
+    cl_out *q;                /* guarded by: qlock */
+    size_t q_count, q_cap;    /* guarded by: qlock */
+    bool flush_pending;       /* guarded by: qlock; a cl_flush_type
+                                 message is queued to the receiver */
+    hm_addr *self;            /* owned: our receiver's address */
+    /* Delivery caches: the last target and sender, interned. */
+    char *to_name, *from_name; /* owned */
+    hm_addr *to_addr, *from_addr; /* owned */
+    uint64_t batches;     /* inbound batches handled */
+    uint64_t routed_here; /* to_name was found local in this batch */
     hm_outbox *outbox;
     hm_inbox inbox;   /* for the incarnation in_inc */
     uint64_t in_inc;  /* whose cl.msg we filter */
@@ -57,6 +69,7 @@ cl_peer *cl_peer_create(hm_node *n, const char *name)
     snprintf(p->name, sizeof p->name, "%s", name);
     p->outbox = hm_outbox_create(
         &(hm_outbox_config){.max_count = n->buffer_limit});
+    pthread_mutex_init(&p->qlock, NULL);
     return p;
 }
 
@@ -85,6 +98,7 @@ cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out)
             cl_peer_destroy(p);
             return NULL;
         }
+        p->self = hm_addr_ref(*addr_out);
         /* Acknowledgements due by time, and writes the link refused. */
         hm_runtime_send_every(n->rt, *addr_out, HM_INBOX_ACK_MS, 0, NULL);
         if (n->peer_count == n->peer_cap) {
@@ -128,27 +142,6 @@ static void update_buffered(cl_peer *p)
 
 /* ------------------------------------------------------------ outbound */
 
-/* The line of cl.msg {seq, msg: inner}, built around the inner HP message
- * without parsing it again. Returns owned. */
-static char *wrap(const char *inner, size_t len, uint64_t seq,
-                  size_t *len_out)
-{
-    static const char suffix[] = "}}}\n";
-    char head[160];
-    int hlen = snprintf(head, sizeof head,
-                        "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":"
-                        "\"cl.msg\",\"data\":{\"v\":1,\"t\":\"cl.msg\","
-                        "\"seq\":%llu,\"msg\":",
-                        (unsigned long long)seq);
-    char *buf = hm_alloc((size_t)hlen + len + sizeof suffix);
-
-    memcpy(buf, head, (size_t)hlen);
-    memcpy(buf + hlen, inner, len);
-    memcpy(buf + hlen + len, suffix, sizeof suffix - 1);
-    *len_out = (size_t)hlen + len + sizeof suffix - 1;
-    return buf;
-}
-
 #define BATCH_MAX_LEN (256u * 1024u) /* bytes per connection write */
 
 /* Writes what the outbox has not written yet, in order, several lines per
@@ -156,24 +149,15 @@ static char *wrap(const char *inner, size_t len, uint64_t seq,
 static void pump(cl_peer *p)
 {
     const char *inner;
-    size_t len, blen, used = 0, cap = 0;
+    size_t len, used = 0, cap = 0;
     uint64_t seq;
     char *batch = NULL;
     bool more = true;
 
     while (p->conn && more) {
         more = hm_outbox_next(p->outbox, &inner, &len, &seq);
-        if (more) {
-            char *line = wrap(inner, len, seq, &blen);
-
-            if (used + blen > cap) {
-                cap = used + blen > 2 * cap ? used + blen : 2 * cap;
-                batch = hm_realloc(batch, cap);
-            }
-            memcpy(batch + used, line, blen);
-            used += blen;
-            hm_free(line);
-        }
+        if (more)
+            cl_fast_wrap_routed(&batch, &used, &cap, inner, len, seq);
         if (used && (!more || used >= BATCH_MAX_LEN)) {
             if (hm_conn_write_take(p->conn, batch, used) != HM_OK) {
                 /* The link is full or closing: write it all again later
@@ -189,21 +173,47 @@ static void pump(cl_peer *p)
     update_buffered(p);
 }
 
-/* Asks for a pump once the messages queued now are handled: everything
- * pushed meanwhile goes out in one write. */
-static void pump_soon(hm_ctx *ctx, cl_peer *p)
+/* Asks for a flush (take the proxies' queue, then pump) once the messages
+ * queued to us now are handled: everything pushed meanwhile goes out in
+ * one write. `ctx` may be a proxy's or our own. */
+static void flush_soon(hm_ctx *ctx, cl_peer *p)
 {
     hm_msg *m;
+    bool send;
 
-    if (p->flush_pending || !p->conn)
+    pthread_mutex_lock(&p->qlock);
+    send = !p->flush_pending;
+    p->flush_pending = true;
+    pthread_mutex_unlock(&p->qlock);
+    if (!send)
         return;
     m = hm_msg_create(&cl_flush_type, NULL, 0);
-    if (hm_ctx_send(ctx, hm_ctx_self(ctx), m) != HM_OK) {
-        hm_msg_destroy(m);
-        pump(p);
-        return;
+    if (!p->self || hm_ctx_send(ctx, p->self, m) != HM_OK) {
+        hm_msg_destroy(m); /* closing: nothing will be written anyway */
+        pthread_mutex_lock(&p->qlock);
+        p->flush_pending = false;
+        pthread_mutex_unlock(&p->qlock);
     }
-    p->flush_pending = true;
+}
+
+static void pump_soon(hm_ctx *ctx, cl_peer *p)
+{
+    if (p->conn)
+        flush_soon(ctx, p);
+}
+
+hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
+{
+    pthread_mutex_lock(&p->qlock);
+    if (p->q_count == p->q_cap) {
+        p->q_cap = p->q_cap ? 2 * p->q_cap : 64;
+        p->q = hm_realloc(p->q, p->q_cap * sizeof *p->q);
+    }
+    p->q[p->q_count++] = *o;
+    pthread_mutex_unlock(&p->qlock);
+    memset(o, 0, sizeof *o);
+    flush_soon(ctx, p);
+    return HM_OK;
 }
 
 static void keep_request(cl_peer *p, uint64_t req, hm_msg *request)
@@ -233,7 +243,28 @@ static void on_out(hm_ctx *ctx, cl_peer *p, cl_out *o)
         keep_request(p, o->req, o->request);
         o->request = NULL;
     }
-    pump_soon(ctx, p);
+}
+
+/* Takes what the proxies queued, into the outbox in order, and writes. */
+static void on_flush(hm_ctx *ctx, cl_peer *p)
+{
+    cl_out *q;
+    size_t count;
+
+    pthread_mutex_lock(&p->qlock);
+    q = p->q;
+    count = p->q_count;
+    p->q = NULL;
+    p->q_count = p->q_cap = 0;
+    p->flush_pending = false;
+    pthread_mutex_unlock(&p->qlock);
+    for (size_t i = 0; i < count; i++) {
+        on_out(ctx, p, &q[i]);
+        hm_free(q[i].line);
+        hm_msg_destroy(q[i].request);
+    }
+    hm_free(q);
+    pump(p);
 }
 
 /* Queues the reply to the peer's request `id`: `reply` (borrowed) or an
@@ -283,46 +314,81 @@ static void answer_kept(hm_ctx *ctx, cl_peer *p, uint64_t req, hm_msg *m)
     hm_msg_destroy(m); /* the requester is gone */
 }
 
-/* Delivers the decoded message of `ev` on this node only: the reply to one
- * of our kept requests, a request made here for the peer (its outcome goes
- * back through the outbox), or a send. */
-static void deliver(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
+/* An owned reference to `name`'s address through the one-entry cache
+ * `*name_cache` / `*addr_cache` (consecutive messages mostly share their
+ * target and sender). NULL if it cannot be interned. */
+static hm_addr *cached(hm_runtime *rt, const char *name, char **name_cache,
+                       hm_addr **addr_cache, bool *stale)
 {
-    bool request = ev->id && !ev->flag;
-    hm_err err = ev->err;
-    hm_addr *to;
+    hm_addr *a;
+
+    if (*addr_cache && strcmp(*name_cache, name) == 0)
+        return hm_addr_ref(*addr_cache);
+    if (hm_runtime_intern(rt, name, &a) != HM_OK)
+        return NULL;
+    *stale = true;
+    hm_addr_release(*addr_cache);
+    hm_free(*name_cache);
+    *addr_cache = hm_addr_ref(a);
+    *name_cache = hm_strdup(name);
+    return a;
+}
+
+/* Delivers the decoded message of `in` on this node only: the reply to one
+ * of our kept requests, a request made here for the peer (its outcome goes
+ * back through the outbox), or a send, which arrives with its original
+ * sender's address as hm_msg_from() (NULL if it had none). One hop only:
+ * a target that lives on another member by our view is refused, never
+ * forwarded. */
+static void deliver(hm_ctx *ctx, cl_peer *p, cl_in *in)
+{
+    hm_runtime *rt = hm_ctx_runtime(ctx);
+    bool request = in->id && !in->reply;
+    char where[CL_NAME_CAP];
+    hm_err err = in->err;
+    hm_addr *to = NULL, *from = NULL;
+    bool stale = false;
 
     if (err == HM_OK) {
         /* relaxed: a counter. */
         atomic_fetch_add_explicit(&p->node->st_received, 1,
                                   memory_order_relaxed);
-        if (ev->flag) {
-            answer_kept(ctx, p, ev->id, ev->msg);
-            ev->msg = NULL;
+        if (in->reply) {
+            answer_kept(ctx, p, in->id, in->msg);
+            in->msg = NULL;
             return;
         }
-        if (!ev->str) {
+        if (!in->to) {
             err = HM_EINVAL;
-        } else if (!request) {
-            err = hm_ctx_send_name(ctx, ev->str, ev->msg);
-        } else if ((err = hm_runtime_intern(hm_ctx_runtime(ctx), ev->str,
-                                            &to)) == HM_OK) {
-            err = hm_ctx_request(ctx, to, ev->msg,
+        } else if (!(to = cached(rt, in->to, &p->to_name, &p->to_addr,
+                                 &stale))) {
+            err = HM_EINVAL;
+        } else if ((stale || p->routed_here != p->batches) &&
+                   cl_route(p->node, in->to, where)) {
+            err = HM_EUNREACHABLE; /* it lives elsewhere now: no bounce */
+        } else if ((p->routed_here = p->batches), !request) {
+            if (in->from)
+                from = cached(rt, in->from, &p->from_name, &p->from_addr,
+                              &stale);
+            err = hm_runtime_send_from(rt, from, to, in->msg);
+            hm_addr_release(from);
+        } else {
+            err = hm_ctx_request(ctx, to, in->msg,
                                  p->node->request_timeout_ms, on_local_reply,
-                                 (void *)(uintptr_t)ev->id, NULL);
-            hm_addr_release(to);
+                                 (void *)(uintptr_t)in->id, NULL);
         }
+        hm_addr_release(to);
         if (err == HM_OK) {
-            ev->msg = NULL; /* the runtime took it */
+            in->msg = NULL; /* the runtime took it */
             return;
         }
     }
     HM_LOG_DEBUG("CL-UNDELIVERABLE", "%s: a message from %s for %s: %s",
-                 p->node->name, p->name, ev->str ? ev->str : "?",
+                 p->node->name, p->name, in->to ? in->to : "?",
                  hm_err_str(err));
     count_drop(p);
     if (request)
-        send_reply(ctx, p, ev->id, NULL, err);
+        send_reply(ctx, p, in->id, NULL, err);
 }
 
 static void ack_if_due(hm_ctx *ctx, cl_peer *p)
@@ -340,26 +406,26 @@ static void ack_if_due(hm_ctx *ctx, cl_peer *p)
         hm_free(line);
 }
 
-static void on_routed(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
+static void on_in_batch(hm_ctx *ctx, cl_peer *p, cl_in_batch *b)
 {
-    if (ev->inc != p->in_inc) { /* a new incarnation numbers afresh */
+    p->batches++; /* routes are checked again in each batch */
+    if (b->inc != p->in_inc) { /* a new incarnation numbers afresh */
         memset(&p->inbox, 0, sizeof p->inbox);
-        p->in_inc = ev->inc;
+        p->in_inc = b->inc;
     }
-    if (hm_inbox_accept(&p->inbox, ev->wire.u.routed.seq))
-        deliver(ctx, p, ev);
-    /* else a replay after a reconnection: delivered already */
-    ack_if_due(ctx, p);
-}
+    for (size_t i = 0; i < b->count; i++) {
+        cl_in *in = &b->items[i];
 
-static void on_inbound(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
-{
-    if (ev->wire.type == HM_WIRE_ROUTED) {
-        on_routed(ctx, p, ev);
-    } else if (ev->wire.type == HM_WIRE_ACK && ev->inc == p->out_inc) {
-        hm_outbox_ack(p->outbox, ev->wire.u.ack.seq);
-        update_buffered(p);
+        if (in->ack) {
+            if (b->inc == p->out_inc) {
+                hm_outbox_ack(p->outbox, in->seq);
+                update_buffered(p);
+            }
+        } else if (hm_inbox_accept(&p->inbox, in->seq)) {
+            deliver(ctx, p, in);
+        } /* else a replay after a reconnection: delivered already */
     }
+    ack_if_due(ctx, p);
 }
 
 /* ------------------------------------------------------------ the link */
@@ -394,13 +460,10 @@ hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
     cl_ev *ev = hm_msg_payload(msg);
 
-    if (t == &cl_out_type) {
-        on_out(ctx, p, hm_msg_payload(msg));
-    } else if (t == &cl_inbound_type) {
-        on_inbound(ctx, p, ev);
+    if (t == &cl_in_batch_type) {
+        on_in_batch(ctx, p, hm_msg_payload(msg));
     } else if (t == &cl_flush_type) {
-        p->flush_pending = false;
-        pump(p);
+        on_flush(ctx, p);
     } else if (t == &hm_type_tick) {
         ack_if_due(ctx, p);
         pump(p);
@@ -424,15 +487,34 @@ hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
+static void drop_queue(cl_peer *p)
+{
+    pthread_mutex_lock(&p->qlock);
+    for (size_t i = 0; i < p->q_count; i++) {
+        hm_free(p->q[i].line);
+        hm_msg_destroy(p->q[i].request);
+    }
+    hm_free(p->q);
+    p->q = NULL;
+    p->q_count = p->q_cap = 0;
+    pthread_mutex_unlock(&p->qlock);
+}
+
 static void peer_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
 {
     cl_peer *p = state;
 
     (void)ctx;
     (void)why;
-    /* Only at close (the receiver is pinned): nobody is left to answer. */
+    /* Only at close (the receiver is pinned), after the workers stopped:
+     * nobody is left to answer, and no proxy queues any more. */
     fail_kept(NULL, p, HM_ECLOSED);
     set_conn(p, NULL);
+    drop_queue(p);
+    hm_addr_release(p->to_addr);
+    hm_addr_release(p->from_addr);
+    hm_addr_release(p->self);
+    p->to_addr = p->from_addr = p->self = NULL;
 }
 
 const hm_hooks cl_peer_hooks = {.deactivate = peer_deactivate};
@@ -443,7 +525,11 @@ void cl_peer_destroy(cl_peer *p)
         return;
     fail_kept(NULL, p, HM_ECLOSED);
     set_conn(p, NULL);
+    drop_queue(p);
     hm_outbox_destroy(p->outbox);
     hm_free(p->kept);
+    hm_free(p->to_name);
+    hm_free(p->from_name);
+    pthread_mutex_destroy(&p->qlock);
     hm_free(p);
 }

@@ -87,18 +87,20 @@ typedef struct proxy {
     hm_node *node;
     char peer[CL_NAME_CAP];
     hm_addr *peer_addr; /* owned: "cluster/peer/<peer>" */
+    cl_peer *cp;        /* borrowed: the node keeps its peers */
 } proxy;
 
 static void proxy_retarget(hm_ctx *ctx, proxy *p, const char *peer)
 {
-    char name[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
     hm_addr *a;
+    cl_peer *cp = cl_peer_ensure(p->node, peer, &a);
 
-    snprintf(name, sizeof name, CL_PEER_PREFIX "%s", peer);
-    if (hm_runtime_intern(hm_ctx_runtime(ctx), name, &a) != HM_OK)
+    (void)ctx;
+    if (!cp)
         return;
     hm_addr_release(p->peer_addr);
     p->peer_addr = a;
+    p->cp = cp;
     strcpy(p->peer, peer);
 }
 
@@ -117,29 +119,21 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
     hm_node *n = p->node;
     bool request = hm_msg_req_id(msg) && !hm_msg_is_reply(msg);
     const hm_addr *from = hm_msg_from(msg);
-    cl_out *o = hm_calloc(1, sizeof *o);
-    hm_msg *out = hm_msg_create(&cl_out_type, o, 0);
+    cl_out o = {0};
     hm_err err;
 
     if (request) /* relaxed: ids need only be unique. */
-        o->req = atomic_fetch_add_explicit(&n->next_req, 1,
-                                           memory_order_relaxed) + 1;
+        o.req = atomic_fetch_add_explicit(&n->next_req, 1,
+                                          memory_order_relaxed) + 1;
     err = cl_encode_app(msg, hm_addr_name(hm_ctx_self(ctx)),
-                        from ? hm_addr_name(from) : NULL, o->req, false,
-                        &o->line, &o->len);
-    if (err == HM_OK) {
-        o->len--; /* the newline: the line travels inside a cl.msg */
-        if (request)
-            o->request = hm_msg_move(msg);
-        if ((err = hm_ctx_send(ctx, p->peer_addr, out)) == HM_OK)
-            return HM_OK;
-        if (o->request) { /* give the request back to answer it */
-            hm_msg_destroy(o->request);
-            o->request = NULL;
-        }
-    }
-    hm_msg_destroy(out);
-    return err;
+                        from ? hm_addr_name(from) : NULL, o.req, false,
+                        &o.line, &o.len);
+    if (err != HM_OK)
+        return err;
+    o.len--; /* the newline: the line travels inside a cl.msg */
+    if (request)
+        o.request = hm_msg_move(msg);
+    return cl_peer_queue(ctx, p->cp, &o);
 }
 
 static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -191,17 +185,14 @@ static const hm_hooks proxy_hooks = {.deactivate = proxy_deactivate};
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out)
 {
-    char pname[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
     proxy *p = hm_calloc(1, sizeof *p);
-    hm_err err;
 
     (void)name;
     p->node = n;
     strcpy(p->peer, peer);
-    snprintf(pname, sizeof pname, CL_PEER_PREFIX "%s", peer);
-    if ((err = hm_runtime_intern(n->rt, pname, &p->peer_addr)) != HM_OK) {
+    if (!(p->cp = cl_peer_ensure(n, peer, &p->peer_addr))) {
         hm_free(p);
-        return err;
+        return HM_ECLOSED;
     }
     *out = (hm_receiver){.handler = proxy_handle, .state = p,
                          .hooks = &proxy_hooks};

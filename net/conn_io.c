@@ -465,12 +465,17 @@ static void resume_reading(hm_conn *c)
 
 /* ------------------------------------------------------------ opening */
 
-static void set_nodelay(int fd)
+static void set_nodelay(hm_conn *c)
 {
     int one = 1;
+    unsigned int ut = c->opt.user_timeout_ms;
 
     /* Failure only costs latency (Nagle); nothing to recover. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Failure leaves the kernel's default; logged, not fatal. */
+    if (ut && setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut,
+                         sizeof ut) != 0)
+        HM_LOG_DEBUG("NET-SOCKOPT", "TCP_USER_TIMEOUT: %s", strerror(errno));
 }
 
 static void conn_opened(hm_conn *c)
@@ -492,7 +497,7 @@ static void conn_opened(hm_conn *c)
 
 static void register_accepted(hm_conn *c)
 {
-    set_nodelay(c->fd);
+    set_nodelay(c);
     conn_opened(c);
 }
 
@@ -507,7 +512,7 @@ static void start_connect(hm_conn *c)
         return;
     }
     c->fd = fd;
-    set_nodelay(fd);
+    set_nodelay(c);
     list_add(c);
     if (connect(fd, (struct sockaddr *)&c->remote, c->remote_len) == 0) {
         atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);

@@ -52,6 +52,10 @@ typedef struct hm_conn_options {
     bool allow_half_open;
     /* A graceful close may take this long to flush and drain. */
     uint32_t linger_ms;
+    /* TCP_USER_TIMEOUT: written bytes unacknowledged by the peer for this
+     * long fail the connection (HM_ETIMEDOUT). 0: the kernel's default
+     * (about 15 minutes of retransmissions). */
+    uint32_t user_timeout_ms;
 } hm_conn_options;
 
 typedef struct hm_net_config {

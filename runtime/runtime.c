@@ -124,6 +124,12 @@ hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg)
     return hm_rt_send_from(rt, NULL, to, msg);
 }
 
+hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
+                            hm_msg *msg)
+{
+    return hm_rt_send_from(rt, from, to, msg);
+}
+
 static bool name_ok(const char *name, size_t *len_out)
 {
     size_t len = name ? strnlen(name, HM_ADDR_MAX_LEN + 1) : 0;

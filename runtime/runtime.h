@@ -211,6 +211,12 @@ const char *hm_addr_name(const hm_addr *a);
 hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg);
 /* The same, by name (borrowed). Errors also: HM_EINVAL (bad name). */
 hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg);
+/* Like hm_runtime_send(), with `from` (borrowed; the message takes a
+ * reference; NULL: no sender) as the sender: for layers that deliver a
+ * message on another's behalf, such as the cluster delivering a message
+ * that came from another node under its original sender's name. */
+hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
+                            hm_msg *msg);
 
 /* Creates the activation of `name` now with `r` (borrowed; the activation
  * takes r->state). Optionally returns an owned reference in `out` (may be

@@ -367,9 +367,13 @@ static inline bool child_spawn(child *c, const char *name, const char *join,
         /* Criterion's sandbox (BoxFort) would take this process over as
          * one of its workers if it saw its arena in the environment. */
         unsetenv("BXFI_MAP");
-        execl("/proc/self/exe", "node", "--node", name, "--cluster-listen",
-              "127.0.0.1:0", "--join", join, "--cluster-secret-file", secret,
-              (char *)NULL);
+        /* HM_TEST_NODE_EXE: the binary's path, for runs under valgrind
+         * (where /proc/self/exe is the tool). */
+        const char *exe = getenv("HM_TEST_NODE_EXE");
+        execl(exe ? exe : "/proc/self/exe", "node", "--node", name,
+              "--cluster-listen",
+              "127.0.0.1:0", "--join", join, "--cluster-secret-file",
+              secret, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
