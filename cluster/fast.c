@@ -37,18 +37,22 @@ typedef struct buf {
     bool too_big;
 } buf;
 
-static void reserve(buf *b, size_t add)
+static void grow(buf *b, size_t add)
 {
-    if (b->len + add <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 128;
+    size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + add)
         cap *= 2;
     b->p = hm_realloc(b->p, cap);
     b->cap = cap;
 }
 
-static void put(buf *b, const void *s, size_t n)
+static inline void reserve(buf *b, size_t add)
+{
+    if (b->len + add > b->cap)
+        grow(b, add);
+}
+
+static inline void put(buf *b, const void *s, size_t n)
 {
     reserve(b, n);
     memcpy(b->p + b->len, s, n);
@@ -89,7 +93,7 @@ static void put_str(buf *b, const char *s, size_t n)
         unsigned char c = (unsigned char)s[i];
 
         if (c >= 0x20 && c != '"' && c != '\\') {
-            size_t run = i;
+            size_t run = i + 1;
             while (run < n && (unsigned char)s[run] >= 0x20 &&
                    s[run] != '"' && s[run] != '\\')
                 run++;
@@ -220,6 +224,18 @@ void cl_fast_wrap_routed(char **bufp, size_t *used, size_t *cap,
     *cap = b.cap;
 }
 
+char *cl_fast_ack_line(uint64_t seq, size_t *len_out)
+{
+    buf b = {0};
+
+    PUT_LIT(&b, "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.ack\","
+                "\"data\":{\"v\":1,\"t\":\"cl.ack\",\"seq\":");
+    put_u64(&b, seq);
+    PUT_LIT(&b, "}}}\n");
+    *len_out = b.len;
+    return b.p;
+}
+
 /* ------------------------------------------------------------- decoder */
 
 typedef struct cur {
@@ -259,17 +275,23 @@ static bool uint_max(cur *c, uint64_t max, uint64_t *out)
 static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
 {
     const char *q;
+    unsigned char high = 0;
 
     if (c->p >= c->end || *c->p != '"')
         return false;
+
     q = ++c->p;
     while (q < c->end && *q != '"') {
-        if ((unsigned char)*q < 0x20 || *q == '\\')
+        unsigned char ch = (unsigned char)*q;
+
+        if (ch < 0x20 || ch == '\\')
             return false;
+        high |= ch;
         q++;
     }
     if (q >= c->end || q == c->p || (size_t)(q - c->p) > max ||
-        !hm_utf8_valid((const uint8_t *)c->p, (size_t)(q - c->p)))
+        ((high & 0x80) &&
+         !hm_utf8_valid((const uint8_t *)c->p, (size_t)(q - c->p))))
         return false;
     *s = c->p;
     *n = (size_t)(q - c->p);

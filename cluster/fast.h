@@ -64,6 +64,9 @@ hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
 void cl_fast_wrap_routed(char **buf, size_t *used, size_t *cap,
                          const char *inner, size_t len, uint64_t seq);
 
+/* The cl.ack line for `seq`, newline included. Returns owned. */
+char *cl_fast_ack_line(uint64_t seq, size_t *len_out);
+
 /* The lines framer: one frame holds every complete line in the buffer,
  * up to about CL_LINES_BATCH bytes (a single longer line is one frame), so
  * a link receives one message per read, not one per line. Lines keep

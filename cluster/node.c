@@ -314,7 +314,7 @@ hm_err hm_node_start(hm_node *n, hm_runtime *rt, hm_net *net)
     n->live = hm_calloc(1, sizeof *n->live);
     strcpy(n->live[0], n->name);
     n->live_count = 1;
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     err = hm_runtime_spawn(rt, CL_NODE_ADDR,
                            &(hm_receiver){.handler = cl_node_handle,
                                           .state = n,
@@ -366,7 +366,7 @@ void hm_node_stop(hm_node *n, uint32_t wait_ms)
         pthread_mutex_lock(&n->lock);
         for (size_t i = 0; i < n->snap_count; i++)
             open += n->snap[i].info.linked;
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
         if (!open)
             break;
         usleep(1000); /* shutdown only: nothing to wait on but the peers */
@@ -416,7 +416,7 @@ size_t hm_node_members(hm_node *n, hm_node_member *out, size_t cap)
     count = n->snap_count;
     for (size_t i = 0; i < count && i < cap; i++)
         out[i] = n->snap[i];
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     return count;
 }
 

@@ -25,6 +25,7 @@
 #define CL_NODE_ADDR "cluster/node"
 #define CL_LINK_PREFIX "cluster/link/"
 #define CL_PEER_PREFIX "cluster/peer/"
+#define CL_PROXY_MAILBOX 1024 /* a proxy's mailbox bound: then HM_EFULL */
 
 /* The outbound half of one member: its "cluster/peer/<name>" receiver's
  * state. Allocated by the node receiver on the member's first link and
@@ -78,6 +79,10 @@ struct hm_node {
     _Atomic uint64_t next_dial; /* dialler receiver names */
     _Atomic uint64_t st_sent, st_received, st_undeliverable, st_refused,
         st_links_up;
+    /* release/acquire: bumped by cl_unlock() whenever the node receiver or
+     * an API call may have changed what the lock guards, so a proxy
+     * resolves its name again only when routing may have changed. */
+    _Atomic uint64_t route_epoch;
 
     /* node receiver */
     hm_members *members;
@@ -206,6 +211,11 @@ void cl_peer_destroy(cl_peer *p);
  * zeroed) for the peer receiver, which numbers and writes it; called on
  * the proxy's worker (`ctx`). Thread-safe. */
 hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o);
+/* Backpressure: true if the peer holds its bound (buffer_limit messages
+ * or 8 MiB, queued and unacknowledged); the proxy running `ctx` is then
+ * registered to be woken (hm_runtime_wake) when there is room again, and
+ * should hold its message (hm_ctx_hold). Thread-safe. */
+bool cl_peer_full(hm_ctx *ctx, cl_peer *p);
 uint32_t cl_peer_buffered(const cl_peer *p);
 uint64_t cl_peer_undeliverable(const cl_peer *p);
 
@@ -216,6 +226,15 @@ bool cl_route(hm_node *n, const char *name, char *node_out);
 /* The proxy's receiver for `name` routed to `peer`. */
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out);
+
+/* Releases n->lock after a change to what it guards (routing). */
+static inline void cl_unlock(hm_node *n)
+{
+    /* release: a proxy that acquires the new epoch resolves again and
+     * sees the change (it takes the lock to resolve anyway). */
+    atomic_fetch_add_explicit(&n->route_epoch, 1, memory_order_release);
+    pthread_mutex_unlock(&n->lock);
+}
 
 /* TCP_USER_TIMEOUT for links, from the failure detector's timers. */
 uint32_t cl_user_timeout_ms(const hm_node *n);

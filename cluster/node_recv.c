@@ -201,7 +201,7 @@ static void publish(hm_node *n)
     n->snap_count = count;
     n->live = live;
     n->live_count = nlive;
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
 }
 
 /* The placed names active here, collected by hm_runtime_foreach_active
@@ -261,13 +261,13 @@ static void on_member_event(hm_ctx *ctx, hm_node *n,
          * partition): its names count again; its snapshot follows. */
         pthread_mutex_lock(&n->lock);
         hm_presence_on_node_up(n->pres, a->peer, a->inc);
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
     } else if (a->event == HM_MEMBER_EV_DEAD ||
                a->event == HM_MEMBER_EV_LEFT ||
                a->event == HM_MEMBER_EV_REPLACED) {
         pthread_mutex_lock(&n->lock);
         hm_presence_on_node_gone(n->pres, a->peer, a->inc);
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
         if (s)
             tell_peer(ctx, s, &cl_peer_gone_type, NULL);
     }
@@ -300,7 +300,7 @@ static void drain(hm_ctx *ctx, hm_node *n)
                 tell_peer(ctx, s, &cl_peer_down_type, NULL);
                 pthread_mutex_lock(&n->lock);
                 hm_presence_on_link_down(n->pres, a.peer);
-                pthread_mutex_unlock(&n->lock);
+                cl_unlock(n);
             }
             break;
         case HM_MACT_EVENT:
@@ -314,7 +314,7 @@ static void drain(hm_ctx *ctx, hm_node *n)
         send_wire(n, pa.peer, &pa.msg, now);
         hm_wire_msg_fini(&pa.msg);
     }
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
 }
 
 /* ------------------------------------------------------------- links */
@@ -378,7 +378,7 @@ static void on_link_up(hm_ctx *ctx, hm_node *n, cl_ev *ev)
     tell_peer(ctx, s, &cl_peer_up_type, s->conn);
     pthread_mutex_lock(&n->lock);
     hm_presence_on_link_up(n->pres, ev->peer, now);
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     drain(ctx, n);
     publish(n);
 }
@@ -393,7 +393,7 @@ static void on_link_down(hm_ctx *ctx, hm_node *n, cl_ev *ev)
     hm_members_on_link_down(n->members, ev->peer, hm_ctx_now_ms(ctx));
     pthread_mutex_lock(&n->lock);
     hm_presence_on_link_down(n->pres, ev->peer);
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     tell_peer(ctx, s, &cl_peer_down_type, NULL);
     drain(ctx, n);
     publish(n);
@@ -409,7 +409,7 @@ static void on_ctl(hm_ctx *ctx, hm_node *n, cl_ev *ev)
         pthread_mutex_lock(&n->lock);
         hm_members_on_heard(n->members, ev->peer, now);
         err = hm_presence_on_message(n->pres, ev->peer, &ev->wire, now);
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
         if (err != HM_OK)
             HM_LOG_DEBUG("CL-CTL-IGNORED", "%s: %s from %s ignored", n->name,
                          hm_wire_type_name(ev->wire.type), ev->peer);
@@ -424,7 +424,7 @@ static void on_presence(hm_ctx *ctx, hm_node *n, cl_ev *ev, bool add)
     pthread_mutex_lock(&n->lock);
     err = add ? hm_presence_register(n->pres, ev->str, hm_ctx_now_ms(ctx))
               : hm_presence_unregister(n->pres, ev->str, hm_ctx_now_ms(ctx));
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     if (err != HM_OK)
         HM_LOG_WARN("CL-PRESENCE", "%s: %s %s: %s", n->name,
                     add ? "register" : "unregister", ev->str,
@@ -451,7 +451,7 @@ static void on_tick(hm_ctx *ctx, hm_node *n)
     hm_members_tick(n->members, now);
     pthread_mutex_lock(&n->lock);
     hm_presence_tick(n->pres, now);
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     drain(ctx, n);
     publish(n);
 }

@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define CL_PEER_MAX_BYTES (8u << 20) /* backpressure past so many bytes */
+
 typedef struct kept {
     uint64_t req;
     hm_msg *request; /* owned: stands for the requester */
@@ -45,6 +47,15 @@ struct cl_peer {
     size_t q_count, q_cap;    /* guarded by: qlock */
     bool flush_pending;       /* guarded by: qlock; a cl_flush_type
                                  message is queued to the receiver */
+    hm_addr **waiters;        /* guarded by: qlock; owned references:
+                                 proxies holding a message until there
+                                 is room (hm_ctx_hold) */
+    size_t w_count, w_cap;    /* guarded by: qlock */
+    /* relaxed gauges, read by proxies for backpressure: messages and bytes
+     * queued by proxies and not yet taken, and held in the outbox. The
+     * receiver adds to the outbox ones before it subtracts from the
+     * queued ones, so their sum never dips below the truth. */
+    _Atomic size_t q_pending, q_bytes, out_count, out_bytes;
     hm_addr *self;            /* owned: our receiver's address */
     /* Delivery caches: the last target and sender, interned. */
     char *to_name, *from_name; /* owned */
@@ -68,7 +79,8 @@ cl_peer *cl_peer_create(hm_node *n, const char *name)
     p->node = n;
     snprintf(p->name, sizeof p->name, "%s", name);
     p->outbox = hm_outbox_create(
-        &(hm_outbox_config){.max_count = n->buffer_limit});
+        &(hm_outbox_config){.max_count = 2 * (size_t)n->buffer_limit,
+                            .max_bytes = 2 * CL_PEER_MAX_BYTES});
     pthread_mutex_init(&p->qlock, NULL);
     return p;
 }
@@ -133,11 +145,48 @@ static void count_drop(cl_peer *p)
                               memory_order_relaxed);
 }
 
+static bool over(cl_peer *p, size_t count, size_t bytes)
+{
+    return count >= p->node->buffer_limit || bytes >= CL_PEER_MAX_BYTES;
+}
+
+/* Wakes every proxy holding a message for room (cl_peer_queue). */
+static void wake_waiters(cl_peer *p)
+{
+    hm_addr **w;
+    size_t count;
+
+    pthread_mutex_lock(&p->qlock);
+    if (!p->w_count) {
+        pthread_mutex_unlock(&p->qlock);
+        return;
+    }
+    w = p->waiters;
+    count = p->w_count;
+    p->waiters = NULL;
+    p->w_count = p->w_cap = 0;
+    pthread_mutex_unlock(&p->qlock);
+    for (size_t i = 0; i < count; i++) {
+        hm_runtime_wake(p->node->rt, w[i]);
+        hm_addr_release(w[i]);
+    }
+    hm_free(w);
+}
+
 static void update_buffered(cl_peer *p)
 {
-    /* relaxed: a gauge for the snapshot (publish() in node_recv.c). */
-    atomic_store_explicit(&p->buffered, (uint32_t)hm_outbox_count(p->outbox),
+    size_t count = hm_outbox_count(p->outbox);
+    size_t bytes = hm_outbox_bytes(p->outbox);
+
+    /* relaxed: gauges (publish() in node_recv.c, cl_peer_queue()). */
+    atomic_store_explicit(&p->buffered, (uint32_t)count,
                           memory_order_relaxed);
+    atomic_store_explicit(&p->out_count, count, memory_order_relaxed);
+    atomic_store_explicit(&p->out_bytes, bytes, memory_order_relaxed);
+    /* Room for a quarter of the bound again: the holders go on. The read
+     * of w_count is a hint; wake_waiters() takes the lock. */
+    if (p->gone || !over(p, count + count / 3, bytes + bytes / 3))
+        wake_waiters(p);
 }
 
 /* ------------------------------------------------------------ outbound */
@@ -202,9 +251,41 @@ static void pump_soon(hm_ctx *ctx, cl_peer *p)
         flush_soon(ctx, p);
 }
 
+bool cl_peer_full(hm_ctx *ctx, cl_peer *p)
+{
+    size_t count, bytes;
+    bool full;
+
+    pthread_mutex_lock(&p->qlock);
+    /* relaxed: gauges; senders may overshoot by what is in flight. */
+    count = atomic_load_explicit(&p->q_pending, memory_order_relaxed) +
+            atomic_load_explicit(&p->out_count, memory_order_relaxed);
+    bytes = atomic_load_explicit(&p->q_bytes, memory_order_relaxed) +
+            atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
+    if ((full = over(p, count, bytes))) {
+        hm_addr *self = hm_ctx_self(ctx);
+        size_t i = 0;
+
+        while (i < p->w_count && p->waiters[i] != self)
+            i++;
+        if (i == p->w_count) {
+            if (p->w_count == p->w_cap) {
+                p->w_cap = p->w_cap ? 2 * p->w_cap : 8;
+                p->waiters = hm_realloc(p->waiters,
+                                        p->w_cap * sizeof *p->waiters);
+            }
+            p->waiters[p->w_count++] = hm_addr_ref(self);
+        }
+    }
+    pthread_mutex_unlock(&p->qlock);
+    return full;
+}
+
 hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
 {
     pthread_mutex_lock(&p->qlock);
+    atomic_fetch_add_explicit(&p->q_pending, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->q_bytes, o->len, memory_order_relaxed);
     if (p->q_count == p->q_cap) {
         p->q_cap = p->q_cap ? 2 * p->q_cap : 64;
         p->q = hm_realloc(p->q, p->q_cap * sizeof *p->q);
@@ -258,12 +339,19 @@ static void on_flush(hm_ctx *ctx, cl_peer *p)
     p->q_count = p->q_cap = 0;
     p->flush_pending = false;
     pthread_mutex_unlock(&p->qlock);
+    size_t bytes = 0;
+
     for (size_t i = 0; i < count; i++) {
+        bytes += q[i].len;
         on_out(ctx, p, &q[i]);
         hm_free(q[i].line);
         hm_msg_destroy(q[i].request);
     }
     hm_free(q);
+    update_buffered(p); /* the outbox first: the sum never dips */
+    /* relaxed: gauges. */
+    atomic_fetch_sub_explicit(&p->q_pending, count, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->q_bytes, bytes, memory_order_relaxed);
     pump(p);
 }
 
@@ -393,15 +481,13 @@ static void deliver(hm_ctx *ctx, cl_peer *p, cl_in *in)
 
 static void ack_if_due(hm_ctx *ctx, cl_peer *p)
 {
-    hm_wire_msg w = {.type = HM_WIRE_ACK};
+    uint64_t seq;
     char *line;
     size_t len;
 
-    if (!p->conn || !hm_inbox_ack_due(&p->inbox, hm_ctx_now_ms(ctx),
-                                      &w.u.ack.seq))
+    if (!p->conn || !hm_inbox_ack_due(&p->inbox, hm_ctx_now_ms(ctx), &seq))
         return;
-    if (cl_encode_wire(&w, &line, &len) != HM_OK)
-        return;
+    line = cl_fast_ack_line(seq, &len);
     if (hm_conn_write_take(p->conn, line, len) != HM_OK)
         hm_free(line);
 }
@@ -497,6 +583,11 @@ static void drop_queue(cl_peer *p)
     hm_free(p->q);
     p->q = NULL;
     p->q_count = p->q_cap = 0;
+    for (size_t i = 0; i < p->w_count; i++)
+        hm_addr_release(p->waiters[i]);
+    hm_free(p->waiters);
+    p->waiters = NULL;
+    p->w_count = p->w_cap = 0;
     pthread_mutex_unlock(&p->qlock);
 }
 

@@ -88,6 +88,8 @@ typedef struct proxy {
     char peer[CL_NAME_CAP];
     hm_addr *peer_addr; /* owned: "cluster/peer/<peer>" */
     cl_peer *cp;        /* borrowed: the node keeps its peers */
+    uint64_t epoch;     /* n->route_epoch when last resolved */
+    bool here;          /* the name resolved to this node then */
 } proxy;
 
 static void proxy_retarget(hm_ctx *ctx, proxy *p, const char *peer)
@@ -146,7 +148,18 @@ static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         refuse_msg(ctx, p, msg, HM_EUNREACHABLE); /* one hop only */
         return HM_OK;
     }
-    if (!cl_route(p->node, hm_addr_name(hm_ctx_self(ctx)), where)) {
+    /* acquire: pairs with cl_unlock(); read before resolving, so that a
+     * change made meanwhile makes the next message resolve again. */
+    uint64_t epoch = atomic_load_explicit(&p->node->route_epoch,
+                                          memory_order_acquire);
+
+    if (epoch != p->epoch) {
+        p->here = !cl_route(p->node, hm_addr_name(hm_ctx_self(ctx)), where);
+        p->epoch = epoch;
+        if (!p->here && strcmp(where, p->peer) != 0)
+            proxy_retarget(ctx, p, where);
+    }
+    if (p->here) {
         /* It lives here now (its member died, or its name moved here).
          * End the proxy and queue the message again under the same name,
          * sender and request id kept (hm_runtime_send leaves `from` as it
@@ -162,8 +175,12 @@ static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         }
         return HM_OK;
     }
-    if (strcmp(where, p->peer) != 0)
-        proxy_retarget(ctx, p, where);
+    if (cl_peer_full(ctx, p->cp)) {
+        /* Backpressure: the message waits here, the mailbox fills and
+         * senders see HM_EFULL, until the peer has room again. */
+        hm_ctx_hold(ctx);
+        return HM_OK;
+    }
     if ((err = proxy_forward(ctx, p, msg)) != HM_OK)
         refuse_msg(ctx, p, msg, err);
     return HM_OK;
@@ -195,6 +212,7 @@ hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
         return HM_ECLOSED;
     }
     *out = (hm_receiver){.handler = proxy_handle, .state = p,
-                         .hooks = &proxy_hooks};
+                         .hooks = &proxy_hooks,
+                         .mailbox_limit = CL_PROXY_MAILBOX};
     return HM_OK;
 }
