@@ -87,6 +87,8 @@ static void send_wire(hm_node *n, const char *peer, const hm_wire_msg *w,
 
     if (!s || !s->conn || cl_encode_wire(w, &line, &len) != HM_OK)
         return;
+    /* Ahead of queued routed traffic (peer.c writes it as bulk): a
+     * heartbeat that waits behind a long queue looks like silence. */
     if (hm_conn_write_take(s->conn, line, len) != HM_OK)
         hm_free(line);
     else

@@ -208,7 +208,8 @@ static void pump(cl_peer *p)
         if (more)
             cl_fast_wrap_routed(&batch, &used, &cap, inner, len, seq);
         if (used && (!more || used >= BATCH_MAX_LEN)) {
-            if (hm_conn_write_take(p->conn, batch, used) != HM_OK) {
+            /* Bulk: control lines go first (net/conn.h). */
+            if (hm_conn_write_bulk(p->conn, batch, used) != HM_OK) {
                 /* The link is full or closing: write it all again later
                  * (the peer's duplicate filter drops what it has). */
                 hm_outbox_rewind(p->outbox);
@@ -488,6 +489,8 @@ static void ack_if_due(hm_ctx *ctx, cl_peer *p)
     if (!p->conn || !hm_inbox_ack_due(&p->inbox, hm_ctx_now_ms(ctx), &seq))
         return;
     line = cl_fast_ack_line(seq, &len);
+    /* Ahead of our own routed traffic (bulk): the peer frees its buffer
+     * sooner. */
     if (hm_conn_write_take(p->conn, line, len) != HM_OK)
         hm_free(line);
 }

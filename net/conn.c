@@ -171,6 +171,7 @@ void hm_conn_release(hm_conn *c)
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     free_wnodes(atomic_load_explicit(&c->wstack, memory_order_relaxed));
+    free_wnodes(atomic_load_explicit(&c->bstack, memory_order_relaxed));
     free_wnodes(c->out_head);
     hm_addr_release(atomic_load_explicit(&c->next_owner, memory_order_relaxed));
     hm_addr_release(c->owner);
@@ -224,16 +225,22 @@ static void request(hm_conn *c, unsigned bits)
 
 /* ---------------------------------------------------------------- writes */
 
-static hm_err reserve(hm_conn *c, size_t len)
-{
-    size_t before;
+/* Bulk writes leave so much of the bound to the others, so that control
+ * lines still go out on a connection whose bulk queue is full. */
+#define BULK_HEADROOM (64u * 1024u)
 
+static hm_err reserve(hm_conn *c, size_t len, bool bulk)
+{
+    size_t before, max = c->max_queue;
+
+    if (bulk)
+        max = max > 2 * BULK_HEADROOM ? max - BULK_HEADROOM : max / 2;
     if (len > c->max_queue)
         return HM_ETOOBIG;
     /* relaxed: a byte budget; the push below carries the data. */
     before =
         atomic_fetch_add_explicit(&c->queued_len, len, memory_order_relaxed);
-    if (before + len <= c->max_queue)
+    if (before + len <= max)
         return HM_OK;
     atomic_fetch_sub_explicit(&c->queued_len, len, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->loop->write_full, 1, memory_order_relaxed);
@@ -242,28 +249,28 @@ static hm_err reserve(hm_conn *c, size_t len)
     return HM_EFULL;
 }
 
-static void push_write(hm_conn *c, wnode *n)
+static void push_write(hm_conn *c, _Atomic(wnode *) *stack, wnode *n)
 {
-    wnode *head = atomic_load_explicit(&c->wstack, memory_order_relaxed);
+    wnode *head = atomic_load_explicit(stack, memory_order_relaxed);
 
     do {
         n->next = head;
         /* release: pairs with the acquire exchange in conn_io.c's
          * take_writes(), which then sees the node's bytes. */
     } while (!atomic_compare_exchange_weak_explicit(
-        &c->wstack, &head, n, memory_order_release, memory_order_relaxed));
+        stack, &head, n, memory_order_release, memory_order_relaxed));
     hm_conn_schedule(c);
 }
 
-static hm_err write_node(hm_conn *c, wnode *n)
+static hm_err write_node(hm_conn *c, wnode *n, bool bulk)
 {
     hm_err err;
 
     if (!hm_conn_is_open(c))
         return HM_ECLOSED;
-    if ((err = reserve(c, n->len)) != HM_OK)
+    if ((err = reserve(c, n->len, bulk)) != HM_OK)
         return err;
-    push_write(c, n);
+    push_write(c, bulk ? &c->bstack : &c->wstack, n);
     return HM_OK;
 }
 
@@ -281,12 +288,12 @@ hm_err hm_conn_write(hm_conn *c, const void *buf, size_t len)
     n->data = n->inline_data;
     n->owned_data = false;
     memcpy(n->inline_data, buf, len);
-    if ((err = write_node(c, n)) != HM_OK)
+    if ((err = write_node(c, n, false)) != HM_OK)
         hm_free(n);
     return err;
 }
 
-hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
+static hm_err write_take(hm_conn *c, void *buf, size_t len, bool bulk)
 {
     wnode *n;
     hm_err err;
@@ -301,11 +308,21 @@ hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
     n->len = len;
     n->data = buf;
     n->owned_data = true;
-    if ((err = write_node(c, n)) != HM_OK) {
+    if ((err = write_node(c, n, bulk)) != HM_OK) {
         n->owned_data = false; /* the caller keeps buf */
         hm_free(n);
     }
     return err;
+}
+
+hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
+{
+    return write_take(c, buf, len, false);
+}
+
+hm_err hm_conn_write_bulk(hm_conn *c, void *buf, size_t len)
+{
+    return write_take(c, buf, len, true);
 }
 
 /* --------------------------------------------------------------- closing */

@@ -132,16 +132,15 @@ static void list_remove(hm_conn *c)
     atomic_fetch_sub_explicit(&c->loop->open, 1, memory_order_relaxed);
 }
 
-/* Moves the writes pushed by handles onto the output queue, oldest first. */
-static void take_writes(hm_conn *c)
+/* Takes a write stack (newest first) and returns it oldest first, with
+ * its last node in *last. */
+static wnode *take_stack(_Atomic(wnode *) *stack, wnode **last)
 {
     /* acquire: pairs with the release CAS in conn.c's push_write(). */
-    wnode *n = atomic_exchange_explicit(&c->wstack, NULL, memory_order_acquire);
-    wnode *fifo = NULL, *last;
+    wnode *n = atomic_exchange_explicit(stack, NULL, memory_order_acquire);
+    wnode *fifo = NULL;
 
-    if (!n)
-        return;
-    last = n;
+    *last = n;
     while (n) { /* the stack is newest first: reverse it */
         wnode *next = n->next;
 
@@ -149,11 +148,40 @@ static void take_writes(hm_conn *c)
         fifo = n;
         n = next;
     }
-    if (c->out_tail)
-        c->out_tail->next = fifo;
-    else
-        c->out_head = fifo;
-    c->out_tail = last;
+    return fifo;
+}
+
+/* Moves the writes pushed by handles onto the output queue, oldest first:
+ * the others ahead of every bulk node not begun, bulk ones at the end. */
+static void take_writes(hm_conn *c)
+{
+    wnode *plast, *pfifo = take_stack(&c->wstack, &plast);
+    wnode *blast, *bfifo = take_stack(&c->bstack, &blast);
+
+    if (pfifo) {
+        if (!c->out_head) {
+            c->out_head = pfifo;
+            c->out_tail = plast;
+        } else if (!c->out_plast && c->out_off == 0) { /* all bulk */
+            plast->next = c->out_head;
+            c->out_head = pfifo;
+        } else { /* after the earlier ones, or the half-sent head */
+            wnode *at = c->out_plast ? c->out_plast : c->out_head;
+
+            plast->next = at->next;
+            at->next = pfifo;
+            if (c->out_tail == at)
+                c->out_tail = plast;
+        }
+        c->out_plast = plast;
+    }
+    if (bfifo) {
+        if (c->out_tail)
+            c->out_tail->next = bfifo;
+        else
+            c->out_head = bfifo;
+        c->out_tail = blast;
+    }
 }
 
 static void drop_output(hm_conn *c)
@@ -168,6 +196,7 @@ static void drop_output(hm_conn *c)
         hm_free(n);
     }
     c->out_tail = NULL;
+    c->out_plast = NULL;
     c->out_off = 0;
     atomic_store_explicit(&c->queued_len, 0, memory_order_relaxed);
 }
@@ -249,6 +278,8 @@ static void consume_output(hm_conn *c, size_t sent)
         c->out_head = n->next;
         if (!c->out_head)
             c->out_tail = NULL;
+        if (c->out_plast == n)
+            c->out_plast = NULL;
         if (n->owned_data)
             hm_free(n->data);
         hm_free(n);

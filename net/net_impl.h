@@ -76,6 +76,7 @@ struct hm_conn {
     atomic_bool read_paused;       /* atomic: see conn.c, in-flight bound */
     _Atomic unsigned requests;     /* atomic: REQ_* bits */
     _Atomic(wnode *) wstack;       /* atomic: writes, newest first */
+    _Atomic(wnode *) bstack;       /* atomic: bulk writes, newest first */
     _Atomic size_t queued_len;     /* atomic: bytes written, not yet sent */
     _Atomic size_t inflight;       /* atomic: delivered frame bytes not freed */
     _Atomic(hm_addr *) next_owner; /* atomic: for REQ_OWNER */
@@ -89,6 +90,7 @@ struct hm_conn {
     hm_framer line_framer; /* used when opt.framer is NULL */
     wnode *out_head, *out_tail;
     size_t out_off; /* bytes of out_head already sent */
+    wnode *out_plast; /* the last non-bulk node still queued, or NULL */
     bool read_done;   /* EOF seen, framing error, or reads stopped */
     bool frame_error; /* the framer failed: net.error was sent */
     bool shut_wr_pending, shut_wr_done;
