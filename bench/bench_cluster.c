@@ -355,9 +355,6 @@ static void remote_send(bench *b, size_t count, size_t *ups)
     }
     bench_row("remote-send", "hermes",
               (double)count / ((double)elapsed / 1e9), "msg/s", "higher");
-    /* The line remote-send writes for "x": the cl.msg around the HP msg. */
-    bench_row("remote-send", "limit-tcp-lines",
-              limit_tcp_lines(count, 172), "msg/s", "higher");
 }
 
 int main(int argc, char **argv)
@@ -380,7 +377,12 @@ int main(int argc, char **argv)
     detect_crash(&b, b.smoke ? 1 : 5, &ups);
     detect_silent(&b, b.smoke ? 1 : 3, &ups);
     presence_p99(&b, b.smoke ? 8 : 400, &ups);
-    remote_send(&b, b.smoke ? 1000 : 200000, &ups);
+    remote_send(&b, b.smoke ? 1000 : 1000000, &ups);
+    /* The line remote-send writes for "x" (the cl.msg around the HP msg,
+     * 172 bytes with its newline), through bare TCP: the same-run ceiling. */
+    if (!b.smoke)
+        bench_row("remote-send", "limit-tcp-lines",
+                  limit_tcp_lines(1000000, 172), "msg/s", "higher");
     stop_local(&b);
     return 0;
 }
