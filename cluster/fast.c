@@ -21,12 +21,14 @@
 
 void cl_fields_fini(cl_fields *f)
 {
-    hm_free(f->from);
-    hm_free(f->to);
-    hm_free(f->type);
     if (f->data)
         json_decref(f->data);
     memset(f, 0, sizeof *f);
+}
+
+bool cl_span_is(cl_span s, const char *str)
+{
+    return s.p && strlen(str) == s.n && memcmp(s.p, str, s.n) == 0;
 }
 
 /* ------------------------------------------------------------- buffers */
@@ -349,20 +351,11 @@ static json_t *parse_value(const char *s, size_t n)
     return json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 }
 
-static char *dup_n(const char *s, size_t n)
-{
-    char *d = hm_alloc(n + 1);
-
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
-}
-
 bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
 {
     cur c = {line, line + len};
-    const char *from = NULL, *to = NULL, *type, *data;
-    size_t from_n = 0, to_n = 0, type_n, data_n;
+    const char *data;
+    size_t data_n;
     cl_fields f = {0};
     json_t *value;
 
@@ -375,12 +368,13 @@ bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
         (!uint_max(&c, HM_HP_MAX_ID, &f.id) || f.id == 0))
         return false;
     if (LIT(&c, ",\"from\":") &&
-        !plain_str(&c, HM_ADDR_MAX_LEN, &from, &from_n))
+        !plain_str(&c, HM_ADDR_MAX_LEN, &f.from.p, &f.from.n))
         return false;
-    if (LIT(&c, ",\"to\":") && !plain_str(&c, HM_ADDR_MAX_LEN, &to, &to_n))
+    if (LIT(&c, ",\"to\":") &&
+        !plain_str(&c, HM_ADDR_MAX_LEN, &f.to.p, &f.to.n))
         return false;
     if (!LIT(&c, ",\"body\":{\"type\":") ||
-        !plain_str(&c, HM_ADDR_MAX_LEN, &type, &type_n))
+        !plain_str(&c, HM_ADDR_MAX_LEN, &f.type.p, &f.type.n))
         return false;
     if (LIT(&c, ",\"arg\":") &&
         (!uint_max(&c, INT64_MAX, &f.arg) || f.arg == 0))
@@ -398,9 +392,6 @@ bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
     if (!(value = parse_value(data, data_n)))
         return false;
     f.data = value;
-    f.type = dup_n(type, type_n);
-    f.to = to ? dup_n(to, to_n) : NULL;
-    f.from = from ? dup_n(from, from_n) : NULL;
     *out = f;
     return true;
 }
@@ -427,9 +418,12 @@ hm_err cl_inner_fields(const json_t *o, cl_fields *out)
     memset(out, 0, sizeof *out);
     out->id = id ? (uint64_t)json_integer_value(id) : 0;
     out->reply = json_is_true(reply);
-    out->to = to ? hm_strdup(json_string_value(to)) : NULL;
-    out->from = from ? hm_strdup(json_string_value(from)) : NULL;
-    out->type = hm_strdup(json_string_value(type));
+    if (to)
+        out->to = (cl_span){json_string_value(to), json_string_length(to)};
+    if (from)
+        out->from =
+            (cl_span){json_string_value(from), json_string_length(from)};
+    out->type = (cl_span){json_string_value(type), json_string_length(type)};
     out->arg = arg ? (uint64_t)json_integer_value(arg) : 0;
     out->data = data ? json_incref((json_t *)data) : json_null();
     return HM_OK;

@@ -22,31 +22,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The fields of a routed message (a cl.msg's inner HP "msg"). Strings are
- * owned (hm_alloc) and `data` is an owned reference; release them with
+/* A string inside a line or a JSON tree: borrowed, not NUL-terminated
+ * (it may hold a NUL if it came through jansson). `p` NULL: absent. */
+typedef struct cl_span {
+    const char *p;
+    size_t n;
+} cl_span;
+
+/* The fields of a routed message (a cl.msg's inner HP "msg"). The spans
+ * borrow the line (fast path) or the JSON tree (reference path) and live
+ * as long as it does; `data` is an owned reference: release it with
  * cl_fields_fini(). */
 typedef struct cl_fields {
     uint64_t seq;   /* the cl.msg's seq (fast path only; the reference
                        path reads it from hm_wire_decode) */
     uint64_t id;    /* link-level request id; 0: none */
     bool reply;     /* it answers request `id` */
-    char *from;     /* the original sender's address; NULL: none */
-    char *to;       /* the target address; NULL: none (a reply) */
-    char *type;     /* the registered type's name */
+    cl_span from;   /* the original sender's address */
+    cl_span to;     /* the target address (absent: a reply) */
+    cl_span type;   /* the registered type's name */
     uint64_t arg;
     struct json_t *data; /* never NULL (json null if absent) */
 } cl_fields;
 
 void cl_fields_fini(cl_fields *f);
 
+/* True if `s` is present and equals the NUL-terminated `str`. */
+bool cl_span_is(cl_span s, const char *str);
+
 /* A whole cl.msg line (`len` bytes, no newline; borrowed) in canonical
- * form: true and `*out` filled (owned), or false if the line is not in
+ * form: true and `*out` filled (its spans borrow `line`), or false if the line is not in
  * that form (decode it with the reference path; nothing is allocated). */
 bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out);
 
 /* The reference reading of an inner HP "msg" object `o` (borrowed), as
  * the link receiver did before the fast path: HM_EPROTO if a field has
- * the wrong type. `seq` is left 0. Fills `out` (owned) on HM_OK. */
+ * the wrong type. `seq` is left 0. Fills `out` on HM_OK (its spans borrow
+ * `o`). */
 hm_err cl_inner_fields(const struct json_t *o, cl_fields *out);
 
 /* Encodes `m` (borrowed) as an HP "msg" object with `to`, `from` (both

@@ -46,6 +46,13 @@ typedef struct link_state {
     hm_addr *peer_addr; /* owned once up: "cluster/peer/<name>" */
     hm_msg *batch;      /* owned: routed lines of this frame, sent after
                            it (cl_in_batch) */
+    /* One-entry caches of what consecutive messages share: the last
+     * target and sender interned, the last type found (types are never
+     * unregistered). Names owned (hm_alloc), addresses references. */
+    char *to_name, *from_name, *type_name;
+    size_t to_len, from_len, type_len;
+    hm_addr *to_addr, *from_addr;
+    const hm_type *type;
     uint64_t heard_ms;  /* last heard notice sent to the node */
 } link_state;
 
@@ -218,19 +225,73 @@ static cl_in *batch_add(link_state *s)
     return &b->items[b->count++];
 }
 
-/* A routed message's fields (taken) into `in`: the runtime message with
- * its registered type, the request id, whether it is a reply, the target
- * and the sender. A message that cannot be decoded keeps the error (the
- * line itself was valid: the peer receiver still numbers it, counts it
- * undeliverable and answers a request with the error). */
-static void take_fields(hm_runtime *rt, cl_fields *f, cl_in *in)
+/* Whether the cache holds `sp`; if not, makes it hold a copy of it.
+ * False if `sp` holds a NUL (not a name). */
+static bool cache_span(cl_span sp, char **name, size_t *len, bool *hit)
 {
+    *hit = *name && *len == sp.n && memcmp(*name, sp.p, sp.n) == 0;
+    if (*hit)
+        return true;
+    if (memchr(sp.p, '\0', sp.n))
+        return false;
+    hm_free(*name);
+    *name = hm_alloc(sp.n + 1);
+    memcpy(*name, sp.p, sp.n);
+    (*name)[sp.n] = '\0';
+    *len = sp.n;
+    return true;
+}
+
+/* An owned reference to the address named `sp`, through a cache. NULL if
+ * it is absent or not a valid name. */
+static hm_addr *intern_span(hm_runtime *rt, cl_span sp, char **name,
+                            size_t *len, hm_addr **addr)
+{
+    bool hit;
+
+    if (!sp.p || !cache_span(sp, name, len, &hit))
+        return NULL;
+    if (!hit) {
+        hm_addr_release(*addr);
+        if (hm_runtime_intern(rt, *name, addr) != HM_OK) {
+            *addr = NULL;
+            hm_free(*name);
+            *name = NULL;
+        }
+    }
+    return *addr ? hm_addr_ref(*addr) : NULL;
+}
+
+/* A routed message's fields into `in` (the data reference is released):
+ * the runtime message with its registered type, the request id, whether
+ * it is a reply, the target and the sender. A message that cannot be
+ * decoded keeps the error (the line itself was valid: the peer receiver
+ * still numbers it, counts it undeliverable and answers a request with
+ * the error). */
+static void take_fields(hm_runtime *rt, link_state *s, cl_fields *f,
+                        cl_in *in)
+{
+    void *payload = NULL;
+    bool hit;
+
     in->id = f->id;
     in->reply = f->reply;
-    in->to = f->to;
-    in->from = f->from;
-    f->to = f->from = NULL;
-    in->err = hm_msg_from_json(rt, f->type, f->data, f->arg, &in->msg);
+    in->to = intern_span(rt, f->to, &s->to_name, &s->to_len, &s->to_addr);
+    in->from = intern_span(rt, f->from, &s->from_name, &s->from_len,
+                           &s->from_addr);
+    if (f->to.p && !in->to) {
+        in->err = HM_EINVAL; /* a target that is not a valid name */
+    } else if (!cache_span(f->type, &s->type_name, &s->type_len, &hit)) {
+        in->err = HM_ENOTFOUND;
+    } else if (!hit && !(s->type = hm_runtime_find_type(rt, s->type_name))) {
+        hm_free(s->type_name); /* not registered (yet): ask again */
+        s->type_name = NULL;
+        in->err = HM_ENOTFOUND;
+    } else if (!s->type->from_json) {
+        in->err = HM_ECODEC;
+    } else if ((in->err = s->type->from_json(f->data, &payload)) == HM_OK) {
+        in->msg = hm_msg_create(s->type, payload, f->arg);
+    }
     cl_fields_fini(f);
 }
 
@@ -266,7 +327,7 @@ static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
         } else {
             in->seq = w.u.routed.seq;
             if ((in->err = cl_inner_fields(w.u.routed.body, &f)) == HM_OK)
-                take_fields(hm_ctx_runtime(ctx), &f, in);
+                take_fields(hm_ctx_runtime(ctx), s, &f, in);
         }
         /* The batch is sent once this frame's JSON trees are freed
          * (cl_link_handle): a payload may hold part of one, and a jansson
@@ -370,7 +431,7 @@ static void on_lines(hm_ctx *ctx, link_state *s, const uint8_t *data,
             cl_in *in = batch_add(s);
 
             in->seq = f.seq;
-            take_fields(hm_ctx_runtime(ctx), &f, in);
+            take_fields(hm_ctx_runtime(ctx), s, &f, in);
             continue;
         }
         if (hm_hp_session_on_frame(&s->hp, s->conn, line, n, &hp, &have) ==
@@ -416,6 +477,11 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
     hm_conn_release(s->conn);
     hm_addr_release(s->peer_addr);
     hm_msg_destroy(s->batch);
+    hm_addr_release(s->to_addr);
+    hm_addr_release(s->from_addr);
+    hm_free(s->to_name);
+    hm_free(s->from_name);
+    hm_free(s->type_name);
     hm_handshake_destroy(s->hs);
     hm_free(s);
 }

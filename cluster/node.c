@@ -65,8 +65,8 @@ static void in_batch_free(void *payload)
 
     for (size_t i = 0; i < b->count; i++) {
         hm_msg_destroy(b->items[i].msg);
-        hm_free(b->items[i].to);
-        hm_free(b->items[i].from);
+        hm_addr_release(b->items[i].to);
+        hm_addr_release(b->items[i].from);
     }
     hm_free(b->items);
     hm_free(b);

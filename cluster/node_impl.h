@@ -151,8 +151,8 @@ typedef struct cl_in {
     uint64_t id;    /* the link-level request id (0: none) */
     hm_err err;     /* why `msg` could not be decoded */
     hm_msg *msg;    /* the decoded message */
-    char *to;       /* the target address */
-    char *from;     /* the original sender's address (NULL: none) */
+    hm_addr *to;    /* a reference: the target (NULL: none) */
+    hm_addr *from;  /* a reference: the original sender (NULL: none) */
 } cl_in;
 
 /* Every routed line of one frame (one read), in order, for one peer. */

@@ -57,11 +57,9 @@ struct cl_peer {
      * queued ones, so their sum never dips below the truth. */
     _Atomic size_t q_pending, q_bytes, out_count, out_bytes;
     hm_addr *self;            /* owned: our receiver's address */
-    /* Delivery caches: the last target and sender, interned. */
-    char *to_name, *from_name; /* owned */
-    hm_addr *to_addr, *from_addr; /* owned */
-    uint64_t batches;     /* inbound batches handled */
-    uint64_t routed_here; /* to_name was found local in this batch */
+    uint64_t batches;      /* inbound batches handled */
+    uint64_t routed_here;  /* routed_addr was found local in this batch */
+    const hm_addr *routed_addr; /* compared only, never dereferenced */
     hm_outbox *outbox;
     hm_inbox inbox;   /* for the incarnation in_inc */
     uint64_t in_inc;  /* whose cl.msg we filter */
@@ -226,18 +224,25 @@ static void pump(cl_peer *p)
 /* Asks for a flush (take the proxies' queue, then pump) once the messages
  * queued to us now are handled: everything pushed meanwhile goes out in
  * one write. `ctx` may be a proxy's or our own. */
+static void send_flush(hm_ctx *ctx, cl_peer *p);
+
 static void flush_soon(hm_ctx *ctx, cl_peer *p)
 {
-    hm_msg *m;
     bool send;
 
     pthread_mutex_lock(&p->qlock);
     send = !p->flush_pending;
     p->flush_pending = true;
     pthread_mutex_unlock(&p->qlock);
-    if (!send)
-        return;
-    m = hm_msg_create(&cl_flush_type, NULL, 0);
+    if (send)
+        send_flush(ctx, p);
+}
+
+/* Sends the flush message that flush_pending announced. */
+static void send_flush(hm_ctx *ctx, cl_peer *p)
+{
+    hm_msg *m = hm_msg_create(&cl_flush_type, NULL, 0);
+
     if (!p->self || hm_ctx_send(ctx, p->self, m) != HM_OK) {
         hm_msg_destroy(m); /* closing: nothing will be written anyway */
         pthread_mutex_lock(&p->qlock);
@@ -252,38 +257,49 @@ static void pump_soon(hm_ctx *ctx, cl_peer *p)
         flush_soon(ctx, p);
 }
 
+/* Whether the gauges say the peer holds its bound. */
+static bool gauges_over(cl_peer *p)
+{
+    /* relaxed: gauges; senders may overshoot by what is in flight. */
+    size_t count = atomic_load_explicit(&p->q_pending, memory_order_relaxed) +
+                   atomic_load_explicit(&p->out_count, memory_order_relaxed);
+    size_t bytes = atomic_load_explicit(&p->q_bytes, memory_order_relaxed) +
+                   atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
+
+    return over(p, count, bytes);
+}
+
 bool cl_peer_full(hm_ctx *ctx, cl_peer *p)
 {
-    size_t count, bytes;
+    hm_addr *self = hm_ctx_self(ctx);
+    size_t i = 0;
     bool full;
 
+    if (!gauges_over(p))
+        return false; /* the common case, without the lock */
     pthread_mutex_lock(&p->qlock);
-    /* relaxed: gauges; senders may overshoot by what is in flight. */
-    count = atomic_load_explicit(&p->q_pending, memory_order_relaxed) +
-            atomic_load_explicit(&p->out_count, memory_order_relaxed);
-    bytes = atomic_load_explicit(&p->q_bytes, memory_order_relaxed) +
-            atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
-    if ((full = over(p, count, bytes))) {
-        hm_addr *self = hm_ctx_self(ctx);
-        size_t i = 0;
-
-        while (i < p->w_count && p->waiters[i] != self)
-            i++;
-        if (i == p->w_count) {
-            if (p->w_count == p->w_cap) {
-                p->w_cap = p->w_cap ? 2 * p->w_cap : 8;
-                p->waiters = hm_realloc(p->waiters,
-                                        p->w_cap * sizeof *p->waiters);
-            }
-            p->waiters[p->w_count++] = hm_addr_ref(self);
+    while (i < p->w_count && p->waiters[i] != self)
+        i++;
+    if (i == p->w_count) {
+        if (p->w_count == p->w_cap) {
+            p->w_cap = p->w_cap ? 2 * p->w_cap : 8;
+            p->waiters =
+                hm_realloc(p->waiters, p->w_cap * sizeof *p->waiters);
         }
+        p->waiters[p->w_count++] = hm_addr_ref(self);
     }
+    /* Again, registered: the receiver stores the gauges before it takes
+     * the lock to wake, so either it sees us or we see its room (then we
+     * stay registered; a spurious wake is harmless). */
+    full = gauges_over(p);
     pthread_mutex_unlock(&p->qlock);
     return full;
 }
 
 hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
 {
+    bool send;
+
     pthread_mutex_lock(&p->qlock);
     atomic_fetch_add_explicit(&p->q_pending, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->q_bytes, o->len, memory_order_relaxed);
@@ -292,9 +308,12 @@ hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
         p->q = hm_realloc(p->q, p->q_cap * sizeof *p->q);
     }
     p->q[p->q_count++] = *o;
+    send = !p->flush_pending;
+    p->flush_pending = true;
     pthread_mutex_unlock(&p->qlock);
     memset(o, 0, sizeof *o);
-    flush_soon(ctx, p);
+    if (send)
+        send_flush(ctx, p);
     return HM_OK;
 }
 
@@ -403,40 +422,18 @@ static void answer_kept(hm_ctx *ctx, cl_peer *p, uint64_t req, hm_msg *m)
     hm_msg_destroy(m); /* the requester is gone */
 }
 
-/* An owned reference to `name`'s address through the one-entry cache
- * `*name_cache` / `*addr_cache` (consecutive messages mostly share their
- * target and sender). NULL if it cannot be interned. */
-static hm_addr *cached(hm_runtime *rt, const char *name, char **name_cache,
-                       hm_addr **addr_cache, bool *stale)
-{
-    hm_addr *a;
-
-    if (*addr_cache && strcmp(*name_cache, name) == 0)
-        return hm_addr_ref(*addr_cache);
-    if (hm_runtime_intern(rt, name, &a) != HM_OK)
-        return NULL;
-    *stale = true;
-    hm_addr_release(*addr_cache);
-    hm_free(*name_cache);
-    *addr_cache = hm_addr_ref(a);
-    *name_cache = hm_strdup(name);
-    return a;
-}
-
 /* Delivers the decoded message of `in` on this node only: the reply to one
  * of our kept requests, a request made here for the peer (its outcome goes
  * back through the outbox), or a send, which arrives with its original
  * sender's address as hm_msg_from() (NULL if it had none). One hop only:
  * a target that lives on another member by our view is refused, never
- * forwarded. */
+ * forwarded (checked once per target per batch). */
 static void deliver(hm_ctx *ctx, cl_peer *p, cl_in *in)
 {
     hm_runtime *rt = hm_ctx_runtime(ctx);
     bool request = in->id && !in->reply;
     char where[CL_NAME_CAP];
     hm_err err = in->err;
-    hm_addr *to = NULL, *from = NULL;
-    bool stale = false;
 
     if (err == HM_OK) {
         /* relaxed: a counter. */
@@ -449,31 +446,25 @@ static void deliver(hm_ctx *ctx, cl_peer *p, cl_in *in)
         }
         if (!in->to) {
             err = HM_EINVAL;
-        } else if (!(to = cached(rt, in->to, &p->to_name, &p->to_addr,
-                                 &stale))) {
-            err = HM_EINVAL;
-        } else if ((stale || p->routed_here != p->batches) &&
-                   cl_route(p->node, in->to, where)) {
+        } else if ((p->routed_here != p->batches ||
+                    p->routed_addr != in->to) &&
+                   cl_route(p->node, hm_addr_name(in->to), where)) {
             err = HM_EUNREACHABLE; /* it lives elsewhere now: no bounce */
-        } else if ((p->routed_here = p->batches), !request) {
-            if (in->from)
-                from = cached(rt, in->from, &p->from_name, &p->from_addr,
-                              &stale);
-            err = hm_runtime_send_from(rt, from, to, in->msg);
-            hm_addr_release(from);
+        } else if ((p->routed_here = p->batches), (p->routed_addr = in->to),
+                   !request) {
+            err = hm_runtime_send_from(rt, in->from, in->to, in->msg);
         } else {
-            err = hm_ctx_request(ctx, to, in->msg,
+            err = hm_ctx_request(ctx, in->to, in->msg,
                                  p->node->request_timeout_ms, on_local_reply,
                                  (void *)(uintptr_t)in->id, NULL);
         }
-        hm_addr_release(to);
         if (err == HM_OK) {
             in->msg = NULL; /* the runtime took it */
             return;
         }
     }
     HM_LOG_DEBUG("CL-UNDELIVERABLE", "%s: a message from %s for %s: %s",
-                 p->node->name, p->name, in->to ? in->to : "?",
+                 p->node->name, p->name, in->to ? hm_addr_name(in->to) : "?",
                  hm_err_str(err));
     count_drop(p);
     if (request)
@@ -605,10 +596,8 @@ static void peer_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
     fail_kept(NULL, p, HM_ECLOSED);
     set_conn(p, NULL);
     drop_queue(p);
-    hm_addr_release(p->to_addr);
-    hm_addr_release(p->from_addr);
     hm_addr_release(p->self);
-    p->to_addr = p->from_addr = p->self = NULL;
+    p->self = NULL;
 }
 
 const hm_hooks cl_peer_hooks = {.deactivate = peer_deactivate};
@@ -622,8 +611,6 @@ void cl_peer_destroy(cl_peer *p)
     drop_queue(p);
     hm_outbox_destroy(p->outbox);
     hm_free(p->kept);
-    hm_free(p->to_name);
-    hm_free(p->from_name);
     pthread_mutex_destroy(&p->qlock);
     hm_free(p);
 }
