@@ -121,14 +121,25 @@ static void put_str(buf *b, const char *s, size_t n)
     b->p[b->len++] = '"';
 }
 
-static bool put_name(buf *b, const char *s)
+bool cl_jstr_set(cl_jstr *j, const char *s)
 {
     size_t n = strlen(s);
+    buf b = {0};
 
     if (!hm_utf8_valid((const uint8_t *)s, n))
         return false;
-    put_str(b, s, n);
+    put_str(&b, s, n);
+    hm_free(j->p);
+    j->p = b.p;
+    j->n = b.len;
     return true;
+}
+
+void cl_jstr_fini(cl_jstr *j)
+{
+    hm_free(j->p);
+    j->p = NULL;
+    j->n = 0;
 }
 
 static int dump_cb(const char *chunk, size_t n, void *arg)
@@ -145,7 +156,8 @@ static int dump_cb(const char *chunk, size_t n, void *arg)
 
 /* ------------------------------------------------------------- encoder */
 
-hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
+hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
+                          const cl_jstr *from, const cl_jstr *type,
                           uint64_t id, bool reply, size_t max_len,
                           char **line_out, size_t *len_out)
 {
@@ -164,20 +176,16 @@ hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
         PUT_LIT(&b, ",\"id\":");
         put_u64(&b, id);
     }
-    err = HM_EINVAL;
-    if (from) {
+    if (from && from->p) {
         PUT_LIT(&b, ",\"from\":");
-        if (!put_name(&b, from))
-            goto fail;
+        put(&b, from->p, from->n);
     }
-    if (to) {
+    if (to && to->p) {
         PUT_LIT(&b, ",\"to\":");
-        if (!put_name(&b, to))
-            goto fail;
+        put(&b, to->p, to->n);
     }
     PUT_LIT(&b, ",\"body\":{\"type\":");
-    if (!put_name(&b, hm_msg_type(m)->name))
-        goto fail;
+    put(&b, type->p, type->n);
     if (hm_msg_arg(m)) {
         PUT_LIT(&b, ",\"arg\":");
         put_u64(&b, hm_msg_arg(m));
@@ -204,6 +212,23 @@ hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
 fail:
     json_decref(data);
     hm_free(b.p);
+    return err;
+}
+
+hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
+                          uint64_t id, bool reply, size_t max_len,
+                          char **line_out, size_t *len_out)
+{
+    cl_jstr t = {0}, f = {0}, ty = {0};
+    hm_err err = HM_EINVAL;
+
+    if ((!to || cl_jstr_set(&t, to)) && (!from || cl_jstr_set(&f, from)) &&
+        cl_jstr_set(&ty, hm_msg_type(m)->name))
+        err = cl_fast_encode_pre(m, &t, &f, &ty, id, reply, max_len,
+                                 line_out, len_out);
+    cl_jstr_fini(&t);
+    cl_jstr_fini(&f);
+    cl_jstr_fini(&ty);
     return err;
 }
 
@@ -272,6 +297,12 @@ static bool uint_max(cur *c, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* Bytes that end a plain string's scan: its quote, or what it may not
+ * hold (an escape, a control byte). */
+static const bool plain_stop[256] = {
+    [0 ... 0x1f] = true, ['"'] = true, ['\\'] = true,
+};
+
 /* A string without escapes or control bytes, valid UTF-8, of 1..max
  * bytes: its start and length. */
 static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
@@ -283,15 +314,9 @@ static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
         return false;
 
     q = ++c->p;
-    while (q < c->end && *q != '"') {
-        unsigned char ch = (unsigned char)*q;
-
-        if (ch < 0x20 || ch == '\\')
-            return false;
-        high |= ch;
-        q++;
-    }
-    if (q >= c->end || q == c->p || (size_t)(q - c->p) > max ||
+    while (q < c->end && !plain_stop[(unsigned char)*q])
+        high |= (unsigned char)*q++;
+    if (q >= c->end || *q != '"' || q == c->p || (size_t)(q - c->p) > max ||
         ((high & 0x80) &&
          !hm_utf8_valid((const uint8_t *)c->p, (size_t)(q - c->p))))
         return false;

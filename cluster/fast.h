@@ -70,6 +70,25 @@ hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
                           uint64_t id, bool reply, size_t max_len,
                           char **line_out, size_t *len_out);
 
+/* A name written as a JSON string (quotes included), kept by encoders
+ * that send many messages with the same names. `p` owned (hm_alloc). */
+typedef struct cl_jstr {
+    char *p;
+    size_t n;
+} cl_jstr;
+
+/* Sets `j` to `s` (borrowed) escaped. False (j unchanged) if `s` is not
+ * UTF-8. */
+bool cl_jstr_set(cl_jstr *j, const char *s);
+void cl_jstr_fini(cl_jstr *j);
+
+/* cl_fast_encode_app() with the names already escaped: `to` and `from`
+ * may be NULL or empty (absent), `type` is the message type's name. */
+hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
+                          const cl_jstr *from, const cl_jstr *type,
+                          uint64_t id, bool reply, size_t max_len,
+                          char **line_out, size_t *len_out);
+
 /* Appends the cl.msg line for `inner` (`len` bytes, borrowed) numbered
  * `seq`, newline included, at buf[*used]; grows *buf (hm_realloc) and
  * *cap as needed. */

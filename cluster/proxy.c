@@ -20,7 +20,9 @@
  * about where a name lives can never bounce a message between them. */
 #include "cluster/node_impl.h"
 
+#include "cluster/fast.h"
 #include "cluster/route.h"
+#include "net/line.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -90,6 +92,10 @@ typedef struct proxy {
     cl_peer *cp;        /* borrowed: the node keeps its peers */
     uint64_t epoch;     /* n->route_epoch when last resolved */
     bool here;          /* the name resolved to this node then */
+    /* The names of the last message encoded, escaped once (fast.h). */
+    cl_jstr to_j, from_j, type_j;
+    hm_addr *from_key;     /* a reference: whose from_j it is */
+    const hm_type *type_key;
 } proxy;
 
 static void proxy_retarget(hm_ctx *ctx, proxy *p, const char *peer)
@@ -127,9 +133,25 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
     if (request) /* relaxed: ids need only be unique. */
         o.req = atomic_fetch_add_explicit(&n->next_req, 1,
                                           memory_order_relaxed) + 1;
-    err = cl_encode_app(msg, hm_addr_name(hm_ctx_self(ctx)),
-                        from ? hm_addr_name(from) : NULL, o.req, false,
-                        &o.line, &o.len);
+    if (!p->to_j.p && !cl_jstr_set(&p->to_j, hm_addr_name(hm_ctx_self(ctx))))
+        return HM_EINVAL;
+    if (from != p->from_key) {
+        cl_jstr_fini(&p->from_j);
+        hm_addr_release(p->from_key);
+        p->from_key = NULL;
+        if (from && !cl_jstr_set(&p->from_j, hm_addr_name(from)))
+            return HM_EINVAL;
+        p->from_key = from ? hm_addr_ref((hm_addr *)from) : NULL;
+    }
+    if (hm_msg_type(msg) != p->type_key) {
+        p->type_key = NULL;
+        if (!cl_jstr_set(&p->type_j, hm_msg_type(msg)->name))
+            return HM_EINVAL;
+        p->type_key = hm_msg_type(msg);
+    }
+    /* Room for the cl.msg around it within net's line limit. */
+    err = cl_fast_encode_pre(msg, &p->to_j, &p->from_j, &p->type_j, o.req,
+                             false, HM_NET_MAX_LINE - 256, &o.line, &o.len);
     if (err != HM_OK)
         return err;
     o.len--; /* the newline: the line travels inside a cl.msg */
@@ -194,6 +216,10 @@ static void proxy_deactivate(hm_ctx *ctx, void *state,
     (void)ctx;
     (void)why;
     hm_addr_release(p->peer_addr);
+    hm_addr_release(p->from_key);
+    cl_jstr_fini(&p->to_j);
+    cl_jstr_fini(&p->from_j);
+    cl_jstr_fini(&p->type_j);
     hm_free(p);
 }
 
