@@ -459,26 +459,16 @@ hm_err cl_inner_fields(const json_t *o, cl_fields *out)
 static hm_err lines_next(const void *arg, const uint8_t *b, size_t len,
                          size_t *resume, hm_frame *out)
 {
-    size_t used = 0, r = *resume;
-    hm_frame one;
-    hm_err err;
+    size_t window = len < CL_LINES_BATCH ? len : CL_LINES_BATCH;
+    const uint8_t *nl = memrchr(b, '\n', window);
 
-    while (used < CL_LINES_BATCH && used < len) {
-        err = hm_line_next(arg, b + used, len - used, &r, &one);
-        if (err != HM_OK) {
-            if (used)
-                break; /* the lines so far; the error comes next time */
-            if (err == HM_EAGAIN)
-                *resume = r;
-            return err;
-        }
-        used += one.consumed;
-        r = 0;
-    }
+    /* The window is shorter than the line limit, so no line in it can be
+     * over it; one line longer than the window is the line framer's. */
+    if (!nl)
+        return hm_line_next(arg, b, len, resume, out);
     *resume = 0;
     out->offset = 0;
-    out->len = used;
-    out->consumed = used;
+    out->len = out->consumed = (size_t)(nl - b) + 1;
     return HM_OK;
 }
 
