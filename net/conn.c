@@ -267,19 +267,26 @@ static void request(hm_conn *c, unsigned bits)
 
 /* ---------------------------------------------------------------- writes */
 
-/* Reserves `len` bytes of the write bound; `*before` gets the bytes that
- * were queued already (0: nothing is waiting for the socket). */
-static hm_err reserve(hm_conn *c, size_t len, size_t *before_out)
-{
-    size_t before;
+/* Bulk writes leave so much of the bound to the others, so that control
+ * lines still go out on a connection whose bulk queue is full. */
+#define BULK_HEADROOM (64u * 1024u)
 
+/* Reserves `len` bytes of the write bound (less BULK_HEADROOM for `bulk`);
+ * `*before_out` gets the bytes that were queued already (0: nothing is
+ * waiting for the socket). */
+static hm_err reserve(hm_conn *c, size_t len, bool bulk, size_t *before_out)
+{
+    size_t before, max = c->max_queue;
+
+    if (bulk)
+        max = max > 2 * BULK_HEADROOM ? max - BULK_HEADROOM : max / 2;
     if (len > c->max_queue)
         return HM_ETOOBIG;
     /* relaxed: a byte budget; the push below carries the data. */
     before =
         atomic_fetch_add_explicit(&c->queued_len, len, memory_order_relaxed);
     *before_out = before;
-    if (before + len <= c->max_queue)
+    if (before + len <= max)
         return HM_OK;
     atomic_fetch_sub_explicit(&c->queued_len, len, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->loop->write_full, 1, memory_order_relaxed);
@@ -372,6 +379,7 @@ static void send_direct(hm_conn *c, wnode *n)
         rest->len = rest_len;
         rest->data = rest->inline_data;
         rest->owned_data = false;
+        rest->bulk = false;
         memcpy(rest->inline_data, n->data + sent, rest_len);
         if (n->owned_data)
             hm_free(n->data);
@@ -400,20 +408,23 @@ static bool loop_prefers_direct(hm_loop *loop)
     return false;
 }
 
-static hm_err write_node(hm_conn *c, wnode *n)
+static hm_err write_node(hm_conn *c, wnode *n, bool bulk)
 {
     size_t before;
     hm_err err;
 
     if (!hm_conn_is_open(c))
         return HM_ECLOSED;
-    if ((err = reserve(c, n->len, &before)) != HM_OK)
+    if ((err = reserve(c, n->len, bulk, &before)) != HM_OK)
         return err;
+    n->bulk = bulk;
     /* Not while the connection waits on its loop's task stack: a request
      * made before this write (a new owner, an idle timeout) must take
      * effect before the peer can answer it; the loop is awake for it
-     * anyway. relaxed: our own requests are seen in program order. */
-    if (before == 0 &&
+     * anyway. relaxed: our own requests are seen in program order. Bulk
+     * writes are always queued: they are the traffic that gains from
+     * batching (cluster links), and they may wait. */
+    if (!bulk && before == 0 &&
         !atomic_load_explicit(&c->scheduled, memory_order_relaxed) &&
         loop_prefers_direct(c->loop) && take_output(c))
         send_direct(c, n);
@@ -437,12 +448,12 @@ hm_err hm_conn_write(hm_conn *c, const void *buf, size_t len)
     n->owned_data = false;
     n->front = false;
     memcpy(n->inline_data, buf, len);
-    if ((err = write_node(c, n)) != HM_OK)
+    if ((err = write_node(c, n, false)) != HM_OK)
         hm_free(n);
     return err;
 }
 
-hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
+static hm_err write_take(hm_conn *c, void *buf, size_t len, bool bulk)
 {
     wnode *n;
     hm_err err;
@@ -458,11 +469,21 @@ hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
     n->data = buf;
     n->owned_data = true;
     n->front = false;
-    if ((err = write_node(c, n)) != HM_OK) {
+    if ((err = write_node(c, n, bulk)) != HM_OK) {
         n->owned_data = false; /* the caller keeps buf */
         hm_free(n);
     }
     return err;
+}
+
+hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
+{
+    return write_take(c, buf, len, false);
+}
+
+hm_err hm_conn_write_bulk(hm_conn *c, void *buf, size_t len)
+{
+    return write_take(c, buf, len, true);
 }
 
 /* --------------------------------------------------------------- closing */
@@ -548,8 +569,10 @@ hm_err hm_net_connect(hm_net *net, const hm_connect_config *cfg,
         return err;
     }
     c->state = CONN_NEW_CONNECT;
-    /* The connect timeout, until start_connect() makes it a deadline. */
-    c->deadline_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
+    /* The connect timeout (until start_connect() makes it a deadline) and
+     * the user timeout, which only the socket needs. */
+    c->deadline_ms = (uint64_t)cfg->conn.user_timeout_ms << 32 |
+                     (cfg->timeout_ms ? cfg->timeout_ms : 10000);
     c->owner = hm_addr_ref(cfg->owner);
     if (id_out)
         *id_out = c->id;

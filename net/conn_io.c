@@ -108,32 +108,85 @@ static void list_remove(hm_conn *c)
     atomic_fetch_sub_explicit(&c->loop->open, 1, memory_order_relaxed);
 }
 
-/* Moves the writes pushed by handles onto the output queue, oldest first. */
-static void take_writes(hm_conn *c)
+/* The writes pushed by handles, oldest first, parted in two lists that
+ * each keep their order: the others (in *pfifo, last node *plast) and the
+ * bulk ones (*bfifo, *blast); NULL when empty. The rest of a direct send
+ * (conn.c, ADR 0151) is in neither: it is returned in *front. */
+static void take_stack(hm_conn *c, wnode **pfifo, wnode **plast,
+                       wnode **bfifo, wnode **blast, wnode **front)
 {
     /* acquire: pairs with the release CAS in conn.c's push_write(). */
     wnode *n = atomic_exchange_explicit(&c->wstack, NULL, memory_order_acquire);
-    wnode *fifo = NULL, *last = NULL, *front = NULL;
 
+    *pfifo = *plast = *bfifo = *blast = *front = NULL;
     while (n) { /* the stack is newest first: reverse it */
         wnode *next = n->next;
 
-        if (n->front) { /* the rest of a direct send: see below */
-            front = n;
+        if (n->front) { /* the rest of a direct send: see take_writes() */
+            *front = n;
+        } else if (n->bulk) {
+            if (!*blast)
+                *blast = n;
+            n->next = *bfifo;
+            *bfifo = n;
         } else {
-            if (!last)
-                last = n;
-            n->next = fifo;
-            fifo = n;
+            if (!*plast)
+                *plast = n;
+            n->next = *pfifo;
+            *pfifo = n;
         }
         n = next;
     }
-    if (fifo) {
+}
+
+/* Where the next non-bulk writes go: after the node returned (NULL: at
+ * the head). The queue is always [a half-sent head] [non-bulk writes]
+ * [bulk writes], so with no bulk node queued (the tail is not bulk) that
+ * is the tail, and otherwise the walk passes only the few non-bulk nodes
+ * ahead of the bulk ones. */
+static wnode *priority_end(hm_conn *c)
+{
+    wnode *at = NULL, *n = c->out_head;
+
+    if (!c->out_tail || !c->out_tail->bulk)
+        return c->out_tail;
+    if (n && c->out_off > 0) { /* begun: it stays first, whatever it is */
+        at = n;
+        n = n->next;
+    }
+    while (n && !n->bulk) {
+        at = n;
+        n = n->next;
+    }
+    return at;
+}
+
+/* Moves the writes pushed by handles onto the output queue, oldest first:
+ * the others ahead of every bulk node not begun, bulk ones at the end. */
+static void take_writes(hm_conn *c)
+{
+    wnode *pfifo, *plast, *bfifo, *blast, *front;
+
+    take_stack(c, &pfifo, &plast, &bfifo, &blast, &front);
+    if (pfifo) {
+        wnode *at = priority_end(c);
+
+        if (!at) {
+            plast->next = c->out_head;
+            c->out_head = pfifo;
+        } else {
+            plast->next = at->next;
+            at->next = pfifo;
+        }
+        if (c->out_tail == at)
+            c->out_tail = plast;
+    }
+    if (bfifo) {
         if (c->out_tail)
-            c->out_tail->next = fifo;
+            c->out_tail->next = bfifo;
         else
-            c->out_head = fifo;
-        c->out_tail = last;
+            c->out_head = bfifo;
+        c->out_tail = blast;
     }
     if (front) {
         /* It was reserved when nothing was queued, and sent while we
@@ -568,6 +621,16 @@ static void set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void hm_conn_set_user_timeout(int fd, uint32_t ms)
+{
+    unsigned int ut = ms;
+
+    /* Failure leaves the kernel's default; logged, not fatal. */
+    if (ut && setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut) !=
+                  0)
+        HM_LOG_DEBUG("NET-SOCKOPT", "TCP_USER_TIMEOUT: %s", strerror(errno));
+}
+
 static void conn_opened(hm_conn *c)
 {
     c->state = CONN_OPEN;
@@ -591,7 +654,9 @@ static void register_accepted(hm_conn *c)
 
 static void start_connect(hm_conn *c)
 {
-    uint32_t timeout_ms = (uint32_t)c->deadline_ms; /* see hm_net_connect */
+    /* Both timeouts ride in deadline_ms until now: see hm_net_connect. */
+    uint32_t timeout_ms = (uint32_t)c->deadline_ms;
+    uint32_t user_timeout_ms = (uint32_t)(c->deadline_ms >> 32);
     socklen_t len = c->remote.sa.sa_family == AF_INET6 ? sizeof c->remote.in6
                                                        : sizeof c->remote.in;
     int fd = socket(c->remote.sa.sa_family,
@@ -604,6 +669,7 @@ static void start_connect(hm_conn *c)
     }
     c->fd = fd;
     set_nodelay(fd);
+    hm_conn_set_user_timeout(fd, user_timeout_ms);
     list_add(c);
     if (connect(fd, &c->remote.sa, len) == 0) {
         atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);

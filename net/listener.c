@@ -242,6 +242,7 @@ static void take_connection(hm_listener *l, int fd,
         /* A failure leaves the default buffer: nothing to recover. */
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &len, sizeof len);
     }
+    hm_conn_set_user_timeout(fd, l->opt.user_timeout_ms);
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
         memcpy(&c->remote, ss, sizeof c->remote);
     hm_conn_format_peer((const struct sockaddr *)ss, peer, sizeof peer);

@@ -62,6 +62,10 @@ typedef struct hm_conn_options {
      * the kernel doubles); 0: the system's default, which grows by
      * itself. Small buffers are for tests of short sends. */
     uint32_t send_buffer_len;
+    /* TCP_USER_TIMEOUT: written bytes unacknowledged by the peer for this
+     * long fail the connection (HM_ETIMEDOUT). 0: the kernel's default
+     * (about 15 minutes of retransmissions). */
+    uint32_t user_timeout_ms;
 } hm_conn_options;
 
 typedef struct hm_net_config {

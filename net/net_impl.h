@@ -79,6 +79,7 @@ typedef struct wnode {
     bool owned_data; /* data was taken from the writer: free it */
     /* The rest of a direct send: goes before every queued byte. */
     bool front;
+    bool bulk; /* hm_conn_write_bulk(): queued behind the others */
     uint8_t inline_data[];
 } wnode;
 
@@ -93,8 +94,9 @@ typedef union hm_conn_addr {
  * broker (ADR 0150): options are resolved into a few small fields, the
  * frame reader exists only while a read is in progress or a frame is
  * incomplete, the peer's name is formatted on first use, and what only an
- * outgoing connect needs (the connect timeout) rides in `deadline_ms`
- * until the connect starts. */
+ * outgoing connect needs (the connect and user timeouts) rides in
+ * `deadline_ms` until the connect starts; an accepted socket gets its user
+ * timeout from the listener. */
 struct hm_conn {
     hm_task task;
     hm_loop *loop;
@@ -130,7 +132,7 @@ struct hm_conn {
     bool timed : 1;    /* filed in the loop's wheel (timed.c) */
     bool io_sending : 1; /* the I/O thread holds W_SENDING */
 
-    _Atomic(wnode *) wstack;       /* atomic: writes, newest first */
+    _Atomic(wnode *) wstack;       /* atomic: writes (bulk too), newest first */
     _Atomic size_t queued_len;     /* atomic: bytes written, not yet sent */
     _Atomic size_t inflight;       /* atomic: delivered frame bytes not freed */
     _Atomic(hm_addr *) next_owner; /* atomic: for REQ_OWNER */
@@ -150,7 +152,8 @@ struct hm_conn {
     /* The loop's timing wheel (timed.c): the slot's list. */
     struct hm_conn *timed_next, **timed_pprev;
     /* The state's deadline (connect, linger, framing error), 0 for none;
-     * before an outgoing connect starts, the connect timeout in ms. */
+     * before an outgoing connect starts, the connect timeout in ms (low 32
+     * bits) and opt.user_timeout_ms (high 32 bits). */
     uint64_t deadline_ms;
     uint32_t last_rx_tick; /* wheel tick of the last frame, mod 2^32 */
     hm_conn_addr remote;   /* the peer's address (connects: the target) */
@@ -243,6 +246,9 @@ void hm_conn_run_task(hm_conn *c);
 void hm_conn_on_event(hm_conn *c, uint32_t events);
 void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms);
 void hm_conn_finish(hm_conn *c, hm_err reason);
+/* Sets TCP_USER_TIMEOUT on socket `fd` (0: leaves the kernel's default);
+ * a failure is logged at debug level, nothing else. */
+void hm_conn_set_user_timeout(int fd, uint32_t ms);
 hm_err hm_conn_errno(int e);
 
 /* timed.c (the conn's I/O thread). hm_conn_set_deadline sets the state's

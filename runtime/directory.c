@@ -111,6 +111,8 @@ hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
     atomic_init(&e->sflags, 0);
     atomic_init(&e->last_epoch, 0);
     atomic_init(&e->limit, rt->cfg.mailbox_limit);
+    atomic_init(&e->hold, HOLD_NONE);
+    e->held = NULL;
     e->hash = hash;
     e->handler = NULL;
     e->state = NULL;

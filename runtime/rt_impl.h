@@ -75,6 +75,11 @@ struct hm_addr {
     _Atomic uint32_t sflags;     /* ENT_* */
     _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
     _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
+    /* HOLD_*: acq_rel CAS between the worker ending a turn that held a
+     * message and hm_runtime_wake() (see hm_rt_run_entry). */
+    _Atomic uint32_t hold;
+    hm_msg *held; /* owned by the worker running the entry: the message
+                     the handler held, handled first next turn */
     uint32_t hash;               /* immutable */
     hm_addr *chain;              /* guarded by: its shard's lock */
     /* The activation; owned by the worker running the entry. */
@@ -187,7 +192,11 @@ struct hm_ctx {
     hm_worker *w; /* NULL on the closing thread */
     hm_addr *self;
     bool deactivate;
+    bool hold; /* hm_ctx_hold() was called on this message */
 };
+
+/* An entry's hold state (hm_addr.hold). */
+enum { HOLD_NONE = 0, HOLD_HELD = 1, HOLD_WOKEN = 2 };
 
 /* Counter helpers: the owner thread's relaxed increment. */
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
