@@ -70,19 +70,20 @@ typedef struct hm_pending_set {
 
 struct hm_addr {
     hm_mailbox mb;
-    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
-    _Atomic uint32_t refs;       /* handle references */
-    _Atomic uint32_t sflags;     /* ENT_* */
-    _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
-    _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
-    uint32_t hash;               /* immutable */
-    hm_addr *chain;              /* guarded by: its shard's lock */
     /* The activation; owned by the worker running the entry. */
     hm_handler_fn handler;
     void *state;
     const hm_hooks *hooks;
     hm_pending_set *pending;
-    char name[]; /* immutable, NUL-terminated */
+    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
+    _Atomic uint32_t refs;       /* handle references */
+    _Atomic uint32_t sflags;     /* ENT_* */
+    _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
+    _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
+    /* Immutable, NUL-terminated; starts right after `limit` (offset 76 on
+     * LP64), so an entry is offsetof(hm_addr, name) + len + 1 bytes. The
+     * directory's slot holds the name's hash (docs/adr/0140). */
+    char name[];
 };
 
 /* Per-thread counters: written only by their owner thread (relaxed load and
@@ -115,11 +116,14 @@ typedef struct hm_worker {
 
 #define HM_DIR_SHARDS 64u
 
+/* One shard of the directory: an open-addressing table (linear probing)
+ * of 64-bit slots, each an entry's address and 20 bits of its name's hash
+ * (directory.c), 0 when empty. */
 typedef struct hm_shard {
     pthread_mutex_t lock;
-    hm_addr **buckets; /* guarded by: lock */
-    uint32_t mask;     /* guarded by: lock */
-    uint32_t count;    /* guarded by: lock */
+    uint64_t *slots; /* guarded by: lock; mask + 1 of them */
+    uint32_t mask;   /* guarded by: lock */
+    uint32_t count;  /* guarded by: lock; entries in slots */
 } hm_shard;
 
 struct hm_runtime {
@@ -133,6 +137,7 @@ struct hm_runtime {
     _Atomic bool stopping; /* workers exit once set */
 
     hm_shard shards[HM_DIR_SHARDS];
+    struct hm_slab *entries; /* the shards' entries (runtime/slab.h) */
 
     /* Scheduler (sched.c). */
     int nworkers;
