@@ -19,7 +19,6 @@
 #include "runtime/clock.h"
 #include "runtime/durable_impl.h"
 #include "runtime/log.h"
-#include "runtime/slab.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -247,7 +246,7 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
         add_counters(out, &rt->ext[i]);
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
-    out->entry_bytes = hm_slab_in_use(rt->entries);
+    out->entry_bytes = hm_dir_entry_bytes(rt);
 }
 
 hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)

@@ -13,6 +13,7 @@
 
 #include "runtime/mailbox.h"
 #include "runtime/runtime.h"
+#include "runtime/slab.h"
 #include "runtime/timer.h"
 
 #include <pthread.h>
@@ -124,6 +125,7 @@ typedef struct hm_shard {
     uint64_t *slots; /* guarded by: lock; mask + 1 of them */
     uint32_t mask;   /* guarded by: lock */
     uint32_t count;  /* guarded by: lock; entries in slots */
+    hm_slab_cache cache; /* guarded by: lock; this shard's entries */
 } hm_shard;
 
 struct hm_runtime {
@@ -260,6 +262,8 @@ uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms);
 /* Calls fn on every entry; single-threaded use at close. */
 void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *));
 uint64_t hm_dir_count(hm_runtime *rt);
+/* Bytes of the entries held in the slab (for hm_runtime_stats_get). */
+uint64_t hm_dir_entry_bytes(hm_runtime *rt);
 /* True if the entry has not had a delivery for the idle timeout. */
 bool hm_rt_idle_expired(hm_runtime *rt, hm_addr *e);
 

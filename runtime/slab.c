@@ -181,3 +181,52 @@ size_t hm_slab_in_use(hm_slab *s)
     pthread_mutex_unlock(&s->lock);
     return n;
 }
+
+/* ---------------------------------------------------------------- caches */
+
+void *hm_slab_cache_alloc(hm_slab *s, hm_slab_cache *c, size_t len)
+{
+    void **fl;
+    void *p;
+
+    len = round_len(len ? len : 1);
+    if (BYPASS || len > HM_SLAB_CLASSES * ALIGN)
+        return hm_alloc(len);
+    c->in_use += len;
+    fl = &c->free[len / ALIGN - 1];
+    if (*fl) {
+        p = *fl;
+        *fl = ((free_obj *)p)->next;
+        return p;
+    }
+    if ((size_t)(c->end - c->bump) < len) {
+        /* The tail of the old run (less than `len`) is abandoned. */
+        pthread_mutex_lock(&s->lock);
+        if ((size_t)(s->end - s->bump) < HM_SLAB_RUN)
+            new_chunk(s, HM_SLAB_RUN);
+        c->bump = s->bump;
+        s->bump += HM_SLAB_RUN;
+        pthread_mutex_unlock(&s->lock);
+        c->end = c->bump + HM_SLAB_RUN;
+    }
+    p = c->bump;
+    c->bump += len;
+    return p;
+}
+
+void hm_slab_cache_free(hm_slab_cache *c, void *p, size_t len)
+{
+    free_obj *o = p, **fl;
+
+    if (!p)
+        return;
+    len = round_len(len ? len : 1);
+    if (BYPASS || len > HM_SLAB_CLASSES * ALIGN) {
+        hm_free(p);
+        return;
+    }
+    c->in_use -= len;
+    fl = (free_obj **)&c->free[len / ALIGN - 1];
+    o->next = *fl;
+    *fl = o;
+}

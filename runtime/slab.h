@@ -34,6 +34,24 @@ void *hm_slab_alloc(hm_slab *s, size_t len);
 /* Takes back `p`, allocated with the same `len`. Accepts NULL. */
 void hm_slab_free(hm_slab *s, void *p, size_t len);
 
+/* A cache in front of the slab for one user that holds its own lock (a
+ * directory shard): objects are bumped from runs of HM_SLAB_RUN bytes taken
+ * from the slab, and freed objects stay on the cache's own lists, so the
+ * slab's mutex is taken once per run rather than once per object. Fields
+ * private; zero-initialise it. Guarded by: the user's lock. */
+#define HM_SLAB_CLASSES 32u /* objects up to 256 bytes; longer ones: malloc */
+#define HM_SLAB_RUN ((size_t)16 << 10)
+typedef struct hm_slab_cache {
+    char *bump, *end;
+    void *free[HM_SLAB_CLASSES];
+    size_t in_use; /* bytes in objects from this cache */
+} hm_slab_cache;
+
+/* As hm_slab_alloc / hm_slab_free, through `c`. An object must be freed
+ * through the cache it came from. */
+void *hm_slab_cache_alloc(hm_slab *s, hm_slab_cache *c, size_t len);
+void hm_slab_cache_free(hm_slab_cache *c, void *p, size_t len);
+
 /* Bytes of memory mapped for the slab, and bytes of it in objects now
  * (both 0 when bypassed under a sanitizer: malloc holds the objects). */
 size_t hm_slab_mapped(hm_slab *s);

@@ -74,3 +74,33 @@ Test(slab, grows_past_the_huge_chunk_threshold, .timeout = 30)
     hm_slab_destroy(s);
     free(p);
 }
+
+Test(slab, a_cache_reuses_its_own_objects_and_counts_its_bytes)
+{
+    hm_slab *s = hm_slab_create();
+    hm_slab_cache c = {0};
+    enum { N = 3000 }; /* several runs */
+    unsigned char *p[N];
+
+    for (int i = 0; i < N; i++) {
+        size_t len = 80 + (size_t)(i % 3) * 100; /* 80, 180, 280 (malloc) */
+        p[i] = hm_slab_cache_alloc(s, &c, len);
+        cr_assert_eq((uintptr_t)p[i] % 8, 0);
+        memset(p[i], i & 0xff, len);
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(p[i][79], (unsigned char)(i & 0xff));
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    cr_assert_eq(c.in_use, (size_t)(N / 3) * (80 + 184));
+    {
+        void *q = p[0], *r;
+        hm_slab_cache_free(&c, q, 80);
+        r = hm_slab_cache_alloc(s, &c, 75); /* same 80-byte class */
+        cr_assert_eq(r, q);
+    }
+#endif
+    for (int i = 0; i < N; i++)
+        hm_slab_cache_free(&c, p[i], 80 + (size_t)(i % 3) * 100);
+    cr_assert_eq(c.in_use, 0);
+    hm_slab_destroy(s);
+}
