@@ -34,6 +34,7 @@
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
+#include "runtime/pool.h"
 #include "runtime/slab.h"
 
 #include <string.h>
@@ -332,6 +333,10 @@ static void sweep_shard(hm_runtime *rt, hm_shard *sh, uint32_t epoch)
 uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms)
 {
     uint64_t period = rt->sweep_period_ms, target;
+
+    /* The message cache's depot keeps what freeing threads give it; its
+     * excess goes back to libc here, off the workers (docs/adr/0141). */
+    hm_pool_trim();
 
     if (rt->sweep_cursor == HM_DIR_SHARDS) {
         if (now_ms < rt->pass_start_ms + period)
