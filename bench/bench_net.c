@@ -5,8 +5,9 @@
  * Prints TSV rows (scenario, system, value, unit, better) on stdout, no
  * header; bench/suite_net.sh adds the header and the table. The Hermes
  * server is the real stack: a net with one I/O thread, a runtime with two
- * workers, one pinned receiver per connection running an hm_hp_session and
- * echoing "msg" envelopes (decode, re-encode, write). The baseline,
+ * workers, the HP echo service of net/hp_echo.h (one pinned receiver per
+ * connection running an hm_hp_session and echoing "msg" envelopes: decode,
+ * re-encode, write). The baseline,
  * `limit-echo`, is a thread-per-connection blocking echo that parses
  * nothing: the loopback limit for the same clients on the same machine.
  *
@@ -16,6 +17,7 @@
 #include "bench/bench_common.h"
 #include "net/conn.h"
 #include "net/hp.h"
+#include "net/hp_echo.h"
 #include "net/hp_session.h"
 #include "net/net.h"
 #include "runtime/alloc.h"
@@ -44,81 +46,6 @@
     } while (0)
 
 /* ------------------------------------------------------ the Hermes server */
-
-typedef struct hp_echo {
-    hm_hp_session session;
-    hm_conn *conn; /* owned reference */
-} hp_echo;
-
-static void hp_echo_deactivate(hm_ctx *ctx, void *state,
-                               hm_deactivate_reason why)
-{
-    hp_echo *e = state;
-
-    hm_conn_release(e->conn);
-    hm_free(e);
-}
-
-static const hm_hooks hp_echo_hooks = {.deactivate = hp_echo_deactivate};
-
-static void hp_echo_frame(hp_echo *e, hm_msg *msg)
-{
-    size_t len;
-    const uint8_t *line = hm_net_msg_data(msg, &len);
-    hm_hp_msg m;
-    bool have;
-
-    if (hm_hp_session_on_frame(&e->session, e->conn, line, len, &m, &have) !=
-            HM_OK ||
-        !have)
-        return;
-    if (m.kind == HM_HP_MSG) {
-        hm_hp_envelope env = {.type = "msg",
-                              .id = m.id,
-                              .from = m.to,
-                              .to = m.from,
-                              .body = m.body};
-
-        hm_hp_session_send(e->conn, &env);
-    }
-    hm_hp_msg_fini(&m);
-}
-
-static hm_err hp_echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
-{
-    hp_echo *e = state;
-    const hm_type *t = hm_msg_type(msg);
-
-    if (t == &hm_net_opened_type)
-        e->conn = hm_conn_ref(hm_net_msg_conn(msg));
-    else if (t == &hm_net_frame_type)
-        hp_echo_frame(e, msg);
-    else if (t == &hm_net_error_type)
-        hm_hp_session_on_framing_error(&e->session, e->conn,
-                                       hm_net_msg_err(msg));
-    else if (t == &hm_net_closed_type)
-        hm_ctx_deactivate(ctx);
-    return HM_OK;
-}
-
-static hm_err hp_accept(void *arg, uint64_t id, const char *peer,
-                        hm_addr **owner_out)
-{
-    hp_echo *e = hm_calloc(1, sizeof *e);
-    char name[64];
-
-    hm_hp_session_init(&e->session, HM_HP_SERVER, "bench");
-    /* The bench skips the handshake: the session counts as greeted. */
-    e->session.greeted = true;
-    e->session.version = 1;
-    snprintf(name, sizeof name, "bench/%llu", (unsigned long long)id);
-    return hm_runtime_spawn(arg, name,
-                            &(hm_receiver){.handler = hp_echo_handle,
-                                           .state = e,
-                                           .hooks = &hp_echo_hooks,
-                                           .pinned = true},
-                            owner_out);
-}
 
 /* The raw line echo: one receiver owns every raw connection and writes
  * each frame back with its newline, decoding nothing. */
@@ -375,12 +302,15 @@ int main(int argc, char **argv)
     hm_addr *raw_owner;
 
     CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt) == HM_OK);
+    /* The bench skips the handshake: every connection counts as greeted. */
+    hm_hp_echo_config echo = {
+        .rt = rt, .agent = "bench", .prefix = "bench", .greeted = true};
     CHECK(hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 1}, &net) ==
           HM_OK);
     CHECK(hm_net_listen(net,
                         &(hm_listen_config){.host = "127.0.0.1",
-                                            .accept = hp_accept,
-                                            .accept_arg = rt},
+                                            .accept = hm_hp_echo_accept,
+                                            .accept_arg = &echo},
                         &l) == HM_OK);
     CHECK(hm_runtime_spawn(
               rt, "bench/raw",

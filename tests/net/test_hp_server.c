@@ -1,4 +1,5 @@
-/* tests/net/test_hp_server.c: a small HP echo server over loopback.
+/* tests/net/test_hp_server.c: the HP echo service (net/hp_echo.h) over
+ * loopback.
  *
  * Each accepted connection gets its own pinned receiver ("hp/<id>") that
  * runs an hm_hp_session and echoes "msg" envelopes back. The client is a
@@ -7,92 +8,15 @@
 #include "net_test.h"
 
 #include "net/hp.h"
+#include "net/hp_echo.h"
 #include "net/hp_session.h"
 #include "net/line.h"
 
 #include <jansson.h>
 #include <stdio.h>
 
-typedef struct hp_echo {
-    hm_hp_session session;
-    hm_conn *conn; /* owned reference */
-} hp_echo;
-
-static void hp_echo_deactivate(hm_ctx *ctx, void *state,
-                               hm_deactivate_reason why)
-{
-    hp_echo *e = state;
-
-    (void)ctx;
-    (void)why;
-    hm_conn_release(e->conn);
-    free(e);
-}
-
-static const hm_hooks hp_echo_hooks = {.deactivate = hp_echo_deactivate};
-
-static void hp_echo_frame(hp_echo *e, hm_msg *msg)
-{
-    size_t len;
-    const uint8_t *line = hm_net_msg_data(msg, &len);
-    hm_hp_msg m;
-    bool have;
-
-    if (hm_hp_session_on_frame(&e->session, e->conn, line, len, &m, &have) !=
-            HM_OK ||
-        !have)
-        return;
-    if (m.kind == HM_HP_MSG) {
-        hm_hp_envelope env = {.type = "msg",
-                              .id = m.id,
-                              .from = m.to,
-                              .to = m.from,
-                              .body = m.body};
-
-        hm_hp_session_send(e->conn, &env);
-    }
-    hm_hp_msg_fini(&m);
-}
-
-static hm_err hp_echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
-{
-    hp_echo *e = state;
-    const hm_type *t = hm_msg_type(msg);
-
-    if (t == &hm_net_opened_type)
-        e->conn = hm_conn_ref(hm_net_msg_conn(msg));
-    else if (t == &hm_net_frame_type)
-        hp_echo_frame(e, msg);
-    else if (t == &hm_net_error_type)
-        hm_hp_session_on_framing_error(&e->session, e->conn,
-                                       hm_net_msg_err(msg));
-    else if (t == &hm_net_eof_type)
-        hm_conn_close(e->conn);
-    else if (t == &hm_net_closed_type)
-        hm_ctx_deactivate(ctx);
-    return HM_OK;
-}
-
-/* The accept function: one pinned receiver per connection. */
-static hm_err hp_accept(void *arg, uint64_t id, const char *peer,
-                        hm_addr **owner_out)
-{
-    hm_runtime *r = arg;
-    hp_echo *e = calloc(1, sizeof *e);
-    char name[64];
-
-    (void)peer;
-    hm_hp_session_init(&e->session, HM_HP_SERVER, "hermes-test");
-    snprintf(name, sizeof name, "hp/%llu", (unsigned long long)id);
-    return hm_runtime_spawn(r, name,
-                            &(hm_receiver){.handler = hp_echo_handle,
-                                           .state = e,
-                                           .hooks = &hp_echo_hooks,
-                                           .pinned = true},
-                            owner_out);
-}
-
 static hm_runtime *rt;
+static hm_hp_echo_config echo = {.agent = "hermes-test", .prefix = "hp"};
 static hm_net *net;
 static hm_listener *lis;
 static hm_line_config line_cfg = {.max_line_len = 1024};
@@ -102,14 +26,15 @@ static void setup(void)
 {
     cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
                  HM_OK);
+    echo.rt = rt;
     cr_assert_eq(
         hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
         HM_OK);
     hm_line_framer_init(&framer, &line_cfg);
     cr_assert_eq(hm_net_listen(net,
                                &(hm_listen_config){.host = "127.0.0.1",
-                                                   .accept = hp_accept,
-                                                   .accept_arg = rt,
+                                                   .accept = hm_hp_echo_accept,
+                                                   .accept_arg = &echo,
                                                    .conn = {.framer = &framer}},
                                &lis),
                  HM_OK);
