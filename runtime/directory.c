@@ -34,9 +34,11 @@
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
+#include "runtime/log.h"
 #include "runtime/pool.h"
 #include "runtime/slab.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -125,8 +127,10 @@ static uint64_t *table_alloc(size_t count)
         return hm_calloc(count, sizeof(uint64_t));
     p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
              -1, 0);
-    if (p == MAP_FAILED)
-        return hm_calloc(count, sizeof(uint64_t)); /* aborts if really out */
+    if (p == MAP_FAILED) {
+        HM_LOG_ERROR("RT-OOM", "cannot map a %zu-byte directory table", len);
+        abort();
+    }
     if (len >= HUGE_TABLE)
         madvise(p, len, MADV_HUGEPAGE); /* hints: failure is harmless */
     madvise(p, len, MADV_POPULATE_WRITE);

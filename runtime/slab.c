@@ -13,10 +13,12 @@
 #include "runtime/slab.h"
 
 #include "runtime/alloc.h"
+#include "runtime/log.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #define ALIGN 8u
@@ -76,7 +78,7 @@ void hm_slab_destroy(hm_slab *s)
 /* Maps `len` bytes aligned to `align` (a power of two, at least a page). */
 static void *map_aligned(size_t len, size_t align)
 {
-    size_t over = len + align;
+    size_t over = align > 4096 ? len + align : len;
     char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     char *start;
@@ -91,16 +93,19 @@ static void *map_aligned(size_t len, size_t align)
     return start;
 }
 
-/* The current chunk is too short for `len`: maps the next one (the rest
- * of the current one is abandoned: at most MAX_OBJ bytes). */
+/* The current chunk is too short for `len`: maps the next one. The rest
+ * of the current one (less than `len`, at most a cache's run) is abandoned;
+ * pages of it never touched cost no memory. */
 static void new_chunk(hm_slab *s, size_t len)
 {
     size_t clen = s->next_len;
     bool huge = clen == HUGE_CHUNK && s->mapped >= MIN_HUGE_TOTAL;
     chunk *c = map_aligned(clen, huge ? HUGE_CHUNK : 4096);
 
-    if (!c)
-        hm_alloc((size_t)1 << 62); /* logs RT-OOM and aborts */
+    if (!c) {
+        HM_LOG_ERROR("RT-OOM", "cannot map a %zu-byte slab chunk", clen);
+        abort();
+    }
     if (huge)
         madvise(c, clen, MADV_HUGEPAGE); /* a hint: failure is harmless */
     c->len = clen;
