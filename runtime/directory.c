@@ -395,16 +395,20 @@ uint64_t hm_dir_count(hm_runtime *rt)
     return n;
 }
 
-uint64_t hm_dir_entry_bytes(hm_runtime *rt)
+void hm_dir_bytes(hm_runtime *rt, uint64_t *entries, uint64_t *tables)
 {
-    uint64_t n = hm_slab_in_use(rt->entries);
-
+    *entries = hm_slab_in_use(rt->entries);
+    *tables = 0;
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
-        pthread_mutex_lock(&rt->shards[i].lock);
-        n += rt->shards[i].cache.in_use;
-        pthread_mutex_unlock(&rt->shards[i].lock);
+        hm_shard *sh = &rt->shards[i];
+        size_t len;
+        pthread_mutex_lock(&sh->lock);
+        *entries += sh->cache.in_use;
+        len = ((size_t)sh->mask + 1) * sizeof(uint64_t);
+        if (len >= BIG_TABLE)
+            *tables += len;
+        pthread_mutex_unlock(&sh->lock);
     }
-    return n;
 }
 
 void hm_runtime_foreach_active(hm_runtime *rt,

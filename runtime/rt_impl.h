@@ -262,8 +262,9 @@ uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms);
 /* Calls fn on every entry; single-threaded use at close. */
 void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *));
 uint64_t hm_dir_count(hm_runtime *rt);
-/* Bytes of the entries held in the slab (for hm_runtime_stats_get). */
-uint64_t hm_dir_entry_bytes(hm_runtime *rt);
+/* Bytes of the entries held in the slab, and of the tables mapped outside
+ * malloc (for hm_runtime_stats_get). */
+void hm_dir_bytes(hm_runtime *rt, uint64_t *entries, uint64_t *tables);
 /* True if the entry has not had a delivery for the idle timeout. */
 bool hm_rt_idle_expired(hm_runtime *rt, hm_addr *e);
 
