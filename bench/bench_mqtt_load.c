@@ -26,8 +26,12 @@
  *
  * Usage: bench_mqtt_load --port P --scenario NAME [--system NAME]
  *            [--tag SUFFIX] [--broker-pid PID] [--duration-ms N]
- *            [--window N] [--conns N] [--smoke]
+ *            [--window N] [--conns N] [--sub-port P2] [--smoke]
  *        bench_mqtt_load --free-port | --wait-port P
+ * --sub-port P2: the subscribers connect to P2 (another node of a broker
+ * cluster), the publishers to P; publishing starts one second after the
+ * last SUBACK, the time for the subscriptions to reach the publishers'
+ * node (a filter travels in about a millisecond on loopback).
  * Output: TSV rows `scenario system value unit better` on stdout, plus one
  * line starting with "# " that gives the delivery counts. With --smoke,
  * sizes are tiny, nothing is timed, and any loss, duplicate, reordering or
@@ -94,6 +98,12 @@ static void connect_clients(load *L)
         bench_fail(PROG, "%s %s: %llu of %u subscriptions got SUBACK",
                    L->sc->name, L->system,
                    (unsigned long long)L->subacks, L->subs);
+    if (L->sub_port) { /* the filters cross to the publishers' node */
+        uint64_t until = bench_now_ns() + 1000000000ull;
+
+        while (bench_now_ns() < until)
+            step(L, 10);
+    }
 }
 
 /* Waits for every delivery and acknowledgement still in flight, giving up
@@ -343,7 +353,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --port P --scenario NAME [--system NAME] [--tag SUFFIX]\n"
             "          [--broker-pid PID] [--duration-ms N] [--window N]\n"
-            "          [--conns N] [--smoke]\n"
+            "          [--conns N] [--sub-port P2] [--smoke]\n"
             "       %s --free-port | --wait-port P\n"
             "scenarios:", PROG, PROG);
     for (size_t i = 0; i < sizeof SCENARIOS / sizeof *SCENARIOS; i++)
@@ -377,6 +387,8 @@ static void parse_args(load *L, int argc, char **argv)
         i++;
         if (strcmp(a, "--port") == 0)
             L->port = atoi(v);
+        else if (strcmp(a, "--sub-port") == 0)
+            L->sub_port = atoi(v);
         else if (strcmp(a, "--scenario") == 0)
             L->sc = find_scenario(v);
         else if (strcmp(a, "--system") == 0)
@@ -394,7 +406,8 @@ static void parse_args(load *L, int argc, char **argv)
         else
             usage();
     }
-    if (L->sc == NULL || L->port <= 0 || L->port > 65535)
+    if (L->sc == NULL || L->port <= 0 || L->port > 65535 ||
+        L->sub_port < 0 || L->sub_port > 65535)
         usage();
     if (L->window == 0 || L->window > 60000)
         L->window = L->sc->window;

@@ -90,6 +90,7 @@ typedef struct load {
     const scenario *sc;
     const char *system, *tag;
     int port;
+    int sub_port; /* subscribers connect here (another cluster node); 0: port */
     long broker_pid;
     bool smoke;
     uint64_t duration_ns, count; /* count: per publisher, 0 = by time */
@@ -187,7 +188,8 @@ static void open_conn(load *L, uint32_t i)
 {
     lconn *c = &L->c[i];
     struct sockaddr_in src = loopback(0, 1 + i % SOURCE_ADDRS);
-    struct sockaddr_in dst = loopback(L->port, 1);
+    struct sockaddr_in dst =
+        loopback(c->role == R_SUB && L->sub_port ? L->sub_port : L->port, 1);
     struct epoll_event ev = {
         .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u32 = i};
     int one = 1;

@@ -23,6 +23,12 @@
 # acknowledgement, every idle connection answering PINGREQ), never timing;
 # writes no TSV and installs nothing. Part of `make test`.
 #
+# Two-node rows (system "hermes-2node"): qos0 and qos1 with the publisher
+# on node 1 and the subscriber on node 2 of a two-node Hermes cluster
+# (unpinned; both nodes share the machine), against the single-node rows
+# of the same scenarios (mosquitto's is the baseline). The smoke run checks
+# their counts too.
+#
 # HERMES_BENCH_REPEAT=N runs each (scenario, system) N times and keeps the
 # median.
 set -u
@@ -39,9 +45,10 @@ tsv=$out/mqtt.tsv
 log=$out/mqtt.log
 mkdir -p "$out"
 tmp=$(mktemp -d)
-bpid=""
+bpid="" bpid2=""
 cleanup() {
     [ -n "$bpid" ] && kill "$bpid" 2>/dev/null
+    [ -n "$bpid2" ] && kill "$bpid2" 2>/dev/null
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -125,6 +132,54 @@ stop_broker() {
     kill "$bpid" 2>/dev/null
     wait "$bpid" 2>/dev/null
     bpid=""
+    if [ -n "${bpid2:-}" ]; then
+        kill "$bpid2" 2>/dev/null
+        wait "$bpid2" 2>/dev/null
+        bpid2=""
+    fi
+}
+
+# start_cluster: two Hermes nodes (n1, n2) on free loopback ports, n2
+# joining n1; sets bpid, bport (node 1), bpid2, bport2 (node 2) once node 1
+# sees node 2 up.
+start_cluster() {
+    bport=$("$gen" --free-port)
+    bport2=$("$gen" --free-port)
+    cport=$("$gen" --free-port)
+    cport2=$("$gen" --free-port)
+    printf 'suite_mqtt two-node cluster secret\n' >"$tmp/secret"
+    chmod 600 "$tmp/secret"
+    for n in 1 2; do
+        {
+            [ $n = 1 ] && echo "listener $bport 127.0.0.1"
+            [ $n = 2 ] && echo "listener $bport2 127.0.0.1"
+            echo "allow_anonymous true"
+            echo "max_inflight_messages 20"
+            echo "max_queued_messages 1000"
+            echo "node_name n$n"
+            [ $n = 1 ] && echo "cluster_listen 127.0.0.1:$cport"
+            [ $n = 2 ] && echo "cluster_listen 127.0.0.1:$cport2"
+            echo "cluster_join 127.0.0.1:$cport"
+            echo "cluster_secret_file $tmp/secret"
+        } >"$tmp/n$n.conf"
+    done
+    echo "== cluster: $hermes -c n1.conf, n2.conf" >>"$log"
+    "$hermes" -c "$tmp/n1.conf" 2>"$tmp/n1.log" &
+    bpid=$!
+    "$hermes" -c "$tmp/n2.conf" 2>"$tmp/n2.log" &
+    bpid2=$!
+    "$gen" --wait-port "$bport" 2>>"$log" &&
+        "$gen" --wait-port "$bport2" 2>>"$log" || { stop_broker; return 1; }
+    i=0
+    until grep -q 'member n2 .*: up' "$tmp/n1.log"; do
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+            cat "$tmp/n1.log" "$tmp/n2.log" >>"$log"
+            stop_broker
+            return 1
+        fi
+        sleep 0.1
+    done
 }
 
 # run_one SYSTEM MODE SCENARIO: a fresh broker, one generator run; rows
@@ -132,19 +187,26 @@ stop_broker() {
 # something was lost, duplicated or reordered).
 run_one() {
     sys=$1 mode=$2 scen=$3
-    bcpu="" gpin=""
+    bcpu="" gpin="" subport=""
     if [ "$mode" = pinned ]; then
         bcpu=0
         gpin="taskset -c 1"
     fi
-    if ! start_broker "$sys" "$bcpu"; then
+    if [ "$sys" = hermes-2node ]; then
+        start_cluster && subport="--sub-port $bport2"
+        started=$?
+    else
+        start_broker "$sys" "$bcpu"
+        started=$?
+    fi
+    if [ $started != 0 ]; then
         note "FAILED $scen-$mode on $sys: the broker did not start (see $log)"
         status=1
         return
     fi
     echo "== $scen-$mode $sys" >>"$log"
     # shellcheck disable=SC2086
-    if ! timeout 300 $gpin "$gen" --port "$bport" --scenario "$scen" \
+    if ! timeout 300 $gpin "$gen" --port "$bport" $subport --scenario "$scen" \
         --system "$sys" --tag "-$mode" --broker-pid "$bpid" \
         >"$tmp/out" 2>>"$log"; then
         note "FAILED $scen-$mode on $sys (see $log)"
@@ -203,6 +265,25 @@ if [ $smoke = 1 ]; then
         done
         stop_broker
     done
+    if [ -x "$hermes" ]; then
+        for s in qos0 qos1; do
+            if ! start_cluster; then
+                echo "smoke mqtt: the two-node cluster did not start:"
+                tail -n 20 "$log"
+                status=1
+                break
+            fi
+            if ! timeout 60 "$gen" --port "$bport" --sub-port "$bport2" \
+                --scenario "$s" --system hermes-2node --broker-pid "$bpid" \
+                --smoke >"$tmp/out" 2>"$tmp/err"; then
+                echo "smoke mqtt $s on hermes-2node FAILED:"
+                cat "$tmp/out" "$tmp/err"
+                status=1
+            fi
+            grep '^ok ' "$tmp/out" | sed 's/^/  /'
+            stop_broker
+        done
+    fi
     printf '%s' "$notes"
     exit $status
 fi
@@ -228,7 +309,6 @@ if [ "$nofile" -lt 100100 ]; then
     run_list=$(echo "$scenarios" | sed 's/ idle100k//')
     note "skipped idle100k: RLIMIT_NOFILE is $nofile here and this process cannot raise it (no CAP_SYS_RESOURCE), so no broker process on this machine can hold 100,000 connections"
 fi
-note "skipped cluster: a two-node scenario needs the broker's cluster mode, which does not exist yet"
 
 date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
 cpu=$(awk -F ': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -247,6 +327,11 @@ for mode in $modes; do
         done
     done
 done
+if [ -x "$hermes" ]; then # publisher on node 1, subscriber on node 2
+    for s in qos0 qos1; do
+        measure hermes-2node unpinned "$s"
+    done
+fi
 echo
 load_end=$(load)
 idle_end=$(idle_pct)

@@ -472,6 +472,7 @@ hm_err cl_node_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     else if (t == &cl_heard_type)
         hm_members_on_heard(n->members, ev->peer, hm_ctx_now_ms(ctx));
     else if (t == &cl_dial_failed_type) {
+        dialing_done(n, ev->addr); /* or the address is never dialled again */
         hm_members_on_dial_failed(n->members, ev->peer[0] ? ev->peer : NULL,
                                   ev->flag, hm_ctx_now_ms(ctx));
         drain(ctx, n);

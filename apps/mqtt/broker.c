@@ -13,6 +13,7 @@
 #include "apps/mqtt/broker_impl.h"
 
 #include "apps/mqtt/admit.h"
+#include "apps/mqtt/cluster.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/ws.h"
 #include "runtime/alloc.h"
@@ -105,12 +106,22 @@ const hm_type mqtt_deliver_type = {.name = "mqtt.deliver",
 void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
                        mqtt_pub *pub, bool retain)
 {
+    if (b->cluster) { /* the same, plus the other nodes (cluster.c) */
+        mqtt_cluster_route(b->cluster, ctx, d, pub, retain);
+        return;
+    }
     if (retain && !b->cfg.retain_unavailable) {
         pthread_rwlock_wrlock(&b->retain_lock);
         mqtt_retain_set(b->retained, pub->topic, pub->topic_len, pub->payload,
                         pub->payload_len, pub->qos);
         pthread_rwlock_unlock(&b->retain_lock);
     }
+    mqtt_broker_route_local(b, ctx, d, pub);
+}
+
+void mqtt_broker_route_local(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
+                             mqtt_pub *pub)
+{
     /* Sending under the read lock is what keeps the tokens valid: a
      * subscriber token is its session's address, whose reference the
      * session drops only after removing its subscriptions under the write
@@ -412,6 +423,10 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     b->cfg.password_file = b->password_file;
     b->cfg.acl_file = b->acl_file;
     b->cfg.listeners = NULL; /* borrowed for this call only */
+    b->cfg.node_name = NULL; /* the cluster module copies these */
+    b->cfg.cluster_name = b->cfg.cluster_listen = NULL;
+    b->cfg.cluster_join = NULL;
+    b->cfg.cluster_secret_file = NULL;
     b->limits.max_packet_len = b->cfg.max_packet_len;
     b->framer = (hm_framer){.name = "mqtt",
                             .next = frame_next,
@@ -422,16 +437,27 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     init_shared(b);
     if ((err = load_auth(b, &b->passwd, &b->acl)) != HM_OK)
         goto fail;
-    err = hm_runtime_create(&(hm_runtime_config){.threads = cfg->threads,
-                                                 .factory = factory,
-                                                 .factory_arg = b},
-                            &b->rt);
+    /* Cluster mode: node, runtime (with the node's factory around ours),
+     * net, then the node starts (cluster/node.h's order). */
+    if (cfg->node_name &&
+        (err = mqtt_cluster_create(b, cfg, factory, b, &b->cluster)) != HM_OK)
+        goto fail;
+    err = hm_runtime_create(
+        &(hm_runtime_config){
+            .threads = cfg->threads,
+            .factory = b->cluster ? hm_node_factory : factory,
+            .factory_arg = b->cluster ? (void *)mqtt_cluster_node(b->cluster)
+                                      : (void *)b},
+        &b->rt);
     if (err != HM_OK)
         goto fail;
     b->start_ms = hm_runtime_now_ms(b->rt);
     err = hm_net_create(
         &(hm_net_config){.rt = b->rt, .io_threads = cfg->io_threads}, &b->net);
     if (err != HM_OK)
+        goto fail;
+    if (b->cluster &&
+        (err = mqtt_cluster_start(b->cluster, b->rt, b->net)) != HM_OK)
         goto fail;
     if (!b->cfg.sys_disabled && (err = mqtt_sys_start(b)) != HM_OK)
         goto fail;
@@ -450,6 +476,11 @@ int mqtt_broker_port(const mqtt_broker *b)
     return b->endpoint_count ? b->endpoints[0].port : 0;
 }
 
+const char *mqtt_broker_cluster_addr(const mqtt_broker *b)
+{
+    return b->cluster ? hm_node_addr(mqtt_cluster_node(b->cluster)) : "";
+}
+
 void mqtt_broker_stop(mqtt_broker *b)
 {
     if (b->stopped)
@@ -459,6 +490,7 @@ void mqtt_broker_stop(mqtt_broker *b)
         hm_listener_close(b->endpoints[i].listener);
         b->endpoints[i].listener = NULL;
     }
+    mqtt_cluster_stop(b->cluster); /* before net stops (cluster/node.h) */
     if (b->net)
         hm_net_stop(b->net);
     /* Let the connection receivers see their "net.closed" (and detach
@@ -475,6 +507,7 @@ void mqtt_broker_destroy(mqtt_broker *b)
     mqtt_broker_stop(b);
     hm_runtime_destroy(b->rt);
     hm_net_destroy(b->net);
+    mqtt_cluster_destroy(b->cluster);
     mqtt_retain_destroy(b->retained);
     mqtt_topic_tree_destroy(b->tree);
     mqtt_passwd_destroy(b->passwd);

@@ -45,6 +45,14 @@ typedef struct mqtt_broker_config {
     bool sys_disabled;           /* no $SYS topics */
     bool retain_unavailable;     /* RETAIN=1 publishes are not stored */
     uint8_t max_qos;             /* granted QoS ceiling (2); 3 means 0 */
+    /* Cluster mode (docs/mqtt.md "Cluster mode"): all borrowed for the
+     * call. node_name NULL: a single broker, no cluster code runs. */
+    const char *node_name;
+    const char *cluster_name;   /* NULL: "hermes" */
+    const char *cluster_listen; /* "HOST:PORT"; port 0: ephemeral */
+    const char *const *cluster_join;
+    size_t cluster_join_count;
+    const char *cluster_secret_file;
 } mqtt_broker_config;
 
 /* Creates a broker and starts listening. Borrows `cfg` (strings are
@@ -53,6 +61,9 @@ typedef struct mqtt_broker_config {
 hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out);
 /* The bound port. */
 int mqtt_broker_port(const mqtt_broker *b);
+/* In cluster mode, the cluster address as advertised (the real port when
+ * the configured one was 0); "" for a single broker. Borrowed. */
+const char *mqtt_broker_cluster_addr(const mqtt_broker *b);
 /* Reads the password and ACL files again (SIGHUP). On an error the old
  * ones stay in force and the error is logged. Call from outside the
  * runtime. Errors: those of mqtt_passwd_load() and mqtt_acl_load(). */

@@ -34,8 +34,11 @@ typedef struct mqtt_endpoint {
     int port;
 } mqtt_endpoint;
 
+struct mqtt_cluster;
+
 struct mqtt_broker {
     mqtt_broker_config cfg; /* defaults filled in; strings owned below */
+    struct mqtt_cluster *cluster; /* cluster mode, or NULL (cluster.h) */
     char *host, *password_file, *acl_file;
     hm_runtime *rt;
     hm_net *net;
@@ -132,6 +135,12 @@ void mqtt_qos2_box_destroy(void *ids);
  * scratch vector. Thread-safe: takes the locks it needs. */
 void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
                        mqtt_pub *pub, bool retain);
+
+/* The local half of mqtt_broker_route(): `pub` (borrowed) to this node's
+ * matching sessions only, no retained store (cluster.c, for publishes
+ * that came from another node). Thread-safe. */
+void mqtt_broker_route_local(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
+                             mqtt_pub *pub);
 
 /* Encodes `p` (borrowed) and queues it on `c`, in one binary WebSocket
  * frame when `ws`. Errors: those of hm_conn_write_take(), HM_EINVAL if it

@@ -6,6 +6,8 @@
  * the argument vector and return a message (static text) or NULL. */
 #include "apps/mqtt/config.h"
 
+#include "cluster/options.h"
+#include "cluster/wire.h"
 #include "runtime/alloc.h"
 
 #include <errno.h>
@@ -38,6 +40,13 @@ void mqtt_config_fini(mqtt_config *c)
     hm_free(c->password_file);
     hm_free(c->acl_file);
     hm_free(c->config_file);
+    hm_free(c->node_name);
+    hm_free(c->cluster_name);
+    hm_free(c->cluster_listen);
+    hm_free(c->cluster_secret_file);
+    for (size_t i = 0; i < c->cluster_join_count; i++)
+        hm_free(c->cluster_join[i]);
+    hm_free(c->cluster_join);
     memset(c, 0, sizeof *c);
 }
 
@@ -226,6 +235,84 @@ static const char *do_persistence_location(mqtt_config *c, int argc,
            "remove the line";
 }
 
+/* ------------------------------------------------------- cluster mode */
+
+static const char *set_name(char **field, int argc, char **argv)
+{
+    if (argc != 2 || !hm_wire_name_is_valid(argv[1]))
+        return "expects one name of 1 to 64 characters [A-Za-z0-9._-]";
+    hm_free(*field);
+    *field = hm_strdup(argv[1]);
+    return NULL;
+}
+
+static bool is_hostport(const char *s)
+{
+    char host[HM_NODE_ADDR_MAX + 1];
+    int port;
+
+    return hm_cluster_parse_hostport(s, host, sizeof host, &port) == HM_OK;
+}
+
+static const char *do_node_name(mqtt_config *c, int argc, char **argv)
+{
+    return set_name(&c->node_name, argc, argv);
+}
+
+static const char *do_cluster_name(mqtt_config *c, int argc, char **argv)
+{
+    return set_name(&c->cluster_name, argc, argv);
+}
+
+static const char *do_cluster_listen(mqtt_config *c, int argc, char **argv)
+{
+    if (argc != 2 || !is_hostport(argv[1]))
+        return "expects HOST:PORT";
+    hm_free(c->cluster_listen);
+    c->cluster_listen = hm_strdup(argv[1]);
+    return NULL;
+}
+
+static const char *do_cluster_join(mqtt_config *c, int argc, char **argv)
+{
+    const char *p;
+
+    if (argc != 2)
+        return "expects HOST:PORT[,HOST:PORT...]";
+    for (p = argv[1];;) { /* validate all before adding any */
+        const char *comma = strchr(p, ',');
+        char *one = hm_strndup(p, comma ? (size_t)(comma - p) : strlen(p));
+        bool ok = is_hostport(one);
+
+        hm_free(one);
+        if (!ok)
+            return "expects HOST:PORT[,HOST:PORT...]";
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    for (p = argv[1];;) {
+        const char *comma = strchr(p, ',');
+
+        if (c->cluster_join_count == HM_CLUSTER_OPTIONS_MAX_SEEDS)
+            return "too many seeds";
+        c->cluster_join = hm_realloc(c->cluster_join,
+                                     (c->cluster_join_count + 1) *
+                                         sizeof *c->cluster_join);
+        c->cluster_join[c->cluster_join_count++] =
+            hm_strndup(p, comma ? (size_t)(comma - p) : strlen(p));
+        if (!comma)
+            return NULL;
+        p = comma + 1;
+    }
+}
+
+static const char *do_cluster_secret_file(mqtt_config *c, int argc,
+                                          char **argv)
+{
+    return set_path(&c->cluster_secret_file, argc, argv);
+}
+
 static const struct directive {
     const char *name;
     directive_fn fn;
@@ -244,7 +331,26 @@ static const struct directive {
     {"sys_interval", do_sys_interval},
     {"persistence", do_persistence},
     {"persistence_location", do_persistence_location},
+    {"node_name", do_node_name},
+    {"cluster_name", do_cluster_name},
+    {"cluster_listen", do_cluster_listen},
+    {"cluster_join", do_cluster_join},
+    {"cluster_secret_file", do_cluster_secret_file},
 };
+
+/* The cluster flags and the directive each one sets. */
+static const struct {
+    const char *flag;
+    directive_fn fn;
+    const char *directive;
+} CLUSTER_FLAGS[] = {
+    {"--node", do_node_name, "node_name"},
+    {"--cluster-name", do_cluster_name, "cluster_name"},
+    {"--cluster-listen", do_cluster_listen, "cluster_listen"},
+    {"--join", do_cluster_join, "cluster_join"},
+    {"--cluster-secret-file", do_cluster_secret_file, "cluster_secret_file"},
+};
+#define CLUSTER_FLAG_COUNT (sizeof CLUSTER_FLAGS / sizeof *CLUSTER_FLAGS)
 
 /* Split `line` in place on blanks; returns the number of words, or -1 if
  * there are more than MAX_ARGS. */
@@ -317,16 +423,26 @@ hm_err mqtt_config_parse_file(mqtt_config *c, const char *path,
 
 const char *mqtt_config_usage(void)
 {
-    return "usage: hermes-mqtt [-c config_file] [-p port] [-v] [-h]\n"
+    return "usage: hermes-mqtt [-c config_file] [-p port] [-v] [-h] "
+           "[cluster flags]\n"
            " -c : read the configuration from a file (mosquitto syntax)\n"
            " -p : listen on this port (may be repeated); without -c, on\n"
            "      127.0.0.1 only\n"
            " -v : verbose logging\n"
-           " -h : this help\n";
+           " -h : this help\n"
+           " cluster flags (or node_name, cluster_listen, cluster_join,\n"
+           " cluster_secret_file, cluster_name in the file):\n"
+           "  --node NAME                 this node's name\n"
+           "  --cluster-listen HOST:PORT  cluster listen address\n"
+           "  --join HOST:PORT[,...]      seed nodes (repeatable)\n"
+           "  --cluster-secret-file FILE  shared cluster secret (chmod 600)\n"
+           "  --cluster-name NAME         cluster name (default: hermes)\n";
 }
 
-/* Apply the defaults that depend on what was configured. */
-static void finish(mqtt_config *c, const long long *ports, size_t nports)
+/* Apply the defaults that depend on what was configured. Returns an error
+ * message or NULL. */
+static const char *finish(mqtt_config *c, const long long *ports,
+                          size_t nports)
 {
     bool local_only = c->listener_count == 0;
     for (size_t i = 0; i < nports; i++)
@@ -337,6 +453,40 @@ static void finish(mqtt_config *c, const long long *ports, size_t nports)
         add_listener(c, DEFAULT_PORT, "127.0.0.1");
     if (c->anonymous_set < 0)
         c->allow_anonymous = local_only;
+    if (!c->node_name && !c->cluster_name && !c->cluster_listen &&
+        !c->cluster_join_count && !c->cluster_secret_file)
+        return NULL;
+    if (!c->node_name || !c->cluster_listen || !c->cluster_secret_file)
+        return "cluster mode needs node_name (--node), cluster_listen "
+               "(--cluster-listen) and cluster_secret_file "
+               "(--cluster-secret-file)";
+    return NULL;
+}
+
+/* The cluster flag at argv[*i], if it is one: applied after the file, so
+ * it is kept in `flags` (argv borrowed) as (index, value). Returns 1 if
+ * taken, 0 if not a cluster flag, -1 on a missing value. */
+static int cluster_flag(int argc, char *const argv[], int *i,
+                        int *flag_out, const char **value_out)
+{
+    for (size_t f = 0; f < CLUSTER_FLAG_COUNT; f++) {
+        size_t len = strlen(CLUSTER_FLAGS[f].flag);
+
+        if (strncmp(argv[*i], CLUSTER_FLAGS[f].flag, len) != 0)
+            continue;
+        if (argv[*i][len] == '=') {
+            *value_out = argv[*i] + len + 1;
+        } else if (argv[*i][len] == '\0') {
+            if (*i + 1 >= argc)
+                return -1;
+            *value_out = argv[++*i];
+        } else {
+            continue;
+        }
+        *flag_out = (int)f;
+        return 1;
+    }
+    return 0;
 }
 
 hm_err mqtt_config_load(mqtt_config *c, int argc, char *const argv[],
@@ -344,11 +494,28 @@ hm_err mqtt_config_load(mqtt_config *c, int argc, char *const argv[],
 {
     long long ports[16];
     size_t nports = 0;
+    struct {
+        int f;
+        const char *v;
+    } flags[64];
+    size_t nflags = 0;
+    const char *msg;
     hm_err e;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        int f, taken;
+        const char *v;
+
+        if ((taken = cluster_flag(argc, argv, &i, &f, &v)) != 0) {
+            if (taken < 0 || nflags == sizeof flags / sizeof *flags) {
+                mqtt_file_error_set(err, "%s: missing value (or too many "
+                                    "cluster flags)", a);
+                return HM_EINVAL;
+            }
+            flags[nflags].f = f;
+            flags[nflags++].v = v;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             c->help = true;
             return HM_OK;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
@@ -372,6 +539,19 @@ hm_err mqtt_config_load(mqtt_config *c, int argc, char *const argv[],
     if (c->config_file &&
         (e = mqtt_config_parse_file(c, c->config_file, err)) != HM_OK)
         return e;
-    finish(c, ports, nports);
+    for (size_t i = 0; i < nflags; i++) {
+        char *fargv[2] = {(char *)CLUSTER_FLAGS[flags[i].f].directive,
+                          (char *)flags[i].v};
+
+        if ((msg = CLUSTER_FLAGS[flags[i].f].fn(c, 2, fargv))) {
+            mqtt_file_error_set(err, "%s %s: %s", CLUSTER_FLAGS[flags[i].f].flag,
+                                flags[i].v, msg);
+            return HM_EINVAL;
+        }
+    }
+    if ((msg = finish(c, ports, nports))) {
+        mqtt_file_error_set(err, "%s", msg);
+        return HM_EINVAL;
+    }
     return HM_OK;
 }

@@ -24,6 +24,17 @@
  *   persistence false                 true is refused until durable
  *                                     state exists (as is
  *                                     persistence_location)
+ *   node_name NAME                    cluster mode: this node's name
+ *   cluster_listen HOST:PORT          cluster mode: the cluster address
+ *   cluster_join HOST:PORT[,...]      seeds; repeatable (appends)
+ *   cluster_secret_file PATH          the shared secret (mode 0600)
+ *   cluster_name NAME                 default "hermes"
+ *
+ * The cluster settings are also flags (--node, --cluster-listen, --join,
+ * --cluster-secret-file, --cluster-name, each also as --flag=VALUE), the
+ * same as every Hermes binary's (cluster/options.h); a flag overrides the
+ * file's line (--join adds seeds). Any cluster setting needs node_name,
+ * cluster_listen and cluster_secret_file; without any, no cluster runs.
  *
  * Defaults follow mosquitto 2: with no listener configured the broker
  * listens on 127.0.0.1:1883 only and allow_anonymous defaults to true
@@ -64,6 +75,13 @@ typedef struct mqtt_config {
     uint16_t max_keepalive;
     bool retain_available;
     uint32_t sys_interval_s;
+    /* Cluster mode (all owned, or NULL / 0: a single broker). */
+    char *node_name;
+    char *cluster_name;
+    char *cluster_listen;
+    char **cluster_join; /* owned array of owned "HOST:PORT" */
+    size_t cluster_join_count;
+    char *cluster_secret_file;
     bool verbose;      /* -v */
     bool help;         /* -h: print mqtt_config_usage() and exit 0 */
     char *config_file; /* owned: -c FILE, or NULL */
@@ -92,7 +110,7 @@ hm_err mqtt_config_parse_file(mqtt_config *c, const char *path,
                               mqtt_config_error *err);
 
 /* The whole start-up: `c` must be freshly initialised. Reads argv (-c, -p,
- * -v, -h; borrowed), the -c file if any, then applies the -p listeners and
+ * -v, -h and the cluster flags; borrowed), the -c file if any, then applies the -p listeners and
  * the defaults that depend on what was configured (see above). Errors:
  * HM_EINVAL (bad option or file content) or HM_ESYS (unreadable file) with
  * `err->text` set. With -h, returns HM_OK with `c->help` set at once. */

@@ -38,6 +38,12 @@ static mqtt_broker_config broker_config(const mqtt_config *c)
         .sys_interval_s = c->sys_interval_s,
         .sys_disabled = c->sys_interval_s == 0,
         .retain_unavailable = !c->retain_available,
+        .node_name = c->node_name,
+        .cluster_name = c->cluster_name,
+        .cluster_listen = c->cluster_listen,
+        .cluster_join = (const char *const *)c->cluster_join,
+        .cluster_join_count = c->cluster_join_count,
+        .cluster_secret_file = c->cluster_secret_file,
     };
 }
 

@@ -8,6 +8,7 @@
  * (retained, so a new subscriber gets the latest at once), and filters
  * starting with a wildcard do not see them [MQTT-4.7.2-1]. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/cluster.h"
 
 #include "runtime/alloc.h"
 
@@ -37,6 +38,18 @@ static void put_u64(hm_ctx *ctx, sys_state *st, const char *topic, uint64_t v)
 
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
     put(ctx, st, topic, buf);
+}
+
+typedef struct sys_put {
+    hm_ctx *ctx;
+    sys_state *st;
+} sys_put;
+
+static void put_cb(void *arg, const char *topic, const char *value)
+{
+    sys_put *sp = arg;
+
+    put(sp->ctx, sp->st, topic, value);
 }
 
 static uint64_t load(_Atomic uint64_t *v)
@@ -73,6 +86,8 @@ static void publish_figures(hm_ctx *ctx, sys_state *st)
     put_u64(ctx, st, "$SYS/broker/subscriptions/count", subs);
     /* The figure before this publish's own retained messages. */
     put_u64(ctx, st, "$SYS/broker/retained messages/count", retained);
+    if (b->cluster)
+        mqtt_cluster_sys(b->cluster, put_cb, &(sys_put){ctx, st});
 }
 
 static hm_err sys_handle(hm_ctx *ctx, void *state, hm_msg *msg)

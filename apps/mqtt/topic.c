@@ -208,7 +208,16 @@ static void set_free(void *p)
 struct mqtt_topic_tree {
     mqtt_trie_node *root;
     size_t count;
+    mqtt_topic_filter_fn observer; /* or NULL */
+    void *observer_arg;
 };
+
+void mqtt_topic_tree_observe(mqtt_topic_tree *t, mqtt_topic_filter_fn fn,
+                             void *arg)
+{
+    t->observer = fn;
+    t->observer_arg = arg;
+}
 
 mqtt_topic_tree *mqtt_topic_tree_create(void)
 {
@@ -239,8 +248,11 @@ hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
     if (subscriber == 0 || qos > 2 || !mqtt_topic_filter_is_valid(filter, len))
         return HM_EINVAL;
     n = mqtt_trie_find(t->root, filter, len, true);
-    if (!n->value)
+    if (!n->value) {
         n->value = hm_calloc(1, sizeof(sub_set));
+        if (t->observer)
+            t->observer(t->observer_arg, filter, len, true);
+    }
     is_new = set_put(n->value, subscriber, qos);
     if (is_new)
         t->count++;
@@ -263,6 +275,8 @@ hm_err mqtt_topic_tree_remove(mqtt_topic_tree *t, const char *filter,
         set_free(n->value);
         n->value = NULL;
         mqtt_trie_prune(n);
+        if (t->observer)
+            t->observer(t->observer_arg, filter, len, false);
     }
     return HM_OK;
 }

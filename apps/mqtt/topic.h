@@ -101,6 +101,17 @@ hm_err mqtt_topic_tree_add(mqtt_topic_tree *t, const char *filter, size_t len,
 hm_err mqtt_topic_tree_remove(mqtt_topic_tree *t, const char *filter,
                               size_t len, uint64_t subscriber);
 
+/* Called when a filter gains its first subscriber (`added` true) or loses
+ * its last one (false): the distinct filters a tree holds, for a cluster
+ * node to tell the others (interest.h). `filter` is borrowed for the
+ * call. Runs inside add/remove, so under whatever lock guards the tree;
+ * it must not call back into the tree. */
+typedef void (*mqtt_topic_filter_fn)(void *arg, const char *filter,
+                                     size_t len, bool added);
+/* Sets (or with NULL clears) the tree's one observer; `arg` borrowed. */
+void mqtt_topic_tree_observe(mqtt_topic_tree *t, mqtt_topic_filter_fn fn,
+                             void *arg);
+
 /* The number of (filter, subscriber) subscriptions in the tree. */
 size_t mqtt_topic_tree_count(const mqtt_topic_tree *t);
 

@@ -206,3 +206,99 @@ Test(mqtt_config, error_in_the_file_names_the_file_and_line)
     snprintf(want, sizeof want, "%s:2:", path);
     cr_assert(strstr(err.text, want), "%s", err.text);
 }
+
+/* -------------------------------------------------------- cluster mode */
+
+Test(mqtt_config, cluster_lines_are_applied)
+{
+    cr_assert_eq(parse("node_name n1\n"
+                       "cluster_name prod\n"
+                       "cluster_listen 127.0.0.1:7000\n"
+                       "cluster_join 10.0.0.2:7000,10.0.0.3:7000\n"
+                       "cluster_join [::1]:7001\n"
+                       "cluster_secret_file /etc/hermes/secret\n"),
+                 HM_OK, "%s", err.text);
+    cr_assert_str_eq(c.node_name, "n1");
+    cr_assert_str_eq(c.cluster_name, "prod");
+    cr_assert_str_eq(c.cluster_listen, "127.0.0.1:7000");
+    cr_assert_eq(c.cluster_join_count, 3);
+    cr_assert_str_eq(c.cluster_join[0], "10.0.0.2:7000");
+    cr_assert_str_eq(c.cluster_join[1], "10.0.0.3:7000");
+    cr_assert_str_eq(c.cluster_join[2], "[::1]:7001");
+    cr_assert_str_eq(c.cluster_secret_file, "/etc/hermes/secret");
+}
+
+Test(mqtt_config, bad_cluster_values_name_the_line)
+{
+    cr_assert_eq(parse("listener 1883\nnode_name bad/name\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:2: node_name"), "%s", err.text);
+    cr_assert_eq(parse("cluster_listen nohostport\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:1: cluster_listen"), "%s",
+              err.text);
+    cr_assert_eq(parse("cluster_join 1.2.3.4:7000,oops\n"), HM_EINVAL);
+    cr_assert_eq(c.cluster_join_count, 0); /* nothing half-applied */
+    cr_assert_eq(parse("cluster_listen 1.2.3.4:99999\n"), HM_EINVAL);
+    cr_assert_eq(parse("cluster_secret_file\n"), HM_EINVAL);
+    cr_assert_eq(parse("node_name a b\n"), HM_EINVAL);
+}
+
+Test(mqtt_config, cluster_flags_set_cluster_mode)
+{
+    char *argv[] = {"hermes-mqtt", "-p", "1884", "--node", "n2",
+                    "--cluster-listen=127.0.0.1:0", "--join",
+                    "127.0.0.1:7000,127.0.0.1:7001", "--join", "h:1",
+                    "--cluster-secret-file", "/s", NULL};
+    cr_assert_eq(load(12, argv), HM_OK, "%s", err.text);
+    cr_assert_str_eq(c.node_name, "n2");
+    cr_assert_str_eq(c.cluster_listen, "127.0.0.1:0");
+    cr_assert_eq(c.cluster_join_count, 3);
+    cr_assert_str_eq(c.cluster_join[2], "h:1");
+    cr_assert_str_eq(c.cluster_secret_file, "/s");
+    cr_assert_eq(c.listener_count, 1);
+}
+
+Test(mqtt_config, a_flag_overrides_the_file)
+{
+    char path[] = "/tmp/hermes-mqtt-conf-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "node_name fromfile\ncluster_listen 1.2.3.4:7\n"
+                       "cluster_secret_file /f\n";
+    char *argv[] = {"hermes-mqtt", "-c", path, "--node", "fromflag", NULL};
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    cr_assert_eq(load(5, argv), HM_OK, "%s", err.text);
+    unlink(path);
+    cr_assert_str_eq(c.node_name, "fromflag");
+    cr_assert_str_eq(c.cluster_listen, "1.2.3.4:7");
+}
+
+Test(mqtt_config, incomplete_or_bad_cluster_flags_are_errors)
+{
+    char *no_listen[] = {"hermes-mqtt", "--node", "n", "--cluster-secret-file",
+                         "/s", NULL};
+    char *no_node[] = {"hermes-mqtt", "--join", "h:1", NULL};
+    char *bad_name[] = {"hermes-mqtt", "--node", "a b", NULL};
+    char *no_value[] = {"hermes-mqtt", "--node", NULL};
+    char *bad_join[] = {"hermes-mqtt", "--join=x", NULL};
+    cr_assert_eq(load(5, no_listen), HM_EINVAL);
+    cr_assert(strstr(err.text, "cluster_listen"), "%s", err.text);
+    mqtt_config_fini(&c);
+    mqtt_config_init(&c);
+    cr_assert_eq(load(3, no_node), HM_EINVAL);
+    cr_assert(strstr(err.text, "node_name"), "%s", err.text);
+    mqtt_config_fini(&c);
+    mqtt_config_init(&c);
+    cr_assert_eq(load(3, bad_name), HM_EINVAL);
+    cr_assert(strstr(err.text, "--node"), "%s", err.text);
+    cr_assert_eq(load(2, no_value), HM_EINVAL);
+    cr_assert_eq(load(2, bad_join), HM_EINVAL);
+}
+
+Test(mqtt_config, no_cluster_setting_means_no_cluster)
+{
+    char *argv[] = {"hermes-mqtt", "-p", "1884", NULL};
+    cr_assert_eq(load(3, argv), HM_OK);
+    cr_assert_null(c.node_name);
+    cr_assert_eq(c.cluster_join_count, 0);
+}

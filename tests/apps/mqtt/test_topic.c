@@ -356,3 +356,41 @@ Test(mqtt_topic_covers, leading_wildcards_do_not_cover_dollar_topics_4_7_2_1)
     cr_assert_not(covers("+/x", "$SYS/x"));
     cr_assert(covers("$SYS/#", "$SYS/broker/+"));
 }
+
+/* The observer sees a filter's first subscriber and its last, nothing in
+ * between: the distinct filters a cluster node tells the others. */
+typedef struct seen_changes {
+    int added, removed;
+    char last[32];
+} seen_changes;
+
+static void observe(void *arg, const char *filter, size_t len, bool added)
+{
+    seen_changes *s = arg;
+
+    if (added)
+        s->added++;
+    else
+        s->removed++;
+    snprintf(s->last, sizeof s->last, "%.*s", (int)len, filter);
+}
+
+Test(mqtt_topic_tree, the_observer_sees_first_and_last_subscribers_only)
+{
+    mqtt_topic_tree *t = mqtt_topic_tree_create();
+    seen_changes s = {0};
+
+    mqtt_topic_tree_observe(t, observe, &s);
+    cr_assert_eq(mqtt_topic_tree_add(t, "a/+", 3, 1, 1, NULL), HM_OK);
+    cr_assert_eq(mqtt_topic_tree_add(t, "a/+", 3, 2, 0, NULL), HM_OK);
+    cr_assert_eq(mqtt_topic_tree_add(t, "a/+", 3, 1, 2, NULL), HM_OK);
+    cr_assert_eq(s.added, 1);
+    cr_assert_str_eq(s.last, "a/+");
+    cr_assert_eq(mqtt_topic_tree_remove(t, "a/+", 3, 1), HM_OK);
+    cr_assert_eq(s.removed, 0);
+    cr_assert_eq(mqtt_topic_tree_remove(t, "a/+", 3, 2), HM_OK);
+    cr_assert_eq(s.removed, 1);
+    cr_assert_eq(mqtt_topic_tree_remove(t, "a/+", 3, 2), HM_ENOTFOUND);
+    cr_assert_eq(s.removed, 1);
+    mqtt_topic_tree_destroy(t);
+}
