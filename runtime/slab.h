@@ -40,7 +40,7 @@ void hm_slab_free(hm_slab *s, void *p, size_t len);
  * slab's mutex is taken once per run rather than once per object. Fields
  * private; zero-initialise it. Guarded by: the user's lock. */
 #define HM_SLAB_CLASSES 32u /* objects up to 256 bytes; longer ones: malloc */
-#define HM_SLAB_RUN ((size_t)16 << 10)
+#define HM_SLAB_RUN ((size_t)2 << 10)
 typedef struct hm_slab_cache {
     char *bump, *end;
     void *free[HM_SLAB_CLASSES];
