@@ -1,11 +1,12 @@
 /* runtime/lifecycle.c: creating and closing a runtime, the timer thread,
  * timed delivery, statistics, and the deterministic manual mode.
  *
- * One timer thread owns the timer heap (under timer_lock) and also runs the
- * directory sweeper between timers (docs/adr/0001 explains why a thread of
- * its own). It moves every due timer out of the heap before sending any of
- * them, so a send never runs under the timer lock and a periodic timer that
- * is always due cannot spin the loop. A timer holds its receiver's address,
+ * One timer thread fires the timer store (runtime/timer.c, under
+ * timer_lock; docs/adr/0130) and also runs the directory sweeper between
+ * timers (docs/adr/0001 explains why a thread of its own). It moves a batch
+ * of due timers out of the store before sending any of them, so a send
+ * never runs under the timer lock and a periodic timer that is always due
+ * cannot spin the loop. A timer holds its receiver's address,
  * not its activation: firing is an ordinary send, which activates the
  * receiver again if it was deactivated meanwhile.
  *
@@ -52,17 +53,27 @@ static hm_msg *fired_msg(hm_timer_fire *f)
     return m;
 }
 
-static void fire(hm_runtime *rt, hm_timer_fire *f)
+/* Delivers a batch taken by take_due(), outside the timer lock. */
+static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
 {
-    hm_msg *m = fired_msg(f);
-    bool system = (m->flags & MSG_SYSTEM) != 0;
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
+    bool closing = atomic_load_explicit(&rt->closing, memory_order_acquire);
 
-    HM_COUNT(rt, hm_sched_self(rt), timers_fired);
-    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
-        hm_msg_destroy(m);
-    else if (hm_rt_push(rt, f->to, m, !system) != HM_OK)
-        hm_rt_dead_letter(rt, hm_sched_self(rt), f->to, m, HM_EFULL);
-    hm_addr_release(f->to);
+    for (uint32_t i = 0; i < n; i++) {
+        hm_msg *m = fired_msg(&f[i]);
+        bool system = (m->flags & MSG_SYSTEM) != 0;
+
+        if (closing)
+            hm_msg_destroy(m);
+        else if (hm_rt_push(rt, f[i].to, m, !system) != HM_OK)
+            hm_rt_dead_letter(rt, NULL, f[i].to, m, HM_EFULL);
+        hm_addr_release(f[i].to);
+    }
+    /* relaxed: a statistic, summed over every shard by stats_get. The
+     * timer thread (or the manual clock's caller) is never a worker, so it
+     * counts in an external shard, once per batch. */
+    atomic_fetch_add_explicit(&rt->ext[0].timers_fired, n,
+                              memory_order_relaxed);
 }
 
 hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
@@ -153,8 +164,7 @@ static void *timer_main(void *arg)
         }
         if ((n = take_due(rt, now, fires)) > 0) {
             pthread_mutex_unlock(&rt->timer_lock);
-            for (uint32_t i = 0; i < n; i++)
-                fire(rt, &fires[i]);
+            fire(rt, fires, n);
             pthread_mutex_lock(&rt->timer_lock);
             continue;
         }
@@ -211,8 +221,7 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
         }
         n = take_due(rt, next, fires);
         pthread_mutex_unlock(&rt->timer_lock);
-        for (uint32_t i = 0; i < n; i++)
-            fire(rt, &fires[i]);
+        fire(rt, fires, n);
     }
     atomic_store_explicit(&rt->manual_now_ms, target, memory_order_relaxed);
     hm_sched_run_manual(rt);

@@ -1,14 +1,18 @@
-/* runtime/timer.c: the 4-ary min-heap over a slab, fed by a wheel of
- * per-window buckets (see timer.h).
+/* runtime/timer.c: a wheel of 1 ms buckets that timers expire from, with a
+ * 4-ary min-heap behind it for timers beyond the horizon (see timer.h).
  *
  * Cancellation is lazy, as in Go's runtime: cancel frees the record at once
- * (so its slot and id generation move on) and leaves the heap entry behind;
- * an entry whose sequence number no longer matches its record's is dead and
- * is dropped when it reaches the top. Keeping each record's heap position
- * up to date instead cost one more cache miss per level on every sift, which
- * at 1,000,000 armed timers made the timer thread the bottleneck. When dead
- * entries outnumber live ones the heap is rebuilt in O(n), so timers that
- * are almost always cancelled (request timeouts) cannot bloat it. */
+ * (so its slot and id generation move on) and leaves the bucket or heap
+ * entry behind; an entry whose sequence number no longer matches its
+ * record's is dead and is skipped when it is reached. Finding and removing
+ * the entry instead would need a back pointer kept up to date on every move.
+ * When dead entries outnumber live ones the heap is rebuilt, or the buckets
+ * compacted, in O(n), so timers that are almost always cancelled (request
+ * timeouts) cannot bloat either.
+ *
+ * The cursor only moves forward, and never past the `now_ms` it is given,
+ * so a bucket is never emptied before its millisecond. A bitmap of non-empty
+ * buckets lets the cursor skip empty milliseconds 64 at a time. */
 #include "runtime/timer.h"
 
 #include "runtime/alloc.h"
@@ -18,15 +22,16 @@
 #define FREE_IDX UINT32_MAX
 #define ARITY 4u
 #define REBUILD_MIN 1024u
-
-#define GRAIN HM_TIMER_GRAIN_MS
 #define SLOTS HM_TIMER_WHEEL_SLOTS
+#define WORDS (SLOTS / 64u)
+#define PREFETCH_AHEAD 32u
+#define BUCKET_KEEP 1024u /* entries a drained bucket keeps room for */
 
 void hm_timers_init(hm_timers *t, uint64_t now_ms)
 {
     memset(t, 0, sizeof *t);
     t->free_head = FREE_IDX;
-    t->wheel_ms = now_ms - now_ms % GRAIN;
+    t->cursor_ms = now_ms;
 }
 
 void hm_timers_fini(hm_timers *t)
@@ -37,6 +42,8 @@ void hm_timers_fini(hm_timers *t)
         hm_free(t->wheel[i].items);
     memset(t, 0, sizeof *t);
 }
+
+/* ------------------------------------------------------------ far heap */
 
 static bool before(const hm_theap_entry *x, const hm_theap_entry *y)
 {
@@ -87,52 +94,211 @@ static void pop_top(hm_timers *t)
         sift_down(t, 0);
 }
 
-static bool entry_live(const hm_timers *t, const hm_theap_entry *e)
+static void heap_push(hm_timers *t, const hm_theap_entry *e)
+{
+    if (t->heap_len == t->heap_cap) {
+        t->heap_cap = t->heap_cap ? 2 * t->heap_cap : 64;
+        t->heap = hm_realloc(t->heap, t->heap_cap * sizeof *t->heap);
+    }
+    t->heap[t->heap_len] = *e;
+    sift_up(t, t->heap_len++);
+}
+
+static bool heap_live(const hm_timers *t, const hm_theap_entry *e)
 {
     const hm_tslot *s = &t->slots[e->slot];
     return s->armed && s->seq == e->seq;
 }
 
-/* Keeps only the live entries of items[0, *len); returns how many died. */
-static uint32_t compact(const hm_timers *t, hm_theap_entry *items,
-                        uint32_t *len)
+static bool wheel_live(const hm_timers *t, const hm_twheel_entry *e)
 {
-    uint32_t n = 0, old = *len;
-
-    for (uint32_t i = 0; i < old; i++)
-        if (entry_live(t, &items[i]))
-            items[n++] = items[i];
-    *len = n;
-    return old - n;
+    const hm_tslot *s = &t->slots[e->slot];
+    return s->armed && (uint32_t)s->seq == e->seq32;
 }
 
-/* Rebuilds the heap, or compacts the wheel, when most of it is dead. */
+/* Drops dead entries from the heap's top. */
+static void heap_prune(hm_timers *t)
+{
+    while (t->heap_len > 0 && !heap_live(t, &t->heap[0])) {
+        pop_top(t);
+        t->heap_dead--;
+    }
+}
+
+/* ---------------------------------------------------------------- wheel */
+
+static uint32_t bucket_of(uint64_t ms)
+{
+    return (uint32_t)(ms % SLOTS);
+}
+
+static void mark_used(hm_timers *t, uint32_t b)
+{
+    t->used[b / 64] |= 1ull << (b % 64);
+}
+
+/* Empties bucket `b`, keeping its array for reuse unless a burst made it
+ * large (the 4,096 buckets would otherwise keep a burst's memory). */
+static void reset_bucket(hm_timers *t, uint32_t b)
+{
+    hm_tbucket *k = &t->wheel[b];
+
+    k->head = k->len = 0;
+    if (k->cap > BUCKET_KEEP) {
+        hm_free(k->items);
+        k->items = NULL;
+        k->cap = 0;
+    }
+    t->used[b / 64] &= ~(1ull << (b % 64));
+}
+
+static void bucket_append(hm_timers *t, uint32_t b, uint32_t slot,
+                          uint64_t seq)
+{
+    hm_tbucket *k = &t->wheel[b];
+
+    if (k->len == k->cap) {
+        k->cap = k->cap ? 2 * k->cap : 16;
+        k->items = hm_realloc(k->items, k->cap * sizeof *k->items);
+    }
+    k->items[k->len++] = (hm_twheel_entry){slot, (uint32_t)seq};
+    if (k->len - k->head == 1)
+        mark_used(t, b);
+    t->wheel_len++;
+}
+
+/* How many milliseconds after the cursor the first non-empty bucket is
+ * (0 = the cursor's own), or SLOTS if every bucket is empty. */
+static uint32_t first_used(const hm_timers *t)
+{
+    uint32_t start = bucket_of(t->cursor_ms);
+
+    if (t->wheel_len == 0)
+        return SLOTS;
+    for (uint32_t i = 0; i <= WORDS; i++) {
+        uint32_t w = (start / 64 + i) % WORDS;
+        uint64_t bits = t->used[w];
+        if (i == 0)
+            bits &= ~0ull << (start % 64);          /* from start on */
+        else if (i == WORDS)
+            bits &= (1ull << (start % 64)) - 1;     /* wrapped: below start */
+        if (bits) {
+            uint32_t b = w * 64 + (uint32_t)__builtin_ctzll(bits);
+            return (b + SLOTS - start) % SLOTS;
+        }
+    }
+    return SLOTS;
+}
+
+/* Skips the cancelled entries at the front of bucket `b`; true if a live
+ * one remains (the bucket is reset otherwise). */
+static bool bucket_front_live(hm_timers *t, uint32_t b)
+{
+    hm_tbucket *k = &t->wheel[b];
+
+    while (k->head < k->len && !wheel_live(t, &k->items[k->head])) {
+        k->head++;
+        t->wheel_len--;
+        t->wheel_dead--;
+    }
+    if (k->head < k->len)
+        return true;
+    reset_bucket(t, b);
+    return false;
+}
+
+/* Files entry (slot, seq) due at `deadline_ms`: in its bucket if within the
+ * horizon (a deadline behind the cursor in the cursor's bucket), else in
+ * the heap. */
+static void file_entry(hm_timers *t, uint32_t slot, uint64_t deadline_ms,
+                       uint64_t seq)
+{
+    hm_tslot *s = &t->slots[slot];
+
+    if (deadline_ms >= t->cursor_ms + SLOTS) {
+        s->in_heap = true;
+        heap_push(t, &(hm_theap_entry){deadline_ms, seq, slot});
+        return;
+    }
+    s->in_heap = false;
+    bucket_append(t, bucket_of(deadline_ms < t->cursor_ms ? t->cursor_ms
+                                                          : deadline_ms),
+                  slot, seq);
+}
+
+/* Moves the heap's timers that the horizon now reaches into their buckets,
+ * in heap order, so each bucket receives them in (deadline, seq) order. */
+static void migrate(hm_timers *t)
+{
+    for (;;) {
+        heap_prune(t);
+        if (t->heap_len == 0 || t->heap[0].deadline_ms >= t->cursor_ms + SLOTS)
+            return;
+        hm_theap_entry e = t->heap[0];
+        pop_top(t);
+        t->slots[e.slot].in_heap = false;
+        bucket_append(t, bucket_of(e.deadline_ms), e.slot, e.seq);
+    }
+}
+
+/* The cursor's bucket is empty: moves the cursor to the next millisecond
+ * that holds a timer (a bucket, or the heap's top when the wheel is empty),
+ * but never past `now_ms`. False if it cannot move. */
+static bool advance(hm_timers *t, uint64_t now_ms)
+{
+    uint64_t to;
+    uint32_t gap;
+
+    if (t->cursor_ms >= now_ms)
+        return false;
+    gap = first_used(t);
+    if (gap < SLOTS) {
+        to = t->cursor_ms + gap;
+    } else {
+        heap_prune(t);
+        to = t->heap_len > 0 ? t->heap[0].deadline_ms : now_ms;
+    }
+    if (to <= t->cursor_ms)
+        to = t->cursor_ms + 1;
+    t->cursor_ms = to < now_ms ? to : now_ms;
+    migrate(t);
+    return true;
+}
+
+/* Compacts the buckets or rebuilds the heap when most of either is dead. */
 static void compact_if_needed(hm_timers *t)
 {
     if (t->heap_dead > REBUILD_MIN && t->heap_dead > t->heap_len / 2) {
-        t->heap_dead -= compact(t, t->heap, &t->heap_len);
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < t->heap_len; i++)
+            if (heap_live(t, &t->heap[i]))
+                t->heap[n++] = t->heap[i];
+        t->heap_dead -= t->heap_len - n;
+        t->heap_len = n;
         for (uint32_t i = t->heap_len / ARITY + 1; i-- > 0;)
             if (i < t->heap_len)
                 sift_down(t, i);
     }
     if (t->wheel_dead > REBUILD_MIN && t->wheel_dead > t->wheel_len / 2) {
         for (uint32_t b = 0; b < SLOTS; b++) {
-            uint32_t died = compact(t, t->wheel[b].items, &t->wheel[b].len);
-            t->wheel_dead -= died;
-            t->wheel_len -= died;
+            hm_tbucket *k = &t->wheel[b];
+            uint32_t n = 0;
+            if (k->head == k->len)
+                continue;
+            for (uint32_t i = k->head; i < k->len; i++)
+                if (wheel_live(t, &k->items[i]))
+                    k->items[n++] = k->items[i];
+            t->wheel_dead -= (k->len - k->head) - n;
+            t->wheel_len -= (k->len - k->head) - n;
+            k->head = 0;
+            k->len = n;
+            if (n == 0)
+                reset_bucket(t, b);
         }
     }
 }
 
-/* Drops dead entries from the top, and compacts when most are dead. */
-static void prune(hm_timers *t)
-{
-    compact_if_needed(t);
-    while (t->heap_len > 0 && !entry_live(t, &t->heap[0])) {
-        pop_top(t);
-        t->heap_dead--;
-    }
-}
+/* ---------------------------------------------------------------- slots */
 
 static uint32_t slot_alloc(hm_timers *t)
 {
@@ -141,6 +307,10 @@ static uint32_t slot_alloc(hm_timers *t)
     if (t->free_head != FREE_IDX) {
         i = t->free_head;
         t->free_head = t->slots[i].next_free;
+        /* Freed records come back in firing order, scattered over the
+         * slab: fetch the next one now, for the next arm. */
+        if (t->free_head != FREE_IDX)
+            __builtin_prefetch(&t->slots[t->free_head], 1);
         return i;
     }
     if (t->nslots == t->slots_cap) {
@@ -164,62 +334,7 @@ static void slot_free(hm_timers *t, uint32_t i)
     t->free_head = i;
 }
 
-static void heap_push(hm_timers *t, const hm_theap_entry *e)
-{
-    if (t->heap_len == t->heap_cap) {
-        t->heap_cap = t->heap_cap ? 2 * t->heap_cap : 64;
-        t->heap = hm_realloc(t->heap, t->heap_cap * sizeof *t->heap);
-    }
-    t->heap[t->heap_len] = *e;
-    sift_up(t, t->heap_len++);
-}
-
-/* Files a new entry: into its window's bucket if that window is still in
- * the wheel, else straight into the heap. */
-static void file_entry(hm_timers *t, const hm_theap_entry *e)
-{
-    hm_tslot *s = &t->slots[e->slot];
-
-    if (e->deadline_ms < t->wheel_ms ||
-        e->deadline_ms >= t->wheel_ms + (uint64_t)SLOTS * GRAIN) {
-        s->in_wheel = false;
-        heap_push(t, e);
-        return;
-    }
-    hm_tbucket *b = &t->wheel[(e->deadline_ms / GRAIN) % SLOTS];
-    if (b->len == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 16;
-        b->items = hm_realloc(b->items, b->cap * sizeof *b->items);
-    }
-    b->items[b->len++] = *e;
-    t->wheel_len++;
-    s->in_wheel = true;
-}
-
-/* Moves every window that starts before now + one window into the heap. */
-static void migrate(hm_timers *t, uint64_t now_ms)
-{
-    if (t->wheel_len == 0) {
-        if (now_ms != UINT64_MAX && now_ms > t->wheel_ms)
-            t->wheel_ms = now_ms - now_ms % GRAIN;
-        return;
-    }
-    while (t->wheel_len > 0 &&
-           (now_ms == UINT64_MAX || t->wheel_ms <= now_ms + GRAIN)) {
-        hm_tbucket *b = &t->wheel[(t->wheel_ms / GRAIN) % SLOTS];
-        for (uint32_t i = 0; i < b->len; i++) {
-            if (entry_live(t, &b->items[i])) {
-                t->slots[b->items[i].slot].in_wheel = false;
-                heap_push(t, &b->items[i]);
-            } else {
-                t->wheel_dead--;
-            }
-        }
-        t->wheel_len -= b->len;
-        b->len = 0;
-        t->wheel_ms += GRAIN;
-    }
-}
+/* ------------------------------------------------------------------ API */
 
 hm_timer_id hm_timers_arm(hm_timers *t, uint64_t deadline_ms,
                           uint32_t period_ms, hm_addr *to, hm_msg *msg,
@@ -235,7 +350,7 @@ hm_timer_id hm_timers_arm(hm_timers *t, uint64_t deadline_ms,
     s->msg = msg;
     s->period_ms = period_ms;
     s->armed = true;
-    file_entry(t, &(hm_theap_entry){deadline_ms, s->seq, i});
+    file_entry(t, i, deadline_ms, s->seq);
     t->armed++;
     return ((hm_timer_id)s->gen << 32) | (i + 1);
 }
@@ -253,65 +368,115 @@ bool hm_timers_cancel(hm_timers *t, hm_timer_id id, hm_addr **to_out,
         return false;
     *to_out = s->to;
     *msg_out = s->msg;
-    if (s->in_wheel)
-        t->wheel_dead++;
-    else
+    if (s->in_heap)
         t->heap_dead++;
+    else
+        t->wheel_dead++;
     slot_free(t, i);
     t->armed--;
-    compact_if_needed(t); /* dead tops are dropped by the next pop */
+    compact_if_needed(t); /* dead entries are otherwise skipped when met */
     return true;
 }
 
 bool hm_timers_next(hm_timers *t, uint64_t *deadline_out)
 {
-    bool any = false;
-
-    prune(t);
-    if (t->heap_len > 0) {
-        *deadline_out = t->heap[0].deadline_ms;
-        any = true;
+    for (;;) {
+        uint32_t gap = first_used(t);
+        if (gap == SLOTS)
+            break;
+        if (bucket_front_live(t, bucket_of(t->cursor_ms + gap))) {
+            *deadline_out = t->cursor_ms + gap;
+            return true;
+        }
     }
-    if (t->wheel_len > 0) {
-        uint64_t mig = t->wheel_ms >= GRAIN ? t->wheel_ms - GRAIN : 0;
-        if (!any || mig < *deadline_out)
-            *deadline_out = mig;
-        any = true;
-    }
-    return any;
+    heap_prune(t);
+    if (t->heap_len == 0)
+        return false;
+    *deadline_out = t->heap[0].deadline_ms;
+    return true;
 }
 
-bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out)
+/* Fills `out` from slot `i`, then frees or re-arms it. */
+static void take(hm_timers *t, uint32_t i, uint64_t now_ms,
+                 hm_timer_fire *out)
 {
-    uint32_t i;
-    hm_tslot *s;
+    hm_tslot *s = &t->slots[i];
 
-    migrate(t, now_ms);
-    prune(t);
-    if (t->heap_len == 0 || t->heap[0].deadline_ms > now_ms)
-        return false;
-    i = t->heap[0].slot;
-    s = &t->slots[i];
     out->to = s->to;
     out->msg = s->msg;
     out->tag = s->tag;
     out->deadline_ms = s->deadline_ms;
     out->periodic = s->period_ms != 0;
     if (s->period_ms == 0 || now_ms == UINT64_MAX) {
-        pop_top(t);
         slot_free(t, i);
         t->armed--;
-        return true;
+        return;
     }
-    /* Periodic: the next deadline after `now`, on the original grid. */
+    /* Periodic: the next deadline after `now`, on the original grid
+     * (a popped timer's deadline is never after `now`). */
     hm_addr_ref(s->to);
     s->deadline_ms += ((now_ms - s->deadline_ms) / s->period_ms + 1) *
                       s->period_ms;
     s->seq = ++t->seq;
-    t->heap[0].deadline_ms = s->deadline_ms;
-    t->heap[0].seq = s->seq;
-    sift_down(t, 0);
+    file_entry(t, i, s->deadline_ms, s->seq);
+}
+
+/* Closing: every timer goes, buckets first, then the heap. */
+static bool pop_any(hm_timers *t, hm_timer_fire *out)
+{
+    uint32_t gap;
+
+    while ((gap = first_used(t)) < SLOTS) {
+        uint32_t b = bucket_of(t->cursor_ms + gap);
+        if (bucket_front_live(t, b)) {
+            hm_tbucket *k = &t->wheel[b];
+            uint32_t i = k->items[k->head++].slot;
+            t->wheel_len--;
+            take(t, i, UINT64_MAX, out);
+            return true;
+        }
+    }
+    heap_prune(t);
+    if (t->heap_len == 0)
+        return false;
+    uint32_t i = t->heap[0].slot;
+    pop_top(t);
+    take(t, i, UINT64_MAX, out);
     return true;
+}
+
+bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out)
+{
+    if (now_ms == UINT64_MAX)
+        return pop_any(t, out);
+    for (;;) {
+        uint32_t b = bucket_of(t->cursor_ms);
+        if (t->cursor_ms <= now_ms && bucket_front_live(t, b)) {
+            hm_tbucket *k = &t->wheel[b];
+            uint32_t i = k->items[k->head++].slot;
+            /* Records are scattered (a bucket is in arming order, the slab
+             * in slot order) and the caller touches each one's message, so
+             * both are fetched a few pops ahead: the record PREFETCH_AHEAD
+             * entries on, and the message of the record fetched
+             * PREFETCH_AHEAD / 2 pops ago. (Written inline: GCC deletes a
+             * call to a function that only prefetches, as free of side
+             * effects.) */
+            if (k->head + PREFETCH_AHEAD < k->len)
+                __builtin_prefetch(
+                    &t->slots[k->items[k->head + PREFETCH_AHEAD].slot]);
+            if (k->head + PREFETCH_AHEAD / 2 < k->len) {
+                hm_msg *m = t->slots[k->items[k->head + PREFETCH_AHEAD / 2]
+                                         .slot].msg;
+                if (m)
+                    __builtin_prefetch(m, 1);
+            }
+            t->wheel_len--;
+            take(t, i, now_ms, out);
+            return true;
+        }
+        if (!advance(t, now_ms))
+            return false;
+    }
 }
 
 uint32_t hm_timers_count(const hm_timers *t)

@@ -1,20 +1,26 @@
-/* runtime/timer.h: the timer heap: a 4-ary min-heap of armed timers ordered
- * by (deadline_ms, seq), over a slab of timer records (private to runtime/).
+/* runtime/timer.h: the timer store: a timing wheel of 1 ms buckets that
+ * timers expire from directly, with a 4-ary min-heap behind it for timers
+ * beyond the wheel's horizon (private to runtime/).
  *
- * The heap's entries carry their own keys, so sifting reads only the heap
- * array (a node's four children share one or two cache lines). With the keys
- * in the slab, a 1,000,000-timer binary heap spent most of its time in cache
- * misses. Timers due more than one window (8 ms) ahead wait in a ring of
- * unsorted per-window buckets and enter the heap a window before they are
- * due, so the heap only ever holds the next ~16 ms of timers and stays in
- * cache; firing order is still exactly (deadline, seq). Cancellation is
- * lazy (see timer.c).
+ * A timer due within HM_TIMER_WHEEL_SLOTS ms of the wheel's cursor is
+ * appended to the bucket of its deadline's millisecond; every timer in a
+ * bucket has the same deadline (in the cursor's own bucket, possibly one
+ * already passed: see hm_timers_pop_due) and the bucket is in arming order, so
+ * expiring buckets front to back gives exactly the (deadline, seq) order with
+ * no sorting: arming and firing are O(1). A timer due later waits in the
+ * heap (ordered by (deadline, seq), keys inline) and moves into its bucket,
+ * in heap order, when the cursor comes within the horizon of its deadline;
+ * a bucket is filled from the heap only while it is empty and before any
+ * direct arm can reach it, so the order stays exact. The 8 ms-window wheel
+ * that fed the heap before (docs/adr/0130) spent 450 of its 755
+ * instructions per timer re-sorting each window in the heap.
  *
  * Like libuv's timer heap, equal deadlines fire in the order they were armed.
  * Records live in a slab with a free list, so arming allocates nothing once
- * the slab has grown, and a timer id is (generation << 32 | slot + 1): a
- * stale id (the timer fired, its slot was reused) fails to cancel instead of
- * cancelling a stranger. Not thread-safe: the runtime holds its timer lock
+ * the slab and the buckets have grown, and a timer id is
+ * (generation << 32 | slot + 1): a stale id (the timer fired, its slot was
+ * reused) fails to cancel instead of cancelling a stranger. Cancellation is
+ * lazy (see timer.c). Not thread-safe: the runtime holds its timer lock
  * around every call. */
 #ifndef HM_RUNTIME_TIMER_H
 #define HM_RUNTIME_TIMER_H
@@ -34,33 +40,41 @@ typedef struct hm_tslot {
     uint32_t gen;
     uint32_t next_free;
     bool armed;
-    bool in_wheel; /* its entry waits in a bucket, not in the heap */
+    bool in_heap; /* its entry waits in the heap, not in a bucket */
 } hm_tslot;
 
+/* An entry in the far heap. */
 typedef struct hm_theap_entry {
     uint64_t deadline_ms;
     uint64_t seq;
     uint32_t slot;
 } hm_theap_entry;
 
-#define HM_TIMER_WHEEL_SLOTS 4096u
-#define HM_TIMER_GRAIN_MS 8u
+/* An entry in a bucket: the deadline is the bucket's; `seq32` (the low
+ * half of the record's seq) tells a live entry from a cancelled one. */
+typedef struct hm_twheel_entry {
+    uint32_t slot;
+    uint32_t seq32;
+} hm_twheel_entry;
+
+#define HM_TIMER_WHEEL_SLOTS 4096u /* 1 ms each: a 4.096 s horizon */
 
 typedef struct hm_tbucket {
-    hm_theap_entry *items;
-    uint32_t len, cap;
+    hm_twheel_entry *items;
+    uint32_t head, len, cap; /* items[head, len) are still to expire */
 } hm_tbucket;
 
 typedef struct hm_timers {
     hm_tslot *slots;
     uint32_t nslots, slots_cap, free_head;
-    hm_theap_entry *heap; /* live and dead (cancelled) entries */
+    hm_theap_entry *heap; /* timers due at or after cursor + horizon */
     uint32_t heap_len, heap_cap;
     uint32_t armed, heap_dead;
     uint64_t seq;
     hm_tbucket wheel[HM_TIMER_WHEEL_SLOTS];
-    uint64_t wheel_ms; /* start of the first window still in the wheel */
-    uint32_t wheel_len, wheel_dead;
+    uint64_t used[HM_TIMER_WHEEL_SLOTS / 64]; /* bit set: bucket not empty */
+    uint64_t cursor_ms; /* the earliest millisecond not yet fully expired */
+    uint32_t wheel_len, wheel_dead; /* entries in buckets, cancelled ones */
 } hm_timers;
 
 /* What fired: `to` is a reference the caller now owns (release it after the
@@ -74,7 +88,7 @@ typedef struct hm_timer_fire {
     bool periodic;
 } hm_timer_fire;
 
-/* `now_ms` anchors the wheel's first window. */
+/* `now_ms` is where the wheel's cursor starts. */
 void hm_timers_init(hm_timers *t, uint64_t now_ms);
 /* Frees the arrays; the caller drains armed timers first. */
 void hm_timers_fini(hm_timers *t);
@@ -87,10 +101,14 @@ hm_timer_id hm_timers_arm(hm_timers *t, uint64_t deadline_ms,
  * (msg may be NULL) for the caller to release outside the lock. */
 bool hm_timers_cancel(hm_timers *t, hm_timer_id id, hm_addr **to_out,
                       hm_msg **msg_out);
-/* When to call hm_timers_pop_due() next (the earliest deadline, or the time
- * the next wheel window must enter the heap), if any timer is armed. */
+/* When to call hm_timers_pop_due() next (the earliest deadline; a timer
+ * armed with a deadline already behind the cursor counts as due at the
+ * cursor), if any timer is armed. */
 bool hm_timers_next(hm_timers *t, uint64_t *deadline_out);
-/* Pops the earliest timer if due at `now_ms`. A one-shot timer is freed; a
+/* Pops the earliest timer if due at `now_ms`, in (deadline, seq) order; a
+ * timer armed with a deadline the cursor had already passed (the arming
+ * thread read the clock before the timer thread did) fires at the cursor's
+ * millisecond, in arming order. A one-shot timer is freed; a
  * periodic one is re-armed one period later (skipping periods already
  * missed) and the fire holds an extra reference of `to`. With `now_ms` ==
  * UINT64_MAX every timer is due and is removed, periodic or not (draining at

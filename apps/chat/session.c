@@ -30,6 +30,25 @@
 const hm_type chat_cmd_type = {.name = "chat.cmd", .free = hm_free};
 const hm_type chat_gone_type = {.name = "chat.gone"};
 
+/* A login tried again (self -> self, after LOGIN_RETRY_MS). Payload: the
+ * owned chat_cmd; arg: the attempts made so far. The name's previous user
+ * may still be ending (its deactivate hook closed the old connection, so
+ * the client can log in again before the runtime has released the name)
+ * or a late message may be activating the name through the factory: the
+ * spawn says HM_EAGAIN, and a few milliseconds later it succeeds. */
+static const hm_type login_retry_type = {.name = "chat.login_retry",
+                                         .free = hm_free};
+#define LOGIN_RETRY_MS 2
+#define LOGIN_RETRIES 250 /* half a second in all, then "internal" */
+
+/* A frame that arrived while a login waited to be tried again, kept to be
+ * handled after it, in order. */
+typedef struct held_frame {
+    struct held_frame *next;
+    size_t len;
+    uint8_t line[];
+} held_frame;
+
 typedef struct chat_session {
     chat_server *srv;
     hm_conn *conn; /* owned reference, from "net.opened" on */
@@ -38,6 +57,8 @@ typedef struct chat_session {
     hm_addr *user; /* owned reference once logged in; NULL before */
     uint64_t last_heard_ms;
     hm_timer_id idle_timer;
+    bool login_waiting;            /* a login_retry_type is on its way */
+    held_frame *held, **held_tail; /* frames held meanwhile, oldest first */
 } chat_session;
 
 static hm_err session_activate(hm_ctx *ctx, void *state)
@@ -62,6 +83,12 @@ static void session_deactivate(hm_ctx *ctx, void *state,
         hm_conn_abort(s->conn); /* a failed session must not leave it open */
     hm_conn_release(s->conn);
     hm_addr_release(s->user);
+    while (s->held) {
+        held_frame *f = s->held;
+
+        s->held = f->next;
+        hm_free(f);
+    }
     hm_free(s);
 }
 
@@ -80,6 +107,7 @@ hm_err chat_session_accept(void *arg, uint64_t conn_id, const char *peer,
 
     s->srv = srv;
     s->conn_id = conn_id;
+    s->held_tail = &s->held;
     hm_hp_session_init(&s->hp, HM_HP_SERVER, "hermes-chat/1");
     snprintf(name, sizeof name, CHAT_SESSION_PREFIX "%llu",
              (unsigned long long)conn_id);
@@ -131,10 +159,32 @@ static void nudge(hm_ctx *ctx, const char *addr)
         hm_msg_destroy(m);
 }
 
+/* Tries the login `cmd` (taken) again in LOGIN_RETRY_MS; `attempts` made
+ * so far. True if the retry is on its way (frames are held until then). */
+static bool retry_login(hm_ctx *ctx, chat_session *s, chat_cmd *cmd,
+                        uint64_t attempts)
+{
+    hm_msg *m;
+
+    if (attempts >= LOGIN_RETRIES)
+        return false;
+    m = hm_msg_create(&login_retry_type, cmd, attempts + 1);
+    if (hm_runtime_send_after(hm_ctx_runtime(ctx), hm_ctx_self(ctx), m,
+                              LOGIN_RETRY_MS, NULL) != HM_OK) {
+        hm_msg_take_payload(m); /* the caller still owns cmd */
+        hm_msg_destroy(m);
+        return false;
+    }
+    s->login_waiting = true;
+    return true;
+}
+
 /* Logs in: spawns "chat/user/<name>" (which fails if the name is live on
  * this node), registers the name in the cluster, and forwards the login to
- * the new user, which announces itself and answers. Takes `cmd`. */
-static void login(hm_ctx *ctx, chat_session *s, chat_cmd *cmd)
+ * the new user, which announces itself and answers. Takes `cmd`; this is
+ * its attempt number `attempts` + 1. */
+static void login(hm_ctx *ctx, chat_session *s, chat_cmd *cmd,
+                  uint64_t attempts)
 {
     char addr[CHAT_ADDR_MAX];
     hm_err err;
@@ -148,6 +198,8 @@ static void login(hm_ctx *ctx, chat_session *s, chat_cmd *cmd)
                          "that name is logged in on another server");
     } else if ((err = chat_user_spawn(s->srv, cmd->name, s->conn, s->conn_id,
                                       &s->user)) != HM_OK) {
+        if (err == HM_EAGAIN && retry_login(ctx, s, cmd, attempts))
+            return;
         chat_write_error(s->conn, cmd->id,
                          err == HM_EEXIST ? CHAT_ERR_NAME_TAKEN
                                           : CHAT_ERR_INTERNAL,
@@ -179,7 +231,7 @@ static void on_command(hm_ctx *ctx, chat_session *s, const hm_hp_msg *m)
         return;
     }
     if (cmd->kind == CHAT_CMD_LOGIN) {
-        login(ctx, s, cmd);
+        login(ctx, s, cmd, 0);
     } else if (!s->user) {
         chat_write_error(s->conn, cmd->id, CHAT_ERR_NOT_LOGGED_IN,
                          "log in first (chat.login)");
@@ -189,14 +241,13 @@ static void on_command(hm_ctx *ctx, chat_session *s, const hm_hp_msg *m)
     }
 }
 
-static void on_frame(hm_ctx *ctx, chat_session *s, const hm_msg *msg)
+/* One line from the client (borrowed). */
+static void on_line(hm_ctx *ctx, chat_session *s, const uint8_t *line,
+                    size_t len)
 {
-    size_t len;
-    const uint8_t *line = hm_net_msg_data(msg, &len);
     hm_hp_msg m;
     bool have;
 
-    s->last_heard_ms = hm_ctx_now_ms(ctx);
     if (hm_hp_session_on_frame(&s->hp, s->conn, line, len, &m, &have) !=
             HM_OK ||
         !have)
@@ -204,6 +255,41 @@ static void on_frame(hm_ctx *ctx, chat_session *s, const hm_msg *msg)
     if (m.kind == HM_HP_MSG && !m.u.msg.reply)
         on_command(ctx, s, &m);
     hm_hp_msg_fini(&m);
+}
+
+static void on_frame(hm_ctx *ctx, chat_session *s, const hm_msg *msg)
+{
+    size_t len;
+    const uint8_t *line = hm_net_msg_data(msg, &len);
+
+    s->last_heard_ms = hm_ctx_now_ms(ctx);
+    if (s->login_waiting) { /* after the login, in order */
+        held_frame *f = hm_alloc(sizeof *f + len);
+
+        f->next = NULL;
+        f->len = len;
+        memcpy(f->line, line, len);
+        *s->held_tail = f;
+        s->held_tail = &f->next;
+        return;
+    }
+    on_line(ctx, s, line, len);
+}
+
+/* The login's retry arrived: try it, then handle the frames held since,
+ * unless it has to wait again. */
+static void on_login_retry(hm_ctx *ctx, chat_session *s, hm_msg *msg)
+{
+    s->login_waiting = false;
+    login(ctx, s, hm_msg_take_payload(msg), hm_msg_arg(msg));
+    while (s->held && !s->login_waiting) {
+        held_frame *f = s->held;
+
+        if (!(s->held = f->next))
+            s->held_tail = &s->held;
+        on_line(ctx, s, f->line, f->len);
+        hm_free(f);
+    }
 }
 
 /* Logs the user (if any) out now: the connection is closed or closing. */
@@ -262,6 +348,8 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_closed(ctx, s, msg);
     } else if (t == &hm_type_tick) {
         on_tick(ctx, s);
+    } else if (t == &login_retry_type) {
+        on_login_retry(ctx, s, msg);
     }
     return HM_OK;
 }

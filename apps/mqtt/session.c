@@ -31,12 +31,22 @@ typedef struct sub {
     uint8_t qos;
 } sub;
 
+/* The client's subscriptions; allocated with the first one and freed with
+ * the last. */
+typedef struct sub_list {
+    uint32_t count, cap;
+    sub items[];
+} sub_list;
+
+/* Kept small for idle clients (ADR 0150): the outbox exists only once a
+ * QoS 1/2 message (or a message behind one) has to wait in it, the client
+ * id is the end of our own name, and subscriptions are stored only when
+ * there are some. */
 typedef struct mqtt_session {
     mqtt_broker *b;
     hm_addr *self; /* our token in the subscription tree */
-    char *client_id;
+    const char *client_id; /* borrowed: the end of self's name */
     hm_conn *conn;      /* NULL while the client is away */
-    bool ws;            /* conn speaks MQTT over WebSocket */
     char *username;     /* of the last CONNECT, for the ACL; or NULL */
     hm_addr *conn_addr; /* its connection receiver */
     /* A takeover waits for the old connection to hand back the inbound
@@ -44,11 +54,11 @@ typedef struct mqtt_session {
     hm_addr *old_conn_addr;
     hm_msg *pending_attach; /* moved out: its sender is pending_from */
     hm_addr *pending_from;
+    bool ws;            /* conn speaks MQTT over WebSocket */
     bool attached_ever; /* some client attached to this activation */
     bool persistent;    /* CleanSession was 0 */
-    sub *subs;
-    size_t sub_count, sub_cap;
-    mqtt_outbox *out;
+    sub_list *subs; /* NULL: none */
+    mqtt_outbox *out; /* NULL: nothing waits or is in flight */
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
 } mqtt_session;
 
@@ -106,7 +116,7 @@ static void pump(mqtt_session *s)
 {
     mqtt_out_action a;
 
-    while (s->conn && mqtt_outbox_next(s->out, &a)) {
+    while (s->conn && s->out && mqtt_outbox_next(s->out, &a)) {
         if (a.kind == MQTT_OUT_PUBREL) { /* [MQTT-4.3.3-1], [MQTT-4.4.0-1] */
             write_ack(s, MQTT_PUBREL, a.packet_id);
             continue;
@@ -117,6 +127,8 @@ static void pump(mqtt_session *s)
     }
 }
 
+static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online);
+
 /* Delivers `pub` (taken) to the client at `qos`. */
 static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 {
@@ -124,6 +136,16 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         mqtt_pub_release(pub);
         return;
     }
+    if (qos == 0 && !s->out) {
+        /* Nothing waits before it: straight out, or dropped while the
+         * client is away (as the outbox would). */
+        if (s->conn)
+            write_publish(s, pub, 0, 0, false);
+        mqtt_pub_release(pub);
+        return;
+    }
+    if (!s->out)
+        s->out = new_outbox(s->b, s->conn != NULL);
     /* QoS 0 is dropped while the client is away; QoS 1/2 wait. */
     if (mqtt_outbox_push(s->out, pub, qos) != HM_OK) {
         /* relaxed: a statistic. */
@@ -138,20 +160,32 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 
 /* ----------------------------------------------------- subscriptions */
 
+static uint32_t sub_count(const mqtt_session *s)
+{
+    return s->subs ? s->subs->count : 0;
+}
+
 static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 {
-    for (size_t i = 0; i < s->sub_count; i++) {
-        if (s->subs[i].len == f->len &&
-            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
-            s->subs[i].qos = qos;
+    sub_list *l = s->subs;
+
+    for (uint32_t i = 0; i < sub_count(s); i++) {
+        if (l->items[i].len == f->len &&
+            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
+            l->items[i].qos = qos;
             return;
         }
     }
-    if (s->sub_count == s->sub_cap) {
-        s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
-        s->subs = hm_realloc(s->subs, s->sub_cap * sizeof *s->subs);
+    if (!l || l->count == l->cap) {
+        uint32_t cap = l ? l->cap * 2 : 4;
+
+        l = hm_realloc(l, sizeof *l + cap * sizeof l->items[0]);
+        if (!s->subs)
+            l->count = 0;
+        l->cap = cap;
+        s->subs = l;
     }
-    s->subs[s->sub_count++] =
+    l->items[l->count++] =
         (sub){.filter = hm_strndup((const char *)f->ptr, f->len),
               .len = f->len,
               .qos = qos};
@@ -159,13 +193,19 @@ static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 
 static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
 {
-    for (size_t i = 0; i < s->sub_count; i++) {
-        if (s->subs[i].len == f->len &&
-            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
-            hm_free(s->subs[i].filter);
-            s->subs[i] = s->subs[--s->sub_count];
-            return;
+    sub_list *l = s->subs;
+
+    for (uint32_t i = 0; i < sub_count(s); i++) {
+        if (l->items[i].len == f->len &&
+            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
+            hm_free(l->items[i].filter);
+            l->items[i] = l->items[--l->count];
+            break;
         }
+    }
+    if (l && l->count == 0) {
+        hm_free(l);
+        s->subs = NULL;
     }
 }
 
@@ -173,16 +213,19 @@ static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
  * it, no router holds our token) and forgets them. */
 static void drop_subs(mqtt_session *s)
 {
-    if (s->sub_count > 0) {
-        pthread_rwlock_wrlock(&s->b->tree_lock);
-        for (size_t i = 0; i < s->sub_count; i++)
-            mqtt_topic_tree_remove(s->b->tree, s->subs[i].filter,
-                                   s->subs[i].len, token(s));
-        pthread_rwlock_unlock(&s->b->tree_lock);
-    }
-    for (size_t i = 0; i < s->sub_count; i++)
-        hm_free(s->subs[i].filter);
-    s->sub_count = 0;
+    sub_list *l = s->subs;
+
+    if (!l)
+        return;
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    for (uint32_t i = 0; i < l->count; i++)
+        mqtt_topic_tree_remove(s->b->tree, l->items[i].filter, l->items[i].len,
+                               token(s));
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    for (uint32_t i = 0; i < l->count; i++)
+        hm_free(l->items[i].filter);
+    hm_free(l);
+    s->subs = NULL;
 }
 
 typedef struct retained_batch {
@@ -295,19 +338,35 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 
 /* ------------------------------------------------------- connections */
 
-static mqtt_outbox *new_outbox(const mqtt_broker *b)
+/* An outbox, made when the first message has to wait in it; `online`:
+ * a connection is attached. */
+static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online)
 {
-    return mqtt_outbox_create(&(mqtt_outbox_config){
+    mqtt_outbox *o = mqtt_outbox_create(&(mqtt_outbox_config){
         .max_inflight = b->cfg.max_inflight,
         .max_queued = b->cfg.unlimited_queue ? 0 : b->cfg.max_queued,
         .release = mqtt_pub_release});
+
+    if (online)
+        mqtt_outbox_go_online(o);
+    return o;
+}
+
+/* Frees the outbox if nothing waits or is in flight in it. */
+static void shed_outbox(mqtt_session *s)
+{
+    if (s->out && mqtt_outbox_inflight_count(s->out) == 0 &&
+        mqtt_outbox_queued_count(s->out) == 0) {
+        mqtt_outbox_destroy(s->out);
+        s->out = NULL;
+    }
 }
 
 static void forget_state(mqtt_session *s)
 {
     drop_subs(s);
     mqtt_outbox_destroy(s->out);
-    s->out = new_outbox(s->b);
+    s->out = NULL;
     mqtt_qos2_box_destroy(s->in_qos2);
     s->in_qos2 = NULL;
 }
@@ -320,7 +379,9 @@ static void let_go_of_conn(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
-    mqtt_outbox_go_offline(s->out);
+    if (s->out)
+        mqtt_outbox_go_offline(s->out);
+    shed_outbox(s);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
 }
@@ -387,7 +448,8 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     s->in_qos2 = NULL;
     if (hm_ctx_send(ctx, from, reply) != HM_OK)
         hm_msg_destroy(reply);
-    mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
+    if (s->out)
+        mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
     pump(s);
 }
 
@@ -432,7 +494,7 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
         return;
     /* PUBREC queues the PUBREL that pump() sends [MQTT-4.3.3-1]. An
      * unknown id is a late duplicate, legal after a reconnect. */
-    if (mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
+    if (!s->out || mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
         HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
                      s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
                      pid);
@@ -483,6 +545,7 @@ static hm_err session_activate(hm_ctx *ctx, void *state)
     mqtt_session *s = state;
 
     s->self = hm_addr_ref(hm_ctx_self(ctx));
+    s->client_id = hm_addr_name(s->self) + strlen(MQTT_SESSION_PREFIX);
     return HM_OK;
 }
 
@@ -500,12 +563,10 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
-    hm_free(s->subs);
-    hm_addr_release(s->self);
     hm_free(s->username);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->sessions, 1, memory_order_relaxed);
-    hm_free(s->client_id);
+    hm_addr_release(s->self); /* last: client_id points into its name */
     hm_free(s);
 }
 
@@ -516,9 +577,8 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
 {
     mqtt_session *s = hm_calloc(1, sizeof *s);
 
+    (void)client_id; /* activate takes it from our own name */
     s->b = b;
-    s->client_id = hm_strdup(client_id);
-    s->out = new_outbox(b);
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&b->sessions, 1, memory_order_relaxed);
     *out = (hm_receiver){.handler = session_handle,

@@ -190,3 +190,92 @@ Test(timer, mass_cancellation_compacts_and_keeps_the_survivors)
     cr_assert_eq(popped, N / 10);
     hm_timers_fini(&t);
 }
+
+/* A reference model: the live timers in an array, the earliest found by a
+ * linear scan of (deadline, seq). */
+typedef struct model_timer {
+    uint64_t deadline, seq;
+    hm_timer_id id;
+    bool live;
+} model_timer;
+
+static int model_earliest(model_timer *m, int n, uint64_t now)
+{
+    int best = -1;
+
+    for (int i = 0; i < n; i++) {
+        if (!m[i].live || m[i].deadline > now)
+            continue;
+        if (best < 0 || m[i].deadline < m[best].deadline ||
+            (m[i].deadline == m[best].deadline && m[i].seq < m[best].seq))
+            best = i;
+    }
+    return best;
+}
+
+Test(timer, random_arms_cancels_and_pops_match_a_sorted_model)
+{
+    enum { N = 30000 };
+    static model_timer m[N];
+    hm_timers t;
+    hm_timer_fire f;
+    hm_addr *to;
+    hm_msg *msg;
+    uint64_t now = 500;
+    int n = 0;
+
+    srand(7);
+    hm_timers_init(&t, now);
+    while (n < N) {
+        int op = rand() % 10;
+        if (op < 6) {
+            /* Near (same ms often), mid, and beyond the 4,096 ms horizon. */
+            uint64_t span = op < 3 ? 3 : op < 5 ? 3000 : 20000;
+            uint64_t d = now + (uint64_t)rand() % span;
+            m[n] = (model_timer){d, (uint64_t)n, 0, true};
+            m[n].id = hm_timers_arm(&t, d, 0, NULL, TOKEN(n), 0);
+            n++;
+        } else if (op < 8 && n > 0) {
+            int k = rand() % n;
+            bool ok = hm_timers_cancel(&t, m[k].id, &to, &msg);
+            cr_assert_eq(ok, m[k].live);
+            m[k].live = false;
+        } else {
+            now += (uint64_t)rand() % (op == 8 ? 3 : 700);
+            int e;
+            while ((e = model_earliest(m, n, now)) >= 0) {
+                cr_assert(hm_timers_pop_due(&t, now, &f));
+                cr_assert_eq(fired_token(&f), e, "now %llu: got %d, want %d",
+                             (unsigned long long)now, fired_token(&f), e);
+                m[e].live = false;
+            }
+            cr_assert_not(hm_timers_pop_due(&t, now, &f));
+            uint64_t next;
+            if (hm_timers_next(&t, &next))
+                cr_assert_gt(next, now);
+        }
+    }
+    hm_timers_fini(&t);
+}
+
+Test(timer, a_deadline_behind_the_cursor_fires_at_once_in_arming_order)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    uint64_t next;
+
+    hm_timers_init(&t, 0);
+    hm_timers_arm(&t, 100, 0, NULL, TOKEN(1), 0);
+    cr_assert(hm_timers_pop_due(&t, 100, &f)); /* the cursor is at 100 */
+    /* Armed by threads that read the clock before the timer thread did. */
+    hm_timers_arm(&t, 90, 0, NULL, TOKEN(2), 0);
+    hm_timers_arm(&t, 80, 0, NULL, TOKEN(3), 0);
+    cr_assert(hm_timers_next(&t, &next));
+    cr_assert_eq(next, 100);
+    cr_assert(hm_timers_pop_due(&t, 100, &f));
+    cr_assert_eq(fired_token(&f), 2);
+    cr_assert(hm_timers_pop_due(&t, 100, &f));
+    cr_assert_eq(fired_token(&f), 3);
+    cr_assert_not(hm_timers_pop_due(&t, 100, &f));
+    hm_timers_fini(&t);
+}

@@ -17,7 +17,13 @@
  *   deactivate after every message and the sweeper reclaims their entries
  *   and shifts the directory's probe runs (docs/adr/0140). Invariants:
  *   every message is handled, every handle names what was interned, and
- *   once nothing is referenced every entry is reclaimed. */
+ *   once nothing is referenced every entry is reclaimed.
+ * timer_race: receivers on both workers and two plain threads arm timers
+ *   (0-3 ms) to each other and cancel a random half of their own while the
+ *   timer thread fires them. Invariants: a timer whose cancel succeeded is
+ *   never delivered, every other timer is delivered exactly once, and the
+ *   timers one source arms to one receiver with the same delay arrive in
+ *   arming order. */
 #include "runtime/runtime.h"
 #include "tests/stress/harness.h"
 
@@ -463,11 +469,161 @@ static void directory_churn(void)
     hm_runtime_destroy(rt);
 }
 
+/* ------------------------------------------------------------ timer race */
+
+#define TR_RECV 8
+#define TR_SRC (TR_RECV + 2) /* the receivers, then two plain threads */
+#define TR_KEEP 16           /* ids a source remembers, to cancel one */
+
+enum { TR_ARMED = 1, TR_CANCELLED = 2 };
+
+static const hm_type TR_FIRE = {.name = "s.tfire"};
+
+typedef struct tr_source {
+    hm_timer_id ids[TR_KEEP];
+    uint32_t tokens[TR_KEEP];
+    uint32_t next_seq[TR_RECV];
+    uint64_t rng;
+} tr_source;
+
+static struct {
+    hm_runtime *rt;
+    hm_addr *to[TR_RECV];
+    uint32_t budget;
+    _Atomic uint32_t minted, cancelled, delivered;
+    _Atomic uint8_t *state;     /* per token */
+    _Atomic uint8_t *hits;      /* deliveries per token */
+    uint32_t *tok_seq;          /* written before arming, read on delivery */
+    uint8_t *tok_src;
+    /* last seq delivered per (source, receiver) + 1; touched only by that
+     * receiver's turns, which the runtime orders. */
+    uint32_t last[TR_SRC][TR_RECV];
+    tr_source src[TR_SRC];
+} tr;
+
+static uint32_t tr_rand(tr_source *s)
+{
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return (uint32_t)s->rng;
+}
+
+/* Source `si` arms one timer to a random receiver and, every other time,
+ * cancels one of the timers it armed before. False once the budget is spent. */
+static bool tr_step(int si)
+{
+    tr_source *s = &tr.src[si];
+    uint32_t tok = atomic_fetch_add(&tr.minted, 1);
+    uint32_t dst = tr_rand(s) % TR_RECV, k = tr_rand(s) % TR_KEEP;
+    hm_timer_id id;
+
+    if (tok >= tr.budget)
+        return false;
+    tr.tok_src[tok] = (uint8_t)si;
+    tr.tok_seq[tok] = s->next_seq[dst]++;
+    atomic_store(&tr.state[tok], TR_ARMED);
+    CHECK(hm_runtime_send_after(tr.rt, tr.to[dst],
+                                hm_msg_create(&TR_FIRE, NULL,
+                                              (uint64_t)tok << 8 | dst),
+                                (uint32_t)si % 4, &id) == HM_OK);
+    if (tr_rand(s) % 2 && s->ids[k] != 0 &&
+        hm_runtime_cancel_timer(tr.rt, s->ids[k])) {
+        atomic_store(&tr.state[s->tokens[k]], TR_CANCELLED);
+        atomic_fetch_add(&tr.cancelled, 1);
+    }
+    s->ids[k] = id;
+    s->tokens[k] = tok;
+    return true;
+}
+
+static hm_err tr_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    int self = (int)(intptr_t)state;
+    uint32_t tok = (uint32_t)(hm_msg_arg(msg) >> 8);
+
+    if (hm_msg_type(msg) != &TR_FIRE) /* the kick-off */
+        return tr_step(self), HM_OK;
+    CHECK((int)(hm_msg_arg(msg) & 0xff) == self);
+    CHECK(atomic_load(&tr.state[tok]) == TR_ARMED);
+    CHECK(atomic_fetch_add(&tr.hits[tok], 1) == 0);
+    /* Same source, same receiver, same delay: arming order. */
+    uint32_t *last = &tr.last[tr.tok_src[tok]][self];
+    CHECK(tr.tok_seq[tok] + 1 > *last);
+    *last = tr.tok_seq[tok] + 1;
+    atomic_fetch_add(&tr.delivered, 1);
+    (void)ctx;
+    tr_step(self);
+    tr_step(self);
+    return HM_OK;
+}
+
+static void *tr_thread(void *p)
+{
+    int si = (int)(intptr_t)p;
+
+    while (tr_step(si))
+        if (tr_rand(&tr.src[si]) % 8 == 0)
+            usleep(100);
+    return NULL;
+}
+
+static void timer_race(void)
+{
+    pthread_t th[2];
+    char name[16];
+    double give_up;
+
+    memset(&tr, 0, sizeof tr);
+    tr.budget = (uint32_t)stress_scaled(40000);
+    tr.state = calloc(tr.budget + 1, 1);
+    tr.hits = calloc(tr.budget + 1, 1);
+    tr.tok_seq = calloc(tr.budget + 1, sizeof *tr.tok_seq);
+    tr.tok_src = calloc(tr.budget + 1, 1);
+    for (int i = 0; i < TR_SRC; i++)
+        tr.src[i].rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &tr.rt) ==
+          HM_OK);
+    for (int i = 0; i < TR_RECV; i++) {
+        hm_receiver r = {.handler = tr_handle, .state = (void *)(intptr_t)i,
+                         .pinned = true};
+        snprintf(name, sizeof name, "tr/%d", i);
+        CHECK(hm_runtime_spawn(tr.rt, name, &r, &tr.to[i]) == HM_OK);
+    }
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, tr_thread,
+                             (void *)(intptr_t)(TR_RECV + i)) == 0);
+    for (int i = 0; i < TR_RECV; i++)
+        CHECK(hm_runtime_send(tr.rt, tr.to[i],
+                              hm_msg_create(&hm_type_tick, NULL, 0)) == HM_OK);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    /* Everything armed is delivered or was cancelled, within 30 s. */
+    give_up = stress_now_s() + 30;
+    while (atomic_load(&tr.delivered) + atomic_load(&tr.cancelled) <
+           tr.budget) {
+        CHECK(stress_now_s() < give_up);
+        usleep(1000);
+    }
+    CHECK(hm_runtime_wait_idle(tr.rt, 10000) == HM_OK);
+    for (int i = 0; i < TR_RECV; i++)
+        hm_addr_release(tr.to[i]);
+    hm_runtime_destroy(tr.rt);
+    for (uint32_t t = 0; t < tr.budget; t++)
+        CHECK(atomic_load(&tr.hits[t]) ==
+              (atomic_load(&tr.state[t]) == TR_CANCELLED ? 0 : 1));
+    free(tr.state);
+    free(tr.hits);
+    free(tr.tok_seq);
+    free(tr.tok_src);
+}
+
 int main(void)
 {
     RUN_SCENARIO(deactivation_race);
     RUN_SCENARIO(request_race);
     RUN_SCENARIO(close_under_load);
     RUN_SCENARIO(directory_churn);
+    RUN_SCENARIO(timer_race);
     return 0;
 }

@@ -110,6 +110,17 @@ def an_explicit_logout_answers_then_closes_and_frees_the_name(srv):
     again.close()
 
 
+def a_name_logged_out_and_in_again_at_once_is_always_free(srv):
+    # The old user may still be ending when the client logs in again (its
+    # hook closed the connection before the runtime released the name):
+    # the login waits for it instead of failing.
+    for _ in range(40):
+        c = Client(srv, "quick")
+        assert c.cmd("chat.logout")["type"] == "chat.ok"
+        assert c.expect_closed()
+    Client(srv, "quick").close()
+
+
 def malformed_lines_get_errors_and_nobody_else_is_disturbed(srv):
     bad, bystander, friend = Client(srv), Client(srv, "calm"), None
     bad.send_raw(b"this is not json\n")
@@ -554,6 +565,7 @@ SINGLE = [
     a_room_touched_by_a_stranger_does_not_stay_open,
     users_see_others_come_online_and_go_offline,
     an_explicit_logout_answers_then_closes_and_frees_the_name,
+    a_name_logged_out_and_in_again_at_once_is_always_free,
     malformed_lines_get_errors_and_nobody_else_is_disturbed,
     a_line_over_the_limit_closes_that_connection_only,
     the_terminal_client_sends_and_prints_over_a_pipe,
