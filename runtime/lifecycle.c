@@ -255,6 +255,7 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
         add_counters(out, &rt->ext[i]);
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
+    hm_dir_bytes(rt, &out->entry_bytes, &out->table_bytes);
 }
 
 hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)

@@ -338,6 +338,10 @@ typedef struct hm_runtime_stats {
     uint64_t mailbox_hwm; /* most messages seen queued for one receiver */
     uint64_t live;        /* activations alive now */
     uint64_t addresses;   /* interned addresses now (live or referenced) */
+    uint64_t entry_bytes; /* the addresses' entries, held in the runtime's
+                           * own slab rather than malloc (docs/adr/0140) */
+    uint64_t table_bytes; /* the directory's tables that are mapped rather
+                           * than malloc'd (those of 64 KiB and more) */
 } hm_runtime_stats;
 
 /* Reads the counters (exact when the runtime is idle). Thread-safe. */
