@@ -57,9 +57,11 @@ bool hm_conn_is_open(const hm_conn *c);
  * more than the write-queue bound. */
 size_t hm_conn_queued_len(const hm_conn *c);
 
-/* Queues a copy of buf[0, len) (borrowed) for sending. Bytes from one thread
- * go out in call order; writes from several threads are never interleaved
- * inside one call. Errors: HM_ECLOSED, HM_EFULL (the write-queue bound; see
+/* Queues a copy of buf[0, len) (borrowed) for sending (or, when nothing is
+ * queued and the I/O thread sleeps, sends it at once from this thread with
+ * one non-blocking system call: ADR 0151). Bytes from one thread go out in
+ * call order; writes from several threads are never interleaved inside
+ * one call. Errors: HM_ECLOSED, HM_EFULL (the write-queue bound; see
  * hm_net_full_policy), HM_ETOOBIG (len alone is over the bound). */
 hm_err hm_conn_write(hm_conn *c, const void *buf, size_t len);
 /* The same without a copy: takes `buf` (allocated with hm_alloc) on HM_OK;
@@ -79,6 +81,10 @@ void hm_conn_abort(hm_conn *c);
  * peer reads end of stream); frames keep arriving. Writes fail afterwards
  * with HM_ECLOSED. */
 void hm_conn_shutdown_write(hm_conn *c);
+/* Sets the idle timeout (see hm_conn_options.idle_timeout_ms; 0 turns it
+ * off); its clock restarts when the I/O thread applies it. Thread-safe;
+ * a later call wins. */
+void hm_conn_set_idle_timeout(hm_conn *c, uint32_t timeout_ms);
 /* Hands the connection to a new owner (borrowed; the connection takes a
  * reference). Frames read from the moment the I/O thread sees the change go
  * to `owner`; earlier messages stay with the old owner. */
