@@ -27,12 +27,14 @@
  * Usage: bench_mqtt_load --port P --scenario NAME [--system NAME]
  *            [--tag SUFFIX] [--broker-pid PID] [--duration-ms N]
  *            [--window N] [--conns N] [--keepalive S] [--sub-port P2]
- *            [--smoke]
+ *            [--persistent] [--smoke]
  *        bench_mqtt_load --free-port | --wait-port P
  * --sub-port P2: the subscribers connect to P2 (another node of a broker
  * cluster), the publishers to P; publishing starts one second after the
  * last SUBACK, the time for the subscriptions to reach the publishers'
  * node (a filter travels in about a millisecond on loopback).
+ * --persistent: subscribers connect with CleanSession 0, so a broker with
+ * persistence stores their sessions (the cost of its durability policy).
  * Output: TSV rows `scenario system value unit better` on stdout, plus one
  * line starting with "# " that gives the delivery counts. With --smoke,
  * sizes are tiny, nothing is timed, and any loss, duplicate, reordering or
@@ -364,7 +366,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --port P --scenario NAME [--system NAME] [--tag SUFFIX]\n"
             "          [--broker-pid PID] [--duration-ms N] [--window N]\n"
-            "          [--conns N] [--keepalive S] [--sub-port P2] [--smoke]\n"
+            "          [--conns N] [--keepalive S] [--sub-port P2]\n"
+            "          [--persistent] [--smoke]\n"
             "       %s --free-port | --wait-port P\n"
             "scenarios:", PROG, PROG);
     for (size_t i = 0; i < sizeof SCENARIOS / sizeof *SCENARIOS; i++)
@@ -391,6 +394,10 @@ static void parse_args(load *L, int argc, char **argv)
 
         if (strcmp(a, "--smoke") == 0) {
             L->smoke = true;
+            continue;
+        }
+        if (strcmp(a, "--persistent") == 0) {
+            L->persistent = true;
             continue;
         }
         if (v == NULL)

@@ -94,6 +94,7 @@ typedef struct load {
     long broker_pid;
     uint16_t keepalive_s; /* in every CONNECT (--keepalive; 0: none) */
     bool smoke;
+    bool persistent; /* subscribers connect with CleanSession 0 */
     uint64_t duration_ns, count; /* count: per publisher, 0 = by time */
     uint32_t pubs, subs, spp;    /* spp: subscribers per publisher */
     uint32_t window;             /* the scenario's, or --window */
@@ -471,7 +472,8 @@ static void on_writable(load *L, lconn *c)
         }
         snprintf(id, sizeof id, "hb-%ld-%llu", (long)getpid(),
                  (unsigned long long)L->serial++);
-        wire_connect(&c->out, id, L->keepalive_s);
+        wire_connect_session(&c->out, id, L->keepalive_s,
+                             L->persistent && c->role == R_SUB);
         c->state = S_CONNACK;
     }
     flush(L, c);

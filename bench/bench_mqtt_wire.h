@@ -121,10 +121,10 @@ static inline size_t wire_put_str(uint8_t *p, const char *s, size_t len)
     return 2 + len;
 }
 
-/* CONNECT with protocol "MQTT" level 4, clean session, no will, no
- * credentials. `client_id` is at most 64 bytes. */
-static inline void wire_connect(wire_buf *b, const char *client_id,
-                                uint16_t keepalive_s)
+/* CONNECT with protocol "MQTT" level 4, no will, no credentials, and a
+ * clean session unless `persistent`. `client_id` is at most 64 bytes. */
+static inline void wire_connect_session(wire_buf *b, const char *client_id,
+                                        uint16_t keepalive_s, bool persistent)
 {
     size_t idlen = strlen(client_id);
     uint32_t rem = 10 + 2 + (uint32_t)idlen;
@@ -133,10 +133,17 @@ static inline void wire_connect(wire_buf *b, const char *client_id,
 
     n += wire_put_str(p + n, "MQTT", 4);
     p[n++] = 4;    /* protocol level 3.1.1 */
-    p[n++] = 0x02; /* clean session */
+    p[n++] = persistent ? 0x00 : 0x02; /* clean session */
     n += wire_put_u16(p + n, keepalive_s);
     n += wire_put_str(p + n, client_id, idlen);
     b->len += n;
+}
+
+/* CONNECT with a clean session. */
+static inline void wire_connect(wire_buf *b, const char *client_id,
+                                uint16_t keepalive_s)
+{
+    wire_connect_session(b, client_id, keepalive_s, false);
 }
 
 /* SUBSCRIBE to one filter at `qos` ([MQTT-3.8.1-1]: flags 0010). */

@@ -31,6 +31,15 @@
 #
 # HERMES_BENCH_REPEAT=N runs each (scenario, system) N times and keeps the
 # median.
+#
+# Persistence (docs/mqtt.md): the qos1 scenario again with persistent
+# subscribers (--persistent: CleanSession 0), as "qos1-persist-unpinned",
+# against Hermes without persistence ("hermes", the baseline), with
+# `persistence_durability always` ("hermes-always", the default policy),
+# with `autosave_interval 1` ("hermes-interval1s") and mosquitto with
+# `autosave_interval 1` ("mosquitto-autosave1s"), each with a fresh store
+# directory; the table's ratio column "hermes / hermes-always" is then what
+# the always policy costs. The smoke run checks both Hermes policies.
 set -u
 build=${1:?usage: bench/suite_mqtt.sh BUILD [--smoke]}
 smoke=0
@@ -94,18 +103,33 @@ ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 nofile=$(ulimit -n)
 
 # start_broker SYSTEM PIN: starts SYSTEM (under `taskset -c PIN` unless
-# PIN is empty) on a free loopback port; sets bpid and bport.
+# PIN is empty) on a free loopback port; sets bpid and bport. A SYSTEM
+# named hermes-always, hermes-interval1s or mosquitto-autosave1s is that
+# broker with persistence in a fresh directory (see the header).
+nstore=0
+store=""
 start_broker() {
     bsys=$1 bpin=$2
     bport=$("$gen" --free-port)
     conf=$tmp/$bsys.conf
+    nstore=$((nstore + 1))
+    store=$tmp/store-$nstore
     {
         echo "listener $bport 127.0.0.1"
         echo "allow_anonymous true"
         echo "max_inflight_messages 20"
         echo "max_queued_messages 1000"
         echo "max_connections -1"
-        if [ "$bsys" = mosquitto ]; then
+        case $bsys in
+        *-always | *-interval1s | *-autosave1s)
+            mkdir -p "$store"
+            echo "persistence true"
+            echo "persistence_location $store/" ;;
+        esac
+        case $bsys in
+        *-interval1s | *-autosave1s) echo "autosave_interval 1" ;;
+        esac
+        if [ "${bsys%%-*}" = mosquitto ]; then
             # Hermes logs warnings and errors only unless -v; so does
             # mosquitto with these (its default logs every connection).
             echo "set_tcp_nodelay true"
@@ -115,8 +139,8 @@ start_broker() {
         fi
     } >"$conf"
     case $bsys in
-    hermes) set -- "$hermes" -c "$conf" ;;
-    mosquitto) set -- "$mosquitto" -c "$conf" ;;
+    hermes*) set -- "$hermes" -c "$conf" ;;
+    mosquitto*) set -- "$mosquitto" -c "$conf" ;;
     esac
     [ -n "$bpin" ] && set -- taskset -c "$bpin" "$@"
     echo "== broker: $*" >>"$log"
@@ -132,6 +156,7 @@ stop_broker() {
     kill "$bpid" 2>/dev/null
     wait "$bpid" 2>/dev/null
     bpid=""
+    rm -rf "$store"
     if [ -n "${bpid2:-}" ]; then
         kill "$bpid2" 2>/dev/null
         wait "$bpid2" 2>/dev/null
@@ -182,11 +207,12 @@ start_cluster() {
     done
 }
 
-# run_one SYSTEM MODE SCENARIO: a fresh broker, one generator run; rows
-# go to $tmp/rows, the "# " count lines to the log (and to the notes when
-# something was lost, duplicated or reordered).
+# run_one SYSTEM MODE SCENARIO [TAG FLAGS]: a fresh broker, one generator
+# run (with FLAGS, rows tagged TAG-MODE); rows go to $tmp/rows, the "# "
+# count lines to the log (and to the notes when something was lost,
+# duplicated or reordered).
 run_one() {
-    sys=$1 mode=$2 scen=$3
+    sys=$1 mode=$2 scen=$3 rtag=${4:-}$2 gflags=${5:-}
     bcpu="" gpin="" subport=""
     if [ "$mode" = pinned ]; then
         bcpu=0
@@ -209,7 +235,7 @@ run_one() {
     [ "$scen" = idle100k ] && xargs="--conns $idle_n"
     # shellcheck disable=SC2086
     if ! timeout 300 $gpin "$gen" --port "$bport" $subport --scenario "$scen" \
-        --system "$sys" --tag "-$mode" --broker-pid "$bpid" $xargs \
+        --system "$sys" --tag "-$rtag" --broker-pid "$bpid" $xargs $gflags \
         >"$tmp/out" 2>>"$log"; then
         note "FAILED $scen-$mode on $sys (see $log)"
         status=1
@@ -223,7 +249,7 @@ run_one() {
         sub(/^# /, ""); print "NOT ALL HELD " $0 }' "$tmp/out" >>"$tmp/miscount"
 }
 
-# measure SYSTEM MODE SCENARIO: run_one $repeat times; appends the median
+# measure SYSTEM MODE SCENARIO [TAG FLAGS]: run_one $repeat times; appends the median
 # of each row to $tmp/all.
 measure() {
     : >"$tmp/rows"
@@ -265,6 +291,25 @@ if [ $smoke = 1 ]; then
             fi
             grep '^ok ' "$tmp/out" | sed 's/^/  /'
         done
+        stop_broker
+    done
+    # The persistence policies (see the header), on the qos1 scenario.
+    for sys in hermes-always hermes-interval1s; do
+        [ -x "$hermes" ] || break
+        if ! start_broker "$sys" ""; then
+            echo "smoke mqtt: $sys did not start:"
+            tail -n 20 "$log"
+            status=1
+            continue
+        fi
+        if ! timeout 60 "$gen" --port "$bport" --scenario qos1 \
+            --system "$sys" --tag -persist --broker-pid "$bpid" \
+            --persistent --smoke >"$tmp/out" 2>"$tmp/err"; then
+            echo "smoke mqtt qos1 --persistent on $sys FAILED:"
+            cat "$tmp/out" "$tmp/err"
+            status=1
+        fi
+        grep '^ok ' "$tmp/out" | sed 's/^/  /'
         stop_broker
     done
     if [ -x "$hermes" ]; then
@@ -338,6 +383,13 @@ for mode in $modes; do
             measure "$sys" "$mode" "$s"
         done
     done
+done
+# What each durability policy costs (see the header), unpinned.
+persist_systems=""
+[ -x "$hermes" ] && persist_systems="hermes hermes-always hermes-interval1s"
+[ -x "$mosquitto" ] && persist_systems="$persist_systems mosquitto-autosave1s"
+for sys in $persist_systems; do
+    measure "$sys" unpinned qos1 persist- --persistent
 done
 if [ -x "$hermes" ]; then # publisher on node 1, subscriber on node 2
     for s in qos0 qos1; do

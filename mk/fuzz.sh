@@ -14,7 +14,7 @@
 # into a regression test (a unit test or a file in fuzz/corpus/<name>/).
 set -eu
 seconds=${1:-20}
-sh mk/deps.sh clang-14 libclang-rt-14-dev libjansson-dev libssl-dev
+sh mk/deps.sh clang-14 libclang-rt-14-dev libjansson-dev libssl-dev libsqlite3-dev libhiredis-dev
 out=build/fuzz
 CC=${FUZZ_CC:-clang-14}
 command -v "$CC" >/dev/null 2>&1 || CC=clang
@@ -46,7 +46,7 @@ for src in fuzz/fuzz_*.c; do
     name=$(basename "$src" .c | sed 's/^fuzz_//')
     bin="$out/fuzz_$name"
     echo "== fuzz $name (${seconds}s)"
-    "$CC" $CFLAGS -fsanitize=fuzzer "$src" $libs -ljansson -lcrypto -lm \
+    "$CC" $CFLAGS -fsanitize=fuzzer "$src" $libs -ljansson -lcrypto -lsqlite3 -lhiredis -lm \
         -o "$bin"
     mkdir -p "$out/corpus/$name" "fuzz/corpus/$name"
     if ! "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \

@@ -44,6 +44,7 @@ mqtt_pub *mqtt_pub_create(const void *topic, size_t topic_len,
     p->retain = retain;
     p->topic_len = topic_len;
     p->payload_len = payload_len;
+    p->receipt = NULL;
     p->topic = (char *)(p + 1);
     memcpy(p->topic, topic, topic_len);
     p->topic[topic_len] = '\0';
@@ -115,6 +116,7 @@ void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
         mqtt_retain_set(b->retained, pub->topic, pub->topic_len, pub->payload,
                         pub->payload_len, pub->qos);
         pthread_rwlock_unlock(&b->retain_lock);
+        mqtt_saver_retained(b, pub); /* persistence: no-op when off */
     }
     mqtt_broker_route_local(b, ctx, d, pub);
 }
@@ -133,13 +135,18 @@ void mqtt_broker_route_local(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
         hm_msg *m = hm_msg_create(&mqtt_deliver_type, mqtt_pub_ref(pub),
                                   d->items[i].qos);
 
-        if (hm_ctx_send(ctx, to, m) != HM_OK)
+        if (pub->receipt) /* the delivery owns a unit (saver.c) */
+            mqtt_receipt_ref(pub->receipt);
+        if (hm_ctx_send(ctx, to, m) != HM_OK) {
             hm_msg_destroy(m);
+            mqtt_receipt_release(pub->receipt);
+        }
     }
     pthread_rwlock_unlock(&b->tree_lock);
 }
 
-hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p)
+hm_err mqtt_packet_bytes(bool ws, const mqtt_packet *p, uint8_t **buf_out,
+                         size_t *len_out)
 {
     uint8_t head[MQTT_WS_MAX_HEADER_LEN];
     size_t len, written, head_len = 0;
@@ -156,9 +163,24 @@ hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p)
                                  head);
     buf = hm_alloc(head_len + len);
     memcpy(buf, head, head_len);
-    if ((err = mqtt_encode(p, buf + head_len, len, &written)) == HM_OK)
-        err = hm_conn_write_take(c, buf, head_len + written);
-    if (err != HM_OK)
+    if ((err = mqtt_encode(p, buf + head_len, len, &written)) != HM_OK) {
+        hm_free(buf);
+        return err;
+    }
+    *buf_out = buf;
+    *len_out = head_len + written;
+    return HM_OK;
+}
+
+hm_err mqtt_write_packet(hm_conn *c, bool ws, const mqtt_packet *p)
+{
+    uint8_t *buf;
+    size_t len;
+    hm_err err;
+
+    if ((err = mqtt_packet_bytes(ws, p, &buf, &len)) != HM_OK)
+        return err;
+    if ((err = hm_conn_write_take(c, buf, len)) != HM_OK)
         hm_free(buf);
     return err;
 }
@@ -422,6 +444,13 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     b->password_file =
         cfg->password_file ? hm_strdup(cfg->password_file) : NULL;
     b->acl_file = cfg->acl_file ? hm_strdup(cfg->acl_file) : NULL;
+    b->persistence_location = cfg->persistence_location
+                                  ? hm_strdup(cfg->persistence_location)
+                                  : NULL;
+    b->persistence_redis =
+        cfg->persistence_redis ? hm_strdup(cfg->persistence_redis) : NULL;
+    b->cfg.persistence_location = b->persistence_location;
+    b->cfg.persistence_redis = b->persistence_redis;
     b->cfg.host = b->host;
     b->cfg.password_file = b->password_file;
     b->cfg.acl_file = b->acl_file;
@@ -455,6 +484,8 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     if (err != HM_OK)
         goto fail;
     b->start_ms = hm_runtime_now_ms(b->rt);
+    if ((err = mqtt_saver_start(b)) != HM_OK)
+        goto fail;
     err = hm_net_create(
         &(hm_net_config){.rt = b->rt, .io_threads = cfg->io_threads}, &b->net);
     if (err != HM_OK)
@@ -501,6 +532,7 @@ void mqtt_broker_stop(mqtt_broker *b)
      * receiver only delays the exit. */
     if (b->rt)
         hm_runtime_wait_idle(b->rt, 300);
+    mqtt_saver_stop(b); /* the last saves, before the runtime closes */
 }
 
 void mqtt_broker_destroy(mqtt_broker *b)
@@ -511,6 +543,7 @@ void mqtt_broker_destroy(mqtt_broker *b)
     hm_runtime_destroy(b->rt);
     hm_net_destroy(b->net);
     mqtt_cluster_destroy(b->cluster);
+    mqtt_saver_close(b);
     mqtt_retain_destroy(b->retained);
     mqtt_topic_tree_destroy(b->tree);
     mqtt_passwd_destroy(b->passwd);
@@ -521,6 +554,8 @@ void mqtt_broker_destroy(mqtt_broker *b)
     hm_free(b->endpoints);
     hm_free(b->acl_file);
     hm_free(b->password_file);
+    hm_free(b->persistence_location);
+    hm_free(b->persistence_redis);
     hm_free(b->host);
     hm_free(b);
 }

@@ -45,6 +45,13 @@ typedef struct mqtt_broker_config {
     bool sys_disabled;           /* no $SYS topics */
     bool retain_unavailable;     /* RETAIN=1 publishes are not stored */
     uint8_t max_qos;             /* granted QoS ceiling (2); 3 means 0 */
+    /* Persistence (docs/mqtt.md, docs/adr/0111): off unless a location
+     * or a Redis server is given. */
+    const char *persistence_location; /* directory of hermes-mqtt.db */
+    const char *persistence_redis;    /* "HOST:PORT": Redis instead */
+    bool persistence_interval; /* save every autosave_interval_ms instead
+                                  of before every acknowledgement */
+    uint32_t autosave_interval_ms; /* interval policy; 0: at exit only */
     /* Cluster mode (docs/mqtt.md "Cluster mode"): all borrowed for the
      * call. node_name NULL: a single broker, no cluster code runs. */
     const char *node_name;

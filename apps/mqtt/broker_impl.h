@@ -12,7 +12,9 @@
 #include "apps/mqtt/acl.h"
 #include "apps/mqtt/broker.h"
 #include "apps/mqtt/codec.h"
+#include "apps/mqtt/outbox.h"
 #include "apps/mqtt/passwd.h"
+#include "apps/mqtt/persist.h"
 #include "apps/mqtt/retain.h"
 #include "apps/mqtt/topic.h"
 #include "net/conn.h"
@@ -40,6 +42,7 @@ struct mqtt_broker {
     mqtt_broker_config cfg; /* defaults filled in; strings owned below */
     struct mqtt_cluster *cluster; /* cluster mode, or NULL (cluster.h) */
     char *host, *password_file, *acl_file;
+    char *persistence_location, *persistence_redis;
     hm_runtime *rt;
     hm_net *net;
     mqtt_endpoint *endpoints;
@@ -64,14 +67,25 @@ struct mqtt_broker {
     _Atomic uint64_t received;   /* PUBLISH packets received */
     _Atomic uint64_t sent;       /* PUBLISH packets sent */
     _Atomic uint64_t dropped;    /* messages dropped on a full queue */
+    /* Persistence (saver.c, docs/adr/0111); all zero when it is off. Set
+     * before the runtime runs a receiver, read-only afterwards. */
+    mqtt_persist *persist;
+    bool durable_always; /* acks and session output wait for the commit */
+    uint32_t autosave_ms; /* interval policy: period; 0 = at shutdown only */
 };
 
 /* ------------------------------------------------ a published message */
 
 /* One published message, shared read-only by every session it is
  * delivered to (fan-out copies a pointer, not the payload). */
+typedef struct mqtt_receipt mqtt_receipt;
 typedef struct mqtt_pub {
     _Atomic uint32_t refs;
+    /* With the `always` policy, the publisher's acknowledgement waits on
+     * this (saver.c); NULL otherwise. Each delivery message of the pub
+     * owns one unit of it, which the session releases once the message is
+     * committed (or at once if it is not kept). */
+    mqtt_receipt *receipt;
     uint8_t qos;
     bool retain; /* the RETAIN flag to send it with */
     size_t topic_len;
@@ -126,6 +140,70 @@ extern const hm_type mqtt_deliver_type;
 /* Frees a heap-allocated mqtt_qos2_ids (void * to serve as a free hook).
  * Accepts NULL. */
 void mqtt_qos2_box_destroy(void *ids);
+
+/* ------------------------------------------------- persistence (saver.c) */
+
+/* A publisher's acknowledgement waiting for commits: counted units, one
+ * for the connection and one per delivery or store operation that must be
+ * committed first. The last unit released sends "mqtt.durable" (arg:
+ * `seq`) to the connection. Thread-safe. */
+mqtt_receipt *mqtt_receipt_create(mqtt_broker *b, hm_addr *conn, uint64_t seq);
+/* One more unit. Returns `r`. */
+mqtt_receipt *mqtt_receipt_ref(mqtt_receipt *r);
+/* Releases a unit (void * to serve as a free hook); the last one tells the
+ * connection. Accepts NULL. */
+void mqtt_receipt_release(void *r);
+/* Releases the caller's unit without telling anyone: true if it was the
+ * last (the acknowledgement is due now). */
+bool mqtt_receipt_drop(mqtt_receipt *r);
+
+/* receipt -> conn: the publish `arg` (the connection's sequence number) is
+ * durable; acknowledge it. */
+extern const hm_type mqtt_durable_type;
+/* saver -> session: save number `arg` is committed. */
+extern const hm_type mqtt_saved_type;
+/* -> session: save now if dirty (from itself, or from the broker at
+ * shutdown). */
+extern const hm_type mqtt_flush_type;
+/* broker -> session at start: payload an mqtt_restore (owned). */
+extern const hm_type mqtt_restore_type;
+typedef struct mqtt_restore {
+    uint8_t *record; /* a valid session_state.h record */
+    size_t len;
+    mqtt_qos2_ids inbound; /* stored inbound QoS 2 ids */
+} mqtt_restore;
+
+/* Opens the store the config names, loads retained messages into the
+ * store, spawns "mqtt/persist" and restores every stored session (their
+ * subscriptions are in the tree when this returns). A no-op when
+ * persistence is off. Errors: HM_ESTORE (logged as "FILE: what is
+ * wrong"), those of hm_runtime_spawn(). */
+hm_err mqtt_saver_start(mqtt_broker *b);
+/* Asks every session to save and waits (bounded) for the commits. */
+void mqtt_saver_stop(mqtt_broker *b);
+/* Closes the store (after the runtime is destroyed). Accepts a broker
+ * without persistence. */
+void mqtt_saver_close(mqtt_broker *b);
+/* Stores `pub` (borrowed) as retained (an empty payload deletes), taking
+ * a unit of its receipt if it has one. `$` topics are not stored. */
+void mqtt_saver_retained(mqtt_broker *b, const mqtt_pub *pub);
+/* Records (`add`) or forgets an inbound QoS 2 id of a persistent client
+ * (borrowed). Takes `r` (a unit, or NULL). */
+void mqtt_saver_inbound(mqtt_broker *b, const char *client_id, uint16_t pid,
+                        bool add, mqtt_receipt *r);
+/* A session's save number `save`: `record` (taken; NULL deletes the
+ * session) and `receipts` (taken, the array too; units released after the
+ * commit). After the commit "mqtt.saved" goes to `reply_to` (borrowed;
+ * NULL: nobody). Borrows `client_id`. */
+void mqtt_saver_session(mqtt_broker *b, const char *client_id,
+                        uint8_t *record, size_t len, hm_addr *reply_to,
+                        uint64_t save, mqtt_receipt **receipts, size_t n);
+
+/* Encodes `p` (borrowed) as it goes on the wire (in one binary WebSocket
+ * frame when `ws`): owned bytes in `*buf_out` on HM_OK. Errors:
+ * HM_EINVAL if it cannot be encoded. */
+hm_err mqtt_packet_bytes(bool ws, const mqtt_packet *p, uint8_t **buf_out,
+                         size_t *len_out);
 
 /* ------------------------------------------------------------- shared */
 

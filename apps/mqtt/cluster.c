@@ -186,6 +186,7 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
                                       ts, cl->self);
         }
         pthread_rwlock_unlock(&b->retain_lock);
+        mqtt_saver_retained(b, pub); /* persistence: no-op when off */
     }
     mqtt_broker_route_local(b, ctx, d, pub);
     if (!fits && pub->topic[0] != '$') {

@@ -28,6 +28,8 @@ void mqtt_config_init(mqtt_config *c)
     c->retain_available = true;
     c->sys_interval_s = 10;
     c->anonymous_set = -1;
+    c->durability = -1;
+    c->autosave_interval_s = -1;
 }
 
 void mqtt_config_fini(mqtt_config *c)
@@ -40,6 +42,8 @@ void mqtt_config_fini(mqtt_config *c)
     hm_free(c->password_file);
     hm_free(c->acl_file);
     hm_free(c->config_file);
+    hm_free(c->persistence_location);
+    hm_free(c->persistence_redis);
     hm_free(c->node_name);
     hm_free(c->cluster_name);
     hm_free(c->cluster_listen);
@@ -218,21 +222,59 @@ static const char *do_retain_available(mqtt_config *c, int argc, char **argv)
 
 static const char *do_persistence(mqtt_config *c, int argc, char **argv)
 {
-    bool v;
-    if (argc != 2 || !parse_bool(argv[1], &v))
+    if (argc != 2 || !parse_bool(argv[1], &c->persistence))
         return "persistence must be true or false";
-    if (v)
-        return "persistence is not supported yet: sessions and retained "
-               "messages live in memory until durable state lands; remove "
-               "the line or set it to false";
     return NULL;
 }
 
 static const char *do_persistence_location(mqtt_config *c, int argc,
                                            char **argv)
 {
-    return "persistence_location is not supported yet (no persistence); "
-           "remove the line";
+    if (c->persistence_redis)
+        return "conflicts with persistence_redis: choose one store";
+    return set_path(&c->persistence_location, argc, argv);
+}
+
+static const char *do_persistence_redis(mqtt_config *c, int argc, char **argv)
+{
+    const char *colon = argc == 2 ? strrchr(argv[1], ':') : NULL;
+    long long port;
+
+    if (!colon || colon == argv[1] || !parse_int(colon + 1, 1, 65535, &port))
+        return "usage: persistence_redis HOST:PORT";
+    if (c->persistence_location)
+        return "conflicts with persistence_location: choose one store";
+    return set_path(&c->persistence_redis, argc, argv);
+}
+
+static const char *do_autosave_interval(mqtt_config *c, int argc, char **argv)
+{
+    long long v;
+
+    if (argc != 2 || !parse_int(argv[1], 0, 0x7FFFFFFF / 1000, &v))
+        return "autosave_interval must be seconds >= 0";
+    if (c->durability == MQTT_DURABILITY_ALWAYS)
+        return "conflicts with persistence_durability always (which saves "
+               "before every acknowledgement)";
+    c->autosave_interval_s = v;
+    return NULL;
+}
+
+static const char *do_persistence_durability(mqtt_config *c, int argc,
+                                             char **argv)
+{
+    if (argc != 2 || (strcmp(argv[1], "always") != 0 &&
+                      strcmp(argv[1], "interval") != 0))
+        return "persistence_durability must be always or interval";
+    if (strcmp(argv[1], "always") == 0) {
+        if (c->autosave_interval_s >= 0)
+            return "always conflicts with autosave_interval (which "
+                   "chooses interval)";
+        c->durability = MQTT_DURABILITY_ALWAYS;
+    } else {
+        c->durability = MQTT_DURABILITY_INTERVAL;
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------- cluster mode */
@@ -331,6 +373,9 @@ static const struct directive {
     {"sys_interval", do_sys_interval},
     {"persistence", do_persistence},
     {"persistence_location", do_persistence_location},
+    {"persistence_redis", do_persistence_redis},
+    {"persistence_durability", do_persistence_durability},
+    {"autosave_interval", do_autosave_interval},
     {"node_name", do_node_name},
     {"cluster_name", do_cluster_name},
     {"cluster_listen", do_cluster_listen},
@@ -453,6 +498,12 @@ static const char *finish(mqtt_config *c, const long long *ports,
         add_listener(c, DEFAULT_PORT, "127.0.0.1");
     if (c->anonymous_set < 0)
         c->allow_anonymous = local_only;
+    /* autosave_interval alone means mosquitto's periodic saving. */
+    if (c->durability < 0)
+        c->durability = c->autosave_interval_s >= 0 ? MQTT_DURABILITY_INTERVAL
+                                                    : MQTT_DURABILITY_ALWAYS;
+    if (c->autosave_interval_s < 0)
+        c->autosave_interval_s = MQTT_DEFAULT_AUTOSAVE_S;
     if (!c->node_name && !c->cluster_name && !c->cluster_listen &&
         !c->cluster_join_count && !c->cluster_secret_file)
         return NULL;

@@ -21,9 +21,20 @@
  *   max_keepalive SECONDS             0..65535; default 65535
  *   retain_available true|false       default true
  *   sys_interval SECONDS              0 = no $SYS updates; default 10
- *   persistence false                 true is refused until durable
- *                                     state exists (as is
- *                                     persistence_location)
+ *   persistence true|false            default false (mosquitto)
+ *   persistence_location DIR          hermes-mqtt.db goes there; default
+ *                                     the current directory (mosquitto)
+ *   autosave_interval SECONDS         mosquitto's: save every SECONDS
+ *                                     (0 = only at exit); implies
+ *                                     persistence_durability interval
+ *   persistence_durability always|interval
+ *                                     Hermes: `always` (the default)
+ *                                     acknowledges a QoS 1/2 message only
+ *                                     once it is committed; `interval`
+ *                                     saves every autosave_interval
+ *                                     (default 1800 s, as mosquitto)
+ *   persistence_redis HOST:PORT       Hermes: keep the state in Redis
+ *                                     (a cluster's shared store) instead
  *   node_name NAME                    cluster mode: this node's name
  *   cluster_listen HOST:PORT          cluster mode: the cluster address
  *   cluster_join HOST:PORT[,...]      seeds; repeatable (appends)
@@ -62,6 +73,14 @@ typedef struct mqtt_listener_config {
     mqtt_listener_protocol protocol;
 } mqtt_listener_config;
 
+typedef enum {
+    MQTT_DURABILITY_ALWAYS,   /* no acknowledged QoS 1/2 message is lost */
+    MQTT_DURABILITY_INTERVAL, /* saved every autosave_interval */
+} mqtt_durability;
+
+/* mosquitto's default autosave_interval. */
+#define MQTT_DEFAULT_AUTOSAVE_S 1800
+
 typedef struct mqtt_config {
     mqtt_listener_config *listeners; /* owned array */
     size_t listener_count;
@@ -75,6 +94,11 @@ typedef struct mqtt_config {
     uint16_t max_keepalive;
     bool retain_available;
     uint32_t sys_interval_s;
+    bool persistence;
+    char *persistence_location; /* owned, or NULL */
+    char *persistence_redis;    /* owned "HOST:PORT", or NULL */
+    int durability;             /* -1 unset, else mqtt_durability */
+    int64_t autosave_interval_s; /* -1 unset */
     /* Cluster mode (all owned, or NULL / 0: a single broker). */
     char *node_name;
     char *cluster_name;

@@ -83,7 +83,26 @@ typedef struct mqtt_conn {
     bool waiting;    /* the session is handling a forwarded packet */
     bool net_closed; /* "net.closed" came while waiting; see on_closed */
     bool will_retain;
+    bool persistent; /* CleanSession 0: inbound QoS 2 ids are stored */
+    bool detached;   /* "mqtt.detach" was sent to the session */
+    struct ack_queue *acks; /* `always` persistence only; else NULL */
 } mqtt_conn;
+
+/* With the `always` durability policy a PUBACK, PUBREC or PUBCOMP leaves
+ * only once what it acknowledges is committed (its receipt, saver.c), and
+ * acknowledgements leave in the order the packets came [MQTT-4.6.0-2/3]:
+ * a FIFO whose entries are numbered by a per-connection sequence. */
+typedef struct pending_ack {
+    uint8_t type;
+    bool done;
+    uint16_t packet_id;
+} pending_ack;
+
+struct ack_queue {
+    pending_ack *v; /* ring */
+    size_t head, count, cap;
+    uint64_t head_seq; /* the sequence number of v[head] */
+};
 
 /* The connection's id, for logs (0 before "net.opened"). */
 static unsigned long long conn_id(const mqtt_conn *c)
@@ -133,6 +152,9 @@ void mqtt_conn_state_destroy(void *state)
         hm_msg_destroy(unhold(c));
     mqtt_pub_release(c->will);
     mqtt_qos2_box_destroy(c->in_qos2);
+    if (c->acks)
+        hm_free(c->acks->v);
+    hm_free(c->acks);
     if (c->deliveries) {
         mqtt_deliveries_fini(c->deliveries);
         hm_free(c->deliveries);
@@ -224,6 +246,21 @@ static void send_to_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m)
     }
 }
 
+/* Tells the session the connection is gone, once, handing back the
+ * inbound QoS 2 ids. */
+static void detach(hm_ctx *ctx, mqtt_conn *c)
+{
+    hm_msg *m;
+
+    if (!c->session || c->detached)
+        return;
+    c->detached = true;
+    m = hm_msg_create(&mqtt_detach_type, c->in_qos2, 0);
+    c->in_qos2 = NULL;
+    if (hm_ctx_send(ctx, c->session, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 /* "net.closed": the end. The session learns it (and keeps the inbound
  * QoS 2 ids if it is persistent); the activation ends after this. If the
  * session is still handling a packet, the end waits for its answer: the
@@ -248,13 +285,7 @@ static void on_closed(hm_ctx *ctx, mqtt_conn *c, hm_err cause)
                                            : hm_err_str(cause));
     publish_will(ctx, c);
     c->phase = CONN_CLOSING;
-    if (c->session) {
-        hm_msg *m = hm_msg_create(&mqtt_detach_type, c->in_qos2, 0);
-
-        c->in_qos2 = NULL;
-        if (hm_ctx_send(ctx, c->session, m) != HM_OK)
-            hm_msg_destroy(m);
-    }
+    detach(ctx, c);
     hm_ctx_deactivate(ctx);
 }
 
@@ -289,6 +320,87 @@ static void write_ack(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
 
     if (mqtt_write_packet(c->conn, c->ws != NULL, &p) != HM_OK)
         close_conn(ctx, c, "write failed", true);
+}
+
+/* Queues an acknowledgement (already `done`, or waiting for its
+ * receipt); returns its sequence number. */
+static uint64_t ack_push(mqtt_conn *c, mqtt_packet_type type, uint16_t pid,
+                         bool done)
+{
+    struct ack_queue *q = c->acks;
+
+    if (!q)
+        q = c->acks = hm_calloc(1, sizeof *q);
+    if (q->count == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        pending_ack *v = hm_alloc(cap * sizeof *v);
+
+        for (size_t i = 0; i < q->count; i++)
+            v[i] = q->v[(q->head + i) % q->cap];
+        hm_free(q->v);
+        q->v = v;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->v[(q->head + q->count++) % q->cap] =
+        (pending_ack){.type = (uint8_t)type, .done = done, .packet_id = pid};
+    return q->head_seq + q->count - 1;
+}
+
+static bool ack_is_pending(const mqtt_conn *c, mqtt_packet_type type,
+                           uint16_t pid)
+{
+    const struct ack_queue *q = c->acks;
+
+    for (size_t i = 0; q && i < q->count; i++) {
+        const pending_ack *a = &q->v[(q->head + i) % q->cap];
+
+        if (!a->done && a->type == type && a->packet_id == pid)
+            return true;
+    }
+    return false;
+}
+
+/* Marks `seq` done (if it is still queued) and writes every done
+ * acknowledgement at the head, in order. */
+static void ack_done(hm_ctx *ctx, mqtt_conn *c, uint64_t seq, bool mark)
+{
+    struct ack_queue *q = c->acks;
+
+    if (!q)
+        return;
+    if (mark && seq >= q->head_seq && seq - q->head_seq < q->count)
+        q->v[(q->head + (seq - q->head_seq)) % q->cap].done = true;
+    while (q->count > 0 && q->v[q->head].done) {
+        pending_ack a = q->v[q->head];
+
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        q->head_seq++;
+        if (c->phase != CONN_CLOSING)
+            write_ack(ctx, c, (mqtt_packet_type)a.type, a.packet_id);
+    }
+}
+
+/* Acknowledges when `r` (the connection's unit of the receipt created for
+ * `seq`, taken) is the last, else when "mqtt.durable" says so. */
+static void ack_when_durable(hm_ctx *ctx, mqtt_conn *c, mqtt_receipt *r,
+                             uint64_t seq)
+{
+    ack_done(ctx, c, seq, mqtt_receipt_drop(r));
+}
+
+/* Without `always` persistence: at once; with it, in order behind the
+ * acknowledgements still waiting. */
+static void ack_now(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
+                    uint16_t pid)
+{
+    if (!c->acks || c->acks->count == 0) {
+        write_ack(ctx, c, type, pid);
+        return;
+    }
+    ack_push(c, type, pid, true);
+    ack_done(ctx, c, 0, false);
 }
 
 static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code, const char *why)
@@ -358,6 +470,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     a->conn = hm_conn_ref(c->conn);
     a->ws = c->ws != NULL;
     a->clean = k->clean_session;
+    c->persistent = !k->clean_session;
     a->username = c->username ? hm_strdup(c->username) : NULL;
     c->phase = CONN_ATTACHING;
     c->waiting = true; /* until "mqtt.attached" */
@@ -371,6 +484,9 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
 
 static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
 {
+    mqtt_packet_type ack = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+    mqtt_receipt *r = NULL;
+    uint64_t seq = 0;
     mqtt_pub *pub;
 
     /* relaxed: a statistic. */
@@ -378,10 +494,19 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
     if (p->qos == 2 && !c->in_qos2)
         c->in_qos2 = hm_calloc(1, sizeof *c->in_qos2);
     if (p->qos == 2 && !mqtt_qos2_ids_receive(c->in_qos2, p->packet_id)) {
-        /* A resend of a message we already routed [MQTT-4.3.3-2]. */
-        write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
+        /* A resend of a message we already routed [MQTT-4.3.3-2]; if its
+         * PUBREC still waits for a commit, that one answers it. */
+        if (!ack_is_pending(c, MQTT_PUBREC, p->packet_id))
+            ack_now(ctx, c, MQTT_PUBREC, p->packet_id);
         return;
     }
+    if (p->qos > 0 && c->b->durable_always) { /* saver.c */
+        seq = ack_push(c, ack, p->packet_id, false);
+        r = mqtt_receipt_create(c->b, hm_ctx_self(ctx), seq);
+    }
+    if (p->qos == 2 && c->persistent && c->b->persist)
+        mqtt_saver_inbound(c->b, c->client_id, p->packet_id, true,
+                           r ? mqtt_receipt_ref(r) : NULL);
     if (!allows(c, MQTT_ACL_WRITE, (const char *)p->topic.ptr, p->topic.len)) {
         /* Acknowledged all the same, as mosquitto does: the client cannot
          * tell a refused publish from one nobody subscribed to. */
@@ -391,14 +516,39 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
         /* Forwarded with RETAIN=0 whatever the flag was [MQTT-3.3.1-9]. */
         pub = mqtt_pub_create(p->topic.ptr, p->topic.len, p->payload.ptr,
                               p->payload.len, p->qos, false);
+        pub->receipt = r;
         mqtt_broker_route(c->b, ctx, deliveries(c), pub, p->retain);
         mqtt_pub_release(pub);
     }
-    if (p->qos == 1) { /* [MQTT-4.3.2-2] */
-        write_ack(ctx, c, MQTT_PUBACK, p->packet_id);
-    } else if (p->qos == 2) { /* [MQTT-4.3.3-2] */
-        write_ack(ctx, c, MQTT_PUBREC, p->packet_id);
+    /* [MQTT-4.3.2-2], [MQTT-4.3.3-2] */
+    if (r)
+        ack_when_durable(ctx, c, r, seq);
+    else if (p->qos > 0)
+        ack_now(ctx, c, ack, p->packet_id);
+}
+
+/* PUBREL: forget the id and answer PUBCOMP [MQTT-4.3.3-2]; a persistent
+ * client's stored id goes too, before PUBCOMP with `always` (else a
+ * restart would take its next PUBLISH with that id for a resend). */
+static void on_pubrel(hm_ctx *ctx, mqtt_conn *c, uint16_t pid)
+{
+    mqtt_receipt *r = NULL;
+    uint64_t seq = 0;
+
+    if (c->in_qos2)
+        mqtt_qos2_ids_release(c->in_qos2, pid);
+    if (c->persistent && c->b->persist) {
+        if (c->b->durable_always) {
+            seq = ack_push(c, MQTT_PUBCOMP, pid, false);
+            r = mqtt_receipt_create(c->b, hm_ctx_self(ctx), seq);
+        }
+        mqtt_saver_inbound(c->b, c->client_id, pid, false,
+                           r ? mqtt_receipt_ref(r) : NULL);
     }
+    if (r)
+        ack_when_durable(ctx, c, r, seq);
+    else
+        ack_now(ctx, c, MQTT_PUBCOMP, pid);
 }
 
 /* Forwards a SUBSCRIBE or UNSUBSCRIBE, whole, and holds further frames
@@ -453,9 +603,7 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
         on_publish(ctx, c, &p.u.publish);
         break;
     case MQTT_PUBREL: /* [MQTT-4.3.3-2] release the id, answer PUBCOMP */
-        if (c->in_qos2)
-            mqtt_qos2_ids_release(c->in_qos2, p.u.packet_id);
-        write_ack(ctx, c, MQTT_PUBCOMP, p.u.packet_id);
+        on_pubrel(ctx, c, p.u.packet_id);
         break;
     case MQTT_PUBACK:
     case MQTT_PUBREC:
@@ -474,6 +622,10 @@ static void on_packet(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     case MQTT_DISCONNECT: /* [MQTT-3.14.4-3] discard the will */
         mqtt_pub_release(c->will);
         c->will = NULL;
+        /* Before the socket closes: a client that sees the close and
+         * publishes (or reconnects) finds its session offline, not still
+         * sending to this connection. */
+        detach(ctx, c);
         close_conn(ctx, c, "DISCONNECT", false);
         break;
     default: /* server-to-client packets from a client */
@@ -688,6 +840,8 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_attached(ctx, c, msg);
     } else if (t == &mqtt_done_type) {
         resume(ctx, c);
+    } else if (t == &mqtt_durable_type) {
+        ack_done(ctx, c, hm_msg_arg(msg), true);
     } else if (t == &conn_timer_type) {
         on_timer(ctx, c, hm_msg_arg(msg));
     } else if (t == &mqtt_kick_type) { /* [MQTT-3.1.4-2] */

@@ -38,6 +38,14 @@ static mqtt_broker_config broker_config(const mqtt_config *c)
         .sys_interval_s = c->sys_interval_s,
         .sys_disabled = c->sys_interval_s == 0,
         .retain_unavailable = !c->retain_available,
+        /* mosquitto: without persistence_location, the current directory */
+        .persistence_location =
+            c->persistence && !c->persistence_redis
+                ? (c->persistence_location ? c->persistence_location : ".")
+                : NULL,
+        .persistence_redis = c->persistence ? c->persistence_redis : NULL,
+        .persistence_interval = c->durability == MQTT_DURABILITY_INTERVAL,
+        .autosave_interval_ms = (uint32_t)c->autosave_interval_s * 1000u,
         .node_name = c->node_name,
         .cluster_name = c->cluster_name,
         .cluster_listen = c->cluster_listen,

@@ -246,6 +246,68 @@ size_t mqtt_outbox_queued_count(const mqtt_outbox *o)
     return o->q_count;
 }
 
+/* -------------------------------------------- saving and restoring */
+
+void mqtt_outbox_foreach(const mqtt_outbox *o,
+                         void (*fn)(void *arg, const mqtt_out_entry *e),
+                         void *arg)
+{
+    for (size_t i = 0; i < o->w_count; i++) {
+        const inflight *w = &o->win[i];
+
+        fn(arg, &(mqtt_out_entry){.msg = w->msg,
+                                  .qos = w->qos,
+                                  .stage = (uint8_t)(w->state + 1),
+                                  .packet_id = w->packet_id,
+                                  .sent = w->sent});
+    }
+    for (size_t i = 0; i < o->q_count; i++) {
+        const queued *q = &o->queue[(o->q_head + i) % o->q_cap];
+
+        if (q->qos > 0)
+            fn(arg, &(mqtt_out_entry){.msg = q->msg, .qos = q->qos});
+    }
+}
+
+uint16_t mqtt_outbox_next_id(const mqtt_outbox *o)
+{
+    return o->next_id;
+}
+
+void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id)
+{
+    o->next_id = id ? id : 1;
+}
+
+hm_err mqtt_outbox_restore(mqtt_outbox *o, const mqtt_out_entry *e)
+{
+    inflight *w;
+
+    if (e->qos < 1 || e->qos > 2 || e->stage > 3)
+        return HM_EINVAL;
+    if (e->stage == 0) {
+        if (!e->msg || e->packet_id != 0)
+            return HM_EINVAL;
+        queue_push(o, e->msg, e->qos);
+        return HM_OK;
+    }
+    if (e->packet_id == 0 || id_in_use(o, e->packet_id) ||
+        (e->qos == 1) != (e->stage == 1) || (e->stage == 3) != !e->msg)
+        return HM_EINVAL;
+    if (o->w_count == o->w_cap) {
+        o->w_cap = o->w_cap ? o->w_cap * 2 : 8;
+        o->win = hm_realloc(o->win, o->w_cap * sizeof *o->win);
+    }
+    w = &o->win[o->w_count++];
+    *w = (inflight){.msg = e->msg,
+                    .qos = e->qos,
+                    .state = (uint8_t)(e->stage - 1),
+                    .packet_id = e->packet_id,
+                    .sent = e->sent && e->stage != 3,
+                    .need_send = true};
+    return HM_OK;
+}
+
 /* ------------------------------------------------------ incoming QoS 2 */
 
 /* The index where `id` is or would go in the sorted array. */

@@ -87,6 +87,38 @@ void mqtt_outbox_go_online(mqtt_outbox *o);
 size_t mqtt_outbox_inflight_count(const mqtt_outbox *o);
 size_t mqtt_outbox_queued_count(const mqtt_outbox *o);
 
+/* ------------------------------------------- saving and restoring */
+
+/* One message of the outbox as mqtt_outbox_foreach() shows it, or as
+ * mqtt_outbox_restore() takes it. `stage` uses session_state.h's numbers:
+ * 0 queued, 1 awaiting PUBACK, 2 awaiting PUBREC, 3 awaiting PUBCOMP (the
+ * message is gone: `msg` NULL, only the PUBREL is left). */
+typedef struct mqtt_out_entry {
+    void *msg; /* borrowed (foreach) or taken (restore); NULL at stage 3 */
+    uint8_t qos;
+    uint8_t stage;
+    uint16_t packet_id; /* 0 when queued */
+    bool sent;          /* in flight and transmitted at least once */
+} mqtt_out_entry;
+
+/* Calls `fn` for every QoS 1/2 message: those in flight in send order,
+ * then the queued ones in order (queued QoS 0 messages are skipped: they
+ * do not outlive a connection). `fn` must not change `o`. */
+void mqtt_outbox_foreach(const mqtt_outbox *o,
+                         void (*fn)(void *arg, const mqtt_out_entry *e),
+                         void *arg);
+/* Where the packet id counter resumes. */
+uint16_t mqtt_outbox_next_id(const mqtt_outbox *o);
+
+/* Appends `e` (its msg taken on HM_OK): stage 0 to the queue, 1..3 to the
+ * inflight window (marked to be sent again, with DUP if it was sent, when
+ * next online). Restore in foreach's order. Errors: HM_EINVAL (a bad qos,
+ * stage or packet id, a stage that does not fit the qos, a packet id
+ * already in flight, a message missing or present against its stage). */
+hm_err mqtt_outbox_restore(mqtt_outbox *o, const mqtt_out_entry *e);
+/* Sets where the packet id counter resumes (0 is taken as 1). */
+void mqtt_outbox_set_next_id(mqtt_outbox *o, uint16_t id);
+
 /* ------------------------------------------------------ incoming QoS 2 */
 
 /* Packet ids of QoS 2 PUBLISHes received and not yet released. Storage

@@ -18,7 +18,9 @@
  * subscriptions under the tree's write lock before dropping that address,
  * so a router never sends through a stale token. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/gate.h"
 #include "apps/mqtt/outbox.h"
+#include "apps/mqtt/session_state.h"
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -37,6 +39,18 @@ typedef struct sub_list {
     uint32_t count, cap;
     sub items[];
 } sub_list;
+
+/* A persistent session's saving state (saver.c, ADR 0111), allocated
+ * when the session first needs it, so a broker without persistence pays
+ * one pointer per session. */
+typedef struct session_dur {
+    mqtt_gate gate;          /* `always`: packets waiting for a commit */
+    mqtt_receipt **receipts; /* units of messages not yet saved */
+    size_t receipt_count, receipt_cap;
+    bool dirty;        /* changed since the last save */
+    bool flush_queued; /* an "mqtt.flush" is on its way to us */
+    bool saved_ever;   /* the store may hold our record */
+} session_dur;
 
 /* Kept small for idle clients (ADR 0150): the outbox exists only once a
  * QoS 1/2 message (or a message behind one) has to wait in it, the client
@@ -60,6 +74,7 @@ typedef struct mqtt_session {
     sub_list *subs; /* NULL: none */
     mqtt_outbox *out; /* NULL: nothing waits or is in flight */
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
+    session_dur *dur; /* persistence; NULL until needed */
 } mqtt_session;
 
 static uint64_t token(const mqtt_session *s)
@@ -75,6 +90,202 @@ static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
     return mqtt_broker_allows(s->b, &who, access, t, len);
 }
 
+/* ------------------------------------------------------- persistence */
+
+/* The store keeps this session (persistence on, CleanSession 0). */
+static bool durable(const mqtt_session *s)
+{
+    return s->b->persist && s->persistent;
+}
+
+/* What this session tells its client waits for the commit (`always`). */
+static bool gated(const mqtt_session *s)
+{
+    return durable(s) && s->b->durable_always;
+}
+
+static session_dur *dur(mqtt_session *s)
+{
+    if (!s->dur)
+        s->dur = hm_calloc(1, sizeof *s->dur);
+    return s->dur;
+}
+
+/* The state changed: save it at the end of this burst of messages
+ * (`always`: "mqtt.flush" queues behind what is in the mailbox, so one
+ * save covers them all) or after the autosave interval. */
+static void mark_dirty(mqtt_session *s)
+{
+    session_dur *d;
+    hm_msg *m;
+    hm_err err;
+
+    if (!durable(s))
+        return;
+    d = dur(s);
+    d->dirty = true;
+    if (d->flush_queued || (!s->b->durable_always && !s->b->autosave_ms))
+        return;
+    m = hm_msg_create(&mqtt_flush_type, NULL, 0);
+    err = s->b->durable_always
+              ? hm_runtime_send(s->b->rt, s->self, m)
+              : hm_runtime_send_after(s->b->rt, s->self, m,
+                                      s->b->autosave_ms, NULL);
+    if (err != HM_OK)
+        hm_msg_destroy(m);
+    else
+        d->flush_queued = true;
+}
+
+static void keep_receipt(mqtt_session *s, mqtt_receipt *r)
+{
+    session_dur *d = dur(s);
+
+    if (d->receipt_count == d->receipt_cap) {
+        d->receipt_cap = d->receipt_cap ? d->receipt_cap * 2 : 8;
+        d->receipts =
+            hm_realloc(d->receipts, d->receipt_cap * sizeof *d->receipts);
+    }
+    d->receipts[d->receipt_count++] = r;
+}
+
+typedef struct state_msgs {
+    mqtt_state_msg *inflight, *queued;
+    size_t inflight_count, queued_count;
+} state_msgs;
+
+/* One outbox entry as a record entry (outbox.h's stages are the
+ * record's). */
+static void collect_msg(void *arg, const mqtt_out_entry *e)
+{
+    state_msgs *sm = arg;
+    const mqtt_pub *pub = e->msg;
+    mqtt_state_msg m = {.qos = e->qos,
+                        .stage = e->stage,
+                        .packet_id = e->packet_id,
+                        .dup = e->stage != 0 && e->sent};
+
+    if (pub) {
+        m.retain = pub->retain;
+        m.topic = (mqtt_bytes){(const uint8_t *)pub->topic, pub->topic_len};
+        m.payload = (mqtt_bytes){pub->payload, pub->payload_len};
+    }
+    if (e->stage == 0)
+        sm->queued[sm->queued_count++] = m;
+    else
+        sm->inflight[sm->inflight_count++] = m;
+}
+
+/* The session as a record (session_state.h); the outbox leaves QoS 0
+ * messages out (MQTT lets them go while the client is away). */
+static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
+{
+    size_t n = s->out ? mqtt_outbox_inflight_count(s->out) +
+                            mqtt_outbox_queued_count(s->out)
+                      : 0;
+    uint32_t nsubs = s->subs ? s->subs->count : 0;
+    mqtt_state_sub *subs = hm_alloc((nsubs + 1) * sizeof *subs);
+    state_msgs sm = {.inflight = hm_alloc((n + 1) * sizeof *sm.inflight),
+                     .queued = hm_alloc((n + 1) * sizeof *sm.queued)};
+    hm_err err;
+
+    for (uint32_t i = 0; i < nsubs; i++)
+        subs[i] = (mqtt_state_sub){{(const uint8_t *)s->subs->items[i].filter,
+                                    s->subs->items[i].len},
+                                   s->subs->items[i].qos};
+    if (s->out)
+        mqtt_outbox_foreach(s->out, collect_msg, &sm);
+    err = mqtt_session_state_encode(
+        &(mqtt_session_state){
+            .client_id = {(const uint8_t *)s->client_id, strlen(s->client_id)},
+            .next_packet_id = s->out ? mqtt_outbox_next_id(s->out) : 1,
+            .subs = subs, .sub_count = nsubs,
+            .inflight = sm.inflight, .inflight_count = sm.inflight_count,
+            .queued = sm.queued, .queued_count = sm.queued_count,
+            .in_qos2 = s->in_qos2 ? s->in_qos2->ids : NULL,
+            .in_qos2_count = s->in_qos2 ? s->in_qos2->count : 0},
+        rec, len);
+    hm_free(subs);
+    hm_free(sm.inflight);
+    hm_free(sm.queued);
+    return err;
+}
+
+/* Sends the record to the store, with the receipts it covers. */
+static void save_now(mqtt_session *s)
+{
+    session_dur *d = s->dur;
+    uint8_t *rec;
+    size_t len;
+
+    if (!durable(s) || !d || !d->dirty)
+        return;
+    if (encode_state(s, &rec, &len) != HM_OK) {
+        HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
+                     "session", s->client_id);
+        return;
+    }
+    d->dirty = false;
+    d->saved_ever = true;
+    mqtt_saver_session(s->b, s->client_id, rec, len, s->self,
+                       mqtt_gate_next_save(&d->gate), d->receipts,
+                       d->receipt_count);
+    d->receipts = NULL;
+    d->receipt_count = d->receipt_cap = 0;
+}
+
+/* The session is no longer persistent: its record goes. */
+static void unsave(mqtt_session *s)
+{
+    session_dur *d = s->dur;
+
+    if (!d || !d->saved_ever)
+        return;
+    mqtt_saver_session(s->b, s->client_id, NULL, 0, NULL, 0, d->receipts,
+                       d->receipt_count);
+    d->receipts = NULL;
+    d->receipt_count = d->receipt_cap = 0;
+    d->saved_ever = false;
+    d->dirty = false;
+}
+
+/* Save number `n` is committed: what it covers may go to the client. */
+static void release_gate(mqtt_session *s, uint64_t n)
+{
+    mqtt_gate_pkt pk;
+
+    while (s->dur && mqtt_gate_pop_committed(&s->dur->gate, n, &pk)) {
+        hm_err err = s->conn ? hm_conn_write_take(s->conn, pk.bytes, pk.len)
+                             : HM_ECLOSED;
+
+        if (err != HM_OK)
+            hm_free(pk.bytes);
+        if (err == HM_EFULL && pk.publish) { /* as write_publish() */
+            HM_LOG_WARN("MQTT-SLOW-CLIENT", "client %s: write queue full",
+                        s->client_id);
+            hm_conn_abort(s->conn);
+        }
+    }
+}
+
+/* Writes `p` (borrowed) to the client, or, when gated, holds it until the
+ * state that produced it is committed. */
+static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
+{
+    uint8_t *buf;
+    size_t len;
+    hm_err err;
+
+    if (!gated(s))
+        return mqtt_write_packet(s->conn, s->ws, p);
+    if ((err = mqtt_packet_bytes(s->ws, p, &buf, &len)) != HM_OK)
+        return err;
+    mqtt_gate_hold(&dur(s)->gate, buf, len,
+                   p->type == MQTT_PUBLISH && p->u.publish.qos > 0);
+    mark_dirty(s);
+    return HM_OK;
+}
+
 /* ----------------------------------------------------------- writing */
 
 static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
@@ -88,7 +299,7 @@ static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                       .topic = {(const uint8_t *)pub->topic, pub->topic_len},
                       .packet_id = pid,
                       .payload = {pub->payload, pub->payload_len}}};
-    hm_err err = mqtt_write_packet(s->conn, s->ws, &p);
+    hm_err err = send_packet(s, &p);
 
     if (err == HM_OK) {
         /* relaxed: a statistic. */
@@ -107,7 +318,7 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
 {
     mqtt_packet p = {.type = type, .u.packet_id = pid};
 
-    mqtt_write_packet(s->conn, s->ws, &p);
+    send_packet(s, &p);
 }
 
 /* Sends what the outbox says: resends first after a reconnect, then
@@ -129,12 +340,13 @@ static void pump(mqtt_session *s)
 
 static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online);
 
-/* Delivers `pub` (taken) to the client at `qos`. */
-static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
+/* Delivers `pub` (taken) to the client at `qos`. Returns whether the
+ * session keeps it (a QoS 1/2 message it will save). */
+static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 {
     if (!allows(s, MQTT_ACL_READ, pub->topic, pub->topic_len)) {
         mqtt_pub_release(pub);
-        return;
+        return false;
     }
     if (qos == 0 && !s->out) {
         /* Nothing waits before it: straight out, or dropped while the
@@ -142,7 +354,7 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         if (s->conn)
             write_publish(s, pub, 0, 0, false);
         mqtt_pub_release(pub);
-        return;
+        return false;
     }
     if (!s->out)
         s->out = new_outbox(s->b, s->conn != NULL);
@@ -153,9 +365,12 @@ static void deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         HM_LOG_DEBUG("MQTT-QUEUE-FULL", "client %s: dropped a message on %s",
                      s->client_id, pub->topic);
         mqtt_pub_release(pub);
-        return;
+        return false;
     }
+    if (qos > 0)
+        mark_dirty(s);
     pump(s);
+    return qos > 0;
 }
 
 /* ----------------------------------------------------- subscriptions */
@@ -290,7 +505,8 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
     mqtt_packet ack = {
         .type = MQTT_SUBACK,
         .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
-    mqtt_write_packet(s->conn, s->ws, &ack); /* [MQTT-3.8.4-1] */
+    mark_dirty(s);
+    send_packet(s, &ack); /* [MQTT-3.8.4-1]; gated: after the commit */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
         if (codes[i] != MQTT_SUBACK_FAILURE)
@@ -311,6 +527,7 @@ static void on_unsubscribe(mqtt_session *s, const mqtt_subscribe *u)
             forget_sub(s, &r.filter);
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
+    mark_dirty(s);
     write_ack(s, MQTT_UNSUBACK, u->packet_id); /* [MQTT-3.10.4-4] */
 }
 
@@ -379,6 +596,8 @@ static void let_go_of_conn(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
+    if (s->dur) /* resent from the outbox on reconnect */
+        mqtt_gate_drop(&s->dur->gate);
     if (s->out)
         mqtt_outbox_go_offline(s->out);
     shed_outbox(s);
@@ -430,7 +649,10 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
         forget_state(s); /* [MQTT-3.1.2-6] */
     else
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
+    if (a->clean)
+        unsave(s);
     s->persistent = !a->clean;
+    mark_dirty(s);
     s->attached_ever = true;
     s->conn = hm_conn_ref(a->conn);
     s->ws = a->ws;
@@ -483,6 +705,7 @@ static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     }
     mqtt_qos2_box_destroy(s->in_qos2);
     s->in_qos2 = hm_msg_take_payload(msg);
+    mark_dirty(s);
 }
 
 static void on_ack(mqtt_session *s, hm_msg *msg)
@@ -498,7 +721,71 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
         HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
                      s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
                      pid);
+    else
+        mark_dirty(s);
     pump(s);
+}
+
+/* A stored session at start-up (saver.c): its subscriptions go into the
+ * tree, its messages into the outbox (offline: the in-flight ones are
+ * resent when the client is back), its inbound QoS 2 ids are kept. */
+static void on_restore(mqtt_session *s, mqtt_restore *r)
+{
+    mqtt_session_state st;
+
+    if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
+        return; /* checked at load: cannot happen */
+    s->persistent = s->attached_ever = true;
+    dur(s)->saved_ever = true;
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    for (size_t i = 0; i < st.sub_count; i++)
+        if (mqtt_topic_tree_add(s->b->tree, (const char *)st.subs[i].filter.ptr,
+                                st.subs[i].filter.len, token(s),
+                                st.subs[i].qos, NULL) == HM_OK)
+            remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    if (!s->out && st.inflight_count + st.queued_count > 0)
+        s->out = new_outbox(s->b, false);
+    for (size_t i = 0; i < st.inflight_count + st.queued_count; i++) {
+        const mqtt_state_msg *m =
+            i < st.inflight_count ? &st.inflight[i]
+                                  : &st.queued[i - st.inflight_count];
+        mqtt_pub *pub = m->stage == MQTT_STAGE_AWAIT_PUBCOMP
+                            ? NULL
+                            : mqtt_pub_create(m->topic.ptr, m->topic.len,
+                                              m->payload.ptr, m->payload.len,
+                                              m->qos, m->retain);
+        mqtt_out_entry e = {.msg = pub, .qos = m->qos, .stage = m->stage,
+                            .packet_id = m->packet_id, .sent = m->dup};
+
+        if (mqtt_outbox_restore(s->out, &e) != HM_OK)
+            mqtt_pub_release(pub);
+    }
+    if (s->out)
+        mqtt_outbox_set_next_id(s->out, st.next_packet_id);
+    if (st.in_qos2_count + r->inbound.count > 0)
+        s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
+    for (size_t i = 0; i < st.in_qos2_count; i++)
+        mqtt_qos2_ids_receive(s->in_qos2, st.in_qos2[i]);
+    for (size_t i = 0; i < r->inbound.count; i++)
+        mqtt_qos2_ids_receive(s->in_qos2, r->inbound.ids[i]);
+    mqtt_session_state_fini(&st);
+}
+
+/* A delivery: the message goes to the outbox; its receipt unit (if the
+ * publisher waits for commits) is kept until our next save commits, or
+ * released now if we do not keep the message. */
+static void on_deliver(mqtt_session *s, hm_msg *msg)
+{
+    uint8_t granted = (uint8_t)hm_msg_arg(msg);
+    mqtt_pub *pub = hm_msg_take_payload(msg);
+    mqtt_receipt *r = pub->receipt; /* before deliver() may free pub */
+
+    if (deliver(s, pub, pub->qos < granted ? pub->qos : granted) && r &&
+        gated(s))
+        keep_receipt(s, r);
+    else
+        mqtt_receipt_release(r);
 }
 
 static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -506,6 +793,21 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
+    if (t == &mqtt_restore_type) {
+        on_restore(s, hm_msg_payload(msg));
+        return HM_OK;
+    }
+    if (t == &mqtt_saved_type || t == &mqtt_flush_type) {
+        if (t == &mqtt_saved_type)
+            release_gate(s, hm_msg_arg(msg));
+        else if (hm_msg_arg(msg) == 0 && s->dur) /* not the final flush */
+            s->dur->flush_queued = false;
+        if (t == &mqtt_flush_type)
+            save_now(s);
+        if (!s->attached_ever)
+            hm_ctx_deactivate(ctx); /* a stray: no session to keep */
+        return HM_OK;
+    }
     if (t == &mqtt_attach_type) {
         if (!hm_msg_from(msg))
             return HM_OK;
@@ -520,14 +822,13 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
          * raced the end of a clean session. Nothing to keep. */
         if (t == &mqtt_forward_type)
             on_forward(ctx, s, msg);
+        else if (t == &mqtt_deliver_type) /* its receipt unit */
+            mqtt_receipt_release(((mqtt_pub *)hm_msg_payload(msg))->receipt);
         hm_ctx_deactivate(ctx);
         return HM_OK;
     }
     if (t == &mqtt_deliver_type) {
-        uint8_t granted = (uint8_t)hm_msg_arg(msg);
-        mqtt_pub *pub = hm_msg_take_payload(msg);
-
-        deliver(s, pub, pub->qos < granted ? pub->qos : granted);
+        on_deliver(s, msg);
     } else if (t == &mqtt_ack_type) {
         on_ack(s, msg);
     } else if (t == &mqtt_forward_type) {
@@ -563,6 +864,13 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
+    if (s->dur) {
+        for (size_t i = 0; i < s->dur->receipt_count; i++)
+            mqtt_receipt_release(s->dur->receipts[i]);
+        hm_free(s->dur->receipts);
+        mqtt_gate_fini(&s->dur->gate);
+        hm_free(s->dur);
+    }
     hm_free(s->username);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->sessions, 1, memory_order_relaxed);

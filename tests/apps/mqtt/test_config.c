@@ -116,12 +116,77 @@ Test(mqtt_config, duplicate_listener_is_an_error)
     cr_assert(strstr(err.text, "test.conf:2:"));
 }
 
-Test(mqtt_config, persistence_is_refused_with_a_clear_message)
+Test(mqtt_config, persistence_takes_mosquittos_options)
 {
-    cr_assert_eq(parse("persistence true\n"), HM_EINVAL);
-    cr_assert(strstr(err.text, "not supported yet"), "%s", err.text);
-    cr_assert_eq(parse("persistence_location /var/lib/mosquitto/\n"),
+    cr_assert_eq(parse("persistence true\n"
+                       "persistence_location /var/lib/mosquitto/\n"),
+                 HM_OK, "%s", err.text);
+    cr_assert(c.persistence);
+    cr_assert_str_eq(c.persistence_location, "/var/lib/mosquitto/");
+    cr_assert_eq(parse("persistence maybe\n"), HM_EINVAL);
+    cr_assert_eq(parse("persistence_location\n"), HM_EINVAL);
+}
+
+Test(mqtt_config, durability_defaults_to_always_and_autosave_to_1800)
+{
+    char *argv[] = {"hermes-mqtt", NULL};
+
+    cr_assert_eq(mqtt_config_load(&c, 1, argv, &err), HM_OK);
+    cr_assert_not(c.persistence);
+    cr_assert_eq(c.durability, MQTT_DURABILITY_ALWAYS);
+    cr_assert_eq(c.autosave_interval_s, 1800);
+}
+
+Test(mqtt_config, autosave_interval_alone_chooses_the_interval_policy)
+{
+    char path[] = "/tmp/hermes-persist-conf-XXXXXX";
+    char *argv[] = {"hermes-mqtt", "-c", path, NULL};
+    int fd = mkstemp(path);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "persistence true\nautosave_interval 5\n", 37),
+                 37);
+    close(fd);
+    cr_assert_eq(mqtt_config_load(&c, 3, argv, &err), HM_OK, "%s", err.text);
+    unlink(path);
+    cr_assert_eq(c.durability, MQTT_DURABILITY_INTERVAL);
+    cr_assert_eq(c.autosave_interval_s, 5);
+}
+
+Test(mqtt_config, durability_always_and_autosave_interval_conflict)
+{
+    cr_assert_eq(parse("persistence_durability always\n"
+                       "autosave_interval 10\n"),
                  HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:2: autosave_interval:"), "%s",
+              err.text);
+    mqtt_config_fini(&c);
+    mqtt_config_init(&c);
+    cr_assert_eq(parse("autosave_interval 10\n"
+                       "persistence_durability always\n"),
+                 HM_EINVAL);
+    cr_assert_eq(parse("persistence_durability sometimes\n"), HM_EINVAL);
+}
+
+Test(mqtt_config, interval_durability_keeps_its_interval)
+{
+    cr_assert_eq(parse("persistence_durability interval\n"
+                       "autosave_interval 0\n"),
+                 HM_OK, "%s", err.text);
+    cr_assert_eq(c.durability, MQTT_DURABILITY_INTERVAL);
+    cr_assert_eq(c.autosave_interval_s, 0);
+    cr_assert_eq(parse("autosave_interval -1\n"), HM_EINVAL);
+}
+
+Test(mqtt_config, persistence_redis_wants_host_port_and_excludes_a_location)
+{
+    cr_assert_eq(parse("persistence_redis 127.0.0.1:6379\n"), HM_OK);
+    cr_assert_str_eq(c.persistence_redis, "127.0.0.1:6379");
+    cr_assert_eq(parse("persistence_location /tmp\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "choose one"), "%s", err.text);
+    cr_assert_eq(parse("persistence_redis localhost\n"), HM_EINVAL);
+    cr_assert_eq(parse("persistence_redis :6379\n"), HM_EINVAL);
+    cr_assert_eq(parse("persistence_redis h:99999\n"), HM_EINVAL);
 }
 
 /* -------------------------------------------------------- command line */

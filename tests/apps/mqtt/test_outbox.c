@@ -187,6 +187,90 @@ Test(mqtt_outbox, unknown_or_wrong_acknowledgements_are_notfound)
     mqtt_outbox_destroy(o);
 }
 
+/* ------------------------------------------- saving and restoring state */
+
+typedef struct seen {
+    mqtt_out_entry e[8];
+    size_t n;
+} seen;
+
+static void see(void *arg, const mqtt_out_entry *e)
+{
+    seen *s = arg;
+
+    s->e[s->n++] = *e;
+}
+
+Test(mqtt_outbox, foreach_shows_window_stages_then_the_queue)
+{
+    mqtt_outbox *o = make(2, 0);
+    mqtt_out_action a1, a2;
+    seen s = {0};
+
+    mqtt_outbox_push(o, MSG(1), 1);
+    mqtt_outbox_push(o, MSG(2), 2);
+    mqtt_outbox_push(o, MSG(3), 2);
+    cr_assert(mqtt_outbox_next(o, &a1));
+    cr_assert(mqtt_outbox_next(o, &a2));
+    cr_assert_eq(mqtt_outbox_ack(o, 5, a2.packet_id), HM_OK); /* PUBREC */
+    mqtt_outbox_foreach(o, see, &s);
+    cr_assert_eq(s.n, 3);
+    cr_assert_eq(s.e[0].msg, MSG(1));
+    cr_assert_eq(s.e[0].stage, 1); /* awaiting PUBACK */
+    cr_assert_eq(s.e[0].packet_id, a1.packet_id);
+    cr_assert(s.e[0].sent);
+    cr_assert_null(s.e[1].msg); /* only the PUBREL is left */
+    cr_assert_eq(s.e[1].stage, 3);
+    cr_assert_eq(s.e[2].msg, MSG(3));
+    cr_assert_eq(s.e[2].qos, 2);
+    cr_assert_eq(s.e[2].stage, 0);
+    cr_assert_eq(mqtt_outbox_next_id(o), a2.packet_id + 1);
+    mqtt_outbox_destroy(o);
+}
+
+Test(mqtt_outbox, restored_window_is_resent_first_with_dup_and_ids_4_4_0_1)
+{
+    mqtt_outbox *o = mqtt_outbox_create(&(mqtt_outbox_config){
+        .max_inflight = 4, .release = count_release});
+    mqtt_out_action a;
+
+    cr_assert_eq(mqtt_outbox_restore(
+                     o, &(mqtt_out_entry){.msg = MSG(10), .qos = 2,
+                                          .stage = 2, .packet_id = 300,
+                                          .sent = true}),
+                 HM_OK);
+    cr_assert_eq(mqtt_outbox_restore(
+                     o, &(mqtt_out_entry){.qos = 2, .stage = 3,
+                                          .packet_id = 301}),
+                 HM_OK);
+    /* The same id twice, a QoS that does not fit the stage: refused. */
+    cr_assert_eq(mqtt_outbox_restore(
+                     o, &(mqtt_out_entry){.msg = MSG(11), .qos = 1,
+                                          .stage = 1, .packet_id = 300}),
+                 HM_EINVAL);
+    cr_assert_eq(mqtt_outbox_restore(
+                     o, &(mqtt_out_entry){.msg = MSG(11), .qos = 1,
+                                          .stage = 2, .packet_id = 9}),
+                 HM_EINVAL);
+    cr_assert_eq(mqtt_outbox_restore(
+                     o, &(mqtt_out_entry){.msg = MSG(12), .qos = 1}),
+                 HM_OK);
+    mqtt_outbox_set_next_id(o, 302);
+    mqtt_outbox_go_online(o);
+    cr_assert(mqtt_outbox_next(o, &a));
+    cr_assert_eq(a.kind, MQTT_OUT_PUBLISH);
+    cr_assert_eq(a.packet_id, 300);
+    cr_assert(a.dup);
+    cr_assert(mqtt_outbox_next(o, &a));
+    cr_assert_eq(a.kind, MQTT_OUT_PUBREL);
+    cr_assert_eq(a.packet_id, 301);
+    cr_assert(mqtt_outbox_next(o, &a));
+    cr_assert_eq(a.msg, MSG(12));
+    cr_assert_eq(a.packet_id, 302);
+    cr_assert_not(a.dup);
+    mqtt_outbox_destroy(o);
+}
+
 /* ------------------------------------------------------ incoming QoS 2 */
 
 Test(mqtt_qos2_ids, resent_qos2_publish_is_not_delivered_twice_4_3_3_2)
