@@ -26,8 +26,8 @@
  *
  * Usage: bench_mqtt_load --port P --scenario NAME [--system NAME]
  *            [--tag SUFFIX] [--broker-pid PID] [--duration-ms N]
- *            [--window N] [--conns N] [--sub-port P2] [--persistent]
- *            [--smoke]
+ *            [--window N] [--conns N] [--keepalive S] [--sub-port P2]
+ *            [--persistent] [--smoke]
  *        bench_mqtt_load --free-port | --wait-port P
  * --sub-port P2: the subscribers connect to P2 (another node of a broker
  * cluster), the publishers to P; publishing starts one second after the
@@ -151,9 +151,17 @@ static void report_counts(load *L)
 static void row(const load *L, const char *suffix, double value,
                 const char *unit, const char *better)
 {
-    char name[96];
+    char name[96], base[32];
 
-    snprintf(name, sizeof name, "%s%s%s", L->sc->name, suffix, L->tag);
+    /* An idle run is named after the connections it held, so one cut
+     * short by --conns (a descriptor limit) does not pass for idle100k. */
+    if (L->sc->kind == K_IDLE && L->conns % 1000 == 0)
+        snprintf(base, sizeof base, "idle%uk", L->conns / 1000);
+    else if (L->sc->kind == K_IDLE)
+        snprintf(base, sizeof base, "idle%u", L->conns);
+    else
+        snprintf(base, sizeof base, "%s", L->sc->name);
+    snprintf(name, sizeof name, "%s%s%s", base, suffix, L->tag);
     if (!L->smoke)
         bench_row(name, L->system, value, unit, better);
 }
@@ -224,6 +232,8 @@ static void run_latency(load *L)
     close(L->timer_fd);
     drain(L);
     report_counts(L);
+    /* bench_percentile() reads a sorted array. */
+    qsort(L->lat, L->nlat, sizeof *L->lat, bench_cmp_i64);
     for (int i = 0; i < 3 && L->nlat > 0; i++)
         row(L, NAME[i],
             (double)bench_percentile(L->lat, L->nlat, PCT[i]) / 1e3, "us",
@@ -356,7 +366,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --port P --scenario NAME [--system NAME] [--tag SUFFIX]\n"
             "          [--broker-pid PID] [--duration-ms N] [--window N]\n"
-            "          [--conns N] [--sub-port P2] [--persistent] [--smoke]\n"
+            "          [--conns N] [--keepalive S] [--sub-port P2]\n"
+            "          [--persistent] [--smoke]\n"
             "       %s --free-port | --wait-port P\n"
             "scenarios:", PROG, PROG);
     for (size_t i = 0; i < sizeof SCENARIOS / sizeof *SCENARIOS; i++)
@@ -410,6 +421,8 @@ static void parse_args(load *L, int argc, char **argv)
             L->window = (uint32_t)atol(v);
         else if (strcmp(a, "--conns") == 0)
             L->conns = (uint32_t)atol(v);
+        else if (strcmp(a, "--keepalive") == 0)
+            L->keepalive_s = (uint16_t)atol(v);
         else
             usage();
     }

@@ -92,6 +92,7 @@ typedef struct load {
     int port;
     int sub_port; /* subscribers connect here (another cluster node); 0: port */
     long broker_pid;
+    uint16_t keepalive_s; /* in every CONNECT (--keepalive; 0: none) */
     bool smoke;
     bool persistent; /* subscribers connect with CleanSession 0 */
     uint64_t duration_ns, count; /* count: per publisher, 0 = by time */
@@ -471,7 +472,7 @@ static void on_writable(load *L, lconn *c)
         }
         snprintf(id, sizeof id, "hb-%ld-%llu", (long)getpid(),
                  (unsigned long long)L->serial++);
-        wire_connect_session(&c->out, id, 0,
+        wire_connect_session(&c->out, id, L->keepalive_s,
                              L->persistent && c->role == R_SUB);
         c->state = S_CONNACK;
     }

@@ -5,7 +5,9 @@
 # and the others as child processes on 127.0.0.1, and writes
 # BUILD/bench/cluster.tsv (scenario system value unit better), printed with
 # bench/table.sh. Scenarios: detect-crash (ms), detect-silent (ms),
-# presence-p99 (ms), remote-send (messages/s), and false-deaths (members
+# presence-p99 (ms), remote-send (messages/s; with limit-tcp-lines, the
+# same lines through bare loopback TCP in the same run, so the table shows
+# the ratio), and false-deaths (members
 # declared dead among 3 nodes in network namespaces with 5% loss and 50 ms
 # delay on every host's egress for 60 s: bench/cluster_false_deaths.sh;
 # skipped with the reason where namespaces are not available).

@@ -231,9 +231,11 @@ run_one() {
         return
     fi
     echo "== $scen-$mode $sys" >>"$log"
+    xargs=""
+    [ "$scen" = idle100k ] && xargs="--conns $idle_n"
     # shellcheck disable=SC2086
     if ! timeout 300 $gpin "$gen" --port "$bport" $subport --scenario "$scen" \
-        --system "$sys" --tag "-$rtag" --broker-pid "$bpid" $gflags \
+        --system "$sys" --tag "-$rtag" --broker-pid "$bpid" $xargs $gflags \
         >"$tmp/out" 2>>"$log"; then
         note "FAILED $scen-$mode on $sys (see $log)"
         status=1
@@ -350,9 +352,19 @@ if [ "$(nproc)" -lt 2 ]; then
     note "skipped the pinned runs: this machine has one core"
 fi
 run_list=$scenarios
-if [ "$nofile" -lt 100100 ]; then
-    run_list=$(echo "$scenarios" | sed 's/ idle100k//')
-    note "skipped idle100k: RLIMIT_NOFILE is $nofile here and this process cannot raise it (no CAP_SYS_RESOURCE), so no broker process on this machine can hold 100,000 connections"
+# The large idle run holds 100,000 connections, or as many as the
+# descriptor limit lets both the broker and the generator hold (each
+# needs one per connection plus a few of its own), in thousands; its rows
+# are named after the count (idle19k-*), the same for both brokers.
+idle_n=100000
+if [ "$nofile" -lt 100200 ]; then
+    idle_n=$(((nofile - 200) / 1000 * 1000))
+    if [ "$idle_n" -le 10000 ]; then
+        run_list=$(echo "$scenarios" | sed 's/ idle100k//')
+        note "skipped idle100k: RLIMIT_NOFILE is $nofile here and this process cannot raise it (no CAP_SYS_RESOURCE), so no more than idle10k fits"
+    else
+        note "idle100k ran with $idle_n connections (rows idle$((idle_n / 1000))k-*), not 100,000: RLIMIT_NOFILE is $nofile here (hard limit $(ulimit -Hn)) and this process cannot raise it (no CAP_SYS_RESOURCE); the broker has no table or scan sized by the connection count (docs/benchmarks-mqtt.md)"
+    fi
 fi
 
 date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')

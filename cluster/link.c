@@ -18,8 +18,10 @@
  * and closes the other. */
 #include "cluster/node_impl.h"
 
+#include "cluster/fast.h"
 #include "cluster/handshake.h"
 #include "net/hp_session.h"
+#include "net/line.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -42,7 +44,15 @@ typedef struct link_state {
     hm_handshake *hs;  /* owned */
     hm_wire_node peer; /* authenticated, from LK_UP on */
     hm_addr *peer_addr; /* owned once up: "cluster/peer/<name>" */
-    hm_msg *pending;    /* owned: an inbound event to send after the line */
+    hm_msg *batch;      /* owned: routed lines of this frame, sent after
+                           it (cl_in_batch) */
+    /* One-entry caches of what consecutive messages share: the last
+     * target and sender interned, the last type found (types are never
+     * unregistered). Names owned (hm_alloc), addresses references. */
+    char *to_name, *from_name, *type_name;
+    size_t to_len, from_len, type_len;
+    hm_addr *to_addr, *from_addr;
+    const hm_type *type;
     uint64_t heard_ms;  /* last heard notice sent to the node */
 } link_state;
 
@@ -64,12 +74,10 @@ hm_err cl_encode_app(const hm_msg *m, const char *to, const char *from,
                      uint64_t id, bool reply, char **line_out,
                      size_t *len_out)
 {
-    json_t *body;
-    hm_err err;
-
-    if ((err = hm_hp_msg_body(m, reply, &body)) != HM_OK)
-        return err;
-    return encode_body("msg", body, id, from, to, line_out, len_out);
+    /* Room for the cl.msg around it: the whole line stays within net's
+     * line limit. */
+    return cl_fast_encode_app(m, to, from, id, reply, HM_NET_MAX_LINE - 256,
+                              line_out, len_out);
 }
 
 hm_err cl_encode_wire(const hm_wire_msg *w, char **line_out, size_t *len_out)
@@ -198,36 +206,93 @@ static void notice_heard(hm_ctx *ctx, link_state *s)
         hm_msg_destroy(m);
 }
 
-/* The inner HP message of a cl.msg (borrowed), decoded into `ev`: the
- * runtime message with its registered type, the request id, whether it is
- * a reply, the target address. Returns why the message could not be
- * decoded (the line itself was valid: the peer receiver still numbers it,
- * counts it undeliverable and answers a request with the error). */
-static hm_err decode_inner(hm_runtime *rt, const json_t *o, cl_ev *ev)
+/* Appends a routed line to this frame's batch for the peer receiver. */
+static cl_in *batch_add(link_state *s)
 {
-    const json_t *body = json_object_get(o, "body");
-    const json_t *id = json_object_get(o, "id");
-    const json_t *to = json_object_get(o, "to");
-    const json_t *type, *arg, *data, *reply;
+    cl_in_batch *b;
 
-    if (!json_is_object(body))
-        return HM_EPROTO;
-    type = json_object_get(body, "type");
-    arg = json_object_get(body, "arg");
-    data = json_object_get(body, "data");
-    reply = json_object_get(body, "reply");
-    if ((id && (!json_is_integer(id) || json_integer_value(id) < 0)) ||
-        (arg && (!json_is_integer(arg) || json_integer_value(arg) < 0)) ||
-        (reply && !json_is_boolean(reply)) || (to && !json_is_string(to)) ||
-        !json_is_string(type))
-        return HM_EPROTO;
-    ev->id = id ? (uint64_t)json_integer_value(id) : 0;
-    ev->flag = json_is_true(reply);
-    ev->str = to ? hm_strdup(json_string_value(to)) : NULL;
-    return hm_msg_from_json(rt, json_string_value(type),
-                            data ? data : json_null(),
-                            arg ? (uint64_t)json_integer_value(arg) : 0,
-                            &ev->msg);
+    if (!s->batch) {
+        b = hm_calloc(1, sizeof *b);
+        b->inc = s->peer.inc;
+        s->batch = hm_msg_create(&cl_in_batch_type, b, 0);
+    }
+    b = hm_msg_payload(s->batch);
+    if (b->count == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 16;
+        b->items = hm_realloc(b->items, b->cap * sizeof *b->items);
+    }
+    memset(&b->items[b->count], 0, sizeof b->items[0]);
+    return &b->items[b->count++];
+}
+
+/* Whether the cache holds `sp`; if not, makes it hold a copy of it.
+ * False if `sp` holds a NUL (not a name). */
+static bool cache_span(cl_span sp, char **name, size_t *len, bool *hit)
+{
+    *hit = *name && *len == sp.n && memcmp(*name, sp.p, sp.n) == 0;
+    if (*hit)
+        return true;
+    if (memchr(sp.p, '\0', sp.n))
+        return false;
+    hm_free(*name);
+    *name = hm_alloc(sp.n + 1);
+    memcpy(*name, sp.p, sp.n);
+    (*name)[sp.n] = '\0';
+    *len = sp.n;
+    return true;
+}
+
+/* An owned reference to the address named `sp`, through a cache. NULL if
+ * it is absent or not a valid name. */
+static hm_addr *intern_span(hm_runtime *rt, cl_span sp, char **name,
+                            size_t *len, hm_addr **addr)
+{
+    bool hit;
+
+    if (!sp.p || !cache_span(sp, name, len, &hit))
+        return NULL;
+    if (!hit) {
+        hm_addr_release(*addr);
+        if (hm_runtime_intern(rt, *name, addr) != HM_OK) {
+            *addr = NULL;
+            hm_free(*name);
+            *name = NULL;
+        }
+    }
+    return *addr ? hm_addr_ref(*addr) : NULL;
+}
+
+/* A routed message's fields into `in` (the data reference is released):
+ * the runtime message with its registered type, the request id, whether
+ * it is a reply, the target and the sender. A message that cannot be
+ * decoded keeps the error (the line itself was valid: the peer receiver
+ * still numbers it, counts it undeliverable and answers a request with
+ * the error). */
+static void take_fields(hm_runtime *rt, link_state *s, cl_fields *f,
+                        cl_in *in)
+{
+    void *payload = NULL;
+    bool hit;
+
+    in->id = f->id;
+    in->reply = f->reply;
+    in->to = intern_span(rt, f->to, &s->to_name, &s->to_len, &s->to_addr);
+    in->from = intern_span(rt, f->from, &s->from_name, &s->from_len,
+                           &s->from_addr);
+    if (f->to.p && !in->to) {
+        in->err = HM_EINVAL; /* a target that is not a valid name */
+    } else if (!cache_span(f->type, &s->type_name, &s->type_len, &hit)) {
+        in->err = HM_ENOTFOUND;
+    } else if (!hit && !(s->type = hm_runtime_find_type(rt, s->type_name))) {
+        hm_free(s->type_name); /* not registered (yet): ask again */
+        s->type_name = NULL;
+        in->err = HM_ENOTFOUND;
+    } else if (!s->type->from_json) {
+        in->err = HM_ECODEC;
+    } else if ((in->err = s->type->from_json(f->data, &payload)) == HM_OK) {
+        in->msg = hm_msg_create(s->type, payload, f->arg);
+    }
+    cl_fields_fini(f);
 }
 
 /* A cl.* line: the handshake, routed traffic for the peer receiver, or
@@ -252,35 +317,43 @@ static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
         return;
     }
     routed = w.type == HM_WIRE_ROUTED || w.type == HM_WIRE_ACK;
-    m = cl_ev_msg(routed ? &cl_inbound_type : &cl_ctl_type, &ev);
-    strcpy(ev->peer, s->peer.name);
-    ev->inc = s->peer.inc;
-    if (w.type == HM_WIRE_ROUTED) {
-        ev->err = decode_inner(hm_ctx_runtime(ctx), w.u.routed.body, ev);
-        json_decref(w.u.routed.body);
-        w.u.routed.body = NULL;
-    }
-    ev->wire = w;
-    ev->has_wire = true;
     if (routed) {
-        notice_heard(ctx, s);
-        /* Sent once this line's JSON tree is freed (cl_link_handle): a
-         * payload may hold part of it, and a jansson value's reference
-         * count must never be touched by two threads. */
-        s->pending = m;
+        cl_in *in = batch_add(s);
+        cl_fields f;
+
+        if (w.type == HM_WIRE_ACK) {
+            in->ack = true;
+            in->seq = w.u.ack.seq;
+        } else {
+            in->seq = w.u.routed.seq;
+            if ((in->err = cl_inner_fields(w.u.routed.body, &f)) == HM_OK)
+                take_fields(hm_ctx_runtime(ctx), s, &f, in);
+        }
+        /* The batch is sent once this frame's JSON trees are freed
+         * (cl_link_handle): a payload may hold part of one, and a jansson
+         * value's reference count must never be touched by two threads. */
+        hm_wire_msg_fini(&w);
         return;
     }
+    m = cl_ev_msg(&cl_ctl_type, &ev);
+    strcpy(ev->peer, s->peer.name);
+    ev->inc = s->peer.inc;
+    ev->wire = w;
+    ev->has_wire = true;
     s->heard_ms = hm_ctx_now_ms(ctx);
     if (hm_ctx_send(ctx, s->node->node_addr, m) != HM_OK)
         hm_msg_destroy(m);
 }
 
-static void send_pending(hm_ctx *ctx, link_state *s)
+static void send_batch(hm_ctx *ctx, link_state *s)
 {
-    hm_msg *m = s->pending;
+    hm_msg *m = s->batch;
 
-    s->pending = NULL;
-    if (m && (!s->peer_addr || hm_ctx_send(ctx, s->peer_addr, m) != HM_OK))
+    s->batch = NULL;
+    if (!m)
+        return;
+    notice_heard(ctx, s);
+    if (!s->peer_addr || hm_ctx_send(ctx, s->peer_addr, m) != HM_OK)
         hm_msg_destroy(m);
 }
 
@@ -339,14 +412,44 @@ static void on_closed(hm_ctx *ctx, link_state *s, hm_err why)
     hm_ctx_deactivate(ctx);
 }
 
+/* Every line of a frame (cl_lines_framer_init), in order: routed lines
+ * in canonical form straight into the batch (cluster/fast.h), the rest
+ * through the HP session and jansson; then the batch goes to the peer
+ * receiver in one message. */
+static void on_lines(hm_ctx *ctx, link_state *s, const uint8_t *data,
+                     size_t len)
+{
+    const uint8_t *line;
+    size_t pos = 0, n;
+    hm_hp_msg hp;
+    cl_fields f;
+    bool have;
+
+    while (cl_lines_next(data, len, &pos, &line, &n)) {
+        if (s->stage == LK_UP &&
+            cl_fast_decode_routed((const char *)line, n, &f)) {
+            cl_in *in = batch_add(s);
+
+            in->seq = f.seq;
+            take_fields(hm_ctx_runtime(ctx), s, &f, in);
+            continue;
+        }
+        if (hm_hp_session_on_frame(&s->hp, s->conn, line, n, &hp, &have) ==
+                HM_OK &&
+            have) {
+            on_hp(ctx, s, &hp);
+            hm_hp_msg_fini(&hp);
+        }
+    }
+    send_batch(ctx, s);
+}
+
 hm_err cl_link_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     link_state *s = state;
     const hm_type *t = hm_msg_type(msg);
     const uint8_t *data;
     size_t len;
-    hm_hp_msg hp;
-    bool have;
 
     if (t == &hm_net_opened_type) {
         s->conn = hm_conn_ref(hm_net_msg_conn(msg));
@@ -354,13 +457,7 @@ hm_err cl_link_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             hm_conn_abort(s->conn);
     } else if (t == &hm_net_frame_type && s->conn) {
         data = hm_net_msg_data(msg, &len);
-        if (hm_hp_session_on_frame(&s->hp, s->conn, data, len, &hp, &have) ==
-                HM_OK &&
-            have) {
-            on_hp(ctx, s, &hp);
-            hm_hp_msg_fini(&hp);
-            send_pending(ctx, s);
-        }
+        on_lines(ctx, s, data, len);
     } else if (t == &hm_net_error_type && s->conn) {
         hm_hp_session_on_framing_error(&s->hp, s->conn, hm_net_msg_err(msg));
     } else if (t == &hm_net_closed_type) {
@@ -379,7 +476,12 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
         hm_conn_abort(s->conn); /* no-op once closed */
     hm_conn_release(s->conn);
     hm_addr_release(s->peer_addr);
-    hm_msg_destroy(s->pending);
+    hm_msg_destroy(s->batch);
+    hm_addr_release(s->to_addr);
+    hm_addr_release(s->from_addr);
+    hm_free(s->to_name);
+    hm_free(s->from_name);
+    hm_free(s->type_name);
     hm_handshake_destroy(s->hs);
     hm_free(s);
 }

@@ -8,6 +8,8 @@
  * on any worker and must read presence and the live members). */
 #include "cluster/node_impl.h"
 
+#include "cluster/fast.h"
+
 #include "cluster/options.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -54,9 +56,24 @@ CL_EV_TYPE(cl_leave_type, "cluster.leave");
 CL_EV_TYPE(cl_peer_up_type, "cluster.peer_up");
 CL_EV_TYPE(cl_peer_down_type, "cluster.peer_down");
 CL_EV_TYPE(cl_peer_gone_type, "cluster.peer_gone");
-CL_EV_TYPE(cl_inbound_type, "cluster.inbound");
 CL_EV_TYPE(cl_flush_type, "cluster.flush");
 const hm_type cl_out_type = {.name = "cluster.out", .free = out_free};
+
+static void in_batch_free(void *payload)
+{
+    cl_in_batch *b = payload;
+
+    for (size_t i = 0; i < b->count; i++) {
+        hm_msg_destroy(b->items[i].msg);
+        hm_addr_release(b->items[i].to);
+        hm_addr_release(b->items[i].from);
+    }
+    hm_free(b->items);
+    hm_free(b);
+}
+
+const hm_type cl_in_batch_type = {.name = "cluster.in_batch",
+                                  .free = in_batch_free};
 
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out)
 {
@@ -198,6 +215,21 @@ hm_err hm_node_factory(void *arg, const char *name, hm_receiver *out)
 
 /* -------------------------------------------------------------- start */
 
+uint32_t cl_user_timeout_ms(const hm_node *n)
+{
+    /* Unacknowledged bytes on a link for longer than the failure detector
+     * takes to give up on a silent peer (suspicion, then a probe round or
+     * the lone-pair timeout) mean the peer is gone: the kernel then fails
+     * the connection instead of retrying for ~15 minutes, so the link is
+     * reported down and redialled. Twice the detector's time keeps a slow
+     * but alive peer from being cut by TCP first. */
+    const hm_members_config *t = &n->timers;
+    uint32_t probe = t->suspect_after_ms + t->round_timeout_ms;
+    uint32_t lone = t->dead_after_ms;
+
+    return 2 * (probe > lone ? probe : lone);
+}
+
 static hm_err on_accept(void *arg, uint64_t conn_id, const char *peer,
                         hm_addr **owner_out)
 {
@@ -249,7 +281,8 @@ static hm_err start_listener(hm_node *n)
                                &(hm_listen_config){.host = n->listen_host,
                                                    .port = n->listen_port,
                                                    .accept = on_accept,
-                                                   .accept_arg = n},
+                                                   .accept_arg = n,
+                                                   .conn = n->link_opt},
                                &n->listener);
 
     if (err != HM_OK) {
@@ -270,6 +303,9 @@ hm_err hm_node_start(hm_node *n, hm_runtime *rt, hm_net *net)
 
     n->rt = rt;
     n->net = net;
+    cl_lines_framer_init(&n->lines);
+    n->link_opt = (hm_conn_options){.framer = &n->lines,
+                                    .user_timeout_ms = cl_user_timeout_ms(n)};
     hm_runtime_register_type(rt, &hm_type_error);
     hm_runtime_register_type(rt, &hm_type_json);
     if ((err = start_listener(n)) != HM_OK)
@@ -280,7 +316,7 @@ hm_err hm_node_start(hm_node *n, hm_runtime *rt, hm_net *net)
     n->live = hm_calloc(1, sizeof *n->live);
     strcpy(n->live[0], n->name);
     n->live_count = 1;
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     err = hm_runtime_spawn(rt, CL_NODE_ADDR,
                            &(hm_receiver){.handler = cl_node_handle,
                                           .state = n,
@@ -332,7 +368,7 @@ void hm_node_stop(hm_node *n, uint32_t wait_ms)
         pthread_mutex_lock(&n->lock);
         for (size_t i = 0; i < n->snap_count; i++)
             open += n->snap[i].info.linked;
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
         if (!open)
             break;
         usleep(1000); /* shutdown only: nothing to wait on but the peers */
@@ -382,7 +418,7 @@ size_t hm_node_members(hm_node *n, hm_node_member *out, size_t cap)
     count = n->snap_count;
     for (size_t i = 0; i < count && i < cap; i++)
         out[i] = n->snap[i];
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     return count;
 }
 

@@ -25,6 +25,7 @@
 #define CL_NODE_ADDR "cluster/node"
 #define CL_LINK_PREFIX "cluster/link/"
 #define CL_PEER_PREFIX "cluster/peer/"
+#define CL_PROXY_MAILBOX 1024 /* a proxy's mailbox bound: then HM_EFULL */
 
 /* The outbound half of one member: its "cluster/peer/<name>" receiver's
  * state. Allocated by the node receiver on the member's first link and
@@ -69,6 +70,8 @@ struct hm_node {
     hm_listener *listener;
     hm_addr *node_addr; /* owned: "cluster/node" */
     hm_timer_id tick;
+    hm_framer lines;        /* cl_lines_framer_init: every link's framer */
+    hm_conn_options link_opt; /* every link's connection options */
 
     /* release/acquire: set by hm_node_start() after everything above. */
     _Atomic bool started;
@@ -78,6 +81,10 @@ struct hm_node {
     _Atomic uint64_t next_dial; /* dialler receiver names */
     _Atomic uint64_t st_sent, st_received, st_undeliverable, st_refused,
         st_links_up;
+    /* release/acquire: bumped by cl_unlock() whenever the node receiver or
+     * an API call may have changed what the lock guards, so a proxy
+     * resolves its name again only when routing may have changed. */
+    _Atomic uint64_t route_epoch;
 
     /* node receiver */
     hm_members *members;
@@ -130,12 +137,32 @@ extern const hm_type cl_leave_type;       /* API -> node (a request) */
 extern const hm_type cl_peer_up_type;     /* node -> peer */
 extern const hm_type cl_peer_down_type;   /* node -> peer */
 extern const hm_type cl_peer_gone_type;   /* node -> peer */
-extern const hm_type cl_inbound_type;     /* link -> peer: cl.msg, cl.ack */
+extern const hm_type cl_in_batch_type;    /* link -> peer: cl.msg, cl.ack */
 extern const hm_type cl_flush_type;       /* peer -> itself: write now */
 extern const hm_type cl_out_type;         /* proxy -> peer: a line */
 
 /* Returns owned: a zeroed event of `type`. */
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out);
+
+/* One cl.msg or cl.ack line, decoded by a link receiver for its member's
+ * peer receiver. Pointers are owned. */
+typedef struct cl_in {
+    bool ack;       /* a cl.ack: only `seq` */
+    bool reply;     /* it answers our request `id` */
+    uint64_t seq;
+    uint64_t id;    /* the link-level request id (0: none) */
+    hm_err err;     /* why `msg` could not be decoded */
+    hm_msg *msg;    /* the decoded message */
+    hm_addr *to;    /* a reference: the target (NULL: none) */
+    hm_addr *from;  /* a reference: the original sender (NULL: none) */
+} cl_in;
+
+/* Every routed line of one frame (one read), in order, for one peer. */
+typedef struct cl_in_batch {
+    uint64_t inc; /* the sender's incarnation */
+    size_t count, cap;
+    cl_in *items; /* owned */
+} cl_in_batch;
 
 /* A message for a peer, encoded by a proxy as one HP "msg" object (the
  * inner message of a cl.msg). */
@@ -182,6 +209,15 @@ cl_peer *cl_peer_create(hm_node *n, const char *name);
  * address to `*addr_out`. NULL if the runtime is closing. Thread-safe. */
 cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out);
 void cl_peer_destroy(cl_peer *p);
+/* Queues a proxy's encoded message `o` (its pointers taken; `*o` is
+ * zeroed) for the peer receiver, which numbers and writes it; called on
+ * the proxy's worker (`ctx`). Thread-safe. */
+hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o);
+/* Backpressure: true if the peer holds its bound (buffer_limit messages
+ * or 8 MiB, queued and unacknowledged); the proxy running `ctx` is then
+ * registered to be woken (hm_runtime_wake) when there is room again, and
+ * should hold its message (hm_ctx_hold). Thread-safe. */
+bool cl_peer_full(hm_ctx *ctx, cl_peer *p);
 uint32_t cl_peer_buffered(const cl_peer *p);
 uint64_t cl_peer_undeliverable(const cl_peer *p);
 
@@ -192,6 +228,18 @@ bool cl_route(hm_node *n, const char *name, char *node_out);
 /* The proxy's receiver for `name` routed to `peer`. */
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out);
+
+/* Releases n->lock after a change to what it guards (routing). */
+static inline void cl_unlock(hm_node *n)
+{
+    /* release: a proxy that acquires the new epoch resolves again and
+     * sees the change (it takes the lock to resolve anyway). */
+    atomic_fetch_add_explicit(&n->route_epoch, 1, memory_order_release);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* TCP_USER_TIMEOUT for links, from the failure detector's timers. */
+uint32_t cl_user_timeout_ms(const hm_node *n);
 
 /* True if `a` (may be NULL) is one of the cluster's receivers: a message
  * from it came from another node. */

@@ -87,6 +87,8 @@ static void send_wire(hm_node *n, const char *peer, const hm_wire_msg *w,
 
     if (!s || !s->conn || cl_encode_wire(w, &line, &len) != HM_OK)
         return;
+    /* Ahead of queued routed traffic (peer.c writes it as bulk): a
+     * heartbeat that waits behind a long queue looks like silence. */
     if (hm_conn_write_take(s->conn, line, len) != HM_OK)
         hm_free(line);
     else
@@ -157,7 +159,8 @@ static void dial(hm_ctx *ctx, hm_node *n, const char *peer, const char *addr)
     err = hm_net_connect(n->net, &(hm_connect_config){
                                      .host = host, .port = port,
                                      .owner = owner,
-                                     .timeout_ms = 1000},
+                                     .timeout_ms = 1000,
+                                     .conn = n->link_opt},
                          NULL);
     if (err != HM_OK) {
         /* The link receiver will never hear of a connection: retire it. */
@@ -200,7 +203,7 @@ static void publish(hm_node *n)
     n->snap_count = count;
     n->live = live;
     n->live_count = nlive;
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
 }
 
 /* The placed names active here, collected by hm_runtime_foreach_active
@@ -260,13 +263,13 @@ static void on_member_event(hm_ctx *ctx, hm_node *n,
          * partition): its names count again; its snapshot follows. */
         pthread_mutex_lock(&n->lock);
         hm_presence_on_node_up(n->pres, a->peer, a->inc);
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
     } else if (a->event == HM_MEMBER_EV_DEAD ||
                a->event == HM_MEMBER_EV_LEFT ||
                a->event == HM_MEMBER_EV_REPLACED) {
         pthread_mutex_lock(&n->lock);
         hm_presence_on_node_gone(n->pres, a->peer, a->inc);
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
         if (s)
             tell_peer(ctx, s, &cl_peer_gone_type, NULL);
     }
@@ -299,7 +302,7 @@ static void drain(hm_ctx *ctx, hm_node *n)
                 tell_peer(ctx, s, &cl_peer_down_type, NULL);
                 pthread_mutex_lock(&n->lock);
                 hm_presence_on_link_down(n->pres, a.peer);
-                pthread_mutex_unlock(&n->lock);
+                cl_unlock(n);
             }
             break;
         case HM_MACT_EVENT:
@@ -313,7 +316,7 @@ static void drain(hm_ctx *ctx, hm_node *n)
         send_wire(n, pa.peer, &pa.msg, now);
         hm_wire_msg_fini(&pa.msg);
     }
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
 }
 
 /* ------------------------------------------------------------- links */
@@ -377,7 +380,7 @@ static void on_link_up(hm_ctx *ctx, hm_node *n, cl_ev *ev)
     tell_peer(ctx, s, &cl_peer_up_type, s->conn);
     pthread_mutex_lock(&n->lock);
     hm_presence_on_link_up(n->pres, ev->peer, now);
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     drain(ctx, n);
     publish(n);
 }
@@ -392,7 +395,7 @@ static void on_link_down(hm_ctx *ctx, hm_node *n, cl_ev *ev)
     hm_members_on_link_down(n->members, ev->peer, hm_ctx_now_ms(ctx));
     pthread_mutex_lock(&n->lock);
     hm_presence_on_link_down(n->pres, ev->peer);
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     tell_peer(ctx, s, &cl_peer_down_type, NULL);
     drain(ctx, n);
     publish(n);
@@ -408,7 +411,7 @@ static void on_ctl(hm_ctx *ctx, hm_node *n, cl_ev *ev)
         pthread_mutex_lock(&n->lock);
         hm_members_on_heard(n->members, ev->peer, now);
         err = hm_presence_on_message(n->pres, ev->peer, &ev->wire, now);
-        pthread_mutex_unlock(&n->lock);
+        cl_unlock(n);
         if (err != HM_OK)
             HM_LOG_DEBUG("CL-CTL-IGNORED", "%s: %s from %s ignored", n->name,
                          hm_wire_type_name(ev->wire.type), ev->peer);
@@ -423,7 +426,7 @@ static void on_presence(hm_ctx *ctx, hm_node *n, cl_ev *ev, bool add)
     pthread_mutex_lock(&n->lock);
     err = add ? hm_presence_register(n->pres, ev->str, hm_ctx_now_ms(ctx))
               : hm_presence_unregister(n->pres, ev->str, hm_ctx_now_ms(ctx));
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     if (err != HM_OK)
         HM_LOG_WARN("CL-PRESENCE", "%s: %s %s: %s", n->name,
                     add ? "register" : "unregister", ev->str,
@@ -450,7 +453,7 @@ static void on_tick(hm_ctx *ctx, hm_node *n)
     hm_members_tick(n->members, now);
     pthread_mutex_lock(&n->lock);
     hm_presence_tick(n->pres, now);
-    pthread_mutex_unlock(&n->lock);
+    cl_unlock(n);
     drain(ctx, n);
     publish(n);
 }

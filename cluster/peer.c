@@ -21,12 +21,15 @@
  * nothing. The cost is one receiver hop per inbound message. */
 #include "cluster/node_impl.h"
 
+#include "cluster/fast.h"
 #include "cluster/outbox.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#define CL_PEER_MAX_BYTES (8u << 20) /* backpressure past so many bytes */
 
 typedef struct kept {
     uint64_t req;
@@ -38,7 +41,25 @@ struct cl_peer {
     char name[CL_NAME_CAP];
     hm_conn *conn; /* owned reference; NULL while the link is down */
     bool gone;     /* dead, left or replaced: nothing waits */
-    bool flush_pending; /* a cl_flush_type message is queued to us */
+    /* What proxies encoded and the peer receiver has not taken yet. */
+    pthread_mutex_t qlock;
+    cl_out *q;                /* guarded by: qlock */
+    size_t q_count, q_cap;    /* guarded by: qlock */
+    bool flush_pending;       /* guarded by: qlock; a cl_flush_type
+                                 message is queued to the receiver */
+    hm_addr **waiters;        /* guarded by: qlock; owned references:
+                                 proxies holding a message until there
+                                 is room (hm_ctx_hold) */
+    size_t w_count, w_cap;    /* guarded by: qlock */
+    /* relaxed gauges, read by proxies for backpressure: messages and bytes
+     * queued by proxies and not yet taken, and held in the outbox. The
+     * receiver adds to the outbox ones before it subtracts from the
+     * queued ones, so their sum never dips below the truth. */
+    _Atomic size_t q_pending, q_bytes, out_count, out_bytes;
+    hm_addr *self;            /* owned: our receiver's address */
+    uint64_t batches;      /* inbound batches handled */
+    uint64_t routed_here;  /* routed_addr was found local in this batch */
+    const hm_addr *routed_addr; /* compared only, never dereferenced */
     hm_outbox *outbox;
     hm_inbox inbox;   /* for the incarnation in_inc */
     uint64_t in_inc;  /* whose cl.msg we filter */
@@ -56,7 +77,9 @@ cl_peer *cl_peer_create(hm_node *n, const char *name)
     p->node = n;
     snprintf(p->name, sizeof p->name, "%s", name);
     p->outbox = hm_outbox_create(
-        &(hm_outbox_config){.max_count = n->buffer_limit});
+        &(hm_outbox_config){.max_count = 2 * (size_t)n->buffer_limit,
+                            .max_bytes = 2 * CL_PEER_MAX_BYTES});
+    pthread_mutex_init(&p->qlock, NULL);
     return p;
 }
 
@@ -85,6 +108,7 @@ cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out)
             cl_peer_destroy(p);
             return NULL;
         }
+        p->self = hm_addr_ref(*addr_out);
         /* Acknowledgements due by time, and writes the link refused. */
         hm_runtime_send_every(n->rt, *addr_out, HM_INBOX_ACK_MS, 0, NULL);
         if (n->peer_count == n->peer_cap) {
@@ -119,35 +143,51 @@ static void count_drop(cl_peer *p)
                               memory_order_relaxed);
 }
 
+static bool over(cl_peer *p, size_t count, size_t bytes)
+{
+    return count >= p->node->buffer_limit || bytes >= CL_PEER_MAX_BYTES;
+}
+
+/* Wakes every proxy holding a message for room (cl_peer_queue). */
+static void wake_waiters(cl_peer *p)
+{
+    hm_addr **w;
+    size_t count;
+
+    pthread_mutex_lock(&p->qlock);
+    if (!p->w_count) {
+        pthread_mutex_unlock(&p->qlock);
+        return;
+    }
+    w = p->waiters;
+    count = p->w_count;
+    p->waiters = NULL;
+    p->w_count = p->w_cap = 0;
+    pthread_mutex_unlock(&p->qlock);
+    for (size_t i = 0; i < count; i++) {
+        hm_runtime_wake(p->node->rt, w[i]);
+        hm_addr_release(w[i]);
+    }
+    hm_free(w);
+}
+
 static void update_buffered(cl_peer *p)
 {
-    /* relaxed: a gauge for the snapshot (publish() in node_recv.c). */
-    atomic_store_explicit(&p->buffered, (uint32_t)hm_outbox_count(p->outbox),
+    size_t count = hm_outbox_count(p->outbox);
+    size_t bytes = hm_outbox_bytes(p->outbox);
+
+    /* relaxed: gauges (publish() in node_recv.c, cl_peer_queue()). */
+    atomic_store_explicit(&p->buffered, (uint32_t)count,
                           memory_order_relaxed);
+    atomic_store_explicit(&p->out_count, count, memory_order_relaxed);
+    atomic_store_explicit(&p->out_bytes, bytes, memory_order_relaxed);
+    /* Room for a quarter of the bound again: the holders go on. The read
+     * of w_count is a hint; wake_waiters() takes the lock. */
+    if (p->gone || !over(p, count + count / 3, bytes + bytes / 3))
+        wake_waiters(p);
 }
 
 /* ------------------------------------------------------------ outbound */
-
-/* The line of cl.msg {seq, msg: inner}, built around the inner HP message
- * without parsing it again. Returns owned. */
-static char *wrap(const char *inner, size_t len, uint64_t seq,
-                  size_t *len_out)
-{
-    static const char suffix[] = "}}}\n";
-    char head[160];
-    int hlen = snprintf(head, sizeof head,
-                        "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":"
-                        "\"cl.msg\",\"data\":{\"v\":1,\"t\":\"cl.msg\","
-                        "\"seq\":%llu,\"msg\":",
-                        (unsigned long long)seq);
-    char *buf = hm_alloc((size_t)hlen + len + sizeof suffix);
-
-    memcpy(buf, head, (size_t)hlen);
-    memcpy(buf + hlen, inner, len);
-    memcpy(buf + hlen + len, suffix, sizeof suffix - 1);
-    *len_out = (size_t)hlen + len + sizeof suffix - 1;
-    return buf;
-}
 
 #define BATCH_MAX_LEN (256u * 1024u) /* bytes per connection write */
 
@@ -156,26 +196,18 @@ static char *wrap(const char *inner, size_t len, uint64_t seq,
 static void pump(cl_peer *p)
 {
     const char *inner;
-    size_t len, blen, used = 0, cap = 0;
+    size_t len, used = 0, cap = 0;
     uint64_t seq;
     char *batch = NULL;
     bool more = true;
 
     while (p->conn && more) {
         more = hm_outbox_next(p->outbox, &inner, &len, &seq);
-        if (more) {
-            char *line = wrap(inner, len, seq, &blen);
-
-            if (used + blen > cap) {
-                cap = used + blen > 2 * cap ? used + blen : 2 * cap;
-                batch = hm_realloc(batch, cap);
-            }
-            memcpy(batch + used, line, blen);
-            used += blen;
-            hm_free(line);
-        }
+        if (more)
+            cl_fast_wrap_routed(&batch, &used, &cap, inner, len, seq);
         if (used && (!more || used >= BATCH_MAX_LEN)) {
-            if (hm_conn_write_take(p->conn, batch, used) != HM_OK) {
+            /* Bulk: control lines go first (net/conn.h). */
+            if (hm_conn_write_bulk(p->conn, batch, used) != HM_OK) {
                 /* The link is full or closing: write it all again later
                  * (the peer's duplicate filter drops what it has). */
                 hm_outbox_rewind(p->outbox);
@@ -189,21 +221,100 @@ static void pump(cl_peer *p)
     update_buffered(p);
 }
 
-/* Asks for a pump once the messages queued now are handled: everything
- * pushed meanwhile goes out in one write. */
+/* Asks for a flush (take the proxies' queue, then pump) once the messages
+ * queued to us now are handled: everything pushed meanwhile goes out in
+ * one write. `ctx` may be a proxy's or our own. */
+static void send_flush(hm_ctx *ctx, cl_peer *p);
+
+static void flush_soon(hm_ctx *ctx, cl_peer *p)
+{
+    bool send;
+
+    pthread_mutex_lock(&p->qlock);
+    send = !p->flush_pending;
+    p->flush_pending = true;
+    pthread_mutex_unlock(&p->qlock);
+    if (send)
+        send_flush(ctx, p);
+}
+
+/* Sends the flush message that flush_pending announced. */
+static void send_flush(hm_ctx *ctx, cl_peer *p)
+{
+    hm_msg *m = hm_msg_create(&cl_flush_type, NULL, 0);
+
+    if (!p->self || hm_ctx_send(ctx, p->self, m) != HM_OK) {
+        hm_msg_destroy(m); /* closing: nothing will be written anyway */
+        pthread_mutex_lock(&p->qlock);
+        p->flush_pending = false;
+        pthread_mutex_unlock(&p->qlock);
+    }
+}
+
 static void pump_soon(hm_ctx *ctx, cl_peer *p)
 {
-    hm_msg *m;
+    if (p->conn)
+        flush_soon(ctx, p);
+}
 
-    if (p->flush_pending || !p->conn)
-        return;
-    m = hm_msg_create(&cl_flush_type, NULL, 0);
-    if (hm_ctx_send(ctx, hm_ctx_self(ctx), m) != HM_OK) {
-        hm_msg_destroy(m);
-        pump(p);
-        return;
+/* Whether the gauges say the peer holds its bound. */
+static bool gauges_over(cl_peer *p)
+{
+    /* relaxed: gauges; senders may overshoot by what is in flight. */
+    size_t count = atomic_load_explicit(&p->q_pending, memory_order_relaxed) +
+                   atomic_load_explicit(&p->out_count, memory_order_relaxed);
+    size_t bytes = atomic_load_explicit(&p->q_bytes, memory_order_relaxed) +
+                   atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
+
+    return over(p, count, bytes);
+}
+
+bool cl_peer_full(hm_ctx *ctx, cl_peer *p)
+{
+    hm_addr *self = hm_ctx_self(ctx);
+    size_t i = 0;
+    bool full;
+
+    if (!gauges_over(p))
+        return false; /* the common case, without the lock */
+    pthread_mutex_lock(&p->qlock);
+    while (i < p->w_count && p->waiters[i] != self)
+        i++;
+    if (i == p->w_count) {
+        if (p->w_count == p->w_cap) {
+            p->w_cap = p->w_cap ? 2 * p->w_cap : 8;
+            p->waiters =
+                hm_realloc(p->waiters, p->w_cap * sizeof *p->waiters);
+        }
+        p->waiters[p->w_count++] = hm_addr_ref(self);
     }
+    /* Again, registered: the receiver stores the gauges before it takes
+     * the lock to wake, so either it sees us or we see its room (then we
+     * stay registered; a spurious wake is harmless). */
+    full = gauges_over(p);
+    pthread_mutex_unlock(&p->qlock);
+    return full;
+}
+
+hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
+{
+    bool send;
+
+    pthread_mutex_lock(&p->qlock);
+    atomic_fetch_add_explicit(&p->q_pending, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->q_bytes, o->len, memory_order_relaxed);
+    if (p->q_count == p->q_cap) {
+        p->q_cap = p->q_cap ? 2 * p->q_cap : 64;
+        p->q = hm_realloc(p->q, p->q_cap * sizeof *p->q);
+    }
+    p->q[p->q_count++] = *o;
+    send = !p->flush_pending;
     p->flush_pending = true;
+    pthread_mutex_unlock(&p->qlock);
+    memset(o, 0, sizeof *o);
+    if (send)
+        send_flush(ctx, p);
+    return HM_OK;
 }
 
 static void keep_request(cl_peer *p, uint64_t req, hm_msg *request)
@@ -233,7 +344,35 @@ static void on_out(hm_ctx *ctx, cl_peer *p, cl_out *o)
         keep_request(p, o->req, o->request);
         o->request = NULL;
     }
-    pump_soon(ctx, p);
+}
+
+/* Takes what the proxies queued, into the outbox in order, and writes. */
+static void on_flush(hm_ctx *ctx, cl_peer *p)
+{
+    cl_out *q;
+    size_t count;
+
+    pthread_mutex_lock(&p->qlock);
+    q = p->q;
+    count = p->q_count;
+    p->q = NULL;
+    p->q_count = p->q_cap = 0;
+    p->flush_pending = false;
+    pthread_mutex_unlock(&p->qlock);
+    size_t bytes = 0;
+
+    for (size_t i = 0; i < count; i++) {
+        bytes += q[i].len;
+        on_out(ctx, p, &q[i]);
+        hm_free(q[i].line);
+        hm_msg_destroy(q[i].request);
+    }
+    hm_free(q);
+    update_buffered(p); /* the outbox first: the sum never dips */
+    /* relaxed: gauges. */
+    atomic_fetch_sub_explicit(&p->q_pending, count, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->q_bytes, bytes, memory_order_relaxed);
+    pump(p);
 }
 
 /* Queues the reply to the peer's request `id`: `reply` (borrowed) or an
@@ -283,83 +422,90 @@ static void answer_kept(hm_ctx *ctx, cl_peer *p, uint64_t req, hm_msg *m)
     hm_msg_destroy(m); /* the requester is gone */
 }
 
-/* Delivers the decoded message of `ev` on this node only: the reply to one
+/* Delivers the decoded message of `in` on this node only: the reply to one
  * of our kept requests, a request made here for the peer (its outcome goes
- * back through the outbox), or a send. */
-static void deliver(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
+ * back through the outbox), or a send, which arrives with its original
+ * sender's address as hm_msg_from() (NULL if it had none). One hop only:
+ * a target that lives on another member by our view is refused, never
+ * forwarded (checked once per target per batch). */
+static void deliver(hm_ctx *ctx, cl_peer *p, cl_in *in)
 {
-    bool request = ev->id && !ev->flag;
-    hm_err err = ev->err;
-    hm_addr *to;
+    hm_runtime *rt = hm_ctx_runtime(ctx);
+    bool request = in->id && !in->reply;
+    char where[CL_NAME_CAP];
+    hm_err err = in->err;
 
     if (err == HM_OK) {
         /* relaxed: a counter. */
         atomic_fetch_add_explicit(&p->node->st_received, 1,
                                   memory_order_relaxed);
-        if (ev->flag) {
-            answer_kept(ctx, p, ev->id, ev->msg);
-            ev->msg = NULL;
+        if (in->reply) {
+            answer_kept(ctx, p, in->id, in->msg);
+            in->msg = NULL;
             return;
         }
-        if (!ev->str) {
+        if (!in->to) {
             err = HM_EINVAL;
-        } else if (!request) {
-            err = hm_ctx_send_name(ctx, ev->str, ev->msg);
-        } else if ((err = hm_runtime_intern(hm_ctx_runtime(ctx), ev->str,
-                                            &to)) == HM_OK) {
-            err = hm_ctx_request(ctx, to, ev->msg,
+        } else if ((p->routed_here != p->batches ||
+                    p->routed_addr != in->to) &&
+                   cl_route(p->node, hm_addr_name(in->to), where)) {
+            err = HM_EUNREACHABLE; /* it lives elsewhere now: no bounce */
+        } else if ((p->routed_here = p->batches), (p->routed_addr = in->to),
+                   !request) {
+            err = hm_runtime_send_from(rt, in->from, in->to, in->msg);
+        } else {
+            err = hm_ctx_request(ctx, in->to, in->msg,
                                  p->node->request_timeout_ms, on_local_reply,
-                                 (void *)(uintptr_t)ev->id, NULL);
-            hm_addr_release(to);
+                                 (void *)(uintptr_t)in->id, NULL);
         }
         if (err == HM_OK) {
-            ev->msg = NULL; /* the runtime took it */
+            in->msg = NULL; /* the runtime took it */
             return;
         }
     }
     HM_LOG_DEBUG("CL-UNDELIVERABLE", "%s: a message from %s for %s: %s",
-                 p->node->name, p->name, ev->str ? ev->str : "?",
+                 p->node->name, p->name, in->to ? hm_addr_name(in->to) : "?",
                  hm_err_str(err));
     count_drop(p);
     if (request)
-        send_reply(ctx, p, ev->id, NULL, err);
+        send_reply(ctx, p, in->id, NULL, err);
 }
 
 static void ack_if_due(hm_ctx *ctx, cl_peer *p)
 {
-    hm_wire_msg w = {.type = HM_WIRE_ACK};
+    uint64_t seq;
     char *line;
     size_t len;
 
-    if (!p->conn || !hm_inbox_ack_due(&p->inbox, hm_ctx_now_ms(ctx),
-                                      &w.u.ack.seq))
+    if (!p->conn || !hm_inbox_ack_due(&p->inbox, hm_ctx_now_ms(ctx), &seq))
         return;
-    if (cl_encode_wire(&w, &line, &len) != HM_OK)
-        return;
+    line = cl_fast_ack_line(seq, &len);
+    /* Ahead of our own routed traffic (bulk): the peer frees its buffer
+     * sooner. */
     if (hm_conn_write_take(p->conn, line, len) != HM_OK)
         hm_free(line);
 }
 
-static void on_routed(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
+static void on_in_batch(hm_ctx *ctx, cl_peer *p, cl_in_batch *b)
 {
-    if (ev->inc != p->in_inc) { /* a new incarnation numbers afresh */
+    p->batches++; /* routes are checked again in each batch */
+    if (b->inc != p->in_inc) { /* a new incarnation numbers afresh */
         memset(&p->inbox, 0, sizeof p->inbox);
-        p->in_inc = ev->inc;
+        p->in_inc = b->inc;
     }
-    if (hm_inbox_accept(&p->inbox, ev->wire.u.routed.seq))
-        deliver(ctx, p, ev);
-    /* else a replay after a reconnection: delivered already */
-    ack_if_due(ctx, p);
-}
+    for (size_t i = 0; i < b->count; i++) {
+        cl_in *in = &b->items[i];
 
-static void on_inbound(hm_ctx *ctx, cl_peer *p, cl_ev *ev)
-{
-    if (ev->wire.type == HM_WIRE_ROUTED) {
-        on_routed(ctx, p, ev);
-    } else if (ev->wire.type == HM_WIRE_ACK && ev->inc == p->out_inc) {
-        hm_outbox_ack(p->outbox, ev->wire.u.ack.seq);
-        update_buffered(p);
+        if (in->ack) {
+            if (b->inc == p->out_inc) {
+                hm_outbox_ack(p->outbox, in->seq);
+                update_buffered(p);
+            }
+        } else if (hm_inbox_accept(&p->inbox, in->seq)) {
+            deliver(ctx, p, in);
+        } /* else a replay after a reconnection: delivered already */
     }
+    ack_if_due(ctx, p);
 }
 
 /* ------------------------------------------------------------ the link */
@@ -394,13 +540,10 @@ hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
     cl_ev *ev = hm_msg_payload(msg);
 
-    if (t == &cl_out_type) {
-        on_out(ctx, p, hm_msg_payload(msg));
-    } else if (t == &cl_inbound_type) {
-        on_inbound(ctx, p, ev);
+    if (t == &cl_in_batch_type) {
+        on_in_batch(ctx, p, hm_msg_payload(msg));
     } else if (t == &cl_flush_type) {
-        p->flush_pending = false;
-        pump(p);
+        on_flush(ctx, p);
     } else if (t == &hm_type_tick) {
         ack_if_due(ctx, p);
         pump(p);
@@ -424,15 +567,37 @@ hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
+static void drop_queue(cl_peer *p)
+{
+    pthread_mutex_lock(&p->qlock);
+    for (size_t i = 0; i < p->q_count; i++) {
+        hm_free(p->q[i].line);
+        hm_msg_destroy(p->q[i].request);
+    }
+    hm_free(p->q);
+    p->q = NULL;
+    p->q_count = p->q_cap = 0;
+    for (size_t i = 0; i < p->w_count; i++)
+        hm_addr_release(p->waiters[i]);
+    hm_free(p->waiters);
+    p->waiters = NULL;
+    p->w_count = p->w_cap = 0;
+    pthread_mutex_unlock(&p->qlock);
+}
+
 static void peer_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
 {
     cl_peer *p = state;
 
     (void)ctx;
     (void)why;
-    /* Only at close (the receiver is pinned): nobody is left to answer. */
+    /* Only at close (the receiver is pinned), after the workers stopped:
+     * nobody is left to answer, and no proxy queues any more. */
     fail_kept(NULL, p, HM_ECLOSED);
     set_conn(p, NULL);
+    drop_queue(p);
+    hm_addr_release(p->self);
+    p->self = NULL;
 }
 
 const hm_hooks cl_peer_hooks = {.deactivate = peer_deactivate};
@@ -443,7 +608,9 @@ void cl_peer_destroy(cl_peer *p)
         return;
     fail_kept(NULL, p, HM_ECLOSED);
     set_conn(p, NULL);
+    drop_queue(p);
     hm_outbox_destroy(p->outbox);
     hm_free(p->kept);
+    pthread_mutex_destroy(&p->qlock);
     hm_free(p);
 }

@@ -20,7 +20,9 @@
  * about where a name lives can never bounce a message between them. */
 #include "cluster/node_impl.h"
 
+#include "cluster/fast.h"
 #include "cluster/route.h"
+#include "net/line.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -107,18 +109,26 @@ typedef struct proxy {
     hm_node *node;
     char peer[CL_NAME_CAP];
     hm_addr *peer_addr; /* owned: "cluster/peer/<peer>" */
+    cl_peer *cp;        /* borrowed: the node keeps its peers */
+    uint64_t epoch;     /* n->route_epoch when last resolved */
+    bool here;          /* the name resolved to this node then */
+    /* The names of the last message encoded, escaped once (fast.h). */
+    cl_jstr to_j, from_j, type_j;
+    hm_addr *from_key;     /* a reference: whose from_j it is */
+    const hm_type *type_key;
 } proxy;
 
 static void proxy_retarget(hm_ctx *ctx, proxy *p, const char *peer)
 {
-    char name[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
     hm_addr *a;
+    cl_peer *cp = cl_peer_ensure(p->node, peer, &a);
 
-    snprintf(name, sizeof name, CL_PEER_PREFIX "%s", peer);
-    if (hm_runtime_intern(hm_ctx_runtime(ctx), name, &a) != HM_OK)
+    (void)ctx;
+    if (!cp)
         return;
     hm_addr_release(p->peer_addr);
     p->peer_addr = a;
+    p->cp = cp;
     strcpy(p->peer, peer);
 }
 
@@ -137,29 +147,37 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
     hm_node *n = p->node;
     bool request = hm_msg_req_id(msg) && !hm_msg_is_reply(msg);
     const hm_addr *from = hm_msg_from(msg);
-    cl_out *o = hm_calloc(1, sizeof *o);
-    hm_msg *out = hm_msg_create(&cl_out_type, o, 0);
+    cl_out o = {0};
     hm_err err;
 
     if (request) /* relaxed: ids need only be unique. */
-        o->req = atomic_fetch_add_explicit(&n->next_req, 1,
-                                           memory_order_relaxed) + 1;
-    err = cl_encode_app(msg, hm_addr_name(hm_ctx_self(ctx)),
-                        from ? hm_addr_name(from) : NULL, o->req, false,
-                        &o->line, &o->len);
-    if (err == HM_OK) {
-        o->len--; /* the newline: the line travels inside a cl.msg */
-        if (request)
-            o->request = hm_msg_move(msg);
-        if ((err = hm_ctx_send(ctx, p->peer_addr, out)) == HM_OK)
-            return HM_OK;
-        if (o->request) { /* give the request back to answer it */
-            hm_msg_destroy(o->request);
-            o->request = NULL;
-        }
+        o.req = atomic_fetch_add_explicit(&n->next_req, 1,
+                                          memory_order_relaxed) + 1;
+    if (!p->to_j.p && !cl_jstr_set(&p->to_j, hm_addr_name(hm_ctx_self(ctx))))
+        return HM_EINVAL;
+    if (from != p->from_key) {
+        cl_jstr_fini(&p->from_j);
+        hm_addr_release(p->from_key);
+        p->from_key = NULL;
+        if (from && !cl_jstr_set(&p->from_j, hm_addr_name(from)))
+            return HM_EINVAL;
+        p->from_key = from ? hm_addr_ref((hm_addr *)from) : NULL;
     }
-    hm_msg_destroy(out);
-    return err;
+    if (hm_msg_type(msg) != p->type_key) {
+        p->type_key = NULL;
+        if (!cl_jstr_set(&p->type_j, hm_msg_type(msg)->name))
+            return HM_EINVAL;
+        p->type_key = hm_msg_type(msg);
+    }
+    /* Room for the cl.msg around it within net's line limit. */
+    err = cl_fast_encode_pre(msg, &p->to_j, &p->from_j, &p->type_j, o.req,
+                             false, HM_NET_MAX_LINE - 256, &o.line, &o.len);
+    if (err != HM_OK)
+        return err;
+    o.len--; /* the newline: the line travels inside a cl.msg */
+    if (request)
+        o.request = hm_msg_move(msg);
+    return cl_peer_queue(ctx, p->cp, &o);
 }
 
 static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -172,7 +190,18 @@ static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         refuse_msg(ctx, p, msg, HM_EUNREACHABLE); /* one hop only */
         return HM_OK;
     }
-    if (!cl_route(p->node, hm_addr_name(hm_ctx_self(ctx)), where)) {
+    /* acquire: pairs with cl_unlock(); read before resolving, so that a
+     * change made meanwhile makes the next message resolve again. */
+    uint64_t epoch = atomic_load_explicit(&p->node->route_epoch,
+                                          memory_order_acquire);
+
+    if (epoch != p->epoch) {
+        p->here = !cl_route(p->node, hm_addr_name(hm_ctx_self(ctx)), where);
+        p->epoch = epoch;
+        if (!p->here && strcmp(where, p->peer) != 0)
+            proxy_retarget(ctx, p, where);
+    }
+    if (p->here) {
         /* It lives here now (its member died, or its name moved here).
          * End the proxy and queue the message again under the same name,
          * sender and request id kept (hm_runtime_send leaves `from` as it
@@ -188,8 +217,12 @@ static hm_err proxy_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         }
         return HM_OK;
     }
-    if (strcmp(where, p->peer) != 0)
-        proxy_retarget(ctx, p, where);
+    if (cl_peer_full(ctx, p->cp)) {
+        /* Backpressure: the message waits here, the mailbox fills and
+         * senders see HM_EFULL, until the peer has room again. */
+        hm_ctx_hold(ctx);
+        return HM_OK;
+    }
     if ((err = proxy_forward(ctx, p, msg)) != HM_OK)
         refuse_msg(ctx, p, msg, err);
     return HM_OK;
@@ -203,6 +236,10 @@ static void proxy_deactivate(hm_ctx *ctx, void *state,
     (void)ctx;
     (void)why;
     hm_addr_release(p->peer_addr);
+    hm_addr_release(p->from_key);
+    cl_jstr_fini(&p->to_j);
+    cl_jstr_fini(&p->from_j);
+    cl_jstr_fini(&p->type_j);
     hm_free(p);
 }
 
@@ -211,19 +248,17 @@ static const hm_hooks proxy_hooks = {.deactivate = proxy_deactivate};
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out)
 {
-    char pname[sizeof CL_PEER_PREFIX + CL_NAME_CAP];
     proxy *p = hm_calloc(1, sizeof *p);
-    hm_err err;
 
     (void)name;
     p->node = n;
     strcpy(p->peer, peer);
-    snprintf(pname, sizeof pname, CL_PEER_PREFIX "%s", peer);
-    if ((err = hm_runtime_intern(n->rt, pname, &p->peer_addr)) != HM_OK) {
+    if (!(p->cp = cl_peer_ensure(n, peer, &p->peer_addr))) {
         hm_free(p);
-        return err;
+        return HM_ECLOSED;
     }
     *out = (hm_receiver){.handler = proxy_handle, .state = p,
-                         .hooks = &proxy_hooks};
+                         .hooks = &proxy_hooks,
+                         .mailbox_limit = CL_PROXY_MAILBOX};
     return HM_OK;
 }

@@ -6,13 +6,19 @@
  * and no lock), a close is a bit or'ed into `requests`, and both schedule
  * the connection on its loop. The write-queue bound is an atomic byte count
  * reserved before the push, so a writer learns HM_EFULL synchronously and
- * the queue can never exceed the bound. The socket side is in conn_io.c. */
+ * the queue can never exceed the bound. One exception saves the loop a
+ * wake-up at light load: a write with nothing queued before it, to a loop
+ * asleep in epoll_wait, is sent from the writer's thread, holding the
+ * socket's output side by a CAS it never waits for (ADR 0151). The socket
+ * side is in conn_io.c. */
 #include "net/net_impl.h"
 
-#include "runtime/alloc.h"
+#include "net/line.h"
 
+#include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -123,6 +129,24 @@ hm_msg *hm_conn_event(hm_conn *c, const hm_type *type, hm_err err,
 
 /* ------------------------------------------------------------- lifetime */
 
+/* The framer of connections whose options name none: lines up to
+ * HM_NET_MAX_LINE (what hm_line_framer_init(out, NULL) fills in). */
+static const hm_framer default_line_framer = {
+    .name = "line",
+    .next = hm_line_next,
+    .arg = NULL,
+    .max_frame_len = HM_NET_MAX_LINE + 2,
+};
+
+/* A byte bound from the options: `dflt` for 0, and at most UINT32_MAX
+ * (the connection keeps its bounds in 32 bits). */
+static uint32_t bound_u32(size_t v, uint32_t dflt)
+{
+    if (v == 0)
+        return dflt;
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt)
 {
     hm_conn *c = hm_calloc(1, sizeof *c);
@@ -131,13 +155,14 @@ hm_conn *hm_conn_create(hm_net *net, hm_loop *loop, const hm_conn_options *opt)
     c->loop = loop;
     /* relaxed: ids need only be unique. */
     c->id = atomic_fetch_add_explicit(&net->next_id, 1, memory_order_relaxed);
-    c->opt = *opt;
-    c->max_inflight =
-        opt->max_inflight_len ? opt->max_inflight_len : HM_NET_INFLIGHT_DEFAULT;
-    c->max_queue = opt->max_write_queue_len ? opt->max_write_queue_len
-                                            : HM_NET_WRITE_QUEUE_DEFAULT;
-    if (!c->opt.linger_ms)
-        c->opt.linger_ms = HM_NET_LINGER_DEFAULT_MS;
+    c->framer = opt->framer ? opt->framer : &default_line_framer;
+    c->max_inflight = bound_u32(opt->max_inflight_len, HM_NET_INFLIGHT_DEFAULT);
+    c->max_queue =
+        bound_u32(opt->max_write_queue_len, HM_NET_WRITE_QUEUE_DEFAULT);
+    c->linger_ms = opt->linger_ms ? opt->linger_ms : HM_NET_LINGER_DEFAULT_MS;
+    c->policy = (opt->on_full == HM_NET_FULL_CLOSE ? POLICY_FULL_CLOSE : 0) |
+                (opt->allow_half_open ? POLICY_HALF_OPEN : 0);
+    c->idle_ms = opt->idle_timeout_ms;
     atomic_init(&c->refs, 1); /* the loop's, dropped by hm_conn_finish */
     c->fd = -1;
     return c;
@@ -175,6 +200,7 @@ void hm_conn_release(hm_conn *c)
     hm_addr_release(atomic_load_explicit(&c->next_owner, memory_order_relaxed));
     hm_addr_release(c->owner);
     hm_frame_reader_destroy(c->reader);
+    hm_free(atomic_load_explicit(&c->peer, memory_order_relaxed));
     hm_free(c);
 }
 
@@ -185,7 +211,24 @@ uint64_t hm_conn_id(const hm_conn *c)
 
 const char *hm_conn_peer(const hm_conn *c)
 {
-    return c->peer;
+    hm_conn *mc = (hm_conn *)c; /* the cache is not part of the value */
+    /* acquire: pairs with the release CAS below, so the string's bytes
+     * are seen with the pointer. */
+    char *p = atomic_load_explicit(&mc->peer, memory_order_acquire);
+    char *mine, *expected = NULL;
+
+    if (p)
+        return p;
+    mine = hm_alloc(HM_CONN_PEER_LEN);
+    hm_conn_format_peer(&c->remote.sa, mine, HM_CONN_PEER_LEN);
+    /* acq_rel: release publishes our string; acquire (on failure) sees
+     * the winner's. */
+    if (atomic_compare_exchange_strong_explicit(&mc->peer, &expected, mine,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    hm_free(mine);
+    return expected;
 }
 
 bool hm_conn_is_open(const hm_conn *c)
@@ -224,20 +267,30 @@ static void request(hm_conn *c, unsigned bits)
 
 /* ---------------------------------------------------------------- writes */
 
-static hm_err reserve(hm_conn *c, size_t len)
-{
-    size_t before;
+/* Bulk writes leave so much of the bound to the others, so that control
+ * lines still go out on a connection whose bulk queue is full. */
+#define BULK_HEADROOM (64u * 1024u)
 
+/* Reserves `len` bytes of the write bound (less BULK_HEADROOM for `bulk`);
+ * `*before_out` gets the bytes that were queued already (0: nothing is
+ * waiting for the socket). */
+static hm_err reserve(hm_conn *c, size_t len, bool bulk, size_t *before_out)
+{
+    size_t before, max = c->max_queue;
+
+    if (bulk)
+        max = max > 2 * BULK_HEADROOM ? max - BULK_HEADROOM : max / 2;
     if (len > c->max_queue)
         return HM_ETOOBIG;
     /* relaxed: a byte budget; the push below carries the data. */
     before =
         atomic_fetch_add_explicit(&c->queued_len, len, memory_order_relaxed);
-    if (before + len <= c->max_queue)
+    *before_out = before;
+    if (before + len <= max)
         return HM_OK;
     atomic_fetch_sub_explicit(&c->queued_len, len, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->loop->write_full, 1, memory_order_relaxed);
-    if (c->opt.on_full == HM_NET_FULL_CLOSE)
+    if (c->policy & POLICY_FULL_CLOSE)
         request(c, REQ_FULL);
     return HM_EFULL;
 }
@@ -255,15 +308,128 @@ static void push_write(hm_conn *c, wnode *n)
     hm_conn_schedule(c);
 }
 
-static hm_err write_node(hm_conn *c, wnode *n)
+/* Takes the socket's output side for a direct send, if the connection is
+ * open, nothing holds it, and the I/O thread does not wait for it. */
+static bool take_output(hm_conn *c)
 {
+    /* relaxed: the CAS below decides. */
+    uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+    while ((v & (W_DIRECT | W_SENDING | W_IO_WANTS)) == W_DIRECT) {
+        /* acquire: pairs with the release in give_output() and in the
+         * I/O thread's io_release() (conn_io.c): their sends come first.
+         * seq_cst on failure is not needed: we retry or give up. */
+        if (atomic_compare_exchange_weak_explicit(&c->wflags, &v,
+                                                  v | W_SENDING,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+/* Gives the output side back; if the I/O thread asked for it meanwhile,
+ * schedules the connection so it does what it waited to do. */
+static void give_output(hm_conn *c)
+{
+    /* acq_rel: release pairs with the acquire of the next holder;
+     * W_IO_WANTS was set by an RMW on the same word, so it cannot be
+     * missed (one total order for every RMW of wflags). */
+    uint8_t old = atomic_fetch_and_explicit(
+        &c->wflags, (uint8_t)~(W_SENDING | W_IO_WANTS), memory_order_acq_rel);
+
+    if (old & W_IO_WANTS)
+        hm_conn_schedule(c);
+}
+
+/* Sends n's bytes on the socket from the writer's thread (ADR 0151): the
+ * caller reserved them with nothing queued before them and holds the
+ * output side. What the socket does not take goes first in the queue. */
+static void send_direct(hm_conn *c, wnode *n)
+{
+    ssize_t sent;
+
+    atomic_fetch_add_explicit(&c->loop->direct_sends, 1,
+                              memory_order_relaxed); /* relaxed: a counter */
+    do
+        sent = send(c->fd, n->data, n->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (sent < 0 && errno == EINTR);
+    if (sent > 0) {
+        /* relaxed: a byte budget and a counter, as in conn_io.c. */
+        atomic_fetch_sub_explicit(&c->queued_len, (size_t)sent,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->loop->bytes_out, (uint64_t)sent,
+                                  memory_order_relaxed);
+    }
+    if (sent == (ssize_t)n->len) {
+        give_output(c);
+        if (n->owned_data)
+            hm_free(n->data);
+        hm_free(n);
+        return;
+    }
+    /* EAGAIN, a short send, or an error (which the I/O thread's own send
+     * will meet and close on): the rest goes to the I/O thread, ahead of
+     * anything queued since our reservation. Pushed before the output
+     * side is given back, so the I/O thread cannot send those first. */
+    if (sent > 0) { /* rare: copy the rest, so the node owns its start */
+        size_t rest_len = n->len - (size_t)sent;
+        wnode *rest = hm_alloc(sizeof *rest + rest_len);
+
+        rest->len = rest_len;
+        rest->data = rest->inline_data;
+        rest->owned_data = false;
+        rest->bulk = false;
+        memcpy(rest->inline_data, n->data + sent, rest_len);
+        if (n->owned_data)
+            hm_free(n->data);
+        hm_free(n);
+        n = rest;
+    }
+    n->front = true;
+    push_write(c, n);
+    give_output(c);
+}
+
+/* True if the loop sleeps and has direct sends left: sending from here
+ * saves it a wake-up. While it is awake, or past a few sends, queueing
+ * lets it send in batches (many writes per system call). */
+static bool loop_prefers_direct(hm_loop *loop)
+{
+    /* relaxed: a heuristic; a stale value costs a wake-up or a batch. */
+    int left = atomic_load_explicit(&loop->direct_budget, memory_order_relaxed);
+
+    while (left > 0)
+        if (atomic_compare_exchange_weak_explicit(&loop->direct_budget, &left,
+                                                  left - 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+static hm_err write_node(hm_conn *c, wnode *n, bool bulk)
+{
+    size_t before;
     hm_err err;
 
     if (!hm_conn_is_open(c))
         return HM_ECLOSED;
-    if ((err = reserve(c, n->len)) != HM_OK)
+    if ((err = reserve(c, n->len, bulk, &before)) != HM_OK)
         return err;
-    push_write(c, n);
+    n->bulk = bulk;
+    /* Not while the connection waits on its loop's task stack: a request
+     * made before this write (a new owner, an idle timeout) must take
+     * effect before the peer can answer it; the loop is awake for it
+     * anyway. relaxed: our own requests are seen in program order. Bulk
+     * writes are always queued: they are the traffic that gains from
+     * batching (cluster links), and they may wait. */
+    if (!bulk && before == 0 &&
+        !atomic_load_explicit(&c->scheduled, memory_order_relaxed) &&
+        loop_prefers_direct(c->loop) && take_output(c))
+        send_direct(c, n);
+    else
+        push_write(c, n);
     return HM_OK;
 }
 
@@ -280,13 +446,14 @@ hm_err hm_conn_write(hm_conn *c, const void *buf, size_t len)
     n->len = len;
     n->data = n->inline_data;
     n->owned_data = false;
+    n->front = false;
     memcpy(n->inline_data, buf, len);
-    if ((err = write_node(c, n)) != HM_OK)
+    if ((err = write_node(c, n, false)) != HM_OK)
         hm_free(n);
     return err;
 }
 
-hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
+static hm_err write_take(hm_conn *c, void *buf, size_t len, bool bulk)
 {
     wnode *n;
     hm_err err;
@@ -301,11 +468,22 @@ hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
     n->len = len;
     n->data = buf;
     n->owned_data = true;
-    if ((err = write_node(c, n)) != HM_OK) {
+    n->front = false;
+    if ((err = write_node(c, n, bulk)) != HM_OK) {
         n->owned_data = false; /* the caller keeps buf */
         hm_free(n);
     }
     return err;
+}
+
+hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len)
+{
+    return write_take(c, buf, len, false);
+}
+
+hm_err hm_conn_write_bulk(hm_conn *c, void *buf, size_t len)
+{
+    return write_take(c, buf, len, true);
 }
 
 /* --------------------------------------------------------------- closing */
@@ -327,6 +505,14 @@ void hm_conn_shutdown_write(hm_conn *c)
 {
     atomic_store_explicit(&c->closed, true, memory_order_release);
     request(c, REQ_SHUT_WR);
+}
+
+void hm_conn_set_idle_timeout(hm_conn *c, uint32_t timeout_ms)
+{
+    /* relaxed: request()'s schedule (a release push) publishes it; a
+     * later call overwrites it and the I/O thread applies the last. */
+    atomic_store_explicit(&c->idle_req_ms, timeout_ms, memory_order_relaxed);
+    request(c, REQ_IDLE);
 }
 
 void hm_conn_set_owner(hm_conn *c, hm_addr *owner)
@@ -357,10 +543,12 @@ static hm_err resolve(const hm_connect_config *cfg, hm_conn *c)
         HM_LOG_DEBUG("NET-RESOLVE-FAIL", "%s: %s", cfg->host, gai_strerror(rc));
         return HM_ENOTFOUND;
     }
+    if (ai->ai_addrlen > sizeof c->remote) { /* neither IPv4 nor IPv6 */
+        freeaddrinfo(ai);
+        return HM_ENOTFOUND;
+    }
     memcpy(&c->remote, ai->ai_addr, ai->ai_addrlen);
-    c->remote_len = ai->ai_addrlen;
     freeaddrinfo(ai);
-    hm_conn_format_peer((struct sockaddr *)&c->remote, c->peer, sizeof c->peer);
     return HM_OK;
 }
 
@@ -381,7 +569,10 @@ hm_err hm_net_connect(hm_net *net, const hm_connect_config *cfg,
         return err;
     }
     c->state = CONN_NEW_CONNECT;
-    c->connect_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
+    /* The connect timeout (until start_connect() makes it a deadline) and
+     * the user timeout, which only the socket needs. */
+    c->deadline_ms = (uint64_t)cfg->conn.user_timeout_ms << 32 |
+                     (cfg->timeout_ms ? cfg->timeout_ms : 10000);
     c->owner = hm_addr_ref(cfg->owner);
     if (id_out)
         *id_out = c->id;

@@ -57,14 +57,26 @@ bool hm_conn_is_open(const hm_conn *c);
  * more than the write-queue bound. */
 size_t hm_conn_queued_len(const hm_conn *c);
 
-/* Queues a copy of buf[0, len) (borrowed) for sending. Bytes from one thread
- * go out in call order; writes from several threads are never interleaved
- * inside one call. Errors: HM_ECLOSED, HM_EFULL (the write-queue bound; see
+/* Queues a copy of buf[0, len) (borrowed) for sending (or, when nothing is
+ * queued and the I/O thread sleeps, sends it at once from this thread with
+ * one non-blocking system call: ADR 0151). Bytes from one thread go out in
+ * call order (bulk writes aside: hm_conn_write_bulk()); writes from several
+ * threads are never interleaved inside one call. Errors: HM_ECLOSED,
+ * HM_EFULL (the write-queue bound; see
  * hm_net_full_policy), HM_ETOOBIG (len alone is over the bound). */
 hm_err hm_conn_write(hm_conn *c, const void *buf, size_t len);
 /* The same without a copy: takes `buf` (allocated with hm_alloc) on HM_OK;
  * on error the caller still owns it. */
 hm_err hm_conn_write_take(hm_conn *c, void *buf, size_t len);
+
+/* Like hm_conn_write_take(), for bulk data that may wait: every other
+ * write (hm_conn_write(), hm_conn_write_take()), even a later one, goes out
+ * before the bulk bytes that have not started to be sent, so control
+ * messages (a heartbeat) never wait behind a long bulk queue. Bulk writes
+ * keep their order among themselves, and the others among themselves.
+ * Bulk may fill the write-queue bound but for its last 64 KiB, which stay
+ * for the others. Errors: as hm_conn_write_take(). */
+hm_err hm_conn_write_bulk(hm_conn *c, void *buf, size_t len);
 
 /* Graceful close: no more writes are accepted and no more frames are
  * delivered; what is queued is flushed, the write side is shut, the input
@@ -79,6 +91,10 @@ void hm_conn_abort(hm_conn *c);
  * peer reads end of stream); frames keep arriving. Writes fail afterwards
  * with HM_ECLOSED. */
 void hm_conn_shutdown_write(hm_conn *c);
+/* Sets the idle timeout (see hm_conn_options.idle_timeout_ms; 0 turns it
+ * off); its clock restarts when the I/O thread applies it. Thread-safe;
+ * a later call wins. */
+void hm_conn_set_idle_timeout(hm_conn *c, uint32_t timeout_ms);
 /* Hands the connection to a new owner (borrowed; the connection takes a
  * reference). Frames read from the moment the I/O thread sees the change go
  * to `owner`; earlier messages stay with the old owner. */

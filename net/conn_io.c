@@ -13,13 +13,12 @@
  * the last one. */
 #include "net/net_impl.h"
 
-#include "net/line.h"
-
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
@@ -82,29 +81,6 @@ static void update_events(hm_conn *c)
     hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, want);
 }
 
-static void unlink_timed(hm_conn *c)
-{
-    hm_conn **p = &c->loop->timed;
-
-    if (!c->timed)
-        return;
-    while (*p && *p != c)
-        p = &(*p)->timed_next;
-    if (*p)
-        *p = c->timed_next;
-    c->timed = false;
-}
-
-void hm_conn_set_deadline(hm_conn *c, uint64_t deadline_ms)
-{
-    c->deadline_ms = deadline_ms;
-    if (!c->timed) {
-        c->timed_next = c->loop->timed;
-        c->loop->timed = c;
-        c->timed = true;
-    }
-}
-
 static void list_add(hm_conn *c)
 {
     hm_loop *loop = c->loop;
@@ -132,28 +108,177 @@ static void list_remove(hm_conn *c)
     atomic_fetch_sub_explicit(&c->loop->open, 1, memory_order_relaxed);
 }
 
-/* Moves the writes pushed by handles onto the output queue, oldest first. */
-static void take_writes(hm_conn *c)
+/* The writes pushed by handles, oldest first, parted in two lists that
+ * each keep their order: the others (in *pfifo, last node *plast) and the
+ * bulk ones (*bfifo, *blast); NULL when empty. The rest of a direct send
+ * (conn.c, ADR 0151) is in neither: it is returned in *front. */
+static void take_stack(hm_conn *c, wnode **pfifo, wnode **plast,
+                       wnode **bfifo, wnode **blast, wnode **front)
 {
     /* acquire: pairs with the release CAS in conn.c's push_write(). */
     wnode *n = atomic_exchange_explicit(&c->wstack, NULL, memory_order_acquire);
-    wnode *fifo = NULL, *last;
 
-    if (!n)
-        return;
-    last = n;
+    *pfifo = *plast = *bfifo = *blast = *front = NULL;
     while (n) { /* the stack is newest first: reverse it */
         wnode *next = n->next;
 
-        n->next = fifo;
-        fifo = n;
+        if (n->front) { /* the rest of a direct send: see take_writes() */
+            *front = n;
+        } else if (n->bulk) {
+            if (!*blast)
+                *blast = n;
+            n->next = *bfifo;
+            *bfifo = n;
+        } else {
+            if (!*plast)
+                *plast = n;
+            n->next = *pfifo;
+            *pfifo = n;
+        }
         n = next;
     }
-    if (c->out_tail)
-        c->out_tail->next = fifo;
-    else
-        c->out_head = fifo;
-    c->out_tail = last;
+}
+
+/* Where the next non-bulk writes go: after the node returned (NULL: at
+ * the head). The queue is always [a half-sent head] [non-bulk writes]
+ * [bulk writes], so with no bulk node queued (the tail is not bulk) that
+ * is the tail, and otherwise the walk passes only the few non-bulk nodes
+ * ahead of the bulk ones. */
+static wnode *priority_end(hm_conn *c)
+{
+    wnode *at = NULL, *n = c->out_head;
+
+    if (!c->out_tail || !c->out_tail->bulk)
+        return c->out_tail;
+    if (n && c->out_off > 0) { /* begun: it stays first, whatever it is */
+        at = n;
+        n = n->next;
+    }
+    while (n && !n->bulk) {
+        at = n;
+        n = n->next;
+    }
+    return at;
+}
+
+/* Moves the writes pushed by handles onto the output queue, oldest first:
+ * the others ahead of every bulk node not begun, bulk ones at the end. */
+static void take_writes(hm_conn *c)
+{
+    wnode *pfifo, *plast, *bfifo, *blast, *front;
+
+    take_stack(c, &pfifo, &plast, &bfifo, &blast, &front);
+    if (pfifo) {
+        wnode *at = priority_end(c);
+
+        if (!at) {
+            plast->next = c->out_head;
+            c->out_head = pfifo;
+        } else {
+            plast->next = at->next;
+            at->next = pfifo;
+        }
+        if (c->out_tail == at)
+            c->out_tail = plast;
+    }
+    if (bfifo) {
+        if (c->out_tail)
+            c->out_tail->next = bfifo;
+        else
+            c->out_head = bfifo;
+        c->out_tail = blast;
+    }
+    if (front) {
+        /* It was reserved when nothing was queued, and sent while we
+         * did not hold the output side, so whatever is queued came after
+         * it and none of it was sent (ADR 0151): it goes first. */
+        HM_ASSERT(c->out_off == 0);
+        front->front = false;
+        front->next = c->out_head;
+        c->out_head = front;
+        if (!c->out_tail)
+            c->out_tail = front;
+    }
+}
+
+/* ------------------------------------------------- the output side
+ *
+ * The socket's output side (send, shutdown, close) has one holder at a
+ * time, W_SENDING in conn->wflags: a handle sending directly (conn.c) or
+ * this thread. This thread never waits for a handle, except to close the
+ * socket for good: if a handle holds it, W_IO_WANTS asks the handle to
+ * schedule the connection when it lets go (ADR 0151). */
+
+/* Takes the output side now, or returns false and leaves W_IO_WANTS. */
+static bool io_acquire(hm_conn *c)
+{
+    /* relaxed: the CAS below decides. */
+    uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+    if (c->io_sending)
+        return true;
+    for (;;) {
+        if (!(v & W_SENDING)) {
+            /* acquire: pairs with conn.c's give_output(): the handle's
+             * send is complete before ours. */
+            if (atomic_compare_exchange_weak_explicit(
+                    &c->wflags, &v,
+                    (uint8_t)((v | W_SENDING) & ~W_IO_WANTS),
+                    memory_order_acquire, memory_order_relaxed))
+                break;
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &c->wflags, &v, (uint8_t)(v | W_IO_WANTS),
+                       memory_order_relaxed, memory_order_relaxed)) {
+            return false; /* the holder's give_output() schedules us */
+        }
+    }
+    c->io_sending = true;
+    return true;
+}
+
+/* Lets go of the output side. Handles may send directly again only if
+ * the connection is open and nothing is queued or half sent here. */
+static void io_release(hm_conn *c)
+{
+    uint8_t direct = c->state == CONN_OPEN && !c->out_head &&
+                             !c->shut_wr_pending
+                         ? W_DIRECT
+                         : 0;
+    uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+    /* release: pairs with the acquire in conn.c's take_output(). */
+    while (!atomic_compare_exchange_weak_explicit(
+        &c->wflags, &v,
+        (uint8_t)((v & ~(W_SENDING | W_DIRECT)) | direct),
+        memory_order_release, memory_order_relaxed))
+        ;
+    c->io_sending = false;
+}
+
+/* Takes the output side for good, before the socket closes: waits for a
+ * handle's send in progress (one non-blocking system call). */
+static void io_acquire_for_good(hm_conn *c)
+{
+    if (!c->io_sending) {
+        uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+
+        for (;;) {
+            /* acquire: as in io_acquire(). */
+            if (!(v & W_SENDING) &&
+                atomic_compare_exchange_weak_explicit(
+                    &c->wflags, &v, (uint8_t)W_SENDING, memory_order_acquire,
+                    memory_order_relaxed))
+                break;
+            if (v & W_SENDING) {
+                sched_yield();
+                v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
+            }
+        }
+        c->io_sending = true;
+    }
+    /* relaxed: we hold it; this only stops new direct sends. */
+    atomic_store_explicit(&c->wflags, (uint8_t)W_SENDING,
+                          memory_order_relaxed);
 }
 
 static void drop_output(hm_conn *c)
@@ -182,7 +307,8 @@ void hm_conn_finish(hm_conn *c, hm_err reason)
      * schedules this connection again. */
     atomic_store_explicit(&c->closed, true, memory_order_release);
     atomic_store_explicit(&c->finished, true, memory_order_release);
-    unlink_timed(c);
+    hm_conn_unfile(c);
+    io_acquire_for_good(c); /* no handle may send on the fd we close */
     if (c->fd >= 0) {
         hm_loop_epoll_set(c->loop, c->fd, &c->task, &c->events, 0);
         if (c->abortive) {
@@ -241,7 +367,7 @@ static void consume_output(hm_conn *c, size_t sent)
         size_t left = n->len - c->out_off;
 
         if (sent < left) {
-            c->out_off += sent;
+            c->out_off += (uint32_t)sent; /* < one write, < max_queue */
             return;
         }
         sent -= left;
@@ -301,18 +427,23 @@ static void flush_and_advance(hm_conn *c)
 {
     hm_err err;
 
+    if (!io_acquire(c))
+        return; /* a handle is sending; it schedules us when done */
+    take_writes(c); /* the rest of a direct send, if any, goes first */
     if ((err = flush_output(c)) != HM_OK) {
         finish_abort(c, err);
         return;
     }
-    if (c->out_head)
-        return;
-    if (c->state == CONN_FLUSHING)
-        begin_linger(c);
-    else if (c->shut_wr_pending && !c->shut_wr_done) {
-        shutdown(c->fd, SHUT_WR);
-        c->shut_wr_done = true;
+    if (!c->out_head) {
+        if (c->state == CONN_FLUSHING)
+            begin_linger(c);
+        else if (c->shut_wr_pending && !c->shut_wr_done) {
+            shutdown(c->fd, SHUT_WR);
+            c->shut_wr_done = true;
+        }
     }
+    if (c->state != CONN_CLOSED)
+        io_release(c);
 }
 
 static void start_graceful(hm_conn *c)
@@ -325,7 +456,11 @@ static void start_graceful(hm_conn *c)
     if (c->state != CONN_OPEN)
         return; /* already closing */
     c->state = CONN_FLUSHING;
-    hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
+    /* relaxed: only stops new direct sends (a send in progress finishes
+     * before our flush can take the output side). */
+    atomic_fetch_and_explicit(&c->wflags, (uint8_t)~W_DIRECT,
+                              memory_order_relaxed);
+    hm_conn_set_deadline(c, hm_loop_now_ms() + c->linger_ms);
 }
 
 /* ----------------------------------------------------------------- input */
@@ -352,6 +487,8 @@ static bool pause_reading(hm_conn *c)
  * stop (paused, framing error, or the connection was closed). */
 static bool deliver_frames(hm_conn *c)
 {
+    if (!c->reader)
+        return true; /* nothing buffered */
     for (;;) {
         const uint8_t *f;
         size_t len;
@@ -364,17 +501,20 @@ static bool deliver_frames(hm_conn *c)
             return true;
         if (err != HM_OK) {
             HM_LOG_DEBUG("NET-FRAMING", "conn %llu from %s: %s",
-                         (unsigned long long)c->id, c->peer, hm_err_name(err));
+                         (unsigned long long)c->id, hm_conn_peer(c),
+                         hm_err_name(err));
             c->read_done = true;
             c->frame_error = true;
             /* The owner should reply and close; if it does not, the
              * connection must not live on unread: close it after the
              * linger time. */
-            hm_conn_set_deadline(c, hm_loop_now_ms() + c->opt.linger_ms);
+            hm_conn_set_deadline(c, hm_loop_now_ms() + c->linger_ms);
             deliver(c, &hm_net_error_type, err, NULL, 0, 0);
             return false;
         }
         atomic_fetch_add_explicit(&c->loop->frames_in, 1, memory_order_relaxed);
+        if (c->idle_ms)
+            hm_conn_mark_rx(c); /* the idle clock restarts (timed.c) */
         err =
             deliver(c, &hm_net_frame_type, HM_OK, f, len, len + FRAME_OVERHEAD);
         if (err != HM_OK) {
@@ -387,7 +527,7 @@ static bool deliver_frames(hm_conn *c)
 static void on_eof(hm_conn *c)
 {
     c->read_done = true;
-    if (c->opt.allow_half_open) {
+    if (c->policy & POLICY_HALF_OPEN) {
         deliver(c, &hm_net_eof_type, HM_OK, NULL, 0, 0);
         return;
     }
@@ -426,8 +566,12 @@ static void on_readable(hm_conn *c)
     while (c->state == CONN_OPEN && !c->read_done && total < READ_BUDGET &&
            !atomic_load(&c->read_paused)) {
         size_t avail;
-        uint8_t *space = hm_frame_reader_space(c->reader, &avail);
+        uint8_t *space;
         ssize_t n;
+
+        if (!c->reader)
+            c->reader = hm_frame_reader_create(c->framer);
+        space = hm_frame_reader_space(c->reader, &avail);
 
         /* The reader always leaves room: it errors (sticky, seen by
          * deliver_frames) before a frame can fill its buffer. */
@@ -447,8 +591,12 @@ static void on_readable(hm_conn *c)
         } else if (errno != EINTR) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 finish_abort(c, hm_conn_errno(errno));
-            else /* drained: an idle connection keeps no read buffer */
-                hm_frame_reader_trim(c->reader);
+            else if (hm_frame_reader_buffered(c->reader) == 0) {
+                /* Drained, no partial frame: an idle connection keeps no
+                 * reader and no read buffer (ADR 0150). */
+                hm_frame_reader_destroy(c->reader);
+                c->reader = NULL;
+            }
             return;
         }
     }
@@ -473,17 +621,25 @@ static void set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void hm_conn_set_user_timeout(int fd, uint32_t ms)
+{
+    unsigned int ut = ms;
+
+    /* Failure leaves the kernel's default; logged, not fatal. */
+    if (ut && setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut) !=
+                  0)
+        HM_LOG_DEBUG("NET-SOCKOPT", "TCP_USER_TIMEOUT: %s", strerror(errno));
+}
+
 static void conn_opened(hm_conn *c)
 {
-    const hm_framer *fr = c->opt.framer;
-
-    if (!fr) {
-        hm_line_framer_init(&c->line_framer, NULL);
-        fr = &c->line_framer;
-    }
-    c->reader = hm_frame_reader_create(fr);
     c->state = CONN_OPEN;
-    unlink_timed(c);
+    /* release: pairs with the acquire in conn.c's take_output(), which
+     * then sees c->fd. */
+    atomic_fetch_or_explicit(&c->wflags, (uint8_t)W_DIRECT,
+                             memory_order_release);
+    hm_conn_mark_rx(c); /* the idle clock starts now */
+    hm_conn_set_deadline(c, 0); /* no connect deadline any more */
     if (!c->listed)
         list_add(c);
     if (deliver(c, &hm_net_opened_type, HM_OK, NULL, 0, 0) != HM_OK)
@@ -498,7 +654,12 @@ static void register_accepted(hm_conn *c)
 
 static void start_connect(hm_conn *c)
 {
-    int fd = socket(c->remote.ss_family,
+    /* Both timeouts ride in deadline_ms until now: see hm_net_connect. */
+    uint32_t timeout_ms = (uint32_t)c->deadline_ms;
+    uint32_t user_timeout_ms = (uint32_t)(c->deadline_ms >> 32);
+    socklen_t len = c->remote.sa.sa_family == AF_INET6 ? sizeof c->remote.in6
+                                                       : sizeof c->remote.in;
+    int fd = socket(c->remote.sa.sa_family,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0) {
@@ -508,8 +669,9 @@ static void start_connect(hm_conn *c)
     }
     c->fd = fd;
     set_nodelay(fd);
+    hm_conn_set_user_timeout(fd, user_timeout_ms);
     list_add(c);
-    if (connect(fd, (struct sockaddr *)&c->remote, c->remote_len) == 0) {
+    if (connect(fd, &c->remote.sa, len) == 0) {
         atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
         conn_opened(c);
         return;
@@ -519,7 +681,7 @@ static void start_connect(hm_conn *c)
         return;
     }
     c->state = CONN_CONNECTING;
-    hm_conn_set_deadline(c, hm_loop_now_ms() + c->connect_timeout_ms);
+    hm_conn_set_deadline(c, hm_loop_now_ms() + timeout_ms);
 }
 
 static void complete_connect(hm_conn *c)
@@ -561,10 +723,20 @@ static void apply_requests(hm_conn *c, unsigned reqs)
     }
     if (reqs & REQ_CLOSE)
         start_graceful(c);
-    if (reqs & REQ_SHUT_WR)
+    if (reqs & REQ_SHUT_WR) {
         c->shut_wr_pending = true;
+        atomic_fetch_and_explicit(&c->wflags, (uint8_t)~W_DIRECT,
+                                  memory_order_relaxed); /* as above */
+    }
     if ((reqs & REQ_RESUME) && c->state == CONN_OPEN)
         resume_reading(c);
+    if (reqs & REQ_IDLE) {
+        /* relaxed: the schedule's release push published it. */
+        c->idle_ms =
+            atomic_load_explicit(&c->idle_req_ms, memory_order_relaxed);
+        hm_conn_mark_rx(c);
+        hm_conn_refile(c);
+    }
 }
 
 void hm_conn_run_task(hm_conn *c)
@@ -616,9 +788,9 @@ void hm_conn_on_event(hm_conn *c, uint32_t events)
     hm_conn_release(c);
 }
 
-void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
+/* The state's own deadline passed. */
+static void on_state_deadline(hm_conn *c)
 {
-    hm_conn_ref(c);
     if (c->state == CONN_CONNECTING) {
         hm_conn_finish(c, HM_ETIMEDOUT);
     } else if (c->state == CONN_OPEN && c->frame_error) {
@@ -631,5 +803,24 @@ void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
                      (unsigned long long)c->id);
         finish_abort(c, HM_ETIMEDOUT);
     }
+}
+
+void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
+{
+    hm_conn_ref(c);
+    if (c->deadline_ms && c->deadline_ms <= now_ms) {
+        c->deadline_ms = 0;
+        on_state_deadline(c);
+    } else if (hm_conn_idle_due(c) <= now_ms) {
+        if (atomic_load(&c->read_paused)) {
+            hm_conn_mark_rx(c); /* the owner is behind, not the peer */
+        } else {
+            HM_LOG_DEBUG("NET-IDLE-TIMEOUT", "conn %llu: no frame for %u ms",
+                         (unsigned long long)c->id, c->idle_ms);
+            finish_abort(c, HM_ETIMEDOUT);
+        }
+    }
+    if (c->state != CONN_CLOSED)
+        hm_conn_refile(c); /* whatever is left to wait for */
     hm_conn_release(c);
 }

@@ -231,15 +231,25 @@ static void take_connection(hm_listener *l, int fd,
     hm_net *net = l->loop->net;
     hm_conn *c = hm_conn_create(net, hm_net_pick_loop(net), &l->opt);
     hm_addr *owner = NULL;
+    char peer[HM_CONN_PEER_LEN];
     hm_err err;
 
     c->fd = fd;
     c->state = CONN_NEW_ACCEPTED;
-    hm_conn_format_peer((const struct sockaddr *)ss, c->peer, sizeof c->peer);
+    if (l->opt.send_buffer_len) {
+        int len = (int)l->opt.send_buffer_len;
+
+        /* A failure leaves the default buffer: nothing to recover. */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &len, sizeof len);
+    }
+    hm_conn_set_user_timeout(fd, l->opt.user_timeout_ms);
+    if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+        memcpy(&c->remote, ss, sizeof c->remote);
+    hm_conn_format_peer((const struct sockaddr *)ss, peer, sizeof peer);
     atomic_fetch_add_explicit(&l->loop->accepted, 1, memory_order_relaxed);
-    err = l->accept(l->accept_arg, c->id, c->peer, &owner);
+    err = l->accept(l->accept_arg, c->id, peer, &owner);
     if (err != HM_OK || !owner) {
-        HM_LOG_DEBUG("NET-ACCEPT-REFUSED", "%s: %s", c->peer, hm_err_name(err));
+        HM_LOG_DEBUG("NET-ACCEPT-REFUSED", "%s: %s", peer, hm_err_name(err));
         close(fd);
         c->fd = -1;
         c->state = CONN_CLOSED;

@@ -7,9 +7,10 @@
  * eventfd, the one cross-thread wake-up in net/. The loop drains the
  * eventfd before it takes the stack, so a push that lands after the take
  * always finds the stack empty and wakes it again: no wake-up is lost, and a
- * burst of writes costs one eventfd write. Deadlines (connect timeouts,
- * close lingers, a paused listener) are few, so they live in plain lists
- * scanned when they are due; the epoll timeout is the nearest one.
+ * burst of writes costs one eventfd write. Connection deadlines (connect
+ * timeouts, close lingers, idle timeouts) live in a timing wheel
+ * (timed.c), a paused listener in a short list; the epoll timeout is the
+ * nearest one.
  * docs/adr/0010 says why net has threads of its own. */
 #include "net/net_impl.h"
 
@@ -103,33 +104,12 @@ static void run_tasks(hm_loop *loop)
     }
 }
 
-/* Fires due connection deadlines (collected first, then run, so a
- * deadline that re-arms cannot spin this pass) and returns the next one. */
+/* Fires due connection deadlines and listener pauses; returns the next
+ * time one is due (UINT64_MAX: none). */
 static uint64_t run_deadlines(hm_loop *loop, uint64_t now)
 {
-    hm_conn **p = &loop->timed, *due = NULL;
-    uint64_t next = UINT64_MAX;
+    uint64_t next = hm_loop_run_wheel(loop, now);
 
-    while (*p) {
-        hm_conn *c = *p;
-
-        if (c->deadline_ms <= now) {
-            *p = c->timed_next;
-            c->timed = false;
-            c->timed_next = due;
-            due = c;
-        } else {
-            if (c->deadline_ms < next)
-                next = c->deadline_ms;
-            p = &c->timed_next;
-        }
-    }
-    while (due) {
-        hm_conn *c = due;
-
-        due = c->timed_next;
-        hm_conn_on_deadline(c, now);
-    }
     hm_listener_on_deadline(loop, now, &next);
     return next;
 }
@@ -163,8 +143,14 @@ static void *loop_main(void *arg)
     /* acquire: pairs with the release store in hm_net_stop(). */
     while (!atomic_load_explicit(&loop->stopping, memory_order_acquire)) {
         int timeout = poll_timeout(next, hm_loop_now_ms());
-        int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+        int n;
 
+        /* relaxed: a heuristic; see hm_loop.direct_budget. */
+        atomic_store_explicit(&loop->direct_budget, HM_LOOP_DIRECT_SENDS,
+                              memory_order_relaxed);
+        n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+        atomic_store_explicit(&loop->direct_budget, 0, memory_order_relaxed);
+        loop->now_ms = hm_loop_now_ms();
         if (n < 0 && errno != EINTR) {
             HM_LOG_ERROR("NET-EPOLL-FAIL", "epoll_wait: %s", strerror(errno));
             break;
@@ -180,7 +166,8 @@ static void *loop_main(void *arg)
                 hm_listener_on_event((hm_listener *)t, evs[i].events);
         }
         run_tasks(loop);
-        next = run_deadlines(loop, hm_loop_now_ms());
+        loop->now_ms = hm_loop_now_ms();
+        next = run_deadlines(loop, loop->now_ms);
     }
     return NULL;
 }
@@ -193,6 +180,8 @@ static hm_err loop_init(hm_net *net, hm_loop *loop, int index)
 
     loop->net = net;
     loop->index = index;
+    loop->now_ms = hm_loop_now_ms();
+    loop->wheel_tick = loop->now_ms / HM_WHEEL_GRAIN_MS;
     loop->wakefd = -1;
     loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -338,6 +327,7 @@ void hm_net_stats_get(hm_net *net, hm_net_stats *out)
         SUM(bytes_out);
         SUM(write_full);
         SUM(read_pauses);
+        SUM(direct_sends);
 #undef SUM
     }
 }

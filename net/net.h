@@ -52,6 +52,20 @@ typedef struct hm_conn_options {
     bool allow_half_open;
     /* A graceful close may take this long to flush and drain. */
     uint32_t linger_ms;
+    /* An open connection that delivers no frame for this long is aborted
+     * ("net.closed" HM_ETIMEDOUT), counted from "net.opened"; 0: never.
+     * The owner changes it with hm_conn_set_idle_timeout(). Exact to the
+     * loop's 16 ms tick, never early; not counted while reading is paused
+     * on the in-flight bound. */
+    uint32_t idle_timeout_ms;
+    /* Accepted connections: the socket's send buffer (SO_SNDBUF, which
+     * the kernel doubles); 0: the system's default, which grows by
+     * itself. Small buffers are for tests of short sends. */
+    uint32_t send_buffer_len;
+    /* TCP_USER_TIMEOUT: written bytes unacknowledged by the peer for this
+     * long fail the connection (HM_ETIMEDOUT). 0: the kernel's default
+     * (about 15 minutes of retransmissions). */
+    uint32_t user_timeout_ms;
 } hm_conn_options;
 
 typedef struct hm_net_config {
@@ -89,6 +103,7 @@ typedef struct hm_net_stats {
     uint64_t bytes_out;      /* bytes written */
     uint64_t write_full;     /* writes refused with HM_EFULL */
     uint64_t read_pauses;    /* reads paused on the in-flight bound */
+    uint64_t direct_sends;   /* writes a handle sent itself (ADR 0151) */
 } hm_net_stats;
 
 /* Fills `out` (borrowed, caller's storage). Thread-safe. */

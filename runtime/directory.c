@@ -3,9 +3,21 @@
  * entries.
  *
  * The directory is a hash table split into HM_DIR_SHARDS shards, each with
- * its own mutex and chained buckets, so lookups by name on different shards
- * never contend. Lookups by name are the slow path (hot paths hold an
- * interned handle and never come here).
+ * its own mutex, so lookups by name on different shards never contend.
+ * Lookups by name are the slow path (hot paths hold an interned handle and
+ * never come here), but creating a million receivers by name is a
+ * benchmark target, and there the cost is cache misses and page faults,
+ * not instructions (docs/adr/0140). So each shard is an open-addressing
+ * table with linear probing whose 64-bit slots hold the entry's address
+ * (44 bits: x86-64 and AArch64 user addresses fit in 47, entries are
+ * 8-byte aligned) and the low 20 bits of its name's hash: a lookup reads
+ * one run of slots, usually within one cache line, and dereferences an
+ * entry only when the 20 bits match; growing a shard moves slots without
+ * touching a single entry (the home slot is the hash's low bits, which the
+ * slot holds for tables up to 2^20 slots; beyond that the name is hashed
+ * again). Removal shifts the following run back (no tombstones). Entries
+ * come from the runtime's slab (runtime/slab.h): no malloc header, and
+ * contiguous, huge-page-backed memory when there are many of them.
  *
  * The sweeper needs no per-message bookkeeping: each delivery stamps the
  * entry with the current sweep epoch (a relaxed store), and a pass every
@@ -18,19 +30,33 @@
  * message can race it (docs/adr/0003). An entry with no activation, no
  * references and a parked (so empty) mailbox is unreachable: nobody can
  * push to it without a reference or this shard's lock, which the sweeper
- * holds, so it is unlinked and freed. */
+ * holds, so it is removed and freed. */
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
+#include "runtime/log.h"
+#include "runtime/pool.h"
+#include "runtime/slab.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels refuse it */
+#endif
 
 #define IDLE_EPOCHS 9u
-#define INITIAL_BUCKETS 16u
+#define BIG_TABLE ((size_t)64 << 10)
+#define HUGE_TABLE ((size_t)2 << 20)
+#define INITIAL_SLOTS 16u
+#define TAG_BITS 20u
+#define TAG_MASK ((1u << TAG_BITS) - 1)
+#define ADDR_BITS 44u /* bits 3..46 of an entry's address */
 
 uint32_t hm_dir_hash(const char *name, size_t len)
 {
-    /* FNV-1a, then a final avalanche so shard and bucket bits both mix. */
+    /* FNV-1a, then a final avalanche so shard and slot bits both mix. */
     uint64_t h = 1469598103934665603ull;
 
     for (size_t i = 0; i < len; i++) {
@@ -48,14 +74,135 @@ hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash)
     return &rt->shards[hash >> 26]; /* top 6 bits: 64 shards */
 }
 
+/* ---------------------------------------------------------------- slots */
+
+static uint64_t slot_make(hm_addr *e, uint32_t hash)
+{
+    uintptr_t p = (uintptr_t)e;
+
+    HM_ASSERT((p & 7u) == 0 && (p >> (ADDR_BITS + 3)) == 0);
+    return (uint64_t)(hash & TAG_MASK) << ADDR_BITS | (uint64_t)(p >> 3);
+}
+
+static hm_addr *slot_entry(uint64_t s)
+{
+    return (hm_addr *)(uintptr_t)((s & ((1ull << ADDR_BITS) - 1)) << 3);
+}
+
+static uint32_t slot_tag(uint64_t s)
+{
+    return (uint32_t)(s >> ADDR_BITS);
+}
+
+/* The index at which the slot's entry would sit in a table of `mask`. */
+static uint32_t slot_home(uint64_t s, uint32_t mask)
+{
+    hm_addr *e;
+
+    if (mask <= TAG_MASK)
+        return slot_tag(s) & mask;
+    e = slot_entry(s); /* a table of over a million slots: rehash */
+    return hm_dir_hash(e->name, strlen(e->name)) & mask;
+}
+
+static size_t entry_len(size_t name_len)
+{
+    return offsetof(hm_addr, name) + name_len + 1;
+}
+
+static void free_entry(hm_shard *sh, hm_addr *e)
+{
+    hm_slab_cache_free(&sh->cache, e, entry_len(strlen(e->name)));
+}
+
+/* A zeroed table of `count` slots. Large tables are mapped and populated
+ * in one call rather than faulted in a page at a time (on this VM a 4 KiB
+ * fault costs 10-30 us; docs/adr/0140), and huge-page-advised from 2 MiB. */
+static uint64_t *table_alloc(size_t count)
+{
+    size_t len = count * sizeof(uint64_t);
+    void *p;
+
+    if (len < BIG_TABLE)
+        return hm_calloc(count, sizeof(uint64_t));
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+    if (p == MAP_FAILED) {
+        HM_LOG_ERROR("RT-OOM", "cannot map a %zu-byte directory table", len);
+        abort();
+    }
+    if (len >= HUGE_TABLE)
+        madvise(p, len, MADV_HUGEPAGE); /* hints: failure is harmless */
+    madvise(p, len, MADV_POPULATE_WRITE);
+    return p;
+}
+
+static void table_free(uint64_t *t, size_t count)
+{
+    size_t len = count * sizeof(uint64_t);
+
+    if (len < BIG_TABLE)
+        hm_free(t);
+    else
+        munmap(t, len);
+}
+
+/* Places `s` in its home run of `slots` (which has room). */
+static void place(uint64_t *slots, uint32_t mask, uint64_t s)
+{
+    uint32_t i = slot_home(s, mask);
+
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = s;
+}
+
+/* Doubles the table. Only slots are read, never entries (below 2^20). */
+static void grow(hm_shard *sh)
+{
+    uint32_t nmask = sh->mask * 2 + 1;
+    uint64_t *ns = table_alloc((size_t)nmask + 1);
+
+    for (uint32_t i = 0; i <= sh->mask; i++)
+        if (sh->slots[i])
+            place(ns, nmask, sh->slots[i]);
+    table_free(sh->slots, (size_t)sh->mask + 1);
+    sh->slots = ns;
+    sh->mask = nmask;
+}
+
+/* Empties slot `i`, shifting back the rest of its run so that every entry
+ * stays reachable from its home (linear probing without tombstones). */
+static void remove_at(hm_shard *sh, uint32_t i)
+{
+    uint32_t mask = sh->mask, j = i;
+
+    for (;;) {
+        uint64_t s;
+        j = (j + 1) & mask;
+        if (!(s = sh->slots[j]))
+            break;
+        /* The entry at j may fill the hole at i unless its home lies
+         * cyclically in (i, j]. */
+        if (((j - slot_home(s, mask)) & mask) >= ((j - i) & mask)) {
+            sh->slots[i] = s;
+            i = j;
+        }
+    }
+    sh->slots[i] = 0;
+    sh->count--;
+}
+
 void hm_dir_init(hm_runtime *rt)
 {
+    rt->entries = hm_slab_create();
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
         hm_rt_mutex_init(&sh->lock);
-        sh->mask = INITIAL_BUCKETS - 1;
-        sh->buckets = hm_calloc(INITIAL_BUCKETS, sizeof *sh->buckets);
+        sh->mask = INITIAL_SLOTS - 1;
+        sh->slots = table_alloc(INITIAL_SLOTS);
         sh->count = 0;
+        memset(&sh->cache, 0, sizeof sh->cache);
     }
 }
 
@@ -63,65 +210,53 @@ void hm_dir_fini(hm_runtime *rt)
 {
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
-        for (uint32_t b = 0; b <= sh->mask; b++) {
-            hm_addr *e = sh->buckets[b];
-            while (e) {
-                hm_addr *next = e->chain;
-                hm_free(e);
-                e = next;
-            }
-        }
-        hm_free(sh->buckets);
+        for (uint32_t k = 0; k <= sh->mask; k++)
+            if (sh->slots[k])
+                free_entry(sh, slot_entry(sh->slots[k]));
+        table_free(sh->slots, (size_t)sh->mask + 1);
         pthread_mutex_destroy(&sh->lock);
     }
-}
-
-static void grow(hm_shard *sh)
-{
-    uint32_t nmask = sh->mask * 2 + 1;
-    hm_addr **nb = hm_calloc(nmask + 1, sizeof *nb);
-
-    for (uint32_t b = 0; b <= sh->mask; b++) {
-        hm_addr *e = sh->buckets[b];
-        while (e) {
-            hm_addr *next = e->chain;
-            e->chain = nb[e->hash & nmask];
-            nb[e->hash & nmask] = e;
-            e = next;
-        }
-    }
-    hm_free(sh->buckets);
-    sh->buckets = nb;
-    sh->mask = nmask;
+    hm_slab_destroy(rt->entries);
 }
 
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
                            size_t len, uint32_t hash)
 {
+    uint32_t tag = hash & TAG_MASK, i = hash & sh->mask;
+    uint64_t s;
     hm_addr *e;
 
-    for (e = sh->buckets[hash & sh->mask]; e; e = e->chain)
-        if (e->hash == hash && memcmp(e->name, name, len) == 0 &&
-            e->name[len] == '\0')
-            return e;
-    e = hm_alloc(sizeof *e + len + 1);
+    while ((s = sh->slots[i])) {
+        if (slot_tag(s) == tag) {
+            e = slot_entry(s);
+            /* strncmp, not memcmp: the entry's name may be shorter. */
+            if (strncmp(e->name, name, len) == 0 && e->name[len] == '\0')
+                return e;
+        }
+        i = (i + 1) & sh->mask;
+    }
+    e = hm_slab_cache_alloc(rt->entries, &sh->cache, entry_len(len));
     hm_mailbox_init(&e->mb);
+    e->handler = NULL;
+    e->state = NULL;
+    e->hooks = NULL;
+    e->pending = NULL;
     atomic_init(&e->queued, 0);
     atomic_init(&e->refs, 0);
     atomic_init(&e->sflags, 0);
     atomic_init(&e->last_epoch, 0);
     atomic_init(&e->limit, rt->cfg.mailbox_limit);
-    e->hash = hash;
-    e->handler = NULL;
-    e->state = NULL;
-    e->hooks = NULL;
-    e->pending = NULL;
+    atomic_init(&e->hold, HOLD_NONE);
+    e->held = NULL;
     memcpy(e->name, name, len);
     e->name[len] = '\0';
-    if (sh->count >= sh->mask + 1)
+    /* At most 3/4 full, so probe runs stay short. */
+    if ((sh->count + 1) * 4 > (sh->mask + 1) * 3) {
         grow(sh);
-    e->chain = sh->buckets[hash & sh->mask];
-    sh->buckets[hash & sh->mask] = e;
+        place(sh->slots, sh->mask, slot_make(e, hash));
+    } else {
+        sh->slots[i] = slot_make(e, hash);
+    }
     sh->count++;
     return e;
 }
@@ -162,39 +297,41 @@ static void send_idle_check(hm_runtime *rt, hm_addr *e)
     hm_rt_push(rt, e, m, false);
 }
 
-/* Visits one shard; returns nothing, frees unreachable entries. */
+/* Visits one shard: queues idle checks, frees unreachable entries. */
 static void sweep_shard(hm_runtime *rt, hm_shard *sh, uint32_t epoch)
 {
     pthread_mutex_lock(&sh->lock);
-    for (uint32_t b = 0; b <= sh->mask; b++) {
-        hm_addr **link = &sh->buckets[b];
-        while (*link) {
-            hm_addr *e = *link;
-            bool parked = hm_mailbox_is_parked(&e->mb);
-            /* relaxed: the acquire in is_parked() orders these reads after
-             * the owner's last writes when parked; when not parked the
-             * values are only hints. */
-            uint32_t fl = atomic_load_explicit(&e->sflags,
-                                               memory_order_relaxed);
-            uint32_t last = atomic_load_explicit(&e->last_epoch,
-                                                 memory_order_relaxed);
-            /* acquire: pairs with the release in hm_addr_release(). */
-            uint32_t refs = atomic_load_explicit(&e->refs,
-                                                 memory_order_acquire);
+    for (uint32_t i = 0; i <= sh->mask;) {
+        hm_addr *e;
+        bool parked;
+        uint32_t fl, last, refs;
 
-            if (parked && !(fl & ENT_ACTIVE) && refs == 0) {
-                *link = e->chain;
-                sh->count--;
-                hm_free(e);
-                continue;
-            }
-            if (parked && (fl & ENT_ACTIVE) &&
-                !(fl & (ENT_PINNED | ENT_PENDING | ENT_IDLECHK)) &&
-                rt->idle_timeout_ms != UINT32_MAX &&
-                epoch - last >= IDLE_EPOCHS)
-                send_idle_check(rt, e);
-            link = &e->chain;
+        if (!sh->slots[i]) {
+            i++;
+            continue;
         }
+        e = slot_entry(sh->slots[i]);
+        parked = hm_mailbox_is_parked(&e->mb);
+        /* relaxed: the acquire in is_parked() orders these reads after the
+         * owner's last writes when parked; when not parked the values are
+         * only hints. */
+        fl = atomic_load_explicit(&e->sflags, memory_order_relaxed);
+        last = atomic_load_explicit(&e->last_epoch, memory_order_relaxed);
+        /* acquire: pairs with the release in hm_addr_release(). */
+        refs = atomic_load_explicit(&e->refs, memory_order_acquire);
+        if (parked && !(fl & ENT_ACTIVE) && refs == 0) {
+            /* The run shifts back into slot i: look at it again. An entry
+             * that wraps from the table's start may be visited twice,
+             * which is harmless. */
+            remove_at(sh, i);
+            free_entry(sh, e);
+            continue;
+        }
+        if (parked && (fl & ENT_ACTIVE) &&
+            !(fl & (ENT_PINNED | ENT_PENDING | ENT_IDLECHK)) &&
+            rt->idle_timeout_ms != UINT32_MAX && epoch - last >= IDLE_EPOCHS)
+            send_idle_check(rt, e);
+        i++;
     }
     pthread_mutex_unlock(&sh->lock);
 }
@@ -202,6 +339,10 @@ static void sweep_shard(hm_runtime *rt, hm_shard *sh, uint32_t epoch)
 uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms)
 {
     uint64_t period = rt->sweep_period_ms, target;
+
+    /* The message cache's depot keeps what freeing threads give it; its
+     * excess goes back to libc here, off the workers (docs/adr/0141). */
+    hm_pool_trim();
 
     if (rt->sweep_cursor == HM_DIR_SHARDS) {
         if (now_ms < rt->pass_start_ms + period)
@@ -238,9 +379,9 @@ void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *))
 {
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
-        for (uint32_t b = 0; b <= sh->mask; b++)
-            for (hm_addr *e = sh->buckets[b]; e; e = e->chain)
-                fn(rt, e);
+        for (uint32_t k = 0; k <= sh->mask; k++)
+            if (sh->slots[k])
+                fn(rt, slot_entry(sh->slots[k]));
     }
 }
 
@@ -256,6 +397,22 @@ uint64_t hm_dir_count(hm_runtime *rt)
     return n;
 }
 
+void hm_dir_bytes(hm_runtime *rt, uint64_t *entries, uint64_t *tables)
+{
+    *entries = hm_slab_in_use(rt->entries);
+    *tables = 0;
+    for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
+        hm_shard *sh = &rt->shards[i];
+        size_t len;
+        pthread_mutex_lock(&sh->lock);
+        *entries += sh->cache.in_use;
+        len = ((size_t)sh->mask + 1) * sizeof(uint64_t);
+        if (len >= BIG_TABLE)
+            *tables += len;
+        pthread_mutex_unlock(&sh->lock);
+    }
+}
+
 void hm_runtime_foreach_active(hm_runtime *rt,
                                void (*fn)(void *arg, const char *name),
                                void *arg)
@@ -263,13 +420,15 @@ void hm_runtime_foreach_active(hm_runtime *rt,
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
         pthread_mutex_lock(&sh->lock);
-        for (uint32_t b = 0; b <= sh->mask; b++)
-            for (hm_addr *e = sh->buckets[b]; e; e = e->chain)
-                /* relaxed: a snapshot is all this promises. */
-                if ((atomic_load_explicit(&e->sflags, memory_order_relaxed) &
-                     ENT_ACTIVE) &&
-                    e->name[0] != '$')
-                    fn(arg, e->name);
+        for (uint32_t k = 0; k <= sh->mask; k++) {
+            hm_addr *e = sh->slots[k] ? slot_entry(sh->slots[k]) : NULL;
+            /* relaxed: a snapshot is all this promises. */
+            if (e &&
+                (atomic_load_explicit(&e->sflags, memory_order_relaxed) &
+                 ENT_ACTIVE) &&
+                e->name[0] != '$')
+                fn(arg, e->name);
+        }
         pthread_mutex_unlock(&sh->lock);
     }
 }

@@ -255,6 +255,7 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
         add_counters(out, &rt->ext[i]);
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
+    hm_dir_bytes(rt, &out->entry_bytes, &out->table_bytes);
 }
 
 hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
@@ -383,6 +384,10 @@ static void close_entry(hm_runtime *rt, hm_addr *e)
     hm_ctx ctx = {.rt = rt, .w = NULL, .self = e, .deactivate = false};
     hm_node *node;
 
+    if (e->held) { /* held by its handler: the oldest */
+        hm_rt_dead_letter(rt, NULL, e, e->held, HM_ECLOSED);
+        e->held = NULL;
+    }
     while ((node = hm_mailbox_pop(&e->mb))) {
         hm_msg *m = (hm_msg *)node;
         if (m->flags & MSG_SYSTEM)

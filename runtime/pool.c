@@ -5,8 +5,13 @@
  * thread frees into its own list; when that list is a whole batch it is held
  * back and the batch held before goes to the depot. The depot is
  * one mutex-guarded stack of batches, touched once per HM_POOL_BATCH
- * objects, and holds at most DEPOT_MAX batches: beyond that, batches go back
- * to libc. A thread's list returns to the depot when the thread exits.
+ * objects. Giving a batch never frees anything: a receiver draining
+ * millions of messages from other threads (fan-in) would otherwise pay
+ * libc's free() for each one on the one thread that limits throughput.
+ * Instead hm_pool_trim(), called by each runtime's sweeper on its timer
+ * thread, returns what lies beyond DEPOT_MAX batches to libc
+ * (docs/adr/0141). A thread's list returns to the depot when the thread
+ * exits.
  *
  * The depot is process-wide state, like malloc's own arenas: messages are
  * created without naming a runtime (hm_msg_create), so their allocator
@@ -53,22 +58,49 @@ static void free_batch(pool_obj *b)
     }
 }
 
-/* Gives a batch of `n` objects (a list) to the depot, or to libc when the
- * depot is full. */
+/* Gives a batch of `n` objects (a list) to the depot. */
 static void give_batch(pool_obj *first, uint32_t n)
 {
     if (!first)
         return;
     pthread_mutex_lock(&depot.lock);
-    if (depot.count < DEPOT_MAX) {
-        first->batch_count = n;
-        first->next_batch = depot.batches;
-        depot.batches = first;
-        depot.count++;
-        first = NULL;
+    first->batch_count = n;
+    first->next_batch = depot.batches;
+    depot.batches = first;
+    depot.count++;
+    pthread_mutex_unlock(&depot.lock);
+}
+
+void hm_pool_trim(void)
+{
+    pool_obj *excess = NULL, *b;
+
+    pthread_mutex_lock(&depot.lock);
+    /* The most recently given batches (the top of the stack) go: the
+     * ones below stay, and no batch is walked that is not freed. */
+    while (depot.count > DEPOT_MAX) {
+        b = depot.batches;
+        depot.batches = b->next_batch;
+        depot.count--;
+        b->next_batch = excess;
+        excess = b;
     }
     pthread_mutex_unlock(&depot.lock);
-    free_batch(first);
+    while (excess) {
+        b = excess;
+        excess = b->next_batch;
+        free_batch(b);
+    }
+}
+
+size_t hm_pool_depot_batches(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&depot.lock);
+    n = depot.count;
+    pthread_mutex_unlock(&depot.lock);
+    return n;
 }
 
 static void flush_on_exit(void *arg)

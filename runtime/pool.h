@@ -4,7 +4,7 @@
  * and the receiver's). glibc then returns every chunk to its owner arena
  * with an atomic operation that producers contend on; this cache instead
  * keeps freed objects in a per-thread list and moves them between threads
- * in batches of HM_POOL_BATCH through a depot (docs/adr/0005). Objects are
+ * in batches of HM_POOL_BATCH through a depot (docs/adr/0005, 0141). Objects are
  * ordinary malloc chunks, so the cache can hand surplus back to libc.
  *
  * Under AddressSanitizer or ThreadSanitizer the cache is bypassed (plain
@@ -23,6 +23,14 @@ void *hm_pool_alloc(void);
 /* Returns `p` (from hm_pool_alloc) to the calling thread's cache. Accepts
  * NULL. Any thread. */
 void hm_pool_free(void *p);
+
+/* Returns to libc the batches the depot holds beyond its bound (4,096
+ * batches, 16 MiB). Frees never do this themselves; each runtime's sweeper
+ * calls it (docs/adr/0141). Any thread. */
+void hm_pool_trim(void);
+
+/* Batches in the depot now (for tests and statistics). */
+size_t hm_pool_depot_batches(void);
 
 /* The same operations without the sanitizer bypass, for the pool's own
  * tests. */

@@ -13,6 +13,7 @@
 
 #include "runtime/mailbox.h"
 #include "runtime/runtime.h"
+#include "runtime/slab.h"
 #include "runtime/timer.h"
 
 #include <pthread.h>
@@ -70,19 +71,25 @@ typedef struct hm_pending_set {
 
 struct hm_addr {
     hm_mailbox mb;
-    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
-    _Atomic uint32_t refs;       /* handle references */
-    _Atomic uint32_t sflags;     /* ENT_* */
-    _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
-    _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
-    uint32_t hash;               /* immutable */
-    hm_addr *chain;              /* guarded by: its shard's lock */
     /* The activation; owned by the worker running the entry. */
     hm_handler_fn handler;
     void *state;
     const hm_hooks *hooks;
     hm_pending_set *pending;
-    char name[]; /* immutable, NUL-terminated */
+    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
+    _Atomic uint32_t refs;       /* handle references */
+    _Atomic uint32_t sflags;     /* ENT_* */
+    _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
+    _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
+    /* HOLD_*: acq_rel CAS between the worker ending a turn that held a
+     * message and hm_runtime_wake() (see hm_rt_run_entry). */
+    _Atomic uint32_t hold;
+    hm_msg *held; /* owned by the worker running the entry: the message
+                     the handler held, handled first next turn */
+    /* Immutable, NUL-terminated; starts right after `held` (offset 88 on
+     * LP64), so an entry is offsetof(hm_addr, name) + len + 1 bytes. The
+     * directory's slot holds the name's hash (docs/adr/0140). */
+    char name[];
 };
 
 /* Per-thread counters: written only by their owner thread (relaxed load and
@@ -115,11 +122,15 @@ typedef struct hm_worker {
 
 #define HM_DIR_SHARDS 64u
 
+/* One shard of the directory: an open-addressing table (linear probing)
+ * of 64-bit slots, each an entry's address and 20 bits of its name's hash
+ * (directory.c), 0 when empty. */
 typedef struct hm_shard {
     pthread_mutex_t lock;
-    hm_addr **buckets; /* guarded by: lock */
-    uint32_t mask;     /* guarded by: lock */
-    uint32_t count;    /* guarded by: lock */
+    uint64_t *slots; /* guarded by: lock; mask + 1 of them */
+    uint32_t mask;   /* guarded by: lock */
+    uint32_t count;  /* guarded by: lock; entries in slots */
+    hm_slab_cache cache; /* guarded by: lock; this shard's entries */
 } hm_shard;
 
 struct hm_runtime {
@@ -133,6 +144,7 @@ struct hm_runtime {
     _Atomic bool stopping; /* workers exit once set */
 
     hm_shard shards[HM_DIR_SHARDS];
+    struct hm_slab *entries; /* the shards' entries (runtime/slab.h) */
 
     /* Scheduler (sched.c). */
     int nworkers;
@@ -187,7 +199,11 @@ struct hm_ctx {
     hm_worker *w; /* NULL on the closing thread */
     hm_addr *self;
     bool deactivate;
+    bool hold; /* hm_ctx_hold() was called on this message */
 };
+
+/* An entry's hold state (hm_addr.hold). */
+enum { HOLD_NONE = 0, HOLD_HELD = 1, HOLD_WOKEN = 2 };
 
 /* Counter helpers: the owner thread's relaxed increment. */
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
@@ -255,6 +271,9 @@ uint64_t hm_dir_sweep_step(hm_runtime *rt, uint64_t now_ms);
 /* Calls fn on every entry; single-threaded use at close. */
 void hm_dir_each(hm_runtime *rt, void (*fn)(hm_runtime *, hm_addr *));
 uint64_t hm_dir_count(hm_runtime *rt);
+/* Bytes of the entries held in the slab, and of the tables mapped outside
+ * malloc (for hm_runtime_stats_get). */
+void hm_dir_bytes(hm_runtime *rt, uint64_t *entries, uint64_t *tables);
 /* True if the entry has not had a delivery for the idle timeout. */
 bool hm_rt_idle_expired(hm_runtime *rt, hm_addr *e);
 

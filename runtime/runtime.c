@@ -124,6 +124,12 @@ hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg)
     return hm_rt_send_from(rt, NULL, to, msg);
 }
 
+hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
+                            hm_msg *msg)
+{
+    return hm_rt_send_from(rt, from, to, msg);
+}
+
 static bool name_ok(const char *name, size_t *len_out)
 {
     size_t len = name ? strnlen(name, HM_ADDR_MAX_LEN + 1) : 0;
@@ -349,6 +355,11 @@ static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
         hm_rt_deactivate(rt, ctx, e, HM_DEACTIVATE_REQUESTED);
     }
     ctx->deactivate = false;
+    if (ctx->hold && err == HM_OK) {
+        e->held = m; /* handled again first, after hm_runtime_wake() */
+        return;
+    }
+    ctx->hold = false;
     hm_msg_destroy(m);
 }
 
@@ -434,18 +445,74 @@ void hm_ctx_deactivate(hm_ctx *ctx)
     ctx->deactivate = true;
 }
 
+/* Ends a turn whose handler held a message: the entry stays unparked
+ * (senders only queue, and the held message still counts against the
+ * mailbox bound, so they soon see HM_EFULL) and off the run queues until
+ * hm_runtime_wake(). True if it is held now; false if a wake came during
+ * the turn (run it again). */
+static bool hold_entry(hm_addr *e)
+{
+    uint32_t expect = HOLD_NONE;
+
+    /* acq_rel: release publishes e->held and the activation to the worker
+     * that hm_runtime_wake() schedules; acquire pairs with its CAS. */
+    if (atomic_compare_exchange_strong_explicit(&e->hold, &expect, HOLD_HELD,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return true;
+    atomic_store_explicit(&e->hold, HOLD_NONE, memory_order_relaxed);
+    return false;
+}
+
+hm_err hm_runtime_wake(hm_runtime *rt, hm_addr *a)
+{
+    /* acquire: pairs with hold_entry()'s release. */
+    uint32_t s = atomic_load_explicit(&a->hold, memory_order_acquire);
+
+    for (;;) {
+        if (s == HOLD_HELD) {
+            /* acq_rel: the winner of this CAS alone schedules it. */
+            if (atomic_compare_exchange_weak_explicit(
+                    &a->hold, &s, HOLD_NONE, memory_order_acq_rel,
+                    memory_order_acquire)) {
+                hm_sched_schedule(rt, a);
+                return HM_OK;
+            }
+        } else if (s == HOLD_NONE) {
+            /* Running or idle: its next hold retries at once. */
+            if (atomic_compare_exchange_weak_explicit(
+                    &a->hold, &s, HOLD_WOKEN, memory_order_acq_rel,
+                    memory_order_acquire))
+                return HM_OK;
+        } else {
+            return HM_OK; /* already woken */
+        }
+    }
+}
+
+void hm_ctx_hold(hm_ctx *ctx)
+{
+    ctx->hold = true;
+}
+
 void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
     hm_ctx ctx = {.rt = rt, .w = w, .self = e, .deactivate = false};
     uint32_t n = 0;
     uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
+    bool held = false;
 
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
     while (n < rt->batch) {
-        hm_node *node = hm_mailbox_pop(&e->mb);
-        if (!node)
+        hm_node *node;
+
+        if (e->held) { /* popped in an earlier turn: still counted */
+            node = &e->held->node;
+            e->held = NULL;
+        } else if (!(node = hm_mailbox_pop(&e->mb))) {
             break;
+        }
         n++;
         handle_one(rt, &ctx, e, (hm_msg *)node);
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
@@ -453,8 +520,19 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
             atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
             return;
         }
+        ctx.hold = false; /* a hold outside a handler means nothing */
+        if (e->held) {    /* it stays counted in `queued` */
+            held = true;
+            n--;
+            break;
+        }
     }
     atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+    if (held) {
+        if (!hold_entry(e))
+            hm_sched_requeue(rt, w, e);
+        return;
+    }
     if (n < rt->batch && hm_mailbox_park(&e->mb)) {
         hm_rt_busy_dec(rt);
         return; /* parked: from here on, `e` is not ours to touch */

@@ -211,6 +211,12 @@ const char *hm_addr_name(const hm_addr *a);
 hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg);
 /* The same, by name (borrowed). Errors also: HM_EINVAL (bad name). */
 hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg);
+/* Like hm_runtime_send(), with `from` (borrowed; the message takes a
+ * reference; NULL: no sender) as the sender: for layers that deliver a
+ * message on another's behalf, such as the cluster delivering a message
+ * that came from another node under its original sender's name. */
+hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
+                            hm_msg *msg);
 
 /* Creates the activation of `name` now with `r` (borrowed; the activation
  * takes r->state). Optionally returns an owned reference in `out` (may be
@@ -283,6 +289,20 @@ void *hm_ctx_state(hm_ctx *ctx);
  * HM_DEACTIVATE_REQUESTED). */
 void hm_ctx_deactivate(hm_ctx *ctx);
 
+/* Backpressure for a receiver that cannot take the current message now
+ * (its downstream is full): the message is kept, not freed, and handed to
+ * the handler again, first, once someone calls hm_runtime_wake() on this
+ * address; until then the receiver does not run, its mailbox fills, and
+ * senders get HM_EFULL from its mailbox bound (hm_receiver.mailbox_limit).
+ * Register for the wake-up before holding (a wake that comes before the
+ * hold ends makes the message run again at once). Ignored if the handler
+ * returns an error. */
+void hm_ctx_hold(hm_ctx *ctx);
+/* Runs a receiver that held a message (hm_ctx_hold()) again. Any thread;
+ * harmless if it holds nothing (its next hold then retries at once).
+ * Errors: none today (HM_OK). */
+hm_err hm_runtime_wake(hm_runtime *rt, hm_addr *a);
+
 /* Continuation for a request: runs on the requester, in its context, with
  * the reply (borrowed; freed after the call) or NULL and err HM_ETIMEDOUT. An
  * error reply (hm_type_error) arrives with err set to its code. */
@@ -318,6 +338,10 @@ typedef struct hm_runtime_stats {
     uint64_t mailbox_hwm; /* most messages seen queued for one receiver */
     uint64_t live;        /* activations alive now */
     uint64_t addresses;   /* interned addresses now (live or referenced) */
+    uint64_t entry_bytes; /* the addresses' entries, held in the runtime's
+                           * own slab rather than malloc (docs/adr/0140) */
+    uint64_t table_bytes; /* the directory's tables that are mapped rather
+                           * than malloc'd (those of 64 KiB and more) */
 } hm_runtime_stats;
 
 /* Reads the counters (exact when the runtime is idle). Thread-safe. */

@@ -374,8 +374,11 @@ static hm_err listen_one(mqtt_broker *b, mqtt_endpoint *ep, const char *host,
             .port = port,
             .accept = on_accept,
             .accept_arg = ep,
+            /* Until CONNECT sets the keepalive, net closes a connection
+             * that sends nothing for the CONNECT timeout (ADR 0150). */
             .conn = {.framer = ep->ws ? &b->ws_framer : &b->framer,
-                     .linger_ms = CONN_LINGER_MS}},
+                     .linger_ms = CONN_LINGER_MS,
+                     .idle_timeout_ms = b->cfg.connect_timeout_ms}},
         &ep->listener);
     const char *what = ep->ws ? "websockets" : "mqtt";
 

@@ -246,7 +246,7 @@ void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
 
 /* A session's state as a session_state.h record, for a handoff: the
  * subscriptions `subs` (`count`, borrowed), the QoS 1/2 messages of `out`
- * (borrowed; its messages are mqtt_pub) and the inbound QoS 2 ids `in`
+ * (borrowed, NULL: none; its messages are mqtt_pub) and the inbound QoS 2 ids `in`
  * (borrowed, may be NULL). On HM_OK returns owned bytes (hm_free) in
  * `*data_out`. Errors: those of mqtt_session_state_encode(). */
 struct mqtt_state_sub;
@@ -258,7 +258,8 @@ hm_err mqtt_session_state_save(const char *client_id,
 /* Puts the messages of decoded `st` (borrowed) into `out` (fresh, offline)
  * with their packet ids and stages, the id counter where it was, and its
  * inbound QoS 2 ids into a new `*in_out` (NULL if none). Entries `out`
- * refuses are dropped. */
+ * refuses are dropped. `out` may be NULL when `st` has no messages (the
+ * outbox is made only when needed, ADR 0150): only the ids are loaded. */
 void mqtt_session_state_load(const struct mqtt_session_state *st,
                              mqtt_outbox *out, mqtt_qos2_ids **in_out);
 

@@ -34,8 +34,13 @@ typedef enum {
     CONN_CLOSING,       /* we asked net to close; frames are ignored */
 } conn_phase;
 
-/* Timer messages: arg says which. */
-enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2, TIMER_SESSION = 3 };
+/* Timer messages: arg says which. TIMER_CONNECT: over TCP no timer is
+ * armed: net's idle timeout (ADR 0150) closes a connection whose first
+ * packet does not come in time (and the first packet must be CONNECT),
+ * then one that breaks its keepalive. Over WebSocket the upgrade's bytes
+ * count as traffic, so the CONNECT deadline is this runtime timer.
+ * TIMER_SESSION: in a cluster, after the session's node is gone. */
+enum { TIMER_CONNECT = 1, TIMER_SESSION = 3 };
 /* In a cluster, after the session's node is gone: the time the session
  * has to say it moved (a clean leave hands it over) before the connection
  * takes it as lost and closes. */
@@ -44,37 +49,54 @@ enum { TIMER_CONNECT = 1, TIMER_KEEPALIVE = 2, TIMER_SESSION = 3 };
 #define WS_SLACK_LEN (64u * 1024u)
 static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
 
-typedef struct mqtt_conn {
-    mqtt_broker *b;
-    uint64_t id;
-    hm_conn *conn;    /* from "net.opened" */
-    hm_addr *session; /* "mqtt/session/<client id>" once CONNECTed */
-    char *client_id;
-    char *username; /* NULL: anonymous */
-    /* MQTT over WebSocket: net delivers bytes as they come; the upgrade
-     * request is gathered in `ws_head`, then frames go through `wsd` and
-     * the MQTT bytes they carry through `mf`, which cuts packets. */
-    bool ws;
-    bool ws_open; /* the upgrade was answered with 101 */
-    uint8_t *ws_head;
-    size_t ws_head_len;
+/* MQTT over WebSocket: net delivers bytes as they come; the upgrade request
+ * is gathered in `head`, then frames go through `wsd` and the MQTT bytes
+ * they carry through `mf`, which cuts packets. Allocated only for a
+ * WebSocket listener's connections. */
+typedef struct conn_ws {
+    bool open; /* the upgrade was answered with 101 */
+    hm_timer_id connect_timer; /* CONNECT must come by then */
+    uint8_t *head;
+    size_t head_len;
     mqtt_ws_decoder *wsd;
     mqtt_framer *mf;
-    conn_phase phase;
+} conn_ws;
+
+/* Frames that arrived while the session was busy, in order: a ring,
+ * allocated on the first held frame and freed when it empties. */
+typedef struct held_ring {
+    uint32_t head, count, cap;
+    hm_msg *items[];
+} held_ring;
+
+/* Cluster mode only (ADR 0105): where the session lives, and the grace
+ * timer armed when that node goes away. */
+typedef struct conn_cluster {
+    char *session_node; /* NULL until the session says */
+    hm_timer_id session_timer;
+} conn_cluster;
+
+/* The layout is kept small for idle connections (ADR 0150): what only
+ * some connections need (WebSocket, held frames, routing scratch, QoS 2
+ * ids) hangs behind pointers that stay NULL until it is needed. */
+typedef struct mqtt_conn {
+    mqtt_broker *b;
+    hm_conn *conn;    /* from "net.opened" */
+    hm_addr *session; /* "mqtt/session/<client id>" once CONNECTed */
+    const char *client_id; /* borrowed: the end of session's name */
+    char *username;        /* NULL: anonymous */
+    conn_ws *ws;           /* NULL: plain MQTT over TCP */
+    held_ring *held;       /* NULL: nothing held */
+    mqtt_pub *will;        /* NULL: none, or already published/discarded */
+    mqtt_qos2_ids *in_qos2;      /* from the session; NULL: none yet */
+    mqtt_deliveries *deliveries; /* routing scratch; NULL until needed */
+    conn_cluster *cl;            /* cluster mode; NULL: a single node */
+    uint8_t phase;       /* conn_phase */
+    uint8_t close_cause; /* hm_err: see net_closed */
     bool waiting;    /* the session is handling a forwarded packet */
     bool net_closed; /* "net.closed" came while waiting; see on_closed */
-    hm_err close_cause;
-    hm_msg **held; /* frames that arrived while waiting, in order */
-    size_t held_head, held_count, held_cap;
-    mqtt_pub *will; /* NULL: none, or already published/discarded */
     bool will_retain;
-    mqtt_qos2_ids *in_qos2; /* from the session on attach */
-    char *session_node;     /* in a cluster: where the session lives */
-    bool fallback;          /* a partition: a temporary clean session */
-    uint32_t keepalive_ms;  /* 1.5 x the client's keepalive; 0: none */
-    uint64_t last_rx_ms;
-    hm_timer_id connect_timer, keepalive_timer, session_timer;
-    mqtt_deliveries deliveries; /* routing scratch */
+    bool fallback;   /* a partition: a temporary clean session */
     bool persistent; /* CleanSession 0: inbound QoS 2 ids are stored */
     bool detached;   /* "mqtt.detach" was sent to the session */
     struct ack_queue *acks; /* `always` persistence only; else NULL */
@@ -96,14 +118,39 @@ struct ack_queue {
     uint64_t head_seq; /* the sequence number of v[head] */
 };
 
-void *mqtt_conn_state_create(mqtt_broker *b, uint64_t conn_id, bool ws)
+/* The connection's id, for logs (0 before "net.opened"). */
+static unsigned long long conn_id(const mqtt_conn *c)
+{
+    return c->conn ? (unsigned long long)hm_conn_id(c->conn) : 0;
+}
+
+static size_t held_count(const mqtt_conn *c)
+{
+    return c->held ? c->held->count : 0;
+}
+
+/* Removes and returns the oldest held frame; frees the ring once empty. */
+static hm_msg *unhold(mqtt_conn *c)
+{
+    held_ring *h = c->held;
+    hm_msg *m = h->items[h->head];
+
+    h->head = (h->head + 1) % h->cap;
+    if (--h->count == 0) {
+        hm_free(h);
+        c->held = NULL;
+    }
+    return m;
+}
+
+void *mqtt_conn_state_create(mqtt_broker *b, uint64_t id, bool ws)
 {
     mqtt_conn *c = hm_calloc(1, sizeof *c);
 
+    (void)id; /* net's handle carries it from "net.opened" on */
     c->b = b;
-    c->id = conn_id;
-    c->ws = ws;
-    mqtt_deliveries_init(&c->deliveries);
+    if (ws)
+        c->ws = hm_calloc(1, sizeof *c->ws);
     /* relaxed: a statistic (see broker_impl.h). */
     atomic_fetch_add_explicit(&b->conns_open, 1, memory_order_relaxed);
     return c;
@@ -115,35 +162,47 @@ void mqtt_conn_state_destroy(void *state)
 
     if (!c)
         return;
-    while (c->held_count > 0) {
-        hm_msg_destroy(c->held[c->held_head]);
-        c->held_head = (c->held_head + 1) % c->held_cap;
-        c->held_count--;
-    }
-    hm_free(c->held);
-    if (c->connect_timer)
-        hm_runtime_cancel_timer(c->b->rt, c->connect_timer);
-    if (c->keepalive_timer)
-        hm_runtime_cancel_timer(c->b->rt, c->keepalive_timer);
-    if (c->session_timer)
-        hm_runtime_cancel_timer(c->b->rt, c->session_timer);
+    while (held_count(c) > 0)
+        hm_msg_destroy(unhold(c));
     mqtt_pub_release(c->will);
     mqtt_qos2_box_destroy(c->in_qos2);
-    hm_free(c->session_node);
-    mqtt_deliveries_fini(&c->deliveries);
+    if (c->cl) {
+        if (c->cl->session_timer)
+            hm_runtime_cancel_timer(c->b->rt, c->cl->session_timer);
+        hm_free(c->cl->session_node);
+        hm_free(c->cl);
+    }
     if (c->acks)
         hm_free(c->acks->v);
     hm_free(c->acks);
-    hm_addr_release(c->session);
+    if (c->deliveries) {
+        mqtt_deliveries_fini(c->deliveries);
+        hm_free(c->deliveries);
+    }
     hm_conn_release(c->conn);
-    hm_free(c->client_id);
     hm_free(c->username);
-    hm_free(c->ws_head);
-    mqtt_ws_decoder_destroy(c->wsd);
-    mqtt_framer_destroy(c->mf);
+    if (c->ws) {
+        if (c->ws->connect_timer)
+            hm_runtime_cancel_timer(c->b->rt, c->ws->connect_timer);
+        hm_free(c->ws->head);
+        mqtt_ws_decoder_destroy(c->ws->wsd);
+        mqtt_framer_destroy(c->ws->mf);
+        hm_free(c->ws);
+    }
+    hm_addr_release(c->session); /* last: client_id points into its name */
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&c->b->conns_open, 1, memory_order_relaxed);
     hm_free(c);
+}
+
+/* The routing scratch, made on first use. */
+static mqtt_deliveries *deliveries(mqtt_conn *c)
+{
+    if (!c->deliveries) {
+        c->deliveries = hm_alloc(sizeof *c->deliveries);
+        mqtt_deliveries_init(c->deliveries);
+    }
+    return c->deliveries;
 }
 
 static void conn_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason w)
@@ -176,7 +235,7 @@ static void publish_will(hm_ctx *ctx, mqtt_conn *c)
     }
     HM_LOG_DEBUG("MQTT-WILL", "client %s: publishing its will on %s",
                  c->client_id, c->will->topic);
-    mqtt_broker_route(c->b, ctx, &c->deliveries, c->will, c->will_retain);
+    mqtt_broker_route(c->b, ctx, deliveries(c), c->will, c->will_retain);
     mqtt_pub_release(c->will);
     c->will = NULL;
 }
@@ -189,7 +248,7 @@ static void close_conn(hm_ctx *ctx, mqtt_conn *c, const char *why, bool abort)
     if (c->phase == CONN_CLOSING)
         return;
     HM_LOG_DEBUG("MQTT-CLOSE", "connection %llu (%s): %s",
-                 (unsigned long long)c->id, c->client_id ? c->client_id : "-",
+                 conn_id(c), c->client_id ? c->client_id : "-",
                  why);
     c->phase = CONN_CLOSING;
     publish_will(ctx, c);
@@ -234,13 +293,19 @@ static void on_closed(hm_ctx *ctx, mqtt_conn *c, hm_err cause)
 {
     if (c->waiting && c->phase != CONN_CLOSING) {
         c->net_closed = true;
-        c->close_cause = cause;
+        c->close_cause = (uint8_t)cause;
         return;
     }
-    if (c->phase != CONN_CLOSING)
+    if (c->phase != CONN_CLOSING && cause == HM_ETIMEDOUT &&
+        c->phase != CONN_AWAIT_CONNECT) /* [MQTT-3.1.2-24] */
+        HM_LOG_INFO("MQTT-KEEPALIVE",
+                    "client %s: nothing for 1.5 x its keepalive",
+                    c->client_id ? c->client_id : "-");
+    else if (c->phase != CONN_CLOSING)
         HM_LOG_DEBUG("MQTT-CLOSE", "connection %llu (%s) closed: %s",
-                     (unsigned long long)c->id,
-                     c->client_id ? c->client_id : "-", hm_err_str(cause));
+                     conn_id(c), c->client_id ? c->client_id : "-",
+                     cause == HM_ETIMEDOUT ? "no CONNECT in time"
+                                           : hm_err_str(cause));
     publish_will(ctx, c);
     c->phase = CONN_CLOSING;
     detach(ctx, c);
@@ -262,32 +327,19 @@ static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
 
 static void on_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which)
 {
-    uint64_t idle;
-
-    if (which == TIMER_CONNECT) {
-        c->connect_timer = 0;
-        if (c->phase == CONN_AWAIT_CONNECT)
-            close_conn(ctx, c, "no CONNECT in time", true);
-        return;
-    }
     if (which == TIMER_SESSION) { /* "mqtt.moved" would have cleared it */
-        c->session_timer = 0;
-        if (c->session_node && c->phase != CONN_CLOSING)
+        if (!c->cl)
+            return;
+        c->cl->session_timer = 0;
+        if (c->cl->session_node && c->phase != CONN_CLOSING)
             close_conn(ctx, c, "session lost with its node", true);
         return;
     }
-    c->keepalive_timer = 0;
-    if (c->phase == CONN_CLOSING || c->keepalive_ms == 0)
+    if (which != TIMER_CONNECT || !c->ws)
         return;
-    idle = hm_ctx_now_ms(ctx) - c->last_rx_ms;
-    if (idle >= c->keepalive_ms) { /* [MQTT-3.1.2-24] */
-        HM_LOG_INFO("MQTT-KEEPALIVE", "client %s: nothing for %llu ms",
-                    c->client_id, (unsigned long long)idle);
-        close_conn(ctx, c, "keepalive expired", true);
-        return;
-    }
-    arm_timer(ctx, c, TIMER_KEEPALIVE, (uint32_t)(c->keepalive_ms - idle),
-              &c->keepalive_timer);
+    c->ws->connect_timer = 0;
+    if (c->phase == CONN_AWAIT_CONNECT)
+        close_conn(ctx, c, "no CONNECT in time", true);
 }
 
 /* ------------------------------------------------------------ packets */
@@ -297,7 +349,7 @@ static void write_ack(hm_ctx *ctx, mqtt_conn *c, mqtt_packet_type type,
 {
     mqtt_packet p = {.type = type, .u.packet_id = pid};
 
-    if (mqtt_write_packet(c->conn, c->ws, &p) != HM_OK)
+    if (mqtt_write_packet(c->conn, c->ws != NULL, &p) != HM_OK)
         close_conn(ctx, c, "write failed", true);
 }
 
@@ -361,9 +413,8 @@ static void ack_done(hm_ctx *ctx, mqtt_conn *c, uint64_t seq, bool mark)
     }
 }
 
-/* Acknowledges `pid` with `type` when `r` (the connection's unit of the
- * receipt created for `seq`, taken) is the last, else when "mqtt.durable"
- * says so. */
+/* Acknowledges when `r` (the connection's unit of the receipt created for
+ * `seq`, taken) is the last, else when "mqtt.durable" says so. */
 static void ack_when_durable(hm_ctx *ctx, mqtt_conn *c, mqtt_receipt *r,
                              uint64_t seq)
 {
@@ -389,8 +440,8 @@ static void refuse_connect(hm_ctx *ctx, mqtt_conn *c, int code, const char *why)
                      .u.connack.return_code = (uint8_t)code};
 
     HM_LOG_INFO("MQTT-CONNECT-REFUSED", "connection %llu: CONNACK %d: %s",
-                (unsigned long long)c->id, code, why);
-    mqtt_write_packet(c->conn, c->ws, &p);
+                conn_id(c), code, why);
+    mqtt_write_packet(c->conn, c->ws != NULL, &p);
     close_conn(ctx, c, why, false);
 }
 
@@ -406,8 +457,10 @@ static void take_will(mqtt_conn *c, const mqtt_connect *k)
 
 static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
 {
-    char name[HM_ADDR_MAX_LEN + 1];
+    char name[HM_ADDR_MAX_LEN + 1], gen[48];
     uint32_t ka_s = k->keepalive_s;
+    const char *id;
+    size_t id_len;
     mqtt_attach *a;
     int code;
 
@@ -416,54 +469,64 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
         refuse_connect(ctx, c, code, "refused by the admission rules");
         return;
     }
-    if (k->client_id.len > 0)
-        c->client_id =
-            hm_strndup((const char *)k->client_id.ptr, k->client_id.len);
-    else { /* [MQTT-3.1.3-6] a zero-byte id with clean session: assign one */
-        char gen[48];
-
+    if (k->client_id.len > 0) {
+        id = (const char *)k->client_id.ptr;
+        id_len = k->client_id.len;
+    } else { /* [MQTT-3.1.3-6] a zero-byte id with clean session: assign one */
         snprintf(gen, sizeof gen, "hermes-%llx-%llu",
-                 (unsigned long long)c->b->start_ms, (unsigned long long)c->id);
-        c->client_id = hm_strdup(gen);
+                 (unsigned long long)c->b->start_ms, conn_id(c));
+        id = gen;
+        id_len = strlen(gen);
     }
-    if (snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%s", c->client_id) >=
-            (int)sizeof name ||
+    /* The codec refused U+0000 in the id [MQTT-1.5.3-2], so %.*s copies
+     * all of it. */
+    if (snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%.*s", (int)id_len,
+                 id) >= (int)sizeof name ||
         hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) != HM_OK) {
         refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED, "client id too long");
         return;
     }
+    c->client_id = hm_addr_name(c->session) + strlen(MQTT_SESSION_PREFIX);
     if (c->b->node && !mqtt_session_reachable(c->b, name)) {
         /* A partition: the client's session is on a member we cannot
-         * reach. It gets a clean session here meanwhile (ADR 0105). */
+         * reach. It gets a clean session here meanwhile (ADR 0105). The
+         * client id then points into the fallback session's name. */
         HM_LOG_INFO("MQTT-FALLBACK", "client %s: its session's node is "
                     "unreachable; a clean session here meanwhile",
                     c->client_id);
+        c->fallback = true;
+        if (snprintf(name, sizeof name, MQTT_FALLBACK_PREFIX "%.*s",
+                     (int)id_len, id) >= (int)sizeof name) {
+            refuse_connect(ctx, c, MQTT_CONNACK_ID_REJECTED,
+                           "client id too long");
+            return;
+        }
         hm_addr_release(c->session);
         c->session = NULL;
-        c->fallback = true;
-        if (snprintf(name, sizeof name, MQTT_FALLBACK_PREFIX "%s",
-                     c->client_id) >= (int)sizeof name ||
-            hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) !=
-                HM_OK) {
+        c->client_id = NULL;
+        if (hm_runtime_intern(hm_ctx_runtime(ctx), name, &c->session) !=
+            HM_OK) {
             refuse_connect(ctx, c, MQTT_CONNACK_SERVER_UNAVAILABLE,
                            "session unreachable");
             return;
         }
+        c->client_id =
+            hm_addr_name(c->session) + strlen(MQTT_FALLBACK_PREFIX);
     }
     if (k->has_username)
         c->username =
             hm_strndup((const char *)k->username.ptr, k->username.len);
     take_will(c, k);
-    c->keepalive_ms = ka_s * 1500u;
-    if (c->connect_timer && hm_runtime_cancel_timer(c->b->rt, c->connect_timer))
-        c->connect_timer = 0;
-    if (c->keepalive_ms)
-        arm_timer(ctx, c, TIMER_KEEPALIVE, c->keepalive_ms,
-                  &c->keepalive_timer);
+    if (c->ws && c->ws->connect_timer &&
+        hm_runtime_cancel_timer(c->b->rt, c->ws->connect_timer))
+        c->ws->connect_timer = 0;
+    /* [MQTT-3.1.2-24] net closes the connection after 1.5 x keepalive
+     * without a packet (0: never), and on_closed publishes the will. */
+    hm_conn_set_idle_timeout(c->conn, ka_s * 1500u);
     a = hm_alloc(sizeof *a);
     a->conn = hm_conn_ref(c->conn);
     a->conn_name = hm_strdup(hm_addr_name(hm_ctx_self(ctx)));
-    a->ws = c->ws;
+    a->ws = c->ws != NULL;
     a->clean = k->clean_session || c->fallback;
     c->persistent = !k->clean_session;
     a->username = c->username ? hm_strdup(c->username) : NULL;
@@ -472,7 +535,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     HM_LOG_DEBUG("MQTT-CONNECT",
                  "connection %llu: client %s, clean %d, "
                  "keepalive %u s",
-                 (unsigned long long)c->id, c->client_id, k->clean_session,
+                 conn_id(c), c->client_id, k->clean_session,
                  ka_s);
     send_to_session(ctx, c, hm_msg_create(&mqtt_attach_type, a, 0));
 }
@@ -486,6 +549,8 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
 
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&c->b->received, 1, memory_order_relaxed);
+    if (p->qos == 2 && !c->in_qos2)
+        c->in_qos2 = hm_calloc(1, sizeof *c->in_qos2);
     if (p->qos == 2 && !mqtt_qos2_ids_receive(c->in_qos2, p->packet_id)) {
         /* A resend of a message we already routed [MQTT-4.3.3-2]; if its
          * PUBREC still waits for a commit, that one answers it. */
@@ -510,7 +575,7 @@ static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
         pub = mqtt_pub_create(p->topic.ptr, p->topic.len, p->payload.ptr,
                               p->payload.len, p->qos, false);
         pub->receipt = r;
-        mqtt_broker_route(c->b, ctx, &c->deliveries, pub, p->retain);
+        mqtt_broker_route(c->b, ctx, deliveries(c), pub, p->retain);
         mqtt_pub_release(pub);
     }
     /* [MQTT-4.3.2-2], [MQTT-4.3.3-2] */
@@ -528,7 +593,8 @@ static void on_pubrel(hm_ctx *ctx, mqtt_conn *c, uint16_t pid)
     mqtt_receipt *r = NULL;
     uint64_t seq = 0;
 
-    mqtt_qos2_ids_release(c->in_qos2, pid);
+    if (c->in_qos2)
+        mqtt_qos2_ids_release(c->in_qos2, pid);
     if (c->persistent && c->b->persist) {
         if (c->b->durable_always) {
             seq = ack_push(c, MQTT_PUBCOMP, pid, false);
@@ -563,7 +629,7 @@ static void on_fault(hm_ctx *ctx, mqtt_conn *c, const mqtt_fault *why)
         return;
     }
     HM_LOG_INFO("MQTT-MALFORMED", "connection %llu (%s): %s",
-                (unsigned long long)c->id, c->client_id ? c->client_id : "-",
+                conn_id(c), c->client_id ? c->client_id : "-",
                 why->rule ? why->rule : "malformed packet");
     close_conn(ctx, c, "malformed packet", true);
 }
@@ -662,14 +728,14 @@ static void ws_handshake(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     mqtt_ws_handshake hs;
     hm_err err;
 
-    if (c->ws_head_len + len > MQTT_WS_MAX_REQUEST_LEN + WS_SLACK_LEN) {
+    if (c->ws->head_len + len > MQTT_WS_MAX_REQUEST_LEN + WS_SLACK_LEN) {
         close_conn(ctx, c, "WebSocket upgrade request too long", true);
         return;
     }
-    c->ws_head = hm_realloc(c->ws_head, c->ws_head_len + len);
-    memcpy(c->ws_head + c->ws_head_len, data, len);
-    c->ws_head_len += len;
-    err = mqtt_ws_handshake_parse(c->ws_head, c->ws_head_len, &hs);
+    c->ws->head = hm_realloc(c->ws->head, c->ws->head_len + len);
+    memcpy(c->ws->head + c->ws->head_len, data, len);
+    c->ws->head_len += len;
+    err = mqtt_ws_handshake_parse(c->ws->head, c->ws->head_len, &hs);
     if (err == HM_EAGAIN)
         return;
     if (err != HM_OK) {
@@ -681,14 +747,14 @@ static void ws_handshake(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
         close_conn(ctx, c, hs.reason, false);
         return;
     }
-    c->ws_open = true;
-    c->wsd = mqtt_ws_decoder_create(NULL);
-    c->mf = mqtt_framer_create(&c->b->limits);
-    mqtt_ws_decoder_push(c->wsd, c->ws_head + hs.request_len,
-                         c->ws_head_len - hs.request_len);
-    hm_free(c->ws_head);
-    c->ws_head = NULL;
-    c->ws_head_len = 0;
+    c->ws->open = true;
+    c->ws->wsd = mqtt_ws_decoder_create(NULL);
+    c->ws->mf = mqtt_framer_create(&c->b->limits);
+    mqtt_ws_decoder_push(c->ws->wsd, c->ws->head + hs.request_len,
+                         c->ws->head_len - hs.request_len);
+    hm_free(c->ws->head);
+    c->ws->head = NULL;
+    c->ws->head_len = 0;
 }
 
 /* Handles one WebSocket event; false when the stream must stop. */
@@ -696,7 +762,7 @@ static bool ws_event(hm_ctx *ctx, mqtt_conn *c, const mqtt_ws_event *ev)
 {
     switch (ev->kind) {
     case MQTT_WS_EV_DATA:
-        mqtt_framer_push(c->mf, ev->payload.ptr, ev->payload.len);
+        mqtt_framer_push(c->ws->mf, ev->payload.ptr, ev->payload.len);
         return true;
     case MQTT_WS_EV_PING:
         ws_write_control(c, MQTT_WS_OP_PONG, &ev->payload);
@@ -714,12 +780,12 @@ static bool ws_event(hm_ctx *ctx, mqtt_conn *c, const mqtt_ws_event *ev)
  * answer first (`waiting`) or the connection closes. */
 static void ws_drain(hm_ctx *ctx, mqtt_conn *c)
 {
-    while (!c->waiting && c->phase != CONN_CLOSING && c->ws_open) {
+    while (!c->waiting && c->phase != CONN_CLOSING && c->ws->open) {
         mqtt_fault why = {0};
         mqtt_ws_fault wf = {0};
         mqtt_ws_event ev;
         mqtt_bytes pkt;
-        hm_err err = mqtt_framer_next(c->mf, &pkt, &why);
+        hm_err err = mqtt_framer_next(c->ws->mf, &pkt, &why);
 
         if (err == HM_OK) {
             on_packet(ctx, c, pkt.ptr, pkt.len);
@@ -729,7 +795,7 @@ static void ws_drain(hm_ctx *ctx, mqtt_conn *c)
             ws_fail(ctx, c, MQTT_WS_CLOSE_PROTOCOL_ERROR, "malformed packet");
             return;
         }
-        err = mqtt_ws_decoder_next(c->wsd, &ev, &wf);
+        err = mqtt_ws_decoder_next(c->ws->wsd, &ev, &wf);
         if (err == HM_EAGAIN)
             return;
         if (err != HM_OK) {
@@ -751,10 +817,10 @@ static void feed(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
         on_packet(ctx, c, data, len); /* the MQTT framer cut a packet */
         return;
     }
-    if (!c->ws_open)
+    if (!c->ws->open)
         ws_handshake(ctx, c, data, len);
     else
-        mqtt_ws_decoder_push(c->wsd, data, len);
+        mqtt_ws_decoder_push(c->ws->wsd, data, len);
     ws_drain(ctx, c);
 }
 
@@ -762,18 +828,21 @@ static void feed(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
 
 static void hold(mqtt_conn *c, hm_msg *frame)
 {
-    if (c->held_count == c->held_cap) {
-        size_t cap = c->held_cap ? c->held_cap * 2 : 8;
-        hm_msg **held = hm_alloc(cap * sizeof *held);
+    held_ring *h = c->held;
 
-        for (size_t i = 0; i < c->held_count; i++)
-            held[i] = c->held[(c->held_head + i) % c->held_cap];
-        hm_free(c->held);
-        c->held = held;
-        c->held_cap = cap;
-        c->held_head = 0;
+    if (!h || h->count == h->cap) {
+        uint32_t cap = h ? h->cap * 2 : 8;
+        held_ring *n = hm_alloc(sizeof *n + cap * sizeof n->items[0]);
+
+        n->head = 0;
+        n->count = h ? h->count : 0;
+        n->cap = cap;
+        for (uint32_t i = 0; i < n->count; i++)
+            n->items[i] = h->items[(h->head + i) % h->cap];
+        hm_free(h);
+        c->held = h = n;
     }
-    c->held[(c->held_head + c->held_count++) % c->held_cap] = frame;
+    h->items[(h->head + h->count++) % h->cap] = frame;
 }
 
 /* The session answered: handle held frames until one makes us wait
@@ -784,13 +853,11 @@ static void resume(hm_ctx *ctx, mqtt_conn *c)
     c->waiting = false;
     if (c->ws)
         ws_drain(ctx, c); /* packets already in the stream come first */
-    while (!c->waiting && c->held_count > 0 && c->phase != CONN_CLOSING) {
-        hm_msg *m = c->held[c->held_head];
+    while (!c->waiting && held_count(c) > 0 && c->phase != CONN_CLOSING) {
+        hm_msg *m = unhold(c);
         const uint8_t *data;
         size_t len;
 
-        c->held_head = (c->held_head + 1) % c->held_cap;
-        c->held_count--;
         data = hm_net_msg_data(m, &len);
         feed(ctx, c, data, len);
         hm_msg_destroy(m);
@@ -806,10 +873,9 @@ static void on_frame(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
     const uint8_t *data;
     size_t len;
 
-    c->last_rx_ms = hm_ctx_now_ms(ctx);
     if (c->phase == CONN_CLOSING)
         return;
-    if (c->waiting || c->held_count > 0) {
+    if (c->waiting || held_count(c) > 0) {
         hold(c, hm_msg_move(msg));
         return;
     }
@@ -820,11 +886,13 @@ static void on_frame(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
 static void set_session_node(mqtt_conn *c, const mqtt_ctl *ctl)
 {
     if (ctl && ctl->name) {
-        hm_free(c->session_node);
-        c->session_node = hm_strdup(ctl->name);
-        if (c->session_timer &&
-            hm_runtime_cancel_timer(c->b->rt, c->session_timer))
-            c->session_timer = 0;
+        if (!c->cl)
+            c->cl = hm_calloc(1, sizeof *c->cl);
+        hm_free(c->cl->session_node);
+        c->cl->session_node = hm_strdup(ctl->name);
+        if (c->cl->session_timer &&
+            hm_runtime_cancel_timer(c->b->rt, c->cl->session_timer))
+            c->cl->session_timer = 0;
     }
 }
 
@@ -832,10 +900,10 @@ static void set_session_node(mqtt_conn *c, const mqtt_ctl *ctl)
  * session moved and says so ("mqtt.moved"); if not, it is lost. */
 static void on_node_gone(hm_ctx *ctx, mqtt_conn *c, const char *gone)
 {
-    if (!c->session_node || c->phase == CONN_CLOSING || c->session_timer ||
-        strcmp(c->session_node, gone) != 0)
+    if (!c->cl || !c->cl->session_node || c->phase == CONN_CLOSING ||
+        c->cl->session_timer || strcmp(c->cl->session_node, gone) != 0)
         return;
-    arm_timer(ctx, c, TIMER_SESSION, SESSION_GRACE_MS, &c->session_timer);
+    arm_timer(ctx, c, TIMER_SESSION, SESSION_GRACE_MS, &c->cl->session_timer);
 }
 
 static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
@@ -845,12 +913,10 @@ static void on_attached(hm_ctx *ctx, mqtt_conn *c, hm_msg *msg)
     if (c->phase != CONN_ATTACHING)
         return;
     mqtt_qos2_box_destroy(c->in_qos2);
-    c->in_qos2 = ctl ? ctl->ids : NULL;
+    c->in_qos2 = ctl ? ctl->ids : NULL; /* NULL: made on a QoS 2 */
     if (ctl)
         ctl->ids = NULL;
     set_session_node(c, ctl);
-    if (!c->in_qos2)
-        c->in_qos2 = hm_calloc(1, sizeof *c->in_qos2);
     c->phase = CONN_CONNECTED;
     resume(ctx, c);
 }
@@ -912,12 +978,12 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_node_gone(ctx, c, hm_msg_payload(msg));
     } else if (t == &hm_net_opened_type) {
         c->conn = hm_conn_ref(hm_net_msg_conn(msg));
-        c->last_rx_ms = hm_ctx_now_ms(ctx);
-        arm_timer(ctx, c, TIMER_CONNECT, c->b->cfg.connect_timeout_ms,
-                  &c->connect_timer);
+        if (c->ws)
+            arm_timer(ctx, c, TIMER_CONNECT, c->b->cfg.connect_timeout_ms,
+                      &c->ws->connect_timer);
     } else if (t == &hm_net_error_type) {
         HM_LOG_INFO("MQTT-MALFORMED", "connection %llu (%s): framing: %s",
-                    (unsigned long long)c->id,
+                    conn_id(c),
                     c->client_id ? c->client_id : "-",
                     hm_err_str(hm_net_msg_err(msg)));
         close_conn(ctx, c, "framing error", true);

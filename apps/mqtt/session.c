@@ -41,39 +41,54 @@ typedef struct sub {
     uint8_t qos;
 } sub;
 
-typedef struct mqtt_session {
-    mqtt_broker *b;
-    hm_addr *self; /* our token in the subscription tree */
-    char *client_id;
-    /* The client's connection: its receiver (NULL while the client is
-     * away) and, when that receiver is on this node, its socket, written
-     * directly. A connection on another node gets "mqtt.out" messages. */
-    hm_addr *conn_addr;
-    hm_conn *conn;  /* NULL: away, or on another node */
-    bool ws;        /* conn speaks MQTT over WebSocket */
-    char *username; /* of the last CONNECT, for the ACL; or NULL */
-    /* A takeover waits for the old connection to hand back the inbound
-     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
-    hm_addr *old_conn_addr;
-    hm_msg *pending_attach; /* moved out: its sender is pending_from */
-    hm_addr *pending_from;
-    bool attached_ever; /* some client attached to this activation */
-    bool persistent;    /* CleanSession was 0 */
-    bool ending;        /* it ended itself: nothing to hand over */
-    uint64_t takeovers; /* numbers the takeover timers */
-    sub *subs;
-    size_t sub_count, sub_cap;
-    mqtt_outbox *out;
-    mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
-    /* Persistence (saver.c, docs/adr/0111); idle when it is off. */
+/* The client's subscriptions; allocated with the first one and freed with
+ * the last. */
+typedef struct sub_list {
+    uint32_t count, cap;
+    sub items[];
+} sub_list;
+
+/* A persistent session's saving state (saver.c, ADR 0111), allocated
+ * when the session first needs it, so a broker without persistence pays
+ * one pointer per session. */
+typedef struct session_dur {
     mqtt_gate gate;          /* `always`: packets waiting for a commit */
     mqtt_receipt **receipts; /* units of messages not yet saved */
     size_t receipt_count, receipt_cap;
     bool dirty;        /* changed since the last save */
     bool flush_queued; /* an "mqtt.flush" is on its way to us */
     bool saved_ever;   /* the store may hold our record */
-} mqtt_session;
+} session_dur;
 
+/* Kept small for idle clients (ADR 0150): the outbox exists only once a
+ * QoS 1/2 message (or a message behind one) has to wait in it, the client
+ * id is the end of our own name, and subscriptions are stored only when
+ * there are some. */
+typedef struct mqtt_session {
+    mqtt_broker *b;
+    hm_addr *self; /* our token in the subscription tree */
+    const char *client_id; /* borrowed: the end of self's name */
+    /* The client's connection: its receiver (NULL while the client is
+     * away) and, when that receiver is on this node, its socket, written
+     * directly. A connection on another node gets "mqtt.out" messages. */
+    hm_addr *conn_addr;
+    hm_conn *conn;  /* NULL: away, or on another node */
+    char *username; /* of the last CONNECT, for the ACL; or NULL */
+    /* A takeover waits for the old connection to hand back the inbound
+     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
+    hm_addr *old_conn_addr;
+    hm_msg *pending_attach; /* moved out: its sender is pending_from */
+    hm_addr *pending_from;
+    bool ws;            /* conn speaks MQTT over WebSocket */
+    bool attached_ever; /* some client attached to this activation */
+    bool persistent;    /* CleanSession was 0 */
+    bool ending;        /* it ended itself: nothing to hand over */
+    uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
+    sub_list *subs; /* NULL: none */
+    mqtt_outbox *out; /* NULL: nothing waits or is in flight */
+    mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
+    session_dur *dur; /* persistence; NULL until needed */
+} mqtt_session;
 
 static uint64_t token(const mqtt_session *s)
 {
@@ -146,18 +161,27 @@ static bool gated(const mqtt_session *s)
     return durable(s) && s->b->durable_always;
 }
 
+static session_dur *dur(mqtt_session *s)
+{
+    if (!s->dur)
+        s->dur = hm_calloc(1, sizeof *s->dur);
+    return s->dur;
+}
+
 /* The state changed: save it at the end of this burst of messages
  * (`always`: "mqtt.flush" queues behind what is in the mailbox, so one
  * save covers them all) or after the autosave interval. */
 static void mark_dirty(mqtt_session *s)
 {
+    session_dur *d;
     hm_msg *m;
     hm_err err;
 
     if (!durable(s))
         return;
-    s->dirty = true;
-    if (s->flush_queued || (!s->b->durable_always && !s->b->autosave_ms))
+    d = dur(s);
+    d->dirty = true;
+    if (d->flush_queued || (!s->b->durable_always && !s->b->autosave_ms))
         return;
     m = hm_msg_create(&mqtt_flush_type, NULL, 0);
     err = s->b->durable_always
@@ -167,24 +191,19 @@ static void mark_dirty(mqtt_session *s)
     if (err != HM_OK)
         hm_msg_destroy(m);
     else
-        s->flush_queued = true;
+        d->flush_queued = true;
 }
 
 static void keep_receipt(mqtt_session *s, mqtt_receipt *r)
 {
-    if (s->receipt_count == s->receipt_cap) {
-        s->receipt_cap = s->receipt_cap ? s->receipt_cap * 2 : 8;
-        s->receipts =
-            hm_realloc(s->receipts, s->receipt_cap * sizeof *s->receipts);
-    }
-    s->receipts[s->receipt_count++] = r;
-}
+    session_dur *d = dur(s);
 
-static void release_receipts(mqtt_session *s)
-{
-    for (size_t i = 0; i < s->receipt_count; i++)
-        mqtt_receipt_release(s->receipts[i]);
-    s->receipt_count = 0;
+    if (d->receipt_count == d->receipt_cap) {
+        d->receipt_cap = d->receipt_cap ? d->receipt_cap * 2 : 8;
+        d->receipts =
+            hm_realloc(d->receipts, d->receipt_cap * sizeof *d->receipts);
+    }
+    d->receipts[d->receipt_count++] = r;
 }
 
 /* The session as a record (session_state.h; session_cluster.c converts
@@ -192,14 +211,15 @@ static void release_receipts(mqtt_session *s)
  * client is away). */
 static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
 {
-    mqtt_state_sub *subs = hm_alloc((s->sub_count + 1) * sizeof *subs);
+    uint32_t nsubs = s->subs ? s->subs->count : 0;
+    mqtt_state_sub *subs = hm_alloc((nsubs + 1) * sizeof *subs);
     hm_err err;
 
-    for (size_t i = 0; i < s->sub_count; i++)
-        subs[i] = (mqtt_state_sub){
-            {(const uint8_t *)s->subs[i].filter, s->subs[i].len},
-            s->subs[i].qos};
-    err = mqtt_session_state_save(s->client_id, subs, s->sub_count, s->out,
+    for (uint32_t i = 0; i < nsubs; i++)
+        subs[i] = (mqtt_state_sub){{(const uint8_t *)s->subs->items[i].filter,
+                                    s->subs->items[i].len},
+                                   s->subs->items[i].qos};
+    err = mqtt_session_state_save(s->client_id, subs, nsubs, s->out,
                                   s->in_qos2, rec, len);
     hm_free(subs);
     return err;
@@ -208,36 +228,39 @@ static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
 /* Sends the record to the store, with the receipts it covers. */
 static void save_now(mqtt_session *s)
 {
+    session_dur *d = s->dur;
     uint8_t *rec;
     size_t len;
 
-    if (!durable(s) || !s->dirty)
+    if (!durable(s) || !d || !d->dirty)
         return;
     if (encode_state(s, &rec, &len) != HM_OK) {
         HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
                      "session", s->client_id);
         return;
     }
-    s->dirty = false;
-    s->saved_ever = true;
+    d->dirty = false;
+    d->saved_ever = true;
     mqtt_saver_session(s->b, s->client_id, rec, len, s->self,
-                       mqtt_gate_next_save(&s->gate), s->receipts,
-                       s->receipt_count);
-    s->receipts = NULL;
-    s->receipt_count = s->receipt_cap = 0;
+                       mqtt_gate_next_save(&d->gate), d->receipts,
+                       d->receipt_count);
+    d->receipts = NULL;
+    d->receipt_count = d->receipt_cap = 0;
 }
 
 /* The session is no longer persistent: its record goes. */
 static void unsave(mqtt_session *s)
 {
-    if (!s->saved_ever)
+    session_dur *d = s->dur;
+
+    if (!d || !d->saved_ever)
         return;
-    mqtt_saver_session(s->b, s->client_id, NULL, 0, NULL, 0, s->receipts,
-                       s->receipt_count);
-    s->receipts = NULL;
-    s->receipt_count = s->receipt_cap = 0;
-    s->saved_ever = false;
-    s->dirty = false;
+    mqtt_saver_session(s->b, s->client_id, NULL, 0, NULL, 0, d->receipts,
+                       d->receipt_count);
+    d->receipts = NULL;
+    d->receipt_count = d->receipt_cap = 0;
+    d->saved_ever = false;
+    d->dirty = false;
 }
 
 /* Save number `n` is committed: what it covers may go to the client. */
@@ -245,7 +268,7 @@ static void release_gate(mqtt_session *s, uint64_t n)
 {
     mqtt_gate_pkt pk;
 
-    while (mqtt_gate_pop_committed(&s->gate, n, &pk)) {
+    while (s->dur && mqtt_gate_pop_committed(&s->dur->gate, n, &pk)) {
         hm_err err;
 
         if (!s->conn) { /* on another node (or away): bare bytes */
@@ -276,7 +299,7 @@ static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
     /* Framed for the socket here; bare for a connection elsewhere. */
     if ((err = mqtt_packet_bytes(s->conn && s->ws, p, &buf, &len)) != HM_OK)
         return err;
-    mqtt_gate_hold(&s->gate, buf, len,
+    mqtt_gate_hold(&dur(s)->gate, buf, len,
                    p->type == MQTT_PUBLISH && p->u.publish.qos > 0);
     mark_dirty(s);
     return HM_OK;
@@ -323,7 +346,7 @@ static void pump(mqtt_session *s)
 {
     mqtt_out_action a;
 
-    while (s->conn_addr && mqtt_outbox_next(s->out, &a)) {
+    while (s->conn_addr && s->out && mqtt_outbox_next(s->out, &a)) {
         if (a.kind == MQTT_OUT_PUBREL) { /* [MQTT-4.3.3-1], [MQTT-4.4.0-1] */
             write_ack(s, MQTT_PUBREL, a.packet_id);
             continue;
@@ -334,6 +357,8 @@ static void pump(mqtt_session *s)
     }
 }
 
+static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online);
+
 /* Delivers `pub` (taken) to the client at `qos`. Returns whether the
  * session keeps it (a QoS 1/2 message it will save). */
 static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
@@ -342,6 +367,17 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         mqtt_pub_release(pub);
         return false;
     }
+    if (qos == 0 && !s->out) {
+        /* Nothing waits before it: straight out (here or to the node of
+         * the connection), or dropped while the client is away (as the
+         * outbox would). */
+        if (s->conn_addr)
+            write_publish(s, pub, 0, 0, false);
+        mqtt_pub_release(pub);
+        return false;
+    }
+    if (!s->out)
+        s->out = new_outbox(s->b, s->conn_addr != NULL);
     /* QoS 0 is dropped while the client is away; QoS 1/2 wait. */
     if (mqtt_outbox_push(s->out, pub, qos) != HM_OK) {
         /* relaxed: a statistic. */
@@ -359,20 +395,32 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 
 /* ----------------------------------------------------- subscriptions */
 
+static uint32_t sub_count(const mqtt_session *s)
+{
+    return s->subs ? s->subs->count : 0;
+}
+
 static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 {
-    for (size_t i = 0; i < s->sub_count; i++) {
-        if (s->subs[i].len == f->len &&
-            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
-            s->subs[i].qos = qos;
+    sub_list *l = s->subs;
+
+    for (uint32_t i = 0; i < sub_count(s); i++) {
+        if (l->items[i].len == f->len &&
+            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
+            l->items[i].qos = qos;
             return;
         }
     }
-    if (s->sub_count == s->sub_cap) {
-        s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
-        s->subs = hm_realloc(s->subs, s->sub_cap * sizeof *s->subs);
+    if (!l || l->count == l->cap) {
+        uint32_t cap = l ? l->cap * 2 : 4;
+
+        l = hm_realloc(l, sizeof *l + cap * sizeof l->items[0]);
+        if (!s->subs)
+            l->count = 0;
+        l->cap = cap;
+        s->subs = l;
     }
-    s->subs[s->sub_count++] =
+    l->items[l->count++] =
         (sub){.filter = hm_strndup((const char *)f->ptr, f->len),
               .len = f->len,
               .qos = qos};
@@ -380,13 +428,19 @@ static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 
 static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
 {
-    for (size_t i = 0; i < s->sub_count; i++) {
-        if (s->subs[i].len == f->len &&
-            memcmp(s->subs[i].filter, f->ptr, f->len) == 0) {
-            hm_free(s->subs[i].filter);
-            s->subs[i] = s->subs[--s->sub_count];
-            return;
+    sub_list *l = s->subs;
+
+    for (uint32_t i = 0; i < sub_count(s); i++) {
+        if (l->items[i].len == f->len &&
+            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
+            hm_free(l->items[i].filter);
+            l->items[i] = l->items[--l->count];
+            break;
         }
+    }
+    if (l && l->count == 0) {
+        hm_free(l);
+        s->subs = NULL;
     }
 }
 
@@ -394,16 +448,19 @@ static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
  * it, no router holds our token) and forgets them. */
 static void drop_subs(mqtt_session *s)
 {
-    if (s->sub_count > 0) {
-        pthread_rwlock_wrlock(&s->b->tree_lock);
-        for (size_t i = 0; i < s->sub_count; i++)
-            mqtt_topic_tree_remove(s->b->tree, s->subs[i].filter,
-                                   s->subs[i].len, token(s));
-        pthread_rwlock_unlock(&s->b->tree_lock);
-    }
-    for (size_t i = 0; i < s->sub_count; i++)
-        hm_free(s->subs[i].filter);
-    s->sub_count = 0;
+    sub_list *l = s->subs;
+
+    if (!l)
+        return;
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    for (uint32_t i = 0; i < l->count; i++)
+        mqtt_topic_tree_remove(s->b->tree, l->items[i].filter, l->items[i].len,
+                               token(s));
+    pthread_rwlock_unlock(&s->b->tree_lock);
+    for (uint32_t i = 0; i < l->count; i++)
+        hm_free(l->items[i].filter);
+    hm_free(l);
+    s->subs = NULL;
 }
 
 typedef struct retained_batch {
@@ -561,19 +618,35 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     hm_addr_release(reply_to);
 }
 
-static mqtt_outbox *new_outbox(const mqtt_broker *b)
+/* An outbox, made when the first message has to wait in it; `online`:
+ * a connection is attached. */
+static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online)
 {
-    return mqtt_outbox_create(&(mqtt_outbox_config){
+    mqtt_outbox *o = mqtt_outbox_create(&(mqtt_outbox_config){
         .max_inflight = b->cfg.max_inflight,
         .max_queued = b->cfg.unlimited_queue ? 0 : b->cfg.max_queued,
         .release = mqtt_pub_release});
+
+    if (online)
+        mqtt_outbox_go_online(o);
+    return o;
+}
+
+/* Frees the outbox if nothing waits or is in flight in it. */
+static void shed_outbox(mqtt_session *s)
+{
+    if (s->out && mqtt_outbox_inflight_count(s->out) == 0 &&
+        mqtt_outbox_queued_count(s->out) == 0) {
+        mqtt_outbox_destroy(s->out);
+        s->out = NULL;
+    }
 }
 
 static void forget_state(mqtt_session *s)
 {
     drop_subs(s);
     mqtt_outbox_destroy(s->out);
-    s->out = new_outbox(s->b);
+    s->out = NULL;
     mqtt_qos2_box_destroy(s->in_qos2);
     s->in_qos2 = NULL;
 }
@@ -586,8 +659,11 @@ static void let_go_of_conn(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
-    mqtt_gate_drop(&s->gate); /* resent from the outbox on reconnect */
-    mqtt_outbox_go_offline(s->out);
+    if (s->dur) /* resent from the outbox on reconnect */
+        mqtt_gate_drop(&s->dur->gate);
+    if (s->out)
+        mqtt_outbox_go_offline(s->out);
+    shed_outbox(s);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->connected, 1, memory_order_relaxed);
 }
@@ -679,7 +755,8 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     s->in_qos2 = NULL;
     if (hm_ctx_send(ctx, s->conn_addr, reply) != HM_OK)
         hm_msg_destroy(reply);
-    mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
+    if (s->out)
+        mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
     pump(s);
 }
 
@@ -740,7 +817,7 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
         return;
     /* PUBREC queues the PUBREL that pump() sends [MQTT-4.3.3-1]. An
      * unknown id is a late duplicate, legal after a reconnect. */
-    if (mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
+    if (!s->out || mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
         HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
                      s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
                      pid);
@@ -816,7 +893,7 @@ static void hand_over(mqtt_session *s, const char *owner)
         return;
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
                 "(%zu subscriptions)", s->client_id,
-                owner ? owner : "its new owner", s->sub_count);
+                owner ? owner : "its new owner", (size_t)sub_count(s));
     if (owner) {
         h->client_id = hm_strdup(s->client_id);
         h->from = hm_strdup(hm_node_name(s->b->node));
@@ -867,6 +944,10 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     }
     for (size_t i = 0; i < st.sub_count; i++)
         restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    if (!s->out && st.inflight_count + st.queued_count > 0)
+        s->out = new_outbox(s->b, false);
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = NULL;
     mqtt_session_state_load(&st, s->out, &s->in_qos2);
     mqtt_session_state_fini(&st);
     s->attached_ever = h->present;
@@ -875,7 +956,7 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     s->username = h->username;
     h->username = NULL;
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
-                "subscriptions)", s->client_id, s->sub_count);
+                "subscriptions)", s->client_id, (size_t)sub_count(s));
     mark_dirty(s); /* a durable session is saved here from now on */
     if (h->from && h->conn && lived_on_name(h->conn, h->from)) {
         /* It left with its node: the client reconnects elsewhere. */
@@ -895,7 +976,8 @@ static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
                           mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
     if (hm_ctx_send(ctx, s->conn_addr, moved) != HM_OK)
         hm_msg_destroy(moved);
-    mqtt_outbox_go_online(s->out);
+    if (s->out)
+        mqtt_outbox_go_online(s->out);
     pump(s);
 }
 
@@ -910,7 +992,8 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
 
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
         return; /* checked at load: cannot happen */
-    s->persistent = s->attached_ever = s->saved_ever = true;
+    s->persistent = s->attached_ever = true;
+    dur(s)->saved_ever = true;
     pthread_rwlock_wrlock(&s->b->tree_lock);
     for (size_t i = 0; i < st.sub_count; i++)
         if (mqtt_topic_tree_add(s->b->tree, (const char *)st.subs[i].filter.ptr,
@@ -918,6 +1001,8 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
                                 st.subs[i].qos, NULL) == HM_OK)
             remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
     pthread_rwlock_unlock(&s->b->tree_lock);
+    if (!s->out && st.inflight_count + st.queued_count > 0)
+        s->out = new_outbox(s->b, false);
     for (size_t i = 0; i < st.inflight_count + st.queued_count; i++) {
         const mqtt_state_msg *m =
             i < st.inflight_count ? &st.inflight[i]
@@ -933,8 +1018,10 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
         if (mqtt_outbox_restore(s->out, &e) != HM_OK)
             mqtt_pub_release(pub);
     }
-    mqtt_outbox_set_next_id(s->out, st.next_packet_id);
-    s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
+    if (s->out)
+        mqtt_outbox_set_next_id(s->out, st.next_packet_id);
+    if (st.in_qos2_count + r->inbound.count > 0)
+        s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
     for (size_t i = 0; i < st.in_qos2_count; i++)
         mqtt_qos2_ids_receive(s->in_qos2, st.in_qos2[i]);
     for (size_t i = 0; i < r->inbound.count; i++)
@@ -970,8 +1057,8 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     if (t == &mqtt_saved_type || t == &mqtt_flush_type) {
         if (t == &mqtt_saved_type)
             release_gate(s, hm_msg_arg(msg));
-        else if (hm_msg_arg(msg) == 0) /* not the broker's final flush */
-            s->flush_queued = false;
+        else if (hm_msg_arg(msg) == 0 && s->dur) /* not the final flush */
+            s->dur->flush_queued = false;
         if (t == &mqtt_flush_type)
             save_now(s);
         if (!s->attached_ever)
@@ -1032,8 +1119,17 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 static hm_err session_activate(hm_ctx *ctx, void *state)
 {
     mqtt_session *s = state;
+    const char *name;
 
     s->self = hm_addr_ref(hm_ctx_self(ctx));
+    name = hm_addr_name(s->self);
+    /* "mqtt/session/<id>", or in a cluster's partition "mqtt/fallback/<id>"
+     * (broker.c's factory makes both). */
+    s->client_id =
+        name + (strncmp(name, MQTT_FALLBACK_PREFIX,
+                        strlen(MQTT_FALLBACK_PREFIX)) == 0
+                    ? strlen(MQTT_FALLBACK_PREFIX)
+                    : strlen(MQTT_SESSION_PREFIX));
     return HM_OK;
 }
 
@@ -1061,15 +1157,17 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
-    release_receipts(s);
-    hm_free(s->receipts);
-    mqtt_gate_fini(&s->gate);
-    hm_free(s->subs);
-    hm_addr_release(s->self);
+    if (s->dur) {
+        for (size_t i = 0; i < s->dur->receipt_count; i++)
+            mqtt_receipt_release(s->dur->receipts[i]);
+        hm_free(s->dur->receipts);
+        mqtt_gate_fini(&s->dur->gate);
+        hm_free(s->dur);
+    }
     hm_free(s->username);
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&s->b->sessions, 1, memory_order_relaxed);
-    hm_free(s->client_id);
+    hm_addr_release(s->self); /* last: client_id points into its name */
     hm_free(s);
 }
 
@@ -1080,9 +1178,8 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
 {
     mqtt_session *s = hm_calloc(1, sizeof *s);
 
+    (void)client_id; /* activate takes it from our own name */
     s->b = b;
-    s->client_id = hm_strdup(client_id);
-    s->out = new_outbox(b);
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&b->sessions, 1, memory_order_relaxed);
     *out = (hm_receiver){.handler = session_handle,

@@ -354,16 +354,19 @@ hm_err mqtt_session_state_save(const char *client_id,
                                const mqtt_outbox *out, const mqtt_qos2_ids *in,
                                uint8_t **data_out, size_t *len_out)
 {
-    size_t n = mqtt_outbox_inflight_count(out) + mqtt_outbox_queued_count(out);
+    size_t n = out ? mqtt_outbox_inflight_count(out) +
+                         mqtt_outbox_queued_count(out)
+                   : 0;
     state_msgs sm = {.inflight = hm_calloc(n + 1, sizeof *sm.inflight),
                      .queued = hm_calloc(n + 1, sizeof *sm.queued)};
     hm_err err;
 
-    mqtt_outbox_foreach(out, collect_msg, &sm);
+    if (out) /* NULL: nothing waits or is in flight (ADR 0150) */
+        mqtt_outbox_foreach(out, collect_msg, &sm);
     err = mqtt_session_state_encode(
         &(mqtt_session_state){
             .client_id = {(const uint8_t *)client_id, strlen(client_id)},
-            .next_packet_id = mqtt_outbox_next_id(out),
+            .next_packet_id = out ? mqtt_outbox_next_id(out) : 1,
             .subs = (mqtt_state_sub *)subs,
             .sub_count = count,
             .inflight = sm.inflight,
@@ -397,11 +400,12 @@ static void load_msg(mqtt_outbox *out, const mqtt_state_msg *m)
 void mqtt_session_state_load(const mqtt_session_state *st, mqtt_outbox *out,
                              mqtt_qos2_ids **in_out)
 {
-    for (size_t i = 0; i < st->inflight_count; i++)
+    for (size_t i = 0; out && i < st->inflight_count; i++)
         load_msg(out, &st->inflight[i]);
-    for (size_t i = 0; i < st->queued_count; i++)
+    for (size_t i = 0; out && i < st->queued_count; i++)
         load_msg(out, &st->queued[i]);
-    mqtt_outbox_set_next_id(out, st->next_packet_id);
+    if (out)
+        mqtt_outbox_set_next_id(out, st->next_packet_id);
     *in_out = NULL;
     if (st->in_qos2_count == 0)
         return;

@@ -107,11 +107,31 @@ static inline void sink_deactivate(hm_ctx *ctx, void *state,
 
 static const hm_hooks sink_hooks = {.deactivate = sink_deactivate};
 
+/* A "from" receiver reports each message with its sender's address:
+ * "<text> from <sender>" ("-" when it has none). */
+static inline hm_err from_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    echo_env *env = state;
+    const hm_addr *from = hm_msg_from(msg);
+    char text[512];
+
+    if (hm_msg_type(msg) != &TEXT)
+        return HM_OK;
+    snprintf(text, sizeof text, "%s from %s", (const char *)hm_msg_payload(msg),
+             from ? hm_addr_name(from) : "-");
+    env->seen(env->seen_arg, hm_addr_name(hm_ctx_self(ctx)), text);
+    return HM_OK;
+}
+
 /* The application factory: "test/echo/..." names are echo receivers,
- * "test/sink/..." names sinks. */
+ * "test/sink/..." names sinks, "test/from/..." names report senders. */
 static inline hm_err echo_factory(void *arg, const char *name,
                                   hm_receiver *out)
 {
+    if (strncmp(name, "test/from/", 10) == 0) {
+        *out = (hm_receiver){.handler = from_handle, .state = arg};
+        return HM_OK;
+    }
     if (strncmp(name, "test/sink/", 10) == 0) {
         *out = (hm_receiver){.handler = sink_handle,
                              .state = hm_calloc(1, sizeof(uint64_t)),
@@ -367,9 +387,13 @@ static inline bool child_spawn(child *c, const char *name, const char *join,
         /* Criterion's sandbox (BoxFort) would take this process over as
          * one of its workers if it saw its arena in the environment. */
         unsetenv("BXFI_MAP");
-        execl("/proc/self/exe", "node", "--node", name, "--cluster-listen",
-              "127.0.0.1:0", "--join", join, "--cluster-secret-file", secret,
-              (char *)NULL);
+        /* HM_TEST_NODE_EXE: the binary's path, for runs under valgrind
+         * (where /proc/self/exe is the tool). */
+        const char *exe = getenv("HM_TEST_NODE_EXE");
+        execl(exe ? exe : "/proc/self/exe", "node", "--node", name,
+              "--cluster-listen",
+              "127.0.0.1:0", "--join", join, "--cluster-secret-file",
+              secret, (char *)NULL);
         _exit(127);
     }
     close(in[0]);

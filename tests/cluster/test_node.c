@@ -473,3 +473,159 @@ int main(int argc, char **argv)
     criterion_finalize(tests);
     return result;
 }
+
+/* A receiver of A that sends what it gets on to "test/from/carol". */
+static hm_err relay_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    hm_msg *m;
+
+    (void)state;
+    if (hm_msg_type(msg) != &TEXT)
+        return HM_OK;
+    m = text_msg(hm_msg_payload(msg));
+    if (hm_ctx_send_name(ctx, "test/from/carol", m) != HM_OK)
+        hm_msg_destroy(m);
+    return HM_OK;
+}
+
+Test(cluster_node, plain_message_from_another_node_keeps_its_sender)
+{
+    child c;
+    char line[512];
+    hm_addr *relay;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/from/carol"));
+    cr_assert(wait_lookup("test/from/carol", "C"));
+    cr_assert_eq(hm_runtime_spawn(A.rt, "test/relay/a",
+                                  &(hm_receiver){.handler = relay_handle},
+                                  &relay),
+                 HM_OK);
+    cr_assert_eq(hm_runtime_send(A.rt, relay, text_msg("hi")), HM_OK);
+    cr_assert(child_expect(&c, "got ", line, sizeof line));
+    cr_assert_str_eq(line, "got test/from/carol hi from test/relay/a");
+    /* Sent from outside any receiver: no sender on the other node either. */
+    cr_assert_eq(hm_runtime_send_name(A.rt, "test/from/carol",
+                                      text_msg("bare")),
+                 HM_OK);
+    cr_assert(child_expect(&c, "got ", line, sizeof line));
+    cr_assert_str_eq(line, "got test/from/carol bare from -");
+    hm_addr_release(relay);
+    child_quit(&c);
+}
+
+static uint64_t sink_count(hm_addr *to)
+{
+    hm_msg *reply = NULL, *ask = text_msg("count");
+    uint64_t n;
+    hm_err err;
+    int tries = 0;
+
+    /* Backpressure may still refuse it for a moment (HM_EFULL). */
+    while ((err = hm_runtime_call(A.rt, to, ask, WAIT_MS, &reply)) ==
+               HM_EFULL &&
+           ++tries < WAIT_MS)
+        usleep(1000);
+    cr_assert_eq(err, HM_OK);
+    cr_assert_eq(hm_msg_type(reply), &TEXT);
+    n = strtoull(hm_msg_payload(reply), NULL, 10);
+    hm_msg_destroy(reply);
+    return n;
+}
+
+Test(cluster_node, flood_to_a_stopped_node_gets_efull_and_loses_nothing)
+{
+    child c;
+    hm_addr *to;
+    size_t accepted = 0;
+    bool full = false;
+    hm_node_stats st;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/sink/c"));
+    cr_assert(wait_lookup("test/sink/c", "C"));
+    cr_assert_eq(hm_runtime_intern(A.rt, "test/sink/c", &to), HM_OK);
+    kill(c.pid, SIGSTOP); /* C reads and acknowledges nothing */
+    /* HM_EFULL also says "the proxy is behind the sender": full means
+     * refused for 100 ms in a row. */
+    for (int i = 0, refused = 0; i < 200000 && !full; i++) {
+        hm_msg *m = text_msg("x");
+        hm_err err = hm_runtime_send(A.rt, to, m);
+
+        if (err == HM_EFULL) {
+            hm_msg_destroy(m);
+            full = ++refused == 100;
+            usleep(1000);
+        } else {
+            cr_assert_eq(err, HM_OK);
+            accepted++;
+            refused = 0;
+        }
+    }
+    kill(c.pid, SIGCONT);
+    cr_assert(full, "no backpressure after %zu sends", accepted);
+    /* The peer's buffer (10 000) and the proxy's mailbox (1024), plus
+     * what was in flight between them: bounded, not lost. */
+    cr_assert_geq(accepted, 10000);
+    cr_assert_leq(accepted, 10000 + 1024 + 256);
+    cr_assert_eq(sink_count(to), accepted);
+    hm_node_stats_get(A.node, &st);
+    cr_assert_eq(st.undeliverable, 0);
+    hm_addr_release(to);
+    child_quit(&c);
+}
+
+Test(cluster_node, heartbeats_go_through_a_flood)
+{
+    child b, c;
+    char line[512];
+    hm_addr *to;
+    struct timespec t0, now;
+    size_t sent = 0;
+
+    /* B and C suspect a silent peer after 400 ms. */
+    cr_assert(child_spawn(&b, "B", hm_node_addr(A.node), secret_path, true));
+    cr_assert(child_spawn(&c, "C", hm_node_addr(A.node), secret_path, true));
+    cr_assert(wait_event("B", HM_MEMBER_EV_UP, 1));
+    cr_assert(wait_event("C", HM_MEMBER_EV_UP, 1));
+    cr_assert(child_expect(&b, "event C ", line, sizeof line));
+    cr_assert(child_send(&c, "register test/sink/c"));
+    cr_assert(wait_lookup("test/sink/c", "C"));
+    cr_assert_eq(hm_runtime_intern(A.rt, "test/sink/c", &to), HM_OK);
+    /* A stream from A to C for 1.5 s, as fast as backpressure allows. */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        hm_msg *m = text_msg("x");
+
+        if (hm_runtime_send(A.rt, to, m) == HM_OK)
+            sent++;
+        else {
+            hm_msg_destroy(m);
+            usleep(50);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - t0.tv_sec) * 1000 +
+                 (now.tv_nsec - t0.tv_nsec) / 1000000 <
+             1500);
+    cr_assert_eq(sink_count(to), sent);
+    /* Nobody suspected anybody: C's and B's event lines up to now name
+     * no suspicion of A (the lookup's answer closes the window). */
+    cr_assert(child_send(&c, "lookup test/sink/c C"));
+    while (child_line(&c, line, sizeof line) &&
+           strncmp(line, "found ", 6) != 0)
+        cr_assert(!strstr(line, " suspect") && !strstr(line, " dead"),
+                  "C saw: %s", line);
+    cr_assert(child_send(&b, "lookup test/sink/c C"));
+    while (child_line(&b, line, sizeof line) &&
+           strncmp(line, "found ", 6) != 0)
+        cr_assert(!strstr(line, " suspect") && !strstr(line, " dead"),
+                  "B saw: %s", line);
+    pthread_mutex_lock(&A.lock);
+    for (size_t i = 0; i < A.event_count; i++)
+        cr_assert(A.events[i].ev == HM_MEMBER_EV_UP, "A saw %s %s",
+                  A.events[i].name, hm_member_event_name(A.events[i].ev));
+    pthread_mutex_unlock(&A.lock);
+    hm_addr_release(to);
+    child_quit(&b);
+    child_quit(&c);
+}

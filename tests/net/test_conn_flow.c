@@ -307,3 +307,52 @@ Test(flow, set_owner_moves_later_frames_to_the_new_owner)
     hm_net_stop(net);
     probe_fini(&pr2);
 }
+
+Test(flow, writes_overtake_queued_bulk_and_pass_a_full_bulk_queue)
+{
+    hm_listener *l;
+    hm_conn *c;
+    int fd =
+        open_pair((hm_conn_options){.max_write_queue_len = 256 * 1024}, &l, &c);
+    static char buf[65536], seen[14];
+    size_t bulk = 0, total = 0, got = 0, at = 0;
+    bool found = false;
+    ssize_t n;
+
+    /* The reader sleeps: the socket buffers fill, then the bulk queue. */
+    for (int i = 0; i < 10000; i++) {
+        char *chunk = hm_alloc(65536);
+
+        memset(chunk, 'x', 65536);
+        if (hm_conn_write_bulk(c, chunk, 65536) != HM_OK) {
+            hm_free(chunk);
+            break;
+        }
+        bulk += 65536;
+    }
+    cr_assert_gt(hm_conn_queued_len(c), 0);
+    /* The bulk queue is full; the others still have room. */
+    cr_assert_eq(hm_conn_write(c, "URGENT\n", 7), HM_OK);
+    cr_assert_eq(hm_conn_write(c, "SECOND\n", 7), HM_OK);
+    /* Everything arrives; the two lines, in their order, before the end
+     * of the bulk (ahead of what was queued and not begun). */
+    while (total < bulk + 14 && (n = recv(fd, buf, sizeof buf, 0)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (!found && buf[i] == 'U') {
+                found = true;
+                at = total + (size_t)i;
+            }
+            if (found && got < sizeof seen)
+                seen[got++] = buf[i];
+        }
+        total += (size_t)n;
+    }
+    cr_assert_eq(total, bulk + 14);
+    cr_assert(found, "the line never came");
+    cr_assert_eq(memcmp(seen, "URGENT\nSECOND\n", 14), 0);
+    cr_assert_lt(at, bulk, "the lines waited behind the bulk");
+    hm_conn_close(c);
+    hm_conn_release(c);
+    hm_listener_close(l);
+    close(fd);
+}

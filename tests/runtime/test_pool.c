@@ -76,3 +76,35 @@ Test(pool, objects_freed_on_another_thread_come_back_in_batches, .timeout = 30)
     for (int i = 0; i < HANDOFF; i++)
         hm_pool_free_cached(objs[i]);
 }
+
+/* Frees never give memory back to libc; the depot keeps every batch until
+ * a trim returns what lies beyond its bound (docs/adr/0141). */
+#define MANY (5000 * 64) /* more than the depot's 4,096 batches */
+static void *many[MANY];
+
+static void *free_many(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < MANY; i++)
+        hm_pool_free_cached(many[i]);
+    return NULL;
+}
+
+Test(pool, the_depot_keeps_every_batch_until_a_trim, .timeout = 30)
+{
+    pthread_t t;
+
+    for (int i = 0; i < MANY; i++)
+        many[i] = hm_pool_alloc_cached();
+    cr_assert_eq(pthread_create(&t, NULL, free_many, NULL), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_geq(hm_pool_depot_batches(), MANY / 64);
+    hm_pool_trim();
+    cr_assert_eq(hm_pool_depot_batches(), 4096);
+    hm_pool_trim(); /* nothing beyond the bound: a no-op */
+    cr_assert_eq(hm_pool_depot_batches(), 4096);
+    for (int i = 0; i < MANY; i++) /* the kept batches still serve */
+        many[i] = hm_pool_alloc_cached();
+    for (int i = 0; i < MANY; i++)
+        hm_pool_free_cached(many[i]);
+}

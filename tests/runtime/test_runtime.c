@@ -470,6 +470,56 @@ Test(runtime, unreferenced_inactive_addresses_are_reclaimed)
     cr_assert_eq(st.addresses, 0);
 }
 
+/* The directory's open-addressing table grows, and removals shift runs
+ * back: after thousands of names come and go, every held name still finds
+ * its own entry, and names that are prefixes of each other stay apart. */
+Test(runtime, the_directory_keeps_held_names_through_growth_and_reclaim)
+{
+    enum { N = 6000 };
+    static hm_addr *held[N];
+    char name[1200];
+    hm_runtime_stats st;
+    uint64_t kept = 0;
+
+    for (int i = 0; i < N; i++) {
+        /* "r/<i>", and every 97th name longer than the slab's classes. */
+        if (i % 97 == 0) {
+            memset(name, 'x', 1000);
+            snprintf(name + 1000, sizeof name - 1000, "/%d", i);
+        } else {
+            snprintf(name, sizeof name, "r/%d", i);
+        }
+        held[i] = addr(name);
+        send(held[i], &STOP, (uint64_t)i); /* activates, then deactivates */
+    }
+    hm_runtime_run_until_idle(rt);
+    for (int i = 0; i < N; i++) {
+        if (i % 3 != 0) {
+            hm_addr_release(held[i]);
+            held[i] = NULL;
+        }
+    }
+    hm_runtime_advance(rt, 200); /* a sweep pass reclaims two thirds */
+    hm_runtime_stats_get(rt, &st);
+    for (int i = 0; i < N; i++) {
+        hm_addr *again;
+        if (!held[i])
+            continue;
+        kept++;
+        cr_assert_eq(hm_runtime_intern(rt, hm_addr_name(held[i]), &again),
+                     HM_OK);
+        cr_assert_eq(again, held[i], "%s", hm_addr_name(held[i]));
+        hm_addr_release(again);
+    }
+    cr_assert_eq(st.addresses, kept);
+    for (int i = 0; i < N; i++)
+        hm_addr_release(held[i]);
+    hm_runtime_advance(rt, 200);
+    hm_runtime_stats_get(rt, &st);
+    cr_assert_eq(st.addresses, 0);
+    cr_assert_eq(st.entry_bytes, 0);
+}
+
 Test(runtime, close_dead_letters_queued_messages_and_runs_every_hook)
 {
     hm_addr *a = addr("r/1"), *b = addr("r/2");

@@ -7,7 +7,12 @@
  * graceful close from another thread; every write returns HM_OK, HM_EFULL
  * or HM_ECLOSED, and the peer sees a clean end of stream. Phase 3: clients
  * connect and vanish while the owner writes, many times. Phase 4: reads
- * pause and resume on a tiny in-flight bound while workers free frames. */
+ * pause and resume on a tiny in-flight bound while workers free frames.
+ * Phase 5: writers that pause now and then (so the I/O thread sleeps and
+ * handles send directly, ADR 0151) write lines of up to 40 KB to a peer
+ * with a small receive buffer that reads slowly, so direct sends come up
+ * short and their rest must still go out before anything queued; lines
+ * must arrive whole and in each writer's order, as in phase 1. */
 #include "net/conn.h"
 #include "net/net.h"
 #include "runtime/alloc.h"
@@ -195,6 +200,106 @@ static void phase_close_race(owner *o, int port)
     close(fd);
 }
 
+#define DIRECT_LINES 400
+#define DIRECT_PAD_MAX 40000
+
+static void *write_paced_lines(void *arg)
+{
+    writer *w = arg;
+    char *pad = malloc(DIRECT_PAD_MAX);
+    char *line = malloc(DIRECT_PAD_MAX + 64);
+    unsigned rng = (unsigned)w->id * 2654435761u + 1;
+
+    memset(pad, 'x', DIRECT_PAD_MAX);
+    for (int seq = 0; seq < DIRECT_LINES; seq++) {
+        int pad_len, len;
+        hm_err err;
+
+        rng = rng * 1103515245u + 12345u;
+        pad_len = (int)((rng >> 8) % DIRECT_PAD_MAX);
+        len = snprintf(line, DIRECT_PAD_MAX + 64, "w%d %d %.*s\n", w->id, seq,
+                       pad_len, pad);
+        while ((err = hm_conn_write(w->conn, line, (size_t)len)) == HM_EFULL)
+            usleep(100);
+        CHECK(err == HM_OK);
+        usleep(2000); /* the I/O thread falls asleep, the queue empties */
+    }
+    free(pad);
+    free(line);
+    return NULL;
+}
+
+/* Reads lines of any length; checks each writer's order and that no line
+ * is cut or mixed with another. Reads in small pieces, pausing. */
+static void check_paced_lines(int fd)
+{
+    int next[WRITERS] = {0}, total = 0, reads = 0;
+    char buf[4096];
+    char *line = malloc(DIRECT_PAD_MAX + 64);
+    size_t used = 0;
+    ssize_t n;
+
+    while (total < WRITERS * DIRECT_LINES &&
+           (n = recv(fd, buf, sizeof buf, 0)) > 0) {
+        if (++reads % 8 == 0)
+            usleep(1000); /* a slow reader: the send buffer fills */
+        for (ssize_t i = 0; i < n; i++) {
+            int id, seq;
+            size_t j;
+
+            if (buf[i] != '\n') {
+                CHECK(used + 1 < DIRECT_PAD_MAX + 64);
+                line[used++] = buf[i];
+                continue;
+            }
+            line[used] = '\0';
+            CHECK(sscanf(line, "w%d %d", &id, &seq) == 2);
+            CHECK(id >= 0 && id < WRITERS && seq == next[id]);
+            for (j = 0; j < used && line[j] != ' '; j++)
+                ;
+            for (j++; j < used && line[j] != ' '; j++)
+                ;
+            for (j++; j < used; j++)
+                CHECK(line[j] == 'x'); /* nothing of another line inside */
+            used = 0;
+            next[id]++;
+            total++;
+        }
+    }
+    CHECK(total == WRITERS * DIRECT_LINES);
+    free(line);
+}
+
+static void phase_direct(hm_net *net, owner *o, int port)
+{
+    pthread_t t[WRITERS];
+    writer w[WRITERS];
+    struct sockaddr_in in = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
+    hm_net_stats before, after;
+    hm_conn *c;
+
+    /* Before connect, so the advertised window stays small too. */
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+    CHECK(connect(fd, (struct sockaddr *)&in, sizeof in) == 0);
+    c = await_conn(o);
+    hm_net_stats_get(net, &before);
+
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (writer){.conn = c, .id = i};
+        CHECK(pthread_create(&t[i], NULL, write_paced_lines, &w[i]) == 0);
+    }
+    check_paced_lines(fd);
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(t[i], NULL);
+    hm_net_stats_get(net, &after);
+    CHECK(after.direct_sends > before.direct_sends); /* the path was taken */
+    hm_conn_release(c);
+    close(fd);
+}
+
 static void phase_vanishing_peers(owner *o, int port)
 {
     for (int i = 0; i < CYCLES; i++) {
@@ -270,13 +375,26 @@ int main(void)
     phase_vanishing_peers(&o, hm_listener_port(l));
     phase_backpressure(net, addr, &o);
     hm_listener_close(l);
+    /* Phase 5's listener: a small send buffer, so direct sends come up
+     * short. */
+    CHECK(hm_net_listen(net,
+                        &(hm_listen_config){
+                            .host = "127.0.0.1",
+                            .accept = accept_owner,
+                            .accept_arg = addr,
+                            .conn = {.max_write_queue_len = 64 * 1024,
+                                     .send_buffer_len = 4096}},
+                        &l) == HM_OK);
+    phase_direct(net, &o, hm_listener_port(l));
+    hm_listener_close(l);
     hm_net_stop(net);
     hm_addr_release(addr);
     hm_runtime_destroy(rt);
     hm_net_destroy(net);
     hm_conn_release(atomic_exchange(&o.conn, NULL));
     printf("stress_net_write: %d lines x %d writers, close race, %d peers "
-           "vanished, 20000 frames through a 512-byte in-flight bound: ok\n",
-           LINES, WRITERS, CYCLES);
+           "vanished, 20000 frames through a 512-byte in-flight bound, "
+           "%d paced lines of up to %d bytes x %d writers: ok\n",
+           LINES, WRITERS, CYCLES, DIRECT_LINES, DIRECT_PAD_MAX, WRITERS);
     return 0;
 }

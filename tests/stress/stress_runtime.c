@@ -12,6 +12,12 @@
  *   request is resolved exactly once; late replies are dead letters.
  * close_under_load: receivers bounce messages until the runtime closes;
  *   every activation's hook runs exactly once.
+ * directory_churn: four threads send by name and intern 2,048 names of
+ *   many lengths (some beyond the slab's classes) while receivers
+ *   deactivate after every message and the sweeper reclaims their entries
+ *   and shifts the directory's probe runs (docs/adr/0140). Invariants:
+ *   every message is handled, every handle names what was interned, and
+ *   once nothing is referenced every entry is reclaimed.
  * timer_race: receivers on both workers and two plain threads arm timers
  *   (0-3 ms) to each other and cancel a random half of their own while the
  *   timer thread fires them. Invariants: a timer whose cancel succeeded is
@@ -357,6 +363,112 @@ static void close_under_load(void)
     }
 }
 
+/* ------------------------------------------------------- directory churn */
+
+#define CHURN_NAMES 2048
+#define CHURN_THREADS 4
+
+static const hm_type D = {.name = "s.d"};
+static _Atomic uint64_t churn_handled;
+
+static hm_err churn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    (void)state;
+    (void)msg;
+    atomic_fetch_add(&churn_handled, 1);
+    hm_ctx_deactivate(ctx); /* the entry becomes reclaimable */
+    return HM_OK;
+}
+
+static hm_err churn_factory(void *arg, const char *name, hm_receiver *out)
+{
+    (void)arg;
+    (void)name;
+    *out = (hm_receiver){.handler = churn_handle};
+    return HM_OK;
+}
+
+/* "d/<k>" padded to a length picked by k: 3 to 300 bytes. */
+static void churn_name(char *buf, size_t cap, unsigned k)
+{
+    int n = snprintf(buf, cap, "d/%u/", k);
+    size_t len = 3 + (k * 37u) % 298u;
+
+    while ((size_t)n < len && (size_t)n + 1 < cap)
+        buf[n++] = (char)('a' + k % 26);
+    buf[n] = '\0';
+}
+
+typedef struct churn_job {
+    hm_runtime *rt;
+    long rounds;
+    uint64_t seed, sent;
+} churn_job;
+
+static void *churn_thread(void *p)
+{
+    churn_job *j = p;
+    char name[320];
+
+    for (long r = 0; r < j->rounds; r++) {
+        unsigned k;
+        j->seed = j->seed * 6364136223846793005ull + 1442695040888963407ull;
+        k = (unsigned)(j->seed >> 33) % CHURN_NAMES;
+        churn_name(name, sizeof name, k);
+        if (r % 2) {
+            CHECK(hm_runtime_send_name(j->rt, name,
+                                       hm_msg_create(&D, NULL, k)) == HM_OK);
+        } else {
+            hm_addr *a;
+            CHECK(hm_runtime_intern(j->rt, name, &a) == HM_OK);
+            CHECK(strcmp(hm_addr_name(a), name) == 0);
+            CHECK(hm_runtime_send(j->rt, a, hm_msg_create(&D, NULL, k)) ==
+                  HM_OK);
+            hm_addr_release(a);
+        }
+        j->sent++;
+    }
+    return NULL;
+}
+
+static void directory_churn(void)
+{
+    hm_runtime *rt;
+    churn_job jobs[CHURN_THREADS];
+    pthread_t th[CHURN_THREADS];
+    uint64_t sent = 0;
+    hm_runtime_stats st;
+    double give_up;
+
+    /* idle 8 ms: a sweep pass, with reclamation, every millisecond. */
+    CHECK(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                 .idle_timeout_ms = 8,
+                                                 .factory = churn_factory},
+                            &rt) == HM_OK);
+    for (int i = 0; i < CHURN_THREADS; i++) {
+        jobs[i] = (churn_job){.rt = rt,
+                              .rounds = stress_scaled(40000),
+                              .seed = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)};
+        CHECK(pthread_create(&th[i], NULL, churn_thread, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < CHURN_THREADS; i++) {
+        CHECK(pthread_join(th[i], NULL) == 0);
+        sent += jobs[i].sent;
+    }
+    CHECK(hm_runtime_wait_idle(rt, 60000) == HM_OK);
+    CHECK(atomic_load(&churn_handled) == sent);
+    /* Nothing is referenced and nothing is active: the sweeper must
+     * reclaim every entry within a few passes. */
+    give_up = stress_now_s() + 10.0;
+    do {
+        usleep(2000);
+        hm_runtime_stats_get(rt, &st);
+    } while (st.addresses > 0 && stress_now_s() < give_up);
+    CHECK(st.addresses == 0);
+    CHECK(st.entry_bytes == 0);
+    hm_runtime_destroy(rt);
+}
+
 /* ------------------------------------------------------------ timer race */
 
 #define TR_RECV 8
@@ -511,6 +623,7 @@ int main(void)
     RUN_SCENARIO(deactivation_race);
     RUN_SCENARIO(request_race);
     RUN_SCENARIO(close_under_load);
+    RUN_SCENARIO(directory_churn);
     RUN_SCENARIO(timer_race);
     return 0;
 }

@@ -1,0 +1,499 @@
+/* cluster/fast.c: the routed-message hot path (see fast.h and ADR 0120).
+ *
+ * The encoder writes the envelope by hand and asks jansson only for the
+ * message's data (a plain string, the commonest payload, is escaped here).
+ * The decoder walks the canonical cl.msg line with a cursor: literal key
+ * sequences, unsigned integers, strings without escapes or control bytes
+ * (checked for UTF-8), and the data value, whose extent is found by a
+ * bracket-and-string scanner and which jansson then parses. Any deviation
+ * returns false before anything is allocated, except the data, freed on
+ * the way out. */
+#include "cluster/fast.h"
+
+#include "net/hp.h"
+#include "net/line.h"
+#include "runtime/alloc.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#define U53_MAX ((1ull << 53) - 1)
+
+void cl_fields_fini(cl_fields *f)
+{
+    if (f->data)
+        json_decref(f->data);
+    memset(f, 0, sizeof *f);
+}
+
+bool cl_span_is(cl_span s, const char *str)
+{
+    return s.p && strlen(str) == s.n && memcmp(s.p, str, s.n) == 0;
+}
+
+/* ------------------------------------------------------------- buffers */
+
+typedef struct buf {
+    char *p; /* owned (hm_alloc) */
+    size_t len, cap, max;
+    bool too_big;
+} buf;
+
+static void grow(buf *b, size_t add)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + add)
+        cap *= 2;
+    b->p = hm_realloc(b->p, cap);
+    b->cap = cap;
+}
+
+static inline void reserve(buf *b, size_t add)
+{
+    if (b->len + add > b->cap)
+        grow(b, add);
+}
+
+static inline void put(buf *b, const void *s, size_t n)
+{
+    reserve(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+#define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+static size_t u64_text(uint64_t v, char *out)
+{
+    char tmp[24];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static void put_u64(buf *b, uint64_t v)
+{
+    reserve(b, 24);
+    b->len += u64_text(v, b->p + b->len);
+}
+
+/* A JSON string of `s` (`n` bytes, valid UTF-8), escaped as jansson
+ * escapes it without flags. */
+static void put_str(buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    reserve(b, n + 2);
+    b->p[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            size_t run = i + 1;
+            while (run < n && (unsigned char)s[run] >= 0x20 &&
+                   s[run] != '"' && s[run] != '\\')
+                run++;
+            put(b, s + i, run - i);
+            i = run - 1;
+            continue;
+        }
+        switch (c) {
+        case '"': PUT_LIT(b, "\\\""); break;
+        case '\\': PUT_LIT(b, "\\\\"); break;
+        case '\b': PUT_LIT(b, "\\b"); break;
+        case '\f': PUT_LIT(b, "\\f"); break;
+        case '\n': PUT_LIT(b, "\\n"); break;
+        case '\r': PUT_LIT(b, "\\r"); break;
+        case '\t': PUT_LIT(b, "\\t"); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            put(b, u, sizeof u);
+        }
+        }
+    }
+    reserve(b, 1);
+    b->p[b->len++] = '"';
+}
+
+bool cl_jstr_set(cl_jstr *j, const char *s)
+{
+    size_t n = strlen(s);
+    buf b = {0};
+
+    if (!hm_utf8_valid((const uint8_t *)s, n))
+        return false;
+    put_str(&b, s, n);
+    hm_free(j->p);
+    j->p = b.p;
+    j->n = b.len;
+    return true;
+}
+
+void cl_jstr_fini(cl_jstr *j)
+{
+    hm_free(j->p);
+    j->p = NULL;
+    j->n = 0;
+}
+
+static int dump_cb(const char *chunk, size_t n, void *arg)
+{
+    buf *b = arg;
+
+    if (b->len + n > b->max) {
+        b->too_big = true;
+        return -1;
+    }
+    put(b, chunk, n);
+    return 0;
+}
+
+/* ------------------------------------------------------------- encoder */
+
+hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
+                          const cl_jstr *from, const cl_jstr *type,
+                          uint64_t id, bool reply, size_t max_len,
+                          char **line_out, size_t *len_out)
+{
+    buf b = {.max = max_len ? max_len : HM_NET_MAX_LINE};
+    json_t *data = NULL;
+    hm_err err;
+
+    if (hm_msg_arg(m) > (uint64_t)INT64_MAX)
+        return HM_ECODEC;
+    if (id > HM_HP_MAX_ID)
+        return HM_EINVAL;
+    if ((err = hm_msg_to_json(m, &data)) != HM_OK)
+        return err;
+    PUT_LIT(&b, "{\"v\":1,\"type\":\"msg\"");
+    if (id) {
+        PUT_LIT(&b, ",\"id\":");
+        put_u64(&b, id);
+    }
+    if (from && from->p) {
+        PUT_LIT(&b, ",\"from\":");
+        put(&b, from->p, from->n);
+    }
+    if (to && to->p) {
+        PUT_LIT(&b, ",\"to\":");
+        put(&b, to->p, to->n);
+    }
+    PUT_LIT(&b, ",\"body\":{\"type\":");
+    put(&b, type->p, type->n);
+    if (hm_msg_arg(m)) {
+        PUT_LIT(&b, ",\"arg\":");
+        put_u64(&b, hm_msg_arg(m));
+    }
+    PUT_LIT(&b, ",\"data\":");
+    if (json_is_string(data)) { /* jansson keeps strings UTF-8 */
+        put_str(&b, json_string_value(data), json_string_length(data));
+    } else if (json_dump_callback(data, dump_cb, &b,
+                                  JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        err = b.too_big ? HM_ETOOBIG : HM_ECODEC;
+        goto fail;
+    }
+    if (reply)
+        PUT_LIT(&b, ",\"reply\":true");
+    PUT_LIT(&b, "}}\n");
+    if (b.len - 1 > b.max) {
+        err = HM_ETOOBIG;
+        goto fail;
+    }
+    json_decref(data);
+    *line_out = b.p;
+    *len_out = b.len;
+    return HM_OK;
+fail:
+    json_decref(data);
+    hm_free(b.p);
+    return err;
+}
+
+hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
+                          uint64_t id, bool reply, size_t max_len,
+                          char **line_out, size_t *len_out)
+{
+    cl_jstr t = {0}, f = {0}, ty = {0};
+    hm_err err = HM_EINVAL;
+
+    if ((!to || cl_jstr_set(&t, to)) && (!from || cl_jstr_set(&f, from)) &&
+        cl_jstr_set(&ty, hm_msg_type(m)->name))
+        err = cl_fast_encode_pre(m, &t, &f, &ty, id, reply, max_len,
+                                 line_out, len_out);
+    cl_jstr_fini(&t);
+    cl_jstr_fini(&f);
+    cl_jstr_fini(&ty);
+    return err;
+}
+
+void cl_fast_wrap_routed(char **bufp, size_t *used, size_t *cap,
+                         const char *inner, size_t len, uint64_t seq)
+{
+    static const char head[] =
+        "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.msg\",\"data\":{"
+        "\"v\":1,\"t\":\"cl.msg\",\"seq\":";
+    buf b = {.p = *bufp, .len = *used, .cap = *cap};
+
+    reserve(&b, sizeof head + 24 + 7 + len + 5);
+    PUT_LIT(&b, head);
+    put_u64(&b, seq);
+    PUT_LIT(&b, ",\"msg\":");
+    put(&b, inner, len);
+    PUT_LIT(&b, "}}}\n");
+    *bufp = b.p;
+    *used = b.len;
+    *cap = b.cap;
+}
+
+char *cl_fast_ack_line(uint64_t seq, size_t *len_out)
+{
+    buf b = {0};
+
+    PUT_LIT(&b, "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.ack\","
+                "\"data\":{\"v\":1,\"t\":\"cl.ack\",\"seq\":");
+    put_u64(&b, seq);
+    PUT_LIT(&b, "}}}\n");
+    *len_out = b.len;
+    return b.p;
+}
+
+/* ------------------------------------------------------------- decoder */
+
+typedef struct cur {
+    const char *p, *end;
+} cur;
+
+static bool lit(cur *c, const char *s, size_t n)
+{
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0)
+        return false;
+    c->p += n;
+    return true;
+}
+
+#define LIT(c, s) lit((c), (s), sizeof(s) - 1)
+
+/* An unsigned integer in 0..max, no sign, no leading zero. */
+static bool uint_max(cur *c, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *start = c->p;
+
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+        if (c->p - start > 19)
+            return false;
+        v = v * 10 + (uint64_t)(*c->p - '0');
+        c->p++;
+    }
+    if (c->p == start || (*start == '0' && c->p - start > 1) || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Bytes that end a plain string's scan: its quote, or what it may not
+ * hold (an escape, a control byte). */
+static const bool plain_stop[256] = {
+    [0 ... 0x1f] = true, ['"'] = true, ['\\'] = true,
+};
+
+/* A string without escapes or control bytes, valid UTF-8, of 1..max
+ * bytes: its start and length. */
+static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
+{
+    const char *q;
+    unsigned char high = 0;
+
+    if (c->p >= c->end || *c->p != '"')
+        return false;
+
+    q = ++c->p;
+    while (q < c->end && !plain_stop[(unsigned char)*q])
+        high |= (unsigned char)*q++;
+    if (q >= c->end || *q != '"' || q == c->p || (size_t)(q - c->p) > max ||
+        ((high & 0x80) &&
+         !hm_utf8_valid((const uint8_t *)c->p, (size_t)(q - c->p))))
+        return false;
+    *s = c->p;
+    *n = (size_t)(q - c->p);
+    c->p = q + 1;
+    return true;
+}
+
+/* The extent of one JSON value: strings skipped (escapes included),
+ * brackets counted. jansson checks the value itself afterwards. */
+static bool value_extent(cur *c, const char **s, size_t *n)
+{
+    const char *q = c->p;
+    int depth = 0;
+
+    while (q < c->end) {
+        char ch = *q;
+
+        if (ch == '"') {
+            for (q++; q < c->end && *q != '"'; q++)
+                if (*q == '\\' && ++q >= c->end)
+                    return false;
+            if (q >= c->end)
+                return false;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > 64)
+                return false;
+        } else if (ch == '}' || ch == ']') {
+            if (depth == 0)
+                break;
+            depth--;
+        } else if (ch == ',' && depth == 0) {
+            break;
+        }
+        q++;
+    }
+    if (depth != 0 || q == c->p)
+        return false;
+    *s = c->p;
+    *n = (size_t)(q - c->p);
+    c->p = q;
+    return true;
+}
+
+static json_t *parse_value(const char *s, size_t n)
+{
+    /* The commonest payload, a plain string, without the lexer. */
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"' &&
+        !memchr(s + 1, '\\', n - 2) &&
+        hm_utf8_valid((const uint8_t *)s + 1, n - 2)) {
+        for (size_t i = 1; i + 1 < n; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == '"')
+                return NULL;
+        return json_stringn_nocheck(s + 1, n - 2);
+    }
+    return json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+}
+
+bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
+{
+    cur c = {line, line + len};
+    const char *data;
+    size_t data_n;
+    cl_fields f = {0};
+    json_t *value;
+
+    if (!LIT(&c, "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.msg\","
+                 "\"data\":{\"v\":1,\"t\":\"cl.msg\",\"seq\":") ||
+        !uint_max(&c, U53_MAX, &f.seq) || f.seq == 0 ||
+        !LIT(&c, ",\"msg\":{\"v\":1,\"type\":\"msg\""))
+        return false;
+    if (LIT(&c, ",\"id\":") &&
+        (!uint_max(&c, HM_HP_MAX_ID, &f.id) || f.id == 0))
+        return false;
+    if (LIT(&c, ",\"from\":") &&
+        !plain_str(&c, HM_ADDR_MAX_LEN, &f.from.p, &f.from.n))
+        return false;
+    if (LIT(&c, ",\"to\":") &&
+        !plain_str(&c, HM_ADDR_MAX_LEN, &f.to.p, &f.to.n))
+        return false;
+    if (!LIT(&c, ",\"body\":{\"type\":") ||
+        !plain_str(&c, HM_ADDR_MAX_LEN, &f.type.p, &f.type.n))
+        return false;
+    if (LIT(&c, ",\"arg\":") &&
+        (!uint_max(&c, INT64_MAX, &f.arg) || f.arg == 0))
+        return false;
+    if (!LIT(&c, ",\"data\":") || !value_extent(&c, &data, &data_n))
+        return false;
+    if (LIT(&c, ",\"reply\":")) {
+        if (LIT(&c, "true"))
+            f.reply = true;
+        else if (!LIT(&c, "false"))
+            return false;
+    }
+    if (!LIT(&c, "}}}}}") || c.p != c.end)
+        return false;
+    if (!(value = parse_value(data, data_n)))
+        return false;
+    f.data = value;
+    *out = f;
+    return true;
+}
+
+hm_err cl_inner_fields(const json_t *o, cl_fields *out)
+{
+    const json_t *body = json_object_get(o, "body");
+    const json_t *id = json_object_get(o, "id");
+    const json_t *to = json_object_get(o, "to");
+    const json_t *from = json_object_get(o, "from");
+    const json_t *type, *arg, *data, *reply;
+
+    if (!json_is_object(body))
+        return HM_EPROTO;
+    type = json_object_get(body, "type");
+    arg = json_object_get(body, "arg");
+    data = json_object_get(body, "data");
+    reply = json_object_get(body, "reply");
+    if ((id && (!json_is_integer(id) || json_integer_value(id) < 0)) ||
+        (arg && (!json_is_integer(arg) || json_integer_value(arg) < 0)) ||
+        (reply && !json_is_boolean(reply)) || (to && !json_is_string(to)) ||
+        (from && !json_is_string(from)) || !json_is_string(type))
+        return HM_EPROTO;
+    memset(out, 0, sizeof *out);
+    out->id = id ? (uint64_t)json_integer_value(id) : 0;
+    out->reply = json_is_true(reply);
+    if (to)
+        out->to = (cl_span){json_string_value(to), json_string_length(to)};
+    if (from)
+        out->from =
+            (cl_span){json_string_value(from), json_string_length(from)};
+    out->type = (cl_span){json_string_value(type), json_string_length(type)};
+    out->arg = arg ? (uint64_t)json_integer_value(arg) : 0;
+    out->data = data ? json_incref((json_t *)data) : json_null();
+    return HM_OK;
+}
+
+/* --------------------------------------------------------------- lines */
+
+static hm_err lines_next(const void *arg, const uint8_t *b, size_t len,
+                         size_t *resume, hm_frame *out)
+{
+    size_t window = len < CL_LINES_BATCH ? len : CL_LINES_BATCH;
+    const uint8_t *nl = memrchr(b, '\n', window);
+
+    /* The window is shorter than the line limit, so no line in it can be
+     * over it; one line longer than the window is the line framer's. */
+    if (!nl)
+        return hm_line_next(arg, b, len, resume, out);
+    *resume = 0;
+    out->offset = 0;
+    out->len = out->consumed = (size_t)(nl - b) + 1;
+    return HM_OK;
+}
+
+void cl_lines_framer_init(hm_framer *out)
+{
+    hm_line_framer_init(out, NULL);
+    out->name = "lines";
+    out->next = lines_next;
+    out->max_frame_len += CL_LINES_BATCH;
+}
+
+bool cl_lines_next(const uint8_t *frame, size_t len, size_t *pos,
+                   const uint8_t **line, size_t *line_len)
+{
+    const uint8_t *start = frame + *pos, *nl;
+    size_t n;
+
+    if (*pos >= len)
+        return false;
+    nl = memchr(start, '\n', len - *pos);
+    n = nl ? (size_t)(nl - start) : len - *pos;
+    *pos += n + (nl ? 1 : 0);
+    if (n > 0 && start[n - 1] == '\r')
+        n--;
+    *line = start;
+    *line_len = n;
+    return true;
+}

@@ -1,0 +1,222 @@
+/* tests/cluster/test_fast.c: the routed-message fast path (cluster/fast.h)
+ * against jansson, the reference: what the encoder writes means the same
+ * JSON as the reference encoder's line, the decoder reads it back, takes
+ * only the canonical form (anything else is left to the reference path),
+ * and the lines framer hands out every complete line of a buffer at once. */
+#include "cluster/fast.h"
+#include "cluster/node_impl.h"
+#include "net/hp.h"
+#include "net/line.h"
+#include "runtime/alloc.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+static json_t *parse(const char *s, size_t len)
+{
+    json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, NULL);
+
+    cr_assert(j, "not JSON: %.*s", (int)len, s);
+    return j;
+}
+
+/* The reference: the envelope built with jansson (hm_hp_encode). */
+static json_t *reference(const hm_msg *m, const char *to, const char *from,
+                         uint64_t id, bool reply)
+{
+    json_t *body;
+    char *line;
+    size_t len;
+    json_t *j;
+
+    cr_assert_eq(hm_hp_msg_body(m, reply, &body), HM_OK);
+    cr_assert_eq(hm_hp_encode(&(hm_hp_envelope){.type = "msg", .id = id,
+                                                .from = from, .to = to,
+                                                .body = body},
+                              0, &line, &len),
+                 HM_OK);
+    json_decref(body);
+    j = parse(line, len - 1);
+    hm_free(line);
+    return j;
+}
+
+/* Encodes, compares with the reference, wraps and decodes: by the fast
+ * path, or (names with escapes: not canonical) by the reference path. */
+static void check_encoding(hm_msg *m, const char *to, const char *from,
+                           uint64_t id, bool reply)
+{
+    bool escapes = (to && strpbrk(to, "\"\\\x01\x02")) ||
+                   (from && strpbrk(from, "\"\\\x01\x02"));
+    char *line, *wrapped = NULL;
+    size_t len, used = 0, cap = 0;
+    json_t *fast, *ref;
+    cl_fields f;
+
+    cr_assert_eq(cl_fast_encode_app(m, to, from, id, reply, 0, &line, &len),
+                 HM_OK);
+    cr_assert_eq(line[len - 1], '\n');
+    fast = parse(line, len - 1);
+    ref = reference(m, to, from, id, reply);
+    cr_assert(json_equal(fast, ref), "%.*s", (int)len, line);
+    cl_fast_wrap_routed(&wrapped, &used, &cap, line, len - 1, 12345);
+    if (escapes) {
+        cr_assert_not(cl_fast_decode_routed(wrapped, used - 1, &f));
+        cr_assert_eq(cl_inner_fields(fast, &f), HM_OK);
+        f.seq = 12345;
+    } else {
+        cr_assert(cl_fast_decode_routed(wrapped, used - 1, &f), "%s",
+                  wrapped);
+    }
+    cr_assert_eq(f.seq, 12345);
+    cr_assert_eq(f.id, id);
+    cr_assert_eq(f.reply, reply);
+    cr_assert_eq(f.arg, hm_msg_arg(m));
+    cr_assert(cl_span_is(f.type, hm_msg_type(m)->name));
+    if (to)
+        cr_assert(cl_span_is(f.to, to));
+    else
+        cr_assert_null(f.to.p);
+    if (from)
+        cr_assert(cl_span_is(f.from, from));
+    else
+        cr_assert_null(f.from.p);
+    cr_assert(json_equal(f.data, json_object_get(json_object_get(ref, "body"),
+                                                 "data")));
+    cl_fields_fini(&f);
+    json_decref(fast);
+    json_decref(ref);
+    hm_free(line);
+    hm_free(wrapped);
+}
+
+Test(fast, encoder_means_what_the_reference_encoder_means)
+{
+    hm_msg *m = hm_msg_create(&hm_type_json, json_string("x"), 0);
+
+    check_encoding(m, "test/sink/r", NULL, 0, false);
+    check_encoding(m, "chat/user/é", "chat/user/bob", 77, false);
+    check_encoding(m, NULL, NULL, 5, true);
+    hm_msg_destroy(m);
+    m = hm_msg_create(&hm_type_json,
+                      json_pack("{s:[i,f,b,n], s:s}", "a", 1, 2.5, 1, "q",
+                                "quote \" back \\ nl \n tab \t ctl \x01"),
+                      (uint64_t)INT64_MAX);
+    check_encoding(m, "to/\"odd\"\\name", "from\x02", 9007199254740991ull,
+                   false);
+    hm_msg_destroy(m);
+    m = hm_msg_create(&hm_type_json, json_string("\"\\\n\x1f é"), 3);
+    check_encoding(m, "t", "f", 1, false);
+    hm_msg_destroy(m);
+}
+
+Test(fast, encoder_refuses_what_the_reference_refuses)
+{
+    hm_msg *m = hm_msg_create(&hm_type_json, json_string("x"), 0);
+    char *line = NULL;
+    size_t len;
+
+    cr_assert_eq(cl_fast_encode_app(m, "bad\xff", NULL, 0, false, 0, &line,
+                                    &len),
+                 HM_EINVAL);
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, HM_HP_MAX_ID + 1, false, 0,
+                                    &line, &len),
+                 HM_EINVAL);
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 20, &line, &len),
+                 HM_ETOOBIG);
+    hm_msg_destroy(m);
+    m = hm_msg_create(&hm_type_json, json_string("x"), (uint64_t)INT64_MAX + 1);
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_ECODEC);
+    hm_msg_destroy(m);
+}
+
+static bool fast_takes(const char *line)
+{
+    cl_fields f;
+    bool ok = cl_fast_decode_routed(line, strlen(line), &f);
+
+    if (ok)
+        cl_fields_fini(&f);
+    return ok;
+}
+
+#define HEAD "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.msg\",\"data\":" \
+             "{\"v\":1,\"t\":\"cl.msg\",\"seq\":"
+
+Test(fast, decoder_takes_only_the_canonical_form)
+{
+    cr_assert(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\",\"to\":"
+                              "\"a\",\"body\":{\"type\":\"t\",\"data\":1}}}}}"));
+    /* Valid JSON the reference reads, in another form: not ours. */
+    cr_assert_not(fast_takes(HEAD " 1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"a\",\"body\":{\"type\":\"t\","
+                                  "\"data\":1}}}}}"));
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"\\u0061\",\"body\":{\"type\":"
+                                  "\"t\",\"data\":1}}}}}"));
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"type\":\"msg\",\"v\":1,"
+                                  "\"to\":\"a\",\"body\":{\"type\":\"t\","
+                                  "\"data\":1}}}}}"));
+    /* Broken ones: never taken. */
+    cr_assert_not(fast_takes(HEAD "0,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"a\",\"body\":{\"type\":\"t\","
+                                  "\"data\":1}}}}}"));
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"a\",\"body\":{\"type\":\"t\","
+                                  "\"data\":[1,}}}}}"));
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"\xc3\",\"body\":{\"type\":\"t\","
+                                  "\"data\":1}}}}}"));
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"a\",\"body\":{\"type\":\"t\","
+                                  "\"data\":\"a\" \"b\"}}}}}"));
+    cr_assert_not(fast_takes(HEAD "18446744073709551616,\"msg\":{\"v\":1,"
+                                  "\"type\":\"msg\",\"to\":\"a\",\"body\":"
+                                  "{\"type\":\"t\",\"data\":1}}}}}"));
+}
+
+Test(fast, lines_framer_gives_every_complete_line_at_once)
+{
+    hm_framer fr;
+    hm_frame f;
+    size_t resume = 0, pos = 0, n;
+    const uint8_t *line;
+    const char *buf = "one\ntwo\r\nthree\npart";
+
+    cl_lines_framer_init(&fr);
+    cr_assert_eq(fr.next(fr.arg, (const uint8_t *)buf, strlen(buf), &resume,
+                         &f),
+                 HM_OK);
+    cr_assert_eq(f.consumed, strlen("one\ntwo\r\nthree\n"));
+    cr_assert(cl_lines_next((const uint8_t *)buf, f.len, &pos, &line, &n));
+    cr_assert_eq(n, 3);
+    cr_assert(cl_lines_next((const uint8_t *)buf, f.len, &pos, &line, &n));
+    cr_assert_eq(n, 3, "the \\r is dropped");
+    cr_assert_eq(memcmp(line, "two", 3), 0);
+    cr_assert(cl_lines_next((const uint8_t *)buf, f.len, &pos, &line, &n));
+    cr_assert_eq(memcmp(line, "three", 5), 0);
+    cr_assert_not(cl_lines_next((const uint8_t *)buf, f.len, &pos, &line, &n));
+    resume = 0;
+    cr_assert_eq(fr.next(fr.arg, (const uint8_t *)"part", 4, &resume, &f),
+                 HM_EAGAIN);
+}
+
+Test(fast, lines_framer_keeps_the_line_limit)
+{
+    hm_framer fr;
+    hm_frame f;
+    size_t resume = 0, len = HM_NET_MAX_LINE + 2;
+    uint8_t *buf = hm_alloc(len + 1);
+
+    memset(buf, 'x', len);
+    cl_lines_framer_init(&fr);
+    cr_assert_eq(fr.next(fr.arg, buf, len, &resume, &f), HM_ETOOBIG);
+    /* A line within the limit after complete ones: those come first. */
+    memcpy(buf, "ok\n", 3);
+    resume = 0;
+    cr_assert_eq(fr.next(fr.arg, buf, len, &resume, &f), HM_OK);
+    cr_assert_eq(f.consumed, 3);
+    hm_free(buf);
+}
