@@ -16,10 +16,14 @@
  * end of a clean session) activates a session no client is attached to.
  * Its subscriber token in the tree is its own address; it removes its
  * subscriptions under the tree's write lock before dropping that address,
- * so a router never sends through a stale token. */
+ * so a router never sends through a stale token. What only a cluster does
+ * to a session (a member's death, the handoff when membership moves it,
+ * ADR 0105) is in session_cluster.c; the state both share is in
+ * session_impl.h. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/gate.h"
 #include "apps/mqtt/outbox.h"
+#include "apps/mqtt/session_impl.h"
 #include "apps/mqtt/session_state.h"
 
 #include "cluster/node.h"
@@ -34,66 +38,6 @@
 #define TAKEOVER_WAIT_MS 3000u
 /* arg: the takeover it belongs to. */
 static const hm_type takeover_timer_type = {.name = "mqtt.takeover_timer"};
-
-typedef struct sub {
-    char *filter;
-    size_t len;
-    uint8_t qos;
-} sub;
-
-/* The client's subscriptions; allocated with the first one and freed with
- * the last. */
-typedef struct sub_list {
-    uint32_t count, cap;
-    sub items[];
-} sub_list;
-
-/* A persistent session's saving state (saver.c, ADR 0111), allocated
- * when the session first needs it, so a broker without persistence pays
- * one pointer per session. */
-typedef struct session_dur {
-    mqtt_gate gate;          /* `always`: packets waiting for a commit */
-    mqtt_receipt **receipts; /* units of messages not yet saved */
-    size_t receipt_count, receipt_cap;
-    bool dirty;        /* changed since the last save */
-    bool flush_queued; /* an "mqtt.flush" is on its way to us */
-    bool saved_ever;   /* the store may hold our record */
-} session_dur;
-
-/* Kept small for idle clients (ADR 0150): the outbox exists only once a
- * QoS 1/2 message (or a message behind one) has to wait in it, the client
- * id is the end of our own name, and subscriptions are stored only when
- * there are some. */
-typedef struct mqtt_session {
-    mqtt_broker *b;
-    hm_addr *self; /* our token in the subscription tree */
-    const char *client_id; /* borrowed: the end of self's name */
-    /* The client's connection: its receiver (NULL while the client is
-     * away) and, when that receiver is on this node, its socket, written
-     * directly. A connection on another node gets "mqtt.out" messages. */
-    hm_addr *conn_addr;
-    hm_conn *conn;  /* NULL: away, or on another node */
-    char *username; /* of the last CONNECT, for the ACL; or NULL */
-    /* A takeover waits for the old connection to hand back the inbound
-     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
-    hm_addr *old_conn_addr;
-    hm_msg *pending_attach; /* moved out: its sender is pending_from */
-    hm_addr *pending_from;
-    bool ws;            /* conn speaks MQTT over WebSocket */
-    bool attached_ever; /* some client attached to this activation */
-    bool persistent;    /* CleanSession was 0 */
-    bool ending;        /* it ended itself: nothing to hand over */
-    uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
-    sub_list *subs; /* NULL: none */
-    mqtt_outbox *out; /* NULL: nothing waits or is in flight */
-    mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
-    session_dur *dur; /* persistence; NULL until needed */
-} mqtt_session;
-
-static uint64_t token(const mqtt_session *s)
-{
-    return (uint64_t)(uintptr_t)s->self;
-}
 
 static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
                    size_t len)
@@ -171,7 +115,7 @@ static session_dur *dur(mqtt_session *s)
 /* The state changed: save it at the end of this burst of messages
  * (`always`: "mqtt.flush" queues behind what is in the mailbox, so one
  * save covers them all) or after the autosave interval. */
-static void mark_dirty(mqtt_session *s)
+void mqtt_session_mark_dirty(mqtt_session *s)
 {
     session_dur *d;
     hm_msg *m;
@@ -209,7 +153,7 @@ static void keep_receipt(mqtt_session *s, mqtt_receipt *r)
 /* The session as a record (session_state.h; session_cluster.c converts
  * the outbox, leaving QoS 0 messages out: MQTT lets them go while the
  * client is away). */
-static hm_err encode_state(const mqtt_session *s, uint8_t **rec, size_t *len)
+hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len)
 {
     uint32_t nsubs = s->subs ? s->subs->count : 0;
     mqtt_state_sub *subs = hm_alloc((nsubs + 1) * sizeof *subs);
@@ -234,7 +178,7 @@ static void save_now(mqtt_session *s)
 
     if (!durable(s) || !d || !d->dirty)
         return;
-    if (encode_state(s, &rec, &len) != HM_OK) {
+    if (mqtt_session_encode(s, &rec, &len) != HM_OK) {
         HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
                      "session", s->client_id);
         return;
@@ -301,7 +245,7 @@ static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
         return err;
     mqtt_gate_hold(&dur(s)->gate, buf, len,
                    p->type == MQTT_PUBLISH && p->u.publish.qos > 0);
-    mark_dirty(s);
+    mqtt_session_mark_dirty(s);
     return HM_OK;
 }
 
@@ -342,7 +286,7 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
 
 /* Sends what the outbox says: resends first after a reconnect, then
  * what the window has room for. */
-static void pump(mqtt_session *s)
+void mqtt_session_pump(mqtt_session *s)
 {
     mqtt_out_action a;
 
@@ -356,8 +300,6 @@ static void pump(mqtt_session *s)
             mqtt_pub_release(a.msg);
     }
 }
-
-static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online);
 
 /* Delivers `pub` (taken) to the client at `qos`. Returns whether the
  * session keeps it (a QoS 1/2 message it will save). */
@@ -377,7 +319,7 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         return false;
     }
     if (!s->out)
-        s->out = new_outbox(s->b, s->conn_addr != NULL);
+        s->out = mqtt_session_new_outbox(s->b, s->conn_addr != NULL);
     /* QoS 0 is dropped while the client is away; QoS 1/2 wait. */
     if (mqtt_outbox_push(s->out, pub, qos) != HM_OK) {
         /* relaxed: a statistic. */
@@ -388,23 +330,24 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         return false;
     }
     if (qos > 0)
-        mark_dirty(s);
-    pump(s);
+        mqtt_session_mark_dirty(s);
+    mqtt_session_pump(s);
     return qos > 0;
 }
 
 /* ----------------------------------------------------- subscriptions */
 
-static uint32_t sub_count(const mqtt_session *s)
+uint32_t mqtt_session_sub_count(const mqtt_session *s)
 {
     return s->subs ? s->subs->count : 0;
 }
 
-static void remember_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
+void mqtt_session_remember_sub(mqtt_session *s, const mqtt_bytes *f,
+                               uint8_t qos)
 {
     sub_list *l = s->subs;
 
-    for (uint32_t i = 0; i < sub_count(s); i++) {
+    for (uint32_t i = 0; i < mqtt_session_sub_count(s); i++) {
         if (l->items[i].len == f->len &&
             memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
             l->items[i].qos = qos;
@@ -430,7 +373,7 @@ static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
 {
     sub_list *l = s->subs;
 
-    for (uint32_t i = 0; i < sub_count(s); i++) {
+    for (uint32_t i = 0; i < mqtt_session_sub_count(s); i++) {
         if (l->items[i].len == f->len &&
             memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
             hm_free(l->items[i].filter);
@@ -518,14 +461,14 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
                                 r.filter.len, token(s), g, NULL) != HM_OK)
             g = MQTT_SUBACK_FAILURE;
         else
-            remember_sub(s, &r.filter, g);
+            mqtt_session_remember_sub(s, &r.filter, g);
         codes[n++] = g;
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
     mqtt_packet ack = {
         .type = MQTT_SUBACK,
         .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
-    mark_dirty(s);
+    mqtt_session_mark_dirty(s);
     send_packet(s, &ack); /* [MQTT-3.8.4-1]; gated: after the commit */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
@@ -547,7 +490,7 @@ static void on_unsubscribe(mqtt_session *s, const mqtt_subscribe *u)
             forget_sub(s, &r.filter);
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
-    mark_dirty(s);
+    mqtt_session_mark_dirty(s);
     write_ack(s, MQTT_UNSUBACK, u->packet_id); /* [MQTT-3.10.4-4] */
 }
 
@@ -568,7 +511,7 @@ static bool comes_from(const hm_msg *msg, const hm_addr *addr,
 
 /* An owned reference to connection receiver `name`, or NULL if it is not
  * one. */
-static hm_addr *intern_conn(mqtt_session *s, const char *name)
+hm_addr *mqtt_session_intern_conn(mqtt_session *s, const char *name)
 {
     hm_addr *a;
 
@@ -603,7 +546,7 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     if (mine)
         reply_to = hm_addr_ref(s->conn_addr);
     else if (blob->conn)
-        reply_to = intern_conn(s, blob->conn);
+        reply_to = mqtt_session_intern_conn(s, blob->conn);
     else
         reply_to = hm_msg_from(msg) ? hm_addr_ref(hm_msg_from(msg)) : NULL;
     if (!reply_to)
@@ -620,7 +563,7 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 
 /* An outbox, made when the first message has to wait in it; `online`:
  * a connection is attached. */
-static mqtt_outbox *new_outbox(const mqtt_broker *b, bool online)
+mqtt_outbox *mqtt_session_new_outbox(const mqtt_broker *b, bool online)
 {
     mqtt_outbox *o = mqtt_outbox_create(&(mqtt_outbox_config){
         .max_inflight = b->cfg.max_inflight,
@@ -651,7 +594,7 @@ static void forget_state(mqtt_session *s)
     s->in_qos2 = NULL;
 }
 
-static void let_go_of_conn(mqtt_session *s)
+void mqtt_session_let_go(mqtt_session *s)
 {
     if (!s->conn_addr)
         return;
@@ -669,7 +612,7 @@ static void let_go_of_conn(mqtt_session *s)
 }
 
 /* Ends this activation on purpose (no handoff: nothing to keep). */
-static void end_session(hm_ctx *ctx, mqtt_session *s)
+void mqtt_session_end(hm_ctx *ctx, mqtt_session *s)
 {
     s->ending = true;
     hm_ctx_deactivate(ctx);
@@ -683,7 +626,7 @@ static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
 
     if (a->conn && hm_msg_from(msg))
         return hm_addr_ref(hm_msg_from(msg));
-    return a->conn ? NULL : intern_conn(s, a->conn_name);
+    return a->conn ? NULL : mqtt_session_intern_conn(s, a->conn_name);
 }
 
 /* [MQTT-3.1.4-2] A new connection for a connected client id: close the
@@ -708,7 +651,7 @@ static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg,
         send_empty(ctx, s->conn_addr, &mqtt_kick_type);
         hm_addr_release(s->old_conn_addr);
         s->old_conn_addr = hm_addr_ref(s->conn_addr);
-        let_go_of_conn(s);
+        mqtt_session_let_go(s);
         if (s->b->node) {
             hm_msg *t = hm_msg_create(&takeover_timer_type, NULL,
                                       ++s->takeovers);
@@ -735,7 +678,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     if (a->clean)
         unsave(s);
     s->persistent = !a->clean;
-    mark_dirty(s);
+    mqtt_session_mark_dirty(s);
     s->attached_ever = true;
     s->conn = a->conn ? hm_conn_ref(a->conn) : NULL;
     s->ws = a->ws;
@@ -757,12 +700,13 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
         hm_msg_destroy(reply);
     if (s->out)
         mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
-    pump(s);
+    mqtt_session_pump(s);
 }
 
 /* The taken-over connection is gone (it detached, handing back `ids`,
  * taken, or its node died): answer the new one. */
-static void finish_takeover(hm_ctx *ctx, mqtt_session *s, mqtt_qos2_ids *ids)
+void mqtt_session_finish_takeover(hm_ctx *ctx, mqtt_session *s,
+                                  mqtt_qos2_ids *ids)
 {
     hm_msg *attach = s->pending_attach;
     hm_addr *from = s->pending_from;
@@ -790,21 +734,21 @@ static void on_detach(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
         ids = c ? c->ids : NULL;
         if (c)
             c->ids = NULL;
-        finish_takeover(ctx, s, ids);
+        mqtt_session_finish_takeover(ctx, s, ids);
         return;
     }
     if (!comes_from(msg, s->conn_addr, name))
         return; /* a connection already taken over */
-    let_go_of_conn(s);
+    mqtt_session_let_go(s);
     if (!s->persistent) { /* a clean session ends with its connection */
-        end_session(ctx, s);
+        mqtt_session_end(ctx, s);
         return;
     }
     mqtt_qos2_box_destroy(s->in_qos2);
     s->in_qos2 = c ? c->ids : NULL;
     if (c)
         c->ids = NULL;
-    mark_dirty(s);
+    mqtt_session_mark_dirty(s);
 }
 
 static void on_ack(mqtt_session *s, hm_msg *msg)
@@ -815,170 +759,15 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
 
     if (!comes_from(msg, s->conn_addr, c ? c->name : NULL))
         return;
-    /* PUBREC queues the PUBREL that pump() sends [MQTT-4.3.3-1]. An
+    /* PUBREC queues the PUBREL that pump sends [MQTT-4.3.3-1]. An
      * unknown id is a late duplicate, legal after a reconnect. */
     if (!s->out || mqtt_outbox_ack(s->out, (int)(arg >> 16), pid) != HM_OK)
         HM_LOG_DEBUG("MQTT-ACK-UNKNOWN", "client %s: %s for id %u",
                      s->client_id, mqtt_packet_type_name((int)(arg >> 16)),
                      pid);
     else
-        mark_dirty(s);
-    pump(s);
-}
-
-/* Whether connection receiver `name` lived on node `node`. */
-static bool lived_on_name(const char *name, const char *node)
-{
-    char home[MQTT_MSG_NAME_MAX + 1];
-
-    return mqtt_conn_name_node(name, home, sizeof home) &&
-           strcmp(home, node) == 0;
-}
-
-/* The same for `a` (may be NULL). */
-static bool lived_on(const hm_addr *a, const char *node)
-{
-    return a && lived_on_name(hm_addr_name(a), node);
-}
-
-/* Node `node` died: a connection there will never detach. */
-static void on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
-{
-    if (lived_on(s->old_conn_addr, node))
-        finish_takeover(ctx, s, NULL); /* its QoS 2 ids are lost */
-    if (lived_on(s->conn_addr, node)) {
-        HM_LOG_INFO("MQTT-CONN-LOST", "client %s: its connection's node %s "
-                    "died", s->client_id, node);
-        let_go_of_conn(s);
-        if (!s->persistent)
-            end_session(ctx, s);
-    }
-}
-
-/* ---------------------------------------------------------- handoff */
-
-/* The state to hand over, encoded (session_state.h). Returns owned, or
- * NULL if it cannot be encoded (logged). */
-static mqtt_handoff *make_handoff(mqtt_session *s)
-{
-    mqtt_handoff *h = hm_calloc(1, sizeof *h);
-    hm_err err = encode_state(s, &h->state, &h->state_len);
-
-    if (err != HM_OK) {
-        HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
-                    "%s", s->client_id, hm_err_str(err));
-        hm_free(h);
-        return NULL;
-    }
-    h->conn = s->conn_addr ? hm_strdup(hm_addr_name(s->conn_addr)) : NULL;
-    h->username = s->username ? hm_strdup(s->username) : NULL;
-    h->ws = s->ws;
-    h->persistent = s->persistent;
-    h->present = s->attached_ever;
-    return h;
-}
-
-/* Membership moved this session to another node: send the state there
- * (to our own address, which now routes to the new owner). Or this node is
- * leaving: send it to `owner`'s "mqtt/members/<owner>", which holds it
- * until we are gone from its view. */
-static void hand_over(mqtt_session *s, const char *owner)
-{
-    char name[MQTT_MSG_NAME_MAX + 1];
-    mqtt_handoff *h = make_handoff(s);
-    hm_msg *m;
-    hm_err err;
-
-    if (!h)
-        return;
-    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
-                "(%zu subscriptions)", s->client_id,
-                owner ? owner : "its new owner", (size_t)sub_count(s));
-    if (owner) {
-        h->client_id = hm_strdup(s->client_id);
-        h->from = hm_strdup(hm_node_name(s->b->node));
-    }
-    m = hm_msg_create(&mqtt_handoff_type, h, 0);
-    if (!owner)
-        err = hm_runtime_send(s->b->rt, s->self, m);
-    else if (mqtt_members_name(name, sizeof name, owner))
-        err = hm_runtime_send_name(s->b->rt, name, m);
-    else
-        err = HM_EINVAL;
-    if (err != HM_OK)
-        hm_msg_destroy(m);
-}
-
-/* Adds subscription `f` at `qos` to the tree and the list. */
-static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
-{
-    pthread_rwlock_wrlock(&s->b->tree_lock);
-    if (mqtt_topic_tree_add(s->b->tree, (const char *)f->ptr, f->len,
-                            token(s), qos, NULL) == HM_OK)
-        remember_sub(s, f, qos);
-    pthread_rwlock_unlock(&s->b->tree_lock);
-}
-
-/* The first message of a session that moved here: adopt its state. */
-static void on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
-{
-    mqtt_session_state st;
-    const char *why = NULL;
-    hm_msg *moved;
-
-    if (s->attached_ever) {
-        /* A client attached here before the state arrived: it was told
-         * the session was new, and that is what it now is. */
-        HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
-                    "connection; dropped", s->client_id);
-        return;
-    }
-    if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) !=
-            HM_OK ||
-        st.client_id.len != strlen(s->client_id) ||
-        memcmp(st.client_id.ptr, s->client_id, st.client_id.len) != 0) {
-        HM_LOG_WARN("MQTT-HANDOFF", "client %s: bad session state: %s",
-                    s->client_id, why ? why : "another client id");
-        end_session(ctx, s);
-        return;
-    }
-    for (size_t i = 0; i < st.sub_count; i++)
-        restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
-    if (!s->out && st.inflight_count + st.queued_count > 0)
-        s->out = new_outbox(s->b, false);
-    mqtt_qos2_box_destroy(s->in_qos2);
-    s->in_qos2 = NULL;
-    mqtt_session_state_load(&st, s->out, &s->in_qos2);
-    mqtt_session_state_fini(&st);
-    s->attached_ever = h->present;
-    s->persistent = h->persistent;
-    s->ws = h->ws;
-    s->username = h->username;
-    h->username = NULL;
-    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
-                "subscriptions)", s->client_id, (size_t)sub_count(s));
-    mark_dirty(s); /* a durable session is saved here from now on */
-    if (h->from && h->conn && lived_on_name(h->conn, h->from)) {
-        /* It left with its node: the client reconnects elsewhere. */
-        hm_free(h->conn);
-        h->conn = NULL;
-    }
-    if (!h->conn || !(s->conn_addr = intern_conn(s, h->conn))) {
-        if (!s->persistent)
-            end_session(ctx, s);
-        return;
-    }
-    /* The client is still connected, on some node: carry on through its
-     * connection receiver. What was in flight goes again (DUP), since
-     * acknowledgements may have been lost in the move. */
-    atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
-    moved = hm_msg_create(&mqtt_moved_type,
-                          mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
-    if (hm_ctx_send(ctx, s->conn_addr, moved) != HM_OK)
-        hm_msg_destroy(moved);
-    if (s->out)
-        mqtt_outbox_go_online(s->out);
-    pump(s);
+        mqtt_session_mark_dirty(s);
+    mqtt_session_pump(s);
 }
 
 /* ----------------------------------------------------------- handler */
@@ -999,10 +788,10 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
         if (mqtt_topic_tree_add(s->b->tree, (const char *)st.subs[i].filter.ptr,
                                 st.subs[i].filter.len, token(s),
                                 st.subs[i].qos, NULL) == HM_OK)
-            remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
+            mqtt_session_remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
     pthread_rwlock_unlock(&s->b->tree_lock);
     if (!s->out && st.inflight_count + st.queued_count > 0)
-        s->out = new_outbox(s->b, false);
+        s->out = mqtt_session_new_outbox(s->b, false);
     for (size_t i = 0; i < st.inflight_count + st.queued_count; i++) {
         const mqtt_state_msg *m =
             i < st.inflight_count ? &st.inflight[i]
@@ -1077,7 +866,7 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         return HM_OK;
     }
     if (t == &mqtt_handoff_type) {
-        on_handoff(ctx, s, hm_msg_payload(msg));
+        mqtt_session_on_handoff(ctx, s, hm_msg_payload(msg));
         return HM_OK;
     }
     if (!s->attached_ever) {
@@ -1087,7 +876,7 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             on_forward(ctx, s, msg);
         else if (t == &mqtt_deliver_type) /* its receipt unit */
             mqtt_receipt_release(((mqtt_pub *)hm_msg_payload(msg))->receipt);
-        end_session(ctx, s);
+        mqtt_session_end(ctx, s);
         return HM_OK;
     }
     if (t == &mqtt_deliver_type) {
@@ -1099,16 +888,16 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &mqtt_detach_type) {
         on_detach(ctx, s, msg);
     } else if (t == &mqtt_node_gone_type) {
-        on_node_gone(ctx, s, hm_msg_payload(msg));
+        mqtt_session_on_node_gone(ctx, s, hm_msg_payload(msg));
     } else if (t == &mqtt_leave_type) {
         if (s->persistent || s->conn_addr)
-            hand_over(s, hm_msg_payload(msg));
-        end_session(ctx, s);
+            mqtt_session_hand_over(s, hm_msg_payload(msg));
+        mqtt_session_end(ctx, s);
     } else if (t == &takeover_timer_type) {
         if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
             HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
                         "not detach in time", s->client_id);
-            finish_takeover(ctx, s, NULL);
+            mqtt_session_finish_takeover(ctx, s, NULL);
         }
     }
     return HM_OK;
@@ -1143,7 +932,7 @@ static void session_deactivate(hm_ctx *ctx, void *state,
      * itself: the state goes to the new owner. */
     if (why == HM_DEACTIVATE_REQUESTED && !s->ending && s->b->node &&
         s->attached_ever && (s->persistent || s->conn_addr))
-        hand_over(s, NULL);
+        mqtt_session_hand_over(s, NULL);
     if (s->pending_from) { /* its CONNACK will not come from here */
         hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
 
@@ -1151,7 +940,7 @@ static void session_deactivate(hm_ctx *ctx, void *state,
             hm_msg_destroy(m);
     }
     drop_subs(s); /* before the token (self) goes */
-    let_go_of_conn(s);
+    mqtt_session_let_go(s);
     hm_addr_release(s->old_conn_addr);
     hm_addr_release(s->pending_from);
     hm_msg_destroy(s->pending_attach);

@@ -18,6 +18,7 @@
  * connection) holds the state until the leaver is gone from its view, so
  * that the session's name then resolves here, and delivers it. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/session_impl.h"
 #include "apps/mqtt/session_state.h"
 
 #include "cluster/node.h"
@@ -412,4 +413,162 @@ void mqtt_session_state_load(const mqtt_session_state *st, mqtt_outbox *out,
     *in_out = hm_calloc(1, sizeof **in_out);
     for (size_t i = 0; i < st->in_qos2_count; i++)
         mqtt_qos2_ids_receive(*in_out, st->in_qos2[i]);
+}
+
+/* ------------------------------------- a session: member deaths, handoff */
+
+/* Whether connection receiver `name` lived on node `node`. */
+static bool lived_on_name(const char *name, const char *node)
+{
+    char home[MQTT_MSG_NAME_MAX + 1];
+
+    return mqtt_conn_name_node(name, home, sizeof home) &&
+           strcmp(home, node) == 0;
+}
+
+/* The same for `a` (may be NULL). */
+static bool lived_on(const hm_addr *a, const char *node)
+{
+    return a && lived_on_name(hm_addr_name(a), node);
+}
+
+/* Node `node` died: a connection there will never detach. */
+void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
+{
+    if (lived_on(s->old_conn_addr, node))
+        mqtt_session_finish_takeover(ctx, s, NULL); /* its QoS 2 ids are lost */
+    if (lived_on(s->conn_addr, node)) {
+        HM_LOG_INFO("MQTT-CONN-LOST", "client %s: its connection's node %s "
+                    "died", s->client_id, node);
+        mqtt_session_let_go(s);
+        if (!s->persistent)
+            mqtt_session_end(ctx, s);
+    }
+}
+
+/* The state to hand over, encoded (session_state.h). Returns owned, or
+ * NULL if it cannot be encoded (logged). */
+static mqtt_handoff *make_handoff(mqtt_session *s)
+{
+    mqtt_handoff *h = hm_calloc(1, sizeof *h);
+    hm_err err = mqtt_session_encode(s, &h->state, &h->state_len);
+
+    if (err != HM_OK) {
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
+                    "%s", s->client_id, hm_err_str(err));
+        hm_free(h);
+        return NULL;
+    }
+    h->conn = s->conn_addr ? hm_strdup(hm_addr_name(s->conn_addr)) : NULL;
+    h->username = s->username ? hm_strdup(s->username) : NULL;
+    h->ws = s->ws;
+    h->persistent = s->persistent;
+    h->present = s->attached_ever;
+    return h;
+}
+
+/* Membership moved this session to another node: send the state there
+ * (to our own address, which now routes to the new owner). Or this node is
+ * leaving: send it to `owner`'s "mqtt/members/<owner>", which holds it
+ * until we are gone from its view. */
+void mqtt_session_hand_over(mqtt_session *s, const char *owner)
+{
+    char name[MQTT_MSG_NAME_MAX + 1];
+    mqtt_handoff *h = make_handoff(s);
+    hm_msg *m;
+    hm_err err;
+
+    if (!h)
+        return;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
+                "(%zu subscriptions)", s->client_id,
+                owner ? owner : "its new owner",
+                (size_t)mqtt_session_sub_count(s));
+    if (owner) {
+        h->client_id = hm_strdup(s->client_id);
+        h->from = hm_strdup(hm_node_name(s->b->node));
+    }
+    m = hm_msg_create(&mqtt_handoff_type, h, 0);
+    if (!owner)
+        err = hm_runtime_send(s->b->rt, s->self, m);
+    else if (mqtt_members_name(name, sizeof name, owner))
+        err = hm_runtime_send_name(s->b->rt, name, m);
+    else
+        err = HM_EINVAL;
+    if (err != HM_OK)
+        hm_msg_destroy(m);
+}
+
+/* Adds subscription `f` at `qos` to the tree and the list. */
+static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
+{
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    if (mqtt_topic_tree_add(s->b->tree, (const char *)f->ptr, f->len,
+                            token(s), qos, NULL) == HM_OK)
+        mqtt_session_remember_sub(s, f, qos);
+    pthread_rwlock_unlock(&s->b->tree_lock);
+}
+
+/* The first message of a session that moved here: adopt its state. */
+void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
+{
+    mqtt_session_state st;
+    const char *why = NULL;
+    hm_msg *moved;
+
+    if (s->attached_ever) {
+        /* A client attached here before the state arrived: it was told
+         * the session was new, and that is what it now is. */
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
+                    "connection; dropped", s->client_id);
+        return;
+    }
+    if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) !=
+            HM_OK ||
+        st.client_id.len != strlen(s->client_id) ||
+        memcmp(st.client_id.ptr, s->client_id, st.client_id.len) != 0) {
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: bad session state: %s",
+                    s->client_id, why ? why : "another client id");
+        mqtt_session_end(ctx, s);
+        return;
+    }
+    for (size_t i = 0; i < st.sub_count; i++)
+        restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    if (!s->out && st.inflight_count + st.queued_count > 0)
+        s->out = mqtt_session_new_outbox(s->b, false);
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = NULL;
+    mqtt_session_state_load(&st, s->out, &s->in_qos2);
+    mqtt_session_state_fini(&st);
+    s->attached_ever = h->present;
+    s->persistent = h->persistent;
+    s->ws = h->ws;
+    s->username = h->username;
+    h->username = NULL;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
+                "subscriptions)", s->client_id,
+                (size_t)mqtt_session_sub_count(s));
+    /* A durable session is saved here from now on. */
+    mqtt_session_mark_dirty(s);
+    if (h->from && h->conn && lived_on_name(h->conn, h->from)) {
+        /* It left with its node: the client reconnects elsewhere. */
+        hm_free(h->conn);
+        h->conn = NULL;
+    }
+    if (!h->conn || !(s->conn_addr = mqtt_session_intern_conn(s, h->conn))) {
+        if (!s->persistent)
+            mqtt_session_end(ctx, s);
+        return;
+    }
+    /* The client is still connected, on some node: carry on through its
+     * connection receiver. What was in flight goes again (DUP), since
+     * acknowledgements may have been lost in the move. */
+    atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
+    moved = hm_msg_create(&mqtt_moved_type,
+                          mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
+    if (hm_ctx_send(ctx, s->conn_addr, moved) != HM_OK)
+        hm_msg_destroy(moved);
+    if (s->out)
+        mqtt_outbox_go_online(s->out);
+    mqtt_session_pump(s);
 }

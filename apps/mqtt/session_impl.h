@@ -1,0 +1,116 @@
+/* apps/mqtt/session_impl.h: the session receiver's state and the few
+ * session.c functions that session_cluster.c needs, private to those two
+ * files. session.c owns the receiver (attach, subscriptions, delivery,
+ * persistence); session_cluster.c owns what only a cluster does to a
+ * session (ADR 0105): a member's death and the handoff of its state when
+ * membership moves it. Every function here runs on the session's own
+ * receiver (one message at a time), and takes `s` borrowed. */
+#ifndef HM_APPS_MQTT_SESSION_IMPL_H
+#define HM_APPS_MQTT_SESSION_IMPL_H
+
+#include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/gate.h"
+#include "apps/mqtt/outbox.h"
+
+typedef struct sub {
+    char *filter;
+    size_t len;
+    uint8_t qos;
+} sub;
+
+/* The client's subscriptions; allocated with the first one and freed with
+ * the last. */
+typedef struct sub_list {
+    uint32_t count, cap;
+    sub items[];
+} sub_list;
+
+/* A persistent session's saving state (saver.c, ADR 0111), allocated
+ * when the session first needs it, so a broker without persistence pays
+ * one pointer per session. */
+typedef struct session_dur {
+    mqtt_gate gate;          /* `always`: packets waiting for a commit */
+    mqtt_receipt **receipts; /* units of messages not yet saved */
+    size_t receipt_count, receipt_cap;
+    bool dirty;        /* changed since the last save */
+    bool flush_queued; /* an "mqtt.flush" is on its way to us */
+    bool saved_ever;   /* the store may hold our record */
+} session_dur;
+
+/* Kept small for idle clients (ADR 0150): the outbox exists only once a
+ * QoS 1/2 message (or a message behind one) has to wait in it, the client
+ * id is the end of our own name, and subscriptions are stored only when
+ * there are some. */
+typedef struct mqtt_session {
+    mqtt_broker *b;
+    hm_addr *self; /* our token in the subscription tree */
+    const char *client_id; /* borrowed: the end of self's name */
+    /* The client's connection: its receiver (NULL while the client is
+     * away) and, when that receiver is on this node, its socket, written
+     * directly. A connection on another node gets "mqtt.out" messages. */
+    hm_addr *conn_addr;
+    hm_conn *conn;  /* NULL: away, or on another node */
+    char *username; /* of the last CONNECT, for the ACL; or NULL */
+    /* A takeover waits for the old connection to hand back the inbound
+     * QoS 2 ids (its "mqtt.detach") before the new one is answered. */
+    hm_addr *old_conn_addr;
+    hm_msg *pending_attach; /* moved out: its sender is pending_from */
+    hm_addr *pending_from;
+    bool ws;            /* conn speaks MQTT over WebSocket */
+    bool attached_ever; /* some client attached to this activation */
+    bool persistent;    /* CleanSession was 0 */
+    bool ending;        /* it ended itself: nothing to hand over */
+    uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
+    sub_list *subs; /* NULL: none */
+    mqtt_outbox *out; /* NULL: nothing waits or is in flight */
+    mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
+    session_dur *dur; /* persistence; NULL until needed */
+} mqtt_session;
+
+/* Our subscriber token in the tree: our own address. */
+static inline uint64_t token(const mqtt_session *s)
+{
+    return (uint64_t)(uintptr_t)s->self;
+}
+
+/* ---------------------------------------------------- in session.c */
+
+/* The number of subscriptions. */
+uint32_t mqtt_session_sub_count(const mqtt_session *s);
+/* Records subscription `f` (borrowed) at `qos` (the tree is the caller's). */
+void mqtt_session_remember_sub(mqtt_session *s, const mqtt_bytes *f,
+                               uint8_t qos);
+/* An outbox (owned), made when the first message has to wait in it;
+ * `online`: a connection is attached. */
+mqtt_outbox *mqtt_session_new_outbox(const mqtt_broker *b, bool online);
+/* Sends what the outbox says (resends first). */
+void mqtt_session_pump(mqtt_session *s);
+/* The state changed: it is saved soon (persistent sessions only). */
+void mqtt_session_mark_dirty(mqtt_session *s);
+/* The state as a session_state.h record (owned bytes on HM_OK). Errors:
+ * those of mqtt_session_state_save(). */
+hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len);
+/* An owned reference to connection receiver `name`, or NULL. */
+hm_addr *mqtt_session_intern_conn(mqtt_session *s, const char *name);
+/* Forgets the attached connection (the outbox goes offline). */
+void mqtt_session_let_go(mqtt_session *s);
+/* Ends the activation on purpose (no handoff). */
+void mqtt_session_end(hm_ctx *ctx, mqtt_session *s);
+/* The taken-over connection is gone: answer the pending one; `ids`
+ * (taken, may be NULL) are its inbound QoS 2 ids. */
+void mqtt_session_finish_takeover(hm_ctx *ctx, mqtt_session *s,
+                                  mqtt_qos2_ids *ids);
+
+/* --------------------------------------------- in session_cluster.c */
+
+/* Node `node` (borrowed) died: a connection there will never detach. */
+void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s,
+                               const char *node);
+/* Sends the state to the new owner: to our own address (membership moved
+ * us; `owner` NULL) or to "mqtt/members/<owner>" (this node is leaving). */
+void mqtt_session_hand_over(mqtt_session *s, const char *owner);
+/* The first message of a session that moved here: adopts `h` (borrowed;
+ * its user name is taken). */
+void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h);
+
+#endif
