@@ -343,3 +343,43 @@ Test(mqtt_session_msg, session_state_save_and_load_round_trip)
     mqtt_outbox_destroy(o);
     mqtt_outbox_destroy(r);
 }
+
+/* A session that never had to queue has no outbox (ADR 0150): its record
+ * holds the subscriptions and the inbound QoS 2 ids, no messages, and
+ * loading it needs no outbox either. */
+Test(mqtt_session_msg, session_state_without_an_outbox)
+{
+    mqtt_state_sub subs[] = {{{(const uint8_t *)"a/#", 3}, 1}};
+    mqtt_qos2_ids in = {0}, *in_back = NULL;
+    mqtt_session_state st;
+    const char *why;
+    uint8_t *data;
+    size_t len;
+
+    mqtt_qos2_ids_receive(&in, 9);
+    cr_assert_eq(mqtt_session_state_save("cid", subs, 1, NULL, &in, &data,
+                                         &len),
+                 HM_OK);
+    cr_assert_eq(mqtt_session_state_decode(data, len, &st, &why), HM_OK);
+    cr_assert_eq(st.sub_count, 1);
+    cr_assert_eq(st.inflight_count, 0);
+    cr_assert_eq(st.queued_count, 0);
+    cr_assert_eq(st.in_qos2_count, 1);
+    mqtt_session_state_load(&st, NULL, &in_back);
+    cr_assert_not_null(in_back);
+    cr_assert_eq(in_back->count, 1);
+    cr_assert_eq(in_back->ids[0], 9);
+    mqtt_session_state_fini(&st);
+    hm_free(data);
+    mqtt_qos2_box_destroy(in_back);
+    mqtt_qos2_ids_fini(&in);
+    /* Nothing at all: no ids come back. */
+    cr_assert_eq(mqtt_session_state_save("cid", NULL, 0, NULL, NULL, &data,
+                                         &len),
+                 HM_OK);
+    cr_assert_eq(mqtt_session_state_decode(data, len, &st, &why), HM_OK);
+    mqtt_session_state_load(&st, NULL, &in_back);
+    cr_assert_null(in_back);
+    mqtt_session_state_fini(&st);
+    hm_free(data);
+}
