@@ -246,8 +246,6 @@ hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
     atomic_init(&e->sflags, 0);
     atomic_init(&e->last_epoch, 0);
     atomic_init(&e->limit, rt->cfg.mailbox_limit);
-    atomic_init(&e->hold, HOLD_NONE);
-    e->held = NULL;
     memcpy(e->name, name, len);
     e->name[len] = '\0';
     /* At most 3/4 full, so probe runs stay short. */

@@ -384,10 +384,6 @@ static void close_entry(hm_runtime *rt, hm_addr *e)
     hm_ctx ctx = {.rt = rt, .w = NULL, .self = e, .deactivate = false};
     hm_node *node;
 
-    if (e->held) { /* held by its handler: the oldest */
-        hm_rt_dead_letter(rt, NULL, e, e->held, HM_ECLOSED);
-        e->held = NULL;
-    }
     while ((node = hm_mailbox_pop(&e->mb))) {
         hm_msg *m = (hm_msg *)node;
         if (m->flags & MSG_SYSTEM)

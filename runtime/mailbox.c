@@ -68,6 +68,16 @@ hm_node *hm_mailbox_pop(hm_mailbox *mb)
     return NULL;
 }
 
+void hm_mailbox_unpop(hm_mailbox *mb, hm_node *n)
+{
+    /* relaxed: only the consumer reads the nodes from `tail` on up to the
+     * head, and producers write only the head node's `next`, which `n`
+     * (no longer in the queue) is not. Whoever consumes next gets this
+     * store with the mailbox itself (a schedule or a claim). */
+    atomic_store_explicit(&n->next, mb->tail, memory_order_relaxed);
+    mb->tail = n;
+}
+
 bool hm_mailbox_park(hm_mailbox *mb)
 {
     uintptr_t expected = (uintptr_t)&mb->stub;

@@ -40,6 +40,11 @@ bool hm_mailbox_push(hm_mailbox *mb, hm_node *n);
  * empty or a producer is between its two steps (try again later). */
 hm_node *hm_mailbox_pop(hm_mailbox *mb);
 
+/* Consumer only. Puts `n` (a node it popped, owned) back at the front: the
+ * next pop returns it, before everything queued. A mailbox with such a
+ * node is not empty, so it does not park. */
+void hm_mailbox_unpop(hm_mailbox *mb, hm_node *n);
+
 /* Consumer only. Parks the mailbox if it is empty and returns true; after
  * that the consumer must not touch it. Returns false if a node is pending
  * (the consumer keeps ownership and must run again). */

@@ -55,6 +55,11 @@ enum {
     ENT_IDLECHK = 1u << 3,  /* an idle check is queued */
     ENT_NEEDHOOK = 1u << 4, /* spawned: activate hook not run yet */
     ENT_RAWREPLY = 1u << 5, /* replies go straight to the handler */
+    /* hm_ctx_hold(): the worker ended a turn holding a message (at the
+     * front of the mailbox) and left the entry off the run queues; set and
+     * cleared by acq_rel CAS between that worker and hm_runtime_wake(). */
+    ENT_HELD = 1u << 6,
+    ENT_WOKEN = 1u << 7, /* hm_runtime_wake() came while it was running */
 };
 
 typedef struct hm_pending {
@@ -81,12 +86,7 @@ struct hm_addr {
     _Atomic uint32_t sflags;     /* ENT_* */
     _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
     _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
-    /* HOLD_*: acq_rel CAS between the worker ending a turn that held a
-     * message and hm_runtime_wake() (see hm_rt_run_entry). */
-    _Atomic uint32_t hold;
-    hm_msg *held; /* owned by the worker running the entry: the message
-                     the handler held, handled first next turn */
-    /* Immutable, NUL-terminated; starts right after `held` (offset 88 on
+    /* Immutable, NUL-terminated; starts right after `limit` (offset 76 on
      * LP64), so an entry is offsetof(hm_addr, name) + len + 1 bytes. The
      * directory's slot holds the name's hash (docs/adr/0140). */
     char name[];
@@ -199,11 +199,9 @@ struct hm_ctx {
     hm_worker *w; /* NULL on the closing thread */
     hm_addr *self;
     bool deactivate;
-    bool hold; /* hm_ctx_hold() was called on this message */
+    bool hold;    /* hm_ctx_hold() was called on this message */
+    hm_msg *held; /* the message the handler held, back in the mailbox */
 };
-
-/* An entry's hold state (hm_addr.hold). */
-enum { HOLD_NONE = 0, HOLD_HELD = 1, HOLD_WOKEN = 2 };
 
 /* Counter helpers: the owner thread's relaxed increment. */
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)

@@ -356,7 +356,7 @@ static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
     }
     ctx->deactivate = false;
     if (ctx->hold && err == HM_OK) {
-        e->held = m; /* handled again first, after hm_runtime_wake() */
+        ctx->held = m; /* handled again first, after hm_runtime_wake() */
         return;
     }
     ctx->hold = false;
@@ -445,44 +445,50 @@ void hm_ctx_deactivate(hm_ctx *ctx)
     ctx->deactivate = true;
 }
 
-/* Ends a turn whose handler held a message: the entry stays unparked
- * (senders only queue, and the held message still counts against the
- * mailbox bound, so they soon see HM_EFULL) and off the run queues until
- * hm_runtime_wake(). True if it is held now; false if a wake came during
- * the turn (run it again). */
+/* Ends a turn whose handler held a message (now at the front of its
+ * mailbox): the entry stays unparked (senders only queue, and the held
+ * message still counts against the mailbox bound, so they soon see
+ * HM_EFULL) and off the run queues until hm_runtime_wake(). True if it is
+ * held now; false if a wake came during the turn (run it again). */
 static bool hold_entry(hm_addr *e)
 {
-    uint32_t expect = HOLD_NONE;
+    /* relaxed: the CAS below decides. */
+    uint32_t s = atomic_load_explicit(&e->sflags, memory_order_relaxed);
 
-    /* acq_rel: release publishes e->held and the activation to the worker
-     * that hm_runtime_wake() schedules; acquire pairs with its CAS. */
-    if (atomic_compare_exchange_strong_explicit(&e->hold, &expect, HOLD_HELD,
-                                                memory_order_acq_rel,
-                                                memory_order_acquire))
-        return true;
-    atomic_store_explicit(&e->hold, HOLD_NONE, memory_order_relaxed);
-    return false;
+    for (;;) {
+        uint32_t next = s & ENT_WOKEN ? s & ~ENT_WOKEN : s | ENT_HELD;
+
+        /* acq_rel: release publishes the mailbox's front and the
+         * activation to the worker that hm_runtime_wake() schedules;
+         * acquire pairs with its CAS. The other sflags writers are RMWs,
+         * which continue the release sequence. */
+        if (atomic_compare_exchange_weak_explicit(&e->sflags, &s, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return !(s & ENT_WOKEN);
+    }
 }
 
 hm_err hm_runtime_wake(hm_runtime *rt, hm_addr *a)
 {
-    /* acquire: pairs with hold_entry()'s release. */
-    uint32_t s = atomic_load_explicit(&a->hold, memory_order_acquire);
+    /* relaxed: the CAS below decides (and acquires). */
+    uint32_t s = atomic_load_explicit(&a->sflags, memory_order_relaxed);
 
     for (;;) {
-        if (s == HOLD_HELD) {
-            /* acq_rel: the winner of this CAS alone schedules it. */
+        if (s & ENT_HELD) {
+            /* acq_rel: the winner of this CAS alone schedules it, and sees
+             * the holding worker's writes. */
             if (atomic_compare_exchange_weak_explicit(
-                    &a->hold, &s, HOLD_NONE, memory_order_acq_rel,
-                    memory_order_acquire)) {
+                    &a->sflags, &s, s & ~ENT_HELD, memory_order_acq_rel,
+                    memory_order_relaxed)) {
                 hm_sched_schedule(rt, a);
                 return HM_OK;
             }
-        } else if (s == HOLD_NONE) {
+        } else if (!(s & ENT_WOKEN)) {
             /* Running or idle: its next hold retries at once. */
             if (atomic_compare_exchange_weak_explicit(
-                    &a->hold, &s, HOLD_WOKEN, memory_order_acq_rel,
-                    memory_order_acquire))
+                    &a->sflags, &s, s | ENT_WOKEN, memory_order_acq_rel,
+                    memory_order_relaxed))
                 return HM_OK;
         } else {
             return HM_OK; /* already woken */
@@ -505,27 +511,26 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
     while (n < rt->batch) {
-        hm_node *node;
+        hm_node *node = hm_mailbox_pop(&e->mb);
 
-        if (e->held) { /* popped in an earlier turn: still counted */
-            node = &e->held->node;
-            e->held = NULL;
-        } else if (!(node = hm_mailbox_pop(&e->mb))) {
+        if (!node)
             break;
-        }
         n++;
         handle_one(rt, &ctx, e, (hm_msg *)node);
+        ctx.hold = false; /* a hold outside a handler means nothing */
+        if (ctx.held) {   /* back in front; it stays counted in `queued` */
+            hm_mailbox_unpop(&e->mb, &ctx.held->node);
+            held = true;
+            n--;
+        }
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
-            /* Closing: leave the rest queued for hm_runtime_destroy(). */
+            /* Closing: leave the rest (and a held message, the oldest)
+             * queued for hm_runtime_destroy(), which dead-letters them. */
             atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
             return;
         }
-        ctx.hold = false; /* a hold outside a handler means nothing */
-        if (e->held) {    /* it stays counted in `queued` */
-            held = true;
-            n--;
+        if (held)
             break;
-        }
     }
     atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
     if (held) {
