@@ -81,6 +81,7 @@ static bool is_live(hm_node *n, const char *node)
 typedef struct names {
     char **v;
     size_t count, cap;
+    bool conns_only;
 } names;
 
 static void collect(void *arg, const char *name)
@@ -88,7 +89,8 @@ static void collect(void *arg, const char *name)
     names *l = arg;
 
     if (strncmp(name, MQTT_CONN_PREFIX, strlen(MQTT_CONN_PREFIX)) != 0 &&
-        strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) != 0)
+        (l->conns_only ||
+         strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) != 0))
         return;
     if (l->count == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
@@ -122,7 +124,13 @@ typedef struct members {
     mqtt_broker *b;
     hm_msg **held;
     size_t count, cap;
+    char **dead; /* members we declared dead (owned names) */
+    size_t dead_count, dead_cap;
 } members;
+
+/* Local only: member `payload` (an owned string) is up (joined, or back
+ * after a partition). */
+static const hm_type member_up_type = {.name = "mqtt.member_up"};
 
 /* Delivers a held handoff to its session, here or wherever it is placed
  * now. Takes `m`. */
@@ -154,30 +162,17 @@ static void on_handoff_in(hm_ctx *ctx, members *ms, hm_msg *msg)
     ms->held[ms->count++] = hm_msg_move(msg);
 }
 
-/* Node `gone` left or died: what it handed over goes to the sessions, and
- * every local connection and session hears of it. */
-static void on_gone(hm_ctx *ctx, members *ms, const char *gone)
+/* Tells every local connection (and session, unless `conns_only`) that
+ * node `gone` is gone, as mqtt.node_gone. Returns how many. */
+static size_t tell_gone(hm_ctx *ctx, const char *gone, bool conns_only)
 {
     hm_runtime *rt = hm_ctx_runtime(ctx);
-    names l = {0};
-    size_t kept = 0, given = 0;
+    names l = {.conns_only = conns_only};
+    size_t told;
     hm_addr *a;
 
-    for (size_t i = 0; i < ms->count; i++) {
-        const mqtt_handoff *h = hm_msg_payload(ms->held[i]);
-
-        if (strcmp(h->from, gone) == 0) {
-            deliver_handoff(ctx, ms->held[i]);
-            given++;
-        } else {
-            ms->held[kept++] = ms->held[i];
-        }
-    }
-    ms->count = kept;
     hm_runtime_foreach_active(rt, collect, &l);
-    HM_LOG_INFO("MQTT-NODE-GONE", "member %s is gone: %zu sessions handed "
-                "over; telling %zu local connections and sessions", gone,
-                given, l.count);
+    told = l.count;
     for (size_t i = 0; i < l.count; i++) {
         hm_msg *m = hm_msg_create(&mqtt_node_gone_type, hm_strdup(gone), 0);
 
@@ -195,6 +190,73 @@ static void on_gone(hm_ctx *ctx, members *ms, const char *gone)
         hm_free(l.v[i]);
     }
     hm_free(l.v);
+    return told;
+}
+
+/* Node `gone` left or died: what it handed over goes to the sessions, and
+ * every local connection and session hears of it. */
+static void on_gone(hm_ctx *ctx, members *ms, const char *gone)
+{
+    size_t kept = 0, given = 0, told;
+
+    for (size_t i = 0; i < ms->count; i++) {
+        const mqtt_handoff *h = hm_msg_payload(ms->held[i]);
+
+        if (strcmp(h->from, gone) == 0) {
+            deliver_handoff(ctx, ms->held[i]);
+            given++;
+        } else {
+            ms->held[kept++] = ms->held[i];
+        }
+    }
+    ms->count = kept;
+    told = tell_gone(ctx, gone, false);
+    HM_LOG_INFO("MQTT-NODE-GONE", "member %s is gone: %zu sessions handed "
+                "over; told %zu local connections and sessions", gone, given,
+                told);
+}
+
+static size_t find_dead(const members *ms, const char *name)
+{
+    size_t i = 0;
+
+    while (i < ms->dead_count && strcmp(ms->dead[i], name) != 0)
+        i++;
+    return i;
+}
+
+/* A member we declared dead is heard again (a healed partition: it never
+ * saw itself die). Our sessions let its connections go meanwhile, but it
+ * still holds them: tell its "mqtt/members/<node>", which closes them
+ * (their clients reconnect and learn, session present = 0, what they
+ * have). */
+static void on_up(hm_ctx *ctx, members *ms, const char *up)
+{
+    char name[MQTT_MSG_NAME_MAX + 1];
+    size_t i = find_dead(ms, up);
+    hm_msg *m;
+
+    if (i == ms->dead_count)
+        return;
+    hm_free(ms->dead[i]);
+    ms->dead[i] = ms->dead[--ms->dead_count];
+    if (!mqtt_members_name(name, sizeof name, up))
+        return;
+    m = hm_msg_create(&mqtt_lost_type,
+                      mqtt_ctl_create(hm_node_name(ms->b->node), NULL), 0);
+    if (hm_ctx_send_name(ctx, name, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+static void remember_dead(members *ms, const char *name)
+{
+    if (find_dead(ms, name) < ms->dead_count)
+        return;
+    if (ms->dead_count == ms->dead_cap) {
+        ms->dead_cap = ms->dead_cap ? 2 * ms->dead_cap : 8;
+        ms->dead = hm_realloc(ms->dead, ms->dead_cap * sizeof *ms->dead);
+    }
+    ms->dead[ms->dead_count++] = hm_strdup(name);
 }
 
 static hm_err members_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -203,8 +265,21 @@ static hm_err members_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
     if (hm_msg_type(msg) == &mqtt_handoff_type)
         on_handoff_in(ctx, ms, msg);
-    else if (hm_msg_type(msg) == &mqtt_node_gone_type && hm_msg_payload(msg))
+    else if (hm_msg_type(msg) == &mqtt_node_gone_type && hm_msg_payload(msg)) {
+        if (hm_msg_arg(msg) == HM_MEMBER_EV_DEAD)
+            remember_dead(ms, hm_msg_payload(msg));
         on_gone(ctx, ms, hm_msg_payload(msg));
+    } else if (hm_msg_type(msg) == &member_up_type && hm_msg_payload(msg)) {
+        on_up(ctx, ms, hm_msg_payload(msg));
+    } else if (hm_msg_type(msg) == &mqtt_lost_type && hm_msg_payload(msg)) {
+        const mqtt_ctl *c = hm_msg_payload(msg);
+
+        if (c->name) {
+            HM_LOG_INFO("MQTT-NODE-LOST", "member %s had us dead: its "
+                        "sessions let our connections go; told %zu local "
+                        "connections", c->name, tell_gone(ctx, c->name, true));
+        }
+    }
     return HM_OK;
 }
 
@@ -218,6 +293,9 @@ static void members_deactivate(hm_ctx *ctx, void *state,
     for (size_t i = 0; i < ms->count; i++)
         hm_msg_destroy(ms->held[i]);
     hm_free(ms->held);
+    for (size_t i = 0; i < ms->dead_count; i++)
+        hm_free(ms->dead[i]);
+    hm_free(ms->dead);
     hm_free(ms);
 }
 
@@ -314,11 +392,17 @@ void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
 {
     hm_msg *m;
 
+    if (b->members && event == HM_MEMBER_EV_UP) {
+        m = hm_msg_create(&member_up_type, hm_strdup(name), 0);
+        if (hm_runtime_send(b->rt, b->members, m) != HM_OK)
+            hm_msg_destroy(m);
+        return;
+    }
     if (!b->members || (event != HM_MEMBER_EV_DEAD &&
                         event != HM_MEMBER_EV_LEFT &&
                         event != HM_MEMBER_EV_REPLACED))
         return;
-    m = hm_msg_create(&mqtt_node_gone_type, hm_strdup(name), 0);
+    m = hm_msg_create(&mqtt_node_gone_type, hm_strdup(name), (uint64_t)event);
     if (hm_runtime_send(b->rt, b->members, m) != HM_OK)
         hm_msg_destroy(m);
 }

@@ -509,6 +509,7 @@ CTL_TYPE(mqtt_attached_type, "mqtt.attached");
 CTL_TYPE(mqtt_detach_type, "mqtt.detach");
 CTL_TYPE(mqtt_ack_type, "mqtt.ack");
 CTL_TYPE(mqtt_moved_type, "mqtt.moved");
+CTL_TYPE(mqtt_lost_type, "mqtt.lost");
 const hm_type mqtt_kick_type = {.name = "mqtt.kick",
                                 .to_json = empty_to_json,
                                 .from_json = empty_from_json};
@@ -532,7 +533,7 @@ hm_err mqtt_session_msg_register(hm_runtime *rt)
     static const hm_type *const all[] = {
         &mqtt_attach_type, &mqtt_forward_type, &mqtt_out_type,
         &mqtt_attached_type, &mqtt_detach_type, &mqtt_ack_type,
-        &mqtt_moved_type, &mqtt_kick_type, &mqtt_done_type,
+        &mqtt_moved_type, &mqtt_lost_type, &mqtt_kick_type, &mqtt_done_type,
         &mqtt_handoff_type, &mqtt_deliver_type};
     hm_err err;
 

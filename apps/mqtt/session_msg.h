@@ -76,6 +76,10 @@ extern const hm_type mqtt_attached_type;
 extern const hm_type mqtt_detach_type;
 extern const hm_type mqtt_ack_type;
 extern const hm_type mqtt_moved_type;
+/* "mqtt.lost" (a member -> "mqtt/members/<node>" of a node it had declared
+ * dead and now hears again, ADR 0105): `name` the sender, whose sessions
+ * let that node's connections go meanwhile; `ids` NULL. */
+extern const hm_type mqtt_lost_type;
 
 /* Returns owned: copies `name` (may be NULL), takes `ids` (may be NULL). */
 mqtt_ctl *mqtt_ctl_create(const char *name, mqtt_qos2_ids *ids);
