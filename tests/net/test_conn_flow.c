@@ -319,18 +319,27 @@ Test(flow, writes_overtake_queued_bulk_and_pass_a_full_bulk_queue)
     bool found = false;
     ssize_t n;
 
-    /* The reader sleeps: the socket buffers fill, then the bulk queue. */
-    for (int i = 0; i < 10000; i++) {
-        char *chunk = hm_alloc(65536);
+    /* The reader sleeps: the socket buffers fill, then the bulk queue. A
+     * full queue alone does not show that the socket is full (the writer
+     * can outrun the I/O thread, which then hands it all to the kernel and
+     * the lines would simply come last), so fill, let the I/O thread run,
+     * and stop only when it could not drain the queue. */
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 10000; i++) {
+            char *chunk = hm_alloc(65536);
 
-        memset(chunk, 'x', 65536);
-        if (hm_conn_write_bulk(c, chunk, 65536) != HM_OK) {
-            hm_free(chunk);
-            break;
+            memset(chunk, 'x', 65536);
+            if (hm_conn_write_bulk(c, chunk, 65536) != HM_OK) {
+                hm_free(chunk);
+                break;
+            }
+            bulk += 65536;
         }
-        bulk += 65536;
+        usleep(20 * 1000);
+        if (hm_conn_queued_len(c) >= 2 * 65536)
+            break; /* stuck: the socket is full */
     }
-    cr_assert_gt(hm_conn_queued_len(c), 0);
+    cr_assert_geq(hm_conn_queued_len(c), 2 * 65536, "the socket never filled");
     /* The bulk queue is full; the others still have room. */
     cr_assert_eq(hm_conn_write(c, "URGENT\n", 7), HM_OK);
     cr_assert_eq(hm_conn_write(c, "SECOND\n", 7), HM_OK);
