@@ -147,6 +147,30 @@ static inline void probe_fini(probe *p)
         hm_net_frame_type.free(p->kept[i]);
 }
 
+/* The common set-up of the socket tests: a runtime with two workers, a net
+ * with two I/O threads and a probe named "probe", each returned owned. */
+static inline void net_start(hm_runtime **rt, hm_net **net, probe *pr,
+                             hm_addr **probe_addr)
+{
+    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, rt),
+                 HM_OK);
+    cr_assert_eq(
+        hm_net_create(&(hm_net_config){.rt = *rt, .io_threads = 2}, net),
+        HM_OK);
+    *probe_addr = probe_spawn(*rt, "probe", pr);
+}
+
+/* Tears down what net_start() made, in the order net.h prescribes. */
+static inline void net_finish(hm_runtime *rt, hm_net *net, probe *pr,
+                              hm_addr *probe_addr)
+{
+    hm_net_stop(net);
+    hm_addr_release(probe_addr);
+    hm_runtime_destroy(rt);
+    hm_net_destroy(net);
+    probe_fini(pr);
+}
+
 /* Writes every frame back with a newline; closes on end of stream. */
 static inline hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {

@@ -18,12 +18,7 @@ static hm_addr *probe_addr, *echo_addr;
 
 static void setup(void)
 {
-    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
-                 HM_OK);
-    cr_assert_eq(
-        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
-        HM_OK);
-    probe_addr = probe_spawn(rt, "probe", &pr);
+    net_start(&rt, &net, &pr, &probe_addr);
     cr_assert_eq(
         hm_runtime_spawn(rt, "echo",
                          &(hm_receiver){.handler = echo_handle, .pinned = true},
@@ -33,12 +28,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    hm_net_stop(net);
-    hm_addr_release(probe_addr);
-    hm_addr_release(echo_addr);
-    hm_runtime_destroy(rt);
-    hm_net_destroy(net);
-    probe_fini(&pr);
+    hm_addr_release(echo_addr); /* a reference only: the runtime ends it */
+    net_finish(rt, net, &pr, probe_addr);
 }
 
 static hm_listener *listen_with(hm_addr *owner, hm_conn_options opt)

@@ -14,21 +14,12 @@ static hm_addr *probe_addr;
 
 static void setup(void)
 {
-    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
-                 HM_OK);
-    cr_assert_eq(
-        hm_net_create(&(hm_net_config){.rt = rt, .io_threads = 2}, &net),
-        HM_OK);
-    probe_addr = probe_spawn(rt, "probe", &pr);
+    net_start(&rt, &net, &pr, &probe_addr);
 }
 
 static void teardown(void)
 {
-    hm_net_stop(net);
-    hm_addr_release(probe_addr);
-    hm_runtime_destroy(rt);
-    hm_net_destroy(net);
-    probe_fini(&pr);
+    net_finish(rt, net, &pr, probe_addr);
 }
 
 TestSuite(flow, .init = setup, .fini = teardown, .timeout = 30);
