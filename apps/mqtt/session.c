@@ -51,7 +51,7 @@ static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
  * WebSocket framing, to the connection receiver on another node, which
  * writes them. Errors: those of hm_runtime_send(); HM_ECLOSED when the
  * client is away. */
-static hm_err send_out(mqtt_session *s, uint8_t *bytes, size_t len)
+hm_err mqtt_session_send_out(mqtt_session *s, uint8_t *bytes, size_t len)
 {
     mqtt_blob *blob;
     hm_msg *m;
@@ -75,8 +75,8 @@ static hm_err send_out(mqtt_session *s, uint8_t *bytes, size_t len)
 /* Writes `p` to the client now: on its socket when the connection is
  * here, else as "mqtt.out" to its receiver on the other node. Errors:
  * those of mqtt_write_packet() (here), of mqtt_packet_bytes() and
- * send_out() (there). */
-static hm_err write_now(mqtt_session *s, const mqtt_packet *p)
+ * mqtt_session_send_out() (there). */
+hm_err mqtt_session_write_now(mqtt_session *s, const mqtt_packet *p)
 {
     uint8_t *buf;
     size_t len;
@@ -88,165 +88,7 @@ static hm_err write_now(mqtt_session *s, const mqtt_packet *p)
         return HM_ECLOSED;
     if ((err = mqtt_packet_bytes(false, p, &buf, &len)) != HM_OK)
         return err;
-    return send_out(s, buf, len);
-}
-
-/* ------------------------------------------------------- persistence */
-
-/* The store keeps this session (persistence on, CleanSession 0). */
-static bool durable(const mqtt_session *s)
-{
-    return s->b->persist && s->persistent;
-}
-
-/* What this session tells its client waits for the commit (`always`). */
-static bool gated(const mqtt_session *s)
-{
-    return durable(s) && s->b->durable_always;
-}
-
-static session_dur *dur(mqtt_session *s)
-{
-    if (!s->dur)
-        s->dur = hm_calloc(1, sizeof *s->dur);
-    return s->dur;
-}
-
-/* The state changed: save it at the end of this burst of messages
- * (`always`: "mqtt.flush" queues behind what is in the mailbox, so one
- * save covers them all) or after the autosave interval. */
-void mqtt_session_mark_dirty(mqtt_session *s)
-{
-    session_dur *d;
-    hm_msg *m;
-    hm_err err;
-
-    if (!durable(s))
-        return;
-    d = dur(s);
-    d->dirty = true;
-    if (d->flush_queued || (!s->b->durable_always && !s->b->autosave_ms))
-        return;
-    m = hm_msg_create(&mqtt_flush_type, NULL, 0);
-    err = s->b->durable_always
-              ? hm_runtime_send(s->b->rt, s->self, m)
-              : hm_runtime_send_after(s->b->rt, s->self, m,
-                                      s->b->autosave_ms, NULL);
-    if (err != HM_OK)
-        hm_msg_destroy(m);
-    else
-        d->flush_queued = true;
-}
-
-static void keep_receipt(mqtt_session *s, mqtt_receipt *r)
-{
-    session_dur *d = dur(s);
-
-    if (d->receipt_count == d->receipt_cap) {
-        d->receipt_cap = d->receipt_cap ? d->receipt_cap * 2 : 8;
-        d->receipts =
-            hm_realloc(d->receipts, d->receipt_cap * sizeof *d->receipts);
-    }
-    d->receipts[d->receipt_count++] = r;
-}
-
-/* The session as a record (session_state.h; session_cluster.c converts
- * the outbox, leaving QoS 0 messages out: MQTT lets them go while the
- * client is away). */
-hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len)
-{
-    uint32_t nsubs = s->subs ? s->subs->count : 0;
-    mqtt_state_sub *subs = hm_alloc((nsubs + 1) * sizeof *subs);
-    hm_err err;
-
-    for (uint32_t i = 0; i < nsubs; i++)
-        subs[i] = (mqtt_state_sub){{(const uint8_t *)s->subs->items[i].filter,
-                                    s->subs->items[i].len},
-                                   s->subs->items[i].qos};
-    err = mqtt_session_state_save(s->client_id, subs, nsubs, s->out,
-                                  s->in_qos2, rec, len);
-    hm_free(subs);
-    return err;
-}
-
-/* Sends the record to the store, with the receipts it covers. */
-static void save_now(mqtt_session *s)
-{
-    session_dur *d = s->dur;
-    uint8_t *rec;
-    size_t len;
-
-    if (!durable(s) || !d || !d->dirty)
-        return;
-    if (mqtt_session_encode(s, &rec, &len) != HM_OK) {
-        HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
-                     "session", s->client_id);
-        return;
-    }
-    d->dirty = false;
-    d->saved_ever = true;
-    mqtt_saver_session(s->b, s->client_id, rec, len, s->self,
-                       mqtt_gate_next_save(&d->gate), d->receipts,
-                       d->receipt_count);
-    d->receipts = NULL;
-    d->receipt_count = d->receipt_cap = 0;
-}
-
-/* The session is no longer persistent: its record goes. */
-static void unsave(mqtt_session *s)
-{
-    session_dur *d = s->dur;
-
-    if (!d || !d->saved_ever)
-        return;
-    mqtt_saver_session(s->b, s->client_id, NULL, 0, NULL, 0, d->receipts,
-                       d->receipt_count);
-    d->receipts = NULL;
-    d->receipt_count = d->receipt_cap = 0;
-    d->saved_ever = false;
-    d->dirty = false;
-}
-
-/* Save number `n` is committed: what it covers may go to the client. */
-static void release_gate(mqtt_session *s, uint64_t n)
-{
-    mqtt_gate_pkt pk;
-
-    while (s->dur && mqtt_gate_pop_committed(&s->dur->gate, n, &pk)) {
-        hm_err err;
-
-        if (!s->conn) { /* on another node (or away): bare bytes */
-            send_out(s, pk.bytes, pk.len);
-            continue;
-        }
-        err = hm_conn_write_take(s->conn, pk.bytes, pk.len);
-        if (err != HM_OK)
-            hm_free(pk.bytes);
-        if (err == HM_EFULL && pk.publish) { /* as write_publish() */
-            HM_LOG_WARN("MQTT-SLOW-CLIENT", "client %s: write queue full",
-                        s->client_id);
-            hm_conn_abort(s->conn);
-        }
-    }
-}
-
-/* Writes `p` (borrowed) to the client, or, when gated, holds it until the
- * state that produced it is committed. */
-static hm_err send_packet(mqtt_session *s, const mqtt_packet *p)
-{
-    uint8_t *buf;
-    size_t len;
-    hm_err err;
-
-    if (!gated(s))
-        return write_now(s, p);
-    /* Framed for the socket here; bare for a connection elsewhere. */
-    if ((err = mqtt_packet_bytes(s->conn && s->ws, p, &buf, &len)) != HM_OK)
-        return err;
-    mqtt_gate_hold(&dur(s)->gate, buf, len,
-                   p->type == MQTT_PUBLISH && p->u.publish.qos > 0);
-    mqtt_session_mark_dirty(s);
-    return HM_OK;
+    return mqtt_session_send_out(s, buf, len);
 }
 
 /* ----------------------------------------------------------- writing */
@@ -262,7 +104,7 @@ static void write_publish(mqtt_session *s, const mqtt_pub *pub, uint8_t qos,
                       .topic = {(const uint8_t *)pub->topic, pub->topic_len},
                       .packet_id = pid,
                       .payload = {pub->payload, pub->payload_len}}};
-    hm_err err = send_packet(s, &p);
+    hm_err err = mqtt_session_send_packet(s, &p);
 
     if (err == HM_OK) {
         /* relaxed: a statistic. */
@@ -281,7 +123,7 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
 {
     mqtt_packet p = {.type = type, .u.packet_id = pid};
 
-    send_packet(s, &p);
+    mqtt_session_send_packet(s, &p);
 }
 
 /* Sends what the outbox says: resends first after a reconnect, then
@@ -469,7 +311,7 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
         .type = MQTT_SUBACK,
         .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
     mqtt_session_mark_dirty(s);
-    send_packet(s, &ack); /* [MQTT-3.8.4-1]; gated: after the commit */
+    mqtt_session_send_packet(s, &ack); /* [MQTT-3.8.4-1]; gated: after the commit */
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
     for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
         if (codes[i] != MQTT_SUBACK_FAILURE)
@@ -676,7 +518,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     else
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
     if (a->clean)
-        unsave(s);
+        mqtt_session_unsave(s);
     s->persistent = !a->clean;
     mqtt_session_mark_dirty(s);
     s->attached_ever = true;
@@ -688,7 +530,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     a->username = NULL;
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
-    send_packet(s, &(mqtt_packet){.type = MQTT_CONNACK,
+    mqtt_session_send_packet(s, &(mqtt_packet){.type = MQTT_CONNACK,
                                   .u.connack = {.session_present = present}});
     reply = hm_msg_create(
         &mqtt_attached_type,
@@ -782,7 +624,7 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
         return; /* checked at load: cannot happen */
     s->persistent = s->attached_ever = true;
-    dur(s)->saved_ever = true;
+    mqtt_session_dur(s)->saved_ever = true;
     pthread_rwlock_wrlock(&s->b->tree_lock);
     for (size_t i = 0; i < st.sub_count; i++)
         if (mqtt_topic_tree_add(s->b->tree, (const char *)st.subs[i].filter.ptr,
@@ -828,8 +670,8 @@ static void on_deliver(mqtt_session *s, hm_msg *msg)
     mqtt_receipt *r = pub->receipt; /* before deliver() may free pub */
 
     if (deliver(s, pub, pub->qos < granted ? pub->qos : granted) && r &&
-        gated(s))
-        keep_receipt(s, r);
+        mqtt_session_gated(s))
+        mqtt_session_keep_receipt(s, r);
     else
         mqtt_receipt_release(r);
 }
@@ -845,11 +687,11 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     }
     if (t == &mqtt_saved_type || t == &mqtt_flush_type) {
         if (t == &mqtt_saved_type)
-            release_gate(s, hm_msg_arg(msg));
+            mqtt_session_release_gate(s, hm_msg_arg(msg));
         else if (hm_msg_arg(msg) == 0 && s->dur) /* not the final flush */
             s->dur->flush_queued = false;
         if (t == &mqtt_flush_type)
-            save_now(s);
+            mqtt_session_save_now(s);
         if (!s->attached_ever)
             hm_ctx_deactivate(ctx); /* a stray: no session to keep */
         return HM_OK;

@@ -85,6 +85,30 @@ void mqtt_session_remember_sub(mqtt_session *s, const mqtt_bytes *f,
 mqtt_outbox *mqtt_session_new_outbox(const mqtt_broker *b, bool online);
 /* Sends what the outbox says (resends first). */
 void mqtt_session_pump(mqtt_session *s);
+/* session.c: writes `len` encoded bytes (taken) to the client, directly
+ * or through its connection on another node. Errors: those of the write. */
+hm_err mqtt_session_send_out(mqtt_session *s, uint8_t *bytes, size_t len);
+/* session.c: encodes `p` (borrowed) and sends it at once. */
+hm_err mqtt_session_write_now(mqtt_session *s, const mqtt_packet *p);
+
+/* session_persist.c: the store keeps this session (persistence on,
+ * CleanSession 0). */
+bool mqtt_session_durable(const mqtt_session *s);
+/* What this session tells its client waits for the commit (`always`). */
+bool mqtt_session_gated(const mqtt_session *s);
+/* The persistence state, allocated on first use. */
+session_dur *mqtt_session_dur(mqtt_session *s);
+/* Keeps receipt `r` (taken) to release with the next save. */
+void mqtt_session_keep_receipt(mqtt_session *s, mqtt_receipt *r);
+/* Sends the record to the store now if it changed, with its receipts. */
+void mqtt_session_save_now(mqtt_session *s);
+/* The session is no longer persistent: its record goes. */
+void mqtt_session_unsave(mqtt_session *s);
+/* Save number `n` is committed: what it covers goes to the client. */
+void mqtt_session_release_gate(mqtt_session *s, uint64_t n);
+/* Writes `p` (borrowed) to the client, or, when gated, holds it until the
+ * state that produced it is committed. */
+hm_err mqtt_session_send_packet(mqtt_session *s, const mqtt_packet *p);
 /* The state changed: it is saved soon (persistent sessions only). */
 void mqtt_session_mark_dirty(mqtt_session *s);
 /* The state as a session_state.h record (owned bytes on HM_OK). Errors:
