@@ -35,6 +35,14 @@ static inline uint64_t bench_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* CPU time used by the calling thread, in nanoseconds. */
+static inline uint64_t bench_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline void bench_sleep_us(unsigned us)
 {
     struct timespec ts = {.tv_sec = us / 1000000u,

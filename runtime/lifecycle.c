@@ -80,14 +80,19 @@ hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
                  uint32_t period_ms, uint64_t tag, hm_timer_id *id_out)
 {
     uint64_t deadline;
-    hm_timer_id id;
+    hm_timer_id id = 0;
 
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
     deadline = hm_rt_now_ms(rt) + delay_ms;
     pthread_mutex_lock(&rt->timer_lock);
-    id = hm_timers_arm(&rt->timers, deadline, period_ms, hm_addr_ref(to),
-                       msg, tag);
+    /* A one-shot whose id nobody keeps can never be cancelled: it needs
+     * no record (docs/adr/0180). */
+    if (!id_out && period_ms == 0 && msg)
+        hm_timers_arm_anon(&rt->timers, deadline, hm_addr_ref(to), msg);
+    else
+        id = hm_timers_arm(&rt->timers, deadline, period_ms,
+                           hm_addr_ref(to), msg, tag);
     if (deadline < rt->timer_wait_until)
         pthread_cond_signal(&rt->timer_cond);
     pthread_mutex_unlock(&rt->timer_lock);

@@ -110,10 +110,24 @@ static bool heap_live(const hm_timers *t, const hm_theap_entry *e)
     return s->armed && s->seq == e->seq;
 }
 
+/* An anonymous entry cannot be cancelled, so it is always live. */
 static bool wheel_live(const hm_timers *t, const hm_twheel_entry *e)
 {
-    const hm_tslot *s = &t->slots[e->slot];
-    return s->armed && (uint32_t)s->seq == e->seq32;
+    const hm_tslot *s;
+
+    if (e->msg)
+        return true;
+    s = &t->slots[e->u.rec.slot];
+    return s->armed && (uint32_t)s->seq == e->u.rec.seq32;
+}
+
+static hm_twheel_entry rec_entry(uint32_t slot, uint64_t seq)
+{
+    hm_twheel_entry e = {.msg = NULL};
+
+    e.u.rec.slot = slot;
+    e.u.rec.seq32 = (uint32_t)seq;
+    return e;
 }
 
 /* Drops dead entries from the heap's top. */
@@ -152,8 +166,7 @@ static void reset_bucket(hm_timers *t, uint32_t b)
     t->used[b / 64] &= ~(1ull << (b % 64));
 }
 
-static void bucket_append(hm_timers *t, uint32_t b, uint32_t slot,
-                          uint64_t seq)
+static void bucket_append(hm_timers *t, uint32_t b, hm_twheel_entry e)
 {
     hm_tbucket *k = &t->wheel[b];
 
@@ -161,7 +174,7 @@ static void bucket_append(hm_timers *t, uint32_t b, uint32_t slot,
         k->cap = k->cap ? 2 * k->cap : 16;
         k->items = hm_realloc(k->items, k->cap * sizeof *k->items);
     }
-    k->items[k->len++] = (hm_twheel_entry){slot, (uint32_t)seq};
+    k->items[k->len++] = e;
     if (k->len - k->head == 1)
         mark_used(t, b);
     t->wheel_len++;
@@ -223,7 +236,7 @@ static void file_entry(hm_timers *t, uint32_t slot, uint64_t deadline_ms,
     s->in_heap = false;
     bucket_append(t, bucket_of(deadline_ms < t->cursor_ms ? t->cursor_ms
                                                           : deadline_ms),
-                  slot, seq);
+                  rec_entry(slot, seq));
 }
 
 /* Moves the heap's timers that the horizon now reaches into their buckets,
@@ -237,7 +250,7 @@ static void migrate(hm_timers *t)
         hm_theap_entry e = t->heap[0];
         pop_top(t);
         t->slots[e.slot].in_heap = false;
-        bucket_append(t, bucket_of(e.deadline_ms), e.slot, e.seq);
+        bucket_append(t, bucket_of(e.deadline_ms), rec_entry(e.slot, e.seq));
     }
 }
 
@@ -355,6 +368,24 @@ hm_timer_id hm_timers_arm(hm_timers *t, uint64_t deadline_ms,
     return ((hm_timer_id)s->gen << 32) | (i + 1);
 }
 
+void hm_timers_arm_anon(hm_timers *t, uint64_t deadline_ms, hm_addr *to,
+                        hm_msg *msg)
+{
+    hm_twheel_entry e = {.msg = msg};
+
+    if (deadline_ms >= t->cursor_ms + SLOTS) {
+        hm_timers_arm(t, deadline_ms, 0, to, msg, 0);
+        return;
+    }
+    /* No record, but a place in the arming order all the same. */
+    t->seq++;
+    e.u.to = to;
+    bucket_append(t, bucket_of(deadline_ms < t->cursor_ms ? t->cursor_ms
+                                                          : deadline_ms),
+                  e);
+    t->armed++;
+}
+
 bool hm_timers_cancel(hm_timers *t, hm_timer_id id, hm_addr **to_out,
                       hm_msg **msg_out)
 {
@@ -421,6 +452,40 @@ static void take(hm_timers *t, uint32_t i, uint64_t now_ms,
     file_entry(t, i, s->deadline_ms, s->seq);
 }
 
+/* Fills `out` from bucket entry `e` (taken from its bucket, due at
+ * `due_ms`): an anonymous timer is all there; a record is taken. */
+static void take_entry(hm_timers *t, const hm_twheel_entry *e, uint64_t due_ms,
+                       uint64_t now_ms, hm_timer_fire *out)
+{
+    t->wheel_len--;
+    if (!e->msg) {
+        take(t, e->u.rec.slot, now_ms, out);
+        return;
+    }
+    out->to = e->u.to;
+    out->msg = e->msg;
+    out->tag = 0;
+    out->deadline_ms = due_ms;
+    out->periodic = false;
+    t->armed--;
+}
+
+/* Fetches what popping entry `e` a few pops from now will touch: an
+ * anonymous timer's message, or a record (and, once the record is in
+ * cache, its message). Written as a macro: GCC deletes a call to a function
+ * that only prefetches, as free of side effects. */
+#define PREFETCH_ENTRY(t, e, far)                                            \
+    do {                                                                     \
+        if (far) {                                                           \
+            if (!(e)->msg)                                                   \
+                __builtin_prefetch(&(t)->slots[(e)->u.rec.slot]);            \
+        } else if ((e)->msg) {                                               \
+            __builtin_prefetch((e)->msg, 1);                                 \
+        } else if ((t)->slots[(e)->u.rec.slot].msg) {                        \
+            __builtin_prefetch((t)->slots[(e)->u.rec.slot].msg, 1);          \
+        }                                                                    \
+    } while (0)
+
 /* Closing: every timer goes, buckets first, then the heap. */
 static bool pop_any(hm_timers *t, hm_timer_fire *out)
 {
@@ -430,9 +495,8 @@ static bool pop_any(hm_timers *t, hm_timer_fire *out)
         uint32_t b = bucket_of(t->cursor_ms + gap);
         if (bucket_front_live(t, b)) {
             hm_tbucket *k = &t->wheel[b];
-            uint32_t i = k->items[k->head++].slot;
-            t->wheel_len--;
-            take(t, i, UINT64_MAX, out);
+            take_entry(t, &k->items[k->head++], t->cursor_ms + gap,
+                       UINT64_MAX, out);
             return true;
         }
     }
@@ -453,25 +517,18 @@ bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out)
         uint32_t b = bucket_of(t->cursor_ms);
         if (t->cursor_ms <= now_ms && bucket_front_live(t, b)) {
             hm_tbucket *k = &t->wheel[b];
-            uint32_t i = k->items[k->head++].slot;
-            /* Records are scattered (a bucket is in arming order, the slab
-             * in slot order) and the caller touches each one's message, so
-             * both are fetched a few pops ahead: the record PREFETCH_AHEAD
-             * entries on, and the message of the record fetched
-             * PREFETCH_AHEAD / 2 pops ago. (Written inline: GCC deletes a
-             * call to a function that only prefetches, as free of side
-             * effects.) */
+            const hm_twheel_entry *e = &k->items[k->head++];
+            /* Messages and records are scattered (a bucket is in arming
+             * order) and the caller touches each message, so they are
+             * fetched a few pops ahead: a record PREFETCH_AHEAD entries
+             * on, a message (an anonymous timer's, or the record's fetched
+             * PREFETCH_AHEAD / 2 pops ago) PREFETCH_AHEAD / 2 on. */
             if (k->head + PREFETCH_AHEAD < k->len)
-                __builtin_prefetch(
-                    &t->slots[k->items[k->head + PREFETCH_AHEAD].slot]);
-            if (k->head + PREFETCH_AHEAD / 2 < k->len) {
-                hm_msg *m = t->slots[k->items[k->head + PREFETCH_AHEAD / 2]
-                                         .slot].msg;
-                if (m)
-                    __builtin_prefetch(m, 1);
-            }
-            t->wheel_len--;
-            take(t, i, now_ms, out);
+                PREFETCH_ENTRY(t, &k->items[k->head + PREFETCH_AHEAD], true);
+            if (k->head + PREFETCH_AHEAD / 2 < k->len)
+                PREFETCH_ENTRY(t, &k->items[k->head + PREFETCH_AHEAD / 2],
+                               false);
+            take_entry(t, e, t->cursor_ms, now_ms, out);
             return true;
         }
         if (!advance(t, now_ms))

@@ -16,6 +16,8 @@
  * instructions per timer re-sorting each window in the heap.
  *
  * Like libuv's timer heap, equal deadlines fire in the order they were armed.
+ * A timer nobody can cancel (armed without asking for its id) is kept in
+ * its bucket entry alone (hm_timers_arm_anon): no record at all.
  * Records live in a slab with a free list, so arming allocates nothing once
  * the slab and the buckets have grown, and a timer id is
  * (generation << 32 | slot + 1): a stale id (the timer fired, its slot was
@@ -50,11 +52,19 @@ typedef struct hm_theap_entry {
     uint32_t slot;
 } hm_theap_entry;
 
-/* An entry in a bucket: the deadline is the bucket's; `seq32` (the low
- * half of the record's seq) tells a live entry from a cancelled one. */
+/* An entry in a bucket; the deadline is the bucket's. Either a record's
+ * (`msg` NULL: `slot`, and `seq32`, the low half of the record's seq, which
+ * tells a live entry from a cancelled one), or a whole anonymous timer
+ * (`msg` and `to`, owned; see hm_timers_arm_anon). */
 typedef struct hm_twheel_entry {
-    uint32_t slot;
-    uint32_t seq32;
+    hm_msg *msg;
+    union {
+        hm_addr *to;
+        struct {
+            uint32_t slot;
+            uint32_t seq32;
+        } rec;
+    } u;
 } hm_twheel_entry;
 
 #define HM_TIMER_WHEEL_SLOTS 4096u /* 1 ms each: a 4.096 s horizon */
@@ -97,6 +107,14 @@ void hm_timers_fini(hm_timers *t);
 hm_timer_id hm_timers_arm(hm_timers *t, uint64_t deadline_ms,
                           uint32_t period_ms, hm_addr *to, hm_msg *msg,
                           uint64_t tag);
+/* Arms a one-shot timer that nobody can cancel (no id): if it is due
+ * within the wheel's horizon, the bucket entry holds `to` and `msg` and no
+ * record is made, so arming and firing touch no slot (docs/adr/0180); else
+ * it is armed as hm_timers_arm() would. Takes the reference `to` and
+ * `msg` (not NULL). Fires in the same (deadline, arming) order as the
+ * others. */
+void hm_timers_arm_anon(hm_timers *t, uint64_t deadline_ms, hm_addr *to,
+                        hm_msg *msg);
 /* Disarms `id`. On true, returns owned the timer's reference and message
  * (msg may be NULL) for the caller to release outside the lock. */
 bool hm_timers_cancel(hm_timers *t, hm_timer_id id, hm_addr **to_out,

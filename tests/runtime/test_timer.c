@@ -1,4 +1,5 @@
-/* tests/runtime/test_timer.c: the timer heap: order, cancel, periodic. */
+/* tests/runtime/test_timer.c: the timer store: order, cancel, periodic,
+ * timers without a record (hm_timers_arm_anon). */
 #include "runtime/timer.h"
 
 #include <criterion/criterion.h>
@@ -233,13 +234,18 @@ Test(timer, random_arms_cancels_and_pops_match_a_sorted_model)
             uint64_t span = op < 3 ? 3 : op < 5 ? 3000 : 20000;
             uint64_t d = now + (uint64_t)rand() % span;
             m[n] = (model_timer){d, (uint64_t)n, 0, true};
-            m[n].id = hm_timers_arm(&t, d, 0, NULL, TOKEN(n), 0);
+            /* One in three has no id (no record, but the same order). */
+            if (rand() % 3 == 0)
+                hm_timers_arm_anon(&t, d, NULL, TOKEN(n));
+            else
+                m[n].id = hm_timers_arm(&t, d, 0, NULL, TOKEN(n), 0);
             n++;
         } else if (op < 8 && n > 0) {
             int k = rand() % n;
             bool ok = hm_timers_cancel(&t, m[k].id, &to, &msg);
-            cr_assert_eq(ok, m[k].live);
-            m[k].live = false;
+            cr_assert_eq(ok, m[k].live && m[k].id != 0);
+            if (ok)
+                m[k].live = false;
         } else {
             now += (uint64_t)rand() % (op == 8 ? 3 : 700);
             int e;
@@ -277,5 +283,64 @@ Test(timer, a_deadline_behind_the_cursor_fires_at_once_in_arming_order)
     cr_assert(hm_timers_pop_due(&t, 100, &f));
     cr_assert_eq(fired_token(&f), 3);
     cr_assert_not(hm_timers_pop_due(&t, 100, &f));
+    hm_timers_fini(&t);
+}
+
+Test(timer, anonymous_and_recorded_timers_share_one_order)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    hm_addr *to;
+    hm_msg *msg;
+    hm_timer_id ids[8];
+
+    hm_timers_init(&t, 0);
+    /* Equal deadlines, alternating kinds; beyond the horizon too. */
+    for (int i = 0; i < 8; i++) {
+        if (i % 2)
+            hm_timers_arm_anon(&t, 50, NULL, TOKEN(i));
+        else
+            ids[i] = hm_timers_arm(&t, 50, 0, NULL, TOKEN(i), 0);
+    }
+    hm_timers_arm_anon(&t, 9000, NULL, TOKEN(100));
+    hm_timers_arm(&t, 9000, 0, NULL, TOKEN(101), 0);
+    hm_timers_arm_anon(&t, 9000, NULL, TOKEN(102));
+    cr_assert_eq(hm_timers_count(&t), 11);
+    /* Cancels in the middle of the bucket leave the rest in order. */
+    cr_assert(hm_timers_cancel(&t, ids[2], &to, &msg));
+    cr_assert_eq(msg, TOKEN(2));
+    cr_assert(hm_timers_cancel(&t, ids[4], &to, &msg));
+    cr_assert_not(hm_timers_pop_due(&t, 49, &f));
+    int want[] = {0, 1, 3, 5, 6, 7};
+    for (int i = 0; i < 6; i++) {
+        cr_assert(hm_timers_pop_due(&t, 60, &f));
+        cr_assert_eq(fired_token(&f), want[i]);
+        cr_assert_eq(f.deadline_ms, 50);
+        cr_assert_not(f.periodic);
+    }
+    cr_assert_not(hm_timers_pop_due(&t, 60, &f));
+    for (int i = 100; i <= 102; i++) {
+        cr_assert(hm_timers_pop_due(&t, 9000, &f));
+        cr_assert_eq(fired_token(&f), i);
+    }
+    cr_assert_eq(hm_timers_count(&t), 0);
+    hm_timers_fini(&t);
+}
+
+Test(timer, draining_at_close_returns_anonymous_timers_too)
+{
+    hm_timers t;
+    hm_timer_fire f;
+    int seen = 0;
+
+    hm_timers_init(&t, 0);
+    hm_timers_arm_anon(&t, 10, NULL, TOKEN(1));
+    hm_timers_arm(&t, 20, 0, NULL, TOKEN(2), 0);
+    hm_timers_arm_anon(&t, 10000, NULL, TOKEN(3));
+    hm_timers_arm(&t, 5, 7, NULL, NULL, 9); /* periodic: drained as well */
+    while (hm_timers_pop_due(&t, UINT64_MAX, &f))
+        seen++;
+    cr_assert_eq(seen, 4);
+    cr_assert_eq(hm_timers_count(&t), 0);
     hm_timers_fini(&t);
 }
