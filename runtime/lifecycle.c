@@ -53,21 +53,50 @@ static hm_msg *fired_msg(hm_timer_fire *f)
     return m;
 }
 
-/* Delivers a batch taken by take_due(), outside the timer lock. */
+/* Delivers f[0..n), all to one receiver with no mailbox limit, as one
+ * batch (hm_rt_push_batch). */
+static void fire_run(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
+{
+    hm_msg *ms[FIRE_BATCH];
+
+    ms[0] = fired_msg(&f[0]); /* n >= 1 */
+    for (uint32_t i = 1; i < n; i++)
+        ms[i] = fired_msg(&f[i]);
+    hm_rt_push_batch(rt, f[0].to, ms, n);
+    for (uint32_t i = 0; i < n; i++)
+        hm_addr_release(f[i].to);
+}
+
+/* Delivers a batch taken by take_due(), outside the timer lock. Timers
+ * that fire one after the other for one receiver without a mailbox limit
+ * go to it as one node; with a limit, each is pushed (and may be
+ * refused) on its own. */
 static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
 {
     /* acquire: pairs with the release store in hm_runtime_destroy(). */
     bool closing = atomic_load_explicit(&rt->closing, memory_order_acquire);
 
-    for (uint32_t i = 0; i < n; i++) {
-        hm_msg *m = fired_msg(&f[i]);
-        bool system = (m->flags & MSG_SYSTEM) != 0;
+    for (uint32_t i = 0; i < n;) {
+        hm_addr *to = f[i].to;
+        uint32_t run = 1;
+        hm_msg *m;
 
+        /* relaxed: the limit is advisory (see hm_rt_push). */
+        if (!closing &&
+            atomic_load_explicit(&to->limit, memory_order_relaxed) == 0) {
+            while (i + run < n && f[i + run].to == to)
+                run++;
+            fire_run(rt, &f[i], run);
+            i += run;
+            continue;
+        }
+        m = fired_msg(&f[i]);
         if (closing)
             hm_msg_destroy(m);
-        else if (hm_rt_push(rt, f[i].to, m, !system) != HM_OK)
-            hm_rt_dead_letter(rt, NULL, f[i].to, m, HM_EFULL);
-        hm_addr_release(f[i].to);
+        else if (hm_rt_push(rt, to, m, !(m->flags & MSG_SYSTEM)) != HM_OK)
+            hm_rt_dead_letter(rt, NULL, to, m, HM_EFULL);
+        hm_addr_release(to);
+        i++;
     }
     /* relaxed: a statistic, summed over every shard by stats_get. The
      * timer thread (or the manual clock's caller) is never a worker, so it
@@ -391,6 +420,8 @@ static void close_entry(hm_runtime *rt, hm_addr *e)
 
     while ((node = hm_mailbox_pop(&e->mb))) {
         hm_msg *m = (hm_msg *)node;
+        if (hm_rt_unbatch(e, m))
+            continue; /* each of its messages is dead-lettered below */
         if (m->flags & MSG_SYSTEM)
             hm_msg_destroy(m);
         else

@@ -33,6 +33,7 @@ enum {
     SYS_IDLE_CHECK = 1, /* the sweeper suspects the receiver is idle */
     SYS_TIMEOUT,        /* request req_id timed out */
     SYS_RETIRE,         /* deactivate now (hm_runtime_call's waiter) */
+    SYS_BATCH,          /* fired timers' messages in one node (runtime.c) */
 };
 
 struct hm_msg {
@@ -234,6 +235,15 @@ hm_addr *hm_sched_take_global(hm_runtime *rt);
 /* runtime.c */
 void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e);
 hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded);
+/* Pushes `n` messages (taken, n >= 1) to `e` as one mailbox node that the
+ * turn unpacks in order (docs/adr/0180); unbounded: the caller checks that
+ * `e` has no mailbox limit. Any thread. */
+void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
+                      uint32_t n);
+/* Consumer of e's mailbox only: if `m` (just popped) is such a batch, puts
+ * its messages back at the front of the mailbox in order, frees it and
+ * returns true; else false. */
+bool hm_rt_unbatch(hm_addr *e, hm_msg *m);
 void hm_rt_busy_dec(hm_runtime *rt);
 void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
