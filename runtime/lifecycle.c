@@ -6,7 +6,8 @@
  * timers (docs/adr/0001 explains why a thread of its own). It moves a batch
  * of due timers out of the store before sending any of them, so a send
  * never runs under the timer lock and a periodic timer that is always due
- * cannot spin the loop. A timer holds its receiver's address,
+ * cannot spin the loop; consecutive fires to one receiver go as one
+ * mailbox node (docs/adr/0180). A timer holds its receiver's address,
  * not its activation: firing is an ordinary send, which activates the
  * receiver again if it was deactivated meanwhile.
  *
