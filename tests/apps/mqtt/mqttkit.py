@@ -168,12 +168,13 @@ def wait_mesh(nodes, timeout=3 * WAIT):
                                    % (n.name, o.name, n.log()))
 
 
-def await_route(sub, probe, publish, timeout=WAIT):
+def await_route(sub, probe, publish, timeout=WAIT, settle=0.3):
     """Calls publish() every 0.2 s until `sub` receives a message on topic
     `probe`: the publisher's node then knows the filter (and every filter
     `sub` made before it: filter changes travel in order). The probes still
-    on their way are drained (0.3 s of quiet) so they do not mix with the
-    test's messages; any other message received meanwhile is dropped too."""
+    on their way are drained (`settle` seconds of quiet; 0: only what has
+    arrived) so they do not mix with the test's messages; any other message
+    received meanwhile is dropped too."""
     end = time.monotonic() + timeout
     while True:
         assert time.monotonic() < end, "the probe %s never arrived" % probe
@@ -181,7 +182,7 @@ def await_route(sub, probe, publish, timeout=WAIT):
         m = sub.poll(0.2)
         if m is not None and m.topic == probe:
             break
-    sub.drain(quiet=0.3)
+    sub.drain(quiet=settle)
 
 
 # ------------------------------------------------------------ raw packets
