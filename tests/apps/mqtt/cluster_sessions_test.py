@@ -102,6 +102,31 @@ class ClusterTest(unittest.TestCase):
     def node(self, name):
         return self.by[name]
 
+    def subscribed(self, node, cid, prefix):
+        """A persistent session `cid` connected through `node`, subscribed
+        to prefix/# at QoS 1, known to every node."""
+        c = Client(node.port, client_id=cid, clean=False)
+        c.subscribe(prefix + "/#", 1)
+        ensure_routes(c, prefix, self.nodes)
+        return c
+
+    def park(self, node, cid, prefix, publisher):
+        """Session `cid` subscribed through `node`, then offline with the
+        messages 0, 1, 2 published on prefix/m through `publisher` queued."""
+        self.subscribed(node, cid, prefix).disconnect()
+        for i in range(3):
+            mosquitto_pub(publisher.port, prefix + "/m", str(i))
+
+    def assert_queue_kept(self, node, cid, prefix, publisher):
+        """`cid` comes back through `node`: session present, and the three
+        queued messages before a marker published through `publisher`."""
+        c = Client(node.port, client_id=cid, clean=False)
+        self.assertTrue(c.session_present)
+        mosquitto_pub(publisher.port, prefix + "/end", "end")
+        got = [m.payload for m in c.drain_until(prefix + "/end")]
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        c.disconnect()
+
 
 class Sessions(ClusterTest):
 
@@ -247,16 +272,9 @@ class Join(ClusterTest):
 
         # Offline, with queued messages.
         away_id = moving("away")
-        away = Client(n1.port, client_id=away_id, clean=False)
-        away.subscribe(prefix + "/away/#", 1)
-        ensure_routes(away, prefix + "/away", self.nodes)
-        away.disconnect()
-        for i in range(3):
-            mosquitto_pub(n2.port, prefix + "/away/m", str(i))
+        self.park(n1, away_id, prefix + "/away", n2)
         # Online, staying connected through the move.
-        live = Client(n1.port, client_id=moving("live"), clean=False)
-        live.subscribe(prefix + "/live/#", 1)
-        ensure_routes(live, prefix + "/live", self.nodes)
+        live = self.subscribed(n1, moving("live"), prefix + "/live")
 
         n4 = Node("n4", join=n1.cluster_addr)
         self.nodes.append(n4)
@@ -268,13 +286,7 @@ class Join(ClusterTest):
         self.assertEqual(live.next().payload, b"moved")
         self.assertFalse(live.disconnected.is_set())
         live.disconnect()
-
-        away = Client(n2.port, client_id=away_id, clean=False)
-        self.assertTrue(away.session_present)
-        mosquitto_pub(n4.port, prefix + "/away/end", "end")
-        got = [m.payload for m in away.drain_until(prefix + "/away/end")]
-        self.assertEqual(got, [b"0", b"1", b"2"])
-        away.disconnect()
+        self.assert_queue_kept(n2, away_id, prefix + "/away", n4)
 
 
 class Leave(ClusterTest):
@@ -284,17 +296,10 @@ class Leave(ClusterTest):
         prefix = unique("leave")
         # Offline, with queued messages, its session on n3.
         away_id = cid_on("n3", self.NAMES, "away")
-        away = Client(n1.port, client_id=away_id, clean=False)
-        away.subscribe(prefix + "/away/#", 1)
-        ensure_routes(away, prefix + "/away", self.nodes)
-        away.disconnect()
-        for i in range(3):
-            mosquitto_pub(n2.port, prefix + "/away/m", str(i))
+        self.park(n1, away_id, prefix + "/away", n2)
         # Online through n1, its session on n3: stays connected.
-        live = Client(n1.port, client_id=cid_on("n3", self.NAMES, "live"),
-                      clean=False)
-        live.subscribe(prefix + "/live/#", 1)
-        ensure_routes(live, prefix + "/live", self.nodes)
+        live = self.subscribed(n1, cid_on("n3", self.NAMES, "live"),
+                               prefix + "/live")
 
         n3.stop()
         for n in (n1, n2):
@@ -311,13 +316,7 @@ class Leave(ClusterTest):
         self.assertEqual(live.next().payload, b"after")
         self.assertFalse(live.disconnected.is_set())
         live.disconnect()
-
-        away = Client(n2.port, client_id=away_id, clean=False)
-        self.assertTrue(away.session_present)
-        mosquitto_pub(n1.port, prefix + "/away/end", "end")
-        got = [m.payload for m in away.drain_until(prefix + "/away/end")]
-        self.assertEqual(got, [b"0", b"1", b"2"])
-        away.disconnect()
+        self.assert_queue_kept(n2, away_id, prefix + "/away", n1)
 
 
 if __name__ == "__main__":

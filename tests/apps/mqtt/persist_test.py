@@ -13,7 +13,6 @@ Waits are bounded guards against hangs, never expectations."""
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,24 +24,10 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
-BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
-WAIT = 20.0  # seconds: a guard against hangs, never an expectation
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mqttkit import BROKER, WAIT, free_port, wait_for  # noqa: E402
+
 STREAM = int(os.environ.get("PERSIST_STREAM", "1500"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout=WAIT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 class Broker:
