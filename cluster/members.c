@@ -286,6 +286,17 @@ static void declare_dead(hm_members *m, member *x, const char *why,
     end_member(m, x, HM_MEMBER_DEAD, HM_MEMBER_EV_DEAD, now_ms);
 }
 
+/* A peer we could ask about `x` now: alive and reachable. */
+static bool can_ask(const hm_members *m, const member *x, uint64_t now_ms)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        const member *p = m->members[i];
+        if (p != x && p->state == HM_MEMBER_ALIVE && is_reachable(m, p, now_ms))
+            return true;
+    }
+    return false;
+}
+
 /* Ask up to probe_fanout reachable alive peers whether they hear `x`. The
  * starting peer rotates with the round id, so rounds spread the load. */
 static void start_round(hm_members *m, member *x, uint64_t now_ms)
@@ -595,9 +606,14 @@ static bool tick_member(hm_members *m, member *x, uint64_t now_ms)
         (!x->linked || since(now_ms, x->last_heard_ms) >= c->suspect_after_ms))
         suspect(m, x, now_ms);
     if (x->state == HM_MEMBER_SUSPECT) {
+        /* A round that found nobody to ask is over as soon as somebody
+         * is back (a healing partition): ask them at once, rather than
+         * let the silence rule below, meant for nobody to ask, decide. */
         if (x->round_open && now_ms >= x->round_deadline_ms)
             close_round(m, x, now_ms);
-        else if (!x->round_open && now_ms >= x->next_round_ms)
+        else if (!x->round_open &&
+                 (now_ms >= x->next_round_ms ||
+                  (x->asked == 0 && can_ask(m, x, now_ms))))
             start_round(m, x, now_ms);
         if (x->state == HM_MEMBER_SUSPECT && !x->round_open && x->asked == 0 &&
             since(now_ms, x->last_heard_ms) >= c->dead_after_ms) {

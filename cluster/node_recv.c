@@ -264,6 +264,13 @@ static void on_member_event(hm_ctx *ctx, hm_node *n,
         pthread_mutex_lock(&n->lock);
         hm_presence_on_node_up(n->pres, a->peer, a->inc);
         cl_unlock(n);
+        /* Its peer receiver learns of the link before the app learns of
+         * the member: after a death it drops what it is given until then,
+         * and an app answers UP with sends (mqtt.lost). on_link_up tells
+         * it again; a second peer_up only rewrites unacknowledged lines,
+         * which the member's duplicate filter drops. */
+        if (s && s->conn)
+            tell_peer(ctx, s, &cl_peer_up_type, s->conn);
     } else if (a->event == HM_MEMBER_EV_DEAD ||
                a->event == HM_MEMBER_EV_LEFT ||
                a->event == HM_MEMBER_EV_REPLACED) {

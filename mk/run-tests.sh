@@ -4,6 +4,7 @@
 #   stress:      every stress program under BUILD/tests/stress
 #   smoke:       every benchmark suite once at tiny sizes (bench/run.sh --smoke)
 #   integration: every tests/*/*.sh script (real processes, real sockets)
+#                but those of tests/lib/ (helpers the scripts source)
 # Exits non-zero if anything failed; the failures are listed at the end.
 set -u
 build=$1; shift
@@ -38,7 +39,8 @@ for kind in "$@"; do
     smoke)
         [ -f bench/run.sh ] && run "bench smoke" sh bench/run.sh "$build" smoke ;;
     integration)
-        for t in $(find tests -name '*.sh' -path 'tests/*/*' | sort); do
+        for t in $(find tests -name '*.sh' -path 'tests/*/*' \
+                   ! -path 'tests/lib/*' | sort); do
             run "$t" sh "$t" "$build"
         done ;;
     esac

@@ -2,7 +2,8 @@
 # tests/cluster/netns_faults.sh BUILD: cluster faults on a real network.
 #
 # Three Hermes nodes, each in its own network namespace on one bridge
-# (../shared/tools/netns.sh: hosts 10.77.0.1-3), run as child nodes of the
+# (shared/tools/netns.sh, found and set up by tests/lib/netns_setup.sh:
+# hosts 10.77.0.1-3), run as child nodes of the
 # cluster test binary (HM_TEST_NODE=1, shrunk timers with HM_NODE_FAST=1),
 # fed commands and read through files. Faults:
 #   1. a silent blackhole of node 3 (iptables DROP, links stay open): nodes 1
@@ -19,48 +20,22 @@
 # Waits poll the nodes' output files (bounded); nothing asserts on time.
 set -u
 build=${1:?usage: tests/cluster/netns_faults.sh BUILD}
-root=$(pwd)
-bin=$root/$build/tests/cluster/test_node
-netns=$root/../shared/tools/netns.sh
+bin=$(pwd)/$build/tests/cluster/test_node
+NETNS_NAME=netns_faults
+. tests/lib/netns_setup.sh
 
-skip() { echo "netns_faults: SKIPPED: $1"; exit 0; }
-
-if [ "${2:-}" != inner ]; then
-    [ -x "$bin" ] || { echo "netns_faults: $bin missing; run make" >&2; exit 1; }
-    [ -f "$netns" ] || skip "no $netns"
-    [ "$(id -u)" = 0 ] || skip "needs root for network namespaces"
-    command -v unshare >/dev/null 2>&1 || skip "no unshare"
-    command -v ip >/dev/null 2>&1 || skip "no ip (iproute2)"
-    unshare -n true 2>/dev/null || skip "namespaces are not allowed here"
-    if ! command -v iptables >/dev/null 2>&1; then
-        sh mk/deps.sh iptables >/dev/null 2>&1 || skip "cannot install iptables"
-    fi
-    exec timeout 120 unshare -n sh "$0" "$build" inner
-fi
-
-tmp=$(mktemp -d)
-export NETNS_PREFIX="hm$$x" NETNS_RUNDIR="$tmp/run"
-failed=0
-cleanup() {
-    if [ $failed = 1 ]; then
-        for n in 1 2 3; do
-            echo "--- node $n (pid $(cat "$tmp/pid$n" 2>/dev/null))"
-            cat "$tmp/out$n" "$tmp/err$n" 2>/dev/null
-        done
-        ps -o pid,stat,wchan:20,args -p "$(cat "$tmp"/pid? | tr '\n' ',')0" \
-            2>/dev/null
-    fi
-    for f in "$tmp"/pid*; do
-        [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+[ -x "$bin" ] || { echo "netns_faults: $bin missing; run make" >&2; exit 1; }
+netns_enter 120 -- "$@"
+netns_on_exit() {
+    [ $failed = 1 ] || return 0
+    for n in 1 2 3; do
+        echo "--- node $n (pid $(cat "$tmp/node$n.pid" 2>/dev/null))"
+        cat "$tmp/out$n" "$tmp/err$n" 2>/dev/null
     done
-    bash "$netns" down >/dev/null 2>&1
-    rm -rf "$tmp"
+    ps -o pid,stat,wchan:20,args \
+        -p "$(cat "$tmp"/node?.pid | tr '\n' ',')0" 2>/dev/null
 }
-trap cleanup EXIT INT TERM
-
-bash "$netns" up || skip "netns.sh up failed"
-printf 'netns faults cluster secret\n' >"$tmp/secret"
-chmod 600 "$tmp/secret"
+netns_begin hm
 
 start() { # N: node nN on host N, joining node 1
     mkfifo "$tmp/in$1"
@@ -68,7 +43,7 @@ start() { # N: node nN on host N, joining node 1
         "$bin" --node "n$1" --cluster-listen "10.77.0.$1:7000" \
         --join 10.77.0.1:7000 --cluster-secret-file "$tmp/secret" \
         <"$tmp/in$1" >"$tmp/out$1" 2>"$tmp/err$1" &
-    echo $! >"$tmp/pid$1"
+    echo $! >"$tmp/node$1.pid"
 }
 
 # count FILE PATTERN: lines of FILE matching PATTERN
@@ -80,34 +55,15 @@ count() {
 # live FILE NODE: the last event FILE reports about NODE says it is live
 live() { grep "event $2 " "$1" 2>/dev/null | tail -n 1 | grep -q -E ' (up|alive)$'; }
 
-# await_live FILE NODE WHAT: until live FILE NODE (20 s)
+# await_live FILE NODE WHAT: until live FILE NODE (30 s)
 await_live() {
     i=0
     until live "$1" "$2"; do
         i=$((i + 1))
-        if [ $i -gt 200 ]; then
-            echo "netns_faults: FAILED: $3"
-            failed=1
-            return 1
-        fi
+        [ $i -gt 300 ] && { fail "$3"; return 1; }
         sleep 0.1
     done
     echo "ok   $3"
-}
-
-# await N FILE PATTERN WHAT: until FILE has N lines matching PATTERN (20 s)
-await() {
-    i=0
-    while [ "$(count "$2" "$3")" -lt "$1" ]; do
-        i=$((i + 1))
-        if [ $i -gt 200 ]; then
-            echo "netns_faults: FAILED: $4"
-            failed=1
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "ok   $4"
 }
 
 for n in 1 2 3; do start $n; done
@@ -117,25 +73,23 @@ exec 3>"$tmp/in1" 4>"$tmp/in2" 5>"$tmp/in3"
 # Nodes that do not even start in the namespaces are an environment
 # problem (reported with what is known), not a cluster failure.
 for n in 1 2 3; do
-    if ! await 1 "$tmp/out$n" '^ready ' "node $n started"; then
-        failed=1 # for the diagnostics printed by cleanup
+    if ! netns_await "$tmp/out$n" '^ready ' 1 "node $n started"; then
+        # failed=1: the diagnostics are printed, but the exit status is 0
         echo "netns_faults: SKIPPED: node $n did not start in its namespace"
-        trap - EXIT
-        cleanup
         exit 0
     fi
 done
-await 1 "$tmp/out1" 'event n2 .* up' "node 1 sees node 2" &&
-await 1 "$tmp/out1" 'event n3 .* up' "node 1 sees node 3" &&
-await 1 "$tmp/out2" 'event n3 .* up' "node 2 sees node 3 (full mesh)" || exit 1
+netns_await "$tmp/out1" 'event n2 .* up' 1 "node 1 sees node 2" &&
+netns_await "$tmp/out1" 'event n3 .* up' 1 "node 1 sees node 3" &&
+netns_await "$tmp/out2" 'event n3 .* up' 1 "node 2 sees node 3 (full mesh)" || exit 1
 
 bash "$netns" drop 3
-await 1 "$tmp/out1" 'event n3 .* dead' "blackholed node 3 is dead on node 1"
-await 1 "$tmp/out2" 'event n3 .* dead' "blackholed node 3 is dead on node 2"
+netns_await "$tmp/out1" 'event n3 .* dead' 1 "blackholed node 3 is dead on node 1"
+netns_await "$tmp/out2" 'event n3 .* dead' 1 "blackholed node 3 is dead on node 2"
 [ "$(count "$tmp/out1" 'event n2 .* dead')" = 0 ] ||
-    { echo "netns_faults: FAILED: node 1 declared node 2 dead"; failed=1; }
+    fail "node 1 declared node 2 dead"
 bash "$netns" undrop 3
-await 2 "$tmp/out1" 'event n3 .* up' "node 3 is up again on node 1 after the heal"
+netns_await "$tmp/out1" 'event n3 .* up' 2 "node 3 is up again on node 1 after the heal"
 # A dead member is redialled slowly (dial_backoff_max_ms): wait for the
 # whole mesh to be back before the next fault.
 await_live "$tmp/out2" n3 "node 3 is live again on node 2" &&
@@ -151,13 +105,12 @@ bash "$netns" unpart 1 2
 if [ "$(cat "$tmp"/out? | grep -c ' dead$')" = "$deaths" ]; then
     echo "ok   a partition of one pair kills nobody (the third hears both)"
 else
-    echo "netns_faults: FAILED: the 1|2 partition declared a death"
-    failed=1
+    fail "the 1|2 partition declared a death"
 fi
 
 echo "register test/echo/r" >&5
 echo "lookup test/echo/r n3" >&3
-await 1 "$tmp/out1" 'found test/echo/r n3' "node 1 resolves a name on node 3"
+netns_await "$tmp/out1" 'found test/echo/r n3' 1 "node 1 resolves a name on node 3"
 i=1
 while [ $i -le 40 ]; do
     echo "send test/echo/r m$i" >&3
@@ -165,14 +118,13 @@ while [ $i -le 40 ]; do
         >/dev/null 2>&1
     i=$((i + 1))
 done
-await 40 "$tmp/out3" 'got test/echo/r m' "40 sends across a link reset arrive"
+netns_await "$tmp/out3" 'got test/echo/r m' 40 "40 sends across a link reset arrive"
 got=$(grep 'got test/echo/r m' "$tmp/out3" | sed 's/.* m//' | tr '\n' ' ')
 want=$(seq 1 40 | tr '\n' ' ')
 if [ "$got" = "$want" ]; then
     echo "ok   ... once each and in order"
 else
-    echo "netns_faults: FAILED: got $got"
-    failed=1
+    fail "got $got"
 fi
 
 for fd in 3 4 5; do eval "echo quit >&$fd"; done

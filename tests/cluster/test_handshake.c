@@ -85,20 +85,42 @@ static hm_err run(hm_handshake *d, hm_handshake *a)
     return err;
 }
 
+/* What most tests start from: one secret, a dialler `dn` of cluster `dc`,
+ * an acceptor `an` of cluster `ac`, and the log captured into `seen`. */
+typedef struct {
+    hm_auth_secret *s;
+    hm_handshake *d, *a;
+} pair;
+
+static captured seen; /* outlives the test: the sink keeps it */
+
+static pair pair_open(const char *dc, const char *dn, const char *ac,
+                      const char *an)
+{
+    pair p = {.s = secret("the cluster secret, 32 bytes ok")};
+    p.d = side(dc, dn, p.s, HM_AUTH_DIALLER);
+    p.a = side(ac, an, p.s, HM_AUTH_ACCEPTOR);
+    hm_log_set_sink(capture, &seen);
+    return p;
+}
+
+static void pair_close(pair *p)
+{
+    hm_handshake_destroy(p->d);
+    hm_handshake_destroy(p->a);
+    hm_auth_secret_destroy(p->s);
+}
+
 Test(handshake, two_nodes_with_the_secret_authenticate_each_other)
 {
-    hm_auth_secret *s = secret("the cluster secret, 32 bytes ok");
-    hm_handshake *d = side("prod", "n1", s, HM_AUTH_DIALLER);
-    hm_handshake *a = side("prod", "n2", s, HM_AUTH_ACCEPTOR);
-    cr_assert_eq(run(d, a), HM_OK);
-    cr_expect(hm_handshake_is_done(d));
-    cr_expect(hm_handshake_is_done(a));
-    cr_expect_str_eq(hm_handshake_peer(d)->name, "n2");
-    cr_expect_str_eq(hm_handshake_peer(a)->name, "n1");
-    cr_expect_eq(hm_handshake_peer(a)->inc, 42);
-    hm_handshake_destroy(d);
-    hm_handshake_destroy(a);
-    hm_auth_secret_destroy(s);
+    pair p = pair_open("prod", "n1", "prod", "n2");
+    cr_assert_eq(run(p.d, p.a), HM_OK);
+    cr_expect(hm_handshake_is_done(p.d));
+    cr_expect(hm_handshake_is_done(p.a));
+    cr_expect_str_eq(hm_handshake_peer(p.d)->name, "n2");
+    cr_expect_str_eq(hm_handshake_peer(p.a)->name, "n1");
+    cr_expect_eq(hm_handshake_peer(p.a)->inc, 42);
+    pair_close(&p);
 }
 
 Test(handshake, dialler_without_the_secret_is_refused_and_logged)
@@ -107,12 +129,11 @@ Test(handshake, dialler_without_the_secret_is_refused_and_logged)
     hm_auth_secret *bad = secret("a guess at the secret, 32 bytes");
     hm_handshake *d = side("prod", "intruder", bad, HM_AUTH_DIALLER);
     hm_handshake *a = side("prod", "n2", good, HM_AUTH_ACCEPTOR);
-    static captured log; /* outlives the test: the sink keeps it */
-    hm_log_set_sink(capture, &log);
+    hm_log_set_sink(capture, &seen);
     /* The dialler refuses first: the acceptor's proof does not verify
      * under the wrong secret, so the intruder never proves anything. */
     cr_expect_eq(run(d, a), HM_EDENIED);
-    cr_expect_str_eq(log.id, "CL-AUTH-REFUSED");
+    cr_expect_str_eq(seen.id, "CL-AUTH-REFUSED");
     cr_expect_not(hm_handshake_is_done(a));
     hm_handshake_destroy(d);
     hm_handshake_destroy(a);
@@ -122,54 +143,36 @@ Test(handshake, dialler_without_the_secret_is_refused_and_logged)
 
 Test(handshake, forged_proof_is_refused_by_the_acceptor)
 {
-    hm_auth_secret *s = secret("the cluster secret, 32 bytes ok");
-    hm_handshake *d = side("prod", "n1", s, HM_AUTH_DIALLER);
-    hm_handshake *a = side("prod", "n2", s, HM_AUTH_ACCEPTOR);
+    pair p = pair_open("prod", "n1", "prod", "n2");
     hm_wire_msg m, in;
     bool has;
-    static captured log; /* outlives the test: the sink keeps it */
-    hm_log_set_sink(capture, &log);
-    cr_assert_eq(hm_handshake_start(d, &m), HM_OK);
+    cr_assert_eq(hm_handshake_start(p.d, &m), HM_OK);
     in = carry(&m);
-    cr_assert_eq(hm_handshake_on_message(a, &in, &m, &has), HM_OK);
+    cr_assert_eq(hm_handshake_on_message(p.a, &in, &m, &has), HM_OK);
     hm_wire_msg_fini(&in);
     hm_wire_msg_fini(&m);
     /* An attacker replays the acceptor's own kind of proof, or any guess. */
     hm_wire_msg forged = {.type = HM_WIRE_PROOF};
     memset(forged.u.proof.proof, 'a', HM_AUTH_PROOF_HEX_LEN);
-    cr_expect_eq(hm_handshake_on_message(a, &forged, &m, &has), HM_EDENIED);
-    cr_expect_not(hm_handshake_is_done(a));
-    cr_expect_eq(log.count, 1);
-    hm_handshake_destroy(d);
-    hm_handshake_destroy(a);
-    hm_auth_secret_destroy(s);
+    cr_expect_eq(hm_handshake_on_message(p.a, &forged, &m, &has), HM_EDENIED);
+    cr_expect_not(hm_handshake_is_done(p.a));
+    cr_expect_eq(seen.count, 1);
+    pair_close(&p);
 }
 
 Test(handshake, node_of_another_cluster_is_refused)
 {
-    hm_auth_secret *s = secret("the cluster secret, 32 bytes ok");
-    hm_handshake *d = side("staging", "n1", s, HM_AUTH_DIALLER);
-    hm_handshake *a = side("prod", "n2", s, HM_AUTH_ACCEPTOR);
-    static captured log; /* outlives the test: the sink keeps it */
-    hm_log_set_sink(capture, &log);
-    cr_expect_eq(run(d, a), HM_EDENIED);
-    cr_expect_str_eq(log.id, "CL-AUTH-REFUSED");
-    hm_handshake_destroy(d);
-    hm_handshake_destroy(a);
-    hm_auth_secret_destroy(s);
+    pair p = pair_open("staging", "n1", "prod", "n2");
+    cr_expect_eq(run(p.d, p.a), HM_EDENIED);
+    cr_expect_str_eq(seen.id, "CL-AUTH-REFUSED");
+    pair_close(&p);
 }
 
 Test(handshake, node_using_our_own_name_is_refused)
 {
-    hm_auth_secret *s = secret("the cluster secret, 32 bytes ok");
-    hm_handshake *d = side("prod", "n1", s, HM_AUTH_DIALLER);
-    hm_handshake *a = side("prod", "n1", s, HM_AUTH_ACCEPTOR);
-    static captured log; /* outlives the test: the sink keeps it */
-    hm_log_set_sink(capture, &log);
-    cr_expect_eq(run(d, a), HM_EDENIED);
-    hm_handshake_destroy(d);
-    hm_handshake_destroy(a);
-    hm_auth_secret_destroy(s);
+    pair p = pair_open("prod", "n1", "prod", "n1");
+    cr_expect_eq(run(p.d, p.a), HM_EDENIED);
+    pair_close(&p);
 }
 
 Test(handshake, message_out_of_turn_ends_the_handshake)
@@ -178,8 +181,7 @@ Test(handshake, message_out_of_turn_ends_the_handshake)
     hm_handshake *a = side("prod", "n2", s, HM_AUTH_ACCEPTOR);
     hm_wire_msg m, hb = {.type = HM_WIRE_HEARTBEAT};
     bool has;
-    static captured log; /* outlives the test: the sink keeps it */
-    hm_log_set_sink(capture, &log);
+    hm_log_set_sink(capture, &seen);
     cr_expect_eq(hm_handshake_on_message(a, &hb, &m, &has), HM_EPROTO);
     cr_expect_not(has);
     cr_expect_eq(hm_handshake_start(a, &m), HM_EINVAL);
@@ -189,18 +191,12 @@ Test(handshake, message_out_of_turn_ends_the_handshake)
 
 Test(handshake, hello_without_a_common_version_is_refused)
 {
-    hm_auth_secret *s = secret("the cluster secret, 32 bytes ok");
-    hm_handshake *d = side("prod", "n1", s, HM_AUTH_DIALLER);
-    hm_handshake *a = side("prod", "n2", s, HM_AUTH_ACCEPTOR);
+    pair p = pair_open("prod", "n1", "prod", "n2");
     hm_wire_msg m, reply;
     bool has;
-    static captured log; /* outlives the test: the sink keeps it */
-    hm_log_set_sink(capture, &log);
-    cr_assert_eq(hm_handshake_start(d, &m), HM_OK);
+    cr_assert_eq(hm_handshake_start(p.d, &m), HM_OK);
     m.u.hello.proto_min = HM_CLUSTER_PROTO_MAX + 1;
     m.u.hello.proto_max = HM_CLUSTER_PROTO_MAX + 3;
-    cr_expect_eq(hm_handshake_on_message(a, &m, &reply, &has), HM_EPROTO);
-    hm_handshake_destroy(d);
-    hm_handshake_destroy(a);
-    hm_auth_secret_destroy(s);
+    cr_expect_eq(hm_handshake_on_message(p.a, &m, &reply, &has), HM_EPROTO);
+    pair_close(&p);
 }

@@ -136,6 +136,35 @@ Test(members, partition_heals_and_evicted_nodes_come_back)
     sim_fini(&s);
 }
 
+Test(members, cut_off_node_healed_one_link_at_a_time_declares_nobody_dead)
+{
+    /* The netns partition test's sequence: n2 is cut off from both peers
+     * long enough to be isolated (its suspects' silence passes
+     * dead_after_ms while it has nobody to ask), then its links come back
+     * one at a time. When n0 is heard again, n1 is still silent to n2 but
+     * n0 hears it: n2 must ask n0, not take the round it could not hold
+     * while cut off ("nobody to ask") as leave to declare n1 dead. */
+    sim s;
+    formed(&s, 3, &(hm_members_config){.dial_backoff_max_ms = 1000});
+    uint64_t t0 = s.now;
+    int lost[] = {2}, rest[] = {0, 1}, first[] = {0}, second[] = {1};
+    sim_cut(&s, lost, 1, rest, 2, true);
+    sim_run(&s, t0 + 6000, 5);
+    cr_assert_eq(sim_state(&s, 0, 2), HM_MEMBER_DEAD);
+    cr_assert_eq(sim_state(&s, 2, 1), HM_MEMBER_SUSPECT);
+    sim_cut(&s, lost, 1, first, 1, false);
+    sim_run(&s, t0 + 9000, 5);
+    cr_expect_eq(sim_state(&s, 2, 0), HM_MEMBER_ALIVE, "n2 did not hear n0");
+    cr_expect_eq(sim_first(&s, 2, HM_MEMBER_EV_DEAD, 1, t0), UINT64_MAX,
+                 "n2 declared n1 dead while n0 heard it");
+    sim_cut(&s, lost, 1, second, 1, false);
+    sim_run(&s, t0 + 15000, 5);
+    cr_expect(sim_all_alive(&s));
+    cr_expect_eq(sim_first(&s, 2, HM_MEMBER_EV_DEAD, 1, t0), UINT64_MAX);
+    cr_expect_eq(sim_first(&s, 2, HM_MEMBER_EV_DEAD, 0, t0), UINT64_MAX);
+    sim_fini(&s);
+}
+
 Test(members, link_cut_between_two_nodes_only_kills_nobody)
 {
     /* n0 and n1 lose their link; n2 still hears both, and says so. */

@@ -15,33 +15,31 @@ only guards against a hang.
 import base64
 import hashlib
 import os
-import queue
 import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import unittest
-import uuid
 
-import paho.mqtt.client as paho
-
-BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
-WAIT = 10.0  # seconds: a guard against hangs, never an expectation
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mqttkit import (BROKER, WAIT, Client, Proc, Raw,  # noqa: E402
+                     connect_packet, free_port, mqtt_str, packet,
+                     parse_publish, publish_packet, subscribe_packet,
+                     unique)
 
 # ---------------------------------------------------------------- broker
 
 
-class Broker:
-    """The broker process on free ports; stderr is drained into a list.
-    Without `config`, it runs with -p PORT; with `config`, a function of
-    (mqtt port, websocket port) returning the file's text, with -c."""
+class Broker(Proc):
+    """The broker process on free ports (mqttkit.Proc). Without `config`,
+    it runs with -p PORT; with `config`, a function of (mqtt port,
+    websocket port) returning the file's text, with -c."""
 
     def __init__(self, config=None, listeners=1):
         self.port, self.ws_port = free_port(), free_port()
-        self.lines = []
-        self.cond = threading.Condition()
         args = ["-p", str(self.port)]
         if config:
             self.dir = tempfile.TemporaryDirectory()
@@ -49,276 +47,8 @@ class Broker:
             with open(path, "w") as f:
                 f.write(config(self.port, self.ws_port))
             args = ["-c", path]
-        self.proc = subprocess.Popen(
-            [BROKER, *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.drainer = threading.Thread(target=self._drain, daemon=True)
-        self.drainer.start()
-        if not self.wait_log("MQTT-LISTEN", listeners) or \
-                self.proc.poll() is not None:
-            raise RuntimeError("broker did not start:\n" + self.log())
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip())
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("(exited)")
-            self.cond.notify_all()
-
-    def wait_log(self, word, count=1):
-        """Waits until `count` log lines contain `word`."""
-        def seen():
-            return sum(word in l for l in self.lines) >= count or \
-                "(exited)" in self.lines
-        with self.cond:
-            self.cond.wait_for(seen, WAIT)
-            return sum(word in l for l in self.lines) >= count
-
-    def log(self):
-        return "\n".join(self.lines[-40:])
-
-    def stop(self):
-        """SIGTERM; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self.drainer.join(WAIT)
-            self.proc.stderr.close()
-
-    def sanitizer_reports(self):
-        """Lines of AddressSanitizer/UBSan reports (an instrumented build
-        reports at exit, so call after stop())."""
-        return [l for l in self.lines
-                if "Sanitizer" in l or "runtime error:" in l]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def unique(prefix):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
-
-
-# ------------------------------------------------------------ raw packets
-
-
-def mqtt_str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-def remaining_length(n):
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def packet(first, body=b""):
-    return bytes([first]) + remaining_length(len(body)) + body
-
-
-def connect_packet(client_id, clean=True, keepalive=60, level=4,
-                   will=None, name="MQTT", user=None, password=None):
-    flags = 0x02 if clean else 0
-    payload = mqtt_str(client_id)
-    if will:
-        topic, message, qos = will
-        flags |= 0x04 | (qos << 3)
-        payload += mqtt_str(topic) + mqtt_str(message)
-    if user is not None:
-        flags |= 0x80
-        payload += mqtt_str(user)
-    if password is not None:
-        flags |= 0x40
-        payload += mqtt_str(password)
-    body = mqtt_str(name) + bytes([level, flags]) + \
-        struct.pack("!H", keepalive) + payload
-    return packet(0x10, body)
-
-
-def subscribe_packet(pid, topic, qos):
-    return packet(0x82, struct.pack("!H", pid) + mqtt_str(topic) +
-                  bytes([qos]))
-
-
-def publish_packet(topic, payload, qos=0, pid=0, retain=False):
-    body = mqtt_str(topic) + (struct.pack("!H", pid) if qos else b"")
-    return packet(0x30 | (qos << 1) | (1 if retain else 0), body + payload)
-
-
-class Raw:
-    """A blocking socket client that reads whole MQTT packets."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), WAIT)
-        self.sock.settimeout(WAIT)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return False
-            self.buf += chunk
-        return True
-
-    def read(self):
-        """The next packet as (first byte, body), or None at end of stream
-        (a reset counts as the end too)."""
-        try:
-            if not self._fill(2):
-                return None
-            length, mult, i = 0, 1, 1
-            while True:
-                if not self._fill(i + 1):
-                    return None
-                byte = self.buf[i]
-                length += (byte & 0x7F) * mult
-                mult *= 128
-                i += 1
-                if not byte & 0x80:
-                    break
-            if not self._fill(i + length):
-                return None
-        except ConnectionResetError:
-            return None
-        first, body = self.buf[0], self.buf[i:i + length]
-        self.buf = self.buf[i + length:]
-        return first, body
-
-    def connect(self, client_id, **kw):
-        """CONNECT; returns (session present, return code)."""
-        self.send(connect_packet(client_id, **kw))
-        first, body = self.read()
-        assert first == 0x20, "expected CONNACK, got %#x" % first
-        return bool(body[0] & 1), body[1]
-
-    def is_closed_by_peer(self):
-        """Reads until the broker closes; True if it did (no other packet
-        may arrive first)."""
-        return self.read() is None
-
-    def close(self):
-        self.sock.close()
-
-
-def parse_publish(first, body):
-    """(topic, payload, qos, dup, retain, packet id)."""
-    qos = (first >> 1) & 3
-    (tlen,) = struct.unpack("!H", body[:2])
-    topic = body[2:2 + tlen].decode()
-    pos, pid = 2 + tlen, 0
-    if qos:
-        (pid,) = struct.unpack("!H", body[pos:pos + 2])
-        pos += 2
-    return topic, body[pos:], qos, bool(first & 8), bool(first & 1), pid
-
-
-# ------------------------------------------------------------------ paho
-
-
-class Client:
-    """A paho client on its own network thread; received messages land in
-    a queue, CONNACK and SUBACK are awaited."""
-
-    def __init__(self, port, client_id=None, clean=True, will=None,
-                 keepalive=60, user=None, password=None,
-                 transport="tcp"):
-        self.client_id = client_id or unique("c")
-        self.messages = queue.Queue()
-        self.connected = threading.Event()
-        self.disconnected = threading.Event()
-        self.subscribed = threading.Event()
-        self.published = 0
-        self.published_cond = threading.Condition()
-        self.session_present = None
-        c = paho.Client(client_id=self.client_id, clean_session=clean,
-                        protocol=paho.MQTTv311, transport=transport)
-        if user is not None:
-            c.username_pw_set(user, password)
-        c.max_inflight_messages_set(100)
-        c.max_queued_messages_set(0)
-        if will:
-            c.will_set(*will)
-        c.on_connect = self._on_connect
-        c.on_disconnect = lambda *a: self.disconnected.set()
-        c.on_message = lambda cl, ud, m: self.messages.put(m)
-        c.on_publish = self._on_publish
-        self.c = c
-        c.connect("127.0.0.1", port, keepalive)
-        c.loop_start()
-        assert self.connected.wait(WAIT), "no CONNACK"
-        assert self.rc == 0, "CONNACK %d" % self.rc
-
-    def _on_connect(self, client, userdata, flags, rc):
-        self.session_present = bool(flags.get("session present"))
-        self.rc = rc
-        self.connected.set()
-
-    def _on_publish(self, client, userdata, mid):
-        with self.published_cond:
-            self.published += 1
-            self.published_cond.notify_all()
-
-    def subscribe(self, topic, qos=0):
-        """Subscribes; returns the granted QoS (128: refused)."""
-        granted = []
-        self.subscribed.clear()
-        self.c.on_subscribe = lambda cl, ud, mid, qos: (
-            granted.extend(qos), self.subscribed.set())
-        result, _ = self.c.subscribe(topic, qos)
-        assert result == paho.MQTT_ERR_SUCCESS
-        assert self.subscribed.wait(WAIT), "no SUBACK"
-        return granted[0]
-
-    def publish(self, topic, payload, qos=0, retain=False):
-        self.c.publish(topic, payload, qos, retain)
-
-    def wait_published(self, count):
-        """Waits until `count` publishes completed their handshake."""
-        with self.published_cond:
-            ok = self.published_cond.wait_for(
-                lambda: self.published >= count, WAIT)
-        assert ok, "only %d of %d publishes completed" % (
-            self.published, count)
-
-    def next(self):
-        try:
-            return self.messages.get(timeout=WAIT)
-        except queue.Empty:
-            raise AssertionError("no message arrived") from None
-
-    def drain_until(self, marker_topic):
-        """Every message before the one on `marker_topic` (exclusive)."""
-        got = []
-        while True:
-            m = self.next()
-            if m.topic == marker_topic:
-                return got
-            got.append(m)
-
-    def disconnect(self):
-        if not self.disconnected.is_set():
-            self.c.disconnect()
-            self.disconnected.wait(WAIT)
-        self.c.loop_stop()
+        super().__init__(args)
+        self.started(listeners)
 
 
 class BrokerTest(unittest.TestCase):

@@ -13,8 +13,6 @@ a closed socket, a log line) with a generous guard against hangs.
 """
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +20,13 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from broker_test import (Client, Raw, free_port, packet,  # noqa: E402
-                         subscribe_packet, unique, WAIT)
+from mqttkit import (WAIT, Client, Proc, Raw, await_route,  # noqa: E402
+                     free_port, packet, unique, wait_mesh, write_secret)
 from placement import client_id_on, owner  # noqa: E402
 
-BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
 SECRET_DIR = tempfile.TemporaryDirectory()
-SECRET = os.path.join(SECRET_DIR.name, "secret")
-with open(os.open(SECRET, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-    f.write(os.urandom(24).hex())
+SECRET = write_secret(SECRET_DIR.name)
+
 
 def cid_on(node, members, prefix="c"):
     """A fresh client id whose session lives on `node`."""
@@ -40,74 +36,26 @@ def cid_on(node, members, prefix="c"):
 # ---------------------------------------------------------------- nodes
 
 
-class Node:
-    """One hermes-mqtt process in the cluster; stderr drained into lines."""
+class Node(Proc):
+    """One hermes-mqtt process in the cluster, configured by flags."""
 
     def __init__(self, name, join=None):
-        self.name, self.port = name, free_port()
-        self.lines, self.cond = [], threading.Condition()
-        args = [BROKER, "-p", str(self.port), "--node", name,
+        self.port = free_port()
+        args = ["-p", str(self.port), "--node", name,
                 "--cluster-listen", "127.0.0.1:0",
                 "--cluster-secret-file", SECRET]
         if join:
             args += ["--join", join]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.drainer = threading.Thread(target=self._drain, daemon=True)
-        self.drainer.start()
-        if not self.wait_log("MQTT-LISTEN"):
-            raise RuntimeError("node %s did not start:\n%s" %
-                               (name, self.log()))
-        line = [l for l in self.lines if "cluster address" in l][0]
-        self.cluster_addr = line.split("cluster address ")[1].split()[0]
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip())
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("(exited)")
-            self.cond.notify_all()
-
-    def count(self, word):
-        return sum(word in l for l in self.lines)
-
-    def wait_log(self, word, count=1):
-        with self.cond:
-            self.cond.wait_for(lambda: self.count(word) >= count or
-                               "(exited)" in self.lines, WAIT)
-            return self.count(word) >= count
-
-    def log(self):
-        return "\n".join(self.lines[-60:])
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.drainer.join(WAIT)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.drainer.join(WAIT)
-        self.proc.stderr.close()
+        super().__init__(args, name)
+        self.started()
+        self.cluster_addr = self.cluster_address()
 
 
 def start_cluster(names):
     nodes = [Node(names[0])]
     for n in names[1:]:
         nodes.append(Node(n, join=nodes[0].cluster_addr))
-    for node in nodes:
-        for other in names:
-            if other != node.name:
-                assert node.wait_log("member %s (" % other) and \
-                    node.wait_log("): up", len(names) - 1), node.log()
+    wait_mesh(nodes)
     return nodes
 
 
@@ -123,29 +71,10 @@ def ensure_routes(client, prefix, nodes):
     propagates filters asynchronously)."""
     for node in nodes:
         probe = "%s/probe/%s" % (prefix, node.name)
-        got = False
-        for _ in range(50):
-            mosquitto_pub(node.port, probe, "p", qos=0)
-            try:
-                while True:
-                    m = client.messages.get(timeout=0.2)
-                    if m.topic == probe:
-                        got = True
-                        break
-            except Exception:
-                pass
-            if got:
-                break
-        assert got, "no route from %s to %s" % (node.name, prefix)
-    # whatever else arrived was a probe
-    while not client.messages.empty():
-        client.messages.get()
-
-
-def raw_subscribe(raw, topic, qos=1, pid=1):
-    raw.send(subscribe_packet(pid, topic, qos))
-    first, body = raw.read()
-    assert first == 0x90, "expected SUBACK, got %#x" % first
+        await_route(client, probe,
+                    lambda: mosquitto_pub(node.port, probe, "p", qos=0),
+                    settle=0)
+    client.drain(quiet=0.3)  # the probes still on their way
 
 
 class ClusterTest(unittest.TestCase):
@@ -172,6 +101,31 @@ class ClusterTest(unittest.TestCase):
 
     def node(self, name):
         return self.by[name]
+
+    def subscribed(self, node, cid, prefix):
+        """A persistent session `cid` connected through `node`, subscribed
+        to prefix/# at QoS 1, known to every node."""
+        c = Client(node.port, client_id=cid, clean=False)
+        c.subscribe(prefix + "/#", 1)
+        ensure_routes(c, prefix, self.nodes)
+        return c
+
+    def park(self, node, cid, prefix, publisher):
+        """Session `cid` subscribed through `node`, then offline with the
+        messages 0, 1, 2 published on prefix/m through `publisher` queued."""
+        self.subscribed(node, cid, prefix).disconnect()
+        for i in range(3):
+            mosquitto_pub(publisher.port, prefix + "/m", str(i))
+
+    def assert_queue_kept(self, node, cid, prefix, publisher):
+        """`cid` comes back through `node`: session present, and the three
+        queued messages before a marker published through `publisher`."""
+        c = Client(node.port, client_id=cid, clean=False)
+        self.assertTrue(c.session_present)
+        mosquitto_pub(publisher.port, prefix + "/end", "end")
+        got = [m.payload for m in c.drain_until(prefix + "/end")]
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        c.disconnect()
 
 
 class Sessions(ClusterTest):
@@ -271,12 +225,12 @@ class NodeDeath(ClusterTest):
         a_id = cid_on("n1", self.NAMES, "a")
         a = Raw(n3.port)
         self.assertEqual(a.connect(a_id, clean=False), (False, 0))
-        raw_subscribe(a, prefix + "/a/#")
+        a.subscribe(prefix + "/a/#")
         # Connected to n1, session on n3: lost with the node.
         b_id = cid_on("n3", self.NAMES, "b")
         b = Raw(n1.port)
         self.assertEqual(b.connect(b_id, clean=False), (False, 0))
-        raw_subscribe(b, prefix + "/b/#")
+        b.subscribe(prefix + "/b/#")
 
         n3.kill()
         for n in (n1, n2):
@@ -318,16 +272,9 @@ class Join(ClusterTest):
 
         # Offline, with queued messages.
         away_id = moving("away")
-        away = Client(n1.port, client_id=away_id, clean=False)
-        away.subscribe(prefix + "/away/#", 1)
-        ensure_routes(away, prefix + "/away", self.nodes)
-        away.disconnect()
-        for i in range(3):
-            mosquitto_pub(n2.port, prefix + "/away/m", str(i))
+        self.park(n1, away_id, prefix + "/away", n2)
         # Online, staying connected through the move.
-        live = Client(n1.port, client_id=moving("live"), clean=False)
-        live.subscribe(prefix + "/live/#", 1)
-        ensure_routes(live, prefix + "/live", self.nodes)
+        live = self.subscribed(n1, moving("live"), prefix + "/live")
 
         n4 = Node("n4", join=n1.cluster_addr)
         self.nodes.append(n4)
@@ -339,13 +286,7 @@ class Join(ClusterTest):
         self.assertEqual(live.next().payload, b"moved")
         self.assertFalse(live.disconnected.is_set())
         live.disconnect()
-
-        away = Client(n2.port, client_id=away_id, clean=False)
-        self.assertTrue(away.session_present)
-        mosquitto_pub(n4.port, prefix + "/away/end", "end")
-        got = [m.payload for m in away.drain_until(prefix + "/away/end")]
-        self.assertEqual(got, [b"0", b"1", b"2"])
-        away.disconnect()
+        self.assert_queue_kept(n2, away_id, prefix + "/away", n4)
 
 
 class Leave(ClusterTest):
@@ -355,17 +296,10 @@ class Leave(ClusterTest):
         prefix = unique("leave")
         # Offline, with queued messages, its session on n3.
         away_id = cid_on("n3", self.NAMES, "away")
-        away = Client(n1.port, client_id=away_id, clean=False)
-        away.subscribe(prefix + "/away/#", 1)
-        ensure_routes(away, prefix + "/away", self.nodes)
-        away.disconnect()
-        for i in range(3):
-            mosquitto_pub(n2.port, prefix + "/away/m", str(i))
+        self.park(n1, away_id, prefix + "/away", n2)
         # Online through n1, its session on n3: stays connected.
-        live = Client(n1.port, client_id=cid_on("n3", self.NAMES, "live"),
-                      clean=False)
-        live.subscribe(prefix + "/live/#", 1)
-        ensure_routes(live, prefix + "/live", self.nodes)
+        live = self.subscribed(n1, cid_on("n3", self.NAMES, "live"),
+                               prefix + "/live")
 
         n3.stop()
         for n in (n1, n2):
@@ -382,13 +316,7 @@ class Leave(ClusterTest):
         self.assertEqual(live.next().payload, b"after")
         self.assertFalse(live.disconnected.is_set())
         live.disconnect()
-
-        away = Client(n2.port, client_id=away_id, clean=False)
-        self.assertTrue(away.session_present)
-        mosquitto_pub(n1.port, prefix + "/away/end", "end")
-        got = [m.payload for m in away.drain_until(prefix + "/away/end")]
-        self.assertEqual(got, [b"0", b"1", b"2"])
-        away.disconnect()
+        self.assert_queue_kept(n2, away_id, prefix + "/away", n1)
 
 
 if __name__ == "__main__":

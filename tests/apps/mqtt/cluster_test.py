@@ -22,44 +22,26 @@ order), and every wait is for an event with a generous guard timeout.
 """
 
 import os
-import queue
-import re
 import signal
-import socket
-import subprocess
+import sys
 import tempfile
-import threading
 import time
 import unittest
 import uuid
 
-import paho.mqtt.client as paho
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mqttkit import (WAIT, Client, Proc, await_route,  # noqa: E402
+                     free_port, unique, wait_mesh, write_secret)
+from placement import client_id_on  # noqa: E402
 
-from placement import client_id_on  # the script's folder
-
-BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
-WAIT = 20.0  # seconds: a guard against hangs, never an expectation
 COUNT = 1000
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def unique(prefix):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
-
-
-class Node:
-    """One broker process of the cluster; stderr drained into `lines`."""
+class Node(Proc):
+    """One broker process of the cluster, configured by a file."""
 
     def __init__(self, tmp, name, secret, join=None, cluster_port=0):
-        self.name = name
         self.port = free_port()
-        self.lines = []
-        self.cond = threading.Condition()
         conf = os.path.join(tmp, name + ".conf")
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
@@ -68,98 +50,16 @@ class Node:
                     % (self.port, name, cluster_port, secret))
             if join:
                 f.write("cluster_join %s\n" % join)
-        self.proc = subprocess.Popen([BROKER, "-c", conf],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.drainer = threading.Thread(target=self._drain, daemon=True)
-        self.drainer.start()
-        if not self.wait_log(lambda l: "MQTT-LISTEN" in l):
-            raise RuntimeError("node %s did not start:\n%s"
-                               % (name, self.log()))
-        m = [re.search(r"cluster address (\S+)", l) for l in self.lines]
-        self.cluster_addr = [x for x in m if x][0].group(1)
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip())
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("(exited)")
-            self.cond.notify_all()
-
-    def wait_log(self, pred, timeout=WAIT):
-        with self.cond:
-            return self.cond.wait_for(
-                lambda: any(pred(l) for l in self.lines), timeout)
-
-    def log(self):
-        return "\n".join(self.lines[-30:])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.drainer.join(WAIT)  # every line, sanitizer reports included
-        self.proc.stderr.close()
-
-
-class Client:
-    """A paho client that records what it receives."""
-
-    def __init__(self, node, client_id=None):
-        self.msgs = queue.Queue()
-        self.c = paho.Client(client_id=client_id or unique("c"),
-                             clean_session=True)
-        self.c.on_message = lambda c, u, m: self.msgs.put(
-            (m.topic, m.payload, m.qos, m.retain))
-        self.c.max_inflight_messages_set(100)
-        self.c.max_queued_messages_set(0)
-        self.c.connect("127.0.0.1", node.port, 60)
-        self.c.loop_start()
-        deadline = time.monotonic() + WAIT
-        while not self.c.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not self.c.is_connected():
-            raise RuntimeError("no CONNACK from " + node.name)
-
-    def subscribe(self, subs):
-        r, mid = self.c.subscribe(subs)
-        assert r == paho.MQTT_ERR_SUCCESS
-        return mid
-
-    def get(self, timeout=WAIT):
-        return self.msgs.get(timeout=timeout)
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
+        super().__init__(["-c", conf], name)
+        self.started()
+        self.cluster_addr = self.cluster_address()
 
 
 def sync_filters(pub, sub, probe):
     """Publishes on `probe` through `pub` until `sub` (subscribed to it
     in the same SUBSCRIBE as the filters under test, after them) receives
     it: the publisher's node then knows the earlier filters too."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        pub.c.publish(probe, b"probe", qos=0)
-        try:
-            t, _, _, _ = sub.get(timeout=0.2)
-            if t == probe:
-                break
-        except queue.Empty:
-            pass
-    else:
-        raise AssertionError("the probe never crossed nodes")
-    while True:  # drain the other probes
-        try:
-            sub.get(timeout=0.3)
-        except queue.Empty:
-            return
+    await_route(sub, probe, lambda: pub.publish(probe, b"probe", 0))
 
 
 def payload(i):
@@ -171,21 +71,16 @@ def collect(client, n, topic):
     seqs = []
     deadline = time.monotonic() + WAIT + n / 50
     while len(seqs) < n and time.monotonic() < deadline:
-        try:
-            t, p, _, _ = client.get(timeout=1.0)
-        except queue.Empty:
-            continue
-        if t == topic:
-            assert p[4:] == payload(0)[4:], "payload bytes changed"
-            seqs.append(int.from_bytes(p[:4], "big"))
-    try:  # anything more would be a duplicate
-        while True:
-            t, p, _, _ = client.get(timeout=0.5)
-            if t == topic:
-                seqs.append(int.from_bytes(p[:4], "big"))
-    except queue.Empty:
-        pass
-    return seqs
+        m = client.poll(1.0)
+        if m is not None and m.topic == topic:
+            assert m.payload[4:] == payload(0)[4:], "payload bytes changed"
+            seqs.append(int.from_bytes(m.payload[:4], "big"))
+    while True:  # anything more would be a duplicate
+        m = client.poll(0.5)
+        if m is None:
+            return seqs
+        if m.topic == topic:
+            seqs.append(int.from_bytes(m.payload[:4], "big"))
 
 
 class SysValue:
@@ -195,13 +90,13 @@ class SysValue:
         self.topic = topic
         # $SYS is node-local: follow it from a session on that node.
         self.client = Client(node, client_id_on(node.name, ["a", "b", "c"]))
-        self.client.subscribe([(topic, 0)])
+        self.client.subscribe(topic, 0)
 
     def next(self):
         while True:
-            t, p, _, _ = self.client.get()
-            if t == self.topic:
-                return p.decode()
+            m = self.client.next()
+            if m.topic == self.topic:
+                return m.payload.decode()
 
     def settled(self):
         """A value seen twice in a row (published a second apart): no
@@ -230,10 +125,7 @@ class Cluster(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        secret = os.path.join(cls.tmp.name, "secret")
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, uuid.uuid4().hex.encode() * 2)
-        os.close(fd)
+        secret = write_secret(cls.tmp.name)
         # b starts before its seed a listens: it must keep dialling.
         seed = "127.0.0.1:%d" % free_port()
         cls.b = Node(cls.tmp.name, "b", secret, seed)
@@ -241,23 +133,14 @@ class Cluster(unittest.TestCase):
                      int(seed.split(":")[1]))
         cls.c = Node(cls.tmp.name, "c", secret, cls.a.cluster_addr)
         cls.nodes = [cls.a, cls.b, cls.c]
-        for n in cls.nodes:  # a full mesh: each sees the two others up
-            for other in cls.nodes:
-                if other is n:
-                    continue
-                ok = n.wait_log(lambda l, o=other.name:
-                                "MQTT-MEMBER member %s " % o in l and
-                                l.endswith(": up"))
-                if not ok:
-                    raise RuntimeError("no mesh:\n" + n.log())
+        wait_mesh(cls.nodes)  # a full mesh: each sees the two others up
 
     @classmethod
     def tearDownClass(cls):
         for n in cls.nodes:
             n.stop()
         for n in cls.nodes:
-            bad = [l for l in n.lines if "Sanitizer" in l or
-                   "runtime error:" in l]
+            bad = n.sanitizer_reports()
             if bad:
                 raise AssertionError("\n".join(bad))
         cls.tmp.cleanup()
@@ -286,7 +169,7 @@ class Cluster(unittest.TestCase):
         pub = self.client(self.a)
         sub.subscribe([(topic, qos), (probe, 0)])
         sync_filters(pub, sub, probe)
-        infos = [pub.c.publish(topic, payload(i), qos=qos)
+        infos = [pub.publish(topic, payload(i), qos=qos)
                  for i in range(COUNT)]
         for info in infos:
             info.wait_for_publish(WAIT)
@@ -320,14 +203,14 @@ class Cluster(unittest.TestCase):
         received = SysValue(self.c, "$SYS/broker/cluster/publishes/received")
         try:
             before = int(received.settled())
-            infos = [pub.c.publish(only_b, payload(i), qos=1)
+            infos = [pub.publish(only_b, payload(i), qos=1)
                      for i in range(200)]
-            pub.c.publish(mark, b"after", qos=1).wait_for_publish(WAIT)
+            pub.publish(mark, b"after", qos=1).wait_for_publish(WAIT)
             for info in infos:
                 info.wait_for_publish(WAIT)
             self.assertEqual(len(collect(sub_b, 200, only_b)), 200)
-            t, p, _, _ = sub_c.get()
-            self.assertEqual((t, p), (mark, b"after"))
+            m = sub_c.next()
+            self.assertEqual((m.topic, m.payload), (mark, b"after"))
             after = int(received.settled())
         finally:
             received.close()
@@ -347,7 +230,7 @@ class Cluster(unittest.TestCase):
         c1.subscribe([(base + "/#", 1), (topic, 2), (pc1, 0)])
         for s, p in ((b1, pb1), (b2, pb2), (c1, pc1)):
             sync_filters(pub, s, p)
-        infos = [pub.c.publish(topic, payload(i), qos=1) for i in range(100)]
+        infos = [pub.publish(topic, payload(i), qos=1) for i in range(100)]
         for info in infos:
             info.wait_for_publish(WAIT)
         for s in (b1, b2, c1):
@@ -358,16 +241,16 @@ class Cluster(unittest.TestCase):
         topic, probe = unique("big"), unique("pb")
         local, remote = self.client(self.a), self.client(self.b)
         pub = self.client(self.a)
-        local.subscribe([(topic, 1)])
+        local.subscribe(topic, 1)
         remote.subscribe([(topic, 1), (probe, 0)])
         sync_filters(pub, remote, probe)
         big = bytes(range(256)) * 3000  # 750 KiB: no cluster line holds it
-        pub.c.publish(topic, big, qos=1).wait_for_publish(WAIT)
-        pub.c.publish(topic, b"small", qos=1).wait_for_publish(WAIT)
-        self.assertEqual(local.get()[1], big)
-        self.assertEqual(local.get()[1], b"small")
+        pub.publish(topic, big, qos=1).wait_for_publish(WAIT)
+        pub.publish(topic, b"small", qos=1).wait_for_publish(WAIT)
+        self.assertEqual(local.next().payload, big)
+        self.assertEqual(local.next().payload, b"small")
         # The small one came after the big one on the same path.
-        self.assertEqual(remote.get()[1], b"small")
+        self.assertEqual(remote.next().payload, b"small")
         self.assertTrue(self.a.wait_log(lambda l: "MQTT-CL-TOO-BIG" in l))
 
     # ------------------------------------------------------- retained
@@ -377,15 +260,16 @@ class Cluster(unittest.TestCase):
         gets, collected up to the retained `sentinel` (subscribed after
         `filt`, so its retained message comes after those of `filt`)."""
         c = self.client(node)
-        c.subscribe([(filt, 1)])
-        c.subscribe([(sentinel, 1)])
+        c.subscribe(filt, 1)
+        c.subscribe(sentinel, 1)
         got = {}
         while True:
-            t, p, _, r = c.get()
-            if t == sentinel:
+            m = c.next()
+            if m.topic == sentinel:
                 return got
-            self.assertTrue(r, "sent because of the subscription: RETAIN=1")
-            got[t] = p
+            self.assertTrue(m.retain,
+                            "sent because of the subscription: RETAIN=1")
+            got[m.topic] = m.payload
 
     def wait_retained(self, node, filt, sentinel, want):
         deadline = time.monotonic() + WAIT
@@ -403,19 +287,19 @@ class Cluster(unittest.TestCase):
         pa, pc, pb = (self.client(self.a), self.client(self.c),
                       self.client(self.b))
         binary = bytes(range(256)) * 4
-        pa.c.publish(base + "/one", b"from a", qos=1,
+        pa.publish(base + "/one", b"from a", qos=1,
                      retain=True).wait_for_publish(WAIT)
-        pa.c.publish(base + "/bin", binary, qos=1,
+        pa.publish(base + "/bin", binary, qos=1,
                      retain=True).wait_for_publish(WAIT)
-        pa.c.publish(sentinel, b"s", qos=1, retain=True).wait_for_publish(WAIT)
+        pa.publish(sentinel, b"s", qos=1, retain=True).wait_for_publish(WAIT)
         want = {base + "/one": b"from a", base + "/bin": binary}
         for n in self.nodes:
             self.assertEqual(self.wait_retained(n, base + "/#", sentinel,
                                                 want), want, n.name)
         # Replaced on c, cleared on b: every node converges to the result.
-        pc.c.publish(base + "/one", b"from c", qos=1,
+        pc.publish(base + "/one", b"from c", qos=1,
                      retain=True).wait_for_publish(WAIT)
-        pb.c.publish(base + "/bin", b"", qos=1,
+        pb.publish(base + "/bin", b"", qos=1,
                      retain=True).wait_for_publish(WAIT)
         want = {base + "/one": b"from c"}
         for n in self.nodes:
@@ -450,7 +334,7 @@ class Cluster(unittest.TestCase):
         sub_b = self.client(self.b)
         sub_b.subscribe([(topic, 1), (probe_b, 0)])
         sync_filters(pub, sub_b, probe_b)
-        infos = [pub.c.publish(topic, payload(i), qos=1) for i in range(100)]
+        infos = [pub.publish(topic, payload(i), qos=1) for i in range(100)]
         for info in infos:
             info.wait_for_publish(WAIT)
         self.assertEqual(collect(sub_b, 100, topic), list(range(100)))

@@ -3,7 +3,8 @@
 # healed on a real network.
 #
 # Three hermes-mqtt nodes, each in its own network namespace on one bridge
-# (../shared/tools/netns.sh: hosts 10.77.0.1-3), clients (mosquitto_pub and
+# (shared/tools/netns.sh, found and set up by tests/lib/netns_setup.sh:
+# hosts 10.77.0.1-3), clients (mosquitto_pub and
 # mosquitto_sub) run inside the namespaces. Node 3 is cut off from nodes 1
 # and 2 (iptables on its side; its own loopback and address still work):
 #   1. nodes 1 and 2 declare it dead; both sides keep serving their own
@@ -19,48 +20,20 @@
 # on time.
 set -u
 build=${1:?usage: tests/apps/mqtt/netns_partition.sh BUILD}
-root=$(pwd)
-bin=$root/$build/hermes-mqtt
-netns=$root/../shared/tools/netns.sh
+bin=$(pwd)/$build/hermes-mqtt
+NETNS_NAME=netns_partition
+. tests/lib/netns_setup.sh
 
-skip() { echo "netns_partition: SKIPPED: $1"; exit 0; }
-
-if [ "${2:-}" != inner ]; then
-    [ -x "$bin" ] || { echo "netns_partition: $bin missing; run make" >&2; exit 1; }
-    [ -f "$netns" ] || skip "no $netns"
-    [ "$(id -u)" = 0 ] || skip "needs root for network namespaces"
-    command -v unshare >/dev/null 2>&1 || skip "no unshare"
-    command -v ip >/dev/null 2>&1 || skip "no ip (iproute2)"
-    unshare -n true 2>/dev/null || skip "namespaces are not allowed here"
-    if ! command -v iptables >/dev/null 2>&1; then
-        sh mk/deps.sh iptables >/dev/null 2>&1 || skip "cannot install iptables"
-    fi
-    sh mk/deps.sh mosquitto-clients >/dev/null 2>&1 ||
-        skip "cannot install mosquitto-clients"
-    exec timeout -k 5 150 unshare -n sh "$0" "$build" inner
-fi
-
-tmp=$(mktemp -d)
-export NETNS_PREFIX="hq$$x" NETNS_RUNDIR="$tmp/run"
-failed=0
-cleanup() {
-    if [ $failed = 1 ]; then
-        for n in 1 2 3; do
-            echo "--- node $n"
-            tail -n 30 "$tmp/log$n" 2>/dev/null
-        done
-    fi
-    for f in "$tmp"/*.pid; do
-        [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+[ -x "$bin" ] || { echo "netns_partition: $bin missing; run make" >&2; exit 1; }
+netns_enter 150 mosquitto-clients -- "$@"
+netns_on_exit() {
+    [ $failed = 1 ] || return 0
+    for n in 1 2 3; do
+        echo "--- node $n"
+        tail -n 30 "$tmp/log$n" 2>/dev/null
     done
-    bash "$netns" down >/dev/null 2>&1
-    rm -rf "$tmp"
 }
-trap cleanup EXIT INT TERM
-
-bash "$netns" up >/dev/null 2>&1 || skip "netns.sh up failed"
-printf 'netns partition mqtt cluster secret\n' >"$tmp/secret"
-chmod 600 "$tmp/secret"
+netns_begin hq
 
 # Runs in the foreground only: a background command must be started with
 # ip netns exec itself, so that $! is its pid (cleanup kills by pid).
@@ -71,19 +44,6 @@ start() { # N: node nN on host N, joining node 1
         --join 10.77.0.1:7000 --cluster-secret-file "$tmp/secret" \
         >/dev/null 2>"$tmp/log$1" &
     echo $! >"$tmp/node$1.pid"
-}
-
-fail() { echo "netns_partition: FAILED: $1"; failed=1; }
-
-# await FILE PATTERN N WHAT: until FILE has N lines matching PATTERN (30 s)
-await() {
-    i=0
-    while [ "$(grep -c -E "$2" "$1" 2>/dev/null)" -lt "$3" ]; do
-        i=$((i + 1))
-        [ $i -gt 300 ] && { fail "$4"; return 1; }
-        sleep 0.1
-    done
-    echo "ok   $4"
 }
 
 # sub N TOPIC NAME: a background mosquitto_sub on node N (QoS 1), lines
@@ -122,15 +82,15 @@ retained() {
 
 for n in 1 2 3; do start $n; done
 for n in 1 2 3; do
-    await "$tmp/log$n" 'MQTT-LISTEN' 1 "node $n started" || {
+    netns_await "$tmp/log$n" 'MQTT-LISTEN' 1 "node $n started" || {
         echo "netns_partition: SKIPPED: node $n did not start in its namespace"
         failed=0
         exit 0
     }
 done
-await "$tmp/log1" 'member n2 .*: up' 1 "node 1 sees node 2" &&
-await "$tmp/log1" 'member n3 .*: up' 1 "node 1 sees node 3" &&
-await "$tmp/log2" 'member n3 .*: up' 1 "node 2 sees node 3 (full mesh)" ||
+netns_await "$tmp/log1" 'member n2 .*: up' 1 "node 1 sees node 2" &&
+netns_await "$tmp/log1" 'member n3 .*: up' 1 "node 1 sees node 3" &&
+netns_await "$tmp/log2" 'member n3 .*: up' 1 "node 2 sees node 3 (full mesh)" ||
     exit 1
 
 sub 3 'before/#' before3
@@ -138,8 +98,8 @@ until_got 1 before3 before/x m0 "a publish on node 1 reaches node 3" || exit 1
 
 bash "$netns" part 3 1
 bash "$netns" part 3 2
-await "$tmp/log1" 'member n3 .*: dead' 1 "cut-off node 3 is dead on node 1" &&
-await "$tmp/log2" 'member n3 .*: dead' 1 "cut-off node 3 is dead on node 2" ||
+netns_await "$tmp/log1" 'member n3 .*: dead' 1 "cut-off node 3 is dead on node 1" &&
+netns_await "$tmp/log2" 'member n3 .*: dead' 1 "cut-off node 3 is dead on node 2" ||
     exit 1
 
 # Both sides serve.
@@ -152,7 +112,7 @@ pub 3 keep/b minority -r
 
 bash "$netns" unpart 3 1
 bash "$netns" unpart 3 2
-await "$tmp/log1" 'member n3 .*: up' 2 "node 3 is up again on node 1" || exit 1
+netns_await "$tmp/log1" 'member n3 .*: up' 2 "node 3 is up again on node 1" || exit 1
 
 # Converged: both sides' retained messages from every node.
 want=$(printf 'keep/a majority\nkeep/b minority')

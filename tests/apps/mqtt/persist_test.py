@@ -13,7 +13,6 @@ Waits are bounded guards against hangs, never expectations."""
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,27 +24,13 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
-BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
-WAIT = 20.0  # seconds: a guard against hangs, never an expectation
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mqttkit import WAIT, Proc, free_port, wait_for  # noqa: E402
+
 STREAM = int(os.environ.get("PERSIST_STREAM", "1500"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout=WAIT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
-class Broker:
+class Broker(Proc):
     """The broker with `extra` configuration lines, on `port`."""
 
     def __init__(self, port, extra):
@@ -54,35 +39,14 @@ class Broker:
         with open(self.path, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
                     "sys_interval 0\n%s\n" % (port, extra))
-        self.lines = []
-        self.proc = subprocess.Popen(
-            [BROKER, "-c", self.path], stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
-        self.drainer = threading.Thread(target=self._drain, daemon=True)
-        self.drainer.start()
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
+        super().__init__(["-c", self.path])
 
     def started(self):
-        return wait_for(lambda: any("MQTT-LISTEN" in l for l in self.lines)
-                        or self.proc.poll() is not None) and \
-            self.proc.poll() is None
-
-    def log(self):
-        return "\n".join(self.lines[-30:])
+        return self.wait_log("MQTT-LISTEN") and self.proc.poll() is None
 
     def finish(self, sig):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.drainer.join(WAIT)
-        self.proc.stderr.close()
+        """Stops it with `sig`; its exit status (None: killed after WAIT)."""
+        rc = self.stop(sig)
         shutil.rmtree(self.dir, ignore_errors=True)
         return rc
 

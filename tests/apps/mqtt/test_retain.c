@@ -38,6 +38,16 @@ static mqtt_retain_store *sample(void)
     return s;
 }
 
+/* The topics of sample()'s messages that `filter` matches. */
+static seen matched(const char *filter)
+{
+    mqtt_retain_store *s = sample();
+    seen got = {0};
+    mqtt_retain_match(s, S(filter), record, &got);
+    mqtt_retain_destroy(s);
+    return got;
+}
+
 Test(mqtt_retain, set_replaces_the_previous_message_mqtt_3_3_1_5)
 {
     mqtt_retain_store *s = mqtt_retain_create();
@@ -64,57 +74,40 @@ Test(mqtt_retain, empty_payload_clears_the_topic_mqtt_3_3_1_10)
 
 Test(mqtt_retain, exact_filter_finds_one_message_mqtt_3_3_1_6)
 {
-    mqtt_retain_store *s = sample();
-    seen got = {0};
-    mqtt_retain_match(s, S("a/b"), record, &got);
+    seen got = matched("a/b");
     cr_assert_eq(got.count, 1);
     cr_assert(has(&got, "a/b"));
-    mqtt_retain_destroy(s);
 }
 
 Test(mqtt_retain, plus_filter_finds_one_level_of_children)
 {
-    mqtt_retain_store *s = sample();
-    seen got = {0};
-    mqtt_retain_match(s, S("a/+"), record, &got);
+    seen got = matched("a/+");
     cr_assert_eq(got.count, 2);
     cr_assert(has(&got, "a/b"));
     cr_assert(has(&got, "a/x"));
-    mqtt_retain_destroy(s);
 }
 
 Test(mqtt_retain, hash_filter_finds_the_parent_and_the_subtree)
 {
-    mqtt_retain_store *s = sample();
-    seen got = {0};
-    mqtt_retain_match(s, S("a/#"), record, &got);
+    seen got = matched("a/#");
     cr_assert_eq(got.count, 4);
     cr_assert(has(&got, "a"));
     cr_assert(has(&got, "a/b/c"));
-    mqtt_retain_destroy(s);
 }
 
 Test(mqtt_retain, leading_wildcards_skip_dollar_topics_mqtt_4_7_2_1)
 {
-    mqtt_retain_store *s = sample();
-    seen all = {0}, sys = {0}, plus = {0};
-    mqtt_retain_match(s, S("#"), record, &all);
+    seen all = matched("#");
     cr_assert_eq(all.count, 5);
     cr_assert_not(has(&all, "$SYS/uptime"));
-    mqtt_retain_match(s, S("+/uptime"), record, &plus);
-    cr_assert_eq(plus.count, 0);
-    mqtt_retain_match(s, S("$SYS/#"), record, &sys);
-    cr_assert_eq(sys.count, 1);
-    mqtt_retain_destroy(s);
+    cr_assert_eq(matched("+/uptime").count, 0);
+    cr_assert_eq(matched("$SYS/#").count, 1);
 }
 
 Test(mqtt_retain, empty_first_level_is_matched_by_plus)
 {
-    mqtt_retain_store *s = sample();
-    seen got = {0};
-    mqtt_retain_match(s, S("+/lead"), record, &got);
+    seen got = matched("+/lead");
     cr_assert_eq(got.count, 1);
-    mqtt_retain_destroy(s);
 }
 
 Test(mqtt_retain, payload_and_qos_are_kept_as_set)
