@@ -103,6 +103,14 @@ hm_err mqtt_persist_load(mqtt_persist *p, const mqtt_persist_visitor *v,
     return p->ops->load(p->impl, v, err);
 }
 
+hm_err mqtt_persist_load_node(mqtt_persist *p, const char *node,
+                              const mqtt_persist_visitor *v,
+                              mqtt_file_error *err)
+{
+    return p->ops->load_node ? p->ops->load_node(p->impl, node, v, err)
+                             : HM_OK;
+}
+
 /* -------------------------------------------------------------- SQLite */
 
 enum {
