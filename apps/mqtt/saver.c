@@ -15,7 +15,9 @@
  * receipts the batch carried; the last release of a receipt lets the
  * publisher's connection send PUBACK/PUBREC/PUBCOMP. The store is used by
  * this receiver only (and by the main thread before the runtime runs and
- * after it stops), so it needs no lock of its own. */
+ * after it stops), so it needs no lock of its own; that is also why the
+ * fail-over (a cluster member died: restore from the shared Redis the
+ * sessions it held that now place here, docs/adr/0160) runs here. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_state.h"
