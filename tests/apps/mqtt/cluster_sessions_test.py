@@ -43,12 +43,12 @@ def cid_on(node, members, prefix="c"):
 class Node:
     """One hermes-mqtt process in the cluster; stderr drained into lines."""
 
-    def __init__(self, name, join=None):
-        self.name, self.port = name, free_port()
+    def __init__(self, name, join=None, port=None, extra=()):
+        self.name, self.port = name, port or free_port()
         self.lines, self.cond = [], threading.Condition()
         args = [BROKER, "-p", str(self.port), "--node", name,
                 "--cluster-listen", "127.0.0.1:0",
-                "--cluster-secret-file", SECRET]
+                "--cluster-secret-file", SECRET] + list(extra)
         if join:
             args += ["--join", join]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """Fail-over of persistent MQTT sessions through a shared Redis (issue 10,
 docs/adr/0160), end to end.
 
-Run by test_persist_failover.sh with HERMES_MQTT set to the broker binary.
+Run by test_persist.sh with HERMES_MQTT set to the broker binary.
 One redis-server (started here, on a free loopback port, nothing written
 to disk) and three hermes-mqtt nodes clustered on loopback, all three with
 `persistence_redis` on it. Two persistent paho subscribers (QoS 1 and
@@ -21,12 +21,10 @@ expectations about speed."""
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 import uuid
 import warnings
@@ -34,28 +32,13 @@ import warnings
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster_sessions_test  # noqa: E402  (its Node, its secret)
+from persist_test import free_port, wait_for  # noqa: E402
 from placement import session_owner  # noqa: E402
 
-BROKER = os.environ.get("HERMES_MQTT", "build/hermes-mqtt")
 WAIT = 30.0  # seconds: a guard against hangs, never an expectation
 BACKLOG = 300  # per QoS, queued on n1 before the kill
 AFTER = 100  # per QoS and per surviving node, published after the kill
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout=WAIT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 class Redis:
@@ -80,70 +63,16 @@ class Redis:
         self.proc.wait()
 
 
-class Node:
-    """One hermes-mqtt process, persistence on the shared Redis."""
+class Node(cluster_sessions_test.Node):
+    """One hermes-mqtt cluster node, persistence on the shared Redis."""
 
-    def __init__(self, tmp, name, redis_port, secret, port=None, join=None):
-        self.name, self.port = name, port or free_port()
+    def __init__(self, tmp, name, redis_port, port=None, join=None):
         conf = os.path.join(tmp, name + ".conf")
         with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
-                    "sys_interval 0\npersistence true\n"
-                    "persistence_redis 127.0.0.1:%d\n" %
-                    (self.port, redis_port))
-        args = [BROKER, "-c", conf, "--node", name,
-                "--cluster-listen", "127.0.0.1:0",
-                "--cluster-secret-file", secret]
-        if join:
-            args += ["--join", join]
-        self.lines, self.cond = [], threading.Condition()
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.drainer = threading.Thread(target=self._drain, daemon=True)
-        self.drainer.start()
-        if not self.wait_log("MQTT-LISTEN"):
-            raise RuntimeError("node %s did not start:\n%s" %
-                               (name, self.log()))
-        line = [l for l in self.lines if "cluster address" in l][0]
-        self.cluster_addr = line.split("cluster address ")[1].split()[0]
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip())
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("(exited)")
-            self.cond.notify_all()
-
-    def count(self, word):
-        return sum(word in l for l in self.lines)
-
-    def wait_log(self, word, count=1):
-        with self.cond:
-            self.cond.wait_for(lambda: self.count(word) >= count or
-                               "(exited)" in self.lines, WAIT)
-            return self.count(word) >= count
-
-    def log(self):
-        return "\n".join(self.lines[-40:])
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.drainer.join(WAIT)
-        self.proc.stderr.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.drainer.join(WAIT)
-        self.proc.stderr.close()
+            f.write("allow_anonymous true\nsys_interval 0\n"
+                    "persistence true\npersistence_redis 127.0.0.1:%d\n" %
+                    redis_port)
+        super().__init__(name, join=join, port=port, extra=["-c", conf])
 
 
 class Subscriber:
@@ -206,10 +135,6 @@ class Failover(unittest.TestCase):
         # paho leaves the socket of a killed connection to the collector.
         warnings.simplefilter("ignore", ResourceWarning)
         self.tmp = tempfile.mkdtemp(prefix="hermes-failover-")
-        self.secret = os.path.join(self.tmp, "secret")
-        with open(os.open(self.secret, os.O_WRONLY | os.O_CREAT, 0o600),
-                  "w") as f:
-            f.write(os.urandom(24).hex())
         self.redis = Redis(self.tmp)
         self.nodes, self.clients = [], []
 
@@ -232,7 +157,7 @@ class Failover(unittest.TestCase):
                          for n in self.nodes for l in n.lines)
 
     def node(self, name, port=None, join=None):
-        n = Node(self.tmp, name, self.redis.port, self.secret, port, join)
+        n = Node(self.tmp, name, self.redis.port, port, join)
         self.nodes.append(n)
         return n
 
@@ -353,7 +278,6 @@ class Failover(unittest.TestCase):
         self.assertTrue(restored and " 0 sessions and" in restored[0],
                         self.logs())
         self.assertTrue(n1b.wait_log("): up", 2), self.logs())
-        self.nodes.remove(n1)
 
 
 if __name__ == "__main__":
