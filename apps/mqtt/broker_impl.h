@@ -144,6 +144,7 @@ typedef struct mqtt_restore {
     uint8_t *record; /* a valid session_state.h record */
     size_t len;
     mqtt_qos2_ids inbound; /* stored inbound QoS 2 ids */
+    bool adopt; /* fail-over: a dead member's session, saved here now */
 } mqtt_restore;
 
 /* Opens the store the config names, loads retained messages into the
@@ -152,6 +153,11 @@ typedef struct mqtt_restore {
  * persistence is off. Errors: HM_ESTORE (logged as "FILE: what is
  * wrong"), those of hm_runtime_spawn(). */
 hm_err mqtt_saver_start(mqtt_broker *b);
+/* Cluster member `node` (borrowed) died: restores from the shared store
+ * the persistent sessions it held that now place on this node
+ * (docs/adr/0160). Only a send to "mqtt/persist"; a no-op unless the store
+ * is Redis and this is a cluster node. Thread-safe. */
+void mqtt_saver_failover(mqtt_broker *b, const char *node);
 /* Asks every session to save and waits (bounded) for the commits. */
 void mqtt_saver_stop(mqtt_broker *b);
 /* Closes the store (after the runtime is destroyed). Accepts a broker

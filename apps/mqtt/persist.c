@@ -9,27 +9,21 @@
  * of microseconds; FULL would fsync every commit (milliseconds on this
  * disk) to also survive a power loss of the last commits (docs/adr/0111
  * says why NORMAL). The key decision is to check the file when it is
- * opened: a file that is not a database, a database of another program, or
- * one that fails SQLite's quick_check is refused with "FILE: what is
- * wrong" before the broker listens. */
+ * opened (runtime/sqlite_db.c, shared with the runtime's store): a file
+ * that is not a database, a database of another program, or one that
+ * fails SQLite's quick_check is refused with "FILE: what is wrong" before
+ * the broker listens. */
 #include "apps/mqtt/persist_impl.h"
 
 #include "apps/mqtt/topic.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "runtime/sqlite_db.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define APP_ID 0x484d5131 /* "HMQ1": a Hermes MQTT store, schema 1 */
-#define BUSY_TIMEOUT_MS 2000
-#define LOCK_FILE "hermes-mqtt.lock"
 
 struct mqtt_persist {
     const mqtt_persist_ops *ops;
@@ -103,6 +97,14 @@ hm_err mqtt_persist_load(mqtt_persist *p, const mqtt_persist_visitor *v,
     return p->ops->load(p->impl, v, err);
 }
 
+hm_err mqtt_persist_load_node(mqtt_persist *p, const char *node,
+                              const mqtt_persist_visitor *v,
+                              mqtt_file_error *err)
+{
+    return p->ops->load_node ? p->ops->load_node(p->impl, node, v, err)
+                             : HM_OK;
+}
+
 /* -------------------------------------------------------------- SQLite */
 
 enum {
@@ -147,27 +149,18 @@ static const char schema[] =
     " PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;";
 
 typedef struct sq {
-    sqlite3 *db;
-    char *path;
-    int lock_fd; /* holds the directory's lock, or -1 */
-    sqlite3_stmt *st[ST_COUNT];
+    hm_sqlite_db *d;
 } sq;
-
-static hm_err sq_fail(sq *s, const char *what)
-{
-    HM_LOG_ERROR("MQTT-PERSIST", "%s: %s: %s (code %d)", s->path, what,
-                 sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));
-    return HM_ESTORE;
-}
 
 static hm_err sq_run(sq *s, int which)
 {
-    sqlite3_stmt *st = s->st[which];
-    int rc = sqlite3_step(st);
+    return hm_sqlite_db_run(s->d, (size_t)which, NULL);
+}
 
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? HM_OK : sq_fail(s, sql_text[which]);
+/* Statement `which`. */
+static sqlite3_stmt *stmt(sq *s, int which)
+{
+    return hm_sqlite_db_stmt(s->d, (size_t)which);
 }
 
 static hm_err sq_begin(void *impl)
@@ -180,7 +173,7 @@ static hm_err sq_commit(void *impl)
     sq *s = impl;
     hm_err err = sq_run(s, ST_COMMIT);
 
-    if (err != HM_OK && !sqlite3_get_autocommit(s->db))
+    if (err != HM_OK && !sqlite3_get_autocommit(hm_sqlite_db_handle(s->d)))
         sq_run(s, ST_ROLLBACK);
     return err;
 }
@@ -189,7 +182,7 @@ static void sq_rollback(void *impl)
 {
     sq *s = impl;
 
-    if (!sqlite3_get_autocommit(s->db))
+    if (!sqlite3_get_autocommit(hm_sqlite_db_handle(s->d)))
         sq_run(s, ST_ROLLBACK);
 }
 
@@ -200,16 +193,16 @@ static hm_err sq_put_session(void *impl, const char *client_id,
     hm_err err;
 
     if (record) {
-        sqlite3_bind_text(s->st[ST_PUT_SESSION], 1, client_id, -1,
+        sqlite3_bind_text(stmt(s, ST_PUT_SESSION), 1, client_id, -1,
                           SQLITE_STATIC);
-        sqlite3_bind_blob64(s->st[ST_PUT_SESSION], 2, record, len,
+        sqlite3_bind_blob64(stmt(s, ST_PUT_SESSION), 2, record, len,
                             SQLITE_STATIC);
         return sq_run(s, ST_PUT_SESSION);
     }
-    sqlite3_bind_text(s->st[ST_DEL_SESSION], 1, client_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt(s, ST_DEL_SESSION), 1, client_id, -1, SQLITE_STATIC);
     if ((err = sq_run(s, ST_DEL_SESSION)) != HM_OK)
         return err;
-    sqlite3_bind_text(s->st[ST_DEL_INBOUND_ALL], 1, client_id, -1,
+    sqlite3_bind_text(stmt(s, ST_DEL_INBOUND_ALL), 1, client_id, -1,
                       SQLITE_STATIC);
     return sq_run(s, ST_DEL_INBOUND_ALL);
 }
@@ -221,14 +214,14 @@ static hm_err sq_put_retained(void *impl, const char *topic, size_t topic_len,
     sq *s = impl;
 
     if (payload_len == 0) {
-        sqlite3_bind_blob64(s->st[ST_DEL_RETAINED], 1, topic, topic_len,
+        sqlite3_bind_blob64(stmt(s, ST_DEL_RETAINED), 1, topic, topic_len,
                             SQLITE_STATIC);
         return sq_run(s, ST_DEL_RETAINED);
     }
-    sqlite3_bind_blob64(s->st[ST_PUT_RETAINED], 1, topic, topic_len,
+    sqlite3_bind_blob64(stmt(s, ST_PUT_RETAINED), 1, topic, topic_len,
                         SQLITE_STATIC);
-    sqlite3_bind_int(s->st[ST_PUT_RETAINED], 2, qos);
-    sqlite3_bind_blob64(s->st[ST_PUT_RETAINED], 3, payload, payload_len,
+    sqlite3_bind_int(stmt(s, ST_PUT_RETAINED), 2, qos);
+    sqlite3_bind_blob64(stmt(s, ST_PUT_RETAINED), 3, payload, payload_len,
                         SQLITE_STATIC);
     return sq_run(s, ST_PUT_RETAINED);
 }
@@ -239,8 +232,8 @@ static hm_err sq_inbound(void *impl, const char *client_id,
     sq *s = impl;
     int which = add ? ST_ADD_INBOUND : ST_DEL_INBOUND;
 
-    sqlite3_bind_text(s->st[which], 1, client_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s->st[which], 2, packet_id);
+    sqlite3_bind_text(stmt(s, which), 1, client_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(stmt(s, which), 2, packet_id);
     return sq_run(s, which);
 }
 
@@ -255,16 +248,19 @@ static hm_err sq_each(sq *s, const char *sql,
     const char *why = NULL;
     int rc;
 
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        mqtt_file_error_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
+    sqlite3 *db = hm_sqlite_db_handle(s->d);
+    const char *path = hm_sqlite_db_path(s->d);
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        mqtt_file_error_set(err, "%s: %s", path, sqlite3_errmsg(db));
         return HM_ESTORE;
     }
     while (!why && (rc = sqlite3_step(st)) == SQLITE_ROW)
         why = row(st, v);
     if (!why && rc != SQLITE_DONE)
-        why = sqlite3_errmsg(s->db);
+        why = sqlite3_errmsg(db);
     if (why)
-        mqtt_file_error_set(err, "%s: %s", s->path, why);
+        mqtt_file_error_set(err, "%s: %s", path, why);
     sqlite3_finalize(st);
     return why ? HM_ESTORE : HM_OK;
 }
@@ -328,12 +324,7 @@ static void sq_close(void *impl)
 
     if (!s)
         return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->st[i]);
-    sqlite3_close_v2(s->db); /* a clean close checkpoints the WAL */
-    if (s->lock_fd >= 0)
-        close(s->lock_fd); /* releases the flock */
-    hm_free(s->path);
+    hm_sqlite_db_close(s->d); /* a clean close checkpoints the WAL */
     hm_free(s);
 }
 
@@ -348,133 +339,27 @@ static const mqtt_persist_ops sqlite_ops = {
     .close = sq_close,
 };
 
-/* The first problem SQLite's quick_check reports, or NULL. */
-static const char *quick_check(sq *s, char *buf, size_t len)
-{
-    sqlite3_stmt *st = NULL;
-    const char *why = NULL;
-    int rc;
-
-    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL) !=
-        SQLITE_OK)
-        return sqlite3_errmsg(s->db);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *line = (const char *)sqlite3_column_text(st, 0);
-
-        if (line && strcmp(line, "ok") != 0) {
-            snprintf(buf, len, "corrupt: %s", line);
-            why = buf;
-        }
-    } else {
-        snprintf(buf, len, "%s", sqlite3_errmsg(s->db));
-        why = buf;
-    }
-    sqlite3_finalize(st);
-    return why;
-}
-
-/* Identity, integrity, journal mode and schema; NULL or what is wrong. */
-static const char *sq_prepare(sq *s, char *buf, size_t len)
-{
-    sqlite3_stmt *st = NULL;
-    sqlite3_int64 app_id = -1;
-    const char *why;
-
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-    /* Reading the header is what fails on a file that is no database. */
-    if (sqlite3_prepare_v2(s->db, "PRAGMA application_id", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        app_id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (app_id < 0) {
-        snprintf(buf, len, "not a readable database: %s",
-                 sqlite3_errmsg(s->db));
-        return buf;
-    }
-    if (app_id != 0 && app_id != APP_ID) {
-        snprintf(buf, len,
-                 "a database of another application (application id "
-                 "0x%08llx), not a Hermes MQTT store",
-                 (unsigned long long)app_id);
-        return buf;
-    }
-    if ((why = quick_check(s, buf, len)))
-        return why;
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(s->db, "PRAGMA application_id=1213026609", NULL, NULL,
-                     NULL) != SQLITE_OK)
-        return sqlite3_errmsg(s->db);
-    for (int i = 0; i < ST_COUNT; i++)
-        if (sqlite3_prepare_v3(s->db, sql_text[i], -1,
-                               SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                               NULL) != SQLITE_OK)
-            return sqlite3_errmsg(s->db);
-    return NULL;
-}
-
-_Static_assert(APP_ID == 1213026609, "the pragma above spells APP_ID");
-
-/* Locks `dir` (flock on LOCK_FILE; released by close or by death). */
-static bool lock_dir(sq *s, const char *dir, mqtt_file_error *err)
-{
-    char *path = hm_alloc(strlen(dir) + sizeof "/" LOCK_FILE);
-
-    strcpy(path, dir);
-    strcat(path, "/" LOCK_FILE);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->lock_fd < 0)
-        mqtt_file_error_set(err, "%s: %s", path, strerror(errno));
-    else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        mqtt_file_error_set(err, "%s: in use by another broker: %s", dir,
-                            strerror(errno));
-    hm_free(path);
-    return s->lock_fd >= 0 && !err->text[0];
-}
-
 hm_err mqtt_persist_open_sqlite(const char *dir, mqtt_persist **out,
                                 mqtt_file_error *err)
 {
-    char buf[400];
-    const char *why;
-    size_t len;
-    sq *s;
+    hm_sqlite_db_error e;
+    sq *s = hm_calloc(1, sizeof *s);
 
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        mqtt_file_error_set(err, "%s: cannot create the directory: %s", dir,
-                            strerror(errno));
+    if (hm_sqlite_db_open(&(hm_sqlite_db_config){.dir = dir,
+                                                 .file = MQTT_PERSIST_FILE,
+                                                 .lock_file =
+                                                     "hermes-mqtt.lock",
+                                                 .app_id = APP_ID,
+                                                 .schema = schema,
+                                                 .sql = sql_text,
+                                                 .sql_count = ST_COUNT,
+                                                 .log_tag = "MQTT-PERSIST"},
+                          &s->d, &e) != HM_OK) {
+        mqtt_file_error_set(err, "%s", e.text);
+        hm_free(s);
         return HM_ESTORE;
     }
-    s = hm_calloc(1, sizeof *s);
-    s->lock_fd = -1;
-    len = strlen(dir) + sizeof "/" MQTT_PERSIST_FILE;
-    s->path = hm_alloc(len);
-    snprintf(s->path, len, "%s/" MQTT_PERSIST_FILE, dir);
-    err->text[0] = '\0';
-    if (!lock_dir(s, dir, err))
-        goto fail;
-    if (sqlite3_open_v2(s->path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        mqtt_file_error_set(err, "%s: cannot open: %s", s->path,
-                            s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        goto fail;
-    }
-    if ((why = sq_prepare(s, buf, sizeof buf))) {
-        mqtt_file_error_set(err, "%s: %s", s->path, why);
-        goto fail;
-    }
-    *out = mqtt_persist_wrap(&sqlite_ops, s, hm_strdup(s->path));
+    *out = mqtt_persist_wrap(&sqlite_ops, s,
+                             hm_strdup(hm_sqlite_db_path(s->d)));
     return HM_OK;
-
-fail:
-    sq_close(s);
-    return HM_ESTORE;
 }

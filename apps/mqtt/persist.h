@@ -42,10 +42,15 @@ hm_err mqtt_persist_open_sqlite(const char *dir, mqtt_persist **out,
                                 mqtt_file_error *err);
 
 /* Connects to Redis at `host`:`port` (borrowed) and keeps the state under
- * keys starting with `prefix` (borrowed; NULL: "hermes-mqtt:"). Returns
- * owned on HM_OK. Errors: HM_ESTORE with `err` set. */
+ * keys starting with `prefix` (borrowed; NULL: "hermes-mqtt:"). `node`
+ * (borrowed; NULL outside a cluster) is the cluster node this broker is:
+ * every session it saves is filed as held by `node`, and
+ * mqtt_persist_load() then returns only the sessions held by `node` or by
+ * nobody (docs/adr/0160). Returns owned on HM_OK. Errors: HM_ESTORE with
+ * `err` set. */
 hm_err mqtt_persist_open_redis(const char *host, int port, const char *prefix,
-                               mqtt_persist **out, mqtt_file_error *err);
+                               const char *node, mqtt_persist **out,
+                               mqtt_file_error *err);
 
 /* Closes the store (a SQLite close checkpoints the log). Accepts NULL. */
 void mqtt_persist_close(mqtt_persist *p);
@@ -95,5 +100,13 @@ typedef struct mqtt_persist_visitor {
  * refused). */
 hm_err mqtt_persist_load(mqtt_persist *p, const mqtt_persist_visitor *v,
                          mqtt_file_error *err);
+
+/* Fail-over (docs/adr/0160): calls `v->session` and `v->inbound` (never
+ * `v->retained`) for every session whose last save was made by cluster
+ * node `node` (borrowed). A store that no other node shares (SQLite) has
+ * none. Errors: HM_ESTORE with `err` set (a read error, a row refused). */
+hm_err mqtt_persist_load_node(mqtt_persist *p, const char *node,
+                              const mqtt_persist_visitor *v,
+                              mqtt_file_error *err);
 
 #endif

@@ -21,6 +21,9 @@ typedef struct mqtt_persist_ops {
     void (*rollback)(void *impl);
     hm_err (*load)(void *impl, const mqtt_persist_visitor *v,
                    mqtt_file_error *err);
+    /* NULL: the store is not shared, no node's sessions are in it. */
+    hm_err (*load_node)(void *impl, const char *node,
+                        const mqtt_persist_visitor *v, mqtt_file_error *err);
     void (*close)(void *impl);
 } mqtt_persist_ops;
 

@@ -2,9 +2,12 @@
  * persistent sessions of a cluster outlive the node that held them.
  *
  * Keys: the hash "<prefix>sessions" (client id -> session record), the
- * hash "<prefix>retained" (topic -> one QoS byte then the payload) and one
- * set per client, "<prefix>inbound:<client id>", of the inbound QoS 2 ids
- * (decimal). The key decision is that a batch is one MULTI ... EXEC sent
+ * hash "<prefix>holder" (client id -> the cluster node that saved the
+ * record last; absent outside a cluster), the hash "<prefix>retained"
+ * (topic -> one QoS byte then the payload) and one set per client,
+ * "<prefix>inbound:<client id>", of the inbound QoS 2 ids (decimal). The
+ * holder is what a fail-over reads to find a dead node's sessions, and
+ * what a restarting node reads to restore only its own (docs/adr/0160). The key decision is that a batch is one MULTI ... EXEC sent
  * as a pipeline: the commands are buffered by hiredis (redisAppendCommand)
  * and written with EXEC at commit, so a batch costs one round trip and is
  * applied whole or not at all. How durable a commit is depends on the
@@ -30,6 +33,7 @@ typedef struct rd {
     char *host;
     int port;
     char *prefix;
+    char *node; /* files saved sessions under it; NULL: no cluster */
     char *where;
     size_t queued; /* commands appended in this batch (MULTI included) */
 } rd;
@@ -87,13 +91,21 @@ static hm_err rd_put_session(void *impl, const char *client_id,
         rc = redisAppendCommand(s->c, "HSET %ssessions %b %b", s->prefix,
                                 client_id, id_len, record, len);
         s->queued++;
+        if (rc == REDIS_OK && s->node) {
+            rc = redisAppendCommand(s->c, "HSET %sholder %b %s", s->prefix,
+                                    client_id, id_len, s->node);
+            s->queued++;
+        }
     } else {
         rc = redisAppendCommand(s->c, "HDEL %ssessions %b", s->prefix,
                                 client_id, id_len);
         if (rc == REDIS_OK)
             rc = redisAppendCommand(s->c, "DEL %sinbound:%b", s->prefix,
                                     client_id, id_len);
-        s->queued += 2;
+        if (rc == REDIS_OK)
+            rc = redisAppendCommand(s->c, "HDEL %sholder %b", s->prefix,
+                                    client_id, id_len);
+        s->queued += 3;
     }
     return rc == REDIS_OK ? HM_OK : rd_fail(s, "session");
 }
@@ -209,22 +221,76 @@ static const char *load_inbound(rd *s, const mqtt_persist_visitor *v,
     return why;
 }
 
+/* One stored session: its record, then its inbound ids. */
+static const char *visit_session(rd *s, const mqtt_persist_visitor *v,
+                                 const redisReply *k, const redisReply *val)
+{
+    char *id = hm_strndup(k->str, k->len);
+    const char *why;
+
+    if (strlen(id) != k->len)
+        why = "a client id with a NUL";
+    else if (!(why = v->session(v->arg, id, (const uint8_t *)val->str,
+                                val->len)))
+        why = load_inbound(s, v, id);
+    hm_free(id);
+    return why;
+}
+
+/* HMGET `key` with the `count` fields found at keys[0], keys[stride], ...
+ * (borrowed replies): an array aligned with them (nil where absent), or
+ * NULL. */
+static redisReply *rd_hmget(rd *s, const char *key, redisReply **keys,
+                            size_t count, size_t stride)
+{
+    const char **argv = hm_alloc((count + 2) * sizeof *argv);
+    size_t *argvlen = hm_alloc((count + 2) * sizeof *argvlen);
+    size_t klen = strlen(s->prefix) + strlen(key) + 1;
+    char *full = hm_alloc(klen);
+    redisReply *r;
+
+    snprintf(full, klen, "%s%s", s->prefix, key);
+    argv[0] = "HMGET";
+    argvlen[0] = 5;
+    argv[1] = full;
+    argvlen[1] = strlen(full);
+    for (size_t i = 0; i < count; i++) {
+        argv[i + 2] = keys[i * stride]->str;
+        argvlen[i + 2] = keys[i * stride]->len;
+    }
+    r = redisCommandArgv(s->c, (int)(count + 2), argv, argvlen);
+    hm_free(full);
+    hm_free(argvlen);
+    hm_free(argv);
+    if (r && (r->type != REDIS_REPLY_ARRAY || r->elements != count)) {
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* Every session in `r` (HGETALL sessions); in a cluster only those held
+ * by this node or by nobody (a node that restarts takes back what no
+ * other node took over; the rest is theirs). */
 static const char *load_sessions(rd *s, redisReply *r,
                                  const mqtt_persist_visitor *v)
 {
+    redisReply *holders = NULL;
     const char *why = NULL;
 
+    if (s->node && r->elements > 0 &&
+        !(holders = rd_hmget(s, "holder", r->element, r->elements / 2, 2)))
+        return "cannot read the sessions' holders";
     for (size_t i = 0; !why && i < r->elements; i += 2) {
-        redisReply *k = r->element[i], *val = r->element[i + 1];
-        char *id = hm_strndup(k->str, k->len);
+        const redisReply *h = holders ? holders->element[i / 2] : NULL;
 
-        if (strlen(id) != k->len)
-            why = "a client id with a NUL";
-        else if (!(why = v->session(v->arg, id, (const uint8_t *)val->str,
-                                    val->len)))
-            why = load_inbound(s, v, id);
-        hm_free(id);
+        if (h && h->type == REDIS_REPLY_STRING &&
+            (h->len != strlen(s->node) || memcmp(h->str, s->node, h->len)))
+            continue; /* another node's */
+        why = visit_session(s, v, r->element[i], r->element[i + 1]);
     }
+    if (holders)
+        freeReplyObject(holders);
     return why;
 }
 
@@ -271,6 +337,55 @@ static hm_err rd_load(void *impl, const mqtt_persist_visitor *v,
     return HM_OK;
 }
 
+/* The sessions whose holder is `node`: HGETALL holder (client ids and
+ * node names only), then the records of those held by `node`. */
+static hm_err rd_load_node(void *impl, const char *node,
+                           const mqtt_persist_visitor *v, mqtt_file_error *err)
+{
+    rd *s = impl;
+    char why_buf[256];
+    redisReply *holders, *records = NULL, **ids;
+    size_t count = 0;
+    const char *why = NULL;
+
+    if (!s->c && rd_connect(s, why_buf, sizeof why_buf) != HM_OK) {
+        mqtt_file_error_set(err, "%s: %s", s->where, why_buf);
+        return HM_ESTORE;
+    }
+    if (!(holders = rd_hgetall(s, "holder", err))) {
+        if (s->c->err) {
+            redisFree(s->c);
+            s->c = NULL;
+        }
+        return HM_ESTORE;
+    }
+    ids = hm_alloc((holders->elements / 2 + 1) * sizeof *ids);
+    for (size_t i = 0; i < holders->elements; i += 2) {
+        const redisReply *h = holders->element[i + 1];
+
+        if (h->len == strlen(node) && memcmp(h->str, node, h->len) == 0)
+            ids[count++] = holders->element[i];
+    }
+    if (count > 0 && !(records = rd_hmget(s, "sessions", ids, count, 1)))
+        why = "cannot read the session records";
+    for (size_t i = 0; !why && i < count; i++)
+        if (records->element[i]->type == REDIS_REPLY_STRING)
+            why = visit_session(s, v, ids[i], records->element[i]);
+    if (records)
+        freeReplyObject(records);
+    hm_free(ids);
+    freeReplyObject(holders);
+    if (why && s->c->err) { /* made again by the next use */
+        redisFree(s->c);
+        s->c = NULL;
+    }
+    if (why) {
+        mqtt_file_error_set(err, "%s: %s", s->where, why);
+        return HM_ESTORE;
+    }
+    return HM_OK;
+}
+
 static void rd_close(void *impl)
 {
     rd *s = impl;
@@ -280,6 +395,7 @@ static void rd_close(void *impl)
     redisFree(s->c);
     hm_free(s->host);
     hm_free(s->prefix);
+    hm_free(s->node);
     hm_free(s->where);
     hm_free(s);
 }
@@ -292,11 +408,13 @@ static const mqtt_persist_ops redis_ops = {
     .commit = rd_commit,
     .rollback = rd_rollback,
     .load = rd_load,
+    .load_node = rd_load_node,
     .close = rd_close,
 };
 
 hm_err mqtt_persist_open_redis(const char *host, int port, const char *prefix,
-                               mqtt_persist **out, mqtt_file_error *err)
+                               const char *node, mqtt_persist **out,
+                               mqtt_file_error *err)
 {
     rd *s = hm_calloc(1, sizeof *s);
     char why[256];
@@ -305,6 +423,7 @@ hm_err mqtt_persist_open_redis(const char *host, int port, const char *prefix,
     s->host = hm_strdup(host);
     s->port = port;
     s->prefix = hm_strdup(prefix ? prefix : "hermes-mqtt:");
+    s->node = node ? hm_strdup(node) : NULL;
     s->where = hm_alloc(len);
     snprintf(s->where, len, "redis %s:%d", host, port);
     if (rd_connect(s, why, sizeof why) != HM_OK) {

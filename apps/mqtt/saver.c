@@ -15,11 +15,14 @@
  * receipts the batch carried; the last release of a receipt lets the
  * publisher's connection send PUBACK/PUBREC/PUBCOMP. The store is used by
  * this receiver only (and by the main thread before the runtime runs and
- * after it stops), so it needs no lock of its own. */
+ * after it stops), so it needs no lock of its own; that is also why the
+ * fail-over (a cluster member died: restore from the shared Redis the
+ * sessions it held that now place here, docs/adr/0160) runs here. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_state.h"
 
+#include "cluster/node.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -307,6 +310,11 @@ static void on_commit(hm_ctx *ctx, saver *sv)
     sv->tail = NULL;
 }
 
+/* -> saver: member `payload` (an owned name) died (fail-over below). */
+static const hm_type failover_type = {.name = "mqtt.failover",
+                                      .free = hm_free};
+static void on_failover(mqtt_broker *b, const char *node);
+
 static hm_err saver_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     saver *sv = state;
@@ -325,6 +333,8 @@ static hm_err saver_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             queue_commit(ctx, sv, 0);
     } else if (t == &commit_type) {
         on_commit(ctx, sv);
+    } else if (t == &failover_type && hm_msg_payload(msg)) {
+        on_failover(sv->b, hm_msg_payload(msg));
     }
     return HM_OK;
 }
@@ -366,7 +376,21 @@ typedef struct loaded {
         mqtt_qos2_ids inbound;
     } *sessions;
     size_t count, cap;
+    bool here_only;   /* fail-over: keep the sessions placed here */
+    size_t elsewhere; /* fail-over: those placed on other members */
 } loaded;
+
+/* Whether session `client_id`'s name places on this node now. */
+static bool placed_here(mqtt_broker *b, const char *client_id)
+{
+    char name[HM_ADDR_MAX_LEN + 1];
+    char where[HM_NODE_NAME_MAX + 1];
+
+    return snprintf(name, sizeof name, MQTT_SESSION_PREFIX "%s",
+                    client_id) < (int)sizeof name &&
+           hm_node_lookup(b->node, name, where) == HM_OK &&
+           strcmp(where, hm_node_name(b->node)) == 0;
+}
 
 static struct loaded_session *find_loaded(loaded *l, const char *client_id)
 {
@@ -392,6 +416,10 @@ static const char *load_session(void *arg, const char *client_id,
     mqtt_session_state_fini(&st);
     if (why)
         return why;
+    if (l->here_only && !placed_here(l->b, client_id)) {
+        l->elsewhere++; /* another member restores it */
+        return NULL;
+    }
     if (l->count == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 16;
         l->sessions = hm_realloc(l->sessions, l->cap * sizeof *l->sessions);
@@ -458,11 +486,14 @@ static hm_err open_store(mqtt_broker *b, mqtt_file_error *fe)
     }
     memcpy(host, redis, (size_t)(colon - redis));
     host[colon - redis] = '\0';
-    return mqtt_persist_open_redis(host, (int)port, NULL, &b->persist, fe);
+    return mqtt_persist_open_redis(host, (int)port, NULL,
+                                   b->node ? hm_node_name(b->node) : NULL,
+                                   &b->persist, fe);
 }
 
-/* Sends each loaded session its record; the factory makes the receiver. */
-static hm_err restore_sessions(mqtt_broker *b, loaded *l)
+/* Sends each loaded session its record (`adopt`: saved here from now
+ * on); the factory makes the receiver. */
+static hm_err send_restores(mqtt_broker *b, loaded *l, bool adopt)
 {
     char name[HM_ADDR_MAX_LEN + 1];
 
@@ -474,6 +505,7 @@ static hm_err restore_sessions(mqtt_broker *b, loaded *l)
         r->record = ls->record;
         r->len = ls->len;
         r->inbound = ls->inbound;
+        r->adopt = adopt;
         ls->record = NULL;
         memset(&ls->inbound, 0, sizeof ls->inbound);
         m = hm_msg_create(&mqtt_restore_type, r, 0);
@@ -485,8 +517,56 @@ static hm_err restore_sessions(mqtt_broker *b, loaded *l)
             return HM_ESTORE;
         }
     }
-    /* Their subscriptions must be in the tree before anyone publishes. */
-    return hm_runtime_wait_idle(b->rt, RESTORE_WAIT_MS);
+    return HM_OK;
+}
+
+/* At start: their subscriptions must be in the tree before anyone
+ * publishes. */
+static hm_err restore_sessions(mqtt_broker *b, loaded *l)
+{
+    hm_err err = send_restores(b, l, false);
+
+    return err != HM_OK ? err : hm_runtime_wait_idle(b->rt, RESTORE_WAIT_MS);
+}
+
+/* ----------------------------------------------------------- fail-over */
+
+void mqtt_saver_failover(mqtt_broker *b, const char *node)
+{
+    hm_msg *m;
+
+    if (!b->persist || !b->cfg.persistence_redis || !b->node)
+        return;
+    m = hm_msg_create(&failover_type, hm_strdup(node), 0);
+    if (hm_runtime_send_name(b->rt, SAVER_NAME, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
+/* On the saver (which owns the store): member `node` died; its sessions
+ * that place here now are read from the store and restored, each saving
+ * itself under this node at once (docs/adr/0160). */
+static void on_failover(mqtt_broker *b, const char *node)
+{
+    mqtt_file_error fe = {{0}};
+    loaded l = {.b = b, .here_only = true};
+    hm_err err = mqtt_persist_load_node(
+        b->persist, node,
+        &(mqtt_persist_visitor){.session = load_session,
+                                .inbound = load_inbound,
+                                .arg = &l},
+        &fe);
+
+    if (err == HM_OK)
+        err = send_restores(b, &l, true);
+    if (err != HM_OK)
+        HM_LOG_ERROR("MQTT-FAILOVER", "member %s died; its sessions cannot "
+                     "be restored here: %s", node,
+                     fe.text[0] ? fe.text : hm_err_str(err));
+    else
+        HM_LOG_INFO("MQTT-FAILOVER", "member %s died: %zu of its stored "
+                    "sessions restored here, %zu placed on other members",
+                    node, l.count, l.elsewhere);
+    loaded_fini(&l);
 }
 
 hm_err mqtt_saver_start(mqtt_broker *b)

@@ -614,13 +614,20 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
 
 /* ----------------------------------------------------------- handler */
 
-/* A stored session at start-up (saver.c): its subscriptions go into the
- * tree, its messages into the outbox (offline: the in-flight ones are
- * resent when the client is back), its inbound QoS 2 ids are kept. */
+/* A stored session at start-up, or a dead member's after a fail-over
+ * (saver.c): its subscriptions go into the tree, its messages into the
+ * outbox (offline: the in-flight ones are resent when the client is
+ * back), its inbound QoS 2 ids are kept. A session that is already live
+ * here wins over the record (docs/adr/0160). */
 static void on_restore(mqtt_session *s, mqtt_restore *r)
 {
     mqtt_session_state st;
 
+    if (s->attached_ever) {
+        HM_LOG_WARN("MQTT-FAILOVER", "client %s: live here already; the "
+                    "stored session is dropped", s->client_id);
+        return;
+    }
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
         return; /* checked at load: cannot happen */
     s->persistent = s->attached_ever = true;
@@ -658,6 +665,8 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
     for (size_t i = 0; i < r->inbound.count; i++)
         mqtt_qos2_ids_receive(s->in_qos2, r->inbound.ids[i]);
     mqtt_session_state_fini(&st);
+    if (r->adopt) /* saved under this node now: the next fail-over finds it */
+        mqtt_session_adopted(s);
 }
 
 /* A delivery: the message goes to the outbox; its receipt unit (if the

@@ -130,7 +130,8 @@ typedef struct members {
 
 /* Local only: member `payload` (an owned string) is up (joined, or back
  * after a partition). */
-static const hm_type member_up_type = {.name = "mqtt.member_up"};
+static const hm_type member_up_type = {.name = "mqtt.member_up",
+                                       .free = hm_free};
 
 /* Delivers a held handoff to its session, here or wherever it is placed
  * now. Takes `m`. */
@@ -405,6 +406,8 @@ void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
     m = hm_msg_create(&mqtt_node_gone_type, hm_strdup(name), (uint64_t)event);
     if (hm_runtime_send(b->rt, b->members, m) != HM_OK)
         hm_msg_destroy(m);
+    if (event == HM_MEMBER_EV_DEAD) /* its sessions, from the store */
+        mqtt_saver_failover(b, name);
 }
 
 /* ------------------------------------------------ state for a handoff */
@@ -605,6 +608,7 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
          * the session was new, and that is what it now is. */
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
                     "connection; dropped", s->client_id);
+        mqtt_session_mark_dirty(s); /* the store's copy is ours again */
         return;
     }
     if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) !=

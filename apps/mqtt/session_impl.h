@@ -111,6 +111,9 @@ void mqtt_session_release_gate(mqtt_session *s, uint64_t n);
 hm_err mqtt_session_send_packet(mqtt_session *s, const mqtt_packet *p);
 /* The state changed: it is saved soon (persistent sessions only). */
 void mqtt_session_mark_dirty(mqtt_session *s);
+/* A dead member's session was restored here (fail-over): logs it and
+ * saves it soon, under this node. */
+void mqtt_session_adopted(mqtt_session *s);
 /* The state as a session_state.h record (owned bytes on HM_OK). Errors:
  * those of mqtt_session_state_save(). */
 hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len);

@@ -172,3 +172,17 @@ hm_err mqtt_session_send_packet(mqtt_session *s, const mqtt_packet *p)
     return HM_OK;
 }
 
+
+/* A dead member's session restored here (fail-over, docs/adr/0160): saved
+ * at once, so the store files it under this node. */
+void mqtt_session_adopted(mqtt_session *s)
+{
+    HM_LOG_INFO("MQTT-FAILOVER", "client %s: session restored "
+                "(%u subscriptions, %zu messages)", s->client_id,
+                (unsigned)mqtt_session_sub_count(s),
+                s->out ? mqtt_outbox_inflight_count(s->out) +
+                             mqtt_outbox_queued_count(s->out)
+                       : (size_t)0);
+    mqtt_session_dur(s)->dirty = true;
+    mqtt_session_mark_dirty(s);
+}

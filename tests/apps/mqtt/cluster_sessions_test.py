@@ -39,11 +39,11 @@ def cid_on(node, members, prefix="c"):
 class Node(Proc):
     """One hermes-mqtt process in the cluster, configured by flags."""
 
-    def __init__(self, name, join=None):
-        self.port = free_port()
+    def __init__(self, name, join=None, port=None, extra=()):
+        self.port = port or free_port()
         args = ["-p", str(self.port), "--node", name,
                 "--cluster-listen", "127.0.0.1:0",
-                "--cluster-secret-file", SECRET]
+                "--cluster-secret-file", SECRET] + list(extra)
         if join:
             args += ["--join", join]
         super().__init__(args, name)
