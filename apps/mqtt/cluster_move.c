@@ -165,7 +165,7 @@ static void finish(hm_ctx *ctx, mqtt_cluster *cl, size_t i, bool late)
                     "without every member's cut", mv->client_id, mv->to);
     else
         HM_LOG_INFO("MQTT-MOVE", "client %s: every member routes to %s; "
-                    "forwarding ends (DEBUG cuts %zu first %s)", mv->client_id, mv->to, cl->moves[i].from_count, cl->moves[i].from_count ? cl->moves[i].from[0] : "-");
+                    "forwarding ends", mv->client_id, mv->to);
     for (size_t k = 0; k < cl->moves[i].from_count; k++)
         hm_free(cl->moves[i].from[k]);
     hm_free(cl->moves[i].from);

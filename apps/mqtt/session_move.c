@@ -199,8 +199,6 @@ static void finish_held(hm_ctx *ctx, mqtt_session *s)
 {
     session_move *mv = s->mv;
 
-    HM_LOG_INFO("MQTT-MOVE", "client %s: DEBUG finish held %zu ids %zu",
-                s->client_id, mv->held.count, mv->ids.count / 2);
     s->mv = NULL;
     replay(ctx, s, &mv->held, &mv->ids);
     move_free(mv);
@@ -493,7 +491,13 @@ typedef struct inbox {
     char **filters; /* owned, with their QoS */
     uint8_t *qos;
     size_t count;
+    bool done; /* the old node forwards no more */
+    bool gone; /* it is gone from our view */
 } inbox;
+
+/* How long the inbox waits for the done once the old node is gone. */
+#define INBOX_GRACE_MS 2000u
+static const hm_type inbox_timer_type = {.name = "mqtt.inbox.timer"};
 
 static void inbox_adopt(inbox *in, hm_msg *msg)
 {
@@ -522,7 +526,6 @@ static void inbox_adopt(inbox *in, hm_msg *msg)
     }
     pthread_rwlock_unlock(&in->b->tree_lock);
     mqtt_session_state_fini(&st);
-    HM_LOG_INFO("MQTT-MOVE", "DEBUG inbox %s adopt from %s", in->cid, in->old);
     mqtt_cluster_move_sync(in->b->cluster, in->cid, in->old);
 }
 
@@ -567,14 +570,29 @@ static void inbox_release(hm_ctx *ctx, inbox *in)
     }
     in->held.count = 0;
     pthread_rwlock_unlock(&in->b->tree_lock);
-    HM_LOG_INFO("MQTT-MOVE", "client %s: handed to its session here "
-                "(%zu forwarded, %zu held, %zu ids)", in->cid, in->fwd.cap,
-                in->held.cap, in->ids.count / 2);
+    HM_LOG_INFO("MQTT-MOVE", "client %s: handed to its session here",
+                in->cid);
     for (size_t i = 0; i < in->count; i++)
         hm_free(in->filters[i]);
     in->count = 0;
     hm_addr_release(sa);
     hm_ctx_deactivate(ctx);
+}
+
+/* A message after the release (or with no state before it): straight
+ * to the session's name, late rather than lost. */
+static void inbox_pass(hm_ctx *ctx, hm_msg *msg)
+{
+    const char *name = hm_addr_name(hm_ctx_self(ctx));
+    const char *cid = strchr(name + strlen(MQTT_INBOX_PREFIX), '/');
+    char to[MQTT_MSG_NAME_MAX + 1];
+    hm_msg *m = hm_msg_move(msg);
+
+    if (!cid || !hm_msg_type(m)->to_json ||
+        snprintf(to, sizeof to, MQTT_SESSION_PREFIX "%s", cid + 1) >=
+            (int)sizeof to ||
+        hm_ctx_send_name(ctx, to, m) != HM_OK)
+        drop_msg(m);
 }
 
 static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -585,16 +603,34 @@ static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     if (!in->handoff) {
         if (t == &mqtt_handoff_type && !in->cid)
             inbox_adopt(in, msg);
-        else if (t == &mqtt_deliver_type && hm_msg_payload(msg))
-            mqtt_receipt_release(((mqtt_pub *)hm_msg_payload(msg))->receipt);
+        else if (t != &inbox_timer_type && t != &mqtt_node_gone_type &&
+                 t != &mqtt_mv_done_type)
+            inbox_pass(ctx, msg);
         return HM_OK;
     }
-    if (t == &mqtt_node_gone_type) {
-        if (hm_msg_payload(msg) && strcmp(hm_msg_payload(msg), in->old) == 0)
+    if (t == &mqtt_node_gone_type || t == &mqtt_mv_done_type ||
+        t == &inbox_timer_type) {
+        /* Released when the old node is gone from our view (the session's
+         * name resolves here) and said it forwards no more, or a while
+         * after it went without saying so (it died). */
+        if (t == &mqtt_mv_done_type)
+            in->done = true;
+        else if (t == &inbox_timer_type)
+            in->done = in->gone;
+        else if (hm_msg_payload(msg) &&
+                 strcmp(hm_msg_payload(msg), in->old) == 0 && !in->gone) {
+            hm_msg *tm = hm_msg_create(&inbox_timer_type, NULL, 0);
+
+            in->gone = true;
+            if (hm_runtime_send_after(in->b->rt, in->self, tm,
+                                      INBOX_GRACE_MS, NULL) != HM_OK)
+                hm_msg_destroy(tm);
+        }
+        if (in->done && in->gone)
             inbox_release(ctx, in);
     } else if (t == &mqtt_deliver_type && !forwarded(in->b, msg)) {
         list_add(&in->held, hm_msg_move(msg));
-    } else if (t->to_json && t != &mqtt_mv_done_type) {
+    } else if (t->to_json) {
         if (t == &mqtt_deliver_type)
             ids_add(&in->ids, hm_msg_payload(msg));
         list_add(&in->fwd, hm_msg_move(msg));
