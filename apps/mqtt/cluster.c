@@ -70,9 +70,8 @@ static json_t *cl_pub_to_json(const void *payload)
     if (!topic)
         return NULL;
     return json_pack(
-        "{s:s, s:o, s:o, s:i, s:b, s:b, s:I, s:I}", "o", cp->origin, "t",
-        topic, "p",
-        mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
+        "{s:s, s:o, s:o, s:i, s:b, s:b, s:I, s:I}", "o", cp->origin, "t", topic,
+        "p", mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
         cp->pub->qos, "d", cp->deliver, "r", cp->retain, "ts",
         (json_int_t)cp->ts, "n", (json_int_t)(cp->pub->seq & INT64_MAX));
 }
@@ -186,8 +185,9 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
         /* Not yet shared: the routes below carry the identity. relaxed:
          * numbers need only be unique. */
         pub->origin = cl->self_hash;
-        pub->seq = atomic_fetch_add_explicit(&cl->next_seq, 1,
-                                             memory_order_relaxed) + 1;
+        pub->seq =
+            atomic_fetch_add_explicit(&cl->next_seq, 1, memory_order_relaxed) +
+            1;
     }
     if (retain) {
         pthread_rwlock_wrlock(&b->retain_lock);
@@ -276,8 +276,7 @@ static void regreet(hm_ctx *ctx, mqtt_cluster *cl, uint64_t tries)
     if (!missing || tries == 0)
         return;
     m = hm_msg_create(&cl_regreet_type, NULL, tries - 1);
-    if (hm_runtime_send_after(cl->rt, cl->fanout, m, REGREET_MS, NULL) !=
-        HM_OK)
+    if (hm_runtime_send_after(cl->rt, cl->fanout, m, REGREET_MS, NULL) != HM_OK)
         hm_msg_destroy(m);
 }
 

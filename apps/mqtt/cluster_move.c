@@ -59,12 +59,10 @@ typedef struct mv_cut {
     uint64_t inc, ver, since_ms;
 } mv_cut;
 
-const hm_type mqtt_mv_begin_type = {.name = "mqtt.mv.begin",
-                                    .free = (void (*)(void *))
-                                        mqtt_move_destroy};
+const hm_type mqtt_mv_begin_type = {
+    .name = "mqtt.mv.begin", .free = (void (*)(void *))mqtt_move_destroy};
 const hm_type mqtt_mv_sync_type = {.name = "mqtt.mv.sync",
-                                   .free = (void (*)(void *))
-                                       mqtt_move_destroy};
+                                   .free = (void (*)(void *))mqtt_move_destroy};
 
 uint64_t mqtt_cluster_node_hash(const char *name)
 {
@@ -116,8 +114,7 @@ void mqtt_cluster_move_sync(mqtt_cluster *cl, const char *client_id,
 uint32_t mqtt_cluster_moves_open(mqtt_cluster *cl)
 {
     /* relaxed: a count polled by a clean leave. */
-    return cl ? atomic_load_explicit(&cl->moves_open, memory_order_relaxed)
-              : 0;
+    return cl ? atomic_load_explicit(&cl->moves_open, memory_order_relaxed) : 0;
 }
 
 static mv_rec *find_rec(mqtt_cluster *cl, const char *cid, const char *to)
@@ -139,8 +136,10 @@ void mqtt_cluster_move_on_begin(hm_ctx *ctx, mqtt_cluster *cl, hm_msg *msg)
     }
     cl->moves[cl->move_count++] =
         (mv_rec){.mv = mv, .begun_ms = hm_ctx_now_ms(ctx)};
-    HM_LOG_INFO("MQTT-MOVE", "client %s: forwarding to %s while the "
-                "members learn its filters there", mv->client_id, mv->to);
+    HM_LOG_INFO("MQTT-MOVE",
+                "client %s: forwarding to %s while the "
+                "members learn its filters there",
+                mv->client_id, mv->to);
 }
 
 /* Removes the entries, tells the token, frees record `i`. */
@@ -152,8 +151,7 @@ static void finish(hm_ctx *ctx, mqtt_cluster *cl, size_t i, bool late)
 
     pthread_rwlock_wrlock(&b->tree_lock);
     for (size_t k = 0; k < mv->count; k++)
-        mqtt_topic_tree_remove(b->tree, mv->filters[k],
-                               strlen(mv->filters[k]),
+        mqtt_topic_tree_remove(b->tree, mv->filters[k], strlen(mv->filters[k]),
                                (uint64_t)(uintptr_t)mv->token);
     pthread_rwlock_unlock(&b->tree_lock);
     /* After the removal: nothing routed here reaches the token after it. */
@@ -161,11 +159,15 @@ static void finish(hm_ctx *ctx, mqtt_cluster *cl, size_t i, bool late)
     if (hm_ctx_send(ctx, mv->token, done) != HM_OK)
         hm_msg_destroy(done);
     if (late)
-        HM_LOG_WARN("MQTT-MOVE", "client %s: stopped forwarding to %s "
-                    "without every member's cut", mv->client_id, mv->to);
+        HM_LOG_WARN("MQTT-MOVE",
+                    "client %s: stopped forwarding to %s "
+                    "without every member's cut",
+                    mv->client_id, mv->to);
     else
-        HM_LOG_INFO("MQTT-MOVE", "client %s: every member routes to %s; "
-                    "forwarding ends", mv->client_id, mv->to);
+        HM_LOG_INFO("MQTT-MOVE",
+                    "client %s: every member routes to %s; "
+                    "forwarding ends",
+                    mv->client_id, mv->to);
     for (size_t k = 0; k < cl->moves[i].from_count; k++)
         hm_free(cl->moves[i].from[k]);
     hm_free(cl->moves[i].from);
@@ -258,8 +260,7 @@ void mqtt_cluster_move_check(hm_ctx *ctx, mqtt_cluster *cl)
     }
 }
 
-static void send_sync(hm_ctx *ctx, mqtt_cluster *cl, peer *p,
-                      const mv_sync *sy)
+static void send_sync(hm_ctx *ctx, mqtt_cluster *cl, peer *p, const mv_sync *sy)
 {
     json_t *j = mqtt_cluster_head(cl, "sync");
 
@@ -313,8 +314,8 @@ void mqtt_cluster_move_on_json(hm_ctx *ctx, mqtt_cluster *cl, peer *p,
         const char *to = json_string_value(json_object_get(j, "n"));
 
         if (to && (r = find_rec(cl, cid, to)) && !has_cut(r, p->name)) {
-            r->from = hm_realloc(r->from, (r->from_count + 1) *
-                                              sizeof *r->from);
+            r->from =
+                hm_realloc(r->from, (r->from_count + 1) * sizeof *r->from);
             r->from[r->from_count++] = hm_strdup(p->name);
         }
     } else { /* "sync" from p, the new owner of cid, which was at "od" */
@@ -328,13 +329,12 @@ void mqtt_cluster_move_on_json(hm_ctx *ctx, mqtt_cluster *cl, peer *p,
             cl->cut_cap = cl->cut_cap ? 2 * cl->cut_cap : 8;
             cl->cuts = hm_realloc(cl->cuts, cl->cut_cap * sizeof *cl->cuts);
         }
-        cl->cuts[cl->cut_count++] =
-            (mv_cut){.cid = hm_strdup(cid),
-                     .old = hm_strdup(old),
-                     .to = hm_strdup(p->name),
-                     .inc = (uint64_t)inc,
-                     .ver = (uint64_t)ver,
-                     .since_ms = hm_ctx_now_ms(ctx)};
+        cl->cuts[cl->cut_count++] = (mv_cut){.cid = hm_strdup(cid),
+                                             .old = hm_strdup(old),
+                                             .to = hm_strdup(p->name),
+                                             .inc = (uint64_t)inc,
+                                             .ver = (uint64_t)ver,
+                                             .since_ms = hm_ctx_now_ms(ctx)};
     }
     mqtt_cluster_move_check(ctx, cl);
 }

@@ -57,12 +57,12 @@ typedef struct mv_ids {
 } mv_ids;
 
 struct session_move {
-    bool adopted;   /* the state came; waiting for the old node's done */
-    uint32_t gen;   /* numbers the timer */
-    mv_list early;  /* before the state */
-    mv_list held;   /* routed here before the done */
-    mv_ids ids;     /* delivered from the old node */
-    hm_addr *fwd;   /* leaving: the new owner's inbox */
+    bool adopted;  /* the state came; waiting for the old node's done */
+    uint32_t gen;  /* numbers the timer */
+    mv_list early; /* before the state */
+    mv_list held;  /* routed here before the done */
+    mv_ids ids;    /* delivered from the old node */
+    hm_addr *fwd;  /* leaving: the new owner's inbox */
 };
 
 static void list_add(mv_list *l, hm_msg *m)
@@ -177,8 +177,7 @@ void mqtt_session_move_fini(mqtt_session *s)
 
 /* Runs `l`'s messages through the handler, in order, with no move state,
  * skipping those delivered from the old node already. */
-static void replay(hm_ctx *ctx, mqtt_session *s, mv_list *l,
-                   const mv_ids *ids)
+static void replay(hm_ctx *ctx, mqtt_session *s, mv_list *l, const mv_ids *ids)
 {
     for (size_t i = 0; i < l->count; i++) {
         hm_msg *m = l->v[i];
@@ -281,8 +280,7 @@ static bool forward_all(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
         m = hm_msg_create(&mqtt_mv_done_type, NULL, 0);
         send_or_drop(ctx, mv->fwd, m);
         mqtt_session_end(ctx, s);
-    } else if ((t == &mqtt_mv_done_type &&
-                from_prefix(msg, MQTT_FWD_PREFIX)) ||
+    } else if ((t == &mqtt_mv_done_type && from_prefix(msg, MQTT_FWD_PREFIX)) ||
                (t == &move_timer_type && hm_msg_arg(msg) == mv->gen)) {
         if (mv->adopted) /* the earlier move is over */
             forward_held(ctx, s);
@@ -309,8 +307,10 @@ bool mqtt_session_move_intercept(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
         if (hm_msg_arg(msg) != mv->gen)
             return true;
         if (mv->adopted) {
-            HM_LOG_WARN("MQTT-MOVE", "client %s: no word from the old node; "
-                        "going on", s->client_id);
+            HM_LOG_WARN("MQTT-MOVE",
+                        "client %s: no word from the old node; "
+                        "going on",
+                        s->client_id);
             finish_held(ctx, s);
         } else { /* no state came: they were strays after all */
             mqtt_session_move_replay_early(ctx, s);
@@ -356,10 +356,9 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
     if (relay) { /* the relay's entries first: the filters never lapse */
         pthread_rwlock_wrlock(&s->b->tree_lock);
         for (uint32_t i = 0; i < s->subs->count; i++)
-            mqtt_topic_tree_add(s->b->tree, s->subs->items[i].filter,
-                                s->subs->items[i].len,
-                                (uint64_t)(uintptr_t)token,
-                                s->subs->items[i].qos, NULL);
+            mqtt_topic_tree_add(
+                s->b->tree, s->subs->items[i].filter, s->subs->items[i].len,
+                (uint64_t)(uintptr_t)token, s->subs->items[i].qos, NULL);
         pthread_rwlock_unlock(&s->b->tree_lock);
     }
     mv = hm_calloc(1, sizeof *mv);
@@ -407,8 +406,9 @@ void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
     char name[MQTT_MSG_NAME_MAX + 1];
     hm_addr *relay;
 
-    if (!b->node || snprintf(name, sizeof name, MQTT_FWD_PREFIX "%s",
-                             client_id) >= (int)sizeof name ||
+    if (!b->node ||
+        snprintf(name, sizeof name, MQTT_FWD_PREFIX "%s", client_id) >=
+            (int)sizeof name ||
         hm_runtime_intern(b->rt, name, &relay) != HM_OK)
         return;
     for (size_t i = 0; i < count; i++)
@@ -435,10 +435,9 @@ static hm_err relay_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     char to[MQTT_MSG_NAME_MAX + 1];
     const hm_type *t = hm_msg_type(msg);
 
-    if (!r->to &&
-        (snprintf(to, sizeof to, MQTT_SESSION_PREFIX "%s",
-                  name + strlen(MQTT_FWD_PREFIX)) >= (int)sizeof to ||
-         hm_runtime_intern(r->b->rt, to, &r->to) != HM_OK))
+    if (!r->to && (snprintf(to, sizeof to, MQTT_SESSION_PREFIX "%s",
+                            name + strlen(MQTT_FWD_PREFIX)) >= (int)sizeof to ||
+                   hm_runtime_intern(r->b->rt, to, &r->to) != HM_OK))
         return HM_OK;
     if (t->to_json)
         send_or_drop(ctx, r->to, hm_msg_move(msg));
@@ -447,8 +446,7 @@ static hm_err relay_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
-static void relay_deactivate(hm_ctx *ctx, void *state,
-                             hm_deactivate_reason why)
+static void relay_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
 {
     relay *r = state;
 
@@ -544,9 +542,8 @@ static void inbox_release(hm_ctx *ctx, inbox *in)
     h->old = NULL;
     pthread_rwlock_wrlock(&in->b->tree_lock);
     for (size_t i = 0; i < in->count; i++) { /* add first: no gap */
-        mqtt_topic_tree_add(in->b->tree, in->filters[i],
-                            strlen(in->filters[i]), (uint64_t)(uintptr_t)sa,
-                            in->qos[i], NULL);
+        mqtt_topic_tree_add(in->b->tree, in->filters[i], strlen(in->filters[i]),
+                            (uint64_t)(uintptr_t)sa, in->qos[i], NULL);
         mqtt_topic_tree_remove(in->b->tree, in->filters[i],
                                strlen(in->filters[i]),
                                (uint64_t)(uintptr_t)in->self);
@@ -570,8 +567,7 @@ static void inbox_release(hm_ctx *ctx, inbox *in)
     }
     in->held.count = 0;
     pthread_rwlock_unlock(&in->b->tree_lock);
-    HM_LOG_INFO("MQTT-MOVE", "client %s: handed to its session here",
-                in->cid);
+    HM_LOG_INFO("MQTT-MOVE", "client %s: handed to its session here", in->cid);
     for (size_t i = 0; i < in->count; i++)
         hm_free(in->filters[i]);
     in->count = 0;
@@ -622,8 +618,8 @@ static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             hm_msg *tm = hm_msg_create(&inbox_timer_type, NULL, 0);
 
             in->gone = true;
-            if (hm_runtime_send_after(in->b->rt, in->self, tm,
-                                      INBOX_GRACE_MS, NULL) != HM_OK)
+            if (hm_runtime_send_after(in->b->rt, in->self, tm, INBOX_GRACE_MS,
+                                      NULL) != HM_OK)
                 hm_msg_destroy(tm);
         }
         if (in->done && in->gone)
@@ -646,8 +642,7 @@ static hm_err inbox_activate(hm_ctx *ctx, void *state)
     return HM_OK;
 }
 
-static void inbox_deactivate(hm_ctx *ctx, void *state,
-                             hm_deactivate_reason why)
+static void inbox_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
 {
     inbox *in = state;
 
