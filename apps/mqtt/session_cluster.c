@@ -154,7 +154,8 @@ typedef struct members {
 
 /* Local only: member `payload` (an owned string) is up (joined, or back
  * after a partition). */
-static const hm_type member_up_type = {.name = "mqtt.member_up"};
+static const hm_type member_up_type = {.name = "mqtt.member_up",
+                                       .free = hm_free};
 
 /* Delivers a held handoff to its session, here or wherever it is placed
  * now. Takes `m`. */
