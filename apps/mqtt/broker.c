@@ -45,6 +45,7 @@ mqtt_pub *mqtt_pub_create(const void *topic, size_t topic_len,
     p->topic_len = topic_len;
     p->payload_len = payload_len;
     p->receipt = NULL;
+    p->origin = p->seq = 0;
     p->topic = (char *)(p + 1);
     memcpy(p->topic, topic, topic_len);
     p->topic[topic_len] = '\0';
@@ -274,6 +275,14 @@ static hm_err factory(void *arg, const char *name, hm_receiver *out)
     if (strncmp(name, MQTT_FALLBACK_PREFIX, strlen(MQTT_FALLBACK_PREFIX)) ==
         0) { /* cluster mode, a partition (session_cluster.c) */
         mqtt_session_make(arg, name + strlen(MQTT_FALLBACK_PREFIX), out);
+        return HM_OK;
+    }
+    if (strncmp(name, MQTT_INBOX_PREFIX, strlen(MQTT_INBOX_PREFIX)) == 0) {
+        mqtt_inbox_make(arg, out); /* a session moving here (cluster) */
+        return HM_OK;
+    }
+    if (strncmp(name, MQTT_FWD_PREFIX, strlen(MQTT_FWD_PREFIX)) == 0) {
+        mqtt_relay_make(arg, out); /* a session moved away (cluster) */
         return HM_OK;
     }
     if (strncmp(name, MQTT_SESSION_PREFIX, plen) != 0)

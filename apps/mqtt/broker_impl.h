@@ -32,6 +32,14 @@
  * this node cannot reach now (a partition): local, clean, temporary. */
 #define MQTT_FALLBACK_PREFIX "mqtt/fallback/"
 #define MQTT_SYS_NAME "mqtt/sys"
+/* In a cluster, "mqtt/inbox/<node>/<client id>", homed on <node>: where a
+ * leaving node's session sends its state and what it forwards
+ * (session_move.c). */
+#define MQTT_INBOX_PREFIX "mqtt/inbox/"
+/* In a cluster, "mqtt/fwd/<client id>": on the node a session moved away
+ * from, the token of the subscriptions it left there, which relays what
+ * they match to the session's name (session_move.c). */
+#define MQTT_FWD_PREFIX "mqtt/fwd/"
 
 /* One listening socket; the accept callback's argument. */
 typedef struct mqtt_endpoint {
@@ -95,6 +103,11 @@ typedef struct mqtt_pub {
     mqtt_receipt *receipt;
     uint8_t qos;
     bool retain; /* the RETAIN flag to send it with */
+    /* In a cluster: the publish's identity, the same on every node it
+     * reaches (a hash of the node that routed it first, and that node's
+     * count), so a session that moves can drop the copy it gets twice
+     * (session_move.c). 0: none. */
+    uint64_t origin, seq;
     size_t topic_len;
     size_t payload_len;
     char *topic; /* NUL-terminated, inside the same allocation */
@@ -242,6 +255,13 @@ bool mqtt_session_reachable(mqtt_broker *b, const char *name);
  * the runtime, before the node stops; waits (bounded) until the handoffs
  * are queued on the links. */
 void mqtt_session_cluster_leave(mqtt_broker *b);
+/* The inbox and relay receivers (session_move.c), made by the factory. */
+void mqtt_inbox_make(mqtt_broker *b, hm_receiver *out);
+void mqtt_relay_make(mqtt_broker *b, hm_receiver *out);
+/* "mqtt/inbox/<node>/<client id>" into `out` (`cap` bytes). False if too
+ * long. */
+bool mqtt_inbox_name(char *out, size_t cap, const char *node,
+                     const char *client_id);
 /* "mqtt/members/<node>" into `out` (`cap` bytes). False if too long. */
 bool mqtt_members_name(char *out, size_t cap, const char *node);
 /* A membership event (the node's on_event, on its receiver): a member

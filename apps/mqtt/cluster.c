@@ -70,10 +70,10 @@ static json_t *cl_pub_to_json(const void *payload)
     if (!topic)
         return NULL;
     return json_pack(
-        "{s:s, s:o, s:o, s:i, s:b, s:b, s:I}", "o", cp->origin, "t", topic, "p",
-        mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
+        "{s:s, s:o, s:o, s:i, s:b, s:b, s:I, s:I}", "o", cp->origin, "t", topic,
+        "p", mqtt_cluster_b64_json(cp->pub->payload, cp->pub->payload_len), "q",
         cp->pub->qos, "d", cp->deliver, "r", cp->retain, "ts",
-        (json_int_t)cp->ts);
+        (json_int_t)cp->ts, "n", (json_int_t)(cp->pub->seq & INT64_MAX));
 }
 
 static hm_err cl_pub_from_json(const json_t *j, void **out)
@@ -82,16 +82,16 @@ static hm_err cl_pub_from_json(const json_t *j, void **out)
     json_t *topic;
     size_t b64_len;
     int qos, deliver, retain;
-    json_int_t ts;
+    json_int_t ts, seq = 0;
     uint8_t *data;
     size_t data_len;
     cl_pub *cp;
 
-    if (json_unpack((json_t *)j, "{s:s, s:o, s:s%, s:i, s:b, s:b, s:I}", "o",
-                    &origin, "t", &topic, "p", &b64, &b64_len, "q", &qos, "d",
-                    &deliver, "r", &retain, "ts", &ts) != 0 ||
+    if (json_unpack((json_t *)j, "{s:s, s:o, s:s%, s:i, s:b, s:b, s:I, s?I}",
+                    "o", &origin, "t", &topic, "p", &b64, &b64_len, "q", &qos,
+                    "d", &deliver, "r", &retain, "ts", &ts, "n", &seq) != 0 ||
         !json_is_string(topic) || !hm_wire_name_is_valid(origin) || qos < 0 ||
-        qos > 2 || ts < 0 ||
+        qos > 2 || ts < 0 || seq < 0 ||
         !mqtt_topic_name_is_valid(json_string_value(topic),
                                   json_string_length(topic)) ||
         mqtt_cluster_b64_decode(b64, b64_len, &data, &data_len) != HM_OK)
@@ -101,6 +101,10 @@ static hm_err cl_pub_from_json(const json_t *j, void **out)
         mqtt_pub_create(json_string_value(topic), json_string_length(topic),
                         data, data_len, (uint8_t)qos, false);
     hm_free(data);
+    if (seq > 0) {
+        cp->pub->origin = mqtt_cluster_node_hash(origin);
+        cp->pub->seq = (uint64_t)seq;
+    }
     cp->deliver = deliver;
     cp->retain = retain;
     cp->ts = (uint64_t)ts;
@@ -117,6 +121,11 @@ static const hm_type cl_filter_type = {.name = "mqtt.cl.filter",
                                        .free = hm_free};
 static const hm_type cl_member_type = {.name = "mqtt.cl.member",
                                        .free = hm_free};
+/* Local only: greet the members up but not greeted yet (their fanout was
+ * not in presence yet); arg: tries left. */
+static const hm_type cl_regreet_type = {.name = "mqtt.cl.regreet"};
+#define REGREET_MS 10u
+#define REGREET_TRIES 100u
 
 static uint64_t wall_us(void)
 {
@@ -172,6 +181,14 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
     uint64_t ts = 0;
 
     retain = retain && !b->cfg.retain_unavailable;
+    if (!local_only && pub->seq == 0) {
+        /* Not yet shared: the routes below carry the identity. relaxed:
+         * numbers need only be unique. */
+        pub->origin = cl->self_hash;
+        pub->seq =
+            atomic_fetch_add_explicit(&cl->next_seq, 1, memory_order_relaxed) +
+            1;
+    }
     if (retain) {
         pthread_rwlock_wrlock(&b->retain_lock);
         if (local_only) {
@@ -241,6 +258,28 @@ static void on_filter_change(void *arg, const char *filter, size_t len,
         hm_msg_destroy(m);
 }
 
+/* A member that just came up is greeted as soon as presence knows its
+ * fanout, not at the next tick: a session moving there waits for it
+ * (cluster_move.c). */
+static void regreet(hm_ctx *ctx, mqtt_cluster *cl, uint64_t tries)
+{
+    bool missing = false;
+    hm_msg *m;
+
+    for (size_t i = 0; i < cl->peer_count; i++) {
+        peer *p = &cl->peers[i];
+
+        if (p->up && p->fanout && !p->greeted)
+            mqtt_cluster_greet(cl, ctx, p);
+        missing = missing || (p->up && p->fanout && !p->greeted);
+    }
+    if (!missing || tries == 0)
+        return;
+    m = hm_msg_create(&cl_regreet_type, NULL, tries - 1);
+    if (hm_runtime_send_after(cl->rt, cl->fanout, m, REGREET_MS, NULL) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 static void on_member(hm_ctx *ctx, mqtt_cluster *cl, const cl_member *m)
 {
     peer *p = mqtt_cluster_peer_get(cl, m->name);
@@ -253,7 +292,7 @@ static void on_member(hm_ctx *ctx, mqtt_cluster *cl, const cl_member *m)
         p->up = true;
         pthread_rwlock_unlock(&cl->lock);
         p->greeted = false;
-        mqtt_cluster_greet(cl, ctx, p);
+        regreet(ctx, cl, REGREET_TRIES);
         break;
     case HM_MEMBER_EV_DEAD:
     case HM_MEMBER_EV_LEFT:
@@ -311,6 +350,12 @@ static hm_err fanout_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         on_member(ctx, cl, hm_msg_payload(msg));
     else if (t == &hm_type_tick)
         mqtt_cluster_tick(ctx, cl);
+    else if (t == &cl_regreet_type)
+        regreet(ctx, cl, hm_msg_arg(msg));
+    else if (t == &mqtt_mv_begin_type)
+        mqtt_cluster_move_on_begin(ctx, cl, msg);
+    else if (t == &mqtt_mv_sync_type)
+        mqtt_cluster_move_on_sync_req(ctx, cl, hm_msg_payload(msg));
     return HM_OK;
 }
 
@@ -426,6 +471,7 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
         return err;
     }
     snprintf(cl->self, sizeof cl->self, "%s", hm_node_name(cl->node));
+    cl->self_hash = mqtt_cluster_node_hash(cl->self);
     snprintf(cl->fanout_name, sizeof cl->fanout_name, MQTT_FANOUT_PREFIX "%s",
              cl->self);
     cl->inc = hm_node_inc(cl->node);
@@ -499,6 +545,7 @@ void mqtt_cluster_destroy(mqtt_cluster *cl)
         return;
     for (size_t i = 0; i < cl->peer_count; i++)
         json_decref(cl->peers[i].stage);
+    mqtt_cluster_move_fini(cl);
     /* The addresses died with the runtime (runtime.h). */
     hm_free(cl->peers);
     mqtt_interest_destroy(cl->interest);

@@ -65,6 +65,33 @@ typedef void (*mqtt_sys_put_fn)(void *arg, const char *topic,
                                 const char *value);
 void mqtt_cluster_sys(mqtt_cluster *cl, mqtt_sys_put_fn put, void *arg);
 
+/* A session moving away from this node (a member joined and placement
+ * moved it, or this node is leaving): its subscriptions stay in this
+ * node's tree under `token`, so what matches here still reaches it, until
+ * every live member has the new owner's filters (cluster_move.c). */
+typedef struct mqtt_move {
+    char *client_id; /* owned */
+    char *to;        /* owned: the new owner's node name */
+    hm_addr *token;  /* owned reference: the entries' token, told when done */
+    char **filters;  /* owned, `count` NUL-terminated filters */
+    size_t count;
+} mqtt_move;
+
+/* Starts forwarding for `mv` (taken): when every live member has the new
+ * owner's filters (or after a bound), the entries go and "mqtt.mv.done"
+ * goes to the token. Thread-safe. */
+void mqtt_cluster_move_begin(mqtt_cluster *cl, mqtt_move *mv);
+/* The session `client_id` (borrowed) was adopted here from node `old`
+ * (borrowed) and its filters are in the tree: every member is told, after
+ * our filters, so that `old` learns when it may stop forwarding.
+ * Thread-safe. */
+void mqtt_cluster_move_sync(mqtt_cluster *cl, const char *client_id,
+                            const char *old);
+/* The number of moves still forwarding from here. Thread-safe. */
+uint32_t mqtt_cluster_moves_open(mqtt_cluster *cl);
+/* Frees `mv` (taken; NULL accepted). */
+void mqtt_move_destroy(mqtt_move *mv);
+
 /* Frees the node. After hm_runtime_destroy(). Accepts NULL. */
 void mqtt_cluster_destroy(mqtt_cluster *cl);
 

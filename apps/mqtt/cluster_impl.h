@@ -68,6 +68,18 @@ struct mqtt_cluster {
     mqtt_retain_store *stamps;
     uint64_t last_ts;
     uint64_t retain_digest;
+    /* Publishes routed here are numbered (mqtt_pub.origin, seq). */
+    uint64_t self_hash;
+    _Atomic uint64_t next_seq; /* relaxed: numbers need only be unique */
+    /* Fanout only: sessions moving away (cluster_move.c), and cuts this
+     * node owes an old owner once it has the new owner's filters. */
+    struct mv_rec *moves;
+    size_t move_count, move_cap;
+    struct mv_cut *cuts;
+    size_t cut_count, cut_cap;
+    struct mv_sync *syncs; /* sent as a new owner, for late greetings */
+    size_t sync_count, sync_cap;
+    _Atomic uint32_t moves_open; /* relaxed: read by a clean leave */
     /* Counters, relaxed: statistics for $SYS. */
     _Atomic uint64_t pubs_sent;     /* publishes sent to other nodes */
     _Atomic uint64_t pubs_received; /* publishes received from them */
@@ -91,6 +103,29 @@ typedef struct cl_filter {
     size_t len;
     char filter[];
 } cl_filter;
+
+/* Local only: mqtt_cluster_move_begin()'s and _sync()'s messages. */
+extern const hm_type mqtt_mv_begin_type, mqtt_mv_sync_type;
+
+/* ------------------------------------------------- cluster_move.c */
+
+/* The identity hash of node name `name`. */
+uint64_t mqtt_cluster_node_hash(const char *name);
+/* The fanout's side of moves; each runs on the fanout receiver. */
+void mqtt_cluster_move_on_begin(hm_ctx *ctx, mqtt_cluster *cl, hm_msg *msg);
+void mqtt_cluster_move_on_sync_req(hm_ctx *ctx, mqtt_cluster *cl,
+                                   const mqtt_move *mv);
+/* Peer `p` was just greeted: the syncs it missed. */
+void mqtt_cluster_move_on_greet(hm_ctx *ctx, mqtt_cluster *cl, peer *p);
+/* "sync" and "cut" from peer `p`. */
+void mqtt_cluster_move_on_json(hm_ctx *ctx, mqtt_cluster *cl, peer *p,
+                               const char *kind, const json_t *j);
+/* Pending cuts and overdue moves; also after filters from a peer change. */
+void mqtt_cluster_move_check(hm_ctx *ctx, mqtt_cluster *cl);
+void mqtt_cluster_move_fini(mqtt_cluster *cl);
+/* cluster_sync.c: the JSON head {"k", "o", "i", "v"} and sending it. */
+json_t *mqtt_cluster_head(mqtt_cluster *cl, const char *kind);
+void mqtt_cluster_send_json(hm_ctx *ctx, peer *p, json_t *j);
 
 /* ------------------------------------------------- cluster_sync.c */
 

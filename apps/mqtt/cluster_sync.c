@@ -141,7 +141,7 @@ bool mqtt_cluster_retain_apply(mqtt_cluster *cl, const char *topic, size_t len,
 
 /* ------------------------------------------------------ fanout: send */
 
-static void send_json(hm_ctx *ctx, peer *p, json_t *j)
+void mqtt_cluster_send_json(hm_ctx *ctx, peer *p, json_t *j)
 {
     hm_msg *m;
 
@@ -152,7 +152,7 @@ static void send_json(hm_ctx *ctx, peer *p, json_t *j)
         hm_msg_destroy(m);
 }
 
-static json_t *head(mqtt_cluster *cl, const char *kind)
+json_t *mqtt_cluster_head(mqtt_cluster *cl, const char *kind)
 {
     return json_pack("{s:s, s:s, s:I, s:I}", "k", kind, "o", cl->self, "i",
                      (json_int_t)cl->inc, "v", (json_int_t)cl->ver);
@@ -194,12 +194,12 @@ static void send_parts(mqtt_cluster *cl, hm_ctx *ctx, peer *p, const char *kind,
         n = 1;
     }
     for (size_t i = 0; i < n; i++) {
-        json_t *j = head(cl, kind);
+        json_t *j = mqtt_cluster_head(cl, kind);
 
         json_object_set_new(j, "part", json_integer((json_int_t)i));
         json_object_set_new(j, "parts", json_integer((json_int_t)n));
         json_object_set(j, field, json_array_get(sb->parts, i));
-        send_json(ctx, p, j);
+        mqtt_cluster_send_json(ctx, p, j);
     }
     json_decref(sb->parts);
 }
@@ -267,6 +267,7 @@ void mqtt_cluster_greet(mqtt_cluster *cl, hm_ctx *ctx, peer *p)
     p->greeted = true;
     send_filters(cl, ctx, p);
     send_retained(cl, ctx, p);
+    mqtt_cluster_move_on_greet(ctx, cl, p);
 }
 
 static void ask(mqtt_cluster *cl, hm_ctx *ctx, peer *p, const char *kind,
@@ -277,7 +278,7 @@ static void ask(mqtt_cluster *cl, hm_ctx *ctx, peer *p, const char *kind,
     if (*last_ms && now - *last_ms < REQUEST_RETRY_MS)
         return;
     *last_ms = now;
-    send_json(ctx, p, head(cl, kind));
+    mqtt_cluster_send_json(ctx, p, mqtt_cluster_head(cl, kind));
 }
 
 /* --------------------------------------------------- fanout: peers */
@@ -350,9 +351,9 @@ void mqtt_cluster_local_filter(hm_ctx *ctx, mqtt_cluster *cl,
 
         if (!p->up || !p->greeted)
             continue;
-        j = head(cl, f->added ? "add" : "del");
+        j = mqtt_cluster_head(cl, f->added ? "add" : "del");
         json_object_set_new(j, "f", json_stringn(f->filter, f->len));
-        send_json(ctx, p, j);
+        mqtt_cluster_send_json(ctx, p, j);
     }
 }
 
@@ -505,6 +506,10 @@ void mqtt_cluster_on_json(hm_ctx *ctx, mqtt_cluster *cl, const json_t *j)
         send_retained(cl, ctx, p);
     else if (strcmp(kind, "digest") == 0)
         on_digest(ctx, cl, p, (uint64_t)inc, (uint64_t)ver, j);
+    else if (strcmp(kind, "sync") == 0 || strcmp(kind, "cut") == 0)
+        mqtt_cluster_move_on_json(ctx, cl, p, kind, j);
+    if (cl->cut_count > 0) /* its filters may have caught up */
+        mqtt_cluster_move_check(ctx, cl);
 }
 
 void mqtt_cluster_tick(hm_ctx *ctx, mqtt_cluster *cl)
@@ -512,6 +517,7 @@ void mqtt_cluster_tick(hm_ctx *ctx, mqtt_cluster *cl)
     uint64_t rd;
     char buf[24];
 
+    mqtt_cluster_move_check(ctx, cl);
     pthread_rwlock_rdlock(&cl->b->retain_lock);
     rd = cl->retain_digest;
     pthread_rwlock_unlock(&cl->b->retain_lock);
@@ -526,8 +532,8 @@ void mqtt_cluster_tick(hm_ctx *ctx, mqtt_cluster *cl)
             mqtt_cluster_greet(cl, ctx, p);
             continue;
         }
-        j = head(cl, "digest");
+        j = mqtt_cluster_head(cl, "digest");
         json_object_set_new(j, "rd", json_string(buf));
-        send_json(ctx, p, j);
+        mqtt_cluster_send_json(ctx, p, j);
     }
 }

@@ -179,75 +179,6 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 
 /* ----------------------------------------------------- subscriptions */
 
-uint32_t mqtt_session_sub_count(const mqtt_session *s)
-{
-    return s->subs ? s->subs->count : 0;
-}
-
-void mqtt_session_remember_sub(mqtt_session *s, const mqtt_bytes *f,
-                               uint8_t qos)
-{
-    sub_list *l = s->subs;
-
-    for (uint32_t i = 0; i < mqtt_session_sub_count(s); i++) {
-        if (l->items[i].len == f->len &&
-            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
-            l->items[i].qos = qos;
-            return;
-        }
-    }
-    if (!l || l->count == l->cap) {
-        uint32_t cap = l ? l->cap * 2 : 4;
-
-        l = hm_realloc(l, sizeof *l + cap * sizeof l->items[0]);
-        if (!s->subs)
-            l->count = 0;
-        l->cap = cap;
-        s->subs = l;
-    }
-    l->items[l->count++] =
-        (sub){.filter = hm_strndup((const char *)f->ptr, f->len),
-              .len = f->len,
-              .qos = qos};
-}
-
-static void forget_sub(mqtt_session *s, const mqtt_bytes *f)
-{
-    sub_list *l = s->subs;
-
-    for (uint32_t i = 0; i < mqtt_session_sub_count(s); i++) {
-        if (l->items[i].len == f->len &&
-            memcmp(l->items[i].filter, f->ptr, f->len) == 0) {
-            hm_free(l->items[i].filter);
-            l->items[i] = l->items[--l->count];
-            break;
-        }
-    }
-    if (l && l->count == 0) {
-        hm_free(l);
-        s->subs = NULL;
-    }
-}
-
-/* Removes every subscription from the tree (under the write lock: after
- * it, no router holds our token) and forgets them. */
-static void drop_subs(mqtt_session *s)
-{
-    sub_list *l = s->subs;
-
-    if (!l)
-        return;
-    pthread_rwlock_wrlock(&s->b->tree_lock);
-    for (uint32_t i = 0; i < l->count; i++)
-        mqtt_topic_tree_remove(s->b->tree, l->items[i].filter, l->items[i].len,
-                               token(s));
-    pthread_rwlock_unlock(&s->b->tree_lock);
-    for (uint32_t i = 0; i < l->count; i++)
-        hm_free(l->items[i].filter);
-    hm_free(l);
-    s->subs = NULL;
-}
-
 typedef struct retained_batch {
     mqtt_pub **pubs;
     size_t count, cap;
@@ -329,7 +260,7 @@ static void on_unsubscribe(mqtt_session *s, const mqtt_subscribe *u)
     while (mqtt_sub_iter_next(&it, &r)) {
         if (mqtt_topic_tree_remove(s->b->tree, (const char *)r.filter.ptr,
                                    r.filter.len, token(s)) == HM_OK)
-            forget_sub(s, &r.filter);
+            mqtt_session_forget_sub(s, &r.filter);
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
     mqtt_session_mark_dirty(s);
@@ -429,7 +360,7 @@ static void shed_outbox(mqtt_session *s)
 
 static void forget_state(mqtt_session *s)
 {
-    drop_subs(s);
+    mqtt_session_drop_subs(s);
     mqtt_outbox_destroy(s->out);
     s->out = NULL;
     mqtt_qos2_box_destroy(s->in_qos2);
@@ -685,11 +616,13 @@ static void on_deliver(mqtt_session *s, hm_msg *msg)
         mqtt_receipt_release(r);
 }
 
-static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 {
     mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
+    if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
+        return HM_OK; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {
         on_restore(s, hm_msg_payload(msg));
         return HM_OK;
@@ -718,8 +651,11 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     }
     if (t == &mqtt_handoff_type) {
         mqtt_session_on_handoff(ctx, s, hm_msg_payload(msg));
+        mqtt_session_move_replay_early(ctx, s);
         return HM_OK;
     }
+    if (!s->attached_ever && mqtt_session_move_early(ctx, s, msg))
+        return HM_OK; /* in a cluster, a state may follow (a move) */
     if (!s->attached_ever) {
         /* A message for a session no client holds: a delivery or ack that
          * raced the end of a clean session. Nothing to keep. */
@@ -741,9 +677,7 @@ static hm_err session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &mqtt_node_gone_type) {
         mqtt_session_on_node_gone(ctx, s, hm_msg_payload(msg));
     } else if (t == &mqtt_leave_type) {
-        if (s->persistent || s->conn_addr)
-            mqtt_session_hand_over(s, hm_msg_payload(msg));
-        mqtt_session_end(ctx, s);
+        mqtt_session_move_leave(ctx, s, hm_msg_payload(msg));
     } else if (t == &takeover_timer_type) {
         if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
             HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
@@ -782,15 +716,23 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     /* Ended by the cluster (its node is no longer the owner), not by
      * itself: the state goes to the new owner. */
     if (why == HM_DEACTIVATE_REQUESTED && !s->ending && s->b->node &&
-        s->attached_ever && (s->persistent || s->conn_addr))
+        s->attached_ever && (s->persistent || s->conn_addr)) {
+        char to[HM_NODE_NAME_MAX + 1];
+
         mqtt_session_hand_over(s, NULL);
+        /* Our entries stay in the tree, forwarding, until every member
+         * routes to the new owner (cluster_move.c owns them now). */
+        if (hm_node_lookup(s->b->node, hm_addr_name(s->self), to) == HM_OK)
+            mqtt_session_move_away(s, to, true);
+    }
+    mqtt_session_move_fini(s);
     if (s->pending_from) { /* its CONNACK will not come from here */
         hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
 
         if (hm_runtime_send(s->b->rt, s->pending_from, m) != HM_OK)
             hm_msg_destroy(m);
     }
-    drop_subs(s); /* before the token (self) goes */
+    mqtt_session_drop_subs(s); /* before the token (self) goes */
     mqtt_session_let_go(s);
     hm_addr_release(s->old_conn_addr);
     hm_addr_release(s->pending_from);
@@ -822,7 +764,7 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
     s->b = b;
     /* relaxed: a statistic. */
     atomic_fetch_add_explicit(&b->sessions, 1, memory_order_relaxed);
-    *out = (hm_receiver){.handler = session_handle,
+    *out = (hm_receiver){.handler = mqtt_session_handle,
                          .state = s,
                          .hooks = &session_hooks,
                          .pinned = true};

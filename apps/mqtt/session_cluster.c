@@ -18,6 +18,7 @@
  * connection) holds the state until the leaver is gone from its view, so
  * that the session's name then resolves here, and delivers it. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/cluster.h"
 #include "apps/mqtt/session_impl.h"
 #include "apps/mqtt/session_state.h"
 
@@ -28,8 +29,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define MEMBERS_PREFIX "mqtt/members/"
+/* The longest a clean leave waits for its sessions' moves. */
+#define LEAVE_WAIT_MS 6000
 /* Members listed for a leave: far more than a cluster has. */
 #define MAX_MEMBERS 256
 
@@ -47,11 +51,30 @@ bool mqtt_session_is_placed(void *b, const char *name)
            0;
 }
 
+bool mqtt_inbox_name(char *out, size_t cap, const char *node,
+                     const char *client_id)
+{
+    int n = snprintf(out, cap, MQTT_INBOX_PREFIX "%s/%s", node, client_id);
+
+    return n > 0 && (size_t)n < cap;
+}
+
 bool mqtt_conn_home(void *b, const char *name, char *node_out)
 {
     size_t plen = strlen(MEMBERS_PREFIX);
+    size_t ilen = strlen(MQTT_INBOX_PREFIX);
+    const char *slash;
 
     (void)b;
+    if (strncmp(name, MQTT_INBOX_PREFIX, ilen) == 0) {
+        slash = strchr(name + ilen, '/');
+        if (!slash || slash == name + ilen ||
+            (size_t)(slash - name - ilen) > HM_NODE_NAME_MAX)
+            return false;
+        memcpy(node_out, name + ilen, (size_t)(slash - name - ilen));
+        node_out[slash - name - ilen] = '\0';
+        return true;
+    }
     if (strncmp(name, MEMBERS_PREFIX, plen) == 0) {
         if (strlen(name + plen) == 0 || strlen(name + plen) > HM_NODE_NAME_MAX)
             return false;
@@ -90,7 +113,8 @@ static void collect(void *arg, const char *name)
 
     if (strncmp(name, MQTT_CONN_PREFIX, strlen(MQTT_CONN_PREFIX)) != 0 &&
         (l->conns_only ||
-         strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) != 0))
+         (strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) != 0 &&
+          strncmp(name, MQTT_INBOX_PREFIX, strlen(MQTT_INBOX_PREFIX)) != 0)))
         return;
     if (l->count == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
@@ -386,6 +410,12 @@ void mqtt_session_cluster_leave(mqtt_broker *b)
         /* The handoffs reach the links before the node says goodbye. */
         hm_runtime_wait_idle(b->rt, 1000);
     }
+    /* What still reaches us is forwarded until every member routes to
+     * the new owners (cluster_move.c), within a bound. */
+    for (int i = 0; i < LEAVE_WAIT_MS / 5 &&
+                    mqtt_cluster_moves_open(b->cluster) > 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+    hm_runtime_wait_idle(b->rt, 1000); /* the dones onto the links */
 }
 
 void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
@@ -556,8 +586,8 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
 
 /* Membership moved this session to another node: send the state there
  * (to our own address, which now routes to the new owner). Or this node is
- * leaving: send it to `owner`'s "mqtt/members/<owner>", which holds it
- * until we are gone from its view. */
+ * leaving: send it to `owner`'s inbox ("mqtt/inbox/<owner>/<client id>",
+ * session_inbox.c), which holds it until we are gone from its view. */
 void mqtt_session_hand_over(mqtt_session *s, const char *owner)
 {
     char name[MQTT_MSG_NAME_MAX + 1];
@@ -575,10 +605,12 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
         h->client_id = hm_strdup(s->client_id);
         h->from = hm_strdup(hm_node_name(s->b->node));
     }
+    /* This node forwards what still reaches it (session_move.c). */
+    h->old = hm_strdup(hm_node_name(s->b->node));
     m = hm_msg_create(&mqtt_handoff_type, h, 0);
     if (!owner)
         err = hm_runtime_send(s->b->rt, s->self, m);
-    else if (mqtt_members_name(name, sizeof name, owner))
+    else if (mqtt_inbox_name(name, sizeof name, owner, s->client_id))
         err = hm_runtime_send_name(s->b->rt, name, m);
     else
         err = HM_EINVAL;
@@ -622,6 +654,16 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     }
     for (size_t i = 0; i < st.sub_count; i++)
         restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    if (s->subs) { /* back where it moved away from: its own entries now */
+        char **f = hm_calloc(s->subs->count, sizeof *f);
+
+        for (uint32_t i = 0; i < s->subs->count; i++)
+            f[i] = s->subs->items[i].filter;
+        pthread_rwlock_wrlock(&s->b->tree_lock);
+        mqtt_session_move_unrelay(s->b, s->client_id, f, s->subs->count);
+        pthread_rwlock_unlock(&s->b->tree_lock);
+        hm_free(f);
+    }
     if (!s->out && st.inflight_count + st.queued_count > 0)
         s->out = mqtt_session_new_outbox(s->b, false);
     mqtt_qos2_box_destroy(s->in_qos2);
@@ -638,6 +680,9 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
                 (size_t)mqtt_session_sub_count(s));
     /* A durable session is saved here from now on. */
     mqtt_session_mark_dirty(s);
+    /* The old node forwards until every member routes here. */
+    if (h->old && strcmp(h->old, hm_node_name(s->b->node)) != 0)
+        mqtt_session_move_adopted(s, h->old);
     if (h->from && h->conn && lived_on_name(h->conn, h->from)) {
         /* It left with its node: the client reconnects elsewhere. */
         hm_free(h->conn);

@@ -65,7 +65,10 @@ typedef struct mqtt_session {
     mqtt_outbox *out; /* NULL: nothing waits or is in flight */
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
     session_dur *dur; /* persistence; NULL until needed */
+    struct session_move *mv; /* a move between nodes; NULL: none */
 } mqtt_session;
+
+typedef struct session_move session_move;
 
 /* Our subscriber token in the tree: our own address. */
 static inline uint64_t token(const mqtt_session *s)
@@ -127,6 +130,45 @@ void mqtt_session_end(hm_ctx *ctx, mqtt_session *s);
  * (taken, may be NULL) are its inbound QoS 2 ids. */
 void mqtt_session_finish_takeover(hm_ctx *ctx, mqtt_session *s,
                                   mqtt_qos2_ids *ids);
+
+/* The receiver's handler (session.c), for messages replayed after a move. */
+hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg);
+/* session_subs.c: forgets subscription `f` (borrowed; the tree is the
+ * caller's). */
+void mqtt_session_forget_sub(mqtt_session *s, const mqtt_bytes *f);
+/* Removes every subscription from the tree (under the write lock: after
+ * it, no router holds our token) and forgets them. */
+void mqtt_session_drop_subs(mqtt_session *s);
+/* Forgets the subscription list, leaving the tree as it is. */
+void mqtt_session_forget_subs(mqtt_session *s);
+
+/* ------------------------------------------------ in session_move.c */
+
+/* While s->mv is set: whether it took `msg` (borrowed; held, kept or
+ * forwarded). */
+bool mqtt_session_move_intercept(hm_ctx *ctx, mqtt_session *s, hm_msg *msg);
+/* A message before any client or state (cluster mode): keeps it for a
+ * state that may follow. Returns whether it did. */
+bool mqtt_session_move_early(hm_ctx *ctx, mqtt_session *s, hm_msg *msg);
+/* The state came from node `old` (borrowed) and the subscriptions are in
+ * the tree: hold what this node routes until the old node's done. */
+void mqtt_session_move_adopted(mqtt_session *s, const char *old);
+/* After the state: the messages kept before it, through the handler. */
+void mqtt_session_move_replay_early(hm_ctx *ctx, mqtt_session *s);
+/* Placement moved us to node `to` (`relay`: the entries pass to the token
+ * "mqtt/fwd/<client id>"), or we leave (they stay ours, forwarding):
+ * cluster_move.c removes them once every member routes to `to`. Returns
+ * whether a move began. */
+bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay);
+/* This node leaves: hand the state to `owner`'s inbox and forward. */
+void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner);
+/* Removes the entries that a move away from here left for `client_id`
+ * (borrowed), of `filters` (borrowed): it is back. Under the tree's write
+ * lock. */
+void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
+                               char *const *filters, size_t count);
+/* Frees the move state. */
+void mqtt_session_move_fini(mqtt_session *s);
 
 /* --------------------------------------------- in session_cluster.c */
 

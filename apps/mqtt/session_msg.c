@@ -340,6 +340,10 @@ json_t *mqtt_pub_to_json(const void *p)
     json_object_set_new(o, "payload", json_string(s));
     json_object_set_new(o, "qos", json_integer(pub->qos));
     json_object_set_new(o, "retain", json_boolean(pub->retain));
+    if (pub->seq) { /* its identity in a cluster (broker_impl.h) */
+        json_object_set_new(o, "og", json_integer((json_int_t)(pub->origin & INT64_MAX)));
+        json_object_set_new(o, "sq", json_integer((json_int_t)(pub->seq & INT64_MAX)));
+    }
     hm_free(s);
     return o;
 }
@@ -347,7 +351,8 @@ json_t *mqtt_pub_to_json(const void *p)
 hm_err mqtt_pub_from_json(const json_t *j, void **out)
 {
     const char *topic, *payload;
-    const json_t *q;
+    const json_t *q, *og, *sq;
+    mqtt_pub *pub;
     uint8_t *bytes;
     size_t len;
     bool retain;
@@ -364,8 +369,20 @@ hm_err mqtt_pub_from_json(const json_t *j, void **out)
     if (mqtt_base64_decode(payload, MQTT_MSG_DATA_MAX, &bytes, &len) !=
         HM_OK)
         return HM_EPROTO;
-    *out = mqtt_pub_create(topic, strlen(topic), bytes, len,
-                           (uint8_t)json_integer_value(q), retain);
+    og = json_object_get(j, "og");
+    sq = json_object_get(j, "sq");
+    if ((og || sq) && (!json_is_integer(og) || !json_is_integer(sq) ||
+                       json_integer_value(sq) <= 0)) {
+        hm_free(bytes);
+        return HM_EPROTO;
+    }
+    pub = mqtt_pub_create(topic, strlen(topic), bytes, len,
+                          (uint8_t)json_integer_value(q), retain);
+    if (sq) {
+        pub->origin = (uint64_t)json_integer_value(og);
+        pub->seq = (uint64_t)json_integer_value(sq);
+    }
+    *out = pub;
     hm_free(bytes);
     return HM_OK;
 }
@@ -380,6 +397,7 @@ void mqtt_handoff_destroy(void *p)
         return;
     hm_free(h->client_id);
     hm_free(h->from);
+    hm_free(h->old);
     hm_free(h->conn);
     hm_free(h->username);
     hm_free(h->state);
@@ -398,6 +416,7 @@ json_t *mqtt_handoff_to_json(const void *p)
     o = json_object();
     set_opt_str(o, "cid", h->client_id);
     set_opt_str(o, "from", h->from);
+    set_opt_str(o, "old", h->old);
     set_opt_str(o, "conn", h->conn);
     set_opt_str(o, "user", h->username);
     json_object_set_new(o, "ws", json_boolean(h->ws));
@@ -410,13 +429,15 @@ json_t *mqtt_handoff_to_json(const void *p)
 
 hm_err mqtt_handoff_from_json(const json_t *j, void **out)
 {
-    const char *conn, *user, *state, *cid, *from;
+    const char *conn, *user, *state, *cid, *from, *old;
     mqtt_handoff h = {0}, *hp;
 
     if (!json_is_object(j) ||
         get_str(j, "cid", true, STR_MAX, &cid) != HM_OK ||
         get_str(j, "from", true, MQTT_MSG_NAME_MAX, &from) != HM_OK ||
+        get_str(j, "old", true, MQTT_MSG_NAME_MAX, &old) != HM_OK ||
         (cid && cid[0] == '\0') || (from && from[0] == '\0') ||
+        (old && old[0] == '\0') ||
         get_str(j, "conn", true, MQTT_MSG_NAME_MAX, &conn) != HM_OK ||
         get_str(j, "user", true, STR_MAX, &user) != HM_OK ||
         get_str(j, "state", false, SIZE_MAX, &state) != HM_OK ||
@@ -433,6 +454,7 @@ hm_err mqtt_handoff_from_json(const json_t *j, void **out)
     hp->username = user ? hm_strdup(user) : NULL;
     hp->client_id = cid ? hm_strdup(cid) : NULL;
     hp->from = from ? hm_strdup(from) : NULL;
+    hp->old = old ? hm_strdup(old) : NULL;
     *out = hp;
     return HM_OK;
 }
@@ -523,6 +545,9 @@ const hm_type mqtt_handoff_type = {.name = "mqtt.handoff",
                                    .free = mqtt_handoff_destroy,
                                    .to_json = mqtt_handoff_to_json,
                                    .from_json = mqtt_handoff_from_json};
+const hm_type mqtt_mv_done_type = {.name = "mqtt.mv.done",
+                                   .to_json = empty_to_json,
+                                   .from_json = empty_from_json};
 const hm_type mqtt_deliver_type = {.name = "mqtt.deliver",
                                    .free = mqtt_pub_release,
                                    .to_json = mqtt_pub_to_json,
@@ -534,7 +559,7 @@ hm_err mqtt_session_msg_register(hm_runtime *rt)
         &mqtt_attach_type, &mqtt_forward_type, &mqtt_out_type,
         &mqtt_attached_type, &mqtt_detach_type, &mqtt_ack_type,
         &mqtt_moved_type, &mqtt_lost_type, &mqtt_kick_type, &mqtt_done_type,
-        &mqtt_handoff_type, &mqtt_deliver_type};
+        &mqtt_handoff_type, &mqtt_deliver_type, &mqtt_mv_done_type};
     hm_err err;
 
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -104,6 +104,8 @@ extern const hm_type mqtt_deliver_type;
 typedef struct mqtt_handoff {
     char *client_id; /* owned, or NULL (sent to the session itself) */
     char *from;      /* owned: the node it leaves, or NULL */
+    char *old;       /* owned: the node that forwards during the move
+                        (cluster_move.c), or NULL */
     char *conn;      /* owned: the attached connection, or NULL (away) */
     char *username;  /* owned, or NULL */
     bool ws;         /* the connection speaks MQTT over WebSocket */
@@ -116,6 +118,10 @@ extern const hm_type mqtt_handoff_type;
 void mqtt_handoff_destroy(void *handoff);
 struct json_t *mqtt_handoff_to_json(const void *handoff);
 hm_err mqtt_handoff_from_json(const struct json_t *j, void **out);
+
+/* The old node's fanout -> a moved session (its token): nothing more is
+ * forwarded after this (cluster_move.c). No payload. */
+extern const hm_type mqtt_mv_done_type;
 
 /* The cluster receiver -> every connection and session on this node: node
  * `payload` (an owned string) is gone; whatever lived there is lost. Never

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -317,6 +318,119 @@ class Leave(ClusterTest):
         self.assertFalse(live.disconnected.is_set())
         live.disconnect()
         self.assert_queue_kept(n2, away_id, prefix + "/away", n1)
+
+
+class MoveUnderLoad(ClusterTest):
+    """Issue 8: a session that moves while QoS 1 messages stream to it
+    loses none. Two nodes; a third joins (placement moves the session to
+    it) and then stops cleanly (its sessions go back)."""
+    NAMES = ["m1", "m2"]
+
+    def test_a_moving_session_loses_no_qos1_message(self):
+        m1, m2 = (self.node(n) for n in self.NAMES)
+        three = self.NAMES + ["m3"]
+        while True:
+            cid = unique("mover")
+            if owner("mqtt/session/" + cid, self.NAMES) == "m1" and \
+                    owner("mqtt/session/" + cid, three) == "m3":
+                break
+        prefix = unique("move")
+        topic = prefix + "/load"
+        sub = Client(m1.port, client_id=cid, clean=False)
+        sub.subscribe(prefix + "/#", 1)
+        ensure_routes(sub, prefix, self.nodes)
+        pub = Client(m2.port, client_id=cid_on("m2", self.NAMES, "pub"))
+        stop = threading.Event()
+        sent = []
+
+        def publish():
+            infos = []
+            while not stop.is_set():
+                # Paced by the subscriber (at most 200 ahead): a session
+                # queues at most max_queued_messages (1000) and drops the
+                # rest, moving or not.
+                if len(infos) - len(got) - sub.messages.qsize() > 200:
+                    time.sleep(0.001)
+                    continue
+                infos.append(pub.c.publish(topic, str(len(infos)), qos=1))
+                if len(infos) > 40:
+                    infos[-40].wait_for_publish(WAIT)
+            for info in infos:
+                info.wait_for_publish(WAIT)
+            sent.append(len(infos))
+
+        got, dup_flags = [], []
+
+        def until(count):
+            while len(got) < count:
+                m = sub.next()
+                if m.topic == topic:
+                    got.append(int(m.payload))
+                    dup_flags.append(m.dup)
+
+        t = threading.Thread(target=publish)
+        t.start()
+        try:
+            until(200)
+            m3 = Node("m3", join=m1.cluster_addr)
+            self.nodes.append(m3)
+            self.by["m3"] = m3
+            self.assertTrue(m3.wait_log("session adopted"),
+                            m1.log() + m3.log())
+            # m1 forwards until every member routes to m3
+            self.assertTrue(m1.wait_log("forwarding ends"), m1.log())
+            until(len(got) + 300)
+            phases = [max(got)]
+            m3.stop()
+            phases.append(max(got))
+            self.assertTrue(m1.wait_log("session adopted"),
+                            m1.log() + m3.log())
+            until(len(got) + 300)
+        finally:
+            stop.set()
+            t.join(3 * WAIT)
+        self.assertEqual(len(sent), 1, "the publisher did not finish")
+        mosquitto_pub(m2.port, topic, "-1")
+        while True:
+            m = sub.next()
+            if m.topic == topic and int(m.payload) == -1:
+                break
+            if m.topic == topic:
+                got.append(int(m.payload))
+                dup_flags.append(m.dup)
+        seen = set()
+        lost = sent[0] - len(set(got))
+        bad_dups = redelivered = 0
+        for seq, dup in zip(got, dup_flags):
+            if seq in seen:
+                if dup:
+                    redelivered += 1
+                else:
+                    bad_dups += 1
+            seen.add(seq)
+        # Order: of the first deliveries without DUP (a resend of an
+        # unacknowledged message after a move may come after later ones).
+        first, firsts = [], set()
+        for seq, dup in zip(got, dup_flags):
+            if seq not in firsts and not dup:
+                firsts.add(seq)
+                first.append(seq)
+        print("\nmove under load: %d sent, %d lost, %d redelivered with "
+              "DUP, %d duplicated without DUP" %
+              (sent[0], lost, redelivered, bad_dups), file=sys.stderr)
+        moves = "\n".join("[%s] %s" % (n.name, l) for n in self.nodes
+                          for l in n.lines if "MQTT-LISTEN" not in l)
+        missing = sorted(set(range(sent[0])) - set(got))
+        moves = "received up to %s at the leave\n%s" % (phases, moves)
+        self.assertEqual((lost, bad_dups), (0, 0),
+                         "%d lost (%s), %d duplicated without DUP\n%s" %
+                         (lost, missing[:50], bad_dups, moves))
+        late = [(i, q) for i, q in enumerate(first) if i and q < first[i - 1]]
+        self.assertEqual(first, sorted(first), "order: %s %s\n%s" %
+                         (late[:10], phases, moves))
+        self.assertFalse(sub.disconnected.is_set())
+        sub.disconnect()
+        pub.disconnect()
 
 
 if __name__ == "__main__":
