@@ -14,10 +14,19 @@
 #include "net/line.h"
 #include "runtime/alloc.h"
 
+#include "cluster/wire.h"
+
 #include <jansson.h>
 #include <string.h>
 
 #define U53_MAX ((1ull << 53) - 1)
+
+json_t *cl_fields_json(cl_fields *f)
+{
+    if (!f->data && f->str.p)
+        f->data = json_stringn_nocheck(f->str.p, f->str.n);
+    return f->data;
+}
 
 void cl_fields_fini(cl_fields *f)
 {
@@ -63,17 +72,31 @@ static inline void put(buf *b, const void *s, size_t n)
 
 #define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
 
+static const char DIGITS2[] = "00010203040506070809101112131415161718192021222324"
+                              "25262728293031323334353637383940414243444546474849"
+                              "50515253545556575859606162636465666768697071727374"
+                              "75767778798081828384858687888990919293949596979899";
+
+/* `v` in decimal at `out` (room for 20 bytes); returns its length. Two
+ * digits per division. */
 static size_t u64_text(uint64_t v, char *out)
 {
-    char tmp[24];
-    size_t n = 0, i;
+    char tmp[20], *p = tmp + sizeof tmp;
+    size_t n;
 
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, DIGITS2 + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, DIGITS2 + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(out, p, n);
     return n;
 }
 
@@ -163,14 +186,26 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
 {
     buf b = {.max = max_len ? max_len : HM_NET_MAX_LINE};
     json_t *data = NULL;
+    const hm_type *t = hm_msg_type(m);
+    const char *str = NULL;
+    size_t str_n = 0;
     hm_err err;
 
     if (hm_msg_arg(m) > (uint64_t)INT64_MAX)
         return HM_ECODEC;
     if (id > HM_HP_MAX_ID)
         return HM_EINVAL;
-    if ((err = hm_msg_to_json(m, &data)) != HM_OK)
+    if (t->to_string) {
+        /* The string codec: no json_t. Checked as jansson would. */
+        str = t->to_string(hm_msg_payload(m), &str_n);
+        if (!str || !hm_utf8_valid((const uint8_t *)str, str_n))
+            return HM_ECODEC;
+    } else if ((err = hm_msg_to_json(m, &data)) != HM_OK) {
         return err;
+    }
+    /* One allocation of the right size for the common case. */
+    reserve(&b, 96 + (from ? from->n : 0) + (to ? to->n : 0) + type->n +
+                    str_n + str_n / 8);
     PUT_LIT(&b, "{\"v\":1,\"type\":\"msg\"");
     if (id) {
         PUT_LIT(&b, ",\"id\":");
@@ -191,7 +226,9 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
         put_u64(&b, hm_msg_arg(m));
     }
     PUT_LIT(&b, ",\"data\":");
-    if (json_is_string(data)) { /* jansson keeps strings UTF-8 */
+    if (str) {
+        put_str(&b, str, str_n);
+    } else if (json_is_string(data)) { /* jansson keeps strings UTF-8 */
         put_str(&b, json_string_value(data), json_string_length(data));
     } else if (json_dump_callback(data, dump_cb, &b,
                                   JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
@@ -251,12 +288,15 @@ void cl_fast_wrap_routed(char **bufp, size_t *used, size_t *cap,
     *cap = b.cap;
 }
 
+#define ACK_HEAD                                                             \
+    "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.ack\",\"data\":{\"v\":1,"   \
+    "\"t\":\"cl.ack\",\"seq\":"
+
 char *cl_fast_ack_line(uint64_t seq, size_t *len_out)
 {
     buf b = {0};
 
-    PUT_LIT(&b, "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.ack\","
-                "\"data\":{\"v\":1,\"t\":\"cl.ack\",\"seq\":");
+    PUT_LIT(&b, ACK_HEAD);
     put_u64(&b, seq);
     PUT_LIT(&b, "}}}\n");
     *len_out = b.len;
@@ -303,8 +343,22 @@ static const bool plain_stop[256] = {
     [0 ... 0x1f] = true, ['"'] = true, ['\\'] = true,
 };
 
+/* Whether any of the 8 bytes of `w` ends a plain string's fast scan: a
+ * quote, a backslash, a control byte, or a byte >= 0x80 (UTF-8 is then
+ * checked on the whole string). The classic "has a zero byte" test:
+ * (x - 0x01..) & ~x & 0x80.. is non-zero iff some byte of x is zero. */
+static inline bool word_stops(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+
+    return (((q - ones) & ~q) | ((bs - ones) & ~bs) | (w - ones * 0x20) | w) &
+           high;
+}
+
 /* A string without escapes or control bytes, valid UTF-8, of 1..max
- * bytes: its start and length. */
+ * bytes: its start and length. Eight bytes at a time while none of them
+ * can end it, then byte by byte. */
 static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
 {
     const char *q;
@@ -314,6 +368,14 @@ static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
         return false;
 
     q = ++c->p;
+    while (c->end - q >= 8) {
+        uint64_t w;
+
+        memcpy(&w, q, 8);
+        if (word_stops(w))
+            break;
+        q += 8;
+    }
     while (q < c->end && !plain_stop[(unsigned char)*q])
         high |= (unsigned char)*q++;
     if (q >= c->end || *q != '"' || q == c->p || (size_t)(q - c->p) > max ||
@@ -362,18 +424,29 @@ static bool value_extent(cur *c, const char **s, size_t *n)
     return true;
 }
 
-static json_t *parse_value(const char *s, size_t n)
+/* The data value `s` (`n` bytes) into `f`: a string without escapes or
+ * control bytes as a span (no allocation; cl_fields_json() makes the
+ * json_t if asked), anything else through jansson. False if it is not a
+ * JSON value. */
+static bool take_value(const char *s, size_t n, cl_fields *f)
 {
-    /* The commonest payload, a plain string, without the lexer. */
-    if (n >= 2 && s[0] == '"' && s[n - 1] == '"' &&
-        !memchr(s + 1, '\\', n - 2) &&
-        hm_utf8_valid((const uint8_t *)s + 1, n - 2)) {
-        for (size_t i = 1; i + 1 < n; i++)
-            if ((unsigned char)s[i] < 0x20 || s[i] == '"')
-                return NULL;
-        return json_stringn_nocheck(s + 1, n - 2);
+    if (n >= 2 && s[0] == '"') {
+        cur c = {s, s + n};
+        const char *p;
+        size_t len;
+
+        if (n == 2) { /* "" (plain_str wants one byte at least) */
+            f->str = (cl_span){s + 1, 0};
+            return true;
+        }
+        if (plain_str(&c, n, &p, &len) && c.p == c.end) {
+            f->str = (cl_span){p, len};
+            return true;
+        }
     }
-    return json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    f->data = json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                         NULL);
+    return f->data != NULL;
 }
 
 bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
@@ -382,7 +455,6 @@ bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
     const char *data;
     size_t data_n;
     cl_fields f = {0};
-    json_t *value;
 
     if (!LIT(&c, "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.msg\","
                  "\"data\":{\"v\":1,\"t\":\"cl.msg\",\"seq\":") ||
@@ -414,11 +486,18 @@ bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
     }
     if (!LIT(&c, "}}}}}") || c.p != c.end)
         return false;
-    if (!(value = parse_value(data, data_n)))
+    if (!take_value(data, data_n, &f))
         return false;
-    f.data = value;
     *out = f;
     return true;
+}
+
+bool cl_fast_decode_ack(const char *line, size_t len, uint64_t *seq)
+{
+    cur c = {line, line + len};
+
+    return LIT(&c, ACK_HEAD) && uint_max(&c, HM_WIRE_INT_MAX, seq) &&
+           LIT(&c, "}}}") && c.p == c.end;
 }
 
 hm_err cl_inner_fields(const json_t *o, cl_fields *out)

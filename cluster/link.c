@@ -206,8 +206,10 @@ static void notice_heard(hm_ctx *ctx, link_state *s)
         hm_msg_destroy(m);
 }
 
-/* Appends a routed line to this frame's batch for the peer receiver. */
-static cl_in *batch_add(link_state *s)
+/* Appends a routed line to this frame's batch for the peer receiver.
+ * `frame_len`: the frame's bytes, to size the batch once (a routed line
+ * is rarely under 128 bytes). */
+static cl_in *batch_add(link_state *s, size_t frame_len)
 {
     cl_in_batch *b;
 
@@ -218,7 +220,8 @@ static cl_in *batch_add(link_state *s)
     }
     b = hm_msg_payload(s->batch);
     if (b->count == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 16;
+        b->cap = b->cap ? 2 * b->cap
+                        : (frame_len / 128 > 16 ? frame_len / 128 : 16);
         b->items = hm_realloc(b->items, b->cap * sizeof *b->items);
     }
     memset(&b->items[b->count], 0, sizeof b->items[0]);
@@ -287,8 +290,15 @@ static void take_fields(hm_runtime *rt, link_state *s, cl_fields *f,
         hm_free(s->type_name); /* not registered (yet): ask again */
         s->type_name = NULL;
         in->err = HM_ENOTFOUND;
+    } else if (f->str.p && s->type->from_string) {
+        /* A plain string and a string codec: no json_t (ADR 0170). */
+        if ((in->err = s->type->from_string(f->str.p, f->str.n,
+                                            &payload)) == HM_OK)
+            in->msg = hm_msg_create(s->type, payload, f->arg);
     } else if (!s->type->from_json) {
         in->err = HM_ECODEC;
+    } else if (!cl_fields_json(f)) {
+        in->err = HM_ECODEC; /* out of memory */
     } else if ((in->err = s->type->from_json(f->data, &payload)) == HM_OK) {
         in->msg = hm_msg_create(s->type, payload, f->arg);
     }
@@ -318,7 +328,7 @@ static void on_wire(hm_ctx *ctx, link_state *s, const hm_hp_msg *hp)
     }
     routed = w.type == HM_WIRE_ROUTED || w.type == HM_WIRE_ACK;
     if (routed) {
-        cl_in *in = batch_add(s);
+        cl_in *in = batch_add(s, 0);
         cl_fields f;
 
         if (w.type == HM_WIRE_ACK) {
@@ -425,13 +435,23 @@ static void on_lines(hm_ctx *ctx, link_state *s, const uint8_t *data,
     cl_fields f;
     bool have;
 
+    uint64_t seq;
+
     while (cl_lines_next(data, len, &pos, &line, &n)) {
         if (s->stage == LK_UP &&
             cl_fast_decode_routed((const char *)line, n, &f)) {
-            cl_in *in = batch_add(s);
+            cl_in *in = batch_add(s, len);
 
             in->seq = f.seq;
             take_fields(hm_ctx_runtime(ctx), s, &f, in);
+            continue;
+        }
+        if (s->stage == LK_UP &&
+            cl_fast_decode_ack((const char *)line, n, &seq)) {
+            cl_in *in = batch_add(s, len);
+
+            in->ack = true;
+            in->seq = seq;
             continue;
         }
         if (hm_hp_session_on_frame(&s->hp, s->conn, line, n, &hp, &have) ==

@@ -24,6 +24,7 @@ struct hm_outbox {
     size_t count;      /* held messages */
     size_t sent;       /* how many of the held ones are written */
     size_t bytes;      /* bytes held */
+    size_t sent_bytes; /* bytes of the written ones */
     uint64_t head_seq; /* seq of the message at head */
 };
 
@@ -98,6 +99,7 @@ bool hm_outbox_next(hm_outbox *o, const char **line, size_t *len, uint64_t *seq)
     *len = it->len;
     *seq = o->head_seq + o->sent;
     o->sent++;
+    o->sent_bytes += it->len;
     return true;
 }
 
@@ -107,15 +109,17 @@ hm_err hm_outbox_ack(hm_outbox *o, uint64_t seq)
         return HM_OK; /* a repeated or crossing ack: already freed */
     if (seq >= o->head_seq + o->sent)
         return HM_EPROTO; /* acknowledges what we never wrote */
-    size_t n = (size_t)(seq - o->head_seq + 1);
+    size_t n = (size_t)(seq - o->head_seq + 1), before = o->bytes;
     drop_oldest(o, n);
     o->sent -= n;
+    o->sent_bytes -= before - o->bytes; /* all of them were written */
     return HM_OK;
 }
 
 void hm_outbox_rewind(hm_outbox *o)
 {
     o->sent = 0;
+    o->sent_bytes = 0;
 }
 
 size_t hm_outbox_discard(hm_outbox *o, hm_outbox_drop_fn fn, void *arg)
@@ -125,6 +129,7 @@ size_t hm_outbox_discard(hm_outbox *o, hm_outbox_drop_fn fn, void *arg)
         fn(arg, slot(o, i)->line, slot(o, i)->len, o->head_seq + i);
     drop_oldest(o, n);
     o->sent = 0;
+    o->sent_bytes = 0;
     return n;
 }
 
@@ -136,6 +141,12 @@ size_t hm_outbox_count(const hm_outbox *o)
 size_t hm_outbox_bytes(const hm_outbox *o)
 {
     return o->bytes;
+}
+
+void hm_outbox_unsent(const hm_outbox *o, size_t *count, size_t *bytes)
+{
+    *count = o->count - o->sent;
+    *bytes = o->bytes - o->sent_bytes;
 }
 
 /* ---------------------------------------------------------------- inbox */

@@ -78,6 +78,9 @@ size_t hm_outbox_discard(hm_outbox *o, hm_outbox_drop_fn fn, void *arg);
 size_t hm_outbox_count(const hm_outbox *o);
 size_t hm_outbox_bytes(const hm_outbox *o);
 
+/* Messages held and not written yet, and their bytes (to size a write). */
+void hm_outbox_unsent(const hm_outbox *o, size_t *count, size_t *bytes);
+
 /* The receiver's side, per (peer, incarnation): caller-owned storage,
  * zero-initialised (`hm_inbox in = {0};`). */
 typedef struct hm_inbox {

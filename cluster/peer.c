@@ -196,12 +196,22 @@ static void update_buffered(cl_peer *p)
 static void pump(cl_peer *p)
 {
     const char *inner;
-    size_t len, used = 0, cap = 0;
+    size_t len, used = 0, cap = 0, count, bytes;
     uint64_t seq;
     char *batch = NULL;
     bool more = true;
 
     while (p->conn && more) {
+        if (!batch) {
+            /* Sized once for what is left (the cl.msg around each line is
+             * under 128 bytes), at most one write's worth. */
+            hm_outbox_unsent(p->outbox, &count, &bytes);
+            if (!count)
+                break;
+            cap = bytes + 128 * count;
+            cap = cap < BATCH_MAX_LEN + 4096 ? cap : BATCH_MAX_LEN + 4096;
+            batch = hm_alloc(cap);
+        }
         more = hm_outbox_next(p->outbox, &inner, &len, &seq);
         if (more)
             cl_fast_wrap_routed(&batch, &used, &cap, inner, len, seq);
