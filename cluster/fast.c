@@ -179,12 +179,13 @@ static int dump_cb(const char *chunk, size_t n, void *arg)
 
 /* ------------------------------------------------------------- encoder */
 
-hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
-                          const cl_jstr *from, const cl_jstr *type,
-                          uint64_t id, bool reply, size_t max_len,
-                          char **line_out, size_t *len_out)
+hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
+                         const cl_jstr *from, const cl_jstr *type, uint64_t id,
+                         bool reply, size_t max_len, char **bufp,
+                         size_t *used, size_t *cap)
 {
-    buf b = {.max = max_len ? max_len : HM_NET_MAX_LINE};
+    size_t base = *used, max = max_len ? max_len : HM_NET_MAX_LINE;
+    buf b = {.p = *bufp, .len = base, .cap = *cap, .max = base + max};
     json_t *data = NULL;
     const hm_type *t = hm_msg_type(m);
     const char *str = NULL;
@@ -238,18 +239,39 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
     if (reply)
         PUT_LIT(&b, ",\"reply\":true");
     PUT_LIT(&b, "}}\n");
-    if (b.len - 1 > b.max) {
+    if (b.len - base - 1 > max) {
         err = HM_ETOOBIG;
         goto fail;
     }
     json_decref(data);
-    *line_out = b.p;
-    *len_out = b.len;
+    *bufp = b.p;
+    *used = b.len;
+    *cap = b.cap;
     return HM_OK;
 fail:
     json_decref(data);
-    hm_free(b.p);
+    *bufp = b.p; /* maybe grown; what was there before stays */
+    *cap = b.cap;
     return err;
+}
+
+hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
+                          const cl_jstr *from, const cl_jstr *type,
+                          uint64_t id, bool reply, size_t max_len,
+                          char **line_out, size_t *len_out)
+{
+    char *line = NULL;
+    size_t used = 0, cap = 0;
+    hm_err err = cl_fast_encode_to(m, to, from, type, id, reply, max_len,
+                                   &line, &used, &cap);
+
+    if (err != HM_OK) {
+        hm_free(line);
+        return err;
+    }
+    *line_out = line;
+    *len_out = used;
+    return HM_OK;
 }
 
 hm_err cl_fast_encode_app(const hm_msg *m, const char *to, const char *from,
@@ -343,11 +365,12 @@ static const bool plain_stop[256] = {
     [0 ... 0x1f] = true, ['"'] = true, ['\\'] = true,
 };
 
-/* Whether any of the 8 bytes of `w` ends a plain string's fast scan: a
- * quote, a backslash, a control byte, or a byte >= 0x80 (UTF-8 is then
- * checked on the whole string). The classic "has a zero byte" test:
- * (x - 0x01..) & ~x & 0x80.. is non-zero iff some byte of x is zero. */
-static inline bool word_stops(uint64_t w)
+/* The bytes of `w` that end a plain string's fast scan, as a mask of
+ * their high bits: a quote, a backslash, a control byte, or a byte >= 0x80
+ * (UTF-8 is then checked on the whole string). The classic "has a zero
+ * byte" test, (x - 0x01..) & ~x & 0x80..: a borrow only runs upwards from
+ * a byte that is itself flagged, so the lowest flagged byte is exact. */
+static inline uint64_t word_stops(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
@@ -357,8 +380,8 @@ static inline bool word_stops(uint64_t w)
 }
 
 /* A string without escapes or control bytes, valid UTF-8, of 1..max
- * bytes: its start and length. Eight bytes at a time while none of them
- * can end it, then byte by byte. */
+ * bytes: its start and length. Eight bytes at a time (little-endian: the
+ * first byte is the lowest), byte by byte after a non-ASCII one. */
 static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
 {
     const char *q;
@@ -369,11 +392,15 @@ static bool plain_str(cur *c, size_t max, const char **s, size_t *n)
 
     q = ++c->p;
     while (c->end - q >= 8) {
-        uint64_t w;
+        uint64_t w, m;
 
         memcpy(&w, q, 8);
-        if (word_stops(w))
+        if ((m = word_stops(w))) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            q += (size_t)__builtin_ctzll(m) / 8; /* the first stop */
+#endif
             break;
+        }
         q += 8;
     }
     while (q < c->end && !plain_stop[(unsigned char)*q])

@@ -99,6 +99,14 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
                           uint64_t id, bool reply, size_t max_len,
                           char **line_out, size_t *len_out);
 
+/* cl_fast_encode_pre() appending the line (newline included) at
+ * buf[*used] instead: *buf (hm_realloc) and *cap grow as needed. On an
+ * error *used is unchanged. */
+hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
+                         const cl_jstr *from, const cl_jstr *type, uint64_t id,
+                         bool reply, size_t max_len, char **buf,
+                         size_t *used, size_t *cap);
+
 /* Appends the cl.msg line for `inner` (`len` bytes, borrowed) numbered
  * `seq`, newline included, at buf[*used]; grows *buf (hm_realloc) and
  * *cap as needed. */

@@ -4,20 +4,35 @@
  * an acknowledgement, [sent, tail) are not written yet. An ack moves head,
  * a write moves sent, a rewind moves sent back to head. Seqs are contiguous,
  * so the seq of any slot is first_seq plus its distance from head and no
- * per-message seq needs searching. The ring doubles up to max_count. */
+ * per-message seq needs searching. The ring doubles up to max_count.
+ *
+ * The lines' bytes are copied into chunks of CHUNK_LEN bytes filled in
+ * order; a chunk counts the held lines in it and is freed when the last
+ * one is acknowledged or discarded (the chunk being filled is reused), so
+ * a message costs no allocation of its own (ADR 0170). */
 #include "cluster/outbox.h"
 
 #include "runtime/alloc.h"
 
 #include <string.h>
 
+#define CHUNK_LEN (64u * 1024u)
+
+typedef struct chunk {
+    size_t used, cap; /* bytes of data[] filled, and its size */
+    size_t live;      /* held lines in it */
+    char data[];
+} chunk;
+
 typedef struct item {
-    char *line; /* owned */
+    const char *line; /* in `c` */
     size_t len;
+    chunk *c;
 } item;
 
 struct hm_outbox {
     hm_outbox_config cfg;
+    chunk *cur; /* owned: the chunk being filled (NULL: none yet) */
     item *ring;
     size_t cap;        /* slots in ring (a power of two) */
     size_t head;       /* oldest held message */
@@ -48,7 +63,12 @@ static void drop_oldest(hm_outbox *o, size_t n)
     for (size_t i = 0; i < n; i++) {
         item *it = slot(o, 0);
         o->bytes -= it->len;
-        hm_free(it->line);
+        if (--it->c->live == 0) {
+            if (it->c == o->cur)
+                o->cur->used = 0; /* empty: fill it again */
+            else
+                hm_free(it->c);
+        }
         it->line = NULL;
         o->head = (o->head + 1) & (o->cap - 1);
         o->count--;
@@ -61,6 +81,7 @@ void hm_outbox_destroy(hm_outbox *o)
     if (!o)
         return;
     hm_outbox_discard(o, NULL, NULL);
+    hm_free(o->cur);
     hm_free(o->ring);
     hm_free(o);
 }
@@ -77,13 +98,40 @@ static void grow(hm_outbox *o)
     o->head = 0;
 }
 
-hm_err hm_outbox_push(hm_outbox *o, char *line, size_t len, uint64_t *seq)
+/* Room for `len` bytes in the chunk being filled: a new chunk if it has
+ * none (the old one is freed by its last line, or now if it holds none). */
+static chunk *room(hm_outbox *o, size_t len)
 {
+    chunk *c = o->cur;
+    size_t cap;
+
+    if (c && c->cap - c->used >= len)
+        return c;
+    if (c && c->live == 0)
+        hm_free(c);
+    cap = len > CHUNK_LEN ? len : CHUNK_LEN;
+    c = hm_alloc(sizeof *c + cap);
+    c->used = c->live = 0;
+    c->cap = cap;
+    o->cur = c;
+    return c;
+}
+
+hm_err hm_outbox_push(hm_outbox *o, const char *line, size_t len,
+                      uint64_t *seq)
+{
+    chunk *c;
+
     if (o->count + 1 > o->cfg.max_count || o->bytes + len > o->cfg.max_bytes)
         return HM_EFULL;
     if (o->count == o->cap)
         grow(o);
-    *slot(o, o->count) = (item){.line = line, .len = len};
+    c = room(o, len);
+    memcpy(c->data + c->used, line, len);
+    *slot(o, o->count) =
+        (item){.line = c->data + c->used, .len = len, .c = c};
+    c->used += len;
+    c->live++;
     *seq = o->head_seq + o->count;
     o->count++;
     o->bytes += len;
