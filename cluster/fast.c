@@ -341,20 +341,21 @@ static bool lit(cur *c, const char *s, size_t n)
 
 #define LIT(c, s) lit((c), (s), sizeof(s) - 1)
 
-/* An unsigned integer in 0..max, no sign, no leading zero. */
+/* An unsigned integer in 0..max (max < 10^19), no sign, no leading
+ * zero. At most 19 digits are read, so `v` cannot wrap; a 20th digit
+ * means a number over max. */
 static bool uint_max(cur *c, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
-    const char *start = c->p;
+    const char *start = c->p, *p = start;
+    const char *lim = c->end - p > 19 ? p + 19 : c->end;
 
-    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-        if (c->p - start > 19)
-            return false;
-        v = v * 10 + (uint64_t)(*c->p - '0');
-        c->p++;
-    }
-    if (c->p == start || (*start == '0' && c->p - start > 1) || v > max)
+    while (p < lim && (unsigned)(*p - '0') < 10)
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    if (p == start || (*start == '0' && p - start > 1) || v > max ||
+        (p < c->end && (unsigned)(*p - '0') < 10))
         return false;
+    c->p = p;
     *out = v;
     return true;
 }
