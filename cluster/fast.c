@@ -197,9 +197,12 @@ hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
     if (id > HM_HP_MAX_ID)
         return HM_EINVAL;
     if (t->to_string) {
-        /* The string codec: no json_t. Checked as jansson would. */
+        /* The string codec: no json_t. UTF-8 checked as jansson would;
+         * a NUL would go out as \u0000, which HP readers (jansson without
+         * JSON_ALLOW_NUL) refuse, so it is refused here. */
         str = t->to_string(hm_msg_payload(m), &str_n);
-        if (!str || !hm_utf8_valid((const uint8_t *)str, str_n))
+        if (!str || !hm_utf8_valid((const uint8_t *)str, str_n) ||
+            memchr(str, '\0', str_n))
             return HM_ECODEC;
     } else if ((err = hm_msg_to_json(m, &data)) != HM_OK) {
         return err;

@@ -228,6 +228,39 @@ Test(fast, string_data_as_a_span_or_through_jansson)
     cr_assert_not(string_data("\"a\"\"b\"", &f));
 }
 
+/* A type with a string codec whose payload is a borrowed cl_span. */
+static const char *span_to_string(const void *p, size_t *len)
+{
+    const cl_span *sp = p;
+
+    *len = sp->n;
+    return sp->p;
+}
+
+static const hm_type SPAN = {.name = "t.span", .to_string = span_to_string};
+
+Test(fast, string_codec_refuses_what_readers_refuse)
+{
+    cl_span sp = {"a\0b", 3};
+    hm_msg *m = hm_msg_create(&SPAN, &sp, 0);
+    char *line = NULL;
+    size_t len;
+
+    /* \u0000 would close the link on the other side. */
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_ECODEC);
+    sp = (cl_span){"bad \xff", 5};
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_ECODEC);
+    sp = (cl_span){"quote \" tab \t ok \xc3\xa9", 19};
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_OK);
+    cr_assert(strstr(line, "\"data\":\"quote \\\" tab \\t ok \xc3\xa9\""),
+              "%s", line);
+    hm_free(line);
+    hm_msg_destroy(m);
+}
+
 Test(fast, ack_lines)
 {
     size_t len;
