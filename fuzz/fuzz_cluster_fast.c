@@ -35,20 +35,30 @@ static bool same_span(cl_span a, cl_span b)
            (a.p && b.p && a.n == b.n && memcmp(a.p, b.p, a.n) == 0);
 }
 
+/* The reference reading of a line the fast path took: an HP "msg" whose
+ * body type is `type`, and its cluster message. Aborts if it refuses. */
+static void reference(const uint8_t *data, size_t size, const char *type,
+                      hm_hp_msg *hp, hm_wire_msg *w)
+{
+    hm_hp_fail fail;
+
+    if (hm_hp_decode(data, size, hp, &fail) != HM_OK)
+        abort(); /* the fast path took a line the reference refuses */
+    if (hp->kind != HM_HP_MSG || strcmp(hp->u.msg.type, type) != 0 ||
+        !hp->u.msg.data || hm_wire_decode(hp->u.msg.data, w) != HM_OK)
+        abort();
+}
+
 static void check_against_reference(const uint8_t *data, size_t size)
 {
     cl_fields fast, ref;
     hm_hp_msg hp;
-    hm_hp_fail fail;
     hm_wire_msg w;
 
     if (!cl_fast_decode_routed((const char *)data, size, &fast))
         return;
-    if (hm_hp_decode(data, size, &hp, &fail) != HM_OK)
-        abort(); /* the fast path took a line the reference refuses */
-    if (hp.kind != HM_HP_MSG || strcmp(hp.u.msg.type, "cl.msg") != 0 ||
-        !hp.u.msg.data || hm_wire_decode(hp.u.msg.data, &w) != HM_OK ||
-        w.type != HM_WIRE_ROUTED || w.u.routed.seq != fast.seq ||
+    reference(data, size, "cl.msg", &hp, &w);
+    if (w.type != HM_WIRE_ROUTED || w.u.routed.seq != fast.seq ||
         cl_inner_fields(w.u.routed.body, &ref) != HM_OK)
         abort();
     if (ref.id != fast.id || ref.reply != fast.reply ||
@@ -147,16 +157,12 @@ static void check_ack(const uint8_t *data, size_t size)
 {
     uint64_t seq;
     hm_hp_msg hp;
-    hm_hp_fail fail;
     hm_wire_msg w;
 
     if (!cl_fast_decode_ack((const char *)data, size, &seq))
         return;
-    if (hm_hp_decode(data, size, &hp, &fail) != HM_OK)
-        abort(); /* the fast path took a line the reference refuses */
-    if (hp.kind != HM_HP_MSG || strcmp(hp.u.msg.type, "cl.ack") != 0 ||
-        !hp.u.msg.data || hm_wire_decode(hp.u.msg.data, &w) != HM_OK ||
-        w.type != HM_WIRE_ACK || w.u.ack.seq != seq)
+    reference(data, size, "cl.ack", &hp, &w);
+    if (w.type != HM_WIRE_ACK || w.u.ack.seq != seq)
         abort();
     hm_wire_msg_fini(&w);
     hm_hp_msg_fini(&hp);
