@@ -42,10 +42,20 @@ typedef struct cl_fields {
     cl_span to;     /* the target address (absent: a reply) */
     cl_span type;   /* the registered type's name */
     uint64_t arg;
-    struct json_t *data; /* never NULL (json null if absent) */
+    /* The data. Fast path, when it is a JSON string without escapes (the
+     * commonest payload): `str` holds its content (checked UTF-8 without
+     * control bytes, borrowing the line) and `data` is NULL until
+     * cl_fields_json() makes it. Otherwise `str.p` is NULL and `data` is
+     * never NULL (json null if absent). */
+    cl_span str;
+    struct json_t *data;
 } cl_fields;
 
 void cl_fields_fini(cl_fields *f);
+
+/* The data as JSON (borrowed: freed by cl_fields_fini), made from `str`
+ * on first use. NULL only if out of memory. */
+struct json_t *cl_fields_json(cl_fields *f);
 
 /* True if `s` is present and equals the NUL-terminated `str`. */
 bool cl_span_is(cl_span s, const char *str);
@@ -89,6 +99,14 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
                           uint64_t id, bool reply, size_t max_len,
                           char **line_out, size_t *len_out);
 
+/* cl_fast_encode_pre() appending the line (newline included) at
+ * buf[*used] instead: *buf (hm_realloc) and *cap grow as needed. On an
+ * error *used is unchanged. */
+hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
+                         const cl_jstr *from, const cl_jstr *type, uint64_t id,
+                         bool reply, size_t max_len, char **buf,
+                         size_t *used, size_t *cap);
+
 /* Appends the cl.msg line for `inner` (`len` bytes, borrowed) numbered
  * `seq`, newline included, at buf[*used]; grows *buf (hm_realloc) and
  * *cap as needed. */
@@ -97,6 +115,11 @@ void cl_fast_wrap_routed(char **buf, size_t *used, size_t *cap,
 
 /* The cl.ack line for `seq`, newline included. Returns owned. */
 char *cl_fast_ack_line(uint64_t seq, size_t *len_out);
+
+/* A whole cl.ack line (`len` bytes, no newline) exactly as
+ * cl_fast_ack_line() writes it: true and `*seq` (1..2^53-1), or false
+ * (the reference path decides). */
+bool cl_fast_decode_ack(const char *line, size_t len, uint64_t *seq);
 
 /* The lines framer: one frame holds every complete line in the buffer,
  * up to about CL_LINES_BATCH bytes (a single longer line is one frame), so

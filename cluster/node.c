@@ -34,15 +34,6 @@ static void ev_free(void *payload)
     hm_free(ev);
 }
 
-static void out_free(void *payload)
-{
-    cl_out *o = payload;
-
-    hm_free(o->line);
-    hm_msg_destroy(o->request);
-    hm_free(o);
-}
-
 #define CL_EV_TYPE(var, wire_name)                                            \
     const hm_type var = {.name = wire_name, .free = ev_free}
 CL_EV_TYPE(cl_link_up_type, "cluster.link_up");
@@ -57,7 +48,6 @@ CL_EV_TYPE(cl_peer_up_type, "cluster.peer_up");
 CL_EV_TYPE(cl_peer_down_type, "cluster.peer_down");
 CL_EV_TYPE(cl_peer_gone_type, "cluster.peer_gone");
 CL_EV_TYPE(cl_flush_type, "cluster.flush");
-const hm_type cl_out_type = {.name = "cluster.out", .free = out_free};
 
 static void in_batch_free(void *payload)
 {

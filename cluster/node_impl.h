@@ -139,7 +139,6 @@ extern const hm_type cl_peer_down_type;   /* node -> peer */
 extern const hm_type cl_peer_gone_type;   /* node -> peer */
 extern const hm_type cl_in_batch_type;    /* link -> peer: cl.msg, cl.ack */
 extern const hm_type cl_flush_type;       /* peer -> itself: write now */
-extern const hm_type cl_out_type;         /* proxy -> peer: a line */
 
 /* Returns owned: a zeroed event of `type`. */
 hm_msg *cl_ev_msg(const hm_type *type, cl_ev **ev_out);
@@ -167,7 +166,7 @@ typedef struct cl_in_batch {
 /* A message for a peer, encoded by a proxy as one HP "msg" object (the
  * inner message of a cl.msg). */
 typedef struct cl_out {
-    char *line; /* owned (hm_alloc), no newline */
+    const char *line; /* borrowed (cl_peer_queue copies it), no newline */
     size_t len;
     uint64_t req; /* link-level request id; 0: not a request */
     hm_msg *request; /* owned: the moved request the reply answers */
@@ -209,8 +208,8 @@ cl_peer *cl_peer_create(hm_node *n, const char *name);
  * address to `*addr_out`. NULL if the runtime is closing. Thread-safe. */
 cl_peer *cl_peer_ensure(hm_node *n, const char *name, hm_addr **addr_out);
 void cl_peer_destroy(cl_peer *p);
-/* Queues a proxy's encoded message `o` (its pointers taken; `*o` is
- * zeroed) for the peer receiver, which numbers and writes it; called on
+/* Queues a proxy's encoded message `o` (its line copied, its request
+ * taken; `*o` is zeroed) for the peer receiver, which numbers and writes it; called on
  * the proxy's worker (`ctx`). Thread-safe. */
 hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o);
 /* Backpressure: true if the peer holds its bound (buffer_limit messages

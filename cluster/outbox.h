@@ -38,7 +38,7 @@ typedef struct hm_outbox_config {
 } hm_outbox_config;
 
 /* Called by hm_outbox_discard for each message still held. `line` is
- * borrowed for the call (the outbox frees it afterwards). */
+ * borrowed for the call. */
 typedef void (*hm_outbox_drop_fn)(void *arg, const char *line, size_t len,
                                   uint64_t seq);
 
@@ -49,10 +49,10 @@ hm_outbox *hm_outbox_create(const hm_outbox_config *cfg);
 /* Frees every held message. Accepts NULL. */
 void hm_outbox_destroy(hm_outbox *o);
 
-/* Queue `line` (`len` bytes, heap-allocated with hm_alloc) and write its
- * seq to `*seq`. Takes `line` on HM_OK. Errors: HM_EFULL if it would pass
- * max_count or max_bytes (the caller still owns `line`). */
-hm_err hm_outbox_push(hm_outbox *o, char *line, size_t len, uint64_t *seq);
+/* Queue a copy of `line` (`len` bytes, borrowed) and write its seq to
+ * `*seq`. Errors: HM_EFULL if it would pass max_count or max_bytes. */
+hm_err hm_outbox_push(hm_outbox *o, const char *line, size_t len,
+                      uint64_t *seq);
 
 /* The oldest message not yet written, marked written. Returns false if
  * there is none. `*line` is borrowed until the message is acknowledged,
@@ -77,6 +77,9 @@ size_t hm_outbox_discard(hm_outbox *o, hm_outbox_drop_fn fn, void *arg);
 /* Messages held (written or not), and their bytes. */
 size_t hm_outbox_count(const hm_outbox *o);
 size_t hm_outbox_bytes(const hm_outbox *o);
+
+/* Messages held and not written yet, and their bytes (to size a write). */
+void hm_outbox_unsent(const hm_outbox *o, size_t *count, size_t *bytes);
 
 /* The receiver's side, per (peer, incarnation): caller-owned storage,
  * zero-initialised (`hm_inbox in = {0};`). */

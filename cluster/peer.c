@@ -36,6 +36,13 @@ typedef struct kept {
     hm_msg *request; /* owned: stands for the requester */
 } kept;
 
+/* A message a proxy queued: its line is at `off` in the queue's bytes. */
+typedef struct queued {
+    size_t off, len;
+    uint64_t req;
+    hm_msg *request; /* owned: the moved request the reply answers */
+} queued;
+
 struct cl_peer {
     hm_node *node;
     char name[CL_NAME_CAP];
@@ -43,8 +50,10 @@ struct cl_peer {
     bool gone;     /* dead, left or replaced: nothing waits */
     /* What proxies encoded and the peer receiver has not taken yet. */
     pthread_mutex_t qlock;
-    cl_out *q;                /* guarded by: qlock */
+    queued *q;                /* guarded by: qlock */
     size_t q_count, q_cap;    /* guarded by: qlock */
+    char *qbuf;               /* guarded by: qlock: the lines' bytes */
+    size_t qbuf_used, qbuf_cap; /* guarded by: qlock */
     bool flush_pending;       /* guarded by: qlock; a cl_flush_type
                                  message is queued to the receiver */
     hm_addr **waiters;        /* guarded by: qlock; owned references:
@@ -196,12 +205,22 @@ static void update_buffered(cl_peer *p)
 static void pump(cl_peer *p)
 {
     const char *inner;
-    size_t len, used = 0, cap = 0;
+    size_t len, used = 0, cap = 0, count, bytes;
     uint64_t seq;
     char *batch = NULL;
     bool more = true;
 
     while (p->conn && more) {
+        if (!batch) {
+            /* Sized once for what is left (the cl.msg around each line is
+             * under 128 bytes), at most one write's worth. */
+            hm_outbox_unsent(p->outbox, &count, &bytes);
+            if (!count)
+                break;
+            cap = bytes + 128 * count;
+            cap = cap < BATCH_MAX_LEN + 4096 ? cap : BATCH_MAX_LEN + 4096;
+            batch = hm_alloc(cap);
+        }
         more = hm_outbox_next(p->outbox, &inner, &len, &seq);
         if (more)
             cl_fast_wrap_routed(&batch, &used, &cap, inner, len, seq);
@@ -307,7 +326,17 @@ hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
         p->q_cap = p->q_cap ? 2 * p->q_cap : 64;
         p->q = hm_realloc(p->q, p->q_cap * sizeof *p->q);
     }
-    p->q[p->q_count++] = *o;
+    if (p->qbuf_cap - p->qbuf_used < o->len) {
+        size_t cap = p->qbuf_cap ? 2 * p->qbuf_cap : 16u * 1024u;
+        while (cap - p->qbuf_used < o->len)
+            cap *= 2;
+        p->qbuf = hm_realloc(p->qbuf, cap);
+        p->qbuf_cap = cap;
+    }
+    memcpy(p->qbuf + p->qbuf_used, o->line, o->len);
+    p->q[p->q_count++] = (queued){.off = p->qbuf_used, .len = o->len,
+                                  .req = o->req, .request = o->request};
+    p->qbuf_used += o->len;
     send = !p->flush_pending;
     p->flush_pending = true;
     pthread_mutex_unlock(&p->qlock);
@@ -326,18 +355,17 @@ static void keep_request(cl_peer *p, uint64_t req, hm_msg *request)
     p->kept[p->kept_count++] = (kept){.req = req, .request = request};
 }
 
-static void on_out(hm_ctx *ctx, cl_peer *p, cl_out *o)
+static void on_out(hm_ctx *ctx, cl_peer *p, const char *qbuf, queued *o)
 {
     uint64_t seq;
 
     if (p->gone ||
-        hm_outbox_push(p->outbox, o->line, o->len, &seq) != HM_OK) {
+        hm_outbox_push(p->outbox, qbuf + o->off, o->len, &seq) != HM_OK) {
         count_drop(p);
         if (o->request)
             hm_ctx_reply_error(ctx, o->request, HM_EUNREACHABLE);
         return;
     }
-    o->line = NULL; /* the outbox took it */
     /* relaxed: a counter. */
     atomic_fetch_add_explicit(&p->node->st_sent, 1, memory_order_relaxed);
     if (o->request) {
@@ -349,25 +377,29 @@ static void on_out(hm_ctx *ctx, cl_peer *p, cl_out *o)
 /* Takes what the proxies queued, into the outbox in order, and writes. */
 static void on_flush(hm_ctx *ctx, cl_peer *p)
 {
-    cl_out *q;
+    queued *q;
+    char *qbuf;
     size_t count;
 
     pthread_mutex_lock(&p->qlock);
     q = p->q;
     count = p->q_count;
+    qbuf = p->qbuf;
     p->q = NULL;
     p->q_count = p->q_cap = 0;
+    p->qbuf = NULL;
+    p->qbuf_used = p->qbuf_cap = 0;
     p->flush_pending = false;
     pthread_mutex_unlock(&p->qlock);
     size_t bytes = 0;
 
     for (size_t i = 0; i < count; i++) {
         bytes += q[i].len;
-        on_out(ctx, p, &q[i]);
-        hm_free(q[i].line);
+        on_out(ctx, p, qbuf, &q[i]);
         hm_msg_destroy(q[i].request);
     }
     hm_free(q);
+    hm_free(qbuf);
     update_buffered(p); /* the outbox first: the sum never dips */
     /* relaxed: gauges. */
     atomic_fetch_sub_explicit(&p->q_pending, count, memory_order_relaxed);
@@ -394,6 +426,7 @@ static void send_reply(hm_ctx *ctx, cl_peer *p, uint64_t id,
         hm_free(line);
         count_drop(p);
     } else {
+        hm_free(line); /* the outbox copied it */
         pump_soon(ctx, p);
     }
     hm_msg_destroy(made);
@@ -570,13 +603,14 @@ hm_err cl_peer_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 static void drop_queue(cl_peer *p)
 {
     pthread_mutex_lock(&p->qlock);
-    for (size_t i = 0; i < p->q_count; i++) {
-        hm_free(p->q[i].line);
+    for (size_t i = 0; i < p->q_count; i++)
         hm_msg_destroy(p->q[i].request);
-    }
     hm_free(p->q);
     p->q = NULL;
     p->q_count = p->q_cap = 0;
+    hm_free(p->qbuf);
+    p->qbuf = NULL;
+    p->qbuf_used = p->qbuf_cap = 0;
     for (size_t i = 0; i < p->w_count; i++)
         hm_addr_release(p->waiters[i]);
     hm_free(p->waiters);

@@ -116,6 +116,8 @@ typedef struct proxy {
     cl_jstr to_j, from_j, type_j;
     hm_addr *from_key;     /* a reference: whose from_j it is */
     const hm_type *type_key;
+    char *enc;             /* owned: the line being encoded, reused */
+    size_t enc_cap;
 } proxy;
 
 static void proxy_retarget(hm_ctx *ctx, proxy *p, const char *peer)
@@ -148,6 +150,7 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
     bool request = hm_msg_req_id(msg) && !hm_msg_is_reply(msg);
     const hm_addr *from = hm_msg_from(msg);
     cl_out o = {0};
+    size_t used = 0;
     hm_err err;
 
     if (request) /* relaxed: ids need only be unique. */
@@ -170,11 +173,13 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
         p->type_key = hm_msg_type(msg);
     }
     /* Room for the cl.msg around it within net's line limit. */
-    err = cl_fast_encode_pre(msg, &p->to_j, &p->from_j, &p->type_j, o.req,
-                             false, HM_NET_MAX_LINE - 256, &o.line, &o.len);
+    err = cl_fast_encode_to(msg, &p->to_j, &p->from_j, &p->type_j, o.req,
+                            false, HM_NET_MAX_LINE - 256, &p->enc, &used,
+                            &p->enc_cap);
     if (err != HM_OK)
         return err;
-    o.len--; /* the newline: the line travels inside a cl.msg */
+    o.line = p->enc;
+    o.len = used - 1; /* the newline: the line travels inside a cl.msg */
     if (request)
         o.request = hm_msg_move(msg);
     return cl_peer_queue(ctx, p->cp, &o);
@@ -240,6 +245,7 @@ static void proxy_deactivate(hm_ctx *ctx, void *state,
     cl_jstr_fini(&p->to_j);
     cl_jstr_fini(&p->from_j);
     cl_jstr_fini(&p->type_j);
+    hm_free(p->enc);
     hm_free(p);
 }
 

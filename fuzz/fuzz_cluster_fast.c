@@ -8,6 +8,13 @@
  * 2. If the bytes are a JSON value, it is encoded as a message's data by
  *    the fast encoder, wrapped as a cl.msg, and the fast decoder must give
  *    back the same fields and an equal value.
+ * 3. If the bytes are UTF-8 without NUL, they are the string of a type
+ *    with a string
+ *    codec (runtime.h): encoded without a json_t, decoded back to the same
+ *    bytes (as a span, or as JSON when escapes were needed), and the line
+ *    goes through 1.
+ * 4. Any byte string is offered to the cl.ack decoder: whatever it takes,
+ *    the reference takes as a cl.ack with the same seq.
  * Every path must release what it allocated (ASan's leak check). */
 #include "cluster/fast.h"
 #include "cluster/wire.h"
@@ -28,26 +35,36 @@ static bool same_span(cl_span a, cl_span b)
            (a.p && b.p && a.n == b.n && memcmp(a.p, b.p, a.n) == 0);
 }
 
+/* The reference reading of a line the fast path took: an HP "msg" whose
+ * body type is `type`, and its cluster message. Aborts if it refuses. */
+static void reference(const uint8_t *data, size_t size, const char *type,
+                      hm_hp_msg *hp, hm_wire_msg *w)
+{
+    hm_hp_fail fail;
+
+    if (hm_hp_decode(data, size, hp, &fail) != HM_OK)
+        abort(); /* the fast path took a line the reference refuses */
+    if (hp->kind != HM_HP_MSG || strcmp(hp->u.msg.type, type) != 0 ||
+        !hp->u.msg.data || hm_wire_decode(hp->u.msg.data, w) != HM_OK)
+        abort();
+}
+
 static void check_against_reference(const uint8_t *data, size_t size)
 {
     cl_fields fast, ref;
     hm_hp_msg hp;
-    hm_hp_fail fail;
     hm_wire_msg w;
 
     if (!cl_fast_decode_routed((const char *)data, size, &fast))
         return;
-    if (hm_hp_decode(data, size, &hp, &fail) != HM_OK)
-        abort(); /* the fast path took a line the reference refuses */
-    if (hp.kind != HM_HP_MSG || strcmp(hp.u.msg.type, "cl.msg") != 0 ||
-        !hp.u.msg.data || hm_wire_decode(hp.u.msg.data, &w) != HM_OK ||
-        w.type != HM_WIRE_ROUTED || w.u.routed.seq != fast.seq ||
+    reference(data, size, "cl.msg", &hp, &w);
+    if (w.type != HM_WIRE_ROUTED || w.u.routed.seq != fast.seq ||
         cl_inner_fields(w.u.routed.body, &ref) != HM_OK)
         abort();
     if (ref.id != fast.id || ref.reply != fast.reply ||
         ref.arg != fast.arg || !same_span(ref.from, fast.from) ||
         !same_span(ref.to, fast.to) || !same_span(ref.type, fast.type) ||
-        !json_equal(ref.data, fast.data))
+        !cl_fields_json(&fast) || !json_equal(ref.data, fast.data))
         abort();
     cl_fields_fini(&ref);
     hm_wire_msg_fini(&w);
@@ -75,7 +92,7 @@ static void check_round_trip(const uint8_t *data, size_t size)
         abort(); /* the decoder refuses what the encoder wrote */
     if (f.seq != 9 || f.id != 7 || f.reply || f.arg != 42 ||
         !cl_span_is(f.to, "test/to") || !cl_span_is(f.from, "test/from") ||
-        !cl_span_is(f.type, hm_type_json.name) ||
+        !cl_span_is(f.type, hm_type_json.name) || !cl_fields_json(&f) ||
         !json_equal(f.data, value))
         abort();
     check_against_reference((const uint8_t *)line, used - 1);
@@ -85,9 +102,77 @@ static void check_round_trip(const uint8_t *data, size_t size)
     hm_msg_destroy(m);
 }
 
+/* A type whose payload is a borrowed byte string with a string codec
+ * (the payload is a cl_span; never freed). */
+static const char *span_to_string(const void *p, size_t *len)
+{
+    const cl_span *sp = p;
+
+    *len = sp->n;
+    return sp->p;
+}
+
+static const hm_type SPAN = {.name = "fuzz.span",
+                             .to_string = span_to_string};
+
+static void check_string_codec(const uint8_t *data, size_t size)
+{
+    cl_span sp = {(const char *)data, size};
+    hm_msg *m;
+    char *inner = NULL, *line = NULL;
+    size_t len, used = 0, cap = 0;
+    cl_fields f;
+    json_t *j;
+    hm_err err;
+
+    m = hm_msg_create(&SPAN, &sp, 0);
+    err = cl_fast_encode_app(m, "test/to", NULL, 0, false, 0, &inner, &len);
+    hm_msg_destroy(m);
+    if (!hm_utf8_valid(data, size) || memchr(data, '\0', size)) {
+        if (err != HM_ECODEC)
+            abort(); /* never invalid UTF-8 or \u0000 on the wire */
+        return;
+    }
+    if (err != HM_OK)
+        abort();
+    cl_fast_wrap_routed(&line, &used, &cap, inner, len - 1, 3);
+    if (!cl_fast_decode_routed(line, used - 1, &f))
+        abort();
+    if (f.str.p) {
+        if (f.str.n != size || memcmp(f.str.p, data, size) != 0)
+            abort();
+    } else {
+        j = cl_fields_json(&f);
+        if (!json_is_string(j) || json_string_length(j) != size ||
+            memcmp(json_string_value(j), data, size) != 0)
+            abort();
+    }
+    check_against_reference((const uint8_t *)line, used - 1);
+    cl_fields_fini(&f);
+    hm_free(inner);
+    hm_free(line);
+}
+
+static void check_ack(const uint8_t *data, size_t size)
+{
+    uint64_t seq;
+    hm_hp_msg hp;
+    hm_wire_msg w;
+
+    if (!cl_fast_decode_ack((const char *)data, size, &seq))
+        return;
+    reference(data, size, "cl.ack", &hp, &w);
+    if (w.type != HM_WIRE_ACK || w.u.ack.seq != seq)
+        abort();
+    hm_wire_msg_fini(&w);
+    hm_hp_msg_fini(&hp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_against_reference(data, size);
     check_round_trip(data, size);
+    check_string_codec(data, size);
+    check_ack(data, size);
     return 0;
 }

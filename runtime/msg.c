@@ -42,13 +42,16 @@ static hm_err json_from_json(const json_t *json, void **payload_out)
     return HM_OK;
 }
 
-const hm_type hm_type_error = {"hm.error", NULL, null_to_json,
-                               null_from_json};
-const hm_type hm_type_timeout = {"hm.timeout", NULL, null_to_json,
-                                 null_from_json};
-const hm_type hm_type_tick = {"hm.tick", NULL, null_to_json, null_from_json};
-const hm_type hm_type_json = {"hm.json", json_free, json_to_json,
-                              json_from_json};
+const hm_type hm_type_error = {.name = "hm.error", .to_json = null_to_json,
+                               .from_json = null_from_json};
+const hm_type hm_type_timeout = {.name = "hm.timeout",
+                                 .to_json = null_to_json,
+                                 .from_json = null_from_json};
+const hm_type hm_type_tick = {.name = "hm.tick", .to_json = null_to_json,
+                              .from_json = null_from_json};
+const hm_type hm_type_json = {.name = "hm.json", .free = json_free,
+                              .to_json = json_to_json,
+                              .from_json = json_from_json};
 
 _Static_assert(sizeof(hm_msg) <= HM_POOL_OBJ_LEN, "messages fit the pool");
 

@@ -49,6 +49,16 @@ typedef struct hm_type {
      * payload that the message will own. */
     struct json_t *(*to_json)(const void *payload);
     hm_err (*from_json)(const struct json_t *json, void **payload_out);
+    /* Optional string codec, for types whose JSON form is a string: a
+     * link may use it instead of building a json_t (cluster/fast.c, ADR
+     * 0170). to_string borrows `payload` and returns its string (borrowed
+     * from the payload, UTF-8 without NUL, `*len` bytes), or NULL if it
+     * cannot.
+     * from_string borrows `s` (`len` bytes, UTF-8, may hold NUL) and, on
+     * HM_OK, writes a payload that the message will own. Both must agree
+     * with to_json/from_json, which stay required for every other use. */
+    const char *(*to_string)(const void *payload, size_t *len);
+    hm_err (*from_string)(const char *s, size_t len, void **payload_out);
 } hm_type;
 
 /* Built-in types. */

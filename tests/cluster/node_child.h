@@ -39,15 +39,42 @@ static inline json_t *text_to_json(const void *p)
 
 static inline hm_err text_from_json(const json_t *j, void **out)
 {
-    if (!json_is_string(j))
+    /* A C string cannot hold a NUL (text_from_string agrees). */
+    if (!json_is_string(j) ||
+        memchr(json_string_value(j), '\0', json_string_length(j)))
         return HM_EPROTO;
     *out = hm_strdup(json_string_value(j));
     return HM_OK;
 }
 
+/* The string codec (runtime.h): a link encodes and decodes the text
+ * without a json_t; it must agree with the JSON one above. */
+static inline const char *text_to_string(const void *p, size_t *len)
+{
+    const char *s = p ? p : "";
+
+    *len = strlen(s);
+    return s;
+}
+
+static inline hm_err text_from_string(const char *s, size_t len, void **out)
+{
+    char *copy;
+
+    if (memchr(s, '\0', len))
+        return HM_EPROTO; /* a C string cannot hold it */
+    copy = hm_alloc(len + 1);
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    *out = copy;
+    return HM_OK;
+}
+
 static const hm_type TEXT = {.name = "test.text", .free = text_free,
                              .to_json = text_to_json,
-                             .from_json = text_from_json};
+                             .from_json = text_from_json,
+                             .to_string = text_to_string,
+                             .from_string = text_from_string};
 
 static inline hm_msg *text_msg(const char *s)
 {

@@ -82,8 +82,9 @@ static void check_encoding(hm_msg *m, const char *to, const char *from,
         cr_assert(cl_span_is(f.from, from));
     else
         cr_assert_null(f.from.p);
-    cr_assert(json_equal(f.data, json_object_get(json_object_get(ref, "body"),
-                                                 "data")));
+    cr_assert(json_equal(cl_fields_json(&f),
+                         json_object_get(json_object_get(ref, "body"),
+                                         "data")));
     cl_fields_fini(&f);
     json_decref(fast);
     json_decref(ref);
@@ -175,6 +176,111 @@ Test(fast, decoder_takes_only_the_canonical_form)
     cr_assert_not(fast_takes(HEAD "18446744073709551616,\"msg\":{\"v\":1,"
                                   "\"type\":\"msg\",\"to\":\"a\",\"body\":"
                                   "{\"type\":\"t\",\"data\":1}}}}}"));
+    /* 2^64 + 1 wraps to 1 in 64 bits: it must not pass as seq 1. */
+    cr_assert_not(fast_takes(HEAD "18446744073709551617,\"msg\":{\"v\":1,"
+                                  "\"type\":\"msg\",\"to\":\"a\",\"body\":"
+                                  "{\"type\":\"t\",\"data\":1}}}}}"));
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"to\":\"a\",\"body\":{\"type\":\"t\","
+                                  "\"arg\":18446744073709551617,\"data\":1}}}}}"));
+}
+
+/* A plain string as data is kept as a span (no json_t); anything a plain
+ * scan cannot vouch for goes to jansson, which decides. */
+static char line_buf[256]; /* the spans borrow it */
+
+static bool string_data(const char *data, cl_fields *f)
+{
+    char *line = line_buf;
+
+    snprintf(line, sizeof line_buf,
+             HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\",\"to\":\"a\","
+                  "\"body\":{\"type\":\"t\",\"data\":%s}}}}}",
+             data);
+    return cl_fast_decode_routed(line, strlen(line), f);
+}
+
+Test(fast, string_data_as_a_span_or_through_jansson)
+{
+    cl_fields f;
+
+    cr_assert(string_data("\"hello, world\"", &f));
+    cr_assert(cl_span_is(f.str, "hello, world"));
+    cr_assert_null(f.data);
+    cr_assert_str_eq(json_string_value(cl_fields_json(&f)), "hello, world");
+    cl_fields_fini(&f);
+    cr_assert(string_data("\"\"", &f));
+    cr_assert_not_null(f.str.p);
+    cr_assert_eq(f.str.n, 0);
+    cl_fields_fini(&f);
+    cr_assert(string_data("\"h\xc3\xa9llo long enough for two words\"", &f));
+    cr_assert(cl_span_is(f.str, "h\xc3\xa9llo long enough for two words"));
+    cl_fields_fini(&f);
+    /* An escape: jansson reads it. */
+    cr_assert(string_data("\"a\\nb\"", &f));
+    cr_assert_null(f.str.p);
+    cr_assert_str_eq(json_string_value(f.data), "a\nb");
+    cl_fields_fini(&f);
+    /* Malformed: refused by both paths, never a crash. */
+    cr_assert_not(string_data("\"bad \xc3 utf8 in a longer string\"", &f));
+    cr_assert_not(string_data("\"ctl \x01\"", &f));
+    cr_assert_not(string_data("\"unterminated", &f));
+    cr_assert_not(string_data("\"a\"\"b\"", &f));
+}
+
+/* A type with a string codec whose payload is a borrowed cl_span. */
+static const char *span_to_string(const void *p, size_t *len)
+{
+    const cl_span *sp = p;
+
+    *len = sp->n;
+    return sp->p;
+}
+
+static const hm_type SPAN = {.name = "t.span", .to_string = span_to_string};
+
+Test(fast, string_codec_refuses_what_readers_refuse)
+{
+    cl_span sp = {"a\0b", 3};
+    hm_msg *m = hm_msg_create(&SPAN, &sp, 0);
+    char *line = NULL;
+    size_t len;
+
+    /* \u0000 would close the link on the other side. */
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_ECODEC);
+    sp = (cl_span){"bad \xff", 5};
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_ECODEC);
+    sp = (cl_span){"quote \" tab \t ok \xc3\xa9", 19};
+    cr_assert_eq(cl_fast_encode_app(m, "t", NULL, 0, false, 0, &line, &len),
+                 HM_OK);
+    cr_assert(strstr(line, "\"data\":\"quote \\\" tab \\t ok \xc3\xa9\""),
+              "%s", line);
+    hm_free(line);
+    hm_msg_destroy(m);
+}
+
+Test(fast, ack_lines)
+{
+    size_t len;
+    char *line = cl_fast_ack_line(1234567, &len);
+    uint64_t seq = 0;
+
+    cr_assert(cl_fast_decode_ack(line, len - 1, &seq));
+    cr_assert_eq(seq, 1234567);
+    cr_assert_not(cl_fast_decode_ack(line, len - 2, &seq), "cut short");
+    line[len - 3] = 'x';
+    cr_assert_not(cl_fast_decode_ack(line, len - 1, &seq));
+    hm_free(line);
+    line = cl_fast_ack_line(9007199254740991ull, &len);
+    cr_assert(cl_fast_decode_ack(line, len - 1, &seq));
+    cr_assert_eq(seq, 9007199254740991ull);
+    hm_free(line);
+    line = cl_fast_ack_line(9007199254740992ull, &len); /* over HP's ints */
+    cr_assert_not(cl_fast_decode_ack(line, len - 1, &seq));
+    hm_free(line);
+    cr_assert_not(cl_fast_decode_ack("", 0, &seq));
 }
 
 Test(fast, lines_framer_gives_every_complete_line_at_once)
