@@ -251,6 +251,22 @@ void hm_conn_finish(hm_conn *c, hm_err reason);
 void hm_conn_set_user_timeout(int fd, uint32_t ms);
 hm_err hm_conn_errno(int e);
 
+/* conn_out.c (the conn's I/O thread). hm_conn_take_writes moves the
+ * handles' writes onto the output queue (the rest of a direct send first,
+ * non-bulk ahead of bulk not begun); hm_conn_flush_output sends the queue
+ * until the socket is full (HM_OK) or fails (the error); hm_conn_drop_output
+ * frees all of it. The output side (ADR 0151): hm_conn_io_acquire takes it
+ * now or returns false (the holder schedules `c` when it lets go);
+ * hm_conn_io_release lets go (handles may send directly again if the conn
+ * is open and nothing is queued); hm_conn_io_acquire_for_good waits for a
+ * handle's send in progress and keeps it, before the socket closes. */
+void hm_conn_take_writes(hm_conn *c);
+hm_err hm_conn_flush_output(hm_conn *c);
+void hm_conn_drop_output(hm_conn *c);
+bool hm_conn_io_acquire(hm_conn *c);
+void hm_conn_io_release(hm_conn *c);
+void hm_conn_io_acquire_for_good(hm_conn *c);
+
 /* timed.c (the conn's I/O thread). hm_conn_set_deadline sets the state's
  * deadline (0: none) and refiles; hm_conn_refile files `c` at the nearest
  * of its deadline and its idle expiry, or takes it out of the wheel when
