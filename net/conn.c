@@ -10,7 +10,7 @@
  * wake-up at light load: a write with nothing queued before it, to a loop
  * asleep in epoll_wait, is sent from the writer's thread, holding the
  * socket's output side by a CAS it never waits for (ADR 0151). The socket
- * side is in conn_io.c. */
+ * side is in conn_io.c, its output queue in conn_out.c. */
 #include "net/net_impl.h"
 
 #include "net/line.h"
@@ -301,8 +301,8 @@ static void push_write(hm_conn *c, wnode *n)
 
     do {
         n->next = head;
-        /* release: pairs with the acquire exchange in conn_io.c's
-         * take_writes(), which then sees the node's bytes. */
+        /* release: pairs with the acquire exchange in conn_out.c's
+         * hm_conn_take_writes(), which then sees the node's bytes. */
     } while (!atomic_compare_exchange_weak_explicit(
         &c->wstack, &head, n, memory_order_release, memory_order_relaxed));
     hm_conn_schedule(c);
@@ -317,7 +317,8 @@ static bool take_output(hm_conn *c)
 
     while ((v & (W_DIRECT | W_SENDING | W_IO_WANTS)) == W_DIRECT) {
         /* acquire: pairs with the release in give_output() and in the
-         * I/O thread's io_release() (conn_io.c): their sends come first.
+         * I/O thread's hm_conn_io_release() (conn_out.c): their sends
+         * come first.
          * seq_cst on failure is not needed: we retry or give up. */
         if (atomic_compare_exchange_weak_explicit(&c->wflags, &v,
                                                   v | W_SENDING,
@@ -355,7 +356,7 @@ static void send_direct(hm_conn *c, wnode *n)
         sent = send(c->fd, n->data, n->len, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (sent < 0 && errno == EINTR);
     if (sent > 0) {
-        /* relaxed: a byte budget and a counter, as in conn_io.c. */
+        /* relaxed: a byte budget and a counter, as in conn_out.c. */
         atomic_fetch_sub_explicit(&c->queued_len, (size_t)sent,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&c->loop->bytes_out, (uint64_t)sent,

@@ -150,6 +150,7 @@ static void *loop_main(void *arg)
                               memory_order_relaxed);
         n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
         atomic_store_explicit(&loop->direct_budget, 0, memory_order_relaxed);
+        loop->inline_left = HM_LOOP_INLINE_FRAMES;
         loop->now_ms = hm_loop_now_ms();
         if (n < 0 && errno != EINTR) {
             HM_LOG_ERROR("NET-EPOLL-FAIL", "epoll_wait: %s", strerror(errno));
@@ -219,6 +220,7 @@ hm_err hm_net_create(const hm_net_config *cfg, hm_net **out)
         return HM_EINVAL;
     net = hm_calloc(1, sizeof *net);
     net->rt = cfg->rt;
+    net->inline_turns = cfg->inline_turns;
     net->nloops = n;
     net->loops = hm_calloc((size_t)n, sizeof *net->loops);
     atomic_init(&net->next_id, 1);
@@ -328,6 +330,7 @@ void hm_net_stats_get(hm_net *net, hm_net_stats *out)
         SUM(write_full);
         SUM(read_pauses);
         SUM(direct_sends);
+        SUM(inline_frames);
 #undef SUM
     }
 }

@@ -71,6 +71,12 @@ typedef struct hm_conn_options {
 typedef struct hm_net_config {
     hm_runtime *rt; /* borrowed until hm_net_stop() returns */
     int io_threads; /* 0: 1 */
+    /* When every runtime worker sleeps, an I/O thread runs the owner's
+     * turn for a frame it read itself, and up to this many turns in all
+     * (the owner's and those it makes runnable), instead of waking a
+     * worker (ADR 0175). The owners' handlers then run on the I/O thread
+     * too, so they must not block. 0: never (ADR 0010's split). */
+    uint32_t inline_turns;
 } hm_net_config;
 
 /* Creates the net and starts its I/O threads. Borrows `cfg`. Returns owned
@@ -104,6 +110,7 @@ typedef struct hm_net_stats {
     uint64_t write_full;     /* writes refused with HM_EFULL */
     uint64_t read_pauses;    /* reads paused on the in-flight bound */
     uint64_t direct_sends;   /* writes a handle sent itself (ADR 0151) */
+    uint64_t inline_frames;  /* frames whose owner ran on the loop (0175) */
 } hm_net_stats;
 
 /* Fills `out` (borrowed, caller's storage). Thread-safe. */

@@ -31,6 +31,10 @@ typedef struct hm_loop hm_loop;
 /* Direct sends per sleep of a loop (ADR 0151): enough for a message or
  * two at light load; a burst past it is queued and sent in batches. */
 #define HM_LOOP_DIRECT_SENDS 1
+/* Frames per wake-up of a loop whose owners may run on the loop itself
+ * (ADR 0175): a message or two at light load; past it a burst goes to the
+ * workers, which then spin and take the rest, on another core. */
+#define HM_LOOP_INLINE_FRAMES 2
 #define HM_WHEEL_GRAIN_MS 16u
 #define HM_WHEEL_SLOTS 2048u
 
@@ -197,6 +201,7 @@ struct hm_loop {
     hm_conn *conns;         /* registered conns */
     hm_listener *listeners; /* registered listeners */
     uint64_t now_ms;        /* hm_loop_now_ms() at the start of this turn */
+    uint32_t inline_left;   /* frames this wake-up may still run here */
     /* The timing wheel of connection deadlines (timed.c): slot i holds
      * the conns due in a tick t with t % HM_WHEEL_SLOTS == i (possibly
      * some rounds later); a bit per non-empty slot. */
@@ -206,13 +211,15 @@ struct hm_loop {
 
     /* Counters: relaxed atomics, read by hm_net_stats_get(). */
     _Atomic uint64_t accepted, accept_dropped, connected, closed, open,
-        frames_in, bytes_in, bytes_out, write_full, read_pauses, direct_sends;
+        frames_in, bytes_in, bytes_out, write_full, read_pauses, direct_sends,
+        inline_frames;
 };
 
 struct hm_net {
     hm_runtime *rt;
     int nloops;
     hm_loop *loops;
+    uint32_t inline_turns; /* hm_net_config's; 0: never (ADR 0175) */
     _Atomic uint64_t next_id;   /* atomic: connection ids, from 1 */
     _Atomic unsigned next_loop; /* atomic: round-robin placement */
     atomic_bool stopped;        /* atomic */
@@ -250,6 +257,22 @@ void hm_conn_finish(hm_conn *c, hm_err reason);
  * a failure is logged at debug level, nothing else. */
 void hm_conn_set_user_timeout(int fd, uint32_t ms);
 hm_err hm_conn_errno(int e);
+
+/* conn_out.c (the conn's I/O thread). hm_conn_take_writes moves the
+ * handles' writes onto the output queue (the rest of a direct send first,
+ * non-bulk ahead of bulk not begun); hm_conn_flush_output sends the queue
+ * until the socket is full (HM_OK) or fails (the error); hm_conn_drop_output
+ * frees all of it. The output side (ADR 0151): hm_conn_io_acquire takes it
+ * now or returns false (the holder schedules `c` when it lets go);
+ * hm_conn_io_release lets go (handles may send directly again if the conn
+ * is open and nothing is queued); hm_conn_io_acquire_for_good waits for a
+ * handle's send in progress and keeps it, before the socket closes. */
+void hm_conn_take_writes(hm_conn *c);
+hm_err hm_conn_flush_output(hm_conn *c);
+void hm_conn_drop_output(hm_conn *c);
+bool hm_conn_io_acquire(hm_conn *c);
+void hm_conn_io_release(hm_conn *c);
+void hm_conn_io_acquire_for_good(hm_conn *c);
 
 /* timed.c (the conn's I/O thread). hm_conn_set_deadline sets the state's
  * deadline (0: none) and refiles; hm_conn_refile files `c` at the nearest

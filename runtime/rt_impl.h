@@ -61,6 +61,7 @@ enum {
      * cleared by acq_rel CAS between that worker and hm_runtime_wake(). */
     ENT_HELD = 1u << 6,
     ENT_WOKEN = 1u << 7, /* hm_runtime_wake() came while it was running */
+    ENT_ANYWHERE = 1u << 8, /* hm_receiver.runs_anywhere */
 };
 
 typedef struct hm_pending {

@@ -40,7 +40,7 @@ static unsigned ext_shard(void)
 
 void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
 {
-    if (w)
+    if (w && w->index >= 0) /* a guest (sched.c) counts as shared */
         counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
     else
         /* relaxed: a statistic; several threads may add at once. */
@@ -307,7 +307,10 @@ static void install(hm_runtime *rt, hm_addr *e, const hm_receiver *r)
                           r->mailbox_limit ? r->mailbox_limit
                                            : rt->cfg.mailbox_limit,
                           memory_order_relaxed);
-    set_flags(e, ENT_ACTIVE | (r->pinned ? ENT_PINNED : 0), 0);
+    set_flags(e,
+              ENT_ACTIVE | (r->pinned ? ENT_PINNED : 0) |
+                  (r->runs_anywhere ? ENT_ANYWHERE : 0),
+              r->runs_anywhere ? 0 : ENT_ANYWHERE);
     stamp(rt, e);
 }
 

@@ -142,6 +142,9 @@ typedef struct hm_receiver {
     const hm_hooks *hooks;  /* borrowed for the activation's life; NULL ok */
     uint32_t mailbox_limit; /* 0: the runtime's default */
     bool pinned;            /* never deactivated for being idle */
+    /* Its handler and hooks never block, so a thread that is not a worker
+     * may run its turns (hm_runtime_send_here(), ADR 0175). */
+    bool runs_anywhere;
 } hm_receiver;
 
 /* Called on a worker when a message arrives for `name` and no activation is
@@ -227,6 +230,21 @@ hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg);
  * that came from another node under its original sender's name. */
 hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                             hm_msg *msg);
+
+/* Like hm_runtime_send(), but when the send makes `to` runnable, the
+ * calling thread runs its turn itself instead of waking a worker, then the
+ * turns of the receivers that turn made runnable (each taking the one
+ * before's place, as a worker's runnext does), up to `max_turns` turns in
+ * all; what is still runnable then goes to the workers. For a thread that
+ * is not a worker (an I/O loop, ADR 0175) when every worker sleeps, so a
+ * hand-off would cost a wake-up: the handlers run on the caller's thread,
+ * so it must be one that may run them (they must not block). On a worker,
+ * in manual mode or with `max_turns` 0 it is hm_runtime_send(). */
+hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                            uint32_t max_turns);
+/* True when no worker is running or spinning: all sleep, so waking one
+ * costs a context switch. A hint, stale as soon as it is read. */
+bool hm_runtime_workers_idle(hm_runtime *rt);
 
 /* Creates the activation of `name` now with `r` (borrowed; the activation
  * takes r->state). Optionally returns an owned reference in `out` (may be

@@ -230,6 +230,11 @@ static void spill(hm_runtime *rt, hm_worker *w, hm_addr *e)
  * next anyway, and a larger ring has already had its wake-up. */
 static void put_local(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
+    if (w->index < 0) { /* a guest's ring is nobody's to steal: global */
+        gq_push(rt, e);
+        notify(rt);
+        return;
+    }
     if (!runq_put(&w->q, e)) {
         spill(rt, w, e);
         notify(rt);
@@ -264,6 +269,71 @@ void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
         return;
     }
     put_local(rt, w, e);
+}
+
+/* --------------------------------------------------------------- guests */
+
+bool hm_runtime_workers_idle(hm_runtime *rt)
+{
+    /* relaxed: a hint; the answer may be stale by the time it is used,
+     * which costs a wake-up or a turn on the guest, never correctness. */
+    return !rt->manual &&
+           atomic_load_explicit(&rt->spinning, memory_order_relaxed) == 0 &&
+           atomic_load_explicit(&rt->sleepers, memory_order_relaxed) ==
+               rt->nworkers;
+}
+
+/* Whether a guest may run e's turn: an active receiver that said its
+ * handler never blocks, whose activate hook has run (activating may load
+ * state, and a factory may block). */
+static bool guest_may_run(hm_addr *e)
+{
+    /* relaxed: the flags were set by the worker that activated `e`, before
+     * the park that our schedule of `e` follows (the mailbox's pair). */
+    uint32_t f = atomic_load_explicit(&e->sflags, memory_order_relaxed);
+
+    return (f & (ENT_ACTIVE | ENT_ANYWHERE | ENT_NEEDHOOK)) ==
+           (ENT_ACTIVE | ENT_ANYWHERE);
+}
+
+/* The guest runs what it made runnable, runnext first, up to `turns`
+ * turns; what is left (or may not run here) goes to the global queue,
+ * waking a worker. The guest is not in rt->workers, so no thief ever sees
+ * its runnext. */
+static void run_guest(hm_runtime *rt, hm_worker *g, uint32_t turns)
+{
+    hm_addr *e;
+
+    while ((e = atomic_exchange_explicit(&g->runnext, NULL,
+                                         memory_order_relaxed))) {
+        if (turns == 0 || !guest_may_run(e)) {
+            gq_push(rt, e);
+            notify(rt);
+            return;
+        }
+        turns--;
+        hm_rt_run_entry(rt, g, e);
+    }
+}
+
+hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                            uint32_t max_turns)
+{
+    hm_worker g; /* its ring is never used, so never initialised */
+    hm_err err;
+
+    if (rt->manual || max_turns == 0 || tl_worker)
+        return hm_runtime_send(rt, to, msg);
+    g.rt = rt;
+    g.index = -1;
+    memset(&g.st, 0, sizeof g.st);
+    atomic_init(&g.runnext, NULL);
+    tl_worker = &g; /* from here, schedules by this thread go to g */
+    err = hm_runtime_send(rt, to, msg);
+    if (err == HM_OK)
+        run_guest(rt, &g, max_turns);
+    tl_worker = NULL;
+    return err;
 }
 
 /* -------------------------------------------------------------- workers */

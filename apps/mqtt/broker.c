@@ -30,6 +30,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000u
 #define DEFAULT_SYS_INTERVAL_S 10u
 #define CONN_LINGER_MS 1000u
+#define MQTT_INLINE_TURNS 3u /* see hm_net_config.inline_turns */
 
 /* ------------------------------------------------ a published message */
 
@@ -321,7 +322,8 @@ static hm_err on_accept(void *arg, uint64_t conn_id, const char *peer,
                            &(hm_receiver){.handler = mqtt_conn_handle,
                                           .state = state,
                                           .hooks = &mqtt_conn_hooks,
-                                          .pinned = true},
+                                          .pinned = true,
+                                          .runs_anywhere = true},
                            owner_out);
     if (err != HM_OK) {
         mqtt_conn_state_destroy(state);
@@ -478,8 +480,14 @@ hm_err mqtt_broker_create(const mqtt_broker_config *cfg, mqtt_broker **out)
     b->start_ms = hm_runtime_now_ms(b->rt);
     if ((err = mqtt_saver_start(b)) != HM_OK)
         goto fail;
-    err = hm_net_create(
-        &(hm_net_config){.rt = b->rt, .io_threads = cfg->io_threads}, &b->net);
+    /* A publish at light load runs on the I/O thread that read it: the
+     * publisher's connection (decode, route), the subscriber's session
+     * (its write) and one more, without waking a worker (ADR 0175). Every
+     * handler here is non-blocking (persistence is the saver's thread). */
+    err = hm_net_create(&(hm_net_config){.rt = b->rt,
+                                         .io_threads = cfg->io_threads,
+                                         .inline_turns = MQTT_INLINE_TURNS},
+                        &b->net);
     if (err != HM_OK)
         goto fail;
     if (b->cluster &&

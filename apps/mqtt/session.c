@@ -767,5 +767,6 @@ void mqtt_session_make(mqtt_broker *b, const char *client_id, hm_receiver *out)
     *out = (hm_receiver){.handler = mqtt_session_handle,
                          .state = s,
                          .hooks = &session_hooks,
-                         .pinned = true};
+                         .pinned = true,
+                         .runs_anywhere = true};
 }

@@ -12,7 +12,11 @@
  * handles send directly, ADR 0151) write lines of up to 40 KB to a peer
  * with a small receive buffer that reads slowly, so direct sends come up
  * short and their rest must still go out before anything queued; lines
- * must arrive whole and in each writer's order, as in phase 1. */
+ * must arrive whole and in each writer's order, as in phase 1. Phase 6:
+ * on a net whose loops run a frame's owner themselves when the workers
+ * sleep (ADR 0175), clients on two loops send paced bursts of numbered
+ * lines to one echoing receiver, run now by an I/O thread, now by a
+ * worker; every client reads its lines back in order. */
 #include "net/conn.h"
 #include "net/net.h"
 #include "runtime/alloc.h"
@@ -26,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WRITERS 4
@@ -347,6 +352,98 @@ static void phase_backpressure(hm_net *net, hm_addr *addr, owner *o)
     hm_listener_close(l);
 }
 
+/* ------------------------------------------------ phase 6: inline owners */
+
+#define ECHO_CLIENTS 4
+#define ECHO_LINES 2000
+#define ECHO_BURST 8
+
+/* Writes every frame back, with its newline, on the frame's connection. */
+static hm_err echo_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    size_t len;
+    const uint8_t *data = hm_net_msg_data(msg, &len);
+    char buf[64];
+
+    (void)ctx;
+    (void)state;
+    if (hm_msg_type(msg) != &hm_net_frame_type || len >= sizeof buf)
+        return HM_OK;
+    memcpy(buf, data, len);
+    buf[len] = '\n';
+    CHECK(hm_conn_write(hm_net_msg_conn(msg), buf, len + 1) == HM_OK);
+    return HM_OK;
+}
+
+/* Sends numbered lines in bursts with pauses (so the workers go to sleep
+ * and the loops run the echo themselves), and reads them back in order. */
+static void *echo_client(void *arg)
+{
+    int port = (int)(intptr_t)arg, fd = connect_to(port);
+    char got[ECHO_LINES * 8], line[16];
+    size_t have = 0, want = 0;
+
+    for (int i = 0; i < ECHO_LINES; i++) {
+        int n = snprintf(line, sizeof line, "%d\n", i);
+
+        send_all_fd(fd, line, (size_t)n);
+        want += (size_t)n;
+        if (i % ECHO_BURST == ECHO_BURST - 1)
+            nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
+    }
+    while (have < want) {
+        ssize_t n = recv(fd, got + have, sizeof got - have, 0);
+
+        CHECK(n > 0);
+        have += (size_t)n;
+    }
+    for (int i = 0, off = 0; i < ECHO_LINES; i++) {
+        int n = snprintf(line, sizeof line, "%d\n", i);
+
+        CHECK(memcmp(got + off, line, (size_t)n) == 0);
+        off += n;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void phase_inline(hm_runtime *rt)
+{
+    pthread_t t[ECHO_CLIENTS];
+    hm_net_stats st;
+    hm_listener *l;
+    hm_addr *echo;
+    hm_net *net;
+
+    CHECK(hm_net_create(&(hm_net_config){.rt = rt,
+                                         .io_threads = 2,
+                                         .inline_turns = 2},
+                        &net) == HM_OK);
+    CHECK(hm_runtime_spawn(rt, "echo",
+                           &(hm_receiver){.handler = echo_handle,
+                                          .pinned = true,
+                                          .runs_anywhere = true},
+                           &echo) == HM_OK);
+    CHECK(hm_net_listen(net,
+                        &(hm_listen_config){.host = "127.0.0.1",
+                                            .accept = accept_owner,
+                                            .accept_arg = echo},
+                        &l) == HM_OK);
+    for (int i = 0; i < ECHO_CLIENTS; i++)
+        CHECK(pthread_create(&t[i], NULL, echo_client,
+                             (void *)(intptr_t)hm_listener_port(l)) == 0);
+    for (int i = 0; i < ECHO_CLIENTS; i++)
+        pthread_join(t[i], NULL);
+    hm_net_stats_get(net, &st);
+    printf("stress_net_write: phase 6: %llu of %llu frames run by a loop\n",
+           (unsigned long long)st.inline_frames,
+           (unsigned long long)st.frames_in);
+    hm_listener_close(l);
+    hm_net_stop(net);
+    hm_addr_release(echo);
+    hm_net_destroy(net);
+}
+
 int main(void)
 {
     hm_runtime *rt;
@@ -388,13 +485,16 @@ int main(void)
     phase_direct(net, &o, hm_listener_port(l));
     hm_listener_close(l);
     hm_net_stop(net);
+    phase_inline(rt);
     hm_addr_release(addr);
     hm_runtime_destroy(rt);
     hm_net_destroy(net);
     hm_conn_release(atomic_exchange(&o.conn, NULL));
     printf("stress_net_write: %d lines x %d writers, close race, %d peers "
            "vanished, 20000 frames through a 512-byte in-flight bound, "
-           "%d paced lines of up to %d bytes x %d writers: ok\n",
-           LINES, WRITERS, CYCLES, DIRECT_LINES, DIRECT_PAD_MAX, WRITERS);
+           "%d paced lines of up to %d bytes x %d writers, %d lines echoed "
+           "to %d clients by inline owners: ok\n",
+           LINES, WRITERS, CYCLES, DIRECT_LINES, DIRECT_PAD_MAX, WRITERS,
+           ECHO_LINES, ECHO_CLIENTS);
     return 0;
 }
