@@ -239,22 +239,65 @@ static void put_local(hm_runtime *rt, hm_worker *w, hm_addr *e)
         notify(rt);
 }
 
-void hm_sched_schedule(hm_runtime *rt, hm_addr *e)
+/* Owner: e runs next on w; the receiver it displaces goes to the ring. */
+static void set_runnext(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
-    hm_worker *w = hm_sched_self(rt);
-    hm_addr *old;
+    /* acq_rel: release publishes e to a thief that swaps runnext; acquire
+     * takes ownership of the displaced one. */
+    hm_addr *old = atomic_exchange_explicit(&w->runnext, e,
+                                            memory_order_acq_rel);
+    if (old)
+        put_local(rt, w, old);
+}
 
+static void schedule_on(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
     if (!w || rt->manual) {
         gq_push(rt, e);
         if (!rt->manual)
             notify(rt);
         return;
     }
-    /* acq_rel: release publishes e to a thief that swaps runnext; acquire
-     * takes ownership of the displaced one. */
-    old = atomic_exchange_explicit(&w->runnext, e, memory_order_acq_rel);
-    if (old)
-        put_local(rt, w, old);
+    set_runnext(rt, w, e);
+}
+
+void hm_sched_schedule(hm_runtime *rt, hm_addr *e)
+{
+    schedule_on(rt, hm_sched_self(rt), e);
+}
+
+static void busy_inc(hm_runtime *rt)
+{
+    /* seq_cst: counted before the receiver can run and park (and call
+     * hm_rt_busy_dec, the Dekker pair of hm_runtime_wait_idle). */
+    atomic_fetch_add(&rt->busy, 1);
+}
+
+void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    if (w && !rt->manual) {
+        /* A second wake in one message: the older one goes to the ring,
+         * as it would if both had gone through runnext. */
+        if (w->next) {
+            busy_inc(rt);
+            put_local(rt, w, w->next);
+        }
+        w->next = e;
+        return;
+    }
+    busy_inc(rt);
+    schedule_on(rt, w, e);
+}
+
+void hm_sched_flush(hm_runtime *rt, hm_worker *w)
+{
+    hm_addr *e = w->next;
+
+    if (!e)
+        return;
+    w->next = NULL;
+    busy_inc(rt);
+    set_runnext(rt, w, e);
 }
 
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
@@ -300,21 +343,36 @@ static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext)
     return NULL;
 }
 
+/* The receiver w->next that the last turn handed over (already counted in
+ * busy) is, in effect, in runnext: it runs now unless the global queue or
+ * the ring is due, and then it goes to runnext for real. */
 static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
 {
     hm_addr *buf[GQ_GRAB];
+    hm_addr *mine = w->next;
     hm_addr *e;
     uint32_t n;
 
-    if (++w->tick % GLOBAL_EVERY == 0 && gq_take(rt, &e, 1))
-        return e;
+    w->next = NULL;
+    if (--w->global_in == 0) {
+        w->global_in = GLOBAL_EVERY;
+        if (gq_take(rt, &e, 1))
+            goto other;
+    }
     /* A pair of receivers waking each other through runnext would never
      * let the ring run; after a streak, the ring goes first (Go lets
      * runnext inherit the time slice for the same reason). */
     if (++w->streak >= RUNNEXT_STREAK) {
         w->streak = 0;
         if ((e = runq_get(&w->q)))
-            return e;
+            goto other;
+    }
+    if (mine) {
+        /* relaxed: only this worker stores a receiver into its runnext
+         * (thieves only take it), so NULL stays NULL. */
+        if (atomic_load_explicit(&w->runnext, memory_order_relaxed))
+            set_runnext(rt, w, NULL); /* the older one to the ring */
+        return mine;
     }
     if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
         /* acq_rel: pairs with the exchange in hm_sched_schedule(). */
@@ -329,6 +387,29 @@ static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
         if (!runq_put(&w->q, buf[i]))
             gq_push(rt, buf[i]);
     return n ? buf[0] : NULL;
+
+other:
+    if (mine)
+        set_runnext(rt, w, mine);
+    return e;
+}
+
+/* find_local's common case, inlined in the worker's loop: the last turn
+ * handed over a receiver and neither the global queue nor the ring is due
+ * (nor an older receiver in runnext). */
+static inline hm_addr *take_handoff(hm_worker *w)
+{
+    hm_addr *e = w->next;
+
+    /* relaxed: only this worker stores a receiver into its runnext
+     * (thieves only take it), so NULL stays NULL. */
+    if (!e || w->global_in <= 1 || w->streak + 1 >= RUNNEXT_STREAK ||
+        atomic_load_explicit(&w->runnext, memory_order_relaxed))
+        return NULL;
+    w->global_in--;
+    w->streak++;
+    w->next = NULL;
+    return e;
 }
 
 static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
@@ -380,7 +461,9 @@ static void *worker_main(void *arg)
 
     tl_worker = w;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        hm_addr *e = find_local(rt, w);
+        hm_addr *e = take_handoff(w);
+        if (!e)
+            e = find_local(rt, w);
         if (!e)
             e = steal(rt, w, false);
         if (!e)
@@ -405,6 +488,7 @@ void hm_sched_init(hm_runtime *rt)
         w->rt = rt;
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+        w->global_in = GLOBAL_EVERY;
         atomic_init(&w->runnext, NULL);
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
