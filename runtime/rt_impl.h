@@ -121,7 +121,7 @@ typedef struct hm_worker {
      * a single atomic; otherwise hm_sched_flush() schedules it as usual. */
     hm_addr *next;
     uint32_t global_in; /* turns until the global queue goes first */
-    uint32_t streak;    /* turns since the ring last went first */
+    uint32_t streak_in; /* turns until the ring goes first */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
@@ -248,7 +248,30 @@ static inline void hm_sched_wake(hm_runtime *rt, hm_worker *w, hm_addr *e)
         hm_sched_wake_slow(rt, w, e);
 }
 /* After a message of w's turn: counts and schedules w->next, if any. */
-void hm_sched_flush(hm_runtime *rt, hm_worker *w);
+void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w);
+static inline void hm_sched_flush(hm_runtime *rt, hm_worker *w)
+{
+    if (w->next)
+        hm_sched_flush_slow(rt, w);
+}
+/* The worker's next turn when the last one handed a receiver over
+ * (w->next) and neither the global queue nor the ring is due, nor an older
+ * receiver waits in runnext: that receiver, or NULL (then the scheduler's
+ * find_local decides, w->next included). */
+static inline hm_addr *hm_sched_take_handoff(hm_worker *w)
+{
+    hm_addr *e = w->next;
+
+    /* relaxed: only this worker stores a receiver into its runnext
+     * (thieves only take it), so NULL stays NULL. */
+    if (!e || w->global_in <= 1 || w->streak_in <= 1 ||
+        atomic_load_explicit(&w->runnext, memory_order_relaxed))
+        return NULL;
+    w->global_in--;
+    w->streak_in--;
+    w->next = NULL;
+    return e;
+}
 /* The owner worker puts back a receiver that still has messages. */
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e);
 /* Manual mode: the next scheduled receiver, or NULL. */

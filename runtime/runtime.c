@@ -581,9 +581,12 @@ static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
     return false;
 }
 
-void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
+/* One turn of `e` (ctx->self) on ctx->w: up to `batch` messages. True if
+ * `e` parked and handed the receiver its last message woke over to this
+ * worker (w->next). */
+static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
 {
-    hm_ctx ctx = {.rt = rt, .w = w, .self = e};
+    hm_worker *w = ctx->w;
     uint32_t n = 0, settled = 0;
     /* relaxed: a count for the high-water mark and a hint for parking. */
     uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
@@ -597,10 +600,10 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
         if (!node)
             break;
         n++;
-        handle_one(rt, &ctx, e, (hm_msg *)node);
-        ctx.hold = false; /* a hold outside a handler means nothing */
-        if (ctx.held) {   /* back in front; it stays counted in `queued` */
-            hm_mailbox_unpop(&e->mb, &ctx.held->node);
+        handle_one(rt, ctx, e, (hm_msg *)node);
+        ctx->hold = false; /* a hold outside a handler means nothing */
+        if (ctx->held) {   /* back in front; it stays counted in `queued` */
+            hm_mailbox_unpop(&e->mb, &ctx->held->node);
             held = true;
             n--;
         }
@@ -609,27 +612,39 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
             /* Closing: leave the rest (and a held message, the oldest)
              * queued for hm_runtime_destroy(), which dead-letters them. */
             hm_sched_flush(rt, w);
-            end_turn(rt, &ctx, e, n - settled);
-            return;
+            end_turn(rt, ctx, e, n - settled);
+            return false;
         }
         if (held) {
             hm_sched_flush(rt, w);
             break;
         }
-        if (park_early(rt, &ctx, e, n, &settled, &q))
-            return; /* parked: from here on, `e` is not ours to touch */
+        if (park_early(rt, ctx, e, n, &settled, &q))
+            return w->next != NULL; /* `e` is not ours to touch now */
     }
-    end_turn(rt, &ctx, e, n - settled);
+    end_turn(rt, ctx, e, n - settled);
     if (held) {
         if (!hold_entry(e))
             hm_sched_requeue(rt, w, e);
-        return;
+        return false;
     }
     if (n < rt->batch && hm_mailbox_park(&e->mb)) {
         hm_rt_busy_dec(rt);
-        return; /* parked: from here on, `e` is not ours to touch */
+        return false; /* parked: from here on, `e` is not ours to touch */
     }
     hm_sched_requeue(rt, w, e);
+    return false;
+}
+
+void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    hm_ctx ctx = {.rt = rt, .w = w};
+
+    /* A receiver handed over at park runs here at once, when the worker's
+     * loop would run it next anyway (hm_sched_take_handoff). */
+    do
+        ctx.self = e;
+    while (turn(rt, &ctx, e) && (e = hm_sched_take_handoff(w)));
 }
 
 /* ---------------------------------------------------------------- spawn */

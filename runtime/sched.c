@@ -289,12 +289,10 @@ void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
     schedule_on(rt, w, e);
 }
 
-void hm_sched_flush(hm_runtime *rt, hm_worker *w)
+void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w)
 {
     hm_addr *e = w->next;
 
-    if (!e)
-        return;
     w->next = NULL;
     busy_inc(rt);
     set_runnext(rt, w, e);
@@ -356,14 +354,15 @@ static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
     w->next = NULL;
     if (--w->global_in == 0) {
         w->global_in = GLOBAL_EVERY;
+        w->streak_in = RUNNEXT_STREAK;
         if (gq_take(rt, &e, 1))
             goto other;
     }
     /* A pair of receivers waking each other through runnext would never
      * let the ring run; after a streak, the ring goes first (Go lets
      * runnext inherit the time slice for the same reason). */
-    if (++w->streak >= RUNNEXT_STREAK) {
-        w->streak = 0;
+    if (--w->streak_in == 0) {
+        w->streak_in = RUNNEXT_STREAK;
         if ((e = runq_get(&w->q)))
             goto other;
     }
@@ -391,24 +390,6 @@ static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
 other:
     if (mine)
         set_runnext(rt, w, mine);
-    return e;
-}
-
-/* find_local's common case, inlined in the worker's loop: the last turn
- * handed over a receiver and neither the global queue nor the ring is due
- * (nor an older receiver in runnext). */
-static inline hm_addr *take_handoff(hm_worker *w)
-{
-    hm_addr *e = w->next;
-
-    /* relaxed: only this worker stores a receiver into its runnext
-     * (thieves only take it), so NULL stays NULL. */
-    if (!e || w->global_in <= 1 || w->streak + 1 >= RUNNEXT_STREAK ||
-        atomic_load_explicit(&w->runnext, memory_order_relaxed))
-        return NULL;
-    w->global_in--;
-    w->streak++;
-    w->next = NULL;
     return e;
 }
 
@@ -461,7 +442,7 @@ static void *worker_main(void *arg)
 
     tl_worker = w;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        hm_addr *e = take_handoff(w);
+        hm_addr *e = hm_sched_take_handoff(w);
         if (!e)
             e = find_local(rt, w);
         if (!e)
@@ -489,6 +470,7 @@ void hm_sched_init(hm_runtime *rt)
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         w->global_in = GLOBAL_EVERY;
+        w->streak_in = RUNNEXT_STREAK;
         atomic_init(&w->runnext, NULL);
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
