@@ -102,10 +102,15 @@ hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded)
 /* Sets m's sender to `from` (a new reference), dropping the old one. */
 static inline void set_from(hm_msg *m, hm_addr *from)
 {
-    if (m->from)
+    if (m->from) {
         hm_msg_set_from(m, from);
-    else
-        m->from = hm_addr_ref(from);
+    } else {
+        /* relaxed: hm_addr_ref(), inlined: the caller holds a reference
+         * to `from` (a handle, or the running entry), so no ordering is
+         * needed to keep it alive. */
+        atomic_fetch_add_explicit(&from->refs, 1, memory_order_relaxed);
+        m->from = from;
+    }
 }
 
 /* The send path shared by handlers (ctx->w known) and other threads. */

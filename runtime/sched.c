@@ -10,7 +10,10 @@
  * runs next on the same worker: a ping-pong pair or a token ring then never
  * crosses threads, which matters on this VM where waking a sleeping thread
  * costs 8-17 us and a hand-off between spinning threads 0.2 us. Thieves leave
- * `runnext` alone until they have spun a while. Receivers woken from outside
+ * `runnext` alone until they have spun a while. A wake waits in the
+ * worker-private `next` until the waking message ends: if that turn then
+ * parks, the woken receiver takes over its count in `busy` and runs at once
+ * without touching `runnext` (docs/adr/0195). Receivers woken from outside
  * (timers, I/O threads, main) go to a global queue.
  *
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
