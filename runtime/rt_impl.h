@@ -120,8 +120,8 @@ typedef struct hm_worker {
      * message, the woken one inherits its count and runs next here without
      * a single atomic; otherwise hm_sched_flush() schedules it as usual. */
     hm_addr *next;
-    uint32_t global_in; /* turns until the global queue goes first */
-    uint32_t streak_in; /* turns until the ring goes first */
+    uint32_t turns;    /* turns taken so far (wraps) */
+    uint32_t check_at; /* the next turn that looks at global and ring */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
@@ -264,11 +264,10 @@ static inline hm_addr *hm_sched_take_handoff(hm_worker *w)
 
     /* relaxed: only this worker stores a receiver into its runnext
      * (thieves only take it), so NULL stays NULL. */
-    if (!e || w->global_in <= 1 || w->streak_in <= 1 ||
+    if (!e || w->turns + 1 == w->check_at ||
         atomic_load_explicit(&w->runnext, memory_order_relaxed))
         return NULL;
-    w->global_in--;
-    w->streak_in--;
+    w->turns++;
     w->next = NULL;
     return e;
 }

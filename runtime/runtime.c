@@ -75,9 +75,9 @@ void hm_rt_busy_dec(hm_runtime *rt)
 
 /* ---------------------------------------------------------------- sends */
 
-/* Queues `m` for `e` (takes it on HM_OK); `w` is hm_sched_self(rt). */
-static inline hm_err push(hm_runtime *rt, hm_worker *w, hm_addr *e,
-                          hm_msg *m, bool bounded)
+/* Counts a message into e's mailbox, unless `bounded` and the bound is
+ * reached (false). */
+static inline bool reserve(hm_addr *e, bool bounded)
 {
     /* relaxed: the bound is advisory under concurrency (several senders
      * may overshoot it by one each); the count itself is exact. */
@@ -87,16 +87,26 @@ static inline hm_err push(hm_runtime *rt, hm_worker *w, hm_addr *e,
 
     if (bounded && limit && q >= limit) {
         atomic_fetch_sub_explicit(&e->queued, 1, memory_order_relaxed);
-        return HM_EFULL;
+        return false;
     }
+    return true;
+}
+
+/* Appends `m` (counted by reserve) to e's mailbox; `w` is
+ * hm_sched_self(rt). */
+static inline void enqueue(hm_runtime *rt, hm_worker *w, hm_addr *e,
+                           hm_msg *m)
+{
     if (hm_mailbox_push(&e->mb, &m->node))
         hm_sched_wake(rt, w, e);
-    return HM_OK;
 }
 
 hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded)
 {
-    return push(rt, hm_sched_self(rt), e, m, bounded);
+    if (!reserve(e, bounded))
+        return HM_EFULL;
+    enqueue(rt, hm_sched_self(rt), e, m);
+    return HM_OK;
 }
 
 /* Sets m's sender to `from` (a new reference), dropping the old one. */
@@ -113,26 +123,25 @@ static inline void set_from(hm_msg *m, hm_addr *from)
     }
 }
 
-/* The send path shared by handlers (ctx->w known) and other threads. */
+/* The send path shared by handlers (ctx->w known) and other threads. The
+ * message is counted and stamped with its sender before it is published,
+ * so a failure leaves it as it was, and the mailbox push is the last
+ * call (what follows it needs only rt, w and e). */
 static inline hm_err send_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
                                hm_addr *to, hm_msg *m)
 {
-    hm_err err;
-
     /* acquire: pairs with the release store in hm_runtime_destroy(). */
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
+    if (!reserve(to, true))
+        return HM_EFULL;
     if (from)
         set_from(m, from);
-    if ((err = push(rt, w, to, m, true)) != HM_OK) {
-        if (from)
-            hm_msg_set_from(m, NULL);
-        return err;
-    }
     if (w)
         counter_add(&w->st.sent, 1);
     else
         HM_COUNT(rt, NULL, sent);
+    enqueue(rt, w, to, m);
     return HM_OK;
 }
 
@@ -387,17 +396,18 @@ static void after_handler(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m,
 static inline void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
                            hm_msg *m)
 {
+    bool reminder = m->type == &hm_type_reminder;
     hm_err err;
 
     /* A reminder's tick that was forgotten or replaced after it fired. */
-    if (m->type == &hm_type_reminder && !hm_durable_reminder_due(rt, e, m)) {
+    if (reminder && !hm_durable_reminder_due(rt, e, m)) {
         hm_msg_destroy(m);
         return;
     }
     ctx->delivered++; /* counted and stamped once per turn */
     err = e->handler(ctx, e->state, m);
-    if (err != HM_OK || ctx->deactivate || ctx->hold ||
-        m->type == &hm_type_reminder || hm_durable_is(e))
+    if (err != HM_OK || ctx->deactivate || ctx->hold || reminder ||
+        hm_durable_is(e))
         after_handler(rt, ctx, e, m, err);
     else
         hm_msg_destroy(m);
@@ -429,12 +439,11 @@ static void handle_system(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 
 static void handle_one(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 {
-    if (m->flags & MSG_SYSTEM) {
-        handle_system(rt, ctx, e, m);
-        return;
-    }
-    if (m->flags & MSG_REPLY) {
-        hm_req_handle_reply(rt, ctx, e, m);
+    if (m->flags & (MSG_SYSTEM | MSG_REPLY)) {
+        if (m->flags & MSG_SYSTEM)
+            handle_system(rt, ctx, e, m);
+        else
+            hm_req_handle_reply(rt, ctx, e, m);
         return;
     }
     if (!e->handler && !activate(rt, ctx, e, m))

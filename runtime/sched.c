@@ -344,6 +344,15 @@ static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext)
     return NULL;
 }
 
+/* The first turn after `t` at which find_local must look at the global
+ * queue or the ring first (hm_sched_take_handoff stops there). */
+static uint32_t next_check(uint32_t t)
+{
+    uint32_t g = (t / GLOBAL_EVERY + 1) * GLOBAL_EVERY;
+    uint32_t r = (t / RUNNEXT_STREAK + 1) * RUNNEXT_STREAK;
+    return g < r ? g : r;
+}
+
 /* The receiver w->next that the last turn handed over (already counted in
  * busy) is, in effect, in runnext: it runs now unless the global queue or
  * the ring is due, and then it goes to runnext for real. */
@@ -352,23 +361,18 @@ static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
     hm_addr *buf[GQ_GRAB];
     hm_addr *mine = w->next;
     hm_addr *e;
-    uint32_t n;
+    uint32_t n, t;
 
     w->next = NULL;
-    if (--w->global_in == 0) {
-        w->global_in = GLOBAL_EVERY;
-        w->streak_in = RUNNEXT_STREAK;
-        if (gq_take(rt, &e, 1))
-            goto other;
-    }
+    t = ++w->turns;
+    w->check_at = next_check(t);
+    if (t % GLOBAL_EVERY == 0 && gq_take(rt, &e, 1))
+        goto other;
     /* A pair of receivers waking each other through runnext would never
      * let the ring run; after a streak, the ring goes first (Go lets
      * runnext inherit the time slice for the same reason). */
-    if (--w->streak_in == 0) {
-        w->streak_in = RUNNEXT_STREAK;
-        if ((e = runq_get(&w->q)))
-            goto other;
-    }
+    if (t % RUNNEXT_STREAK == 0 && (e = runq_get(&w->q)))
+        goto other;
     if (mine) {
         /* relaxed: only this worker stores a receiver into its runnext
          * (thieves only take it), so NULL stays NULL. */
@@ -472,8 +476,7 @@ void hm_sched_init(hm_runtime *rt)
         w->rt = rt;
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
-        w->global_in = GLOBAL_EVERY;
-        w->streak_in = RUNNEXT_STREAK;
+        w->check_at = next_check(0);
         atomic_init(&w->runnext, NULL);
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
