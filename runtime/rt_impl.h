@@ -116,8 +116,14 @@ typedef struct hm_worker {
     pthread_t thread;
     _Atomic(hm_addr *) runnext; /* the receiver woken last by this worker */
     hm_runq q;
-    uint32_t tick;
-    uint32_t streak; /* turns taken from runnext in a row */
+    /* Owner only: the receiver the current message of this worker's turn
+     * woke last (hm_sched_wake), not yet counted in rt->busy and not yet
+     * visible to anyone. If the turn's receiver parks right after that
+     * message, the woken one inherits its count and runs next here without
+     * a single atomic; otherwise hm_sched_flush() schedules it as usual. */
+    hm_addr *next;
+    uint32_t turns;    /* turns taken so far (wraps) */
+    uint32_t check_at; /* the next turn that looks at global and ring */
     uint64_t rng;
     hm_counters st;
 } hm_worker;
@@ -203,6 +209,7 @@ struct hm_ctx {
     bool deactivate;
     bool hold;    /* hm_ctx_hold() was called on this message */
     hm_msg *held; /* the message the handler held, back in the mailbox */
+    uint32_t delivered; /* handler calls this turn, not yet counted */
 };
 
 /* Counter helpers: the owner thread's relaxed increment. */
@@ -226,8 +233,46 @@ void hm_sched_init(hm_runtime *rt);
 hm_err hm_sched_start(hm_runtime *rt);
 void hm_sched_stop(hm_runtime *rt);
 void hm_sched_fini(hm_runtime *rt);
-/* Schedules a receiver whose mailbox the caller found parked. Any thread. */
+/* Schedules a receiver already counted in rt->busy (hm_runtime_wake).
+ * Any thread. */
 void hm_sched_schedule(hm_runtime *rt, hm_addr *e);
+/* The caller found e's mailbox parked (a push or a spawn): counts it in
+ * rt->busy and schedules it. `w` is hm_sched_self(rt). On a worker (inside a
+ * turn: nothing else on a worker thread sends) the receiver goes to w->next
+ * instead, uncounted, until the message ends (hm_sched_flush or the hand-off
+ * at park in hm_rt_run_entry). */
+void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e);
+static inline void hm_sched_wake(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    if (w && !w->next && !rt->manual)
+        w->next = e; /* the common case of hm_sched_wake_slow() */
+    else
+        hm_sched_wake_slow(rt, w, e);
+}
+/* After a message of w's turn: counts and schedules w->next, if any. */
+void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w);
+static inline void hm_sched_flush(hm_runtime *rt, hm_worker *w)
+{
+    if (w->next)
+        hm_sched_flush_slow(rt, w);
+}
+/* The worker's next turn when the last one handed a receiver over
+ * (w->next) and neither the global queue nor the ring is due, nor an older
+ * receiver waits in runnext: that receiver, or NULL (then the scheduler's
+ * find_local decides, w->next included). */
+static inline hm_addr *hm_sched_take_handoff(hm_worker *w)
+{
+    hm_addr *e = w->next;
+
+    /* relaxed: only this worker stores a receiver into its runnext
+     * (thieves only take it), so NULL stays NULL. */
+    if (!e || w->turns + 1 == w->check_at ||
+        atomic_load_explicit(&w->runnext, memory_order_relaxed))
+        return NULL;
+    w->turns++;
+    w->next = NULL;
+    return e;
+}
 /* The owner worker puts back a receiver that still has messages. */
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e);
 /* Manual mode: the next scheduled receiver, or NULL. */

@@ -75,7 +75,9 @@ void hm_rt_busy_dec(hm_runtime *rt)
 
 /* ---------------------------------------------------------------- sends */
 
-hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded)
+/* Counts a message into e's mailbox, unless `bounded` and the bound is
+ * reached (false). */
+static inline bool reserve(hm_addr *e, bool bounded)
 {
     /* relaxed: the bound is advisory under concurrency (several senders
      * may overshoot it by one each); the count itself is exact. */
@@ -85,13 +87,61 @@ hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded)
 
     if (bounded && limit && q >= limit) {
         atomic_fetch_sub_explicit(&e->queued, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+/* Appends `m` (counted by reserve) to e's mailbox; `w` is
+ * hm_sched_self(rt). */
+static inline void enqueue(hm_runtime *rt, hm_worker *w, hm_addr *e,
+                           hm_msg *m)
+{
+    if (hm_mailbox_push(&e->mb, &m->node))
+        hm_sched_wake(rt, w, e);
+}
+
+hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded)
+{
+    if (!reserve(e, bounded))
         return HM_EFULL;
+    enqueue(rt, hm_sched_self(rt), e, m);
+    return HM_OK;
+}
+
+/* Sets m's sender to `from` (a new reference), dropping the old one. */
+static inline void set_from(hm_msg *m, hm_addr *from)
+{
+    if (m->from) {
+        hm_msg_set_from(m, from);
+    } else {
+        /* relaxed: hm_addr_ref(), inlined: the caller holds a reference
+         * to `from` (a handle, or the running entry), so no ordering is
+         * needed to keep it alive. */
+        atomic_fetch_add_explicit(&from->refs, 1, memory_order_relaxed);
+        m->from = from;
     }
-    if (hm_mailbox_push(&e->mb, &m->node)) {
-        /* seq_cst: counted before the receiver can run and park. */
-        atomic_fetch_add(&rt->busy, 1);
-        hm_sched_schedule(rt, e);
-    }
+}
+
+/* The send path shared by handlers (ctx->w known) and other threads. The
+ * message is counted and stamped with its sender before it is published,
+ * so a failure leaves it as it was, and the mailbox push is the last
+ * call (what follows it needs only rt, w and e). */
+static inline hm_err send_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
+                               hm_addr *to, hm_msg *m)
+{
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return HM_ECLOSED;
+    if (!reserve(to, true))
+        return HM_EFULL;
+    if (from)
+        set_from(m, from);
+    if (w)
+        counter_add(&w->st.sent, 1);
+    else
+        HM_COUNT(rt, NULL, sent);
+    enqueue(rt, w, to, m);
     return HM_OK;
 }
 
@@ -171,20 +221,7 @@ static void count_sent(hm_runtime *rt)
 hm_err hm_rt_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                        hm_msg *m)
 {
-    hm_err err;
-
-    /* acquire: pairs with the release store in hm_runtime_destroy(). */
-    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
-        return HM_ECLOSED;
-    if (from)
-        hm_msg_set_from(m, from);
-    if ((err = hm_rt_push(rt, to, m, true)) != HM_OK) {
-        if (from)
-            hm_msg_set_from(m, NULL);
-        return err;
-    }
-    count_sent(rt);
-    return HM_OK;
+    return send_from(rt, hm_sched_self(rt), from, to, m);
 }
 
 hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg)
@@ -245,7 +282,7 @@ hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg)
 
 hm_err hm_ctx_send(hm_ctx *ctx, hm_addr *to, hm_msg *msg)
 {
-    return hm_rt_send_from(ctx->rt, ctx->self, to, msg);
+    return send_from(ctx->rt, ctx->w, ctx->self, to, msg);
 }
 
 hm_err hm_ctx_send_name(hm_ctx *ctx, const char *name, hm_msg *msg)
@@ -401,18 +438,11 @@ void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
 
 /* ----------------------------------------------------------------- turn */
 
-static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+/* What follows a handler call that failed, deactivated, held its message
+ * or needs durable state written; destroys `m` unless it is held. */
+static void after_handler(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m,
+                          hm_err err)
 {
-    hm_err err;
-
-    /* A reminder's tick that was forgotten or replaced after it fired. */
-    if (m->type == &hm_type_reminder && !hm_durable_reminder_due(rt, e, m)) {
-        hm_msg_destroy(m);
-        return;
-    }
-    stamp(rt, e);
-    counter_add(&ctx->w->st.delivered, 1);
-    err = e->handler(ctx, e->state, m);
     if (err == HM_OK && (hm_durable_is(e) || m->type == &hm_type_reminder))
         err = hm_durable_after(rt, ctx, e, m); /* write-through */
     if (err != HM_OK) {
@@ -434,11 +464,33 @@ static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
     hm_msg_destroy(m);
 }
 
+static inline void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                           hm_msg *m)
+{
+    bool reminder = m->type == &hm_type_reminder;
+    hm_err err;
+
+    /* A reminder's tick that was forgotten or replaced after it fired. */
+    if (reminder && !hm_durable_reminder_due(rt, e, m)) {
+        hm_msg_destroy(m);
+        return;
+    }
+    ctx->delivered++; /* counted and stamped once per turn */
+    err = e->handler(ctx, e->state, m);
+    if (err != HM_OK || ctx->deactivate || ctx->hold || reminder ||
+        hm_durable_is(e))
+        after_handler(rt, ctx, e, m, err);
+    else
+        hm_msg_destroy(m);
+}
+
 static void handle_system(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 {
     switch (m->sys) {
     case SYS_IDLE_CHECK:
         set_flags(e, 0, ENT_IDLECHK);
+        if (ctx->delivered)
+            stamp(rt, e); /* a delivery earlier in this turn */
         if (e->handler && (!e->pending || e->pending->count == 0) &&
             !(atomic_load_explicit(&e->sflags, memory_order_relaxed) &
               ENT_PINNED) &&
@@ -458,12 +510,11 @@ static void handle_system(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 
 static void handle_one(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 {
-    if (m->flags & MSG_SYSTEM) {
-        handle_system(rt, ctx, e, m);
-        return;
-    }
-    if (m->flags & MSG_REPLY) {
-        hm_req_handle_reply(rt, ctx, e, m);
+    if (m->flags & (MSG_SYSTEM | MSG_REPLY)) {
+        if (m->flags & MSG_SYSTEM)
+            handle_system(rt, ctx, e, m);
+        else
+            hm_req_handle_reply(rt, ctx, e, m);
         return;
     }
     if (!e->handler && !activate(rt, ctx, e, m))
@@ -572,10 +623,57 @@ void hm_ctx_hold(hm_ctx *ctx)
     ctx->hold = true;
 }
 
-void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
+/* Ends a turn's bookkeeping while `e` is still ours: the deliveries are
+ * counted and stamped, and `n` taken messages come off `queued`. */
+static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                            uint32_t n)
 {
-    hm_ctx ctx = {.rt = rt, .w = w, .self = e, .deactivate = false};
-    uint32_t n = 0;
+    if (ctx->delivered) {
+        stamp(rt, e);
+        counter_add(&ctx->w->st.delivered, ctx->delivered);
+        ctx->delivered = 0;
+    }
+    if (n)
+        atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+}
+
+/* After e's message: true if e parked, its mailbox empty. `*q` is what
+ * `queued` said of the messages not yet taken off it (`*settled` of the
+ * `n` taken so far were). Once all of them are handled, the count is
+ * settled and, if nothing came meanwhile, the mailbox parked without a
+ * second pop. If the message woke a receiver (w->next), it inherits e's
+ * count in busy and runs next on this worker; otherwise it is counted and
+ * scheduled now, as more of e's turn is coming. */
+static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
+                              uint32_t n, uint32_t *settled, uint32_t *q)
+{
+    if (n - *settled == *q) {
+        /* relaxed: a count; the park below is what decides. */
+        *q = atomic_fetch_sub_explicit(&e->queued, n - *settled,
+                                       memory_order_relaxed) -
+             (n - *settled);
+        *settled = n;
+        if (*q == 0) {
+            end_turn(rt, ctx, e, 0);
+            if (hm_mailbox_park(&e->mb)) {
+                if (!ctx->w->next)
+                    hm_rt_busy_dec(rt);
+                return true;
+            }
+        }
+    }
+    hm_sched_flush(rt, ctx->w);
+    return false;
+}
+
+/* One turn of `e` (ctx->self) on ctx->w: up to `batch` messages. True if
+ * `e` parked and handed the receiver its last message woke over to this
+ * worker (w->next). */
+static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
+{
+    hm_worker *w = ctx->w;
+    uint32_t n = 0, settled = 0;
+    /* relaxed: a count for the high-water mark and a hint for parking. */
     uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
     bool held = false;
 
@@ -589,33 +687,51 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
         if (hm_rt_unbatch(e, (hm_msg *)node))
             continue; /* its messages are at the front now */
         n++;
-        handle_one(rt, &ctx, e, (hm_msg *)node);
-        ctx.hold = false; /* a hold outside a handler means nothing */
-        if (ctx.held) {   /* back in front; it stays counted in `queued` */
-            hm_mailbox_unpop(&e->mb, &ctx.held->node);
+        handle_one(rt, ctx, e, (hm_msg *)node);
+        ctx->hold = false; /* a hold outside a handler means nothing */
+        if (ctx->held) {   /* back in front; it stays counted in `queued` */
+            hm_mailbox_unpop(&e->mb, &ctx->held->node);
             held = true;
             n--;
         }
+        /* relaxed: closing is also told by the workers' acquire load. */
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
             /* Closing: leave the rest (and a held message, the oldest)
              * queued for hm_runtime_destroy(), which dead-letters them. */
-            atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
-            return;
+            hm_sched_flush(rt, w);
+            end_turn(rt, ctx, e, n - settled);
+            return false;
         }
-        if (held)
+        if (held) {
+            hm_sched_flush(rt, w);
             break;
+        }
+        if (park_early(rt, ctx, e, n, &settled, &q))
+            return w->next != NULL; /* `e` is not ours to touch now */
     }
-    atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+    end_turn(rt, ctx, e, n - settled);
     if (held) {
         if (!hold_entry(e))
             hm_sched_requeue(rt, w, e);
-        return;
+        return false;
     }
     if (n < rt->batch && hm_mailbox_park(&e->mb)) {
         hm_rt_busy_dec(rt);
-        return; /* parked: from here on, `e` is not ours to touch */
+        return false; /* parked: from here on, `e` is not ours to touch */
     }
     hm_sched_requeue(rt, w, e);
+    return false;
+}
+
+void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    hm_ctx ctx = {.rt = rt, .w = w};
+
+    /* A receiver handed over at park runs here at once, when the worker's
+     * loop would run it next anyway (hm_sched_take_handoff). */
+    do
+        ctx.self = e;
+    while (turn(rt, &ctx, e) && (e = hm_sched_take_handoff(w)));
 }
 
 /* ---------------------------------------------------------------- spawn */
@@ -649,10 +765,8 @@ hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
         if (out)
             *out = hm_addr_ref(e);
         HM_COUNT(rt, hm_sched_self(rt), activations);
-        if (!hm_mailbox_park(&e->mb)) {
-            atomic_fetch_add(&rt->busy, 1);
-            hm_sched_schedule(rt, e);
-        }
+        if (!hm_mailbox_park(&e->mb))
+            hm_sched_wake(rt, hm_sched_self(rt), e);
     }
     pthread_mutex_unlock(&sh->lock);
     return err;

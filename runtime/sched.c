@@ -10,7 +10,10 @@
  * runs next on the same worker: a ping-pong pair or a token ring then never
  * crosses threads, which matters on this VM where waking a sleeping thread
  * costs 8-17 us and a hand-off between spinning threads 0.2 us. Thieves leave
- * `runnext` alone until they have spun a while. Receivers woken from outside
+ * `runnext` alone until they have spun a while. A wake waits in the
+ * worker-private `next` until the waking message ends: if that turn then
+ * parks, the woken receiver takes over its count in `busy` and runs at once
+ * without touching `runnext` (docs/adr/0195). Receivers woken from outside
  * (timers, I/O threads, main) go to a global queue.
  *
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
@@ -244,22 +247,63 @@ static void put_local(hm_runtime *rt, hm_worker *w, hm_addr *e)
         notify(rt);
 }
 
-void hm_sched_schedule(hm_runtime *rt, hm_addr *e)
+/* Owner: e runs next on w; the receiver it displaces goes to the ring. */
+static void set_runnext(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
-    hm_worker *w = hm_sched_self(rt);
-    hm_addr *old;
+    /* acq_rel: release publishes e to a thief that swaps runnext; acquire
+     * takes ownership of the displaced one. */
+    hm_addr *old = atomic_exchange_explicit(&w->runnext, e,
+                                            memory_order_acq_rel);
+    if (old)
+        put_local(rt, w, old);
+}
 
+static void schedule_on(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
     if (!w || rt->manual) {
         gq_push(rt, e);
         if (!rt->manual)
             notify(rt);
         return;
     }
-    /* acq_rel: release publishes e to a thief that swaps runnext; acquire
-     * takes ownership of the displaced one. */
-    old = atomic_exchange_explicit(&w->runnext, e, memory_order_acq_rel);
-    if (old)
-        put_local(rt, w, old);
+    set_runnext(rt, w, e);
+}
+
+void hm_sched_schedule(hm_runtime *rt, hm_addr *e)
+{
+    schedule_on(rt, hm_sched_self(rt), e);
+}
+
+static void busy_inc(hm_runtime *rt)
+{
+    /* seq_cst: counted before the receiver can run and park (and call
+     * hm_rt_busy_dec, the Dekker pair of hm_runtime_wait_idle). */
+    atomic_fetch_add(&rt->busy, 1);
+}
+
+void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
+{
+    if (w && !rt->manual) {
+        /* A second wake in one message: the older one goes to the ring,
+         * as it would if both had gone through runnext. */
+        if (w->next) {
+            busy_inc(rt);
+            put_local(rt, w, w->next);
+        }
+        w->next = e;
+        return;
+    }
+    busy_inc(rt);
+    schedule_on(rt, w, e);
+}
+
+void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w)
+{
+    hm_addr *e = w->next;
+
+    w->next = NULL;
+    busy_inc(rt);
+    set_runnext(rt, w, e);
 }
 
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
@@ -370,21 +414,41 @@ static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext)
     return NULL;
 }
 
+/* The first turn after `t` at which find_local must look at the global
+ * queue or the ring first (hm_sched_take_handoff stops there). */
+static uint32_t next_check(uint32_t t)
+{
+    uint32_t g = (t / GLOBAL_EVERY + 1) * GLOBAL_EVERY;
+    uint32_t r = (t / RUNNEXT_STREAK + 1) * RUNNEXT_STREAK;
+    return g < r ? g : r;
+}
+
+/* The receiver w->next that the last turn handed over (already counted in
+ * busy) is, in effect, in runnext: it runs now unless the global queue or
+ * the ring is due, and then it goes to runnext for real. */
 static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
 {
     hm_addr *buf[GQ_GRAB];
+    hm_addr *mine = w->next;
     hm_addr *e;
-    uint32_t n;
+    uint32_t n, t;
 
-    if (++w->tick % GLOBAL_EVERY == 0 && gq_take(rt, &e, 1))
-        return e;
+    w->next = NULL;
+    t = ++w->turns;
+    w->check_at = next_check(t);
+    if (t % GLOBAL_EVERY == 0 && gq_take(rt, &e, 1))
+        goto other;
     /* A pair of receivers waking each other through runnext would never
      * let the ring run; after a streak, the ring goes first (Go lets
      * runnext inherit the time slice for the same reason). */
-    if (++w->streak >= RUNNEXT_STREAK) {
-        w->streak = 0;
-        if ((e = runq_get(&w->q)))
-            return e;
+    if (t % RUNNEXT_STREAK == 0 && (e = runq_get(&w->q)))
+        goto other;
+    if (mine) {
+        /* relaxed: only this worker stores a receiver into its runnext
+         * (thieves only take it), so NULL stays NULL. */
+        if (atomic_load_explicit(&w->runnext, memory_order_relaxed))
+            set_runnext(rt, w, NULL); /* the older one to the ring */
+        return mine;
     }
     if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
         /* acq_rel: pairs with the exchange in hm_sched_schedule(). */
@@ -399,6 +463,11 @@ static hm_addr *find_local(hm_runtime *rt, hm_worker *w)
         if (!runq_put(&w->q, buf[i]))
             gq_push(rt, buf[i]);
     return n ? buf[0] : NULL;
+
+other:
+    if (mine)
+        set_runnext(rt, w, mine);
+    return e;
 }
 
 static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
@@ -450,7 +519,9 @@ static void *worker_main(void *arg)
 
     tl_worker = w;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        hm_addr *e = find_local(rt, w);
+        hm_addr *e = hm_sched_take_handoff(w);
+        if (!e)
+            e = find_local(rt, w);
         if (!e)
             e = steal(rt, w, false);
         if (!e)
@@ -475,6 +546,7 @@ void hm_sched_init(hm_runtime *rt)
         w->rt = rt;
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+        w->check_at = next_check(0);
         atomic_init(&w->runnext, NULL);
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
