@@ -238,13 +238,14 @@ void hm_sched_fini(hm_runtime *rt);
 void hm_sched_schedule(hm_runtime *rt, hm_addr *e);
 /* The caller found e's mailbox parked (a push or a spawn): counts it in
  * rt->busy and schedules it. `w` is hm_sched_self(rt). On a worker (inside a
- * turn: nothing else on a worker thread sends) the receiver goes to w->next
- * instead, uncounted, until the message ends (hm_sched_flush or the hand-off
+ * turn: nothing else on a worker thread sends; a guest of
+ * hm_runtime_send_here is not one) the receiver goes to w->next instead,
+ * uncounted, until the message ends (hm_sched_flush or the hand-off
  * at park in hm_rt_run_entry). */
 void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e);
 static inline void hm_sched_wake(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
-    if (w && !w->next && !rt->manual)
+    if (w && !w->next && w->index >= 0 && !rt->manual)
         w->next = e; /* the common case of hm_sched_wake_slow() */
     else
         hm_sched_wake_slow(rt, w, e);

@@ -165,7 +165,7 @@ static void batch_free(void *payload)
     hm_free(b);
 }
 
-static const hm_type batch_type = {"hm.batch", batch_free, NULL, NULL};
+static const hm_type batch_type = {.name = "hm.batch", .free = batch_free};
 
 void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
                       uint32_t n)

@@ -283,7 +283,9 @@ static void busy_inc(hm_runtime *rt)
 
 void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
-    if (w && !rt->manual) {
+    /* A guest (hm_runtime_send_here) never hands off: what it woke goes
+     * through its runnext, where run_guest() checks it may run there. */
+    if (w && w->index >= 0 && !rt->manual) {
         /* A second wake in one message: the older one goes to the ring,
          * as it would if both had gone through runnext. */
         if (w->next) {
@@ -363,14 +365,14 @@ static void run_guest(hm_runtime *rt, hm_worker *g, uint32_t turns)
 hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
                             uint32_t max_turns)
 {
-    hm_worker g; /* its ring is never used, so never initialised */
+    hm_worker g; /* its ring is never used */
     hm_err err;
 
     if (rt->manual || max_turns == 0 || tl_worker)
         return hm_runtime_send(rt, to, msg);
+    memset(&g, 0, sizeof g); /* no hand-off (next), no turns counted */
     g.rt = rt;
     g.index = -1;
-    memset(&g.st, 0, sizeof g.st);
     atomic_init(&g.runnext, NULL);
     tl_worker = &g; /* from here, schedules by this thread go to g */
     err = hm_runtime_send(rt, to, msg);
