@@ -55,7 +55,9 @@ netns_find_tool() {
 }
 
 netns_enter() {
-    seconds=$1
+    # Its own name: a script's variables (bench/cluster_false_deaths.sh has
+    # $seconds) live in the same shell and must survive the call.
+    netns_bound=$1
     shift
     pkgs=
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
@@ -78,7 +80,7 @@ netns_enter() {
         sh mk/deps.sh $pkgs >/dev/null 2>&1 || skip "cannot install$pkgs"
     fi
     NETNS_INNER=1 HERMES_NETNS_TOOL=$netns \
-        exec timeout -k 5 "$seconds" unshare -n sh "$0" "$@"
+        exec timeout -k 5 "$netns_bound" unshare -n sh "$0" "$@"
 }
 
 netns_cleanup() {
