@@ -54,6 +54,7 @@ typedef struct link_state {
     hm_addr *to_addr, *from_addr;
     const hm_type *type;
     uint64_t heard_ms;  /* last heard notice sent to the node */
+    cl_fast_memo memo;  /* the decoder's memory of the last routed line */
 } link_state;
 
 /* ------------------------------------------------------------ encoding */
@@ -449,7 +450,8 @@ static void on_lines(hm_ctx *ctx, link_state *s, const uint8_t *data,
 
     while (cl_lines_next(data, len, &pos, &line, &n)) {
         if (s->stage == LK_UP &&
-            cl_fast_decode_routed((const char *)line, n, &f)) {
+            cl_fast_decode_routed_memo(&s->memo, (const char *)line, n,
+                                       &f)) {
             cl_in *in = batch_add(ctx, s);
 
             in->seq = f.seq;
@@ -512,6 +514,7 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
     hm_free(s->to_name);
     hm_free(s->from_name);
     hm_free(s->type_name);
+    cl_fast_memo_fini(&s->memo);
     hm_handshake_destroy(s->hs);
     hm_free(s);
 }

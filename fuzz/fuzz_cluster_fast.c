@@ -15,6 +15,12 @@
  *    goes through 1.
  * 4. Any byte string is offered to the cl.ack decoder: whatever it takes,
  *    the reference takes as a cl.ack with the same seq.
+ * 5. The bytes split at newlines are a link's stream: each line goes to
+ *    the decoder with a memo (cl_fast_memo) kept across the lines, and
+ *    to the one without: both must take the same lines with the same
+ *    fields (each taken line also goes through 1). Every line is read
+ *    twice, and once more after its successor, so the memo's hits are
+ *    exercised on whatever the lines are.
  * Every path must release what it allocated (ASan's leak check). */
 #include "cluster/fast.h"
 #include "cluster/wire.h"
@@ -168,8 +174,58 @@ static void check_ack(const uint8_t *data, size_t size)
     hm_hp_msg_fini(&hp);
 }
 
+static bool same_fields(cl_fields *a, cl_fields *b)
+{
+    if (a->seq != b->seq || a->id != b->id || a->reply != b->reply ||
+        a->arg != b->arg || !same_span(a->from, b->from) ||
+        !same_span(a->to, b->to) || !same_span(a->type, b->type) ||
+        !same_span(a->str, b->str))
+        return false;
+    return a->str.p || json_equal(a->data, b->data);
+}
+
+static void check_memo_line(cl_fast_memo *memo, const uint8_t *line,
+                            size_t n)
+{
+    cl_fields a, b;
+    bool took = cl_fast_decode_routed_memo(memo, (const char *)line, n, &a);
+
+    if (took != cl_fast_decode_routed((const char *)line, n, &b))
+        abort(); /* the memo changed what is accepted */
+    if (!took)
+        return;
+    if (!same_fields(&a, &b))
+        abort(); /* the memo changed a field */
+    cl_fields_fini(&a);
+    cl_fields_fini(&b);
+    check_against_reference(line, n);
+}
+
+static void check_memo(const uint8_t *data, size_t size)
+{
+    cl_fast_memo memo = {0};
+    const uint8_t *line = data, *end = data + size, *nl;
+    const uint8_t *prev = NULL;
+    size_t prev_n = 0;
+
+    while (line < end) {
+        nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
+
+        check_memo_line(&memo, line, n);
+        check_memo_line(&memo, line, n);
+        if (prev)
+            check_memo_line(&memo, prev, prev_n);
+        prev = line;
+        prev_n = n;
+        line += n + 1;
+    }
+    cl_fast_memo_fini(&memo);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_memo(data, size);
     check_against_reference(data, size);
     check_round_trip(data, size);
     check_string_codec(data, size);
