@@ -77,26 +77,37 @@ static const char DIGITS2[] = "0001020304050607080910111213141516171819202122232
                               "50515253545556575859606162636465666768697071727374"
                               "75767778798081828384858687888990919293949596979899";
 
-/* `v` in decimal at `out` (room for 20 bytes); returns its length. Two
- * digits per division. */
+/* `v` in decimal at `out` (room for 20 bytes); returns its length. The
+ * length first, then two digits per division, written in place from the
+ * end (no copy, no call). */
 static size_t u64_text(uint64_t v, char *out)
 {
-    char tmp[20], *p = tmp + sizeof tmp;
-    size_t n;
+    static const uint64_t p10[] = {
+        10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+        10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+        100000000000ull, 1000000000000ull, 10000000000000ull,
+        100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+        100000000000000000ull, 1000000000000000000ull,
+        10000000000000000000ull};
+    size_t n = 1;
+    char *p;
 
+    while (n < 20 && v >= p10[n - 1])
+        n++;
+    p = out + n;
     while (v >= 100) {
-        p -= 2;
-        memcpy(p, DIGITS2 + 2 * (v % 100), 2);
+        const char *d = DIGITS2 + 2 * (v % 100);
+
+        *--p = d[1];
+        *--p = d[0];
         v /= 100;
     }
     if (v >= 10) {
-        p -= 2;
-        memcpy(p, DIGITS2 + 2 * v, 2);
+        *--p = DIGITS2[2 * v + 1];
+        *--p = DIGITS2[2 * v];
     } else {
         *--p = (char)('0' + v);
     }
-    n = (size_t)(tmp + sizeof tmp - p);
-    memcpy(out, p, n);
     return n;
 }
 
@@ -366,17 +377,60 @@ static bool lit(cur *c, const char *s, size_t n)
 
 #define LIT(c, s) lit((c), (s), sizeof(s) - 1)
 
+/* The number of decimal digits at the start of the 8 bytes `w` (the
+ * first byte the lowest), 8 if all are. A byte is a digit when its high
+ * nibble is 3 and adding 6 keeps it 3; a carry out of a byte (0xfa and
+ * up, not a digit) only spoils the bytes after it. */
+static inline unsigned word_digits(uint64_t w)
+{
+    const uint64_t hi = 0xf0f0f0f0f0f0f0f0ull, three = 0x3030303030303030ull;
+    uint64_t bad = ((w & hi) ^ three) |
+                   (((w + 0x0606060606060606ull) & hi) ^ three);
+
+    return bad ? (unsigned)__builtin_ctzll(bad) / 8 : 8;
+}
+
+/* The value of the 8 ASCII digits in `w` (the first the most
+ * significant), three multiplications (Lemire's SWAR method). */
+static inline uint64_t eight_digits(uint64_t w)
+{
+    w -= 0x3030303030303030ull;
+    w = (w * 10) + (w >> 8);
+    w = (((w & 0x000000ff000000ffull) * (100 + (1000000ull << 32))) +
+         (((w >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32)))) >>
+        32;
+    return w;
+}
+
 /* An unsigned integer in 0..max (max < 10^19), no sign, no leading
  * zero. At most 19 digits are read, so `v` cannot wrap; a 20th digit
- * means a number over max. */
+ * means a number over max. Up to 7 digits followed by something else
+ * (seqs, ids) are read eight bytes at a time. */
 static bool uint_max(cur *c, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
     const char *start = c->p, *p = start;
     const char *lim = c->end - p > 19 ? p + 19 : c->end;
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (c->end - p >= 8) {
+        uint64_t w;
+        unsigned k;
+
+        memcpy(&w, p, 8);
+        k = word_digits(w);
+        if (k > 0 && k < 8) {
+            /* The k digits to the top bytes, zero digits below them. */
+            v = eight_digits((w << (8 * (8 - k))) |
+                             (0x3030303030303030ull >> (8 * k)));
+            p += k;
+            goto check;
+        }
+    }
+#endif
     while (p < lim && (unsigned)(*p - '0') < 10)
         v = v * 10 + (uint64_t)(*p++ - '0');
+check:
     if (p == start || (*start == '0' && p - start > 1) || v > max ||
         (p < c->end && (unsigned)(*p - '0') < 10))
         return false;
@@ -599,6 +653,7 @@ static void memo_keep(cl_fast_memo *m, const char *mid, size_t n,
     m->type_off = span_off(f->type, mid);
     m->type_n = f->type.n;
     m->arg = f->arg;
+    m->gen++;
 }
 
 void cl_fast_memo_fini(cl_fast_memo *m)
@@ -629,6 +684,7 @@ bool cl_fast_decode_routed_memo(cl_fast_memo *memo, const char *line,
         f.to = off_span(memo->to_off, memo->to_n, mid);
         f.type = off_span(memo->type_off, memo->type_n, mid);
         f.arg = memo->arg;
+        f.memo_gen = memo->gen;
         c.p += memo->n;
     } else if (!middle(&c, &f)) {
         return false;
@@ -637,8 +693,10 @@ bool cl_fast_decode_routed_memo(cl_fast_memo *memo, const char *line,
     if (!data_and_tail(&c, &f))
         return false;
     /* Requests carry a fresh id each: their middles never repeat. */
-    if (memo && !hit && !f.id)
+    if (memo && !hit && !f.id) {
         memo_keep(memo, mid, (size_t)(mid_end - mid), &f);
+        f.memo_gen = memo->gen;
+    }
     *out = f;
     return true;
 }

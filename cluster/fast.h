@@ -49,6 +49,10 @@ typedef struct cl_fields {
      * never NULL (json null if absent). */
     cl_span str;
     struct json_t *data;
+    /* Not 0: the generation of the decoder's memo (cl_fast_memo) whose
+     * middle this line has, so every line with the same one has the same
+     * from, to, type and arg. 0: none (no memo, or a request). */
+    uint64_t memo_gen;
 } cl_fields;
 
 void cl_fields_fini(cl_fields *f);
@@ -77,6 +81,7 @@ typedef struct cl_fast_memo {
     size_t from_off, from_n, to_off, to_n, type_off, type_n; /* SIZE_MAX:
                                                                 absent */
     uint64_t arg;
+    uint64_t gen; /* bumped at every new middle kept; never 0 once kept */
 } cl_fast_memo;
 
 void cl_fast_memo_fini(cl_fast_memo *m);
