@@ -369,6 +369,20 @@ Test(fast, cached_head_writes_the_same_line)
     check_head(m, "t", "f", 0, false);
     check_head(m, "t", NULL, 9, false);
     hm_msg_destroy(m);
+    /* A string codec: the plain ones take the one-copy way. */
+    static const char *const strs[] = {"x", "", "a\"b", "\\", "nl\n",
+                                       "caf\xc3\xa9", "\x7f"};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        cl_span sp = {strs[i], strlen(strs[i])};
+
+        for (uint64_t arg = 0; arg < 2; arg++) {
+            m = hm_msg_create(&SPAN, &sp, arg);
+            check_head(m, "test/sink/r", NULL, 0, false);
+            check_head(m, "test/sink/r", "a/b", 0, true);
+            check_head(m, "t", "f", 3, false);
+            hm_msg_destroy(m);
+        }
+    }
 }
 
 /* A stream of lines decoded with a memo kept across them and without
