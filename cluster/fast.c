@@ -88,18 +88,18 @@ static const char DIGITS2[] = "0001020304050607080910111213141516171819202122232
  * end (no copy, no call). */
 static size_t u64_text(uint64_t v, char *out)
 {
-    static const uint64_t p10[] = {
-        10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+    /* 10^0 .. 10^19; the digit count from the bit length, corrected. */
+    static const uint64_t p10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
         10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
         100000000000ull, 1000000000000ull, 10000000000000ull,
         100000000000000ull, 1000000000000000ull, 10000000000000000ull,
         100000000000000000ull, 1000000000000000000ull,
         10000000000000000000ull};
-    size_t n = 1;
+    unsigned t = ((64u - (unsigned)__builtin_clzll(v | 1)) * 1233u) >> 12;
+    size_t n = v < 10 ? 1 : t + 1 - (v < p10[t]);
     char *p;
 
-    while (n < 20 && v >= p10[n - 1])
-        n++;
     p = out + n;
     while (v >= 100) {
         const char *d = DIGITS2 + 2 * (v % 100);
