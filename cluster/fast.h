@@ -11,7 +11,10 @@
  * path that the reference would accept. Only the message's data is parsed
  * by jansson (the type's codec needs a json_t). fuzz/fuzz_cluster_fast.c
  * checks on arbitrary input that whatever the fast decoder accepts, the
- * reference accepts with the same fields. Pure: no I/O, no globals. */
+ * reference accepts with the same fields. A link keeps a memo of the
+ * last line's names (cl_fast_memo, ADR 0215): the same bytes are compared,
+ * not read again; the fuzz target checks the memo never changes what is
+ * accepted. Pure: no I/O, no globals. */
 #ifndef HM_CLUSTER_FAST_H
 #define HM_CLUSTER_FAST_H
 
