@@ -456,6 +456,7 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
                           .seeds = cfg->cluster_join,
                           .seed_count = cfg->cluster_join_count,
                           .secret_file = cfg->cluster_secret_file,
+                          .buffer_limit = cfg->cluster_buffer_limit,
                           .factory = factory,
                           .factory_arg = factory_arg,
                           /* sessions and connections (session_cluster.c) */
