@@ -701,6 +701,9 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
             HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
                         "not detach in time", s->client_id);
+            /* Its kick may have met a full link (ADR 0230): again, so it
+             * does not stay open, deaf, once its node catches up. */
+            send_empty(ctx, s->old_conn_addr, &mqtt_kick_type);
             mqtt_session_finish_takeover(ctx, s, NULL);
         }
     }

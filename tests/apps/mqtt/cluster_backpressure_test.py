@@ -26,7 +26,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mqttkit import (WAIT, Client, Proc, Raw, free_port,  # noqa: E402
+from mqttkit import (WAIT, Client, Proc, Raw,  # noqa: E402
+                     connect_packet, free_port, parse_publish,
                      publish_packet, wait_mesh, write_secret)
 from placement import client_id_on  # noqa: E402
 
@@ -57,16 +58,20 @@ class Node(Proc):
         self.cluster_addr = self.cluster_address()
 
 
-def flood(pub, topic, count):
+def qos_of(i, mixed):
+    return 0 if mixed and i % 4 == 3 else 1
+
+
+def flood(pub, topic, count, mixed):
     """Publishes `count` numbered messages on `topic` through `pub` (a
-    connected Raw), every fourth at QoS 0, the rest at QoS 1, in one write;
+    connected Raw) in one write, at QoS 1 (`mixed`: every fourth at QoS 0);
     returns once every QoS 1 one is acknowledged (the broker routed it)."""
     data = b"".join(
-        publish_packet(topic, struct.pack("!I", i), qos=0 if i % 4 == 3
-                       else 1, pid=(i % 65535) + 1)
+        publish_packet(topic, struct.pack("!I", i), qos=qos_of(i, mixed),
+                       pid=(i % 65535) + 1)
         for i in range(count))
     pub.send(data)
-    acks = sum(1 for i in range(count) if i % 4 != 3)
+    acks = sum(qos_of(i, mixed) for i in range(count))
     for _ in range(acks):
         pk = pub.read()
         assert pk is not None and pk[0] == 0x40, "expected PUBACK: %r" % (pk,)
@@ -92,6 +97,7 @@ class BackpressureTest(unittest.TestCase):
     def test_a_full_link_delays_but_loses_nothing(self):
         cid = client_id_on("b", ["a", "b"], "slow")
         topic = "bp/%s/m" % cid
+        stalls = self.b.count("MQTT-LINK-FULL")
         sub = Client(self.a.port, client_id=cid)
         # Its session on b too: a CONNECT to a session on a stopped node
         # would wait for it.
@@ -101,9 +107,10 @@ class BackpressureTest(unittest.TestCase):
             self.assertEqual(sub.subscribe("bp/%s/#" % cid, 1), 1)
             os.kill(self.a.proc.pid, signal.SIGSTOP)
             try:
-                flood(pub, topic, COUNT)
+                flood(pub, topic, COUNT, mixed=True)
                 # Not an expectation: how long a may stay stopped.
-                self.b.wait_log("MQTT-LINK-FULL", timeout=STOP_BOUND)
+                self.b.wait_log("MQTT-LINK-FULL", stalls + 1,
+                                timeout=STOP_BOUND)
             finally:
                 os.kill(self.a.proc.pid, signal.SIGCONT)
             got = []
@@ -121,11 +128,62 @@ class BackpressureTest(unittest.TestCase):
             len(lost), COUNT, sum(1 for n in lost if n % 4 != 3)))
         self.assertEqual(numbers, list(range(COUNT)),
                          "duplicated or out of order")
-        self.assertTrue(all(q == (0 if n % 4 == 3 else 1) for n, q in got))
+        self.assertTrue(all(q == qos_of(n, True) for n, q in got))
         # The scenario did fill the link: the session held messages.
-        self.assertGreaterEqual(self.b.count("MQTT-LINK-FULL"), 1,
-                                "the link never filled:\n" + self.b.log())
+        self.assertGreater(self.b.count("MQTT-LINK-FULL"), stalls,
+                           "the link never filled:\n" + self.b.log())
         self.assertEqual(self.a.count("MQTT-SLOW-CLIENT"), 0)
+
+    def test_a_takeover_while_held_loses_nothing(self):
+        """The client comes back on b while its old connection's node is
+        stopped and the session holds messages for it: the held ones are
+        dropped with the old connection, the new one gets every message
+        once, in order (the in-flight ones again, with DUP), and the old
+        connection is closed once its node runs again."""
+        cid = client_id_on("b", ["a", "b"], "take")
+        topic = "bp/%s/m" % cid
+        stalls = self.b.count("MQTT-LINK-FULL")
+        takeovers = self.b.count("MQTT-TAKEOVER")
+        old = Raw(self.a.port)
+        self.assertEqual(old.connect(cid, clean=False), (False, 0))
+        old.subscribe("bp/%s/#" % cid, 1)
+        pub = Raw(self.b.port)
+        pub.connect(client_id_on("b", ["a", "b"], "flood"))
+        new = Raw(self.b.port)
+        try:
+            os.kill(self.a.proc.pid, signal.SIGSTOP)
+            try:
+                flood(pub, topic, COUNT, mixed=False)
+                self.b.wait_log("MQTT-LINK-FULL", stalls + 1,
+                                timeout=STOP_BOUND / 2)
+                # CONNECT only: its CONNACK waits for the old connection.
+                new.send(connect_packet(cid, clean=False))
+                self.b.wait_log("MQTT-TAKEOVER", takeovers + 1,
+                                timeout=STOP_BOUND / 2)
+            finally:
+                os.kill(self.a.proc.pid, signal.SIGCONT)
+            first, body = new.read()
+            self.assertEqual((first, body[0] & 1, body[1]), (0x20, 1, 0))
+            got, dups = [], 0
+            while len(got) < COUNT:
+                pk = new.read()
+                if pk is None or pk[0] & 0xF0 != 0x30:
+                    break
+                t, payload, qos, dup, _, _ = parse_publish(*pk)
+                got.append(struct.unpack("!I", payload)[0])
+                dups += dup
+            # The old connection is closed (after what reached it).
+            while old.read() is not None:
+                pass
+        finally:
+            for r in (old, pub, new):
+                r.close()
+        lost = sorted(set(range(COUNT)) - set(got))
+        self.assertEqual(lost, [], "%d of %d lost" % (len(lost), COUNT))
+        self.assertEqual(got, list(range(COUNT)), "duplicated or reordered")
+        self.assertGreater(dups, 0)  # the in-flight ones, resent
+        self.assertGreater(self.b.count("MQTT-LINK-FULL"), stalls,
+                           "the link never filled:\n" + self.b.log())
 
 
 if __name__ == "__main__":
