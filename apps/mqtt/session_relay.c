@@ -14,14 +14,16 @@
  * Custody: before any entry routes to it, the relay gets a copy of the
  * handed-over state (an mqtt.handoff whose `from` names N) and keeps it,
  * with a copy of every delivery it passes on, until the move is over (the
- * done, or N's own word that it is adopted somewhere else: the registry
- * entry gone, mqtt_cluster_custody_has()). If N dies before that (dead,
- * or replaced by a new incarnation), the state as it left and everything
- * forwarded since go back to the session's name, which now resolves to
- * the owner without N (this node after a join), in order, before anything
- * else the relay passes on: a move loses nothing that went through here
- * when its new owner dies. If N leaves cleanly, its own handoff carries
- * the newer state and the custody is dropped. A delivery passed on to
+ * done), or until a newer state reached the session on this node (the
+ * registry entry gone, mqtt_cluster_custody_has()). If N dies before that
+ * (dead, or replaced by a new incarnation), the state as it left and
+ * everything forwarded since go back to the session's name, which now
+ * resolves to the owner without N (this node after a join), in order,
+ * before anything else the relay passes on: a move loses nothing that went
+ * through here when its new owner dies. If N leaves cleanly, its own
+ * handoff carries the newer state and the custody is dropped. Ownership:
+ * the relay owns the custody message and the copies; the registry entry
+ * is the node's (cluster_move.c). A delivery passed on to
  * another node gives up its receipt unit (a PUBACK means routed, as for
  * any cross-node copy); the copies carry none. */
 #include "apps/mqtt/broker_impl.h"
@@ -126,7 +128,6 @@ static hm_msg *copy_delivery(const hm_msg *m)
 static void give_back(hm_ctx *ctx, relay *r, const char *owner)
 {
     size_t n = r->kept_count;
-
     char where[HM_NODE_NAME_MAX + 1];
 
     HM_LOG_WARN("MQTT-MOVE", "client %s: its new owner %s is gone before "
