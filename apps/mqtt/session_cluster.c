@@ -653,7 +653,7 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
 
     /* A state for it reached its session here: whatever a relay here kept
      * of an earlier move away is older (ADR 0225). */
-    mqtt_cluster_custody_set(s->b->cluster, s->client_id, false);
+    mqtt_cluster_custody_set(s->b->cluster, session_id(s), false);
     if (s->attached_ever) {
         /* A client attached here before the state arrived: it was told
          * the session was new, and that is what it now is. */

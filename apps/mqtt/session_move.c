@@ -215,7 +215,7 @@ void mqtt_session_move_on_gone(hm_ctx *ctx, mqtt_session *s,
      * with it (docs/mqtt.md); what we hold goes out now, not after the
      * bound. */
     HM_LOG_WARN("MQTT-MOVE", "client %s: the old node %s is gone during "
-                "the move; delivering what was held", s->client_id, node);
+                "the move; delivering what was held", session_id(s), node);
     finish_held(ctx, s);
 }
 
