@@ -649,17 +649,24 @@ Test(cluster_node, heartbeats_go_through_a_flood)
                  (now.tv_nsec - t0.tv_nsec) / 1000000 <
              1500);
     cr_assert_eq(sink_count(to), sent);
-    /* Nobody suspected anybody: C's and B's event lines up to now name
-     * no suspicion of A (the lookup's answer closes the window). */
+    /* Nobody suspected the flooding node: C's and B's event lines up to
+     * now name no suspicion of A (the lookup's answer closes the window),
+     * and A suspected nobody. What B and C think of each other is not
+     * this test's business: neither carries the flood, and under ASan at
+     * load ~16 one of them was seen not to run for 480 ms, longer than
+     * the other's 400 ms timers (a stall of its own no longer makes a node
+     * suspect others: hm_members_tick, ADR 0220). */
     cr_assert(child_send(&c, "lookup test/sink/c C"));
     while (child_line(&c, line, sizeof line) &&
            strncmp(line, "found ", 6) != 0)
-        cr_assert(!strstr(line, " suspect") && !strstr(line, " dead"),
+        cr_assert(strncmp(line, "event A ", 8) != 0 ||
+                      (!strstr(line, " suspect") && !strstr(line, " dead")),
                   "C saw: %s", line);
     cr_assert(child_send(&b, "lookup test/sink/c C"));
     while (child_line(&b, line, sizeof line) &&
            strncmp(line, "found ", 6) != 0)
-        cr_assert(!strstr(line, " suspect") && !strstr(line, " dead"),
+        cr_assert(strncmp(line, "event A ", 8) != 0 ||
+                      (!strstr(line, " suspect") && !strstr(line, " dead")),
                   "B saw: %s", line);
     pthread_mutex_lock(&A.lock);
     for (size_t i = 0; i < A.event_count; i++)
