@@ -17,7 +17,7 @@
  * (timers, I/O threads, main) go to a global queue.
  *
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
- * condition variable. A producer wakes a sleeper only when no worker is
+ * condition variable (unless the process has one core: docs/adr/0235). A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
  * the sleeper counts and the queues are checked Dekker-style through seq_cst
  * read-modify-writes on both sides, and the signal is sent under the sleep
@@ -526,7 +526,7 @@ static void *worker_main(void *arg)
             e = find_local(rt, w);
         if (!e)
             e = steal(rt, w, false);
-        if (!e)
+        if (!e && rt->spin)
             e = spin_for_work(rt, w);
         if (!e) {
             sleep_until_work(rt);

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -423,5 +424,65 @@ Test(threaded, a_ping_pong_pair_cannot_starve_a_third_receiver_on_one_worker)
     hm_addr_release(a);
     hm_addr_release(b);
     hm_addr_release(c);
+    hm_runtime_destroy(r1);
+}
+
+/* A process that may use one core only (taskset) gets workers that never
+ * spin (docs/adr/0235): every hand-off to an idle worker is then a sleep
+ * and a wake-up, and none may be lost. Four outside threads send in order
+ * while the workers fall asleep between bursts, then a ping-pong of
+ * pinned receivers, then calls. A lost wake-up hangs one of them. */
+Test(threaded, workers_on_one_core_sleep_without_spinning_and_lose_no_wake_up)
+{
+    enum { SENDERS = 4, EACH = 20000 };
+    pthread_t t[SENDERS];
+    sender_arg args[SENDERS];
+    hm_runtime *saved = rt, *r1;
+    hm_addr *to, *a, *b;
+    hm_msg *reply;
+    cpu_set_t one;
+    int cpu = sched_getcpu();
+
+    CPU_ZERO(&one);
+    CPU_SET(cpu >= 0 ? cpu : 0, &one);
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                        .factory = factory},
+                                   &r1),
+                 HM_OK);
+    rt = r1; /* sender_main and caller_main use rt */
+    hm_runtime_intern(r1, "seq/onecore", &to);
+    for (int i = 0; i < SENDERS; i++) {
+        args[i] = (sender_arg){.to = to, .id = (uint64_t)i, .count = EACH};
+        pthread_create(&t[i], NULL, sender_main, &args[i]);
+    }
+    for (int i = 0; i < SENDERS; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(hm_runtime_call(r1, to, hm_msg_create(&GET, NULL, 0), 10000,
+                                 &reply),
+                 HM_OK);
+    cr_assert_eq(hm_msg_arg(reply), SENDERS * EACH);
+    hm_msg_destroy(reply);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, caller_main, to);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    hm_runtime_intern(r1, "p/one-a", &a);
+    hm_runtime_intern(r1, "p/one-b", &b);
+    hm_runtime_spawn(r1, "p/one-a",
+                     &(hm_receiver){.handler = player, .state = b,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_spawn(r1, "p/one-b",
+                     &(hm_receiver){.handler = player, .state = a,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_send(r1, a, hm_msg_create(&BALL, NULL, 20000));
+    cr_assert(sem_wait_ms(&done, 20000));
+    cr_assert_eq(hm_runtime_wait_idle(r1, 5000), HM_OK);
+    hm_addr_release(a);
+    hm_addr_release(b);
+    hm_addr_release(to);
+    rt = saved;
     hm_runtime_destroy(r1);
 }
