@@ -197,7 +197,11 @@ static void *loop_main(void *arg)
                               memory_order_relaxed);
         n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
         atomic_store_explicit(&loop->direct_budget, 0, memory_order_relaxed);
-        loop->inline_left = HM_LOOP_INLINE_FRAMES;
+        /* With one core, a worker woken for the 17th frame only takes
+         * the core from this thread, twice per frame (ADR 0235). */
+        loop->inline_left = hm_runtime_has_spare_core(loop->net->rt)
+                                ? HM_LOOP_INLINE_FRAMES
+                                : UINT32_MAX;
         loop->tasks_pass_due = true;
         loop->now_ms = hm_loop_now_ms();
         if (n < 0 && errno != EINTR) {

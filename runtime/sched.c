@@ -329,6 +329,11 @@ bool hm_runtime_workers_idle(hm_runtime *rt)
                rt->nworkers;
 }
 
+bool hm_runtime_has_spare_core(hm_runtime *rt)
+{
+    return rt->spin; /* set once, before any thread starts */
+}
+
 /* Whether a guest may run e's turn: an active receiver that said its
  * handler never blocks, whose activate hook has run (activating may load
  * state, and a factory may block). */

@@ -450,6 +450,7 @@ Test(threaded, workers_on_one_core_sleep_without_spinning_and_lose_no_wake_up)
                                                         .factory = factory},
                                    &r1),
                  HM_OK);
+    cr_assert_not(hm_runtime_has_spare_core(r1));
     rt = r1; /* sender_main and caller_main use rt */
     hm_runtime_intern(r1, "seq/onecore", &to);
     for (int i = 0; i < SENDERS; i++) {
