@@ -44,7 +44,6 @@ typedef struct session_dur {
 typedef struct mqtt_session {
     mqtt_broker *b;
     hm_addr *self; /* our token in the subscription tree */
-    const char *client_id; /* borrowed: the end of self's name */
     /* The client's connection: its receiver (NULL while the client is
      * away) and, when that receiver is on this node, its socket, written
      * directly. A connection on another node gets "mqtt.out" messages. */
@@ -56,19 +55,35 @@ typedef struct mqtt_session {
     hm_addr *old_conn_addr;
     hm_msg *pending_attach; /* moved out: its sender is pending_from */
     hm_addr *pending_from;
-    bool ws;            /* conn speaks MQTT over WebSocket */
-    bool attached_ever; /* some client attached to this activation */
-    bool persistent;    /* CleanSession was 0 */
-    bool ending;        /* it ended itself: nothing to hand over */
+    /* One byte of flags and the client id's offset in self's name: an idle
+     * session is 120 bytes, a 128-byte malloc chunk (issue 9 compares the
+     * memory per idle connection with mosquitto's; a pointer more here is
+     * 16 bytes more per connection). */
+    bool ws : 1;            /* conn speaks MQTT over WebSocket */
+    bool attached_ever : 1; /* some client attached to this activation */
+    bool persistent : 1;    /* CleanSession was 0 */
+    bool ending : 1;        /* it ended itself: nothing to hand over */
+    uint8_t id_off; /* the client id starts here in self's name */
     uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
     sub_list *subs; /* NULL: none */
     mqtt_outbox *out; /* NULL: nothing waits or is in flight */
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
     session_dur *dur; /* persistence; NULL until needed */
     struct session_move *mv; /* a move between nodes; NULL: none */
+    /* What waits for the connection receiver's mailbox (session_out.c);
+     * NULL: nothing. */
+    struct session_stall *stall;
 } mqtt_session;
 
 typedef struct session_move session_move;
+typedef struct session_stall session_stall;
+
+/* The client id (borrowed from self's name, "mqtt/session/<id>" or
+ * "mqtt/fallback/<id>"; lives as long as the session). */
+static inline const char *session_id(const mqtt_session *s)
+{
+    return hm_addr_name(s->self) + s->id_off;
+}
 
 /* Our subscriber token in the tree: our own address. */
 static inline uint64_t token(const mqtt_session *s)
@@ -169,6 +184,24 @@ void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
                                char *const *filters, size_t count);
 /* Frees the move state. */
 void mqtt_session_move_fini(mqtt_session *s);
+
+/* ------------------------------------------------- in session_out.c */
+
+/* The timer that retries a stalled connection (its arg: the retry). */
+extern const hm_type mqtt_session_retry_type;
+/* Sends `m` (taken on HM_OK) to the client's connection receiver, after
+ * what waits for it; HM_EFULL from its mailbox (the cluster link to its
+ * node is full) holds it, in order, and retries later (docs/adr/0230).
+ * Errors: HM_ECLOSED (no connection), those of hm_runtime_send() but
+ * HM_EFULL. */
+hm_err mqtt_session_to_conn(mqtt_session *s, hm_msg *m);
+/* Whether messages wait for the connection (nothing more leaves the
+ * outbox until they are sent). */
+bool mqtt_session_stalled(const mqtt_session *s);
+/* The retry timer `gen` fired: sends what waits, then pumps the outbox. */
+void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen);
+/* Drops what waits (the connection is gone). */
+void mqtt_session_stall_drop(mqtt_session *s);
 
 /* --------------------------------------------- in session_cluster.c */
 
