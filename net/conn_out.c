@@ -237,11 +237,20 @@ static void consume_output(hm_conn *c, size_t sent)
  * system call. MSG_NOSIGNAL: a reset peer is an error, not a SIGPIPE. */
 hm_err hm_conn_flush_output(hm_conn *c)
 {
-    while (c->out_head) {
+    for (bool first = true; c->out_head; first = false) {
         struct iovec iov[IOV_BATCH];
         struct msghdr mh = {.msg_iov = iov};
         size_t off = c->out_off;
         ssize_t n;
+
+        /* A write pushed while this loop sends (a peer that reads as fast
+         * as we write keeps it here) takes its place now, ahead of the bulk
+         * not begun, instead of after the whole queue. No rest of a direct
+         * send can be among them: this thread holds the output side.
+         * relaxed: a hint; hm_conn_take_writes() takes the stack with the
+         * acquire exchange. */
+        if (!first && atomic_load_explicit(&c->wstack, memory_order_relaxed))
+            hm_conn_take_writes(c);
 
         for (wnode *w = c->out_head; w && mh.msg_iovlen < IOV_BATCH;
              w = w->next) {
