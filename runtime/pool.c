@@ -218,8 +218,9 @@ size_t hm_pool_mapped(void)
 
 /* ----------------------------------------------------------------- depot */
 
-/* Gives a batch of `n` objects (a list) to the depot. */
-static void give_batch(pool_obj *first, uint32_t n)
+/* Gives a batch of `n` objects (a list) to the depot. Out of line, as
+ * refill(). */
+__attribute__((noinline)) static void give_batch(pool_obj *first, uint32_t n)
 {
     if (!first)
         return;
@@ -290,8 +291,9 @@ static pool_cache *cache(void)
 }
 
 /* `cur` is empty: take the held-back batch, a depot batch, or objects from
- * the chunks. */
-static void refill(pool_cache *c)
+ * the chunks. Out of line, so the allocation fast path saves no
+ * registers. */
+__attribute__((noinline)) static void refill(pool_cache *c)
 {
     pool_obj *b;
 

@@ -75,14 +75,17 @@ typedef struct hm_pending_set {
 } hm_pending_set;
 
 struct hm_addr {
+    /* `queued` sits right before the mailbox, so that a send's two RMWs
+     * (this count, then the exchange of mb.head) usually hit one cache
+     * line (always unless the entry starts in the last 8 bytes of one). */
+    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
+    _Atomic uint32_t refs;       /* handle references */
     hm_mailbox mb;
     /* The activation; owned by the worker running the entry. */
     hm_handler_fn handler;
     void *state;
     const hm_hooks *hooks;
     hm_pending_set *pending;
-    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
-    _Atomic uint32_t refs;       /* handle references */
     _Atomic uint32_t sflags;     /* ENT_* */
     _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
     _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
@@ -181,8 +184,9 @@ struct hm_runtime {
     _Atomic uint64_t next_req_id;
     _Atomic uint64_t next_call_id;
 #define HM_EXT_SHARDS 16u
-    /* Events on non-worker threads: atomic RMWs on a shard picked by the
-     * thread, so threads sending at once do not share a cache line. */
+    /* Events on non-worker threads: shard i > 0 is written by the one
+     * thread that holds index i (owner stores, as a worker's counters);
+     * shard 0 by RMWs, from threads holding no index (runtime.c). */
     hm_counters ext[HM_EXT_SHARDS];
 
     pthread_mutex_t types_lock;
@@ -238,9 +242,18 @@ void hm_rt_busy_dec(hm_runtime *rt);
 void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
 uint64_t hm_rt_now_ms(hm_runtime *rt);
-/* Counts one event on `w` (owner store) or, when NULL, on the shared
- * counters (an atomic RMW). `field` is offsetof(hm_counters, x). */
-void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field);
+/* Counts one event on a non-worker thread's shard of rt->ext. */
+void hm_rt_count_ext(hm_runtime *rt, size_t field);
+/* Counts one event on `w` (owner store) or, when NULL, on the calling
+ * thread's shard of the non-worker counters. `field` is
+ * offsetof(hm_counters, x). */
+static inline void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
+{
+    if (w)
+        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
+    else
+        hm_rt_count_ext(rt, field);
+}
 #define HM_COUNT(rt, w, f) hm_rt_count((rt), (w), offsetof(hm_counters, f))
 /* Ends e's activation (hook, pending requests), inside its turn. */
 void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,

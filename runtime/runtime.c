@@ -18,34 +18,73 @@
 #include "runtime/clock.h"
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
 
 /* ------------------------------------------------------------- counters */
 
-/* This thread's shard of the non-worker counters. */
-static unsigned ext_shard(void)
-{
-    static _Atomic unsigned next_thread;
-    static _Thread_local unsigned index_plus_one;
+/* Non-worker threads count in rt->ext[]. A thread claims a shard of its
+ * own (1 .. HM_EXT_SHARDS-1, the same index in every runtime) on its first
+ * count and gives it back when it exits; while it holds it, it alone
+ * writes that shard, so it counts with owner stores like a worker, not
+ * with an RMW per send (a plain thread sending into the runtime paid a
+ * locked instruction per message for it). Threads that find every shard
+ * taken, and the timer thread's batch counts, use shard 0 with RMWs. */
+static _Atomic uint32_t ext_taken; /* bit i: shard i has an owner */
+static pthread_once_t ext_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ext_key;
+static _Thread_local unsigned ext_index; /* 0: none yet or shared */
+static _Thread_local bool ext_tried;
 
-    if (!index_plus_one)
-        /* relaxed: only spreads threads over shards. */
-        index_plus_one = atomic_fetch_add_explicit(&next_thread, 1,
-                                                   memory_order_relaxed) +
-                         1;
-    return (index_plus_one - 1) % HM_EXT_SHARDS;
+static void ext_release(void *arg)
+{
+    unsigned i = (unsigned)(uintptr_t)arg - 1;
+
+    /* release: the next owner's claim (acquire) sees this thread's last
+     * stores to the shard. */
+    atomic_fetch_and_explicit(&ext_taken, ~(1u << i), memory_order_release);
 }
 
-void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
+static void ext_make_key(void)
 {
-    if (w)
-        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
+    pthread_key_create(&ext_key, ext_release);
+}
+
+static unsigned ext_claim(void)
+{
+    /* relaxed: the CAS below decides. */
+    uint32_t t = atomic_load_explicit(&ext_taken, memory_order_relaxed);
+
+    ext_tried = true;
+    for (;;) {
+        uint32_t free_bits = ~t & ~1u & ((1u << HM_EXT_SHARDS) - 1);
+        unsigned i;
+        if (!free_bits)
+            return 0;
+        i = (unsigned)__builtin_ctz(free_bits);
+        /* acquire: pairs with the release in ext_release(). */
+        if (atomic_compare_exchange_weak_explicit(&ext_taken, &t, t | 1u << i,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            pthread_once(&ext_once, ext_make_key);
+            pthread_setspecific(ext_key, (void *)(uintptr_t)(i + 1));
+            ext_index = i;
+            return i;
+        }
+    }
+}
+
+void hm_rt_count_ext(hm_runtime *rt, size_t field)
+{
+    unsigned i = ext_index ? ext_index : ext_tried ? 0 : ext_claim();
+    if (i)
+        counter_add((_Atomic uint64_t *)((char *)&rt->ext[i] + field), 1);
     else
         /* relaxed: a statistic; several threads may add at once. */
         atomic_fetch_add_explicit(
-            (_Atomic uint64_t *)((char *)&rt->ext[ext_shard()] + field), 1,
+            (_Atomic uint64_t *)((char *)&rt->ext[0] + field), 1,
             memory_order_relaxed);
 }
 
@@ -507,11 +546,14 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
     uint32_t n = 0;
     uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
     bool held = false;
+    /* The consumer's end stays in a local for the turn: the mailbox's
+     * `tail` shares the line every sender exchanges `head` on. */
+    hm_node *tail = hm_mailbox_tail(&e->mb);
 
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
     while (n < rt->batch) {
-        hm_node *node = hm_mailbox_pop(&e->mb);
+        hm_node *node = hm_mailbox_pop_at(&e->mb, &tail);
 
         if (!node)
             break;
@@ -519,19 +561,21 @@ void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e)
         handle_one(rt, &ctx, e, (hm_msg *)node);
         ctx.hold = false; /* a hold outside a handler means nothing */
         if (ctx.held) {   /* back in front; it stays counted in `queued` */
-            hm_mailbox_unpop(&e->mb, &ctx.held->node);
+            hm_mailbox_unpop_at(&tail, &ctx.held->node);
             held = true;
             n--;
         }
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
             /* Closing: leave the rest (and a held message, the oldest)
              * queued for hm_runtime_destroy(), which dead-letters them. */
+            hm_mailbox_set_tail(&e->mb, tail);
             atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
             return;
         }
         if (held)
             break;
     }
+    hm_mailbox_set_tail(&e->mb, tail);
     atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
     if (held) {
         if (!hold_entry(e))
