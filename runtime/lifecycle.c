@@ -84,7 +84,15 @@ hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
 
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    deadline = hm_rt_now_ms(rt) + delay_ms;
+    /* Never early: the deadline is the first millisecond tick at or after
+     * the exact due time. now_ms + delay would let a timer armed late in a
+     * millisecond fire up to 1 ms before its delay has passed. The manual
+     * clock has no fraction of a millisecond. */
+    if (rt->manual)
+        deadline = hm_rt_now_ms(rt) + delay_ms;
+    else
+        deadline = (hm_clock_now_ns() + (uint64_t)delay_ms * 1000000u +
+                    999999u) / 1000000u;
     pthread_mutex_lock(&rt->timer_lock);
     id = hm_timers_arm(&rt->timers, deadline, period_ms, hm_addr_ref(to),
                        msg, tag);

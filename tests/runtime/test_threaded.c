@@ -105,9 +105,30 @@ static hm_err spinner(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
+/* Counts timer messages handled before their due time (the argument, in
+ * ns of CLOCK_MONOTONIC, stamped just before arming). */
+static _Atomic int early_count;
+static hm_err due_checker(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    struct timespec ts;
+
+    (void)ctx;
+    (void)state;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec <
+        hm_msg_arg(msg))
+        atomic_fetch_add(&early_count, 1);
+    sem_post(&done);
+    return HM_OK;
+}
+
 static hm_err factory(void *arg, const char *name, hm_receiver *out)
 {
     (void)arg;
+    if (strncmp(name, "due/", 4) == 0) {
+        *out = (hm_receiver){.handler = due_checker};
+        return HM_OK;
+    }
     if (strncmp(name, "seq/", 4) == 0)
         *out = (hm_receiver){.handler = checker,
                              .state = calloc(1, sizeof(seqs)),
@@ -246,6 +267,34 @@ Test(threaded, a_timer_delivers_after_its_delay)
     hm_runtime_intern(rt, "post/1", &a);
     hm_runtime_send_after(rt, a, hm_msg_create(&BALL, NULL, 0), 20, NULL);
     cr_assert(sem_wait_ms(&done, 5000));
+    hm_addr_release(a);
+}
+
+Test(threaded, no_timer_fires_before_its_delay_has_passed)
+{
+    enum { N = 400 };
+    hm_addr *a;
+    struct timespec ts;
+
+    atomic_store(&early_count, 0);
+    hm_runtime_intern(rt, "due/1", &a);
+    for (int i = 0; i < N; i++) {
+        /* Spread the arming over many points inside the millisecond: a
+         * deadline of now_ms + delay would fire early for most of them. */
+        struct timespec pause = {0, 37000L * (i % 7)};
+        uint64_t delay = (uint64_t)(i % 4);
+
+        nanosleep(&pause, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t due = (uint64_t)ts.tv_sec * 1000000000u +
+                       (uint64_t)ts.tv_nsec + delay * 1000000u;
+        hm_runtime_send_after(rt, a, hm_msg_create(&BALL, NULL, due),
+                              (uint32_t)delay, NULL);
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert(sem_wait_ms(&done, 5000));
+    cr_assert_eq(atomic_load(&early_count), 0, "%d of %d timers came early",
+                 atomic_load(&early_count), N);
     hm_addr_release(a);
 }
 
