@@ -369,7 +369,11 @@ void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
 
 /* ----------------------------------------------------------------- turn */
 
-static void deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
+/* Inlined into the turn's loop (handle_one), which has already saved the
+ * registers it needs: a call per message cost 18 of the receiving
+ * worker's ~146 instructions per message in fanin. */
+__attribute__((always_inline)) static inline void
+deliver(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
 {
     hm_err err;
 
