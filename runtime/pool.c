@@ -69,7 +69,7 @@ typedef struct pool_cache {
 static struct {
     pthread_mutex_t lock;
     pool_obj *batches; /* guarded by: lock */
-    uint32_t count;    /* guarded by: lock */
+    size_t count;      /* guarded by: lock */
 } depot = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
 
 static struct {
@@ -206,14 +206,20 @@ static void chunk_gather(pool_obj *batches)
     }
 }
 
-size_t hm_pool_mapped(void)
+/* Reads `*value` under `lock` (for the statistics below). */
+static size_t read_locked(pthread_mutex_t *lock, const size_t *value)
 {
     size_t n;
 
-    pthread_mutex_lock(&chunks.lock);
-    n = chunks.mapped;
-    pthread_mutex_unlock(&chunks.lock);
+    pthread_mutex_lock(lock);
+    n = *value;
+    pthread_mutex_unlock(lock);
     return n;
+}
+
+size_t hm_pool_mapped(void)
+{
+    return read_locked(&chunks.lock, &chunks.mapped);
 }
 
 /* ----------------------------------------------------------------- depot */
@@ -253,12 +259,7 @@ void hm_pool_trim(void)
 
 size_t hm_pool_depot_batches(void)
 {
-    size_t n;
-
-    pthread_mutex_lock(&depot.lock);
-    n = depot.count;
-    pthread_mutex_unlock(&depot.lock);
-    return n;
+    return read_locked(&depot.lock, &depot.count);
 }
 
 /* ---------------------------------------------------------------- caches */
