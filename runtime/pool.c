@@ -166,39 +166,44 @@ static pool_obj *chunk_take(uint32_t *count_out)
 }
 
 /* Gathers the objects of `batches` (a depot stack) onto their chunks and
- * unmaps the chunks that are whole again. */
+ * unmaps the chunks that are whole again. The lock is let go every
+ * GATHER_SLICE batches, so that a thread carving a batch never waits for
+ * the walk of a whole burst. */
+#define GATHER_SLICE 64u
 static void chunk_gather(pool_obj *batches)
 {
     chunk_hdr *release = NULL;
 
-    pthread_mutex_lock(&chunks.lock);
     while (batches) {
-        pool_obj *o = batches;
-        batches = o->next_batch;
-        while (o) {
-            pool_obj *next = o->next;
-            chunk_hdr *ch = chunk_of(o);
-            o->next = ch->gathered;
-            ch->gathered = o;
-            if (ch->ngathered++ == 0) {
-                ch->prev = NULL;
-                ch->next = chunks.partial;
-                if (chunks.partial)
-                    chunks.partial->prev = ch;
-                chunks.partial = ch;
+        pthread_mutex_lock(&chunks.lock);
+        for (uint32_t k = 0; batches && k < GATHER_SLICE; k++) {
+            pool_obj *o = batches;
+            batches = o->next_batch;
+            while (o) {
+                pool_obj *next = o->next;
+                chunk_hdr *ch = chunk_of(o);
+                o->next = ch->gathered;
+                ch->gathered = o;
+                if (ch->ngathered++ == 0) {
+                    ch->prev = NULL;
+                    ch->next = chunks.partial;
+                    if (chunks.partial)
+                        chunks.partial->prev = ch;
+                    chunks.partial = ch;
+                }
+                if (ch->ngathered == ch->carved && ch != chunks.carving) {
+                    /* Every object it ever handed out is here: no one
+                     * else can hold one of them. */
+                    partial_unlink(ch);
+                    ch->next = release;
+                    release = ch;
+                    chunks.mapped -= CHUNK_LEN;
+                }
+                o = next;
             }
-            if (ch->ngathered == ch->carved && ch != chunks.carving) {
-                /* Every object it ever handed out is here: no one else
-                 * can hold one of them. */
-                partial_unlink(ch);
-                ch->next = release;
-                release = ch;
-                chunks.mapped -= CHUNK_LEN;
-            }
-            o = next;
         }
+        pthread_mutex_unlock(&chunks.lock);
     }
-    pthread_mutex_unlock(&chunks.lock);
     while (release) {
         chunk_hdr *ch = release;
         release = ch->next;
