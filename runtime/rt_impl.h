@@ -316,6 +316,9 @@ hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
 void hm_dir_init(hm_runtime *rt);
 void hm_dir_fini(hm_runtime *rt);
 uint32_t hm_dir_hash(const char *name, size_t len);
+/* Measures and hashes a name in one pass: false if it is NULL, empty or
+ * longer than HM_ADDR_MAX_LEN; else its length and hm_dir_hash(). */
+bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out);
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
