@@ -125,6 +125,12 @@ typedef struct hm_worker {
     uint32_t turns;    /* turns taken so far (wraps) */
     uint32_t check_at; /* the next turn that looks at global and ring */
     uint64_t rng;
+    /* Owner only: receivers this worker parked and has not yet taken off
+     * rt->busy (docs/adr/0205). rt->busy never counts less than the
+     * receivers not parked: a wake on this worker spends one of these
+     * instead of adding to busy, and the rest is subtracted whenever the
+     * worker runs out of local work, before it steals, spins or sleeps. */
+    int64_t busy_owed;
     hm_counters st;
 } hm_worker;
 
@@ -139,6 +145,10 @@ typedef struct hm_shard {
     uint32_t mask;   /* guarded by: lock */
     uint32_t count;  /* guarded by: lock; entries in slots */
     hm_slab_cache cache; /* guarded by: lock; this shard's entries */
+    /* Copies of slots and mask, written under lock, read without it only
+     * to prefetch a name's home slot before the lock (hm_dir_prefetch). */
+    _Atomic(uint64_t *) hint_slots;
+    _Atomic uint32_t hint_mask;
 } hm_shard;
 
 struct hm_runtime {
@@ -291,7 +301,11 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
  * its messages back at the front of the mailbox in order, frees it and
  * returns true; else false. */
 bool hm_rt_unbatch(hm_addr *e, hm_msg *m);
+/* A turn parked its receiver: one less in rt->busy. On a worker, the
+ * subtraction is deferred (hm_worker.busy_owed). */
 void hm_rt_busy_dec(hm_runtime *rt);
+/* Subtracts `n` from rt->busy now, waking idle waiters at zero. */
+void hm_rt_busy_sub(hm_runtime *rt, int64_t n);
 void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
 uint64_t hm_rt_now_ms(hm_runtime *rt);
@@ -320,6 +334,19 @@ uint32_t hm_dir_hash(const char *name, size_t len);
  * longer than HM_ADDR_MAX_LEN; else its length and hm_dir_hash(). */
 bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out);
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
+/* Starts fetching the home slot of `hash` in `sh`, without the lock: the
+ * slot is a cache miss in a large directory (a million receivers' tables
+ * are 16 MB), which the caller overlaps with taking the lock. */
+static inline void hm_dir_prefetch(hm_shard *sh, uint32_t hash)
+{
+    /* relaxed: a hint. A table replaced meanwhile costs a useless
+     * prefetch, never a fault (prefetches of unmapped memory are
+     * dropped). */
+    uint64_t *t = atomic_load_explicit(&sh->hint_slots, memory_order_relaxed);
+    uint32_t mask = atomic_load_explicit(&sh->hint_mask, memory_order_relaxed);
+
+    __builtin_prefetch(t + (hash & mask));
+}
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
                            size_t len, uint32_t hash);

@@ -63,9 +63,22 @@ uint64_t hm_runtime_now_ms(hm_runtime *rt)
 
 void hm_rt_busy_dec(hm_runtime *rt)
 {
+    hm_worker *w = hm_sched_self(rt);
+
+    /* A worker owes it (docs/adr/0205): busy is one line that every
+     * worker's wakes and parks wrote, twice per activation in `create`. */
+    if (w && w->index >= 0 && !rt->manual) {
+        w->busy_owed++;
+        return;
+    }
+    hm_rt_busy_sub(rt, 1);
+}
+
+void hm_rt_busy_sub(hm_runtime *rt, int64_t n)
+{
     /* seq_cst: Dekker pair with hm_runtime_wait_idle(), which increments
      * idle_waiters and then reads busy. */
-    if (atomic_fetch_sub(&rt->busy, 1) == 1 &&
+    if (atomic_fetch_sub(&rt->busy, n) == n &&
         atomic_load(&rt->idle_waiters) > 0) {
         pthread_mutex_lock(&rt->idle_lock);
         pthread_cond_broadcast(&rt->idle_cond);
@@ -241,9 +254,8 @@ static inline bool name_ok(const char *name, bool internal, size_t *len_out,
 
 /* Sends by name: the lookup and the push happen under the shard lock, so
  * the entry cannot be reclaimed in between. `w` is hm_sched_self(rt) (a
- * handler's ctx->w). One hash pass, one lookup, and the sender's
- * reference is taken only once the push is sure to succeed, so a refused
- * send leaves the message as it was. */
+ * handler's ctx->w). One hash pass, one lookup; a refused send leaves
+ * the message as it was. */
 static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
                              const char *name, hm_msg *m, bool internal)
 {
@@ -251,6 +263,7 @@ static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
     uint32_t h;
     hm_shard *sh;
     hm_addr *e;
+    bool early;
 
     if (!name_ok(name, internal, &len, &h))
         return HM_EINVAL;
@@ -258,13 +271,23 @@ static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
     sh = hm_dir_shard(rt, h);
+    hm_dir_prefetch(sh, h);
+    /* The sender's reference (an RMW on a line its receivers also write)
+     * is taken while the home slot is on its way. */
+    early = from && !m->from;
+    if (early)
+        set_from(m, from);
     pthread_mutex_lock(&sh->lock);
     e = hm_dir_get_locked(rt, sh, name, len, h);
     if (!reserve(e, true)) {
         pthread_mutex_unlock(&sh->lock);
+        if (early) {
+            m->from = NULL;
+            hm_addr_release(from);
+        }
         return HM_EFULL;
     }
-    if (from)
+    if (from && !early)
         set_from(m, from);
     enqueue(rt, w, e, m);
     pthread_mutex_unlock(&sh->lock);
