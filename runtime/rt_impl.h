@@ -77,14 +77,17 @@ typedef struct hm_pending_set {
 } hm_pending_set;
 
 struct hm_addr {
+    /* `queued` sits right before the mailbox, so that a send's two RMWs
+     * (this count, then the exchange of mb.head) usually hit one cache
+     * line (always unless the entry starts in the last 8 bytes of one). */
+    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
+    _Atomic uint32_t refs;       /* handle references */
     hm_mailbox mb;
     /* The activation; owned by the worker running the entry. */
     hm_handler_fn handler;
     void *state;
     const hm_hooks *hooks;
     hm_pending_set *pending;
-    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
-    _Atomic uint32_t refs;       /* handle references */
     _Atomic uint32_t sflags;     /* ENT_* */
     _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
     _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
@@ -199,8 +202,9 @@ struct hm_runtime {
     _Atomic uint64_t next_req_id;
     _Atomic uint64_t next_call_id;
 #define HM_EXT_SHARDS 16u
-    /* Events on non-worker threads: atomic RMWs on a shard picked by the
-     * thread, so threads sending at once do not share a cache line. */
+    /* Events on non-worker threads: shard i > 0 is written by the one
+     * thread that holds index i (owner stores, as a worker's counters);
+     * shard 0 by RMWs, from threads holding no index (runtime.c). */
     hm_counters ext[HM_EXT_SHARDS];
 
     pthread_mutex_t types_lock;
@@ -297,10 +301,11 @@ hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded);
  * `e` has no mailbox limit. Any thread. */
 void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
                       uint32_t n);
-/* Consumer of e's mailbox only: if `m` (just popped) is such a batch, puts
+/* Consumer of a mailbox only: if `m` (just popped) is such a batch, puts
  * its messages back at the front of the mailbox in order, frees it and
- * returns true; else false. */
-bool hm_rt_unbatch(hm_addr *e, hm_msg *m);
+ * returns true; else false. `tail` is the consumer's end: &mb->tail, or
+ * the turn's local copy (hm_mailbox_pop_at). */
+bool hm_rt_unbatch(hm_node **tail, hm_msg *m);
 /* A turn parked its receiver: one less in rt->busy. On a worker, the
  * subtraction is deferred (hm_worker.busy_owed). */
 void hm_rt_busy_dec(hm_runtime *rt);
@@ -309,9 +314,25 @@ void hm_rt_busy_sub(hm_runtime *rt, int64_t n);
 void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
 uint64_t hm_rt_now_ms(hm_runtime *rt);
-/* Counts one event on `w` (owner store) or, when NULL, on the shared
- * counters (an atomic RMW). `field` is offsetof(hm_counters, x). */
-void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field);
+/* Counts `n` events on the calling (non-worker) thread's shard of
+ * rt->ext. */
+void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n);
+/* Counts `n` events on worker `w` (owner store) or, when `w` is NULL or a
+ * guest of hm_runtime_send_here (index < 0, its struct lives only for the
+ * call), on the calling thread's shard of the non-worker counters.
+ * `field` is offsetof(hm_counters, x). */
+static inline void hm_rt_count_n(hm_runtime *rt, hm_worker *w, size_t field,
+                                 uint64_t n)
+{
+    if (w && w->index >= 0)
+        counter_add((_Atomic uint64_t *)((char *)&w->st + field), n);
+    else
+        hm_rt_count_ext(rt, field, n);
+}
+static inline void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
+{
+    hm_rt_count_n(rt, w, field, 1);
+}
 #define HM_COUNT(rt, w, f) hm_rt_count((rt), (w), offsetof(hm_counters, f))
 /* Ends e's activation (hook, pending requests), inside its turn. */
 void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,

@@ -18,34 +18,73 @@
 #include "runtime/clock.h"
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
 
 /* ------------------------------------------------------------- counters */
 
-/* This thread's shard of the non-worker counters. */
-static unsigned ext_shard(void)
-{
-    static _Atomic unsigned next_thread;
-    static _Thread_local unsigned index_plus_one;
+/* Non-worker threads count in rt->ext[]. A thread claims a shard of its
+ * own (1 .. HM_EXT_SHARDS-1, the same index in every runtime) on its first
+ * count and gives it back when it exits; while it holds it, it alone
+ * writes that shard, so it counts with owner stores like a worker, not
+ * with an RMW per send (a plain thread sending into the runtime paid a
+ * locked instruction per message for it). Threads that find every shard
+ * taken, and the timer thread's batch counts, use shard 0 with RMWs. */
+static _Atomic uint32_t ext_taken; /* bit i: shard i has an owner */
+static pthread_once_t ext_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ext_key;
+static _Thread_local unsigned ext_index; /* 0: none yet or shared */
+static _Thread_local bool ext_tried;
 
-    if (!index_plus_one)
-        /* relaxed: only spreads threads over shards. */
-        index_plus_one = atomic_fetch_add_explicit(&next_thread, 1,
-                                                   memory_order_relaxed) +
-                         1;
-    return (index_plus_one - 1) % HM_EXT_SHARDS;
+static void ext_release(void *arg)
+{
+    unsigned i = (unsigned)(uintptr_t)arg - 1;
+
+    /* release: the next owner's claim (acquire) sees this thread's last
+     * stores to the shard. */
+    atomic_fetch_and_explicit(&ext_taken, ~(1u << i), memory_order_release);
 }
 
-void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
+static void ext_make_key(void)
 {
-    if (w && w->index >= 0) /* a guest (sched.c) counts as shared */
-        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
+    pthread_key_create(&ext_key, ext_release);
+}
+
+static unsigned ext_claim(void)
+{
+    /* relaxed: the CAS below decides. */
+    uint32_t t = atomic_load_explicit(&ext_taken, memory_order_relaxed);
+
+    ext_tried = true;
+    for (;;) {
+        uint32_t free_bits = ~t & ~1u & ((1u << HM_EXT_SHARDS) - 1);
+        unsigned i;
+        if (!free_bits)
+            return 0;
+        i = (unsigned)__builtin_ctz(free_bits);
+        /* acquire: pairs with the release in ext_release(). */
+        if (atomic_compare_exchange_weak_explicit(&ext_taken, &t, t | 1u << i,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            pthread_once(&ext_once, ext_make_key);
+            pthread_setspecific(ext_key, (void *)(uintptr_t)(i + 1));
+            ext_index = i;
+            return i;
+        }
+    }
+}
+
+void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n)
+{
+    unsigned i = ext_index ? ext_index : ext_tried ? 0 : ext_claim();
+    if (i)
+        counter_add((_Atomic uint64_t *)((char *)&rt->ext[i] + field), n);
     else
         /* relaxed: a statistic; several threads may add at once. */
         atomic_fetch_add_explicit(
-            (_Atomic uint64_t *)((char *)&rt->ext[ext_shard()] + field), 1,
+            (_Atomic uint64_t *)((char *)&rt->ext[0] + field), n,
             memory_order_relaxed);
 }
 
@@ -150,10 +189,7 @@ static inline hm_err send_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
         return HM_EFULL;
     if (from)
         set_from(m, from);
-    if (w)
-        counter_add(&w->st.sent, 1);
-    else
-        HM_COUNT(rt, NULL, sent);
+    HM_COUNT(rt, w, sent); /* a guest's (send_here) in the shared shards */
     enqueue(rt, w, to, m);
     return HM_OK;
 }
@@ -206,7 +242,7 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
     }
 }
 
-bool hm_rt_unbatch(hm_addr *e, hm_msg *m)
+bool hm_rt_unbatch(hm_node **tail, hm_msg *m)
 {
     hm_batch *b;
 
@@ -219,7 +255,7 @@ bool hm_rt_unbatch(hm_addr *e, hm_msg *m)
     for (uint32_t i = 0; i < b->n; i++)
         __builtin_prefetch(b->items[i], 1);
     for (uint32_t i = b->n; i-- > 0;)
-        hm_mailbox_unpop(&e->mb, &b->items[i]->node);
+        hm_mailbox_unpop_at(tail, &b->items[i]->node);
     m->payload = NULL;
     hm_free(b);
     hm_msg_destroy(m);
@@ -650,14 +686,19 @@ void hm_ctx_hold(hm_ctx *ctx)
     ctx->hold = true;
 }
 
-/* Ends a turn's bookkeeping while `e` is still ours: the deliveries are
- * counted and stamped, and `n` taken messages come off `queued`. */
+/* Ends a turn's bookkeeping while `e` is still ours: the consumer's end,
+ * kept in `tail` during the turn, goes back to the mailbox (before
+ * anything after which another thread may pop or park it: a park, a hold,
+ * a requeue, the close), the deliveries are counted and stamped, and `n`
+ * taken messages come off `queued`. */
 static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
-                            uint32_t n)
+                            hm_node *tail, uint32_t n)
 {
+    hm_mailbox_set_tail(&e->mb, tail);
     if (ctx->delivered) {
         stamp(rt, e);
-        counter_add(&ctx->w->st.delivered, ctx->delivered);
+        hm_rt_count_n(rt, ctx->w, offsetof(hm_counters, delivered),
+                      ctx->delivered);
         ctx->delivered = 0;
     }
     if (n)
@@ -668,11 +709,13 @@ static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
  * `queued` said of the messages not yet taken off it (`*settled` of the
  * `n` taken so far were). Once all of them are handled, the count is
  * settled and, if nothing came meanwhile, the mailbox parked without a
- * second pop. If the message woke a receiver (w->next), it inherits e's
- * count in busy and runs next on this worker; otherwise it is counted and
- * scheduled now, as more of e's turn is coming. */
+ * second pop (`tail` is the turn's consumer end, stored back first). If
+ * the message woke a receiver (w->next), it inherits e's count in busy and
+ * runs next on this worker; otherwise it is counted and scheduled now, as
+ * more of e's turn is coming. */
 static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
-                              uint32_t n, uint32_t *settled, uint32_t *q)
+                              hm_node *tail, uint32_t n, uint32_t *settled,
+                              uint32_t *q)
 {
     if (n - *settled == *q) {
         /* relaxed: a count; the park below is what decides. */
@@ -681,7 +724,7 @@ static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
              (n - *settled);
         *settled = n;
         if (*q == 0) {
-            end_turn(rt, ctx, e, 0);
+            end_turn(rt, ctx, e, tail, 0);
             if (hm_mailbox_park(&e->mb)) {
                 if (!ctx->w->next)
                     hm_rt_busy_dec(rt);
@@ -703,21 +746,25 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
     /* relaxed: a count for the high-water mark and a hint for parking. */
     uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
     bool held = false;
+    /* The consumer's end stays in a local for the turn (ADR 0185): the
+     * mailbox's `tail` shares the line every sender exchanges `head` on.
+     * Every way out of the turn stores it back (end_turn). */
+    hm_node *tail = hm_mailbox_tail(&e->mb);
 
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
     while (n < rt->batch) {
-        hm_node *node = hm_mailbox_pop(&e->mb);
+        hm_node *node = hm_mailbox_pop_at(&e->mb, &tail);
 
         if (!node)
             break;
-        if (hm_rt_unbatch(e, (hm_msg *)node))
+        if (hm_rt_unbatch(&tail, (hm_msg *)node))
             continue; /* its messages are at the front now */
         n++;
         handle_one(rt, ctx, e, (hm_msg *)node);
         ctx->hold = false; /* a hold outside a handler means nothing */
         if (ctx->held) {   /* back in front; it stays counted in `queued` */
-            hm_mailbox_unpop(&e->mb, &ctx->held->node);
+            hm_mailbox_unpop_at(&tail, &ctx->held->node);
             held = true;
             n--;
         }
@@ -726,17 +773,17 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
             /* Closing: leave the rest (and a held message, the oldest)
              * queued for hm_runtime_destroy(), which dead-letters them. */
             hm_sched_flush(rt, w);
-            end_turn(rt, ctx, e, n - settled);
+            end_turn(rt, ctx, e, tail, n - settled);
             return false;
         }
         if (held) {
             hm_sched_flush(rt, w);
             break;
         }
-        if (park_early(rt, ctx, e, n, &settled, &q))
+        if (park_early(rt, ctx, e, tail, n, &settled, &q))
             return w->next != NULL; /* `e` is not ours to touch now */
     }
-    end_turn(rt, ctx, e, n - settled);
+    end_turn(rt, ctx, e, tail, n - settled);
     if (held) {
         if (!hold_entry(e))
             hm_sched_requeue(rt, w, e);
