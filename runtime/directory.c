@@ -188,36 +188,18 @@ static void place(uint64_t *slots, uint32_t mask, uint64_t s)
     slots[i] = s;
 }
 
-/* Publishes the shard's table for hm_dir_prefetch(); caller holds lock. */
-static void set_hint(hm_shard *sh)
-{
-    /* relaxed: read only to prefetch. */
-    atomic_store_explicit(&sh->hint_slots, sh->slots, memory_order_relaxed);
-    atomic_store_explicit(&sh->hint_mask, sh->mask, memory_order_relaxed);
-}
-
-#define GROW_AHEAD 8u /* slots between a prefetch and its placing */
-
-/* Doubles the table. Only slots are read, never entries (below 2^20). The
- * new table's lines are fetched GROW_AHEAD slots ahead: it was just
- * populated by the kernel, and each placing missed on it. */
+/* Doubles the table. Only slots are read, never entries (below 2^20). */
 static void grow(hm_shard *sh)
 {
-    uint32_t mask = sh->mask, nmask = mask * 2 + 1;
+    uint32_t nmask = sh->mask * 2 + 1;
     uint64_t *ns = table_alloc((size_t)nmask + 1);
 
-    for (uint32_t i = 0; i <= mask; i++) {
-        uint64_t ahead;
-        if (nmask <= TAG_MASK && i + GROW_AHEAD <= mask &&
-            (ahead = sh->slots[i + GROW_AHEAD]))
-            __builtin_prefetch(ns + (slot_tag(ahead) & nmask), 1);
+    for (uint32_t i = 0; i <= sh->mask; i++)
         if (sh->slots[i])
             place(ns, nmask, sh->slots[i]);
-    }
-    table_free(sh->slots, (size_t)mask + 1);
+    table_free(sh->slots, (size_t)sh->mask + 1);
     sh->slots = ns;
     sh->mask = nmask;
-    set_hint(sh);
 }
 
 /* Empties slot `i`, shifting back the rest of its run so that every entry
@@ -252,7 +234,6 @@ void hm_dir_init(hm_runtime *rt)
         sh->slots = table_alloc(INITIAL_SLOTS);
         sh->count = 0;
         memset(&sh->cache, 0, sizeof sh->cache);
-        set_hint(sh);
     }
 }
 

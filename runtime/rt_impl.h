@@ -148,10 +148,6 @@ typedef struct hm_shard {
     uint32_t mask;   /* guarded by: lock */
     uint32_t count;  /* guarded by: lock; entries in slots */
     hm_slab_cache cache; /* guarded by: lock; this shard's entries */
-    /* Copies of slots and mask, written under lock, read without it only
-     * to prefetch a name's home slot before the lock (hm_dir_prefetch). */
-    _Atomic(uint64_t *) hint_slots;
-    _Atomic uint32_t hint_mask;
 } hm_shard;
 
 struct hm_runtime {
@@ -355,19 +351,6 @@ uint32_t hm_dir_hash(const char *name, size_t len);
  * longer than HM_ADDR_MAX_LEN; else its length and hm_dir_hash(). */
 bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out);
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
-/* Starts fetching the home slot of `hash` in `sh`, without the lock: the
- * slot is a cache miss in a large directory (a million receivers' tables
- * are 16 MB), which the caller overlaps with taking the lock. */
-static inline void hm_dir_prefetch(hm_shard *sh, uint32_t hash)
-{
-    /* relaxed: a hint. A table replaced meanwhile costs a useless
-     * prefetch, never a fault (prefetches of unmapped memory are
-     * dropped). */
-    uint64_t *t = atomic_load_explicit(&sh->hint_slots, memory_order_relaxed);
-    uint32_t mask = atomic_load_explicit(&sh->hint_mask, memory_order_relaxed);
-
-    __builtin_prefetch(t + (hash & mask));
-}
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
                            size_t len, uint32_t hash);

@@ -299,7 +299,6 @@ static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
     uint32_t h;
     hm_shard *sh;
     hm_addr *e;
-    bool early;
 
     if (!name_ok(name, internal, &len, &h))
         return HM_EINVAL;
@@ -307,23 +306,13 @@ static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
     sh = hm_dir_shard(rt, h);
-    hm_dir_prefetch(sh, h);
-    /* The sender's reference (an RMW on a line its receivers also write)
-     * is taken while the home slot is on its way. */
-    early = from && !m->from;
-    if (early)
-        set_from(m, from);
     pthread_mutex_lock(&sh->lock);
     e = hm_dir_get_locked(rt, sh, name, len, h);
     if (!reserve(e, true)) {
         pthread_mutex_unlock(&sh->lock);
-        if (early) {
-            m->from = NULL;
-            hm_addr_release(from);
-        }
         return HM_EFULL;
     }
-    if (from && !early)
+    if (from)
         set_from(m, from);
     enqueue(rt, w, e, m);
     pthread_mutex_unlock(&sh->lock);
