@@ -308,6 +308,12 @@ void hm_addr_release(hm_addr *a)
     atomic_fetch_sub_explicit(&a->refs, 1, memory_order_release);
 }
 
+void hm_dir_release_n(hm_addr *a, uint32_t n)
+{
+    /* release: as in hm_addr_release(), which this is n times over. */
+    atomic_fetch_sub_explicit(&a->refs, n, memory_order_release);
+}
+
 const char *hm_addr_name(const hm_addr *a)
 {
     return a->name;

@@ -64,8 +64,9 @@ static void fire_run(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
     for (uint32_t i = 1; i < n; i++)
         ms[i] = fired_msg(&f[i]);
     hm_rt_push_batch(rt, f[0].to, ms, n);
-    for (uint32_t i = 0; i < n; i++)
-        hm_addr_release(f[i].to);
+    /* One RMW for the run: the arming thread takes a reference per timer
+     * on the same line, so each RMW here is a transfer of it. */
+    hm_dir_release_n(f[0].to, n);
 }
 
 /* Delivers a batch taken by take_due(), outside the timer lock. Timers

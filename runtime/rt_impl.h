@@ -365,6 +365,9 @@ uint64_t hm_dir_count(hm_runtime *rt);
 void hm_dir_bytes(hm_runtime *rt, uint64_t *entries, uint64_t *tables);
 /* True if the entry has not had a delivery for the idle timeout. */
 bool hm_rt_idle_expired(hm_runtime *rt, hm_addr *e);
+/* Drops `n` references to `a` at once, as n hm_addr_release() would (the
+ * timer thread, for a run of fired timers to one receiver). */
+void hm_dir_release_n(hm_addr *a, uint32_t n);
 
 /* request.c */
 void hm_req_handle_reply(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,

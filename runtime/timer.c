@@ -17,6 +17,7 @@
 
 #include "runtime/alloc.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define FREE_IDX UINT32_MAX
@@ -25,7 +26,8 @@
 #define SLOTS HM_TIMER_WHEEL_SLOTS
 #define WORDS (SLOTS / 64u)
 #define PREFETCH_AHEAD 32u
-#define BUCKET_KEEP 1024u /* entries a drained bucket keeps room for */
+#define BLOCK_LEN HM_TIMER_BLOCK_LEN
+#define SPARE_MAX 1024u /* emptied blocks kept for reuse (1 MiB) */
 
 void hm_timers_init(hm_timers *t, uint64_t now_ms)
 {
@@ -34,12 +36,22 @@ void hm_timers_init(hm_timers *t, uint64_t now_ms)
     t->cursor_ms = now_ms;
 }
 
+static void free_blocks(hm_tblock *b)
+{
+    while (b) {
+        hm_tblock *next = b->next;
+        hm_free(b);
+        b = next;
+    }
+}
+
 void hm_timers_fini(hm_timers *t)
 {
     hm_free(t->slots);
     hm_free(t->heap);
     for (uint32_t i = 0; i < SLOTS; i++)
-        hm_free(t->wheel[i].items);
+        free_blocks(t->wheel[i].first);
+    free_blocks(t->spare);
     memset(t, 0, sizeof *t);
 }
 
@@ -151,18 +163,46 @@ static void mark_used(hm_timers *t, uint32_t b)
     t->used[b / 64] |= 1ull << (b % 64);
 }
 
-/* Empties bucket `b`, keeping its array for reuse unless a burst made it
- * large (the 4,096 buckets would otherwise keep a burst's memory). */
+/* A block from the spares, or a new one; its `next` is NULL. */
+static hm_tblock *block_get(hm_timers *t)
+{
+    hm_tblock *blk = t->spare;
+
+    if (blk) {
+        t->spare = blk->next;
+        t->nspare--;
+    } else {
+        blk = hm_alloc(sizeof *blk);
+    }
+    blk->next = NULL;
+    return blk;
+}
+
+/* Keeps an emptied block for the next arms, up to SPARE_MAX of them (a
+ * burst's blocks beyond that go back to malloc). */
+static void block_put(hm_timers *t, hm_tblock *blk)
+{
+    if (t->nspare >= SPARE_MAX) {
+        hm_free(blk);
+        return;
+    }
+    blk->next = t->spare;
+    t->spare = blk;
+    t->nspare++;
+}
+
+/* Empties bucket `b`, giving its blocks back. */
 static void reset_bucket(hm_timers *t, uint32_t b)
 {
     hm_tbucket *k = &t->wheel[b];
 
-    k->head = k->len = 0;
-    if (k->cap > BUCKET_KEEP) {
-        hm_free(k->items);
-        k->items = NULL;
-        k->cap = 0;
+    while (k->first) {
+        hm_tblock *next = k->first == k->last ? NULL : k->first->next;
+        block_put(t, k->first);
+        k->first = next;
     }
+    k->last = NULL;
+    k->rd = k->wr = NULL;
     t->used[b / 64] &= ~(1ull << (b % 64));
 }
 
@@ -170,14 +210,32 @@ static void bucket_append(hm_timers *t, uint32_t b, hm_twheel_entry e)
 {
     hm_tbucket *k = &t->wheel[b];
 
-    if (k->len == k->cap) {
-        k->cap = k->cap ? 2 * k->cap : 16;
-        k->items = hm_realloc(k->items, k->cap * sizeof *k->items);
-    }
-    k->items[k->len++] = e;
-    if (k->len - k->head == 1)
+    if (!k->first) {
+        k->first = k->last = block_get(t);
+        k->rd = k->wr = k->first->items;
         mark_used(t, b);
+    } else if (k->wr == k->last->items + BLOCK_LEN) {
+        k->last->next = block_get(t);
+        k->last = k->last->next;
+        k->wr = k->last->items;
+    }
+    *k->wr++ = e;
     t->wheel_len++;
+}
+
+/* The entry at the front of bucket `k` (moving past an exhausted block,
+ * which goes back to the spares), or NULL if none is left. */
+static hm_twheel_entry *bucket_front(hm_timers *t, hm_tbucket *k)
+{
+    if (k->rd == k->wr)
+        return NULL; /* empty, or never filled (both NULL) */
+    if (k->rd == k->first->items + BLOCK_LEN) {
+        hm_tblock *done = k->first;
+        k->first = done->next;
+        k->rd = k->first->items;
+        block_put(t, done);
+    }
+    return k->rd;
 }
 
 /* How many milliseconds after the cursor the first non-empty bucket is
@@ -208,13 +266,14 @@ static uint32_t first_used(const hm_timers *t)
 static bool bucket_front_live(hm_timers *t, uint32_t b)
 {
     hm_tbucket *k = &t->wheel[b];
+    const hm_twheel_entry *e;
 
-    while (k->head < k->len && !wheel_live(t, &k->items[k->head])) {
-        k->head++;
+    while ((e = bucket_front(t, k)) && !wheel_live(t, e)) {
+        k->rd++;
         t->wheel_len--;
         t->wheel_dead--;
     }
-    if (k->head < k->len)
+    if (e)
         return true;
     reset_bucket(t, b);
     return false;
@@ -278,6 +337,53 @@ static bool advance(hm_timers *t, uint64_t now_ms)
     return true;
 }
 
+/* Moves bucket `b`'s live entries to its front, in order, and gives back
+ * the blocks this empties. */
+static void compact_bucket(hm_timers *t, uint32_t b)
+{
+    hm_tbucket *k = &t->wheel[b];
+    hm_tblock *rd, *wr;
+    uint32_t ri, wi = 0, dropped = 0;
+
+    if (!k->first)
+        return;
+    rd = wr = k->first;
+    ri = (uint32_t)(k->rd - rd->items);
+    for (;;) {
+        if (ri == BLOCK_LEN && rd != k->last) {
+            rd = rd->next;
+            ri = 0;
+        }
+        if (&rd->items[ri] == k->wr)
+            break;
+        if (!wheel_live(t, &rd->items[ri])) {
+            dropped++;
+        } else {
+            if (wi == BLOCK_LEN) {
+                wr = wr->next; /* never past rd: wr trails it */
+                wi = 0;
+            }
+            wr->items[wi++] = rd->items[ri];
+        }
+        ri++;
+    }
+    t->wheel_dead -= dropped;
+    t->wheel_len -= dropped;
+    if (wr == k->first && wi == 0) {
+        reset_bucket(t, b);
+        return;
+    }
+    while (wr != k->last) {
+        hm_tblock *spare = wr->next;
+        wr->next = spare == k->last ? NULL : spare->next;
+        if (spare == k->last)
+            k->last = wr;
+        block_put(t, spare);
+    }
+    k->rd = k->first->items;
+    k->wr = &wr->items[wi];
+}
+
 /* Compacts the buckets or rebuilds the heap when most of either is dead. */
 static void compact_if_needed(hm_timers *t)
 {
@@ -292,23 +398,9 @@ static void compact_if_needed(hm_timers *t)
             if (i < t->heap_len)
                 sift_down(t, i);
     }
-    if (t->wheel_dead > REBUILD_MIN && t->wheel_dead > t->wheel_len / 2) {
-        for (uint32_t b = 0; b < SLOTS; b++) {
-            hm_tbucket *k = &t->wheel[b];
-            uint32_t n = 0;
-            if (k->head == k->len)
-                continue;
-            for (uint32_t i = k->head; i < k->len; i++)
-                if (wheel_live(t, &k->items[i]))
-                    k->items[n++] = k->items[i];
-            t->wheel_dead -= (k->len - k->head) - n;
-            t->wheel_len -= (k->len - k->head) - n;
-            k->head = 0;
-            k->len = n;
-            if (n == 0)
-                reset_bucket(t, b);
-        }
-    }
+    if (t->wheel_dead > REBUILD_MIN && t->wheel_dead > t->wheel_len / 2)
+        for (uint32_t b = 0; b < SLOTS; b++)
+            compact_bucket(t, b);
 }
 
 /* ---------------------------------------------------------------- slots */
@@ -486,6 +578,30 @@ static void take_entry(hm_timers *t, const hm_twheel_entry *e, uint64_t due_ms,
         }                                                                    \
     } while (0)
 
+/* Fetches (PREFETCH_ENTRY) the entries PREFETCH_AHEAD and PREFETCH_AHEAD
+ * / 2 places behind the front of a non-empty bucket, where they exist: in
+ * the front block, or in the one after it. */
+#define PREFETCH_AHEAD_OF(t, k)                                              \
+    do {                                                                     \
+        const hm_twheel_entry *end_ = (k)->first == (k)->last                \
+                                          ? (k)->wr                          \
+                                          : (k)->first->items + BLOCK_LEN;   \
+        ptrdiff_t rem_ = end_ - (k)->rd;                                     \
+        const hm_tblock *nx_ = (k)->first == (k)->last ? NULL                \
+                                                       : (k)->first->next;   \
+        ptrdiff_t nlen_ = !nx_ ? 0                                           \
+                          : nx_ == (k)->last ? (k)->wr - nx_->items          \
+                                             : (ptrdiff_t)BLOCK_LEN;         \
+        for (ptrdiff_t d_ = PREFETCH_AHEAD; d_ > 0;                          \
+             d_ -= PREFETCH_AHEAD / 2) {                                     \
+            if (d_ < rem_)                                                   \
+                PREFETCH_ENTRY(t, (k)->rd + d_, d_ == PREFETCH_AHEAD);       \
+            else if (d_ - rem_ < nlen_)                                      \
+                PREFETCH_ENTRY(t, &nx_->items[d_ - rem_],                    \
+                               d_ == PREFETCH_AHEAD);                        \
+        }                                                                    \
+    } while (0)
+
 /* Closing: every timer goes, buckets first, then the heap. */
 static bool pop_any(hm_timers *t, hm_timer_fire *out)
 {
@@ -495,7 +611,7 @@ static bool pop_any(hm_timers *t, hm_timer_fire *out)
         uint32_t b = bucket_of(t->cursor_ms + gap);
         if (bucket_front_live(t, b)) {
             hm_tbucket *k = &t->wheel[b];
-            take_entry(t, &k->items[k->head++], t->cursor_ms + gap,
+            take_entry(t, k->rd++, t->cursor_ms + gap,
                        UINT64_MAX, out);
             return true;
         }
@@ -515,19 +631,21 @@ bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out)
         return pop_any(t, out);
     for (;;) {
         uint32_t b = bucket_of(t->cursor_ms);
-        if (t->cursor_ms <= now_ms && bucket_front_live(t, b)) {
-            hm_tbucket *k = &t->wheel[b];
-            const hm_twheel_entry *e = &k->items[k->head++];
+        hm_tbucket *k = &t->wheel[b];
+        const hm_twheel_entry *e = k->rd;
+
+        /* The usual case inline: the front is an anonymous timer (always
+         * live) inside the front block; else the full check. */
+        if (t->cursor_ms <= now_ms &&
+            ((e != k->wr && e != k->first->items + BLOCK_LEN && e->msg) ||
+             bucket_front_live(t, b))) {
+            e = k->rd++;
             /* Messages and records are scattered (a bucket is in arming
              * order) and the caller touches each message, so they are
              * fetched a few pops ahead: a record PREFETCH_AHEAD entries
              * on, a message (an anonymous timer's, or the record's fetched
              * PREFETCH_AHEAD / 2 pops ago) PREFETCH_AHEAD / 2 on. */
-            if (k->head + PREFETCH_AHEAD < k->len)
-                PREFETCH_ENTRY(t, &k->items[k->head + PREFETCH_AHEAD], true);
-            if (k->head + PREFETCH_AHEAD / 2 < k->len)
-                PREFETCH_ENTRY(t, &k->items[k->head + PREFETCH_AHEAD / 2],
-                               false);
+            PREFETCH_AHEAD_OF(t, k);
             take_entry(t, e, t->cursor_ms, now_ms, out);
             return true;
         }

@@ -18,8 +18,9 @@
  * Like libuv's timer heap, equal deadlines fire in the order they were armed.
  * A timer nobody can cancel (armed without asking for its id) is kept in
  * its bucket entry alone (hm_timers_arm_anon): no record at all.
- * Records live in a slab with a free list, so arming allocates nothing once
- * the slab and the buckets have grown, and a timer id is
+ * Records live in a slab with a free list, and buckets are lists of
+ * blocks recycled through a spare list, so arming allocates nothing once
+ * they have grown, and a timer id is
  * (generation << 32 | slot + 1): a stale id (the timer fired, its slot was
  * reused) fails to cancel instead of cancelling a stranger. Cancellation is
  * lazy (see timer.c). Not thread-safe: the runtime holds its timer lock
@@ -69,9 +70,22 @@ typedef struct hm_twheel_entry {
 
 #define HM_TIMER_WHEEL_SLOTS 4096u /* 1 ms each: a 4.096 s horizon */
 
+/* A bucket is a list of blocks of entries (1 KiB each), taken from the
+ * store's spare blocks and given back to them as they are emptied: arming
+ * never copies a bucket to grow it, and the memory of a bucket drained by
+ * firing is what the next arms fill. */
+#define HM_TIMER_BLOCK_LEN 63u
+typedef struct hm_tblock {
+    struct hm_tblock *next; /* toward the bucket's last block */
+    uint64_t pad_;          /* entries on 16-byte boundaries */
+    hm_twheel_entry items[HM_TIMER_BLOCK_LEN];
+} hm_tblock;
+
+/* Empty: first == NULL. Else the entries still to expire run from `rd`
+ * (in `first`) to `wr` (in `last`, where the next arm writes). */
 typedef struct hm_tbucket {
-    hm_twheel_entry *items;
-    uint32_t head, len, cap; /* items[head, len) are still to expire */
+    hm_twheel_entry *rd, *wr;
+    hm_tblock *first, *last;
 } hm_tbucket;
 
 typedef struct hm_timers {
@@ -85,6 +99,8 @@ typedef struct hm_timers {
     uint64_t used[HM_TIMER_WHEEL_SLOTS / 64]; /* bit set: bucket not empty */
     uint64_t cursor_ms; /* the earliest millisecond not yet fully expired */
     uint32_t wheel_len, wheel_dead; /* entries in buckets, cancelled ones */
+    hm_tblock *spare; /* emptied blocks, linked by next */
+    uint32_t nspare;
 } hm_timers;
 
 /* What fired: `to` is a reference the caller now owns (release it after the

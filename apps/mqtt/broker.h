@@ -60,6 +60,7 @@ typedef struct mqtt_broker_config {
     const char *const *cluster_join;
     size_t cluster_join_count;
     const char *cluster_secret_file;
+    uint32_t cluster_buffer_limit; /* per-peer buffer (cluster default) */
 } mqtt_broker_config;
 
 /* Creates a broker and starts listening. Borrows `cfg` (strings are

@@ -82,6 +82,8 @@ struct mqtt_broker {
     _Atomic uint64_t received;   /* PUBLISH packets received */
     _Atomic uint64_t sent;       /* PUBLISH packets sent */
     _Atomic uint64_t dropped;    /* messages dropped on a full queue */
+    _Atomic uint64_t link_stalls; /* sessions' sends held on HM_EFULL */
+    _Atomic uint64_t link_held;   /* messages those stalls held */
     /* Persistence (saver.c, docs/adr/0111); all zero when it is off. Set
      * before the runtime runs a receiver, read-only afterwards. */
     mqtt_persist *persist;

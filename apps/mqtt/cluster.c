@@ -435,6 +435,10 @@ void mqtt_cluster_sys(mqtt_cluster *cl, mqtt_sys_put_fn put, void *arg)
             atomic_load_explicit(&cl->filters_local, memory_order_relaxed));
     PUT_U64("$SYS/broker/cluster/filters/remote",
             atomic_load_explicit(&cl->filters_remote, memory_order_relaxed));
+    PUT_U64("$SYS/broker/cluster/writes/stalls",
+            atomic_load_explicit(&cl->b->link_stalls, memory_order_relaxed));
+    PUT_U64("$SYS/broker/cluster/writes/held",
+            atomic_load_explicit(&cl->b->link_held, memory_order_relaxed));
 #undef PUT_U64
     hm_free(ms);
 }
@@ -456,6 +460,7 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
                           .seeds = cfg->cluster_join,
                           .seed_count = cfg->cluster_join_count,
                           .secret_file = cfg->cluster_secret_file,
+                          .buffer_limit = cfg->cluster_buffer_limit,
                           .factory = factory,
                           .factory_arg = factory_arg,
                           /* sessions and connections (session_cluster.c) */

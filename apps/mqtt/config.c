@@ -355,6 +355,10 @@ static const char *do_cluster_secret_file(mqtt_config *c, int argc,
     return set_path(&c->cluster_secret_file, argc, argv);
 }
 
+/* The cluster's per-peer buffer (hm_node_config.buffer_limit). */
+U32_OPTION(do_cluster_buffer_limit, cluster_buffer_limit, 1, 10000000,
+           "cluster_buffer_limit must be a count of messages, 1..10000000")
+
 static const struct directive {
     const char *name;
     directive_fn fn;
@@ -381,6 +385,7 @@ static const struct directive {
     {"cluster_listen", do_cluster_listen},
     {"cluster_join", do_cluster_join},
     {"cluster_secret_file", do_cluster_secret_file},
+    {"cluster_buffer_limit", do_cluster_buffer_limit},
 };
 
 /* The cluster flags and the directive each one sets. */
@@ -394,6 +399,8 @@ static const struct {
     {"--cluster-listen", do_cluster_listen, "cluster_listen"},
     {"--join", do_cluster_join, "cluster_join"},
     {"--cluster-secret-file", do_cluster_secret_file, "cluster_secret_file"},
+    {"--cluster-buffer-limit", do_cluster_buffer_limit,
+     "cluster_buffer_limit"},
 };
 #define CLUSTER_FLAG_COUNT (sizeof CLUSTER_FLAGS / sizeof *CLUSTER_FLAGS)
 
@@ -476,12 +483,15 @@ const char *mqtt_config_usage(void)
            " -v : verbose logging\n"
            " -h : this help\n"
            " cluster flags (or node_name, cluster_listen, cluster_join,\n"
-           " cluster_secret_file, cluster_name in the file):\n"
+           " cluster_secret_file, cluster_name, cluster_buffer_limit in\n"
+           " the file):\n"
            "  --node NAME                 this node's name\n"
            "  --cluster-listen HOST:PORT  cluster listen address\n"
            "  --join HOST:PORT[,...]      seed nodes (repeatable)\n"
            "  --cluster-secret-file FILE  shared cluster secret (chmod 600)\n"
-           "  --cluster-name NAME         cluster name (default: hermes)\n";
+           "  --cluster-name NAME         cluster name (default: hermes)\n"
+           "  --cluster-buffer-limit N    messages buffered per member\n"
+           "                              (default: 10000)\n";
 }
 
 /* Apply the defaults that depend on what was configured. Returns an error
@@ -505,7 +515,8 @@ static const char *finish(mqtt_config *c, const long long *ports,
     if (c->autosave_interval_s < 0)
         c->autosave_interval_s = MQTT_DEFAULT_AUTOSAVE_S;
     if (!c->node_name && !c->cluster_name && !c->cluster_listen &&
-        !c->cluster_join_count && !c->cluster_secret_file)
+        !c->cluster_join_count && !c->cluster_secret_file &&
+        !c->cluster_buffer_limit)
         return NULL;
     if (!c->node_name || !c->cluster_listen || !c->cluster_secret_file)
         return "cluster mode needs node_name (--node), cluster_listen "

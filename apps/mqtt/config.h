@@ -40,10 +40,15 @@
  *   cluster_join HOST:PORT[,...]      seeds; repeatable (appends)
  *   cluster_secret_file PATH          the shared secret (mode 0600)
  *   cluster_name NAME                 default "hermes"
+ *   cluster_buffer_limit N            messages buffered per member while
+ *                                     its link is slow or down; past it
+ *                                     sends to it get HM_EFULL; 1..10^7,
+ *                                     default 10000 (cluster/node.h)
  *
  * The cluster settings are also flags (--node, --cluster-listen, --join,
  * --cluster-secret-file, --cluster-name, each also as --flag=VALUE), the
- * same as every Hermes binary's (cluster/options.h); a flag overrides the
+ * same as every Hermes binary's (cluster/options.h), and
+ * --cluster-buffer-limit (this broker's only); a flag overrides the
  * file's line (--join adds seeds). Any cluster setting needs node_name,
  * cluster_listen and cluster_secret_file; without any, no cluster runs.
  *
@@ -106,6 +111,7 @@ typedef struct mqtt_config {
     char **cluster_join; /* owned array of owned "HOST:PORT" */
     size_t cluster_join_count;
     char *cluster_secret_file;
+    uint32_t cluster_buffer_limit; /* 0: the cluster's default */
     bool verbose;      /* -v */
     bool help;         /* -h: print mqtt_config_usage() and exit 0 */
     char *config_file; /* owned: -c FILE, or NULL */

@@ -52,6 +52,7 @@ static mqtt_broker_config broker_config(const mqtt_config *c)
         .cluster_join = (const char *const *)c->cluster_join,
         .cluster_join_count = c->cluster_join_count,
         .cluster_secret_file = c->cluster_secret_file,
+        .cluster_buffer_limit = c->cluster_buffer_limit,
     };
 }
 

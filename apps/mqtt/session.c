@@ -49,8 +49,9 @@ static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
 
 /* Sends `len` bytes at `bytes` (taken), one encoded packet without
  * WebSocket framing, to the connection receiver on another node, which
- * writes them. Errors: those of hm_runtime_send(); HM_ECLOSED when the
- * client is away. */
+ * writes them; held in order while its mailbox is full (session_out.c).
+ * Errors: those of mqtt_session_to_conn(); HM_ECLOSED when the client is
+ * away. */
 hm_err mqtt_session_send_out(mqtt_session *s, uint8_t *bytes, size_t len)
 {
     mqtt_blob *blob;
@@ -67,7 +68,7 @@ hm_err mqtt_session_send_out(mqtt_session *s, uint8_t *bytes, size_t len)
     memcpy(blob->data, bytes, len);
     hm_free(bytes);
     m = hm_msg_create(&mqtt_out_type, blob, 0);
-    if ((err = hm_runtime_send(s->b->rt, s->conn_addr, m)) != HM_OK)
+    if ((err = mqtt_session_to_conn(s, m)) != HM_OK)
         hm_msg_destroy(m);
     return err;
 }
@@ -127,12 +128,14 @@ static void write_ack(mqtt_session *s, mqtt_packet_type type, uint16_t pid)
 }
 
 /* Sends what the outbox says: resends first after a reconnect, then
- * what the window has room for. */
+ * what the window has room for; nothing while the connection's mailbox
+ * is full (the messages wait in the outbox, session_out.c). */
 void mqtt_session_pump(mqtt_session *s)
 {
     mqtt_out_action a;
 
-    while (s->conn_addr && s->out && mqtt_outbox_next(s->out, &a)) {
+    while (s->conn_addr && s->out && !mqtt_session_stalled(s) &&
+           mqtt_outbox_next(s->out, &a)) {
         if (a.kind == MQTT_OUT_PUBREL) { /* [MQTT-4.3.3-1], [MQTT-4.4.0-1] */
             write_ack(s, MQTT_PUBREL, a.packet_id);
             continue;
@@ -151,7 +154,7 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
         mqtt_pub_release(pub);
         return false;
     }
-    if (qos == 0 && !s->out) {
+    if (qos == 0 && !s->out && !mqtt_session_stalled(s)) {
         /* Nothing waits before it: straight out (here or to the node of
          * the connection), or dropped while the client is away (as the
          * outbox would). */
@@ -302,6 +305,15 @@ static void send_empty(hm_ctx *ctx, hm_addr *to, const hm_type *type)
         hm_msg_destroy(m);
 }
 
+/* An empty message of `type` to our connection, after what waits. */
+static void send_ordered(mqtt_session *s, const hm_type *type)
+{
+    hm_msg *m = hm_msg_create(type, NULL, 0);
+
+    if (mqtt_session_to_conn(s, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
     const mqtt_blob *blob = hm_msg_payload(msg);
@@ -324,8 +336,12 @@ static void on_forward(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
         reply_to = hm_msg_from(msg) ? hm_addr_ref(hm_msg_from(msg)) : NULL;
     if (!reply_to)
         return;
-    /* Always answered, or the connection would hold its frames forever. */
-    send_empty(ctx, reply_to, &mqtt_done_type);
+    /* Always answered, or the connection would hold its frames forever;
+     * ours after what we wrote to it (its SUBACK). */
+    if (mine)
+        send_ordered(s, &mqtt_done_type);
+    else
+        send_empty(ctx, reply_to, &mqtt_done_type);
     /* In a cluster, a connection that is not ours lost its session (its
      * node died, or it raced a move): closing it makes the client
      * reconnect and learn (session present = 0) what it has. */
@@ -371,6 +387,7 @@ void mqtt_session_let_go(mqtt_session *s)
 {
     if (!s->conn_addr)
         return;
+    mqtt_session_stall_drop(s); /* the outbox resends on reconnect */
     hm_conn_release(s->conn);
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
@@ -469,7 +486,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
                         s->in_qos2),
         present);
     s->in_qos2 = NULL;
-    if (hm_ctx_send(ctx, s->conn_addr, reply) != HM_OK)
+    if (mqtt_session_to_conn(s, reply) != HM_OK) /* after the CONNACK */
         hm_msg_destroy(reply);
     if (s->out)
         mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
@@ -678,10 +695,15 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         mqtt_session_on_node_gone(ctx, s, hm_msg_payload(msg));
     } else if (t == &mqtt_leave_type) {
         mqtt_session_move_leave(ctx, s, hm_msg_payload(msg));
+    } else if (t == &mqtt_session_retry_type) {
+        mqtt_session_stall_retry(s, hm_msg_arg(msg));
     } else if (t == &takeover_timer_type) {
         if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
             HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
                         "not detach in time", s->client_id);
+            /* Its kick may have met a full link (ADR 0230): again, so it
+             * does not stay open, deaf, once its node catches up. */
+            send_empty(ctx, s->old_conn_addr, &mqtt_kick_type);
             mqtt_session_finish_takeover(ctx, s, NULL);
         }
     }
@@ -734,6 +756,7 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     }
     mqtt_session_drop_subs(s); /* before the token (self) goes */
     mqtt_session_let_go(s);
+    mqtt_session_stall_drop(s);
     hm_addr_release(s->old_conn_addr);
     hm_addr_release(s->pending_from);
     hm_msg_destroy(s->pending_attach);

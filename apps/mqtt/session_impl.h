@@ -66,9 +66,13 @@ typedef struct mqtt_session {
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
     session_dur *dur; /* persistence; NULL until needed */
     struct session_move *mv; /* a move between nodes; NULL: none */
+    /* What waits for the connection receiver's mailbox (session_out.c);
+     * NULL: nothing. */
+    struct session_stall *stall;
 } mqtt_session;
 
 typedef struct session_move session_move;
+typedef struct session_stall session_stall;
 
 /* Our subscriber token in the tree: our own address. */
 static inline uint64_t token(const mqtt_session *s)
@@ -169,6 +173,24 @@ void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
                                char *const *filters, size_t count);
 /* Frees the move state. */
 void mqtt_session_move_fini(mqtt_session *s);
+
+/* ------------------------------------------------- in session_out.c */
+
+/* The timer that retries a stalled connection (its arg: the retry). */
+extern const hm_type mqtt_session_retry_type;
+/* Sends `m` (taken on HM_OK) to the client's connection receiver, after
+ * what waits for it; HM_EFULL from its mailbox (the cluster link to its
+ * node is full) holds it, in order, and retries later (docs/adr/0230).
+ * Errors: HM_ECLOSED (no connection), those of hm_runtime_send() but
+ * HM_EFULL. */
+hm_err mqtt_session_to_conn(mqtt_session *s, hm_msg *m);
+/* Whether messages wait for the connection (nothing more leaves the
+ * outbox until they are sent). */
+bool mqtt_session_stalled(const mqtt_session *s);
+/* The retry timer `gen` fired: sends what waits, then pumps the outbox. */
+void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen);
+/* Drops what waits (the connection is gone). */
+void mqtt_session_stall_drop(mqtt_session *s);
 
 /* --------------------------------------------- in session_cluster.c */
 

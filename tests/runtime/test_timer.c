@@ -344,3 +344,79 @@ Test(timer, draining_at_close_returns_anonymous_timers_too)
     cr_assert_eq(hm_timers_count(&t), 0);
     hm_timers_fini(&t);
 }
+
+/* Buckets are lists of 63-entry blocks: a bucket many blocks long keeps its
+ * arming order across block boundaries, through cancels that empty whole
+ * blocks, a compaction that moves survivors across blocks, and arms that
+ * follow it. */
+Test(timer, a_bucket_of_many_blocks_keeps_its_order_through_compaction)
+{
+    enum { N = 5000 };
+    static hm_timer_id ids[N];
+    hm_timers t;
+    hm_timer_fire f;
+    hm_addr *to;
+    hm_msg *msg;
+    int expect = 0;
+
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < N; i++) {
+        if (i % 5 == 4)
+            hm_timers_arm_anon(&t, 7, NULL, TOKEN(i)); /* cannot cancel */
+        else
+            ids[i] = hm_timers_arm(&t, 7, 0, NULL, TOKEN(i), 0);
+    }
+    /* Every recorded timer of [1000, 3000) goes, and every other one
+     * elsewhere: enough dead entries to compact (more than half, more than
+     * 1,024), whole blocks emptied in the middle. */
+    for (int i = 0; i < N; i++)
+        if (ids[i] && ((i >= 1000 && i < 3000) || i % 2))
+            cr_assert(hm_timers_cancel(&t, ids[i], &to, &msg));
+    cr_assert_lt(t.wheel_dead, 1024, "compaction did not run");
+    /* More after the compaction, appended behind the survivors. */
+    for (int i = 0; i < 100; i++)
+        hm_timers_arm_anon(&t, 7, NULL, TOKEN(N + i));
+    cr_assert_not(hm_timers_pop_due(&t, 6, &f));
+    for (int i = 0; i < N + 100; i++) {
+        bool live = i >= N || !ids[i] ||
+                    !((i >= 1000 && i < 3000) || i % 2);
+        if (!live)
+            continue;
+        cr_assert(hm_timers_pop_due(&t, 7, &f));
+        cr_assert_eq(fired_token(&f), i, "got %d, want %d", fired_token(&f),
+                     i);
+        expect++;
+    }
+    cr_assert_not(hm_timers_pop_due(&t, 7, &f));
+    cr_assert_eq(hm_timers_count(&t), 0);
+    cr_assert_gt(expect, 0);
+    hm_timers_fini(&t);
+}
+
+/* The blocks a drained bucket gives back are what the next arms take, up
+ * to a bound: a burst does not keep its memory. */
+Test(timer, drained_blocks_are_reused_and_bounded)
+{
+    enum { N = 100000 };
+    hm_timers t;
+    hm_timer_fire f;
+    uint32_t spare;
+    int popped = 0;
+
+    hm_timers_init(&t, 0);
+    for (int i = 0; i < N; i++)
+        hm_timers_arm_anon(&t, 3, NULL, TOKEN(i));
+    cr_assert_eq(t.nspare, 0);
+    while (hm_timers_pop_due(&t, 3, &f))
+        cr_assert_eq(fired_token(&f), popped++);
+    cr_assert_eq(popped, N);
+    spare = t.nspare;
+    cr_assert_gt(spare, 0);
+    cr_assert_leq(spare, 1024); /* 100,000 entries were ~1,600 blocks */
+    for (int i = 0; i < 10 * (int)HM_TIMER_BLOCK_LEN; i++)
+        hm_timers_arm_anon(&t, 4 + (uint64_t)i % 2, NULL, TOKEN(i));
+    cr_assert_eq(t.nspare, spare - 10, "arms took no spare block");
+    while (hm_timers_pop_due(&t, UINT64_MAX, &f))
+        ;
+    hm_timers_fini(&t);
+}

@@ -360,6 +360,41 @@ Test(mqtt_config, incomplete_or_bad_cluster_flags_are_errors)
     cr_assert_eq(load(2, bad_join), HM_EINVAL);
 }
 
+Test(mqtt_config, cluster_buffer_limit_line_and_flag)
+{
+    char *argv[] = {"hermes-mqtt", "--node", "n", "--cluster-listen",
+                    "127.0.0.1:0", "--cluster-secret-file", "/s",
+                    "--cluster-buffer-limit=64", NULL};
+    char *bad[] = {"hermes-mqtt", "--node", "n", "--cluster-listen",
+                   "127.0.0.1:0", "--cluster-secret-file", "/s",
+                   "--cluster-buffer-limit", "0", NULL};
+    char *alone[] = {"hermes-mqtt", "--cluster-buffer-limit", "5", NULL};
+
+    cr_assert_eq(parse("node_name n\ncluster_listen 127.0.0.1:0\n"
+                       "cluster_secret_file /s\ncluster_buffer_limit 100\n"),
+                 HM_OK, "%s", err.text);
+    cr_assert_eq(c.cluster_buffer_limit, 100);
+    cr_assert_eq(parse("listener 1883\ncluster_buffer_limit 0\n"), HM_EINVAL);
+    cr_assert(strstr(err.text, "test.conf:2: cluster_buffer_limit"), "%s",
+              err.text);
+    cr_assert_eq(parse("cluster_buffer_limit 10000001\n"), HM_EINVAL);
+    cr_assert_eq(parse("cluster_buffer_limit 12x\n"), HM_EINVAL);
+    cr_assert_eq(parse("cluster_buffer_limit\n"), HM_EINVAL);
+    mqtt_config_fini(&c);
+    mqtt_config_init(&c);
+    cr_assert_eq(load(8, argv), HM_OK, "%s", err.text);
+    cr_assert_eq(c.cluster_buffer_limit, 64);
+    mqtt_config_fini(&c);
+    mqtt_config_init(&c);
+    cr_assert_eq(load(9, bad), HM_EINVAL);
+    cr_assert(strstr(err.text, "--cluster-buffer-limit 0"), "%s", err.text);
+    mqtt_config_fini(&c);
+    mqtt_config_init(&c);
+    /* A cluster setting without the cluster's identity is an error. */
+    cr_assert_eq(load(3, alone), HM_EINVAL);
+    cr_assert(strstr(err.text, "node_name"), "%s", err.text);
+}
+
 Test(mqtt_config, no_cluster_setting_means_no_cluster)
 {
     char *argv[] = {"hermes-mqtt", "-p", "1884", NULL};

@@ -1,0 +1,169 @@
+/* apps/mqtt/session_out.c: what a session sends to its client's connection
+ * receiver, in order, held while that receiver's mailbox is full
+ * (docs/adr/0230).
+ *
+ * In a cluster a session often lives on another node than its client's
+ * connection (ADR 0105), and everything it tells the client (CONNACK,
+ * SUBACK, PUBLISH, PUBREL, the "attached" and "done" control messages)
+ * goes through the cluster's proxy for that connection. While the link to
+ * that node is slow or the node is stopped, the proxy holds and its
+ * mailbox fills: the send returns HM_EFULL and the message is still ours.
+ * Dropping it would lose a QoS 1/2 message until the client reconnects
+ * (its packet id is in flight, so nothing resends it) or a SUBACK the
+ * client waits for, and sending later messages past it would break the
+ * order MQTT promises. So the first HM_EFULL starts a *stall*: that
+ * message and every later one for the connection wait here, in order; the
+ * session stops moving messages from its outbox into the window (they wait
+ * in the outbox, under max_queued_messages, QoS 0 dropped and counted when
+ * it is full, as for any full queue); and a timer retries the oldest one
+ * with backoff (2 ms doubling to 200 ms) until the proxy takes them all.
+ * The runtime's hold/wake (hm_ctx_hold) does not fit: it wakes a receiver
+ * that holds its own message when its downstream drains, and holding would
+ * stop the session's acks and deliveries too; the cluster offers no
+ * "mailbox has room" notice to other receivers. What is held here is
+ * bounded by the inflight window at the stall plus a few control packets.
+ *
+ * A stall ends when its messages are sent, or when the connection goes
+ * (mqtt_session_let_go: the client reconnects and the outbox resends what
+ * was in flight, with DUP). A session that moves to another node hands
+ * over its outbox, whose in-flight messages the new owner resends; the
+ * control packets held here (at most a SUBACK or an UNSUBACK the client
+ * waits for) are lost with the move. Everything here runs on the session's
+ * receiver. */
+#include "apps/mqtt/session_impl.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#define RETRY_MIN_MS 2u
+#define RETRY_MAX_MS 200u
+
+/* arg: the stall's retry number (a stale timer does not match). */
+const hm_type mqtt_session_retry_type = {.name = "mqtt.session_retry"};
+
+struct session_stall {
+    hm_msg **q; /* a ring of messages for s->conn_addr, oldest first */
+    size_t head, count, cap;
+    uint32_t delay_ms; /* the next retry's delay */
+    uint64_t gen;      /* the armed retry's number */
+    hm_timer_id timer;
+    uint64_t held;     /* messages that waited here, for the log */
+};
+
+bool mqtt_session_stalled(const mqtt_session *s)
+{
+    return s->stall != NULL;
+}
+
+static void ring_push(session_stall *st, hm_msg *m)
+{
+    if (st->count == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 16;
+        hm_msg **q = hm_alloc(cap * sizeof *q);
+
+        for (size_t i = 0; i < st->count; i++)
+            q[i] = st->q[(st->head + i) % st->cap];
+        hm_free(st->q);
+        st->q = q;
+        st->cap = cap;
+        st->head = 0;
+    }
+    st->q[(st->head + st->count++) % st->cap] = m;
+}
+
+static void arm(mqtt_session *s)
+{
+    session_stall *st = s->stall;
+    hm_msg *t = hm_msg_create(&mqtt_session_retry_type, NULL, ++st->gen);
+
+    if (hm_runtime_send_after(s->b->rt, s->self, t, st->delay_ms,
+                              &st->timer) != HM_OK)
+        hm_msg_destroy(t); /* the runtime is closing */
+    st->delay_ms = st->delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS
+                                                   : st->delay_ms * 2;
+}
+
+/* Holds `m` (taken) behind what waits; starts a stall if none. */
+static void hold(mqtt_session *s, hm_msg *m)
+{
+    session_stall *st = s->stall;
+
+    if (!st) {
+        st = s->stall = hm_calloc(1, sizeof *st);
+        /* relaxed: a statistic, and a number unique on this node, so a
+         * timer of an earlier stall never matches this one's. */
+        st->gen = atomic_fetch_add_explicit(&s->b->link_stalls, 1,
+                                            memory_order_relaxed)
+                  << 32;
+        st->delay_ms = RETRY_MIN_MS;
+        HM_LOG_INFO("MQTT-LINK-FULL",
+                    "client %s: the link to %s is full; holding what "
+                    "goes to the client",
+                    s->client_id, hm_addr_name(s->conn_addr));
+        ring_push(st, m);
+        arm(s);
+    } else {
+        ring_push(st, m);
+    }
+    st->held++;
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&s->b->link_held, 1, memory_order_relaxed);
+}
+
+hm_err mqtt_session_to_conn(mqtt_session *s, hm_msg *m)
+{
+    hm_err err;
+
+    if (!s->conn_addr)
+        return HM_ECLOSED;
+    if (s->stall) { /* behind what waits: the order is the client's */
+        hold(s, m);
+        return HM_OK;
+    }
+    err = hm_runtime_send(s->b->rt, s->conn_addr, m);
+    if (err == HM_EFULL) {
+        hold(s, m);
+        return HM_OK;
+    }
+    return err;
+}
+
+void mqtt_session_stall_drop(mqtt_session *s)
+{
+    session_stall *st = s->stall;
+
+    if (!st)
+        return;
+    hm_runtime_cancel_timer(s->b->rt, st->timer); /* a late one is stale */
+    for (size_t i = 0; i < st->count; i++)
+        hm_msg_destroy(st->q[(st->head + i) % st->cap]);
+    hm_free(st->q);
+    hm_free(st);
+    s->stall = NULL;
+}
+
+void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
+{
+    session_stall *st = s->stall;
+
+    if (!st || gen != st->gen)
+        return; /* stale: the stall ended, or a later retry is armed */
+    while (st->count > 0) {
+        hm_msg *m = st->q[st->head];
+        hm_err err = hm_runtime_send(s->b->rt, s->conn_addr, m);
+
+        if (err == HM_EFULL) {
+            arm(s);
+            return;
+        }
+        if (err != HM_OK)
+            hm_msg_destroy(m); /* closing: nothing will take it */
+        st->head = (st->head + 1) % st->cap;
+        st->count--;
+    }
+    HM_LOG_DEBUG("MQTT-LINK-RESUMED", "client %s: %llu held messages sent",
+                 s->client_id, (unsigned long long)st->held);
+    st->timer = 0; /* it fired */
+    mqtt_session_stall_drop(s);
+    mqtt_session_pump(s); /* what waited in the outbox */
+}
