@@ -235,8 +235,14 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
  * kind of VM a futex wake-up costs more than the wait it saves. */
 void hm_rt_mutex_init(pthread_mutex_t *m);
 
-/* The worker running on this thread, if it belongs to `rt`. */
-hm_worker *hm_sched_self(hm_runtime *rt);
+/* The worker running on this thread, if it belongs to `rt` (inline: every
+ * send from outside a handler asks). Set by sched.c only. */
+extern _Thread_local hm_worker *hm_sched_tl_worker;
+static inline hm_worker *hm_sched_self(hm_runtime *rt)
+{
+    hm_worker *w = hm_sched_tl_worker;
+    return w && w->rt == rt ? w : NULL;
+}
 
 /* sched.c */
 void hm_sched_init(hm_runtime *rt);
@@ -311,24 +317,34 @@ void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
 uint64_t hm_rt_now_ms(hm_runtime *rt);
 /* Counts `n` events on the calling (non-worker) thread's shard of
- * rt->ext. */
-void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n);
-/* Counts `n` events on worker `w` (owner store) or, when `w` is NULL or a
- * guest of hm_runtime_send_here (index < 0, its struct lives only for the
- * call), on the calling thread's shard of the non-worker counters.
- * `field` is offsetof(hm_counters, x). */
-static inline void hm_rt_count_n(hm_runtime *rt, hm_worker *w, size_t field,
-                                 uint64_t n)
+ * rt->ext: inline once the thread holds a shard of its own
+ * (hm_rt_ext_index, runtime.c), which is every send after its first. */
+extern _Thread_local unsigned hm_rt_ext_index;
+void hm_rt_count_ext_slow(hm_runtime *rt, size_t field, uint64_t n);
+static inline void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n)
 {
-    if (w && w->index >= 0)
-        counter_add((_Atomic uint64_t *)((char *)&w->st + field), n);
+    unsigned i = hm_rt_ext_index;
+
+    if (i)
+        counter_add((_Atomic uint64_t *)((char *)&rt->ext[i] + field), n);
     else
-        hm_rt_count_ext(rt, field, n);
+        hm_rt_count_ext_slow(rt, field, n);
 }
+/* Counts one event on `w` (owner store) or, when NULL, on the calling
+ * thread's shard of the non-worker counters. A guest of
+ * hm_runtime_send_here counts in its own struct, which the call adds to
+ * the thread's shard when it ends (hm_rt_fold_counters), so this path has
+ * no test for guests. `field` is offsetof(hm_counters, x). */
 static inline void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
 {
-    hm_rt_count_n(rt, w, field, 1);
+    if (w)
+        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
+    else
+        hm_rt_count_ext(rt, field, 1);
 }
+/* Adds `c` (a guest's counters, on the calling thread) to the calling
+ * thread's shard of the non-worker counters. */
+void hm_rt_fold_counters(hm_runtime *rt, const hm_counters *c);
 #define HM_COUNT(rt, w, f) hm_rt_count((rt), (w), offsetof(hm_counters, f))
 /* Ends e's activation (hook, pending requests), inside its turn. */
 void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,

@@ -35,7 +35,7 @@
 static _Atomic uint32_t ext_taken; /* bit i: shard i has an owner */
 static pthread_once_t ext_once = PTHREAD_ONCE_INIT;
 static pthread_key_t ext_key;
-static _Thread_local unsigned ext_index; /* 0: none yet or shared */
+_Thread_local unsigned hm_rt_ext_index; /* 0: none yet or shared */
 static _Thread_local bool ext_tried;
 
 static void ext_release(void *arg)
@@ -70,15 +70,17 @@ static unsigned ext_claim(void)
                                                   memory_order_relaxed)) {
             pthread_once(&ext_once, ext_make_key);
             pthread_setspecific(ext_key, (void *)(uintptr_t)(i + 1));
-            ext_index = i;
+            hm_rt_ext_index = i;
             return i;
         }
     }
 }
 
-void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n)
+void hm_rt_count_ext_slow(hm_runtime *rt, size_t field, uint64_t n)
 {
-    unsigned i = ext_index ? ext_index : ext_tried ? 0 : ext_claim();
+    unsigned i = hm_rt_ext_index ? hm_rt_ext_index
+                 : ext_tried     ? 0
+                                 : ext_claim();
     if (i)
         counter_add((_Atomic uint64_t *)((char *)&rt->ext[i] + field), n);
     else
@@ -86,6 +88,34 @@ void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n)
         atomic_fetch_add_explicit(
             (_Atomic uint64_t *)((char *)&rt->ext[0] + field), n,
             memory_order_relaxed);
+}
+
+void hm_rt_fold_counters(hm_runtime *rt, const hm_counters *c)
+{
+    static const size_t sums[] = {offsetof(hm_counters, sent),
+                                  offsetof(hm_counters, delivered),
+                                  offsetof(hm_counters, activations),
+                                  offsetof(hm_counters, deactivations),
+                                  offsetof(hm_counters, dead_letters),
+                                  offsetof(hm_counters, timers_fired),
+                                  offsetof(hm_counters, handler_errors)};
+    unsigned i;
+    uint64_t hwm;
+
+    for (size_t k = 0; k < sizeof sums / sizeof sums[0]; k++) {
+        /* relaxed: the guest's struct is this thread's own. */
+        uint64_t n = atomic_load_explicit(
+            (_Atomic uint64_t *)((char *)c + sums[k]), memory_order_relaxed);
+        if (n)
+            hm_rt_count_ext(rt, sums[k], n);
+    }
+    /* relaxed: as above. */
+    hwm = atomic_load_explicit(&c->hwm, memory_order_relaxed);
+    i = hm_rt_ext_index; /* set by the counts above if the guest ran a turn */
+    /* relaxed: a statistic; shard i is this thread's alone. Shard 0 is
+     * shared, where a high-water mark is left out rather than raced. */
+    if (i && hwm > atomic_load_explicit(&rt->ext[i].hwm, memory_order_relaxed))
+        atomic_store_explicit(&rt->ext[i].hwm, hwm, memory_order_relaxed);
 }
 
 uint64_t hm_rt_now_ms(hm_runtime *rt)
@@ -189,7 +219,10 @@ static inline hm_err send_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
         return HM_EFULL;
     if (from)
         set_from(m, from);
-    HM_COUNT(rt, w, sent); /* a guest's (send_here) in the shared shards */
+    if (w)
+        counter_add(&w->st.sent, 1);
+    else
+        HM_COUNT(rt, NULL, sent);
     enqueue(rt, w, to, m);
     return HM_OK;
 }
@@ -692,8 +725,7 @@ static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
     hm_mailbox_set_tail(&e->mb, tail);
     if (ctx->delivered) {
         stamp(rt, e);
-        hm_rt_count_n(rt, ctx->w, offsetof(hm_counters, delivered),
-                      ctx->delivered);
+        counter_add(&ctx->w->st.delivered, ctx->delivered);
         ctx->delivered = 0;
     }
     if (n)

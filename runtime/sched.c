@@ -37,13 +37,10 @@
 #define GQ_GRAB 32u         /* receivers moved from global per visit */
 #define RUNNEXT_STREAK 32u  /* runnext turns in a row before the ring's */
 
-static _Thread_local hm_worker *tl_worker;
+/* The worker (or guest) this thread is, if any: rt_impl.h reads it in
+ * hm_sched_self(); only this file sets it. */
+_Thread_local hm_worker *hm_sched_tl_worker;
 
-hm_worker *hm_sched_self(hm_runtime *rt)
-{
-    hm_worker *w = tl_worker;
-    return w && w->rt == rt ? w : NULL;
-}
 
 static inline void cpu_relax(void)
 {
@@ -391,17 +388,19 @@ hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
     hm_worker g; /* its ring is never used */
     hm_err err;
 
-    if (rt->manual || max_turns == 0 || tl_worker)
+    if (rt->manual || max_turns == 0 || hm_sched_tl_worker)
         return hm_runtime_send(rt, to, msg);
     memset(&g, 0, sizeof g); /* no hand-off (next), no turns counted */
     g.rt = rt;
     g.index = -1;
     atomic_init(&g.runnext, NULL);
-    tl_worker = &g; /* from here, schedules by this thread go to g */
+    /* from here, schedules by this thread go to g */
+    hm_sched_tl_worker = &g;
     err = hm_runtime_send(rt, to, msg);
     if (err == HM_OK)
         run_guest(rt, &g, max_turns);
-    tl_worker = NULL;
+    hm_sched_tl_worker = NULL;
+    hm_rt_fold_counters(rt, &g.st); /* g's counts, before g is gone */
     return err;
 }
 
@@ -542,7 +541,7 @@ static void *worker_main(void *arg)
     hm_worker *w = arg;
     hm_runtime *rt = w->rt;
 
-    tl_worker = w;
+    hm_sched_tl_worker = w;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
         hm_addr *e = hm_sched_take_handoff(w);
         if (!e)
@@ -559,7 +558,7 @@ static void *worker_main(void *arg)
         }
         hm_rt_run_entry(rt, w, e);
     }
-    tl_worker = NULL;
+    hm_sched_tl_worker = NULL;
     return NULL;
 }
 
@@ -625,15 +624,15 @@ void hm_sched_fini(hm_runtime *rt)
 size_t hm_sched_run_manual(hm_runtime *rt)
 {
     hm_worker *w = &rt->workers[0];
-    hm_worker *saved = tl_worker;
+    hm_worker *saved = hm_sched_tl_worker;
     uint64_t before = atomic_load_explicit(&w->st.delivered,
                                            memory_order_relaxed);
     hm_addr *e;
 
-    tl_worker = w;
+    hm_sched_tl_worker = w;
     while ((e = hm_sched_take_global(rt)))
         hm_rt_run_entry(rt, w, e);
-    tl_worker = saved;
+    hm_sched_tl_worker = saved;
     return (size_t)(atomic_load_explicit(&w->st.delivered,
                                          memory_order_relaxed) -
                     before);
