@@ -556,7 +556,7 @@ void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
         mqtt_session_finish_takeover(ctx, s, NULL); /* its QoS 2 ids are lost */
     if (lived_on(s->conn_addr, node)) {
         HM_LOG_INFO("MQTT-CONN-LOST", "client %s: its connection's node %s "
-                    "died", s->client_id, node);
+                    "died", session_id(s), node);
         mqtt_session_let_go(s);
         if (!s->persistent)
             mqtt_session_end(ctx, s);
@@ -572,7 +572,7 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
 
     if (err != HM_OK) {
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
-                    "%s", s->client_id, hm_err_str(err));
+                    "%s", session_id(s), hm_err_str(err));
         hm_free(h);
         return NULL;
     }
@@ -598,11 +598,11 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
     if (!h)
         return;
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
-                "(%zu subscriptions)", s->client_id,
+                "(%zu subscriptions)", session_id(s),
                 owner ? owner : "its new owner",
                 (size_t)mqtt_session_sub_count(s));
     if (owner) {
-        h->client_id = hm_strdup(s->client_id);
+        h->client_id = hm_strdup(session_id(s));
         h->from = hm_strdup(hm_node_name(s->b->node));
     }
     /* This node forwards what still reaches it (session_move.c). */
@@ -610,7 +610,7 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
     m = hm_msg_create(&mqtt_handoff_type, h, 0);
     if (!owner)
         err = hm_runtime_send(s->b->rt, s->self, m);
-    else if (mqtt_inbox_name(name, sizeof name, owner, s->client_id))
+    else if (mqtt_inbox_name(name, sizeof name, owner, session_id(s)))
         err = hm_runtime_send_name(s->b->rt, name, m);
     else
         err = HM_EINVAL;
@@ -639,16 +639,16 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
         /* A client attached here before the state arrived: it was told
          * the session was new, and that is what it now is. */
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
-                    "connection; dropped", s->client_id);
+                    "connection; dropped", session_id(s));
         mqtt_session_mark_dirty(s); /* the store's copy is ours again */
         return;
     }
     if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) !=
             HM_OK ||
-        st.client_id.len != strlen(s->client_id) ||
-        memcmp(st.client_id.ptr, s->client_id, st.client_id.len) != 0) {
+        st.client_id.len != strlen(session_id(s)) ||
+        memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0) {
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: bad session state: %s",
-                    s->client_id, why ? why : "another client id");
+                    session_id(s), why ? why : "another client id");
         mqtt_session_end(ctx, s);
         return;
     }
@@ -660,7 +660,7 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
         for (uint32_t i = 0; i < s->subs->count; i++)
             f[i] = s->subs->items[i].filter;
         pthread_rwlock_wrlock(&s->b->tree_lock);
-        mqtt_session_move_unrelay(s->b, s->client_id, f, s->subs->count);
+        mqtt_session_move_unrelay(s->b, session_id(s), f, s->subs->count);
         pthread_rwlock_unlock(&s->b->tree_lock);
         hm_free(f);
     }
@@ -676,7 +676,7 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     s->username = h->username;
     h->username = NULL;
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
-                "subscriptions)", s->client_id,
+                "subscriptions)", session_id(s),
                 (size_t)mqtt_session_sub_count(s));
     /* A durable session is saved here from now on. */
     mqtt_session_mark_dirty(s);

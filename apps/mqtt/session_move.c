@@ -226,7 +226,7 @@ void mqtt_session_move_adopted(mqtt_session *s, const char *old)
     s->mv->adopted = true;
     arm(s);
     /* After our filters (the tree's observer told the fanout first). */
-    mqtt_cluster_move_sync(s->b->cluster, s->client_id, old);
+    mqtt_cluster_move_sync(s->b->cluster, session_id(s), old);
 }
 
 void mqtt_session_move_replay_early(hm_ctx *ctx, mqtt_session *s)
@@ -310,7 +310,7 @@ bool mqtt_session_move_intercept(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
             HM_LOG_WARN("MQTT-MOVE",
                         "client %s: no word from the old node; "
                         "going on",
-                        s->client_id);
+                        session_id(s));
             finish_held(ctx, s);
         } else { /* no state came: they were strays after all */
             mqtt_session_move_replay_early(ctx, s);
@@ -349,7 +349,7 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
     if (!relay) {
         token = hm_addr_ref(s->self);
     } else if (snprintf(name, sizeof name, MQTT_FWD_PREFIX "%s",
-                        s->client_id) >= (int)sizeof name ||
+                        session_id(s)) >= (int)sizeof name ||
                hm_runtime_intern(s->b->rt, name, &token) != HM_OK) {
         return false;
     }
@@ -362,7 +362,7 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
         pthread_rwlock_unlock(&s->b->tree_lock);
     }
     mv = hm_calloc(1, sizeof *mv);
-    mv->client_id = hm_strdup(s->client_id);
+    mv->client_id = hm_strdup(session_id(s));
     mv->to = hm_strdup(to);
     mv->token = token;
     mv->count = s->subs->count;
@@ -383,7 +383,7 @@ void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner)
         return;
     }
     mqtt_session_hand_over(s, owner);
-    if (!s->subs || !mqtt_inbox_name(name, sizeof name, owner, s->client_id) ||
+    if (!s->subs || !mqtt_inbox_name(name, sizeof name, owner, session_id(s)) ||
         hm_runtime_intern(s->b->rt, name, &inbox) != HM_OK) {
         mqtt_session_end(ctx, s);
         return;

@@ -99,7 +99,7 @@ static void hold(mqtt_session *s, hm_msg *m)
         HM_LOG_INFO("MQTT-LINK-FULL",
                     "client %s: the link to %s is full; holding what "
                     "goes to the client",
-                    s->client_id, hm_addr_name(s->conn_addr));
+                    session_id(s), hm_addr_name(s->conn_addr));
         ring_push(st, m);
         arm(s);
     } else {
@@ -162,7 +162,7 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
         st->count--;
     }
     HM_LOG_DEBUG("MQTT-LINK-RESUMED", "client %s: %llu held messages sent",
-                 s->client_id, (unsigned long long)st->held);
+                 session_id(s), (unsigned long long)st->held);
     st->timer = 0; /* it fired */
     mqtt_session_stall_drop(s);
     mqtt_session_pump(s); /* what waited in the outbox */

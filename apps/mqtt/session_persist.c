@@ -86,7 +86,7 @@ hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len)
         subs[i] = (mqtt_state_sub){{(const uint8_t *)s->subs->items[i].filter,
                                     s->subs->items[i].len},
                                    s->subs->items[i].qos};
-    err = mqtt_session_state_save(s->client_id, subs, nsubs, s->out,
+    err = mqtt_session_state_save(session_id(s), subs, nsubs, s->out,
                                   s->in_qos2, rec, len);
     hm_free(subs);
     return err;
@@ -103,12 +103,12 @@ void mqtt_session_save_now(mqtt_session *s)
         return;
     if (mqtt_session_encode(s, &rec, &len) != HM_OK) {
         HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
-                     "session", s->client_id);
+                     "session", session_id(s));
         return;
     }
     d->dirty = false;
     d->saved_ever = true;
-    mqtt_saver_session(s->b, s->client_id, rec, len, s->self,
+    mqtt_saver_session(s->b, session_id(s), rec, len, s->self,
                        mqtt_gate_next_save(&d->gate), d->receipts,
                        d->receipt_count);
     d->receipts = NULL;
@@ -122,7 +122,7 @@ void mqtt_session_unsave(mqtt_session *s)
 
     if (!d || !d->saved_ever)
         return;
-    mqtt_saver_session(s->b, s->client_id, NULL, 0, NULL, 0, d->receipts,
+    mqtt_saver_session(s->b, session_id(s), NULL, 0, NULL, 0, d->receipts,
                        d->receipt_count);
     d->receipts = NULL;
     d->receipt_count = d->receipt_cap = 0;
@@ -147,7 +147,7 @@ void mqtt_session_release_gate(mqtt_session *s, uint64_t n)
             hm_free(pk.bytes);
         if (err == HM_EFULL && pk.publish) { /* as write_publish() */
             HM_LOG_WARN("MQTT-SLOW-CLIENT", "client %s: write queue full",
-                        s->client_id);
+                        session_id(s));
             hm_conn_abort(s->conn);
         }
     }
@@ -178,7 +178,7 @@ hm_err mqtt_session_send_packet(mqtt_session *s, const mqtt_packet *p)
 void mqtt_session_adopted(mqtt_session *s)
 {
     HM_LOG_INFO("MQTT-FAILOVER", "client %s: session restored "
-                "(%u subscriptions, %zu messages)", s->client_id,
+                "(%u subscriptions, %zu messages)", session_id(s),
                 (unsigned)mqtt_session_sub_count(s),
                 s->out ? mqtt_outbox_inflight_count(s->out) +
                              mqtt_outbox_queued_count(s->out)
