@@ -40,6 +40,12 @@ bool cl_span_is(cl_span s, const char *str)
     return s.p && strlen(str) == s.n && memcmp(s.p, str, s.n) == 0;
 }
 
+/* Bytes that end a plain string's scan: its quote, or what it may not
+ * hold (an escape, a control byte). */
+static const bool plain_stop[256] = {
+    [0 ... 0x1f] = true, ['"'] = true, ['\\'] = true,
+};
+
 /* ------------------------------------------------------------- buffers */
 
 typedef struct buf {
@@ -77,26 +83,37 @@ static const char DIGITS2[] = "0001020304050607080910111213141516171819202122232
                               "50515253545556575859606162636465666768697071727374"
                               "75767778798081828384858687888990919293949596979899";
 
-/* `v` in decimal at `out` (room for 20 bytes); returns its length. Two
- * digits per division. */
+/* `v` in decimal at `out` (room for 20 bytes); returns its length. The
+ * length first, then two digits per division, written in place from the
+ * end (no copy, no call). */
 static size_t u64_text(uint64_t v, char *out)
 {
-    char tmp[20], *p = tmp + sizeof tmp;
-    size_t n;
+    /* 10^0 .. 10^19; the digit count from the bit length, corrected. */
+    static const uint64_t p10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+        10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+        100000000000ull, 1000000000000ull, 10000000000000ull,
+        100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+        100000000000000000ull, 1000000000000000000ull,
+        10000000000000000000ull};
+    unsigned t = ((64u - (unsigned)__builtin_clzll(v | 1)) * 1233u) >> 12;
+    size_t n = v < 10 ? 1 : t + 1 - (v < p10[t]);
+    char *p;
 
+    p = out + n;
     while (v >= 100) {
-        p -= 2;
-        memcpy(p, DIGITS2 + 2 * (v % 100), 2);
+        const char *d = DIGITS2 + 2 * (v % 100);
+
+        *--p = d[1];
+        *--p = d[0];
         v /= 100;
     }
     if (v >= 10) {
-        p -= 2;
-        memcpy(p, DIGITS2 + 2 * v, 2);
+        *--p = DIGITS2[2 * v + 1];
+        *--p = DIGITS2[2 * v];
     } else {
         *--p = (char)('0' + v);
     }
-    n = (size_t)(tmp + sizeof tmp - p);
-    memcpy(out, p, n);
     return n;
 }
 
@@ -179,10 +196,59 @@ static int dump_cb(const char *chunk, size_t n, void *arg)
 
 /* ------------------------------------------------------------- encoder */
 
-hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
-                         const cl_jstr *from, const cl_jstr *type, uint64_t id,
-                         bool reply, size_t max_len, char **bufp,
-                         size_t *used, size_t *cap)
+/* The rest of the commonest line after the head: a plain string's data
+ * (its opening quote here, its closing one in the tails) and the end. */
+#define DATA_LIT ",\"data\":\""
+#define TAIL "\"}}\n"
+#define REPLY_TAIL "\",\"reply\":true}}\n"
+
+/* Whether `s` needs no escape in JSON: no quote, backslash or control
+ * byte (it is valid UTF-8, which goes as it is, as put_str writes it). */
+static bool str_is_plain(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (plain_stop[(unsigned char)s[i]])
+            return false;
+    return true;
+}
+
+/* The envelope up to the body's type, with an id if not 0. */
+static void put_head(buf *b, const cl_jstr *to, const cl_jstr *from,
+                     const cl_jstr *type, uint64_t id)
+{
+    PUT_LIT(b, "{\"v\":1,\"type\":\"msg\"");
+    if (id) {
+        PUT_LIT(b, ",\"id\":");
+        put_u64(b, id);
+    }
+    if (from && from->p) {
+        PUT_LIT(b, ",\"from\":");
+        put(b, from->p, from->n);
+    }
+    if (to && to->p) {
+        PUT_LIT(b, ",\"to\":");
+        put(b, to->p, to->n);
+    }
+    PUT_LIT(b, ",\"body\":{\"type\":");
+    put(b, type->p, type->n);
+}
+
+void cl_fast_head(const cl_jstr *to, const cl_jstr *from,
+                  const cl_jstr *type, cl_jstr *out)
+{
+    buf b = {0};
+
+    put_head(&b, to, from, type, 0);
+    hm_free(out->p);
+    out->p = b.p;
+    out->n = b.len;
+}
+
+hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *head,
+                         const cl_jstr *to, const cl_jstr *from,
+                         const cl_jstr *type, uint64_t id, bool reply,
+                         size_t max_len, char **bufp, size_t *used,
+                         size_t *cap)
 {
     size_t base = *used, max = max_len ? max_len : HM_NET_MAX_LINE;
     buf b = {.p = *bufp, .len = base, .cap = *cap, .max = base + max};
@@ -207,24 +273,40 @@ hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
     } else if ((err = hm_msg_to_json(m, &data)) != HM_OK) {
         return err;
     }
+    if (str && head && head->p && !id && !hm_msg_arg(m) &&
+        str_is_plain(str, str_n) &&
+        head->n + sizeof DATA_LIT + str_n + sizeof REPLY_TAIL <= max) {
+        /* The commonest line (a send of a plain string): its exact size
+         * known, written in copies without a check each. */
+        char *w;
+
+        reserve(&b, head->n + sizeof DATA_LIT + str_n + sizeof REPLY_TAIL);
+        w = b.p + b.len;
+        memcpy(w, head->p, head->n);
+        w += head->n;
+        memcpy(w, DATA_LIT, sizeof DATA_LIT - 1);
+        w += sizeof DATA_LIT - 1;
+        memcpy(w, str, str_n);
+        w += str_n;
+        if (reply) {
+            memcpy(w, REPLY_TAIL, sizeof REPLY_TAIL - 1);
+            w += sizeof REPLY_TAIL - 1;
+        } else {
+            memcpy(w, TAIL, sizeof TAIL - 1);
+            w += sizeof TAIL - 1;
+        }
+        *bufp = b.p;
+        *used = (size_t)(w - b.p);
+        *cap = b.cap;
+        return HM_OK;
+    }
     /* One allocation of the right size for the common case. */
     reserve(&b, 96 + (from ? from->n : 0) + (to ? to->n : 0) + type->n +
                     str_n + str_n / 8);
-    PUT_LIT(&b, "{\"v\":1,\"type\":\"msg\"");
-    if (id) {
-        PUT_LIT(&b, ",\"id\":");
-        put_u64(&b, id);
-    }
-    if (from && from->p) {
-        PUT_LIT(&b, ",\"from\":");
-        put(&b, from->p, from->n);
-    }
-    if (to && to->p) {
-        PUT_LIT(&b, ",\"to\":");
-        put(&b, to->p, to->n);
-    }
-    PUT_LIT(&b, ",\"body\":{\"type\":");
-    put(&b, type->p, type->n);
+    if (head && head->p && !id)
+        put(&b, head->p, head->n); /* the same envelope as put_head's */
+    else
+        put_head(&b, to, from, type, id);
     if (hm_msg_arg(m)) {
         PUT_LIT(&b, ",\"arg\":");
         put_u64(&b, hm_msg_arg(m));
@@ -265,8 +347,8 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
 {
     char *line = NULL;
     size_t used = 0, cap = 0;
-    hm_err err = cl_fast_encode_to(m, to, from, type, id, reply, max_len,
-                                   &line, &used, &cap);
+    hm_err err = cl_fast_encode_to(m, NULL, to, from, type, id, reply,
+                                   max_len, &line, &used, &cap);
 
     if (err != HM_OK) {
         hm_free(line);
@@ -344,17 +426,60 @@ static bool lit(cur *c, const char *s, size_t n)
 
 #define LIT(c, s) lit((c), (s), sizeof(s) - 1)
 
+/* The number of decimal digits at the start of the 8 bytes `w` (the
+ * first byte the lowest), 8 if all are. A byte is a digit when its high
+ * nibble is 3 and adding 6 keeps it 3; a carry out of a byte (0xfa and
+ * up, not a digit) only spoils the bytes after it. */
+static inline unsigned word_digits(uint64_t w)
+{
+    const uint64_t hi = 0xf0f0f0f0f0f0f0f0ull, three = 0x3030303030303030ull;
+    uint64_t bad = ((w & hi) ^ three) |
+                   (((w + 0x0606060606060606ull) & hi) ^ three);
+
+    return bad ? (unsigned)__builtin_ctzll(bad) / 8 : 8;
+}
+
+/* The value of the 8 ASCII digits in `w` (the first the most
+ * significant), three multiplications (Lemire's SWAR method). */
+static inline uint64_t eight_digits(uint64_t w)
+{
+    w -= 0x3030303030303030ull;
+    w = (w * 10) + (w >> 8);
+    w = (((w & 0x000000ff000000ffull) * (100 + (1000000ull << 32))) +
+         (((w >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32)))) >>
+        32;
+    return w;
+}
+
 /* An unsigned integer in 0..max (max < 10^19), no sign, no leading
  * zero. At most 19 digits are read, so `v` cannot wrap; a 20th digit
- * means a number over max. */
+ * means a number over max. Up to 7 digits followed by something else
+ * (seqs, ids) are read eight bytes at a time. */
 static bool uint_max(cur *c, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
     const char *start = c->p, *p = start;
     const char *lim = c->end - p > 19 ? p + 19 : c->end;
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (c->end - p >= 8) {
+        uint64_t w;
+        unsigned k;
+
+        memcpy(&w, p, 8);
+        k = word_digits(w);
+        if (k > 0 && k < 8) {
+            /* The k digits to the top bytes, zero digits below them. */
+            v = eight_digits((w << (8 * (8 - k))) |
+                             (0x3030303030303030ull >> (8 * k)));
+            p += k;
+            goto check;
+        }
+    }
+#endif
     while (p < lim && (unsigned)(*p - '0') < 10)
         v = v * 10 + (uint64_t)(*p++ - '0');
+check:
     if (p == start || (*start == '0' && p - start > 1) || v > max ||
         (p < c->end && (unsigned)(*p - '0') < 10))
         return false;
@@ -362,12 +487,6 @@ static bool uint_max(cur *c, uint64_t max, uint64_t *out)
     *out = v;
     return true;
 }
-
-/* Bytes that end a plain string's scan: its quote, or what it may not
- * hold (an escape, a control byte). */
-static const bool plain_stop[256] = {
-    [0 ... 0x1f] = true, ['"'] = true, ['\\'] = true,
-};
 
 /* The bytes of `w` that end a plain string's fast scan, as a mask of
  * their high bits: a quote, a backslash, a control byte, or a byte >= 0x80
@@ -488,47 +607,146 @@ static bool take_value(const char *s, size_t n, cl_fields *f)
     return f->data != NULL;
 }
 
-bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
+/* The data value and what follows it, to the end of the line. A plain
+ * string (the commonest data) is taken in one scan; anything else, or a
+ * string followed by something unexpected, goes the general way (the
+ * value's extent, then take_value), so both ways accept the same lines. */
+static bool data_and_tail(cur *c, cl_fields *f)
+{
+    const char *data, *start = c->p;
+    size_t data_n;
+
+    if (c->p < c->end && *c->p == '"' && c->end - c->p > 2 &&
+        c->p[1] != '"') {
+        if (plain_str(c, (size_t)(c->end - c->p), &f->str.p, &f->str.n)) {
+            if (LIT(c, "}}}}}") && c->p == c->end)
+                return true;
+            if (LIT(c, ",\"reply\":true}}}}}") && c->p == c->end) {
+                f->reply = true;
+                return true;
+            }
+        }
+        f->str = (cl_span){0};
+        c->p = start; /* the general way decides (plain_str moved it) */
+    }
+    if (!value_extent(c, &data, &data_n))
+        return false;
+    if (LIT(c, ",\"reply\":")) {
+        if (LIT(c, "true"))
+            f->reply = true;
+        else if (!LIT(c, "false"))
+            return false;
+    }
+    if (!LIT(c, "}}}}}") || c->p != c->end)
+        return false;
+    return take_value(data, data_n, f);
+}
+
+/* The part of a cl.msg line from after its seq through `"data":` (the
+ * inner message's names, id and argument), into `f`. */
+static bool middle(cur *c, cl_fields *f)
+{
+    if (!LIT(c, ",\"msg\":{\"v\":1,\"type\":\"msg\""))
+        return false;
+    if (LIT(c, ",\"id\":") &&
+        (!uint_max(c, HM_HP_MAX_ID, &f->id) || f->id == 0))
+        return false;
+    if (LIT(c, ",\"from\":") &&
+        !plain_str(c, HM_ADDR_MAX_LEN, &f->from.p, &f->from.n))
+        return false;
+    if (LIT(c, ",\"to\":") &&
+        !plain_str(c, HM_ADDR_MAX_LEN, &f->to.p, &f->to.n))
+        return false;
+    if (!LIT(c, ",\"body\":{\"type\":") ||
+        !plain_str(c, HM_ADDR_MAX_LEN, &f->type.p, &f->type.n))
+        return false;
+    if (LIT(c, ",\"arg\":") &&
+        (!uint_max(c, INT64_MAX, &f->arg) || f->arg == 0))
+        return false;
+    return LIT(c, ",\"data\":");
+}
+
+/* A span of the middle at `base` as an offset (SIZE_MAX: absent), and
+ * back. */
+static size_t span_off(cl_span s, const char *base)
+{
+    return s.p ? (size_t)(s.p - base) : SIZE_MAX;
+}
+
+static cl_span off_span(size_t off, size_t n, const char *base)
+{
+    return off == SIZE_MAX ? (cl_span){0} : (cl_span){base + off, n};
+}
+
+/* Keeps the middle [mid, mid + n) of an accepted line and its fields. */
+static void memo_keep(cl_fast_memo *m, const char *mid, size_t n,
+                      const cl_fields *f)
+{
+    if (n > m->cap) {
+        hm_free(m->mid);
+        m->mid = hm_alloc(n);
+        m->cap = n;
+    }
+    memcpy(m->mid, mid, n);
+    m->n = n;
+    m->from_off = span_off(f->from, mid);
+    m->from_n = f->from.n;
+    m->to_off = span_off(f->to, mid);
+    m->to_n = f->to.n;
+    m->type_off = span_off(f->type, mid);
+    m->type_n = f->type.n;
+    m->arg = f->arg;
+    m->gen++;
+}
+
+void cl_fast_memo_fini(cl_fast_memo *m)
+{
+    hm_free(m->mid);
+    memset(m, 0, sizeof *m);
+}
+
+bool cl_fast_decode_routed_memo(cl_fast_memo *memo, const char *line,
+                                size_t len, cl_fields *out)
 {
     cur c = {line, line + len};
-    const char *data;
-    size_t data_n;
+    const char *mid, *mid_end;
+    bool hit;
     cl_fields f = {0};
 
     if (!LIT(&c, "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.msg\","
                  "\"data\":{\"v\":1,\"t\":\"cl.msg\",\"seq\":") ||
-        !uint_max(&c, U53_MAX, &f.seq) || f.seq == 0 ||
-        !LIT(&c, ",\"msg\":{\"v\":1,\"type\":\"msg\""))
+        !uint_max(&c, U53_MAX, &f.seq) || f.seq == 0)
         return false;
-    if (LIT(&c, ",\"id\":") &&
-        (!uint_max(&c, HM_HP_MAX_ID, &f.id) || f.id == 0))
+    mid = c.p;
+    /* The middle the same bytes as an accepted line's: the same fields
+     * (its reading depends on its bytes alone), without reading it. */
+    hit = memo && memo->n && (size_t)(c.end - c.p) > memo->n &&
+          memcmp(c.p, memo->mid, memo->n) == 0;
+    if (hit) {
+        f.from = off_span(memo->from_off, memo->from_n, mid);
+        f.to = off_span(memo->to_off, memo->to_n, mid);
+        f.type = off_span(memo->type_off, memo->type_n, mid);
+        f.arg = memo->arg;
+        f.memo_gen = memo->gen;
+        c.p += memo->n;
+    } else if (!middle(&c, &f)) {
         return false;
-    if (LIT(&c, ",\"from\":") &&
-        !plain_str(&c, HM_ADDR_MAX_LEN, &f.from.p, &f.from.n))
-        return false;
-    if (LIT(&c, ",\"to\":") &&
-        !plain_str(&c, HM_ADDR_MAX_LEN, &f.to.p, &f.to.n))
-        return false;
-    if (!LIT(&c, ",\"body\":{\"type\":") ||
-        !plain_str(&c, HM_ADDR_MAX_LEN, &f.type.p, &f.type.n))
-        return false;
-    if (LIT(&c, ",\"arg\":") &&
-        (!uint_max(&c, INT64_MAX, &f.arg) || f.arg == 0))
-        return false;
-    if (!LIT(&c, ",\"data\":") || !value_extent(&c, &data, &data_n))
-        return false;
-    if (LIT(&c, ",\"reply\":")) {
-        if (LIT(&c, "true"))
-            f.reply = true;
-        else if (!LIT(&c, "false"))
-            return false;
     }
-    if (!LIT(&c, "}}}}}") || c.p != c.end)
+    mid_end = c.p;
+    if (!data_and_tail(&c, &f))
         return false;
-    if (!take_value(data, data_n, &f))
-        return false;
+    /* Requests carry a fresh id each: their middles never repeat. */
+    if (memo && !hit && !f.id) {
+        memo_keep(memo, mid, (size_t)(mid_end - mid), &f);
+        f.memo_gen = memo->gen;
+    }
     *out = f;
     return true;
+}
+
+bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out)
+{
+    return cl_fast_decode_routed_memo(NULL, line, len, out);
 }
 
 bool cl_fast_decode_ack(const char *line, size_t len, uint64_t *seq)

@@ -11,7 +11,10 @@
  * path that the reference would accept. Only the message's data is parsed
  * by jansson (the type's codec needs a json_t). fuzz/fuzz_cluster_fast.c
  * checks on arbitrary input that whatever the fast decoder accepts, the
- * reference accepts with the same fields. Pure: no I/O, no globals. */
+ * reference accepts with the same fields. A link keeps a memo of the
+ * last line's names (cl_fast_memo, ADR 0215): the same bytes are compared,
+ * not read again; the fuzz target checks the memo never changes what is
+ * accepted. Pure: no I/O, no globals. */
 #ifndef HM_CLUSTER_FAST_H
 #define HM_CLUSTER_FAST_H
 
@@ -49,6 +52,10 @@ typedef struct cl_fields {
      * never NULL (json null if absent). */
     cl_span str;
     struct json_t *data;
+    /* Not 0: the generation of the decoder's memo (cl_fast_memo) whose
+     * middle this line has, so every line with the same one has the same
+     * from, to, type and arg. 0: none (no memo, or a request). */
+    uint64_t memo_gen;
 } cl_fields;
 
 void cl_fields_fini(cl_fields *f);
@@ -64,6 +71,28 @@ bool cl_span_is(cl_span s, const char *str);
  * form: true and `*out` filled (its spans borrow `line`), or false if the line is not in
  * that form (decode it with the reference path; nothing is allocated). */
 bool cl_fast_decode_routed(const char *line, size_t len, cl_fields *out);
+
+/* What a link's decoder remembers of the last routed line it read in
+ * full: the bytes after its seq through `"data":` (names, argument) and
+ * where its fields lie in them. A line whose same part holds the same
+ * bytes has the same fields: it is compared, not read again (consecutive
+ * lines of one stream differ only in seq and data). Owned by one link;
+ * zero-initialise, release with cl_fast_memo_fini(). */
+typedef struct cl_fast_memo {
+    char *mid; /* owned (hm_alloc) */
+    size_t n, cap;
+    size_t from_off, from_n, to_off, to_n, type_off, type_n; /* SIZE_MAX:
+                                                                absent */
+    uint64_t arg;
+    uint64_t gen; /* bumped at every new middle kept; never 0 once kept */
+} cl_fast_memo;
+
+void cl_fast_memo_fini(cl_fast_memo *m);
+
+/* cl_fast_decode_routed() with `memo` (NULL: none), which it reads and
+ * updates: it accepts exactly the same lines with the same fields. */
+bool cl_fast_decode_routed_memo(cl_fast_memo *memo, const char *line,
+                                size_t len, cl_fields *out);
 
 /* The reference reading of an inner HP "msg" object `o` (borrowed), as
  * the link receiver did before the fast path: HM_EPROTO if a field has
@@ -99,13 +128,21 @@ hm_err cl_fast_encode_pre(const hm_msg *m, const cl_jstr *to,
                           uint64_t id, bool reply, size_t max_len,
                           char **line_out, size_t *len_out);
 
+/* The start of the envelope that cl_fast_encode_to() writes for these
+ * names without an id, up to the body's type, into `out` (its old text
+ * is freed): made once by an encoder whose names do not change. */
+void cl_fast_head(const cl_jstr *to, const cl_jstr *from,
+                  const cl_jstr *type, cl_jstr *out);
+
 /* cl_fast_encode_pre() appending the line (newline included) at
  * buf[*used] instead: *buf (hm_realloc) and *cap grow as needed. On an
- * error *used is unchanged. */
-hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *to,
-                         const cl_jstr *from, const cl_jstr *type, uint64_t id,
-                         bool reply, size_t max_len, char **buf,
-                         size_t *used, size_t *cap);
+ * error *used is unchanged. `head` (may be NULL) is cl_fast_head() of
+ * `to`, `from` and `type`, written in one copy when `id` is 0. */
+hm_err cl_fast_encode_to(const hm_msg *m, const cl_jstr *head,
+                         const cl_jstr *to, const cl_jstr *from,
+                         const cl_jstr *type, uint64_t id, bool reply,
+                         size_t max_len, char **buf, size_t *used,
+                         size_t *cap);
 
 /* Appends the cl.msg line for `inner` (`len` bytes, borrowed) numbered
  * `seq`, newline included, at buf[*used]; grows *buf (hm_realloc) and

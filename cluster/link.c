@@ -53,7 +53,11 @@ typedef struct link_state {
     size_t to_len, from_len, type_len;
     hm_addr *to_addr, *from_addr;
     const hm_type *type;
+    /* Not 0: the caches hold the names of the memo's middle of that
+     * generation, all resolved (take_fields). */
+    uint64_t names_gen;
     uint64_t heard_ms;  /* last heard notice sent to the node */
+    cl_fast_memo memo;  /* the decoder's memory of the last routed line */
 } link_state;
 
 /* ------------------------------------------------------------ encoding */
@@ -275,20 +279,34 @@ static hm_addr *intern_span(hm_runtime *rt, cl_span sp, char **name,
     return *addr ? hm_addr_ref(*addr) : NULL;
 }
 
-/* A routed message's fields into `in` (the data reference is released):
- * the runtime message with its registered type, the request id, whether
- * it is a reply, the target and the sender. A message that cannot be
- * decoded keeps the error (the line itself was valid: the peer receiver
- * still numbers it, counts it undeliverable and answers a request with
- * the error). */
-static void take_fields(hm_runtime *rt, link_state *s, cl_fields *f,
-                        cl_in *in)
+/* The message of a line whose type `s->type` is resolved: its data through
+ * the type's codec, into in->msg, or the error into in->err. */
+static void take_data(link_state *s, cl_fields *f, cl_in *in)
 {
     void *payload = NULL;
+
+    if (f->str.p && s->type->from_string) {
+        /* A plain string and a string codec: no json_t (ADR 0170). */
+        if ((in->err = s->type->from_string(f->str.p, f->str.n,
+                                            &payload)) == HM_OK)
+            in->msg = hm_msg_create(s->type, payload, f->arg);
+    } else if (!s->type->from_json) {
+        in->err = HM_ECODEC;
+    } else if (!cl_fields_json(f)) {
+        in->err = HM_ECODEC; /* out of memory */
+    } else if ((in->err = s->type->from_json(f->data, &payload)) == HM_OK) {
+        in->msg = hm_msg_create(s->type, payload, f->arg);
+    }
+}
+
+/* The target, sender and type of `f` into `in` and the caches; false
+ * (in->err set) if the target or the type cannot be resolved. */
+static bool resolve_names(hm_runtime *rt, link_state *s, cl_fields *f,
+                          cl_in *in)
+{
     bool hit;
 
-    in->id = f->id;
-    in->reply = f->reply;
+    s->names_gen = 0;
     in->to = intern_span(rt, f->to, &s->to_name, &s->to_len, &s->to_addr);
     in->from = intern_span(rt, f->from, &s->from_name, &s->from_len,
                            &s->from_addr);
@@ -300,17 +318,35 @@ static void take_fields(hm_runtime *rt, link_state *s, cl_fields *f,
         hm_free(s->type_name); /* not registered (yet): ask again */
         s->type_name = NULL;
         in->err = HM_ENOTFOUND;
-    } else if (f->str.p && s->type->from_string) {
-        /* A plain string and a string codec: no json_t (ADR 0170). */
-        if ((in->err = s->type->from_string(f->str.p, f->str.n,
-                                            &payload)) == HM_OK)
-            in->msg = hm_msg_create(s->type, payload, f->arg);
-    } else if (!s->type->from_json) {
-        in->err = HM_ECODEC;
-    } else if (!cl_fields_json(f)) {
-        in->err = HM_ECODEC; /* out of memory */
-    } else if ((in->err = s->type->from_json(f->data, &payload)) == HM_OK) {
-        in->msg = hm_msg_create(s->type, payload, f->arg);
+    } else {
+        /* All resolved and cached (a sender that is not a valid name
+         * goes as none, every time): lines with the same middle reuse
+         * them. */
+        if (!f->from.p || in->from)
+            s->names_gen = f->memo_gen;
+        return true;
+    }
+    return false;
+}
+
+/* A routed message's fields into `in` (the data reference is released):
+ * the runtime message with its registered type, the request id, whether
+ * it is a reply, the target and the sender. A message that cannot be
+ * decoded keeps the error (the line itself was valid: the peer receiver
+ * still numbers it, counts it undeliverable and answers a request with
+ * the error). */
+static void take_fields(hm_runtime *rt, link_state *s, cl_fields *f,
+                        cl_in *in)
+{
+    in->id = f->id;
+    in->reply = f->reply;
+    if (f->memo_gen && f->memo_gen == s->names_gen) {
+        /* The names of the last line, resolved then: no compare. */
+        in->to = f->to.p ? hm_addr_ref(s->to_addr) : NULL;
+        in->from = f->from.p ? hm_addr_ref(s->from_addr) : NULL;
+        take_data(s, f, in);
+    } else if (resolve_names(rt, s, f, in)) {
+        take_data(s, f, in);
     }
     cl_fields_fini(f);
 }
@@ -449,7 +485,8 @@ static void on_lines(hm_ctx *ctx, link_state *s, const uint8_t *data,
 
     while (cl_lines_next(data, len, &pos, &line, &n)) {
         if (s->stage == LK_UP &&
-            cl_fast_decode_routed((const char *)line, n, &f)) {
+            cl_fast_decode_routed_memo(&s->memo, (const char *)line, n,
+                                       &f)) {
             cl_in *in = batch_add(ctx, s);
 
             in->seq = f.seq;
@@ -512,6 +549,7 @@ static void link_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
     hm_free(s->to_name);
     hm_free(s->from_name);
     hm_free(s->type_name);
+    cl_fast_memo_fini(&s->memo);
     hm_handshake_destroy(s->hs);
     hm_free(s);
 }

@@ -114,6 +114,7 @@ typedef struct proxy {
     bool here;          /* the name resolved to this node then */
     /* The names of the last message encoded, escaped once (fast.h). */
     cl_jstr to_j, from_j, type_j;
+    cl_jstr head;          /* cl_fast_head() of the three; NULL p: stale */
     hm_addr *from_key;     /* a reference: whose from_j it is */
     const hm_type *type_key;
     char *enc;             /* owned: the line being encoded, reused */
@@ -159,6 +160,7 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
     if (!p->to_j.p && !cl_jstr_set(&p->to_j, hm_addr_name(hm_ctx_self(ctx))))
         return HM_EINVAL;
     if (from != p->from_key) {
+        cl_jstr_fini(&p->head);
         cl_jstr_fini(&p->from_j);
         hm_addr_release(p->from_key);
         p->from_key = NULL;
@@ -167,15 +169,18 @@ static hm_err proxy_forward(hm_ctx *ctx, proxy *p, hm_msg *msg)
         p->from_key = from ? hm_addr_ref((hm_addr *)from) : NULL;
     }
     if (hm_msg_type(msg) != p->type_key) {
+        cl_jstr_fini(&p->head);
         p->type_key = NULL;
         if (!cl_jstr_set(&p->type_j, hm_msg_type(msg)->name))
             return HM_EINVAL;
         p->type_key = hm_msg_type(msg);
     }
+    if (!p->head.p)
+        cl_fast_head(&p->to_j, &p->from_j, &p->type_j, &p->head);
     /* Room for the cl.msg around it within net's line limit. */
-    err = cl_fast_encode_to(msg, &p->to_j, &p->from_j, &p->type_j, o.req,
-                            false, HM_NET_MAX_LINE - 256, &p->enc, &used,
-                            &p->enc_cap);
+    err = cl_fast_encode_to(msg, &p->head, &p->to_j, &p->from_j, &p->type_j,
+                            o.req, false, HM_NET_MAX_LINE - 256, &p->enc,
+                            &used, &p->enc_cap);
     if (err != HM_OK)
         return err;
     o.line = p->enc;
@@ -245,6 +250,7 @@ static void proxy_deactivate(hm_ctx *ctx, void *state,
     cl_jstr_fini(&p->to_j);
     cl_jstr_fini(&p->from_j);
     cl_jstr_fini(&p->type_j);
+    cl_jstr_fini(&p->head);
     hm_free(p->enc);
     hm_free(p);
 }

@@ -12,9 +12,16 @@
  *    with a string
  *    codec (runtime.h): encoded without a json_t, decoded back to the same
  *    bytes (as a span, or as JSON when escapes were needed), and the line
- *    goes through 1.
+ *    goes through 1; the same message written through a cached head
+ *    (cl_fast_head) gives the same bytes.
  * 4. Any byte string is offered to the cl.ack decoder: whatever it takes,
  *    the reference takes as a cl.ack with the same seq.
+ * 5. The bytes split at newlines are a link's stream: each line goes to
+ *    the decoder with a memo (cl_fast_memo) kept across the lines, and
+ *    to the one without: both must take the same lines with the same
+ *    fields (each taken line also goes through 1). Every line is read
+ *    twice, and once more after its successor, so the memo's hits are
+ *    exercised on whatever the lines are.
  * Every path must release what it allocated (ASan's leak check). */
 #include "cluster/fast.h"
 #include "cluster/wire.h"
@@ -115,6 +122,30 @@ static const char *span_to_string(const void *p, size_t *len)
 static const hm_type SPAN = {.name = "fuzz.span",
                              .to_string = span_to_string};
 
+/* The same message through a cached head (cl_fast_head): the same
+ * outcome and, on success, the same bytes as `line` (`len`). */
+static void check_head(const hm_msg *m, hm_err want, const char *line,
+                       size_t len)
+{
+    cl_jstr to = {0}, ty = {0}, head = {0};
+    char *b = NULL;
+    size_t used = 0, cap = 0;
+    hm_err err;
+
+    if (!cl_jstr_set(&to, "test/to") || !cl_jstr_set(&ty, hm_msg_type(m)->name))
+        abort();
+    cl_fast_head(&to, NULL, &ty, &head);
+    err = cl_fast_encode_to(m, &head, &to, NULL, &ty, 0, false, 0, &b, &used,
+                            &cap);
+    if (err != want || (err == HM_OK && (used != len ||
+                                         memcmp(b, line, len) != 0)))
+        abort(); /* the head's way wrote another line */
+    hm_free(b);
+    cl_jstr_fini(&to);
+    cl_jstr_fini(&ty);
+    cl_jstr_fini(&head);
+}
+
 static void check_string_codec(const uint8_t *data, size_t size)
 {
     cl_span sp = {(const char *)data, size};
@@ -127,6 +158,7 @@ static void check_string_codec(const uint8_t *data, size_t size)
 
     m = hm_msg_create(&SPAN, &sp, 0);
     err = cl_fast_encode_app(m, "test/to", NULL, 0, false, 0, &inner, &len);
+    check_head(m, err, inner, len);
     hm_msg_destroy(m);
     if (!hm_utf8_valid(data, size) || memchr(data, '\0', size)) {
         if (err != HM_ECODEC)
@@ -168,8 +200,58 @@ static void check_ack(const uint8_t *data, size_t size)
     hm_hp_msg_fini(&hp);
 }
 
+static bool same_fields(cl_fields *a, cl_fields *b)
+{
+    if (a->seq != b->seq || a->id != b->id || a->reply != b->reply ||
+        a->arg != b->arg || !same_span(a->from, b->from) ||
+        !same_span(a->to, b->to) || !same_span(a->type, b->type) ||
+        !same_span(a->str, b->str))
+        return false;
+    return a->str.p || json_equal(a->data, b->data);
+}
+
+static void check_memo_line(cl_fast_memo *memo, const uint8_t *line,
+                            size_t n)
+{
+    cl_fields a, b;
+    bool took = cl_fast_decode_routed_memo(memo, (const char *)line, n, &a);
+
+    if (took != cl_fast_decode_routed((const char *)line, n, &b))
+        abort(); /* the memo changed what is accepted */
+    if (!took)
+        return;
+    if (!same_fields(&a, &b))
+        abort(); /* the memo changed a field */
+    cl_fields_fini(&a);
+    cl_fields_fini(&b);
+    check_against_reference(line, n);
+}
+
+static void check_memo(const uint8_t *data, size_t size)
+{
+    cl_fast_memo memo = {0};
+    const uint8_t *line = data, *end = data + size, *nl;
+    const uint8_t *prev = NULL;
+    size_t prev_n = 0;
+
+    while (line < end) {
+        nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
+
+        check_memo_line(&memo, line, n);
+        check_memo_line(&memo, line, n);
+        if (prev)
+            check_memo_line(&memo, prev, prev_n);
+        prev = line;
+        prev_n = n;
+        line += n + 1;
+    }
+    cl_fast_memo_fini(&memo);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_memo(data, size);
     check_against_reference(data, size);
     check_round_trip(data, size);
     check_string_codec(data, size);

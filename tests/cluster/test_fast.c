@@ -326,3 +326,123 @@ Test(fast, lines_framer_keeps_the_line_limit)
     cr_assert_eq(f.consumed, 3);
     hm_free(buf);
 }
+
+/* Encodes `m` with and without the cached head (cl_fast_head): the same
+ * bytes, for any names, argument and request id. */
+static void check_head(hm_msg *m, const char *to, const char *from,
+                       uint64_t id, bool reply)
+{
+    cl_jstr t = {0}, f = {0}, ty = {0}, head = {0};
+    char *a = NULL, *b = NULL;
+    size_t an = 0, acap = 0, bn = 0, bcap = 0;
+
+    cr_assert(!to || cl_jstr_set(&t, to));
+    cr_assert(!from || cl_jstr_set(&f, from));
+    cr_assert(cl_jstr_set(&ty, hm_msg_type(m)->name));
+    cl_fast_head(&t, &f, &ty, &head);
+    cr_assert_eq(cl_fast_encode_to(m, &head, &t, &f, &ty, id, reply, 0, &a,
+                                   &an, &acap),
+                 HM_OK);
+    cr_assert_eq(cl_fast_encode_to(m, NULL, &t, &f, &ty, id, reply, 0, &b,
+                                   &bn, &bcap),
+                 HM_OK);
+    cr_assert_eq(an, bn);
+    cr_assert(memcmp(a, b, an) == 0, "%.*s\n%.*s", (int)an, a, (int)bn, b);
+    hm_free(a);
+    hm_free(b);
+    cl_jstr_fini(&t);
+    cl_jstr_fini(&f);
+    cl_jstr_fini(&ty);
+    cl_jstr_fini(&head);
+}
+
+Test(fast, cached_head_writes_the_same_line)
+{
+    hm_msg *m = hm_msg_create(&hm_type_json, json_string("x"), 0);
+
+    check_head(m, "test/sink/r", NULL, 0, false);
+    check_head(m, "test/sink/r", "a/b", 0, true);
+    check_head(m, NULL, NULL, 5, true);
+    check_head(m, "to/\"odd\"", "from\x02", 77, false);
+    hm_msg_destroy(m);
+    m = hm_msg_create(&hm_type_json, json_pack("{s:i}", "k", 1), 42);
+    check_head(m, "t", "f", 0, false);
+    check_head(m, "t", NULL, 9, false);
+    hm_msg_destroy(m);
+    /* A string codec: the plain ones take the one-copy way. */
+    static const char *const strs[] = {"x", "", "a\"b", "\\", "nl\n",
+                                       "caf\xc3\xa9", "\x7f"};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        cl_span sp = {strs[i], strlen(strs[i])};
+
+        for (uint64_t arg = 0; arg < 2; arg++) {
+            m = hm_msg_create(&SPAN, &sp, arg);
+            check_head(m, "test/sink/r", NULL, 0, false);
+            check_head(m, "test/sink/r", "a/b", 0, true);
+            check_head(m, "t", "f", 3, false);
+            hm_msg_destroy(m);
+        }
+    }
+}
+
+/* A stream of lines decoded with a memo kept across them and without
+ * one: the same lines taken, with the same fields. */
+Test(fast, memo_decodes_a_stream_as_the_plain_decoder)
+{
+#define H "{\"v\":1,\"type\":\"msg\",\"body\":{\"type\":\"cl.msg\",\"data\":" \
+          "{\"v\":1,\"t\":\"cl.msg\",\"seq\":"
+#define M ",\"msg\":{\"v\":1,\"type\":\"msg\",\"to\":\"test/sink/r\","      \
+          "\"body\":{\"type\":\"test.text\",\"data\":"
+    static const char *const lines[] = {
+        H "1" M "\"x\"}}}}}",
+        H "2" M "\"yy\"}}}}}",
+        H "3" M "\"a\\nb\"}}}}}",
+        H "4" M "{\"k\":[1]},\"reply\":true}}}}}",
+        H "5" M "\"z\",\"reply\":true}}}}}",
+        H "6" M "\"z\",\"reply\":false}}}}}",
+        H "7" M "\"z\",\"reply\":1}}}}}",
+        H "8" M "\"\"}}}}}",
+        H "9" M "\"x\"}}}}",
+        H "10,\"msg\":{\"v\":1,\"type\":\"msg\",\"id\":3,\"to\":\"test/sink/r\","
+          "\"body\":{\"type\":\"test.text\",\"data\":\"q\"}}}}}",
+        H "11,\"msg\":{\"v\":1,\"type\":\"msg\",\"from\":\"a\",\"to\":\"b\","
+          "\"body\":{\"type\":\"test.text\",\"arg\":5,\"data\":\"x\"}}}}}",
+        H "12,\"msg\":{\"v\":1,\"type\":\"msg\",\"from\":\"a\",\"to\":\"b\","
+          "\"body\":{\"type\":\"test.text\",\"arg\":5,\"data\":\"y\"}}}}}",
+        H "13" M "\"x\"}}}}}",
+        H "14" M "\"x\"}}}}}x",
+    };
+#undef H
+#undef M
+    static const bool taken[] = {1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0};
+    cl_fast_memo memo = {0};
+
+    for (size_t round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+            cl_fields a, b;
+            bool ta = cl_fast_decode_routed_memo(&memo, lines[i],
+                                                 strlen(lines[i]), &a);
+            bool tb = cl_fast_decode_routed(lines[i], strlen(lines[i]), &b);
+
+            cr_assert_eq(ta, taken[i], "%s", lines[i]);
+            cr_assert_eq(tb, taken[i], "%s", lines[i]);
+            if (!ta)
+                continue;
+            cr_assert_eq(a.seq, b.seq);
+            cr_assert_eq(a.id, b.id);
+            cr_assert_eq(a.reply, b.reply);
+            cr_assert_eq(a.arg, b.arg);
+            cr_assert(cl_span_is(a.to, "test/sink/r") ||
+                      cl_span_is(a.to, "b"));
+            cr_assert_eq(a.to.p, b.to.p);
+            cr_assert_eq(a.to.n, b.to.n);
+            cr_assert_eq(a.from.p, b.from.p);
+            cr_assert_eq(a.type.p, b.type.p);
+            cr_assert_eq(a.type.n, b.type.n);
+            cr_assert(json_equal(cl_fields_json(&a), cl_fields_json(&b)));
+            cl_fields_fini(&a);
+            cl_fields_fini(&b);
+        }
+    }
+    cl_fast_memo_fini(&memo);
+}

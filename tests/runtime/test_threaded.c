@@ -143,9 +143,14 @@ static hm_err factory(void *arg, const char *name, hm_receiver *out)
         return HM_OK;
     }
     if (strncmp(name, "seq/", 4) == 0)
+        /* Pinned: the runtime's idle timeout is 40 ms, and on a loaded
+         * machine every sender can be descheduled longer than that; an idle
+         * deactivation would free the expected sequence numbers and the next
+         * message would look out of order. */
         *out = (hm_receiver){.handler = checker,
                              .state = calloc(1, sizeof(seqs)),
-                             .hooks = &free_hooks};
+                             .hooks = &free_hooks,
+                             .pinned = true};
     else if (strncmp(name, "idle/", 5) == 0)
         *out = (hm_receiver){.handler = poster, .hooks = &idle_hooks};
     else if (strncmp(name, "post/", 5) == 0)
