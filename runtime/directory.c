@@ -54,19 +54,50 @@
 #define TAG_MASK ((1u << TAG_BITS) - 1)
 #define ADDR_BITS 44u /* bits 3..46 of an entry's address */
 
-uint32_t hm_dir_hash(const char *name, size_t len)
-{
-    /* FNV-1a, then a final avalanche so shard and slot bits both mix. */
-    uint64_t h = 1469598103934665603ull;
+#define FNV_BASIS 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
 
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)name[i];
-        h *= 1099511628211ull;
-    }
+/* The final avalanche of the name's FNV-1a, so shard and slot bits both
+ * mix. */
+static inline uint32_t hash_finish(uint64_t h)
+{
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
     return (uint32_t)h;
+}
+
+uint32_t hm_dir_hash(const char *name, size_t len)
+{
+    uint64_t h = FNV_BASIS;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)name[i];
+        h *= FNV_PRIME;
+    }
+    return hash_finish(h);
+}
+
+bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out)
+{
+    uint64_t h = FNV_BASIS;
+    size_t i = 0;
+
+    if (!name)
+        return false;
+    /* One pass measures and hashes (a strnlen first cost a call and a
+     * second walk on every send by name). */
+    for (; name[i] != '\0'; i++) {
+        if (i == HM_ADDR_MAX_LEN)
+            return false;
+        h ^= (unsigned char)name[i];
+        h *= FNV_PRIME;
+    }
+    if (i == 0)
+        return false;
+    *len_out = i;
+    *hash_out = hash_finish(h);
+    return true;
 }
 
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash)

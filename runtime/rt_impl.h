@@ -128,6 +128,12 @@ typedef struct hm_worker {
     uint32_t turns;    /* turns taken so far (wraps) */
     uint32_t check_at; /* the next turn that looks at global and ring */
     uint64_t rng;
+    /* Owner only: receivers this worker parked and has not yet taken off
+     * rt->busy (docs/adr/0205). rt->busy never counts less than the
+     * receivers not parked: a wake on this worker spends one of these
+     * instead of adding to busy, and the rest is subtracted whenever the
+     * worker runs out of local work, before it steals, spins or sleeps. */
+    int64_t busy_owed;
     hm_counters st;
 } hm_worker;
 
@@ -302,7 +308,11 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
  * returns true; else false. `tail` is the consumer's end: &mb->tail, or
  * the turn's local copy (hm_mailbox_pop_at). */
 bool hm_rt_unbatch(hm_node **tail, hm_msg *m);
+/* A turn parked its receiver: one less in rt->busy. On a worker, the
+ * subtraction is deferred (hm_worker.busy_owed). */
 void hm_rt_busy_dec(hm_runtime *rt);
+/* Subtracts `n` from rt->busy now, waking idle waiters at zero. */
+void hm_rt_busy_sub(hm_runtime *rt, int64_t n);
 void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
 uint64_t hm_rt_now_ms(hm_runtime *rt);
@@ -353,6 +363,9 @@ hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
 void hm_dir_init(hm_runtime *rt);
 void hm_dir_fini(hm_runtime *rt);
 uint32_t hm_dir_hash(const char *name, size_t len);
+/* Measures and hashes a name in one pass: false if it is NULL, empty or
+ * longer than HM_ADDR_MAX_LEN; else its length and hm_dir_hash(). */
+bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out);
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,

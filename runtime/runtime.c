@@ -37,9 +37,22 @@ uint64_t hm_runtime_now_ms(hm_runtime *rt)
 
 void hm_rt_busy_dec(hm_runtime *rt)
 {
+    hm_worker *w = hm_sched_self(rt);
+
+    /* A worker owes it (docs/adr/0205): busy is one line that every
+     * worker's wakes and parks wrote, twice per activation in `create`. */
+    if (w && w->index >= 0 && !rt->manual) {
+        w->busy_owed++;
+        return;
+    }
+    hm_rt_busy_sub(rt, 1);
+}
+
+void hm_rt_busy_sub(hm_runtime *rt, int64_t n)
+{
     /* seq_cst: Dekker pair with hm_runtime_wait_idle(), which increments
      * idle_waiters and then reads busy. */
-    if (atomic_fetch_sub(&rt->busy, 1) == 1 &&
+    if (atomic_fetch_sub(&rt->busy, n) == n &&
         atomic_load(&rt->idle_waiters) > 0) {
         pthread_mutex_lock(&rt->idle_lock);
         pthread_cond_broadcast(&rt->idle_cond);
@@ -189,11 +202,6 @@ bool hm_rt_unbatch(hm_node **tail, hm_msg *m)
     return true;
 }
 
-static void count_sent(hm_runtime *rt)
-{
-    HM_COUNT(rt, hm_sched_self(rt), sent);
-}
-
 hm_err hm_rt_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                        hm_msg *m)
 {
@@ -211,49 +219,50 @@ hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
     return hm_rt_send_from(rt, from, to, msg);
 }
 
-static bool name_ok(const char *name, size_t *len_out)
+/* A name's length and hash, or false if it is not a valid name (or a
+ * reserved `$` name and not `internal`). */
+static inline bool name_ok(const char *name, bool internal, size_t *len_out,
+                           uint32_t *hash_out)
 {
-    size_t len = name ? strnlen(name, HM_ADDR_MAX_LEN + 1) : 0;
-
-    if (len == 0 || len > HM_ADDR_MAX_LEN)
-        return false;
-    *len_out = len;
-    return true;
+    return hm_dir_hash_name(name, len_out, hash_out) &&
+           (name[0] != '$' || internal);
 }
 
 /* Sends by name: the lookup and the push happen under the shard lock, so
- * the entry cannot be reclaimed in between. */
-static hm_err send_name_from(hm_runtime *rt, hm_addr *from, const char *name,
-                             hm_msg *m, bool internal)
+ * the entry cannot be reclaimed in between. `w` is hm_sched_self(rt) (a
+ * handler's ctx->w). One hash pass, one lookup; a refused send leaves
+ * the message as it was. */
+static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
+                             const char *name, hm_msg *m, bool internal)
 {
     size_t len;
     uint32_t h;
     hm_shard *sh;
-    hm_err err;
+    hm_addr *e;
 
-    if (!name_ok(name, &len) || (name[0] == '$' && !internal))
+    if (!name_ok(name, internal, &len, &h))
         return HM_EINVAL;
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    if (from)
-        hm_msg_set_from(m, from);
-    h = hm_dir_hash(name, len);
     sh = hm_dir_shard(rt, h);
     pthread_mutex_lock(&sh->lock);
-    err = hm_rt_push(rt, hm_dir_get_locked(rt, sh, name, len, h), m, true);
-    pthread_mutex_unlock(&sh->lock);
-    if (err != HM_OK) {
-        if (from)
-            hm_msg_set_from(m, NULL);
-        return err;
+    e = hm_dir_get_locked(rt, sh, name, len, h);
+    if (!reserve(e, true)) {
+        pthread_mutex_unlock(&sh->lock);
+        return HM_EFULL;
     }
-    count_sent(rt);
+    if (from)
+        set_from(m, from);
+    enqueue(rt, w, e, m);
+    pthread_mutex_unlock(&sh->lock);
+    HM_COUNT(rt, w, sent);
     return HM_OK;
 }
 
 hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg)
 {
-    return send_name_from(rt, NULL, name, msg, false);
+    return send_name_from(rt, hm_sched_self(rt), NULL, name, msg, false);
 }
 
 hm_err hm_ctx_send(hm_ctx *ctx, hm_addr *to, hm_msg *msg)
@@ -263,7 +272,7 @@ hm_err hm_ctx_send(hm_ctx *ctx, hm_addr *to, hm_msg *msg)
 
 hm_err hm_ctx_send_name(hm_ctx *ctx, const char *name, hm_msg *msg)
 {
-    return send_name_from(ctx->rt, ctx->self, name, msg, false);
+    return send_name_from(ctx->rt, ctx->w, ctx->self, name, msg, false);
 }
 
 static hm_err intern(hm_runtime *rt, const char *name, bool internal,
@@ -273,11 +282,10 @@ static hm_err intern(hm_runtime *rt, const char *name, bool internal,
     uint32_t h;
     hm_shard *sh;
 
-    if (!name_ok(name, &len) || (name[0] == '$' && !internal))
+    if (!name_ok(name, internal, &len, &h))
         return HM_EINVAL;
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    h = hm_dir_hash(name, len);
     sh = hm_dir_shard(rt, h);
     pthread_mutex_lock(&sh->lock);
     *out = hm_addr_ref(hm_dir_get_locked(rt, sh, name, len, h));
@@ -296,10 +304,18 @@ static void set_flags(hm_addr *e, uint32_t on, uint32_t off)
 {
     /* relaxed: the flags are hints for the sweeper and spawn; ordering for
      * reclamation comes from the mailbox's park/claim pair. */
-    if (on)
-        atomic_fetch_or_explicit(&e->sflags, on, memory_order_relaxed);
-    if (off)
-        atomic_fetch_and_explicit(&e->sflags, ~off, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(&e->sflags, memory_order_relaxed);
+
+    /* One RMW, and none when nothing changes: an activation used to pay
+     * three locked instructions here, each draining the stores that had
+     * just initialised the entry. The sweeper's fetch_or (IDLECHK) and
+     * hm_runtime_wake's CAS may race us: the CAS retries. */
+    while (((s | on) & ~off) != s &&
+           !atomic_compare_exchange_weak_explicit(&e->sflags, &s,
+                                                  (s | on) & ~off,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
 }
 
 static void stamp(hm_runtime *rt, hm_addr *e)
@@ -731,12 +747,10 @@ hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
     hm_addr *e;
     hm_err err = HM_OK;
 
-    if (!r || !r->handler || !name_ok(name, &len) ||
-        (name[0] == '$' && !internal))
+    if (!r || !r->handler || !name_ok(name, internal, &len, &h))
         return HM_EINVAL;
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    h = hm_dir_hash(name, len);
     sh = hm_dir_shard(rt, h);
     pthread_mutex_lock(&sh->lock);
     e = hm_dir_get_locked(rt, sh, name, len, h);

@@ -278,6 +278,29 @@ static void busy_inc(hm_runtime *rt)
     atomic_fetch_add(&rt->busy, 1);
 }
 
+/* A wake on worker `w`: a park it owes (hm_worker.busy_owed) is still in
+ * busy, so it stands for the woken receiver and busy is left alone. */
+static void busy_inc_on(hm_runtime *rt, hm_worker *w)
+{
+    if (w->busy_owed > 0)
+        w->busy_owed--;
+    else
+        busy_inc(rt);
+}
+
+/* Pays what `w` owes busy: before it looks for work beyond its own
+ * queues, so a worker never spins or sleeps owing (and wait_idle sees
+ * zero as soon as every receiver is parked and the workers are out of
+ * work). */
+static void busy_settle(hm_runtime *rt, hm_worker *w)
+{
+    if (w->busy_owed > 0) {
+        int64_t n = w->busy_owed;
+        w->busy_owed = 0;
+        hm_rt_busy_sub(rt, n);
+    }
+}
+
 void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
     /* A guest (hm_runtime_send_here) never hands off: what it woke goes
@@ -286,7 +309,7 @@ void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
         /* A second wake in one message: the older one goes to the ring,
          * as it would if both had gone through runnext. */
         if (w->next) {
-            busy_inc(rt);
+            busy_inc_on(rt, w);
             put_local(rt, w, w->next);
         }
         w->next = e;
@@ -301,7 +324,7 @@ void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w)
     hm_addr *e = w->next;
 
     w->next = NULL;
-    busy_inc(rt);
+    busy_inc_on(rt, w);
     set_runnext(rt, w, e);
 }
 
@@ -523,6 +546,8 @@ static void *worker_main(void *arg)
         hm_addr *e = hm_sched_take_handoff(w);
         if (!e)
             e = find_local(rt, w);
+        if (!e)
+            busy_settle(rt, w);
         if (!e)
             e = steal(rt, w, false);
         if (!e)

@@ -481,6 +481,7 @@ hm_err mqtt_cluster_create(mqtt_broker *b, const mqtt_broker_config *cfg,
              cl->self);
     cl->inc = hm_node_inc(cl->node);
     pthread_rwlock_init(&cl->lock, NULL);
+    pthread_mutex_init(&cl->custody_lock, NULL);
     cl->interest = mqtt_interest_create();
     cl->mine = mqtt_interest_create();
     cl->stamps = mqtt_retain_create();
@@ -557,6 +558,7 @@ void mqtt_cluster_destroy(mqtt_cluster *cl)
     mqtt_interest_destroy(cl->mine);
     mqtt_retain_destroy(cl->stamps);
     pthread_rwlock_destroy(&cl->lock);
+    pthread_mutex_destroy(&cl->custody_lock);
     hm_node_destroy(cl->node);
     hm_free(cl);
 }

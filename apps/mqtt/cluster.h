@@ -92,6 +92,15 @@ uint32_t mqtt_cluster_moves_open(mqtt_cluster *cl);
 /* Frees `mv` (taken; NULL accepted). */
 void mqtt_move_destroy(mqtt_move *mv);
 
+/* Custody (ADR 0225): while a session that moved away from here is not
+ * yet known to be safe at its new owner, this node keeps its state and
+ * gives it back if that owner dies. `on` adds or removes `client_id`
+ * (borrowed); a fail-over here skips the stored record of a client id in
+ * custody (the kept state is newer). Thread-safe; `cl` may be NULL. */
+void mqtt_cluster_custody_set(mqtt_cluster *cl, const char *client_id,
+                              bool on);
+bool mqtt_cluster_custody_has(mqtt_cluster *cl, const char *client_id);
+
 /* Frees the node. After hm_runtime_destroy(). Accepts NULL. */
 void mqtt_cluster_destroy(mqtt_cluster *cl);
 

@@ -80,6 +80,10 @@ struct mqtt_cluster {
     struct mv_sync *syncs; /* sent as a new owner, for late greetings */
     size_t sync_count, sync_cap;
     _Atomic uint32_t moves_open; /* relaxed: read by a clean leave */
+    /* Client ids whose state a relay here keeps (cluster_move.c). */
+    pthread_mutex_t custody_lock;
+    char **custody; /* guarded by: custody_lock; owned strings */
+    size_t custody_count, custody_cap; /* guarded by: custody_lock */
     /* Counters, relaxed: statistics for $SYS. */
     _Atomic uint64_t pubs_sent;     /* publishes sent to other nodes */
     _Atomic uint64_t pubs_received; /* publishes received from them */

@@ -361,4 +361,46 @@ void mqtt_cluster_move_fini(mqtt_cluster *cl)
         hm_free(cl->syncs[i].old);
     }
     hm_free(cl->syncs);
+    for (size_t i = 0; i < cl->custody_count; i++)
+        hm_free(cl->custody[i]);
+    hm_free(cl->custody);
+}
+
+/* ------------------------------------------------------------ custody */
+
+void mqtt_cluster_custody_set(mqtt_cluster *cl, const char *client_id,
+                              bool on)
+{
+    size_t i = 0;
+
+    if (!cl)
+        return;
+    pthread_mutex_lock(&cl->custody_lock);
+    while (i < cl->custody_count && strcmp(cl->custody[i], client_id) != 0)
+        i++;
+    if (on && i == cl->custody_count) {
+        if (cl->custody_count == cl->custody_cap) {
+            cl->custody_cap = cl->custody_cap ? 2 * cl->custody_cap : 8;
+            cl->custody = hm_realloc(cl->custody,
+                                     cl->custody_cap * sizeof *cl->custody);
+        }
+        cl->custody[cl->custody_count++] = hm_strdup(client_id);
+    } else if (!on && i < cl->custody_count) {
+        hm_free(cl->custody[i]);
+        cl->custody[i] = cl->custody[--cl->custody_count];
+    }
+    pthread_mutex_unlock(&cl->custody_lock);
+}
+
+bool mqtt_cluster_custody_has(mqtt_cluster *cl, const char *client_id)
+{
+    bool has = false;
+
+    if (!cl)
+        return false;
+    pthread_mutex_lock(&cl->custody_lock);
+    for (size_t i = 0; i < cl->custody_count && !has; i++)
+        has = strcmp(cl->custody[i], client_id) == 0;
+    pthread_mutex_unlock(&cl->custody_lock);
+    return has;
 }

@@ -19,6 +19,7 @@
  * fail-over (a cluster member died: restore from the shared Redis the
  * sessions it held that now place here, docs/adr/0160) runs here. */
 #include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/cluster.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_state.h"
 
@@ -418,6 +419,15 @@ static const char *load_session(void *arg, const char *client_id,
         return why;
     if (l->here_only && !placed_here(l->b, client_id)) {
         l->elsewhere++; /* another member restores it */
+        return NULL;
+    }
+    if (l->here_only && mqtt_cluster_custody_has(l->b->cluster, client_id)) {
+        /* It was moving away from here: the state kept by its relay is
+         * newer than the dead member's record and comes back by itself
+         * (session_move.c, ADR 0225). */
+        HM_LOG_INFO("MQTT-FAILOVER", "client %s: its move from here "
+                    "returns the state; the stored record is not used",
+                    client_id);
         return NULL;
     }
     if (l->count == l->cap) {

@@ -114,7 +114,8 @@ static void collect(void *arg, const char *name)
     if (strncmp(name, MQTT_CONN_PREFIX, strlen(MQTT_CONN_PREFIX)) != 0 &&
         (l->conns_only ||
          (strncmp(name, MQTT_SESSION_PREFIX, strlen(MQTT_SESSION_PREFIX)) != 0 &&
-          strncmp(name, MQTT_INBOX_PREFIX, strlen(MQTT_INBOX_PREFIX)) != 0)))
+          strncmp(name, MQTT_INBOX_PREFIX, strlen(MQTT_INBOX_PREFIX)) != 0 &&
+          strncmp(name, MQTT_FWD_PREFIX, strlen(MQTT_FWD_PREFIX)) != 0)))
         return;
     if (l->count == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
@@ -552,6 +553,7 @@ static bool lived_on(const hm_addr *a, const char *node)
 /* Node `node` died: a connection there will never detach. */
 void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
 {
+    mqtt_session_move_on_gone(ctx, s, node);
     if (lived_on(s->old_conn_addr, node))
         mqtt_session_finish_takeover(ctx, s, NULL); /* its QoS 2 ids are lost */
     if (lived_on(s->conn_addr, node)) {
@@ -618,6 +620,20 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
         hm_msg_destroy(m);
 }
 
+void mqtt_session_hand_over_custody(mqtt_session *s, hm_addr *relay,
+                                    const char *to)
+{
+    mqtt_handoff *h = make_handoff(s);
+    hm_msg *m;
+
+    if (!h)
+        return;
+    h->from = hm_strdup(to); /* the new owner; no `old`: no move back */
+    m = hm_msg_create(&mqtt_handoff_type, h, 0);
+    if (hm_runtime_send(s->b->rt, relay, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 /* Adds subscription `f` at `qos` to the tree and the list. */
 static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
 {
@@ -635,6 +651,9 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     const char *why = NULL;
     hm_msg *moved;
 
+    /* A state for it reached its session here: whatever a relay here kept
+     * of an earlier move away is older (ADR 0225). */
+    mqtt_cluster_custody_set(s->b->cluster, session_id(s), false);
     if (s->attached_ever) {
         /* A client attached here before the state arrived: it was told
          * the session was new, and that is what it now is. */

@@ -184,6 +184,11 @@ void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
                                char *const *filters, size_t count);
 /* Frees the move state. */
 void mqtt_session_move_fini(mqtt_session *s);
+/* Node `node` (borrowed) is gone: a move from there is over. */
+void mqtt_session_move_on_gone(hm_ctx *ctx, mqtt_session *s,
+                               const char *node);
+/* Destroys `m` (NULL accepted), releasing a delivery's receipt unit. */
+void mqtt_session_msg_drop(hm_msg *m);
 
 /* ------------------------------------------------- in session_out.c */
 
@@ -211,6 +216,11 @@ void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s,
 /* Sends the state to the new owner: to our own address (membership moved
  * us; `owner` NULL) or to "mqtt/members/<owner>" (this node is leaving). */
 void mqtt_session_hand_over(mqtt_session *s, const char *owner);
+/* The same state, for this node's relay `relay` (borrowed) of a move to
+ * node `to` (borrowed), which keeps it until the move is over and gives it
+ * back to the session's name if `to` dies first (ADR 0225). */
+void mqtt_session_hand_over_custody(mqtt_session *s, hm_addr *relay,
+                                    const char *to);
 /* The first message of a session that moved here: adopts `h` (borrowed;
  * its user name is taken). */
 void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h);

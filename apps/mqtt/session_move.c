@@ -63,6 +63,7 @@ struct session_move {
     mv_list held;  /* routed here before the done */
     mv_ids ids;    /* delivered from the old node */
     hm_addr *fwd;  /* leaving: the new owner's inbox */
+    char *old;     /* adopted: the old node (owned) */
 };
 
 static void list_add(mv_list *l, hm_msg *m)
@@ -75,7 +76,7 @@ static void list_add(mv_list *l, hm_msg *m)
 }
 
 /* A delivery's receipt unit goes with it (saver.c). */
-static void drop_msg(hm_msg *m)
+void mqtt_session_msg_drop(hm_msg *m)
 {
     if (m && hm_msg_type(m) == &mqtt_deliver_type && hm_msg_payload(m))
         mqtt_receipt_release(((mqtt_pub *)hm_msg_payload(m))->receipt);
@@ -85,13 +86,13 @@ static void drop_msg(hm_msg *m)
 static void send_or_drop(hm_ctx *ctx, hm_addr *to, hm_msg *m)
 {
     if (hm_ctx_send(ctx, to, m) != HM_OK)
-        drop_msg(m);
+        mqtt_session_msg_drop(m);
 }
 
 static void list_fini(mv_list *l)
 {
     for (size_t i = 0; i < l->count; i++)
-        drop_msg(l->v[i]);
+        mqtt_session_msg_drop(l->v[i]);
     hm_free(l->v);
     *l = (mv_list){0};
 }
@@ -166,6 +167,7 @@ static void move_free(session_move *mv)
     list_fini(&mv->held);
     hm_free(mv->ids.v);
     hm_addr_release(mv->fwd);
+    hm_free(mv->old);
     hm_free(mv);
 }
 
@@ -184,7 +186,7 @@ static void replay(hm_ctx *ctx, mqtt_session *s, mv_list *l, const mv_ids *ids)
 
         if (ids && hm_msg_type(m) == &mqtt_deliver_type &&
             ids_have(ids, hm_msg_payload(m))) {
-            drop_msg(m);
+            mqtt_session_msg_drop(m);
             continue;
         }
         mqtt_session_handle(ctx, s, m);
@@ -201,6 +203,20 @@ static void finish_held(hm_ctx *ctx, mqtt_session *s)
     s->mv = NULL;
     replay(ctx, s, &mv->held, &mv->ids);
     move_free(mv);
+}
+
+void mqtt_session_move_on_gone(hm_ctx *ctx, mqtt_session *s,
+                               const char *node)
+{
+    if (!s->mv || !s->mv->adopted || s->mv->fwd || !s->mv->old ||
+        strcmp(s->mv->old, node) != 0)
+        return;
+    /* The old node forwards no more: what it had not forwarded is lost
+     * with it (docs/mqtt.md); what we hold goes out now, not after the
+     * bound. */
+    HM_LOG_WARN("MQTT-MOVE", "client %s: the old node %s is gone during "
+                "the move; delivering what was held", session_id(s), node);
+    finish_held(ctx, s);
 }
 
 bool mqtt_session_move_early(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
@@ -224,6 +240,8 @@ void mqtt_session_move_adopted(mqtt_session *s, const char *old)
     if (!s->mv)
         s->mv = hm_calloc(1, sizeof *s->mv);
     s->mv->adopted = true;
+    hm_free(s->mv->old);
+    s->mv->old = hm_strdup(old);
     arm(s);
     /* After our filters (the tree's observer told the fanout first). */
     mqtt_cluster_move_sync(s->b->cluster, session_id(s), old);
@@ -257,7 +275,7 @@ static void forward_held(hm_ctx *ctx, mqtt_session *s)
         hm_msg *m = mv->held.v[i];
 
         if (ids_have(&mv->ids, hm_msg_payload(m)))
-            drop_msg(m);
+            mqtt_session_msg_drop(m);
         else
             send_or_drop(ctx, mv->fwd, m);
     }
@@ -354,6 +372,9 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
         return false;
     }
     if (relay) { /* the relay's entries first: the filters never lapse */
+        /* Custody (ADR 0225): the relay keeps the state, ahead of
+         * anything the entries route to it, until the move is over. */
+        mqtt_session_hand_over_custody(s, token, to);
         pthread_rwlock_wrlock(&s->b->tree_lock);
         for (uint32_t i = 0; i < s->subs->count; i++)
             mqtt_topic_tree_add(
@@ -415,58 +436,6 @@ void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
         mqtt_topic_tree_remove(b->tree, filters[i], strlen(filters[i]),
                                (uint64_t)(uintptr_t)relay);
     hm_addr_release(relay);
-}
-
-/* "mqtt/fwd/<client id>" on the node a session moved away from: the token
- * of the subscriptions it left, so that a new activation of the session
- * here never shares a token with them. Passes everything to the session's
- * name (which routes to the new owner) until the done, which it passes on
- * too. Its sends and the session's handoff share one queue on this node:
- * the session gets its state first. */
-typedef struct relay {
-    mqtt_broker *b;
-    hm_addr *to;
-} relay;
-
-static hm_err relay_handle(hm_ctx *ctx, void *state, hm_msg *msg)
-{
-    relay *r = state;
-    const char *name = hm_addr_name(hm_ctx_self(ctx));
-    char to[MQTT_MSG_NAME_MAX + 1];
-    const hm_type *t = hm_msg_type(msg);
-
-    if (!r->to && (snprintf(to, sizeof to, MQTT_SESSION_PREFIX "%s",
-                            name + strlen(MQTT_FWD_PREFIX)) >= (int)sizeof to ||
-                   hm_runtime_intern(r->b->rt, to, &r->to) != HM_OK))
-        return HM_OK;
-    if (t->to_json)
-        send_or_drop(ctx, r->to, hm_msg_move(msg));
-    if (t == &mqtt_mv_done_type)
-        hm_ctx_deactivate(ctx);
-    return HM_OK;
-}
-
-static void relay_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
-{
-    relay *r = state;
-
-    (void)ctx;
-    (void)why;
-    hm_addr_release(r->to);
-    hm_free(r);
-}
-
-static const hm_hooks relay_hooks = {.deactivate = relay_deactivate};
-
-void mqtt_relay_make(mqtt_broker *b, hm_receiver *out)
-{
-    relay *r = hm_calloc(1, sizeof *r);
-
-    r->b = b;
-    *out = (hm_receiver){.handler = relay_handle,
-                         .state = r,
-                         .hooks = &relay_hooks,
-                         .pinned = true};
 }
 
 /* ------------------------------------------------------------ the inbox */
@@ -561,7 +530,7 @@ static void inbox_release(hm_ctx *ctx, inbox *in)
         hm_msg *m = in->held.v[i];
 
         if (ids_have(&in->ids, hm_msg_payload(m)))
-            drop_msg(m);
+            mqtt_session_msg_drop(m);
         else
             send_or_drop(ctx, sa, m);
     }
@@ -588,7 +557,7 @@ static void inbox_pass(hm_ctx *ctx, hm_msg *msg)
         snprintf(to, sizeof to, MQTT_SESSION_PREFIX "%s", cid + 1) >=
             (int)sizeof to ||
         hm_ctx_send_name(ctx, to, m) != HM_OK)
-        drop_msg(m);
+        mqtt_session_msg_drop(m);
 }
 
 static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
@@ -658,7 +627,7 @@ static void inbox_deactivate(hm_ctx *ctx, void *state, hm_deactivate_reason why)
         hm_free(in->filters[i]);
     hm_free(in->filters);
     hm_free(in->qos);
-    drop_msg(in->handoff);
+    mqtt_session_msg_drop(in->handoff);
     list_fini(&in->fwd);
     list_fini(&in->held);
     hm_free(in->ids.v);

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Integration test of MQTT session moves across membership changes that
+# involve a death (issue 8; docs/adr/0165, 0225): one redis-server and
+# three or four real hermes-mqtt processes clustered on loopback (free
+# ports), driven by python3-paho-mqtt and mosquitto_pub. Sessions return
+# to a node restarted after kill -9 with their queues; a session moving
+# between two nodes survives the death of the new owner (with and without
+# Redis) or of the old one, with a publisher streaming QoS 1 messages.
+# The tests are tests/apps/mqtt/cluster_moves_test.py (plain unittest);
+# every process is stopped and every file removed at the end.
+# Usage: test_cluster_moves.sh BUILD_DIR
+set -eu
+build=${1:-build}
+[ -x "$build/hermes-mqtt" ] || { echo "no $build/hermes-mqtt" >&2; exit 1; }
+sh mk/deps.sh mosquitto-clients python3-paho-mqtt redis-server
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+HERMES_MQTT="$build/hermes-mqtt" exec timeout 240 "$py" \
+    tests/apps/mqtt/cluster_moves_test.py
