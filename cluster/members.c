@@ -650,10 +650,41 @@ static void tick_seeds(hm_members *m, uint64_t now_ms)
                              : m->seed_backoff_ms * 2;
 }
 
+/* The own-stall guard (ADR 0220): time this node did not run (a tick
+ * later than a heartbeat interval: the process was descheduled, stopped,
+ * or its workers busy) judges nobody else. The part of the gap beyond one
+ * heartbeat interval is added to every silence clock and deadline that
+ * judges a peer, so the lines that waited for us meanwhile (in the
+ * socket, or behind this tick) are read before anyone is suspected, and a
+ * peer silent while we ran is suspected as before. */
+static void forgive_own_stall(hm_members *m, uint64_t now_ms)
+{
+    uint64_t gap = m->ticked ? since(now_ms, m->last_tick_ms) : 0;
+    uint64_t stall;
+
+    m->last_tick_ms = now_ms;
+    m->ticked = true;
+    if (gap <= m->cfg.heartbeat_interval_ms)
+        return;
+    stall = gap - m->cfg.heartbeat_interval_ms;
+    for (size_t i = 0; i < m->count; i++) {
+        member *x = m->members[i];
+
+        x->last_heard_ms = x->last_heard_ms + stall < now_ms
+                               ? x->last_heard_ms + stall
+                               : now_ms;
+        if (x->round_open)
+            x->round_deadline_ms += stall;
+    }
+    for (size_t i = 0; i < m->relay_count; i++)
+        m->relays[i].deadline_ms += stall;
+}
+
 void hm_members_tick(hm_members *m, uint64_t now_ms)
 {
     if (m->leaving)
         return;
+    forgive_own_stall(m, now_ms);
     answer_relays(m, NULL, false, now_ms);
     size_t i = 0;
     while (i < m->count) {

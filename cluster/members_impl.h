@@ -56,6 +56,8 @@ struct hm_members {
     uint32_t seed_backoff_ms;
 
     uint64_t next_round_id;
+    uint64_t last_tick_ms; /* the own-stall guard: the last tick, */
+    bool ticked;           /* if there was one */
     bool isolated_logged; /* the guard's refusal is logged once per spell */
 
     hm_member_action *actions; /* FIFO: [head, head+len) of cap */

@@ -60,10 +60,11 @@ struct cl_peer {
                                  proxies holding a message until there
                                  is room (hm_ctx_hold) */
     size_t w_count, w_cap;    /* guarded by: qlock */
-    /* relaxed gauges, read by proxies for backpressure: messages and bytes
+    /* Gauges, read by proxies for backpressure: messages and bytes
      * queued by proxies and not yet taken, and held in the outbox. The
-     * receiver adds to the outbox ones before it subtracts from the
-     * queued ones, so their sum never dips below the truth. */
+     * receiver stores the outbox ones before it subtracts (release) from
+     * the queued ones, and proxies load the queued ones first (acquire),
+     * so the sum a proxy reads never dips below the truth. */
     _Atomic size_t q_pending, q_bytes, out_count, out_bytes;
     hm_addr *self;            /* owned: our receiver's address */
     uint64_t batches;      /* inbound batches handled */
@@ -279,11 +280,18 @@ static void pump_soon(hm_ctx *ctx, cl_peer *p)
 /* Whether the gauges say the peer holds its bound. */
 static bool gauges_over(cl_peer *p)
 {
-    /* relaxed: gauges; senders may overshoot by what is in flight. */
-    size_t count = atomic_load_explicit(&p->q_pending, memory_order_relaxed) +
-                   atomic_load_explicit(&p->out_count, memory_order_relaxed);
-    size_t bytes = atomic_load_explicit(&p->q_bytes, memory_order_relaxed) +
-                   atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
+    /* acquire: pairs with on_flush()'s release subtractions, so the
+     * outbox gauges read next are no older than the queued ones (the sum
+     * never dips below the truth). relaxed for the outbox gauges: read
+     * after the acquire. Proxies running at once on other workers may
+     * each pass this check before the others' lines are counted: the
+     * outbox may pass buffer_limit by one line per other worker. */
+    size_t pending = atomic_load_explicit(&p->q_pending, memory_order_acquire);
+    size_t qbytes = atomic_load_explicit(&p->q_bytes, memory_order_acquire);
+    size_t count =
+        pending + atomic_load_explicit(&p->out_count, memory_order_relaxed);
+    size_t bytes =
+        qbytes + atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
 
     return over(p, count, bytes);
 }
@@ -320,6 +328,8 @@ hm_err cl_peer_queue(hm_ctx *ctx, cl_peer *p, cl_out *o)
     bool send;
 
     pthread_mutex_lock(&p->qlock);
+    /* relaxed: gauges; this proxy's next check, which happens after it,
+     * sees them (coherence), and on_flush() takes them under qlock. */
     atomic_fetch_add_explicit(&p->q_pending, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->q_bytes, o->len, memory_order_relaxed);
     if (p->q_count == p->q_cap) {
@@ -401,9 +411,10 @@ static void on_flush(hm_ctx *ctx, cl_peer *p)
     hm_free(q);
     hm_free(qbuf);
     update_buffered(p); /* the outbox first: the sum never dips */
-    /* relaxed: gauges. */
-    atomic_fetch_sub_explicit(&p->q_pending, count, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&p->q_bytes, bytes, memory_order_relaxed);
+    /* release: a proxy whose acquire load sees these subtractions also
+     * sees the outbox gauges stored above (gauges_over()). */
+    atomic_fetch_sub_explicit(&p->q_pending, count, memory_order_release);
+    atomic_fetch_sub_explicit(&p->q_bytes, bytes, memory_order_release);
     pump(p);
 }
 

@@ -330,6 +330,16 @@ static void drain_linger(hm_conn *c)
     }
 }
 
+/* Drained, no partial frame: an idle connection keeps no reader and no
+ * read buffer (ADR 0150). */
+static void drop_idle_reader(hm_conn *c)
+{
+    if (c->reader && hm_frame_reader_buffered(c->reader) == 0) {
+        hm_frame_reader_destroy(c->reader);
+        c->reader = NULL;
+    }
+}
+
 static void on_readable(hm_conn *c)
 {
     size_t total = 0;
@@ -360,18 +370,21 @@ static void on_readable(hm_conn *c)
             total += (size_t)n;
             if (!deliver_frames(c))
                 return;
+            /* A short read drained the socket: no second read to meet
+             * EAGAIN (level-triggered epoll reports what comes later);
+             * one system call less per message at light load (ADR 0235). */
+            if ((size_t)n < avail) {
+                drop_idle_reader(c);
+                return;
+            }
         } else if (n == 0) {
             on_eof(c);
             return;
         } else if (errno != EINTR) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 finish_abort(c, hm_conn_errno(errno));
-            else if (hm_frame_reader_buffered(c->reader) == 0) {
-                /* Drained, no partial frame: an idle connection keeps no
-                 * reader and no read buffer (ADR 0150). */
-                hm_frame_reader_destroy(c->reader);
-                c->reader = NULL;
-            }
+            else
+                drop_idle_reader(c);
             return;
         }
     }

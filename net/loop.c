@@ -20,13 +20,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 256
 #define MAX_IO_THREADS 64
+#define HM_LOOP_SLICE_NS 100000u /* 0.1 ms, the kernel's minimum */
+
+/* The loop this thread runs (NULL on every other thread). */
+static _Thread_local hm_loop *tl_loop;
 
 uint64_t hm_loop_now_ms(void)
 {
@@ -43,7 +49,11 @@ void hm_loop_schedule(hm_loop *loop, hm_task *task)
          * then sees the task and everything written before the push. */
     } while (!atomic_compare_exchange_weak_explicit(
         &loop->tasks, &head, task, memory_order_release, memory_order_relaxed));
-    if (head == NULL) {
+    /* The loop's own thread, before its task pass (an owner run inline,
+     * ADR 0175, writing to a socket of this loop): the pass takes the
+     * task, and waking ourselves would cost a write, an epoll_wait and a
+     * read for nothing (ADR 0235). */
+    if (head == NULL && !(tl_loop == loop && loop->tasks_pass_due)) {
         uint64_t one = 1;
 
         /* The counter cannot overflow (the loop resets it every wake), so
@@ -85,6 +95,8 @@ static void run_tasks(hm_loop *loop)
     hm_task *t =
         atomic_exchange_explicit(&loop->tasks, NULL, memory_order_acquire);
     hm_task *fifo = NULL;
+
+    loop->tasks_pass_due = false; /* a push from now on wakes us */
 
     while (t) {
         hm_task *next = t->next;
@@ -134,12 +146,47 @@ static int poll_timeout(uint64_t next, uint64_t now)
     return next - now < 60000 ? (int)(next - now) : 60000;
 }
 
+/* Asks the kernel's fair scheduler (EEVDF, Linux 6.12 and later) for a
+ * short time slice for this thread: a loop runs in short bursts, and a
+ * short slice gives it an early deadline when it wakes, so it runs soon
+ * on a core busy with longer tasks instead of waiting for their slices
+ * to end (ADR 0235). Its share of the CPU is unchanged. Best effort:
+ * older kernels ignore the field or refuse, and the loop runs as before. */
+static void request_short_slice(void)
+{
+#if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
+    /* struct sched_attr (linux/sched/types.h, which clashes with glibc's
+     * sched.h), as far as SCHED_OTHER uses it. */
+    struct {
+        uint32_t size, sched_policy;
+        uint64_t sched_flags;
+        int32_t sched_nice;
+        uint32_t sched_priority;
+        uint64_t sched_runtime, sched_deadline, sched_period;
+    } a;
+
+    memset(&a, 0, sizeof a);
+    /* Only the slice changes: the nice value stays, and a thread the
+     * operator gave another policy (batch, idle, real-time) is left be. */
+    if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0 ||
+        a.sched_policy != SCHED_OTHER)
+        return;
+    a.size = sizeof a;
+    a.sched_flags = 0;
+    a.sched_runtime = HM_LOOP_SLICE_NS;
+    if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
+        HM_LOG_DEBUG("NET-SLICE", "sched_setattr: %s", strerror(errno));
+#endif
+}
+
 static void *loop_main(void *arg)
 {
     hm_loop *loop = arg;
     struct epoll_event evs[MAX_EVENTS];
     uint64_t next = UINT64_MAX;
 
+    tl_loop = loop;
+    request_short_slice();
     /* acquire: pairs with the release store in hm_net_stop(). */
     while (!atomic_load_explicit(&loop->stopping, memory_order_acquire)) {
         int timeout = poll_timeout(next, hm_loop_now_ms());
@@ -150,7 +197,12 @@ static void *loop_main(void *arg)
                               memory_order_relaxed);
         n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
         atomic_store_explicit(&loop->direct_budget, 0, memory_order_relaxed);
-        loop->inline_left = HM_LOOP_INLINE_FRAMES;
+        /* With one core, a worker woken for the 17th frame only takes
+         * the core from this thread, twice per frame (ADR 0235). */
+        loop->inline_left = hm_runtime_has_spare_core(loop->net->rt)
+                                ? HM_LOOP_INLINE_FRAMES
+                                : UINT32_MAX;
+        loop->tasks_pass_due = true;
         loop->now_ms = hm_loop_now_ms();
         if (n < 0 && errno != EINTR) {
             HM_LOG_ERROR("NET-EPOLL-FAIL", "epoll_wait: %s", strerror(errno));
@@ -170,6 +222,7 @@ static void *loop_main(void *arg)
         loop->now_ms = hm_loop_now_ms();
         next = run_deadlines(loop, loop->now_ms);
     }
+    tl_loop = NULL;
     return NULL;
 }
 

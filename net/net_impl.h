@@ -32,9 +32,12 @@ typedef struct hm_loop hm_loop;
  * two at light load; a burst past it is queued and sent in batches. */
 #define HM_LOOP_DIRECT_SENDS 1
 /* Frames per wake-up of a loop whose owners may run on the loop itself
- * (ADR 0175): a message or two at light load; past it a burst goes to the
- * workers, which then spin and take the rest, on another core. */
-#define HM_LOOP_INLINE_FRAMES 2
+ * (ADR 0175): past it a burst goes to the workers, which then spin and
+ * take the rest, on another core. 16, not 2 (ADR 0235): a loop that was
+ * kept off its core for a millisecond or two finds that many frames
+ * waiting, and handing the third to a sleeping worker made it wait for a
+ * core once more, at the moment it was already late. */
+#define HM_LOOP_INLINE_FRAMES 16
 #define HM_WHEEL_GRAIN_MS 16u
 #define HM_WHEEL_SLOTS 2048u
 
@@ -202,6 +205,10 @@ struct hm_loop {
     hm_listener *listeners; /* registered listeners */
     uint64_t now_ms;        /* hm_loop_now_ms() at the start of this turn */
     uint32_t inline_left;   /* frames this wake-up may still run here */
+    /* True from epoll_wait's return until run_tasks() takes the stack: a
+     * task this thread pushes meanwhile runs in that pass, so the push
+     * needs no eventfd write (ADR 0235). */
+    bool tasks_pass_due;
     /* The timing wheel of connection deadlines (timed.c): slot i holds
      * the conns due in a tick t with t % HM_WHEEL_SLOTS == i (possibly
      * some rounds later); a bit per non-empty slot. */

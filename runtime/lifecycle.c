@@ -391,6 +391,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     rt->nworkers = cfg->threads ? cfg->threads : usable_cores();
     if (rt->nworkers < 1)
         rt->nworkers = 1;
+    rt->spin = usable_cores() > 1;
     rt->batch = cfg->batch ? cfg->batch : DEFAULT_BATCH;
     rt->idle_timeout_ms =
         cfg->idle_timeout_ms ? cfg->idle_timeout_ms : DEFAULT_IDLE_MS;

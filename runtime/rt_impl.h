@@ -174,6 +174,11 @@ struct hm_runtime {
     pthread_cond_t sleep_cond;
     _Atomic int sleepers;
     _Atomic int spinning;
+    /* Whether idle workers spin before they sleep: not when the process
+     * may use one core only (taskset), where a spinning worker holds the
+     * core the thread that would give it work needs (ADR 0235). Set at
+     * create, before any thread starts; hm_runtime_has_spare_core(). */
+    bool spin;
 
     /* Quiescence (hm_runtime_wait_idle). */
     _Atomic int64_t busy; /* entries not parked */

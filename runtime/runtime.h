@@ -245,6 +245,11 @@ hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
 /* True when no worker is running or spinning: all sleep, so waking one
  * costs a context switch. A hint, stale as soon as it is read. */
 bool hm_runtime_workers_idle(hm_runtime *rt);
+/* True when the process may run on more than one core (its affinity at
+ * hm_runtime_create), so a worker woken by this thread can run beside it;
+ * false under `taskset -c N`, where a hand-off only adds context switches
+ * (ADR 0235). */
+bool hm_runtime_has_spare_core(hm_runtime *rt);
 
 /* Creates the activation of `name` now with `r` (borrowed; the activation
  * takes r->state). Optionally returns an owned reference in `out` (may be

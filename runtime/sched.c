@@ -17,7 +17,7 @@
  * (timers, I/O threads, main) go to a global queue.
  *
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
- * condition variable. A producer wakes a sleeper only when no worker is
+ * condition variable (unless the process has one core: docs/adr/0235). A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
  * the sleeper counts and the queues are checked Dekker-style through seq_cst
  * read-modify-writes on both sides, and the signal is sent under the sleep
@@ -349,6 +349,11 @@ bool hm_runtime_workers_idle(hm_runtime *rt)
                rt->nworkers;
 }
 
+bool hm_runtime_has_spare_core(hm_runtime *rt)
+{
+    return rt->spin; /* set once, before any thread starts */
+}
+
 /* Whether a guest may run e's turn: an active receiver that said its
  * handler never blocks, whose activate hook has run (activating may load
  * state, and a factory may block). */
@@ -550,7 +555,7 @@ static void *worker_main(void *arg)
             busy_settle(rt, w);
         if (!e)
             e = steal(rt, w, false);
-        if (!e)
+        if (!e && rt->spin)
             e = spin_for_work(rt, w);
         if (!e) {
             sleep_until_work(rt);

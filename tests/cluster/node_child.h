@@ -310,6 +310,7 @@ static inline int child_main(int argc, char **argv)
 
 /* --------------------------------------------- children, seen from above */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -445,6 +446,22 @@ static inline void child_reap(child *c)
     close(c->in_fd);
     close(c->out_fd);
     c->pid = 0;
+}
+
+/* Stops `c` (SIGSTOP) and waits until every thread of it has stopped:
+ * kill() returns before that, and until the thread that takes the signal
+ * runs, the others go on (under load, long enough to read and acknowledge
+ * a thousand messages). False if it ended instead. */
+static inline bool child_stop(child *c)
+{
+    int st;
+
+    if (kill(c->pid, SIGSTOP) != 0)
+        return false;
+    while (waitpid(c->pid, &st, WUNTRACED) < 0)
+        if (errno != EINTR)
+            return false;
+    return WIFSTOPPED(st);
 }
 
 static inline void child_kill(child *c)

@@ -407,6 +407,40 @@ Test(members, suspect_heard_again_is_alive)
     hm_members_destroy(m);
 }
 
+static hm_member_state state_of(hm_members *m, const char *name)
+{
+    hm_member_info info;
+    cr_assert_eq(hm_members_get(m, name, &info), HM_OK);
+    return info.state;
+}
+
+Test(members, own_stall_suspects_nobody_but_silence_while_running_does)
+{
+    hm_members *m = table("a");
+    uint64_t t;
+
+    cr_assert_eq(hm_members_on_link_up(m, "b", "h:2", 7, 0), HM_OK);
+    for (t = 0; t <= 1000; t += 20)
+        hm_members_tick(m, t);
+    hm_members_on_heard(m, "b", 1000);
+    /* This node does not run for 2 s (descheduled, stopped): its next
+     * tick comes late, and b's lines wait behind it. */
+    hm_members_tick(m, 3000);
+    cr_expect_eq(state_of(m, "b"), HM_MEMBER_ALIVE);
+    hm_members_on_heard(m, "b", 3000);
+    /* b falls silent while this node runs: suspected after
+     * suspect_after_ms (1500), as ever. */
+    for (t = 3020; t < 4500; t += 20) {
+        hm_members_tick(m, t);
+        cr_assert_eq(state_of(m, "b"), HM_MEMBER_ALIVE, "suspected at %llu",
+                     (unsigned long long)t);
+    }
+    hm_members_tick(m, 4500);
+    cr_expect_eq(state_of(m, "b"), HM_MEMBER_SUSPECT);
+    drop_actions(m);
+    hm_members_destroy(m);
+}
+
 Test(members, probe_request_for_an_unlinked_target_is_answered_at_once)
 {
     hm_members *m = table("a");

@@ -379,7 +379,7 @@ Test(cluster_node, request_to_a_node_that_dies_gets_unreachable)
     child_start(&c, "C", secret_path);
     cr_assert(child_send(&c, "register test/echo/carol"));
     cr_assert(wait_lookup("test/echo/carol", "C"));
-    kill(c.pid, SIGSTOP); /* C cannot answer */
+    cr_assert(child_stop(&c)); /* C cannot answer */
     cr_assert_eq(hm_runtime_intern(A.rt, "test/echo/carol", &pc.to), HM_OK);
     pthread_create(&t, NULL, call_thread, &pc);
     /* Wait until the request waits in C's outbox, then kill C. */
@@ -533,45 +533,82 @@ static uint64_t sink_count(hm_addr *to)
     return n;
 }
 
+/* The peer's buffer_limit (hm_node_config, default) and a proxy's mailbox
+ * bound (CL_PROXY_MAILBOX in cluster/node_impl.h). */
+#define PEER_LIMIT 10000
+#define PROXY_MAILBOX 1024
+
 Test(cluster_node, flood_to_a_stopped_node_gets_efull_and_loses_nothing)
 {
     child c;
     hm_addr *to;
     size_t accepted = 0;
+    uint64_t base, forwarded = 0;
+    int refused = 0;
     bool full = false;
+    struct timespec dl, now;
     hm_node_stats st;
 
     child_start(&c, "C", secret_path);
     cr_assert(child_send(&c, "register test/sink/c"));
     cr_assert(wait_lookup("test/sink/c", "C"));
     cr_assert_eq(hm_runtime_intern(A.rt, "test/sink/c", &to), HM_OK);
-    kill(c.pid, SIGSTOP); /* C reads and acknowledges nothing */
-    /* HM_EFULL also says "the proxy is behind the sender": full means
-     * refused for 100 ms in a row. */
-    for (int i = 0, refused = 0; i < 200000 && !full; i++) {
+    hm_node_stats_get(A.node, &st);
+    base = st.sent_remote;
+    cr_assert(child_stop(&c)); /* C reads and acknowledges nothing */
+    /* Activate the proxy first, with one message, and wait until it is
+     * forwarded: a mailbox bound holds from its receiver's activation on.
+     * Sends that come before the first turn of a new address are bounded
+     * by the runtime's default bound only (unbounded here): under load
+     * that window took up to 13,949 sends (docs/cluster-links.md §6). */
+    cr_assert_eq(hm_runtime_send(A.rt, to, text_msg("x")), HM_OK);
+    accepted = 1;
+    for (int i = 0; i < WAIT_MS && forwarded == 0; i++) {
+        usleep(1000);
+        hm_node_stats_get(A.node, &st);
+        forwarded = st.sent_remote - base;
+    }
+    cr_assert_eq(forwarded, 1, "forwarded %llu", (unsigned long long)forwarded);
+    /* HM_EFULL also says "the proxy is behind the sender": full means the
+     * proxy has forwarded the peer's bound (so it holds, nothing being
+     * acknowledged) and sends were then refused 100 times in a row. */
+    now_plus(&dl, WAIT_MS);
+    while (!full) {
         hm_msg *m = text_msg("x");
         hm_err err = hm_runtime_send(A.rt, to, m);
 
         if (err == HM_EFULL) {
             hm_msg_destroy(m);
-            full = ++refused == 100;
+            hm_node_stats_get(A.node, &st);
+            forwarded = st.sent_remote - base;
+            refused = forwarded >= PEER_LIMIT ? refused + 1 : 0;
+            full = refused == 100;
             usleep(1000);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > dl.tv_sec ||
+                (now.tv_sec == dl.tv_sec && now.tv_nsec > dl.tv_nsec))
+                break; /* a hang guard */
         } else {
             cr_assert_eq(err, HM_OK);
             accepted++;
             refused = 0;
         }
     }
+    hm_node_stats_get(A.node, &st);
+    forwarded = st.sent_remote - base;
     kill(c.pid, SIGCONT);
-    cr_assert(full, "no backpressure after %zu sends", accepted);
-    /* The peer's buffer (10 000) and the proxy's mailbox (1024), plus
-     * what was in flight between them: bounded, not lost. After the
-     * 2026-12-03 merges (ADRs 0170, 0175, 0180) 1 run in 10-30 accepted
-     * up to 13,949: more than these parts explain. The cause is not found
-     * yet (noted on issue 6); the bound below still fails on a buffer
-     * that does not hold its limit. */
-    cr_assert_geq(accepted, 10000);
-    cr_assert_leq(accepted, 10000 + 1024 + 4096, "accepted %zu", accepted);
+    cr_assert(full, "no backpressure after %zu sends (%llu forwarded)",
+              accepted, (unsigned long long)forwarded);
+    /* The bound, exactly. One sender, one proxy, nothing acknowledged: the
+     * proxy forwards while the lines it queued plus the outbox's count are
+     * under the peer's buffer_limit, so it forwards exactly PEER_LIMIT and
+     * holds the next message (hm_ctx_hold). A held message stays in its
+     * mailbox and counts against the mailbox bound, and the mailbox takes
+     * PROXY_MAILBOX messages: accepted = PEER_LIMIT + PROXY_MAILBOX. */
+    cr_assert_eq(forwarded, PEER_LIMIT, "forwarded %llu",
+                 (unsigned long long)forwarded);
+    cr_assert_eq(accepted, PEER_LIMIT + PROXY_MAILBOX, "accepted %zu",
+                 accepted);
     cr_assert_eq(sink_count(to), accepted);
     hm_node_stats_get(A.node, &st);
     cr_assert_eq(st.undeliverable, 0);
@@ -612,17 +649,24 @@ Test(cluster_node, heartbeats_go_through_a_flood)
                  (now.tv_nsec - t0.tv_nsec) / 1000000 <
              1500);
     cr_assert_eq(sink_count(to), sent);
-    /* Nobody suspected anybody: C's and B's event lines up to now name
-     * no suspicion of A (the lookup's answer closes the window). */
+    /* Nobody suspected the flooding node: C's and B's event lines up to
+     * now name no suspicion of A (the lookup's answer closes the window),
+     * and A suspected nobody. What B and C think of each other is not
+     * this test's business: neither carries the flood, and under ASan at
+     * load ~16 one of them was seen not to run for 480 ms, longer than
+     * the other's 400 ms timers (a stall of its own no longer makes a node
+     * suspect others: hm_members_tick, ADR 0220). */
     cr_assert(child_send(&c, "lookup test/sink/c C"));
     while (child_line(&c, line, sizeof line) &&
            strncmp(line, "found ", 6) != 0)
-        cr_assert(!strstr(line, " suspect") && !strstr(line, " dead"),
+        cr_assert(strncmp(line, "event A ", 8) != 0 ||
+                      (!strstr(line, " suspect") && !strstr(line, " dead")),
                   "C saw: %s", line);
     cr_assert(child_send(&b, "lookup test/sink/c C"));
     while (child_line(&b, line, sizeof line) &&
            strncmp(line, "found ", 6) != 0)
-        cr_assert(!strstr(line, " suspect") && !strstr(line, " dead"),
+        cr_assert(strncmp(line, "event A ", 8) != 0 ||
+                      (!strstr(line, " suspect") && !strstr(line, " dead")),
                   "B saw: %s", line);
     pthread_mutex_lock(&A.lock);
     for (size_t i = 0; i < A.event_count; i++)

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -181,22 +182,30 @@ static void teardown(void)
     sem_destroy(&done);
 }
 
+/* Spawns two pinned players named `na` and `nb` on `r`, each the other's
+ * partner; returns their addresses (owned). */
+static void spawn_players(hm_runtime *r, const char *na, const char *nb,
+                          hm_addr **a, hm_addr **b)
+{
+    hm_runtime_intern(r, na, a);
+    hm_runtime_intern(r, nb, b);
+    hm_runtime_spawn(r, na,
+                     &(hm_receiver){.handler = player, .state = *b,
+                                    .pinned = true},
+                     NULL);
+    hm_runtime_spawn(r, nb,
+                     &(hm_receiver){.handler = player, .state = *a,
+                                    .pinned = true},
+                     NULL);
+}
+
 TestSuite(threaded, .init = setup, .fini = teardown, .timeout = 30);
 
 Test(threaded, two_receivers_play_ping_pong)
 {
     hm_addr *a, *b;
 
-    hm_runtime_intern(rt, "p/a", &a);
-    hm_runtime_intern(rt, "p/b", &b);
-    hm_runtime_spawn(rt, "p/a",
-                     &(hm_receiver){.handler = player, .state = b,
-                                    .pinned = true},
-                     NULL);
-    hm_runtime_spawn(rt, "p/b",
-                     &(hm_receiver){.handler = player, .state = a,
-                                    .pinned = true},
-                     NULL);
+    spawn_players(rt, "p/a", "p/b", &a, &b);
     hm_runtime_send(rt, a, hm_msg_create(&BALL, NULL, 100000));
     cr_assert(sem_wait_ms(&done, 20000));
     hm_runtime_stats st;
@@ -225,18 +234,17 @@ static void *sender_main(void *p)
     return NULL;
 }
 
-Test(threaded, each_senders_messages_arrive_in_order_under_contention)
+/* Four threads send `each` numbered messages to the checker `to` on rt;
+ * then a call checks that all arrived, each sender's in order. */
+static void send_in_order(hm_addr *to, int each)
 {
-    enum { SENDERS = 4, EACH = 50000 };
+    enum { SENDERS = 4 };
     pthread_t t[SENDERS];
     sender_arg args[SENDERS];
-    hm_addr *to;
     hm_msg *reply;
-    hm_runtime_stats st;
 
-    hm_runtime_intern(rt, "seq/1", &to);
     for (int i = 0; i < SENDERS; i++) {
-        args[i] = (sender_arg){.to = to, .id = (uint64_t)i, .count = EACH};
+        args[i] = (sender_arg){.to = to, .id = (uint64_t)i, .count = each};
         pthread_create(&t[i], NULL, sender_main, &args[i]);
     }
     for (int i = 0; i < SENDERS; i++)
@@ -244,10 +252,19 @@ Test(threaded, each_senders_messages_arrive_in_order_under_contention)
     cr_assert_eq(hm_runtime_call(rt, to, hm_msg_create(&GET, NULL, 0), 10000,
                                  &reply),
                  HM_OK);
-    cr_assert_eq(hm_msg_arg(reply), SENDERS * EACH);
+    cr_assert_eq(hm_msg_arg(reply), (uint64_t)SENDERS * (uint64_t)each);
+    hm_msg_destroy(reply);
+}
+
+Test(threaded, each_senders_messages_arrive_in_order_under_contention)
+{
+    hm_addr *to;
+    hm_runtime_stats st;
+
+    hm_runtime_intern(rt, "seq/1", &to);
+    send_in_order(to, 50000);
     hm_runtime_stats_get(rt, &st);
     cr_assert_eq(st.handler_errors, 0);
-    hm_msg_destroy(reply);
     hm_addr_release(to);
 }
 
@@ -501,5 +518,44 @@ Test(threaded, a_ping_pong_pair_cannot_starve_a_third_receiver_on_one_worker)
     hm_addr_release(a);
     hm_addr_release(b);
     hm_addr_release(c);
+    hm_runtime_destroy(r1);
+}
+
+/* A process that may use one core only (taskset) gets workers that never
+ * spin (docs/adr/0235): every hand-off to an idle worker is then a sleep
+ * and a wake-up, and none may be lost. Four outside threads send in order
+ * while the workers fall asleep between bursts, then a ping-pong of
+ * pinned receivers, then calls. A lost wake-up hangs one of them. */
+Test(threaded, workers_on_one_core_sleep_without_spinning_and_lose_no_wake_up)
+{
+    pthread_t t[2];
+    hm_runtime *saved = rt, *r1;
+    hm_addr *to, *a, *b;
+    cpu_set_t one;
+    int cpu = sched_getcpu();
+
+    CPU_ZERO(&one);
+    CPU_SET(cpu >= 0 ? cpu : 0, &one);
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2,
+                                                        .factory = factory},
+                                   &r1),
+                 HM_OK);
+    cr_assert_not(hm_runtime_has_spare_core(r1));
+    rt = r1; /* sender_main and caller_main use rt */
+    hm_runtime_intern(r1, "seq/onecore", &to);
+    send_in_order(to, 20000);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, caller_main, to);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    spawn_players(r1, "p/one-a", "p/one-b", &a, &b);
+    hm_runtime_send(r1, a, hm_msg_create(&BALL, NULL, 20000));
+    cr_assert(sem_wait_ms(&done, 20000));
+    cr_assert_eq(hm_runtime_wait_idle(r1, 5000), HM_OK);
+    hm_addr_release(a);
+    hm_addr_release(b);
+    hm_addr_release(to);
+    rt = saved;
     hm_runtime_destroy(r1);
 }
