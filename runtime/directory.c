@@ -30,7 +30,13 @@
  * message can race it (docs/adr/0003). An entry with no activation, no
  * references and a parked (so empty) mailbox is unreachable: nobody can
  * push to it without a reference or this shard's lock, which the sweeper
- * holds, so it is removed and freed. */
+ * holds, so it is removed and freed. The three facts are not read at one
+ * instant, though: the last holder of a reference may push (unparking and
+ * scheduling the entry) and release between the sweeper's look at the
+ * mailbox and its look at `refs`. So the sweeper first claims the parked
+ * mailbox as its consumer (no turn can run the entry then), reads `refs`
+ * and the flags again, and frees the entry only if it can park the mailbox
+ * again, empty (claim_unreachable). */
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
@@ -54,19 +60,50 @@
 #define TAG_MASK ((1u << TAG_BITS) - 1)
 #define ADDR_BITS 44u /* bits 3..46 of an entry's address */
 
-uint32_t hm_dir_hash(const char *name, size_t len)
-{
-    /* FNV-1a, then a final avalanche so shard and slot bits both mix. */
-    uint64_t h = 1469598103934665603ull;
+#define FNV_BASIS 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
 
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)name[i];
-        h *= 1099511628211ull;
-    }
+/* The final avalanche of the name's FNV-1a, so shard and slot bits both
+ * mix. */
+static inline uint32_t hash_finish(uint64_t h)
+{
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
     return (uint32_t)h;
+}
+
+uint32_t hm_dir_hash(const char *name, size_t len)
+{
+    uint64_t h = FNV_BASIS;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)name[i];
+        h *= FNV_PRIME;
+    }
+    return hash_finish(h);
+}
+
+bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out)
+{
+    uint64_t h = FNV_BASIS;
+    size_t i = 0;
+
+    if (!name)
+        return false;
+    /* One pass measures and hashes (a strnlen first cost a call and a
+     * second walk on every send by name). */
+    for (; name[i] != '\0'; i++) {
+        if (i == HM_ADDR_MAX_LEN)
+            return false;
+        h ^= (unsigned char)name[i];
+        h *= FNV_PRIME;
+    }
+    if (i == 0)
+        return false;
+    *len_out = i;
+    *hash_out = hash_finish(h);
+    return true;
 }
 
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash)
@@ -301,6 +338,49 @@ static void send_idle_check(hm_runtime *rt, hm_addr *e)
     hm_rt_push(rt, e, m, false);
 }
 
+/* Whether `e`, which looked parked, inactive and unreferenced, is
+ * unreachable; caller holds e's shard lock. Those looks were not one
+ * snapshot: a holder of the last reference may have pushed to the parked
+ * mailbox (and scheduled the entry) after the sweeper saw it parked, and
+ * released the reference before the sweeper read `refs`; freeing then
+ * left a freed entry on a run queue. So the mailbox is claimed first, as
+ * by its consumer: from then on no turn runs the entry, nobody can take a
+ * new reference (that needs one, or this lock), and a push only queues
+ * (it finds the mailbox not parked, so it schedules nothing). `refs` read
+ * after the claim is then final once it is 0, and parking the mailbox
+ * again succeeds only if nothing was pushed since the claim. True: the
+ * mailbox is parked, empty, unreferenced and inactive, and nobody can
+ * reach it; the caller frees it. False: it is handed back, parked, or, if
+ * a push came after the claim, scheduled as the pusher would have. */
+static bool claim_unreachable(hm_runtime *rt, hm_addr *e)
+{
+    uint32_t refs, fl;
+
+    /* acquire (in claim): pairs with the release CAS of the last park, so
+     * the last turn's writes (flags, tail) are visible; fails if a push
+     * unparked the mailbox since the sweeper looked. */
+    if (!hm_mailbox_claim(&e->mb))
+        return false;
+    /* acquire: pairs with the release in hm_addr_release() and
+     * hm_dir_release_n(), so a holder's push happens before this load and
+     * the park below sees it. */
+    refs = atomic_load_explicit(&e->refs, memory_order_acquire);
+    /* relaxed: no turn can run the entry while we hold the mailbox, and the
+     * claim's acquire ordered this after the last turn's writes; only the
+     * sweeper itself (IDLECHK) and hm_runtime_wake() (HELD, WOKEN) write the
+     * flags now, neither of them ENT_ACTIVE. */
+    fl = atomic_load_explicit(&e->sflags, memory_order_relaxed);
+    /* The park's release CAS fails if anything was pushed since the
+     * claim. */
+    if (hm_mailbox_park(&e->mb))
+        return refs == 0 && !(fl & ENT_ACTIVE);
+    /* A push came while we held the mailbox: its sender found it not
+     * parked and scheduled nothing, so we are the one who must (counted
+     * in rt->busy, as a waking push would). */
+    hm_sched_wake(rt, hm_sched_self(rt), e);
+    return false;
+}
+
 /* Visits one shard: queues idle checks, frees unreachable entries. */
 static void sweep_shard(hm_runtime *rt, hm_shard *sh, uint32_t epoch)
 {
@@ -316,14 +396,16 @@ static void sweep_shard(hm_runtime *rt, hm_shard *sh, uint32_t epoch)
         }
         e = slot_entry(sh->slots[i]);
         parked = hm_mailbox_is_parked(&e->mb);
-        /* relaxed: the acquire in is_parked() orders these reads after the
-         * owner's last writes when parked; when not parked the values are
-         * only hints. */
+        /* relaxed: hints, all three (with `parked`): the loads are not one
+         * snapshot, so claim_unreachable() decides reclamation; the idle
+         * check below only queues a message, which is always safe. */
         fl = atomic_load_explicit(&e->sflags, memory_order_relaxed);
         last = atomic_load_explicit(&e->last_epoch, memory_order_relaxed);
-        /* acquire: pairs with the release in hm_addr_release(). */
-        refs = atomic_load_explicit(&e->refs, memory_order_acquire);
-        if (parked && !(fl & ENT_ACTIVE) && refs == 0) {
+        /* relaxed: a filter only; claim_unreachable() reads it again,
+         * with acquire, once it holds the mailbox. */
+        refs = atomic_load_explicit(&e->refs, memory_order_relaxed);
+        if (parked && !(fl & ENT_ACTIVE) && refs == 0 &&
+            claim_unreachable(rt, e)) {
             /* The run shifts back into slot i: look at it again. An entry
              * that wraps from the table's start may be visited twice,
              * which is harmless. */

@@ -427,17 +427,19 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
 static void close_entry(hm_runtime *rt, hm_addr *e)
 {
     hm_ctx ctx = {.rt = rt, .w = NULL, .self = e, .deactivate = false};
+    hm_node *tail = hm_mailbox_tail(&e->mb);
     hm_node *node;
 
-    while ((node = hm_mailbox_pop(&e->mb))) {
+    while ((node = hm_mailbox_pop_at(&e->mb, &tail))) {
         hm_msg *m = (hm_msg *)node;
-        if (hm_rt_unbatch(e, m))
+        if (hm_rt_unbatch(&tail, m))
             continue; /* each of its messages is dead-lettered below */
         if (m->flags & MSG_SYSTEM)
             hm_msg_destroy(m);
         else
             hm_rt_dead_letter(rt, NULL, e, m, HM_ECLOSED);
     }
+    hm_mailbox_set_tail(&e->mb, tail);
     if (e->handler)
         hm_rt_deactivate(rt, &ctx, e, HM_DEACTIVATE_CLOSE);
 }

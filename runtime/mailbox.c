@@ -36,9 +36,9 @@ bool hm_mailbox_push(hm_mailbox *mb, hm_node *n)
     return (prev & PARKED) != 0;
 }
 
-hm_node *hm_mailbox_pop(hm_mailbox *mb)
+hm_node *hm_mailbox_pop_at(hm_mailbox *mb, hm_node **tail_io)
 {
-    hm_node *tail = mb->tail;
+    hm_node *tail = *tail_io;
     /* acquire: pairs with the release store of `next` in push. */
     hm_node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
     uintptr_t head;
@@ -46,12 +46,12 @@ hm_node *hm_mailbox_pop(hm_mailbox *mb)
     if (tail == &mb->stub) {
         if (!next)
             return NULL;
-        mb->tail = next;
+        *tail_io = next;
         tail = next;
         next = atomic_load_explicit(&next->next, memory_order_acquire);
     }
     if (next) {
-        mb->tail = next;
+        *tail_io = next;
         return tail;
     }
     /* acquire: pairs with the exchange in push; if head moved past `tail`
@@ -62,20 +62,30 @@ hm_node *hm_mailbox_pop(hm_mailbox *mb)
     hm_mailbox_push(mb, &mb->stub);
     next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (next) {
-        mb->tail = next;
+        *tail_io = next;
         return tail;
     }
     return NULL;
 }
 
-void hm_mailbox_unpop(hm_mailbox *mb, hm_node *n)
+hm_node *hm_mailbox_pop(hm_mailbox *mb)
+{
+    return hm_mailbox_pop_at(mb, &mb->tail);
+}
+
+void hm_mailbox_unpop_at(hm_node **tail, hm_node *n)
 {
     /* relaxed: only the consumer reads the nodes from `tail` on up to the
      * head, and producers write only the head node's `next`, which `n`
      * (no longer in the queue) is not. Whoever consumes next gets this
      * store with the mailbox itself (a schedule or a claim). */
-    atomic_store_explicit(&n->next, mb->tail, memory_order_relaxed);
-    mb->tail = n;
+    atomic_store_explicit(&n->next, *tail, memory_order_relaxed);
+    *tail = n;
+}
+
+void hm_mailbox_unpop(hm_mailbox *mb, hm_node *n)
+{
+    hm_mailbox_unpop_at(&mb->tail, n);
 }
 
 bool hm_mailbox_park(hm_mailbox *mb)

@@ -40,10 +40,27 @@ bool hm_mailbox_push(hm_mailbox *mb, hm_node *n);
  * empty or a producer is between its two steps (try again later). */
 hm_node *hm_mailbox_pop(hm_mailbox *mb);
 
+/* Consumer only: the same as hm_mailbox_pop(), with the consumer's end
+ * kept in `*tail` (loaded with hm_mailbox_tail(), stored back with
+ * hm_mailbox_set_tail() before any other call on `mb`). `tail` shares a
+ * cache line with `head`, which every producer exchanges: a turn that pops
+ * a batch this way writes that line once, not once per message. */
+hm_node *hm_mailbox_pop_at(hm_mailbox *mb, hm_node **tail);
+static inline hm_node *hm_mailbox_tail(const hm_mailbox *mb)
+{
+    return mb->tail;
+}
+static inline void hm_mailbox_set_tail(hm_mailbox *mb, hm_node *tail)
+{
+    mb->tail = tail;
+}
+
 /* Consumer only. Puts `n` (a node it popped, owned) back at the front: the
  * next pop returns it, before everything queued. A mailbox with such a
- * node is not empty, so it does not park. */
+ * node is not empty, so it does not park. The _at form works on a tail
+ * kept by hm_mailbox_pop_at()'s caller. */
 void hm_mailbox_unpop(hm_mailbox *mb, hm_node *n);
+void hm_mailbox_unpop_at(hm_node **tail, hm_node *n);
 
 /* Consumer only. Parks the mailbox if it is empty and returns true; after
  * that the consumer must not touch it. Returns false if a node is pending

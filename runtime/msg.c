@@ -79,7 +79,8 @@ void hm_msg_destroy(hm_msg *m)
         return;
     if (m->payload && m->type->free)
         m->type->free(m->payload);
-    hm_addr_release(m->from);
+    if (m->from)
+        hm_addr_release(m->from);
     hm_pool_free(m);
 }
 

@@ -4,8 +4,11 @@
  * and the receiver's). glibc then returns every chunk to its owner arena
  * with an atomic operation that producers contend on; this cache instead
  * keeps freed objects in a per-thread list and moves them between threads
- * in batches of HM_POOL_BATCH through a depot (docs/adr/0005, 0141). Objects are
- * ordinary malloc chunks, so the cache can hand surplus back to libc.
+ * in batches of HM_POOL_BATCH through a depot (docs/adr/0005, 0141).
+ * Objects are cache-line-sized slots carved from 2 MiB chunks (huge-page
+ * advised), never malloc chunks, so a thread that only allocates takes a
+ * fresh batch for the cost of a lock and 64 links; a chunk whose every
+ * object has been trimmed back goes back to the system (docs/adr/0185).
  *
  * Under AddressSanitizer or ThreadSanitizer the cache is bypassed (plain
  * malloc and free), so the sanitizers see every allocation. */
@@ -14,7 +17,7 @@
 
 #include <stddef.h>
 
-#define HM_POOL_OBJ_LEN 64u /* bytes per object */
+#define HM_POOL_OBJ_LEN 64u /* bytes per object, and their alignment */
 #define HM_POOL_BATCH 64u   /* objects moved between threads at once */
 
 /* Returns owned an uninitialised HM_POOL_OBJ_LEN-byte object (never NULL).
@@ -24,10 +27,14 @@ void *hm_pool_alloc(void);
  * NULL. Any thread. */
 void hm_pool_free(void *p);
 
-/* Returns to libc the batches the depot holds beyond its bound (4,096
- * batches, 16 MiB). Frees never do this themselves; each runtime's sweeper
- * calls it (docs/adr/0141). Any thread. */
+/* Takes the batches the depot holds beyond its bound (4,096 batches,
+ * 16 MiB) back onto their chunks and unmaps the chunks that are whole
+ * again. Frees never do this themselves; each runtime's sweeper calls it
+ * (docs/adr/0141, 0185). Any thread. */
 void hm_pool_trim(void);
+
+/* Bytes mapped for objects now (for tests and statistics). */
+size_t hm_pool_mapped(void);
 
 /* Batches in the depot now (for tests and statistics). */
 size_t hm_pool_depot_batches(void);

@@ -77,14 +77,17 @@ typedef struct hm_pending_set {
 } hm_pending_set;
 
 struct hm_addr {
+    /* `queued` sits right before the mailbox, so that a send's two RMWs
+     * (this count, then the exchange of mb.head) usually hit one cache
+     * line (always unless the entry starts in the last 8 bytes of one). */
+    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
+    _Atomic uint32_t refs;       /* handle references */
     hm_mailbox mb;
     /* The activation; owned by the worker running the entry. */
     hm_handler_fn handler;
     void *state;
     const hm_hooks *hooks;
     hm_pending_set *pending;
-    _Atomic uint32_t queued;     /* messages in mb (for bound and HWM) */
-    _Atomic uint32_t refs;       /* handle references */
     _Atomic uint32_t sflags;     /* ENT_* */
     _Atomic uint32_t last_epoch; /* sweep epoch of the last delivery */
     _Atomic uint32_t limit;      /* mailbox bound, 0 = none */
@@ -125,6 +128,12 @@ typedef struct hm_worker {
     uint32_t turns;    /* turns taken so far (wraps) */
     uint32_t check_at; /* the next turn that looks at global and ring */
     uint64_t rng;
+    /* Owner only: receivers this worker parked and has not yet taken off
+     * rt->busy (docs/adr/0205). rt->busy never counts less than the
+     * receivers not parked: a wake on this worker spends one of these
+     * instead of adding to busy, and the rest is subtracted whenever the
+     * worker runs out of local work, before it steals, spins or sleeps. */
+    int64_t busy_owed;
     hm_counters st;
 } hm_worker;
 
@@ -194,8 +203,9 @@ struct hm_runtime {
     _Atomic uint64_t next_req_id;
     _Atomic uint64_t next_call_id;
 #define HM_EXT_SHARDS 16u
-    /* Events on non-worker threads: atomic RMWs on a shard picked by the
-     * thread, so threads sending at once do not share a cache line. */
+    /* Events on non-worker threads: shard i > 0 is written by the one
+     * thread that holds index i (owner stores, as a worker's counters);
+     * shard 0 by RMWs, from threads holding no index (runtime.c). */
     hm_counters ext[HM_EXT_SHARDS];
 
     pthread_mutex_t types_lock;
@@ -230,8 +240,14 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
  * kind of VM a futex wake-up costs more than the wait it saves. */
 void hm_rt_mutex_init(pthread_mutex_t *m);
 
-/* The worker running on this thread, if it belongs to `rt`. */
-hm_worker *hm_sched_self(hm_runtime *rt);
+/* The worker running on this thread, if it belongs to `rt` (inline: every
+ * send from outside a handler asks). Set by sched.c only. */
+extern _Thread_local hm_worker *hm_sched_tl_worker;
+static inline hm_worker *hm_sched_self(hm_runtime *rt)
+{
+    hm_worker *w = hm_sched_tl_worker;
+    return w && w->rt == rt ? w : NULL;
+}
 
 /* sched.c */
 void hm_sched_init(hm_runtime *rt);
@@ -292,17 +308,48 @@ hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded);
  * `e` has no mailbox limit. Any thread. */
 void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
                       uint32_t n);
-/* Consumer of e's mailbox only: if `m` (just popped) is such a batch, puts
+/* Consumer of a mailbox only: if `m` (just popped) is such a batch, puts
  * its messages back at the front of the mailbox in order, frees it and
- * returns true; else false. */
-bool hm_rt_unbatch(hm_addr *e, hm_msg *m);
+ * returns true; else false. `tail` is the consumer's end: &mb->tail, or
+ * the turn's local copy (hm_mailbox_pop_at). */
+bool hm_rt_unbatch(hm_node **tail, hm_msg *m);
+/* A turn parked its receiver: one less in rt->busy. On a worker, the
+ * subtraction is deferred (hm_worker.busy_owed). */
 void hm_rt_busy_dec(hm_runtime *rt);
+/* Subtracts `n` from rt->busy now, waking idle waiters at zero. */
+void hm_rt_busy_sub(hm_runtime *rt, int64_t n);
 void hm_rt_dead_letter(hm_runtime *rt, hm_worker *w, hm_addr *e, hm_msg *m,
                        hm_err reason);
 uint64_t hm_rt_now_ms(hm_runtime *rt);
-/* Counts one event on `w` (owner store) or, when NULL, on the shared
- * counters (an atomic RMW). `field` is offsetof(hm_counters, x). */
-void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field);
+/* Counts `n` events on the calling (non-worker) thread's shard of
+ * rt->ext: inline once the thread holds a shard of its own
+ * (hm_rt_ext_index, runtime.c), which is every send after its first. */
+extern _Thread_local unsigned hm_rt_ext_index;
+void hm_rt_count_ext_slow(hm_runtime *rt, size_t field, uint64_t n);
+static inline void hm_rt_count_ext(hm_runtime *rt, size_t field, uint64_t n)
+{
+    unsigned i = hm_rt_ext_index;
+
+    if (i)
+        counter_add((_Atomic uint64_t *)((char *)&rt->ext[i] + field), n);
+    else
+        hm_rt_count_ext_slow(rt, field, n);
+}
+/* Counts one event on `w` (owner store) or, when NULL, on the calling
+ * thread's shard of the non-worker counters. A guest of
+ * hm_runtime_send_here counts in its own struct, which the call adds to
+ * the thread's shard when it ends (hm_rt_fold_counters), so this path has
+ * no test for guests. `field` is offsetof(hm_counters, x). */
+static inline void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
+{
+    if (w)
+        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
+    else
+        hm_rt_count_ext(rt, field, 1);
+}
+/* Adds `c` (a guest's counters, on the calling thread) to the calling
+ * thread's shard of the non-worker counters. */
+void hm_rt_fold_counters(hm_runtime *rt, const hm_counters *c);
 #define HM_COUNT(rt, w, f) hm_rt_count((rt), (w), offsetof(hm_counters, f))
 /* Ends e's activation (hook, pending requests), inside its turn. */
 void hm_rt_deactivate(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
@@ -321,6 +368,9 @@ hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
 void hm_dir_init(hm_runtime *rt);
 void hm_dir_fini(hm_runtime *rt);
 uint32_t hm_dir_hash(const char *name, size_t len);
+/* Measures and hashes a name in one pass: false if it is NULL, empty or
+ * longer than HM_ADDR_MAX_LEN; else its length and hm_dir_hash(). */
+bool hm_dir_hash_name(const char *name, size_t *len_out, uint32_t *hash_out);
 hm_shard *hm_dir_shard(hm_runtime *rt, uint32_t hash);
 /* Finds or creates the entry for `name` in `sh`; caller holds sh->lock. */
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,

@@ -18,36 +18,10 @@
 #include "runtime/clock.h"
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
-
-/* ------------------------------------------------------------- counters */
-
-/* This thread's shard of the non-worker counters. */
-static unsigned ext_shard(void)
-{
-    static _Atomic unsigned next_thread;
-    static _Thread_local unsigned index_plus_one;
-
-    if (!index_plus_one)
-        /* relaxed: only spreads threads over shards. */
-        index_plus_one = atomic_fetch_add_explicit(&next_thread, 1,
-                                                   memory_order_relaxed) +
-                         1;
-    return (index_plus_one - 1) % HM_EXT_SHARDS;
-}
-
-void hm_rt_count(hm_runtime *rt, hm_worker *w, size_t field)
-{
-    if (w && w->index >= 0) /* a guest (sched.c) counts as shared */
-        counter_add((_Atomic uint64_t *)((char *)&w->st + field), 1);
-    else
-        /* relaxed: a statistic; several threads may add at once. */
-        atomic_fetch_add_explicit(
-            (_Atomic uint64_t *)((char *)&rt->ext[ext_shard()] + field), 1,
-            memory_order_relaxed);
-}
 
 uint64_t hm_rt_now_ms(hm_runtime *rt)
 {
@@ -63,9 +37,22 @@ uint64_t hm_runtime_now_ms(hm_runtime *rt)
 
 void hm_rt_busy_dec(hm_runtime *rt)
 {
+    hm_worker *w = hm_sched_self(rt);
+
+    /* A worker owes it (docs/adr/0205): busy is one line that every
+     * worker's wakes and parks wrote, twice per activation in `create`. */
+    if (w && w->index >= 0 && !rt->manual) {
+        w->busy_owed++;
+        return;
+    }
+    hm_rt_busy_sub(rt, 1);
+}
+
+void hm_rt_busy_sub(hm_runtime *rt, int64_t n)
+{
     /* seq_cst: Dekker pair with hm_runtime_wait_idle(), which increments
      * idle_waiters and then reads busy. */
-    if (atomic_fetch_sub(&rt->busy, 1) == 1 &&
+    if (atomic_fetch_sub(&rt->busy, n) == n &&
         atomic_load(&rt->idle_waiters) > 0) {
         pthread_mutex_lock(&rt->idle_lock);
         pthread_cond_broadcast(&rt->idle_cond);
@@ -193,7 +180,7 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
     }
 }
 
-bool hm_rt_unbatch(hm_addr *e, hm_msg *m)
+bool hm_rt_unbatch(hm_node **tail, hm_msg *m)
 {
     hm_batch *b;
 
@@ -203,25 +190,16 @@ bool hm_rt_unbatch(hm_addr *e, hm_msg *m)
     /* Fetch every message now: they come from the arming threads' caches
      * (or memory), and the pops that follow would otherwise miss one at a
      * time. (A loop of prefetches is kept: it is not a call.) */
-    for (uint32_t i = 0; i < b->n; i++) {
-        /* Both lines: a message is a 64-byte malloc chunk, 16-byte
-         * aligned, so its fields straddle two cache lines 3 times in 4,
-         * and the turn reads `flags` (and the handler `arg`) from the
-         * second one. */
+    for (uint32_t i = 0; i < b->n; i++)
+        /* One line: a message is a 64-byte, 64-aligned slot of the pool's
+         * chunks (ADR 0185; sanitizer builds use malloc, unprefetched). */
         __builtin_prefetch(b->items[i], 1);
-        __builtin_prefetch((char *)b->items[i] + sizeof(hm_msg) - 1, 1);
-    }
     for (uint32_t i = b->n; i-- > 0;)
-        hm_mailbox_unpop(&e->mb, &b->items[i]->node);
+        hm_mailbox_unpop_at(tail, &b->items[i]->node);
     m->payload = NULL;
     hm_free(b);
     hm_msg_destroy(m);
     return true;
-}
-
-static void count_sent(hm_runtime *rt)
-{
-    HM_COUNT(rt, hm_sched_self(rt), sent);
 }
 
 hm_err hm_rt_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
@@ -241,49 +219,50 @@ hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
     return hm_rt_send_from(rt, from, to, msg);
 }
 
-static bool name_ok(const char *name, size_t *len_out)
+/* A name's length and hash, or false if it is not a valid name (or a
+ * reserved `$` name and not `internal`). */
+static inline bool name_ok(const char *name, bool internal, size_t *len_out,
+                           uint32_t *hash_out)
 {
-    size_t len = name ? strnlen(name, HM_ADDR_MAX_LEN + 1) : 0;
-
-    if (len == 0 || len > HM_ADDR_MAX_LEN)
-        return false;
-    *len_out = len;
-    return true;
+    return hm_dir_hash_name(name, len_out, hash_out) &&
+           (name[0] != '$' || internal);
 }
 
 /* Sends by name: the lookup and the push happen under the shard lock, so
- * the entry cannot be reclaimed in between. */
-static hm_err send_name_from(hm_runtime *rt, hm_addr *from, const char *name,
-                             hm_msg *m, bool internal)
+ * the entry cannot be reclaimed in between. `w` is hm_sched_self(rt) (a
+ * handler's ctx->w). One hash pass, one lookup; a refused send leaves
+ * the message as it was. */
+static hm_err send_name_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
+                             const char *name, hm_msg *m, bool internal)
 {
     size_t len;
     uint32_t h;
     hm_shard *sh;
-    hm_err err;
+    hm_addr *e;
 
-    if (!name_ok(name, &len) || (name[0] == '$' && !internal))
+    if (!name_ok(name, internal, &len, &h))
         return HM_EINVAL;
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    if (from)
-        hm_msg_set_from(m, from);
-    h = hm_dir_hash(name, len);
     sh = hm_dir_shard(rt, h);
     pthread_mutex_lock(&sh->lock);
-    err = hm_rt_push(rt, hm_dir_get_locked(rt, sh, name, len, h), m, true);
-    pthread_mutex_unlock(&sh->lock);
-    if (err != HM_OK) {
-        if (from)
-            hm_msg_set_from(m, NULL);
-        return err;
+    e = hm_dir_get_locked(rt, sh, name, len, h);
+    if (!reserve(e, true)) {
+        pthread_mutex_unlock(&sh->lock);
+        return HM_EFULL;
     }
-    count_sent(rt);
+    if (from)
+        set_from(m, from);
+    enqueue(rt, w, e, m);
+    pthread_mutex_unlock(&sh->lock);
+    HM_COUNT(rt, w, sent);
     return HM_OK;
 }
 
 hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg)
 {
-    return send_name_from(rt, NULL, name, msg, false);
+    return send_name_from(rt, hm_sched_self(rt), NULL, name, msg, false);
 }
 
 hm_err hm_ctx_send(hm_ctx *ctx, hm_addr *to, hm_msg *msg)
@@ -293,7 +272,7 @@ hm_err hm_ctx_send(hm_ctx *ctx, hm_addr *to, hm_msg *msg)
 
 hm_err hm_ctx_send_name(hm_ctx *ctx, const char *name, hm_msg *msg)
 {
-    return send_name_from(ctx->rt, ctx->self, name, msg, false);
+    return send_name_from(ctx->rt, ctx->w, ctx->self, name, msg, false);
 }
 
 static hm_err intern(hm_runtime *rt, const char *name, bool internal,
@@ -303,11 +282,10 @@ static hm_err intern(hm_runtime *rt, const char *name, bool internal,
     uint32_t h;
     hm_shard *sh;
 
-    if (!name_ok(name, &len) || (name[0] == '$' && !internal))
+    if (!name_ok(name, internal, &len, &h))
         return HM_EINVAL;
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    h = hm_dir_hash(name, len);
     sh = hm_dir_shard(rt, h);
     pthread_mutex_lock(&sh->lock);
     *out = hm_addr_ref(hm_dir_get_locked(rt, sh, name, len, h));
@@ -326,10 +304,18 @@ static void set_flags(hm_addr *e, uint32_t on, uint32_t off)
 {
     /* relaxed: the flags are hints for the sweeper and spawn; ordering for
      * reclamation comes from the mailbox's park/claim pair. */
-    if (on)
-        atomic_fetch_or_explicit(&e->sflags, on, memory_order_relaxed);
-    if (off)
-        atomic_fetch_and_explicit(&e->sflags, ~off, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(&e->sflags, memory_order_relaxed);
+
+    /* One RMW, and none when nothing changes: an activation used to pay
+     * three locked instructions here, each draining the stores that had
+     * just initialised the entry. The sweeper's fetch_or (IDLECHK) and
+     * hm_runtime_wake's CAS may race us: the CAS retries. */
+    while (((s | on) & ~off) != s &&
+           !atomic_compare_exchange_weak_explicit(&e->sflags, &s,
+                                                  (s | on) & ~off,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
 }
 
 static void stamp(hm_runtime *rt, hm_addr *e)
@@ -629,11 +615,15 @@ void hm_ctx_hold(hm_ctx *ctx)
     ctx->hold = true;
 }
 
-/* Ends a turn's bookkeeping while `e` is still ours: the deliveries are
- * counted and stamped, and `n` taken messages come off `queued`. */
+/* Ends a turn's bookkeeping while `e` is still ours: the consumer's end,
+ * kept in `tail` during the turn, goes back to the mailbox (before
+ * anything after which another thread may pop or park it: a park, a hold,
+ * a requeue, the close), the deliveries are counted and stamped, and `n`
+ * taken messages come off `queued`. */
 static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
-                            uint32_t n)
+                            hm_node *tail, uint32_t n)
 {
+    hm_mailbox_set_tail(&e->mb, tail);
     if (ctx->delivered) {
         stamp(rt, e);
         counter_add(&ctx->w->st.delivered, ctx->delivered);
@@ -647,11 +637,13 @@ static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
  * `queued` said of the messages not yet taken off it (`*settled` of the
  * `n` taken so far were). Once all of them are handled, the count is
  * settled and, if nothing came meanwhile, the mailbox parked without a
- * second pop. If the message woke a receiver (w->next), it inherits e's
- * count in busy and runs next on this worker; otherwise it is counted and
- * scheduled now, as more of e's turn is coming. */
+ * second pop (`tail` is the turn's consumer end, stored back first). If
+ * the message woke a receiver (w->next), it inherits e's count in busy and
+ * runs next on this worker; otherwise it is counted and scheduled now, as
+ * more of e's turn is coming. */
 static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
-                              uint32_t n, uint32_t *settled, uint32_t *q)
+                              hm_node *tail, uint32_t n, uint32_t *settled,
+                              uint32_t *q)
 {
     if (n - *settled == *q) {
         /* relaxed: a count; the park below is what decides. */
@@ -660,7 +652,7 @@ static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
              (n - *settled);
         *settled = n;
         if (*q == 0) {
-            end_turn(rt, ctx, e, 0);
+            end_turn(rt, ctx, e, tail, 0);
             if (hm_mailbox_park(&e->mb)) {
                 if (!ctx->w->next)
                     hm_rt_busy_dec(rt);
@@ -682,21 +674,25 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
     /* relaxed: a count for the high-water mark and a hint for parking. */
     uint32_t q = atomic_load_explicit(&e->queued, memory_order_relaxed);
     bool held = false;
+    /* The consumer's end stays in a local for the turn (ADR 0185): the
+     * mailbox's `tail` shares the line every sender exchanges `head` on.
+     * Every way out of the turn stores it back (end_turn). */
+    hm_node *tail = hm_mailbox_tail(&e->mb);
 
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
     while (n < rt->batch) {
-        hm_node *node = hm_mailbox_pop(&e->mb);
+        hm_node *node = hm_mailbox_pop_at(&e->mb, &tail);
 
         if (!node)
             break;
-        if (hm_rt_unbatch(e, (hm_msg *)node))
+        if (hm_rt_unbatch(&tail, (hm_msg *)node))
             continue; /* its messages are at the front now */
         n++;
         handle_one(rt, ctx, e, (hm_msg *)node);
         ctx->hold = false; /* a hold outside a handler means nothing */
         if (ctx->held) {   /* back in front; it stays counted in `queued` */
-            hm_mailbox_unpop(&e->mb, &ctx->held->node);
+            hm_mailbox_unpop_at(&tail, &ctx->held->node);
             held = true;
             n--;
         }
@@ -705,17 +701,17 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
             /* Closing: leave the rest (and a held message, the oldest)
              * queued for hm_runtime_destroy(), which dead-letters them. */
             hm_sched_flush(rt, w);
-            end_turn(rt, ctx, e, n - settled);
+            end_turn(rt, ctx, e, tail, n - settled);
             return false;
         }
         if (held) {
             hm_sched_flush(rt, w);
             break;
         }
-        if (park_early(rt, ctx, e, n, &settled, &q))
+        if (park_early(rt, ctx, e, tail, n, &settled, &q))
             return w->next != NULL; /* `e` is not ours to touch now */
     }
-    end_turn(rt, ctx, e, n - settled);
+    end_turn(rt, ctx, e, tail, n - settled);
     if (held) {
         if (!hold_entry(e))
             hm_sched_requeue(rt, w, e);
@@ -751,12 +747,10 @@ hm_err hm_rt_spawn(hm_runtime *rt, const char *name, const hm_receiver *r,
     hm_addr *e;
     hm_err err = HM_OK;
 
-    if (!r || !r->handler || !name_ok(name, &len) ||
-        (name[0] == '$' && !internal))
+    if (!r || !r->handler || !name_ok(name, internal, &len, &h))
         return HM_EINVAL;
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
-    h = hm_dir_hash(name, len);
     sh = hm_dir_shard(rt, h);
     pthread_mutex_lock(&sh->lock);
     e = hm_dir_get_locked(rt, sh, name, len, h);

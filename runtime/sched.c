@@ -37,13 +37,10 @@
 #define GQ_GRAB 32u         /* receivers moved from global per visit */
 #define RUNNEXT_STREAK 32u  /* runnext turns in a row before the ring's */
 
-static _Thread_local hm_worker *tl_worker;
+/* The worker (or guest) this thread is, if any: rt_impl.h reads it in
+ * hm_sched_self(); only this file sets it. */
+_Thread_local hm_worker *hm_sched_tl_worker;
 
-hm_worker *hm_sched_self(hm_runtime *rt)
-{
-    hm_worker *w = tl_worker;
-    return w && w->rt == rt ? w : NULL;
-}
 
 static inline void cpu_relax(void)
 {
@@ -281,6 +278,29 @@ static void busy_inc(hm_runtime *rt)
     atomic_fetch_add(&rt->busy, 1);
 }
 
+/* A wake on worker `w`: a park it owes (hm_worker.busy_owed) is still in
+ * busy, so it stands for the woken receiver and busy is left alone. */
+static void busy_inc_on(hm_runtime *rt, hm_worker *w)
+{
+    if (w->busy_owed > 0)
+        w->busy_owed--;
+    else
+        busy_inc(rt);
+}
+
+/* Pays what `w` owes busy: before it looks for work beyond its own
+ * queues, so a worker never spins or sleeps owing (and wait_idle sees
+ * zero as soon as every receiver is parked and the workers are out of
+ * work). */
+static void busy_settle(hm_runtime *rt, hm_worker *w)
+{
+    if (w->busy_owed > 0) {
+        int64_t n = w->busy_owed;
+        w->busy_owed = 0;
+        hm_rt_busy_sub(rt, n);
+    }
+}
+
 void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
     /* A guest (hm_runtime_send_here) never hands off: what it woke goes
@@ -289,7 +309,7 @@ void hm_sched_wake_slow(hm_runtime *rt, hm_worker *w, hm_addr *e)
         /* A second wake in one message: the older one goes to the ring,
          * as it would if both had gone through runnext. */
         if (w->next) {
-            busy_inc(rt);
+            busy_inc_on(rt, w);
             put_local(rt, w, w->next);
         }
         w->next = e;
@@ -304,7 +324,7 @@ void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w)
     hm_addr *e = w->next;
 
     w->next = NULL;
-    busy_inc(rt);
+    busy_inc_on(rt, w);
     set_runnext(rt, w, e);
 }
 
@@ -373,17 +393,19 @@ hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
     hm_worker g; /* its ring is never used */
     hm_err err;
 
-    if (rt->manual || max_turns == 0 || tl_worker)
+    if (rt->manual || max_turns == 0 || hm_sched_tl_worker)
         return hm_runtime_send(rt, to, msg);
     memset(&g, 0, sizeof g); /* no hand-off (next), no turns counted */
     g.rt = rt;
     g.index = -1;
     atomic_init(&g.runnext, NULL);
-    tl_worker = &g; /* from here, schedules by this thread go to g */
+    /* from here, schedules by this thread go to g */
+    hm_sched_tl_worker = &g;
     err = hm_runtime_send(rt, to, msg);
     if (err == HM_OK)
         run_guest(rt, &g, max_turns);
-    tl_worker = NULL;
+    hm_sched_tl_worker = NULL;
+    hm_rt_fold_counters(rt, &g.st); /* g's counts, before g is gone */
     return err;
 }
 
@@ -524,11 +546,13 @@ static void *worker_main(void *arg)
     hm_worker *w = arg;
     hm_runtime *rt = w->rt;
 
-    tl_worker = w;
+    hm_sched_tl_worker = w;
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
         hm_addr *e = hm_sched_take_handoff(w);
         if (!e)
             e = find_local(rt, w);
+        if (!e)
+            busy_settle(rt, w);
         if (!e)
             e = steal(rt, w, false);
         if (!e && rt->spin)
@@ -539,7 +563,7 @@ static void *worker_main(void *arg)
         }
         hm_rt_run_entry(rt, w, e);
     }
-    tl_worker = NULL;
+    hm_sched_tl_worker = NULL;
     return NULL;
 }
 
@@ -605,15 +629,15 @@ void hm_sched_fini(hm_runtime *rt)
 size_t hm_sched_run_manual(hm_runtime *rt)
 {
     hm_worker *w = &rt->workers[0];
-    hm_worker *saved = tl_worker;
+    hm_worker *saved = hm_sched_tl_worker;
     uint64_t before = atomic_load_explicit(&w->st.delivered,
                                            memory_order_relaxed);
     hm_addr *e;
 
-    tl_worker = w;
+    hm_sched_tl_worker = w;
     while ((e = hm_sched_take_global(rt)))
         hm_rt_run_entry(rt, w, e);
-    tl_worker = saved;
+    hm_sched_tl_worker = saved;
     return (size_t)(atomic_load_explicit(&w->st.delivered,
                                          memory_order_relaxed) -
                     before);

@@ -26,7 +26,7 @@
 #define NCLASSES (MAX_OBJ / ALIGN)
 #define FIRST_CHUNK ((size_t)64 << 10)
 #define HUGE_CHUNK ((size_t)2 << 20)
-#define MIN_HUGE_TOTAL ((size_t)8 << 20)
+#define MIN_HUGE_TOTAL ((size_t)2 << 20)
 
 typedef struct chunk {
     struct chunk *next;

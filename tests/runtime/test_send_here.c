@@ -102,6 +102,26 @@ Test(send_here, runs_a_receiver_that_may_run_anywhere_on_the_caller)
     free(p);
 }
 
+Test(send_here, counts_the_deliveries_of_a_guest_turn)
+{
+    probe *p = new_probe();
+    hm_addr *a = spawn("a", p, true);
+    hm_runtime_stats before, after;
+
+    hm_runtime_stats_get(rt, &before);
+    for (uint64_t i = 0; i < 10; i++)
+        send_here(a, i, 1);
+    cr_assert_eq(hm_runtime_wait_idle(rt, 5000), HM_OK);
+    cr_assert(pthread_equal(atomic_load(&p->thread), pthread_self()));
+    hm_runtime_stats_get(rt, &after);
+    /* A guest's worker struct lives for one call: its turns count in the
+     * calling thread's shard of the shared counters. */
+    cr_assert_eq(after.delivered - before.delivered, 10);
+    cr_assert_eq(after.sent - before.sent, 10);
+    hm_addr_release(a);
+    free(p);
+}
+
 Test(send_here, leaves_other_receivers_to_the_workers)
 {
     probe *p = new_probe();

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -123,9 +124,21 @@ static hm_err due_checker(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
+/* A child made for "fan/<i>": replies to whoever woke it, then parks. */
+static hm_err fan_child(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    (void)state;
+    return hm_ctx_send(ctx, hm_msg_from(msg),
+                       hm_msg_create(&BALL, NULL, hm_msg_arg(msg)));
+}
+
 static hm_err factory(void *arg, const char *name, hm_receiver *out)
 {
     (void)arg;
+    if (strncmp(name, "fan/", 4) == 0) {
+        *out = (hm_receiver){.handler = fan_child};
+        return HM_OK;
+    }
     if (strncmp(name, "due/", 4) == 0) {
         *out = (hm_receiver){.handler = due_checker};
         return HM_OK;
@@ -386,6 +399,66 @@ Test(threaded, wait_idle_returns_once_all_messages_are_handled)
     hm_runtime_stats_get(rt, &st);
     cr_assert_eq(st.delivered, 10000);
     hm_addr_release(a);
+}
+
+/* --- a fan-out: SEQ(n) makes the parent address "fan/0".."fan/<n-1>" by
+ * name (activating each on first use); each child's reply is counted. */
+typedef struct fan {
+    uint64_t replies, want;
+} fan;
+
+static hm_err fan_parent(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    fan *f = state;
+    char name[32];
+
+    if (hm_msg_type(msg) == &BALL) {
+        if (++f->replies == f->want)
+            sem_post(&done);
+        return HM_OK;
+    }
+    f->want += hm_msg_arg(msg);
+    for (uint64_t i = 0; i < hm_msg_arg(msg); i++) {
+        hm_msg *m = hm_msg_create(&BALL, NULL, i);
+        snprintf(name, sizeof name, "fan/%llu", (unsigned long long)i);
+        if (hm_ctx_send_name(ctx, name, m) != HM_OK) {
+            hm_msg_destroy(m);
+            return HM_EPROTO;
+        }
+    }
+    return HM_OK;
+}
+
+/* The workers take the parks they owe off the busy count in batches
+ * (docs/adr/0205): whenever they run out of work the count must still
+ * reach zero, round after round, or wait_idle would time out. */
+Test(threaded, wait_idle_returns_after_each_fan_out_of_activations)
+{
+    fan f = {0};
+    hm_addr *p;
+    hm_runtime_stats st;
+
+    cr_assert_eq(hm_runtime_spawn(rt, "fan-parent",
+                                  &(hm_receiver){.handler = fan_parent,
+                                                 .state = &f,
+                                                 .pinned = true},
+                                  &p),
+                 HM_OK);
+    for (int round = 1; round <= 3; round++) {
+        hm_runtime_send(rt, p, hm_msg_create(&SEQ, NULL, 20000));
+        cr_assert(sem_wait_ms(&done, 20000), "round %d: no last reply",
+                  round);
+        cr_assert_eq(hm_runtime_wait_idle(rt, 10000), HM_OK,
+                     "round %d: never idle", round);
+        hm_runtime_stats_get(rt, &st);
+        cr_assert_eq(f.replies, 20000u * (uint64_t)round);
+        /* The suite's 40 ms idle timeout may retire children between
+         * rounds; the next round activates them again. */
+        cr_assert_geq(st.activations, 20001);
+        cr_assert_eq(st.handler_errors, 0);
+        cr_assert_eq(st.dead_letters, 0);
+    }
+    hm_addr_release(p);
 }
 
 static hm_err rally(hm_ctx *ctx, void *state, hm_msg *msg)
