@@ -66,48 +66,8 @@ def publish_all(port, topics, payloads):
     return acked
 
 
-class Moves(unittest.TestCase):
-    NAMES = ["n1", "n2", "n3"]
-
-    def setUp(self):
-        warnings.simplefilter("ignore", ResourceWarning)
-        self.tmp = tempfile.mkdtemp(prefix="hermes-moves-")
-        self.redis = pf.Redis(self.tmp)
-        self.nodes, self.clients = [], []
-
-    def tearDown(self):
-        for c in self.clients:
-            try:
-                c.close()
-            except Exception:
-                pass
-        for n in self.nodes:
-            n.stop()
-        self.redis.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        bad = pf.sanitizer_reports(self.nodes)
-        if bad:
-            raise AssertionError("\n".join(bad[:400]))
-
-    def logs(self, word=None):
-        return "\n".join("[%s] %s" % (n.name, l) for n in self.nodes
-                         for l in n.lines if not word or word in l)
-
-    def node(self, name, port=None, join=None, redis=True):
-        if redis:
-            n = pf.Node(self.tmp, name, self.redis.port, port, join)
-        else:
-            n = cs.Node(name, join=join, port=port)
-        self.nodes.append(n)
-        return n
-
-    def cluster(self, redis=True):
-        n1 = self.node("n1", redis=redis)
-        n2 = self.node("n2", join=n1.cluster_addr, redis=redis)
-        n3 = self.node("n3", join=n1.cluster_addr, redis=redis)
-        for n in (n1, n2, n3):
-            self.assertTrue(n.wait_log("): up", 2), n.log())
-        return n1, n2, n3
+class Moves(pf.RedisClusterCase):
+    PREFIX = "hermes-moves-"
 
     def test_sessions_return_to_a_restarted_node_with_their_queue(self):
         n1, n2, n3 = self.cluster()

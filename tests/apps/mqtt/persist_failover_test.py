@@ -128,13 +128,17 @@ def sanitizer_reports(nodes):
     return bad
 
 
-class Failover(unittest.TestCase):
+class RedisClusterCase(unittest.TestCase):
+    """Three-node clusters over one redis-server of their own, with the
+    clean-up and the sanitizer check every test here needs (also the base of
+    cluster_moves_test.py's cases). No tests of its own."""
     NAMES = ["n1", "n2", "n3"]
+    PREFIX = "hermes-redis-cluster-"
 
     def setUp(self):
         # paho leaves the socket of a killed connection to the collector.
         warnings.simplefilter("ignore", ResourceWarning)
-        self.tmp = tempfile.mkdtemp(prefix="hermes-failover-")
+        self.tmp = tempfile.mkdtemp(prefix=self.PREFIX)
         self.redis = Redis(self.tmp)
         self.nodes, self.clients = [], []
 
@@ -152,22 +156,31 @@ class Failover(unittest.TestCase):
         if bad:
             raise AssertionError("\n".join(bad[:400]))
 
-    def logs(self):
-        return "\n".join("[%s] %s" % (n.name, l)
-                         for n in self.nodes for l in n.lines)
+    def logs(self, word=None):
+        return "\n".join("[%s] %s" % (n.name, l) for n in self.nodes
+                         for l in n.lines if not word or word in l)
 
-    def node(self, name, port=None, join=None):
-        n = Node(self.tmp, name, self.redis.port, port, join)
+    def node(self, name, port=None, join=None, redis=True):
+        """A node persisting to our Redis, or (redis=False) one without
+        persistence."""
+        if redis:
+            n = Node(self.tmp, name, self.redis.port, port, join)
+        else:
+            n = cluster_sessions_test.Node(name, join=join, port=port)
         self.nodes.append(n)
         return n
 
-    def cluster(self):
-        n1 = self.node("n1")
-        n2 = self.node("n2", join=n1.cluster_addr)
-        n3 = self.node("n3", join=n1.cluster_addr)
+    def cluster(self, redis=True):
+        n1 = self.node("n1", redis=redis)
+        n2 = self.node("n2", join=n1.cluster_addr, redis=redis)
+        n3 = self.node("n3", join=n1.cluster_addr, redis=redis)
         for n in (n1, n2, n3):
             self.assertTrue(n.wait_log("): up", 2), n.log())
         return n1, n2, n3
+
+
+class Failover(RedisClusterCase):
+    PREFIX = "hermes-failover-"
 
     def cid(self, prefix):
         """A client id whose session lives on n1, and on n2 without n1."""
