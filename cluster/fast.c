@@ -619,8 +619,14 @@ static bool data_and_tail(cur *c, cl_fields *f)
     if (c->p < c->end && *c->p == '"' && c->end - c->p > 2 &&
         c->p[1] != '"') {
         if (plain_str(c, (size_t)(c->end - c->p), &f->str.p, &f->str.n)) {
+            /* Each tail is tried from the string's end: a tail that
+             * matched but did not end the line must not move the cursor
+             * (a fuzz find: "3"}}}}},"reply":true}}}}} was taken). */
+            const char *after = c->p;
+
             if (LIT(c, "}}}}}") && c->p == c->end)
                 return true;
+            c->p = after;
             if (LIT(c, ",\"reply\":true}}}}}") && c->p == c->end) {
                 f->reply = true;
                 return true;

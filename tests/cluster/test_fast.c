@@ -183,6 +183,15 @@ Test(fast, decoder_takes_only_the_canonical_form)
     cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
                                   "\"to\":\"a\",\"body\":{\"type\":\"t\","
                                   "\"arg\":18446744073709551617,\"data\":1}}}}}"));
+    /* A complete line followed by a reply flag and closers: the string
+     * way once matched the closers, then the flag from where they ended
+     * (found by fuzz/fuzz_cluster_fast.c). */
+    cr_assert_not(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                                  "\"id\":1,\"body\":{\"type\":\"t\","
+                                  "\"data\":\"3\"}}}}},\"reply\":true}}}}}"));
+    cr_assert(fast_takes(HEAD "1,\"msg\":{\"v\":1,\"type\":\"msg\","
+                              "\"id\":1,\"body\":{\"type\":\"t\","
+                              "\"data\":\"3\",\"reply\":true}}}}}"));
 }
 
 /* A plain string as data is kept as a span (no json_t); anything a plain
