@@ -50,7 +50,7 @@ typedef struct hm_type {
     struct json_t *(*to_json)(const void *payload);
     hm_err (*from_json)(const struct json_t *json, void **payload_out);
     /* Optional string codec, for types whose JSON form is a string: a
-     * link may use it instead of building a json_t (cluster/fast.c, ADR
+     * link may use it instead of building a json_t (cluster/fast_encode.c, ADR
      * 0170). to_string borrows `payload` and returns its string (borrowed
      * from the payload, UTF-8 without NUL, `*len` bytes), or NULL if it
      * cannot.
