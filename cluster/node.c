@@ -306,6 +306,7 @@ hm_err hm_node_start(hm_node *n, hm_runtime *rt, hm_net *net)
     n->live = hm_calloc(1, sizeof *n->live);
     strcpy(n->live[0], n->name);
     n->live_count = 1;
+    n->live_changed = true;
     cl_unlock(n);
     err = hm_runtime_spawn(rt, CL_NODE_ADDR,
                            &(hm_receiver){.handler = cl_node_handle,
@@ -358,7 +359,7 @@ void hm_node_stop(hm_node *n, uint32_t wait_ms)
         pthread_mutex_lock(&n->lock);
         for (size_t i = 0; i < n->snap_count; i++)
             open += n->snap[i].info.linked;
-        cl_unlock(n);
+        pthread_mutex_unlock(&n->lock);
         if (!open)
             break;
         usleep(1000); /* shutdown only: nothing to wait on but the peers */
@@ -408,7 +409,7 @@ size_t hm_node_members(hm_node *n, hm_node_member *out, size_t cap)
     count = n->snap_count;
     for (size_t i = 0; i < count && i < cap; i++)
         out[i] = n->snap[i];
-    cl_unlock(n);
+    pthread_mutex_unlock(&n->lock);
     return count;
 }
 
@@ -424,4 +425,6 @@ void hm_node_stats_get(hm_node *n, hm_node_stats *out)
         atomic_load_explicit(&n->st_refused, memory_order_relaxed);
     out->links_up =
         atomic_load_explicit(&n->st_links_up, memory_order_relaxed);
+    out->route_changes =
+        atomic_load_explicit(&n->route_epoch, memory_order_relaxed);
 }

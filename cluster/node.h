@@ -152,6 +152,9 @@ typedef struct hm_node_stats {
     uint64_t undeliverable;    /* dropped: peer dead, buffer full, one hop */
     uint64_t auth_refused;     /* links refused by the handshake */
     uint64_t links_up;         /* authenticated links that came up */
+    uint64_t route_changes;    /* changes of the routing view (the live
+                                  members, presence's names): each makes
+                                  every proxy resolve its name again */
 } hm_node_stats;
 
 void hm_node_stats_get(hm_node *n, hm_node_stats *out);

@@ -81,9 +81,10 @@ struct hm_node {
     _Atomic uint64_t next_dial; /* dialler receiver names */
     _Atomic uint64_t st_sent, st_received, st_undeliverable, st_refused,
         st_links_up;
-    /* release/acquire: bumped by cl_unlock() whenever the node receiver or
-     * an API call may have changed what the lock guards, so a proxy
-     * resolves its name again only when routing may have changed. */
+    /* release/acquire: bumped by cl_unlock() when what routing reads
+     * under the lock (the live list, presence's names) changed, so a
+     * proxy resolves its name again only then: an idle tick or a
+     * hm_node_members() call leaves it as it is. */
     _Atomic uint64_t route_epoch;
 
     /* node receiver */
@@ -99,6 +100,9 @@ struct hm_node {
                                  receiver only) */
     char (*live)[CL_NAME_CAP]; /* guarded by: lock; self included */
     size_t live_count;         /* guarded by: lock */
+    bool live_changed;         /* guarded by: lock; cl_unlock() clears */
+    uint64_t pres_seen;        /* guarded by: lock; the presence change
+                                  count route_epoch last covered */
     hm_node_member *snap;      /* guarded by: lock */
     size_t snap_count;         /* guarded by: lock */
     cl_peer **peers;           /* guarded by: lock; owned */
@@ -228,12 +232,20 @@ bool cl_route(hm_node *n, const char *name, char *node_out);
 hm_err cl_proxy_make(hm_node *n, const char *name, const char *peer,
                      hm_receiver *out);
 
-/* Releases n->lock after a change to what it guards (routing). */
+/* Releases n->lock after a call that may have changed what routing reads
+ * under it: bumps route_epoch if the live list changed (live_changed) or
+ * presence's names did (hm_presence_changes()); else only unlocks. */
 static inline void cl_unlock(hm_node *n)
 {
-    /* release: a proxy that acquires the new epoch resolves again and
-     * sees the change (it takes the lock to resolve anyway). */
-    atomic_fetch_add_explicit(&n->route_epoch, 1, memory_order_release);
+    uint64_t pres = n->pres ? hm_presence_changes(n->pres) : 0;
+
+    if (n->live_changed || pres != n->pres_seen) {
+        n->live_changed = false;
+        n->pres_seen = pres;
+        /* release: a proxy that acquires the new epoch resolves again and
+         * sees the change (it takes the lock to resolve anyway). */
+        atomic_fetch_add_explicit(&n->route_epoch, 1, memory_order_release);
+    }
     pthread_mutex_unlock(&n->lock);
 }
 

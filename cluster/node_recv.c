@@ -197,6 +197,9 @@ static void publish(hm_node *n)
         }
     }
     pthread_mutex_lock(&n->lock);
+    if (nlive != n->live_count ||
+        memcmp(live, n->live, nlive * sizeof *live) != 0)
+        n->live_changed = true;
     hm_free(n->snap);
     hm_free(n->live);
     n->snap = snap;

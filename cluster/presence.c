@@ -41,6 +41,7 @@ struct hm_presence {
     uint64_t next_digest_ms;
     hm_presence_action *actions; /* FIFO: [head, head+len) of act_cap */
     size_t head, len, act_cap;
+    uint64_t changes; /* name-set changes, what lookups read (see .h) */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -113,9 +114,11 @@ static void drop_staged(origin *o)
     o->staged = NULL;
 }
 
-static void reset_names(origin *o, uint64_t inc)
+static void reset_names(hm_presence *p, origin *o, uint64_t inc)
 {
     drop_staged(o);
+    if (json_object_size(o->names) > 0)
+        p->changes++;
     json_object_clear(o->names);
     o->inc = inc;
     o->ver = 0;
@@ -251,6 +254,7 @@ hm_err hm_presence_register(hm_presence *p, const char *name, uint64_t now_ms)
     if (json_object_set_new(me->names, name, json_null()) != 0)
         return HM_EINVAL; /* jansson refuses keys that are not UTF-8 */
     me->ver++;
+    p->changes++;
     send_delta(p, name, true);
     return HM_OK;
 }
@@ -261,6 +265,7 @@ hm_err hm_presence_unregister(hm_presence *p, const char *name, uint64_t now_ms)
     if (json_object_del(me->names, name) != 0)
         return HM_ENOTFOUND;
     me->ver++;
+    p->changes++;
     send_delta(p, name, false);
     return HM_OK;
 }
@@ -305,7 +310,7 @@ void hm_presence_on_node_gone(hm_presence *p, const char *name, uint64_t inc)
                         "%s: dropping %zu names of %s (inc %llu)", p->self_name,
                         json_object_size(o->names), name,
                         (unsigned long long)o->inc);
-        reset_names(o, 0);
+        reset_names(p, o, 0);
     }
 }
 
@@ -334,7 +339,7 @@ static void on_delta(hm_presence *p, const char *from, const hm_wire_msg *w,
     if (!o || at->inc < o->inc)
         return;
     if (at->inc > o->inc)
-        reset_names(o, at->inc); /* a new incarnation starts empty */
+        reset_names(p, o, at->inc); /* a new incarnation starts empty */
     if (at->version <= o->ver)
         return; /* already applied */
     if (at->version != o->ver + 1) {
@@ -346,6 +351,7 @@ static void on_delta(hm_presence *p, const char *from, const hm_wire_msg *w,
     else
         json_object_del(o->names, w->u.pres_delta.name);
     o->ver = at->version;
+    p->changes++;
 }
 
 /* Whether part `w` continues the snapshot staged in `o`. */
@@ -390,6 +396,7 @@ static void on_snapshot(hm_presence *p, const char *from, const hm_wire_msg *w)
     o->inc = o->staged_inc;
     o->ver = o->staged_ver;
     o->requested = false;
+    p->changes++;
 }
 
 static void on_request(hm_presence *p, const char *from, const hm_wire_msg *w)
@@ -463,6 +470,11 @@ hm_err hm_presence_lookup(const hm_presence *p, const char *name,
         return HM_ENOTFOUND;
     strcpy(origin_out, best->name);
     return HM_OK;
+}
+
+uint64_t hm_presence_changes(const hm_presence *p)
+{
+    return p->changes;
 }
 
 size_t hm_presence_count(const hm_presence *p, const char *name)

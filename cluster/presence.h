@@ -106,6 +106,12 @@ bool hm_presence_next_action(hm_presence *p, hm_presence_action *out);
  * Errors: HM_ENOTFOUND. */
 hm_err hm_presence_lookup(const hm_presence *p, const char *name, char *origin);
 
+/* How many times the name sets that hm_presence_lookup() reads have
+ * changed (a registration, a delta, a snapshot, a dead node's names
+ * dropped). A caller that caches lookups resolves again when it moves;
+ * it may move without a lookup's answer changing, never the other way. */
+uint64_t hm_presence_changes(const hm_presence *p);
+
 /* Number of names registered on `origin` (borrowed) as we know it. */
 size_t hm_presence_count(const hm_presence *p, const char *origin);
 

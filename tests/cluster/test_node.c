@@ -677,3 +677,44 @@ Test(cluster_node, heartbeats_go_through_a_flood)
     child_quit(&b);
     child_quit(&c);
 }
+
+/* Proxies resolve their name again only when the routing view changes
+ * (route_epoch, hm_node_stats.route_changes): the node's ticks, which
+ * rebuild the members' snapshot, and hm_node_members() calls leave it as it
+ * is; a name registered on another node moves it. */
+Test(cluster_node, idle_ticks_leave_the_routing_view_as_it_is)
+{
+    child c;
+    hm_node_stats before, after;
+    hm_node_member m[4];
+    uint64_t heard = 0;
+    int refreshed = 0;
+
+    child_start(&c, "C", secret_path);
+    cr_assert(child_send(&c, "register test/echo/carol"));
+    cr_assert(wait_lookup("test/echo/carol", "C"));
+    hm_node_stats_get(A.node, &before);
+    /* Idle: wait for five new snapshots (a tick's publish each), told
+     * apart by C's last-heard time; every poll calls hm_node_members(). */
+    for (int i = 0; i < WAIT_MS / 2 && refreshed < 6; i++) {
+        if (hm_node_members(A.node, m, 4) == 1 &&
+            m[0].info.last_heard_ms != heard) {
+            heard = m[0].info.last_heard_ms;
+            refreshed++;
+        }
+        usleep(2000);
+    }
+    cr_assert_eq(refreshed, 6, "the snapshot was not refreshed");
+    cr_assert_eq(member_state("C"), HM_MEMBER_ALIVE);
+    hm_node_stats_get(A.node, &after);
+    cr_assert_eq(after.route_changes, before.route_changes,
+                 "idle ticks moved the routing epoch %llu times",
+                 (unsigned long long)(after.route_changes -
+                                      before.route_changes));
+    /* A real change moves it. */
+    cr_assert(child_send(&c, "register test/echo/dave"));
+    cr_assert(wait_lookup("test/echo/dave", "C"));
+    hm_node_stats_get(A.node, &after);
+    cr_assert_gt(after.route_changes, before.route_changes);
+    child_quit(&c);
+}
