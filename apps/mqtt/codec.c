@@ -10,6 +10,7 @@
  * client speaking another version (MQTT 5 adds properties) lays the rest of
  * its CONNECT out differently, and it must still get CONNACK 0x01. */
 #include "apps/mqtt/codec.h"
+#include "apps/mqtt/put_impl.h"
 
 #include "apps/mqtt/topic.h"
 #include "runtime/alloc.h"
@@ -593,70 +594,42 @@ hm_err mqtt_encoded_len(const mqtt_packet *p, size_t *len_out)
     return HM_OK;
 }
 
-typedef struct writer {
-    uint8_t *pos;
-} writer;
-
-static void put_u8(writer *w, uint8_t v)
-{
-    *w->pos++ = v;
-}
-
-static void put_u16(writer *w, uint16_t v)
-{
-    put_u8(w, (uint8_t)(v >> 8));
-    put_u8(w, (uint8_t)v);
-}
-
-static void put_raw(writer *w, mqtt_bytes b)
-{
-    if (b.len)
-        memcpy(w->pos, b.ptr, b.len);
-    w->pos += b.len;
-}
-
-static void put_field(writer *w, mqtt_bytes b)
-{
-    put_u16(w, (uint16_t)b.len);
-    put_raw(w, b);
-}
-
-static void put_connect(writer *w, const mqtt_connect *c)
+static void put_connect(mqtt_put *w, const mqtt_connect *c)
 {
     bool v31 = c->protocol_level == 3;
     mqtt_bytes name = {(const uint8_t *)(v31 ? "MQIsdp" : "MQTT"),
                        v31 ? 6u : 4u};
-    put_field(w, name);
-    put_u8(w, v31 ? 3 : 4);
-    put_u8(w, (uint8_t)((c->has_username ? 0x80 : 0) |
+    mqtt_put_field(w, name);
+    mqtt_put_u8(w, v31 ? 3 : 4);
+    mqtt_put_u8(w, (uint8_t)((c->has_username ? 0x80 : 0) |
                         (c->has_password ? 0x40 : 0) |
                         (c->will && c->will_retain ? 0x20 : 0) |
                         (c->will ? c->will_qos << 3 | 0x04 : 0) |
                         (c->clean_session ? 0x02 : 0)));
-    put_u16(w, c->keepalive_s);
-    put_field(w, c->client_id);
+    mqtt_put_u16(w, c->keepalive_s);
+    mqtt_put_field(w, c->client_id);
     if (c->will) {
-        put_field(w, c->will_topic);
-        put_field(w, c->will_payload);
+        mqtt_put_field(w, c->will_topic);
+        mqtt_put_field(w, c->will_payload);
     }
     if (c->has_username)
-        put_field(w, c->username);
+        mqtt_put_field(w, c->username);
     if (c->has_password)
-        put_field(w, c->password);
+        mqtt_put_field(w, c->password);
 }
 
-static void put_subscribe(writer *w, mqtt_packet_type type,
+static void put_subscribe(mqtt_put *w, mqtt_packet_type type,
                           const mqtt_subscribe *s)
 {
-    put_u16(w, s->packet_id);
+    mqtt_put_u16(w, s->packet_id);
     if (!s->reqs) {
-        put_raw(w, s->wire);
+        mqtt_put_raw(w, s->wire);
         return;
     }
     for (size_t i = 0; i < s->count; i++) {
-        put_field(w, s->reqs[i].filter);
+        mqtt_put_field(w, s->reqs[i].filter);
         if (type == MQTT_SUBSCRIBE)
-            put_u8(w, s->reqs[i].qos);
+            mqtt_put_u8(w, s->reqs[i].qos);
     }
 }
 
@@ -670,36 +643,36 @@ static uint8_t first_byte(const mqtt_packet *p)
     return (uint8_t)(p->type << 4 | flags);
 }
 
-static void put_body(writer *w, const mqtt_packet *p)
+static void put_body(mqtt_put *w, const mqtt_packet *p)
 {
     switch (p->type) {
     case MQTT_CONNECT:
         put_connect(w, &p->u.connect);
         break;
     case MQTT_CONNACK:
-        put_u8(w, p->u.connack.session_present ? 1 : 0);
-        put_u8(w, p->u.connack.return_code);
+        mqtt_put_u8(w, p->u.connack.session_present ? 1 : 0);
+        mqtt_put_u8(w, p->u.connack.return_code);
         break;
     case MQTT_PUBLISH:
-        put_field(w, p->u.publish.topic);
+        mqtt_put_field(w, p->u.publish.topic);
         if (p->u.publish.qos > 0)
-            put_u16(w, p->u.publish.packet_id);
-        put_raw(w, p->u.publish.payload);
+            mqtt_put_u16(w, p->u.publish.packet_id);
+        mqtt_put_raw(w, p->u.publish.payload);
         break;
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE:
         put_subscribe(w, p->type, &p->u.subscribe);
         break;
     case MQTT_SUBACK:
-        put_u16(w, p->u.suback.packet_id);
-        put_raw(w, p->u.suback.codes);
+        mqtt_put_u16(w, p->u.suback.packet_id);
+        mqtt_put_raw(w, p->u.suback.codes);
         break;
     case MQTT_PINGREQ:
     case MQTT_PINGRESP:
     case MQTT_DISCONNECT:
         break;
     default: /* the acks */
-        put_u16(w, p->u.packet_id);
+        mqtt_put_u16(w, p->u.packet_id);
         break;
     }
 }
@@ -708,18 +681,18 @@ hm_err mqtt_encode(const mqtt_packet *p, uint8_t *buf, size_t cap,
                    size_t *len_out)
 {
     size_t total, remaining = 0;
-    writer w = {buf};
+    mqtt_put w = {buf};
     hm_err err = mqtt_encoded_len(p, &total);
     if (err != HM_OK)
         return err;
     if (total > cap)
         return HM_ETOOBIG;
     body_len(p, &remaining); /* cannot fail: mqtt_encoded_len() passed */
-    put_u8(&w, first_byte(p));
+    mqtt_put_u8(&w, first_byte(p));
     do {
         uint8_t b = remaining & 0x7F;
         remaining >>= 7;
-        put_u8(&w, remaining ? b | 0x80 : b);
+        mqtt_put_u8(&w, remaining ? b | 0x80 : b);
     } while (remaining);
     put_body(&w, p);
     HM_ASSERT((size_t)(w.pos - buf) == total);

@@ -19,6 +19,7 @@
  * it allocates, so a forged count cannot make it allocate more than the
  * input's size. */
 #include "apps/mqtt/session_state.h"
+#include "apps/mqtt/put_impl.h"
 
 #include "apps/mqtt/topic.h"
 #include "runtime/alloc.h"
@@ -115,34 +116,6 @@ static const char *check(const mqtt_session_state *st)
 
 /* ----------------------------------------------------------- encoding */
 
-typedef struct writer {
-    uint8_t *p;
-} writer;
-
-static void put8(writer *w, uint8_t v)
-{
-    *w->p++ = v;
-}
-
-static void put16(writer *w, uint16_t v)
-{
-    put8(w, (uint8_t)(v >> 8));
-    put8(w, (uint8_t)v);
-}
-
-static void put32(writer *w, uint32_t v)
-{
-    put16(w, (uint16_t)(v >> 16));
-    put16(w, (uint16_t)v);
-}
-
-static void put_bytes(writer *w, const mqtt_bytes *b)
-{
-    if (b->len)
-        memcpy(w->p, b->ptr, b->len);
-    w->p += b->len;
-}
-
 static size_t msg_len(const mqtt_state_msg *m, bool inflight)
 {
     size_t n = inflight ? 5 : 2;
@@ -152,23 +125,22 @@ static size_t msg_len(const mqtt_state_msg *m, bool inflight)
     return n + 2 + m->topic.len + 4 + m->payload.len;
 }
 
-static void put_msg(writer *w, const mqtt_state_msg *m, bool inflight)
+static void put_msg(mqtt_put *w, const mqtt_state_msg *m, bool inflight)
 {
     uint8_t flags = (uint8_t)((m->dup ? FLAG_DUP : 0) |
                               (m->retain ? FLAG_RETAIN : 0));
 
-    put8(w, m->qos);
+    mqtt_put_u8(w, m->qos);
     if (inflight) {
-        put8(w, m->stage);
-        put16(w, m->packet_id);
+        mqtt_put_u8(w, m->stage);
+        mqtt_put_u16(w, m->packet_id);
     }
-    put8(w, flags);
+    mqtt_put_u8(w, flags);
     if (inflight && m->stage == MQTT_STAGE_AWAIT_PUBCOMP)
         return;
-    put16(w, (uint16_t)m->topic.len);
-    put_bytes(w, &m->topic);
-    put32(w, (uint32_t)m->payload.len);
-    put_bytes(w, &m->payload);
+    mqtt_put_field(w, m->topic);
+    mqtt_put_u32(w, (uint32_t)m->payload.len);
+    mqtt_put_raw(w, m->payload);
 }
 
 static size_t encoded_len(const mqtt_session_state *st)
@@ -188,36 +160,34 @@ hm_err mqtt_session_state_encode(const mqtt_session_state *st,
                                  uint8_t **data_out, size_t *len_out)
 {
     size_t len;
-    writer w;
+    mqtt_put w;
     uint8_t *buf;
 
     if (check(st))
         return HM_EINVAL;
     len = encoded_len(st);
     buf = hm_alloc(len);
-    w.p = buf;
-    memcpy(w.p, MQTT_SESSION_STATE_MAGIC, 4);
-    w.p += 4;
-    put8(&w, MQTT_SESSION_STATE_VERSION);
-    put16(&w, (uint16_t)st->client_id.len);
-    put_bytes(&w, &st->client_id);
-    put16(&w, st->next_packet_id);
-    put32(&w, (uint32_t)st->sub_count);
+    w.pos = buf;
+    memcpy(w.pos, MQTT_SESSION_STATE_MAGIC, 4);
+    w.pos += 4;
+    mqtt_put_u8(&w, MQTT_SESSION_STATE_VERSION);
+    mqtt_put_field(&w, st->client_id);
+    mqtt_put_u16(&w, st->next_packet_id);
+    mqtt_put_u32(&w, (uint32_t)st->sub_count);
     for (size_t i = 0; i < st->sub_count; i++) {
-        put16(&w, (uint16_t)st->subs[i].filter.len);
-        put_bytes(&w, &st->subs[i].filter);
-        put8(&w, st->subs[i].qos);
+        mqtt_put_field(&w, st->subs[i].filter);
+        mqtt_put_u8(&w, st->subs[i].qos);
     }
-    put32(&w, (uint32_t)st->inflight_count);
+    mqtt_put_u32(&w, (uint32_t)st->inflight_count);
     for (size_t i = 0; i < st->inflight_count; i++)
         put_msg(&w, &st->inflight[i], true);
-    put32(&w, (uint32_t)st->queued_count);
+    mqtt_put_u32(&w, (uint32_t)st->queued_count);
     for (size_t i = 0; i < st->queued_count; i++)
         put_msg(&w, &st->queued[i], false);
-    put32(&w, (uint32_t)st->in_qos2_count);
+    mqtt_put_u32(&w, (uint32_t)st->in_qos2_count);
     for (size_t i = 0; i < st->in_qos2_count; i++)
-        put16(&w, st->in_qos2[i]);
-    HM_ASSERT((size_t)(w.p - buf) == len);
+        mqtt_put_u16(&w, st->in_qos2[i]);
+    HM_ASSERT((size_t)(w.pos - buf) == len);
     *data_out = buf;
     *len_out = len;
     return HM_OK;
