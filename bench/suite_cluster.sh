@@ -18,6 +18,7 @@
 #
 # HERMES_BENCH_REPEAT=N runs the program N times and keeps the median.
 set -u
+. bench/lib.sh
 build=${1:?usage: bench/suite_cluster.sh BUILD [--smoke]}
 smoke=0
 [ "${2:-}" = --smoke ] && smoke=1
@@ -68,14 +69,10 @@ echo
 {
     printf 'scenario\tsystem\tvalue\tunit\tbetter\n'
     # The median of each (scenario, system) over the runs.
-    sort -t "$(printf '\t')" -k1,1 -k2,2 -k3,3g "$tmp/rows" | awk -F '\t' '
-        { k = $1 FS $2; n[k]++; v[k, n[k]] = $3; rest[k] = $4 FS $5
-          if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
-        END { for (i = 1; i <= m; i++) { k = order[i]
-                printf "%s\t%s\t%s\n", k, v[k, int((n[k] + 1) / 2)], rest[k] } }'
+    bench_median "$tmp/rows"
 } >"$tsv"
 printf '%s, %s, load %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
-    "$(nproc) cores" "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+    "$(nproc) cores" "$(bench_load)"
 sh bench/table.sh "$tsv"
 [ -n "$skipped" ] && echo "$skipped"
 exit $status

@@ -41,6 +41,7 @@
 # directory; the table's ratio column "hermes / hermes-always" is then what
 # the always policy costs. The smoke run checks both Hermes policies.
 set -u
+. bench/lib.sh
 build=${1:?usage: bench/suite_mqtt.sh BUILD [--smoke]}
 smoke=0
 [ "${2:-}" = --smoke ] && smoke=1
@@ -337,14 +338,6 @@ fi
 
 # ------------------------------------------------------------ the run
 
-load() { cut -d ' ' -f 1-3 /proc/loadavg; }
-# Percentage of CPU time idle over one second, from /proc/stat.
-idle_pct() {
-    a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
-    echo "$a
-$b" | awk '{ t = 0; for (i = 2; i <= NF; i++) t += $i; tot[NR] = t; idl[NR] = $5 + $6 }
-        END { d = tot[2] - tot[1]; if (d > 0) printf "%d", 100 * (idl[2] - idl[1]) / d; else print 100 }'
-}
 
 modes="pinned unpinned"
 if [ "$(nproc)" -lt 2 ]; then
@@ -367,11 +360,7 @@ if [ "$nofile" -lt 100200 ]; then
     fi
 fi
 
-date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
-cpu=$(awk -F ': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-ncpu=$(nproc)
-load_start=$(load)
-idle_start=$(idle_pct)
+bench_machine_start
 : >"$tmp/all"
 : >"$tmp/miscount"
 printf 'running the mqtt suite (%s scenarios x %s systems x %s modes) ' \
@@ -397,22 +386,13 @@ if [ -x "$hermes" ]; then # publisher on node 1, subscriber on node 2
     done
 fi
 echo
-load_end=$(load)
-idle_end=$(idle_pct)
+bench_machine_end
 
 {
     printf 'scenario\tsystem\tvalue\tunit\tbetter\n'
     cat "$tmp/all"
 } >"$tsv"
-cat >"$out/mqtt.machine" <<EOF
-date	$date_utc
-cpu	$ncpu x $cpu
-load_start	$load_start
-idle_start	$idle_start
-load_end	$load_end
-idle_end	$idle_end
-repeat	$repeat
-EOF
+bench_machine_file "$out/mqtt.machine" "$repeat"
 
 busy=""
 first=${load_start%% *}

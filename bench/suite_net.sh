@@ -13,6 +13,7 @@
 # --smoke: tiny sizes, every echoed byte compared with what was sent, no
 # timing, no TSV. Part of `make test`.
 set -u
+. bench/lib.sh
 build=${1:?usage: bench/suite_net.sh BUILD [--smoke]}
 bin=$build/bench/bench_net
 out=$build/bench
@@ -32,16 +33,15 @@ if [ "${2:-}" = --smoke ]; then
     exit $status
 fi
 
-load() { cut -d ' ' -f 1-3 /proc/loadavg; }
 date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
-load_start=$(load)
+load_start=$(bench_load)
 printf 'scenario\tsystem\tvalue\tunit\tbetter\n' >"$tsv"
 if ! timeout 900 "$bin" >>"$tsv"; then
     echo "suite_net: bench_net failed" >&2
     exit 1
 fi
 echo "Hermes net suite (HP echo over loopback), $date_utc"
-echo "machine: nproc $(nproc); load average $load_start at start, $(load) at end"
+echo "machine: nproc $(nproc); load average $load_start at start, $(bench_load) at end"
 echo
 sh bench/table.sh "$tsv"
 echo

@@ -18,6 +18,7 @@
 #
 # HERMES_BENCH_REPEAT=N runs each program N times and keeps the median.
 set -u
+. bench/lib.sh
 build=${1:?usage: bench/suite_runtime.sh BUILD [--smoke]}
 smoke=0
 [ "${2:-}" = --smoke ] && smoke=1
@@ -140,12 +141,7 @@ measure() {
         cat "$tmp/out" >>"$log"
     done
     # The median of each (scenario, system) over the repeats.
-    sort -t "$(printf '\t')" -k1,1 -k2,2 -k3,3g "$tmp/rows" | awk -F '\t' '
-        { k = $1 FS $2; n[k]++; v[k, n[k]] = $3; rest[k] = $4 FS $5
-          if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
-        END { for (i = 1; i <= m; i++) { k = order[i]
-                printf "%s\t%s\t%s\n", k, v[k, int((n[k] + 1) / 2)], rest[k] } }' \
-        >>"$tmp/all"
+    bench_median "$tmp/rows" >>"$tmp/all"
     printf '.'
 }
 
@@ -177,20 +173,8 @@ targets() {
     }' "$1"
 }
 
-load() { cut -d ' ' -f 1-3 /proc/loadavg; }
-# Percentage of CPU time idle over one second, from /proc/stat.
-idle_pct() {
-    a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
-    echo "$a
-$b" | awk '{ t = 0; for (i = 2; i <= NF; i++) t += $i; tot[NR] = t; idl[NR] = $5 + $6 }
-        END { d = tot[2] - tot[1]; if (d > 0) printf "%d", 100 * (idl[2] - idl[1]) / d; else print 100 }'
-}
 
-date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
-cpu=$(awk -F ': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-ncpu=$(nproc)
-load_start=$(load)
-idle_start=$(idle_pct)
+bench_machine_start
 : >"$log"
 : >"$tmp/all"
 printf 'running the runtime suite (%s scenarios, %s run(s) each) ' \
@@ -205,8 +189,7 @@ for s in $scenarios; do
     [ $go = 1 ] && measure go "$s" "$gobin" full "$s"
 done
 echo
-load_end=$(load)
-idle_end=$(idle_pct)
+bench_machine_end
 
 # Rows in the order of $scenarios (the limits print their request rows
 # while measuring pingpong), keeping each scenario's rows in run order.
@@ -217,15 +200,7 @@ idle_end=$(idle_pct)
         { base = $1; sub(/-.*/, "", base); printf "%d\t%s\n", rank[base], $0 }' \
         "$tmp/all" | sort -s -t "$(printf '\t')" -k1,1n | cut -f 2-
 } >"$tsv"
-cat >"$out/runtime.machine" <<EOF
-date	$date_utc
-cpu	$ncpu x $cpu
-load_start	$load_start
-idle_start	$idle_start
-load_end	$load_end
-idle_end	$idle_end
-repeat	$repeat
-EOF
+bench_machine_file "$out/runtime.machine" "$repeat"
 
 # Busy: less than 85% idle CPU at the start or the end. The load average
 # lags by minutes, so it is printed but not used to decide.
