@@ -75,6 +75,8 @@ struct hm_node {
 
     /* release/acquire: set by hm_node_start() after everything above. */
     _Atomic bool started;
+    /* acq_rel exchange in hm_node_stop() (one caller stops), release in a
+     * failed start; acquire loads in the senders and accept. */
     _Atomic bool stopped;
     /* relaxed counters and id sources */
     _Atomic uint64_t next_req;  /* link-level request ids */

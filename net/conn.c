@@ -90,9 +90,12 @@ static void inflight_release(hm_conn *c, size_t charge)
      * I/O thread's seq_cst store of read_paused followed by its load of
      * inflight (conn_io.c, pause_reading). Of the two threads at least one
      * sees the other's write, so a pause is never left without a resume. */
-    size_t left = atomic_fetch_sub(&c->inflight, charge) - charge;
+    size_t left =
+        atomic_fetch_sub_explicit(&c->inflight, charge, memory_order_seq_cst) -
+        charge;
 
-    if (left <= c->max_inflight / 2 && atomic_load(&c->read_paused) &&
+    if (left <= c->max_inflight / 2 &&
+        atomic_load_explicit(&c->read_paused, memory_order_seq_cst) &&
         !atomic_load_explicit(&c->finished, memory_order_acquire)) {
         /* relaxed: the schedule's release push publishes the bit. */
         atomic_fetch_or_explicit(&c->requests, REQ_RESUME,
@@ -257,6 +260,7 @@ void hm_conn_schedule(hm_conn *c)
 
 static void request(hm_conn *c, unsigned bits)
 {
+    /* acquire: pairs with the release store in hm_conn_finish(). */
     if (atomic_load_explicit(&c->finished, memory_order_acquire))
         return; /* nothing left to do; and the loop may be gone */
     /* relaxed: hm_conn_schedule's push (release) publishes the bits, and
@@ -297,6 +301,7 @@ static hm_err reserve(hm_conn *c, size_t len, bool bulk, size_t *before_out)
 
 static void push_write(hm_conn *c, wnode *n)
 {
+    /* relaxed: a first guess at the head; the release CAS below publishes. */
     wnode *head = atomic_load_explicit(&c->wstack, memory_order_relaxed);
 
     do {
@@ -498,12 +503,14 @@ void hm_conn_close(hm_conn *c)
 
 void hm_conn_abort(hm_conn *c)
 {
+    /* release: as in hm_conn_close(). */
     atomic_store_explicit(&c->closed, true, memory_order_release);
     request(c, REQ_ABORT);
 }
 
 void hm_conn_shutdown_write(hm_conn *c)
 {
+    /* release: as in hm_conn_close(). */
     atomic_store_explicit(&c->closed, true, memory_order_release);
     request(c, REQ_SHUT_WR);
 }
@@ -561,6 +568,7 @@ hm_err hm_net_connect(hm_net *net, const hm_connect_config *cfg,
 
     if (!cfg->owner || !cfg->host || cfg->port <= 0 || cfg->port > 65535)
         return HM_EINVAL;
+    /* acquire: pairs with the exchange in hm_net_stop(). */
     if (atomic_load_explicit(&net->stopped, memory_order_acquire))
         return HM_ECLOSED;
     c = hm_conn_create(net, hm_net_pick_loop(net), &cfg->conn);

@@ -54,7 +54,7 @@ static hm_err deliver(hm_conn *c, const hm_type *type, hm_err err,
     if (!c->owner)
         return HM_ECLOSED;
     if (charge) /* seq_cst: see pause_reading() */
-        atomic_fetch_add(&c->inflight, charge);
+        atomic_fetch_add_explicit(&c->inflight, charge, memory_order_seq_cst);
     m = hm_conn_event(c, type, err, data, len, charge);
     if ((e = send_event(c, type, m)) != HM_OK) {
         HM_LOG_DEBUG("NET-DELIVER-FAIL", "conn %llu: %s to %s: %s",
@@ -80,7 +80,9 @@ static void update_events(hm_conn *c)
         want = EPOLLOUT;
         break;
     case CONN_OPEN:
-        if (!c->read_done && !atomic_load(&c->read_paused))
+        /* seq_cst, as every access to read_paused: see pause_reading(). */
+        if (!c->read_done &&
+            !atomic_load_explicit(&c->read_paused, memory_order_seq_cst))
             want |= EPOLLIN;
         if (c->out_head)
             want |= EPOLLOUT;
@@ -108,6 +110,7 @@ static void list_add(hm_conn *c)
         loop->conns->prev = c;
     loop->conns = c;
     c->listed = true;
+    /* relaxed: a gauge. */
     atomic_fetch_add_explicit(&loop->open, 1, memory_order_relaxed);
 }
 
@@ -122,6 +125,7 @@ static void list_remove(hm_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->listed = false;
+    /* relaxed: a gauge. */
     atomic_fetch_sub_explicit(&c->loop->open, 1, memory_order_relaxed);
 }
 
@@ -149,6 +153,7 @@ void hm_conn_finish(hm_conn *c, hm_err reason)
     }
     list_remove(c);
     hm_conn_drop_output(c);
+    /* relaxed: a counter. */
     atomic_fetch_add_explicit(&c->loop->closed, 1, memory_order_relaxed);
     deliver(c, &hm_net_closed_type, reason, NULL, 0, 0);
     hm_addr_release(c->owner);
@@ -223,6 +228,7 @@ static void flush_and_advance(hm_conn *c)
 
 static void start_graceful(hm_conn *c)
 {
+    /* release: pairs with the acquire load in hm_conn_is_open(). */
     atomic_store_explicit(&c->closed, true, memory_order_release);
     if (c->state < CONN_OPEN) {
         hm_conn_finish(c, HM_OK);
@@ -244,14 +250,17 @@ static void start_graceful(hm_conn *c)
  * budget of undelivered-or-unhandled frames. */
 static bool pause_reading(hm_conn *c)
 {
-    if (atomic_load(&c->inflight) <= c->max_inflight)
+    /* seq_cst: see below. */
+    if (atomic_load_explicit(&c->inflight, memory_order_seq_cst) <=
+        c->max_inflight)
         return false;
     /* seq_cst store then seq_cst load: pairs with conn.c's
      * inflight_release(), which decrements inflight then loads
      * read_paused. One of us sees the other: no lost resume. */
-    atomic_store(&c->read_paused, true);
-    if (atomic_load(&c->inflight) <= c->max_inflight / 2) {
-        atomic_store(&c->read_paused, false);
+    atomic_store_explicit(&c->read_paused, true, memory_order_seq_cst);
+    if (atomic_load_explicit(&c->inflight, memory_order_seq_cst) <=
+        c->max_inflight / 2) {
+        atomic_store_explicit(&c->read_paused, false, memory_order_seq_cst);
         return false;
     }
     atomic_fetch_add_explicit(&c->loop->read_pauses, 1, memory_order_relaxed);
@@ -287,6 +296,7 @@ static bool deliver_frames(hm_conn *c)
             deliver(c, &hm_net_error_type, err, NULL, 0, 0);
             return false;
         }
+        /* relaxed: a counter. */
         atomic_fetch_add_explicit(&c->loop->frames_in, 1, memory_order_relaxed);
         if (c->idle_ms)
             hm_conn_mark_rx(c); /* the idle clock restarts (timed.c) */
@@ -348,8 +358,9 @@ static void on_readable(hm_conn *c)
         drain_linger(c);
         return;
     }
+    /* seq_cst, as every access to read_paused: see pause_reading(). */
     while (c->state == CONN_OPEN && !c->read_done && total < READ_BUDGET &&
-           !atomic_load(&c->read_paused)) {
+           !atomic_load_explicit(&c->read_paused, memory_order_seq_cst)) {
         size_t avail;
         uint8_t *space;
         ssize_t n;
@@ -365,6 +376,7 @@ static void on_readable(hm_conn *c)
 
         if (n > 0) {
             hm_frame_reader_commit(c->reader, (size_t)n);
+            /* relaxed: a counter. */
             atomic_fetch_add_explicit(&c->loop->bytes_in, (uint64_t)n,
                                       memory_order_relaxed);
             total += (size_t)n;
@@ -392,9 +404,10 @@ static void on_readable(hm_conn *c)
 
 static void resume_reading(hm_conn *c)
 {
-    if (!atomic_load(&c->read_paused))
+    /* seq_cst: see pause_reading(). */
+    if (!atomic_load_explicit(&c->read_paused, memory_order_seq_cst))
         return;
-    atomic_store(&c->read_paused, false);
+    atomic_store_explicit(&c->read_paused, false, memory_order_seq_cst);
     if (c->state == CONN_OPEN && !c->read_done)
         deliver_frames(c); /* frames left in the buffer by the pause */
 }
@@ -460,6 +473,7 @@ static void start_connect(hm_conn *c)
     hm_conn_set_user_timeout(fd, user_timeout_ms);
     list_add(c);
     if (connect(fd, &c->remote.sa, len) == 0) {
+        /* relaxed: a counter. */
         atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
         conn_opened(c);
         return;
@@ -483,6 +497,7 @@ static void complete_connect(hm_conn *c)
         hm_conn_finish(c, hm_conn_errno(err));
         return;
     }
+    /* relaxed: a counter. */
     atomic_fetch_add_explicit(&c->loop->connected, 1, memory_order_relaxed);
     conn_opened(c);
 }
@@ -600,7 +615,8 @@ void hm_conn_on_deadline(hm_conn *c, uint64_t now_ms)
         c->deadline_ms = 0;
         on_state_deadline(c);
     } else if (hm_conn_idle_due(c) <= now_ms) {
-        if (atomic_load(&c->read_paused)) {
+        /* seq_cst: see pause_reading(). */
+        if (atomic_load_explicit(&c->read_paused, memory_order_seq_cst)) {
             hm_conn_mark_rx(c); /* the owner is behind, not the peer */
         } else {
             HM_LOG_DEBUG("NET-IDLE-TIMEOUT", "conn %llu: no frame for %u ms",

@@ -156,6 +156,7 @@ void hm_conn_io_release(hm_conn *c)
                              !c->shut_wr_pending
                          ? W_DIRECT
                          : 0;
+    /* relaxed: a first guess; the CAS below decides. */
     uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
 
     /* release: pairs with the acquire in conn.c's take_output(). */
@@ -172,6 +173,7 @@ void hm_conn_io_release(hm_conn *c)
 void hm_conn_io_acquire_for_good(hm_conn *c)
 {
     if (!c->io_sending) {
+        /* relaxed: a first guess; the CAS below decides. */
         uint8_t v = atomic_load_explicit(&c->wflags, memory_order_relaxed);
 
         for (;;) {
@@ -206,6 +208,7 @@ void hm_conn_drop_output(hm_conn *c)
     }
     c->out_tail = NULL;
     c->out_off = 0;
+    /* relaxed: a gauge (hm_conn_queued_len()). */
     atomic_store_explicit(&c->queued_len, 0, memory_order_relaxed);
 }
 

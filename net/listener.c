@@ -123,6 +123,7 @@ hm_err hm_net_listen(hm_net *net, const hm_listen_config *cfg,
 
     if (!cfg->accept || cfg->port < 0 || cfg->port > 65535)
         return HM_EINVAL;
+    /* acquire: pairs with the exchange in hm_net_stop(). */
     if (atomic_load_explicit(&net->stopped, memory_order_acquire))
         return HM_ECLOSED;
     if ((err = bind_and_listen(cfg, &fd)) != HM_OK)
@@ -178,14 +179,19 @@ void hm_listener_stop(hm_listener *l)
 
 void hm_listener_run_task(hm_listener *l)
 {
+    /* acq_rel: pairs with the exchange in listener_schedule(); cleared
+     * first, so a close asked for after this schedules the task again. */
     atomic_exchange_explicit(&l->scheduled, false, memory_order_acq_rel);
     if (!l->stopped && !l->registered) {
         l->registered = true;
         l->next = l->loop->listeners;
         l->loop->listeners = l;
+        /* acquire: pairs with the release store in hm_net_stop(). */
         if (!atomic_load_explicit(&l->loop->stopping, memory_order_acquire))
             hm_loop_epoll_set(l->loop, l->fd, &l->task, &l->events, EPOLLIN);
     }
+    /* relaxed: the schedule's push published close_req; acquire:
+     * stopping, as above. */
     if (!l->stopped &&
         (atomic_load_explicit(&l->close_req, memory_order_relaxed) ||
          atomic_load_explicit(&l->loop->stopping, memory_order_acquire)))
@@ -208,6 +214,7 @@ static void on_out_of_fds(hm_listener *l)
         e = errno;
         if (fd >= 0) {
             close(fd);
+            /* relaxed: a counter. */
             atomic_fetch_add_explicit(&loop->accept_dropped, 1,
                                       memory_order_relaxed);
         }
@@ -246,6 +253,7 @@ static void take_connection(hm_listener *l, int fd,
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
         memcpy(&c->remote, ss, sizeof c->remote);
     hm_conn_format_peer((const struct sockaddr *)ss, peer, sizeof peer);
+    /* relaxed: a counter. */
     atomic_fetch_add_explicit(&l->loop->accepted, 1, memory_order_relaxed);
     err = l->accept(l->accept_arg, c->id, peer, &owner);
     if (err != HM_OK || !owner) {

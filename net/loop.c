@@ -41,6 +41,7 @@ uint64_t hm_loop_now_ms(void)
 
 void hm_loop_schedule(hm_loop *loop, hm_task *task)
 {
+    /* relaxed: a first guess at the head; the release CAS below publishes. */
     hm_task *head = atomic_load_explicit(&loop->tasks, memory_order_relaxed);
 
     do {
@@ -304,6 +305,7 @@ hm_err hm_net_create(const hm_net_config *cfg, hm_net **out)
 static void loop_close_all(hm_loop *loop)
 {
     hm_task *t =
+        /* acquire: pairs with the release CAS in hm_loop_schedule(). */
         atomic_exchange_explicit(&loop->tasks, NULL, memory_order_acquire);
 
     while (t) { /* pending tasks: run them, so new conns close properly */
@@ -312,6 +314,8 @@ static void loop_close_all(hm_loop *loop)
         if (t->kind == TASK_CONN) {
             hm_conn *c = (hm_conn *)t;
 
+            /* relaxed: the loop's thread is joined and the task is off the
+             * stack. */
             atomic_store_explicit(&c->scheduled, false, memory_order_relaxed);
             hm_conn_finish(c, HM_ECLOSED);
             hm_conn_release(c); /* the task's reference */

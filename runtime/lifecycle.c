@@ -113,6 +113,7 @@ hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
     uint64_t deadline;
     hm_timer_id id = 0;
 
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
     /* Never early: the deadline is the first millisecond tick at or after
@@ -267,6 +268,7 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
         pthread_mutex_unlock(&rt->timer_lock);
         fire(rt, fires, n);
     }
+    /* relaxed: the manual clock is driven by one test thread. */
     atomic_store_explicit(&rt->manual_now_ms, target, memory_order_relaxed);
     hm_sched_run_manual(rt);
 }
@@ -313,18 +315,19 @@ hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
     }
     abs_time(hm_clock_now_ms() + timeout_ms, &ts);
     /* seq_cst: Dekker pair with hm_rt_busy_dec(). */
-    atomic_fetch_add(&rt->idle_waiters, 1);
+    atomic_fetch_add_explicit(&rt->idle_waiters, 1, memory_order_seq_cst);
     pthread_mutex_lock(&rt->idle_lock);
-    while (atomic_load(&rt->busy) != 0) {
+    while (atomic_load_explicit(&rt->busy, memory_order_seq_cst) != 0) {
         if (pthread_cond_timedwait(&rt->idle_cond, &rt->idle_lock, &ts) ==
                 ETIMEDOUT &&
-            atomic_load(&rt->busy) != 0) {
+            atomic_load_explicit(&rt->busy, memory_order_seq_cst) != 0) {
             err = HM_ETIMEDOUT;
             break;
         }
     }
     pthread_mutex_unlock(&rt->idle_lock);
-    atomic_fetch_sub(&rt->idle_waiters, 1);
+    /* seq_cst: as above. */
+    atomic_fetch_sub_explicit(&rt->idle_waiters, 1, memory_order_seq_cst);
     return err;
 }
 

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+/* relaxed: a level; a log line may see an old one for a moment. */
 _Atomic int hm_log_level_now = HM_LOG_LEVEL_INFO;
 
 typedef struct sink_pair {
@@ -23,6 +24,8 @@ typedef struct sink_pair {
     struct sink_pair *retired_next; /* guarded by: retired_lock */
 } sink_pair;
 
+/* acq_rel exchange in hm_log_set_sink(), acquire load in hm_log_write():
+ * a writer sees the pair's fields once it sees the pointer. */
 static _Atomic(sink_pair *) current_sink;
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static sink_pair *retired; /* guarded by: retired_lock */

@@ -115,6 +115,7 @@ static hm_err reply_to(hm_runtime *rt, hm_addr *self, hm_msg *request,
     if (!(request->flags & MSG_REQUEST) || (request->flags & MSG_REPLIED) ||
         !request->from)
         return HM_EINVAL;
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
     reply->flags |= MSG_REPLY;
@@ -284,6 +285,7 @@ hm_err hm_runtime_deactivate(hm_runtime *rt, hm_addr *a)
 {
     hm_msg *m;
 
+    /* acquire: pairs with the release store in hm_runtime_destroy(). */
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return HM_ECLOSED;
     m = hm_msg_alloc();
@@ -318,6 +320,7 @@ hm_err hm_runtime_call(hm_runtime *rt, hm_addr *to, hm_msg *msg,
     pthread_cond_init(&w->cond, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&w->refs, 2);
+    /* relaxed: ids need only be unique. */
     w->req_id = atomic_fetch_add_explicit(&rt->next_req_id, 1,
                                           memory_order_relaxed) +
                 1;

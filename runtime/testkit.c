@@ -148,7 +148,11 @@ hm_err hm_testkit_send(hm_testkit *kit, hm_msg *msg)
 
 hm_err hm_testkit_request(hm_testkit *kit, hm_msg *msg, uint64_t *req_id_out)
 {
-    uint64_t id = atomic_fetch_add(&kit->rt->next_req_id, 1) + 1;
+    /* seq_cst, though ids need only be unique (request.c takes them
+     * relaxed): a test helper, kept as it was. */
+    uint64_t id = atomic_fetch_add_explicit(&kit->rt->next_req_id, 1,
+                                            memory_order_seq_cst) +
+                  1;
     hm_err err;
 
     msg->flags |= MSG_REQUEST;

@@ -97,7 +97,7 @@ struct mqtt_broker {
  * delivered to (fan-out copies a pointer, not the payload). */
 typedef struct mqtt_receipt mqtt_receipt;
 typedef struct mqtt_pub {
-    _Atomic uint32_t refs;
+    _Atomic uint32_t refs; /* relaxed adds; the acq_rel last drop frees */
     /* With the `always` policy, the publisher's acknowledgement waits on
      * this (saver.c); NULL otherwise. Each delivery message of the pub
      * owns one unit of it, which the session releases once the message is

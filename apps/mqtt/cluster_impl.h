@@ -88,8 +88,8 @@ struct mqtt_cluster {
     _Atomic uint64_t pubs_sent;     /* publishes sent to other nodes */
     _Atomic uint64_t pubs_received; /* publishes received from them */
     _Atomic uint64_t too_big;       /* publishes too large to cross */
-    _Atomic uint64_t filters_remote;
-    _Atomic uint64_t filters_local;
+    _Atomic uint64_t filters_remote; /* filters other nodes hold (a gauge) */
+    _Atomic uint64_t filters_local;  /* filters held here (a gauge) */
 };
 
 /* A publish crossing nodes; the payload of "mqtt.cl.pub". */

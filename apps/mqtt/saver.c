@@ -39,7 +39,7 @@
 /* ------------------------------------------------------------ receipts */
 
 struct mqtt_receipt {
-    _Atomic uint32_t units;
+    _Atomic uint32_t units; /* relaxed adds; the acq_rel last drop ends it */
     mqtt_broker *b;
     hm_addr *conn;
     uint64_t seq;
