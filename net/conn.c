@@ -96,6 +96,7 @@ static void inflight_release(hm_conn *c, size_t charge)
 
     if (left <= c->max_inflight / 2 &&
         atomic_load_explicit(&c->read_paused, memory_order_seq_cst) &&
+        /* acquire: pairs with the release store in hm_conn_finish(). */
         !atomic_load_explicit(&c->finished, memory_order_acquire)) {
         /* relaxed: the schedule's release push publishes the bit. */
         atomic_fetch_or_explicit(&c->requests, REQ_RESUME,

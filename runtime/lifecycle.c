@@ -253,7 +253,7 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
             pthread_mutex_unlock(&rt->timer_lock);
             break;
         }
-        if (next > hm_rt_now_ms(rt))
+        if (next > hm_rt_now_ms(rt)) /* relaxed: as below */
             atomic_store_explicit(&rt->manual_now_ms, next,
                                   memory_order_relaxed);
         if (rt->next_sweep_ms <= next) {
@@ -277,6 +277,7 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
 
 static void add_counters(hm_runtime_stats *s, hm_counters *c)
 {
+/* relaxed: statistics, exact only when the runtime is idle. */
 #define LOAD(f) atomic_load_explicit(&c->f, memory_order_relaxed)
     s->sent += LOAD(sent);
     s->delivered += LOAD(delivered);

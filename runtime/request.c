@@ -56,7 +56,7 @@ static bool pending_take(hm_addr *e, uint64_t req_id, hm_pending *out)
         s->items[i] = s->items[--s->count];
         /* The set's memory stays until the activation ends: a receiver
          * that made one request usually makes another. */
-        if (s->count == 0)
+        if (s->count == 0) /* relaxed: a hint, as where it is set */
             atomic_fetch_and_explicit(&e->sflags, ~(uint32_t)ENT_PENDING,
                                       memory_order_relaxed);
         return true;
@@ -171,6 +171,8 @@ void hm_req_handle_reply(hm_runtime *rt, hm_ctx *ctx, hm_addr *e, hm_msg *m)
     hm_pending p;
     hm_err err = HM_OK;
 
+    /* relaxed: set before the request went out, whose push published it
+     * (hm_runtime_call). */
     if (e->handler && (atomic_load_explicit(&e->sflags, memory_order_relaxed) &
                        ENT_RAWREPLY)) {
         hm_rt_deliver(rt, ctx, e, m); /* hm_runtime_call's waiter */
