@@ -1,5 +1,6 @@
 /* apps/mqtt/file_error.h: reading a configuration-style file (config.c,
- * passwd.c, acl.c) and the message a parser gives back when it refuses one.
+ * passwd.c, acl.c, and tools/passwd.c) and the message a parser gives back
+ * when it refuses one.
  *
  * One error type so that the broker reports every refused file the same way:
  * "FILE:LINE: what was wrong", ready for a log line or stderr; and one reader

@@ -14,6 +14,7 @@
  * This is a program, not library code: it lives below apps/mqtt/, not in
  * it, so that the layer's static library never gets a second main(). The
  * Makefile needs a rule to build it (see the report of the mqtt branch). */
+#include "apps/mqtt/file_error.h"
 #include "apps/mqtt/passwd.h"
 #include "runtime/alloc.h"
 
@@ -63,27 +64,17 @@ static bool read_secret(const char *prompt, char *buf, size_t cap)
     return ok;
 }
 
-static char *read_file(const char *path, bool may_be_missing)
+/* The whole file (mqtt_file_read: bounded, NUL-checked, as the broker
+ * reads it), owned; or NULL with the reason on stderr. */
+static char *read_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0, cap = 0, n;
+    mqtt_file_error err;
+    char *text;
 
-    if (!f) {
-        if (errno == ENOENT && may_be_missing)
-            return hm_strdup("");
-        fprintf(stderr, "hermes-mqtt-passwd: %s: %s\n", path, strerror(errno));
+    if (mqtt_file_read(path, &text, &err) != HM_OK) {
+        fprintf(stderr, "hermes-mqtt-passwd: %s\n", err.text);
         return NULL;
     }
-    do {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            text = hm_realloc(text, cap + 1);
-        }
-        len += (n = fread(text + len, 1, cap - len, f));
-    } while (n > 0);
-    fclose(f);
-    text[len] = '\0';
     return text;
 }
 
@@ -157,7 +148,7 @@ int main(int argc, char **argv)
         return usage();
     file = argv[optind];
     user = argv[optind + 1];
-    if (!(text = create ? hm_strdup("") : read_file(file, false)))
+    if (!(text = create ? hm_strdup("") : read_file(file)))
         return 1;
     if (!delete &&!(hash = new_hash(batch ? argv[optind + 2] : NULL)))
         goto out;
