@@ -1,10 +1,12 @@
 /* apps/mqtt/framer.c: the incremental framer over mqtt_frame().
  *
- * One growable buffer: [start, end) holds bytes pushed and not yet handed
- * out. Packets handed out stay valid until the next push, which is when the
- * buffer compacts (memmove of the partial tail to the front), so a caller
- * may pull every complete packet of one read and decode each in place. */
+ * One growable buffer (inbuf_impl.h): [start, end) holds bytes pushed and
+ * not yet handed out. Packets handed out stay valid until the next push,
+ * which is when the buffer compacts (memmove of the partial tail to the
+ * front), so a caller may pull every complete packet of one read and
+ * decode each in place. */
 #include "apps/mqtt/framer.h"
+#include "apps/mqtt/inbuf_impl.h"
 
 #include "runtime/alloc.h"
 
@@ -12,10 +14,7 @@
 
 struct mqtt_framer {
     mqtt_limits limits;
-    uint8_t *buf;
-    size_t cap;
-    size_t start; /* first byte not yet returned as a packet */
-    size_t end;   /* one past the last byte pushed */
+    mqtt_inbuf in; /* start: the first byte not yet returned as a packet */
     hm_err sticky;
     mqtt_fault sticky_why;
 };
@@ -33,7 +32,7 @@ void mqtt_framer_destroy(mqtt_framer *f)
 {
     if (!f)
         return;
-    hm_free(f->buf);
+    mqtt_inbuf_fini(&f->in);
     hm_free(f);
 }
 
@@ -41,22 +40,9 @@ void mqtt_framer_push(mqtt_framer *f, const void *data, size_t len)
 {
     if (f->sticky != HM_OK || len == 0)
         return;
-    /* Compact first: returned packets are dead now, so the buffer holds at
-     * most one partial packet plus this read. */
-    if (f->start > 0) {
-        memmove(f->buf, f->buf + f->start, f->end - f->start);
-        f->end -= f->start;
-        f->start = 0;
-    }
-    if (f->cap - f->end < len) {
-        size_t cap = f->cap ? f->cap : 256;
-        while (cap - f->end < len)
-            cap *= 2;
-        f->buf = hm_realloc(f->buf, cap);
-        f->cap = cap;
-    }
-    memcpy(f->buf + f->end, data, len);
-    f->end += len;
+    /* Returned packets are dead now, so the buffer holds at most one
+     * partial packet plus this read. */
+    mqtt_inbuf_push(&f->in, data, len);
 }
 
 hm_err mqtt_framer_next(mqtt_framer *f, mqtt_bytes *packet_out, mqtt_fault *why)
@@ -69,8 +55,8 @@ hm_err mqtt_framer_next(mqtt_framer *f, mqtt_bytes *packet_out, mqtt_fault *why)
             *why = f->sticky_why;
         return f->sticky;
     }
-    err = mqtt_frame(f->buf + f->start, f->end - f->start, &f->limits,
-                     &packet_len, &f->sticky_why);
+    err = mqtt_frame(f->in.buf + f->in.start, f->in.end - f->in.start,
+                     &f->limits, &packet_len, &f->sticky_why);
     if (err == HM_EAGAIN)
         return HM_EAGAIN;
     if (err != HM_OK) {
@@ -79,13 +65,13 @@ hm_err mqtt_framer_next(mqtt_framer *f, mqtt_bytes *packet_out, mqtt_fault *why)
             *why = f->sticky_why;
         return err;
     }
-    packet_out->ptr = f->buf + f->start;
+    packet_out->ptr = f->in.buf + f->in.start;
     packet_out->len = packet_len;
-    f->start += packet_len;
+    f->in.start += packet_len;
     return HM_OK;
 }
 
 size_t mqtt_framer_pending(const mqtt_framer *f)
 {
-    return f->end - f->start;
+    return f->in.end - f->in.start;
 }

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE /* memmem, for builds without the Makefile flags */
 #endif
 #include "apps/mqtt/ws.h"
+#include "apps/mqtt/inbuf_impl.h"
 
 #include "runtime/alloc.h"
 
@@ -242,8 +243,7 @@ hm_err mqtt_ws_handshake_parse(const uint8_t *buf, size_t len,
 
 struct mqtt_ws_decoder {
     mqtt_ws_limits limits;
-    uint8_t *buf;
-    size_t cap, start, end;
+    mqtt_inbuf in;      /* inbuf_impl.h */
     bool in_data;       /* inside a data frame's payload */
     uint64_t remaining; /* payload bytes of that frame still to come */
     uint8_t mask[4];
@@ -275,7 +275,7 @@ void mqtt_ws_decoder_destroy(mqtt_ws_decoder *d)
 {
     if (!d)
         return;
-    hm_free(d->buf);
+    mqtt_inbuf_fini(&d->in);
     hm_free(d);
 }
 
@@ -283,20 +283,7 @@ void mqtt_ws_decoder_push(mqtt_ws_decoder *d, const void *data, size_t len)
 {
     if (d->sticky != HM_OK || len == 0)
         return;
-    if (d->start > 0) {
-        memmove(d->buf, d->buf + d->start, d->end - d->start);
-        d->end -= d->start;
-        d->start = 0;
-    }
-    if (d->cap - d->end < len) {
-        size_t cap = d->cap ? d->cap : 256;
-        while (cap - d->end < len)
-            cap *= 2;
-        d->buf = hm_realloc(d->buf, cap);
-        d->cap = cap;
-    }
-    memcpy(d->buf + d->end, data, len);
-    d->end += len;
+    mqtt_inbuf_push(&d->in, data, len);
 }
 
 static hm_err ws_fail(mqtt_ws_decoder *d, uint16_t code, const char *reason,
@@ -313,8 +300,8 @@ static hm_err ws_fail(mqtt_ws_decoder *d, uint16_t code, const char *reason,
 static hm_err read_header(const mqtt_ws_decoder *d, frame_header *h,
                           uint8_t *b0_out, bool *masked_out)
 {
-    const uint8_t *p = d->buf + d->start;
-    size_t avail = d->end - d->start, need = 2;
+    const uint8_t *p = d->in.buf + d->in.start;
+    size_t avail = d->in.end - d->in.start, need = 2;
     uint8_t len7;
 
     if (avail < 2)
@@ -396,11 +383,11 @@ static bool close_code_is_valid(uint16_t c)
 static hm_err take_control(mqtt_ws_decoder *d, const frame_header *h,
                            mqtt_ws_event *ev, mqtt_ws_fault *why)
 {
-    uint8_t *payload = d->buf + d->start + h->header_len;
+    uint8_t *payload = d->in.buf + d->in.start + h->header_len;
     size_t len = (size_t)h->len;
 
     unmask(payload, len, h->mask, 0);
-    d->start += h->header_len + len;
+    d->in.start += h->header_len + len;
     ev->payload = (mqtt_bytes){payload, len};
     ev->close_code = 0;
     if (h->opcode == MQTT_WS_OP_PING) {
@@ -431,16 +418,16 @@ static hm_err take_control(mqtt_ws_decoder *d, const frame_header *h,
 /* Payload bytes of the current data frame, as many as are buffered. */
 static hm_err take_data(mqtt_ws_decoder *d, mqtt_ws_event *ev)
 {
-    size_t avail = d->end - d->start;
+    size_t avail = d->in.end - d->in.start;
     size_t n = d->remaining < avail ? (size_t)d->remaining : avail;
-    uint8_t *p = d->buf + d->start;
+    uint8_t *p = d->in.buf + d->in.start;
 
     if (n == 0)
         return HM_EAGAIN;
     unmask(p, n, d->mask, d->mask_pos);
     d->mask_pos += n;
     d->remaining -= n;
-    d->start += n;
+    d->in.start += n;
     if (d->remaining == 0)
         d->in_data = false;
     ev->kind = MQTT_WS_EV_DATA;
@@ -470,11 +457,11 @@ hm_err mqtt_ws_decoder_next(mqtt_ws_decoder *d, mqtt_ws_event *ev,
         if ((err = check_header(d, &h, b0, masked, why)) != HM_OK)
             return err;
         if (is_control(h.opcode)) {
-            if (d->end - d->start < h.header_len + h.len)
+            if (d->in.end - d->in.start < h.header_len + h.len)
                 return HM_EAGAIN;
             return take_control(d, &h, ev, why);
         }
-        d->start += h.header_len;
+        d->in.start += h.header_len;
         d->in_message = !h.fin;
         d->in_data = h.len > 0;
         d->remaining = h.len;
