@@ -265,6 +265,36 @@ Test(presence, registration_is_visible_everywhere_after_one_delay)
     psim_fini(&s);
 }
 
+/* hm_presence_changes() (what the node's routing epoch follows, ADR 0270)
+ * moves when a name set a lookup reads changes, and not with ticks,
+ * digests or links. */
+Test(presence, change_count_follows_the_name_sets_not_the_ticks)
+{
+    psim s;
+    char at[HM_NODE_NAME_MAX + 1];
+    psim_init(&s, 13, 0.0, 10);
+    run_until(&s, 100);
+    uint64_t c0 = hm_presence_changes(s.node[1]);
+    run_until(&s, s.now + 3000); /* ticks and digest rounds, no names */
+    cr_assert_eq(hm_presence_changes(s.node[1]), c0);
+    cr_assert_eq(hm_presence_register(s.node[0], "alice", s.now), HM_OK);
+    cr_assert_gt(hm_presence_changes(s.node[0]), 0);
+    drain(&s, 0);
+    while (hm_presence_lookup(s.node[1], "alice", at) != HM_OK)
+        run_until(&s, s.now + 1);
+    uint64_t c1 = hm_presence_changes(s.node[1]);
+    cr_assert_gt(c1, c0);
+    run_until(&s, s.now + 3000);
+    cr_assert_eq(hm_presence_changes(s.node[1]), c1);
+    /* n0's names go when it dies; a second death notice changes nothing. */
+    hm_presence_on_node_gone(s.node[1], "n0", s.inc[0]);
+    cr_assert_gt(hm_presence_changes(s.node[1]), c1);
+    c1 = hm_presence_changes(s.node[1]);
+    hm_presence_on_node_gone(s.node[1], "n0", s.inc[0]);
+    cr_assert_eq(hm_presence_changes(s.node[1]), c1);
+    psim_fini(&s);
+}
+
 Test(presence, dead_node_names_vanish_and_late_deltas_do_not_revive_them)
 {
     psim s;
