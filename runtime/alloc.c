@@ -1,4 +1,10 @@
-/* runtime/alloc.c: the abort-on-OOM wrappers around the C allocator. */
+/* runtime/alloc.c: the abort-on-OOM wrappers around the C allocator.
+ *
+ * Key decision (STYLE 4): running out of memory is not an error code. Each
+ * wrapper logs the size it wanted and aborts, so a constructor that can
+ * fail only for lack of memory returns a pointer that is never NULL, and no
+ * caller carries a cleanup path it could never test. A request for zero
+ * bytes asks for one, so a NULL from the C allocator always means OOM. */
 #include "runtime/alloc.h"
 
 #include "runtime/log.h"
