@@ -2,9 +2,8 @@
  *
  * Key decision: one clock for every deadline and timer in Hermes, the
  * monotonic one, so a wall-clock step (NTP, an administrator) never fires a
- * timer early or holds one back. clock_gettime() on it costs tens of
- * nanoseconds through the vDSO (no system call), so it is read where it is
- * needed rather than cached. */
+ * timer early or holds one back. clock_gettime() on it usually costs tens
+ * of nanoseconds through the vDSO, without a system call. */
 #include "runtime/clock.h"
 
 #include <time.h>
