@@ -151,6 +151,17 @@ static double median_ms(int64_t *ns, size_t count)
     return (double)bench_percentile(ns, count, 50) / 1e6;
 }
 
+/* A detection scenario's row: the median of its `runs` times, or only
+ * "ok" under --smoke (which never reports timing). */
+static void detect_row(bench *b, const char *scenario, int64_t *ns,
+                       size_t runs)
+{
+    if (b->smoke)
+        printf("ok %s\n", scenario);
+    else
+        bench_row(scenario, "hermes", median_ms(ns, runs), "ms", "lower");
+}
+
 /* ------------------------------------------------------------ scenarios */
 
 static void detect_crash(bench *b, size_t runs, size_t *ups)
@@ -167,11 +178,7 @@ static void detect_crash(bench *b, size_t runs, size_t *ups)
         child_kill(&c);
         ns[i] = (int64_t)(wait_for(b, 0, "C") - t0);
     }
-    if (b->smoke)
-        printf("ok detect-crash\n");
-    else
-        bench_row("detect-crash", "hermes", median_ms(ns, runs), "ms",
-                  "lower");
+    detect_row(b, "detect-crash", ns, runs);
 }
 
 static void detect_silent(bench *b, size_t runs, size_t *ups)
@@ -197,11 +204,7 @@ static void detect_silent(bench *b, size_t runs, size_t *ups)
         child_kill(&c);
     }
     child_quit(&w);
-    if (b->smoke)
-        printf("ok detect-silent\n");
-    else
-        bench_row("detect-silent", "hermes", median_ms(ns, runs), "ms",
-                  "lower");
+    detect_row(b, "detect-silent", ns, runs);
 }
 
 static void presence_p99(bench *b, size_t names, size_t *ups)
