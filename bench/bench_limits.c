@@ -269,6 +269,7 @@ static void mpsc_push(mpsc *q, mpsc_node *n)
 {
     mpsc_node *prev;
 
+    /* relaxed: the exchange below publishes it. */
     atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
     /* acq_rel: the release half publishes n's fields to whoever links
      * after n; the acquire half orders our link store after the previous

@@ -96,7 +96,8 @@ uint64_t await_end(bench *b, const char *what)
         if (bench_now_ns() > give_up)
             bench_fail(PROG, "%s: no end after %u s (progress %llu)", what,
                        b->sz->wait_s,
-                       (unsigned long long)atomic_load(&b->progress));
+                       (unsigned long long)atomic_load_explicit(
+                           &b->progress, memory_order_relaxed)); /* a report */
         if (hm_runtime_wait_idle(b->rt, 100) == HM_OK)
             bench_sleep_us(1000);
     }
@@ -110,7 +111,9 @@ void settle(bench *b, hm_runtime_stats *st)
     if (hm_runtime_wait_idle(b->rt, b->sz->wait_s * 1000u) != HM_OK)
         bench_fail(PROG, "runtime did not become idle");
     hm_runtime_stats_get(b->rt, st);
-    bench_check(PROG, "failed sends or replies", atomic_load(&b->errors), 0);
+    /* relaxed: the runtime is idle, its workers' writes are visible. */
+    bench_check(PROG, "failed sends or replies",
+                atomic_load_explicit(&b->errors, memory_order_relaxed), 0);
 }
 
 void open_runtime(bench *b, const sizes *sz, bool smoke,
