@@ -291,6 +291,11 @@ class Wills(BrokerTest):
 
     def test_will_retain_flag_stores_the_will(self):
         topic = unique("will")
+        # A watcher sees the will go out, after the store took it: a
+        # subscription made before the broker noticed the close would get
+        # it live, with RETAIN=0 (seen under load).
+        watcher = self.client()
+        watcher.subscribe(topic, 0)
         r = self.raw()
         body = mqtt_str("MQTT") + bytes([4, 0x02 | 0x04 | 0x20]) + \
             struct.pack("!H", 60) + mqtt_str(unique("w")) + \
@@ -298,6 +303,7 @@ class Wills(BrokerTest):
         r.send(packet(0x10, body))
         self.assertEqual(r.read()[0], 0x20)
         r.close()
+        self.assertEqual(watcher.next().payload, b"last")
         sub = self.client()
         sub.subscribe(topic, 0)
         m = sub.next()
