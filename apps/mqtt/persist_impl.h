@@ -32,4 +32,12 @@ typedef struct mqtt_persist_ops {
 mqtt_persist *mqtt_persist_wrap(const mqtt_persist_ops *ops, void *impl,
                                 char *where);
 
+/* Redis over an already connected stream socket `fd` (taken: closed by
+ * mqtt_persist_close()), for fuzz/fuzz_mqtt_persist_redis.c, which plays
+ * the server. `prefix` and `node` as mqtt_persist_open_redis(); a lost
+ * connection is not made again. Returns owned on HM_OK; HM_ESTORE if
+ * hiredis cannot take the socket. */
+hm_err mqtt_persist_open_redis_fd(int fd, const char *prefix,
+                                  const char *node, mqtt_persist **out);
+
 #endif
