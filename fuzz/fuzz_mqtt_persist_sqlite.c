@@ -15,67 +15,22 @@
 #include "apps/mqtt/persist.h"
 #include "apps/mqtt/topic.h"
 
-#include <sqlite3.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "fuzz/sqlite_rows.h"
+
 #include <string.h>
-#include <unistd.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_ROWS 16
 
-static char dir[64];
+static const char *dir;
 static char file[128];
-
-typedef struct script {
-    const uint8_t *p;
-    size_t left;
-} script;
-
-static uint8_t next(script *s)
-{
-    if (s->left == 0)
-        return 0;
-    s->left--;
-    return *s->p++;
-}
 
 static void check(int ok)
 {
     if (!ok)
         abort();
-}
-
-/* Binds a value of the script's choosing to column `col`. */
-static void bind(script *s, sqlite3_stmt *st, int col)
-{
-    uint8_t kind = next(s), len = next(s) % 32;
-    const uint8_t *bytes = s->p;
-
-    if (len > s->left)
-        len = (uint8_t)s->left;
-    s->p += len;
-    s->left -= len;
-    switch (kind % 5) {
-    case 0:
-        sqlite3_bind_null(st, col);
-        break;
-    case 1:
-        sqlite3_bind_int64(st, col, (int8_t)len - 8 + (len ? bytes[0] : 0));
-        break;
-    case 2:
-        sqlite3_bind_double(st, col, len / 4.0);
-        break;
-    case 3:
-        sqlite3_bind_text(st, col, (const char *)bytes, len, SQLITE_TRANSIENT);
-        break;
-    default:
-        sqlite3_bind_blob(st, col, bytes, len, SQLITE_TRANSIENT);
-        break;
-    }
 }
 
 static void write_rows(script *s)
@@ -98,7 +53,7 @@ static void write_rows(script *s)
 
         check(sqlite3_prepare_v2(db, insert[t], -1, &st, NULL) == SQLITE_OK);
         for (int c = 1; c <= columns[t]; c++)
-            bind(s, st, c);
+            bind_any(s, st, c);
         (void)sqlite3_step(st); /* a NOT NULL refusal is fine */
         sqlite3_finalize(st);
     }
@@ -140,35 +95,20 @@ static const char *on_inbound(void *arg, const char *id, uint16_t pid)
     return NULL;
 }
 
-static void remove_dir(void)
-{
-    char path[160];
-    static const char *const names[] = {"", "-wal", "-shm", "-journal"};
-
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        snprintf(path, sizeof path, "%s%s", file, names[i]);
-        unlink(path);
-    }
-    snprintf(path, sizeof path, "%s/hermes-mqtt.lock", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    static const char *const files[] = {
+        MQTT_PERSIST_FILE, MQTT_PERSIST_FILE "-wal", MQTT_PERSIST_FILE "-shm",
+        MQTT_PERSIST_FILE "-journal", "hermes-mqtt.lock", NULL};
     mqtt_persist *p;
     mqtt_file_error err;
 
     (void)argc;
     (void)argv;
-    /* In memory where there is a tmpfs: the store syncs its commits. */
-    snprintf(dir, sizeof dir, "%s/hm-fuzz-sqlite-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    check(mkdtemp(dir) != NULL);
+    dir = scratch_make(files);
     snprintf(file, sizeof file, "%s/%s", dir, MQTT_PERSIST_FILE);
     check(mqtt_persist_open_sqlite(dir, &p, &err) == HM_OK);
     mqtt_persist_close(p);
-    atexit(remove_dir);
     return 0;
 }
 
