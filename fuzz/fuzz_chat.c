@@ -22,18 +22,14 @@
 #include "net/hp.h"
 #include "runtime/alloc.h"
 
+#include "fuzz/fuzz_common.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static void format(const char *type, const json_t *d, size_t cap)
 {

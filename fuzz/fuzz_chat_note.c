@@ -11,18 +11,14 @@
 #include "apps/chat/note.h"
 #include "apps/chat/proto.h"
 
+#include "fuzz/fuzz_common.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static void round_trip(const hm_type *t, const json_t *j)
 {

@@ -21,6 +21,8 @@
 #include "cluster/options.h"
 #include "runtime/log.h"
 
+#include "fuzz/fuzz_common.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,12 +33,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_ARGS 32
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static void check_address(const char *s)
 {

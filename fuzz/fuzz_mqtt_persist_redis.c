@@ -15,7 +15,7 @@
 #include "apps/mqtt/persist_impl.h"
 #include "apps/mqtt/session_state.h"
 #include "apps/mqtt/topic.h"
-#include "runtime/log.h"
+#include "fuzz/fuzz_common.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -65,21 +65,12 @@ static const char *on_inbound(void *arg, const char *id, uint16_t pid)
     return NULL;
 }
 
-static void quiet(void *arg, hm_log_level level, const char *id,
-                  const char *line)
-{
-    (void)arg;
-    (void)level;
-    (void)id;
-    (void)line;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     signal(SIGPIPE, SIG_IGN); /* as the broker does (main.c) */
-    hm_log_set_sink(quiet, NULL); /* refusals are expected here */
+    hm_log_set_sink(quiet_log, NULL); /* refusals are expected here */
     return 0;
 }
 

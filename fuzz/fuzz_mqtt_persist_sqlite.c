@@ -27,38 +27,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *dir;
 static char file[128];
 
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
-
-static void write_rows(script *s)
+static void write_rows_of(script *s)
 {
     static const char *const insert[] = {
         "INSERT OR REPLACE INTO mqtt_session VALUES (?1, ?2)",
         "INSERT OR REPLACE INTO mqtt_retained VALUES (?1, ?2, ?3)",
         "INSERT OR REPLACE INTO mqtt_inbound VALUES (?1, ?2)"};
     static const int columns[] = {2, 3, 2};
-    sqlite3 *db;
 
-    check(sqlite3_open(file, &db) == SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
-    sqlite3_exec(db, "BEGIN; DELETE FROM mqtt_session; "
-                     "DELETE FROM mqtt_retained; DELETE FROM mqtt_inbound;",
-                 NULL, NULL, NULL);
-    for (int row = 0; row < MAX_ROWS && s->left > 0; row++) {
-        int t = next(s) % 3;
-        sqlite3_stmt *st;
-
-        check(sqlite3_prepare_v2(db, insert[t], -1, &st, NULL) == SQLITE_OK);
-        for (int c = 1; c <= columns[t]; c++)
-            bind_any(s, st, c);
-        (void)sqlite3_step(st); /* a NOT NULL refusal is fine */
-        sqlite3_finalize(st);
-    }
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    check(sqlite3_close(db) == SQLITE_OK);
+    write_rows(file,
+               "DELETE FROM mqtt_session; DELETE FROM mqtt_retained;"
+               " DELETE FROM mqtt_inbound;",
+               insert, columns, 3, MAX_ROWS, s);
 }
 
 /* The client ids the visitor was given, to catch one given twice. */
@@ -120,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mqtt_persist *p;
     mqtt_file_error err;
 
-    write_rows(&s);
+    write_rows_of(&s);
     seen_count = 0;
     check(mqtt_persist_open_sqlite(dir, &p, &err) == HM_OK);
     if (mqtt_persist_load(p, &v, &err) != HM_OK)

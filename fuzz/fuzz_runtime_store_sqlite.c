@@ -25,36 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *dir;
 static char file[128];
 
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
-
-static void write_rows(script *s)
+static void write_rows_of(script *s)
 {
     static const char *const insert[] = {
         "INSERT OR REPLACE INTO hm_state VALUES (?1, ?2)",
         "INSERT OR REPLACE INTO hm_reminder VALUES (?1, ?2, ?3, ?4)"};
     static const int columns[] = {2, 4};
-    sqlite3 *db;
 
-    check(sqlite3_open(file, &db) == SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
-    sqlite3_exec(db, "BEGIN; DELETE FROM hm_state; DELETE FROM hm_reminder;",
-                 NULL, NULL, NULL);
-    for (int row = 0; row < MAX_ROWS && s->left > 0; row++) {
-        int t = next(s) % 2;
-        sqlite3_stmt *st;
-
-        check(sqlite3_prepare_v2(db, insert[t], -1, &st, NULL) == SQLITE_OK);
-        for (int c = 1; c <= columns[t]; c++)
-            bind_any(s, st, c);
-        (void)sqlite3_step(st); /* a NOT NULL refusal is fine */
-        sqlite3_finalize(st);
-    }
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    check(sqlite3_close(db) == SQLITE_OK);
+    write_rows(file, "DELETE FROM hm_state; DELETE FROM hm_reminder;", insert,
+               columns, 2, MAX_ROWS, s);
 }
 
 /* The (receiver, name) pairs listed, to catch one listed twice. */
@@ -75,15 +54,6 @@ static void on_reminder(void *arg, const hm_store_reminder *r)
     strcpy(seen[seen_count++], pair);
 }
 
-static void quiet(void *arg, hm_log_level level, const char *id,
-                  const char *line)
-{
-    (void)arg;
-    (void)level;
-    (void)id;
-    (void)line;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static const char *const files[] = {"hermes.db", "hermes.db-wal",
@@ -93,7 +63,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void)argc;
     (void)argv;
-    hm_log_set_sink(quiet, NULL); /* refusals are expected here */
+    hm_log_set_sink(quiet_log, NULL); /* refusals are expected here */
     dir = scratch_make(files);
     snprintf(file, sizeof file, "%s/hermes.db", dir);
     check(hm_store_open_sqlite(dir, &s) == HM_OK);
@@ -107,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     script sc = {data, size};
     hm_store *s;
 
-    write_rows(&sc);
+    write_rows_of(&sc);
     seen_count = 0;
     check(hm_store_open_sqlite(dir, &s) == HM_OK);
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
