@@ -1,6 +1,7 @@
 /* apps/mqtt/persist_impl.h: what the two backends of persist.h share
  * (persist.c: SQLite and the dispatch; persist_redis.c: Redis). Nothing
- * outside apps/mqtt/ includes it. */
+ * outside apps/mqtt/ includes it but the Redis backend's fuzz target and
+ * unit test, for mqtt_persist_open_redis_fd(). */
 #ifndef HM_APPS_MQTT_PERSIST_IMPL_H
 #define HM_APPS_MQTT_PERSIST_IMPL_H
 
