@@ -191,3 +191,20 @@ Test(persist_redis, a_command_failing_inside_exec_fails_the_commit)
     mqtt_persist_close(p);
     close(peer);
 }
+
+/* Found by the fuzzer: hiredis allocated an array's element pointers as
+ * soon as it read "*N", so a server could make the broker ask for
+ * gigabytes (under ASan, `make asan`, the allocation itself fails the
+ * test). Now a load error. */
+Test(persist_redis, a_huge_array_header_is_refused_before_it_is_allocated)
+{
+    static const char *const bad[] = {"*2147483647\r\n", "*277777777\r\n"};
+
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        seen s = {0};
+        mqtt_file_error err;
+
+        cr_assert_eq(load(bad[i], NULL, &s, &err), HM_ESTORE, "case %zu", i);
+        cr_assert(strncmp(err.text, "redis", 5) == 0, "%s", err.text);
+    }
+}
