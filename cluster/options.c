@@ -49,13 +49,22 @@ hm_err hm_cluster_parse_hostport(const char *s, char *host, size_t host_len,
             return HM_EINVAL;
         hlen = (size_t)(colon - s);
     }
-    if (hlen == 0 || hlen >= host_len || !colon[1])
+    /* The port is 1 to 5 decimal digits: strtol alone would also take a
+     * sign and leading blanks ("h:+80", "h: 80"; found by
+     * fuzz/fuzz_cmdline.c). */
+    if (hlen == 0 || hlen >= host_len || !colon[1] ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+        strlen(colon + 1) > 5)
         return HM_EINVAL;
     p = strtol(colon + 1, &end, 10);
     if (*end || p < 0 || p > 65535)
         return HM_EINVAL;
+    /* Printable ASCII without blanks or brackets in the host ("[[1]:6"
+     * gave host "[1", which no address written back parses to). Bytes
+     * from 0x80 were refused only where char is signed; now everywhere. */
     for (size_t i = 0; i < hlen; i++)
-        if (h[i] <= ' ' || h[i] == 0x7f)
+        if ((unsigned char)h[i] <= ' ' || (unsigned char)h[i] >= 0x7f ||
+            h[i] == '[' || h[i] == ']')
             return HM_EINVAL;
     memcpy(host, h, hlen);
     host[hlen] = '\0';

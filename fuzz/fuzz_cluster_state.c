@@ -14,24 +14,13 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include "fuzz/fuzz_common.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct {
-    const uint8_t *p;
-    size_t left;
-} script;
-
-static uint8_t next(script *s)
-{
-    if (s->left == 0)
-        return 0;
-    s->left--;
-    return *s->p++;
-}
 
 static const char *const peers[] = {"n1", "n2", "n3", "n4"};
 static const char *const names[] = {"alice", "bob", "carol", "dave"};

@@ -8,6 +8,10 @@
 # object lists, so a target pulls in only what it calls. New targets need no
 # change here: drop fuzz/fuzz_<name>.c and a seed corpus in fuzz/corpus/<name>/.
 #
+# FUZZ_ONLY="name ..." builds and runs only those targets (a long run of one
+# target: FUZZ_ONLY=hp sh mk/fuzz.sh 600). A dictionary in
+# fuzz/dict/<name>.dict is passed with -dict.
+#
 # Each target runs SECONDS (default 20) over its seed corpus; new inputs go to
 # build/fuzz/corpus/<name>/ (the repository's corpus is only read). A crash
 # stops the run, leaves build/fuzz/crash-<name>-* and exits non-zero: turn it
@@ -44,13 +48,16 @@ status=0
 for src in fuzz/fuzz_*.c; do
     [ -f "$src" ] || continue
     name=$(basename "$src" .c | sed 's/^fuzz_//')
+    case " ${FUZZ_ONLY:-$name} " in *" $name "*) ;; *) continue ;; esac
     bin="$out/fuzz_$name"
+    dict=""
+    [ -f "fuzz/dict/$name.dict" ] && dict="-dict=fuzz/dict/$name.dict"
     echo "== fuzz $name (${seconds}s)"
     "$CC" $CFLAGS -fsanitize=fuzzer "$src" $libs -ljansson -lcrypto -lsqlite3 -lhiredis -lm \
         -o "$bin"
     mkdir -p "$out/corpus/$name" "fuzz/corpus/$name"
     if ! "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=0 -artifact_prefix="$out/crash-$name-" \
+        $dict -print_final_stats=0 -artifact_prefix="$out/crash-$name-" \
         "$out/corpus/$name" "fuzz/corpus/$name" >"$out/$name.log" 2>&1; then
         echo "!! fuzz $name FAILED (see $out/$name.log and $out/crash-$name-*)"
         tail -n 30 "$out/$name.log"

@@ -122,6 +122,39 @@ static hm_err sq_reminder_remove(void *impl, const char *receiver,
     return hm_sqlite_db_run(s->d, ST_RDEL, "delete a reminder");
 }
 
+/* Column `col` as non-empty text without a NUL, or NULL. */
+static const char *text_column(sqlite3_stmt *st, int col)
+{
+    const char *t;
+
+    if (sqlite3_column_type(st, col) != SQLITE_TEXT)
+        return NULL;
+    t = (const char *)sqlite3_column_text(st, col);
+    if (!t || !*t || strlen(t) != (size_t)sqlite3_column_bytes(st, col))
+        return NULL;
+    return t;
+}
+
+/* One reminder row as this store writes it: two names as text, two
+ * integers in range; false for anything else, which SQLite would have
+ * converted (a blob "a\0b" read as "a", -1 as a due time in 292 million
+ * years, a period cut to 32 bits). Found by
+ * fuzz/fuzz_runtime_store_sqlite.c; the Redis store refuses the same. */
+static bool reminder_row(sqlite3_stmt *st, hm_store_reminder *r)
+{
+    sqlite3_int64 due, period;
+
+    if (sqlite3_column_type(st, 2) != SQLITE_INTEGER ||
+        sqlite3_column_type(st, 3) != SQLITE_INTEGER)
+        return false;
+    due = sqlite3_column_int64(st, 2);
+    period = sqlite3_column_int64(st, 3);
+    *r = (hm_store_reminder){text_column(st, 0), text_column(st, 1),
+                             (uint64_t)due, (uint32_t)period};
+    return r->receiver && r->name && due >= 0 && period >= 0 &&
+           period <= UINT32_MAX;
+}
+
 static hm_err sq_reminder_each(void *impl, hm_store_reminder_fn fn,
                                void *arg)
 {
@@ -131,14 +164,13 @@ static hm_err sq_reminder_each(void *impl, hm_store_reminder_fn fn,
     int rc;
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        hm_store_reminder r = {
-            .receiver = (const char *)sqlite3_column_text(st, 0),
-            .name = (const char *)sqlite3_column_text(st, 1),
-            .due_unix_ms = (uint64_t)sqlite3_column_int64(st, 2),
-            .period_ms = (uint32_t)sqlite3_column_int64(st, 3),
-        };
-        if (r.receiver && r.name)
+        hm_store_reminder r;
+
+        if (reminder_row(st, &r))
             fn(arg, &r);
+        else
+            HM_LOG_ERROR("STORE-SQLITE-CORRUPT", "hm_reminder: malformed "
+                         "row skipped");
     }
     if (rc != SQLITE_DONE)
         err = hm_sqlite_db_fail(s->d, "list reminders");

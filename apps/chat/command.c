@@ -51,6 +51,7 @@ static bool take_name(const char **s, char *dst, chat_input *out,
 static bool take_text(const char *s, chat_input *out)
 {
     size_t len = strlen(s);
+    json_t *probe;
 
     if (len == 0) {
         fail(out, "%s", "nothing to send");
@@ -60,6 +61,14 @@ static bool take_text(const char *s, chat_input *out)
         fail(out, "%s", "too long: at most 1000 bytes");
         return false;
     }
+    /* The wire is JSON, which carries UTF-8 only: jansson refuses to make
+     * a string of anything else, and the command would go out without its
+     * text (found by fuzz/fuzz_chat.c). */
+    if (!(probe = json_stringn(s, len))) {
+        fail(out, "%s", "the text is not valid UTF-8");
+        return false;
+    }
+    json_decref(probe);
     memcpy(out->cmd.text, s, len + 1);
     return true;
 }

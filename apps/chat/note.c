@@ -151,8 +151,18 @@ static hm_err note_from_json(const json_t *j, void **payload_out)
     NOTE_FIELDS(GET_FIELD)
 #undef GET_FIELD
     if ((list = json_object_get(j, "list")) != NULL) {
+        size_t i;
+        const json_t *v;
+
         if (!json_is_array(list))
             goto fail;
+        /* Strings only (note.h): the list goes on to clients as the
+         * users or rooms of a chat.ok (found by fuzz/fuzz_chat_note.c). */
+        json_array_foreach(list, i, v)
+        {
+            if (!json_is_string(v))
+                goto fail;
+        }
         n->list = json_deep_copy(list);
     }
     *payload_out = n;

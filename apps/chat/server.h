@@ -42,7 +42,8 @@ const char *chat_server_cluster_addr(const chat_server *s);
 void chat_server_stop(chat_server *s);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" (borrowed) into `host` (`host_len`
- * bytes) and `*port`. Errors: HM_EINVAL. Pure. */
+ * bytes) and `*port`, by hm_cluster_parse_hostport()'s grammar (PORT is
+ * plain decimal). Errors: HM_EINVAL. Pure. */
 hm_err chat_parse_hostport(const char *s, char *host, size_t host_len,
                            int *port);
 

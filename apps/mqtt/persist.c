@@ -265,9 +265,25 @@ static hm_err sq_each(sq *s, const char *sql,
     return why ? HM_ESTORE : HM_OK;
 }
 
+/* Column `col` as the client id the broker wrote (text without a NUL), or
+ * NULL. SQLite would convert a blob or a number to text, so "a\0b" and
+ * "a", or 5 and '5', would load as two sessions of one client (found by
+ * fuzz/fuzz_mqtt_persist_sqlite.c). */
+static const char *client_id_column(sqlite3_stmt *st, int col)
+{
+    const char *id;
+
+    if (sqlite3_column_type(st, col) != SQLITE_TEXT)
+        return NULL;
+    id = (const char *)sqlite3_column_text(st, col);
+    if (!id || strlen(id) != (size_t)sqlite3_column_bytes(st, col))
+        return NULL;
+    return id;
+}
+
 static const char *session_row(sqlite3_stmt *st, const mqtt_persist_visitor *v)
 {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
+    const char *id = client_id_column(st, 0);
     const uint8_t *rec = sqlite3_column_blob(st, 1);
     size_t len = (size_t)sqlite3_column_bytes(st, 1);
 
@@ -281,7 +297,10 @@ static const char *retained_row(sqlite3_stmt *st,
 {
     const char *topic = sqlite3_column_blob(st, 0);
     size_t topic_len = (size_t)sqlite3_column_bytes(st, 0);
-    sqlite3_int64 qos = sqlite3_column_int64(st, 1);
+    /* An integer, not what SQLite makes of "1x" or 1.5. */
+    sqlite3_int64 qos = sqlite3_column_type(st, 1) == SQLITE_INTEGER
+                            ? sqlite3_column_int64(st, 1)
+                            : -1;
     const uint8_t *payload = sqlite3_column_blob(st, 2);
     size_t payload_len = (size_t)sqlite3_column_bytes(st, 2);
 
@@ -295,8 +314,10 @@ static const char *retained_row(sqlite3_stmt *st,
 
 static const char *inbound_row(sqlite3_stmt *st, const mqtt_persist_visitor *v)
 {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
-    sqlite3_int64 pid = sqlite3_column_int64(st, 1);
+    const char *id = client_id_column(st, 0);
+    sqlite3_int64 pid = sqlite3_column_type(st, 1) == SQLITE_INTEGER
+                            ? sqlite3_column_int64(st, 1)
+                            : 0;
 
     if (!id || pid < 1 || pid > 65535)
         return "an inbound QoS 2 id out of range";

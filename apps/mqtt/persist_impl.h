@@ -1,6 +1,7 @@
 /* apps/mqtt/persist_impl.h: what the two backends of persist.h share
  * (persist.c: SQLite and the dispatch; persist_redis.c: Redis). Nothing
- * outside apps/mqtt/ includes it. */
+ * outside apps/mqtt/ includes it but the Redis backend's fuzz target and
+ * unit test, for mqtt_persist_open_redis_fd(). */
 #ifndef HM_APPS_MQTT_PERSIST_IMPL_H
 #define HM_APPS_MQTT_PERSIST_IMPL_H
 
@@ -31,5 +32,13 @@ typedef struct mqtt_persist_ops {
  * (hm_strdup'd). Returns owned. */
 mqtt_persist *mqtt_persist_wrap(const mqtt_persist_ops *ops, void *impl,
                                 char *where);
+
+/* Redis over an already connected stream socket `fd` (taken: closed by
+ * mqtt_persist_close()), for fuzz/fuzz_mqtt_persist_redis.c, which plays
+ * the server. `prefix` and `node` as mqtt_persist_open_redis(); a lost
+ * connection is not made again. Returns owned on HM_OK; HM_ESTORE if
+ * hiredis cannot take the socket. */
+hm_err mqtt_persist_open_redis_fd(int fd, const char *prefix,
+                                  const char *node, mqtt_persist **out);
 
 #endif

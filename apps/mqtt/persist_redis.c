@@ -22,6 +22,7 @@
 #include "runtime/log.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +39,50 @@ typedef struct rd {
     size_t queued; /* commands appended in this batch (MULTI included) */
 } rd;
 
+/* hiredis 0.14 allocates an array's element pointers as soon as it reads
+ * the "*N" header, whatever N is: a server answering "*277777777" made the
+ * broker ask for 2 GB (found by fuzz/fuzz_mqtt_persist_redis.c). The
+ * reader's array constructor is wrapped to refuse longer arrays, which
+ * hiredis then reports as a failed reply. */
+#define MAX_REPLY_ELEMENTS (1 << 20)
+
+static redisReplyObjectFunctions bounded_fn; /* set once by bounded_init */
+static void *(*create_array)(const redisReadTask *, int);
+static pthread_once_t bounded_once = PTHREAD_ONCE_INIT;
+
+static void *bounded_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > MAX_REPLY_ELEMENTS)
+        return NULL;
+    return create_array(task, elements);
+}
+
+static void bounded_init(void)
+{
+    redisReader *r = redisReaderCreate();
+
+    bounded_fn = *r->fn;
+    create_array = bounded_fn.createArray;
+    bounded_fn.createArray = bounded_array;
+    redisReaderFree(r);
+}
+
+static void bound_replies(redisContext *c)
+{
+    pthread_once(&bounded_once, bounded_init);
+    c->reader->fn = &bounded_fn;
+}
+
 static hm_err rd_connect(rd *s, char *why, size_t len)
 {
     struct timeval tv = {TIMEOUT_MS / 1000, (TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+    redisContext *c;
+
+    if (!s->host) { /* mqtt_persist_open_redis_fd(): no address to dial */
+        snprintf(why, len, "connection lost");
+        return HM_ESTORE;
+    }
+    c = redisConnectWithTimeout(s->host, s->port, tv);
 
     if (!c || c->err) {
         snprintf(why, len, "cannot connect: %s",
@@ -50,6 +91,7 @@ static hm_err rd_connect(rd *s, char *why, size_t len)
         return HM_ESTORE;
     }
     redisSetTimeout(c, tv);
+    bound_replies(c);
     s->c = c;
     return HM_OK;
 }
@@ -145,6 +187,39 @@ static hm_err rd_inbound(void *impl, const char *client_id,
     return rc == REDIS_OK ? HM_OK : rd_fail(s, "inbound");
 }
 
+/* A reply is a Redis string (a bulk or status string, never nil): what
+ * every key, field and value read here must be, whatever the server
+ * sends (fuzz/fuzz_mqtt_persist_redis.c). */
+static bool is_string(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
+}
+
+/* The first error among the answers to EXEC's commands, or NULL: a
+ * command Redis queued can still fail when it runs (WRONGTYPE). */
+static const char *exec_error(const redisReply *r)
+{
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_ERROR)
+            return r->element[i]->str;
+    return NULL;
+}
+
+/* A decimal inbound packet id 1..65535, or 0. */
+static uint16_t packet_id_of(const redisReply *r)
+{
+    unsigned long v = 0;
+
+    if (!is_string(r) || r->len == 0 || r->len > 5)
+        return 0;
+    for (size_t i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned long)(r->str[i] - '0');
+    }
+    return v <= 65535 ? (uint16_t)v : 0;
+}
+
 static hm_err rd_commit(void *impl)
 {
     rd *s = impl;
@@ -157,11 +232,14 @@ static hm_err rd_commit(void *impl)
     for (size_t i = 0; i <= s->queued; i++) {
         if (redisGetReply(s->c, (void **)&reply) != REDIS_OK)
             return rd_fail(s, "commit");
-        if (reply->type == REDIS_REPLY_ERROR ||
-            (i == s->queued && reply->type != REDIS_REPLY_ARRAY)) {
+        const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str
+                          : i < s->queued                   ? NULL
+                          : reply->type != REDIS_REPLY_ARRAY ? "EXEC aborted"
+                                                             : exec_error(reply);
+
+        if (why) {
             HM_LOG_ERROR("MQTT-PERSIST", "%s: commit refused: %s", s->where,
-                         reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                          : "EXEC aborted");
+                         why);
             err = HM_ESTORE;
         }
         freeReplyObject(reply);
@@ -183,7 +261,8 @@ static void rd_rollback(void *impl)
     s->queued = 0;
 }
 
-/* HGETALL `key`: the reply, or NULL with `err` set. */
+/* HGETALL `key`: the reply, or NULL with `err` set (and the connection
+ * dropped if it failed). */
 static redisReply *rd_hgetall(rd *s, const char *what, mqtt_file_error *err)
 {
     redisReply *r = redisCommand(s->c, "HGETALL %s%s", s->prefix, what);
@@ -196,6 +275,10 @@ static redisReply *rd_hgetall(rd *s, const char *what, mqtt_file_error *err)
                               : s->c->errstr);
         if (r)
             freeReplyObject(r);
+        if (s->c->err) { /* made again by the next use */
+            redisFree(s->c);
+            s->c = NULL;
+        }
         return NULL;
     }
     return r;
@@ -211,10 +294,10 @@ static const char *load_inbound(rd *s, const mqtt_persist_visitor *v,
     if (!r || r->type != REDIS_REPLY_ARRAY)
         why = "cannot read the inbound QoS 2 ids";
     for (size_t i = 0; !why && i < r->elements; i++) {
-        long pid = strtol(r->element[i]->str, NULL, 10);
+        uint16_t pid = packet_id_of(r->element[i]);
 
-        why = pid < 1 || pid > 65535 ? "an inbound QoS 2 id out of range"
-                                     : v->inbound(v->arg, id, (uint16_t)pid);
+        why = pid == 0 ? "an inbound QoS 2 id out of range"
+                       : v->inbound(v->arg, id, pid);
     }
     if (r)
         freeReplyObject(r);
@@ -225,9 +308,12 @@ static const char *load_inbound(rd *s, const mqtt_persist_visitor *v,
 static const char *visit_session(rd *s, const mqtt_persist_visitor *v,
                                  const redisReply *k, const redisReply *val)
 {
-    char *id = hm_strndup(k->str, k->len);
+    char *id;
     const char *why;
 
+    if (!is_string(k) || !is_string(val))
+        return "a session that is not a string";
+    id = hm_strndup(k->str, k->len);
     if (strlen(id) != k->len)
         why = "a client id with a NUL";
     else if (!(why = v->session(v->arg, id, (const uint8_t *)val->str,
@@ -278,6 +364,9 @@ static const char *load_sessions(rd *s, redisReply *r,
     redisReply *holders = NULL;
     const char *why = NULL;
 
+    for (size_t i = 0; i < r->elements; i += 2)
+        if (!is_string(r->element[i]))
+            return "a session that is not a string";
     if (s->node && r->elements > 0 &&
         !(holders = rd_hmget(s, "holder", r->element, r->elements / 2, 2)))
         return "cannot read the sessions' holders";
@@ -301,7 +390,9 @@ static const char *load_retained(redisReply *r, const mqtt_persist_visitor *v)
     for (size_t i = 0; !why && i < r->elements; i += 2) {
         redisReply *k = r->element[i], *val = r->element[i + 1];
 
-        if (!mqtt_topic_name_is_valid(k->str, k->len))
+        if (!is_string(k) || !is_string(val))
+            why = "a retained message that is not a string";
+        else if (!mqtt_topic_name_is_valid(k->str, k->len))
             why = "a retained message with an invalid topic";
         else if (val->len < 2 || (uint8_t)val->str[0] > 2)
             why = "a retained message with a bad QoS or no payload";
@@ -318,8 +409,13 @@ static hm_err rd_load(void *impl, const mqtt_persist_visitor *v,
 {
     rd *s = impl;
     redisReply *sessions, *retained;
+    char why_buf[256];
     const char *why;
 
+    if (!s->c && rd_connect(s, why_buf, sizeof why_buf) != HM_OK) {
+        mqtt_file_error_set(err, "%s: %s", s->where, why_buf);
+        return HM_ESTORE;
+    }
     if (!(sessions = rd_hgetall(s, "sessions", err)))
         return HM_ESTORE;
     why = load_sessions(s, sessions, v);
@@ -352,21 +448,18 @@ static hm_err rd_load_node(void *impl, const char *node,
         mqtt_file_error_set(err, "%s: %s", s->where, why_buf);
         return HM_ESTORE;
     }
-    if (!(holders = rd_hgetall(s, "holder", err))) {
-        if (s->c->err) {
-            redisFree(s->c);
-            s->c = NULL;
-        }
+    if (!(holders = rd_hgetall(s, "holder", err)))
         return HM_ESTORE;
-    }
     ids = hm_alloc((holders->elements / 2 + 1) * sizeof *ids);
     for (size_t i = 0; i < holders->elements; i += 2) {
         const redisReply *h = holders->element[i + 1];
 
-        if (h->len == strlen(node) && memcmp(h->str, node, h->len) == 0)
+        if (!is_string(holders->element[i]) || !is_string(h))
+            why = "a session holder that is not a string";
+        else if (h->len == strlen(node) && memcmp(h->str, node, h->len) == 0)
             ids[count++] = holders->element[i];
     }
-    if (count > 0 && !(records = rd_hmget(s, "sessions", ids, count, 1)))
+    if (!why && count > 0 && !(records = rd_hmget(s, "sessions", ids, count, 1)))
         why = "cannot read the session records";
     for (size_t i = 0; !why && i < count; i++)
         if (records->element[i]->type == REDIS_REPLY_STRING)
@@ -431,6 +524,28 @@ hm_err mqtt_persist_open_redis(const char *host, int port, const char *prefix,
         rd_close(s);
         return HM_ESTORE;
     }
+    *out = mqtt_persist_wrap(&redis_ops, s, hm_strdup(s->where));
+    return HM_OK;
+}
+
+hm_err mqtt_persist_open_redis_fd(int fd, const char *prefix,
+                                  const char *node, mqtt_persist **out)
+{
+    redisContext *c = redisConnectFd(fd);
+    rd *s;
+
+    if (!c || c->err) {
+        redisFree(c);
+        return HM_ESTORE;
+    }
+    redisSetTimeout(c, (struct timeval){TIMEOUT_MS / 1000,
+                                        (TIMEOUT_MS % 1000) * 1000});
+    bound_replies(c);
+    s = hm_calloc(1, sizeof *s);
+    s->c = c;
+    s->prefix = hm_strdup(prefix ? prefix : "hermes-mqtt:");
+    s->node = node ? hm_strdup(node) : NULL;
+    s->where = hm_strdup("redis (socket)");
     *out = mqtt_persist_wrap(&redis_ops, s, hm_strdup(s->where));
     return HM_OK;
 }

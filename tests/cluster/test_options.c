@@ -130,4 +130,17 @@ Test(cluster_options, host_and_port_are_split_for_ipv4_names_and_ipv6)
                                            &port), HM_EINVAL);
     cr_assert_eq(hm_cluster_parse_hostport(":80", host, sizeof host, &port),
                  HM_EINVAL);
+    /* Found by fuzz/fuzz_cmdline.c: strtol took a sign and blanks. */
+    cr_assert_eq(hm_cluster_parse_hostport("h:+80", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(hm_cluster_parse_hostport("h: 80", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(hm_cluster_parse_hostport("h:-0", host, sizeof host, &port),
+                 HM_EINVAL);
+    cr_assert_eq(hm_cluster_parse_hostport("h:000080", host, sizeof host,
+                                           &port), HM_EINVAL);
+    cr_assert_eq(hm_cluster_parse_hostport("[[1]:6", host, sizeof host,
+                                           &port), HM_EINVAL);
+    cr_assert_eq(hm_cluster_parse_hostport("a]:6", host, sizeof host, &port),
+                 HM_EINVAL);
 }

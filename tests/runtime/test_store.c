@@ -385,3 +385,46 @@ Test(store, open_fails_when_the_data_directory_cannot_be_made)
     cr_assert(strstr(logged, "STORE-SQLITE-DIR"), "logged: %s", logged);
     dir[strlen(dir) - strlen("/file/data")] = '\0';
 }
+
+static void count_rx_tick(void *arg, const hm_store_reminder *r)
+{
+    cr_assert_str_eq(r->receiver, "rx");
+    cr_assert_str_eq(r->name, "tick");
+    cr_assert_eq(r->period_ms, 500u);
+    (*(int *)arg)++;
+}
+
+/* Found by fuzz/fuzz_runtime_store_sqlite.c: rows the store did not write
+ * were read as whatever SQLite converted them to (a blob "rx\0y" as "rx",
+ * so one reminder twice; a negative due time as year 292 million; a
+ * period cut to 32 bits). Each is now skipped with STORE-SQLITE-CORRUPT. */
+Test(store, reminder_rows_of_other_types_are_skipped_and_logged)
+{
+    char path[96];
+    sqlite3 *db;
+    hm_store *s;
+    int listed = 0;
+
+    cr_assert_eq(open_captured(&s), HM_OK);
+    hm_store_destroy(s);
+    snprintf(path, sizeof path, "%s/hermes.db", dir);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "INSERT INTO hm_reminder VALUES ('rx', 'tick', 1, 500);"
+                     "INSERT INTO hm_reminder VALUES (x'72780079', 'tick', 1,"
+                     " 500);"
+                     "INSERT INTO hm_reminder VALUES ('a', 'b', -1, 0);"
+                     "INSERT INTO hm_reminder VALUES ('c', 'd', 1, 4294967296);"
+                     "INSERT INTO hm_reminder VALUES ('e', 'f', '12x', 0);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert_eq(open_captured(&s), HM_OK);
+    hm_log_set_sink(capture, NULL);
+    cr_assert_eq(hm_store_reminder_each(s, count_rx_tick, &listed), HM_OK);
+    hm_log_set_sink(NULL, NULL);
+    cr_assert_eq(listed, 1);
+    cr_assert(strstr(logged, "STORE-SQLITE-CORRUPT"), "logged: %s", logged);
+    hm_store_destroy(s);
+}

@@ -135,6 +135,21 @@ Test(chat_command, plain_text_goes_to_the_current_room)
     cr_assert_eq(in.kind, CHAT_INPUT_ERROR);
 }
 
+/* Found by fuzz/fuzz_chat.c: text that is not UTF-8 went out without its
+ * text (JSON cannot carry it) and the server answered bad_request. */
+Test(chat_command, text_that_is_not_utf8_is_explained_not_sent)
+{
+    chat_input in;
+
+    chat_input_parse("caf\xe9", "lobby", &in);
+    cr_assert_eq(in.kind, CHAT_INPUT_ERROR);
+    cr_assert(strstr(in.note, "UTF-8"), "%s", in.note);
+    chat_input_parse("/msg bob \xff", "", &in);
+    cr_assert_eq(in.kind, CHAT_INPUT_ERROR);
+    chat_input_parse("caf\xc3\xa9", "lobby", &in);
+    cr_assert_eq(in.kind, CHAT_INPUT_SEND);
+}
+
 Test(chat_command, leave_defaults_to_the_current_room_and_who_to_everyone)
 {
     chat_input in;

@@ -212,6 +212,10 @@ Test(chat_note, a_note_with_a_mistyped_or_oversized_field_is_refused)
     j = json_pack("{s:s}", "list", "not a list");
     cr_assert_eq(chat_dm_type.from_json(j, &out), HM_EPROTO);
     json_decref(j);
+    /* Found by fuzz/fuzz_chat_note.c: went on to clients as "users". */
+    j = json_pack("{s:[s,b]}", "list", "alice", 1);
+    cr_assert_eq(chat_dm_type.from_json(j, &out), HM_EPROTO);
+    json_decref(j);
 }
 
 /* ------------------------------------------------------------- roster */
@@ -301,5 +305,10 @@ Test(chat_hostport, a_missing_or_bad_port_or_host_is_refused)
                  HM_EINVAL);
     cr_assert_eq(chat_parse_hostport("averylonghost:80", host, sizeof host,
                                      &port),
+                 HM_EINVAL);
+    /* Found by fuzz/fuzz_cmdline.c: taken here, refused by --join (the
+     * grammar is the cluster's now; tests/cluster/test_options.c has the
+     * rest). */
+    cr_assert_eq(chat_parse_hostport("a:b:80", host, sizeof host, &port),
                  HM_EINVAL);
 }
