@@ -17,13 +17,14 @@ come first.
 """
 
 import os
+import socket
 import struct
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from broker_test import BrokerTest  # noqa: E402
-from mqttkit import (connect_packet, mqtt_str, packet,  # noqa: E402
+from mqttkit import (WAIT, connect_packet, mqtt_str, packet,  # noqa: E402
                      parse_publish, publish_packet, subscribe_packet, unique)
 
 PINGREQ, PINGRESP = packet(0xC0), (0xD0, b"")
@@ -522,6 +523,30 @@ class Unsubscribe(Conformance):
         self.assertEqual(self.publish_of(r)[1:6:4], (b"first", out_id))
         r.send(packet(0x40, pid(out_id)))
         self.assert_nothing_more(r)
+
+
+class Transient(Conformance):
+    def test_a_client_that_does_not_read_is_closed_MQTT_4_8_0_2(self):
+        """The broker cannot write to a subscriber that stopped reading
+        (its write queue is full): it closes that connection, and the
+        unacknowledged message waits in the session (resent on reconnect)
+        rather than stalling the publisher."""
+        topic = unique("stalled")
+        stalled = self.raw()
+        stalled.sock.close()
+        stalled.sock = socket.socket()
+        stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sock.settimeout(WAIT)
+        stalled.sock.connect(("127.0.0.1", self.port))
+        stalled.connect(unique("stalled"))
+        stalled.subscribe(topic, 1)
+        p = self.conn()
+        big = b"x" * (1 << 20)
+        for i in range(1, 21):  # 20 MiB: past the 4 MiB queue and buffers
+            p.send(publish_packet(topic, big, 1, i))
+            self.assertEqual(p.read(), (0x40, pid(i)))
+        self.assertTrue(self.broker.wait_log("MQTT-SLOW-CLIENT"))
+        self.assert_nothing_more(p)
 
 
 if __name__ == "__main__":
