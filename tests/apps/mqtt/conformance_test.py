@@ -391,6 +391,47 @@ class Retain(Conformance):
         late.subscribe(topic, 0)
         self.assert_nothing_more(late)
 
+    def test_a_retained_publish_racing_a_subscribe_arrives_once_MQTT_3_3_1_6(self):
+        """Retained messages are published to topics while one SUBSCRIBE
+        adds filters for them: each must arrive exactly once, from the
+        store (RETAIN=1, published first) or from the route (RETAIN=0,
+        subscribed first), never both (a QoS 0 message twice) and never
+        neither. The SUBSCRIBE's first filter matches a thousand stored
+        messages, which keeps a broker that adds the filters and reads the
+        store in two steps busy between them: publishes made meanwhile (even
+        after the SUBACK) then reach the client twice."""
+        base, n = unique("race"), 100
+        p = self.conn()
+        for i in range(1000):
+            p.send(publish_packet("%s/pre/%d" % (base, i), b"p" * 1024,
+                                  retain=True))
+        self.assert_nothing_more(p)  # routed in order: all stored now
+        sub, marker = self.conn(), base + "/end"
+        sub.subscribe(marker, 0, pid=2)
+        filters = [base + "/pre/#"] + ["%s/t/%d" % (base, i) for i in range(n)]
+        sub.send(packet(0x82, pid(1) + b"".join(mqtt_str(f) + b"\0"
+                                                for f in filters)))
+        for i in range(n // 2):  # racing the SUBSCRIBE
+            p.send(publish_packet("%s/t/%d" % (base, i), b"r", retain=True))
+        copies = {}
+        while True:
+            first, body = sub.read()
+            if first == 0x90:
+                self.assertEqual(body, pid(1) + bytes(len(filters)))
+                # Subscribed: from now on only the route may deliver them,
+                # while the stored ones may still be on their way out.
+                for i in range(n // 2, n):
+                    p.send(publish_packet("%s/t/%d" % (base, i), b"r",
+                                          retain=True))
+                p.send(publish_packet(marker, b"end"))  # the last
+                continue
+            topic = parse_publish(first, body)[0]
+            if topic == marker:
+                break
+            copies[topic] = copies.get(topic, 0) + 1
+        self.assertEqual({t: c for t, c in copies.items() if c != 1}, {})
+        self.assertEqual(len(copies), 1000 + n)
+
     def test_retained_messages_outlive_the_session_MQTT_3_1_2_7(self):
         topic = unique("ret")
         p = self.conn()
