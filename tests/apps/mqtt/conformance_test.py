@@ -118,6 +118,16 @@ class Connect(Conformance):
                 self.assert_closes_without_connack(
                     connect_body(flags=flags, payload=payload))
 
+    def test_no_will_is_published_without_the_will_flag_MQTT_3_1_2_12(self):
+        watcher = self.conn()
+        watcher.subscribe("#", 0)  # whatever a will could be published on
+        cid, marker = unique("nowill"), unique("marker")
+        self.conn(client_id=cid).close()  # no DISCONNECT, no will flag
+        # The same id again: its CONNACK waits for the old connection to
+        # be gone, which is when a will would have been published.
+        self.conn(client_id=cid).send(publish_packet(marker, b"m"))
+        self.assertEqual(self.publish_of(watcher)[0], marker)
+
     def test_ill_formed_utf8_in_connect_strings_closes_MQTT_3_1_3_4_and_11(self):
         bad = mqtt_str(b"a\xed\xa0\x80")  # an encoded surrogate, U+D800
         for what, flags, payload in [
