@@ -56,6 +56,25 @@ class Conformance(BrokerTest):
                          0)
         return r
 
+    def persistent(self, prefix, qos):
+        """(client id, topic, raw client): a CleanSession 0 client
+        subscribed to a fresh topic at `qos`."""
+        cid, topic = unique(prefix), unique(prefix)
+        r = self.raw()
+        r.connect(cid, clean=False)
+        r.subscribe(topic, qos)
+        return cid, topic, r
+
+    def publish_done(self, p, topic, payload, qos, packet_id, retain=False):
+        """Publishes from `p` and completes the QoS 1/2 handshake."""
+        p.send(publish_packet(topic, payload, qos, packet_id, retain=retain))
+        if qos == 1:
+            self.assertEqual(p.read(), (0x40, pid(packet_id)))
+        elif qos == 2:
+            self.assertEqual(p.read(), (0x50, pid(packet_id)))
+            p.send(packet(0x62, pid(packet_id)))
+            self.assertEqual(p.read(), (0x70, pid(packet_id)))
+
     def publish_of(self, r):
         """The next packet of `r`, which must be a PUBLISH, parsed."""
         first, body = r.read()
@@ -177,15 +196,10 @@ class Connect(Conformance):
         self.assertEqual(seen, [(False, 0), (True, 0), (False, 0), (False, 0)])
 
     def test_connack_comes_before_queued_messages_MQTT_3_2_0_1(self):
-        cid, topic = unique("first"), unique("queued")
-        r = self.raw()
-        r.connect(cid, clean=False)
-        r.subscribe(topic, 1)
+        cid, topic, r = self.persistent("first", 1)
         r.send(DISCONNECT)
         self.assertTrue(r.is_closed_by_peer())
-        p = self.conn()
-        p.send(publish_packet(topic, b"waiting", 1, 1))
-        self.assertEqual(p.read(), (0x40, pid(1)))
+        self.publish_done(self.conn(), topic, b"waiting", 1, 1)
         r = self.raw()
         r.send(connect_packet(cid, clean=False))
         self.assertEqual(r.read(), (0x20, bytes([1, 0])))
@@ -313,15 +327,8 @@ class Publish(Conformance):
         self.assertEqual(r.read(), (0x70, pid(77)))
 
     def test_qos2_delivery_resends_pubrel_not_publish_MQTT_4_3_3_1_and_4_4_0_1(self):
-        cid, topic = unique("q2out"), unique("q2out")
-        sub = self.raw()
-        sub.connect(cid, clean=False)
-        sub.subscribe(topic, 2)
-        p = self.conn()
-        p.send(publish_packet(topic, b"x", 2, 9))
-        self.assertEqual(p.read(), (0x50, pid(9)))
-        p.send(packet(0x62, pid(9)))
-        self.assertEqual(p.read(), (0x70, pid(9)))
+        cid, topic, sub = self.persistent("q2out", 2)
+        self.publish_done(self.conn(), topic, b"x", 2, 9)
         _, _, qos, dup, _, out_id = self.publish_of(sub)
         self.assertEqual((qos, dup), (2, False))
         sub.close()  # no PUBREC: the PUBLISH is resent, with DUP
@@ -339,18 +346,10 @@ class Publish(Conformance):
         self.assert_nothing_more(sub)
 
     def test_resent_messages_keep_their_order_and_ids_MQTT_4_6_0_1(self):
-        cid, topic = unique("order"), unique("order")
-        sub = self.raw()
-        sub.connect(cid, clean=False)
-        sub.subscribe(topic, 2)
+        cid, topic, sub = self.persistent("order", 2)
         p = self.conn()
         for i in range(6):
-            qos = 1 + i % 2
-            p.send(publish_packet(topic, str(i).encode(), qos, 10 + i))
-            p.read()
-            if qos == 2:
-                p.send(packet(0x62, pid(10 + i)))
-                p.read()
+            self.publish_done(p, topic, str(i).encode(), 1 + i % 2, 10 + i)
         first = [self.publish_of(sub) for _ in range(6)]
         ids = [m[5] for m in first]
         self.assertEqual(len(set(ids)), 6)  # unused ids [MQTT-2.3.1-4]
@@ -368,10 +367,8 @@ class Retain(Conformance):
     def test_retain_0_neither_stores_nor_replaces_MQTT_3_3_1_12(self):
         topic = unique("ret")
         p = self.conn()
-        p.send(publish_packet(topic, b"kept", 1, 1, retain=True))
-        self.assertEqual(p.read(), (0x40, pid(1)))
-        p.send(publish_packet(topic, b"plain", 1, 2))
-        self.assertEqual(p.read(), (0x40, pid(2)))
+        self.publish_done(p, topic, b"kept", 1, 1, retain=True)
+        self.publish_done(p, topic, b"plain", 1, 2)
         sub = self.conn()
         sub.subscribe(topic, 1)
         self.assertEqual(self.publish_of(sub)[1:5], (b"kept", 1, False, True))
@@ -380,8 +377,7 @@ class Retain(Conformance):
     def test_qos0_retained_message_replaces_the_old_MQTT_3_3_1_7(self):
         topic = unique("ret")
         p = self.conn()
-        p.send(publish_packet(topic, b"one", 1, 1, retain=True))
-        self.assertEqual(p.read(), (0x40, pid(1)))
+        self.publish_done(p, topic, b"one", 1, 1, retain=True)
         p.send(publish_packet(topic, b"two", 0, retain=True))
         self.assert_nothing_more(p)
         sub = self.conn()
@@ -445,8 +441,7 @@ class Retain(Conformance):
     def test_retained_messages_outlive_the_session_MQTT_3_1_2_7(self):
         topic = unique("ret")
         p = self.conn()
-        p.send(publish_packet(topic, b"stays", 1, 1, retain=True))
-        self.assertEqual(p.read(), (0x40, pid(1)))
+        self.publish_done(p, topic, b"stays", 1, 1, retain=True)
         p.send(DISCONNECT)
         self.assertTrue(p.is_closed_by_peer())
         sub = self.conn()
@@ -507,8 +502,7 @@ class Subscribe(Conformance):
     def test_resubscribing_replaces_and_resends_retained_MQTT_3_8_4_3(self):
         topic = unique("resub")
         p = self.conn()
-        p.send(publish_packet(topic, b"kept", 1, 1, retain=True))
-        self.assertEqual(p.read(), (0x40, pid(1)))
+        self.publish_done(p, topic, b"kept", 1, 1, retain=True)
         r = self.conn()
         r.subscribe(topic, 1, pid=1)
         _, payload, qos, dup, retain, out_id = self.publish_of(r)
@@ -516,8 +510,7 @@ class Subscribe(Conformance):
         r.send(packet(0x40, pid(out_id)))
         r.subscribe(topic, 0, pid=2)
         self.assertEqual(self.publish_of(r)[1:5], (b"kept", 0, False, True))
-        p.send(publish_packet(topic, b"live", 1, 2))
-        self.assertEqual(p.read(), (0x40, pid(2)))
+        self.publish_done(p, topic, b"live", 1, 2)
         # One subscription, now at QoS 0: one copy, not two.
         self.assertEqual(self.publish_of(r)[1:5], (b"live", 0, False, False))
         self.assert_nothing_more(r)
@@ -556,18 +549,13 @@ class Unsubscribe(Conformance):
         self.assert_nothing_more(r)
 
     def test_a_message_in_flight_is_completed_MQTT_3_10_4_2_and_3(self):
-        cid, topic = unique("inflight"), unique("inflight")
-        r = self.raw()
-        r.connect(cid, clean=False)
-        r.subscribe(topic, 1)
+        cid, topic, r = self.persistent("inflight", 1)
         p = self.conn()
-        p.send(publish_packet(topic, b"first", 1, 1))
-        self.assertEqual(p.read(), (0x40, pid(1)))
+        self.publish_done(p, topic, b"first", 1, 1)
         _, payload, _, _, _, out_id = self.publish_of(r)
         r.send(unsubscribe_packet(2, topic))
         self.assertEqual(r.read(), (0xB0, pid(2)))
-        p.send(publish_packet(topic, b"after", 1, 2))  # [MQTT-3.10.4-2]
-        self.assertEqual(p.read(), (0x40, pid(2)))
+        self.publish_done(p, topic, b"after", 1, 2)  # [MQTT-3.10.4-2]
         r.close()  # the first is still unacknowledged: it is resent
         r = self.raw()
         self.assertEqual(r.connect(cid, clean=False), (True, 0))
