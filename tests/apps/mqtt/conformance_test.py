@@ -95,6 +95,19 @@ class Conformance(BrokerTest):
         r.send(data)
         self.assertTrue(r.is_closed_by_peer(), data)
 
+    def assert_each_closes_after_connect(self, cases):
+        """`cases`: (what, packet) pairs, each sent on its own connection."""
+        for what, data in cases:
+            with self.subTest(what):
+                self.assert_closes_after_connect(data)
+
+    def subscriber(self, prefix, qos=0):
+        """(fresh topic, raw clean client subscribed to it at `qos`)."""
+        topic = unique(prefix)
+        r = self.conn()
+        r.subscribe(topic, qos)
+        return topic, r
+
 
 class Connect(Conformance):
     def test_other_protocol_name_closes_without_connack_MQTT_3_1_2_1(self):
@@ -173,9 +186,7 @@ class Connect(Conformance):
         self.assertTrue(r.is_closed_by_peer())
 
     def test_data_after_a_refused_connect_is_not_processed_MQTT_3_1_4_5(self):
-        topic = unique("refused")
-        watcher = self.conn()
-        watcher.subscribe(topic, 0)
+        topic, watcher = self.subscriber("refused", 0)
         r = self.raw()
         r.send(connect_packet(unique("v5"), level=5) +
                publish_packet(topic, b"must not arrive"))
@@ -208,7 +219,7 @@ class Connect(Conformance):
 
 class FixedHeader(Conformance):
     def test_wrong_reserved_flags_close_MQTT_2_2_2_2(self):
-        for what, data in [
+        self.assert_each_closes_after_connect([
                 ("PUBREL 0000 [MQTT-3.6.1-1]", packet(0x60, pid(1))),
                 ("SUBSCRIBE 0000 [MQTT-3.8.1-1]",
                  packet(0x80, pid(1) + mqtt_str("a") + b"\0")),
@@ -218,40 +229,33 @@ class FixedHeader(Conformance):
                 ("PINGREQ 0010", packet(0xC2)),
                 ("DISCONNECT 0001 [MQTT-3.14.1-1]", packet(0xE1)),
                 ("reserved type 0", packet(0x00)),
-                ("reserved type 15", packet(0xF0))]:
-            with self.subTest(what):
-                self.assert_closes_after_connect(data)
+                ("reserved type 15", packet(0xF0))])
 
     def test_a_disconnect_with_bad_flags_still_publishes_the_will_MQTT_3_14_1_1(self):
-        topic = unique("will")
-        watcher = self.conn()
-        watcher.subscribe(topic, 0)
+        topic, watcher = self.subscriber("will", 0)
         r = self.conn(will=(topic, "bad disconnect", 0))
         r.send(packet(0xE1))
         self.assertTrue(r.is_closed_by_peer())
         self.assertEqual(self.publish_of(watcher)[1], b"bad disconnect")
 
     def test_packets_only_a_server_sends_close_MQTT_4_8_0_1(self):
-        for what, data in [("CONNACK", packet(0x20, b"\0\0")),
-                           ("SUBACK", packet(0x90, pid(1) + b"\0")),
-                           ("UNSUBACK", packet(0xB0, pid(1))),
-                           ("PINGRESP", packet(0xD0))]:
-            with self.subTest(what):
-                self.assert_closes_after_connect(data)
+        self.assert_each_closes_after_connect([
+            ("CONNACK", packet(0x20, b"\0\0")),
+            ("SUBACK", packet(0x90, pid(1) + b"\0")),
+            ("UNSUBACK", packet(0xB0, pid(1))),
+            ("PINGRESP", packet(0xD0))])
 
     def test_packet_id_zero_closes_MQTT_2_3_1_1(self):
-        for what, data in [
+        self.assert_each_closes_after_connect([
                 ("PUBLISH QoS 1", publish_packet("a", b"x", 1, 0)),
                 ("PUBLISH QoS 2", publish_packet("a", b"x", 2, 0)),
                 ("SUBSCRIBE", subscribe_packet(0, "a", 0)),
-                ("UNSUBSCRIBE", unsubscribe_packet(0, "a"))]:
-            with self.subTest(what):
-                self.assert_closes_after_connect(data)
+                ("UNSUBSCRIBE", unsubscribe_packet(0, "a"))])
 
 
 class Publish(Conformance):
     def test_invalid_publish_packets_close(self):
-        for what, data in [
+        self.assert_each_closes_after_connect([
                 ("QoS 3 [MQTT-3.3.1-4]",
                  packet(0x36, mqtt_str("a") + pid(1) + b"x")),
                 ("DUP on QoS 0 [MQTT-3.3.1-2]",
@@ -262,14 +266,10 @@ class Publish(Conformance):
                 ("U+0000 in the topic [MQTT-4.7.3-2]",
                  publish_packet("a\0b", b"x")),
                 ("surrogate in the topic [MQTT-1.5.3-1]",
-                 packet(0x30, mqtt_str(b"a\xed\xa0\x80") + b"x"))]:
-            with self.subTest(what):
-                self.assert_closes_after_connect(data)
+                 packet(0x30, mqtt_str(b"a\xed\xa0\x80") + b"x"))])
 
     def test_incoming_dup_is_not_propagated_MQTT_3_3_1_3(self):
-        topic = unique("dup")
-        sub = self.conn()
-        sub.subscribe(topic, 1)
+        topic, sub = self.subscriber("dup", 1)
         p = self.conn()
         p.send(packet(0x3A, mqtt_str(topic) + pid(3) + b"x"))  # QoS 1, DUP
         self.assertEqual(p.read(), (0x40, pid(3)))
@@ -294,9 +294,7 @@ class Publish(Conformance):
         self.assert_nothing_more(sub)
 
     def test_qos1_same_id_after_puback_is_a_new_message_MQTT_4_3_2_2(self):
-        topic = unique("q1")
-        sub = self.conn()
-        sub.subscribe(topic, 0)
+        topic, sub = self.subscriber("q1", 0)
         p = self.conn()
         for payload in [b"one", b"two"]:
             p.send(publish_packet(topic, payload, 1, 5))
@@ -304,9 +302,7 @@ class Publish(Conformance):
             self.assertEqual(self.publish_of(sub)[1], payload)
 
     def test_qos2_copy_before_pubrel_is_delivered_once_MQTT_4_3_3_2(self):
-        topic = unique("q2")
-        sub = self.conn()
-        sub.subscribe(topic, 0)
+        topic, sub = self.subscriber("q2", 0)
         p = self.conn()
         p.send(publish_packet(topic, b"one", 2, 5))
         self.assertEqual(p.read(), (0x50, pid(5)))  # PUBREC
@@ -385,9 +381,7 @@ class Retain(Conformance):
         self.assertEqual(self.publish_of(sub)[1:5], (b"two", 0, False, True))
 
     def test_empty_retained_goes_to_subscribers_and_is_not_stored_MQTT_3_3_1_10_and_11(self):
-        topic = unique("ret")
-        sub = self.conn()
-        sub.subscribe(topic, 0)
+        topic, sub = self.subscriber("ret", 0)
         p = self.conn()
         p.send(publish_packet(topic, b"one", 0, retain=True))
         self.assertEqual(self.publish_of(sub)[1], b"one")
@@ -449,9 +443,7 @@ class Retain(Conformance):
         self.assertEqual(self.publish_of(sub)[1], b"stays")
 
     def test_will_retain_0_is_published_but_not_stored_MQTT_3_1_2_16(self):
-        topic = unique("will")
-        watcher = self.conn()
-        watcher.subscribe(topic, 0)
+        topic, watcher = self.subscriber("will", 0)
         self.conn(will=(topic, "bye", 0)).close()
         self.assertEqual(self.publish_of(watcher)[1:5], (b"bye", 0, False,
                                                          False))
@@ -462,7 +454,7 @@ class Retain(Conformance):
 
 class Subscribe(Conformance):
     def test_invalid_subscribe_and_unsubscribe_packets_close(self):
-        for what, data in [
+        self.assert_each_closes_after_connect([
                 ("SUBSCRIBE without filters [MQTT-3.8.3-3]",
                  packet(0x82, pid(1))),
                 ("UNSUBSCRIBE without filters [MQTT-3.10.3-2]",
@@ -478,9 +470,7 @@ class Subscribe(Conformance):
                 ("ill-formed UTF-8 filter [MQTT-3.8.3-1]",
                  packet(0x82, pid(1) + mqtt_str(b"\xc0\xaf") + b"\0")),
                 ("ill-formed UTF-8 in UNSUBSCRIBE [MQTT-3.10.3-1]",
-                 packet(0xA2, pid(1) + mqtt_str(b"\xc0\xaf")))]:
-            with self.subTest(what):
-                self.assert_closes_after_connect(data)
+                 packet(0xA2, pid(1) + mqtt_str(b"\xc0\xaf")))])
 
     def test_suback_has_one_code_per_filter_in_order_MQTT_3_8_4_4_and_5(self):
         base = unique("multi")
