@@ -85,11 +85,15 @@ void mqtt_broker_route(mqtt_broker *b, hm_ctx *ctx, mqtt_deliveries *d,
         return;
     }
     if (retain && !b->cfg.retain_unavailable) {
+        /* Held across the routing: a SUBSCRIBE gets this message either
+         * from the store or from the route, never from both (ADR 0255). */
         pthread_rwlock_wrlock(&b->retain_lock);
         mqtt_retain_set(b->retained, pub->topic, pub->topic_len, pub->payload,
                         pub->payload_len, pub->qos);
+        mqtt_broker_route_local(b, ctx, d, pub);
         pthread_rwlock_unlock(&b->retain_lock);
         mqtt_saver_retained(b, pub); /* persistence: no-op when off */
+        return;
     }
     mqtt_broker_route_local(b, ctx, d, pub);
 }

@@ -69,6 +69,11 @@ struct mqtt_broker {
     bool stopped;        /* main thread only */
     pthread_rwlock_t tree_lock;
     mqtt_topic_tree *tree; /* guarded by: tree_lock */
+    /* Taken before tree_lock when both are held: a retained publish holds
+     * it (write) across its routing and a SUBSCRIBE (read) across adding
+     * the filter and reading the retained messages, so a message is either
+     * retained before the subscription or routed to it, never both
+     * (ADR 0255). */
     pthread_rwlock_t retain_lock;
     mqtt_retain_store *retained; /* guarded by: retain_lock */
     pthread_rwlock_t auth_lock;  /* swapped whole on SIGHUP (ADR 0050) */

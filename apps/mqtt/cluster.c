@@ -202,10 +202,13 @@ void mqtt_cluster_route(mqtt_cluster *cl, hm_ctx *ctx, mqtt_deliveries *d,
                                       pub->payload, pub->payload_len, pub->qos,
                                       ts, cl->self);
         }
+        /* Routed under the lock: store or route, never both (ADR 0255). */
+        mqtt_broker_route_local(b, ctx, d, pub);
         pthread_rwlock_unlock(&b->retain_lock);
         mqtt_saver_retained(b, pub); /* persistence: no-op when off */
+    } else {
+        mqtt_broker_route_local(b, ctx, d, pub);
     }
-    mqtt_broker_route_local(b, ctx, d, pub);
     if (!fits && pub->topic[0] != '$') {
         /* relaxed: a statistic. */
         atomic_fetch_add_explicit(&cl->too_big, 1, memory_order_relaxed);
@@ -319,11 +322,15 @@ static void on_remote_pub(hm_ctx *ctx, mqtt_cluster *cl, mqtt_deliveries *d,
     if (cp->pub->topic[0] == '$')
         return; /* node-local topics never cross */
     if (cp->retain && !b->cfg.retain_unavailable) {
+        /* Routed under the lock: store or route, never both (ADR 0255). */
         pthread_rwlock_wrlock(&b->retain_lock);
         mqtt_cluster_retain_apply(cl, cp->pub->topic, cp->pub->topic_len,
                                   cp->pub->payload, cp->pub->payload_len,
                                   cp->pub->qos, cp->ts, cp->origin);
+        if (cp->deliver) /* here only: never sent on (the one-hop rule) */
+            mqtt_broker_route_local(b, ctx, d, cp->pub);
         pthread_rwlock_unlock(&b->retain_lock);
+        return;
     }
     if (cp->deliver) /* here only: never sent on (the one-hop rule) */
         mqtt_broker_route_local(b, ctx, d, cp->pub);

@@ -241,11 +241,13 @@ static hm_err decode_connect_header(reader *r, mqtt_connect *c, uint8_t *flags,
     c->has_password = *flags & 0x40;
     c->has_username = *flags & 0x80;
     if (!c->will && c->will_qos != 0)
-        return MALFORMED(why, "[MQTT-3.1.2-11] will QoS set without will");
+        return MALFORMED(why, "[MQTT-3.1.2-13] will QoS set without will "
+                              "[MQTT-3.1.2-11]");
     if (c->will && c->will_qos == 3)
-        return MALFORMED(why, "[MQTT-3.1.2-12] will QoS is 3");
+        return MALFORMED(why, "[MQTT-3.1.2-14] will QoS is 3");
     if (!c->will && c->will_retain)
-        return MALFORMED(why, "[MQTT-3.1.2-13] will retain set without will");
+        return MALFORMED(why, "[MQTT-3.1.2-15] will retain set without will "
+                              "[MQTT-3.1.2-11]");
     if (!c->has_username && c->has_password)
         return MALFORMED(why, "[MQTT-3.1.2-22] password flag set without "
                               "user name flag");
@@ -272,8 +274,8 @@ static hm_err decode_connect(reader *r, mqtt_connect *c, mqtt_fault *why)
             return err;
         if (!mqtt_topic_name_is_valid((const char *)c->will_topic.ptr,
                                       c->will_topic.len))
-            return VIOLATION(why, "[MQTT-3.1.3-10] the will topic is not "
-                                  "a valid topic name");
+            return VIOLATION(why, "[MQTT-3.3.2-2] the will topic is not a "
+                                  "valid topic name [MQTT-4.7.1-1]");
         if (!read_binary(r, &c->will_payload))
             return MALFORMED(why, TRUNCATED);
     }

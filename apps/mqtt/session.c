@@ -182,9 +182,13 @@ static bool deliver(mqtt_session *s, mqtt_pub *pub, uint8_t qos)
 
 /* ----------------------------------------------------- subscriptions */
 
+/* The retained messages a SUBSCRIBE's filters match, each with the QoS
+ * it goes out at: the lesser of its own and its filter's grant. */
 typedef struct retained_batch {
     mqtt_pub **pubs;
+    uint8_t *qos;
     size_t count, cap;
+    uint8_t granted; /* of the filter being matched */
 } retained_batch;
 
 static void collect_retained(void *arg, const mqtt_retained *r)
@@ -194,38 +198,29 @@ static void collect_retained(void *arg, const mqtt_retained *r)
     if (rb->count == rb->cap) {
         rb->cap = rb->cap ? rb->cap * 2 : 8;
         rb->pubs = hm_realloc(rb->pubs, rb->cap * sizeof *rb->pubs);
+        rb->qos = hm_realloc(rb->qos, rb->cap * sizeof *rb->qos);
     }
     /* Sent with RETAIN=1 because of the new subscription [MQTT-3.3.1-8]. */
+    rb->qos[rb->count] = r->qos < rb->granted ? r->qos : rb->granted;
     rb->pubs[rb->count++] = mqtt_pub_create(r->topic, r->topic_len, r->payload,
                                             r->payload_len, r->qos, true);
 }
 
-/* Sends the retained messages `filter` matches [MQTT-3.3.1-6]. They are
- * copied under the read lock and sent after it. */
-static void send_retained(mqtt_session *s, const mqtt_bytes *f, uint8_t granted)
-{
-    retained_batch rb = {0};
-
-    pthread_rwlock_rdlock(&s->b->retain_lock);
-    mqtt_retain_match(s->b->retained, (const char *)f->ptr, f->len,
-                      collect_retained, &rb);
-    pthread_rwlock_unlock(&s->b->retain_lock);
-    for (size_t i = 0; i < rb.count; i++) {
-        uint8_t qos = rb.pubs[i]->qos < granted ? rb.pubs[i]->qos : granted;
-
-        deliver(s, rb.pubs[i], qos);
-    }
-    hm_free(rb.pubs);
-}
-
+/* The subscribe: every filter is added to the tree and its retained
+ * messages [MQTT-3.3.1-6] copied in one section under both locks (the
+ * retain lock first, ADR 0255), so a retained publish racing the SUBSCRIBE
+ * reaches the client once, from the store or from the route; SUBACK then
+ * goes out, and the copies after it. */
 static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
 {
     uint8_t *codes = hm_alloc(sub_pkt->count);
+    retained_batch rb = {0};
     mqtt_sub_iter it;
     mqtt_sub_req r;
     size_t n = 0;
 
     mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
+    pthread_rwlock_rdlock(&s->b->retain_lock);
     pthread_rwlock_wrlock(&s->b->tree_lock);
     while (mqtt_sub_iter_next(&it, &r)) {
         /* [MQTT-3.8.4-6] grant at most the configured maximum. */
@@ -238,18 +233,24 @@ static void on_subscribe(mqtt_session *s, const mqtt_subscribe *sub_pkt)
             g = MQTT_SUBACK_FAILURE;
         else
             mqtt_session_remember_sub(s, &r.filter, g);
+        if (g != MQTT_SUBACK_FAILURE) {
+            rb.granted = g;
+            mqtt_retain_match(s->b->retained, (const char *)r.filter.ptr,
+                              r.filter.len, collect_retained, &rb);
+        }
         codes[n++] = g;
     }
     pthread_rwlock_unlock(&s->b->tree_lock);
+    pthread_rwlock_unlock(&s->b->retain_lock);
     mqtt_packet ack = {
         .type = MQTT_SUBACK,
         .u.suback = {.packet_id = sub_pkt->packet_id, .codes = {codes, n}}};
     mqtt_session_mark_dirty(s);
     mqtt_session_send_packet(s, &ack); /* [MQTT-3.8.4-1]; gated: after the commit */
-    mqtt_sub_iter_init(&it, MQTT_SUBSCRIBE, sub_pkt);
-    for (size_t i = 0; mqtt_sub_iter_next(&it, &r); i++)
-        if (codes[i] != MQTT_SUBACK_FAILURE)
-            send_retained(s, &r.filter, codes[i]);
+    for (size_t i = 0; i < rb.count; i++)
+        deliver(s, rb.pubs[i], rb.qos[i]);
+    hm_free(rb.pubs);
+    hm_free(rb.qos);
     hm_free(codes);
 }
 

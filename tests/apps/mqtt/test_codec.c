@@ -119,33 +119,34 @@ Test(mqtt_connect, reserved_flag_set_is_malformed_mqtt_3_1_2_3)
     cr_assert(strstr(f.rule, "[MQTT-3.1.2-3]"));
 }
 
-Test(mqtt_connect, will_qos_without_will_flag_is_malformed_mqtt_3_1_2_11)
+Test(mqtt_connect, will_qos_without_will_flag_is_malformed_mqtt_3_1_2_11_and_13)
 {
     mqtt_fault f;
     mqtt_packet p;
     cr_assert_eq(DECODE(&p, &f, CONNECT_FLAGS(0x0A)), HM_EPROTO);
+    cr_assert(strstr(f.rule, "[MQTT-3.1.2-13]"));
     cr_assert(strstr(f.rule, "[MQTT-3.1.2-11]"));
 }
 
-Test(mqtt_connect, will_qos_3_is_malformed_mqtt_3_1_2_12)
+Test(mqtt_connect, will_qos_3_is_malformed_mqtt_3_1_2_14)
 {
     mqtt_fault f;
     mqtt_packet p;
     cr_assert_eq(DECODE(&p, &f, 0x10, 19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x1E, 0,
                         60, 0, 1, 'c', 0, 1, 't', 0, 1, 'x'),
                  HM_EPROTO);
-    cr_assert(strstr(f.rule, "[MQTT-3.1.2-12]"));
+    cr_assert(strstr(f.rule, "[MQTT-3.1.2-14]"));
 }
 
-Test(mqtt_connect, will_retain_without_will_flag_is_malformed_mqtt_3_1_2_13)
+Test(mqtt_connect, will_retain_without_will_flag_is_malformed_mqtt_3_1_2_15)
 {
     mqtt_fault f;
     mqtt_packet p;
     cr_assert_eq(DECODE(&p, &f, CONNECT_FLAGS(0x22)), HM_EPROTO);
-    cr_assert(strstr(f.rule, "[MQTT-3.1.2-13]"));
+    cr_assert(strstr(f.rule, "[MQTT-3.1.2-15]"));
 }
 
-Test(mqtt_connect, will_retain_flag_is_reported_mqtt_3_1_2_14_and_15)
+Test(mqtt_connect, will_retain_flag_is_reported_mqtt_3_1_2_16_and_17)
 {
     mqtt_packet p;
     cr_assert_eq(DECODE(&p, NULL, 0x10, 19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06,
@@ -158,7 +159,7 @@ Test(mqtt_connect, will_retain_flag_is_reported_mqtt_3_1_2_14_and_15)
     cr_assert(p.u.connect.will_retain);
 }
 
-Test(mqtt_connect, will_topic_with_wildcard_is_a_violation_mqtt_3_1_3_10)
+Test(mqtt_connect, will_topic_with_wildcard_is_a_violation_mqtt_3_3_2_2)
 {
     mqtt_fault f;
     mqtt_packet p;
@@ -178,7 +179,7 @@ Test(mqtt_connect, password_without_username_is_malformed_mqtt_3_1_2_22)
     cr_assert(strstr(f.rule, "[MQTT-3.1.2-22]"));
 }
 
-Test(mqtt_connect, username_flag_without_username_is_malformed_3_1_2_17)
+Test(mqtt_connect, username_flag_without_username_is_malformed_3_1_2_19)
 {
     mqtt_fault f;
     mqtt_packet p;
