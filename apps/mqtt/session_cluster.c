@@ -716,9 +716,12 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
      * connection receiver. What was in flight goes again (DUP), since
      * acknowledgements may have been lost in the move. */
     atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
+    /* This node may have joined so recently that its link to the
+     * connection's node is not up yet: then what follows waits for it. */
+    mqtt_session_await_link(s);
     moved = hm_msg_create(&mqtt_moved_type,
                           mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
-    if (hm_ctx_send(ctx, s->conn_addr, moved) != HM_OK)
+    if (mqtt_session_to_conn(s, moved) != HM_OK)
         hm_msg_destroy(moved);
     if (s->out)
         mqtt_outbox_go_online(s->out);

@@ -207,6 +207,10 @@ bool mqtt_session_stalled(const mqtt_session *s);
 void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen);
 /* Drops what waits (the connection is gone). */
 void mqtt_session_stall_drop(mqtt_session *s);
+/* After an adoption: if the link to the connection's node is not up yet,
+ * everything for the connection waits (a stall) until it is, at most a
+ * few seconds, then the connection is let go (docs/adr/0266). */
+void mqtt_session_await_link(mqtt_session *s);
 
 /* --------------------------------------------- in session_cluster.c */
 

@@ -39,6 +39,8 @@ from placement import session_owner  # noqa: E402
 WAIT = 30.0  # seconds: a guard against hangs, never an expectation
 BACKLOG = 300  # per QoS, queued on n1 before the kill
 AFTER = 100  # per QoS and per surviving node, published after the kill
+RESTART_SESSIONS = 6  # persistent sessions on n1 when it is restarted
+RESTART_BACKLOG = 20  # acknowledged for each before the kill
 
 
 class Redis:
@@ -291,6 +293,58 @@ class Failover(RedisClusterCase):
         self.assertTrue(restored and " 0 sessions and" in restored[0],
                         self.logs())
         self.assertTrue(n1b.wait_log("): up", 2), self.logs())
+
+    def test_a_killed_node_restarted_at_once_keeps_its_sessions(self):
+        """n1 is killed and started again at once (same name, same client
+        port): the survivors' fail-over and the new incarnation race for
+        the sessions n1 held; a restore a survivor sends to a session's
+        name may reach n1's new incarnation (issue 8, docs/adr/0265).
+        Whoever ends up with each session, every acknowledged message
+        arrives and session present = 1."""
+        n1, n2, n3 = self.cluster()
+        topic = "rs/" + uuid.uuid4().hex[:8]
+        subs = []
+        for i in range(RESTART_SESSIONS):
+            # Half go to n2 without n1, half to n3.
+            want = "n2" if i % 2 == 0 else "n3"
+            while True:
+                cid = "rs%d-%s" % (i, uuid.uuid4().hex[:8])
+                if session_owner(cid, self.NAMES) == "n1" and \
+                        session_owner(cid, ["n2", "n3"]) == want:
+                    break
+            s = Subscriber(n2.port, cid, "%s/%d" % (topic, i), 1)
+            self.clients.append(s)
+            s.c.subscribe(s.topic, 1)
+            self.assertTrue(s.subscribed.wait(WAIT))
+            s.close()
+            subs.append(s)
+        # Acknowledged on n1, where the sessions live: committed to Redis.
+        acked = {s: publish_all(n1.port, s.topic, 1,
+                                ["m%d" % j for j in range(RESTART_BACKLOG)])
+                 for s in subs}
+        for s in subs:
+            self.assertEqual(len(acked[s]), RESTART_BACKLOG)
+        n1.kill()
+        n1b = self.node("n1", port=n1.port, join=n2.cluster_addr)
+        self.assertTrue(n1b.wait_log("): up", 2), self.logs())
+        for n in (n2, n3):  # each has seen n1 go and n1b come
+            self.assertTrue(wait_for(lambda: n.count("): up") >= 3),
+                            self.logs())
+        for s in subs:
+            s.connect(n3.port)
+        print(self.logs("died:") + "\n" + self.logs("sessions and"), file=sys.stderr)
+        self.assertTrue(wait_for(lambda: all(len(s.present) == 2
+                                             for s in subs)), self.logs())
+        self.assertEqual([s.present[-1] for s in subs],
+                         [1] * len(subs), "session present after the "
+                         "restart\n" + self.logs("MQTT-FAILOVER"))
+        for s in subs:
+            want = set(acked[s])
+            self.assertTrue(
+                wait_for(lambda: want <= set(s.received)),
+                "%s: %d of %d acknowledged messages missing\n%s" % (
+                    s.topic, len(want - set(s.received)), len(want),
+                    self.logs()))
 
 
 if __name__ == "__main__":
