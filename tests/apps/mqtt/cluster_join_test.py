@@ -7,13 +7,15 @@ persistence), clients (python3-paho-mqtt) connected to n1 whose sessions
 live on n1 or n2 now and on n3 once it joins (placement.py picks such
 client ids). n3 joins through n2 only, so its link to n1, where the
 clients' connections are, comes up after the one to n2; meanwhile it
-adopts the sessions. Every client must stay connected (0 disconnects,
-session present unchanged) and keep receiving: a message published on n2
-after the join reaches each of them.
+adopts the sessions. Meanwhile a publisher on n2 streams QoS 1 to every
+session; then n2 is killed. Every client must stay connected (0
+disconnects) and receive every acknowledged message, and a message
+published on n1 after n2's death.
 
-The one wait on a clock: after the adoptions, longer than the 2 s a
-connection gives its session to say where it moved (SESSION_GRACE_MS in
-apps/mqtt/conn.c) before it closes; a disconnect would happen inside it.
+The waits on a clock: after the adoptions and after n2's death, longer
+than the 2 s a connection gives its session to say where it moved
+(SESSION_GRACE_MS in apps/mqtt/conn.c) before it closes; a disconnect
+would happen inside them.
 Every other wait is a bounded guard against hangs (an event, a log
 line), never an expectation about speed."""
 
@@ -150,6 +152,17 @@ class Join(unittest.TestCase):
         want = {s: set(p for x, p in acked if x is s) for s in subs}
         wait_for(lambda: all(want[s] <= set(s.received) for s in subs))
         missing = [len(want[s] - set(s.received)) for s in subs]
+        # n2, where half the sessions were before the join, dies: a
+        # connection that did not hear where its session went takes it
+        # as lost with n2 and closes after its 2 s wait.
+        n2.kill()
+        self.assertTrue(n1.wait_log("MQTT-NODE-GONE member n2"), n1.log())
+        time.sleep(GRACE)
+        for s in subs:
+            cs.mosquitto_pub(n1.port, s.topic, "last")
+        wait_for(lambda: all("last" in s.received for s in subs))
+        missing = [m + ("last" not in s.received)
+                   for m, s in zip(missing, subs)]
         counts = [s.disconnects for s in subs]
         print("\n%d clients on n1 while n3 joined: acknowledged messages "
               "missing %s, disconnects %s; %d adopted before n3's link to "
