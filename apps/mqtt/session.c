@@ -577,7 +577,12 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
         return;
     }
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
-        return; /* checked at load: cannot happen */
+        return; /* checked at load; from a link, checked here */
+    if (st.client_id.len != strlen(session_id(s)) ||
+        memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0) {
+        mqtt_session_state_fini(&st);
+        return; /* not this session's: only a faulty peer sends that */
+    }
     s->persistent = s->attached_ever = true;
     mqtt_session_dur(s)->saved_ever = true;
     pthread_rwlock_wrlock(&s->b->tree_lock);

@@ -332,7 +332,6 @@ class Failover(RedisClusterCase):
                             self.logs())
         for s in subs:
             s.connect(n3.port)
-        print(self.logs("died:") + "\n" + self.logs("sessions and"), file=sys.stderr)
         self.assertTrue(wait_for(lambda: all(len(s.present) == 2
                                              for s in subs)), self.logs())
         self.assertEqual([s.present[-1] for s in subs],
