@@ -374,7 +374,7 @@ static void shed_outbox(mqtt_session *s)
     }
 }
 
-static void forget_state(mqtt_session *s)
+void mqtt_session_forget_state(mqtt_session *s)
 {
     mqtt_session_drop_subs(s);
     mqtt_outbox_destroy(s->out);
@@ -462,7 +462,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     hm_msg *reply;
 
     if (a->clean || !s->persistent)
-        forget_state(s); /* [MQTT-3.1.2-6] */
+        mqtt_session_forget_state(s); /* [MQTT-3.1.2-6] */
     else
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
     if (a->clean)
@@ -584,6 +584,7 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
         return; /* not this session's: only a faulty peer sends that */
     }
     s->persistent = s->attached_ever = true;
+    s->from_store = true; /* until a client or a handoff brings newer */
     mqtt_session_dur(s)->saved_ever = true;
     pthread_rwlock_wrlock(&s->b->tree_lock);
     for (size_t i = 0; i < st.sub_count; i++)
@@ -665,6 +666,7 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
         if (!from)
             return HM_OK;
+        s->from_store = false; /* a client's copy from now on */
         if (s->conn_addr || s->old_conn_addr)
             take_over(ctx, s, msg, from);
         else

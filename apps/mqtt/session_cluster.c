@@ -654,6 +654,17 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     /* A state for it reached its session here: whatever a relay here kept
      * of an earlier move away is older (ADR 0225). */
     mqtt_cluster_custody_set(s->b->cluster, session_id(s), false);
+    if (s->attached_ever && s->from_store) {
+        /* Restored from the store and untouched since: a node that came
+         * back restored at start the record the survivors had restored
+         * too (docs/adr/0265). Theirs is the live copy, newer (what was
+         * published since, what the client did there): it replaces
+         * ours. */
+        HM_LOG_INFO("MQTT-HANDOFF", "client %s: the moved state replaces "
+                    "the copy restored here from the store", session_id(s));
+        mqtt_session_forget_state(s);
+        s->attached_ever = s->from_store = false;
+    }
     if (s->attached_ever) {
         /* A client attached here before the state arrived: it was told
          * the session was new, and that is what it now is. */

@@ -345,6 +345,69 @@ class Failover(RedisClusterCase):
                     s.topic, len(want - set(s.received)), len(want),
                     self.logs()))
 
+    def test_a_restarted_node_does_not_keep_an_older_copy(self):
+        """n1 is killed; Redis stops taking writes for a while (CLIENT
+        PAUSE WRITE: a slow store), so the survivors restore n1's sessions
+        and queue what is published then, but cannot file them under
+        themselves yet; n1 restarts meanwhile and restores the same
+        records, still filed under it. When placement moves the sessions
+        back to n1, the survivors' copies (newer) must not be dropped for
+        n1's start-up copies: every acknowledged message arrives."""
+        n1, n2, n3 = self.cluster()
+        topic = "rc/" + uuid.uuid4().hex[:8]
+        subs = []
+        for i in range(4):
+            want = "n2" if i % 2 == 0 else "n3"
+            while True:
+                cid = "rc%d-%s" % (i, uuid.uuid4().hex[:8])
+                if session_owner(cid, self.NAMES) == "n1" and \
+                        session_owner(cid, ["n2", "n3"]) == want:
+                    break
+            s = Subscriber(n2.port, cid, "%s/%d" % (topic, i), 1)
+            self.clients.append(s)
+            s.c.subscribe(s.topic, 1)
+            self.assertTrue(s.subscribed.wait(WAIT))
+            s.close()
+            subs.append(s)
+        acked = {s: publish_all(n1.port, s.topic, 1,
+                                ["m%d" % j for j in range(10)])
+                 for s in subs}
+        self.redis.cli("CLIENT", "PAUSE", "4000", "WRITE")
+        n1.kill()
+        for s in subs:
+            heir = n2 if subs.index(s) % 2 == 0 else n3
+            self.assertTrue(heir.wait_log("client %s: session restored" %
+                                          s.c._client_id.decode()),
+                            heir.log())
+        # Published on the heirs while the store is paused: acknowledged
+        # once it takes writes again.
+        pubs = []
+        for s in subs:
+            heir = n2 if subs.index(s) % 2 == 0 else n3
+            r = {}
+            t = threading.Thread(target=lambda r=r, s=s, heir=heir: r.update(
+                acked=publish_all(heir.port, s.topic, 1,
+                                  ["a%d" % j for j in range(10)])))
+            t.start()
+            pubs.append((s, t, r))
+        n1b = self.node("n1", port=n1.port, join=n2.cluster_addr)
+        self.assertTrue(n1b.wait_log("): up", 2), self.logs())
+        for s, t, r in pubs:
+            t.join(2 * WAIT)
+            acked[s] += r.get("acked", [])
+        for s in subs:
+            s.connect(n1b.port)
+        self.assertTrue(wait_for(lambda: all(len(s.present) == 2
+                                             for s in subs)), self.logs())
+        self.assertEqual([s.present[-1] for s in subs], [1] * len(subs))
+        wait_for(lambda: all(set(acked[s]) <= set(s.received)
+                             for s in subs))
+        missing = [len(set(acked[s]) - set(s.received)) for s in subs]
+        print("\nrestart during a paused store: %d acknowledged, missing "
+              "%s" % (sum(map(len, acked.values())), missing),
+              file=sys.stderr)
+        self.assertEqual(missing, [0] * len(subs), self.logs("MQTT-"))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
