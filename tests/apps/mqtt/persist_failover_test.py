@@ -16,6 +16,14 @@ a publisher arrives, QoS 2 exactly once. The store then files the sessions
 under n2 (the next fail-over finds them), and n1, restarted on the same
 store, does not restore them a second time.
 
+Then n1 killed and started again at once (docs/adr/0265): six sessions
+placed on n1, a backlog acknowledged, session present = 1 and every message
+back wherever the survivors' fail-over and the new incarnation leave them;
+and the same with Redis paused for writes across the kill and the restart
+(CLIENT PAUSE WRITE: a slow store), so that the new incarnation restores
+records the survivors restored too, and messages published on the survivors
+meanwhile must survive the sessions' return to n1.
+
 Waits are bounded guards against hangs (an event, a log line), never
 expectations about speed."""
 
