@@ -1,7 +1,7 @@
 """A node joining an MQTT cluster must not disconnect the clients of the
 nodes that stay (issue 8, docs/adr/0266), end to end.
 
-Run by test_cluster_join.sh with HERMES_MQTT set to the broker binary.
+Run by test_cluster_sessions.sh with HERMES_MQTT set to the broker binary.
 Two hermes-mqtt nodes n1 and n2 clustered on loopback (free ports, no
 persistence), clients (python3-paho-mqtt) connected to n1 whose sessions
 live on n1 or n2 now and on n3 once it joins (placement.py picks such
@@ -73,12 +73,7 @@ class Join(unittest.TestCase):
             c.close()
         for n in self.nodes:
             n.stop()
-        bad = []
-        for n in self.nodes:
-            for i, l in enumerate(n.lines):
-                if "WARNING: ThreadSanitizer" in l or "ERROR: " in l and \
-                        "Sanitizer" in l or "runtime error:" in l:
-                    bad += ["[%s]" % n.name] + n.lines[i:i + 60]
+        bad = [l for n in self.nodes for l in n.sanitizer_reports()]
         if bad:
             raise AssertionError("\n".join(bad[:400]))
 

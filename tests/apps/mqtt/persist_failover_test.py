@@ -302,6 +302,34 @@ class Failover(RedisClusterCase):
                         self.logs())
         self.assertTrue(n1b.wait_log("): up", 2), self.logs())
 
+    def parked_on_n1(self, prefix, count, n1, via):
+        """`count` persistent QoS 1 sessions placed on n1 (on n2 and n3 in
+        turn without it), subscribed through `via`, then offline with
+        RESTART_BACKLOG messages each acknowledged on n1 (committed to
+        Redis: the sessions live there). Returns (subscribers, {subscriber:
+        acknowledged payloads})."""
+        topic = "%s/%s" % (prefix, uuid.uuid4().hex[:8])
+        subs = []
+        for i in range(count):
+            want = "n2" if i % 2 == 0 else "n3"
+            while True:
+                cid = "%s%d-%s" % (prefix, i, uuid.uuid4().hex[:8])
+                if session_owner(cid, self.NAMES) == "n1" and \
+                        session_owner(cid, ["n2", "n3"]) == want:
+                    break
+            s = Subscriber(via.port, cid, "%s/%d" % (topic, i), 1)
+            self.clients.append(s)
+            s.c.subscribe(s.topic, 1)
+            self.assertTrue(s.subscribed.wait(WAIT))
+            s.close()
+            subs.append(s)
+        acked = {s: publish_all(n1.port, s.topic, 1,
+                                ["m%d" % j for j in range(RESTART_BACKLOG)])
+                 for s in subs}
+        for s in subs:
+            self.assertEqual(len(acked[s]), RESTART_BACKLOG)
+        return subs, acked
+
     def test_a_killed_node_restarted_at_once_keeps_its_sessions(self):
         """n1 is killed and started again at once (same name, same client
         port): the survivors' fail-over and the new incarnation race for
@@ -310,28 +338,7 @@ class Failover(RedisClusterCase):
         Whoever ends up with each session, every acknowledged message
         arrives and session present = 1."""
         n1, n2, n3 = self.cluster()
-        topic = "rs/" + uuid.uuid4().hex[:8]
-        subs = []
-        for i in range(RESTART_SESSIONS):
-            # Half go to n2 without n1, half to n3.
-            want = "n2" if i % 2 == 0 else "n3"
-            while True:
-                cid = "rs%d-%s" % (i, uuid.uuid4().hex[:8])
-                if session_owner(cid, self.NAMES) == "n1" and \
-                        session_owner(cid, ["n2", "n3"]) == want:
-                    break
-            s = Subscriber(n2.port, cid, "%s/%d" % (topic, i), 1)
-            self.clients.append(s)
-            s.c.subscribe(s.topic, 1)
-            self.assertTrue(s.subscribed.wait(WAIT))
-            s.close()
-            subs.append(s)
-        # Acknowledged on n1, where the sessions live: committed to Redis.
-        acked = {s: publish_all(n1.port, s.topic, 1,
-                                ["m%d" % j for j in range(RESTART_BACKLOG)])
-                 for s in subs}
-        for s in subs:
-            self.assertEqual(len(acked[s]), RESTART_BACKLOG)
+        subs, acked = self.parked_on_n1("rs", RESTART_SESSIONS, n1, n2)
         n1.kill()
         n1b = self.node("n1", port=n1.port, join=n2.cluster_addr)
         self.assertTrue(n1b.wait_log("): up", 2), self.logs())
@@ -362,24 +369,7 @@ class Failover(RedisClusterCase):
         back to n1, the survivors' copies (newer) must not be dropped for
         n1's start-up copies: every acknowledged message arrives."""
         n1, n2, n3 = self.cluster()
-        topic = "rc/" + uuid.uuid4().hex[:8]
-        subs = []
-        for i in range(4):
-            want = "n2" if i % 2 == 0 else "n3"
-            while True:
-                cid = "rc%d-%s" % (i, uuid.uuid4().hex[:8])
-                if session_owner(cid, self.NAMES) == "n1" and \
-                        session_owner(cid, ["n2", "n3"]) == want:
-                    break
-            s = Subscriber(n2.port, cid, "%s/%d" % (topic, i), 1)
-            self.clients.append(s)
-            s.c.subscribe(s.topic, 1)
-            self.assertTrue(s.subscribed.wait(WAIT))
-            s.close()
-            subs.append(s)
-        acked = {s: publish_all(n1.port, s.topic, 1,
-                                ["m%d" % j for j in range(10)])
-                 for s in subs}
+        subs, acked = self.parked_on_n1("rc", 4, n1, n2)
         self.redis.cli("CLIENT", "PAUSE", "4000", "WRITE")
         n1.kill()
         for s in subs:
