@@ -32,6 +32,7 @@ static const codec CODECS[] = {
     {mqtt_ctl_to_json, mqtt_ctl_from_json, mqtt_ctl_destroy},
     {mqtt_pub_to_json, mqtt_pub_from_json, mqtt_pub_release},
     {mqtt_handoff_to_json, mqtt_handoff_from_json, mqtt_handoff_destroy},
+    {mqtt_restore_to_json, mqtt_restore_from_json, mqtt_restore_destroy},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -158,14 +158,8 @@ extern const hm_type mqtt_saved_type;
 /* -> session: save now if dirty (from itself, or from the broker at
  * shutdown). */
 extern const hm_type mqtt_flush_type;
-/* broker -> session at start: payload an mqtt_restore (owned). */
-extern const hm_type mqtt_restore_type;
-typedef struct mqtt_restore {
-    uint8_t *record; /* a valid session_state.h record */
-    size_t len;
-    mqtt_qos2_ids inbound; /* stored inbound QoS 2 ids */
-    bool adopt; /* fail-over: a dead member's session, saved here now */
-} mqtt_restore;
+/* mqtt_restore and mqtt_restore_type (a stored session for its session
+ * receiver) are in session_msg.h: a fail-over's may cross a link. */
 
 /* Opens the store the config names, loads retained messages into the
  * store, spawns "mqtt/persist" and restores every stored session (their

@@ -139,18 +139,6 @@ const hm_type mqtt_durable_type = {.name = "mqtt.durable"};
 const hm_type mqtt_saved_type = {.name = "mqtt.saved"};
 const hm_type mqtt_flush_type = {.name = "mqtt.flush"};
 
-static void restore_free(void *p)
-{
-    mqtt_restore *r = p;
-
-    hm_free(r->record);
-    mqtt_qos2_ids_fini(&r->inbound);
-    hm_free(r);
-}
-
-const hm_type mqtt_restore_type = {.name = "mqtt.restore",
-                                   .free = restore_free};
-
 /* Sends `op` (taken) to the saver. If it cannot be (the runtime is
  * closing), its receipts are released: nobody is left to wait on them.
  * By name, not through an address kept in the broker: an address must

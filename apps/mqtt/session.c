@@ -375,7 +375,7 @@ static void shed_outbox(mqtt_session *s)
     }
 }
 
-static void forget_state(mqtt_session *s)
+void mqtt_session_forget_state(mqtt_session *s)
 {
     mqtt_session_drop_subs(s);
     mqtt_outbox_destroy(s->out);
@@ -463,7 +463,7 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     hm_msg *reply;
 
     if (a->clean || !s->persistent)
-        forget_state(s); /* [MQTT-3.1.2-6] */
+        mqtt_session_forget_state(s); /* [MQTT-3.1.2-6] */
     else
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
     if (a->clean)
@@ -578,8 +578,14 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
         return;
     }
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
-        return; /* checked at load: cannot happen */
+        return; /* checked at load; from a link, checked here */
+    if (st.client_id.len != strlen(session_id(s)) ||
+        memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0) {
+        mqtt_session_state_fini(&st);
+        return; /* not this session's: only a faulty peer sends that */
+    }
     s->persistent = s->attached_ever = true;
+    s->from_store = true; /* until a client or a handoff brings newer */
     mqtt_session_dur(s)->saved_ever = true;
     pthread_rwlock_wrlock(&s->b->tree_lock);
     for (size_t i = 0; i < st.sub_count; i++)
@@ -661,6 +667,7 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
         if (!from)
             return HM_OK;
+        s->from_store = false; /* a client's copy from now on */
         if (s->conn_addr || s->old_conn_addr)
             take_over(ctx, s, msg, from);
         else

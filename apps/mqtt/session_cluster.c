@@ -654,6 +654,17 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     /* A state for it reached its session here: whatever a relay here kept
      * of an earlier move away is older (ADR 0225). */
     mqtt_cluster_custody_set(s->b->cluster, session_id(s), false);
+    if (s->attached_ever && s->from_store) {
+        /* Restored from the store and untouched since: a node that came
+         * back restored at start the record the survivors had restored
+         * too (docs/adr/0265). Theirs is the live copy, newer (what was
+         * published since, what the client did there): it replaces
+         * ours. */
+        HM_LOG_INFO("MQTT-HANDOFF", "client %s: the moved state replaces "
+                    "the copy restored here from the store", session_id(s));
+        mqtt_session_forget_state(s);
+        s->attached_ever = s->from_store = false;
+    }
     if (s->attached_ever) {
         /* A client attached here before the state arrived: it was told
          * the session was new, and that is what it now is. */
@@ -716,9 +727,12 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
      * connection receiver. What was in flight goes again (DUP), since
      * acknowledgements may have been lost in the move. */
     atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
+    /* This node may have joined so recently that its link to the
+     * connection's node is not up yet: then what follows waits for it. */
+    mqtt_session_await_link(s);
     moved = hm_msg_create(&mqtt_moved_type,
                           mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
-    if (hm_ctx_send(ctx, s->conn_addr, moved) != HM_OK)
+    if (mqtt_session_to_conn(s, moved) != HM_OK)
         hm_msg_destroy(moved);
     if (s->out)
         mqtt_outbox_go_online(s->out);

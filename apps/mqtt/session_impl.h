@@ -63,6 +63,7 @@ typedef struct mqtt_session {
     bool attached_ever : 1; /* some client attached to this activation */
     bool persistent : 1;    /* CleanSession was 0 */
     bool ending : 1;        /* it ended itself: nothing to hand over */
+    bool from_store : 1;    /* restored, no client or handoff since */
     uint8_t id_off; /* the client id starts here in self's name */
     uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
     sub_list *subs; /* NULL: none */
@@ -154,6 +155,8 @@ void mqtt_session_forget_sub(mqtt_session *s, const mqtt_bytes *f);
 /* Removes every subscription from the tree (under the write lock: after
  * it, no router holds our token) and forgets them. */
 void mqtt_session_drop_subs(mqtt_session *s);
+/* Drops subscriptions (from the tree too), outbox and inbound QoS 2 ids. */
+void mqtt_session_forget_state(mqtt_session *s);
 /* Forgets the subscription list, leaving the tree as it is. */
 void mqtt_session_forget_subs(mqtt_session *s);
 
@@ -207,6 +210,10 @@ bool mqtt_session_stalled(const mqtt_session *s);
 void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen);
 /* Drops what waits (the connection is gone). */
 void mqtt_session_stall_drop(mqtt_session *s);
+/* After an adoption: if the link to the connection's node is not up yet,
+ * everything for the connection waits (a stall) until it is, at most a
+ * few seconds, then the connection is let go (docs/adr/0266). */
+void mqtt_session_await_link(mqtt_session *s);
 
 /* --------------------------------------------- in session_cluster.c */
 

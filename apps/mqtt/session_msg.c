@@ -459,6 +459,61 @@ hm_err mqtt_handoff_from_json(const json_t *j, void **out)
     return HM_OK;
 }
 
+/* ----------------------------------------------------------- restore */
+
+void mqtt_restore_destroy(void *p)
+{
+    mqtt_restore *r = p;
+
+    if (!r)
+        return;
+    hm_free(r->record);
+    mqtt_qos2_ids_fini(&r->inbound);
+    hm_free(r);
+}
+
+json_t *mqtt_restore_to_json(const void *p)
+{
+    const mqtt_restore *r = p;
+    json_t *o;
+    char *s;
+
+    if (!r || !r->record)
+        return NULL;
+    s = mqtt_base64_encode(r->record, r->len);
+    o = json_object();
+    json_object_set_new(o, "state", json_string(s));
+    json_object_set_new(o, "ids", ids_to_json(&r->inbound));
+    json_object_set_new(o, "adopt", json_boolean(r->adopt));
+    hm_free(s);
+    return o;
+}
+
+hm_err mqtt_restore_from_json(const json_t *j, void **out)
+{
+    const char *state;
+    mqtt_restore r = {0}, *rp;
+    mqtt_qos2_ids *ids = NULL;
+
+    if (!json_is_object(j) ||
+        get_str(j, "state", false, SIZE_MAX, &state) != HM_OK ||
+        get_bool(j, "adopt", &r.adopt) != HM_OK ||
+        get_ids(j, &ids) != HM_OK)
+        return HM_EPROTO;
+    if (mqtt_base64_decode(state, SIZE_MAX / 2, &r.record, &r.len) != HM_OK) {
+        mqtt_qos2_box_destroy(ids);
+        return HM_EPROTO;
+    }
+    if (ids) { /* the box's storage moves into the message */
+        r.inbound = *ids;
+        hm_free(ids);
+    }
+    rp = hm_alloc(sizeof *rp);
+    *rp = r;
+    *out = rp;
+    return HM_OK;
+}
+
 /* ------------------------------------------------------- no payload */
 
 static json_t *empty_to_json(const void *p)
@@ -545,6 +600,10 @@ const hm_type mqtt_handoff_type = {.name = "mqtt.handoff",
                                    .free = mqtt_handoff_destroy,
                                    .to_json = mqtt_handoff_to_json,
                                    .from_json = mqtt_handoff_from_json};
+const hm_type mqtt_restore_type = {.name = "mqtt.restore",
+                                   .free = mqtt_restore_destroy,
+                                   .to_json = mqtt_restore_to_json,
+                                   .from_json = mqtt_restore_from_json};
 const hm_type mqtt_mv_done_type = {.name = "mqtt.mv.done",
                                    .to_json = empty_to_json,
                                    .from_json = empty_from_json};
@@ -559,7 +618,8 @@ hm_err mqtt_session_msg_register(hm_runtime *rt)
         &mqtt_attach_type, &mqtt_forward_type, &mqtt_out_type,
         &mqtt_attached_type, &mqtt_detach_type, &mqtt_ack_type,
         &mqtt_moved_type, &mqtt_lost_type, &mqtt_kick_type, &mqtt_done_type,
-        &mqtt_handoff_type, &mqtt_deliver_type, &mqtt_mv_done_type};
+        &mqtt_handoff_type, &mqtt_deliver_type, &mqtt_mv_done_type,
+        &mqtt_restore_type};
     hm_err err;
 
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -119,6 +119,23 @@ void mqtt_handoff_destroy(void *handoff);
 struct json_t *mqtt_handoff_to_json(const void *handoff);
 hm_err mqtt_handoff_from_json(const struct json_t *j, void **out);
 
+/* The store -> a session: its stored state, at start-up, or a dead
+ * member's after a fail-over (saver.c, docs/adr/0160). Sent to the
+ * session's name; a fail-over's may meet a member that came up meanwhile
+ * and now owns the name, so it crosses a link (docs/adr/0265): the
+ * record in base64, the inbound QoS 2 ids, `adopt`. The record is checked
+ * where it is restored (session_state.h). */
+typedef struct mqtt_restore {
+    uint8_t *record; /* owned: a session_state.h record */
+    size_t len;
+    mqtt_qos2_ids inbound; /* stored inbound QoS 2 ids */
+    bool adopt; /* fail-over: a dead member's session, saved here now */
+} mqtt_restore;
+extern const hm_type mqtt_restore_type;
+void mqtt_restore_destroy(void *restore);
+struct json_t *mqtt_restore_to_json(const void *restore);
+hm_err mqtt_restore_from_json(const struct json_t *j, void **out);
+
 /* The old node's fanout -> a moved session (its token): nothing more is
  * forwarded after this (cluster_move.c). No payload. */
 extern const hm_type mqtt_mv_done_type;

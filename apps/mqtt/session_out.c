@@ -28,15 +28,31 @@
  * was in flight, with DUP). A session that moves to another node hands
  * over its outbox, whose in-flight messages the new owner resends; the
  * control packets held here (at most a SUBACK or an UNSUBACK the client
- * waits for) are lost with the move. Everything here runs on the session's
- * receiver. */
+ * waits for) are lost with the move.
+ *
+ * The same holding covers a link that is not up *yet* (docs/adr/0266): a
+ * session adopted by a node that has just joined may hear of its
+ * connection's node before its link to that node is up; a send to the
+ * connection then resolves to nowhere and is dropped silently (the name is
+ * homed on a member that is not live here), so an in-flight QoS 1/2
+ * message would wait for the client's next reconnection. The adoption
+ * starts a stall that waits for the link (mqtt_session_await_link), with
+ * the same retries, for at most LINK_WAIT_MS; then the session lets the
+ * connection go (the client reconnects, as for any lost connection).
+ * Everything here runs on the session's receiver. */
 #include "apps/mqtt/session_impl.h"
 
+#include "cluster/node.h"
 #include "runtime/alloc.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
+
+#include <string.h>
 
 #define RETRY_MIN_MS 2u
 #define RETRY_MAX_MS 200u
+/* The longest a session waits for the link to its connection's node. */
+#define LINK_WAIT_MS 5000u
 
 /* arg: the stall's retry number (a stale timer does not match). */
 const hm_type mqtt_session_retry_type = {.name = "mqtt.session_retry"};
@@ -48,6 +64,7 @@ struct session_stall {
     uint64_t gen;      /* the armed retry's number */
     hm_timer_id timer;
     uint64_t held;     /* messages that waited here, for the log */
+    uint64_t link_by_ms; /* waiting for the link until then; 0: not */
 };
 
 bool mqtt_session_stalled(const mqtt_session *s)
@@ -83,19 +100,51 @@ static void arm(mqtt_session *s)
                                                    : st->delay_ms * 2;
 }
 
+static session_stall *stall_new(mqtt_session *s)
+{
+    session_stall *st = s->stall = hm_calloc(1, sizeof *st);
+
+    /* relaxed: a statistic, and a number unique on this node, so a timer
+     * of an earlier stall never matches this one's. */
+    st->gen = atomic_fetch_add_explicit(&s->b->link_stalls, 1,
+                                        memory_order_relaxed)
+              << 32;
+    st->delay_ms = RETRY_MIN_MS;
+    return st;
+}
+
+/* Whether a send to the connection reaches its receiver now: it is on
+ * this node, or its node is a live member here (its link is up). */
+static bool conn_reachable(const mqtt_session *s)
+{
+    char home[MQTT_MSG_NAME_MAX + 1], where[HM_NODE_NAME_MAX + 1];
+    const char *name = hm_addr_name(s->conn_addr);
+
+    if (!s->b->node || !mqtt_conn_name_node(name, home, sizeof home) ||
+        strcmp(home, hm_node_name(s->b->node)) == 0)
+        return true;
+    return hm_node_lookup(s->b->node, name, where) == HM_OK &&
+           strcmp(where, home) == 0;
+}
+
+void mqtt_session_await_link(mqtt_session *s)
+{
+    if (!s->conn_addr || s->stall || conn_reachable(s))
+        return;
+    stall_new(s)->link_by_ms = hm_clock_now_ms() + LINK_WAIT_MS;
+    HM_LOG_INFO("MQTT-LINK-WAIT", "client %s: no link to %s yet; holding "
+                "what goes to the client until it is up",
+                session_id(s), hm_addr_name(s->conn_addr));
+    arm(s);
+}
+
 /* Holds `m` (taken) behind what waits; starts a stall if none. */
 static void hold(mqtt_session *s, hm_msg *m)
 {
     session_stall *st = s->stall;
 
     if (!st) {
-        st = s->stall = hm_calloc(1, sizeof *st);
-        /* relaxed: a statistic, and a number unique on this node, so a
-         * timer of an earlier stall never matches this one's. */
-        st->gen = atomic_fetch_add_explicit(&s->b->link_stalls, 1,
-                                            memory_order_relaxed)
-                  << 32;
-        st->delay_ms = RETRY_MIN_MS;
+        st = stall_new(s);
         HM_LOG_INFO("MQTT-LINK-FULL",
                     "client %s: the link to %s is full; holding what "
                     "goes to the client",
@@ -148,6 +197,18 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
 
     if (!st || gen != st->gen)
         return; /* stale: the stall ended, or a later retry is armed */
+    if (st->link_by_ms && !conn_reachable(s)) {
+        if (hm_clock_now_ms() < st->link_by_ms) {
+            arm(s);
+            return;
+        }
+        HM_LOG_WARN("MQTT-LINK-WAIT", "client %s: no link to %s in %u ms; "
+                    "the connection is let go", session_id(s),
+                    hm_addr_name(s->conn_addr), LINK_WAIT_MS);
+        mqtt_session_let_go(s); /* drops the stall */
+        return;
+    }
+    st->link_by_ms = 0; /* up: from now on, a full link's stall */
     while (st->count > 0) {
         hm_msg *m = st->q[st->head];
         hm_err err = hm_runtime_send(s->b->rt, s->conn_addr, m);

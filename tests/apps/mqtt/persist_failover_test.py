@@ -16,6 +16,14 @@ a publisher arrives, QoS 2 exactly once. The store then files the sessions
 under n2 (the next fail-over finds them), and n1, restarted on the same
 store, does not restore them a second time.
 
+Then n1 killed and started again at once (docs/adr/0265): six sessions
+placed on n1, a backlog acknowledged, session present = 1 and every message
+back wherever the survivors' fail-over and the new incarnation leave them;
+and the same with Redis paused for writes across the kill and the restart
+(CLIENT PAUSE WRITE: a slow store), so that the new incarnation restores
+records the survivors restored too, and messages published on the survivors
+meanwhile must survive the sessions' return to n1.
+
 Waits are bounded guards against hangs (an event, a log line), never
 expectations about speed."""
 
@@ -39,6 +47,8 @@ from placement import session_owner  # noqa: E402
 WAIT = 30.0  # seconds: a guard against hangs, never an expectation
 BACKLOG = 300  # per QoS, queued on n1 before the kill
 AFTER = 100  # per QoS and per surviving node, published after the kill
+RESTART_SESSIONS = 6  # persistent sessions on n1 when it is restarted
+RESTART_BACKLOG = 20  # acknowledged for each before the kill
 
 
 class Redis:
@@ -291,6 +301,110 @@ class Failover(RedisClusterCase):
         self.assertTrue(restored and " 0 sessions and" in restored[0],
                         self.logs())
         self.assertTrue(n1b.wait_log("): up", 2), self.logs())
+
+    def parked_on_n1(self, prefix, count, n1, via):
+        """`count` persistent QoS 1 sessions placed on n1 (on n2 and n3 in
+        turn without it), subscribed through `via`, then offline with
+        RESTART_BACKLOG messages each acknowledged on n1 (committed to
+        Redis: the sessions live there). Returns (subscribers, {subscriber:
+        acknowledged payloads})."""
+        topic = "%s/%s" % (prefix, uuid.uuid4().hex[:8])
+        subs = []
+        for i in range(count):
+            want = "n2" if i % 2 == 0 else "n3"
+            while True:
+                cid = "%s%d-%s" % (prefix, i, uuid.uuid4().hex[:8])
+                if session_owner(cid, self.NAMES) == "n1" and \
+                        session_owner(cid, ["n2", "n3"]) == want:
+                    break
+            s = Subscriber(via.port, cid, "%s/%d" % (topic, i), 1)
+            self.clients.append(s)
+            s.c.subscribe(s.topic, 1)
+            self.assertTrue(s.subscribed.wait(WAIT))
+            s.close()
+            subs.append(s)
+        acked = {s: publish_all(n1.port, s.topic, 1,
+                                ["m%d" % j for j in range(RESTART_BACKLOG)])
+                 for s in subs}
+        for s in subs:
+            self.assertEqual(len(acked[s]), RESTART_BACKLOG)
+        return subs, acked
+
+    def test_a_killed_node_restarted_at_once_keeps_its_sessions(self):
+        """n1 is killed and started again at once (same name, same client
+        port): the survivors' fail-over and the new incarnation race for
+        the sessions n1 held; a restore a survivor sends to a session's
+        name may reach n1's new incarnation (issue 8, docs/adr/0265).
+        Whoever ends up with each session, every acknowledged message
+        arrives and session present = 1."""
+        n1, n2, n3 = self.cluster()
+        subs, acked = self.parked_on_n1("rs", RESTART_SESSIONS, n1, n2)
+        n1.kill()
+        n1b = self.node("n1", port=n1.port, join=n2.cluster_addr)
+        self.assertTrue(n1b.wait_log("): up", 2), self.logs())
+        for n in (n2, n3):  # each has seen n1 go and n1b come
+            self.assertTrue(wait_for(lambda: n.count("): up") >= 3),
+                            self.logs())
+        for s in subs:
+            s.connect(n3.port)
+        self.assertTrue(wait_for(lambda: all(len(s.present) == 2
+                                             for s in subs)), self.logs())
+        self.assertEqual([s.present[-1] for s in subs],
+                         [1] * len(subs), "session present after the "
+                         "restart\n" + self.logs("MQTT-FAILOVER"))
+        for s in subs:
+            want = set(acked[s])
+            self.assertTrue(
+                wait_for(lambda: want <= set(s.received)),
+                "%s: %d of %d acknowledged messages missing\n%s" % (
+                    s.topic, len(want - set(s.received)), len(want),
+                    self.logs()))
+
+    def test_a_restarted_node_does_not_keep_an_older_copy(self):
+        """n1 is killed; Redis stops taking writes for a while (CLIENT
+        PAUSE WRITE: a slow store), so the survivors restore n1's sessions
+        and queue what is published then, but cannot file them under
+        themselves yet; n1 restarts meanwhile and restores the same
+        records, still filed under it. When placement moves the sessions
+        back to n1, the survivors' copies (newer) must not be dropped for
+        n1's start-up copies: every acknowledged message arrives."""
+        n1, n2, n3 = self.cluster()
+        subs, acked = self.parked_on_n1("rc", 4, n1, n2)
+        self.redis.cli("CLIENT", "PAUSE", "4000", "WRITE")
+        n1.kill()
+        for s in subs:
+            heir = n2 if subs.index(s) % 2 == 0 else n3
+            self.assertTrue(heir.wait_log("client %s: session restored" %
+                                          s.c._client_id.decode()),
+                            heir.log())
+        # Published on the heirs while the store is paused: acknowledged
+        # once it takes writes again.
+        pubs = []
+        for s in subs:
+            heir = n2 if subs.index(s) % 2 == 0 else n3
+            r = {}
+            t = threading.Thread(target=lambda r=r, s=s, heir=heir: r.update(
+                acked=publish_all(heir.port, s.topic, 1,
+                                  ["a%d" % j for j in range(10)])))
+            t.start()
+            pubs.append((s, t, r))
+        n1b = self.node("n1", port=n1.port, join=n2.cluster_addr)
+        self.assertTrue(n1b.wait_log("): up", 2), self.logs())
+        for s, t, r in pubs:
+            t.join(2 * WAIT)
+            acked[s] += r.get("acked", [])
+        for s in subs:
+            s.connect(n1b.port)
+        self.assertTrue(wait_for(lambda: all(len(s.present) == 2
+                                             for s in subs)), self.logs())
+        self.assertEqual([s.present[-1] for s in subs], [1] * len(subs))
+        wait_for(lambda: all(set(acked[s]) <= set(s.received)
+                             for s in subs))
+        missing = [len(set(acked[s]) - set(s.received)) for s in subs]
+        print("\nrestart during a paused store: %d acknowledged, missing "
+              "%s" % (sum(map(len, acked.values())), missing),
+              file=sys.stderr)
+        self.assertEqual(missing, [0] * len(subs), self.logs("MQTT-"))
 
 
 if __name__ == "__main__":

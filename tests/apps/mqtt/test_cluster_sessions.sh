@@ -6,7 +6,11 @@
 # nodes, takeover across nodes with the will, client id uniqueness, a node
 # killed with -9, a node joining (sessions handed over with their state).
 # The tests are tests/apps/mqtt/cluster_sessions_test.py (plain unittest);
-# every process is stopped and every file removed at the end.
+# then tests/apps/mqtt/cluster_join_test.py: a node joining through one
+# seed adopts sessions before its link to their connections' node is up,
+# and no client of the staying nodes is disconnected or loses a message
+# (docs/adr/0266). Every process is stopped and every file removed at the
+# end.
 # Usage: test_cluster_sessions.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -14,5 +18,7 @@ build=${1:-build}
 sh mk/deps.sh mosquitto-clients python3-paho-mqtt
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-HERMES_MQTT="$build/hermes-mqtt" exec timeout 300 "$py" \
+HERMES_MQTT="$build/hermes-mqtt" timeout 300 "$py" \
     tests/apps/mqtt/cluster_sessions_test.py
+HERMES_MQTT="$build/hermes-mqtt" exec timeout 120 "$py" \
+    tests/apps/mqtt/cluster_join_test.py

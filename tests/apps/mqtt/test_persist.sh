@@ -10,7 +10,9 @@
 # subscribers (QoS 1, QoS 2) is killed with -9 while messages are queued
 # and in flight, a survivor restores their sessions from Redis, and the
 # clients, back on a survivor, get session present = 1 and every
-# acknowledged message, QoS 2 exactly once (docs/adr/0160).
+# acknowledged message, QoS 2 exactly once (docs/adr/0160); a node killed
+# and restarted at once, with and without a store paused for writes, keeps
+# every acknowledged message of its sessions (docs/adr/0265).
 # Usage: test_persist.sh BUILD_DIR
 set -eu
 build=${1:-build}

@@ -2,8 +2,8 @@
  * as they cross a cluster link (apps/mqtt/session_msg.h): every codec
  * round-trips its payload (binary bytes included), the decoders refuse bad
  * input with HM_EPROTO, base64 is strict and canonical, connection names
- * carry their node; and a handoff's state record keeps packet ids,
- * stages and order. */
+ * carry their node; a fail-over's restore crosses too (docs/adr/0265);
+ * and a handoff's state record keeps packet ids, stages and order. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/outbox.h"
 #include "apps/mqtt/session_msg.h"
@@ -195,6 +195,29 @@ Test(mqtt_session_msg, handoff_round_trips)
     mqtt_handoff_destroy(b);
 }
 
+Test(mqtt_session_msg, restore_round_trips_with_its_inbound_ids)
+{
+    uint8_t record[] = {'H', 'M', 'Q', 'S', 0, 1, 2, 255};
+    mqtt_restore a = {.record = record, .len = sizeof record, .adopt = true};
+    mqtt_restore *b;
+
+    mqtt_qos2_ids_receive(&a.inbound, 9);
+    mqtt_qos2_ids_receive(&a.inbound, 65535);
+    cr_assert_eq(through_json(mqtt_restore_to_json, mqtt_restore_from_json,
+                              &a, (void **)&b),
+                 HM_OK);
+    cr_assert(b->adopt);
+    cr_assert_eq(b->len, sizeof record);
+    cr_assert_eq(memcmp(b->record, record, sizeof record), 0);
+    cr_assert_eq(b->inbound.count, 2);
+    cr_assert_not(mqtt_qos2_ids_receive(&b->inbound, 9)); /* known */
+    cr_assert_not(mqtt_qos2_ids_receive(&b->inbound, 65535));
+    cr_assert_eq(mqtt_restore_type.to_json, mqtt_restore_to_json,
+                 "a fail-over's restore must be able to cross a link");
+    mqtt_qos2_ids_fini(&a.inbound);
+    mqtt_restore_destroy(b);
+}
+
 Test(mqtt_session_msg, decoders_refuse_bad_input)
 {
     static const char *const attach_bad[] = {
@@ -219,8 +242,15 @@ Test(mqtt_session_msg, decoders_refuse_bad_input)
         "{}", "{\"state\":\"x\"}", "{\"state\":\"\",\"conn\":\"\"}",
         "{\"state\":\"\",\"persistent\":0}", "{\"state\":\"\",\"cid\":\"\"}",
         "{\"state\":\"\",\"from\":3}"};
+    static const char *const restore_bad[] = {
+        "[]", "{}", "{\"state\":\"x\"}", "{\"state\":3}",
+        "{\"state\":\"\",\"adopt\":1}", "{\"state\":\"\",\"ids\":[0]}",
+        "{\"state\":\"\",\"ids\":7}"};
     void *out = NULL;
 
+    for (size_t i = 0; i < sizeof restore_bad / sizeof *restore_bad; i++)
+        cr_assert_eq(decode_text(mqtt_restore_from_json, restore_bad[i], &out),
+                     HM_EPROTO, "%s", restore_bad[i]);
     for (size_t i = 0; i < sizeof attach_bad / sizeof *attach_bad; i++)
         cr_assert_eq(decode_text(mqtt_attach_from_json, attach_bad[i], &out),
                      HM_EPROTO, "%s", attach_bad[i]);
