@@ -493,6 +493,8 @@ static void inbox_adopt(inbox *in, hm_msg *msg)
     }
     pthread_rwlock_unlock(&in->b->tree_lock);
     mqtt_session_state_fini(&st);
+    HM_LOG_INFO("MQTT-MOVE", "client %s: state held here until %s is gone "
+                "(%zu subscriptions)", in->cid, in->old, in->count);
     mqtt_cluster_move_sync(in->b->cluster, in->cid, in->old);
 }
 
