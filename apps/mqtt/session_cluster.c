@@ -590,26 +590,60 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
  * (to our own address, which now routes to the new owner). Or this node is
  * leaving: send it to `owner`'s inbox ("mqtt/inbox/<owner>/<client id>",
  * session_inbox.c), which holds it until we are gone from its view. */
-void mqtt_session_hand_over(mqtt_session *s, const char *owner)
+/* The handoff message: for our own address (`owner` NULL) or for a
+ * leave's inbox. NULL if the state cannot be encoded (logged). */
+static hm_msg *handoff_msg(mqtt_session *s, bool leave)
 {
-    char name[MQTT_MSG_NAME_MAX + 1];
     mqtt_handoff *h = make_handoff(s);
-    hm_msg *m;
-    hm_err err;
 
     if (!h)
-        return;
-    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
-                "(%zu subscriptions)", session_id(s),
-                owner ? owner : "its new owner",
-                (size_t)mqtt_session_sub_count(s));
-    if (owner) {
+        return NULL;
+    if (leave) {
         h->client_id = hm_strdup(session_id(s));
         h->from = hm_strdup(hm_node_name(s->b->node));
     }
     /* This node forwards what still reaches it (session_move.c). */
     h->old = hm_strdup(hm_node_name(s->b->node));
-    m = hm_msg_create(&mqtt_handoff_type, h, 0);
+    return hm_msg_create(&mqtt_handoff_type, h, 0);
+}
+
+hm_msg *mqtt_session_leave_custody(mqtt_session *s)
+{
+    return handoff_msg(s, true);
+}
+
+bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,
+                                char *out)
+{
+    others o;
+    size_t owner;
+    bool ok;
+
+    others_get(b->node, &o);
+    ok = o.count > 0 &&
+         hm_placement_owner(name,
+                            &(hm_placement_set){.names = o.names,
+                                                .count = o.count},
+                            &owner) == HM_OK;
+    if (ok)
+        snprintf(out, HM_NODE_NAME_MAX + 1, "%s", o.names[owner]);
+    hm_free(o.names);
+    hm_free(o.ms);
+    return ok;
+}
+
+void mqtt_session_hand_over(mqtt_session *s, const char *owner)
+{
+    char name[MQTT_MSG_NAME_MAX + 1];
+    hm_msg *m = handoff_msg(s, owner != NULL);
+    hm_err err;
+
+    if (!m)
+        return;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
+                "(%zu subscriptions)", session_id(s),
+                owner ? owner : "its new owner",
+                (size_t)mqtt_session_sub_count(s));
     if (!owner)
         err = hm_runtime_send(s->b->rt, s->self, m);
     else if (mqtt_inbox_name(name, sizeof name, owner, session_id(s)))

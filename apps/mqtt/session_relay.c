@@ -110,18 +110,6 @@ static void drop_custody(relay *r)
     r->kept_count = 0;
 }
 
-/* A copy of delivery `m` without its receipt unit. */
-static hm_msg *copy_delivery(const hm_msg *m)
-{
-    const mqtt_pub *p = hm_msg_payload(m);
-    mqtt_pub *c = mqtt_pub_create(p->topic, p->topic_len, p->payload,
-                                  p->payload_len, p->qos, p->retain);
-
-    c->origin = p->origin;
-    c->seq = p->seq;
-    return hm_msg_create(&mqtt_deliver_type, c, hm_msg_arg(m));
-}
-
 /* The new owner died with the state: it goes back to the session's name,
  * then what was passed on since, in order. The registry entry stays until
  * the session adopts it (a fail-over here meanwhile keeps off). */
@@ -198,7 +186,7 @@ static void pass(hm_ctx *ctx, relay *r, hm_msg *msg)
             r->kept_cap = r->kept_cap ? 2 * r->kept_cap : 32;
             r->kept = hm_realloc(r->kept, r->kept_cap * sizeof *r->kept);
         }
-        r->kept[r->kept_count++] = copy_delivery(msg);
+        r->kept[r->kept_count++] = mqtt_session_copy_delivery(msg);
     }
     if (pub && pub->receipt && !here(r, where)) {
         /* To another node: routed is all a PUBACK promises there. The

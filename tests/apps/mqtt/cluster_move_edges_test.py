@@ -88,6 +88,9 @@ class Edges(pf.RedisClusterCase):
             got.append(m.payload.decode())
         self.assertEqual(sorted(set(got), key=got.index), acked,
                          self.logs("MQTT-"))
+        # The kill came during the move (n3's cut was still due).
+        self.assertEqual(n1.count("client %s: every member routes to n2"
+                                  % cid), 0, self.logs("MQTT-"))
 
     # ------------------------------------ a session without subscriptions
 
