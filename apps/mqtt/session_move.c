@@ -24,7 +24,13 @@
  *   there, in order, until done. The inbox (below) puts the subscriptions
  *   in N's tree under its own address, holds, and when O is gone from N's
  *   view (so that the session's name resolves to N) gives the session its
- *   state, the forwarded messages, then the held ones.
+ *   state, the forwarded messages, then the held ones. The forwarder
+ *   keeps custody (ADR 0260): a copy of the state it handed over and of
+ *   every delivery it forwarded since, until the done; if N goes first
+ *   (its inbox, holding the state, went with it), they go to the inbox of
+ *   the owner without N, the fanout's move record is retargeted there,
+ *   and the move goes on. A session without subscriptions moves the same
+ *   way (a move record with no filters still ends with a done).
  * - Neither: no move state (s->mv is NULL) and nothing here runs. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/cluster.h"
