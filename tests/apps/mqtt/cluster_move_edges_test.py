@@ -4,7 +4,7 @@ no persistence), real clients (paho, and a raw socket where the test needs
 a client that does not acknowledge), kill -9 and SIGSTOP as in
 cluster_moves_test.py.
 
-Run by test_cluster_move_edges.sh with HERMES_MQTT set to the broker
+Run by test_cluster_moves.sh with HERMES_MQTT set to the broker
 binary.
 
 - A clean leave whose new owner dies during the move: a persistent QoS 1
