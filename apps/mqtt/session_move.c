@@ -26,7 +26,7 @@
  *   view (so that the session's name resolves to N) gives the session its
  *   state, the forwarded messages, then the held ones. The forwarder
  *   keeps custody (ADR 0260): a copy of the state it handed over and of
- *   every delivery it forwarded since, until the done; if N goes first
+ *   every delivery it forwarded since, until O is gone; if N goes first
  *   (its inbox, holding the state, went with it), they go to the inbox of
  *   the owner without N, the fanout's move record is retargeted there,
  *   and the move goes on. A session without subscriptions moves the same
@@ -72,10 +72,13 @@ struct session_move {
     char *old;     /* adopted: the old node (owned) */
     /* Leaving, custody (ADR 0260): the new owner (owned), the state as it
      * left (an mqtt.handoff for an inbox) and copies of the deliveries
-     * forwarded since, in order, until the move is over. */
+     * forwarded since, in order, until this node is gone (the new owner's
+     * inbox releases the state only then). `over`: the fanout's done came,
+     * the session stays only as the state's custodian. */
     char *to;
     hm_msg *custody;
     mv_list kept;
+    bool over;
 };
 
 static void list_add(mv_list *l, hm_msg *m)
@@ -300,10 +303,11 @@ static void forward(hm_ctx *ctx, session_move *mv, hm_msg *m)
     send_or_drop(ctx, mv->fwd, m);
 }
 
-/* The new owner of a leaving session is gone before the move was over
- * (its inbox, holding the state, went with it): the kept state and the
- * copies go to the inbox of the member that owns the session now, and the
- * move goes on there (ADR 0260). */
+/* The new owner of a leaving session is gone before this node was (its
+ * inbox, holding the state until then, went with it): the kept state and
+ * the copies go to the inbox of the member that owns the session now, and
+ * the move goes on there, or, if it was over, the done follows them
+ * (ADR 0260). */
 static void retarget(hm_ctx *ctx, mqtt_session *s)
 {
     session_move *mv = s->mv;
@@ -320,18 +324,22 @@ static void retarget(hm_ctx *ctx, mqtt_session *s)
         mv->custody = NULL;
         return;
     }
-    HM_LOG_WARN("MQTT-MOVE", "client %s: its new owner %s is gone before "
-                "the move was over; the state kept here and %zu messages "
+    HM_LOG_WARN("MQTT-MOVE", "client %s: its new owner %s is gone while "
+                "this node leaves; the state kept here and %zu messages "
                 "forwarded since go to %s", session_id(s), mv->to,
                 mv->kept.count, owner);
     /* Before the state: its sync finds the move retargeted. */
-    mqtt_cluster_move_retarget(s->b->cluster, session_id(s), mv->to, owner);
+    if (!mv->over)
+        mqtt_cluster_move_retarget(s->b->cluster, session_id(s), mv->to,
+                                   owner);
     send_or_drop(ctx, inbox,
                  hm_msg_create(&mqtt_handoff_type,
                                mqtt_handoff_clone(hm_msg_payload(mv->custody)),
                                0));
     for (size_t i = 0; i < mv->kept.count; i++)
         send_or_drop(ctx, inbox, mqtt_session_copy_delivery(mv->kept.v[i]));
+    if (mv->over) /* nothing is forwarded from here any more */
+        send_or_drop(ctx, inbox, hm_msg_create(&mqtt_mv_done_type, NULL, 0));
     hm_addr_release(mv->fwd);
     mv->fwd = inbox;
     hm_free(mv->to);
@@ -375,7 +383,10 @@ static bool forward_all(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
         forward_held(ctx, s);
         m = hm_msg_create(&mqtt_mv_done_type, NULL, 0);
         send_or_drop(ctx, mv->fwd, m);
-        mqtt_session_end(ctx, s);
+        if (mv->custody) /* the state's custodian until we are gone */
+            mv->over = true;
+        else
+            mqtt_session_end(ctx, s);
     } else if ((t == &mqtt_mv_done_type && from_prefix(msg, MQTT_FWD_PREFIX)) ||
                (t == &move_timer_type && hm_msg_arg(msg) == mv->gen)) {
         if (mv->adopted) /* the earlier move is over */
