@@ -99,6 +99,11 @@ static bool is_live(hm_node *n, const char *node)
     return live;
 }
 
+bool mqtt_node_is_live(mqtt_broker *b, const char *node)
+{
+    return is_live(b->node, node);
+}
+
 /* The connections and sessions active here (hm_runtime_foreach_active holds
  * a directory lock: only copying happens there). */
 typedef struct names {
@@ -385,6 +390,9 @@ void mqtt_session_cluster_leave(mqtt_broker *b)
 
     if (!b->node || !b->rt)
         return;
+    /* relaxed: see broker_impl.h. Before the collection: a session not
+     * collected sees it when its state comes. */
+    atomic_store_explicit(&b->leaving, true, memory_order_relaxed);
     others_get(b->node, &o);
     if (o.count > 0)
         hm_runtime_foreach_active(b->rt, collect_sessions, &l);
@@ -678,6 +686,22 @@ static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
     pthread_rwlock_unlock(&s->b->tree_lock);
 }
 
+/* A state that reached this node after its clean leave had collected its
+ * sessions (a join and a leave at once) moves on at once, or it would
+ * leave with the process (ADR 0260). */
+static void leave_too(hm_ctx *ctx, mqtt_session *s)
+{
+    char owner[HM_NODE_NAME_MAX + 1];
+
+    /* relaxed: see broker_impl.h. */
+    if (!atomic_load_explicit(&s->b->leaving, memory_order_relaxed) ||
+        !mqtt_session_cluster_owner(s->b, hm_addr_name(s->self), owner))
+        return;
+    HM_LOG_INFO("MQTT-LEAVE", "client %s: adopted while this node leaves; "
+                "it moves on to %s", session_id(s), owner);
+    mqtt_session_move_leave(ctx, s, owner);
+}
+
 /* The first message of a session that moved here: adopt its state. */
 void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
 {
@@ -744,6 +768,8 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     if (!h->conn || !(s->conn_addr = mqtt_session_intern_conn(s, h->conn))) {
         if (!s->persistent)
             mqtt_session_end(ctx, s);
+        else
+            leave_too(ctx, s);
         return;
     }
     /* The client is still connected, on some node: carry on through its
@@ -757,4 +783,5 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     if (s->out)
         mqtt_outbox_go_online(s->out);
     mqtt_session_pump(s);
+    leave_too(ctx, s);
 }

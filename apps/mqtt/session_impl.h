@@ -222,6 +222,9 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner);
  * session until its move is over (ADR 0260). Owned; NULL if it cannot be
  * encoded. */
 hm_msg *mqtt_session_leave_custody(mqtt_session *s);
+/* Whether `node` (borrowed) is a live member (alive or suspect) as `b`
+ * sees it now. */
+bool mqtt_node_is_live(mqtt_broker *b, const char *node);
 /* The live member but us that placed name `name` (borrowed) lives on, in
  * `out` (HM_NODE_NAME_MAX + 1 bytes). False if there is none. */
 bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,

@@ -507,13 +507,16 @@ void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner)
      * earlier move to here still holds stays held (forward_all()). */
     if (!s->mv)
         s->mv = hm_calloc(1, sizeof *s->mv);
-    list_fini(&s->mv->early);
     s->mv->fwd = inbox;
     /* Custody (ADR 0260): if the owner dies before the move is over, the
      * state goes to the next one. Before let_go: it names the client's
      * connection. */
     s->mv->to = hm_strdup(owner);
     s->mv->custody = mqtt_session_leave_custody(s);
+    /* What came before the state (adopted while leaving) follows it. */
+    for (size_t i = 0; i < s->mv->early.count; i++)
+        forward(ctx, s->mv, s->mv->early.v[i]);
+    s->mv->early.count = 0;
     mqtt_session_move_away(s, owner, false);
     mqtt_session_let_go(s);
 }
@@ -667,13 +670,22 @@ static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
 
     if (!in->handoff) {
-        if (t == &mqtt_handoff_type && !in->cid)
+        if (t == &mqtt_handoff_type && !in->cid) {
             inbox_adopt(in, msg);
-        else if (t != &inbox_timer_type && t != &mqtt_node_gone_type &&
-                 t != &mqtt_mv_done_type)
+            /* A relay's custody after the new owner left (ADR 0260): that
+             * node is gone already and forwards nothing. */
+            if (in->handoff && !mqtt_node_is_live(in->b, in->old)) {
+                in->gone = in->done = true;
+                inbox_release(ctx, in);
+            }
+        } else if (t != &inbox_timer_type && t != &mqtt_node_gone_type &&
+                   t != &mqtt_mv_done_type) {
             inbox_pass(ctx, msg);
+        }
         return HM_OK;
     }
+    if (from_prefix(msg, MQTT_FWD_PREFIX))
+        return HM_OK; /* a relay's custody, older than the state held */
     if (t == &mqtt_node_gone_type || t == &mqtt_mv_done_type ||
         t == &inbox_timer_type) {
         /* Released when the old node is gone from our view (the session's

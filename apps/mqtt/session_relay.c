@@ -135,6 +135,43 @@ static void give_back(hm_ctx *ctx, relay *r, const char *owner)
     r->kept_count = 0;
 }
 
+/* The new owner left cleanly (ADR 0260). If it had adopted the state,
+ * its leave handed the newer one to the inbox of the owner without it,
+ * ahead of its goodbye: the kept state goes to that same inbox, behind
+ * it, and the session there drops it (a newer state came first). If the
+ * state reached it only after its leave had begun (a join and a leave at
+ * once), nothing carried it on: the inbox adopts the kept one and, its old
+ * node being gone, releases it at once. */
+static void to_inbox(hm_ctx *ctx, relay *r, const char *owner)
+{
+    char where[HM_NODE_NAME_MAX + 1], name[MQTT_MSG_NAME_MAX + 1];
+    mqtt_handoff *h = hm_msg_payload(r->custody);
+    size_t n = r->kept_count;
+
+    if (hm_node_lookup(r->b->node, hm_addr_name(r->to), where) != HM_OK ||
+        !mqtt_inbox_name(name, sizeof name, where, r->cid)) {
+        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
+        drop_custody(r);
+        return;
+    }
+    HM_LOG_INFO("MQTT-MOVE", "client %s: its new owner %s left before the "
+                "move was over; the state kept here and %zu messages "
+                "forwarded since go to %s's inbox", r->cid, owner, n, where);
+    if (strcmp(where, hm_node_name(r->b->node)) != 0)
+        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
+    if (!h->client_id) /* an inbox wants to know whose it is */
+        h->client_id = hm_strdup(r->cid);
+    if (hm_ctx_send_name(ctx, name, r->custody) != HM_OK) {
+        hm_msg_destroy(r->custody);
+        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
+    }
+    r->custody = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (hm_ctx_send_name(ctx, name, r->kept[i]) != HM_OK)
+            hm_msg_destroy(r->kept[i]);
+    r->kept_count = 0;
+}
+
 /* Keeps or gives back the custody by what became of the new owner. */
 static void check(hm_ctx *ctx, relay *r)
 {
@@ -150,9 +187,8 @@ static void check(hm_ctx *ctx, relay *r)
     switch (fate(r->b->node, h->from, r->inc, NULL)) {
     case OWNER_LIVE:
         return;
-    case OWNER_LEFT: /* its clean leave hands the newer state on */
-        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
-        drop_custody(r);
+    case OWNER_LEFT:
+        to_inbox(ctx, r, h->from);
         return;
     case OWNER_LOST:
         give_back(ctx, r, h->from);

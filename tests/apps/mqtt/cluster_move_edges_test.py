@@ -109,6 +109,48 @@ class Edges(pf.RedisClusterCase):
         self.assertEqual(n1.count("client %s: its new owner n2 is gone"
                                   % cid), 1, self.logs("MQTT-"))
 
+    # ----------------------------------- a node that joins and leaves at once
+
+    def test_a_join_and_a_leave_at_once_keep_the_state(self):
+        n1, n2, n3 = self.cluster(redis=False)
+        cids = [cid_where("jl%d" % i, (self.NAMES, "n1"),
+                          (self.NAMES + ["n4"], "n4")) for i in range(4)]
+        topic = "jl/" + uuid.uuid4().hex[:8]
+        for cid in cids:
+            sub = Client(n2.port, client_id=cid, clean=False)
+            sub.subscribe("%s/%s" % (topic, cid), 1)
+            sub.disconnect()
+        acked = {cid: pf.publish_all(n1.port, "%s/%s" % (topic, cid), 1,
+                                     ["q%d" % k for k in range(10)])
+                 for cid in cids}
+        # n4 stops as soon as n1 hands it the first session: some of the
+        # states reach it after its leave has begun.
+        n4 = self.node("n4", join=n1.cluster_addr, redis=False)
+        self.assertTrue(n1.wait_log("session moves to its new owner"),
+                        self.logs("MQTT-"))
+        n4.proc.send_signal(signal.SIGTERM)
+        n4.proc.wait(WAIT)
+        for n in (n1, n2, n3):  # those that saw it come see it go
+            if n is n1 or n.count("MQTT-MEMBER member n4"):
+                self.assertTrue(n.wait_log("MQTT-NODE-GONE member n4"),
+                                self.logs("MQTT-"))
+        for cid in cids:
+            n1.wait_log("client %s: session adopted" % cid, timeout=8)
+        for cid in cids:
+            sub = Client(n2.port, client_id=cid, clean=False)
+            self.clients.append(sub)
+            self.assertTrue(sub.session_present, "%s\n%s" %
+                            (cid, self.logs("MQTT-")))
+            cs.mosquitto_pub(n1.port, "%s/%s" % (topic, cid), "end")
+            got = []
+            while True:
+                m = sub.next()
+                if m.payload == b"end":
+                    break
+                got.append(m.payload.decode())
+            self.assertEqual(sorted(set(got), key=got.index), acked[cid])
+            sub.disconnect()
+
     # ------------------------------------ a session without subscriptions
 
     def park_inflight(self, node, cid, topic):
