@@ -13,6 +13,11 @@ binary.
   the session to n2, and n2 is killed before the move is over; n3 is
   resumed. The session must continue on n3: session present = 1 and every
   queued message.
+- A node that joins and leaves at once: four persistent sessions placed on
+  n1 with messages queued move to n4 when it joins, and n4 is stopped
+  cleanly (SIGTERM) as soon as n1 hands over the first: some states reach
+  n4 after its leave has collected its sessions. Each session must come
+  back (session present = 1, its whole queue).
 - A session with no subscriptions moving, on a join and on a clean leave:
   it has QoS 1 messages in flight (received by a client that did not
   acknowledge them, then unsubscribed). After the move a reconnection gets
@@ -66,6 +71,24 @@ def stop(node):
 class Edges(pf.RedisClusterCase):
     PREFIX = "hermes-move-edges-"
 
+    def assert_queue_kept(self, node, cid, topic, acked):
+        """`cid` reconnects through `node`: session present, and every
+        message of `acked` (once at least, in order) before a marker."""
+        sub = Client(node.port, client_id=cid, clean=False)
+        self.clients.append(sub)
+        self.assertTrue(sub.session_present, "%s\n%s" %
+                        (cid, self.logs("MQTT-")))
+        cs.mosquitto_pub(node.port, topic, "end")
+        got = []
+        while True:
+            m = sub.next()
+            if m.payload == b"end":
+                break
+            got.append(m.payload.decode())
+        self.assertEqual(sorted(set(got), key=got.index), acked,
+                         self.logs("MQTT-"))
+        sub.disconnect()
+
     # ------------------------------ a leave whose new owner dies mid-move
 
     def test_a_leave_survives_the_death_of_its_new_owner(self):
@@ -93,18 +116,7 @@ class Edges(pf.RedisClusterCase):
         self.assertTrue(n3.wait_log("MQTT-NODE-GONE member n1"),
                         self.logs("MQTT-"))
         n3.wait_log("client %s: session adopted" % cid, timeout=5)
-        sub = Client(n3.port, client_id=cid, clean=False)
-        self.clients.append(sub)
-        self.assertTrue(sub.session_present, self.logs("MQTT-"))
-        cs.mosquitto_pub(n3.port, topic, "end")
-        got = []
-        while True:
-            m = sub.next()
-            if m.payload == b"end":
-                break
-            got.append(m.payload.decode())
-        self.assertEqual(sorted(set(got), key=got.index), acked,
-                         self.logs("MQTT-"))
+        self.assert_queue_kept(n3, cid, topic, acked)
         # The kill came before n1 was gone.
         self.assertEqual(n1.count("client %s: its new owner n2 is gone"
                                   % cid), 1, self.logs("MQTT-"))
@@ -137,19 +149,8 @@ class Edges(pf.RedisClusterCase):
         for cid in cids:
             n1.wait_log("client %s: session adopted" % cid, timeout=8)
         for cid in cids:
-            sub = Client(n2.port, client_id=cid, clean=False)
-            self.clients.append(sub)
-            self.assertTrue(sub.session_present, "%s\n%s" %
-                            (cid, self.logs("MQTT-")))
-            cs.mosquitto_pub(n1.port, "%s/%s" % (topic, cid), "end")
-            got = []
-            while True:
-                m = sub.next()
-                if m.payload == b"end":
-                    break
-                got.append(m.payload.decode())
-            self.assertEqual(sorted(set(got), key=got.index), acked[cid])
-            sub.disconnect()
+            self.assert_queue_kept(n2, cid, "%s/%s" % (topic, cid),
+                                   acked[cid])
 
     # ------------------------------------ a session without subscriptions
 
