@@ -20,8 +20,11 @@
  * everything forwarded since go back to the session's name, which now
  * resolves to the owner without N (this node after a join), in order,
  * before anything else the relay passes on: a move loses nothing that went
- * through here when its new owner dies. If N leaves cleanly, its own
- * handoff carries the newer state and the custody is dropped. Ownership:
+ * through here when its new owner dies. If N leaves cleanly first, the
+ * custody goes to the inbox of the member the session's name resolves to
+ * now, behind the newer state N's leave sent there if N had adopted it
+ * (the inbox ignores the older one), or as the state if N never had it (a
+ * join and a leave at once, ADR 0260). Ownership:
  * the relay owns the custody message and the copies; the registry entry
  * is the node's (cluster_move.c). A delivery passed on to
  * another node gives up its receipt unit (a PUBACK means routed, as for
