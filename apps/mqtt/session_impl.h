@@ -182,6 +182,9 @@ void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner);
  * lock. */
 void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
                                char *const *filters, size_t count);
+/* Whether this session handed its state to a leave's inbox already (it
+ * only forwards, or keeps custody): nothing more to hand over. */
+bool mqtt_session_move_handed(const mqtt_session *s);
 /* Frees the move state. */
 void mqtt_session_move_fini(mqtt_session *s);
 /* Node `node` (borrowed) is gone: a move from there is over. */

@@ -200,6 +200,11 @@ static void move_free(session_move *mv)
     hm_free(mv);
 }
 
+bool mqtt_session_move_handed(const mqtt_session *s)
+{
+    return s->mv && s->mv->fwd;
+}
+
 void mqtt_session_move_fini(mqtt_session *s)
 {
     move_free(s->mv);
