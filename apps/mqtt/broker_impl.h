@@ -89,6 +89,10 @@ struct mqtt_broker {
     _Atomic uint64_t dropped;    /* messages dropped on a full queue */
     _Atomic uint64_t link_stalls; /* sessions' sends held on HM_EFULL */
     _Atomic uint64_t link_held;   /* messages those stalls held */
+    /* A clean leave began (set once by the main thread, read by sessions,
+     * relaxed: a session that misses it was collected by the leave): a
+     * state adopted here from then on moves on at once (ADR 0260). */
+    _Atomic bool leaving;
     /* Persistence (saver.c, docs/adr/0111); all zero when it is off. Set
      * before the runtime runs a receiver, read-only afterwards. */
     mqtt_persist *persist;

@@ -363,6 +363,8 @@ static hm_err fanout_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         mqtt_cluster_move_on_begin(ctx, cl, msg);
     else if (t == &mqtt_mv_sync_type)
         mqtt_cluster_move_on_sync_req(ctx, cl, hm_msg_payload(msg));
+    else if (t == &mqtt_mv_retarget_type)
+        mqtt_cluster_move_on_retarget(ctx, cl, hm_msg_payload(msg));
     return HM_OK;
 }
 

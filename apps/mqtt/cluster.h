@@ -87,6 +87,12 @@ void mqtt_cluster_move_begin(mqtt_cluster *cl, mqtt_move *mv);
  * Thread-safe. */
 void mqtt_cluster_move_sync(mqtt_cluster *cl, const char *client_id,
                             const char *old);
+/* The move of `client_id` from here to `from` goes to `to` instead (all
+ * borrowed): `from` died before the move was over, and the leaving session
+ * handed its kept state to `to` (ADR 0260). The move waits for `to`'s sync
+ * and every member's cut again. Thread-safe. */
+void mqtt_cluster_move_retarget(mqtt_cluster *cl, const char *client_id,
+                                const char *from, const char *to);
 /* The number of moves still forwarding from here. Thread-safe. */
 uint32_t mqtt_cluster_moves_open(mqtt_cluster *cl);
 /* Frees `mv` (taken; NULL accepted). */

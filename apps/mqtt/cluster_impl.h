@@ -109,7 +109,8 @@ typedef struct cl_filter {
 } cl_filter;
 
 /* Local only: mqtt_cluster_move_begin()'s and _sync()'s messages. */
-extern const hm_type mqtt_mv_begin_type, mqtt_mv_sync_type;
+extern const hm_type mqtt_mv_begin_type, mqtt_mv_sync_type,
+    mqtt_mv_retarget_type;
 
 /* ------------------------------------------------- cluster_move.c */
 
@@ -117,6 +118,9 @@ extern const hm_type mqtt_mv_begin_type, mqtt_mv_sync_type;
 uint64_t mqtt_cluster_node_hash(const char *name);
 /* The fanout's side of moves; each runs on the fanout receiver. */
 void mqtt_cluster_move_on_begin(hm_ctx *ctx, mqtt_cluster *cl, hm_msg *msg);
+/* A leaving session's new owner died: its move goes on to another. */
+void mqtt_cluster_move_on_retarget(hm_ctx *ctx, mqtt_cluster *cl,
+                                   const void *rt);
 void mqtt_cluster_move_on_sync_req(hm_ctx *ctx, mqtt_cluster *cl,
                                    const mqtt_move *mv);
 /* Peer `p` was just greeted: the syncs it missed. */

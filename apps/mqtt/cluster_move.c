@@ -64,6 +64,24 @@ const hm_type mqtt_mv_begin_type = {
 const hm_type mqtt_mv_sync_type = {.name = "mqtt.mv.sync",
                                    .free = (void (*)(void *))mqtt_move_destroy};
 
+/* A retarget's payload (mqtt_cluster_move_retarget()). */
+typedef struct mv_retarget {
+    char *cid, *from, *to; /* owned */
+} mv_retarget;
+
+static void retarget_free(void *p)
+{
+    mv_retarget *r = p;
+
+    hm_free(r->cid);
+    hm_free(r->from);
+    hm_free(r->to);
+    hm_free(r);
+}
+
+const hm_type mqtt_mv_retarget_type = {.name = "mqtt.mv.retarget",
+                                       .free = retarget_free};
+
 uint64_t mqtt_cluster_node_hash(const char *name)
 {
     uint64_t h = 0xcbf29ce484222325u; /* FNV-1a 64 */
@@ -111,6 +129,20 @@ void mqtt_cluster_move_sync(mqtt_cluster *cl, const char *client_id,
         hm_msg_destroy(m);
 }
 
+void mqtt_cluster_move_retarget(mqtt_cluster *cl, const char *client_id,
+                                const char *from, const char *to)
+{
+    mv_retarget *r = hm_calloc(1, sizeof *r);
+    hm_msg *m;
+
+    r->cid = hm_strdup(client_id);
+    r->from = hm_strdup(from);
+    r->to = hm_strdup(to);
+    m = hm_msg_create(&mqtt_mv_retarget_type, r, 0);
+    if (hm_runtime_send(cl->rt, cl->fanout, m) != HM_OK)
+        hm_msg_destroy(m);
+}
+
 uint32_t mqtt_cluster_moves_open(mqtt_cluster *cl)
 {
     /* relaxed: a count polled by a clean leave. */
@@ -140,6 +172,25 @@ void mqtt_cluster_move_on_begin(hm_ctx *ctx, mqtt_cluster *cl, hm_msg *msg)
                 "client %s: forwarding to %s while the "
                 "members learn its filters there",
                 mv->client_id, mv->to);
+}
+
+void mqtt_cluster_move_on_retarget(hm_ctx *ctx, mqtt_cluster *cl,
+                                   const void *p)
+{
+    const mv_retarget *rt = p;
+    mv_rec *r = find_rec(cl, rt->cid, rt->from);
+
+    if (!r)
+        return; /* over already */
+    hm_free(r->mv->to);
+    r->mv->to = hm_strdup(rt->to);
+    r->synced = r->self_cut = false;
+    for (size_t k = 0; k < r->from_count; k++)
+        hm_free(r->from[k]);
+    r->from_count = 0;
+    r->begun_ms = hm_ctx_now_ms(ctx);
+    HM_LOG_INFO("MQTT-MOVE", "client %s: %s is gone; forwarding to %s "
+                "instead", rt->cid, rt->from, rt->to);
 }
 
 /* Removes the entries, tells the token, frees record `i`. */

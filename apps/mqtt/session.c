@@ -749,7 +749,8 @@ static void session_deactivate(hm_ctx *ctx, void *state,
     /* Ended by the cluster (its node is no longer the owner), not by
      * itself: the state goes to the new owner. */
     if (why == HM_DEACTIVATE_REQUESTED && !s->ending && s->b->node &&
-        s->attached_ever && (s->persistent || s->conn_addr)) {
+        s->attached_ever && (s->persistent || s->conn_addr) &&
+        !mqtt_session_move_handed(s)) {
         char to[HM_NODE_NAME_MAX + 1];
 
         mqtt_session_hand_over(s, NULL);

@@ -99,6 +99,11 @@ static bool is_live(hm_node *n, const char *node)
     return live;
 }
 
+bool mqtt_node_is_live(mqtt_broker *b, const char *node)
+{
+    return is_live(b->node, node);
+}
+
 /* The connections and sessions active here (hm_runtime_foreach_active holds
  * a directory lock: only copying happens there). */
 typedef struct names {
@@ -385,6 +390,9 @@ void mqtt_session_cluster_leave(mqtt_broker *b)
 
     if (!b->node || !b->rt)
         return;
+    /* relaxed: see broker_impl.h. Before the collection: a session not
+     * collected sees it when its state comes. */
+    atomic_store_explicit(&b->leaving, true, memory_order_relaxed);
     others_get(b->node, &o);
     if (o.count > 0)
         hm_runtime_foreach_active(b->rt, collect_sessions, &l);
@@ -590,26 +598,60 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
  * (to our own address, which now routes to the new owner). Or this node is
  * leaving: send it to `owner`'s inbox ("mqtt/inbox/<owner>/<client id>",
  * session_inbox.c), which holds it until we are gone from its view. */
-void mqtt_session_hand_over(mqtt_session *s, const char *owner)
+/* The handoff message: for our own address (`owner` NULL) or for a
+ * leave's inbox. NULL if the state cannot be encoded (logged). */
+static hm_msg *handoff_msg(mqtt_session *s, bool leave)
 {
-    char name[MQTT_MSG_NAME_MAX + 1];
     mqtt_handoff *h = make_handoff(s);
-    hm_msg *m;
-    hm_err err;
 
     if (!h)
-        return;
-    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
-                "(%zu subscriptions)", session_id(s),
-                owner ? owner : "its new owner",
-                (size_t)mqtt_session_sub_count(s));
-    if (owner) {
+        return NULL;
+    if (leave) {
         h->client_id = hm_strdup(session_id(s));
         h->from = hm_strdup(hm_node_name(s->b->node));
     }
     /* This node forwards what still reaches it (session_move.c). */
     h->old = hm_strdup(hm_node_name(s->b->node));
-    m = hm_msg_create(&mqtt_handoff_type, h, 0);
+    return hm_msg_create(&mqtt_handoff_type, h, 0);
+}
+
+hm_msg *mqtt_session_leave_custody(mqtt_session *s)
+{
+    return handoff_msg(s, true);
+}
+
+bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,
+                                char *out)
+{
+    others o;
+    size_t owner;
+    bool ok;
+
+    others_get(b->node, &o);
+    ok = o.count > 0 &&
+         hm_placement_owner(name,
+                            &(hm_placement_set){.names = o.names,
+                                                .count = o.count},
+                            &owner) == HM_OK;
+    if (ok)
+        snprintf(out, HM_NODE_NAME_MAX + 1, "%s", o.names[owner]);
+    hm_free(o.names);
+    hm_free(o.ms);
+    return ok;
+}
+
+void mqtt_session_hand_over(mqtt_session *s, const char *owner)
+{
+    char name[MQTT_MSG_NAME_MAX + 1];
+    hm_msg *m = handoff_msg(s, owner != NULL);
+    hm_err err;
+
+    if (!m)
+        return;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
+                "(%zu subscriptions)", session_id(s),
+                owner ? owner : "its new owner",
+                (size_t)mqtt_session_sub_count(s));
     if (!owner)
         err = hm_runtime_send(s->b->rt, s->self, m);
     else if (mqtt_inbox_name(name, sizeof name, owner, session_id(s)))
@@ -642,6 +684,22 @@ static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
                             token(s), qos, NULL) == HM_OK)
         mqtt_session_remember_sub(s, f, qos);
     pthread_rwlock_unlock(&s->b->tree_lock);
+}
+
+/* A state that reached this node after its clean leave had collected its
+ * sessions (a join and a leave at once) moves on at once, or it would
+ * leave with the process (ADR 0260). */
+static void leave_too(hm_ctx *ctx, mqtt_session *s)
+{
+    char owner[HM_NODE_NAME_MAX + 1];
+
+    /* relaxed: see broker_impl.h. */
+    if (!atomic_load_explicit(&s->b->leaving, memory_order_relaxed) ||
+        !mqtt_session_cluster_owner(s->b, hm_addr_name(s->self), owner))
+        return;
+    HM_LOG_INFO("MQTT-LEAVE", "client %s: adopted while this node leaves; "
+                "it moves on to %s", session_id(s), owner);
+    mqtt_session_move_leave(ctx, s, owner);
 }
 
 /* The first message of a session that moved here: adopt its state. */
@@ -721,6 +779,8 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     if (!h->conn || !(s->conn_addr = mqtt_session_intern_conn(s, h->conn))) {
         if (!s->persistent)
             mqtt_session_end(ctx, s);
+        else
+            leave_too(ctx, s);
         return;
     }
     /* The client is still connected, on some node: carry on through its
@@ -737,4 +797,5 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     if (s->out)
         mqtt_outbox_go_online(s->out);
     mqtt_session_pump(s);
+    leave_too(ctx, s);
 }

@@ -185,11 +185,16 @@ void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner);
  * lock. */
 void mqtt_session_move_unrelay(mqtt_broker *b, const char *client_id,
                                char *const *filters, size_t count);
+/* Whether this session handed its state to a leave's inbox already (it
+ * only forwards, or keeps custody): nothing more to hand over. */
+bool mqtt_session_move_handed(const mqtt_session *s);
 /* Frees the move state. */
 void mqtt_session_move_fini(mqtt_session *s);
 /* Node `node` (borrowed) is gone: a move from there is over. */
 void mqtt_session_move_on_gone(hm_ctx *ctx, mqtt_session *s,
                                const char *node);
+/* A copy of delivery `m` (borrowed), without its receipt unit. */
+hm_msg *mqtt_session_copy_delivery(const hm_msg *m);
 /* Destroys `m` (NULL accepted), releasing a delivery's receipt unit. */
 void mqtt_session_msg_drop(hm_msg *m);
 
@@ -223,6 +228,17 @@ void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s,
 /* Sends the state to the new owner: to our own address (membership moved
  * us; `owner` NULL) or to "mqtt/members/<owner>" (this node is leaving). */
 void mqtt_session_hand_over(mqtt_session *s, const char *owner);
+/* The same state as a leave's handoff to an inbox, kept by the leaving
+ * session until its move is over (ADR 0260). Owned; NULL if it cannot be
+ * encoded. */
+hm_msg *mqtt_session_leave_custody(mqtt_session *s);
+/* Whether `node` (borrowed) is a live member (alive or suspect) as `b`
+ * sees it now. */
+bool mqtt_node_is_live(mqtt_broker *b, const char *node);
+/* The live member but us that placed name `name` (borrowed) lives on, in
+ * `out` (HM_NODE_NAME_MAX + 1 bytes). False if there is none. */
+bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,
+                                char *out);
 /* The same state, for this node's relay `relay` (borrowed) of a move to
  * node `to` (borrowed), which keeps it until the move is over and gives it
  * back to the session's name if `to` dies first (ADR 0225). */

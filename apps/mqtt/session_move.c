@@ -24,7 +24,13 @@
  *   there, in order, until done. The inbox (below) puts the subscriptions
  *   in N's tree under its own address, holds, and when O is gone from N's
  *   view (so that the session's name resolves to N) gives the session its
- *   state, the forwarded messages, then the held ones.
+ *   state, the forwarded messages, then the held ones. The forwarder
+ *   keeps custody (ADR 0260): a copy of the state it handed over and of
+ *   every delivery it forwarded since, until O is gone; if N goes first
+ *   (its inbox, holding the state, went with it), they go to the inbox of
+ *   the owner without N, the fanout's move record is retargeted there,
+ *   and the move goes on. A session without subscriptions moves the same
+ *   way (a move record with no filters still ends with a done).
  * - Neither: no move state (s->mv is NULL) and nothing here runs. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/cluster.h"
@@ -64,6 +70,15 @@ struct session_move {
     mv_ids ids;    /* delivered from the old node */
     hm_addr *fwd;  /* leaving: the new owner's inbox */
     char *old;     /* adopted: the old node (owned) */
+    /* Leaving, custody (ADR 0260): the new owner (owned), the state as it
+     * left (an mqtt.handoff for an inbox) and copies of the deliveries
+     * forwarded since, in order, until this node is gone (the new owner's
+     * inbox releases the state only then). `over`: the fanout's done came,
+     * the session stays only as the state's custodian. */
+    char *to;
+    hm_msg *custody;
+    mv_list kept;
+    bool over;
 };
 
 static void list_add(mv_list *l, hm_msg *m)
@@ -87,6 +102,17 @@ static void send_or_drop(hm_ctx *ctx, hm_addr *to, hm_msg *m)
 {
     if (hm_ctx_send(ctx, to, m) != HM_OK)
         mqtt_session_msg_drop(m);
+}
+
+hm_msg *mqtt_session_copy_delivery(const hm_msg *m)
+{
+    const mqtt_pub *p = hm_msg_payload(m);
+    mqtt_pub *c = mqtt_pub_create(p->topic, p->topic_len, p->payload,
+                                  p->payload_len, p->qos, p->retain);
+
+    c->origin = p->origin;
+    c->seq = p->seq;
+    return hm_msg_create(&mqtt_deliver_type, c, hm_msg_arg(m));
 }
 
 static void list_fini(mv_list *l)
@@ -165,10 +191,18 @@ static void move_free(session_move *mv)
         return;
     list_fini(&mv->early);
     list_fini(&mv->held);
+    list_fini(&mv->kept);
     hm_free(mv->ids.v);
     hm_addr_release(mv->fwd);
     hm_free(mv->old);
+    hm_free(mv->to);
+    hm_msg_destroy(mv->custody);
     hm_free(mv);
+}
+
+bool mqtt_session_move_handed(const mqtt_session *s)
+{
+    return s->mv && s->mv->fwd;
 }
 
 void mqtt_session_move_fini(mqtt_session *s)
@@ -265,6 +299,58 @@ void mqtt_session_move_replay_early(hm_ctx *ctx, mqtt_session *s)
     hm_free(early.v);
 }
 
+/* The leaving session passes `m` (taken) to the new owner's inbox,
+ * keeping a copy of a delivery while it has custody. */
+static void forward(hm_ctx *ctx, session_move *mv, hm_msg *m)
+{
+    if (mv->custody && hm_msg_type(m) == &mqtt_deliver_type)
+        list_add(&mv->kept, mqtt_session_copy_delivery(m));
+    send_or_drop(ctx, mv->fwd, m);
+}
+
+/* The new owner of a leaving session is gone before this node was (its
+ * inbox, holding the state until then, went with it): the kept state and
+ * the copies go to the inbox of the member that owns the session now, and
+ * the move goes on there, or, if it was over, the done follows them
+ * (ADR 0260). */
+static void retarget(hm_ctx *ctx, mqtt_session *s)
+{
+    session_move *mv = s->mv;
+    char owner[HM_NODE_NAME_MAX + 1], name[MQTT_MSG_NAME_MAX + 1];
+    hm_addr *inbox;
+
+    if (!mqtt_session_cluster_owner(s->b, hm_addr_name(s->self), owner) ||
+        !mqtt_inbox_name(name, sizeof name, owner, session_id(s)) ||
+        hm_runtime_intern(s->b->rt, name, &inbox) != HM_OK) {
+        HM_LOG_WARN("MQTT-MOVE", "client %s: its new owner %s is gone and "
+                    "no member is left to take it: the session is lost",
+                    session_id(s), mv->to);
+        hm_msg_destroy(mv->custody);
+        mv->custody = NULL;
+        return;
+    }
+    HM_LOG_WARN("MQTT-MOVE", "client %s: its new owner %s is gone while "
+                "this node leaves; the state kept here and %zu messages "
+                "forwarded since go to %s", session_id(s), mv->to,
+                mv->kept.count, owner);
+    /* Before the state: its sync finds the move retargeted. */
+    if (!mv->over)
+        mqtt_cluster_move_retarget(s->b->cluster, session_id(s), mv->to,
+                                   owner);
+    send_or_drop(ctx, inbox,
+                 hm_msg_create(&mqtt_handoff_type,
+                               mqtt_handoff_clone(hm_msg_payload(mv->custody)),
+                               0));
+    for (size_t i = 0; i < mv->kept.count; i++)
+        send_or_drop(ctx, inbox, mqtt_session_copy_delivery(mv->kept.v[i]));
+    if (mv->over) /* nothing is forwarded from here any more */
+        send_or_drop(ctx, inbox, hm_msg_create(&mqtt_mv_done_type, NULL, 0));
+    hm_addr_release(mv->fwd);
+    mv->fwd = inbox;
+    hm_free(mv->to);
+    mv->to = hm_strdup(owner);
+}
+
 /* A leaving node's session still waiting for an earlier move's done:
  * what it held goes to the inbox (after what that move forwarded). */
 static void forward_held(hm_ctx *ctx, mqtt_session *s)
@@ -277,7 +363,7 @@ static void forward_held(hm_ctx *ctx, mqtt_session *s)
         if (ids_have(&mv->ids, hm_msg_payload(m)))
             mqtt_session_msg_drop(m);
         else
-            send_or_drop(ctx, mv->fwd, m);
+            forward(ctx, mv, m);
     }
     mv->held.count = 0;
     mv->adopted = false;
@@ -292,12 +378,20 @@ static bool forward_all(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
     hm_msg *m;
 
-    if (t == &mqtt_mv_done_type && from_prefix(msg, MQTT_FANOUT_PREFIX)) {
+    if (t == &mqtt_node_gone_type) {
+        if (mv->custody && mv->to && hm_msg_payload(msg) &&
+            strcmp(hm_msg_payload(msg), mv->to) == 0)
+            retarget(ctx, s);
+    } else if (t == &mqtt_mv_done_type &&
+               from_prefix(msg, MQTT_FANOUT_PREFIX)) {
         /* Ours (this node's fanout): nothing more comes here. */
         forward_held(ctx, s);
         m = hm_msg_create(&mqtt_mv_done_type, NULL, 0);
         send_or_drop(ctx, mv->fwd, m);
-        mqtt_session_end(ctx, s);
+        if (mv->custody) /* the state's custodian until we are gone */
+            mv->over = true;
+        else
+            mqtt_session_end(ctx, s);
     } else if ((t == &mqtt_mv_done_type && from_prefix(msg, MQTT_FWD_PREFIX)) ||
                (t == &move_timer_type && hm_msg_arg(msg) == mv->gen)) {
         if (mv->adopted) /* the earlier move is over */
@@ -309,7 +403,7 @@ static bool forward_all(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
                t != &mqtt_mv_done_type) {
         if (t == &mqtt_deliver_type && mv->adopted)
             ids_add(&mv->ids, hm_msg_payload(msg));
-        send_or_drop(ctx, mv->fwd, hm_msg_move(msg));
+        forward(ctx, mv, hm_msg_move(msg));
     }
     return true; /* local ones (saves, leaves) have no use now */
 }
@@ -362,7 +456,9 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
     hm_addr *token;
     mqtt_move *mv;
 
-    if (!s->subs || !s->b->cluster)
+    uint32_t count = s->subs ? s->subs->count : 0;
+
+    if (!s->b->cluster)
         return false;
     if (!relay) {
         token = hm_addr_ref(s->self);
@@ -376,7 +472,7 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
          * anything the entries route to it, until the move is over. */
         mqtt_session_hand_over_custody(s, token, to);
         pthread_rwlock_wrlock(&s->b->tree_lock);
-        for (uint32_t i = 0; i < s->subs->count; i++)
+        for (uint32_t i = 0; i < count; i++)
             mqtt_topic_tree_add(
                 s->b->tree, s->subs->items[i].filter, s->subs->items[i].len,
                 (uint64_t)(uintptr_t)token, s->subs->items[i].qos, NULL);
@@ -386,8 +482,11 @@ bool mqtt_session_move_away(mqtt_session *s, const char *to, bool relay)
     mv->client_id = hm_strdup(session_id(s));
     mv->to = hm_strdup(to);
     mv->token = token;
-    mv->count = s->subs->count;
-    mv->filters = hm_calloc(mv->count, sizeof *mv->filters);
+    /* No subscriptions: nothing is forwarded, but the move still ends
+     * with a done, so the new owner stops holding (and custody, ours or
+     * the relay's, lasts until then). */
+    mv->count = count;
+    mv->filters = hm_calloc(mv->count + 1, sizeof *mv->filters);
     for (size_t i = 0; i < mv->count; i++)
         mv->filters[i] = hm_strdup(s->subs->items[i].filter);
     mqtt_cluster_move_begin(s->b->cluster, mv);
@@ -404,7 +503,7 @@ void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner)
         return;
     }
     mqtt_session_hand_over(s, owner);
-    if (!s->subs || !mqtt_inbox_name(name, sizeof name, owner, session_id(s)) ||
+    if (!mqtt_inbox_name(name, sizeof name, owner, session_id(s)) ||
         hm_runtime_intern(s->b->rt, name, &inbox) != HM_OK) {
         mqtt_session_end(ctx, s);
         return;
@@ -413,8 +512,16 @@ void mqtt_session_move_leave(hm_ctx *ctx, mqtt_session *s, const char *owner)
      * earlier move to here still holds stays held (forward_all()). */
     if (!s->mv)
         s->mv = hm_calloc(1, sizeof *s->mv);
-    list_fini(&s->mv->early);
     s->mv->fwd = inbox;
+    /* Custody (ADR 0260): if the owner dies before the move is over, the
+     * state goes to the next one. Before let_go: it names the client's
+     * connection. */
+    s->mv->to = hm_strdup(owner);
+    s->mv->custody = mqtt_session_leave_custody(s);
+    /* What came before the state (adopted while leaving) follows it. */
+    for (size_t i = 0; i < s->mv->early.count; i++)
+        forward(ctx, s->mv, s->mv->early.v[i]);
+    s->mv->early.count = 0;
     mqtt_session_move_away(s, owner, false);
     mqtt_session_let_go(s);
 }
@@ -493,6 +600,8 @@ static void inbox_adopt(inbox *in, hm_msg *msg)
     }
     pthread_rwlock_unlock(&in->b->tree_lock);
     mqtt_session_state_fini(&st);
+    HM_LOG_INFO("MQTT-MOVE", "client %s: state held here until %s is gone "
+                "(%zu subscriptions)", in->cid, in->old, in->count);
     mqtt_cluster_move_sync(in->b->cluster, in->cid, in->old);
 }
 
@@ -566,13 +675,22 @@ static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
 
     if (!in->handoff) {
-        if (t == &mqtt_handoff_type && !in->cid)
+        if (t == &mqtt_handoff_type && !in->cid) {
             inbox_adopt(in, msg);
-        else if (t != &inbox_timer_type && t != &mqtt_node_gone_type &&
-                 t != &mqtt_mv_done_type)
+            /* A relay's custody after the new owner left (ADR 0260): that
+             * node is gone already and forwards nothing. */
+            if (in->handoff && !mqtt_node_is_live(in->b, in->old)) {
+                in->gone = in->done = true;
+                inbox_release(ctx, in);
+            }
+        } else if (t != &inbox_timer_type && t != &mqtt_node_gone_type &&
+                   t != &mqtt_mv_done_type) {
             inbox_pass(ctx, msg);
+        }
         return HM_OK;
     }
+    if (from_prefix(msg, MQTT_FWD_PREFIX))
+        return HM_OK; /* a relay's custody, older than the state held */
     if (t == &mqtt_node_gone_type || t == &mqtt_mv_done_type ||
         t == &inbox_timer_type) {
         /* Released when the old node is gone from our view (the session's

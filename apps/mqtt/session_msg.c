@@ -404,6 +404,26 @@ void mqtt_handoff_destroy(void *p)
     hm_free(h);
 }
 
+static char *dup_opt(const char *s)
+{
+    return s ? hm_strdup(s) : NULL;
+}
+
+mqtt_handoff *mqtt_handoff_clone(const mqtt_handoff *h)
+{
+    mqtt_handoff *c = hm_alloc(sizeof *c);
+
+    *c = *h;
+    c->client_id = dup_opt(h->client_id);
+    c->from = dup_opt(h->from);
+    c->old = dup_opt(h->old);
+    c->conn = dup_opt(h->conn);
+    c->username = dup_opt(h->username);
+    c->state = hm_alloc(h->state_len ? h->state_len : 1);
+    memcpy(c->state, h->state, h->state_len);
+    return c;
+}
+
 json_t *mqtt_handoff_to_json(const void *p)
 {
     const mqtt_handoff *h = p;

@@ -116,6 +116,8 @@ typedef struct mqtt_handoff {
 } mqtt_handoff;
 extern const hm_type mqtt_handoff_type;
 void mqtt_handoff_destroy(void *handoff);
+/* A deep copy of `h` (borrowed); the caller owns it. */
+mqtt_handoff *mqtt_handoff_clone(const mqtt_handoff *h);
 struct json_t *mqtt_handoff_to_json(const void *handoff);
 hm_err mqtt_handoff_from_json(const struct json_t *j, void **out);
 

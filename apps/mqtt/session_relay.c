@@ -20,8 +20,11 @@
  * everything forwarded since go back to the session's name, which now
  * resolves to the owner without N (this node after a join), in order,
  * before anything else the relay passes on: a move loses nothing that went
- * through here when its new owner dies. If N leaves cleanly, its own
- * handoff carries the newer state and the custody is dropped. Ownership:
+ * through here when its new owner dies. If N leaves cleanly first, the
+ * custody goes to the inbox of the member the session's name resolves to
+ * now, behind the newer state N's leave sent there if N had adopted it
+ * (the inbox ignores the older one), or as the state if N never had it (a
+ * join and a leave at once, ADR 0260). Ownership:
  * the relay owns the custody message and the copies; the registry entry
  * is the node's (cluster_move.c). A delivery passed on to
  * another node gives up its receipt unit (a PUBACK means routed, as for
@@ -110,18 +113,6 @@ static void drop_custody(relay *r)
     r->kept_count = 0;
 }
 
-/* A copy of delivery `m` without its receipt unit. */
-static hm_msg *copy_delivery(const hm_msg *m)
-{
-    const mqtt_pub *p = hm_msg_payload(m);
-    mqtt_pub *c = mqtt_pub_create(p->topic, p->topic_len, p->payload,
-                                  p->payload_len, p->qos, p->retain);
-
-    c->origin = p->origin;
-    c->seq = p->seq;
-    return hm_msg_create(&mqtt_deliver_type, c, hm_msg_arg(m));
-}
-
 /* The new owner died with the state: it goes back to the session's name,
  * then what was passed on since, in order. The registry entry stays until
  * the session adopts it (a fail-over here meanwhile keeps off). */
@@ -147,6 +138,43 @@ static void give_back(hm_ctx *ctx, relay *r, const char *owner)
     r->kept_count = 0;
 }
 
+/* The new owner left cleanly (ADR 0260). If it had adopted the state,
+ * its leave handed the newer one to the inbox of the owner without it,
+ * ahead of its goodbye: the kept state goes to that same inbox, behind
+ * it, and the session there drops it (a newer state came first). If the
+ * state reached it only after its leave had begun (a join and a leave at
+ * once), nothing carried it on: the inbox adopts the kept one and, its old
+ * node being gone, releases it at once. */
+static void to_inbox(hm_ctx *ctx, relay *r, const char *owner)
+{
+    char where[HM_NODE_NAME_MAX + 1], name[MQTT_MSG_NAME_MAX + 1];
+    mqtt_handoff *h = hm_msg_payload(r->custody);
+    size_t n = r->kept_count;
+
+    if (hm_node_lookup(r->b->node, hm_addr_name(r->to), where) != HM_OK ||
+        !mqtt_inbox_name(name, sizeof name, where, r->cid)) {
+        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
+        drop_custody(r);
+        return;
+    }
+    HM_LOG_INFO("MQTT-MOVE", "client %s: its new owner %s left before the "
+                "move was over; the state kept here and %zu messages "
+                "forwarded since go to %s's inbox", r->cid, owner, n, where);
+    if (strcmp(where, hm_node_name(r->b->node)) != 0)
+        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
+    if (!h->client_id) /* an inbox wants to know whose it is */
+        h->client_id = hm_strdup(r->cid);
+    if (hm_ctx_send_name(ctx, name, r->custody) != HM_OK) {
+        hm_msg_destroy(r->custody);
+        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
+    }
+    r->custody = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (hm_ctx_send_name(ctx, name, r->kept[i]) != HM_OK)
+            hm_msg_destroy(r->kept[i]);
+    r->kept_count = 0;
+}
+
 /* Keeps or gives back the custody by what became of the new owner. */
 static void check(hm_ctx *ctx, relay *r)
 {
@@ -162,9 +190,8 @@ static void check(hm_ctx *ctx, relay *r)
     switch (fate(r->b->node, h->from, r->inc, NULL)) {
     case OWNER_LIVE:
         return;
-    case OWNER_LEFT: /* its clean leave hands the newer state on */
-        mqtt_cluster_custody_set(r->b->cluster, r->cid, false);
-        drop_custody(r);
+    case OWNER_LEFT:
+        to_inbox(ctx, r, h->from);
         return;
     case OWNER_LOST:
         give_back(ctx, r, h->from);
@@ -198,7 +225,7 @@ static void pass(hm_ctx *ctx, relay *r, hm_msg *msg)
             r->kept_cap = r->kept_cap ? 2 * r->kept_cap : 32;
             r->kept = hm_realloc(r->kept, r->kept_cap * sizeof *r->kept);
         }
-        r->kept[r->kept_count++] = copy_delivery(msg);
+        r->kept[r->kept_count++] = mqtt_session_copy_delivery(msg);
     }
     if (pub && pub->receipt && !here(r, where)) {
         /* To another node: routed is all a PUBACK promises there. The

@@ -6,8 +6,12 @@
 # to a node restarted after kill -9 with their queues; a session moving
 # between two nodes survives the death of the new owner (with and without
 # Redis) or of the old one, with a publisher streaming QoS 1 messages.
-# The tests are tests/apps/mqtt/cluster_moves_test.py (plain unittest);
-# every process is stopped and every file removed at the end.
+# Then the edges (cluster_move_edges_test.py, docs/adr/0260): a clean leave
+# survives the death of its new owner; a session without subscriptions
+# moves with its in-flight messages on a join and on a leave.
+# The tests are tests/apps/mqtt/cluster_moves_test.py and
+# cluster_move_edges_test.py (plain unittest); every process is stopped
+# and every file removed at the end.
 # Usage: test_cluster_moves.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -15,5 +19,6 @@ build=${1:-build}
 sh mk/deps.sh mosquitto-clients python3-paho-mqtt redis-server
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-HERMES_MQTT="$build/hermes-mqtt" exec timeout 240 "$py" \
-    tests/apps/mqtt/cluster_moves_test.py
+export HERMES_MQTT="$build/hermes-mqtt"
+timeout 240 "$py" tests/apps/mqtt/cluster_moves_test.py
+exec timeout 180 "$py" tests/apps/mqtt/cluster_move_edges_test.py

@@ -218,6 +218,38 @@ Test(mqtt_session_msg, restore_round_trips_with_its_inbound_ids)
     mqtt_restore_destroy(b);
 }
 
+/* A leaving session keeps one copy and sends another (ADR 0260): the
+ * clone owns every field, so either can go first. */
+Test(mqtt_session_msg, handoff_clone_is_deep)
+{
+    uint8_t state[] = {'H', 'M', 'Q', 'S', 0, 1, 2};
+    mqtt_handoff a = {.client_id = "cid-2",
+                      .from = "n1",
+                      .old = "n1",
+                      .conn = NULL,
+                      .username = "u",
+                      .persistent = true,
+                      .state = state,
+                      .state_len = sizeof state};
+    mqtt_handoff *b = mqtt_handoff_clone(&a), *c;
+
+    cr_assert_neq(b->client_id, a.client_id);
+    cr_assert_str_eq(b->client_id, "cid-2");
+    cr_assert_str_eq(b->from, "n1");
+    cr_assert_str_eq(b->old, "n1");
+    cr_assert_null(b->conn);
+    cr_assert_str_eq(b->username, "u");
+    cr_assert(b->persistent);
+    cr_assert_neq(b->state, state);
+    cr_assert_eq(b->state_len, sizeof state);
+    cr_assert_eq(memcmp(b->state, state, sizeof state), 0);
+    c = mqtt_handoff_clone(b);
+    mqtt_handoff_destroy(b);
+    cr_assert_str_eq(c->client_id, "cid-2");
+    cr_assert_eq(memcmp(c->state, state, sizeof state), 0);
+    mqtt_handoff_destroy(c);
+}
+
 Test(mqtt_session_msg, decoders_refuse_bad_input)
 {
     static const char *const attach_bad[] = {
