@@ -134,6 +134,10 @@ typedef struct hm_worker {
      * instead of adding to busy, and the rest is subtracted whenever the
      * worker runs out of local work, before it steals, spins or sleeps. */
     int64_t busy_owed;
+    /* Owner only: how long this worker's next idle spin may last (ns):
+     * SPIN_NS after a spin that found work, halved after each one that
+     * found none, down to SPIN_NS / 16 (sched.c, docs/adr/0250). */
+    uint32_t spin_ns;
     hm_counters st;
 } hm_worker;
 
