@@ -113,7 +113,7 @@ static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
 static void timers_lock(hm_runtime *rt)
 {
     pthread_mutex_lock(&rt->timer_lock);
-    hm_timer_intake_drain(&rt->intake, &rt->timers);
+    hm_timer_intake_drain(&rt->intake, &rt->timers, true);
 }
 
 /* Wakes the timer thread if it sleeps past `deadline`; the caller holds
@@ -232,7 +232,9 @@ static void *timer_main(void *arg)
         uint32_t n;
         struct timespec ts;
 
-        hm_timer_intake_drain(&rt->intake, &rt->timers);
+        /* Never waits for a claimed cell: its arming thread may have been
+         * preempted between claiming and writing it. */
+        hm_timer_intake_drain(&rt->intake, &rt->timers, false);
         now = hm_clock_now_ms();
 
         if (now >= rt->next_sweep_ms) {
@@ -256,11 +258,20 @@ static void *timer_main(void *arg)
          * intake claim (hm_rt_arm): store the deadline, then drain once
          * more; an arm this drain misses sees the deadline. */
         atomic_store(&rt->timer_wait_until, next);
-        if (hm_timer_intake_drain(&rt->intake, &rt->timers) > 0) {
+        if (hm_timer_intake_drain(&rt->intake, &rt->timers, false) > 0) {
             /* relaxed: under timer_lock; awake, arming need not signal. */
             atomic_store_explicit(&rt->timer_wait_until, 0,
                                   memory_order_relaxed);
             continue;
+        }
+        if (!hm_timer_intake_idle(&rt->intake) && next > now + 1) {
+            /* A cell claimed but not written: its arm will signal us if it
+             * is sooner, but arms claimed after it and already checked the
+             * wake time wait behind it; look again in a millisecond. */
+            next = now + 1;
+            /* relaxed: under timer_lock; only lowers it. */
+            atomic_store_explicit(&rt->timer_wait_until, next,
+                                  memory_order_relaxed);
         }
         abs_time(next, &ts);
         pthread_cond_timedwait(&rt->timer_cond, &rt->timer_lock, &ts);
@@ -514,7 +525,7 @@ void hm_runtime_destroy(hm_runtime *rt)
     stop_timer_thread(rt);
     hm_sched_stop(rt);
     hm_dir_each(rt, close_entry);
-    hm_timer_intake_drain(&rt->intake, &rt->timers); /* no thread is left */
+    hm_timer_intake_drain(&rt->intake, &rt->timers, true); /* no thread left */
     while (hm_timers_pop_due(&rt->timers, UINT64_MAX, &f)) {
         hm_msg_destroy(f.msg);
         hm_addr_release(f.to);

@@ -75,7 +75,7 @@ bool hm_timer_intake_put(hm_timer_intake *q, uint64_t deadline_ms,
     return true;
 }
 
-uint32_t hm_timer_intake_drain(hm_timer_intake *q, hm_timers *t)
+uint32_t hm_timer_intake_drain(hm_timer_intake *q, hm_timers *t, bool wait)
 {
     /* seq_cst: the consumer's half of the Dekker pair (after its seq_cst
      * store of the wait deadline, when it is about to sleep). */
@@ -90,6 +90,8 @@ uint32_t hm_timer_intake_drain(hm_timer_intake *q, hm_timers *t)
          * producer may have been preempted in between). */
         while (atomic_load_explicit(&c->seq, memory_order_acquire) !=
                q->head + 1) {
+            if (!wait)
+                return n;
             if (++spins % 64 == 0)
                 sched_yield();
             else
@@ -102,4 +104,11 @@ uint32_t hm_timer_intake_drain(hm_timer_intake *q, hm_timers *t)
                               memory_order_release);
     }
     return n;
+}
+
+bool hm_timer_intake_idle(hm_timer_intake *q)
+{
+    /* seq_cst: as in drain; a claim after this load is the claimer's to
+     * signal (hm_rt_arm). */
+    return atomic_load(&q->tail) == q->head;
 }

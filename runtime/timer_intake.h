@@ -57,10 +57,18 @@ void hm_timer_intake_fini(hm_timer_intake *q);
 bool hm_timer_intake_put(hm_timer_intake *q, uint64_t deadline_ms,
                          hm_addr *to, hm_msg *msg);
 
-/* Files into `t`, in claim order, every cell claimed before the call,
- * waiting for one that is claimed but not yet written (a few instructions,
- * unless its thread was preempted). Returns how many. Caller holds the
- * timer lock (the only consumer). */
-uint32_t hm_timer_intake_drain(hm_timer_intake *q, hm_timers *t);
+/* Files into `t`, in claim order, the cells claimed before the call.
+ * With `wait`, all of them, waiting for any that is claimed but not yet
+ * written (a few instructions, unless its thread was preempted there): an
+ * arm that is about to file its own timer needs every earlier one filed.
+ * Without, it stops at the first such cell, so the timer thread never
+ * waits on a preempted arming thread (hm_timer_intake_idle() then says
+ * false). Returns how many it filed. Caller holds the timer lock (the only
+ * consumer). */
+uint32_t hm_timer_intake_drain(hm_timer_intake *q, hm_timers *t, bool wait);
+
+/* Whether every cell claimed so far has been filed. Caller holds the timer
+ * lock. */
+bool hm_timer_intake_idle(hm_timer_intake *q);
 
 #endif
