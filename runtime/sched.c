@@ -17,7 +17,8 @@
  * (timers, I/O threads, main) go to a global queue.
  *
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
- * condition variable (unless the process has one core: docs/adr/0235). A producer wakes a sleeper only when no worker is
+ * condition variable (unless the process has one core: docs/adr/0235);
+ * a worker whose spins keep finding nothing spins less (docs/adr/0250). A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
  * the sleeper counts and the queues are checked Dekker-style through seq_cst
  * read-modify-writes on both sides, and the signal is sent under the sleep
