@@ -32,6 +32,7 @@
 #define DEFAULT_BATCH 64u
 #define RECLAIM_PERIOD_MS 1000u
 #define FIRE_BATCH 64u
+#define INTAKE_CELLS 4096u /* arms waiting for the timer lock's holder */
 
 /* ---------------------------------------------------------------- timers */
 
@@ -107,6 +108,24 @@ static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
                               memory_order_relaxed);
 }
 
+/* Takes timer_lock and files the intake's arms first, so the store is
+ * whole and an arm made now lands behind them (docs/adr/0250). */
+static void timers_lock(hm_runtime *rt)
+{
+    pthread_mutex_lock(&rt->timer_lock);
+    hm_timer_intake_drain(&rt->intake, &rt->timers, true);
+}
+
+/* Wakes the timer thread if it sleeps past `deadline`; the caller holds
+ * timer_lock. */
+static void signal_if_sooner(hm_runtime *rt, uint64_t deadline)
+{
+    /* relaxed: written under timer_lock, which we hold. */
+    if (deadline <
+        atomic_load_explicit(&rt->timer_wait_until, memory_order_relaxed))
+        pthread_cond_signal(&rt->timer_cond);
+}
+
 hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
                  uint32_t period_ms, uint64_t tag, hm_timer_id *id_out)
 {
@@ -125,16 +144,30 @@ hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
     else
         deadline = (hm_clock_now_ns() + (uint64_t)delay_ms * 1000000u +
                     999999u) / 1000000u;
-    pthread_mutex_lock(&rt->timer_lock);
     /* A one-shot whose id nobody keeps can never be cancelled: it needs
-     * no record (docs/adr/0180). */
-    if (!id_out && period_ms == 0 && msg)
-        hm_timers_arm_anon(&rt->timers, deadline, hm_addr_ref(to), msg);
-    else
+     * no record (docs/adr/0180) and goes through the intake, without the
+     * lock (docs/adr/0250), unless the intake is full. */
+    if (!id_out && period_ms == 0 && msg) {
+        hm_addr *ref = hm_addr_ref(to);
+        if (hm_timer_intake_put(&rt->intake, deadline, ref, msg)) {
+            /* seq_cst: after the claim's seq_cst RMW. Either the timer
+             * thread's last drain before it sleeps sees our cell, or we
+             * see the deadline it stored before that drain and wake it. */
+            if (deadline < atomic_load(&rt->timer_wait_until)) {
+                pthread_mutex_lock(&rt->timer_lock);
+                signal_if_sooner(rt, deadline);
+                pthread_mutex_unlock(&rt->timer_lock);
+            }
+            return HM_OK;
+        }
+        timers_lock(rt);
+        hm_timers_arm_anon(&rt->timers, deadline, ref, msg);
+    } else {
+        timers_lock(rt);
         id = hm_timers_arm(&rt->timers, deadline, period_ms,
                            hm_addr_ref(to), msg, tag);
-    if (deadline < rt->timer_wait_until)
-        pthread_cond_signal(&rt->timer_cond);
+    }
+    signal_if_sooner(rt, deadline);
     pthread_mutex_unlock(&rt->timer_lock);
     if (id_out)
         *id_out = id;
@@ -196,9 +229,14 @@ static void *timer_main(void *arg)
 
     pthread_mutex_lock(&rt->timer_lock);
     while (!rt->timer_stop) {
-        uint64_t now = hm_clock_now_ms(), next;
+        uint64_t now, next;
         uint32_t n;
         struct timespec ts;
+
+        /* Never waits for a claimed cell: its arming thread may have been
+         * preempted between claiming and writing it. */
+        hm_timer_intake_drain(&rt->intake, &rt->timers, false);
+        now = hm_clock_now_ms();
 
         if (now >= rt->next_sweep_ms) {
             pthread_mutex_unlock(&rt->timer_lock);
@@ -217,10 +255,29 @@ static void *timer_main(void *arg)
         uint64_t t;
         if (hm_timers_next(&rt->timers, &t) && t < next)
             next = t;
-        rt->timer_wait_until = next;
+        /* seq_cst: the timer thread's half of the Dekker pair with an
+         * intake claim (hm_rt_arm): store the deadline, then drain once
+         * more; an arm this drain misses sees the deadline. */
+        atomic_store(&rt->timer_wait_until, next);
+        if (hm_timer_intake_drain(&rt->intake, &rt->timers, false) > 0) {
+            /* relaxed: under timer_lock; awake, arming need not signal. */
+            atomic_store_explicit(&rt->timer_wait_until, 0,
+                                  memory_order_relaxed);
+            continue;
+        }
+        if (!hm_timer_intake_idle(&rt->intake) && next > now + 1) {
+            /* A cell claimed but not written: its arm will signal us if it
+             * is sooner, but arms claimed after it and already checked the
+             * wake time wait behind it; look again in a millisecond. */
+            next = now + 1;
+            /* relaxed: under timer_lock; only lowers it. */
+            atomic_store_explicit(&rt->timer_wait_until, next,
+                                  memory_order_relaxed);
+        }
         abs_time(next, &ts);
         pthread_cond_timedwait(&rt->timer_cond, &rt->timer_lock, &ts);
-        rt->timer_wait_until = 0; /* awake: arming need not signal */
+        /* relaxed: under timer_lock; awake, arming need not signal. */
+        atomic_store_explicit(&rt->timer_wait_until, 0, memory_order_relaxed);
     }
     pthread_mutex_unlock(&rt->timer_lock);
     return NULL;
@@ -245,7 +302,7 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
         uint32_t n;
 
         hm_sched_run_manual(rt);
-        pthread_mutex_lock(&rt->timer_lock);
+        timers_lock(rt);
         next = rt->next_sweep_ms;
         if (hm_timers_next(&rt->timers, &t) && t < next)
             next = t;
@@ -405,6 +462,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
     hm_dir_init(rt);
     hm_sched_init(rt);
     hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
+    hm_timer_intake_init(&rt->intake, INTAKE_CELLS);
     hm_rt_mutex_init(&rt->timer_lock);
     init_cond_monotonic(&rt->timer_cond);
     pthread_mutex_init(&rt->idle_lock, NULL);
@@ -471,6 +529,7 @@ void hm_runtime_destroy(hm_runtime *rt)
     stop_timer_thread(rt);
     hm_sched_stop(rt);
     hm_dir_each(rt, close_entry);
+    hm_timer_intake_drain(&rt->intake, &rt->timers, true); /* no thread left */
     while (hm_timers_pop_due(&rt->timers, UINT64_MAX, &f)) {
         hm_msg_destroy(f.msg);
         hm_addr_release(f.to);
@@ -478,6 +537,7 @@ void hm_runtime_destroy(hm_runtime *rt)
     hm_durable_fini(rt);
     hm_dir_fini(rt);
     hm_timers_fini(&rt->timers);
+    hm_timer_intake_fini(&rt->intake);
     hm_sched_fini(rt);
     pthread_mutex_destroy(&rt->timer_lock);
     pthread_cond_destroy(&rt->timer_cond);

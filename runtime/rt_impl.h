@@ -15,6 +15,7 @@
 #include "runtime/runtime.h"
 #include "runtime/slab.h"
 #include "runtime/timer.h"
+#include "runtime/timer_intake.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -134,6 +135,10 @@ typedef struct hm_worker {
      * instead of adding to busy, and the rest is subtracted whenever the
      * worker runs out of local work, before it steals, spins or sleeps. */
     int64_t busy_owed;
+    /* Owner only: how long this worker's next idle spin may last (ns):
+     * SPIN_NS after a spin that found work, halved after each one that
+     * found none, down to SPIN_NS / 16 (sched.c, docs/adr/0250). */
+    uint32_t spin_ns;
     hm_counters st;
 } hm_worker;
 
@@ -190,11 +195,18 @@ struct hm_runtime {
     pthread_mutex_t timer_lock;
     pthread_cond_t timer_cond;
     hm_timers timers;       /* guarded by: timer_lock */
+    /* Arms nobody can cancel, filed into `timers` by the holder of
+     * timer_lock before it uses them (timer_intake.h, docs/adr/0250). */
+    hm_timer_intake intake;
     uint64_t next_sweep_ms; /* guarded by: timer_lock */
     uint64_t pass_start_ms; /* owned by the sweeping thread */
     uint32_t sweep_cursor;  /* next shard; owned by the sweeping thread */
     bool timer_stop;        /* guarded by: timer_lock */
-    uint64_t timer_wait_until; /* guarded by: timer_lock; 0 while awake */
+    /* Written under timer_lock: when the sleeping timer thread wakes; 0
+     * while awake. seq_cst store before its last intake drain and seq_cst
+     * load after an intake claim (docs/adr/0250): an arm either is seen by
+     * that drain or sees the deadline and signals timer_cond. */
+    _Atomic uint64_t timer_wait_until;
     bool timer_started;
     pthread_t timer_thread;
     _Atomic uint64_t manual_now_ms;

@@ -17,7 +17,8 @@
  * (timers, I/O threads, main) go to a global queue.
  *
  * Idle workers spin (stealing) for up to SPIN_NS before they sleep on one
- * condition variable (unless the process has one core: docs/adr/0235). A producer wakes a sleeper only when no worker is
+ * condition variable (unless the process has one core: docs/adr/0235);
+ * a worker whose spins keep finding nothing spins less (docs/adr/0250). A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
  * the sleeper counts and the queues are checked Dekker-style through seq_cst
  * read-modify-writes on both sides, and the signal is sent under the sleep
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #define SPIN_NS 50000u      /* spin this long before sleeping */
+#define SPIN_MIN_NS (SPIN_NS / 16u) /* after idle spins that found nothing */
 #define GLOBAL_EVERY 61u    /* check the global queue every N turns */
 #define GQ_GRAB 32u         /* receivers moved from global per visit */
 #define RUNNEXT_STREAK 32u  /* runnext turns in a row before the ring's */
@@ -499,9 +501,17 @@ other:
     return e;
 }
 
+/* Spins (stealing) for up to w->spin_ns. The budget adapts, as an
+ * adaptive mutex's does: a spin that finds work restores SPIN_NS, one that
+ * times out halves the next, down to SPIN_MIN_NS. Work that comes in
+ * bursts further apart than a spin (timers firing once a millisecond) then
+ * stops costing a whole SPIN_NS of CPU per burst, while a stream of work
+ * (fan-in, ping-pong across workers) keeps finding it within the spin and
+ * keeps the full budget (docs/adr/0250). */
 static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
 {
     uint64_t start = hm_clock_now_ns();
+    uint32_t limit = w->spin_ns;
     hm_addr *e = NULL;
     unsigned i = 0;
 
@@ -513,7 +523,7 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
         spun = hm_clock_now_ns() - start;
         if ((e = steal(rt, w, spun > SPIN_NS / 4)))
             break;
-        if (spun > SPIN_NS)
+        if (spun > limit)
             break;
         for (unsigned k = 0; k < 32; k++)
             cpu_relax();
@@ -522,6 +532,10 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
     }
     /* seq_cst RMW: pairs with the RMW on spinning in notify(). */
     atomic_fetch_sub(&rt->spinning, 1);
+    if (e)
+        w->spin_ns = SPIN_NS;
+    else if (limit / 2 >= SPIN_MIN_NS)
+        w->spin_ns = limit / 2;
     /* If we found work and more is waiting, make sure someone looks. */
     if (e && any_work(rt))
         notify(rt);
@@ -578,6 +592,7 @@ void hm_sched_init(hm_runtime *rt)
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         w->check_at = next_check(0);
+        w->spin_ns = SPIN_NS;
         atomic_init(&w->runnext, NULL);
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);

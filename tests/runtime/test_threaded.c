@@ -333,6 +333,46 @@ Test(threaded, no_timer_fires_before_its_delay_has_passed)
     hm_addr_release(a);
 }
 
+/* Arms ARMS one-shot timers without ids (the lock-free intake,
+ * docs/adr/0250) to "due/1", 0-3 ms, each stamped with its due time. */
+enum { ARMERS = 4, ARMS = 3000 };
+static void *armer_main(void *arg)
+{
+    hm_runtime *r = arg;
+    hm_addr *a;
+    struct timespec ts;
+
+    hm_runtime_intern(r, "due/1", &a);
+    for (int i = 0; i < ARMS; i++) {
+        uint64_t delay = (uint64_t)(i % 4);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t due = (uint64_t)ts.tv_sec * 1000000000u +
+                       (uint64_t)ts.tv_nsec + delay * 1000000u;
+        hm_runtime_send_after(r, a, hm_msg_create(&BALL, NULL, due),
+                              (uint32_t)delay, NULL);
+    }
+    hm_addr_release(a);
+    return NULL;
+}
+
+Test(threaded, timers_armed_from_many_threads_all_fire_and_none_early)
+{
+    pthread_t t[ARMERS];
+
+    /* 12,000 arms from four threads at once outrun the intake's 4,096
+     * cells, so both the intake and the locked fallback are taken. */
+    atomic_store(&early_count, 0);
+    for (int i = 0; i < ARMERS; i++)
+        pthread_create(&t[i], NULL, armer_main, rt);
+    for (int i = 0; i < ARMERS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < ARMERS * ARMS; i++)
+        cr_assert(sem_wait_ms(&done, 5000), "only %d of %d timers fired", i,
+                  ARMERS * ARMS);
+    cr_assert_eq(atomic_load(&early_count), 0, "%d timers came early",
+                 atomic_load(&early_count));
+}
+
 Test(threaded, an_idle_receiver_is_deactivated_and_a_timer_brings_it_back)
 {
     hm_addr *a;
