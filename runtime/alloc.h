@@ -23,6 +23,15 @@ void hm_free(void *p);
  * munmap(p, len). */
 void *hm_map_aligned(size_t len, size_t align);
 
+/* 1 under AddressSanitizer or ThreadSanitizer: the runtime's own
+ * allocators (slab, arena) then hand each object to malloc, so that the
+ * sanitizers see its real bounds and lifetime. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HM_ALLOC_SANITIZED 1
+#else
+#define HM_ALLOC_SANITIZED 0
+#endif
+
 void hm_assert_fail(const char *expr, const char *file, int line)
     __attribute__((noreturn));
 

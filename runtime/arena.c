@@ -53,11 +53,7 @@ struct hm_arena {
     size_t in_use;                   /* guarded by: lock; bytes handed out */
 };
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define BYPASS 1
-#else
-#define BYPASS 0
-#endif
+#define BYPASS HM_ALLOC_SANITIZED
 
 hm_arena *hm_arena_create(void)
 {

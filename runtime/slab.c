@@ -46,11 +46,7 @@ struct hm_slab {
     size_t in_use;            /* guarded by: lock */
 };
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define BYPASS 1
-#else
-#define BYPASS 0
-#endif
+#define BYPASS HM_ALLOC_SANITIZED
 
 hm_slab *hm_slab_create(void)
 {
