@@ -9,8 +9,10 @@
 
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void out_of_memory(size_t len)
 {
@@ -58,6 +60,24 @@ char *hm_strndup(const char *s, size_t len)
 void hm_free(void *p)
 {
     free(p);
+}
+
+void *hm_map_aligned(size_t len, size_t align)
+{
+    size_t over = align > 4096 ? len + align : len;
+    char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *start;
+
+    if (p == MAP_FAILED)
+        out_of_memory(len);
+    /* Trim the slack on both sides of the aligned span. */
+    start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (start > p)
+        munmap(p, (size_t)(start - p));
+    if (start + len < p + over)
+        munmap(start + len, (size_t)(p + over - (start + len)));
+    return start;
 }
 
 void hm_assert_fail(const char *expr, const char *file, int line)

@@ -40,21 +40,16 @@
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
+#include "runtime/arena.h"
 #include "runtime/log.h"
 #include "runtime/pool.h"
 #include "runtime/slab.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels refuse it */
-#endif
 
 #define IDLE_EPOCHS 9u
 #define BIG_TABLE ((size_t)64 << 10)
-#define HUGE_TABLE ((size_t)2 << 20)
 #define INITIAL_SLOTS 16u
 #define TAG_BITS 20u
 #define TAG_MASK ((1u << TAG_BITS) - 1)
@@ -152,36 +147,28 @@ static void free_entry(hm_shard *sh, hm_addr *e)
     hm_slab_cache_free(&sh->cache, e, entry_len(strlen(e->name)));
 }
 
-/* A zeroed table of `count` slots. Large tables are mapped and populated
- * in one call rather than faulted in a page at a time (on this VM a 4 KiB
- * fault costs 10-30 us; docs/adr/0140), and huge-page-advised from 2 MiB. */
-static uint64_t *table_alloc(size_t count)
+/* A zeroed table of `count` slots. Tables of 64 KiB and more come from the
+ * runtime's arena of 2 MiB huge-page chunks (runtime/arena.h): populated
+ * once, never unmapped, so a growth costs no page faults, no TLB shootdown
+ * for the old table, and the slots of a large directory sit in a few huge
+ * pages rather than thousands of 4 KiB ones (docs/adr/0245). */
+static uint64_t *table_alloc(hm_runtime *rt, size_t count)
 {
     size_t len = count * sizeof(uint64_t);
-    void *p;
 
     if (len < BIG_TABLE)
         return hm_calloc(count, sizeof(uint64_t));
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-             -1, 0);
-    if (p == MAP_FAILED) {
-        HM_LOG_ERROR("RT-OOM", "cannot map a %zu-byte directory table", len);
-        abort();
-    }
-    if (len >= HUGE_TABLE)
-        madvise(p, len, MADV_HUGEPAGE); /* hints: failure is harmless */
-    madvise(p, len, MADV_POPULATE_WRITE);
-    return p;
+    return hm_arena_alloc(rt->tables, len);
 }
 
-static void table_free(uint64_t *t, size_t count)
+static void table_free(hm_runtime *rt, uint64_t *t, size_t count)
 {
     size_t len = count * sizeof(uint64_t);
 
     if (len < BIG_TABLE)
         hm_free(t);
     else
-        munmap(t, len);
+        hm_arena_free(rt->tables, t, len);
 }
 
 /* Places `s` in its home run of `slots` (which has room). */
@@ -195,15 +182,15 @@ static void place(uint64_t *slots, uint32_t mask, uint64_t s)
 }
 
 /* Doubles the table. Only slots are read, never entries (below 2^20). */
-static void grow(hm_shard *sh)
+static void grow(hm_runtime *rt, hm_shard *sh)
 {
     uint32_t nmask = sh->mask * 2 + 1;
-    uint64_t *ns = table_alloc((size_t)nmask + 1);
+    uint64_t *ns = table_alloc(rt, (size_t)nmask + 1);
 
     for (uint32_t i = 0; i <= sh->mask; i++)
         if (sh->slots[i])
             place(ns, nmask, sh->slots[i]);
-    table_free(sh->slots, (size_t)sh->mask + 1);
+    table_free(rt, sh->slots, (size_t)sh->mask + 1);
     sh->slots = ns;
     sh->mask = nmask;
 }
@@ -233,11 +220,12 @@ static void remove_at(hm_shard *sh, uint32_t i)
 void hm_dir_init(hm_runtime *rt)
 {
     rt->entries = hm_slab_create();
+    rt->tables = hm_arena_create();
     for (uint32_t i = 0; i < HM_DIR_SHARDS; i++) {
         hm_shard *sh = &rt->shards[i];
         hm_rt_mutex_init(&sh->lock);
         sh->mask = INITIAL_SLOTS - 1;
-        sh->slots = table_alloc(INITIAL_SLOTS);
+        sh->slots = table_alloc(rt, INITIAL_SLOTS);
         sh->count = 0;
         memset(&sh->cache, 0, sizeof sh->cache);
     }
@@ -250,10 +238,11 @@ void hm_dir_fini(hm_runtime *rt)
         for (uint32_t k = 0; k <= sh->mask; k++)
             if (sh->slots[k])
                 free_entry(sh, slot_entry(sh->slots[k]));
-        table_free(sh->slots, (size_t)sh->mask + 1);
+        table_free(rt, sh->slots, (size_t)sh->mask + 1);
         pthread_mutex_destroy(&sh->lock);
     }
     hm_slab_destroy(rt->entries);
+    hm_arena_destroy(rt->tables);
 }
 
 hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
@@ -287,7 +276,7 @@ hm_addr *hm_dir_get_locked(hm_runtime *rt, hm_shard *sh, const char *name,
     e->name[len] = '\0';
     /* At most 3/4 full, so probe runs stay short. */
     if ((sh->count + 1) * 4 > (sh->mask + 1) * 3) {
-        grow(sh);
+        grow(rt, sh);
         place(sh->slots, sh->mask, slot_make(e, hash));
     } else {
         sh->slots[i] = slot_make(e, hash);

@@ -167,6 +167,7 @@ struct hm_runtime {
 
     hm_shard shards[HM_DIR_SHARDS];
     struct hm_slab *entries; /* the shards' entries (runtime/slab.h) */
+    struct hm_arena *tables; /* the shards' large tables (runtime/arena.h) */
 
     /* Scheduler (sched.c). */
     int nworkers;

@@ -13,7 +13,6 @@
 #include "runtime/slab.h"
 
 #include "runtime/alloc.h"
-#include "runtime/log.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -47,11 +46,7 @@ struct hm_slab {
     size_t in_use;            /* guarded by: lock */
 };
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define BYPASS 1
-#else
-#define BYPASS 0
-#endif
+#define BYPASS HM_ALLOC_SANITIZED
 
 hm_slab *hm_slab_create(void)
 {
@@ -75,24 +70,6 @@ void hm_slab_destroy(hm_slab *s)
     hm_free(s);
 }
 
-/* Maps `len` bytes aligned to `align` (a power of two, at least a page). */
-static void *map_aligned(size_t len, size_t align)
-{
-    size_t over = align > 4096 ? len + align : len;
-    char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    char *start;
-
-    if (p == MAP_FAILED)
-        return NULL;
-    start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-    if (start > p)
-        munmap(p, (size_t)(start - p));
-    if (start + len < p + over)
-        munmap(start + len, (size_t)(p + over - (start + len)));
-    return start;
-}
-
 /* The current chunk is too short for `len`: maps the next one. The rest
  * of the current one (less than `len`, at most a cache's run) is abandoned;
  * pages of it never touched cost no memory. */
@@ -100,12 +77,8 @@ static void new_chunk(hm_slab *s, size_t len)
 {
     size_t clen = s->next_len;
     bool huge = clen == HUGE_CHUNK && s->mapped >= MIN_HUGE_TOTAL;
-    chunk *c = map_aligned(clen, huge ? HUGE_CHUNK : 4096);
+    chunk *c = hm_map_aligned(clen, huge ? HUGE_CHUNK : 4096);
 
-    if (!c) {
-        HM_LOG_ERROR("RT-OOM", "cannot map a %zu-byte slab chunk", clen);
-        abort();
-    }
     if (huge)
         madvise(c, clen, MADV_HUGEPAGE); /* a hint: failure is harmless */
     c->len = clen;
