@@ -630,7 +630,9 @@ static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
         ctx->delivered = 0;
     }
     if (n)
-        atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+        /* seq_cst: a Dekker pair with a room waiter (hm_room_drained);
+         * a locked subtraction either way on x86. */
+        hm_room_drained(rt, e, atomic_fetch_sub(&e->queued, n) - n);
 }
 
 /* After e's message: true if e parked, its mailbox empty. `*q` is what
@@ -646,11 +648,11 @@ static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
                               uint32_t *q)
 {
     if (n - *settled == *q) {
-        /* relaxed: a count; the park below is what decides. */
-        *q = atomic_fetch_sub_explicit(&e->queued, n - *settled,
-                                       memory_order_relaxed) -
-             (n - *settled);
+        /* seq_cst: a count (the park below is what decides), and a
+         * Dekker pair with a room waiter, as in end_turn(). */
+        *q = atomic_fetch_sub(&e->queued, n - *settled) - (n - *settled);
         *settled = n;
+        hm_room_drained(rt, e, *q);
         if (*q == 0) {
             end_turn(rt, ctx, e, tail, 0);
             if (hm_mailbox_park(&e->mb)) {
