@@ -220,15 +220,14 @@ static hm_err wait_room(hm_runtime *rt, hm_addr *e, uint64_t deadline_ns)
     return err;
 }
 
-hm_err hm_runtime_send_wait(hm_runtime *rt, hm_addr *to, hm_msg *msg,
-                            uint32_t timeout_ms)
+hm_err hm_room_send_wait_slow(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                              uint32_t timeout_ms)
 {
     uint64_t deadline_ns = 0;
     hm_err err;
 
-    err = hm_rt_send_from(rt, NULL, to, msg);
-    if (err != HM_EFULL || rt->manual || hm_sched_self(rt))
-        return err; /* sent, another error, or must not block */
+    if (rt->manual || hm_sched_self(rt))
+        return HM_EFULL; /* must not block: nothing would drain */
     if (timeout_ms == 0)
         return HM_ETIMEDOUT;
     if (timeout_ms != UINT32_MAX)

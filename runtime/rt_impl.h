@@ -437,6 +437,10 @@ void hm_room_init(hm_runtime *rt);
 /* After `closing` is set: wakes every waiter and waits until none is
  * left in the runtime's code. */
 void hm_room_close(hm_runtime *rt);
+/* hm_runtime_send_wait() after its first send was refused (runtime.c
+ * inlines the first send; this is out of line). */
+hm_err hm_room_send_wait_slow(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                              uint32_t timeout_ms);
 /* Threads inside hm_runtime_send_wait() past a refused send, now. */
 uint32_t hm_room_waiting(hm_runtime *rt);
 /* Frees the notices never sent (after the workers have stopped). */

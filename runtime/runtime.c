@@ -213,6 +213,16 @@ hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg)
     return hm_rt_send_from(rt, NULL, to, msg);
 }
 
+hm_err hm_runtime_send_wait(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                            uint32_t timeout_ms)
+{
+    hm_err err = send_from(rt, hm_sched_self(rt), NULL, to, msg);
+
+    if (__builtin_expect(err != HM_EFULL, 1))
+        return err;
+    return hm_room_send_wait_slow(rt, to, msg, timeout_ms); /* room.c */
+}
+
 hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                             hm_msg *msg)
 {
