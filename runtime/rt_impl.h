@@ -323,6 +323,13 @@ static inline hm_addr *hm_sched_take_handoff(hm_worker *w)
     w->next = NULL;
     return e;
 }
+/* True if nothing else waits for worker `w` (a real worker, not a guest,
+ * not manual mode): no w->next, runnext, ring or global queue. A turn that
+ * used its whole batch then takes another batch at once instead of going
+ * back on the ring, where an idle worker spinning for work would steal it
+ * (the receiver's entry, state and messages then move between cores; in
+ * `fanin` both workers ran the one sink, half its turns each). */
+bool hm_sched_alone(hm_runtime *rt, hm_worker *w);
 /* The owner worker puts back a receiver that still has messages. */
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e);
 /* Manual mode: the next scheduled receiver, or NULL. */

@@ -693,10 +693,19 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
 
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
-    while (n < rt->batch) {
-        hm_node *node = hm_mailbox_pop_at(&e->mb, &tail);
+    for (;;) {
+        hm_node *node;
 
-        if (!node)
+        if (n == rt->batch) {
+            if (!hm_sched_alone(rt, w))
+                break;
+            /* Nothing else to run here: another batch, same worker. */
+            end_turn(rt, ctx, e, tail, n - settled);
+            n = settled = 0;
+            /* relaxed: as at the start of the turn. */
+            q = atomic_load_explicit(&e->queued, memory_order_relaxed);
+        }
+        if (!(node = hm_mailbox_pop_at(&e->mb, &tail)))
             break;
         if (hm_rt_unbatch(&tail, (hm_msg *)node))
             continue; /* its messages are at the front now */
