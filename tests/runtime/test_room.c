@@ -294,6 +294,28 @@ static hm_err pump_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     return HM_OK;
 }
 
+/* A runtime with a closed gate and a pump told to send it 0..99: the
+ * gate holds 0, 1..3 fill the bound, 4 is refused and a notice asked. */
+static hm_runtime *start_pump(gate *g, pump *p, hm_addr **a, hm_addr **pa)
+{
+    hm_runtime *rt;
+
+    sem_init(&p->step, 0, 0);
+    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
+                 HM_OK);
+    *a = spawn_gate(rt, "gate", g);
+    p->target = *a;
+    cr_assert_eq(hm_runtime_spawn(rt, "pump",
+                                  &(hm_receiver){.handler = pump_handle,
+                                                 .state = p},
+                                  pa),
+                 HM_OK);
+    cr_assert_eq(hm_runtime_send(rt, *pa, hm_msg_create(&GO, NULL, 100)),
+                 HM_OK);
+    sem_wait(&p->step);
+    return rt;
+}
+
 Test(room, a_receiver_refused_by_a_full_mailbox_is_sent_a_notice_when_it_drains,
      .timeout = 30)
 {
@@ -302,20 +324,7 @@ Test(room, a_receiver_refused_by_a_full_mailbox_is_sent_a_notice_when_it_drains,
     static pump p;
     hm_addr *a, *pa;
 
-    sem_init(&p.step, 0, 0);
-    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
-                 HM_OK);
-    a = spawn_gate(rt, "gate", &g);
-    p.target = a;
-    cr_assert_eq(hm_runtime_spawn(rt, "pump",
-                                  &(hm_receiver){.handler = pump_handle,
-                                                 .state = &p},
-                                  &pa),
-                 HM_OK);
-    /* 0 is held, 1..3 fill the bound, 4 is refused: a notice is asked. */
-    cr_assert_eq(hm_runtime_send(rt, pa, hm_msg_create(&GO, NULL, 100)),
-                 HM_OK);
-    sem_wait(&p.step);
+    rt = start_pump(&g, &p, &a, &pa);
     cr_assert_eq(atomic_load(&p.next), BOUND);
     cr_assert_eq(atomic_load(&p.refused), 1);
     cr_assert_eq(atomic_load(&p.notices), 0); /* the gate is still full */
@@ -383,19 +392,7 @@ Test(room, a_notice_never_sent_is_freed_at_close, .timeout = 30)
     static pump p;
     hm_addr *a, *pa;
 
-    sem_init(&p.step, 0, 0);
-    cr_assert_eq(hm_runtime_create(&(hm_runtime_config){.threads = 2}, &rt),
-                 HM_OK);
-    a = spawn_gate(rt, "gate", &g);
-    p.target = a;
-    cr_assert_eq(hm_runtime_spawn(rt, "pump",
-                                  &(hm_receiver){.handler = pump_handle,
-                                                 .state = &p},
-                                  &pa),
-                 HM_OK);
-    cr_assert_eq(hm_runtime_send(rt, pa, hm_msg_create(&GO, NULL, 100)),
-                 HM_OK);
-    sem_wait(&p.step);
+    rt = start_pump(&g, &p, &a, &pa);
     cr_assert_eq(atomic_load(&p.refused), 1);
     hm_addr_release(pa);
     hm_addr_release(a);
