@@ -152,7 +152,7 @@ typedef struct hm_worker {
 #define HM_ROOM_SLOTS 16u
 typedef struct hm_room_notice hm_room_notice; /* room.c */
 typedef struct hm_room_slot {
-    /* seq_cst (all four atomics): Dekker pairs between waiters and the
+    /* seq_cst (all three atomics): Dekker pairs between waiters and the
      * consumer that drains, documented at their uses in room.c. */
     _Alignas(64) _Atomic uint32_t seq; /* futex word: bumped per drain */
     _Atomic uint32_t sleepers;         /* threads in a wait on this slot */
