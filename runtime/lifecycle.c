@@ -360,6 +360,7 @@ void hm_runtime_stats_get(hm_runtime *rt, hm_runtime_stats *out)
     out->live = out->activations - out->deactivations;
     out->addresses = hm_dir_count(rt);
     hm_dir_bytes(rt, &out->entry_bytes, &out->table_bytes);
+    out->send_waiting = hm_room_waiting(rt);
 }
 
 hm_err hm_runtime_wait_idle(hm_runtime *rt, uint32_t timeout_ms)
@@ -460,6 +461,7 @@ hm_err hm_runtime_create(const hm_runtime_config *cfg, hm_runtime **out)
                               ? RECLAIM_PERIOD_MS
                               : (rt->idle_timeout_ms + 7) / 8;
     hm_dir_init(rt);
+    hm_room_init(rt);
     hm_sched_init(rt);
     hm_timers_init(&rt->timers, hm_rt_now_ms(rt));
     hm_timer_intake_init(&rt->intake, INTAKE_CELLS);
@@ -526,10 +528,12 @@ void hm_runtime_destroy(hm_runtime *rt)
     HM_ASSERT(!hm_sched_self(rt)); /* a worker cannot join itself */
     /* release: pairs with the acquire loads in the send paths. */
     atomic_store_explicit(&rt->closing, true, memory_order_release);
+    hm_room_close(rt); /* blocked senders return HM_ECLOSED */
     stop_timer_thread(rt);
     hm_sched_stop(rt);
     hm_dir_each(rt, close_entry);
     hm_timer_intake_drain(&rt->intake, &rt->timers, true); /* no thread left */
+    hm_room_fini(rt);
     while (hm_timers_pop_due(&rt->timers, UINT64_MAX, &f)) {
         hm_msg_destroy(f.msg);
         hm_addr_release(f.to);

@@ -63,6 +63,12 @@ enum {
     ENT_HELD = 1u << 6,
     ENT_WOKEN = 1u << 7, /* hm_runtime_wake() came while it was running */
     ENT_ANYWHERE = 1u << 8, /* hm_receiver.runs_anywhere */
+    /* Someone waits for room in this mailbox (room.c, ADR 0240): a thread
+     * in hm_runtime_send_wait() or a room notice. Set by the waiter with
+     * a seq_cst RMW, cleared by the consumer when `queued` falls to the
+     * low-water mark; the consumer reads it after each turn's subtraction
+     * from `queued` (a Dekker pair with the waiter's read of `queued`). */
+    ENT_ROOMWAIT = 1u << 9,
 };
 
 typedef struct hm_pending {
@@ -144,6 +150,22 @@ typedef struct hm_worker {
 
 #define HM_DIR_SHARDS 64u
 
+/* Room waits (room.c, ADR 0240): entries hash to one of these slots; a
+ * mailbox drained to its low-water mark bumps its slot's `seq` (the futex
+ * word senders blocked in hm_runtime_send_wait() sleep on) and sends the
+ * room notices registered for it. */
+#define HM_ROOM_SLOTS 16u
+typedef struct hm_room_notice hm_room_notice; /* room.c */
+typedef struct hm_room_slot {
+    /* seq_cst (all three atomics): Dekker pairs between waiters and the
+     * consumer that drains, documented at their uses in room.c. */
+    _Alignas(64) _Atomic uint32_t seq; /* futex word: bumped per drain */
+    _Atomic uint32_t sleepers;         /* threads in a wait on this slot */
+    _Atomic uint32_t notices;          /* records in `list` */
+    pthread_mutex_t lock;
+    hm_room_notice *list; /* guarded by: lock */
+} hm_room_slot;
+
 /* One shard of the directory: an open-addressing table (linear probing)
  * of 64-bit slots, each an entry's address and 20 bits of its name's hash
  * (directory.c), 0 when empty. */
@@ -220,6 +242,12 @@ struct hm_runtime {
      * thread that holds index i (owner stores, as a worker's counters);
      * shard 0 by RMWs, from threads holding no index (runtime.c). */
     hm_counters ext[HM_EXT_SHARDS];
+
+    /* Room waits and notices (room.c). room_waiters counts the threads
+     * inside hm_runtime_send_wait()'s sleep loop (seq_cst: destroy waits
+     * for zero after it has woken them all). */
+    hm_room_slot room[HM_ROOM_SLOTS];
+    _Atomic uint32_t room_waiters;
 
     pthread_mutex_t types_lock;
     const hm_type **types; /* guarded by: types_lock */
@@ -308,6 +336,13 @@ static inline hm_addr *hm_sched_take_handoff(hm_worker *w)
     w->next = NULL;
     return e;
 }
+/* True if nothing else waits for worker `w` (a real worker, not a guest,
+ * not manual mode): no w->next, runnext, ring or global queue. A turn that
+ * used its whole batch then takes another batch at once instead of going
+ * back on the ring, where an idle worker spinning for work would steal it
+ * (the receiver's entry, state and messages then move between cores; in
+ * `fanin` both workers ran the one sink, half its turns each). */
+bool hm_sched_alone(hm_runtime *rt, hm_worker *w);
 /* The owner worker puts back a receiver that still has messages. */
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e);
 /* Manual mode: the next scheduled receiver, or NULL. */
@@ -416,6 +451,31 @@ void hm_req_error_reply(hm_runtime *rt, hm_addr *self, hm_msg *m,
 /* timers glue (runtime.c) */
 hm_err hm_rt_arm(hm_runtime *rt, hm_addr *to, hm_msg *msg, uint32_t delay_ms,
                  uint32_t period_ms, uint64_t tag, hm_timer_id *id_out);
+
+/* room.c (ADR 0240) */
+void hm_room_init(hm_runtime *rt);
+/* After `closing` is set: wakes every waiter and waits until none is
+ * left in the runtime's code. */
+void hm_room_close(hm_runtime *rt);
+/* hm_runtime_send_wait() after its first send was refused (runtime.c
+ * inlines the first send; this is out of line). */
+hm_err hm_room_send_wait_slow(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                              uint32_t timeout_ms);
+/* Threads inside hm_runtime_send_wait() past a refused send, now. */
+uint32_t hm_room_waiting(hm_runtime *rt);
+/* Frees the notices never sent (after the workers have stopped). */
+void hm_room_fini(hm_runtime *rt);
+/* The consumer of e's mailbox, having just taken messages off `queued`
+ * (now `left`), wakes what waits for room once `left` is at the mark. */
+void hm_room_drained_slow(hm_runtime *rt, hm_addr *e, uint32_t left);
+static inline void hm_room_drained(hm_runtime *rt, hm_addr *e, uint32_t left)
+{
+    /* seq_cst: after the seq_cst subtraction from `queued` that made
+     * `left`; a waiter sets the flag and then reads `queued`, so one of
+     * the two sees the other (on x86 this load is a plain mov). */
+    if (atomic_load(&e->sflags) & ENT_ROOMWAIT)
+        hm_room_drained_slow(rt, e, left);
+}
 
 /* msg.c */
 hm_msg *hm_msg_alloc(void);

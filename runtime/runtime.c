@@ -213,6 +213,16 @@ hm_err hm_runtime_send(hm_runtime *rt, hm_addr *to, hm_msg *msg)
     return hm_rt_send_from(rt, NULL, to, msg);
 }
 
+hm_err hm_runtime_send_wait(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                            uint32_t timeout_ms)
+{
+    hm_err err = send_from(rt, hm_sched_self(rt), NULL, to, msg);
+
+    if (__builtin_expect(err != HM_EFULL, 1))
+        return err;
+    return hm_room_send_wait_slow(rt, to, msg, timeout_ms); /* room.c */
+}
+
 hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                             hm_msg *msg)
 {
@@ -630,7 +640,9 @@ static inline void end_turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
         ctx->delivered = 0;
     }
     if (n)
-        atomic_fetch_sub_explicit(&e->queued, n, memory_order_relaxed);
+        /* seq_cst: a Dekker pair with a room waiter (hm_room_drained);
+         * a locked subtraction either way on x86. */
+        hm_room_drained(rt, e, atomic_fetch_sub(&e->queued, n) - n);
 }
 
 /* After e's message: true if e parked, its mailbox empty. `*q` is what
@@ -646,11 +658,11 @@ static inline bool park_early(hm_runtime *rt, hm_ctx *ctx, hm_addr *e,
                               uint32_t *q)
 {
     if (n - *settled == *q) {
-        /* relaxed: a count; the park below is what decides. */
-        *q = atomic_fetch_sub_explicit(&e->queued, n - *settled,
-                                       memory_order_relaxed) -
-             (n - *settled);
+        /* seq_cst: a count (the park below is what decides), and a
+         * Dekker pair with a room waiter, as in end_turn(). */
+        *q = atomic_fetch_sub(&e->queued, n - *settled) - (n - *settled);
         *settled = n;
+        hm_room_drained(rt, e, *q);
         if (*q == 0) {
             end_turn(rt, ctx, e, tail, 0);
             if (hm_mailbox_park(&e->mb)) {
@@ -681,10 +693,19 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
 
     if (q > atomic_load_explicit(&w->st.hwm, memory_order_relaxed))
         atomic_store_explicit(&w->st.hwm, q, memory_order_relaxed);
-    while (n < rt->batch) {
-        hm_node *node = hm_mailbox_pop_at(&e->mb, &tail);
+    for (;;) {
+        hm_node *node;
 
-        if (!node)
+        if (n == rt->batch) {
+            if (!hm_sched_alone(rt, w))
+                break;
+            /* Nothing else to run here: another batch, same worker. */
+            end_turn(rt, ctx, e, tail, n - settled);
+            n = settled = 0;
+            /* relaxed: as at the start of the turn. */
+            q = atomic_load_explicit(&e->queued, memory_order_relaxed);
+        }
+        if (!(node = hm_mailbox_pop_at(&e->mb, &tail)))
             break;
         if (hm_rt_unbatch(&tail, (hm_msg *)node))
             continue; /* its messages are at the front now */

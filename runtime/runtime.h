@@ -231,6 +231,26 @@ hm_err hm_runtime_send_name(hm_runtime *rt, const char *name, hm_msg *msg);
 hm_err hm_runtime_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                             hm_msg *msg);
 
+/* Backpressure for threads outside the runtime (ADR 0240), like a send
+ * on a full buffered channel in Go: as hm_runtime_send(), but when `to`'s
+ * mailbox bound (hm_receiver.mailbox_limit) refuses the message, the
+ * calling thread sleeps (a futex, no spinning, no CPU) until the receiver
+ * has drained its mailbox to half the bound, then tries again, for up to
+ * `timeout_ms` in all (UINT32_MAX: no limit; 0: never sleeps). Messages
+ * from one thread still arrive in send order. Takes `msg` on HM_OK; on
+ * error the caller still owns it. Never sleeps on a worker, inside a
+ * handler, on a guest of hm_runtime_send_here() or in manual mode: there
+ * it is hm_runtime_send() and returns HM_EFULL (a receiver asks for a
+ * notice instead: hm_ctx_notify_room()). A receiver that holds its
+ * message (hm_ctx_hold()) does not drain, so its senders sleep until it
+ * is woken. A thread asleep here when hm_runtime_destroy() starts returns
+ * HM_ECLOSED, and destroy waits for it to leave the call (no thread may
+ * start a call once destroy has started, as for every other call).
+ * Errors: HM_ECLOSED, HM_ETIMEDOUT (still full at the deadline),
+ * HM_EFULL (on a worker or in manual mode). */
+hm_err hm_runtime_send_wait(hm_runtime *rt, hm_addr *to, hm_msg *msg,
+                            uint32_t timeout_ms);
+
 /* Like hm_runtime_send(), but when the send makes `to` runnable, the
  * calling thread runs its turn itself instead of waking a worker, then the
  * turns of the receivers that turn made runnable (each taking the one
@@ -331,6 +351,16 @@ void hm_ctx_deactivate(hm_ctx *ctx);
  * hold ends makes the message run again at once). Ignored if the handler
  * returns an error. */
 void hm_ctx_hold(hm_ctx *ctx);
+/* Room notice (ADR 0240): a receiver whose send to `to` (borrowed) was
+ * refused with HM_EFULL asks to be sent `notice` (taken on HM_OK) once
+ * `to`'s mailbox has drained to half its bound, instead of polling with
+ * a timer. The notice arrives as an ordinary message to this receiver,
+ * whatever its own bound, with hm_msg_from() == `to`; it is sent at once
+ * if `to` has room already (or no bound), and exactly once. It means
+ * "try again now", not "your send will succeed": others may fill the
+ * room first. A notice still waiting when the runtime closes is freed
+ * unsent. Errors: HM_ECLOSED. */
+hm_err hm_ctx_notify_room(hm_ctx *ctx, hm_addr *to, hm_msg *notice);
 /* Runs a receiver that held a message (hm_ctx_hold()) again. Any thread;
  * harmless if it holds nothing (its next hold then retries at once).
  * Errors: none today (HM_OK). */
@@ -375,6 +405,8 @@ typedef struct hm_runtime_stats {
                            * own slab rather than malloc (docs/adr/0140) */
     uint64_t table_bytes; /* the directory's tables that are mapped rather
                            * than malloc'd (those of 64 KiB and more) */
+    uint64_t send_waiting; /* threads in hm_runtime_send_wait() now, past
+                            * a refused send (asleep or retrying) */
 } hm_runtime_stats;
 
 /* Reads the counters (exact when the runtime is idle). Thread-safe. */

@@ -330,6 +330,16 @@ void hm_sched_flush_slow(hm_runtime *rt, hm_worker *w)
     set_runnext(rt, w, e);
 }
 
+bool hm_sched_alone(hm_runtime *rt, hm_worker *w)
+{
+    /* relaxed: hints; a receiver scheduled just after this check waits
+     * one more batch, or is stolen by an idle worker meanwhile. */
+    return !rt->manual && w->index >= 0 && !w->next &&
+           !atomic_load_explicit(&w->runnext, memory_order_relaxed) &&
+           runq_size(&w->q) == 0 &&
+           atomic_load_explicit(&rt->gq_size, memory_order_relaxed) == 0;
+}
+
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
     if (rt->manual) {

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ pingpong */
@@ -153,12 +154,20 @@ static hm_err fanin_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 }
 
 /* The senders are plain threads outside the runtime (docs/adr/0020), as a
- * server's own threads would be. A refused send (HM_EFULL, only with a
- * mailbox bound) is retried after yielding. */
+ * server's own threads would be, and they use the API such a thread
+ * should use to feed one receiver: the sink has a mailbox bound and the
+ * senders block in hm_runtime_send_wait() while it is full (ADR 0240),
+ * as the Go peer's senders block on their buffered channel. The bound is
+ * FANIN_BOUND, or HM_BENCH_FANIN_BOUND from the environment; 0 means an
+ * unbounded mailbox and plain hm_runtime_send() (the old scenario, for
+ * A/B runs). */
+#define FANIN_BOUND 8192u
+
 typedef struct fanin_sender {
     bench *b;
     hm_addr *sink;
-    uint64_t index, count, full; /* full: sends refused with HM_EFULL */
+    uint64_t index, count;
+    bool wait; /* hm_runtime_send_wait() (bounded sink) */
     atomic_bool *go;
 } fanin_sender;
 
@@ -171,22 +180,31 @@ static void *fanin_send(void *arg)
         sched_yield();
     for (uint64_t i = 0; i < f->count; i++) {
         hm_msg *m = hm_msg_create(&T_ITEM, NULL, f->index << 48 | i);
-        hm_err err;
-        while ((err = hm_runtime_send(f->b->rt, f->sink, m)) == HM_EFULL) {
-            f->full++;
-            sched_yield();
-        }
+        hm_err err = f->wait ? hm_runtime_send_wait(f->b->rt, f->sink, m,
+                                                    UINT32_MAX)
+                             : hm_runtime_send(f->b->rt, f->sink, m);
         if (err != HM_OK)
             bench_fail(PROG, "fanin send: %s", hm_err_str(err));
     }
     return NULL;
 }
 
+static uint32_t fanin_bound(void)
+{
+    const char *s = getenv("HM_BENCH_FANIN_BOUND");
+
+    return s && *s ? (uint32_t)strtoul(s, NULL, 10) : FANIN_BOUND;
+}
+
 void run_fanin(const sizes *sz, bool smoke)
 {
     bench b;
-    uint64_t per = sz->fanin_count / FANIN_SENDERS, t0, t1, full = 0;
+    uint64_t per = sz->fanin_count / FANIN_SENDERS, t0, t1;
+    uint32_t bound = fanin_bound();
     fanin_state s = {.b = &b, .total = per * FANIN_SENDERS};
+    hm_receiver r = {.handler = fanin_handle, .state = &s, .pinned = true,
+                     .mailbox_limit = bound};
+    hm_err err;
     fanin_sender snd[FANIN_SENDERS];
     pthread_t th[FANIN_SENDERS];
     atomic_bool go = false;
@@ -194,20 +212,19 @@ void run_fanin(const sizes *sz, bool smoke)
     hm_addr *sink;
 
     open_runtime(&b, sz, smoke, 0);
-    sink = spawn(&b, "fanin/sink", fanin_handle, &s);
+    if ((err = hm_runtime_spawn(b.rt, "fanin/sink", &r, &sink)) != HM_OK)
+        bench_fail(PROG, "spawn fanin/sink: %s", hm_err_str(err));
     for (int i = 0; i < FANIN_SENDERS; i++) {
         snd[i] = (fanin_sender){.b = &b, .sink = sink, .index = (uint64_t)i,
-                                .count = per, .go = &go};
+                                .count = per, .wait = bound != 0, .go = &go};
         if (pthread_create(&th[i], NULL, fanin_send, &snd[i]) != 0)
             bench_fail(PROG, "pthread_create failed");
     }
     t0 = bench_now_ns();
     /* release: pairs with the acquire load in fanin_send(). */
     atomic_store_explicit(&go, true, memory_order_release);
-    for (int i = 0; i < FANIN_SENDERS; i++) {
+    for (int i = 0; i < FANIN_SENDERS; i++)
         pthread_join(th[i], NULL);
-        full += snd[i].full;
-    }
     t1 = await_end(&b, "fanin");
     settle(&b, &st);
     if (smoke) {
@@ -219,8 +236,8 @@ void run_fanin(const sizes *sz, bool smoke)
     } else {
         bench_row("fanin", "hermes", (double)s.total / seconds(t0, t1),
                   "msg/s", "higher");
-        fprintf(stderr, "fanin: mailbox high-water mark %llu, EFULL %llu\n",
-                (unsigned long long)st.mailbox_hwm, (unsigned long long)full);
+        fprintf(stderr, "fanin: mailbox bound %u, high-water mark %llu\n",
+                bound, (unsigned long long)st.mailbox_hwm);
     }
     hm_addr_release(sink);
     hm_runtime_destroy(b.rt);
