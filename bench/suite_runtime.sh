@@ -164,7 +164,12 @@ targets() {
         r = ratio("pingpong", "go", 0); show("pingpong, Hermes/Go", r, ">= 2x", r >= 2, "%11.2fx")
         r = ratio("pingpong", "erlang", 0); show("pingpong, Hermes/Erlang", r, ">= 3x", r >= 3, "%11.2fx")
         r = ratio("ring", "erlang", 0); show("ring, Hermes/Erlang", r, ">= 3x", r >= 3, "%11.2fx")
+        # fanin has two forms in the issue: 30M msg/s, and "at least a third
+        # of the raw MPSC stream" measured in the same run (the issue asks
+        # for same-run ratios). Both are shown; on this machine the raw
+        # stream itself measures 26-52M, so 30M is near the hardware limit.
         h = v["fanin", "hermes"]; show("fanin, msg/s", h, ">= 30M", h >= 30e6, "%12.3g")
+        r = ratio("fanin", "limit-mpsc", 0); show("fanin, Hermes/raw MPSC stream", r, ">= 0.33x", r != "" && r >= 1 / 3, "%11.2fx")
         h = v["create", "hermes"]; show("create 1M, s", h, "<= 0.3 s", h != "" && h <= 0.3, "%12.3g")
         r = ratio("create", "go", 1); show("create, Go time / Hermes time", r, ">= 3x", r >= 3, "%11.2fx")
         h = v["timers-cpu", "hermes"]; show("timers, CPU ns per timer", h, "<= 200", h != "" && h <= 200, "%12.4g")
