@@ -278,11 +278,12 @@ void mqtt_session_cluster_event(mqtt_broker *b, const char *name,
 /* A session's state as a session_state.h record, for a handoff: the
  * subscriptions `subs` (`count`, borrowed), the QoS 1/2 messages of `out`
  * (borrowed, NULL: none; its messages are mqtt_pub) and the inbound QoS 2 ids `in`
- * (borrowed, may be NULL). On HM_OK returns owned bytes (hm_free) in
- * `*data_out`. Errors: those of mqtt_session_state_encode(). */
+ * (borrowed, may be NULL), stamped with move generation `gen` (docs/adr/
+ * 0290). On HM_OK returns owned bytes (hm_free) in `*data_out`. Errors:
+ * those of mqtt_session_state_encode(). */
 struct mqtt_state_sub;
 struct mqtt_session_state;
-hm_err mqtt_session_state_save(const char *client_id,
+hm_err mqtt_session_state_save(const char *client_id, uint32_t gen,
                                const struct mqtt_state_sub *subs, size_t count,
                                const mqtt_outbox *out, const mqtt_qos2_ids *in,
                                uint8_t **data_out, size_t *len_out);

@@ -409,15 +409,8 @@ static const char *load_session(void *arg, const char *client_id,
         l->elsewhere++; /* another member restores it */
         return NULL;
     }
-    if (l->here_only && mqtt_cluster_custody_has(l->b->cluster, client_id)) {
-        /* It was moving away from here: the state kept by its relay is
-         * newer than the dead member's record and comes back by itself
-         * (session_move.c, ADR 0225). */
-        HM_LOG_INFO("MQTT-FAILOVER", "client %s: its move from here "
-                    "returns the state; the stored record is not used",
-                    client_id);
-        return NULL;
-    }
+    /* A state its relay here kept of a move away (ADR 0225) may come back
+     * too: the session keeps whichever is newer (docs/adr/0290). */
     if (l->count == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 16;
         l->sessions = hm_realloc(l->sessions, l->cap * sizeof *l->sessions);

@@ -462,8 +462,10 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     bool present = false;
     hm_msg *reply;
 
-    if (a->clean || !s->persistent)
+    if (a->clean || !s->persistent) {
         mqtt_session_forget_state(s); /* [MQTT-3.1.2-6] */
+        s->adopted = false; /* a new state: the client's own */
+    }
     else
         present = s->attached_ever; /* [MQTT-3.2.2-2] */
     if (a->clean)
@@ -571,12 +573,8 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
 static void on_restore(mqtt_session *s, mqtt_restore *r)
 {
     mqtt_session_state st;
+    bool online;
 
-    if (s->attached_ever) {
-        HM_LOG_WARN("MQTT-FAILOVER", "client %s: live here already; the "
-                    "stored session is dropped", session_id(s));
-        return;
-    }
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
         return; /* checked at load; from a link, checked here */
     if (st.client_id.len != strlen(session_id(s)) ||
@@ -584,8 +582,26 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
         mqtt_session_state_fini(&st);
         return; /* not this session's: only a faulty peer sends that */
     }
+    if (!mqtt_session_gen_newer(s, st.gen, false)) {
+        HM_LOG_WARN("MQTT-FAILOVER", "client %s: live here already "
+                    "(generation %u, stored %u); the stored session is "
+                    "dropped", session_id(s), (unsigned)s->gen,
+                    (unsigned)st.gen);
+        mqtt_session_state_fini(&st);
+        return;
+    }
+    if (s->attached_ever) { /* a copy adopted here, older (ADR 0290) */
+        HM_LOG_INFO("MQTT-FAILOVER", "client %s: the newer state (generation "
+                    "%u, here %u) replaces the one here", session_id(s),
+                    (unsigned)st.gen, (unsigned)s->gen);
+        mqtt_session_forget_state(s); /* the connection stays */
+    }
+    online = s->conn_addr != NULL;
     s->persistent = s->attached_ever = true;
-    s->from_store = true; /* until a client or a handoff brings newer */
+    s->gen = st.gen;
+    s->adopted = true;
+    /* until a client or a handoff brings newer */
+    s->from_store = !online;
     mqtt_session_dur(s)->saved_ever = true;
     pthread_rwlock_wrlock(&s->b->tree_lock);
     for (size_t i = 0; i < st.sub_count; i++)
@@ -620,6 +636,11 @@ static void on_restore(mqtt_session *s, mqtt_restore *r)
     for (size_t i = 0; i < r->inbound.count; i++)
         mqtt_qos2_ids_receive(s->in_qos2, r->inbound.ids[i]);
     mqtt_session_state_fini(&st);
+    if (online) { /* resends (DUP) first */
+        if (s->out)
+            mqtt_outbox_go_online(s->out);
+        mqtt_session_pump(s);
+    }
     if (r->adopt) /* saved under this node now: the next fail-over finds it */
         mqtt_session_adopted(s);
 }

@@ -476,7 +476,7 @@ static void collect_msg(void *arg, const mqtt_out_entry *e)
         sm->inflight[sm->inflight_count++] = m;
 }
 
-hm_err mqtt_session_state_save(const char *client_id,
+hm_err mqtt_session_state_save(const char *client_id, uint32_t gen,
                                const mqtt_state_sub *subs, size_t count,
                                const mqtt_outbox *out, const mqtt_qos2_ids *in,
                                uint8_t **data_out, size_t *len_out)
@@ -493,6 +493,7 @@ hm_err mqtt_session_state_save(const char *client_id,
     err = mqtt_session_state_encode(
         &(mqtt_session_state){
             .client_id = {(const uint8_t *)client_id, strlen(client_id)},
+            .gen = gen,
             .next_packet_id = out ? mqtt_outbox_next_id(out) : 1,
             .subs = (mqtt_state_sub *)subs,
             .sub_count = count,
@@ -543,8 +544,7 @@ void mqtt_session_state_load(const mqtt_session_state *st, mqtt_outbox *out,
 
 /* ------------------------------------- a session: member deaths, handoff */
 
-/* Whether connection receiver `name` lived on node `node`. */
-static bool lived_on_name(const char *name, const char *node)
+bool mqtt_conn_lived_on(const char *name, const char *node)
 {
     char home[MQTT_MSG_NAME_MAX + 1];
 
@@ -555,7 +555,7 @@ static bool lived_on_name(const char *name, const char *node)
 /* The same for `a` (may be NULL). */
 static bool lived_on(const hm_addr *a, const char *node)
 {
-    return a && lived_on_name(hm_addr_name(a), node);
+    return a && mqtt_conn_lived_on(hm_addr_name(a), node);
 }
 
 /* Node `node` died: a connection there will never detach. */
@@ -573,12 +573,14 @@ void mqtt_session_on_node_gone(hm_ctx *ctx, mqtt_session *s, const char *node)
     }
 }
 
-/* The state to hand over, encoded (session_state.h). Returns owned, or
- * NULL if it cannot be encoded (logged). */
-static mqtt_handoff *make_handoff(mqtt_session *s)
+/* The state to hand over, encoded (session_state.h) with move generation
+ * `gen` (ADR 0290: s->gen + 1 for the move itself, s->gen for a custody
+ * copy, which the moved state must beat wherever the two meet). Returns
+ * owned, or NULL if it cannot be encoded (logged). */
+static mqtt_handoff *make_handoff(mqtt_session *s, uint32_t gen)
 {
     mqtt_handoff *h = hm_calloc(1, sizeof *h);
-    hm_err err = mqtt_session_encode(s, &h->state, &h->state_len);
+    hm_err err = mqtt_session_encode(s, gen, &h->state, &h->state_len);
 
     if (err != HM_OK) {
         HM_LOG_WARN("MQTT-HANDOFF", "client %s: cannot encode the session: "
@@ -600,9 +602,9 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
  * session_inbox.c), which holds it until we are gone from its view. */
 /* The handoff message: for our own address (`owner` NULL) or for a
  * leave's inbox. NULL if the state cannot be encoded (logged). */
-static hm_msg *handoff_msg(mqtt_session *s, bool leave)
+static hm_msg *handoff_msg(mqtt_session *s, bool leave, uint32_t gen)
 {
-    mqtt_handoff *h = make_handoff(s);
+    mqtt_handoff *h = make_handoff(s, gen);
 
     if (!h)
         return NULL;
@@ -617,7 +619,7 @@ static hm_msg *handoff_msg(mqtt_session *s, bool leave)
 
 hm_msg *mqtt_session_leave_custody(mqtt_session *s)
 {
-    return handoff_msg(s, true);
+    return handoff_msg(s, true, s->gen);
 }
 
 bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,
@@ -643,7 +645,7 @@ bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,
 void mqtt_session_hand_over(mqtt_session *s, const char *owner)
 {
     char name[MQTT_MSG_NAME_MAX + 1];
-    hm_msg *m = handoff_msg(s, owner != NULL);
+    hm_msg *m = handoff_msg(s, owner != NULL, s->gen + 1);
     hm_err err;
 
     if (!m)
@@ -665,7 +667,7 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
 void mqtt_session_hand_over_custody(mqtt_session *s, hm_addr *relay,
                                     const char *to)
 {
-    mqtt_handoff *h = make_handoff(s);
+    mqtt_handoff *h = make_handoff(s, s->gen);
     hm_msg *m;
 
     if (!h)
@@ -674,128 +676,4 @@ void mqtt_session_hand_over_custody(mqtt_session *s, hm_addr *relay,
     m = hm_msg_create(&mqtt_handoff_type, h, 0);
     if (hm_runtime_send(s->b->rt, relay, m) != HM_OK)
         hm_msg_destroy(m);
-}
-
-/* Adds subscription `f` at `qos` to the tree and the list. */
-static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
-{
-    pthread_rwlock_wrlock(&s->b->tree_lock);
-    if (mqtt_topic_tree_add(s->b->tree, (const char *)f->ptr, f->len,
-                            token(s), qos, NULL) == HM_OK)
-        mqtt_session_remember_sub(s, f, qos);
-    pthread_rwlock_unlock(&s->b->tree_lock);
-}
-
-/* A state that reached this node after its clean leave had collected its
- * sessions (a join and a leave at once) moves on at once, or it would
- * leave with the process (ADR 0260). */
-static void leave_too(hm_ctx *ctx, mqtt_session *s)
-{
-    char owner[HM_NODE_NAME_MAX + 1];
-
-    /* relaxed: see broker_impl.h. */
-    if (!atomic_load_explicit(&s->b->leaving, memory_order_relaxed) ||
-        !mqtt_session_cluster_owner(s->b, hm_addr_name(s->self), owner))
-        return;
-    HM_LOG_INFO("MQTT-LEAVE", "client %s: adopted while this node leaves; "
-                "it moves on to %s", session_id(s), owner);
-    mqtt_session_move_leave(ctx, s, owner);
-}
-
-/* The first message of a session that moved here: adopt its state. */
-void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
-{
-    mqtt_session_state st;
-    const char *why = NULL;
-    hm_msg *moved;
-
-    /* A state for it reached its session here: whatever a relay here kept
-     * of an earlier move away is older (ADR 0225). */
-    mqtt_cluster_custody_set(s->b->cluster, session_id(s), false);
-    if (s->attached_ever && s->from_store) {
-        /* Restored from the store and untouched since: a node that came
-         * back restored at start the record the survivors had restored
-         * too (docs/adr/0265). Theirs is the live copy, newer (what was
-         * published since, what the client did there): it replaces
-         * ours. */
-        HM_LOG_INFO("MQTT-HANDOFF", "client %s: the moved state replaces "
-                    "the copy restored here from the store", session_id(s));
-        mqtt_session_forget_state(s);
-        s->attached_ever = s->from_store = false;
-    }
-    if (s->attached_ever) {
-        /* A client attached here before the state arrived: it was told
-         * the session was new, and that is what it now is. */
-        HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
-                    "connection; dropped", session_id(s));
-        mqtt_session_mark_dirty(s); /* the store's copy is ours again */
-        return;
-    }
-    if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) !=
-            HM_OK ||
-        st.client_id.len != strlen(session_id(s)) ||
-        memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0) {
-        HM_LOG_WARN("MQTT-HANDOFF", "client %s: bad session state: %s",
-                    session_id(s), why ? why : "another client id");
-        mqtt_session_end(ctx, s);
-        return;
-    }
-    for (size_t i = 0; i < st.sub_count; i++)
-        restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
-    if (s->subs) { /* back where it moved away from: its own entries now */
-        char **f = hm_calloc(s->subs->count, sizeof *f);
-
-        for (uint32_t i = 0; i < s->subs->count; i++)
-            f[i] = s->subs->items[i].filter;
-        pthread_rwlock_wrlock(&s->b->tree_lock);
-        mqtt_session_move_unrelay(s->b, session_id(s), f, s->subs->count);
-        pthread_rwlock_unlock(&s->b->tree_lock);
-        hm_free(f);
-    }
-    if (!s->out && st.inflight_count + st.queued_count > 0)
-        s->out = mqtt_session_new_outbox(s->b, false);
-    mqtt_qos2_box_destroy(s->in_qos2);
-    s->in_qos2 = NULL;
-    mqtt_session_state_load(&st, s->out, &s->in_qos2);
-    mqtt_session_state_fini(&st);
-    s->attached_ever = h->present;
-    s->persistent = h->persistent;
-    s->ws = h->ws;
-    s->username = h->username;
-    h->username = NULL;
-    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
-                "subscriptions)", session_id(s),
-                (size_t)mqtt_session_sub_count(s));
-    /* A durable session is saved here from now on. */
-    mqtt_session_mark_dirty(s);
-    /* The old node forwards until every member routes here. */
-    if (h->old && strcmp(h->old, hm_node_name(s->b->node)) != 0)
-        mqtt_session_move_adopted(s, h->old);
-    if (h->from && h->conn && lived_on_name(h->conn, h->from)) {
-        /* It left with its node: the client reconnects elsewhere. */
-        hm_free(h->conn);
-        h->conn = NULL;
-    }
-    if (!h->conn || !(s->conn_addr = mqtt_session_intern_conn(s, h->conn))) {
-        if (!s->persistent)
-            mqtt_session_end(ctx, s);
-        else
-            leave_too(ctx, s);
-        return;
-    }
-    /* The client is still connected, on some node: carry on through its
-     * connection receiver. What was in flight goes again (DUP), since
-     * acknowledgements may have been lost in the move. */
-    atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
-    /* This node may have joined so recently that its link to the
-     * connection's node is not up yet: then what follows waits for it. */
-    mqtt_session_await_link(s);
-    moved = hm_msg_create(&mqtt_moved_type,
-                          mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
-    if (mqtt_session_to_conn(s, moved) != HM_OK)
-        hm_msg_destroy(moved);
-    if (s->out)
-        mqtt_outbox_go_online(s->out);
-    mqtt_session_pump(s);
-    leave_too(ctx, s);
 }

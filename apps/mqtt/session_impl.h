@@ -64,8 +64,13 @@ typedef struct mqtt_session {
     bool persistent : 1;    /* CleanSession was 0 */
     bool ending : 1;        /* it ended itself: nothing to hand over */
     bool from_store : 1;    /* restored, no client or handoff since */
+    bool adopted : 1; /* the state came from another copy (a handoff or a
+                         record): a newer copy replaces it (ADR 0290) */
     uint8_t id_off; /* the client id starts here in self's name */
-    uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
+    uint16_t takeovers; /* numbers the takeover timers (cluster mode) */
+    /* The move generation of the state held (docs/adr/0290): a handoff
+     * carries gen + 1, custody copies and saved records carry gen. */
+    uint32_t gen;
     sub_list *subs; /* NULL: none */
     mqtt_outbox *out; /* NULL: nothing waits or is in flight */
     mqtt_qos2_ids *in_qos2; /* while no connection holds it; or NULL */
@@ -133,9 +138,10 @@ void mqtt_session_mark_dirty(mqtt_session *s);
 /* A dead member's session was restored here (fail-over): logs it and
  * saves it soon, under this node. */
 void mqtt_session_adopted(mqtt_session *s);
-/* The state as a session_state.h record (owned bytes on HM_OK). Errors:
- * those of mqtt_session_state_save(). */
-hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len);
+/* The state as a session_state.h record stamped with move generation `gen`
+ * (owned bytes on HM_OK). Errors: those of mqtt_session_state_save(). */
+hm_err mqtt_session_encode(const mqtt_session *s, uint32_t gen, uint8_t **rec,
+                           size_t *len);
 /* An owned reference to connection receiver `name`, or NULL. */
 hm_addr *mqtt_session_intern_conn(mqtt_session *s, const char *name);
 /* Forgets the attached connection (the outbox goes offline). */
@@ -244,8 +250,17 @@ bool mqtt_session_cluster_owner(mqtt_broker *b, const char *name,
  * back to the session's name if `to` dies first (ADR 0225). */
 void mqtt_session_hand_over_custody(mqtt_session *s, hm_addr *relay,
                                     const char *to);
-/* The first message of a session that moved here: adopts `h` (borrowed;
- * its user name is taken). */
+/* Whether connection receiver `name` (borrowed) lived on node `node`. */
+bool mqtt_conn_lived_on(const char *name, const char *node);
+
+/* --------------------------------------------- in session_adopt.c */
+
+/* A state of this session with move generation `gen` arrived (`handoff`:
+ * from another copy; else a store record): whether it replaces what this
+ * activation holds (docs/adr/0290). Nothing held: yes. */
+bool mqtt_session_gen_newer(const mqtt_session *s, uint32_t gen, bool handoff);
+/* A handoff reached the session: adopts `h` (borrowed; its user name is
+ * taken) unless the state here is newer (then dropped, logged). */
 void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h);
 
 #endif

@@ -76,7 +76,8 @@ void mqtt_session_keep_receipt(mqtt_session *s, mqtt_receipt *r)
 /* The session as a record (session_state.h; session_cluster.c converts
  * the outbox, leaving QoS 0 messages out: MQTT lets them go while the
  * client is away). */
-hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len)
+hm_err mqtt_session_encode(const mqtt_session *s, uint32_t gen, uint8_t **rec,
+                           size_t *len)
 {
     uint32_t nsubs = s->subs ? s->subs->count : 0;
     mqtt_state_sub *subs = hm_alloc((nsubs + 1) * sizeof *subs);
@@ -86,7 +87,7 @@ hm_err mqtt_session_encode(const mqtt_session *s, uint8_t **rec, size_t *len)
         subs[i] = (mqtt_state_sub){{(const uint8_t *)s->subs->items[i].filter,
                                     s->subs->items[i].len},
                                    s->subs->items[i].qos};
-    err = mqtt_session_state_save(session_id(s), subs, nsubs, s->out,
+    err = mqtt_session_state_save(session_id(s), gen, subs, nsubs, s->out,
                                   s->in_qos2, rec, len);
     hm_free(subs);
     return err;
@@ -101,7 +102,7 @@ void mqtt_session_save_now(mqtt_session *s)
 
     if (!mqtt_session_durable(s) || !d || !d->dirty)
         return;
-    if (mqtt_session_encode(s, &rec, &len) != HM_OK) {
+    if (mqtt_session_encode(s, s->gen, &rec, &len) != HM_OK) {
         HM_LOG_ERROR("MQTT-PERSIST-FAIL", "client %s: cannot encode the "
                      "session", session_id(s));
         return;

@@ -3,6 +3,8 @@
  * Layout (big-endian; docs/adr/0110):
  *
  *   "HMQS" u8 version
+ *   u32 move generation (version 2 only; a version 1 record has none and
+ *       decodes with generation 0)
  *   u16 client id length, client id
  *   u16 next packet id
  *   u32 subscription count, each: u16 filter length, filter, u8 QoS
@@ -145,7 +147,7 @@ static void put_msg(mqtt_put *w, const mqtt_state_msg *m, bool inflight)
 
 static size_t encoded_len(const mqtt_session_state *st)
 {
-    size_t n = HEADER_LEN + 2 + st->client_id.len + 2 + 4 * 4;
+    size_t n = HEADER_LEN + 4 + 2 + st->client_id.len + 2 + 4 * 4;
 
     for (size_t i = 0; i < st->sub_count; i++)
         n += 2 + st->subs[i].filter.len + 1;
@@ -171,6 +173,7 @@ hm_err mqtt_session_state_encode(const mqtt_session_state *st,
     memcpy(w.pos, MQTT_SESSION_STATE_MAGIC, 4);
     w.pos += 4;
     mqtt_put_u8(&w, MQTT_SESSION_STATE_VERSION);
+    mqtt_put_u32(&w, st->gen);
     mqtt_put_field(&w, st->client_id);
     mqtt_put_u16(&w, st->next_packet_id);
     mqtt_put_u32(&w, (uint32_t)st->sub_count);
@@ -316,10 +319,12 @@ hm_err mqtt_session_state_decode(const uint8_t *data, size_t len,
 
     if (len < HEADER_LEN || memcmp(data, MQTT_SESSION_STATE_MAGIC, 4) != 0)
         msg = "not a session record";
-    else if (data[4] != MQTT_SESSION_STATE_VERSION)
+    else if (data[4] != 1 && data[4] != MQTT_SESSION_STATE_VERSION)
         msg = "unknown session record version";
     if (!msg) {
         r.p += HEADER_LEN;
+        if (data[4] >= 2)
+            st.gen = get(&r, 4);
         msg = read_body(&r, &st);
     }
     if (!msg)

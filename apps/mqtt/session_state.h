@@ -28,9 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The first bytes of every record: "HMQS" and the format version. */
+/* The first bytes of every record: "HMQS" and the format version. Version
+ * 2 adds the move generation (docs/adr/0290); version 1 records still
+ * decode, with generation 0. */
 #define MQTT_SESSION_STATE_MAGIC "HMQS"
-#define MQTT_SESSION_STATE_VERSION 1
+#define MQTT_SESSION_STATE_VERSION 2
 
 /* Where an in-flight message stands [MQTT-4.3.2, 4.3.3]. */
 typedef enum {
@@ -63,6 +65,10 @@ typedef struct mqtt_state_msg {
  * decoded buffer. */
 typedef struct mqtt_session_state {
     mqtt_bytes client_id;    /* 1..65535 bytes, no NUL */
+    /* Where two copies of one session meet (a move, a relay's custody, a
+     * stored record), the higher generation is the newer state (docs/adr/
+     * 0290). 0: a version 1 record, or a session that never moved. */
+    uint32_t gen;
     uint16_t next_packet_id; /* 1..65535: where the id counter resumes */
     mqtt_state_sub *subs;
     size_t sub_count;

@@ -70,12 +70,15 @@ class Generations(pf.RedisClusterCase):
         finally:
             n3.proc.send_signal(signal.SIGCONT)
         if ended:  # n3 was declared dead meanwhile: no move to test
-            print(self.logs("MQTT-")); self.skipTest("the move ended before the kill (a slow "
+            self.skipTest("the move ended before the kill (a slow "
                           "machine: n3 stopped too long)")
         # Both states reach n1: the relay's copy and n4's record.
         self.assertTrue(n1.wait_log("client %s: its new owner n4 is gone"
                                     % cid), self.logs("MQTT-"))
         self.assertTrue(n1.wait_log("MQTT-FAILOVER member n4 died"),
+                        self.logs("MQTT-"))
+        # The client comes back through n2, which must route to n1 by then.
+        self.assertTrue(n2.wait_log("MQTT-NODE-GONE member n4"),
                         self.logs("MQTT-"))
         sub = Client(n2.port, client_id=cid, clean=False)
         self.clients.append(sub)
@@ -88,6 +91,8 @@ class Generations(pf.RedisClusterCase):
             got.append(m.payload.decode())
             if m.payload == b"end":
                 break
+        if os.environ.get("GEN_TEST_LOGS"):
+            print(self.logs("MQTT-"))
         self.assertIn("b1", got, "the subscription made through n4 was "
                       "lost\n%s" % self.logs("MQTT-"))
 

@@ -374,7 +374,7 @@ Test(mqtt_session_msg, session_state_save_and_load_round_trip)
     cr_assert(mqtt_outbox_next(o, &a)); /* id 2, QoS 2 */
     cr_assert_eq(mqtt_outbox_ack(o, 5, 2), HM_OK);
     mqtt_qos2_ids_receive(&in, 77);
-    cr_assert_eq(mqtt_session_state_save("cid", subs, 2, o, &in, &data, &len),
+    cr_assert_eq(mqtt_session_state_save("cid", 0, subs, 2, o, &in, &data, &len),
                  HM_OK);
     cr_assert_eq(mqtt_session_state_decode(data, len, &st, &why), HM_OK);
     cr_assert_eq(st.sub_count, 2);
@@ -419,7 +419,7 @@ Test(mqtt_session_msg, session_state_without_an_outbox)
     size_t len;
 
     mqtt_qos2_ids_receive(&in, 9);
-    cr_assert_eq(mqtt_session_state_save("cid", subs, 1, NULL, &in, &data,
+    cr_assert_eq(mqtt_session_state_save("cid", 0, subs, 1, NULL, &in, &data,
                                          &len),
                  HM_OK);
     cr_assert_eq(mqtt_session_state_decode(data, len, &st, &why), HM_OK);
@@ -436,7 +436,7 @@ Test(mqtt_session_msg, session_state_without_an_outbox)
     mqtt_qos2_box_destroy(in_back);
     mqtt_qos2_ids_fini(&in);
     /* Nothing at all: no ids come back. */
-    cr_assert_eq(mqtt_session_state_save("cid", NULL, 0, NULL, NULL, &data,
+    cr_assert_eq(mqtt_session_state_save("cid", 0, NULL, 0, NULL, NULL, &data,
                                          &len),
                  HM_OK);
     cr_assert_eq(mqtt_session_state_decode(data, len, &st, &why), HM_OK);

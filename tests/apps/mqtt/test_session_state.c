@@ -27,6 +27,7 @@ static uint16_t in_qos2[] = {3, 9, 40000};
 static mqtt_session_state sample(void)
 {
     return (mqtt_session_state){.client_id = B("sensor-17"),
+                                .gen = 0x01020304,
                                 .next_packet_id = 9,
                                 .subs = subs,
                                 .sub_count = 3,
@@ -78,6 +79,7 @@ Test(mqtt_session_state, every_field_survives_a_round_trip)
     encode(&in, &buf, &len);
     cr_assert_eq(mqtt_session_state_decode(buf, len, &out, NULL), HM_OK);
     cr_assert(same_bytes(out.client_id, in.client_id));
+    cr_assert_eq(out.gen, 0x01020304);
     cr_assert_eq(out.next_packet_id, 9);
     cr_assert_eq(out.sub_count, 3);
     for (size_t i = 0; i < 3; i++) {
@@ -162,19 +164,57 @@ Test(mqtt_session_state, trailing_bytes_are_refused)
 Test(mqtt_session_state, foreign_bytes_and_other_versions_are_refused)
 {
     const char *why = NULL;
-    uint8_t v2[] = {'H', 'M', 'Q', 'S', 2, 0, 1, 'c', 0, 1};
+    uint8_t v3[] = {'H', 'M', 'Q', 'S', 3, 0, 0, 0, 0, 0, 1, 'c', 0, 1};
 
     cr_assert_eq(decode((const uint8_t *)"SQLite format 3", 15, &why),
                  HM_EPROTO);
     cr_assert_str_eq(why, "not a session record");
-    cr_assert_eq(decode(v2, sizeof v2, &why), HM_EPROTO);
+    cr_assert_eq(decode(v3, sizeof v3, &why), HM_EPROTO);
     cr_assert_str_eq(why, "unknown session record version");
+}
+
+/* Records written before move generations (docs/adr/0290) still load, as
+ * generation 0: a store keeps them across an upgrade. */
+Test(mqtt_session_state, a_version_1_record_loads_with_generation_0)
+{
+    /* client "c", next id 1, one subscription "x" at QoS 1, one queued
+     * QoS 1 message on "t" ("p"), no in-flight, no inbound ids. */
+    uint8_t rec[] = {'H', 'M', 'Q', 'S', 1, 0, 1, 'c', 0, 1,
+                     0, 0, 0, 1, 0, 1, 'x', 1,
+                     0, 0, 0, 0,
+                     0, 0, 0, 1, 1, 0, 0, 1, 't', 0, 0, 0, 1, 'p',
+                     0, 0, 0, 0};
+    mqtt_session_state out;
+    const char *why = NULL;
+
+    cr_assert_eq(mqtt_session_state_decode(rec, sizeof rec, &out, &why),
+                 HM_OK, "%s", why ? why : "");
+    cr_assert_eq(out.gen, 0);
+    cr_assert_eq(out.sub_count, 1);
+    cr_assert(same_bytes(out.subs[0].filter, B("x")));
+    cr_assert_eq(out.queued_count, 1);
+    cr_assert(same_bytes(out.queued[0].payload, B("p")));
+    mqtt_session_state_fini(&out);
+}
+
+Test(mqtt_session_state, the_generation_is_written_big_endian_after_the_version)
+{
+    mqtt_session_state in = {.client_id = B("c"), .gen = 0xA0B0C0D0u,
+                             .next_packet_id = 1};
+    uint8_t *buf;
+    size_t len;
+
+    encode(&in, &buf, &len);
+    cr_assert_eq(buf[4], MQTT_SESSION_STATE_VERSION);
+    cr_assert_eq(buf[5], 0xA0);
+    cr_assert_eq(buf[8], 0xD0);
+    hm_free(buf);
 }
 
 Test(mqtt_session_state, a_forged_count_is_refused_before_allocating)
 {
     /* client "c", next id 1, then 0xFFFFFFFF subscriptions. */
-    uint8_t rec[] = {'H', 'M', 'Q', 'S', 1, 0, 1, 'c', 0, 1,
+    uint8_t rec[] = {'H', 'M', 'Q', 'S', 2, 0, 0, 0, 7, 0, 1, 'c', 0, 1,
                      0xFF, 0xFF, 0xFF, 0xFF};
     const char *why = NULL;
 

@@ -1,0 +1,205 @@
+/* apps/mqtt/session_adopt.c: a session adopting a state that another copy
+ * of it sent (a handoff: a move, a relay's custody given back, a leave's
+ * inbox), and which copy wins where two states of one session meet
+ * (ADR 0105, 0290).
+ *
+ * Key decision (docs/adr/0290): every state carries a move generation
+ * (session_state.h). A session's state has generation g; the handoff that
+ * moves it carries g + 1, and the copies kept for custody (a relay's on a
+ * join, a leaving session's) and the records saved to the store carry g.
+ * So the moved state, and whatever it became on the new owner (its saves,
+ * its next moves), is always newer than a custody copy of it, and a
+ * custody copy given back after a death loses to it wherever the two meet,
+ * whichever arrives first. A state this activation adopted (`adopted`:
+ * from a handoff or a store record) is replaced by a newer one; an older
+ * or equal one is dropped and logged, keeping only the connection it
+ * names if this copy has none (the client is connected there). A state a
+ * client created here (session present = 0: it was told the session was
+ * new) is never replaced, as before. A copy restored from the store and
+ * untouched since (`from_store`) also yields to a handoff of the same
+ * generation (ADR 0265: the handoff comes from a live copy of the same
+ * record). Everything here runs on the session's receiver; `s` and the
+ * handoff are borrowed. */
+#include "apps/mqtt/broker_impl.h"
+#include "apps/mqtt/cluster.h"
+#include "apps/mqtt/session_impl.h"
+#include "apps/mqtt/session_state.h"
+
+#include "cluster/node.h"
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <string.h>
+
+bool mqtt_session_gen_newer(const mqtt_session *s, uint32_t gen, bool handoff)
+{
+    if (!s->attached_ever)
+        return true; /* nothing held: any state is news */
+    if (s->from_store)
+        return handoff ? gen >= s->gen : gen > s->gen;
+    return s->adopted && gen > s->gen;
+}
+
+/* Adds subscription `f` at `qos` to the tree and the list. */
+static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
+{
+    pthread_rwlock_wrlock(&s->b->tree_lock);
+    if (mqtt_topic_tree_add(s->b->tree, (const char *)f->ptr, f->len,
+                            token(s), qos, NULL) == HM_OK)
+        mqtt_session_remember_sub(s, f, qos);
+    pthread_rwlock_unlock(&s->b->tree_lock);
+}
+
+/* A state that reached this node after its clean leave had collected its
+ * sessions (a join and a leave at once) moves on at once, or it would
+ * leave with the process (ADR 0260). */
+static void leave_too(hm_ctx *ctx, mqtt_session *s)
+{
+    char owner[HM_NODE_NAME_MAX + 1];
+
+    /* relaxed: see broker_impl.h. */
+    if (!atomic_load_explicit(&s->b->leaving, memory_order_relaxed) ||
+        !mqtt_session_cluster_owner(s->b, hm_addr_name(s->self), owner))
+        return;
+    HM_LOG_INFO("MQTT-LEAVE", "client %s: adopted while this node leaves; "
+                "it moves on to %s", session_id(s), owner);
+    mqtt_session_move_leave(ctx, s, owner);
+}
+
+/* The connection `h` names, if its client is still connected somewhere
+ * (not on the node that left with it): this session carries on through
+ * it, telling it where the session is now. What was in flight goes again
+ * (DUP), since acknowledgements may have been lost in the move. Returns
+ * whether it did. */
+static bool carry_on(mqtt_session *s, const mqtt_handoff *h)
+{
+    hm_msg *moved;
+
+    if (!h->conn || (h->from && mqtt_conn_lived_on(h->conn, h->from)) ||
+        !(s->conn_addr = mqtt_session_intern_conn(s, h->conn)))
+        return false;
+    atomic_fetch_add_explicit(&s->b->connected, 1, memory_order_relaxed);
+    /* This node may have joined so recently that its link to the
+     * connection's node is not up yet: then what follows waits for it. */
+    mqtt_session_await_link(s);
+    moved = hm_msg_create(&mqtt_moved_type,
+                          mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
+    if (mqtt_session_to_conn(s, moved) != HM_OK)
+        hm_msg_destroy(moved);
+    if (s->out)
+        mqtt_outbox_go_online(s->out);
+    mqtt_session_pump(s);
+    return true;
+}
+
+/* An older (or equal) state than ours: dropped. Its connection, if ours
+ * has none, is where the client is. */
+static void drop_older(mqtt_session *s, const mqtt_handoff *h, uint32_t gen)
+{
+    if (!s->adopted && !s->from_store) {
+        /* A client attached here before the state arrived: it was told
+         * the session was new, and that is what it now is. */
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: state arrived after a new "
+                    "connection; dropped", session_id(s));
+    } else {
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: an older state (generation "
+                    "%u, here %u) arrived; dropped", session_id(s),
+                    (unsigned)gen, (unsigned)s->gen);
+        if (!s->conn_addr && s->persistent)
+            carry_on(s, h);
+    }
+    mqtt_session_mark_dirty(s); /* the store's copy is ours again */
+}
+
+/* A newer state replaces ours: what we hold goes, and so does our
+ * connection unless the newer state names it too (then it is taken up
+ * again with the state, which resends what is in flight). */
+static void make_room(hm_ctx *ctx, mqtt_session *s, const mqtt_handoff *h,
+                      uint32_t gen)
+{
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: the newer state (generation %u, "
+                "here %u%s) replaces the one here", session_id(s),
+                (unsigned)gen, (unsigned)s->gen,
+                s->from_store ? ", restored from the store" : "");
+    if (s->conn_addr && (!h->conn ||
+                         strcmp(h->conn, hm_addr_name(s->conn_addr)) != 0)) {
+        hm_msg *kick = hm_msg_create(&mqtt_kick_type, NULL, 0);
+
+        if (hm_ctx_send(ctx, s->conn_addr, kick) != HM_OK)
+            hm_msg_destroy(kick);
+    }
+    mqtt_session_let_go(s);
+    mqtt_session_forget_state(s);
+    s->attached_ever = s->from_store = s->adopted = false;
+}
+
+/* The first message of a session that moved here: adopt its state. */
+void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
+{
+    mqtt_session_state st;
+    const char *why = NULL;
+
+    /* A state for it reached its session here: whatever a relay here kept
+     * of an earlier move away is older (ADR 0225). */
+    mqtt_cluster_custody_set(s->b->cluster, session_id(s), false);
+    if (mqtt_session_state_decode(h->state, h->state_len, &st, &why) ==
+            HM_OK &&
+        (st.client_id.len != strlen(session_id(s)) ||
+         memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0)) {
+        mqtt_session_state_fini(&st);
+        why = "another client id";
+    }
+    if (why) {
+        HM_LOG_WARN("MQTT-HANDOFF", "client %s: bad session state: %s",
+                    session_id(s), why);
+        if (!s->attached_ever) /* nothing here to keep */
+            mqtt_session_end(ctx, s);
+        return;
+    }
+    if (!mqtt_session_gen_newer(s, st.gen, true)) {
+        drop_older(s, h, st.gen);
+        mqtt_session_state_fini(&st);
+        return;
+    }
+    if (s->attached_ever)
+        make_room(ctx, s, h, st.gen);
+    for (size_t i = 0; i < st.sub_count; i++)
+        restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    if (s->subs) { /* back where it moved away from: its own entries now */
+        char **f = hm_calloc(s->subs->count, sizeof *f);
+
+        for (uint32_t i = 0; i < s->subs->count; i++)
+            f[i] = s->subs->items[i].filter;
+        pthread_rwlock_wrlock(&s->b->tree_lock);
+        mqtt_session_move_unrelay(s->b, session_id(s), f, s->subs->count);
+        pthread_rwlock_unlock(&s->b->tree_lock);
+        hm_free(f);
+    }
+    if (!s->out && st.inflight_count + st.queued_count > 0)
+        s->out = mqtt_session_new_outbox(s->b, false);
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = NULL;
+    mqtt_session_state_load(&st, s->out, &s->in_qos2);
+    s->gen = st.gen;
+    s->adopted = true;
+    mqtt_session_state_fini(&st);
+    s->attached_ever = h->present;
+    s->persistent = h->persistent;
+    s->ws = h->ws;
+    hm_free(s->username);
+    s->username = h->username;
+    h->username = NULL;
+    HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
+                "subscriptions, generation %u)", session_id(s),
+                (size_t)mqtt_session_sub_count(s), (unsigned)s->gen);
+    /* A durable session is saved here from now on. */
+    mqtt_session_mark_dirty(s);
+    /* The old node forwards until every member routes here. */
+    if (h->old && strcmp(h->old, hm_node_name(s->b->node)) != 0)
+        mqtt_session_move_adopted(s, h->old);
+    if (!carry_on(s, h) && !s->persistent) {
+        mqtt_session_end(ctx, s);
+        return;
+    }
+    leave_too(ctx, s);
+}
