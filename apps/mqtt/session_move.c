@@ -399,8 +399,9 @@ static bool forward_all(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     } else if (t == &mqtt_deliver_type && mv->adopted &&
                !forwarded(s->b, msg)) {
         list_add(&mv->held, hm_msg_move(msg));
-    } else if (t->to_json && t != &mqtt_handoff_type &&
-               t != &mqtt_mv_done_type) {
+    } else if (t->to_json && t != &mqtt_mv_done_type) {
+        /* A handoff too: another copy's state follows ours to the inbox,
+         * and the session there keeps the newer (ADR 0290). */
         if (t == &mqtt_deliver_type && mv->adopted)
             ids_add(&mv->ids, hm_msg_payload(msg));
         forward(ctx, mv, hm_msg_move(msg));
@@ -675,7 +676,10 @@ static hm_err inbox_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     const hm_type *t = hm_msg_type(msg);
 
     if (!in->handoff) {
-        if (t == &mqtt_handoff_type && !in->cid) {
+        /* A handoff naming its client is a leave's state; one without
+         * (another copy's, forwarded by the leaver) goes on as it is. */
+        if (t == &mqtt_handoff_type && !in->cid &&
+            ((const mqtt_handoff *)hm_msg_payload(msg))->client_id) {
             inbox_adopt(in, msg);
             /* A relay's custody after the new owner left (ADR 0260): that
              * node is gone already and forwards nothing. */
