@@ -111,9 +111,10 @@ static void drop_older(mqtt_session *s, const mqtt_handoff *h, uint32_t gen)
     mqtt_session_mark_dirty(s); /* the store's copy is ours again */
 }
 
-/* A newer state replaces ours: what we hold goes, and so does our
- * connection unless the newer state names it too (then it is taken up
- * again with the state, which resends what is in flight). */
+/* A newer state replaces ours: what we hold goes. A connection attached
+ * here stays (the client's latest: it carries on with the newer state,
+ * its in-flight messages resent with DUP); one the newer state names
+ * instead is told to close, as in a takeover. */
 static void make_room(hm_ctx *ctx, mqtt_session *s, const mqtt_handoff *h,
                       uint32_t gen)
 {
@@ -121,16 +122,17 @@ static void make_room(hm_ctx *ctx, mqtt_session *s, const mqtt_handoff *h,
                 "here %u%s) replaces the one here", session_id(s),
                 (unsigned)gen, (unsigned)s->gen,
                 s->from_store ? ", restored from the store" : "");
-    if (s->conn_addr && (!h->conn ||
-                         strcmp(h->conn, hm_addr_name(s->conn_addr)) != 0)) {
+    if (s->conn_addr && h->conn &&
+        strcmp(h->conn, hm_addr_name(s->conn_addr)) != 0) {
+        hm_addr *other = mqtt_session_intern_conn(s, h->conn);
         hm_msg *kick = hm_msg_create(&mqtt_kick_type, NULL, 0);
 
-        if (hm_ctx_send(ctx, s->conn_addr, kick) != HM_OK)
+        if (!other || hm_ctx_send(ctx, other, kick) != HM_OK)
             hm_msg_destroy(kick);
+        hm_addr_release(other);
     }
-    mqtt_session_let_go(s);
     mqtt_session_forget_state(s);
-    s->attached_ever = s->from_store = s->adopted = false;
+    s->from_store = s->adopted = false;
 }
 
 /* The first message of a session that moved here: adopt its state. */
@@ -183,12 +185,14 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     s->gen = st.gen;
     s->adopted = true;
     mqtt_session_state_fini(&st);
-    s->attached_ever = h->present;
     s->persistent = h->persistent;
-    s->ws = h->ws;
-    hm_free(s->username);
-    s->username = h->username;
-    h->username = NULL;
+    if (!s->conn_addr) { /* else the connection here and its user stay */
+        s->attached_ever = h->present;
+        s->ws = h->ws;
+        hm_free(s->username);
+        s->username = h->username;
+        h->username = NULL;
+    }
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session adopted (%zu "
                 "subscriptions, generation %u)", session_id(s),
                 (size_t)mqtt_session_sub_count(s), (unsigned)s->gen);
@@ -197,7 +201,11 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     /* The old node forwards until every member routes here. */
     if (h->old && strcmp(h->old, hm_node_name(s->b->node)) != 0)
         mqtt_session_move_adopted(s, h->old);
-    if (!carry_on(s, h) && !s->persistent) {
+    if (s->conn_addr) { /* kept (make_room): resends first */
+        if (s->out)
+            mqtt_outbox_go_online(s->out);
+        mqtt_session_pump(s);
+    } else if (!carry_on(s, h) && !s->persistent) {
         mqtt_session_end(ctx, s);
         return;
     }
