@@ -565,86 +565,6 @@ static void on_ack(mqtt_session *s, hm_msg *msg)
 
 /* ----------------------------------------------------------- handler */
 
-/* A stored session at start-up, or a dead member's after a fail-over
- * (saver.c): its subscriptions go into the tree, its messages into the
- * outbox (offline: the in-flight ones are resent when the client is
- * back), its inbound QoS 2 ids are kept. A session that is already live
- * here wins over the record (docs/adr/0160). */
-static void on_restore(mqtt_session *s, mqtt_restore *r)
-{
-    mqtt_session_state st;
-    bool online;
-
-    if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
-        return; /* checked at load; from a link, checked here */
-    if (st.client_id.len != strlen(session_id(s)) ||
-        memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0) {
-        mqtt_session_state_fini(&st);
-        return; /* not this session's: only a faulty peer sends that */
-    }
-    if (!mqtt_session_gen_newer(s, st.gen, false)) {
-        HM_LOG_WARN("MQTT-FAILOVER", "client %s: live here already "
-                    "(generation %u, stored %u); the stored session is "
-                    "dropped", session_id(s), (unsigned)s->gen,
-                    (unsigned)st.gen);
-        mqtt_session_state_fini(&st);
-        return;
-    }
-    if (s->attached_ever) { /* a copy adopted here, older (ADR 0290) */
-        HM_LOG_INFO("MQTT-FAILOVER", "client %s: the newer state (generation "
-                    "%u, here %u) replaces the one here", session_id(s),
-                    (unsigned)st.gen, (unsigned)s->gen);
-        mqtt_session_forget_state(s); /* the connection stays */
-    }
-    online = s->conn_addr != NULL;
-    s->persistent = s->attached_ever = true;
-    s->gen = st.gen;
-    s->adopted = true;
-    /* until a client or a handoff brings newer */
-    s->from_store = !online;
-    mqtt_session_dur(s)->saved_ever = true;
-    pthread_rwlock_wrlock(&s->b->tree_lock);
-    for (size_t i = 0; i < st.sub_count; i++)
-        if (mqtt_topic_tree_add(s->b->tree, (const char *)st.subs[i].filter.ptr,
-                                st.subs[i].filter.len, token(s),
-                                st.subs[i].qos, NULL) == HM_OK)
-            mqtt_session_remember_sub(s, &st.subs[i].filter, st.subs[i].qos);
-    pthread_rwlock_unlock(&s->b->tree_lock);
-    if (!s->out && st.inflight_count + st.queued_count > 0)
-        s->out = mqtt_session_new_outbox(s->b, false);
-    for (size_t i = 0; i < st.inflight_count + st.queued_count; i++) {
-        const mqtt_state_msg *m =
-            i < st.inflight_count ? &st.inflight[i]
-                                  : &st.queued[i - st.inflight_count];
-        mqtt_pub *pub = m->stage == MQTT_STAGE_AWAIT_PUBCOMP
-                            ? NULL
-                            : mqtt_pub_create(m->topic.ptr, m->topic.len,
-                                              m->payload.ptr, m->payload.len,
-                                              m->qos, m->retain);
-        mqtt_out_entry e = {.msg = pub, .qos = m->qos, .stage = m->stage,
-                            .packet_id = m->packet_id, .sent = m->dup};
-
-        if (mqtt_outbox_restore(s->out, &e) != HM_OK)
-            mqtt_pub_release(pub);
-    }
-    if (s->out)
-        mqtt_outbox_set_next_id(s->out, st.next_packet_id);
-    if (st.in_qos2_count + r->inbound.count > 0)
-        s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
-    for (size_t i = 0; i < st.in_qos2_count; i++)
-        mqtt_qos2_ids_receive(s->in_qos2, st.in_qos2[i]);
-    for (size_t i = 0; i < r->inbound.count; i++)
-        mqtt_qos2_ids_receive(s->in_qos2, r->inbound.ids[i]);
-    mqtt_session_state_fini(&st);
-    if (online) { /* resends (DUP) first */
-        if (s->out)
-            mqtt_outbox_go_online(s->out);
-        mqtt_session_pump(s);
-    }
-    if (r->adopt) /* saved under this node now: the next fail-over finds it */
-        mqtt_session_adopted(s);
-}
-
 /* A delivery: the message goes to the outbox; its receipt unit (if the
  * publisher waits for commits) is kept until our next save commits, or
  * released now if we do not keep the message. */
@@ -669,7 +589,7 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
         return HM_OK; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {
-        on_restore(s, hm_msg_payload(msg));
+        mqtt_session_on_restore(s, hm_msg_payload(msg));
         return HM_OK;
     }
     if (t == &mqtt_saved_type || t == &mqtt_flush_type) {

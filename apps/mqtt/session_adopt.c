@@ -18,8 +18,10 @@
  * new) is never replaced, as before. A copy restored from the store and
  * untouched since (`from_store`) also yields to a handoff of the same
  * generation (ADR 0265: the handoff comes from a live copy of the same
- * record). Everything here runs on the session's receiver; `s` and the
- * handoff are borrowed. */
+ * record). A record from the store (at start-up, or a dead member's after
+ * a fail-over) is adopted here too, by the same rule. Everything here runs
+ * on the session's receiver; `s`, the handoff and the record are
+ * borrowed. */
 #include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/cluster.h"
 #include "apps/mqtt/session_impl.h"
@@ -40,14 +42,26 @@ bool mqtt_session_gen_newer(const mqtt_session *s, uint32_t gen, bool handoff)
     return s->adopted && gen > s->gen;
 }
 
-/* Adds subscription `f` at `qos` to the tree and the list. */
-static void restore_sub(mqtt_session *s, const mqtt_bytes *f, uint8_t qos)
+/* Puts decoded state `st` (borrowed) into the session: its subscriptions
+ * into the tree and the list, its messages into the outbox (offline: the
+ * in-flight ones are resent when a connection is there) with the packet
+ * id counter, its inbound QoS 2 ids in place of ours. */
+static void load(mqtt_session *s, const mqtt_session_state *st)
 {
     pthread_rwlock_wrlock(&s->b->tree_lock);
-    if (mqtt_topic_tree_add(s->b->tree, (const char *)f->ptr, f->len,
-                            token(s), qos, NULL) == HM_OK)
-        mqtt_session_remember_sub(s, f, qos);
+    for (size_t i = 0; i < st->sub_count; i++)
+        if (mqtt_topic_tree_add(s->b->tree,
+                                (const char *)st->subs[i].filter.ptr,
+                                st->subs[i].filter.len, token(s),
+                                st->subs[i].qos, NULL) == HM_OK)
+            mqtt_session_remember_sub(s, &st->subs[i].filter,
+                                      st->subs[i].qos);
     pthread_rwlock_unlock(&s->b->tree_lock);
+    if (!s->out && st->inflight_count + st->queued_count > 0)
+        s->out = mqtt_session_new_outbox(s->b, false);
+    mqtt_qos2_box_destroy(s->in_qos2);
+    s->in_qos2 = NULL;
+    mqtt_session_state_load(st, s->out, &s->in_qos2);
 }
 
 /* A state that reached this node after its clean leave had collected its
@@ -165,8 +179,7 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     }
     if (s->attached_ever)
         make_room(ctx, s, h, st.gen);
-    for (size_t i = 0; i < st.sub_count; i++)
-        restore_sub(s, &st.subs[i].filter, st.subs[i].qos);
+    load(s, &st);
     if (s->subs) { /* back where it moved away from: its own entries now */
         char **f = hm_calloc(s->subs->count, sizeof *f);
 
@@ -177,11 +190,6 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
         pthread_rwlock_unlock(&s->b->tree_lock);
         hm_free(f);
     }
-    if (!s->out && st.inflight_count + st.queued_count > 0)
-        s->out = mqtt_session_new_outbox(s->b, false);
-    mqtt_qos2_box_destroy(s->in_qos2);
-    s->in_qos2 = NULL;
-    mqtt_session_state_load(&st, s->out, &s->in_qos2);
     s->gen = st.gen;
     s->adopted = true;
     mqtt_session_state_fini(&st);
@@ -210,4 +218,58 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
         return;
     }
     leave_too(ctx, s);
+}
+
+/* A stored session at start-up, or a dead member's after a fail-over
+ * (saver.c): its subscriptions go into the tree, its messages into the
+ * outbox (offline: the in-flight ones are resent when the client is
+ * back), its inbound QoS 2 ids are kept. A session that is already live
+ * here wins over the record (docs/adr/0160) unless the record is newer
+ * (ADR 0290). */
+void mqtt_session_on_restore(mqtt_session *s, mqtt_restore *r)
+{
+    mqtt_session_state st;
+    bool online;
+
+    if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
+        return; /* checked at load; from a link, checked here */
+    if (st.client_id.len != strlen(session_id(s)) ||
+        memcmp(st.client_id.ptr, session_id(s), st.client_id.len) != 0) {
+        mqtt_session_state_fini(&st);
+        return; /* not this session's: only a faulty peer sends that */
+    }
+    if (!mqtt_session_gen_newer(s, st.gen, false)) {
+        HM_LOG_WARN("MQTT-FAILOVER", "client %s: live here already "
+                    "(generation %u, stored %u); the stored session is "
+                    "dropped", session_id(s), (unsigned)s->gen,
+                    (unsigned)st.gen);
+        mqtt_session_state_fini(&st);
+        return;
+    }
+    if (s->attached_ever) { /* a copy adopted here, older (ADR 0290) */
+        HM_LOG_INFO("MQTT-FAILOVER", "client %s: the newer state (generation "
+                    "%u, here %u) replaces the one here", session_id(s),
+                    (unsigned)st.gen, (unsigned)s->gen);
+        mqtt_session_forget_state(s); /* the connection stays */
+    }
+    online = s->conn_addr != NULL;
+    s->persistent = s->attached_ever = true;
+    s->gen = st.gen;
+    s->adopted = true;
+    /* until a client or a handoff brings newer */
+    s->from_store = !online;
+    mqtt_session_dur(s)->saved_ever = true;
+    load(s, &st);
+    if (r->inbound.count > 0 && !s->in_qos2)
+        s->in_qos2 = hm_calloc(1, sizeof *s->in_qos2);
+    for (size_t i = 0; i < r->inbound.count; i++)
+        mqtt_qos2_ids_receive(s->in_qos2, r->inbound.ids[i]);
+    mqtt_session_state_fini(&st);
+    if (online) { /* resends (DUP) first */
+        if (s->out)
+            mqtt_outbox_go_online(s->out);
+        mqtt_session_pump(s);
+    }
+    if (r->adopt) /* saved under this node now: the next fail-over finds it */
+        mqtt_session_adopted(s);
 }

@@ -262,5 +262,8 @@ bool mqtt_session_gen_newer(const mqtt_session *s, uint32_t gen, bool handoff);
 /* A handoff reached the session: adopts `h` (borrowed; its user name is
  * taken) unless the state here is newer (then dropped, logged). */
 void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h);
+/* A stored record reached the session (start-up, or a fail-over): restores
+ * `r` (borrowed) unless the state here is newer (then dropped, logged). */
+void mqtt_session_on_restore(mqtt_session *s, mqtt_restore *r);
 
 #endif
