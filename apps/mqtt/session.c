@@ -393,6 +393,7 @@ void mqtt_session_let_go(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
+    s->link_logged = false; /* the next connection's first stall logs */
     if (s->dur) /* resent from the outbox on reconnect */
         mqtt_gate_drop(&s->dur->gate);
     if (s->out)

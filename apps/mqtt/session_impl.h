@@ -64,6 +64,7 @@ typedef struct mqtt_session {
     bool persistent : 1;    /* CleanSession was 0 */
     bool ending : 1;        /* it ended itself: nothing to hand over */
     bool from_store : 1;    /* restored, no client or handoff since */
+    bool link_logged : 1;   /* this connection's first stall was logged */
     uint8_t id_off; /* the client id starts here in self's name */
     uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
     sub_list *subs; /* NULL: none */

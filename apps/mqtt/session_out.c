@@ -160,10 +160,18 @@ static void hold(mqtt_session *s, hm_msg *m)
 
     if (!st) {
         st = stall_new(s);
-        HM_LOG_INFO("MQTT-LINK-FULL",
-                    "client %s: the link to %s is full; holding what "
-                    "goes to the client",
-                    session_id(s), hm_addr_name(s->conn_addr));
+        /* INFO once per connection: with notices, a burst on a slow link
+         * stalls and resumes every half mailbox (counted in $SYS). */
+        if (!s->link_logged)
+            HM_LOG_INFO("MQTT-LINK-FULL",
+                        "client %s: the link to %s is full; holding what "
+                        "goes to the client",
+                        session_id(s), hm_addr_name(s->conn_addr));
+        else
+            HM_LOG_DEBUG("MQTT-LINK-FULL",
+                         "client %s: the link to %s is full again",
+                         session_id(s), hm_addr_name(s->conn_addr));
+        s->link_logged = true;
         ring_push(st, m); /* the turn's end asks for room */
     } else {
         ring_push(st, m);
