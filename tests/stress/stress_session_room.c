@@ -10,12 +10,8 @@
  *   numbered message arrives once and in order (no notice lost: the run
  *   ends; a lost one would stall it for good, as no timer runs), and the
  *   session was woken by notices, never by the safety-net timer. */
-#include "apps/mqtt/broker.h"
-#include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/codec.h"
-#include "apps/mqtt/session_msg.h"
-#include "runtime/alloc.h"
-#include "runtime/runtime.h"
+#include "tests/apps/mqtt/remote_conn.h"
 #include "tests/stress/harness.h"
 
 #include <sched.h>
@@ -64,32 +60,17 @@ static hm_err conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
 
 static void slow_consumer(void)
 {
-    mqtt_broker_config cfg = {.port = -1, .host = "127.0.0.1",
-                              .threads = 2, .sys_disabled = true,
-                              .unlimited_queue = true};
+    remote_conn rc;
     mqtt_broker *b;
-    hm_addr *conn, *sess;
-    hm_receiver r = {.handler = conn_handle, .pinned = true,
-                     .mailbox_limit = LIMIT};
-    mqtt_attach *a = hm_calloc(1, sizeof *a);
     double deadline;
 
     count = stress_scaled(20000);
-    CHECK(mqtt_broker_create(&cfg, &b) == HM_OK);
-    CHECK(hm_runtime_spawn(b->rt, CONN_NAME, &r, &conn) == HM_OK);
-    CHECK(hm_runtime_intern(b->rt, "mqtt/session/stress1", &sess) == HM_OK);
-    a->conn_name = hm_strdup(CONN_NAME);
-    a->clean = true;
-    CHECK(hm_runtime_send_from(b->rt, conn, sess,
-                               hm_msg_create(&mqtt_attach_type, a, 0)) ==
-          HM_OK);
-    for (uint32_t i = 0; i < (uint32_t)count; i++) {
-        mqtt_pub *pub = mqtt_pub_create("s/t", 3, &i, sizeof i, 0, false);
-
-        CHECK(hm_runtime_send(b->rt, sess,
-                              hm_msg_create(&mqtt_deliver_type, pub, 0)) ==
-              HM_OK);
-    }
+    CHECK(remote_conn_start(&rc, CONN_NAME, "mqtt/session/stress1",
+                            conn_handle, LIMIT) == HM_OK);
+    b = rc.b;
+    CHECK(remote_conn_attach(&rc) == HM_OK);
+    for (uint32_t i = 0; i < (uint32_t)count; i++)
+        CHECK(remote_conn_deliver(&rc, i) == HM_OK);
     /* A bound on the run, not an expectation of speed (TSan is slow). */
     deadline = stress_now_s() + 120;
     while (atomic_load(&received) < count && stress_now_s() < deadline)
@@ -103,10 +84,7 @@ static void slow_consumer(void)
     printf("     %ld messages, %llu stalls, %llu notices\n", count,
            (unsigned long long)atomic_load(&b->link_stalls),
            (unsigned long long)atomic_load(&b->link_notices));
-    hm_addr_release(sess);
-    hm_addr_release(conn);
-    mqtt_broker_stop(b);
-    mqtt_broker_destroy(b);
+    remote_conn_stop(&rc);
 }
 
 int main(void)

@@ -15,12 +15,8 @@
  * Then it opens the gate and checks that every message arrives, in order,
  * once, and that what resumed the session was a room notice, never a
  * timer. Nothing asserts on time; every wait is bounded. */
-#include "apps/mqtt/broker.h"
-#include "apps/mqtt/broker_impl.h"
 #include "apps/mqtt/codec.h"
-#include "apps/mqtt/session_msg.h"
-#include "runtime/alloc.h"
-#include "runtime/runtime.h"
+#include "tests/apps/mqtt/remote_conn.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -109,40 +105,18 @@ static size_t received(void)
 Test(session_room, a_stalled_session_sleeps_then_resumes_on_the_notice,
      .timeout = 60)
 {
-    mqtt_broker_config cfg = {.port = -1, .host = "127.0.0.1",
-                              .threads = 2, .sys_disabled = true,
-                              .unlimited_queue = true};
+    remote_conn rc;
     mqtt_broker *b;
-    hm_addr *conn, *sess;
-    hm_receiver r = {.handler = conn_handle, .pinned = true,
-                     .mailbox_limit = LIMIT};
-    mqtt_attach *a;
     uint64_t before, after, d0;
 
-    cr_assert_eq(mqtt_broker_create(&cfg, &b), HM_OK);
-    cr_assert_eq(hm_runtime_spawn(b->rt, CONN_NAME, &r, &conn), HM_OK);
-    cr_assert_eq(hm_runtime_intern(b->rt, "mqtt/session/room1", &sess),
+    cr_assert_eq(remote_conn_start(&rc, CONN_NAME, "mqtt/session/room1",
+                                   conn_handle, LIMIT),
                  HM_OK);
+    b = rc.b;
     d0 = delivered(b);
-
-    /* CONNECT, as a connection on another node would send it. */
-    a = hm_calloc(1, sizeof *a);
-    a->conn_name = hm_strdup(CONN_NAME);
-    a->clean = true;
-    cr_assert_eq(hm_runtime_send_from(b->rt, conn, sess,
-                                      hm_msg_create(&mqtt_attach_type, a, 0)),
-                 HM_OK);
-    for (uint32_t i = 0; i < COUNT; i++) {
-        char topic[32];
-        int len = snprintf(topic, sizeof topic, "room/%u", i % 7);
-        mqtt_pub *pub = mqtt_pub_create(topic, (size_t)len, &i, sizeof i, 0,
-                                        false);
-
-        cr_assert_eq(hm_runtime_send(b->rt, sess,
-                                     hm_msg_create(&mqtt_deliver_type, pub,
-                                                   0)),
-                     HM_OK);
-    }
+    cr_assert_eq(remote_conn_attach(&rc), HM_OK);
+    for (uint32_t i = 0; i < COUNT; i++)
+        cr_assert_eq(remote_conn_deliver(&rc, i), HM_OK);
     /* The session handled them all and is stalled on the full receiver
      * (not idle: the held message counts as work, so its handlers' count
      * tells: the attach, the deliveries and the receiver's held one). */
@@ -165,7 +139,7 @@ Test(session_room, a_stalled_session_sleeps_then_resumes_on_the_notice,
 
     /* The receiver drains: the notice resumes the session, in order. */
     atomic_store(&g.open, true);
-    cr_assert_eq(hm_runtime_wake(b->rt, conn), HM_OK);
+    cr_assert_eq(hm_runtime_wake(b->rt, rc.conn), HM_OK);
     for (int i = 0; i < 2000 && received() < COUNT; i++)
         usleep(10000); /* a bound, not an expectation */
     cr_assert_eq(hm_runtime_wait_idle(b->rt, 20000), HM_OK);
@@ -181,8 +155,5 @@ Test(session_room, a_stalled_session_sleeps_then_resumes_on_the_notice,
     cr_assert_eq(atomic_load(&b->link_retries), 0,
                  "a timer, not the notice, resumed the session");
 
-    hm_addr_release(sess);
-    hm_addr_release(conn);
-    mqtt_broker_stop(b);
-    mqtt_broker_destroy(b);
+    remote_conn_stop(&rc);
 }
