@@ -121,7 +121,7 @@ typedef struct hm_runq {
 } hm_runq;
 
 typedef struct hm_steal_look {
-    uint32_t head;
+    uint32_t head, tail;
     uint64_t at_ns; /* 0: never looked */
 } hm_steal_look;
 

@@ -447,21 +447,30 @@ hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
 /* -------------------------------------------------------------- workers */
 
 /* Whether thief `w` may take from victim `vi`'s ring now: only once the
- * ring's head has stayed where it is for STALE_NS, that is, once its owner
- * has taken nothing from it for that long (it is in a long turn, blocked,
- * or asleep). An owner that is draining its ring keeps it: in `create` a
- * parent wakes a thousand children per turn, each a few hundred
+ * ring's two ends have stayed where they are for STALE_NS, that is, once
+ * its owner has neither taken from it nor added to it for that long (it is
+ * in a long turn that wakes nobody, blocked, descheduled or asleep). An
+ * owner that is draining its ring, or filling it, keeps it: in `create` a
+ * parent wakes a thousand children in one turn, each a few hundred
  * nanoseconds of work, and a thief that took half of them moved every
  * child's entry and first message to the other core, and its reply and
  * the release of its sender back, dearer than running them where they
- * were woken (docs/adr/0285). Runs of heavy receivers still spread: the
- * owner is inside one of them for longer than STALE_NS. */
-static bool ring_stale(hm_worker *w, int vi, uint32_t head, uint64_t now)
+ * were woken (docs/adr/0285). Heavy receivers still spread: the owner is
+ * inside one of them for longer than STALE_NS. A worker whose ring is not
+ * empty never sleeps (any_work), so a thief keeps looking until it may
+ * take. STALE_NS stays under SPIN_MIN_NS, so even a short spin can. */
+static bool ring_stale(hm_worker *w, int vi, const hm_runq *q, uint64_t now)
 {
     hm_steal_look *l = &w->looks[vi];
+    /* relaxed: hints; runq_grab's CAS decides what is taken. */
+    uint32_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 
-    if (l->head != head || l->at_ns == 0) {
+    if (head == tail)
+        return false; /* nothing to take */
+    if (l->head != head || l->tail != tail || l->at_ns == 0) {
         l->head = head; /* moved since the last look: look again later */
+        l->tail = tail;
         l->at_ns = now;
         return false;
     }
@@ -486,11 +495,7 @@ static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext,
         uint32_t got = 0;
         if (v == w)
             continue;
-        /* relaxed: a hint; runq_grab's CAS decides. */
-        if (take_runnext ||
-            ring_stale(w, vi,
-                       atomic_load_explicit(&v->q.head, memory_order_relaxed),
-                       now))
+        if (take_runnext || ring_stale(w, vi, &v->q, now))
             got = runq_grab(&v->q, buf);
         if (got > 0) {
             for (uint32_t i = 1; i < got; i++)
