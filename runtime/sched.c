@@ -363,8 +363,15 @@ void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
      * ring has work; requeued on the ring, the parent overtook its own
      * children turn after turn, and in `create` 750,000 of them waited
      * with their first messages (48 MB of them) gone cold. Behind them,
-     * it runs again once the children it woke have run (docs/adr/0285). */
-    if (rt->manual ||
+     * it runs again once the children it woke have run (docs/adr/0285).
+     * Only a worker: it is awake and will reach the global queue itself,
+     * so no sleeper needs a notify. A guest (hm_runtime_send_here) goes
+     * through put_local, which pushes there and notifies. */
+    if (rt->manual) {
+        gq_push(rt, e);
+        return;
+    }
+    if (w->index >= 0 &&
         atomic_load_explicit(&rt->gq_size, memory_order_relaxed) > 0) {
         gq_push(rt, e);
         return;
