@@ -463,9 +463,10 @@ hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
  * child's entry and first message to the other core, and its reply and
  * the release of its sender back, dearer than running them where they
  * were woken (docs/adr/0285). Heavy receivers still spread: the owner is
- * inside one of them for longer than STALE_NS. A worker whose ring is not
- * empty never sleeps (any_work), so a thief keeps looking until it may
- * take. STALE_NS stays under SPIN_MIN_NS, so even a short spin can. */
+ * inside one of them for longer than STALE_NS. No worker goes to sleep
+ * while any ring holds receivers (any_work), so a thief keeps looking
+ * until it may take. STALE_NS stays under SPIN_MIN_NS, so even a short
+ * spin can. */
 static bool ring_stale(hm_worker *w, int vi, const hm_runq *q, uint64_t now)
 {
     hm_steal_look *l = &w->looks[vi];
