@@ -41,7 +41,7 @@ static void batch_free(void *payload)
     hm_free(b);
 }
 
-static const hm_type batch_type = {.name = "hm.batch", .free = batch_free};
+const hm_type hm_rt_batch_type = {.name = "hm.batch", .free = batch_free};
 
 /* An array from the caller's private list, refilled from the spare stack,
  * or a new one. */
@@ -117,7 +117,7 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
     b = batch_get(rt, cache);
     b->n = n;
     memcpy(b->items, ms, n * sizeof b->items[0]);
-    m = hm_msg_create(&batch_type, b, 0);
+    m = hm_msg_create(&hm_rt_batch_type, b, 0);
     m->flags = MSG_SYSTEM;
     m->sys = SYS_BATCH;
     /* relaxed: as in hm_rt_push(); `queued` counts the messages, not the
@@ -130,13 +130,10 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
     }
 }
 
-bool hm_rt_unbatch(hm_runtime *rt, hm_node **tail, hm_msg *m)
+void hm_rt_unbatch_open(hm_runtime *rt, hm_node **tail, hm_msg *m)
 {
-    hm_batch *b;
+    hm_batch *b = m->payload;
 
-    if (m->type != &batch_type)
-        return false;
-    b = m->payload;
     /* Fetch every message now: they come from the arming threads' caches
      * (or memory), and the pops that follow would otherwise miss one at a
      * time. (A loop of prefetches is kept: it is not a call.) */
@@ -149,5 +146,4 @@ bool hm_rt_unbatch(hm_runtime *rt, hm_node **tail, hm_msg *m)
     m->payload = NULL;
     batch_put(rt, b);
     hm_msg_destroy(m);
-    return true;
 }

@@ -373,12 +373,22 @@ void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
 void hm_rt_batch_cache_drop(hm_runtime *rt, hm_batch **cache);
 /* Frees the runtime's spare arrays; no thread may push or unbatch. */
 void hm_rt_batch_spares_fini(hm_runtime *rt);
+/* The type of a batch node (read by hm_rt_unbatch only). */
+extern const hm_type hm_rt_batch_type;
+/* hm_rt_unbatch() on a batch. */
+void hm_rt_unbatch_open(hm_runtime *rt, hm_node **tail, hm_msg *m);
 /* Consumer of a mailbox only: if `m` (just popped) is such a batch, puts
  * its messages back at the front of the mailbox in order, gives its array
  * back to the spares, frees the node and returns true; else false.
  * `tail` is the consumer's end: &mb->tail, or the turn's local copy
- * (hm_mailbox_pop_at). */
-bool hm_rt_unbatch(hm_runtime *rt, hm_node **tail, hm_msg *m);
+ * (hm_mailbox_pop_at). Inline: the turn asks it of every message. */
+static inline bool hm_rt_unbatch(hm_runtime *rt, hm_node **tail, hm_msg *m)
+{
+    if (m->type != &hm_rt_batch_type)
+        return false;
+    hm_rt_unbatch_open(rt, tail, m);
+    return true;
+}
 /* A turn parked its receiver: one less in rt->busy. On a worker, the
  * subtraction is deferred (hm_worker.busy_owed). */
 void hm_rt_busy_dec(hm_runtime *rt);
