@@ -52,9 +52,12 @@ bool hm_timer_intake_put(hm_timer_intake *q, uint64_t deadline_ms,
 
     for (;;) {
         /* acquire: pairs with the consumer's release of head, so its reads
-         * of the cell's last lap come before our writes to it. */
-        if (pos - atomic_load_explicit(&q->head, memory_order_acquire) >
-            q->mask)
+         * of the cell's last lap come before our writes to it. Signed: a
+         * stale `pos` may be behind head; the CAS then fails and reloads
+         * it. */
+        int64_t used = (int64_t)(pos - atomic_load_explicit(
+                                           &q->head, memory_order_acquire));
+        if (used > (int64_t)q->mask)
             return false; /* full: the cell still holds the last lap's */
         /* seq_cst: the claim is the producer's half of the Dekker pair
          * with the timer thread's store of its wait deadline (the caller's
