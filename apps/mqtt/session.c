@@ -589,7 +589,7 @@ static void handle_msg(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
     if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
         return; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {
-        mqtt_session_on_restore(s, hm_msg_payload(msg));
+        mqtt_session_on_restore(ctx, s, hm_msg_payload(msg));
         return;
     }
     if (t == &mqtt_saved_type || t == &mqtt_flush_type) {

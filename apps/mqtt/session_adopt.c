@@ -125,6 +125,60 @@ static void drop_older(mqtt_session *s, const mqtt_handoff *h, uint32_t gen)
     mqtt_session_mark_dirty(s); /* the store's copy is ours again */
 }
 
+/* Messages delivered live to a state that a newer one replaces: they
+ * carry an identity (mqtt_pub.origin, seq) where a state's own loaded
+ * messages have none. They are what came after that state (a relay's
+ * copies of what it forwarded after its give-back, what was routed here
+ * since), which the newer state may lack (a dead owner's record saved
+ * before them): they are delivered again into it, possibly twice to the
+ * client (QoS 1/2 allow that, as after any move). */
+typedef struct live_msgs {
+    hm_msg **v;
+    size_t count, cap;
+} live_msgs;
+
+static void keep_live(void *arg, const mqtt_out_entry *e)
+{
+    live_msgs *l = arg;
+    const mqtt_pub *p = e->msg;
+    mqtt_pub *c;
+
+    if (!p || p->seq == 0)
+        return;
+    /* A copy without the receipt: the original's unit stays with it. */
+    c = mqtt_pub_create(p->topic, p->topic_len, p->payload, p->payload_len,
+                        p->qos, p->retain);
+    c->origin = p->origin;
+    c->seq = p->seq;
+    if (l->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->v = hm_realloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->count++] = hm_msg_create(&mqtt_deliver_type, c, e->qos);
+}
+
+static void take_live(const mqtt_session *s, live_msgs *l)
+{
+    if (s->out)
+        mqtt_outbox_foreach(s->out, keep_live, l);
+}
+
+/* Delivers them into the newer state (`ctx` NULL: drops them). */
+static void give_live(hm_ctx *ctx, mqtt_session *s, live_msgs *l)
+{
+    if (l->count > 0 && ctx)
+        HM_LOG_INFO("MQTT-HANDOFF", "client %s: %zu messages delivered to "
+                    "the older state go to the newer one", session_id(s),
+                    l->count);
+    for (size_t i = 0; i < l->count; i++) {
+        if (ctx)
+            mqtt_session_handle(ctx, s, l->v[i]);
+        hm_msg_destroy(l->v[i]);
+    }
+    hm_free(l->v);
+    *l = (live_msgs){0};
+}
+
 /* A newer state replaces ours: what we hold goes. A connection attached
  * here stays (the client's latest: it carries on with the newer state,
  * its in-flight messages resent with DUP); one the newer state names
@@ -154,6 +208,7 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
 {
     mqtt_session_state st;
     const char *why = NULL;
+    live_msgs live = {0};
 
     /* A state for it reached its session here: whatever a relay here kept
      * of an earlier move away is older (ADR 0225). */
@@ -177,8 +232,10 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
         mqtt_session_state_fini(&st);
         return;
     }
-    if (s->attached_ever)
+    if (s->attached_ever) {
+        take_live(s, &live);
         make_room(ctx, s, h, st.gen);
+    }
     load(s, &st);
     if (s->subs) { /* back where it moved away from: its own entries now */
         char **f = hm_calloc(s->subs->count, sizeof *f);
@@ -214,9 +271,11 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
             mqtt_outbox_go_online(s->out);
         mqtt_session_pump(s);
     } else if (!carry_on(s, h) && !s->persistent) {
+        give_live(NULL, s, &live);
         mqtt_session_end(ctx, s);
         return;
     }
+    give_live(ctx, s, &live);
     leave_too(ctx, s);
 }
 
@@ -226,9 +285,10 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
  * back), its inbound QoS 2 ids are kept. A session that is already live
  * here wins over the record (docs/adr/0160) unless the record is newer
  * (ADR 0290). */
-void mqtt_session_on_restore(mqtt_session *s, mqtt_restore *r)
+void mqtt_session_on_restore(hm_ctx *ctx, mqtt_session *s, mqtt_restore *r)
 {
     mqtt_session_state st;
+    live_msgs live = {0};
     bool online;
 
     if (mqtt_session_state_decode(r->record, r->len, &st, NULL) != HM_OK)
@@ -250,6 +310,7 @@ void mqtt_session_on_restore(mqtt_session *s, mqtt_restore *r)
         HM_LOG_INFO("MQTT-FAILOVER", "client %s: the newer state (generation "
                     "%u, here %u) replaces the one here", session_id(s),
                     (unsigned)st.gen, (unsigned)s->gen);
+        take_live(s, &live);
         mqtt_session_forget_state(s); /* the connection stays */
     }
     online = s->conn_addr != NULL;
@@ -270,6 +331,7 @@ void mqtt_session_on_restore(mqtt_session *s, mqtt_restore *r)
             mqtt_outbox_go_online(s->out);
         mqtt_session_pump(s);
     }
+    give_live(ctx, s, &live);
     if (r->adopt) /* saved under this node now: the next fail-over finds it */
         mqtt_session_adopted(s);
 }

@@ -275,6 +275,6 @@ bool mqtt_session_gen_newer(const mqtt_session *s, uint32_t gen, bool handoff);
 void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h);
 /* A stored record reached the session (start-up, or a fail-over): restores
  * `r` (borrowed) unless the state here is newer (then dropped, logged). */
-void mqtt_session_on_restore(mqtt_session *s, mqtt_restore *r);
+void mqtt_session_on_restore(hm_ctx *ctx, mqtt_session *s, mqtt_restore *r);
 
 #endif
