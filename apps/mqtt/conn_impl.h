@@ -41,10 +41,14 @@ typedef struct held_ring {
 } held_ring;
 
 /* Cluster mode only (ADR 0105): where the session lives, and the grace
- * timer armed when that node goes away. */
+ * timer armed when that node goes away; while attaching (ADR 0295), when
+ * the first attach went out and the timer of the next try. */
 typedef struct conn_cluster {
     char *session_node; /* NULL until the session says */
     hm_timer_id session_timer;
+    hm_timer_id attach_timer;
+    uint64_t attach_since_ms; /* 0: no attach sent yet */
+    bool attach_retried;      /* logged once per connection */
 } conn_cluster;
 
 /* The layout is kept small for idle connections (ADR 0150): what only
@@ -108,6 +112,10 @@ mqtt_deliveries *mqtt_conn_deliveries(mqtt_conn *c);
 void mqtt_conn_close(hm_ctx *ctx, mqtt_conn *c, const char *why, bool abort);
 /* Sends `m` (taken) to the session; closes the connection if it cannot. */
 void mqtt_conn_send_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m);
+/* Sends the session the attach for the CONNECT just taken (`persistent`,
+ * `fallback` and `username` set); in a cluster as a request, tried again
+ * while the members disagree about where the session lives (ADR 0295). */
+void mqtt_conn_attach(hm_ctx *ctx, mqtt_conn *c);
 /* Tells the session the connection is gone, once, handing back the
  * inbound QoS 2 ids. */
 void mqtt_conn_detach(hm_ctx *ctx, mqtt_conn *c);

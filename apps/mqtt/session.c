@@ -36,6 +36,9 @@
  * (its node died unseen, or it ended during a move): the new connection is
  * answered after this long all the same. */
 #define TAKEOVER_WAIT_MS 3000u
+/* ... and when its connection receiver is gone already (its detach is on
+ * the way, or was lost), so long. */
+#define TAKEOVER_GONE_MS 200u
 /* arg: the takeover it belongs to. */
 static const hm_type takeover_timer_type = {.name = "mqtt.takeover_timer"};
 
@@ -409,6 +412,17 @@ void mqtt_session_end(hm_ctx *ctx, mqtt_session *s)
     hm_ctx_deactivate(ctx);
 }
 
+/* Answers an attach sent as a request (a cluster's connection, ADR 0295):
+ * the session has it, so the connection stops trying. Once: a held attach
+ * that runs again is answered already. */
+static void ack_attach(hm_ctx *ctx, hm_msg *msg)
+{
+    hm_msg *ok = hm_msg_create(&mqtt_done_type, NULL, 0);
+
+    if (hm_ctx_reply(ctx, msg, ok) != HM_OK)
+        hm_msg_destroy(ok);
+}
+
 /* The connection receiver an attach came from: its sender here, or the
  * address it names when it came from another node. Returns owned or NULL. */
 static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
@@ -418,6 +432,50 @@ static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
     if (a->conn && hm_msg_from(msg))
         return hm_addr_ref(hm_msg_from(msg));
     return a->conn ? NULL : mqtt_session_intern_conn(s, a->conn_name);
+}
+
+/* The takeover's wait for the old connection's detach ends in `ms`. */
+static void arm_takeover(mqtt_session *s, uint32_t ms)
+{
+    hm_msg *t = hm_msg_create(&takeover_timer_type, NULL, ++s->takeovers);
+
+    if (hm_runtime_send_after(s->b->rt, s->self, t, ms, NULL) != HM_OK)
+        hm_msg_destroy(t);
+}
+
+/* The old connection answered its kick (it closes and detaches), or
+ * cannot: its receiver is gone already, so its detach is on the way or
+ * was lost (a node whose view of the members lagged refused it): then
+ * the wait is cut short (ADR 0295). */
+static void kick_answered(hm_ctx *ctx, void *state, hm_msg *reply,
+                          hm_err err, void *arg)
+{
+    mqtt_session *s = state;
+
+    (void)ctx;
+    (void)reply;
+    if (err == HM_OK || err == HM_ETIMEDOUT || !s->old_conn_addr ||
+        (uint32_t)(uintptr_t)arg != s->takeovers)
+        return;
+    HM_LOG_INFO("MQTT-TAKEOVER", "client %s: the old connection is gone "
+                "(%s); its detach is not awaited long", session_id(s),
+                hm_err_str(err));
+    arm_takeover(s, TAKEOVER_GONE_MS);
+}
+
+/* In a cluster the kick is a request, so a connection that is gone
+ * already is known at once (kick_answered). */
+static void kick_old(hm_ctx *ctx, mqtt_session *s)
+{
+    hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+    hm_err err = hm_ctx_request(ctx, s->old_conn_addr, m, TAKEOVER_WAIT_MS,
+                                kick_answered,
+                                (void *)(uintptr_t)s->takeovers, NULL);
+
+    if (err != HM_OK) {
+        hm_msg_destroy(m);
+        kick_answered(ctx, s, NULL, err, (void *)(uintptr_t)s->takeovers);
+    }
 }
 
 /* [MQTT-3.1.4-2] A new connection for a connected client id: close the
@@ -439,18 +497,15 @@ static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg,
     s->pending_from = from;
     s->pending_attach = hm_msg_move(msg);
     if (s->conn_addr) {
-        send_empty(ctx, s->conn_addr, &mqtt_kick_type);
         hm_addr_release(s->old_conn_addr);
         s->old_conn_addr = hm_addr_ref(s->conn_addr);
         mqtt_session_let_go(s);
-        if (s->b->node) {
-            hm_msg *t = hm_msg_create(&takeover_timer_type, NULL,
-                                      ++s->takeovers);
-
-            if (hm_runtime_send_after(s->b->rt, s->self, t, TAKEOVER_WAIT_MS,
-                                      NULL) != HM_OK)
-                hm_msg_destroy(t);
+        if (!s->b->node) {
+            send_empty(ctx, s->old_conn_addr, &mqtt_kick_type);
+            return;
         }
+        arm_takeover(s, TAKEOVER_WAIT_MS);
+        kick_old(ctx, s);
     }
 }
 
@@ -492,6 +547,21 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     if (s->out)
         mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
     mqtt_session_pump(s);
+}
+
+void mqtt_session_drop_pending(mqtt_session *s)
+{
+    hm_msg *m;
+
+    if (!s->pending_from)
+        return;
+    m = hm_msg_create(&mqtt_kick_type, NULL, 0);
+    if (hm_runtime_send(s->b->rt, s->pending_from, m) != HM_OK)
+        hm_msg_destroy(m);
+    hm_addr_release(s->pending_from);
+    hm_msg_destroy(s->pending_attach);
+    s->pending_from = NULL;
+    s->pending_attach = NULL;
 }
 
 /* The taken-over connection is gone (it detached, handing back `ids`,
@@ -645,6 +715,9 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
+    if (t == &mqtt_attach_type && hm_msg_req_id(msg) &&
+        !hm_msg_is_reply(msg)) /* in a cluster: "it is here" (ADR 0295) */
+        ack_attach(ctx, msg);
     if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
         return HM_OK; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {
@@ -760,18 +833,11 @@ static void session_deactivate(hm_ctx *ctx, void *state,
             mqtt_session_move_away(s, to, true);
     }
     mqtt_session_move_fini(s);
-    if (s->pending_from) { /* its CONNACK will not come from here */
-        hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
-
-        if (hm_runtime_send(s->b->rt, s->pending_from, m) != HM_OK)
-            hm_msg_destroy(m);
-    }
+    mqtt_session_drop_pending(s);
     mqtt_session_drop_subs(s); /* before the token (self) goes */
     mqtt_session_let_go(s);
     mqtt_session_stall_drop(s);
     hm_addr_release(s->old_conn_addr);
-    hm_addr_release(s->pending_from);
-    hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
     if (s->dur) {

@@ -591,6 +591,7 @@ static mqtt_handoff *make_handoff(mqtt_session *s)
     h->ws = s->ws;
     h->persistent = s->persistent;
     h->present = s->attached_ever;
+    h->owed = mqtt_session_stall_owed(s); /* ADR 0296 */
     return h;
 }
 
@@ -648,6 +649,8 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
 
     if (!m)
         return;
+    if (owner) /* a leave: this session stays on as a forwarder */
+        mqtt_session_drop_pending(s);
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
                 "(%zu subscriptions)", session_id(s),
                 owner ? owner : "its new owner",
@@ -790,6 +793,9 @@ void mqtt_session_on_handoff(hm_ctx *ctx, mqtt_session *s, mqtt_handoff *h)
     /* This node may have joined so recently that its link to the
      * connection's node is not up yet: then what follows waits for it. */
     mqtt_session_await_link(s);
+    /* What the old owner held for the connection (a full link) comes
+     * first: a CONNACK before any resend (ADR 0296). */
+    mqtt_session_send_owed(s, h->owed);
     moved = hm_msg_create(&mqtt_moved_type,
                           mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
     if (mqtt_session_to_conn(s, moved) != HM_OK)

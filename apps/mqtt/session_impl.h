@@ -198,6 +198,11 @@ hm_msg *mqtt_session_copy_delivery(const hm_msg *m);
 /* Destroys `m` (NULL accepted), releasing a delivery's receipt unit. */
 void mqtt_session_msg_drop(hm_msg *m);
 
+/* A connection waiting for a takeover that will not finish here (the
+ * session leaves this node): kicked, so its client connects again and
+ * reaches the new owner (ADR 0295). */
+void mqtt_session_drop_pending(mqtt_session *s);
+
 /* ------------------------------------------------- in session_out.c */
 
 /* The timer that retries a stalled connection (its arg: the retry). */
@@ -219,6 +224,13 @@ void mqtt_session_stall_drop(mqtt_session *s);
  * everything for the connection waits (a stall) until it is, at most a
  * few seconds, then the connection is let go (docs/adr/0266). */
 void mqtt_session_await_link(mqtt_session *s);
+/* What the stall still holds that the outbox will not resend (CONNACK,
+ * SUBACK, UNSUBACK, "attached", "done"), in order, for a handoff. Returns
+ * owned, or NULL if nothing (docs/adr/0296). */
+char *mqtt_session_stall_owed(const mqtt_session *s);
+/* After an adoption: sends `owed` (borrowed; may be NULL) to the
+ * connection, in order, ahead of anything else. */
+void mqtt_session_send_owed(mqtt_session *s, const char *owed);
 
 /* --------------------------------------------- in session_cluster.c */
 

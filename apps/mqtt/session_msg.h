@@ -113,6 +113,8 @@ typedef struct mqtt_handoff {
     bool present;    /* a client attached before (session present) */
     uint8_t *state;  /* owned: a session_state.h record */
     size_t state_len;
+    char *owed;      /* owned, or NULL: what the connection was still owed
+                        (session_out.c, ADR 0296) */
 } mqtt_handoff;
 extern const hm_type mqtt_handoff_type;
 void mqtt_handoff_destroy(void *handoff);

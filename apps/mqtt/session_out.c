@@ -27,8 +27,10 @@
  * (mqtt_session_let_go: the client reconnects and the outbox resends what
  * was in flight, with DUP). A session that moves to another node hands
  * over its outbox, whose in-flight messages the new owner resends; the
- * control packets held here (at most a SUBACK or an UNSUBACK the client
- * waits for) are lost with the move.
+ * rest of what is held here, the answers the connection waits for (a
+ * CONNACK with its "attached", a SUBACK or UNSUBACK with its "done"),
+ * goes in the handoff as `owed` (mqtt_session_stall_owed), and the new
+ * owner sends it first (mqtt_session_send_owed, docs/adr/0296).
  *
  * The same holding covers a link that is not up *yet* (docs/adr/0266): a
  * session adopted by a node that has just joined may hear of its
@@ -227,4 +229,109 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
     st->timer = 0; /* it fired */
     mqtt_session_stall_drop(s);
     mqtt_session_pump(s); /* what waited in the outbox */
+}
+
+/* ---------------------------------------------------- owed on a move */
+
+/* What an entry of `owed` is: "o" and the base64 of a packet for the
+ * client (mqtt.out), "d" (mqtt.done), "a0" or "a1" (mqtt.attached, session
+ * present); entries separated by ','. The largest packet taken back. */
+#define OWED_PACKET_MAX (1u << 20)
+
+/* Appends `entry` (`len` bytes) to the owned string `*acc`. */
+static void owed_append(char **acc, size_t *acc_len, const char *entry,
+                        size_t len)
+{
+    size_t sep = *acc ? 1 : 0;
+
+    *acc = hm_realloc(*acc, *acc_len + sep + len + 1);
+    if (sep)
+        (*acc)[(*acc_len)++] = ',';
+    memcpy(*acc + *acc_len, entry, len);
+    *acc_len += len;
+    (*acc)[*acc_len] = '\0';
+}
+
+char *mqtt_session_stall_owed(const mqtt_session *s)
+{
+    const session_stall *st = s->stall;
+    char *acc = NULL;
+    size_t acc_len = 0;
+
+    for (size_t i = 0; st && i < st->count; i++) {
+        hm_msg *m = st->q[(st->head + i) % st->cap];
+        const hm_type *t = hm_msg_type(m);
+
+        if (t == &mqtt_out_type) {
+            const mqtt_blob *b = hm_msg_payload(m);
+            int type = b->len ? b->data[0] >> 4 : MQTT_PUBLISH;
+            char *b64, *entry;
+
+            if (type == MQTT_PUBLISH || type == MQTT_PUBREL)
+                continue; /* the outbox resends them (DUP) */
+            b64 = mqtt_base64_encode(b->data, b->len);
+            entry = hm_alloc(strlen(b64) + 2);
+            entry[0] = 'o';
+            strcpy(entry + 1, b64);
+            owed_append(&acc, &acc_len, entry, strlen(entry));
+            hm_free(entry);
+            hm_free(b64);
+        } else if (t == &mqtt_done_type) {
+            owed_append(&acc, &acc_len, "d", 1);
+        } else if (t == &mqtt_attached_type) {
+            owed_append(&acc, &acc_len, hm_msg_arg(m) ? "a1" : "a0", 2);
+        } /* "moved": the new owner sends its own */
+    }
+    return acc;
+}
+
+/* One entry of `owed` (`len` bytes at `e`) as the message it stood for;
+ * NULL if it is not one. */
+static hm_msg *owed_msg(const mqtt_session *s, const char *e, size_t len)
+{
+    uint8_t *bytes;
+    size_t n;
+    char *b64;
+    hm_msg *m = NULL;
+
+    if (len == 1 && e[0] == 'd')
+        return hm_msg_create(&mqtt_done_type, NULL, 0);
+    if (len == 2 && e[0] == 'a' && (e[1] == '0' || e[1] == '1'))
+        return hm_msg_create(
+            &mqtt_attached_type,
+            mqtt_ctl_create(hm_node_name(s->b->node), NULL), e[1] == '1');
+    if (len < 2 || e[0] != 'o')
+        return NULL;
+    b64 = hm_strndup(e + 1, len - 1);
+    if (mqtt_base64_decode(b64, OWED_PACKET_MAX, &bytes, &n) == HM_OK) {
+        m = hm_msg_create(&mqtt_out_type, mqtt_blob_create(NULL, bytes, n),
+                          0);
+        hm_free(bytes);
+    }
+    hm_free(b64);
+    return m;
+}
+
+void mqtt_session_send_owed(mqtt_session *s, const char *owed)
+{
+    size_t count = 0;
+
+    while (owed && *owed) {
+        const char *end = strchr(owed, ',');
+        size_t len = end ? (size_t)(end - owed) : strlen(owed);
+        hm_msg *m = owed_msg(s, owed, len);
+
+        if (!m)
+            HM_LOG_WARN("MQTT-HANDOFF", "client %s: a malformed owed "
+                        "entry in the state; skipped", session_id(s));
+        else if (mqtt_session_to_conn(s, m) != HM_OK)
+            hm_msg_destroy(m);
+        else
+            count++;
+        owed = end ? end + 1 : owed + len;
+    }
+    if (count)
+        HM_LOG_INFO("MQTT-HANDOFF", "client %s: %zu answers the old owner "
+                    "held for the connection sent from here", session_id(s),
+                    count);
 }
