@@ -454,7 +454,9 @@ static void kick_answered(hm_ctx *ctx, void *state, hm_msg *reply,
 
     (void)ctx;
     (void)reply;
-    if (err == HM_OK || err == HM_ETIMEDOUT || !s->old_conn_addr ||
+    /* Only "no such receiver" says it is gone: a full link (HM_EFULL)
+     * or a dying node keep the usual wait (and the kick sent again). */
+    if (err != HM_ENOTFOUND || !s->old_conn_addr ||
         (uint32_t)(uintptr_t)arg != s->takeovers)
         return;
     HM_LOG_INFO("MQTT-TAKEOVER", "client %s: the old connection is gone "

@@ -1,0 +1,117 @@
+"""A SUBACK a session held for a full link survives the session's move
+(docs/adr/0296), end to end.
+
+Run by test_cluster_backpressure.sh with HERMES_MQTT set to the broker
+binary. Two broker processes, a and b, with a small per-peer buffer
+(--cluster-buffer-limit). A raw client connects to a with a client id
+whose session lives on b, so every packet it gets is written by the
+session on b and crosses the link as "mqtt.out". Node a is stopped
+(SIGSTOP) while a publisher on b floods the client: the link fills and
+the session holds what it writes (a stall, ADR 0230). The client sends
+SUBSCRIBE; a goes on (SIGCONT) and passes it on to b at once, whose
+session answers behind what it holds, and b leaves cleanly (SIGTERM)
+while it still holds it (it sends what it holds again only every 200 ms
+by then, its backoff): the session moves to a with its state. The client must get its SUBACK (before ADR 0296 the
+held SUBACK, and the "done" that lets the connection read on, were lost
+with the move: the client waited for ever), every flooded message, and a
+message published afterwards on the topic it subscribed to.
+
+Nothing asserts on time; the stops are bounded well below the failure
+detector's 2.5 s, and the test checks that the SUBACK was indeed held and
+carried (the new owner's MQTT-HANDOFF line)."""
+
+import os
+import signal
+import struct
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_backpressure_test import COUNT, Node, flood  # noqa: E402
+from mqttkit import (WAIT, Raw, parse_publish, publish_packet,  # noqa: E402
+                     subscribe_packet, wait_mesh)
+from placement import client_id_on  # noqa: E402
+
+STOP_BOUND = 1.2  # seconds a may stay stopped (dead after 2.5 s)
+RUN_FOR = 0.02    # seconds a runs before b leaves
+FLOOD = 2 * COUNT  # held: several retries' worth
+
+
+class HeldAckTest(unittest.TestCase):
+
+    def setUp(self):
+        self.a = Node("a")
+        self.b = Node("b", join=self.a.cluster_addr)
+        wait_mesh([self.a, self.b])
+
+    def tearDown(self):
+        for n in (self.a, self.b):
+            if n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGCONT)
+            n.stop()
+        bad = [l for n in (self.a, self.b) for l in n.sanitizer_reports()]
+        if bad:
+            raise AssertionError("\n".join(bad[:200]))
+
+    def logs(self):
+        return "\n".join("[%s] %s" % (n.name, l) for n in (self.a, self.b)
+                         for l in n.lines if "MQTT-" in l)
+
+    def test_a_held_suback_moves_with_the_session(self):
+        cid = client_id_on("b", ["a", "b"], "held")
+        topic = "ha/%s/m" % cid
+        sub = Raw(self.a.port)
+        self.assertEqual(sub.connect(cid, clean=False), (False, 0))
+        sub.subscribe(topic, 1)
+        pub = Raw(self.b.port)
+        pub.connect(client_id_on("b", ["a", "b"], "flood"))
+        try:
+            os.kill(self.a.proc.pid, signal.SIGSTOP)
+            try:
+                flood(pub, topic, FLOOD, mixed=False)
+                self.b.wait_log("MQTT-LINK-FULL", timeout=STOP_BOUND)
+                sub.send(subscribe_packet(77, "ha/%s/late" % cid, 1))
+                # The session's retries back off to one per 200 ms.
+                time.sleep(STOP_BOUND)
+            finally:
+                os.kill(self.a.proc.pid, signal.SIGCONT)
+            # a passes the SUBSCRIBE on at once; b's session answers it
+            # behind what it holds, which it sends again only every
+            # 200 ms by then (its backoff): b leaves meanwhile.
+            time.sleep(RUN_FOR)
+            self.b.proc.send_signal(signal.SIGTERM)
+            got, suback = set(), None
+            while suback is None or len(got) < FLOOD:
+                pk = sub.read()
+                if pk is None:
+                    break
+                if pk[0] == 0x90:
+                    suback = struct.unpack("!H", pk[1][:2])[0]
+                elif pk[0] & 0xF0 == 0x30:
+                    t, payload, qos, dup, _, pid = parse_publish(*pk)
+                    got.add(struct.unpack("!I", payload)[0])
+                    sub.send(bytes([0x40, 2]) + struct.pack("!H", pid))
+            self.assertEqual(suback, 77, "no SUBACK:\n" + self.logs())
+            self.assertTrue(self.a.wait_log("answers the old owner held"),
+                            "the SUBACK was not held on b:\n" + self.logs())
+            lost = sorted(set(range(FLOOD)) - got)
+            self.assertEqual(lost, [], "%d of %d lost" % (len(lost), FLOOD))
+            # The subscription took effect, and the connection reads on.
+            late = Raw(self.a.port)
+            late.connect(client_id_on("a", ["a"], "late"))
+            late.send(publish_packet("ha/%s/late" % cid, b"late", qos=0))
+            late.close()
+            while True:
+                pk = sub.read()
+                self.assertIsNotNone(pk, "no late message:\n" + self.logs())
+                if pk[0] & 0xF0 == 0x30 and parse_publish(*pk)[1] == b"late":
+                    break
+        finally:
+            pub.close()
+            sub.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
