@@ -32,16 +32,6 @@
 
 #include <string.h>
 
-/* In a cluster a taken-over connection on another node may never detach
- * (its node died unseen, or it ended during a move): the new connection is
- * answered after this long all the same. */
-#define TAKEOVER_WAIT_MS 3000u
-/* ... and when its connection receiver is gone already (its detach is on
- * the way, or was lost), so long. */
-#define TAKEOVER_GONE_MS 200u
-/* arg: the takeover it belongs to. */
-static const hm_type takeover_timer_type = {.name = "mqtt.takeover_timer"};
-
 static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
                    size_t len)
 {
@@ -434,83 +424,6 @@ static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
     return a->conn ? NULL : mqtt_session_intern_conn(s, a->conn_name);
 }
 
-/* The takeover's wait for the old connection's detach ends in `ms`. */
-static void arm_takeover(mqtt_session *s, uint32_t ms)
-{
-    hm_msg *t = hm_msg_create(&takeover_timer_type, NULL, ++s->takeovers);
-
-    if (hm_runtime_send_after(s->b->rt, s->self, t, ms, NULL) != HM_OK)
-        hm_msg_destroy(t);
-}
-
-/* The old connection answered its kick (it closes and detaches), or
- * cannot: its receiver is gone already, so its detach is on the way or
- * was lost (a node whose view of the members lagged refused it): then
- * the wait is cut short (ADR 0295). */
-static void kick_answered(hm_ctx *ctx, void *state, hm_msg *reply,
-                          hm_err err, void *arg)
-{
-    mqtt_session *s = state;
-
-    (void)ctx;
-    (void)reply;
-    /* Only "no such receiver" says it is gone: a full link (HM_EFULL)
-     * or a dying node keep the usual wait (and the kick sent again). */
-    if (err != HM_ENOTFOUND || !s->old_conn_addr ||
-        (uint32_t)(uintptr_t)arg != s->takeovers)
-        return;
-    HM_LOG_INFO("MQTT-TAKEOVER", "client %s: the old connection is gone "
-                "(%s); its detach is not awaited long", session_id(s),
-                hm_err_str(err));
-    arm_takeover(s, TAKEOVER_GONE_MS);
-}
-
-/* In a cluster the kick is a request, so a connection that is gone
- * already is known at once (kick_answered). */
-static void kick_old(hm_ctx *ctx, mqtt_session *s)
-{
-    hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
-    hm_err err = hm_ctx_request(ctx, s->old_conn_addr, m, TAKEOVER_WAIT_MS,
-                                kick_answered,
-                                (void *)(uintptr_t)s->takeovers, NULL);
-
-    if (err != HM_OK) {
-        hm_msg_destroy(m);
-        kick_answered(ctx, s, NULL, err, (void *)(uintptr_t)s->takeovers);
-    }
-}
-
-/* [MQTT-3.1.4-2] A new connection for a connected client id: close the
- * old one and answer the new one once the old one has detached, so the
- * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg` and `from`
- * (the new connection). */
-static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg,
-                      hm_addr *from)
-{
-    HM_LOG_INFO("MQTT-TAKEOVER",
-                "client %s: a new connection takes over "
-                "the session",
-                session_id(s));
-    if (s->pending_attach) { /* a third one: the second never started */
-        send_empty(ctx, s->pending_from, &mqtt_kick_type);
-        hm_msg_destroy(s->pending_attach);
-        hm_addr_release(s->pending_from);
-    }
-    s->pending_from = from;
-    s->pending_attach = hm_msg_move(msg);
-    if (s->conn_addr) {
-        hm_addr_release(s->old_conn_addr);
-        s->old_conn_addr = hm_addr_ref(s->conn_addr);
-        mqtt_session_let_go(s);
-        if (!s->b->node) {
-            send_empty(ctx, s->old_conn_addr, &mqtt_kick_type);
-            return;
-        }
-        arm_takeover(s, TAKEOVER_WAIT_MS);
-        kick_old(ctx, s);
-    }
-}
-
 /* Attaches the connection receiver `from` (taken) as `a` (borrowed; its
  * user name is taken) describes. */
 static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
@@ -549,21 +462,6 @@ static void on_attach(hm_ctx *ctx, mqtt_session *s, mqtt_attach *a,
     if (s->out)
         mqtt_outbox_go_online(s->out); /* resends (DUP) come first */
     mqtt_session_pump(s);
-}
-
-void mqtt_session_drop_pending(mqtt_session *s)
-{
-    hm_msg *m;
-
-    if (!s->pending_from)
-        return;
-    m = hm_msg_create(&mqtt_kick_type, NULL, 0);
-    if (hm_runtime_send(s->b->rt, s->pending_from, m) != HM_OK)
-        hm_msg_destroy(m);
-    hm_addr_release(s->pending_from);
-    hm_msg_destroy(s->pending_attach);
-    s->pending_from = NULL;
-    s->pending_attach = NULL;
 }
 
 /* The taken-over connection is gone (it detached, handing back `ids`,
@@ -744,7 +642,7 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             return HM_OK;
         s->from_store = false; /* a client's copy from now on */
         if (s->conn_addr || s->old_conn_addr)
-            take_over(ctx, s, msg, from);
+            mqtt_session_take_over(ctx, s, msg, from);
         else
             on_attach(ctx, s, hm_msg_payload(msg), from);
         return HM_OK;
@@ -780,15 +678,8 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         mqtt_session_move_leave(ctx, s, hm_msg_payload(msg));
     } else if (t == &mqtt_session_retry_type) {
         mqtt_session_stall_retry(s, hm_msg_arg(msg));
-    } else if (t == &takeover_timer_type) {
-        if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
-            HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
-                        "not detach in time", session_id(s));
-            /* Its kick may have met a full link (ADR 0230): again, so it
-             * does not stay open, deaf, once its node catches up. */
-            send_empty(ctx, s->old_conn_addr, &mqtt_kick_type);
-            mqtt_session_finish_takeover(ctx, s, NULL);
-        }
+    } else if (t == &mqtt_session_takeover_type) {
+        mqtt_session_takeover_timer(ctx, s, hm_msg_arg(msg));
     }
     return HM_OK;
 }
