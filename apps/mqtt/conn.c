@@ -31,7 +31,12 @@
  * then one that breaks its keepalive. Over WebSocket the upgrade's bytes
  * count as traffic, so the CONNECT deadline is this runtime timer.
  * TIMER_SESSION: in a cluster, after the session's node is gone. */
-enum { TIMER_CONNECT = 1, TIMER_SESSION = 3, TIMER_ATTACH = 4 };
+enum {
+    TIMER_CONNECT = 1,
+    TIMER_SESSION = 3,
+    TIMER_ATTACH = 4,
+    TIMER_FORWARD = 5
+};
 /* In a cluster, after the session's node is gone: the time the session
  * has to say it moved (a clean leave hands it over) before the connection
  * takes it as lost and closes. */
@@ -96,6 +101,9 @@ void mqtt_conn_state_destroy(void *state)
             hm_runtime_cancel_timer(c->b->rt, c->cl->session_timer);
         if (c->cl->attach_timer)
             hm_runtime_cancel_timer(c->b->rt, c->cl->attach_timer);
+        if (c->cl->fwd_timer)
+            hm_runtime_cancel_timer(c->b->rt, c->cl->fwd_timer);
+        mqtt_blob_destroy(c->cl->fwd);
         hm_free(c->cl->session_node);
         hm_free(c->cl);
     }
@@ -198,6 +206,26 @@ void mqtt_conn_send_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m)
 static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
                       uint32_t delay_ms, hm_timer_id *id);
 
+/* A request to the session came back with `err`: true if it is to be
+ * sent again (armed as `which` on `*timer`), false if the session cannot
+ * be reached (its answer timed out, or it was refused for longer than
+ * ATTACH_GIVE_UP_MS since `since_ms`). */
+static bool try_again(hm_ctx *ctx, mqtt_conn *c, hm_err err,
+                      uint64_t since_ms, uint64_t which, hm_timer_id *timer)
+{
+    if (err == HM_ETIMEDOUT ||
+        hm_ctx_now_ms(ctx) - since_ms >= ATTACH_GIVE_UP_MS)
+        return false;
+    if (!c->cl->attach_retried)
+        HM_LOG_INFO("MQTT-ATTACH-RETRY",
+                    "client %s: refused on the way to its session (%s): the "
+                    "members disagree about its node; trying again",
+                    c->client_id, hm_err_str(err));
+    c->cl->attach_retried = true;
+    arm_timer(ctx, c, which, ATTACH_RETRY_MS, timer);
+    return true;
+}
+
 static void attach_answered(hm_ctx *ctx, void *state, hm_msg *reply,
                             hm_err err, void *arg)
 {
@@ -207,20 +235,10 @@ static void attach_answered(hm_ctx *ctx, void *state, hm_msg *reply,
 
     (void)reply;
     (void)arg;
-    if (err == HM_OK || c->phase != CONN_ATTACHING)
-        return; /* the session has it: "mqtt.attached" follows */
-    if (err != HM_ETIMEDOUT &&
-        hm_ctx_now_ms(ctx) - c->cl->attach_since_ms < ATTACH_GIVE_UP_MS) {
-        if (!c->cl->attach_retried)
-            HM_LOG_INFO("MQTT-ATTACH-RETRY",
-                        "client %s: the attach was refused on the way (%s): "
-                        "the members disagree about its session's node; "
-                        "trying again",
-                        c->client_id, hm_err_str(err));
-        c->cl->attach_retried = true;
-        arm_timer(ctx, c, TIMER_ATTACH, ATTACH_RETRY_MS, &c->cl->attach_timer);
-        return;
-    }
+    if (err == HM_OK || c->phase != CONN_ATTACHING ||
+        try_again(ctx, c, err, c->cl->attach_since_ms, TIMER_ATTACH,
+                  &c->cl->attach_timer))
+        return; /* the session has it ("mqtt.attached" follows), or later */
     /* The session never had it (or its answer is lost with a node): the
      * client is refused and tries again; no will for a refused CONNECT. */
     HM_LOG_INFO("MQTT-CONNECT-REFUSED", "connection %llu: CONNACK %d: %s",
@@ -256,6 +274,60 @@ void mqtt_conn_attach(hm_ctx *ctx, mqtt_conn *c)
         hm_msg_destroy(m);
         mqtt_conn_close(ctx, c, "session unreachable", true);
     }
+}
+
+static void send_forward(hm_ctx *ctx, mqtt_conn *c);
+
+static void forward_answered(hm_ctx *ctx, void *state, hm_msg *reply,
+                             hm_err err, void *arg)
+{
+    mqtt_conn *c = state;
+
+    (void)reply;
+    (void)arg;
+    if (!c->cl->fwd || c->phase == CONN_CLOSING)
+        return;
+    if (err == HM_OK) { /* the session has it: "mqtt.done" follows */
+        mqtt_blob_destroy(c->cl->fwd);
+        c->cl->fwd = NULL;
+        return;
+    }
+    if (!try_again(ctx, c, err, c->cl->fwd_since_ms, TIMER_FORWARD,
+                   &c->cl->fwd_timer))
+        mqtt_conn_close(ctx, c, "session unreachable", true);
+}
+
+/* Sends the kept forward again (a copy: the kept one stays until the
+ * session has it). */
+static void send_forward(hm_ctx *ctx, mqtt_conn *c)
+{
+    const mqtt_blob *f = c->cl->fwd;
+    hm_msg *m = hm_msg_create(&mqtt_forward_type,
+                              mqtt_blob_create(f->conn, f->data, f->len), 0);
+
+    if (hm_ctx_request(ctx, c->session, m, ATTACH_REPLY_MS, forward_answered,
+                       NULL, NULL) != HM_OK) {
+        hm_msg_destroy(m);
+        mqtt_conn_close(ctx, c, "session unreachable", true);
+    }
+}
+
+void mqtt_conn_forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
+                       size_t len)
+{
+    if (!c->b->node) {
+        mqtt_conn_send_session(
+            ctx, c,
+            hm_msg_create(&mqtt_forward_type,
+                          mqtt_blob_create(NULL, data, len), 0));
+        return;
+    }
+    if (!c->cl)
+        c->cl = hm_calloc(1, sizeof *c->cl);
+    mqtt_blob_destroy(c->cl->fwd); /* none: one at a time (`waiting`) */
+    c->cl->fwd = mqtt_blob_create(hm_addr_name(hm_ctx_self(ctx)), data, len);
+    c->cl->fwd_since_ms = hm_ctx_now_ms(ctx);
+    send_forward(ctx, c);
 }
 
 /* Tells the session the connection is gone, once, handing back the
@@ -319,6 +391,13 @@ static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
 
 static void on_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which)
 {
+    if (which == TIMER_FORWARD) {
+        if (c->cl)
+            c->cl->fwd_timer = 0;
+        if (c->cl && c->cl->fwd && c->phase != CONN_CLOSING)
+            send_forward(ctx, c);
+        return;
+    }
     if (which == TIMER_ATTACH) {
         if (c->cl)
             c->cl->attach_timer = 0;

@@ -279,11 +279,8 @@ static void on_pubrel(hm_ctx *ctx, mqtt_conn *c, uint16_t pid)
  * until the session says "mqtt.done". */
 static void forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
 {
-    mqtt_blob *blob = mqtt_blob_create(
-        c->b->node ? hm_addr_name(hm_ctx_self(ctx)) : NULL, data, len);
-
     c->waiting = true;
-    mqtt_conn_send_session(ctx, c, hm_msg_create(&mqtt_forward_type, blob, 0));
+    mqtt_conn_forward(ctx, c, data, len);
 }
 
 static void on_fault(hm_ctx *ctx, mqtt_conn *c, const mqtt_fault *why)

@@ -402,10 +402,10 @@ void mqtt_session_end(hm_ctx *ctx, mqtt_session *s)
     hm_ctx_deactivate(ctx);
 }
 
-/* Answers an attach sent as a request (a cluster's connection, ADR 0295):
- * the session has it, so the connection stops trying. Once: a held attach
- * that runs again is answered already. */
-static void ack_attach(hm_ctx *ctx, hm_msg *msg)
+/* Answers an attach or a forward sent as a request (a cluster's
+ * connection, ADR 0295): the session has it, so the connection stops
+ * trying. Once: a held message that runs again is answered already. */
+static void ack_request(hm_ctx *ctx, hm_msg *msg)
 {
     hm_msg *ok = hm_msg_create(&mqtt_done_type, NULL, 0);
 
@@ -615,9 +615,9 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
-    if (t == &mqtt_attach_type && hm_msg_req_id(msg) &&
-        !hm_msg_is_reply(msg)) /* in a cluster: "it is here" (ADR 0295) */
-        ack_attach(ctx, msg);
+    if ((t == &mqtt_attach_type || t == &mqtt_forward_type) &&
+        hm_msg_req_id(msg) && !hm_msg_is_reply(msg))
+        ack_request(ctx, msg); /* in a cluster: "it is here" (ADR 0295) */
     if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
         return HM_OK; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {

@@ -1,18 +1,18 @@
-"""A CONNECT gets its CONNACK while the cluster's membership changes
-(issue 8, docs/adr/0295), end to end.
+"""A CONNECT gets its CONNACK and a SUBSCRIBE its SUBACK while the
+cluster's membership changes (issue 8, docs/adr/0295), end to end.
 
 Run by test_cluster_sessions.sh with HERMES_MQTT set to the broker binary.
 Three hermes-mqtt nodes n1, n2, n3 clustered on loopback (free ports, no
-persistence); a fourth, n4, joins through one of them only (so the other
+persistence; ports below the ephemeral range); a fourth, n4, joins through one of them only (so the other
 two hear of it later: for a moment their view of the members lags) and
 leaves cleanly, a few times. Meanwhile one thread per staying node
 connects python3-paho-mqtt clients to that node in a loop, half of them
 persistent sessions reused from a small pool (so the attach meets
-sessions that move), half clean with fresh ids, and waits for each
-CONNACK.
+sessions that move), half clean with fresh ids, waits for each CONNACK,
+then subscribes and waits for the SUBACK.
 
-The bound: a CONNACK that has not come within BOUND seconds is a hang (a
-client waiting on an attach nobody will answer), not a slow answer; the
+The bound: a CONNACK or SUBACK that has not come within BOUND seconds is a
+hang (a client waiting on a message nobody will answer), not a slow answer; the
 time itself is printed, never asserted. A connection the broker closes
 instead of answering is counted apart (a clean refusal the client
 retries) and allowed. Every other wait is a guard against hangs."""
@@ -54,8 +54,9 @@ def quiet_port(k):
 
 
 def connect_once(port, cid, clean):
-    """Connects a paho client, driving its network loop on this thread;
-    (seconds to CONNACK or None, closed by the broker without one)."""
+    """Connects a paho client, driving its network loop on this thread,
+    and subscribes; (the longer of the seconds to CONNACK and to SUBACK, or
+    None if one did not come, closed by the broker without one)."""
     got, closed = [], []
     c = mqtt.Client(client_id=cid, clean_session=clean,
                     protocol=mqtt.MQTTv311)
@@ -70,6 +71,18 @@ def connect_once(port, cid, clean):
                 closed.append(True)
         took = time.monotonic() - start if got else None
         if got:
+            # And a SUBSCRIBE: it crosses to the session the same way.
+            acked = []
+            c.on_subscribe = lambda *a: acked.append(True)
+            c.subscribe("cc/" + cid, 1)
+            begin = time.monotonic()
+            while not acked and not closed and \
+                    time.monotonic() - begin < 6 * BOUND:
+                if c.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    closed.append(True)
+            if not acked:  # counted as a hang, with the SUBACK's time
+                return None, bool(closed)
+            took = max(took, time.monotonic() - begin)
             c.disconnect()
             c.loop(0.01)
         return took, took is None and bool(closed)
