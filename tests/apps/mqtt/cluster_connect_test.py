@@ -2,18 +2,18 @@
 cluster's membership changes (issue 8, docs/adr/0295), end to end.
 
 Run by test_cluster_sessions.sh with HERMES_MQTT set to the broker binary.
-Three hermes-mqtt nodes n1, n2, n3 clustered on loopback (free ports, no
-persistence; ports below the ephemeral range); a fourth, n4, joins through one of them only (so the other
-two hear of it later: for a moment their view of the members lags) and
-leaves cleanly, a few times. Meanwhile one thread per staying node
+Three hermes-mqtt nodes n1, n2, n3 clustered on loopback (no persistence;
+MQTT ports below the ephemeral range); a fourth, n4, joins through one of
+them only (so the other two hear of it later: for a moment their view of
+the members lags) and leaves cleanly, a few times. Meanwhile one thread per staying node
 connects python3-paho-mqtt clients to that node in a loop, half of them
 persistent sessions reused from a small pool (so the attach meets
 sessions that move), half clean with fresh ids, waits for each CONNACK,
 then subscribes and waits for the SUBACK.
 
-The bound: a CONNACK or SUBACK that has not come within BOUND seconds is a
-hang (a client waiting on a message nobody will answer), not a slow answer; the
-time itself is printed, never asserted. A connection the broker closes
+The bound: a CONNACK or SUBACK that has not come within BOUND seconds is
+a hang (a client waiting on a message nobody will answer), not a slow
+answer; the time itself is printed, never asserted. A connection the broker closes
 instead of answering is counted apart (a clean refusal the client
 retries) and allowed. Every other wait is a guard against hangs."""
 
