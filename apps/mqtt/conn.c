@@ -11,6 +11,10 @@
  * replayed when the session answers. So a PUBLISH sent right after a
  * SUBSCRIBE is routed after the subscription exists, as the client
  * expects, and the session writes CONNACK before anything it resends.
+ * In a cluster the attach and the forwarded packets are requests the
+ * session answers on receipt, so one refused on the way (a node whose
+ * view of the members lags places the session elsewhere) is sent again
+ * instead of leaving the connection waiting for ever (ADR 0295).
  *
  * Lifecycle: spawned pinned by the listener's accept callback; ends (and
  * its deactivate hook frees it) when "net.closed" arrives. The will is
@@ -22,6 +26,7 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -284,9 +289,9 @@ static void forward_answered(hm_ctx *ctx, void *state, hm_msg *reply,
     mqtt_conn *c = state;
 
     (void)reply;
-    (void)arg;
-    if (!c->cl->fwd || c->phase == CONN_CLOSING)
-        return;
+    if (!c->cl->fwd || c->phase == CONN_CLOSING ||
+        (uint32_t)(uintptr_t)arg != c->cl->fwd_seq)
+        return; /* an answer about an earlier forward */
     if (err == HM_OK) { /* the session has it: "mqtt.done" follows */
         mqtt_blob_destroy(c->cl->fwd);
         c->cl->fwd = NULL;
@@ -306,7 +311,7 @@ static void send_forward(hm_ctx *ctx, mqtt_conn *c)
                               mqtt_blob_create(f->conn, f->data, f->len), 0);
 
     if (hm_ctx_request(ctx, c->session, m, ATTACH_REPLY_MS, forward_answered,
-                       NULL, NULL) != HM_OK) {
+                       (void *)(uintptr_t)c->cl->fwd_seq, NULL) != HM_OK) {
         hm_msg_destroy(m);
         mqtt_conn_close(ctx, c, "session unreachable", true);
     }
@@ -327,6 +332,7 @@ void mqtt_conn_forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
     mqtt_blob_destroy(c->cl->fwd); /* none: one at a time (`waiting`) */
     c->cl->fwd = mqtt_blob_create(hm_addr_name(hm_ctx_self(ctx)), data, len);
     c->cl->fwd_since_ms = hm_ctx_now_ms(ctx);
+    c->cl->fwd_seq++;
     send_forward(ctx, c);
 }
 

@@ -53,6 +53,7 @@ typedef struct conn_cluster {
                                  yet taken by the session; NULL: none */
     uint64_t fwd_since_ms;
     hm_timer_id fwd_timer;
+    uint32_t fwd_seq; /* numbers the forwards: a late answer is ignored */
 } conn_cluster;
 
 /* The layout is kept small for idle connections (ADR 0150): what only

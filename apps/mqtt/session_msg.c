@@ -484,6 +484,59 @@ hm_err mqtt_handoff_from_json(const json_t *j, void **out)
     return HM_OK;
 }
 
+/* -------------------------------------------------------------- owed */
+
+void mqtt_owed_append(char **acc, size_t *acc_len, const mqtt_owed_entry *e)
+{
+    char *b64 = e->kind == 'o' ? mqtt_base64_encode(e->packet, e->len) : NULL;
+    size_t len = b64 ? 1 + strlen(b64) : e->kind == 'a' ? 2 : 1;
+    size_t sep = *acc ? 1 : 0;
+    char *p;
+
+    *acc = hm_realloc(*acc, *acc_len + sep + len + 1);
+    p = *acc + *acc_len;
+    if (sep)
+        *p++ = ',';
+    *p = e->kind;
+    if (b64)
+        memcpy(p + 1, b64, len - 1);
+    else if (e->kind == 'a')
+        p[1] = e->present ? '1' : '0';
+    p[len] = '\0';
+    *acc_len += sep + len;
+    hm_free(b64);
+}
+
+hm_err mqtt_owed_next(const char **cursor, mqtt_owed_entry *out)
+{
+    const char *e = *cursor, *end;
+    size_t len;
+    char *b64;
+    hm_err err;
+
+    if (!e || !*e)
+        return HM_ENOTFOUND;
+    end = strchr(e, ',');
+    len = end ? (size_t)(end - e) : strlen(e);
+    *cursor = end ? end + 1 : e + len;
+    if (len == 1 && e[0] == 'd') {
+        *out = (mqtt_owed_entry){.kind = 'd'};
+        return HM_OK;
+    }
+    if (len == 2 && e[0] == 'a' && (e[1] == '0' || e[1] == '1')) {
+        *out = (mqtt_owed_entry){.kind = 'a', .present = e[1] == '1'};
+        return HM_OK;
+    }
+    if (len < 2 || e[0] != 'o')
+        return HM_EPROTO;
+    b64 = hm_strndup(e + 1, len - 1);
+    *out = (mqtt_owed_entry){.kind = 'o'};
+    err = mqtt_base64_decode(b64, MQTT_OWED_PACKET_MAX, &out->packet,
+                             &out->len);
+    hm_free(b64);
+    return err == HM_OK ? HM_OK : HM_EPROTO;
+}
+
 /* ----------------------------------------------------------- restore */
 
 void mqtt_restore_destroy(void *p)

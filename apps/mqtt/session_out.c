@@ -233,25 +233,6 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
 
 /* ---------------------------------------------------- owed on a move */
 
-/* What an entry of `owed` is: "o" and the base64 of a packet for the
- * client (mqtt.out), "d" (mqtt.done), "a0" or "a1" (mqtt.attached, session
- * present); entries separated by ','. The largest packet taken back. */
-#define OWED_PACKET_MAX (1u << 20)
-
-/* Appends `entry` (`len` bytes) to the owned string `*acc`. */
-static void owed_append(char **acc, size_t *acc_len, const char *entry,
-                        size_t len)
-{
-    size_t sep = *acc ? 1 : 0;
-
-    *acc = hm_realloc(*acc, *acc_len + sep + len + 1);
-    if (sep)
-        (*acc)[(*acc_len)++] = ',';
-    memcpy(*acc + *acc_len, entry, len);
-    *acc_len += len;
-    (*acc)[*acc_len] = '\0';
-}
-
 char *mqtt_session_stall_owed(const mqtt_session *s)
 {
     const session_stall *st = s->stall;
@@ -261,74 +242,64 @@ char *mqtt_session_stall_owed(const mqtt_session *s)
     for (size_t i = 0; st && i < st->count; i++) {
         hm_msg *m = st->q[(st->head + i) % st->cap];
         const hm_type *t = hm_msg_type(m);
+        mqtt_owed_entry e = {0};
 
         if (t == &mqtt_out_type) {
-            const mqtt_blob *b = hm_msg_payload(m);
+            mqtt_blob *b = hm_msg_payload(m);
             int type = b->len ? b->data[0] >> 4 : MQTT_PUBLISH;
-            char *b64, *entry;
 
             if (type == MQTT_PUBLISH || type == MQTT_PUBREL)
                 continue; /* the outbox resends them (DUP) */
-            b64 = mqtt_base64_encode(b->data, b->len);
-            entry = hm_alloc(strlen(b64) + 2);
-            entry[0] = 'o';
-            strcpy(entry + 1, b64);
-            owed_append(&acc, &acc_len, entry, strlen(entry));
-            hm_free(entry);
-            hm_free(b64);
+            e = (mqtt_owed_entry){.kind = 'o', .packet = b->data,
+                                  .len = b->len};
         } else if (t == &mqtt_done_type) {
-            owed_append(&acc, &acc_len, "d", 1);
+            e.kind = 'd';
         } else if (t == &mqtt_attached_type) {
-            owed_append(&acc, &acc_len, hm_msg_arg(m) ? "a1" : "a0", 2);
-        } /* "moved": the new owner sends its own */
+            e = (mqtt_owed_entry){.kind = 'a', .present = hm_msg_arg(m)};
+        } else {
+            continue; /* "moved": the new owner sends its own */
+        }
+        mqtt_owed_append(&acc, &acc_len, &e);
     }
     return acc;
 }
 
-/* One entry of `owed` (`len` bytes at `e`) as the message it stood for;
- * NULL if it is not one. */
-static hm_msg *owed_msg(const mqtt_session *s, const char *e, size_t len)
+/* Entry `e` as the message it stood for (its packet taken). */
+static hm_msg *owed_msg(const mqtt_session *s, mqtt_owed_entry *e)
 {
-    uint8_t *bytes;
-    size_t n;
-    char *b64;
-    hm_msg *m = NULL;
+    hm_msg *m;
 
-    if (len == 1 && e[0] == 'd')
+    if (e->kind == 'd')
         return hm_msg_create(&mqtt_done_type, NULL, 0);
-    if (len == 2 && e[0] == 'a' && (e[1] == '0' || e[1] == '1'))
+    if (e->kind == 'a')
         return hm_msg_create(
             &mqtt_attached_type,
-            mqtt_ctl_create(hm_node_name(s->b->node), NULL), e[1] == '1');
-    if (len < 2 || e[0] != 'o')
-        return NULL;
-    b64 = hm_strndup(e + 1, len - 1);
-    if (mqtt_base64_decode(b64, OWED_PACKET_MAX, &bytes, &n) == HM_OK) {
-        m = hm_msg_create(&mqtt_out_type, mqtt_blob_create(NULL, bytes, n),
-                          0);
-        hm_free(bytes);
-    }
-    hm_free(b64);
+            mqtt_ctl_create(hm_node_name(s->b->node), NULL), e->present);
+    m = hm_msg_create(&mqtt_out_type,
+                      mqtt_blob_create(NULL, e->packet, e->len), 0);
+    hm_free(e->packet);
     return m;
 }
 
 void mqtt_session_send_owed(mqtt_session *s, const char *owed)
 {
+    mqtt_owed_entry e;
     size_t count = 0;
+    hm_err err;
 
-    while (owed && *owed) {
-        const char *end = strchr(owed, ',');
-        size_t len = end ? (size_t)(end - owed) : strlen(owed);
-        hm_msg *m = owed_msg(s, owed, len);
+    while ((err = mqtt_owed_next(&owed, &e)) != HM_ENOTFOUND) {
+        hm_msg *m;
 
-        if (!m)
+        if (err != HM_OK) {
             HM_LOG_WARN("MQTT-HANDOFF", "client %s: a malformed owed "
                         "entry in the state; skipped", session_id(s));
-        else if (mqtt_session_to_conn(s, m) != HM_OK)
+            continue;
+        }
+        m = owed_msg(s, &e);
+        if (mqtt_session_to_conn(s, m) != HM_OK)
             hm_msg_destroy(m);
         else
             count++;
-        owed = end ? end + 1 : owed + len;
     }
     if (count)
         HM_LOG_INFO("MQTT-HANDOFF", "client %s: %zu answers the old owner "

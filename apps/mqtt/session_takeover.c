@@ -19,6 +19,8 @@
 
 #include "runtime/log.h"
 
+#include <stdint.h>
+
 /* In a cluster a taken-over connection on another node may never detach
  * (its node died unseen, or it ended during a move): the new connection is
  * answered after this long all the same. */
