@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_sessions_test as cs  # noqa: E402
-from mqttkit import WAIT, wait_mesh  # noqa: E402
+from mqttkit import stop_all, wait_mesh  # noqa: E402
 
 BOUND = 5.0    # seconds without CONNACK that make a hang
 CYCLES = 3     # joins and leaves of n4
@@ -101,15 +101,7 @@ class Connect(unittest.TestCase):
         self.nodes = []
 
     def tearDown(self):
-        for n in self.nodes:
-            n.stop()
-        bad = [l for n in self.nodes for l in n.sanitizer_reports()]
-        if bad:
-            raise AssertionError("\n".join(bad[:400]))
-
-    def logs(self, word=None):
-        return "\n".join("[%s] %s" % (n.name, l) for n in self.nodes
-                         for l in n.lines if not word or word in l)
+        stop_all(self.nodes)
 
     def test_connack_while_a_node_joins_and_leaves(self):
         n1 = cs.Node("n1", port=quiet_port(1))

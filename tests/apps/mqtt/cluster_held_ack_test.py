@@ -24,14 +24,13 @@ import os
 import signal
 import struct
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_backpressure_test import COUNT, Node, flood  # noqa: E402
-from mqttkit import (WAIT, Raw, parse_publish, publish_packet,  # noqa: E402
-                     subscribe_packet, wait_mesh)
+from mqttkit import (Raw, node_logs, parse_publish,  # noqa: E402
+                     publish_packet, stop_all, subscribe_packet, wait_mesh)
 from placement import client_id_on  # noqa: E402
 
 STOP_BOUND = 1.2  # seconds a may stay stopped (dead after 2.5 s)
@@ -47,17 +46,10 @@ class HeldAckTest(unittest.TestCase):
         wait_mesh([self.a, self.b])
 
     def tearDown(self):
-        for n in (self.a, self.b):
-            if n.proc.poll() is None:
-                n.proc.send_signal(signal.SIGCONT)
-            n.stop()
-        bad = [l for n in (self.a, self.b) for l in n.sanitizer_reports()]
-        if bad:
-            raise AssertionError("\n".join(bad[:200]))
+        stop_all([self.a, self.b], resume=True)
 
     def logs(self):
-        return "\n".join("[%s] %s" % (n.name, l) for n in (self.a, self.b)
-                         for l in n.lines if "MQTT-" in l)
+        return node_logs([self.a, self.b], "MQTT-")
 
     def test_a_held_suback_moves_with_the_session(self):
         cid = client_id_on("b", ["a", "b"], "held")
