@@ -18,7 +18,9 @@ message published afterwards on the topic it subscribed to.
 
 Nothing asserts on time; the stops are bounded well below the failure
 detector's 2.5 s, and the test checks that the SUBACK was indeed held and
-carried (the new owner's MQTT-HANDOFF line)."""
+carried (the new owner's MQTT-HANDOFF line): an attempt where it was not
+(b's retries had sent it already) checks the rest and starts again, up
+to ATTEMPTS times."""
 
 import os
 import signal
@@ -36,44 +38,60 @@ from placement import client_id_on  # noqa: E402
 STOP_BOUND = 1.2  # seconds a may stay stopped (dead after 2.5 s)
 RUN_FOR = 0.02    # seconds a runs before b leaves
 FLOOD = 2 * COUNT  # held: several retries' worth
+ATTEMPTS = 3
 
 
 class HeldAckTest(unittest.TestCase):
 
     def setUp(self):
-        self.a = Node("a")
-        self.b = Node("b", join=self.a.cluster_addr)
-        wait_mesh([self.a, self.b])
+        self.nodes = []
 
     def tearDown(self):
-        stop_all([self.a, self.b], resume=True)
+        stop_all(self.nodes, resume=True)
 
     def logs(self):
-        return node_logs([self.a, self.b], "MQTT-")
+        return node_logs(self.nodes, "MQTT-")
 
     def test_a_held_suback_moves_with_the_session(self):
+        """The timing (b still holding the SUBACK when it leaves) is
+        arranged, not certain (a sanitizer build is slower): an attempt
+        where the SUBACK was not held checks the rest and tries again."""
+        for _ in range(ATTEMPTS):
+            stop_all(self.nodes, resume=True)
+            a = Node("a")
+            self.nodes = [a]
+            b = Node("b", join=a.cluster_addr)
+            self.nodes.append(b)
+            wait_mesh(self.nodes)
+            if self.move_while_held(a, b):
+                return
+        self.fail("b never held the SUBACK when it left, in %d attempts:\n%s"
+                  % (ATTEMPTS, self.logs()))
+
+    def move_while_held(self, a, b):
+        """The scenario; whether the SUBACK was held and carried."""
         cid = client_id_on("b", ["a", "b"], "held")
         topic = "ha/%s/m" % cid
-        sub = Raw(self.a.port)
+        sub = Raw(a.port)
         self.assertEqual(sub.connect(cid, clean=False), (False, 0))
         sub.subscribe(topic, 1)
-        pub = Raw(self.b.port)
+        pub = Raw(b.port)
         pub.connect(client_id_on("b", ["a", "b"], "flood"))
         try:
-            os.kill(self.a.proc.pid, signal.SIGSTOP)
+            os.kill(a.proc.pid, signal.SIGSTOP)
             try:
                 flood(pub, topic, FLOOD, mixed=False)
-                self.b.wait_log("MQTT-LINK-FULL", timeout=STOP_BOUND)
+                b.wait_log("MQTT-LINK-FULL", timeout=STOP_BOUND)
                 sub.send(subscribe_packet(77, "ha/%s/late" % cid, 1))
                 # The session's retries back off to one per 200 ms.
                 time.sleep(STOP_BOUND)
             finally:
-                os.kill(self.a.proc.pid, signal.SIGCONT)
+                os.kill(a.proc.pid, signal.SIGCONT)
             # a passes the SUBSCRIBE on at once; b's session answers it
             # behind what it holds, which it sends again only every
             # 200 ms by then (its backoff): b leaves meanwhile.
             time.sleep(RUN_FOR)
-            self.b.proc.send_signal(signal.SIGTERM)
+            b.proc.send_signal(signal.SIGTERM)
             got, suback = set(), None
             while suback is None or len(got) < FLOOD:
                 pk = sub.read()
@@ -86,12 +104,10 @@ class HeldAckTest(unittest.TestCase):
                     got.add(struct.unpack("!I", payload)[0])
                     sub.send(bytes([0x40, 2]) + struct.pack("!H", pid))
             self.assertEqual(suback, 77, "no SUBACK:\n" + self.logs())
-            self.assertTrue(self.a.wait_log("answers the old owner held"),
-                            "the SUBACK was not held on b:\n" + self.logs())
             lost = sorted(set(range(FLOOD)) - got)
             self.assertEqual(lost, [], "%d of %d lost" % (len(lost), FLOOD))
             # The subscription took effect, and the connection reads on.
-            late = Raw(self.a.port)
+            late = Raw(a.port)
             late.connect(client_id_on("a", ["a"], "late"))
             late.send(publish_packet("ha/%s/late" % cid, b"late", qos=0))
             late.close()
@@ -100,6 +116,7 @@ class HeldAckTest(unittest.TestCase):
                 self.assertIsNotNone(pk, "no late message:\n" + self.logs())
                 if pk[0] & 0xF0 == 0x30 and parse_publish(*pk)[1] == b"late":
                     break
+            return a.count("answers the old owner held") > 0
         finally:
             pub.close()
             sub.close()
