@@ -120,6 +120,11 @@ typedef struct hm_runq {
     _Atomic(hm_addr *) slot[HM_RUNQ_SIZE];
 } hm_runq;
 
+typedef struct hm_steal_look {
+    uint32_t head, tail;
+    uint64_t at_ns; /* 0: never looked */
+} hm_steal_look;
+
 typedef struct hm_worker {
     hm_runtime *rt;
     int index;
@@ -145,6 +150,10 @@ typedef struct hm_worker {
      * SPIN_NS after a spin that found work, halved after each one that
      * found none, down to SPIN_NS / 16 (sched.c, docs/adr/0250). */
     uint32_t spin_ns;
+    /* Thief only: for each worker (by index), its ring's head when this
+     * one first saw it there, and when (sched.c's ring_stale, ADR 0285).
+     * One block for all workers, freed through workers[0]. */
+    hm_steal_look *looks;
     hm_counters st;
 } hm_worker;
 

@@ -21,8 +21,9 @@
  * a worker whose spins keep finding nothing spins less (docs/adr/0250). A producer wakes a sleeper only when no worker is
  * spinning and there is work beyond what the current worker will run next;
  * the sleeper counts and the queues are checked Dekker-style through seq_cst
- * read-modify-writes on both sides, and the signal is sent under the sleep
- * lock, so a wake-up can never be lost. */
+ * read-modify-writes on both sides, and the signal is sent after taking
+ * the sleep lock (which a sleeper holds from counting itself until it
+ * waits), so a wake-up can never be lost. */
 #include "runtime/rt_impl.h"
 
 #include "runtime/alloc.h"
@@ -35,6 +36,7 @@
 
 #define SPIN_NS 50000u      /* spin this long before sleeping */
 #define SPIN_MIN_NS (SPIN_NS / 16u) /* after idle spins that found nothing */
+#define STALE_NS 2000u      /* a ring untouched this long may be stolen */
 #define GLOBAL_EVERY 61u    /* check the global queue every N turns */
 #define GQ_GRAB 32u         /* receivers moved from global per visit */
 #define RUNNEXT_STREAK 32u  /* runnext turns in a row before the ring's */
@@ -129,8 +131,13 @@ static void notify(hm_runtime *rt);
 
 /* --------------------------------------------------------- global queue */
 
+/* The global queue is a ring whose capacity is a power of two, so an index
+ * wraps with a mask: a `%` by a variable was a division per receiver, 5%
+ * of `create`'s samples when a parent's wakes spilled (docs/adr/0285). */
 static void gq_push_many(hm_runtime *rt, hm_addr **es, uint32_t n)
 {
+    uint32_t mask;
+
     pthread_mutex_lock(&rt->gq_lock);
     if (rt->gq_count + n > rt->gq_cap) {
         uint32_t ncap = rt->gq_cap ? rt->gq_cap : 256;
@@ -138,14 +145,15 @@ static void gq_push_many(hm_runtime *rt, hm_addr **es, uint32_t n)
             ncap *= 2;
         hm_addr **q = hm_alloc(ncap * sizeof *q);
         for (uint32_t i = 0; i < rt->gq_count; i++)
-            q[i] = rt->gq[(rt->gq_head + i) % rt->gq_cap];
+            q[i] = rt->gq[(rt->gq_head + i) & (rt->gq_cap - 1)];
         hm_free(rt->gq);
         rt->gq = q;
         rt->gq_cap = ncap;
         rt->gq_head = 0;
     }
+    mask = rt->gq_cap - 1;
     for (uint32_t i = 0; i < n; i++)
-        rt->gq[(rt->gq_head + rt->gq_count + i) % rt->gq_cap] = es[i];
+        rt->gq[(rt->gq_head + rt->gq_count + i) & mask] = es[i];
     rt->gq_count += n;
     /* relaxed would do (the lock orders it); notify() does the pairing. */
     atomic_store(&rt->gq_size, rt->gq_count);
@@ -169,7 +177,7 @@ static uint32_t gq_take(hm_runtime *rt, hm_addr **buf, uint32_t max)
     n = rt->gq_count < max ? rt->gq_count : max;
     for (uint32_t i = 0; i < n; i++) {
         buf[i] = rt->gq[rt->gq_head];
-        rt->gq_head = (rt->gq_head + 1) % rt->gq_cap;
+        rt->gq_head = (rt->gq_head + 1) & (rt->gq_cap - 1);
     }
     rt->gq_count -= n;
     atomic_store(&rt->gq_size, rt->gq_count);
@@ -197,9 +205,14 @@ static void notify(hm_runtime *rt)
         return;
     if (atomic_fetch_add(&rt->sleepers, 0) == 0)
         return;
+    /* The sleeper counted itself under sleep_lock and holds it until it
+     * waits, so once we have had the lock it is waiting (or awake): the
+     * signal can follow the unlock. Signalled under the lock, the woken
+     * thread blocked at once on the lock we still held, two more futex
+     * calls and context switches per wake (docs/adr/0285). */
     pthread_mutex_lock(&rt->sleep_lock);
-    pthread_cond_signal(&rt->sleep_cond);
     pthread_mutex_unlock(&rt->sleep_lock);
+    pthread_cond_signal(&rt->sleep_cond);
 }
 
 static bool any_work(hm_runtime *rt)
@@ -342,7 +355,24 @@ bool hm_sched_alone(hm_runtime *rt, hm_worker *w)
 
 void hm_sched_requeue(hm_runtime *rt, hm_worker *w, hm_addr *e)
 {
+    /* A receiver whose turn ended with messages left goes behind the
+     * receivers waiting in the global queue, when there are any, not
+     * ahead of them on the ring: a parent that wakes more children per
+     * turn than the ring holds spills the oldest to the global queue,
+     * which this worker visits only every GLOBAL_EVERY turns while its
+     * ring has work; requeued on the ring, the parent overtook its own
+     * children turn after turn, and in `create` 750,000 of them waited
+     * with their first messages (48 MB of them) gone cold. Behind them,
+     * it runs again once the children it woke have run (docs/adr/0285).
+     * Only a worker: it is awake and will reach the global queue itself,
+     * so no sleeper needs a notify. A guest (hm_runtime_send_here) goes
+     * through put_local, which pushes there and notifies. */
     if (rt->manual) {
+        gq_push(rt, e);
+        return;
+    }
+    if (w->index >= 0 &&
+        atomic_load_explicit(&rt->gq_size, memory_order_relaxed) > 0) {
         gq_push(rt, e);
         return;
     }
@@ -423,7 +453,43 @@ hm_err hm_runtime_send_here(hm_runtime *rt, hm_addr *to, hm_msg *msg,
 
 /* -------------------------------------------------------------- workers */
 
-static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext)
+/* Whether thief `w` may take from victim `vi`'s ring now: only once the
+ * ring's two ends have stayed where they are for STALE_NS, that is, once
+ * its owner has neither taken from it nor added to it for that long (it is
+ * in a long turn that wakes nobody, blocked, descheduled or asleep). An
+ * owner that is draining its ring, or filling it, keeps it: in `create` a
+ * parent wakes a thousand children in one turn, each a few hundred
+ * nanoseconds of work, and a thief that took half of them moved every
+ * child's entry and first message to the other core, and its reply and
+ * the release of its sender back, dearer than running them where they
+ * were woken (docs/adr/0285). Heavy receivers still spread: the owner is
+ * inside one of them for longer than STALE_NS. No worker goes to sleep
+ * while any ring holds receivers (any_work), so a thief keeps looking
+ * until it may take. STALE_NS stays under SPIN_MIN_NS, so even a short
+ * spin can. */
+static bool ring_stale(hm_worker *w, int vi, const hm_runq *q, uint64_t now)
+{
+    hm_steal_look *l = &w->looks[vi];
+    /* relaxed: hints; runq_grab's CAS decides what is taken. */
+    uint32_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+
+    if (head == tail)
+        return false; /* nothing to take */
+    if (l->head != head || l->tail != tail || l->at_ns == 0) {
+        l->head = head; /* moved since the last look: look again later */
+        l->tail = tail;
+        l->at_ns = now;
+        return false;
+    }
+    return now - l->at_ns >= STALE_NS;
+}
+
+/* `now` is the caller's clock reading (hm_clock_now_ns). With
+ * `take_runnext` (the thief has spun a while), rings are taken whatever
+ * their age, and so is a runnext. */
+static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext,
+                      uint64_t now)
 {
     hm_addr *buf[HM_RUNQ_SIZE / 2];
     int n = rt->nworkers;
@@ -432,11 +498,13 @@ static hm_addr *steal(hm_runtime *rt, hm_worker *w, bool take_runnext)
     w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull;
     start = (int)((w->rng >> 33) % (uint64_t)n);
     for (int k = 0; k < n; k++) {
-        hm_worker *v = &rt->workers[(start + k) % n];
-        uint32_t got;
+        int vi = (start + k) % n;
+        hm_worker *v = &rt->workers[vi];
+        uint32_t got = 0;
         if (v == w)
             continue;
-        got = runq_grab(&v->q, buf);
+        if (take_runnext || ring_stale(w, vi, &v->q, now))
+            got = runq_grab(&v->q, buf);
         if (got > 0) {
             for (uint32_t i = 1; i < got; i++)
                 if (!runq_put(&w->q, buf[i]))
@@ -531,7 +599,7 @@ static hm_addr *spin_for_work(hm_runtime *rt, hm_worker *w)
         if ((e = find_local(rt, w)))
             break;
         spun = hm_clock_now_ns() - start;
-        if ((e = steal(rt, w, spun > SPIN_NS / 4)))
+        if ((e = steal(rt, w, spun > SPIN_NS / 4, start + spun)))
             break;
         if (spun > limit)
             break;
@@ -578,7 +646,7 @@ static void *worker_main(void *arg)
         if (!e)
             busy_settle(rt, w);
         if (!e)
-            e = steal(rt, w, false);
+            e = steal(rt, w, false, hm_clock_now_ns());
         if (!e && rt->spin)
             e = spin_for_work(rt, w);
         if (!e) {
@@ -595,6 +663,8 @@ void hm_sched_init(hm_runtime *rt)
 {
     int n = rt->manual ? 1 : rt->nworkers;
 
+    hm_steal_look *looks = hm_calloc((size_t)n * (size_t)n, sizeof *looks);
+
     rt->workers = hm_calloc((size_t)n, sizeof *rt->workers);
     for (int i = 0; i < n; i++) {
         hm_worker *w = &rt->workers[i];
@@ -603,6 +673,7 @@ void hm_sched_init(hm_runtime *rt)
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         w->check_at = next_check(0);
         w->spin_ns = SPIN_NS;
+        w->looks = looks + (size_t)i * (size_t)n;
         atomic_init(&w->runnext, NULL);
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
@@ -645,6 +716,7 @@ void hm_sched_stop(hm_runtime *rt)
 void hm_sched_fini(hm_runtime *rt)
 {
     hm_free(rt->gq);
+    hm_free(rt->workers[0].looks); /* one block for every worker */
     hm_free(rt->workers);
     pthread_mutex_destroy(&rt->gq_lock);
     pthread_mutex_destroy(&rt->sleep_lock);

@@ -102,6 +102,13 @@ typedef struct hm_store_redis_config {
  * on the next call. Returns owned on HM_OK.
  * Errors: HM_ESTORE (cannot connect), HM_EINVAL. */
 hm_err hm_store_open_redis(const hm_store_redis_config *cfg, hm_store **out);
+/* The same over `fd`, a socket already connected to a server (taken: the
+ * store closes it), with key prefix `prefix` (borrowed; NULL: "hermes:"),
+ * for the fuzz target and unit tests that play the server in-process
+ * (ADR 0275). Sends nothing now; a connection lost later is not made
+ * again (there is no address to dial): calls then fail with HM_ESTORE.
+ * Returns owned on HM_OK. Errors: HM_ESTORE. */
+hm_err hm_store_open_redis_fd(int fd, const char *prefix, hm_store **out);
 
 /* Direct access, for tools and tests. Thread-safe (the store's lock).
  * hm_store_load returns owned bytes (free() them) on HM_OK. */

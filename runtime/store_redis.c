@@ -19,12 +19,14 @@
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "runtime/redis_bound.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,20 +36,28 @@ typedef struct redis_store {
     char *host;
     int port;
     char *prefix;
+    char *where; /* "HOST:PORT" or "(socket)", for log lines */
     struct timeval timeout;
 } redis_store;
 
 static hm_err connect_now(redis_store *s)
 {
-    redisContext *c = redisConnectWithTimeout(s->host, s->port, s->timeout);
+    redisContext *c;
+
+    if (!s->host) { /* hm_store_open_redis_fd(): no address to dial */
+        HM_LOG_ERROR("STORE-REDIS", "%s: connection lost", s->where);
+        return HM_ESTORE;
+    }
+    c = redisConnectWithTimeout(s->host, s->port, s->timeout);
 
     if (!c || c->err) {
-        HM_LOG_ERROR("STORE-REDIS", "%s:%d: cannot connect: %s", s->host,
-                     s->port, c ? c->errstr : "out of memory");
+        HM_LOG_ERROR("STORE-REDIS", "%s: cannot connect: %s", s->where,
+                     c ? c->errstr : "out of memory");
         redisFree(c);
         return HM_ESTORE;
     }
     redisSetTimeout(c, s->timeout);
+    hm_redis_bound_replies(c);
     s->c = c;
     return HM_OK;
 }
@@ -100,15 +110,14 @@ static redisReply *command(redis_store *s, const char *what, const char *fmt,
     va_end(ap);
     pipe_restore(&g);
     if (!r) {
-        HM_LOG_ERROR("STORE-REDIS", "%s:%d: %s: %s", s->host, s->port, what,
+        HM_LOG_ERROR("STORE-REDIS", "%s: %s: %s", s->where, what,
                      s->c->errstr);
         redisFree(s->c);
         s->c = NULL;
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        HM_LOG_ERROR("STORE-REDIS", "%s:%d: %s: %s", s->host, s->port, what,
-                     r->str);
+        HM_LOG_ERROR("STORE-REDIS", "%s: %s: %s", s->where, what, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -200,27 +209,62 @@ static hm_err rd_reminder_remove(void *impl, const char *receiver,
     return err;
 }
 
-/* One field/value pair of the reminders hash; false if malformed. */
+/* Reads the decimal number at `*p` (before `end`) into `*out`, at most
+ * `max`: digits only (no sign, no space), no leading zero, no overflow;
+ * moves `*p` past it. The form reminder_put writes, and nothing else: a
+ * server's bytes are not trusted to be ours (sscanf took "-1" as 2^64-1,
+ * "+5", " 5" and "5 junk"; found by fuzz/fuzz_runtime_store_redis.c). */
+static bool parse_u64(const char **p, const char *end, uint64_t max,
+                      uint64_t *out)
+{
+    const char *c = *p;
+    uint64_t v = 0;
+
+    if (c == end || *c < '0' || *c > '9' ||
+        (*c == '0' && c + 1 < end && c[1] >= '0' && c[1] <= '9'))
+        return false;
+    for (; c < end && *c >= '0' && *c <= '9'; c++) {
+        unsigned d = (unsigned)(*c - '0');
+
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *p = c;
+    *out = v;
+    return true;
+}
+
+/* One field/value pair of the reminders hash; false if malformed. The
+ * field is "<receiver>\0<name>" with exactly one NUL (a second one would
+ * cut the name short, and two fields would name one reminder), a receiver
+ * that is a runtime name's length and a name that is not empty; the value
+ * is "<due_unix_ms> <period_ms>", due at most INT64_MAX. */
 static bool parse_reminder(const redisReply *f, const redisReply *v,
                            hm_store_reminder *out, char *buf, size_t cap)
 {
-    const char *nul;
-    unsigned long long due;
-    unsigned long period;
-    char tail;
+    const char *nul, *p, *end;
+    size_t rl;
+    uint64_t due, period;
 
     if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
         f->len + 1 > cap)
         return false;
+    nul = memchr(f->str, '\0', f->len);
+    if (!nul)
+        return false;
+    rl = (size_t)(nul - f->str);
+    if (rl == 0 || rl > HM_ADDR_MAX_LEN || rl + 1 >= f->len ||
+        memchr(nul + 1, '\0', f->len - rl - 1))
+        return false;
+    p = v->str;
+    end = v->str + v->len;
+    if (!parse_u64(&p, end, INT64_MAX, &due) || p == end || *p++ != ' ' ||
+        !parse_u64(&p, end, UINT32_MAX, &period) || p != end)
+        return false;
     memcpy(buf, f->str, f->len);
     buf[f->len] = '\0';
-    nul = memchr(buf, '\0', f->len);
-    if (!nul || nul == buf || (size_t)(nul - buf) + 1 >= f->len)
-        return false;
-    if (sscanf(v->str, "%llu %lu%c", &due, &period, &tail) != 2 ||
-        period > UINT32_MAX)
-        return false;
-    *out = (hm_store_reminder){buf, nul + 1, due, (uint32_t)period};
+    *out = (hm_store_reminder){buf, buf + rl + 1, due, (uint32_t)period};
     return true;
 }
 
@@ -234,10 +278,18 @@ static hm_err rd_reminder_each(void *impl, hm_store_reminder_fn fn,
 
     if (!r)
         return HM_ESTORE;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
-         i += 2) {
+    if (r->type != REDIS_REPLY_ARRAY) {
+        /* Not an answer to HGETALL: the reminders are unknown, which is
+         * not "none" (it listed nothing and said HM_OK before). */
+        HM_LOG_ERROR("STORE-REDIS", "%s: list reminders: unexpected reply "
+                     "type %d", s->where, r->type);
+        freeReplyObject(r);
+        return HM_ESTORE;
+    }
+    for (size_t i = 0; i < r->elements; i += 2) {
         hm_store_reminder rem;
-        if (parse_reminder(r->element[i], r->element[i + 1], &rem, buf,
+        if (i + 1 < r->elements &&
+            parse_reminder(r->element[i], r->element[i + 1], &rem, buf,
                            sizeof buf))
             fn(arg, &rem);
         else
@@ -257,6 +309,7 @@ static void rd_close(void *impl)
     redisFree(s->c);
     hm_free(s->host);
     hm_free(s->prefix);
+    hm_free(s->where);
     hm_free(s);
 }
 
@@ -283,6 +336,8 @@ hm_err hm_store_open_redis(const hm_store_redis_config *cfg, hm_store **out)
     s = hm_calloc(1, sizeof *s);
     s->host = hm_strdup(cfg->host ? cfg->host : "127.0.0.1");
     s->port = cfg->port ? cfg->port : 6379;
+    s->where = hm_alloc(strlen(s->host) + 16);
+    sprintf(s->where, "%s:%d", s->host, s->port);
     s->prefix = hm_strdup(cfg->prefix ? cfg->prefix : "hermes:");
     s->timeout.tv_sec = ms / 1000;
     s->timeout.tv_usec = (long)(ms % 1000) * 1000;
@@ -291,6 +346,26 @@ hm_err hm_store_open_redis(const hm_store_redis_config *cfg, hm_store **out)
         rd_close(s);
         return err;
     }
+    *out = hm_store_create(&redis_ops, s);
+    return HM_OK;
+}
+
+hm_err hm_store_open_redis_fd(int fd, const char *prefix, hm_store **out)
+{
+    redisContext *c = redisConnectFd(fd);
+    redis_store *s;
+
+    if (!c || c->err) {
+        redisFree(c);
+        return HM_ESTORE;
+    }
+    s = hm_calloc(1, sizeof *s);
+    s->timeout.tv_sec = 2;
+    redisSetTimeout(c, s->timeout);
+    hm_redis_bound_replies(c);
+    s->c = c;
+    s->prefix = hm_strdup(prefix ? prefix : "hermes:");
+    s->where = hm_strdup("(socket)");
     *out = hm_store_create(&redis_ops, s);
     return HM_OK;
 }

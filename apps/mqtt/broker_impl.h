@@ -89,6 +89,8 @@ struct mqtt_broker {
     _Atomic uint64_t dropped;    /* messages dropped on a full queue */
     _Atomic uint64_t link_stalls; /* sessions' sends held on HM_EFULL */
     _Atomic uint64_t link_held;   /* messages those stalls held */
+    _Atomic uint64_t link_notices; /* room notices stalled sessions took */
+    _Atomic uint64_t link_retries; /* timer retries they took (ADR 0300) */
     /* A clean leave began (set once by the main thread, read by sessions,
      * relaxed: a session that misses it was collected by the leave): a
      * state adopted here from then on moves on at once (ADR 0260). */

@@ -448,6 +448,10 @@ void mqtt_cluster_sys(mqtt_cluster *cl, mqtt_sys_put_fn put, void *arg)
             atomic_load_explicit(&cl->b->link_stalls, memory_order_relaxed));
     PUT_U64("$SYS/broker/cluster/writes/held",
             atomic_load_explicit(&cl->b->link_held, memory_order_relaxed));
+    PUT_U64("$SYS/broker/cluster/writes/notices",
+            atomic_load_explicit(&cl->b->link_notices, memory_order_relaxed));
+    PUT_U64("$SYS/broker/cluster/writes/retries",
+            atomic_load_explicit(&cl->b->link_retries, memory_order_relaxed));
 #undef PUT_U64
     hm_free(ms);
 }

@@ -20,9 +20,9 @@
 #include "apps/mqtt/topic.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "runtime/redis_bound.h"
 
 #include <hiredis/hiredis.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,40 +38,6 @@ typedef struct rd {
     char *where;
     size_t queued; /* commands appended in this batch (MULTI included) */
 } rd;
-
-/* hiredis 0.14 allocates an array's element pointers as soon as it reads
- * the "*N" header, whatever N is: a server answering "*277777777" made the
- * broker ask for 2 GB (found by fuzz/fuzz_mqtt_persist_redis.c). The
- * reader's array constructor is wrapped to refuse longer arrays, which
- * hiredis then reports as a failed reply. */
-#define MAX_REPLY_ELEMENTS (1 << 20)
-
-static redisReplyObjectFunctions bounded_fn; /* set once by bounded_init */
-static void *(*create_array)(const redisReadTask *, int);
-static pthread_once_t bounded_once = PTHREAD_ONCE_INIT;
-
-static void *bounded_array(const redisReadTask *task, int elements)
-{
-    if (elements < 0 || elements > MAX_REPLY_ELEMENTS)
-        return NULL;
-    return create_array(task, elements);
-}
-
-static void bounded_init(void)
-{
-    redisReader *r = redisReaderCreate();
-
-    bounded_fn = *r->fn;
-    create_array = bounded_fn.createArray;
-    bounded_fn.createArray = bounded_array;
-    redisReaderFree(r);
-}
-
-static void bound_replies(redisContext *c)
-{
-    pthread_once(&bounded_once, bounded_init);
-    c->reader->fn = &bounded_fn;
-}
 
 static hm_err rd_connect(rd *s, char *why, size_t len)
 {
@@ -91,7 +57,7 @@ static hm_err rd_connect(rd *s, char *why, size_t len)
         return HM_ESTORE;
     }
     redisSetTimeout(c, tv);
-    bound_replies(c);
+    hm_redis_bound_replies(c); /* runtime/redis_bound.h */
     s->c = c;
     return HM_OK;
 }
@@ -540,7 +506,7 @@ hm_err mqtt_persist_open_redis_fd(int fd, const char *prefix,
     }
     redisSetTimeout(c, (struct timeval){TIMEOUT_MS / 1000,
                                         (TIMEOUT_MS % 1000) * 1000});
-    bound_replies(c);
+    hm_redis_bound_replies(c); /* runtime/redis_bound.h */
     s = hm_calloc(1, sizeof *s);
     s->c = c;
     s->prefix = hm_strdup(prefix ? prefix : "hermes-mqtt:");

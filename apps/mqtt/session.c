@@ -386,6 +386,7 @@ void mqtt_session_let_go(mqtt_session *s)
     hm_addr_release(s->conn_addr);
     s->conn = NULL;
     s->conn_addr = NULL;
+    s->link_logged = false; /* the next connection's first stall logs */
     if (s->dur) /* resent from the outbox on reconnect */
         mqtt_gate_drop(&s->dur->gate);
     if (s->out)
@@ -610,19 +611,18 @@ static void on_deliver(mqtt_session *s, hm_msg *msg)
         mqtt_receipt_release(r);
 }
 
-hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+static void handle_msg(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
-    mqtt_session *s = state;
     const hm_type *t = hm_msg_type(msg);
 
     if ((t == &mqtt_attach_type || t == &mqtt_forward_type) &&
         hm_msg_req_id(msg) && !hm_msg_is_reply(msg))
         ack_request(ctx, msg); /* in a cluster: "it is here" (ADR 0295) */
     if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
-        return HM_OK; /* held, kept or forwarded while moving */
+        return; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {
         on_restore(s, hm_msg_payload(msg));
-        return HM_OK;
+        return;
     }
     if (t == &mqtt_saved_type || t == &mqtt_flush_type) {
         if (t == &mqtt_saved_type)
@@ -633,27 +633,27 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
             mqtt_session_save_now(s);
         if (!s->attached_ever)
             hm_ctx_deactivate(ctx); /* a stray: no session to keep */
-        return HM_OK;
+        return;
     }
     if (t == &mqtt_attach_type) {
         hm_addr *from = attach_source(s, msg);
 
         if (!from)
-            return HM_OK;
+            return;
         s->from_store = false; /* a client's copy from now on */
         if (s->conn_addr || s->old_conn_addr)
             mqtt_session_take_over(ctx, s, msg, from);
         else
             on_attach(ctx, s, hm_msg_payload(msg), from);
-        return HM_OK;
+        return;
     }
     if (t == &mqtt_handoff_type) {
         mqtt_session_on_handoff(ctx, s, hm_msg_payload(msg));
         mqtt_session_move_replay_early(ctx, s);
-        return HM_OK;
+        return;
     }
     if (!s->attached_ever && mqtt_session_move_early(ctx, s, msg))
-        return HM_OK; /* in a cluster, a state may follow (a move) */
+        return; /* in a cluster, a state may follow (a move) */
     if (!s->attached_ever) {
         /* A message for a session no client holds: a delivery or ack that
          * raced the end of a clean session. Nothing to keep. */
@@ -662,7 +662,7 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         else if (t == &mqtt_deliver_type) /* its receipt unit */
             mqtt_receipt_release(((mqtt_pub *)hm_msg_payload(msg))->receipt);
         mqtt_session_end(ctx, s);
-        return HM_OK;
+        return;
     }
     if (t == &mqtt_deliver_type) {
         on_deliver(s, msg);
@@ -676,11 +676,23 @@ hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
         mqtt_session_on_node_gone(ctx, s, hm_msg_payload(msg));
     } else if (t == &mqtt_leave_type) {
         mqtt_session_move_leave(ctx, s, hm_msg_payload(msg));
-    } else if (t == &mqtt_session_retry_type) {
-        mqtt_session_stall_retry(s, hm_msg_arg(msg));
+    } else if (t == &mqtt_session_retry_type ||
+               t == &mqtt_session_room_type) {
+        mqtt_session_stall_retry(s, hm_msg_arg(msg),
+                                 t == &mqtt_session_room_type);
     } else if (t == &mqtt_session_takeover_type) {
         mqtt_session_takeover_timer(ctx, s, hm_msg_arg(msg));
     }
+}
+
+hm_err mqtt_session_handle(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    mqtt_session *s = state;
+
+    handle_msg(ctx, s, msg);
+    /* A send refused for room in this turn waits for a notice (ADR 0300);
+     * here, once per turn, as only a turn has the ctx to ask with. */
+    mqtt_session_stall_wait(ctx, s);
     return HM_OK;
 }
 

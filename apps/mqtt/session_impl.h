@@ -64,6 +64,7 @@ typedef struct mqtt_session {
     bool persistent : 1;    /* CleanSession was 0 */
     bool ending : 1;        /* it ended itself: nothing to hand over */
     bool from_store : 1;    /* restored, no client or handoff since */
+    bool link_logged : 1;   /* this connection's first stall was logged */
     uint8_t id_off; /* the client id starts here in self's name */
     uint32_t takeovers; /* numbers the takeover timers (cluster mode) */
     sub_list *subs; /* NULL: none */
@@ -218,19 +219,29 @@ void mqtt_session_drop_pending(mqtt_session *s);
 
 /* ------------------------------------------------- in session_out.c */
 
-/* The timer that retries a stalled connection (its arg: the retry). */
+/* The timer that retries a stalled connection, and the room notice the
+ * connection's receiver sends when its mailbox drains (their arg: the
+ * retry's number; docs/adr/0300). */
 extern const hm_type mqtt_session_retry_type;
+extern const hm_type mqtt_session_room_type;
 /* Sends `m` (taken on HM_OK) to the client's connection receiver, after
  * what waits for it; HM_EFULL from its mailbox (the cluster link to its
- * node is full) holds it, in order, and retries later (docs/adr/0230).
+ * node is full) holds it, in order, until there is room (docs/adr/0230,
+ * 0300): the turn's end must call mqtt_session_stall_wait().
  * Errors: HM_ECLOSED (no connection), those of hm_runtime_send() but
  * HM_EFULL. */
 hm_err mqtt_session_to_conn(mqtt_session *s, hm_msg *m);
 /* Whether messages wait for the connection (nothing more leaves the
  * outbox until they are sent). */
 bool mqtt_session_stalled(const mqtt_session *s);
-/* The retry timer `gen` fired: sends what waits, then pumps the outbox. */
-void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen);
+/* At the end of each of the session's turns (`ctx` borrowed): if messages
+ * wait and nothing will wake the session for them yet, asks the
+ * connection's receiver for a room notice (a slow timer if none can be
+ * had). */
+void mqtt_session_stall_wait(hm_ctx *ctx, mqtt_session *s);
+/* Retry `gen` came (`notice`: a room notice, else a timer): sends what
+ * waits, then pumps the outbox. */
+void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen, bool notice);
 /* Drops what waits (the connection is gone). */
 void mqtt_session_stall_drop(mqtt_session *s);
 /* After an adoption: if the link to the connection's node is not up yet,

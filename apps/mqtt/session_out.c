@@ -15,12 +15,17 @@
  * message and every later one for the connection wait here, in order; the
  * session stops moving messages from its outbox into the window (they wait
  * in the outbox, under max_queued_messages, QoS 0 dropped and counted when
- * it is full, as for any full queue); and a timer retries the oldest one
- * with backoff (2 ms doubling to 200 ms) until the proxy takes them all.
- * The runtime's hold/wake (hm_ctx_hold) does not fit: it wakes a receiver
- * that holds its own message when its downstream drains, and holding would
- * stop the session's acks and deliveries too; the cluster offers no
- * "mailbox has room" notice to other receivers. What is held here is
+ * it is full, as for any full queue); and, at the end of the turn, the
+ * session asks the runtime for a room notice (hm_ctx_notify_room, ADR 0240,
+ * docs/adr/0300): the receiver that refused it (the proxy, or a bounded
+ * local receiver) sends it "mqtt.session_room" once its mailbox has
+ * drained to half its bound, and the session sends what waits, oldest
+ * first, until all is sent or it is refused again (then it asks again). A
+ * stalled session so takes no turn at all until there is room, and resumes
+ * on the drain itself, not up to a retry period later (ADR 0230 retried on
+ * a timer, 2 ms doubling to 200 ms: five failed sends a second per stalled
+ * session). The runtime's hold/wake (hm_ctx_hold) does not fit: holding
+ * would stop the session's acks and deliveries too. What is held here is
  * bounded by the inflight window at the stall plus a few control packets.
  *
  * A stall ends when its messages are sent, or when the connection goes
@@ -39,8 +44,10 @@
  * homed on a member that is not live here), so an in-flight QoS 1/2
  * message would wait for the client's next reconnection. The adoption
  * starts a stall that waits for the link (mqtt_session_await_link), with
- * the same retries, for at most LINK_WAIT_MS; then the session lets the
- * connection go (the client reconnects, as for any lost connection).
+ * timer retries (2 ms doubling to 200 ms: there is no mailbox to wait on,
+ * the name resolves nowhere yet) for at most LINK_WAIT_MS; then the
+ * session lets the connection go (the client reconnects, as for any lost
+ * connection). Once the link is up, a full mailbox is waited for as above.
  * Everything here runs on the session's receiver. */
 #include "apps/mqtt/session_impl.h"
 
@@ -53,18 +60,23 @@
 
 #define RETRY_MIN_MS 2u
 #define RETRY_MAX_MS 200u
+/* The safety net's period, when no room notice could be asked for. */
+#define RETRY_SAFETY_MS 1000u
 /* The longest a session waits for the link to its connection's node. */
 #define LINK_WAIT_MS 5000u
 
-/* arg: the stall's retry number (a stale timer does not match). */
+/* arg: the stall's retry number (a stale timer or notice does not
+ * match). */
 const hm_type mqtt_session_retry_type = {.name = "mqtt.session_retry"};
+const hm_type mqtt_session_room_type = {.name = "mqtt.session_room"};
 
 struct session_stall {
     hm_msg **q; /* a ring of messages for s->conn_addr, oldest first */
     size_t head, count, cap;
     uint32_t delay_ms; /* the next retry's delay */
-    uint64_t gen;      /* the armed retry's number */
+    uint64_t gen;      /* the armed retry's or asked notice's number */
     hm_timer_id timer;
+    bool asked;        /* a timer or a room notice is on its way */
     uint64_t held;     /* messages that waited here, for the log */
     uint64_t link_by_ms; /* waiting for the link until then; 0: not */
 };
@@ -90,11 +102,14 @@ static void ring_push(session_stall *st, hm_msg *m)
     st->q[(st->head + st->count++) % st->cap] = m;
 }
 
+/* A timer retry after the current delay (the link wait's backoff, or the
+ * safety net's period). */
 static void arm(mqtt_session *s)
 {
     session_stall *st = s->stall;
     hm_msg *t = hm_msg_create(&mqtt_session_retry_type, NULL, ++st->gen);
 
+    st->asked = true;
     if (hm_runtime_send_after(s->b->rt, s->self, t, st->delay_ms,
                               &st->timer) != HM_OK)
         hm_msg_destroy(t); /* the runtime is closing */
@@ -147,12 +162,19 @@ static void hold(mqtt_session *s, hm_msg *m)
 
     if (!st) {
         st = stall_new(s);
-        HM_LOG_INFO("MQTT-LINK-FULL",
-                    "client %s: the link to %s is full; holding what "
-                    "goes to the client",
-                    session_id(s), hm_addr_name(s->conn_addr));
-        ring_push(st, m);
-        arm(s);
+        /* INFO once per connection: with notices, a burst on a slow link
+         * stalls and resumes every half mailbox (counted in $SYS). */
+        if (!s->link_logged)
+            HM_LOG_INFO("MQTT-LINK-FULL",
+                        "client %s: the link to %s is full; holding what "
+                        "goes to the client",
+                        session_id(s), hm_addr_name(s->conn_addr));
+        else
+            HM_LOG_DEBUG("MQTT-LINK-FULL",
+                         "client %s: the link to %s is full again",
+                         session_id(s), hm_addr_name(s->conn_addr));
+        s->link_logged = true;
+        ring_push(st, m); /* the turn's end asks for room */
     } else {
         ring_push(st, m);
     }
@@ -193,12 +215,39 @@ void mqtt_session_stall_drop(mqtt_session *s)
     s->stall = NULL;
 }
 
-void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
+void mqtt_session_stall_wait(hm_ctx *ctx, mqtt_session *s)
+{
+    session_stall *st = s->stall;
+    hm_msg *m;
+
+    if (!st || st->asked || !s->conn_addr)
+        return; /* nothing waits, or something will wake us already */
+    m = hm_msg_create(&mqtt_session_room_type, NULL, ++st->gen);
+    st->asked = true;
+    if (hm_ctx_notify_room(ctx, s->conn_addr, m) == HM_OK)
+        return;
+    hm_msg_destroy(m);
+    /* No notice to be had: hm_ctx_notify_room() refuses only while the
+     * runtime closes today, but its contract has an error, and a session
+     * that asked for nothing would wait for good (the client's messages
+     * held, its QoS 1/2 ones in flight). So a slow timer stands in: one
+     * failed send a second, as the safety net, never the normal path. */
+    st->delay_ms = RETRY_SAFETY_MS;
+    arm(s);
+}
+
+void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen, bool notice)
 {
     session_stall *st = s->stall;
 
     if (!st || gen != st->gen)
         return; /* stale: the stall ended, or a later retry is armed */
+    st->asked = false;
+    st->timer = 0; /* it fired, or it was a notice */
+    /* relaxed: statistics. */
+    atomic_fetch_add_explicit(notice ? &s->b->link_notices
+                                     : &s->b->link_retries,
+                              1, memory_order_relaxed);
     if (st->link_by_ms && !conn_reachable(s)) {
         if (hm_clock_now_ms() < st->link_by_ms) {
             arm(s);
@@ -210,15 +259,13 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
         mqtt_session_let_go(s); /* drops the stall */
         return;
     }
-    st->link_by_ms = 0; /* up: from now on, a full link's stall */
+    st->link_by_ms = 0; /* up: from now on, a full mailbox's stall */
     while (st->count > 0) {
         hm_msg *m = st->q[st->head];
         hm_err err = hm_runtime_send(s->b->rt, s->conn_addr, m);
 
-        if (err == HM_EFULL) {
-            arm(s);
-            return;
-        }
+        if (err == HM_EFULL)
+            return; /* refused again: the turn's end asks for room */
         if (err != HM_OK)
             hm_msg_destroy(m); /* closing: nothing will take it */
         st->head = (st->head + 1) % st->cap;
@@ -226,7 +273,6 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen)
     }
     HM_LOG_DEBUG("MQTT-LINK-RESUMED", "client %s: %llu held messages sent",
                  session_id(s), (unsigned long long)st->held);
-    st->timer = 0; /* it fired */
     mqtt_session_stall_drop(s);
     mqtt_session_pump(s); /* what waited in the outbox */
 }
@@ -261,6 +307,8 @@ char *mqtt_session_stall_owed(const mqtt_session *s)
         }
         mqtt_owed_append(&acc, &acc_len, &e);
     }
+    HM_LOG_DEBUG("MQTT-OWED", "client %s: %zu held, owed %s", session_id(s),
+                 st ? st->count : (size_t)0, acc ? acc : "-");
     return acc;
 }
 

@@ -132,9 +132,50 @@ static hm_err fan_child(hm_ctx *ctx, void *state, hm_msg *msg)
                        hm_msg_create(&BALL, NULL, hm_msg_arg(msg)));
 }
 
+/* A child made for "meet/<i>": counts itself in, then waits (its turn
+ * stays long) until a second child has counted in too, or 10 s pass;
+ * counts in `met` whether it saw one. Two such children can meet only on
+ * two workers at once. */
+static atomic_int arrived, met;
+
+static hm_err meet_child(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    struct timespec t0, t;
+
+    (void)ctx, (void)state, (void)msg;
+    atomic_fetch_add(&arrived, 1);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        if (atomic_load(&arrived) >= 2) {
+            atomic_fetch_add(&met, 1);
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < 10);
+    sem_post(&done);
+    return HM_OK;
+}
+
+/* The parent: wakes "meet/a", "meet/b" and "meet/c" in one turn. */
+static hm_err meet_parent(hm_ctx *ctx, void *state, hm_msg *msg)
+{
+    static const char *const names[] = {"meet/a", "meet/b", "meet/c"};
+
+    (void)state, (void)msg;
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(hm_ctx_send_name(ctx, names[i],
+                                      hm_msg_create(&BALL, NULL, 0)),
+                     HM_OK);
+    return HM_OK;
+}
+
 static hm_err factory(void *arg, const char *name, hm_receiver *out)
 {
     (void)arg;
+    if (strncmp(name, "meet/", 5) == 0) {
+        *out = (hm_receiver){.handler = meet_child};
+        return HM_OK;
+    }
     if (strncmp(name, "fan/", 4) == 0) {
         *out = (hm_receiver){.handler = fan_child};
         return HM_OK;
@@ -559,6 +600,29 @@ Test(threaded, a_ping_pong_pair_cannot_starve_a_third_receiver_on_one_worker)
     hm_addr_release(b);
     hm_addr_release(c);
     hm_runtime_destroy(r1);
+}
+
+/* Children woken in one turn that stay long in theirs still spread over
+ * the workers: the one whose worker is busy with a long turn (its ring's
+ * ends stand still) is taken by the other worker (docs/adr/0285). Left on
+ * the waking worker, the first child would wait its 10 s out alone. */
+Test(threaded, children_woken_together_that_run_long_spread_over_workers)
+{
+    hm_addr *p;
+
+    atomic_store(&arrived, 0);
+    atomic_store(&met, 0);
+    cr_assert_eq(hm_runtime_spawn(rt, "meet/parent",
+                                  &(hm_receiver){.handler = meet_parent},
+                                  &p),
+                 HM_OK);
+    cr_assert_eq(hm_runtime_send(rt, p, hm_msg_create(&BALL, NULL, 0)),
+                 HM_OK);
+    for (int i = 0; i < 3; i++)
+        cr_assert(sem_wait_ms(&done, 25000), "child %d never ran", i);
+    cr_assert_eq(atomic_load(&met), 3, "only %d of 3 children met another",
+                 atomic_load(&met));
+    hm_addr_release(p);
 }
 
 /* A process that may use one core only (taskset) gets workers that never
