@@ -20,7 +20,7 @@ subscribed to.
 Nothing asserts on time; the stops are bounded well below the failure
 detector's 2.5 s, and the test checks that the SUBACK was indeed held and
 carried (the new owner's MQTT-HANDOFF line): an attempt where it was not
-(b's retries had sent it already) checks the rest and starts again, up
+(b had sent it already) checks the rest and starts again, up
 to ATTEMPTS times."""
 
 import os
