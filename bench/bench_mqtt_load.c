@@ -28,7 +28,7 @@
  *            [--tag SUFFIX] [--broker-pid PID] [--duration-ms N]
  *            [--window N] [--conns N] [--keepalive S] [--sub-port P2]
  *            [--persistent] [--smoke]
- *        bench_mqtt_load --free-port | --wait-port P
+ *        bench_mqtt_load --free-port [N] | --wait-port P
  * --sub-port P2: the subscribers connect to P2 (another node of a broker
  * cluster), the publishers to P; publishing starts one second after the
  * last SUBACK, the time for the subscriptions to reach the publishers'
@@ -326,18 +326,28 @@ static void run_idle(load *L)
 
 /* ------------------------------------------------------------ main */
 
-/* --free-port: prints a loopback port that was free a moment ago. */
-static int free_port(void)
+/* --free-port [N]: prints N (default 1, at most 8) distinct loopback
+ * ports that were free a moment ago, one a line. Every socket stays bound
+ * until all N are chosen, so the kernel cannot hand out one port twice
+ * (separate calls could, and a two-node cluster then collided). */
+static int free_port(int n)
 {
-    struct sockaddr_in a = loopback(0, 1);
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fds[8];
 
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        fail_sys("free port");
-    printf("%d\n", ntohs(a.sin_port));
-    close(fd);
+    if (n < 1 || n > 8)
+        bench_fail(PROG, "--free-port takes 1 to 8");
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in a = loopback(0, 1);
+        socklen_t len = sizeof a;
+
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a, &len) != 0)
+            fail_sys("free port");
+        printf("%d\n", ntohs(a.sin_port));
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
     return 0;
 }
 
@@ -368,7 +378,7 @@ static void usage(void)
             "          [--broker-pid PID] [--duration-ms N] [--window N]\n"
             "          [--conns N] [--keepalive S] [--sub-port P2]\n"
             "          [--persistent] [--smoke]\n"
-            "       %s --free-port | --wait-port P\n"
+            "       %s --free-port [N] | --wait-port P\n"
             "scenarios:", PROG, PROG);
     for (size_t i = 0; i < sizeof SCENARIOS / sizeof *SCENARIOS; i++)
         fprintf(stderr, " %s", SCENARIOS[i].name);
@@ -446,7 +456,9 @@ int main(int argc, char **argv)
     load *L;
 
     if (argc == 2 && strcmp(argv[1], "--free-port") == 0)
-        return free_port();
+        return free_port(1);
+    if (argc == 3 && strcmp(argv[1], "--free-port") == 0)
+        return free_port(atoi(argv[2]));
     if (argc == 3 && strcmp(argv[1], "--wait-port") == 0)
         return wait_port(atoi(argv[2]));
     L = xcalloc(1, sizeof *L);

@@ -169,10 +169,9 @@ stop_broker() {
 # joining n1; sets bpid, bport (node 1), bpid2, bport2 (node 2) once node 1
 # sees node 2 up.
 start_cluster() {
-    bport=$("$gen" --free-port)
-    bport2=$("$gen" --free-port)
-    cport=$("$gen" --free-port)
-    cport2=$("$gen" --free-port)
+    # Four distinct ports from one call (separate calls may repeat one).
+    set -- $("$gen" --free-port 4)
+    bport=$1 bport2=$2 cport=$3 cport2=$4
     printf 'suite_mqtt two-node cluster secret\n' >"$tmp/secret"
     chmod 600 "$tmp/secret"
     for n in 1 2; do

@@ -31,7 +31,7 @@
 #define DEFAULT_IDLE_MS 60000u
 #define DEFAULT_BATCH 64u
 #define RECLAIM_PERIOD_MS 1000u
-#define FIRE_BATCH 64u
+#define FIRE_BATCH HM_RT_BATCH_MAX
 #define INTAKE_CELLS 4096u /* arms waiting for the timer lock's holder */
 
 /* ---------------------------------------------------------------- timers */
@@ -56,15 +56,16 @@ static hm_msg *fired_msg(hm_timer_fire *f)
 }
 
 /* Delivers f[0..n), all to one receiver with no mailbox limit, as one
- * batch (hm_rt_push_batch). */
-static void fire_run(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
+ * batch (hm_rt_push_batch; `cache` is the firing thread's spare arrays). */
+static void fire_run(hm_runtime *rt, hm_timer_fire *f, uint32_t n,
+                     hm_batch **cache)
 {
     hm_msg *ms[FIRE_BATCH];
 
     ms[0] = fired_msg(&f[0]); /* n >= 1 */
     for (uint32_t i = 1; i < n; i++)
         ms[i] = fired_msg(&f[i]);
-    hm_rt_push_batch(rt, f[0].to, ms, n);
+    hm_rt_push_batch(rt, f[0].to, ms, n, cache);
     /* One RMW for the run: the arming thread takes a reference per timer
      * on the same line, so each RMW here is a transfer of it. */
     hm_dir_release_n(f[0].to, n);
@@ -74,7 +75,8 @@ static void fire_run(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
  * that fire one after the other for one receiver without a mailbox limit
  * go to it as one node; with a limit, each is pushed (and may be
  * refused) on its own. */
-static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
+static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n,
+                 hm_batch **cache)
 {
     /* acquire: pairs with the release store in hm_runtime_destroy(). */
     bool closing = atomic_load_explicit(&rt->closing, memory_order_acquire);
@@ -89,7 +91,7 @@ static void fire(hm_runtime *rt, hm_timer_fire *f, uint32_t n)
             atomic_load_explicit(&to->limit, memory_order_relaxed) == 0) {
             while (i + run < n && f[i + run].to == to)
                 run++;
-            fire_run(rt, &f[i], run);
+            fire_run(rt, &f[i], run, cache);
             i += run;
             continue;
         }
@@ -209,11 +211,7 @@ bool hm_runtime_cancel_timer(hm_runtime *rt, hm_timer_id id)
 /* Moves up to FIRE_BATCH due timers out; caller holds timer_lock. */
 static uint32_t take_due(hm_runtime *rt, uint64_t now, hm_timer_fire *out)
 {
-    uint32_t n = 0;
-
-    while (n < FIRE_BATCH && hm_timers_pop_due(&rt->timers, now, &out[n]))
-        n++;
-    return n;
+    return hm_timers_pop_due_n(&rt->timers, now, out, FIRE_BATCH);
 }
 
 static void abs_time(uint64_t deadline_ms, struct timespec *ts)
@@ -226,6 +224,7 @@ static void *timer_main(void *arg)
 {
     hm_runtime *rt = arg;
     hm_timer_fire fires[FIRE_BATCH];
+    hm_batch *cache = NULL; /* this thread's spare batch arrays */
 
     pthread_mutex_lock(&rt->timer_lock);
     while (!rt->timer_stop) {
@@ -247,7 +246,7 @@ static void *timer_main(void *arg)
         }
         if ((n = take_due(rt, now, fires)) > 0) {
             pthread_mutex_unlock(&rt->timer_lock);
-            fire(rt, fires, n);
+            fire(rt, fires, n, &cache);
             pthread_mutex_lock(&rt->timer_lock);
             continue;
         }
@@ -280,6 +279,7 @@ static void *timer_main(void *arg)
         atomic_store_explicit(&rt->timer_wait_until, 0, memory_order_relaxed);
     }
     pthread_mutex_unlock(&rt->timer_lock);
+    hm_rt_batch_cache_drop(rt, &cache);
     return NULL;
 }
 
@@ -295,6 +295,7 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
 {
     uint64_t target = hm_rt_now_ms(rt) + ms;
     hm_timer_fire fires[FIRE_BATCH];
+    hm_batch *cache = NULL;
 
     HM_ASSERT(rt->manual);
     for (;;) {
@@ -323,8 +324,9 @@ void hm_runtime_advance(hm_runtime *rt, uint64_t ms)
         }
         n = take_due(rt, next, fires);
         pthread_mutex_unlock(&rt->timer_lock);
-        fire(rt, fires, n);
+        fire(rt, fires, n, &cache);
     }
+    hm_rt_batch_cache_drop(rt, &cache);
     /* relaxed: the manual clock is driven by one test thread. */
     atomic_store_explicit(&rt->manual_now_ms, target, memory_order_relaxed);
     hm_sched_run_manual(rt);
@@ -496,7 +498,7 @@ static void close_entry(hm_runtime *rt, hm_addr *e)
 
     while ((node = hm_mailbox_pop_at(&e->mb, &tail))) {
         hm_msg *m = (hm_msg *)node;
-        if (hm_rt_unbatch(&tail, m))
+        if (hm_rt_unbatch(rt, &tail, m))
             continue; /* each of its messages is dead-lettered below */
         if (m->flags & MSG_SYSTEM)
             hm_msg_destroy(m);
@@ -542,6 +544,7 @@ void hm_runtime_destroy(hm_runtime *rt)
     hm_dir_fini(rt);
     hm_timers_fini(&rt->timers);
     hm_timer_intake_fini(&rt->intake);
+    hm_rt_batch_spares_fini(rt); /* after close_entry's unbatching */
     hm_sched_fini(rt);
     pthread_mutex_destroy(&rt->timer_lock);
     pthread_cond_destroy(&rt->timer_cond);

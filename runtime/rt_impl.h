@@ -165,6 +165,7 @@ typedef struct hm_worker {
  * room notices registered for it. */
 #define HM_ROOM_SLOTS 16u
 typedef struct hm_room_notice hm_room_notice; /* room.c */
+typedef struct hm_batch hm_batch;             /* batch.c */
 typedef struct hm_room_slot {
     /* seq_cst (all three atomics): Dekker pairs between waiters and the
      * consumer that drains, documented at their uses in room.c. */
@@ -239,6 +240,13 @@ struct hm_runtime {
      * load after an intake claim (docs/adr/0250): an arm either is seen by
      * that drain or sees the deadline and signals timer_cond. */
     _Atomic uint64_t timer_wait_until;
+    /* Emptied batch arrays (batch.c, a Treiber stack: pushed with a
+     * release CAS by the unpacking workers, taken whole with an acquire
+     * exchange by a firing thread) and how many are spare, on it or on a
+     * firing thread's private list (relaxed: a bound, not a
+     * synchronisation). */
+    _Atomic(struct hm_batch *) batch_spare;
+    _Atomic uint32_t batch_nspare;
     bool timer_started;
     pthread_t timer_thread;
     _Atomic uint64_t manual_now_ms;
@@ -360,16 +368,36 @@ hm_addr *hm_sched_take_global(hm_runtime *rt);
 /* runtime.c */
 void hm_rt_run_entry(hm_runtime *rt, hm_worker *w, hm_addr *e);
 hm_err hm_rt_push(hm_runtime *rt, hm_addr *e, hm_msg *m, bool bounded);
-/* Pushes `n` messages (taken, n >= 1) to `e` as one mailbox node that the
- * turn unpacks in order (docs/adr/0180); unbounded: the caller checks that
- * `e` has no mailbox limit. Any thread. */
+/* batch.c */
+#define HM_RT_BATCH_MAX 64u /* messages in one batch node at most */
+/* Pushes `n` messages (taken, 1 <= n <= HM_RT_BATCH_MAX) to `e` as one
+ * mailbox node that the turn unpacks in order (docs/adr/0180); unbounded:
+ * the caller checks that `e` has no mailbox limit. `cache` is the calling
+ * thread's private list of spare arrays (NULL at first; one list per
+ * thread, dropped with hm_rt_batch_cache_drop), refilled from the
+ * runtime's spares (docs/adr/0280). Any thread. */
 void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
-                      uint32_t n);
+                      uint32_t n, hm_batch **cache);
+/* Frees a private list of spare arrays and sets `*cache` to NULL. */
+void hm_rt_batch_cache_drop(hm_runtime *rt, hm_batch **cache);
+/* Frees the runtime's spare arrays; no thread may push or unbatch. */
+void hm_rt_batch_spares_fini(hm_runtime *rt);
+/* The type of a batch node (read by hm_rt_unbatch only). */
+extern const hm_type hm_rt_batch_type;
+/* hm_rt_unbatch() on a batch. */
+void hm_rt_unbatch_open(hm_runtime *rt, hm_node **tail, hm_msg *m);
 /* Consumer of a mailbox only: if `m` (just popped) is such a batch, puts
- * its messages back at the front of the mailbox in order, frees it and
- * returns true; else false. `tail` is the consumer's end: &mb->tail, or
- * the turn's local copy (hm_mailbox_pop_at). */
-bool hm_rt_unbatch(hm_node **tail, hm_msg *m);
+ * its messages back at the front of the mailbox in order, gives its array
+ * back to the spares, frees the node and returns true; else false.
+ * `tail` is the consumer's end: &mb->tail, or the turn's local copy
+ * (hm_mailbox_pop_at). Inline: the turn asks it of every message. */
+static inline bool hm_rt_unbatch(hm_runtime *rt, hm_node **tail, hm_msg *m)
+{
+    if (m->type != &hm_rt_batch_type)
+        return false;
+    hm_rt_unbatch_open(rt, tail, m);
+    return true;
+}
 /* A turn parked its receiver: one less in rt->busy. On a worker, the
  * subtraction is deferred (hm_worker.busy_owed). */
 void hm_rt_busy_dec(hm_runtime *rt);

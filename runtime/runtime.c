@@ -132,76 +132,6 @@ static inline hm_err send_from(hm_runtime *rt, hm_worker *w, hm_addr *from,
     return HM_OK;
 }
 
-/* A batch: the messages fired for one receiver in one pass of the timer
- * thread, pushed as one node (a system message whose payload is this). The
- * timer thread never writes into the messages themselves, and the turn
- * that unpacks them fetches them all at once, so the receiving worker
- * takes no cache miss per message (docs/adr/0180). */
-typedef struct hm_batch {
-    uint32_t n;
-    hm_msg *items[];
-} hm_batch;
-
-/* Only if a batch is destroyed unopened (never on the normal paths). */
-static void batch_free(void *payload)
-{
-    hm_batch *b = payload;
-
-    for (uint32_t i = 0; i < b->n; i++)
-        hm_msg_destroy(b->items[i]);
-    hm_free(b);
-}
-
-static const hm_type batch_type = {.name = "hm.batch", .free = batch_free};
-
-void hm_rt_push_batch(hm_runtime *rt, hm_addr *e, hm_msg *const *ms,
-                      uint32_t n)
-{
-    hm_batch *b;
-    hm_msg *m;
-
-    if (n == 1) {
-        hm_rt_push(rt, e, ms[0], false);
-        return;
-    }
-    b = hm_alloc(sizeof *b + n * sizeof b->items[0]);
-    b->n = n;
-    memcpy(b->items, ms, n * sizeof b->items[0]);
-    m = hm_msg_create(&batch_type, b, 0);
-    m->flags = MSG_SYSTEM;
-    m->sys = SYS_BATCH;
-    /* relaxed: as in hm_rt_push(); `queued` counts the messages, not the
-     * node, and the turn subtracts each one it handles. */
-    atomic_fetch_add_explicit(&e->queued, n, memory_order_relaxed);
-    if (hm_mailbox_push(&e->mb, &m->node)) {
-        /* seq_cst: counted before the receiver can run and park. */
-        atomic_fetch_add(&rt->busy, 1);
-        hm_sched_schedule(rt, e);
-    }
-}
-
-bool hm_rt_unbatch(hm_node **tail, hm_msg *m)
-{
-    hm_batch *b;
-
-    if (m->type != &batch_type)
-        return false;
-    b = m->payload;
-    /* Fetch every message now: they come from the arming threads' caches
-     * (or memory), and the pops that follow would otherwise miss one at a
-     * time. (A loop of prefetches is kept: it is not a call.) */
-    for (uint32_t i = 0; i < b->n; i++)
-        /* One line: a message is a 64-byte, 64-aligned slot of the pool's
-         * chunks (ADR 0185; sanitizer builds use malloc, unprefetched). */
-        __builtin_prefetch(b->items[i], 1);
-    for (uint32_t i = b->n; i-- > 0;)
-        hm_mailbox_unpop_at(tail, &b->items[i]->node);
-    m->payload = NULL;
-    hm_free(b);
-    hm_msg_destroy(m);
-    return true;
-}
-
 hm_err hm_rt_send_from(hm_runtime *rt, hm_addr *from, hm_addr *to,
                        hm_msg *m)
 {
@@ -707,7 +637,7 @@ static inline bool turn(hm_runtime *rt, hm_ctx *ctx, hm_addr *e)
         }
         if (!(node = hm_mailbox_pop_at(&e->mb, &tail)))
             break;
-        if (hm_rt_unbatch(&tail, (hm_msg *)node))
+        if (hm_rt_unbatch(rt, &tail, (hm_msg *)node))
             continue; /* its messages are at the front now */
         n++;
         handle_one(rt, ctx, e, (hm_msg *)node);

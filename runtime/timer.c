@@ -654,6 +654,46 @@ bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out)
     }
 }
 
+uint32_t hm_timers_pop_due_n(hm_timers *t, uint64_t now_ms,
+                             hm_timer_fire *out, uint32_t max)
+{
+    uint32_t n = 0;
+
+    while (n < max) {
+        hm_tbucket *k = &t->wheel[bucket_of(t->cursor_ms)];
+        hm_twheel_entry *e = k->rd, *end;
+        uint32_t run = n;
+
+        if (now_ms != UINT64_MAX && t->cursor_ms <= now_ms && e != k->wr) {
+            /* A run of anonymous timers in the front block: each is all
+             * in its entry, always live, due at the cursor. Nothing here
+             * touches their messages (the receiving turn fetches them,
+             * runtime/batch.c), so none is prefetched onto this core. */
+            end = k->first == k->last ? k->wr : k->first->items + BLOCK_LEN;
+            for (; e < end && run < max && e->msg; e++, run++) {
+                out[run].to = e->u.to;
+                out[run].msg = e->msg;
+                out[run].tag = 0;
+                out[run].deadline_ms = t->cursor_ms;
+                out[run].periodic = false;
+            }
+            if (run > n) {
+                k->rd = e;
+                t->wheel_len -= run - n;
+                t->armed -= run - n;
+                n = run;
+                continue;
+            }
+        }
+        /* A record, a block or bucket boundary, the cursor's move, or
+         * the close: the general path. */
+        if (!hm_timers_pop_due(t, now_ms, &out[n]))
+            break;
+        n++;
+    }
+    return n;
+}
+
 uint32_t hm_timers_count(const hm_timers *t)
 {
     return t->armed;

@@ -148,6 +148,11 @@ bool hm_timers_next(hm_timers *t, uint64_t *deadline_out);
  * UINT64_MAX every timer is due and is removed, periodic or not (draining at
  * close). */
 bool hm_timers_pop_due(hm_timers *t, uint64_t now_ms, hm_timer_fire *out);
+/* Pops up to `max` timers into out[0..n) as hm_timers_pop_due() would,
+ * one after the other; returns n. A run of timers with no record (armed
+ * with hm_timers_arm_anon) is copied out of its bucket in one loop. */
+uint32_t hm_timers_pop_due_n(hm_timers *t, uint64_t now_ms,
+                             hm_timer_fire *out, uint32_t max);
 uint32_t hm_timers_count(const hm_timers *t);
 
 #endif

@@ -12,7 +12,8 @@
  * valid arming order: an arm's claim comes after every arm its thread made
  * before, so "equal deadlines fire in arming order" still holds, and an arm
  * that takes the lock files the intake first, so it lands behind them.
- * The ring is Vyukov's bounded MPMC queue with one consumer (docs/adr/0250).
+ * The ring is Vyukov's bounded MPMC queue with one consumer (docs/adr/0250)
+ * whose consumer never writes a cell (docs/adr/0281).
  *
  * Ownership: hm_timer_intake_put() takes the reference `to` and `msg` on
  * true; on false (the ring is full) the caller still owns both and arms
@@ -27,8 +28,8 @@
 #include <stdint.h>
 
 typedef struct hm_timer_cell {
-    /* acquire/release: a producer publishes the cell with seq = pos + 1,
-     * the consumer frees it with seq = pos + capacity (see timer_intake.c). */
+    /* acquire/release: a producer publishes the cell with seq = pos + 1
+     * (see timer_intake.c). */
     _Atomic uint64_t seq;
     uint64_t deadline_ms;
     hm_addr *to;
@@ -42,7 +43,11 @@ typedef struct hm_timer_intake {
     /* seq_cst: the next position to claim; see hm_timer_intake_put. */
     _Atomic uint64_t tail;
     char pad1_[56];
-    uint64_t head; /* guarded by: the timer lock; the next to file */
+    /* Written by the consumer only (under the timer lock), with release
+     * once per drain; producers load it (acquire) to know a cell is free:
+     * the next position to file. */
+    _Atomic uint64_t head;
+    char pad2_[56]; /* the cells' pointer and mask above stay shared */
 } hm_timer_intake;
 
 /* `cap` is a power of two. */

@@ -327,6 +327,56 @@ Test(timer, anonymous_and_recorded_timers_share_one_order)
     hm_timers_fini(&t);
 }
 
+/* hm_timers_pop_due_n() gives what repeated hm_timers_pop_due() calls
+ * would: runs of anonymous timers across block boundaries, records (one
+ * cancelled) in between, never more than asked, never early. */
+Test(timer, popping_many_at_once_keeps_the_order_of_single_pops)
+{
+    hm_timers t;
+    hm_timer_fire f[64];
+    hm_addr *to;
+    hm_msg *msg;
+    hm_timer_id cancelled = 0;
+    int next = 0, i;
+    uint32_t n, total = 0;
+
+    hm_timers_init(&t, 0);
+    /* 200 timers at 30 (more than three 63-entry blocks), every 50th one
+     * with a record, then 10 anonymous ones at 31 and one at 40. */
+    for (i = 0; i < 200; i++) {
+        if (i % 50 == 25) {
+            hm_timer_id id = hm_timers_arm(&t, 30, 0, NULL, TOKEN(i), 0);
+            if (i == 75)
+                cancelled = id;
+        } else {
+            hm_timers_arm_anon(&t, 30, NULL, TOKEN(i));
+        }
+    }
+    for (i = 200; i < 210; i++)
+        hm_timers_arm_anon(&t, 31, NULL, TOKEN(i));
+    hm_timers_arm_anon(&t, 40, NULL, TOKEN(300));
+    cr_assert(hm_timers_cancel(&t, cancelled, &to, &msg));
+    cr_assert_eq(hm_timers_pop_due_n(&t, 29, f, 64), 0);
+    while ((n = hm_timers_pop_due_n(&t, 31, f, 64)) > 0) {
+        cr_assert_leq(n, 64);
+        for (uint32_t k = 0; k < n; k++, next++) {
+            if (next == 75)
+                next++; /* the cancelled one */
+            cr_assert_eq(fired_token(&f[k]), next);
+            cr_assert_eq(f[k].deadline_ms, next < 200 ? 30u : 31u);
+            cr_assert_not(f[k].periodic);
+        }
+        total += n;
+    }
+    cr_assert_eq(total, 209);
+    cr_assert_eq(hm_timers_count(&t), 1);
+    cr_assert_eq(hm_timers_pop_due_n(&t, 39, f, 64), 0);
+    cr_assert_eq(hm_timers_pop_due_n(&t, 40, f, 1), 1);
+    cr_assert_eq(fired_token(&f[0]), 300);
+    cr_assert_eq(hm_timers_count(&t), 0);
+    hm_timers_fini(&t);
+}
+
 Test(timer, draining_at_close_returns_anonymous_timers_too)
 {
     hm_timers t;

@@ -34,10 +34,20 @@ WAIT = 20.0  # seconds: a guard against hangs, never an expectation
 SANITIZER_MARKS = ("Sanitizer", "runtime error:")
 
 
+_GIVEN = set()  # ports free_port() already handed out in this process
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago, never one this process
+    was given before (the kernel may hand one port out twice in a row, and
+    two nodes of one test would then collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def unique(prefix):
