@@ -11,6 +11,10 @@
  * replayed when the session answers. So a PUBLISH sent right after a
  * SUBSCRIBE is routed after the subscription exists, as the client
  * expects, and the session writes CONNACK before anything it resends.
+ * In a cluster the attach and the forwarded packets are requests the
+ * session answers on receipt, so one refused on the way (a node whose
+ * view of the members lags places the session elsewhere) is sent again
+ * instead of leaving the connection waiting for ever (ADR 0295).
  *
  * Lifecycle: spawned pinned by the listener's accept callback; ends (and
  * its deactivate hook frees it) when "net.closed" arrives. The will is
@@ -22,6 +26,7 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,11 +36,25 @@
  * then one that breaks its keepalive. Over WebSocket the upgrade's bytes
  * count as traffic, so the CONNECT deadline is this runtime timer.
  * TIMER_SESSION: in a cluster, after the session's node is gone. */
-enum { TIMER_CONNECT = 1, TIMER_SESSION = 3 };
+enum {
+    TIMER_CONNECT = 1,
+    TIMER_SESSION = 3,
+    TIMER_ATTACH = 4,
+    TIMER_FORWARD = 5
+};
 /* In a cluster, after the session's node is gone: the time the session
  * has to say it moved (a clean leave hands it over) before the connection
  * takes it as lost and closes. */
 #define SESSION_GRACE_MS 2000u
+/* In a cluster (ADR 0295): an attach refused on the way (the node it went
+ * to places the session elsewhere: the members' views differ for a
+ * moment) is sent again after ATTACH_RETRY_MS, until ATTACH_GIVE_UP_MS
+ * after the first, then the client gets CONNACK "server unavailable". A
+ * session answers the request on receipt, so ATTACH_REPLY_MS only guards
+ * against an answer lost with a node. */
+#define ATTACH_RETRY_MS 50u
+#define ATTACH_GIVE_UP_MS 4000u
+#define ATTACH_REPLY_MS 10000u
 /* Bytes of frames a client may send along with its upgrade request. */
 #define WS_SLACK_LEN (64u * 1024u)
 static const hm_type conn_timer_type = {.name = "mqtt.conn_timer"};
@@ -85,6 +104,11 @@ void mqtt_conn_state_destroy(void *state)
     if (c->cl) {
         if (c->cl->session_timer)
             hm_runtime_cancel_timer(c->b->rt, c->cl->session_timer);
+        if (c->cl->attach_timer)
+            hm_runtime_cancel_timer(c->b->rt, c->cl->attach_timer);
+        if (c->cl->fwd_timer)
+            hm_runtime_cancel_timer(c->b->rt, c->cl->fwd_timer);
+        mqtt_blob_destroy(c->cl->fwd);
         hm_free(c->cl->session_node);
         hm_free(c->cl);
     }
@@ -182,6 +206,136 @@ void mqtt_conn_send_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m)
     }
 }
 
+/* ---------------------------------------------------------- attaching */
+
+static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
+                      uint32_t delay_ms, hm_timer_id *id);
+
+/* A request to the session came back with `err`: true if it is to be
+ * sent again (armed as `which` on `*timer`), false if the session cannot
+ * be reached (its answer timed out, or it was refused for longer than
+ * ATTACH_GIVE_UP_MS since `since_ms`). */
+static bool try_again(hm_ctx *ctx, mqtt_conn *c, hm_err err,
+                      uint64_t since_ms, uint64_t which, hm_timer_id *timer)
+{
+    if (err == HM_ETIMEDOUT ||
+        hm_ctx_now_ms(ctx) - since_ms >= ATTACH_GIVE_UP_MS)
+        return false;
+    if (!c->cl->attach_retried)
+        HM_LOG_INFO("MQTT-ATTACH-RETRY",
+                    "client %s: refused on the way to its session (%s): the "
+                    "members disagree about its node; trying again",
+                    c->client_id, hm_err_str(err));
+    c->cl->attach_retried = true;
+    arm_timer(ctx, c, which, ATTACH_RETRY_MS, timer);
+    return true;
+}
+
+static void attach_answered(hm_ctx *ctx, void *state, hm_msg *reply,
+                            hm_err err, void *arg)
+{
+    mqtt_conn *c = state;
+    mqtt_packet p = {.type = MQTT_CONNACK,
+                     .u.connack.return_code = MQTT_CONNACK_SERVER_UNAVAILABLE};
+
+    (void)reply;
+    (void)arg;
+    if (err == HM_OK || c->phase != CONN_ATTACHING ||
+        try_again(ctx, c, err, c->cl->attach_since_ms, TIMER_ATTACH,
+                  &c->cl->attach_timer))
+        return; /* the session has it ("mqtt.attached" follows), or later */
+    /* The session never had it (or its answer is lost with a node): the
+     * client is refused and tries again; no will for a refused CONNECT. */
+    HM_LOG_INFO("MQTT-CONNECT-REFUSED", "connection %llu: CONNACK %d: %s",
+                mqtt_conn_id(c), MQTT_CONNACK_SERVER_UNAVAILABLE,
+                "session unreachable");
+    mqtt_pub_release(c->will);
+    c->will = NULL;
+    mqtt_write_packet(c->conn, c->ws != NULL, &p);
+    mqtt_conn_close(ctx, c, "session unreachable", false);
+}
+
+void mqtt_conn_attach(hm_ctx *ctx, mqtt_conn *c)
+{
+    mqtt_attach *a = hm_alloc(sizeof *a);
+    hm_msg *m;
+
+    a->conn = hm_conn_ref(c->conn);
+    a->conn_name = hm_strdup(hm_addr_name(hm_ctx_self(ctx)));
+    a->ws = c->ws != NULL;
+    a->clean = !c->persistent || c->fallback;
+    a->username = c->username ? hm_strdup(c->username) : NULL;
+    m = hm_msg_create(&mqtt_attach_type, a, 0);
+    if (!c->b->node) {
+        mqtt_conn_send_session(ctx, c, m);
+        return;
+    }
+    if (!c->cl)
+        c->cl = hm_calloc(1, sizeof *c->cl);
+    if (!c->cl->attach_since_ms)
+        c->cl->attach_since_ms = hm_ctx_now_ms(ctx);
+    if (hm_ctx_request(ctx, c->session, m, ATTACH_REPLY_MS, attach_answered,
+                       NULL, NULL) != HM_OK) {
+        hm_msg_destroy(m);
+        mqtt_conn_close(ctx, c, "session unreachable", true);
+    }
+}
+
+static void send_forward(hm_ctx *ctx, mqtt_conn *c);
+
+static void forward_answered(hm_ctx *ctx, void *state, hm_msg *reply,
+                             hm_err err, void *arg)
+{
+    mqtt_conn *c = state;
+
+    (void)reply;
+    if (!c->cl->fwd || c->phase == CONN_CLOSING ||
+        (uint32_t)(uintptr_t)arg != c->cl->fwd_seq)
+        return; /* an answer about an earlier forward */
+    if (err == HM_OK) { /* the session has it: "mqtt.done" follows */
+        mqtt_blob_destroy(c->cl->fwd);
+        c->cl->fwd = NULL;
+        return;
+    }
+    if (!try_again(ctx, c, err, c->cl->fwd_since_ms, TIMER_FORWARD,
+                   &c->cl->fwd_timer))
+        mqtt_conn_close(ctx, c, "session unreachable", true);
+}
+
+/* Sends the kept forward again (a copy: the kept one stays until the
+ * session has it). */
+static void send_forward(hm_ctx *ctx, mqtt_conn *c)
+{
+    const mqtt_blob *f = c->cl->fwd;
+    hm_msg *m = hm_msg_create(&mqtt_forward_type,
+                              mqtt_blob_create(f->conn, f->data, f->len), 0);
+
+    if (hm_ctx_request(ctx, c->session, m, ATTACH_REPLY_MS, forward_answered,
+                       (void *)(uintptr_t)c->cl->fwd_seq, NULL) != HM_OK) {
+        hm_msg_destroy(m);
+        mqtt_conn_close(ctx, c, "session unreachable", true);
+    }
+}
+
+void mqtt_conn_forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
+                       size_t len)
+{
+    if (!c->b->node) {
+        mqtt_conn_send_session(
+            ctx, c,
+            hm_msg_create(&mqtt_forward_type,
+                          mqtt_blob_create(NULL, data, len), 0));
+        return;
+    }
+    if (!c->cl)
+        c->cl = hm_calloc(1, sizeof *c->cl);
+    mqtt_blob_destroy(c->cl->fwd); /* none: one at a time (`waiting`) */
+    c->cl->fwd = mqtt_blob_create(hm_addr_name(hm_ctx_self(ctx)), data, len);
+    c->cl->fwd_since_ms = hm_ctx_now_ms(ctx);
+    c->cl->fwd_seq++;
+    send_forward(ctx, c);
+}
+
 /* Tells the session the connection is gone, once, handing back the
  * inbound QoS 2 ids. */
 void mqtt_conn_detach(hm_ctx *ctx, mqtt_conn *c)
@@ -243,6 +397,20 @@ static void arm_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which,
 
 static void on_timer(hm_ctx *ctx, mqtt_conn *c, uint64_t which)
 {
+    if (which == TIMER_FORWARD) {
+        if (c->cl)
+            c->cl->fwd_timer = 0;
+        if (c->cl && c->cl->fwd && c->phase != CONN_CLOSING)
+            send_forward(ctx, c);
+        return;
+    }
+    if (which == TIMER_ATTACH) {
+        if (c->cl)
+            c->cl->attach_timer = 0;
+        if (c->phase == CONN_ATTACHING)
+            mqtt_conn_attach(ctx, c);
+        return;
+    }
     if (which == TIMER_SESSION) { /* "mqtt.moved" would have cleared it */
         if (!c->cl)
             return;
@@ -531,6 +699,12 @@ hm_err mqtt_conn_handle(hm_ctx *ctx, void *state, hm_msg *msg)
     } else if (t == &mqtt_out_type) {
         on_out(ctx, c, hm_msg_payload(msg));
     } else if (t == &mqtt_kick_type) { /* [MQTT-3.1.4-2] */
+        if (hm_msg_req_id(msg) && !hm_msg_is_reply(msg)) { /* "closing" */
+            hm_msg *ok = hm_msg_create(&mqtt_done_type, NULL, 0);
+
+            if (hm_ctx_reply(ctx, msg, ok) != HM_OK)
+                hm_msg_destroy(ok);
+        }
         mqtt_conn_close(ctx, c, "session taken over", true);
     } else if (t == &mqtt_moved_type) {
         set_session_node(c, hm_msg_payload(msg));

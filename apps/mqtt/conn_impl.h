@@ -41,10 +41,19 @@ typedef struct held_ring {
 } held_ring;
 
 /* Cluster mode only (ADR 0105): where the session lives, and the grace
- * timer armed when that node goes away. */
+ * timer armed when that node goes away; while attaching (ADR 0295), when
+ * the first attach went out and the timer of the next try. */
 typedef struct conn_cluster {
     char *session_node; /* NULL until the session says */
     hm_timer_id session_timer;
+    hm_timer_id attach_timer;
+    uint64_t attach_since_ms; /* 0: no attach sent yet */
+    bool attach_retried;      /* logged once per connection */
+    struct mqtt_blob *fwd;    /* a SUBSCRIBE or UNSUBSCRIBE sent on and not
+                                 yet taken by the session; NULL: none */
+    uint64_t fwd_since_ms;
+    hm_timer_id fwd_timer;
+    uint32_t fwd_seq; /* numbers the forwards: a late answer is ignored */
 } conn_cluster;
 
 /* The layout is kept small for idle connections (ADR 0150): what only
@@ -108,6 +117,15 @@ mqtt_deliveries *mqtt_conn_deliveries(mqtt_conn *c);
 void mqtt_conn_close(hm_ctx *ctx, mqtt_conn *c, const char *why, bool abort);
 /* Sends `m` (taken) to the session; closes the connection if it cannot. */
 void mqtt_conn_send_session(hm_ctx *ctx, mqtt_conn *c, hm_msg *m);
+/* Sends the session the attach for the CONNECT just taken (`persistent`,
+ * `fallback` and `username` set); in a cluster as a request, tried again
+ * while the members disagree about where the session lives (ADR 0295). */
+void mqtt_conn_attach(hm_ctx *ctx, mqtt_conn *c);
+/* Sends a SUBSCRIBE or UNSUBSCRIBE (`data`, `len` borrowed), whole, to
+ * the session; in a cluster as a request, sent again like the attach
+ * (ADR 0295). The caller holds further frames until "mqtt.done". */
+void mqtt_conn_forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data,
+                       size_t len);
 /* Tells the session the connection is gone, once, handing back the
  * inbound QoS 2 ids. */
 void mqtt_conn_detach(hm_ctx *ctx, mqtt_conn *c);

@@ -134,7 +134,6 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     uint32_t ka_s = k->keepalive_s;
     const char *id;
     size_t id_len;
-    mqtt_attach *a;
     int code;
 
     /* Before the session is named, so a refused client never wakes one. */
@@ -196,13 +195,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
     /* [MQTT-3.1.2-24] net closes the connection after 1.5 x keepalive
      * without a packet (0: never), and on_closed publishes the will. */
     hm_conn_set_idle_timeout(c->conn, ka_s * 1500u);
-    a = hm_alloc(sizeof *a);
-    a->conn = hm_conn_ref(c->conn);
-    a->conn_name = hm_strdup(hm_addr_name(hm_ctx_self(ctx)));
-    a->ws = c->ws != NULL;
-    a->clean = k->clean_session || c->fallback;
     c->persistent = !k->clean_session;
-    a->username = c->username ? hm_strdup(c->username) : NULL;
     c->phase = CONN_ATTACHING;
     c->waiting = true; /* until "mqtt.attached" */
     HM_LOG_DEBUG("MQTT-CONNECT",
@@ -210,7 +203,7 @@ static void on_connect(hm_ctx *ctx, mqtt_conn *c, const mqtt_connect *k)
                  "keepalive %u s",
                  mqtt_conn_id(c), c->client_id, k->clean_session,
                  ka_s);
-    mqtt_conn_send_session(ctx, c, hm_msg_create(&mqtt_attach_type, a, 0));
+    mqtt_conn_attach(ctx, c);
 }
 
 static void on_publish(hm_ctx *ctx, mqtt_conn *c, const mqtt_publish *p)
@@ -286,11 +279,8 @@ static void on_pubrel(hm_ctx *ctx, mqtt_conn *c, uint16_t pid)
  * until the session says "mqtt.done". */
 static void forward(hm_ctx *ctx, mqtt_conn *c, const uint8_t *data, size_t len)
 {
-    mqtt_blob *blob = mqtt_blob_create(
-        c->b->node ? hm_addr_name(hm_ctx_self(ctx)) : NULL, data, len);
-
     c->waiting = true;
-    mqtt_conn_send_session(ctx, c, hm_msg_create(&mqtt_forward_type, blob, 0));
+    mqtt_conn_forward(ctx, c, data, len);
 }
 
 static void on_fault(hm_ctx *ctx, mqtt_conn *c, const mqtt_fault *why)

@@ -32,13 +32,6 @@
 
 #include <string.h>
 
-/* In a cluster a taken-over connection on another node may never detach
- * (its node died unseen, or it ended during a move): the new connection is
- * answered after this long all the same. */
-#define TAKEOVER_WAIT_MS 3000u
-/* arg: the takeover it belongs to. */
-static const hm_type takeover_timer_type = {.name = "mqtt.takeover_timer"};
-
 static bool allows(mqtt_session *s, mqtt_acl_access access, const char *t,
                    size_t len)
 {
@@ -410,6 +403,17 @@ void mqtt_session_end(hm_ctx *ctx, mqtt_session *s)
     hm_ctx_deactivate(ctx);
 }
 
+/* Answers an attach or a forward sent as a request (a cluster's
+ * connection, ADR 0295): the session has it, so the connection stops
+ * trying. Once: a held message that runs again is answered already. */
+static void ack_request(hm_ctx *ctx, hm_msg *msg)
+{
+    hm_msg *ok = hm_msg_create(&mqtt_done_type, NULL, 0);
+
+    if (hm_ctx_reply(ctx, msg, ok) != HM_OK)
+        hm_msg_destroy(ok);
+}
+
 /* The connection receiver an attach came from: its sender here, or the
  * address it names when it came from another node. Returns owned or NULL. */
 static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
@@ -419,40 +423,6 @@ static hm_addr *attach_source(mqtt_session *s, hm_msg *msg)
     if (a->conn && hm_msg_from(msg))
         return hm_addr_ref(hm_msg_from(msg));
     return a->conn ? NULL : mqtt_session_intern_conn(s, a->conn_name);
-}
-
-/* [MQTT-3.1.4-2] A new connection for a connected client id: close the
- * old one and answer the new one once the old one has detached, so the
- * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg` and `from`
- * (the new connection). */
-static void take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg,
-                      hm_addr *from)
-{
-    HM_LOG_INFO("MQTT-TAKEOVER",
-                "client %s: a new connection takes over "
-                "the session",
-                session_id(s));
-    if (s->pending_attach) { /* a third one: the second never started */
-        send_empty(ctx, s->pending_from, &mqtt_kick_type);
-        hm_msg_destroy(s->pending_attach);
-        hm_addr_release(s->pending_from);
-    }
-    s->pending_from = from;
-    s->pending_attach = hm_msg_move(msg);
-    if (s->conn_addr) {
-        send_empty(ctx, s->conn_addr, &mqtt_kick_type);
-        hm_addr_release(s->old_conn_addr);
-        s->old_conn_addr = hm_addr_ref(s->conn_addr);
-        mqtt_session_let_go(s);
-        if (s->b->node) {
-            hm_msg *t = hm_msg_create(&takeover_timer_type, NULL,
-                                      ++s->takeovers);
-
-            if (hm_runtime_send_after(s->b->rt, s->self, t, TAKEOVER_WAIT_MS,
-                                      NULL) != HM_OK)
-                hm_msg_destroy(t);
-        }
-    }
 }
 
 /* Attaches the connection receiver `from` (taken) as `a` (borrowed; its
@@ -586,6 +556,9 @@ static void handle_msg(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
 {
     const hm_type *t = hm_msg_type(msg);
 
+    if ((t == &mqtt_attach_type || t == &mqtt_forward_type) &&
+        hm_msg_req_id(msg) && !hm_msg_is_reply(msg))
+        ack_request(ctx, msg); /* in a cluster: "it is here" (ADR 0295) */
     if (s->mv && mqtt_session_move_intercept(ctx, s, msg))
         return; /* held, kept or forwarded while moving */
     if (t == &mqtt_restore_type) {
@@ -610,7 +583,7 @@ static void handle_msg(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
             return;
         s->from_store = false; /* a client's copy from now on */
         if (s->conn_addr || s->old_conn_addr)
-            take_over(ctx, s, msg, from);
+            mqtt_session_take_over(ctx, s, msg, from);
         else
             on_attach(ctx, s, hm_msg_payload(msg), from);
         return;
@@ -648,15 +621,8 @@ static void handle_msg(hm_ctx *ctx, mqtt_session *s, hm_msg *msg)
                t == &mqtt_session_room_type) {
         mqtt_session_stall_retry(s, hm_msg_arg(msg),
                                  t == &mqtt_session_room_type);
-    } else if (t == &takeover_timer_type) {
-        if (s->old_conn_addr && hm_msg_arg(msg) == s->takeovers) {
-            HM_LOG_WARN("MQTT-TAKEOVER", "client %s: the old connection did "
-                        "not detach in time", session_id(s));
-            /* Its kick may have met a full link (ADR 0230): again, so it
-             * does not stay open, deaf, once its node catches up. */
-            send_empty(ctx, s->old_conn_addr, &mqtt_kick_type);
-            mqtt_session_finish_takeover(ctx, s, NULL);
-        }
+    } else if (t == &mqtt_session_takeover_type) {
+        mqtt_session_takeover_timer(ctx, s, hm_msg_arg(msg));
     }
 }
 
@@ -713,18 +679,11 @@ static void session_deactivate(hm_ctx *ctx, void *state,
             mqtt_session_move_away(s, to, true);
     }
     mqtt_session_move_fini(s);
-    if (s->pending_from) { /* its CONNACK will not come from here */
-        hm_msg *m = hm_msg_create(&mqtt_kick_type, NULL, 0);
-
-        if (hm_runtime_send(s->b->rt, s->pending_from, m) != HM_OK)
-            hm_msg_destroy(m);
-    }
+    mqtt_session_drop_pending(s);
     mqtt_session_drop_subs(s); /* before the token (self) goes */
     mqtt_session_let_go(s);
     mqtt_session_stall_drop(s);
     hm_addr_release(s->old_conn_addr);
-    hm_addr_release(s->pending_from);
-    hm_msg_destroy(s->pending_attach);
     mqtt_outbox_destroy(s->out);
     mqtt_qos2_box_destroy(s->in_qos2);
     if (s->dur) {

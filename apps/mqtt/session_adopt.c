@@ -96,6 +96,9 @@ static bool carry_on(mqtt_session *s, const mqtt_handoff *h)
     /* This node may have joined so recently that its link to the
      * connection's node is not up yet: then what follows waits for it. */
     mqtt_session_await_link(s);
+    /* What the old owner held for that connection (a full link) comes
+     * first: a CONNACK before any resend (ADR 0296). */
+    mqtt_session_send_owed(s, h->owed);
     moved = hm_msg_create(&mqtt_moved_type,
                           mqtt_ctl_create(hm_node_name(s->b->node), NULL), 0);
     if (mqtt_session_to_conn(s, moved) != HM_OK)

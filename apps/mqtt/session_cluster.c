@@ -593,6 +593,7 @@ static mqtt_handoff *make_handoff(mqtt_session *s, uint32_t gen)
     h->ws = s->ws;
     h->persistent = s->persistent;
     h->present = s->attached_ever;
+    h->owed = mqtt_session_stall_owed(s); /* ADR 0296 */
     return h;
 }
 
@@ -650,6 +651,8 @@ void mqtt_session_hand_over(mqtt_session *s, const char *owner)
 
     if (!m)
         return;
+    if (owner) /* a leave: this session stays on as a forwarder */
+        mqtt_session_drop_pending(s);
     HM_LOG_INFO("MQTT-HANDOFF", "client %s: session moves to %s "
                 "(%zu subscriptions)", session_id(s),
                 owner ? owner : "its new owner",

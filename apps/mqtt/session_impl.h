@@ -205,6 +205,24 @@ hm_msg *mqtt_session_copy_delivery(const hm_msg *m);
 /* Destroys `m` (NULL accepted), releasing a delivery's receipt unit. */
 void mqtt_session_msg_drop(hm_msg *m);
 
+/* ---------------------------------------------- in session_takeover.c */
+
+/* The takeover wait's timer (its arg: the takeover's number). */
+extern const hm_type mqtt_session_takeover_type;
+/* [MQTT-3.1.4-2] A new connection for a connected client id: kicks the
+ * old one and answers the new one once the old one has detached, so the
+ * QoS 2 ids it holds are not lost [MQTT-4.3.3-2]. Takes `msg` (the
+ * attach) and `from` (the new connection). */
+void mqtt_session_take_over(hm_ctx *ctx, mqtt_session *s, hm_msg *msg,
+                            hm_addr *from);
+/* The takeover timer numbered `n` fired: the new connection is answered
+ * if the old one has not detached. */
+void mqtt_session_takeover_timer(hm_ctx *ctx, mqtt_session *s, uint64_t n);
+/* A connection waiting for a takeover that will not finish here (the
+ * session leaves this node): kicked, so its client connects again and
+ * reaches the new owner (ADR 0295). */
+void mqtt_session_drop_pending(mqtt_session *s);
+
 /* ------------------------------------------------- in session_out.c */
 
 /* The timer that retries a stalled connection, and the room notice the
@@ -236,6 +254,13 @@ void mqtt_session_stall_drop(mqtt_session *s);
  * everything for the connection waits (a stall) until it is, at most a
  * few seconds, then the connection is let go (docs/adr/0266). */
 void mqtt_session_await_link(mqtt_session *s);
+/* What the stall still holds that the outbox will not resend (CONNACK,
+ * SUBACK, UNSUBACK, "attached", "done"), in order, for a handoff. Returns
+ * owned, or NULL if nothing (docs/adr/0296). */
+char *mqtt_session_stall_owed(const mqtt_session *s);
+/* After an adoption: sends `owed` (borrowed; may be NULL) to the
+ * connection, in order, ahead of anything else. */
+void mqtt_session_send_owed(mqtt_session *s, const char *owed);
 
 /* --------------------------------------------- in session_cluster.c */
 

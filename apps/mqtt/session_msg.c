@@ -401,6 +401,7 @@ void mqtt_handoff_destroy(void *p)
     hm_free(h->conn);
     hm_free(h->username);
     hm_free(h->state);
+    hm_free(h->owed);
     hm_free(h);
 }
 
@@ -419,6 +420,7 @@ mqtt_handoff *mqtt_handoff_clone(const mqtt_handoff *h)
     c->old = dup_opt(h->old);
     c->conn = dup_opt(h->conn);
     c->username = dup_opt(h->username);
+    c->owed = dup_opt(h->owed);
     c->state = hm_alloc(h->state_len ? h->state_len : 1);
     memcpy(c->state, h->state, h->state_len);
     return c;
@@ -439,6 +441,7 @@ json_t *mqtt_handoff_to_json(const void *p)
     set_opt_str(o, "old", h->old);
     set_opt_str(o, "conn", h->conn);
     set_opt_str(o, "user", h->username);
+    set_opt_str(o, "owed", h->owed);
     json_object_set_new(o, "ws", json_boolean(h->ws));
     json_object_set_new(o, "persistent", json_boolean(h->persistent));
     json_object_set_new(o, "present", json_boolean(h->present));
@@ -449,7 +452,7 @@ json_t *mqtt_handoff_to_json(const void *p)
 
 hm_err mqtt_handoff_from_json(const json_t *j, void **out)
 {
-    const char *conn, *user, *state, *cid, *from, *old;
+    const char *conn, *user, *state, *cid, *from, *old, *owed;
     mqtt_handoff h = {0}, *hp;
 
     if (!json_is_object(j) ||
@@ -461,6 +464,7 @@ hm_err mqtt_handoff_from_json(const json_t *j, void **out)
         get_str(j, "conn", true, MQTT_MSG_NAME_MAX, &conn) != HM_OK ||
         get_str(j, "user", true, STR_MAX, &user) != HM_OK ||
         get_str(j, "state", false, SIZE_MAX, &state) != HM_OK ||
+        get_str(j, "owed", true, SIZE_MAX, &owed) != HM_OK ||
         get_bool(j, "ws", &h.ws) != HM_OK ||
         get_bool(j, "persistent", &h.persistent) != HM_OK ||
         get_bool(j, "present", &h.present) != HM_OK ||
@@ -475,8 +479,62 @@ hm_err mqtt_handoff_from_json(const json_t *j, void **out)
     hp->client_id = cid ? hm_strdup(cid) : NULL;
     hp->from = from ? hm_strdup(from) : NULL;
     hp->old = old ? hm_strdup(old) : NULL;
+    hp->owed = owed ? hm_strdup(owed) : NULL;
     *out = hp;
     return HM_OK;
+}
+
+/* -------------------------------------------------------------- owed */
+
+void mqtt_owed_append(char **acc, size_t *acc_len, const mqtt_owed_entry *e)
+{
+    char *b64 = e->kind == 'o' ? mqtt_base64_encode(e->packet, e->len) : NULL;
+    size_t len = b64 ? 1 + strlen(b64) : e->kind == 'a' ? 2 : 1;
+    size_t sep = *acc ? 1 : 0;
+    char *p;
+
+    *acc = hm_realloc(*acc, *acc_len + sep + len + 1);
+    p = *acc + *acc_len;
+    if (sep)
+        *p++ = ',';
+    *p = e->kind;
+    if (b64)
+        memcpy(p + 1, b64, len - 1);
+    else if (e->kind == 'a')
+        p[1] = e->present ? '1' : '0';
+    p[len] = '\0';
+    *acc_len += sep + len;
+    hm_free(b64);
+}
+
+hm_err mqtt_owed_next(const char **cursor, mqtt_owed_entry *out)
+{
+    const char *e = *cursor, *end;
+    size_t len;
+    char *b64;
+    hm_err err;
+
+    if (!e || !*e)
+        return HM_ENOTFOUND;
+    end = strchr(e, ',');
+    len = end ? (size_t)(end - e) : strlen(e);
+    *cursor = end ? end + 1 : e + len;
+    if (len == 1 && e[0] == 'd') {
+        *out = (mqtt_owed_entry){.kind = 'd'};
+        return HM_OK;
+    }
+    if (len == 2 && e[0] == 'a' && (e[1] == '0' || e[1] == '1')) {
+        *out = (mqtt_owed_entry){.kind = 'a', .present = e[1] == '1'};
+        return HM_OK;
+    }
+    if (len < 2 || e[0] != 'o')
+        return HM_EPROTO;
+    b64 = hm_strndup(e + 1, len - 1);
+    *out = (mqtt_owed_entry){.kind = 'o'};
+    err = mqtt_base64_decode(b64, MQTT_OWED_PACKET_MAX, &out->packet,
+                             &out->len);
+    hm_free(b64);
+    return err == HM_OK ? HM_OK : HM_EPROTO;
 }
 
 /* ----------------------------------------------------------- restore */

@@ -113,6 +113,8 @@ typedef struct mqtt_handoff {
     bool present;    /* a client attached before (session present) */
     uint8_t *state;  /* owned: a session_state.h record */
     size_t state_len;
+    char *owed;      /* owned, or NULL: what the connection was still owed
+                        (session_out.c, ADR 0296) */
 } mqtt_handoff;
 extern const hm_type mqtt_handoff_type;
 void mqtt_handoff_destroy(void *handoff);
@@ -182,6 +184,26 @@ struct json_t *mqtt_ctl_to_json(const void *ctl);
 hm_err mqtt_ctl_from_json(const struct json_t *j, void **out);
 struct json_t *mqtt_pub_to_json(const void *pub);
 hm_err mqtt_pub_from_json(const struct json_t *j, void **out);
+
+/* A handoff's `owed` (ADR 0296): what the old owner still held for the
+ * connection, as entries separated by ',': "o" and the base64 of a packet
+ * for the client ("mqtt.out"), "d" ("mqtt.done"), "a0" or "a1"
+ * ("mqtt.attached", session present 0 or 1). */
+typedef struct mqtt_owed_entry {
+    char kind;       /* 'o', 'd' or 'a' */
+    bool present;    /* 'a': session present */
+    uint8_t *packet; /* 'o': owned, `len` bytes; else NULL */
+    size_t len;
+} mqtt_owed_entry;
+/* The largest packet an 'o' entry may carry. */
+#define MQTT_OWED_PACKET_MAX (1u << 20)
+/* Appends entry `e` (borrowed) to the owned string `*acc` (NULL: empty) of
+ * `*acc_len` characters. */
+void mqtt_owed_append(char **acc, size_t *acc_len, const mqtt_owed_entry *e);
+/* Reads the entry at `*cursor` (borrowed, NUL-terminated) into `out` and
+ * moves `*cursor` past it. Errors: HM_ENOTFOUND (no more entries),
+ * HM_EPROTO (a malformed entry, skipped; `out` untouched). */
+hm_err mqtt_owed_next(const char **cursor, mqtt_owed_entry *out);
 
 /* Base64 (RFC 4648, with padding) of `len` bytes at `data`. Returns owned,
  * NUL-terminated. */

@@ -32,8 +32,10 @@
  * (mqtt_session_let_go: the client reconnects and the outbox resends what
  * was in flight, with DUP). A session that moves to another node hands
  * over its outbox, whose in-flight messages the new owner resends; the
- * control packets held here (at most a SUBACK or an UNSUBACK the client
- * waits for) are lost with the move.
+ * rest of what is held here, the answers the connection waits for (a
+ * CONNACK with its "attached", a SUBACK or UNSUBACK with its "done"),
+ * goes in the handoff as `owed` (mqtt_session_stall_owed), and the new
+ * owner sends it first (mqtt_session_send_owed, docs/adr/0296).
  *
  * The same holding covers a link that is not up *yet* (docs/adr/0266): a
  * session adopted by a node that has just joined may hear of its
@@ -273,4 +275,82 @@ void mqtt_session_stall_retry(mqtt_session *s, uint64_t gen, bool notice)
                  session_id(s), (unsigned long long)st->held);
     mqtt_session_stall_drop(s);
     mqtt_session_pump(s); /* what waited in the outbox */
+}
+
+/* ---------------------------------------------------- owed on a move */
+
+char *mqtt_session_stall_owed(const mqtt_session *s)
+{
+    const session_stall *st = s->stall;
+    char *acc = NULL;
+    size_t acc_len = 0;
+
+    for (size_t i = 0; st && i < st->count; i++) {
+        hm_msg *m = st->q[(st->head + i) % st->cap];
+        const hm_type *t = hm_msg_type(m);
+        mqtt_owed_entry e = {0};
+
+        if (t == &mqtt_out_type) {
+            mqtt_blob *b = hm_msg_payload(m);
+            int type = b->len ? b->data[0] >> 4 : MQTT_PUBLISH;
+
+            if (type == MQTT_PUBLISH || type == MQTT_PUBREL)
+                continue; /* the outbox resends them (DUP) */
+            e = (mqtt_owed_entry){.kind = 'o', .packet = b->data,
+                                  .len = b->len};
+        } else if (t == &mqtt_done_type) {
+            e.kind = 'd';
+        } else if (t == &mqtt_attached_type) {
+            e = (mqtt_owed_entry){.kind = 'a', .present = hm_msg_arg(m)};
+        } else {
+            continue; /* "moved": the new owner sends its own */
+        }
+        mqtt_owed_append(&acc, &acc_len, &e);
+    }
+    HM_LOG_DEBUG("MQTT-OWED", "client %s: %zu held, owed %s", session_id(s),
+                 st ? st->count : (size_t)0, acc ? acc : "-");
+    return acc;
+}
+
+/* Entry `e` as the message it stood for (its packet taken). */
+static hm_msg *owed_msg(const mqtt_session *s, mqtt_owed_entry *e)
+{
+    hm_msg *m;
+
+    if (e->kind == 'd')
+        return hm_msg_create(&mqtt_done_type, NULL, 0);
+    if (e->kind == 'a')
+        return hm_msg_create(
+            &mqtt_attached_type,
+            mqtt_ctl_create(hm_node_name(s->b->node), NULL), e->present);
+    m = hm_msg_create(&mqtt_out_type,
+                      mqtt_blob_create(NULL, e->packet, e->len), 0);
+    hm_free(e->packet);
+    return m;
+}
+
+void mqtt_session_send_owed(mqtt_session *s, const char *owed)
+{
+    mqtt_owed_entry e;
+    size_t count = 0;
+    hm_err err;
+
+    while ((err = mqtt_owed_next(&owed, &e)) != HM_ENOTFOUND) {
+        hm_msg *m;
+
+        if (err != HM_OK) {
+            HM_LOG_WARN("MQTT-HANDOFF", "client %s: a malformed owed "
+                        "entry in the state; skipped", session_id(s));
+            continue;
+        }
+        m = owed_msg(s, &e);
+        if (mqtt_session_to_conn(s, m) != HM_OK)
+            hm_msg_destroy(m);
+        else
+            count++;
+    }
+    if (count)
+        HM_LOG_INFO("MQTT-HANDOFF", "client %s: %zu answers the old owner "
+                    "held for the connection sent from here", session_id(s),
+                    count);
 }

@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_sessions_test as cs  # noqa: E402
-from mqttkit import WAIT, wait_for  # noqa: E402
+from mqttkit import WAIT, node_logs, stop_all, wait_for  # noqa: E402
 from placement import session_owner  # noqa: E402
 
 CLIENTS = 6  # connected to n1, moving to n3 when it joins
@@ -71,15 +71,10 @@ class Join(unittest.TestCase):
     def tearDown(self):
         for c in self.clients:
             c.close()
-        for n in self.nodes:
-            n.stop()
-        bad = [l for n in self.nodes for l in n.sanitizer_reports()]
-        if bad:
-            raise AssertionError("\n".join(bad[:400]))
+        stop_all(self.nodes)
 
     def logs(self, word=None):
-        return "\n".join("[%s] %s" % (n.name, l) for n in self.nodes
-                         for l in n.lines if not word or word in l)
+        return node_logs(self.nodes, word)
 
     def test_a_join_disconnects_no_client_of_a_staying_node(self):
         n1 = cs.Node("n1")

@@ -257,6 +257,25 @@ def parse_publish(first, body):
     return topic, body[pos:], qos, bool(first & 8), bool(first & 1), pid
 
 
+def stop_all(nodes, resume=False):
+    """Stops every node (SIGCONT first with `resume`: a test may have left
+    one stopped), then raises with the sanitizer reports, if any (an
+    instrumented build reports at exit)."""
+    for n in nodes:
+        if resume and n.proc.poll() is None:
+            n.proc.send_signal(signal.SIGCONT)
+        n.stop()
+    bad = [l for n in nodes for l in n.sanitizer_reports()]
+    if bad:
+        raise AssertionError("\n".join(bad[:400]))
+
+
+def node_logs(nodes, word=None):
+    """Every node's lines (those with `word`), each tagged with its node."""
+    return "\n".join("[%s] %s" % (n.name, l) for n in nodes
+                      for l in n.lines if not word or word in l)
+
+
 class Raw:
     """A blocking socket client that reads whole MQTT packets."""
 

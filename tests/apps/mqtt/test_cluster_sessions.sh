@@ -9,8 +9,10 @@
 # then tests/apps/mqtt/cluster_join_test.py: a node joining through one
 # seed adopts sessions before its link to their connections' node is up,
 # and no client of the staying nodes is disconnected or loses a message
-# (docs/adr/0266). Every process is stopped and every file removed at the
-# end.
+# (docs/adr/0266); then tests/apps/mqtt/cluster_connect_test.py: clients
+# connect to every node in a loop while a fourth node joins and leaves, and
+# every CONNECT gets its CONNACK (docs/adr/0295). Every process is stopped
+# and every file removed at the end.
 # Usage: test_cluster_sessions.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -20,5 +22,7 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 HERMES_MQTT="$build/hermes-mqtt" timeout 300 "$py" \
     tests/apps/mqtt/cluster_sessions_test.py
-HERMES_MQTT="$build/hermes-mqtt" exec timeout 120 "$py" \
+HERMES_MQTT="$build/hermes-mqtt" timeout 120 "$py" \
     tests/apps/mqtt/cluster_join_test.py
+HERMES_MQTT="$build/hermes-mqtt" exec timeout 120 "$py" \
+    tests/apps/mqtt/cluster_connect_test.py

@@ -445,3 +445,50 @@ Test(mqtt_session_msg, session_state_without_an_outbox)
     mqtt_session_state_fini(&st);
     hm_free(data);
 }
+
+/* A handoff's owed answers (ADR 0296): written in order, read back the
+ * same, a malformed entry skipped, and carried by the handoff's JSON. */
+Test(mqtt_session_msg, owed_entries_round_trip_in_order)
+{
+    static const uint8_t suback[] = {0x90, 0x03, 0x00, 0x4d, 0x01};
+    mqtt_owed_entry in[] = {
+        {.kind = 'o', .packet = (uint8_t *)suback, .len = sizeof suback},
+        {.kind = 'd'},
+        {.kind = 'a', .present = true},
+    };
+    mqtt_owed_entry e;
+    char *acc = NULL;
+    const char *cur;
+    size_t len = 0;
+    mqtt_handoff h = {0}, *back;
+    json_t *j;
+
+    for (size_t i = 0; i < 3; i++)
+        mqtt_owed_append(&acc, &len, &in[i]);
+    cr_assert_str_eq(acc, "okAMATQE=,d,a1");
+    cur = acc;
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_OK);
+    cr_assert_eq(e.kind, 'o');
+    cr_assert_eq(e.len, sizeof suback);
+    cr_assert_eq(memcmp(e.packet, suback, sizeof suback), 0);
+    hm_free(e.packet);
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_OK);
+    cr_assert_eq(e.kind, 'd');
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_OK);
+    cr_assert(e.kind == 'a' && e.present);
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_ENOTFOUND);
+    cur = "x,o!!,d";
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_EPROTO);
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_EPROTO);
+    cr_assert_eq(mqtt_owed_next(&cur, &e), HM_OK);
+    cr_assert_eq(e.kind, 'd');
+    h.state = (uint8_t *)"s";
+    h.state_len = 1;
+    h.owed = acc;
+    j = mqtt_handoff_to_json(&h);
+    cr_assert_eq(mqtt_handoff_from_json(j, (void **)&back), HM_OK);
+    cr_assert_str_eq(back->owed, acc);
+    mqtt_handoff_destroy(back);
+    json_decref(j);
+    hm_free(acc);
+}
