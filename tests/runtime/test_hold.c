@@ -4,6 +4,7 @@
  * message on, in order, nothing lost or repeated. With real workers and in
  * manual mode. */
 #include "runtime/runtime.h"
+#include "tests/runtime/gate.h"
 
 #include <criterion/criterion.h>
 #include <stdatomic.h>
@@ -11,29 +12,6 @@
 #include <unistd.h>
 
 static const hm_type NUM = {.name = "t.num"};
-
-/* Takes numbers in order while `open`; holds the message otherwise. */
-typedef struct gate {
-    _Atomic bool open;
-    _Atomic uint64_t next; /* the next number expected */
-    _Atomic uint64_t holds;
-    _Atomic bool bad;      /* a number out of order */
-} gate;
-
-static hm_err gate_handle(hm_ctx *ctx, void *state, hm_msg *msg)
-{
-    gate *g = state;
-
-    if (!atomic_load(&g->open)) {
-        atomic_fetch_add(&g->holds, 1);
-        hm_ctx_hold(ctx);
-        return HM_OK;
-    }
-    if (hm_msg_arg(msg) != atomic_load(&g->next))
-        atomic_store(&g->bad, true);
-    atomic_fetch_add(&g->next, 1);
-    return HM_OK;
-}
 
 Test(hold, held_receiver_pushes_back_and_resumes_in_order)
 {

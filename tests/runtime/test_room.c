@@ -8,6 +8,7 @@
  * receiver is a gate that holds its first message (hm_ctx_hold) until the
  * test opens it, so "full" lasts exactly as long as the test says. */
 #include "runtime/runtime.h"
+#include "tests/runtime/gate.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -20,27 +21,6 @@
 static const hm_type NUM = {.name = "t.num"};
 static const hm_type GO = {.name = "t.go"};
 static const hm_type ROOM = {.name = "t.room"};
-
-/* Takes numbers in order while `open`, holds the message otherwise. */
-typedef struct gate {
-    _Atomic bool open;
-    _Atomic uint64_t next; /* the next number expected = numbers taken */
-    _Atomic bool bad;      /* a number out of order */
-} gate;
-
-static hm_err gate_handle(hm_ctx *ctx, void *state, hm_msg *msg)
-{
-    gate *g = state;
-
-    if (!atomic_load(&g->open)) {
-        hm_ctx_hold(ctx);
-        return HM_OK;
-    }
-    if (hm_msg_arg(msg) != atomic_load(&g->next))
-        atomic_store(&g->bad, true);
-    atomic_fetch_add(&g->next, 1);
-    return HM_OK;
-}
 
 static hm_addr *spawn_gate(hm_runtime *rt, const char *name, gate *g)
 {
